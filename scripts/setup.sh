@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs, idempotently and without questions, what vpcemu's build, tests and
+# benchmarks need on Debian 12. Safe to run again: it only installs what is missing.
+set -euo pipefail
+
+PKGS=(
+  dpdk dpdk-dev libdpdk-dev      # DPDK 22.11: EAL, PMDs (net_pcap, net_tap, net_null, net_ring), testpmd
+  libpcap-dev                    # net_pcap
+  libclang-dev clang pkg-config  # bindgen
+  build-essential                # the C shim
+  tshark                         # checking our output with dissectors nobody here wrote
+  python3-scapy                  # crafting test traffic (Debian's python: /usr/bin/python3)
+  iproute2 iputils-ping          # network namespaces for net_tap tests
+  jq
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup.sh: missing packages: ${missing[*]}; run as root (or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "setup.sh: installed ${missing[*]}"
+fi
+
+if ! pkg-config --atleast-version=22.11 libdpdk; then
+  echo "setup.sh: libdpdk >= 22.11 not found by pkg-config after install" >&2
+  exit 1
+fi
