@@ -1,0 +1,92 @@
+//! `vpcemu-bench`: vpcemu's line-rate scenarios, each measured beside a baseline from
+//! DPDK's own tools in the same run. Prints a table; `--json PATH` writes the report of
+//! ARCHITECTURE section 10.
+
+mod dpdk_tools;
+mod passthrough;
+mod report;
+mod traffic;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use report::Report;
+
+/// The scenarios this build knows.
+const SCENARIOS: &[&str] = &["passthrough"];
+
+/// vpcemu benchmarks: Mpps and cycles per packet beside DPDK's own tools.
+#[derive(Debug, Parser)]
+#[command(name = "vpcemu-bench", version, about)]
+struct Args {
+    /// Scenarios to run (default: all). Known: passthrough.
+    scenarios: Vec<String>,
+    /// Write the JSON report to PATH ("-" for stdout).
+    #[arg(long, value_name = "PATH")]
+    json: Option<String>,
+    /// Seconds each tool runs per measurement.
+    #[arg(long, default_value_t = 4.0)]
+    seconds: f64,
+    /// Measurements per tool (alternating); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// The vpcemu binary (default: next to this one).
+    #[arg(long)]
+    vpcemu: Option<PathBuf>,
+    /// Scratch directory for generated traffic.
+    #[arg(long, default_value = "target/bench-work")]
+    work: PathBuf,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("vpcemu-bench: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let names: Vec<String> =
+        if args.scenarios.is_empty() { SCENARIOS.iter().map(|s| s.to_string()).collect() } else { args.scenarios.clone() };
+    for n in &names {
+        if !SCENARIOS.contains(&n.as_str()) {
+            return Err(format!("unknown scenario {n:?}; known: {}", SCENARIOS.join(", ")));
+        }
+    }
+    let vpcemu = match &args.vpcemu {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("vpcemu"),
+    };
+    if !vpcemu.exists() {
+        return Err(format!("{} not found: build it (cargo build --release) or pass --vpcemu", vpcemu.display()));
+    }
+    std::fs::create_dir_all(&args.work).map_err(|e| format!("{}: {e}", args.work.display()))?;
+    let mut report = Report { scenarios: Vec::new() };
+    for n in &names {
+        eprintln!("vpcemu-bench: running {n} ...");
+        let row = match n.as_str() {
+            "passthrough" => passthrough::run(&passthrough::Setup {
+                vpcemu: &vpcemu,
+                work: &args.work,
+                seconds: args.seconds,
+                repeat: args.repeat,
+            })?,
+            _ => unreachable!("checked above"),
+        };
+        report.scenarios.push(row);
+    }
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n";
+        if path == "-" {
+            print!("{text}");
+        } else {
+            std::fs::write(path, text).map_err(|e| format!("{path}: {e}"))?;
+        }
+    }
+    Ok(())
+}

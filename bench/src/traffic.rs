@@ -1,0 +1,60 @@
+//! Synthetic traffic for the line-rate scenarios, written as classic pcap files that
+//! net_pcap replays with `infinite_rx=1`.
+
+use std::io::Write;
+use std::path::Path;
+
+/// A 64-byte Ethernet/IPv4/UDP frame (the minimum Ethernet frame) for flow `i`: the
+/// destination address and the UDP ports vary so that flow hashes spread.
+pub fn udp64(i: u32) -> Vec<u8> {
+    let mut f = vec![0u8; 64];
+    f[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x02]);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&50u16.to_be_bytes()); // 20 IPv4 + 8 UDP + 22 payload
+    ip[6] = 0x40; // DF
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&[10, 0, 1, 10]);
+    ip[16..20].copy_from_slice(&[10, 1, (i >> 8) as u8, i as u8]);
+    let sum = ipv4_header_checksum(ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    let udp = &mut f[34..42];
+    udp[0..2].copy_from_slice(&(1024 + (i % 60000) as u16).to_be_bytes());
+    udp[2..4].copy_from_slice(&5001u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&30u16.to_be_bytes());
+    f
+}
+
+fn ipv4_header_checksum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Write `frames` as a classic (microsecond) pcap file with Ethernet link type.
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut hdr = Vec::with_capacity(24);
+    hdr.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    hdr.extend_from_slice(&2u16.to_le_bytes());
+    hdr.extend_from_slice(&4u16.to_le_bytes());
+    hdr.extend_from_slice(&0i32.to_le_bytes());
+    hdr.extend_from_slice(&0u32.to_le_bytes());
+    hdr.extend_from_slice(&65535u32.to_le_bytes());
+    hdr.extend_from_slice(&1u32.to_le_bytes());
+    out.write_all(&hdr)?;
+    for (i, f) in frames.iter().enumerate() {
+        let len = f.len() as u32;
+        out.write_all(&(i as u32).to_le_bytes())?;
+        out.write_all(&0u32.to_le_bytes())?;
+        out.write_all(&len.to_le_bytes())?;
+        out.write_all(&len.to_le_bytes())?;
+        out.write_all(f)?;
+    }
+    out.flush()
+}

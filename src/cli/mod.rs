@@ -1,0 +1,97 @@
+//! The `vpcemu` command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::dpdk::Hugepages;
+use crate::runtime::passthrough;
+
+/// vpcemu: the AWS VPC data plane (Nitro card, Blackfoot edge, mapping service) on DPDK.
+#[derive(Debug, Parser)]
+#[command(name = "vpcemu", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Forward packets from one port to another, unchanged, on one worker lcore.
+    Passthrough(PassthroughArgs),
+}
+
+fn parse_ms(s: &str) -> Result<Duration, String> {
+    s.parse::<u64>().map(Duration::from_millis).map_err(|_| format!("{s:?} is not a number of milliseconds"))
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PassthroughArgs {
+    /// A device: a DPDK vdev string (e.g. "net_pcap0,rx_pcap=in.pcap") or a PCI address.
+    /// Give it twice: input first, then output.
+    #[arg(long = "vdev", value_name = "DEV", num_args = 1, required = true)]
+    pub vdevs: Vec<String>,
+    /// Exit once the inputs are exhausted and nothing has moved for MS milliseconds.
+    #[arg(long, value_name = "MS", value_parser = parse_ms)]
+    pub until_idle: Option<Duration>,
+    /// Exit after S seconds.
+    #[arg(long, value_name = "S", value_parser = parse_secs)]
+    pub duration: Option<Duration>,
+    /// EAL lcore list; the first is the control core, the next one runs the forwarding.
+    #[arg(long, default_value = "0-1")]
+    pub lcores: String,
+    /// DPDK memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub memory_mb: u32,
+    /// Hugepages: auto, on or off.
+    #[arg(long, default_value = "auto")]
+    pub hugepages: Hugepages,
+    /// Packets per RX/TX burst (1..=64).
+    #[arg(long, default_value_t = 32)]
+    pub burst: usize,
+    /// Mbufs in the pool.
+    #[arg(long, default_value_t = 8191)]
+    pub mbufs: u32,
+    /// Write the final figures as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub stats_json: Option<PathBuf>,
+}
+
+/// Run the command line; errors come back as one line for stderr.
+pub fn main_with(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Passthrough(a) => {
+            if a.vdevs.len() != 2 {
+                return Err(format!("passthrough needs exactly two --vdev (input, output), got {}", a.vdevs.len()));
+            }
+            if !(1..=64).contains(&a.burst) {
+                return Err(format!("--burst must be 1..=64, not {}", a.burst));
+            }
+            let opts = passthrough::Options {
+                input: a.vdevs[0].clone(),
+                output: a.vdevs[1].clone(),
+                until_idle: a.until_idle,
+                duration: a.duration,
+                lcores: a.lcores,
+                memory_mb: a.memory_mb,
+                hugepages: a.hugepages,
+                burst: a.burst,
+                mbufs: a.mbufs,
+                stats_json: a.stats_json,
+            };
+            if opts.until_idle.is_none() && opts.duration.is_none() {
+                eprintln!("vpcemu: forwarding until SIGINT/SIGTERM (see --until-idle, --duration)");
+            }
+            let mut stdout = std::io::stdout();
+            passthrough::run(&opts, &mut stdout).map(|_| ()).map_err(|e| e.to_string())
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The Environment Abstraction Layer: a builder that picks working flags for this
+//! machine, and an `Eal` guard that calls `rte_eal_cleanup` on drop.
+//!
+//! `rte_eal_init` works once per process; a second `init` returns
+//! [`DpdkError::EalAlreadyInitialised`]. DPDK's own log goes to a private temporary file
+//! by default, so a failure is reported as one line that quotes the root cause DPDK
+//! logged (see [`LogTarget`]).
+
+use std::ffi::{CString, c_char, c_int};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::error::{DpdkError, Result, rte_errno, strerror};
+use super::ffi;
+
+static EAL_STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether to back DPDK memory with hugepages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Hugepages {
+    /// Use hugepages when the machine has free ones, else ordinary memory (`--no-huge`).
+    #[default]
+    Auto,
+    /// Require hugepages.
+    On,
+    /// Never use hugepages (`--no-huge`).
+    Off,
+}
+
+impl std::str::FromStr for Hugepages {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Hugepages::Auto),
+            "on" => Ok(Hugepages::On),
+            "off" => Ok(Hugepages::Off),
+            other => Err(format!("hugepages must be auto, on or off, not {other:?}")),
+        }
+    }
+}
+
+/// Where DPDK's log lines go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LogTarget {
+    /// A private temporary file, searched for the root cause when something fails.
+    #[default]
+    Capture,
+    /// DPDK's default (the console).
+    Console,
+}
+
+/// Free 2 MiB (or default-size) hugepages according to /proc/meminfo.
+pub fn free_hugepages() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("HugePages_Free:").and_then(|v| v.trim().parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Builds the EAL argument list and initialises the EAL.
+#[derive(Debug, Clone)]
+pub struct EalBuilder {
+    program: String,
+    lcores: String,
+    memory_mb: u32,
+    hugepages: Hugepages,
+    pci: bool,
+    allow: Vec<String>,
+    vdevs: Vec<String>,
+    log_level: Option<String>,
+    log: LogTarget,
+    file_prefix: Option<String>,
+    extra: Vec<String>,
+}
+
+impl Default for EalBuilder {
+    fn default() -> Self {
+        EalBuilder {
+            program: "vpcemu".into(),
+            lcores: "0-1".into(),
+            memory_mb: 512,
+            hugepages: Hugepages::Auto,
+            pci: false,
+            allow: Vec::new(),
+            vdevs: Vec::new(),
+            log_level: None,
+            log: LogTarget::Capture,
+            file_prefix: None,
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl EalBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The lcore list (`-l`), e.g. "0-1": the first is the main (control) lcore.
+    pub fn lcores(mut self, lcores: impl Into<String>) -> Self {
+        self.lcores = lcores.into();
+        self
+    }
+    /// Memory to reserve, in MiB (`-m`).
+    pub fn memory_mb(mut self, mb: u32) -> Self {
+        self.memory_mb = mb;
+        self
+    }
+    pub fn hugepages(mut self, h: Hugepages) -> Self {
+        self.hugepages = h;
+        self
+    }
+    /// Add a virtual device (`--vdev`), e.g. "net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap".
+    pub fn vdev(mut self, vdev: impl Into<String>) -> Self {
+        self.vdevs.push(vdev.into());
+        self
+    }
+    /// Allow a PCI device (`-a 0000:03:00.0`); enables the PCI bus.
+    pub fn pci_device(mut self, addr: impl Into<String>) -> Self {
+        self.pci = true;
+        self.allow.push(addr.into());
+        self
+    }
+    /// DPDK log level (`--log-level`), e.g. "notice" or "pmd.net.pcap:debug".
+    pub fn log_level(mut self, level: impl Into<String>) -> Self {
+        self.log_level = Some(level.into());
+        self
+    }
+    pub fn log_target(mut self, target: LogTarget) -> Self {
+        self.log = target;
+        self
+    }
+    /// Fix the file prefix (default: unique per process).
+    pub fn file_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.file_prefix = Some(prefix.into());
+        self
+    }
+    /// Further EAL arguments, passed as they are.
+    pub fn extra_args<I: IntoIterator<Item = String>>(mut self, args: I) -> Self {
+        self.extra.extend(args);
+        self
+    }
+
+    /// The argument vector `init` passes to `rte_eal_init`.
+    pub fn args(&self) -> Result<Vec<String>> {
+        let use_huge = match self.hugepages {
+            Hugepages::On => true,
+            Hugepages::Off => false,
+            Hugepages::Auto => free_hugepages() * 2 >= u64::from(self.memory_mb),
+        };
+        let prefix = self.file_prefix.clone().unwrap_or_else(|| {
+            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+            format!("{}-{}-{}", self.program, std::process::id(), nanos)
+        });
+        let mut a = vec![self.program.clone(), "-l".into(), self.lcores.clone()];
+        a.extend(["-m".into(), self.memory_mb.to_string()]);
+        if use_huge {
+            a.push("--in-memory".into());
+        } else {
+            // --in-memory cannot be combined with --no-huge.
+            a.extend(["--no-huge".into(), "--no-shconf".into()]);
+        }
+        a.extend(["--file-prefix".into(), prefix]);
+        if !self.pci {
+            a.push("--no-pci".into());
+        }
+        for dev in &self.allow {
+            a.extend(["-a".into(), dev.clone()]);
+        }
+        for v in &self.vdevs {
+            a.extend(["--vdev".into(), v.clone()]);
+        }
+        if let Some(l) = &self.log_level {
+            a.push(format!("--log-level={l}"));
+        }
+        a.extend(self.extra.iter().cloned());
+        for s in &a {
+            if s.contains('\0') {
+                return Err(DpdkError::BadArgument(s.clone()));
+            }
+        }
+        Ok(a)
+    }
+
+    /// Initialise the EAL. Works once per process.
+    pub fn init(self) -> Result<Eal> {
+        if EAL_STARTED.swap(true, Ordering::SeqCst) {
+            return Err(DpdkError::EalAlreadyInitialised);
+        }
+        let args = self.args()?;
+        let log = match self.log {
+            LogTarget::Capture => LogCapture::open(),
+            LogTarget::Console => None,
+        };
+        let cargs: Vec<CString> = args
+            .iter()
+            .map(|s| CString::new(s.as_str()).map_err(|_| DpdkError::BadArgument(s.clone())))
+            .collect::<Result<_>>()?;
+        // rte_eal_init may permute argv; give it pointers into strings we keep alive.
+        let mut argv: Vec<*mut c_char> = cargs.iter().map(|c| c.as_ptr() as *mut c_char).collect();
+        argv.push(std::ptr::null_mut());
+        let argc = c_int::try_from(cargs.len()).unwrap_or(c_int::MAX);
+        // SAFETY: argv holds argc valid NUL-terminated strings followed by NULL; the strings
+        // (`cargs`) outlive the call and are not used through argv afterwards. EAL_STARTED
+        // guarantees this runs at most once per process, from one thread.
+        let rc = unsafe { ffi::rte_eal_init(argc, argv.as_mut_ptr()) };
+        if rc < 0 {
+            let code = rte_errno();
+            let detail = log.as_ref().and_then(|l| l.root_cause(&[])).map(|d| format!(" ({d})")).unwrap_or_default();
+            return Err(DpdkError::EalInit { code, message: strerror(code), detail });
+        }
+        Ok(Eal { log, args })
+    }
+}
+
+/// DPDK's log captured into an unlinked temporary file.
+#[derive(Debug)]
+pub(crate) struct LogCapture {
+    fd: i32,
+}
+
+impl LogCapture {
+    fn open() -> Option<LogCapture> {
+        // SAFETY: tmpfile() returns an owned FILE* or NULL. rte_openlog_stream keeps the
+        // pointer for the life of the process; we never fclose it, so it stays valid.
+        // fileno on a valid FILE* has no other precondition.
+        unsafe {
+            let f = libc::tmpfile();
+            if f.is_null() {
+                return None;
+            }
+            if ffi::rte_openlog_stream(f.cast()) != 0 {
+                return None;
+            }
+            Some(LogCapture { fd: libc::fileno(f) })
+        }
+    }
+
+    /// Everything DPDK logged so far.
+    pub(crate) fn contents(&self) -> String {
+        // SAFETY: fflush(NULL) flushes every open output stream; no preconditions.
+        unsafe {
+            libc::fflush(std::ptr::null_mut());
+        }
+        std::fs::read(format!("/proc/self/fd/{}", self.fd))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The lines that read like the cause of a failure: the first failing line DPDK
+    /// logged and, when different, the first failing line that mentions one of `names`.
+    pub(crate) fn root_cause(&self, names: &[&str]) -> Option<String> {
+        let text = self.contents();
+        let failing = |l: &str| {
+            let low = l.to_ascii_lowercase();
+            ["fail", "cannot", "couldn't", "unable", "error", "invalid", "no such", "not found"]
+                .iter()
+                .any(|k| low.contains(k))
+        };
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && failing(l));
+        let first = lines.next()?;
+        let named = std::iter::once(first)
+            .chain(lines)
+            .find(|l| names.iter().any(|n| l.contains(n)))
+            .filter(|l| *l != first);
+        Some(match named {
+            Some(n) => format!("{first}; {n}"),
+            None => first.to_string(),
+        })
+    }
+}
+
+/// The running EAL. Dropping it calls `rte_eal_cleanup`; drop every port, pool and mbuf
+/// first (the runtime's ownership order does).
+#[derive(Debug)]
+pub struct Eal {
+    log: Option<LogCapture>,
+    args: Vec<String>,
+}
+
+impl Eal {
+    /// The arguments the EAL was started with.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// A root cause DPDK logged, if the log is captured (see [`LogTarget`]).
+    pub fn logged_cause(&self, names: &[&str]) -> Option<String> {
+        self.log.as_ref().and_then(|l| l.root_cause(names))
+    }
+
+    /// Everything DPDK logged, when captured.
+    pub fn log_contents(&self) -> Option<String> {
+        self.log.as_ref().map(LogCapture::contents)
+    }
+
+    /// Number of ethdev ports that probed.
+    pub fn port_count(&self) -> u16 {
+        // SAFETY: the EAL is initialised (self exists); the call only reads ethdev state.
+        unsafe { ffi::rte_eth_dev_count_avail() }
+    }
+
+    /// The TSC frequency DPDK measured, in Hz.
+    pub fn tsc_hz(&self) -> u64 {
+        // SAFETY: valid after rte_eal_init; reads a value set during init.
+        unsafe { ffi::rte_get_tsc_hz() }
+    }
+
+    /// The main (control) lcore.
+    pub fn main_lcore(&self) -> u32 {
+        // SAFETY: valid after rte_eal_init; reads EAL configuration.
+        unsafe { ffi::rte_get_main_lcore() }
+    }
+
+    /// The worker lcores, in order.
+    pub fn worker_lcores(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        // SAFETY: valid after rte_eal_init; RTE_MAX_LCORE-bounded iteration over EAL config.
+        let mut id = unsafe { ffi::rte_get_next_lcore(u32::MAX, 1, 0) };
+        while id < ffi::RTE_MAX_LCORE {
+            out.push(id);
+            // SAFETY: as above.
+            id = unsafe { ffi::rte_get_next_lcore(id, 1, 0) };
+        }
+        out
+    }
+}
+
+impl Drop for Eal {
+    fn drop(&mut self) {
+        // SAFETY: the EAL was initialised by this guard, and the guard is dropped once;
+        // the owners of ports, pools and mbufs are dropped before it by construction.
+        unsafe {
+            ffi::rte_eal_cleanup();
+        }
+    }
+}
+
+/// Reads the TSC (one `rdtsc`).
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    // SAFETY: reads the time-stamp counter; no memory is touched.
+    unsafe { ffi::vpcemu_rdtsc() }
+}
+
+/// The lcore id of the calling thread (`u32::MAX` on a non-EAL thread).
+#[inline]
+pub fn lcore_id() -> u32 {
+    // SAFETY: reads a thread-local; no preconditions.
+    unsafe { ffi::vpcemu_lcore_id() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_without_hugepages() {
+        let a = EalBuilder::new()
+            .lcores("0-1")
+            .memory_mb(256)
+            .hugepages(Hugepages::Off)
+            .vdev("net_null0")
+            .file_prefix("p")
+            .args()
+            .unwrap();
+        let s = a.join(" ");
+        assert!(s.starts_with("vpcemu -l 0-1 -m 256 --no-huge --no-shconf --file-prefix p --no-pci"), "{s}");
+        assert!(s.ends_with("--vdev net_null0"));
+        assert!(!s.contains("--in-memory"));
+    }
+
+    #[test]
+    fn args_with_hugepages_use_in_memory() {
+        let a = EalBuilder::new().hugepages(Hugepages::On).pci_device("0000:03:00.0").args().unwrap();
+        assert!(a.contains(&"--in-memory".to_string()));
+        assert!(!a.contains(&"--no-huge".to_string()));
+        assert!(!a.contains(&"--no-pci".to_string()));
+        assert!(a.windows(2).any(|w| w[0] == "-a" && w[1] == "0000:03:00.0"));
+    }
+
+    #[test]
+    fn unique_prefix_and_nul_rejected() {
+        let a = EalBuilder::new().args().unwrap();
+        let i = a.iter().position(|s| s == "--file-prefix").unwrap();
+        assert!(a[i + 1].starts_with(&format!("vpcemu-{}-", std::process::id())));
+        assert!(matches!(EalBuilder::new().vdev("a\0b").args(), Err(DpdkError::BadArgument(_))));
+    }
+
+    #[test]
+    fn hugepages_parse() {
+        assert_eq!("auto".parse::<Hugepages>().unwrap(), Hugepages::Auto);
+        assert!("yes".parse::<Hugepages>().is_err());
+    }
+}

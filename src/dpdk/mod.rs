@@ -1,0 +1,30 @@
+//! The DPDK layer: the only place in vpcemu with FFI and `unsafe`.
+//!
+//! - [`eal`]: EAL builder and guard, TSC, lcore id.
+//! - [`mempool`]: pools of single-segment jumbo mbufs.
+//! - [`mbuf`]: owned `Mbuf` (implements `wire::PacketBuf` on the mbuf fields) and
+//!   `MbufBurst`, the fixed-size owning burst.
+//! - [`port`]: ethdev ports and per-lcore queue handles.
+//! - [`lcore`]: launching closures on worker lcores.
+//!
+//! Every `unsafe` block carries a `// SAFETY:` comment; every `unsafe fn` a `# Safety`
+//! section. Ownership order the callers keep: mbufs, then ports, then pools, then the EAL.
+#![allow(unsafe_code)]
+
+pub mod eal;
+pub mod error;
+pub(crate) mod ffi;
+pub mod lcore;
+pub mod mbuf;
+pub mod mempool;
+pub mod port;
+
+pub use eal::{Eal, EalBuilder, Hugepages, LogTarget, lcore_id, rdtsc};
+pub use error::{DpdkError, Result};
+pub use lcore::{WorkerHandle, launch};
+pub use mbuf::{MAX_BURST, Mbuf, MbufBurst};
+pub use mempool::{MBUF_DATA_SIZE, Mempool};
+pub use port::{Port, PortConfig, PortStats, RxQueue, TxQueue, TxResult, vdev_name};
+
+/// The DPDK version vpcemu was built against.
+pub const DPDK_VERSION: &str = env!("VPCEMU_DPDK_VERSION");

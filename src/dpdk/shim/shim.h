@@ -1,0 +1,36 @@
+/*
+ * vpcemu's C shim: exported wrappers for DPDK APIs that are static inline functions or
+ * macros, which bindgen cannot bind. Each is a one-line forward; the per-packet work
+ * (mbuf data pointer arithmetic) is done in Rust on the mbuf fields instead.
+ */
+#ifndef VPCEMU_SHIM_H
+#define VPCEMU_SHIM_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+struct rte_mbuf;
+struct rte_mempool;
+
+uint16_t vpcemu_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
+uint16_t vpcemu_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
+struct rte_mbuf *vpcemu_pktmbuf_alloc(struct rte_mempool *mp);
+int vpcemu_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned n);
+void vpcemu_pktmbuf_free(struct rte_mbuf *m);
+uint16_t vpcemu_mbuf_refcnt_read(const struct rte_mbuf *m);
+int vpcemu_errno(void);
+unsigned vpcemu_lcore_id(void);
+uint64_t vpcemu_rdtsc(void);
+void vpcemu_pause(void);
+uint64_t vpcemu_bit64(unsigned n);
+uint16_t vpcemu_pktmbuf_headroom(void);
+
+/* Layout facts checked against Rust's view of struct rte_mbuf in a test. */
+size_t vpcemu_mbuf_off_buf_addr(void);
+size_t vpcemu_mbuf_off_data_off(void);
+size_t vpcemu_mbuf_off_pkt_len(void);
+size_t vpcemu_mbuf_off_data_len(void);
+size_t vpcemu_mbuf_off_buf_len(void);
+size_t vpcemu_mbuf_size(void);
+
+#endif

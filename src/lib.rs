@@ -1,0 +1,9 @@
+//! vpcemu: an emulator of the AWS VPC data plane on DPDK.
+//!
+//! The root crate holds the DPDK layer ([`dpdk`], the only `unsafe` code in the project),
+//! the runtime that runs pipelines on pinned lcores, and the command line.
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod dpdk;
+pub mod runtime;

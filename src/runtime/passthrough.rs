@@ -1,0 +1,297 @@
+//! `vpcemu passthrough`: packets read from the first port go out of the second,
+//! unchanged, on one worker lcore, in bursts — and, as in `dpdk-testpmd
+//! --forward-mode=io` and `l2fwd`, whatever the second port receives goes out of the
+//! first (a port that receives nothing, such as net_null with `no-rx=1` or net_pcap
+//! without `rx_pcap`, costs one empty poll). The control core watches the stop
+//! conditions and prints per-port counts and the mbufs still in use at exit.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::find_port;
+use super::shutdown::Signals;
+use super::worker_stats::{CountersSnapshot, WorkerCounters};
+use crate::dpdk::{self, EalBuilder, Hugepages, Mempool, MbufBurst, PortConfig, PortStats, rdtsc};
+
+/// Options of a passthrough run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Input and output device: vdev strings ("net_pcap0,rx_pcap=in.pcap") or PCI addresses.
+    pub input: String,
+    pub output: String,
+    pub until_idle: Option<Duration>,
+    pub duration: Option<Duration>,
+    pub lcores: String,
+    pub memory_mb: u32,
+    pub hugepages: Hugepages,
+    pub burst: usize,
+    pub mbufs: u32,
+    pub stats_json: Option<std::path::PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            input: String::new(),
+            output: String::new(),
+            until_idle: None,
+            duration: None,
+            lcores: "0-1".into(),
+            memory_mb: 512,
+            hugepages: Hugepages::Auto,
+            burst: 32,
+            mbufs: 8191,
+            stats_json: None,
+        }
+    }
+}
+
+/// A PCI address (domain:bus:device.function or bus:device.function) rather than a vdev.
+pub fn is_pci_address(dev: &str) -> bool {
+    let parts: Vec<&str> = dev.split(':').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
+    let devfn = |s: &str| s.split_once('.').is_some_and(|(d, f)| hex(d, 2) && f.len() == 1 && hex(f, 1));
+    match parts.as_slice() {
+        [dom, bus, df] => hex(dom, 4) && hex(bus, 2) && devfn(df),
+        [bus, df] => hex(bus, 2) && devfn(df),
+        _ => false,
+    }
+}
+
+/// One port's figures at exit.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortReport {
+    pub port: u16,
+    pub name: String,
+    pub rx: u64,
+    pub tx: u64,
+    /// Packets lost on this port: missed on RX, or not taken by the device on TX.
+    pub dropped: u64,
+}
+
+/// What a passthrough run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ports: Vec<PortReport>,
+    pub worker_lcore: u32,
+    pub packets: u64,
+    pub seconds: f64,
+    pub mpps: f64,
+    pub cycles_per_packet: f64,
+    pub tsc_hz: u64,
+    pub mbufs_in_use: u32,
+}
+
+impl Report {
+    pub fn table(&self) -> String {
+        let mut s = format!("{:<5} {:<24} {:>14} {:>14} {:>10}\n", "port", "name", "rx", "tx", "dropped");
+        for p in &self.ports {
+            s.push_str(&format!("{:<5} {:<24} {:>14} {:>14} {:>10}\n", p.port, p.name, p.rx, p.tx, p.dropped));
+        }
+        if self.mpps > 0.0 {
+            s.push_str(&format!(
+                "worker lcore {}: {} packets, {:.3} Mpps, {:.1} cycles/packet (TSC {:.3} GHz)\n",
+                self.worker_lcore,
+                self.packets,
+                self.mpps,
+                self.cycles_per_packet,
+                self.tsc_hz as f64 / 1e9
+            ));
+        } else {
+            s.push_str(&format!(
+                "worker lcore {}: {} packets (too few bursts to measure a rate)\n",
+                self.worker_lcore, self.packets
+            ));
+        }
+        s.push_str(&format!("mbufs in use at exit: {}\n", self.mbufs_in_use));
+        s
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Dpdk(#[from] dpdk::DpdkError),
+    #[error("{0}")]
+    Setup(String),
+    #[error("worker on lcore {0} failed")]
+    Worker(u32),
+    #[error("{0} mbufs still in use at exit (leak)")]
+    Leak(u32),
+    #[error("writing {path}: {err}")]
+    Io { path: String, err: std::io::Error },
+}
+
+/// One forwarding direction: an RX queue and the TX queue its packets go out of.
+struct Direction {
+    rx: dpdk::RxQueue,
+    tx: dpdk::TxQueue,
+}
+
+/// The worker's loop: for each direction, RX a burst and TX it, until `stop`.
+fn forward_loop(mut dirs: [Direction; 2], burst_size: usize, stop: &AtomicBool, counters: &WorkerCounters) {
+    let mut burst = MbufBurst::new();
+    let mut c = CountersSnapshot::default();
+    while !stop.load(Ordering::Relaxed) {
+        let mut moved = 0;
+        for d in &mut dirs {
+            let n = d.rx.rx_burst(&mut burst, burst_size);
+            if n == 0 {
+                continue;
+            }
+            let r = d.tx.tx_burst(&mut burst);
+            moved += n;
+            c.tx += r.sent as u64;
+            c.tx_dropped += r.dropped as u64;
+        }
+        if moved == 0 {
+            continue;
+        }
+        c.rx += moved as u64;
+        c.bursts += 1;
+        c.last_tsc = rdtsc();
+        if c.first_tsc == 0 {
+            c.first_tsc = c.last_tsc;
+            c.first_rx = c.rx;
+        }
+        counters.publish(&c);
+    }
+}
+
+/// Run passthrough to completion and return its report.
+pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
+    let signals = Signals::install().map_err(|e| Error::Setup(format!("installing signal handlers: {e}")))?;
+    let mut eal = EalBuilder::new().lcores(&opts.lcores).memory_mb(opts.memory_mb).hugepages(opts.hugepages);
+    for dev in [&opts.input, &opts.output] {
+        eal = if is_pci_address(dev) { eal.pci_device(dev.as_str()) } else { eal.vdev(dev.as_str()) };
+    }
+    let eal = eal.init()?;
+    let worker = *eal
+        .worker_lcores()
+        .first()
+        .ok_or_else(|| Error::Setup(format!("lcores {:?} leave no worker lcore (need at least two)", opts.lcores)))?;
+    let pool = Mempool::new("passthrough", opts.mbufs, 256)?;
+    let in_name = dpdk::vdev_name(&opts.input).to_string();
+    let out_name = dpdk::vdev_name(&opts.output).to_string();
+    if in_name == out_name {
+        return Err(Error::Setup(format!("input and output are the same device {in_name:?}")));
+    }
+    let mut pin = find_port(&eal, &in_name)?;
+    let mut pout = find_port(&eal, &out_name)?;
+    let cfg = PortConfig::default();
+    pin.configure(&cfg, &pool)?;
+    pout.configure(&cfg, &pool)?;
+    pin.start()?;
+    pout.start()?;
+    fn queue<Q>(q: Option<Q>) -> Result<Q, Error> {
+        q.ok_or_else(|| Error::Setup("queue 0 already taken".into()))
+    }
+    let dirs = [
+        Direction { rx: queue(pin.rx_queue(0))?, tx: queue(pout.tx_queue(0))? },
+        Direction { rx: queue(pout.rx_queue(0))?, tx: queue(pin.tx_queue(0))? },
+    ];
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters = Arc::new(WorkerCounters::default());
+    let burst = opts.burst.clamp(1, dpdk::MAX_BURST);
+    let handle = {
+        let (stop, counters) = (Arc::clone(&stop), Arc::clone(&counters));
+        dpdk::launch(worker, move || {
+            forward_loop(dirs, burst, &stop, &counters);
+            0
+        })?
+    };
+
+    // Control core: watch the stop conditions.
+    let start = Instant::now();
+    let mut last_moved = Instant::now();
+    let mut last = CountersSnapshot::default();
+    loop {
+        std::thread::sleep(Duration::from_millis(5));
+        let now = Instant::now();
+        let snap = counters.snapshot();
+        if snap.rx != last.rx || snap.tx != last.tx {
+            last_moved = now;
+            last = snap;
+        }
+        if signals.raised() {
+            break;
+        }
+        if opts.duration.is_some_and(|d| now.duration_since(start) >= d) {
+            break;
+        }
+        if opts.until_idle.is_some_and(|idle| now.duration_since(last_moved) >= idle) {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    if handle.join() != 0 {
+        return Err(Error::Worker(worker));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let snap = counters.snapshot();
+    let tsc_hz = eal.tsc_hz();
+
+    let (sin, sout): (PortStats, PortStats) = (pin.stats(), pout.stats());
+    // Packets the devices refused on TX were freed by the worker and are in
+    // `tx_dropped`; ethdev counts its own losses in missed and errors.
+    let port_report = |p: &dpdk::Port, name: &str, s: PortStats| PortReport {
+        port: p.id(),
+        name: name.to_string(),
+        rx: s.rx_packets,
+        tx: s.tx_packets,
+        dropped: s.rx_missed + s.rx_nombuf + s.tx_errors,
+    };
+    let mut ports = vec![port_report(&pin, &in_name, sin), port_report(&pout, &out_name, sout)];
+    if snap.tx_dropped > 0 {
+        // Attribute refused TX to the ports by what they did not send.
+        for (p, rx_other) in [(0, sout.rx_packets), (1, sin.rx_packets)] {
+            ports[p].dropped += rx_other.saturating_sub(ports[p].tx);
+        }
+    }
+    pin.stop()?;
+    pout.stop()?;
+    drop(pin);
+    drop(pout);
+    let in_use = pool.in_use();
+    let pps = snap.pps(tsc_hz);
+    let report = Report {
+        ports,
+        worker_lcore: worker,
+        packets: snap.rx,
+        seconds: elapsed,
+        mpps: pps / 1e6,
+        cycles_per_packet: if pps > 0.0 { tsc_hz as f64 / pps } else { 0.0 },
+        tsc_hz,
+        mbufs_in_use: in_use,
+    };
+    let _ = out.write_all(report.table().as_bytes());
+    if let Some(path) = &opts.stats_json {
+        let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+        std::fs::write(path, json + "\n").map_err(|err| Error::Io { path: path.display().to_string(), err })?;
+    }
+    if in_use != 0 {
+        return Err(Error::Leak(in_use));
+    }
+    drop(pool);
+    drop(eal);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_addresses() {
+        assert!(is_pci_address("0000:03:00.0"));
+        assert!(is_pci_address("03:00.1"));
+        assert!(!is_pci_address("net_pcap0,rx_pcap=a.pcap"));
+        assert!(!is_pci_address("net_null0"));
+        assert!(!is_pci_address("0000:03:00"));
+    }
+}

@@ -1,0 +1,68 @@
+//! Shared helpers for the end-to-end tests: run the `vpcemu` binary, read and write pcaps.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fresh scratch directory for one test.
+pub fn scratch(test: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Run vpcemu with `args` (EAL without hugepages, so tests run anywhere).
+pub fn vpcemu(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vpcemu")).args(args).output().expect("spawn vpcemu")
+}
+
+/// Write frames as a classic microsecond pcap (Ethernet).
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    for (i, f) in frames.iter().enumerate() {
+        out.extend_from_slice(&(i as u32).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(f);
+    }
+    std::fs::write(path, out).expect("write pcap");
+}
+
+/// Read the frames of a classic pcap (either byte order, micro- or nanosecond).
+pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert!(b.len() >= 24, "{} is not a pcap", path.display());
+    let magic = u32::from_le_bytes(b[0..4].try_into().unwrap());
+    let le = match magic {
+        0xa1b2c3d4 | 0xa1b23c4d => true,
+        0xd4c3b2a1 | 0x4d3cb2a1 => false,
+        m => panic!("bad pcap magic {m:#x}"),
+    };
+    let u32_at = |o: usize| {
+        let a: [u8; 4] = b[o..o + 4].try_into().unwrap();
+        if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+    };
+    let mut frames = Vec::new();
+    let mut o = 24;
+    while o + 16 <= b.len() {
+        let caplen = u32_at(o + 8) as usize;
+        o += 16;
+        assert!(o + caplen <= b.len(), "truncated pcap record");
+        frames.push(b[o..o + caplen].to_vec());
+        o += caplen;
+    }
+    frames
+}
+
+/// stderr as text, with the number of non-empty lines.
+pub fn stderr_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr).lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
+}
