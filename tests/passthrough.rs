@@ -164,3 +164,40 @@ fn bad_arguments_are_rejected_before_dpdk_starts() {
     assert!(!out.status.success());
     assert!(stderr_lines(&out)[0].contains("same device"));
 }
+
+#[test]
+fn counters_are_served_as_dpdk_telemetry() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = scratch("telemetry");
+    let input = dir.join("in.pcap");
+    write_pcap(&input, &(0..64).map(|i| frame(i, 64)).collect::<Vec<_>>());
+    let prefix = format!("vpcemu-test-tel-{}", std::process::id());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vpcemu"))
+        .args(["passthrough", "--vdev", &format!("net_pcap0,rx_pcap={},infinite_rx=1", input.display())])
+        .args(["--vdev", "net_null0,no-rx=1", "--duration", "4", "--hugepages", "off", "--file-prefix", &prefix])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn vpcemu");
+    let socket = std::path::Path::new("/var/run/dpdk").join(&prefix).join("dpdk_telemetry.v2");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !socket.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(socket.exists(), "no telemetry socket at {}", socket.display());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut tel = Command::new("dpdk-telemetry.py")
+        .args(["-f", &prefix])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dpdk-telemetry.py (from the dpdk package)");
+    tel.stdin.take().unwrap().write_all(b"/vpcemu/passthrough\n").unwrap();
+    let out = tel.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains("/vpcemu/passthrough")).unwrap_or_else(|| panic!("{text}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let rx = v["/vpcemu/passthrough"]["rx"].as_u64().unwrap();
+    assert!(rx > 0, "{line}");
+    assert!(child.wait().unwrap().success());
+}

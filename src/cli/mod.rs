@@ -63,6 +63,10 @@ pub struct PassthroughArgs {
     /// Write the final figures as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub stats_json: Option<PathBuf>,
+    /// EAL file prefix (default: unique per process); `dpdk-telemetry.py -f PREFIX`
+    /// connects to the run, whose `/vpcemu/passthrough` command shows the counters.
+    #[arg(long, value_name = "PREFIX")]
+    pub file_prefix: Option<String>,
 }
 
 /// Run the command line; errors come back as one line for stderr.
@@ -86,6 +90,7 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
                 burst: a.burst,
                 mbufs: a.mbufs,
                 stats_json: a.stats_json,
+                file_prefix: a.file_prefix,
             };
             if opts.until_idle.is_none() && opts.duration.is_none() {
                 eprintln!("vpcemu: forwarding until SIGINT/SIGTERM (see --until-idle, --duration)");

@@ -26,6 +26,9 @@ pub enum DpdkError {
     /// A port operation failed.
     #[error("port {port} ({name}): {op}: {message}")]
     Port { port: u16, name: String, op: &'static str, code: i32, message: String },
+    /// A telemetry command could not be registered.
+    #[error("telemetry command {cmd}: {message}")]
+    Telemetry { cmd: String, message: String },
     /// An lcore operation failed.
     #[error("lcore {lcore}: {message}")]
     Lcore { lcore: u32, message: String },

@@ -18,6 +18,7 @@ pub mod lcore;
 pub mod mbuf;
 pub mod mempool;
 pub mod port;
+pub mod telemetry;
 
 pub use eal::{Eal, EalBuilder, Hugepages, LogTarget, lcore_id, rdtsc};
 pub use error::{DpdkError, Result};

@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::find_port;
 use super::shutdown::Signals;
 use super::worker_stats::{CountersSnapshot, WorkerCounters};
+use crate::dpdk::telemetry::{self, TelValue};
 use crate::dpdk::{self, EalBuilder, Hugepages, Mempool, MbufBurst, PortConfig, PortStats, rdtsc};
 
 /// Options of a passthrough run.
@@ -31,6 +32,9 @@ pub struct Options {
     pub burst: usize,
     pub mbufs: u32,
     pub stats_json: Option<std::path::PathBuf>,
+    /// EAL file prefix (default: unique per process); names the telemetry socket
+    /// directory, /var/run/dpdk/PREFIX/.
+    pub file_prefix: Option<String>,
 }
 
 impl Default for Options {
@@ -46,6 +50,7 @@ impl Default for Options {
             burst: 32,
             mbufs: 8191,
             stats_json: None,
+            file_prefix: None,
         }
     }
 }
@@ -166,6 +171,9 @@ fn forward_loop(mut dirs: [Direction; 2], burst_size: usize, stop: &AtomicBool, 
 pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
     let signals = Signals::install().map_err(|e| Error::Setup(format!("installing signal handlers: {e}")))?;
     let mut eal = EalBuilder::new().lcores(&opts.lcores).memory_mb(opts.memory_mb).hugepages(opts.hugepages);
+    if let Some(p) = &opts.file_prefix {
+        eal = eal.file_prefix(p.as_str());
+    }
     for dev in [&opts.input, &opts.output] {
         eal = if is_pci_address(dev) { eal.pci_device(dev.as_str()) } else { eal.vdev(dev.as_str()) };
     }
@@ -205,6 +213,18 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
             0
         })?
     };
+
+    {
+        let counters = Arc::clone(&counters);
+        let provider = move |_: &str| {
+            let s = counters.snapshot();
+            [("rx", s.rx), ("tx", s.tx), ("tx_dropped", s.tx_dropped), ("bursts", s.bursts)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), TelValue::U64(v)))
+                .collect()
+        };
+        telemetry::register("/vpcemu/passthrough", "vpcemu passthrough worker counters", Arc::new(provider))?;
+    }
 
     // Control core: watch the stop conditions.
     let start = Instant::now();
