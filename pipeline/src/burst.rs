@@ -1,0 +1,534 @@
+//! A burst of packets moving through the stages, each with its verdict.
+//!
+//! Contract:
+//! - A [`Burst`] holds up to [`MAX_BURST`] buffers in fixed inline slots; it never
+//!   allocates. Slot indices are stable for the life of the burst: a stage addresses
+//!   packet `i` and the runtime finds it in slot `i` after every stage.
+//! - A packet is *live* until a stage decides it: [`forward`](Burst::forward) to an
+//!   [`Output`], [`drop`](Burst::drop) with a [`DropReason`], or [`take`](Burst::take)
+//!   (the stage moved the buffer elsewhere: [`Verdict::Consumed`]). A verdict is final:
+//!   deciding a packet that is not live is refused (returns `false`), never a panic.
+//!   Stages only see live packets ([`live_indices`](Burst::live_indices),
+//!   [`for_each_live`](Burst::for_each_live)).
+//! - The runtime empties the burst with [`drain`](Burst::drain) (slot order) or
+//!   [`drain_grouped`](Burst::drain_grouped) (forwards grouped by output, for one TX call
+//!   per port). Draining counts every packet exactly once into the worker's [`Counters`]:
+//!   per output, consumed, or per drop reason; a packet still live at drain time is
+//!   dropped as [`DropReason::NoVerdict`]. The burst is then empty and reusable.
+//!
+//! Verdicts are the stage's local tally: nothing is counted while stages run, the counts
+//! are added to [`Counters`] once per burst, at drain.
+
+use arrayvec::ArrayVec;
+
+use crate::counters::Counters;
+use crate::drop::DropReason;
+
+/// Most packets a burst holds. Workers use bursts of 32.
+pub const MAX_BURST: usize = 64;
+
+/// Number of distinct [`Output`]s (ports or next stages) a worker can forward to.
+pub const MAX_OUTPUTS: usize = 64;
+
+/// A named place a forwarded packet goes: a port, a fabric link or a next-stage index.
+/// The runtime assigns the numbers and their names; the stages carry them in their
+/// configuration. Always `< MAX_OUTPUTS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Output(u8);
+
+impl Output {
+    /// Output number `index`, if `index < MAX_OUTPUTS`.
+    #[inline]
+    pub const fn new(index: usize) -> Option<Output> {
+        if index < MAX_OUTPUTS {
+            Some(Output(index as u8))
+        } else {
+            None
+        }
+    }
+
+    /// The output's number.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// What happens to a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Send it to this output.
+    Forward(Output),
+    /// A stage took the buffer out of the burst (into another burst, a queue, or turned
+    /// it into a reply sent elsewhere); the burst no longer owns it.
+    Consumed,
+    /// Free it, counting the reason.
+    Drop(DropReason),
+}
+
+/// Up to [`MAX_BURST`] packets and their verdicts. See the [module documentation](self).
+pub struct Burst<B> {
+    pkts: [Option<B>; MAX_BURST],
+    verdicts: [Verdict; MAX_BURST],
+    len: usize,
+    /// Bit i: slot i holds a packet no stage has decided yet.
+    live: u64,
+    /// Bit i: slot i was dropped.
+    dropped: u64,
+    /// Bit o: some packet is forwarded to output o.
+    outputs: u64,
+}
+
+impl<B> Default for Burst<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<B> core::fmt::Debug for Burst<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Burst")
+            .field("len", &self.len)
+            .field("live", &format_args!("{:#x}", self.live))
+            .field("dropped", &format_args!("{:#x}", self.dropped))
+            .finish()
+    }
+}
+
+#[inline(always)]
+const fn bit(i: usize) -> u64 {
+    1u64 << (i & (MAX_BURST - 1))
+}
+
+impl<B> Burst<B> {
+    /// An empty burst (build it once per worker and reuse it).
+    pub fn new() -> Self {
+        Burst {
+            pkts: core::array::from_fn(|_| None),
+            verdicts: [Verdict::Consumed; MAX_BURST],
+            len: 0,
+            live: 0,
+            dropped: 0,
+            outputs: 0,
+        }
+    }
+
+    /// Add a received packet as live; gives it back when the burst is full.
+    #[inline]
+    pub fn push(&mut self, pkt: B) -> Result<usize, B> {
+        let i = self.len;
+        match self.pkts.get_mut(i) {
+            Some(slot) => {
+                *slot = Some(pkt);
+                self.live |= bit(i);
+                self.len = i + 1;
+                Ok(i)
+            }
+            None => Err(pkt),
+        }
+    }
+
+    /// Number of slots used (live or decided).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no slot is used.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when no more packets fit.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len == MAX_BURST
+    }
+
+    /// Number of live packets.
+    #[inline]
+    pub fn live_count(&self) -> usize {
+        self.live.count_ones() as usize
+    }
+
+    /// Bit i set: packet i is live.
+    #[inline]
+    pub fn live_mask(&self) -> u64 {
+        self.live
+    }
+
+    /// Bit i set: packet i was dropped.
+    #[inline]
+    pub fn dropped_mask(&self) -> u64 {
+        self.dropped
+    }
+
+    /// True when packet `i` is live.
+    #[inline]
+    pub fn is_live(&self, i: usize) -> bool {
+        i < MAX_BURST && self.live & bit(i) != 0
+    }
+
+    /// The indices of the live packets, ascending. The iterator is a copy of the live set
+    /// taken now, so the stage may decide packets while iterating.
+    #[inline]
+    pub fn live_indices(&self) -> LiveIndices {
+        LiveIndices(self.live)
+    }
+
+    /// Packet `i` if its slot holds one (live or decided and not taken).
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<&B> {
+        self.pkts.get(i).and_then(Option::as_ref)
+    }
+
+    /// Packet `i`, writable, if its slot holds one.
+    #[inline]
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut B> {
+        self.pkts.get_mut(i).and_then(Option::as_mut)
+    }
+
+    /// The verdict of packet `i`; `None` while it is live or if the slot is unused.
+    #[inline]
+    pub fn verdict(&self, i: usize) -> Option<Verdict> {
+        if i < self.len && self.live & bit(i) == 0 {
+            self.verdicts.get(i).copied()
+        } else {
+            None
+        }
+    }
+
+    /// Decide live packet `i`. Returns `false` (and changes nothing) if it is not live.
+    #[inline]
+    pub fn decide(&mut self, i: usize, v: Verdict) -> bool {
+        if !self.is_live(i) {
+            return false;
+        }
+        let b = bit(i);
+        self.live &= !b;
+        match v {
+            Verdict::Forward(o) => self.outputs |= 1u64 << o.index(),
+            Verdict::Drop(_) => self.dropped |= b,
+            Verdict::Consumed => {}
+        }
+        if let Some(slot) = self.verdicts.get_mut(i) {
+            *slot = v;
+        }
+        true
+    }
+
+    /// Forward live packet `i` to `out`.
+    #[inline]
+    pub fn forward(&mut self, i: usize, out: Output) -> bool {
+        self.decide(i, Verdict::Forward(out))
+    }
+
+    /// Drop live packet `i` for `reason`.
+    #[inline]
+    pub fn drop(&mut self, i: usize, reason: DropReason) -> bool {
+        self.decide(i, Verdict::Drop(reason))
+    }
+
+    /// Take live packet `i` out of the burst; its verdict becomes [`Verdict::Consumed`].
+    #[inline]
+    pub fn take(&mut self, i: usize) -> Option<B> {
+        if !self.decide(i, Verdict::Consumed) {
+            return None;
+        }
+        self.pkts.get_mut(i).and_then(Option::take)
+    }
+
+    /// Run `f` on every live packet in slot order; `Some(verdict)` decides it, `None`
+    /// leaves it live for the next stage.
+    #[inline]
+    pub fn for_each_live<F>(&mut self, mut f: F)
+    where
+        F: FnMut(usize, &mut B) -> Option<Verdict>,
+    {
+        for i in self.live_indices() {
+            let v = match self.pkts.get_mut(i) {
+                Some(Some(p)) => f(i, p),
+                _ => None,
+            };
+            if let Some(v) = v {
+                self.decide(i, v);
+            }
+        }
+    }
+
+    /// Iterate over the live packets as `(index, &packet)`.
+    #[inline]
+    pub fn iter_live(&self) -> impl Iterator<Item = (usize, &B)> + '_ {
+        self.live_indices().filter_map(move |i| self.get(i).map(|p| (i, p)))
+    }
+
+    /// Empty the burst in slot order, handing every buffer still in it to `f` with its
+    /// verdict (live ones as `Drop(NoVerdict)`), and count every packet into `counters`.
+    pub fn drain<F>(&mut self, counters: &mut Counters, mut f: F)
+    where
+        F: FnMut(B, Verdict),
+    {
+        self.decide_leftovers();
+        let n = self.len;
+        for (slot, &v) in self.pkts.iter_mut().zip(self.verdicts.iter()).take(n) {
+            count(counters, v, 1);
+            if let Some(p) = slot.take() {
+                f(p, v);
+            }
+        }
+        counters.add_burst(n as u64);
+        self.reset();
+    }
+
+    /// Empty the burst, handing the forwarded packets to `tx` once per distinct output (in
+    /// ascending output order) and the others to `rest`, and count them into `counters`.
+    ///
+    /// `tx` must remove from the vector every buffer the device took (e.g. drain the
+    /// first `sent` elements). Buffers it leaves there are dropped as
+    /// [`DropReason::TxFull`]: counted and handed to `rest` with that verdict.
+    pub fn drain_grouped<T, R>(&mut self, counters: &mut Counters, mut tx: T, mut rest: R)
+    where
+        T: FnMut(Output, &mut ArrayVec<B, MAX_BURST>),
+        R: FnMut(B, Verdict),
+    {
+        self.decide_leftovers();
+        let n = self.len;
+        let mut outputs = self.outputs;
+        let mut group: ArrayVec<B, MAX_BURST> = ArrayVec::new();
+        while outputs != 0 {
+            let o = outputs.trailing_zeros() as usize;
+            outputs &= outputs - 1;
+            let Some(out) = Output::new(o) else { break };
+            for (slot, &v) in self.pkts.iter_mut().zip(self.verdicts.iter()).take(n) {
+                if v == Verdict::Forward(out) {
+                    if let Some(p) = slot.take() {
+                        // Cannot fail: at most n <= MAX_BURST packets per group.
+                        let _ = group.try_push(p);
+                    }
+                }
+            }
+            let offered = group.len() as u64;
+            tx(out, &mut group);
+            let unsent = group.len() as u64;
+            counters.add_output(out, offered - unsent.min(offered));
+            counters.add_drops(DropReason::TxFull, unsent);
+            for p in group.drain(..) {
+                rest(p, Verdict::Drop(DropReason::TxFull));
+            }
+        }
+        for (slot, &v) in self.pkts.iter_mut().zip(self.verdicts.iter()).take(n) {
+            match v {
+                Verdict::Forward(_) => {
+                    // Only reached if tx left a packet in its slot: cannot happen, but
+                    // never lose a buffer.
+                    if let Some(p) = slot.take() {
+                        count(counters, v, 1);
+                        rest(p, v);
+                    }
+                }
+                _ => {
+                    count(counters, v, 1);
+                    if let Some(p) = slot.take() {
+                        rest(p, v);
+                    }
+                }
+            }
+        }
+        counters.add_burst(n as u64);
+        self.reset();
+    }
+
+    /// Mark every still-live packet `Drop(NoVerdict)`.
+    fn decide_leftovers(&mut self) {
+        for i in self.live_indices() {
+            self.drop(i, DropReason::NoVerdict);
+        }
+    }
+
+    fn reset(&mut self) {
+        self.len = 0;
+        self.live = 0;
+        self.dropped = 0;
+        self.outputs = 0;
+    }
+}
+
+#[inline]
+fn count(counters: &mut Counters, v: Verdict, n: u64) {
+    match v {
+        Verdict::Forward(o) => counters.add_output(o, n),
+        Verdict::Consumed => counters.add_consumed(n),
+        Verdict::Drop(r) => counters.add_drops(r, n),
+    }
+}
+
+/// Indices of the live packets at the time it was made, ascending.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveIndices(u64);
+
+impl Iterator for LiveIndices {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(i)
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.0.count_ones() as usize;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for LiveIndices {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::{PacketBuf, TestBuffer};
+
+    fn out(i: usize) -> Output {
+        Output::new(i).unwrap()
+    }
+
+    fn burst_of(n: u8) -> Burst<TestBuffer> {
+        let mut b = Burst::new();
+        for i in 0..n {
+            assert_eq!(b.push(TestBuffer::from_slice(&[i])), Ok(i as usize));
+        }
+        b
+    }
+
+    #[test]
+    fn push_until_full() {
+        let mut b = burst_of(MAX_BURST as u8);
+        assert!(b.is_full());
+        assert_eq!(b.live_count(), MAX_BURST);
+        assert_eq!(b.live_mask(), u64::MAX);
+        assert!(b.push(TestBuffer::from_slice(&[0xff])).is_err());
+        assert_eq!(Output::new(MAX_OUTPUTS), None);
+    }
+
+    #[test]
+    fn verdicts_are_final_and_live_shrinks() {
+        let mut b = burst_of(5);
+        assert!(b.forward(0, out(3)));
+        assert!(b.drop(1, DropReason::Malformed));
+        let taken = b.take(2).unwrap();
+        assert_eq!(taken.data(), &[2]);
+        assert!(!b.forward(0, out(4)), "a verdict is final");
+        assert!(!b.drop(2, DropReason::NoRoute));
+        assert!(!b.forward(9, out(1)), "unused slot");
+        assert!(!b.forward(1000, out(1)), "out of range");
+        assert_eq!(b.verdict(0), Some(Verdict::Forward(out(3))));
+        assert_eq!(b.verdict(1), Some(Verdict::Drop(DropReason::Malformed)));
+        assert_eq!(b.verdict(2), Some(Verdict::Consumed));
+        assert_eq!(b.verdict(3), None);
+        assert_eq!(b.live_indices().collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(b.iter_live().map(|(i, p)| (i, p.data()[0])).collect::<Vec<_>>(), [(3, 3), (4, 4)]);
+        assert_eq!(b.dropped_mask(), 0b10);
+        assert!(b.get(2).is_none());
+        assert!(b.get(1).is_some());
+    }
+
+    #[test]
+    fn stage_mutates_live_packets() {
+        let mut b = burst_of(4);
+        b.for_each_live(|i, p| {
+            p.data_mut()[0] += 10;
+            match i {
+                1 => Some(Verdict::Drop(DropReason::NotIpv4)),
+                _ => None,
+            }
+        });
+        // A second stage sees only the survivors.
+        let mut seen = Vec::new();
+        b.for_each_live(|i, p| {
+            seen.push((i, p.data()[0]));
+            p.prepend(1).ok()?.copy_from_slice(&[0xee]);
+            Some(Verdict::Forward(out(i % 2)))
+        });
+        assert_eq!(seen, [(0, 10), (2, 12), (3, 13)]);
+        assert_eq!(b.get(3).unwrap().data(), &[0xee, 13]);
+        assert_eq!(b.live_count(), 0);
+    }
+
+    #[test]
+    fn drain_counts_every_packet_once() {
+        let mut c = Counters::new();
+        let mut b = burst_of(6);
+        b.forward(0, out(1));
+        b.forward(1, out(2));
+        b.drop(2, DropReason::SpoofedSource);
+        let _ = b.take(3);
+        b.forward(4, out(1));
+        // 5 left live: a pipeline bug, counted as no_verdict.
+        let mut got = Vec::new();
+        b.drain(&mut c, |p, v| got.push((p.data()[0], v)));
+        assert_eq!(
+            got,
+            [
+                (0, Verdict::Forward(out(1))),
+                (1, Verdict::Forward(out(2))),
+                (2, Verdict::Drop(DropReason::SpoofedSource)),
+                (4, Verdict::Forward(out(1))),
+                (5, Verdict::Drop(DropReason::NoVerdict)),
+            ]
+        );
+        assert_eq!(c.output(out(1)), 2);
+        assert_eq!(c.output(out(2)), 1);
+        assert_eq!(c.consumed(), 1);
+        assert_eq!(c.drops(DropReason::SpoofedSource), 1);
+        assert_eq!(c.drops(DropReason::NoVerdict), 1);
+        assert_eq!(c.bursts(), 1);
+        assert_eq!(c.packets(), 6);
+        assert!(b.is_empty());
+        assert_eq!(b.live_count(), 0);
+        // Reusable.
+        assert_eq!(b.push(TestBuffer::from_slice(&[7])), Ok(0));
+        assert_eq!(b.live_mask(), 1);
+    }
+
+    #[test]
+    fn drain_grouped_by_output_with_tx_full() {
+        let mut c = Counters::new();
+        let mut b = burst_of(7);
+        for (i, o) in [(0, 5), (1, 2), (2, 5), (4, 2), (5, 5)] {
+            b.forward(i, out(o));
+        }
+        b.drop(3, DropReason::NoMapping);
+        let _ = b.take(6);
+        let mut txed = Vec::new();
+        let mut rest = Vec::new();
+        b.drain_grouped(
+            &mut c,
+            |o, pkts| {
+                let ids: Vec<u8> = pkts.iter().map(|p| p.data()[0]).collect();
+                txed.push((o.index(), ids));
+                // Port 5 takes only 2 of its 3 packets.
+                let sent = if o.index() == 5 { 2 } else { pkts.len() };
+                pkts.drain(..sent);
+            },
+            |p, v| rest.push((p.data()[0], v)),
+        );
+        assert_eq!(txed, [(2, vec![1, 4]), (5, vec![0, 2, 5])]);
+        assert_eq!(
+            rest,
+            [(5, Verdict::Drop(DropReason::TxFull)), (3, Verdict::Drop(DropReason::NoMapping))]
+        );
+        assert_eq!(c.output(out(2)), 2);
+        assert_eq!(c.output(out(5)), 2);
+        assert_eq!(c.drops(DropReason::TxFull), 1);
+        assert_eq!(c.drops(DropReason::NoMapping), 1);
+        assert_eq!(c.consumed(), 1);
+        assert_eq!(c.packets(), 7);
+        assert!(b.is_empty());
+    }
+}

@@ -1,0 +1,242 @@
+//! Drop reasons: why a packet left the pipeline without being sent.
+//!
+//! Contract: every reason has a stable snake_case [`name`](DropReason::name) (used in the
+//! stats JSON, the alerts file, the table and telemetry; never renamed, only added to), a
+//! one-line [`description`](DropReason::description), a stable `u8` discriminant (its index
+//! in [`DropReason::ALL`] and in the counter arrays) and a fixed answer to
+//! [`is_security`](DropReason::is_security): whether dropping for this reason means someone
+//! misbehaved, so the stage raises a security alert besides counting the drop.
+//!
+//! Security reasons (decided once, here):
+//! - `spoofed_source`, `unknown_sender`: forged or misplaced source (story 4 and 2).
+//! - `not_peered`, `no_route`: an instance reached for a VPC it may not. `no_route` is a
+//!   security reason because in a VPC the only thing that has no route at all is an
+//!   address outside the sender's VPC, its peers and its gateways (story 3: green to
+//!   yellow). A VPC without internet gateway makes this noisy by design; the control core's
+//!   rate limit keeps it bounded.
+//! - `esp_auth_failed`, `vpn_policy`: tampered or out-of-policy VPN traffic.
+//! - `endpoint_mismatch`: an endpoint answer carrying another VPC's endpoint ID.
+//!
+//! Not security: parse errors, cache misses, resource exhaustion, replays (ESP reordering
+//! beyond the window looks the same), unknown SPIs (stale SAs after a rekey).
+
+use core::fmt;
+use core::str::FromStr;
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $variant:ident = $idx:literal, $name:literal, $security:literal, $desc:literal;)*) => {
+        /// Why a packet was dropped. See the [module documentation](self).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[$doc])* #[doc = concat!("`", $name, "`: ", $desc, ".")] $variant = $idx,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in discriminant order (`ALL[r as usize] == r`).
+            pub const ALL: [DropReason; DropReason::COUNT] = [$(DropReason::$variant,)*];
+
+            /// The stable snake_case name.
+            #[inline]
+            pub const fn name(self) -> &'static str {
+                match self { $(DropReason::$variant => $name,)* }
+            }
+
+            /// One line saying what happened to the packet.
+            pub const fn description(self) -> &'static str {
+                match self { $(DropReason::$variant => $desc,)* }
+            }
+
+            /// True when a drop for this reason also raises a security alert.
+            #[inline]
+            pub const fn is_security(self) -> bool {
+                match self { $(DropReason::$variant => $security,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    Malformed = 0, "malformed", false,
+        "truncated or inconsistent headers (length, version, IHL, checksum, Geneve options)";
+    NotIpv4 = 1, "not_ipv4", false,
+        "neither IPv4 nor ARP where only those are carried";
+    SpoofedSource = 2, "spoofed_source", true,
+        "source MAC or IP not owned by the sending ENI while its source/dest check is on";
+    NoRoute = 3, "no_route", true,
+        "no route of the sender's VPC covers the destination";
+    NotPeered = 4, "not_peered", true,
+        "source and destination VPCs differ and are not peered";
+    NoMapping = 5, "no_mapping", false,
+        "the card's mapping cache has no entry for the destination (there is no miss path)";
+    UnknownSender = 6, "unknown_sender", true,
+        "the mapping does not place the inner source behind the outer source PA";
+    UnknownDestination = 7, "unknown_destination", false,
+        "no ENI or service on this host or edge for the destination";
+    MtuExceeded = 8, "mtu_exceeded", false,
+        "packet larger than the VPC MTU or the egress link allows";
+    NoElasticIp = 9, "no_elastic_ip", false,
+        "internet traffic from a source without an Elastic IP, or to an unassociated one";
+    UnknownSpi = 10, "unknown_spi", false,
+        "ESP packet whose SPI matches no inbound SA";
+    EspAuthFailed = 11, "esp_auth_failed", true,
+        "ESP integrity check (AES-GCM ICV) failed";
+    EspReplay = 12, "esp_replay", false,
+        "ESP sequence number already seen or left of the anti-replay window";
+    VpnPolicy = 13, "vpn_policy", true,
+        "decrypted packet's addresses are outside the VPN's prefixes";
+    UnknownVlan = 14, "unknown_vlan", false,
+        "802.1Q VLAN ID of no Direct Connect VIF, or untagged frame on the DX side";
+    UnknownEndpoint = 15, "unknown_endpoint", false,
+        "VPC endpoint ID of no endpoint served by this edge";
+    EndpointMismatch = 16, "endpoint_mismatch", true,
+        "endpoint answer whose endpoint ID does not belong to the VPC it is for";
+    ArpIgnored = 17, "arp_ignored", false,
+        "ARP not answered: not a request, or for an address the card does not answer for";
+    TtlExpired = 18, "ttl_expired", false,
+        "IPv4 TTL reached zero at a routing hop";
+    EspSeqExhausted = 19, "esp_seq_exhausted", false,
+        "outbound SA ran out of sequence numbers and needs a rekey";
+    Unsupported = 20, "unsupported", false,
+        "well-formed but not carried here (underlay packet not Geneve, unknown critical option)";
+    NoRoom = 21, "no_room", false,
+        "buffer lacks the headroom or tailroom for the headers or trailer to add";
+    NoBuffer = 22, "no_buffer", false,
+        "mempool exhausted when a new buffer was needed";
+    TxFull = 23, "tx_full", false,
+        "the device TX queue did not take the packet";
+    NoVerdict = 24, "no_verdict", false,
+        "the pipeline ended without deciding the packet (a bug, counted rather than silent)";
+}
+
+impl DropReason {
+    /// Number of reasons.
+    pub const COUNT: usize = 25;
+
+    /// Index into counter arrays (the discriminant).
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The reason with this discriminant.
+    pub const fn from_index(index: usize) -> Option<DropReason> {
+        if index < Self::COUNT {
+            Some(Self::ALL[index])
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A string that names no [`DropReason`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown drop reason {0:?}")]
+pub struct UnknownDropReason(pub String);
+
+impl FromStr for DropReason {
+    type Err = UnknownDropReason;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DropReason::ALL
+            .iter()
+            .copied()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| UnknownDropReason(s.to_owned()))
+    }
+}
+
+impl serde::Serialize for DropReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contract: these names are what files and dashboards carry. Changing one is a
+    /// breaking change; this list is only ever appended to.
+    const STABLE: [&str; DropReason::COUNT] = [
+        "malformed",
+        "not_ipv4",
+        "spoofed_source",
+        "no_route",
+        "not_peered",
+        "no_mapping",
+        "unknown_sender",
+        "unknown_destination",
+        "mtu_exceeded",
+        "no_elastic_ip",
+        "unknown_spi",
+        "esp_auth_failed",
+        "esp_replay",
+        "vpn_policy",
+        "unknown_vlan",
+        "unknown_endpoint",
+        "endpoint_mismatch",
+        "arp_ignored",
+        "ttl_expired",
+        "esp_seq_exhausted",
+        "unsupported",
+        "no_room",
+        "no_buffer",
+        "tx_full",
+        "no_verdict",
+    ];
+
+    #[test]
+    fn names_are_stable_and_indexed() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert_eq!(r.name(), STABLE[i]);
+            assert_eq!(DropReason::from_index(i), Some(*r));
+        }
+        assert_eq!(DropReason::from_index(DropReason::COUNT), None);
+    }
+
+    #[test]
+    fn round_trip_from_str() {
+        for r in DropReason::ALL {
+            assert_eq!(r.name().parse::<DropReason>(), Ok(r));
+            assert_eq!(r.to_string(), r.name());
+            assert!(!r.description().is_empty());
+            assert!(!r.description().contains('\n'));
+            assert!(r.name().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+        }
+        assert_eq!(
+            "spoofed-source".parse::<DropReason>(),
+            Err(UnknownDropReason("spoofed-source".into()))
+        );
+    }
+
+    #[test]
+    fn security_set() {
+        let security: Vec<&str> =
+            DropReason::ALL.iter().filter(|r| r.is_security()).map(|r| r.name()).collect();
+        assert_eq!(
+            security,
+            [
+                "spoofed_source",
+                "no_route",
+                "not_peered",
+                "unknown_sender",
+                "esp_auth_failed",
+                "vpn_policy",
+                "endpoint_mismatch"
+            ]
+        );
+    }
+
+    #[test]
+    fn serializes_as_name() {
+        assert_eq!(serde_json::to_string(&DropReason::NoRoute).ok().as_deref(), Some("\"no_route\""));
+    }
+}
