@@ -1,6 +1,7 @@
 //! The runtime: what runs on the lcores. The main lcore is the control core (stats,
 //! signals, stop conditions); every other lcore is a pinned, polling worker.
 
+pub mod control;
 pub mod passthrough;
 pub mod shutdown;
 pub mod worker_stats;
