@@ -124,7 +124,10 @@ impl StatsReport {
             .filter_map(|i| {
                 let n = Output::new(i).map_or(0, |o| counters.output(o));
                 match output_names.get(i) {
-                    Some(name) => Some((name.as_ref().to_owned(), n)),
+                    // An empty name marks an unused output number.
+                    Some(name) if !name.as_ref().is_empty() => Some((name.as_ref().to_owned(), n)),
+                    Some(_) if n > 0 => Some((format!("output-{i}"), n)),
+                    Some(_) => None,
                     None if n > 0 => Some((format!("output-{i}"), n)),
                     None => None,
                 }

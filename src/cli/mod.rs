@@ -18,8 +18,56 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the hosts and edges of a topology file on its ports.
+    Run(RunArgs),
+    /// Validate a topology file: prints OK or the error, and sets the exit status.
+    Check {
+        /// The topology file (TOML).
+        topology: PathBuf,
+    },
+    /// Send a live change (or `list`, `stats`) to a running `vpcemu run --control PATH`.
+    Ctl {
+        /// The control socket of the run.
+        #[arg(long, value_name = "PATH")]
+        control: PathBuf,
+        /// The command: list | stats | register NAME subnet=S host=H ip=IP [mac=M]
+        /// [secondary=IP,IP] [source_dest_check=false] | deregister NAME | move NAME HOST |
+        /// peer add|remove VPC VPC | eip associate IP NAME | eip disassociate IP
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Forward packets from one port to another, unchanged, on one worker lcore.
     Passthrough(PassthroughArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The topology file (TOML).
+    pub topology: PathBuf,
+    /// Exit once the inputs are exhausted and nothing has moved for MS milliseconds.
+    #[arg(long, value_name = "MS", value_parser = parse_ms)]
+    pub until_idle: Option<Duration>,
+    /// Exit after S seconds.
+    #[arg(long, value_name = "S", value_parser = parse_secs)]
+    pub duration: Option<Duration>,
+    /// Write the stats JSON (ports, drops, stages) to PATH at exit.
+    #[arg(long, value_name = "PATH")]
+    pub stats_json: Option<PathBuf>,
+    /// Write security alerts, one JSON object a line, to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub alerts: Option<PathBuf>,
+    /// Print the stats table every S seconds.
+    #[arg(long, value_name = "S", value_parser = parse_secs)]
+    pub report_interval: Option<Duration>,
+    /// Serve live changes (`vpcemu ctl`) on this Unix socket.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// Do not time the stages (to measure what timing costs).
+    #[arg(long)]
+    pub no_stage_timing: bool,
+    /// EAL file prefix (default: unique); `dpdk-telemetry.py -f PREFIX` connects to it.
+    #[arg(long, value_name = "PREFIX")]
+    pub file_prefix: Option<String>,
 }
 
 fn parse_ms(s: &str) -> Result<Duration, String> {
@@ -72,6 +120,30 @@ pub struct PassthroughArgs {
 /// Run the command line; errors come back as one line for stderr.
 pub fn main_with(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Run(a) => crate::runtime::run::run(&crate::runtime::run::RunOptions {
+            topology: a.topology,
+            until_idle: a.until_idle,
+            duration: a.duration,
+            stats_json: a.stats_json,
+            alerts: a.alerts,
+            report_interval: a.report_interval,
+            control: a.control,
+            no_stage_timing: a.no_stage_timing,
+            file_prefix: a.file_prefix,
+        }),
+        Command::Check { topology } => {
+            mapping_client::topology::Topology::load(&topology).map_err(|e| e.to_string())?;
+            println!("{}: OK", topology.display());
+            Ok(())
+        }
+        Command::Ctl { control, command } => {
+            let v = crate::runtime::control::request(&control, &command.join(" "))?;
+            match v {
+                serde_json::Value::String(s) => println!("{s}"),
+                other => println!("{}", serde_json::to_string_pretty(&other).unwrap_or_default()),
+            }
+            Ok(())
+        }
         Command::Passthrough(a) => {
             if a.vdevs.len() != 2 {
                 return Err(format!("passthrough needs exactly two --vdev (input, output), got {}", a.vdevs.len()));

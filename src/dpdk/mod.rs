@@ -20,7 +20,7 @@ pub mod mempool;
 pub mod port;
 pub mod telemetry;
 
-pub use eal::{Eal, EalBuilder, Hugepages, LogTarget, lcore_id, rdtsc};
+pub use eal::{Eal, EalBuilder, Hugepages, LogTarget, TscClock, lcore_id, rdtsc};
 pub use error::{DpdkError, Result};
 pub use lcore::{WorkerHandle, launch};
 pub use mbuf::{MAX_BURST, Mbuf, MbufBurst};

@@ -9,7 +9,9 @@ use std::ffi::{CStr, CString, c_char};
 
 use super::error::{DpdkError, Result, strerror};
 use super::ffi;
-use super::mbuf::MbufBurst;
+use arrayvec::ArrayVec;
+
+use super::mbuf::{Mbuf, MbufBurst};
 use super::mempool::Mempool;
 
 /// Queue and descriptor layout for a port.
@@ -299,6 +301,29 @@ impl TxQueue {
         unsafe { burst.consume_front(sent) };
         let dropped = burst.free_all();
         TxResult { sent, dropped }
+    }
+
+    /// Send the packets of `pkts` (a pipeline output group); the ones the device took are
+    /// removed from the front, the rest stay for the caller to count and free. Returns
+    /// how many were sent.
+    #[inline]
+    pub fn tx_vec<const N: usize>(&mut self, pkts: &mut ArrayVec<Mbuf, N>) -> usize {
+        let n = pkts.len().min(usize::from(u16::MAX));
+        if n == 0 {
+            return 0;
+        }
+        let p = pkts.as_mut_ptr();
+        // SAFETY: Mbuf is repr(transparent) over a non-null rte_mbuf pointer, so the vector's
+        // first n elements are n valid, owned mbuf pointers; this handle is the queue's only
+        // user. The driver takes ownership of the first `sent`.
+        let sent = unsafe { usize::from(ffi::vpcemu_tx_burst(self.port, self.queue, p.cast(), n as u16)) }.min(n);
+        // SAFETY: the first `sent` elements now belong to the driver: move the rest down over
+        // them without dropping anything, then shrink the length to what we still own.
+        unsafe {
+            std::ptr::copy(p.add(sent), p, pkts.len() - sent);
+            pkts.set_len(pkts.len() - sent);
+        }
+        sent
     }
 }
 

@@ -2,8 +2,15 @@
 //! signals, stop conditions); every other lcore is a pinned, polling worker.
 
 pub mod control;
+pub mod ctl;
+pub mod engine;
 pub mod passthrough;
+pub mod run;
 pub mod shutdown;
+pub mod softport;
+pub mod stages;
+pub mod telemetry;
+pub mod worker;
 pub mod worker_stats;
 
 use crate::dpdk::{DpdkError, Eal, Port};

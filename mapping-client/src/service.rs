@@ -1,0 +1,539 @@
+//! The embedded mapping service: the authoritative model, the commands that change it,
+//! and a versioned stream of deltas per card.
+//!
+//! Sans-I/O in the manner of quinn-proto: no sockets, no clock. Commands go in through
+//! [`Service::execute`], client requests through [`Service::handle`]; messages come out of
+//! [`Service::poll_transmit`], each addressed to one card. Time is an argument
+//! (a [`Duration`] since any origin the caller likes), used only for heartbeats.
+//!
+//! # Contract
+//!
+//! * A command is checked completely before anything changes: an `Err` leaves the model
+//!   and every client untouched.
+//! * Each card that has asked for a snapshot (is *connected*) has its own version counter.
+//!   A command that changes what a card holds sends that card one [`ToClient::Delta`] with
+//!   version + 1 and only the changes that card needs; cards it does not concern get
+//!   nothing. When a change brings a VPC into a host's view (its first ENI of that VPC or
+//!   of a peer arrives, or a peering is added), the delta carries the whole VPC: entry,
+//!   every mapping, its peerings; when one leaves the view, the delta removes all of it.
+//! * A [`Request::Resync`] is answered with a [`ToClient::Snapshot`] of the card's full
+//!   tables at its current version; deltas queued and not yet sent are dropped, the
+//!   snapshot supersedes them.
+//! * Every connected card hears from the service at least every heartbeat interval
+//!   ([`ToClient::Heartbeat`] with its current version), so a lost last delta is noticed.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::net::MacAddr;
+use crate::tables::{self, TableOp, Tables};
+use crate::topology::{
+    CardId, EipField, HostId, Instance, InstanceField, Topology, VpcId,
+};
+
+/// A new instance (ENI) to register. Same fields and defaults as `[[instance]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceSpec {
+    pub name: String,
+    pub subnet: String,
+    pub host: String,
+    pub ip: Ipv4Addr,
+    pub secondary_ips: Vec<Ipv4Addr>,
+    /// `None`: derived from `ip` (`02:00:a:b:c:d`).
+    pub mac: Option<MacAddr>,
+    pub source_dest_check: bool,
+}
+
+/// A change to the world, as `vpcemu ctl` sends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Register(InstanceSpec),
+    /// Also disassociates its Elastic IP, as terminating an instance does.
+    Deregister { instance: String },
+    Move { instance: String, host: String },
+    AssociateElasticIp { ip: Ipv4Addr, instance: String },
+    DisassociateElasticIp { ip: Ipv4Addr },
+    AddPeering { a: String, b: String },
+    RemovePeering { a: String, b: String },
+}
+
+/// Why a command was refused. Nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("unknown instance {0:?}")]
+    UnknownInstance(String),
+    #[error("unknown subnet {0:?}")]
+    UnknownSubnet(String),
+    #[error("unknown host {0:?}")]
+    UnknownHost(String),
+    #[error("unknown vpc {0:?}")]
+    UnknownVpc(String),
+    #[error("Elastic IP {0} is not associated")]
+    UnknownElasticIp(Ipv4Addr),
+    #[error("instance {instance} is already on host {host}")]
+    AlreadyThere { instance: String, host: String },
+    #[error("{0} and {1} are not peered")]
+    NotPeered(String, String),
+    /// A field failed the same check the topology loader runs.
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+/// What a client asks of the service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Send me all my tables. `have`: the version the client holds, if any (informative).
+    Resync { card: CardId, have: Option<u64> },
+}
+
+/// What the service sends a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToClient {
+    /// Changes from `version - 1` to `version`.
+    Delta { card: CardId, version: u64, ops: Vec<TableOp> },
+    /// Everything, at `version`.
+    Snapshot { card: CardId, version: u64, tables: Box<Tables> },
+    /// Nothing changed for you beyond `version`.
+    Heartbeat { card: CardId, version: u64 },
+}
+
+impl ToClient {
+    /// The card the message is for.
+    pub fn card(&self) -> CardId {
+        match self {
+            ToClient::Delta { card, .. } | ToClient::Snapshot { card, .. } | ToClient::Heartbeat { card, .. } => *card,
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        match self {
+            ToClient::Delta { version, .. }
+            | ToClient::Snapshot { version, .. }
+            | ToClient::Heartbeat { version, .. } => *version,
+        }
+    }
+}
+
+/// The service's state for one card.
+#[derive(Debug, Default)]
+struct Peer {
+    connected: bool,
+    version: u64,
+    outbox: VecDeque<ToClient>,
+    last_sent: Duration,
+}
+
+/// The mapping service. See the module documentation.
+#[derive(Debug)]
+pub struct Service {
+    topo: Topology,
+    peers: BTreeMap<CardId, Peer>,
+    heartbeat: Duration,
+}
+
+/// The default heartbeat interval.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+impl Service {
+    pub fn new(topology: Topology) -> Service {
+        let peers = topology.cards().map(|c| (c, Peer::default())).collect();
+        Service { topo: topology, peers, heartbeat: HEARTBEAT }
+    }
+
+    /// Sets how long a connected client may go without hearing from the service.
+    pub fn with_heartbeat(mut self, interval: Duration) -> Service {
+        self.heartbeat = interval;
+        self
+    }
+
+    /// The current model.
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    /// The version `card` is at (0 before its first change).
+    pub fn version(&self, card: CardId) -> Option<u64> {
+        self.peers.get(&card).map(|p| p.version)
+    }
+
+    /// A client's request. Unknown cards are ignored.
+    pub fn handle(&mut self, request: Request, now: Duration) {
+        let Request::Resync { card, .. } = request;
+        let Some(peer) = self.peers.get_mut(&card) else { return };
+        if !peer.connected {
+            peer.connected = true;
+            peer.last_sent = now;
+        }
+        peer.outbox.clear();
+        let tables = Box::new(Tables::build_for_card(&self.topo, card));
+        peer.outbox.push_back(ToClient::Snapshot { card, version: peer.version, tables });
+    }
+
+    /// The next message to send, if any: queued deltas and snapshots first, then
+    /// heartbeats that are due at `now`.
+    pub fn poll_transmit(&mut self, now: Duration) -> Option<ToClient> {
+        if let Some(peer) = self.peers.values_mut().find(|p| !p.outbox.is_empty()) {
+            peer.last_sent = now;
+            return peer.outbox.pop_front();
+        }
+        let heartbeat = self.heartbeat;
+        let (&card, peer) = self
+            .peers
+            .iter_mut()
+            .find(|(_, p)| p.connected && now.saturating_sub(p.last_sent) >= heartbeat)?;
+        peer.last_sent = now;
+        Some(ToClient::Heartbeat { card, version: peer.version })
+    }
+
+    /// When [`Service::poll_transmit`] will next have a heartbeat to send (queued messages
+    /// are ready at once).
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.peers.values().filter(|p| p.connected).map(|p| p.last_sent + self.heartbeat).min()
+    }
+
+    /// Checks and applies a command, queueing a delta for every connected card it
+    /// concerns. On `Err` nothing changed.
+    pub fn execute(&mut self, command: &Command) -> Result<(), CommandError> {
+        let mut batch = Batch::default();
+        match command {
+            Command::Register(spec) => self.register(spec, &mut batch)?,
+            Command::Deregister { instance } => self.deregister(instance, &mut batch)?,
+            Command::Move { instance, host } => self.move_instance(instance, host, &mut batch)?,
+            Command::AssociateElasticIp { ip, instance } => self.associate(*ip, instance, &mut batch)?,
+            Command::DisassociateElasticIp { ip } => self.disassociate(*ip, &mut batch)?,
+            Command::AddPeering { a, b } => self.peering(a, b, true, &mut batch)?,
+            Command::RemovePeering { a, b } => self.peering(a, b, false, &mut batch)?,
+        }
+        for (card, ops) in batch.cards {
+            match self.peers.get_mut(&card) {
+                Some(peer) if peer.connected && !ops.ops.is_empty() => {
+                    peer.version += 1;
+                    peer.outbox.push_back(ToClient::Delta { card, version: peer.version, ops: ops.ops });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn host_named(&self, name: &str) -> Result<HostId, CommandError> {
+        match self.topo.card_by_name(name) {
+            Some(CardId::Host(h)) => Ok(h),
+            _ => Err(CommandError::UnknownHost(name.to_string())),
+        }
+    }
+
+    fn instance_named(&self, name: &str) -> Result<Instance, CommandError> {
+        self.topo.instance_by_name(name).cloned().ok_or_else(|| CommandError::UnknownInstance(name.to_string()))
+    }
+
+    fn vpc_named(&self, name: &str) -> Result<VpcId, CommandError> {
+        self.topo.vpc_by_name(name).ok_or_else(|| CommandError::UnknownVpc(name.to_string()))
+    }
+
+    fn register(&mut self, spec: &InstanceSpec, batch: &mut Batch) -> Result<(), CommandError> {
+        let t = &self.topo;
+        let subnet = t.subnet_by_name(&spec.subnet).ok_or_else(|| CommandError::UnknownSubnet(spec.subnet.clone()))?;
+        let vpc = t.subnet(subnet).map_or(VpcId(0), |s| s.vpc);
+        let host = self.host_named(&spec.host)?;
+        let mut inst = Instance {
+            eni: Default::default(),
+            name: spec.name.clone(),
+            subnet,
+            vpc,
+            host,
+            ip: spec.ip,
+            secondary_ips: spec.secondary_ips.clone(),
+            mac: spec.mac.unwrap_or_else(|| MacAddr::from_ip(spec.ip)),
+            source_dest_check: spec.source_dest_check,
+        };
+        t.check_new_instance(&inst).map_err(|(field, message)| {
+            let field = match field {
+                InstanceField::Name => "name",
+                InstanceField::Ip => "ip",
+                InstanceField::SecondaryIps => "secondary_ips",
+                InstanceField::Mac => "mac",
+            };
+            CommandError::Invalid { field, message }
+        })?;
+
+        let candidates = with_peers(t, vpc);
+        let before = view_among(t, host, &candidates);
+        let viewers = cards_viewing(t, vpc);
+        inst.eni = self.topo.allocate_eni();
+        let eni = inst.eni;
+        self.topo.insert_instance(inst);
+        let t = &self.topo;
+        let Some(inst) = t.instance(eni) else { return Ok(()) };
+        let after = view_among(t, host, &candidates);
+
+        let vni = vni_of(t, vpc);
+        let loc = tables::location(t, inst);
+        for &card in &viewers {
+            for ip in inst.ips() {
+                batch.push(card, TableOp::UpsertMapping { vni, ip, location: loc });
+            }
+        }
+        let card = CardId::Host(host);
+        for &u in after.difference(&before) {
+            add_vpc(batch, t, card, u);
+        }
+        batch.push(card, TableOp::UpsertLocalEni(Box::new(tables::local_eni(t, inst))));
+        Ok(())
+    }
+
+    fn deregister(&mut self, name: &str, batch: &mut Batch) -> Result<(), CommandError> {
+        let inst = self.instance_named(name)?;
+        let t = &self.topo;
+        let (vpc, host) = (inst.vpc, inst.host);
+        let vni = vni_of(t, vpc);
+        let eip = t.elastic_ip_of(inst.eni);
+        let igw = t.vpc(vpc).and_then(|v| v.internet_gateway);
+        let candidates = with_peers(t, vpc);
+        let before = view_among(t, host, &candidates);
+        let viewers = cards_viewing(t, vpc);
+        self.topo.remove_instance(inst.eni);
+        let t = &self.topo;
+        let after = view_among(t, host, &candidates);
+        let gone: BTreeSet<VpcId> = before.difference(&after).copied().collect();
+
+        let card = CardId::Host(host);
+        for &viewer in &viewers {
+            if viewer == card && gone.contains(&vpc) {
+                continue;
+            }
+            for ip in inst.ips() {
+                batch.push(viewer, TableOp::RemoveMapping { vni, ip });
+            }
+        }
+        let was_in_view = |x: VpcId| before.contains(&x) || (!candidates.contains(&x) && tables::relevant(t, card, x));
+        for &u in &gone {
+            let extra: Vec<Ipv4Addr> = if u == vpc { inst.ips().collect() } else { Vec::new() };
+            remove_vpc(batch, t, card, u, &extra, t.peers(u), was_in_view);
+        }
+        batch.push(card, TableOp::RemoveLocalEni { eni: inst.eni });
+        if let (Some(public), Some(edge)) = (eip, igw) {
+            batch.push(CardId::Edge(edge), TableOp::RemoveElasticIp { public });
+        }
+        Ok(())
+    }
+
+    fn move_instance(&mut self, name: &str, host: &str, batch: &mut Batch) -> Result<(), CommandError> {
+        let inst = self.instance_named(name)?;
+        let to = self.host_named(host)?;
+        let from = inst.host;
+        if from == to {
+            return Err(CommandError::AlreadyThere { instance: name.to_string(), host: host.to_string() });
+        }
+        let t = &self.topo;
+        t.check_mac(to, inst.mac).map_err(|message| CommandError::Invalid { field: "mac", message })?;
+        let vpc = inst.vpc;
+        let candidates = with_peers(t, vpc);
+        let before_from = view_among(t, from, &candidates);
+        let before_to = view_among(t, to, &candidates);
+        let viewers_before = cards_viewing(t, vpc);
+        self.topo.move_instance(inst.eni, to);
+        let t = &self.topo;
+        let Some(moved) = t.instance(inst.eni) else { return Ok(()) };
+        let after_from = view_among(t, from, &candidates);
+        let after_to = view_among(t, to, &candidates);
+        let viewers_after = cards_viewing(t, vpc);
+
+        let vni = vni_of(t, vpc);
+        let loc = tables::location(t, moved);
+        for &card in viewers_before.intersection(&viewers_after) {
+            for ip in moved.ips() {
+                batch.push(card, TableOp::UpsertMapping { vni, ip, location: loc });
+            }
+        }
+        let (from_card, to_card) = (CardId::Host(from), CardId::Host(to));
+        let was_in_view =
+            |x: VpcId| before_from.contains(&x) || (!candidates.contains(&x) && tables::relevant(t, from_card, x));
+        for &u in before_from.difference(&after_from) {
+            remove_vpc(batch, t, from_card, u, &[], t.peers(u), was_in_view);
+        }
+        for &u in after_to.difference(&before_to) {
+            add_vpc(batch, t, to_card, u);
+        }
+        batch.push(from_card, TableOp::RemoveLocalEni { eni: moved.eni });
+        batch.push(to_card, TableOp::UpsertLocalEni(Box::new(tables::local_eni(t, moved))));
+        Ok(())
+    }
+
+    fn associate(&mut self, ip: Ipv4Addr, name: &str, batch: &mut Batch) -> Result<(), CommandError> {
+        let inst = self.instance_named(name)?;
+        self.topo.check_elastic_ip(ip, inst.eni).map_err(|(field, message)| {
+            let field = match field {
+                EipField::Ip => "ip",
+                EipField::Instance => "instance",
+            };
+            CommandError::Invalid { field, message }
+        })?;
+        self.topo.associate_elastic_ip(ip, inst.eni);
+        let t = &self.topo;
+        if let Some(edge) = t.vpc(inst.vpc).and_then(|v| v.internet_gateway) {
+            let op = TableOp::UpsertElasticIp { public: ip, vni: vni_of(t, inst.vpc), private: inst.ip };
+            batch.push(CardId::Edge(edge), op);
+        }
+        Ok(())
+    }
+
+    fn disassociate(&mut self, ip: Ipv4Addr, batch: &mut Batch) -> Result<(), CommandError> {
+        let eni = self.topo.elastic_ip_instance(ip).ok_or(CommandError::UnknownElasticIp(ip))?;
+        self.topo.disassociate_elastic_ip(ip);
+        let t = &self.topo;
+        let igw = t.instance(eni).and_then(|i| t.vpc(i.vpc)).and_then(|v| v.internet_gateway);
+        if let Some(edge) = igw {
+            batch.push(CardId::Edge(edge), TableOp::RemoveElasticIp { public: ip });
+        }
+        Ok(())
+    }
+
+    fn peering(&mut self, a: &str, b: &str, add: bool, batch: &mut Batch) -> Result<(), CommandError> {
+        let (va, vb) = (self.vpc_named(a)?, self.vpc_named(b)?);
+        let t = &self.topo;
+        if add {
+            t.check_peering(va, vb).map_err(|message| CommandError::Invalid { field: "vpcs", message })?;
+        } else if !t.peered(va, vb) {
+            return Err(CommandError::NotPeered(a.to_string(), b.to_string()));
+        }
+        let candidates = BTreeSet::from([va, vb]);
+        let hosts: BTreeSet<HostId> = t.vpc_hosts(va).chain(t.vpc_hosts(vb)).collect();
+        let before: BTreeMap<HostId, BTreeSet<VpcId>> =
+            hosts.iter().map(|&h| (h, view_among(t, h, &candidates))).collect();
+        let viewers_a = cards_viewing(t, va);
+        let viewers_b = cards_viewing(t, vb);
+        if add {
+            self.topo.add_peering(va, vb);
+        } else {
+            self.topo.remove_peering(va, vb);
+        }
+        let t = &self.topo;
+        let mut changed: BTreeMap<CardId, BTreeSet<VpcId>> = BTreeMap::new();
+        for (&h, before_h) in &before {
+            let card = CardId::Host(h);
+            let after_h = view_among(t, h, &candidates);
+            if add {
+                for &u in after_h.difference(before_h) {
+                    add_vpc(batch, t, card, u);
+                    changed.entry(card).or_default().insert(u);
+                }
+            } else {
+                let was_in_view =
+                    |x: VpcId| before_h.contains(&x) || (!candidates.contains(&x) && tables::relevant(t, card, x));
+                for &u in before_h.difference(&after_h) {
+                    let other = if u == va { vb } else { va };
+                    let peers_before = t.peers(u).chain(std::iter::once(other));
+                    remove_vpc(batch, t, card, u, &[], peers_before, was_in_view);
+                    changed.entry(card).or_default().insert(u);
+                }
+            }
+        }
+        // Cards that keep a VPC of the pair: its routes changed, and maybe the pair itself.
+        let flipped = |card: CardId, v: VpcId| changed.get(&card).is_some_and(|s| s.contains(&v));
+        for (v, viewers) in [(va, &viewers_a), (vb, &viewers_b)] {
+            let Some(entry) = tables::vpc_entry(t, v) else { continue };
+            for &card in viewers.iter().filter(|&&c| !flipped(c, v)) {
+                batch.push(card, TableOp::UpsertVpc(Box::new(entry.clone())));
+            }
+        }
+        let (ka, kb) = (vni_of(t, va), vni_of(t, vb));
+        for &card in viewers_a.intersection(&viewers_b) {
+            if !flipped(card, va) && !flipped(card, vb) {
+                batch.peering(card, add, ka, kb);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The ops of one command, per card.
+#[derive(Default)]
+struct Batch {
+    cards: BTreeMap<CardId, CardOps>,
+}
+
+#[derive(Default)]
+struct CardOps {
+    ops: Vec<TableOp>,
+    /// Peering pairs already in `ops` (a pair can be reached from both of its VPCs).
+    pairs: HashSet<(u32, u32)>,
+}
+
+impl Batch {
+    fn push(&mut self, card: CardId, op: TableOp) {
+        self.cards.entry(card).or_default().ops.push(op);
+    }
+
+    fn peering(&mut self, card: CardId, add: bool, a: u32, b: u32) {
+        let ops = self.cards.entry(card).or_default();
+        if ops.pairs.insert((a.min(b), a.max(b))) {
+            ops.ops.push(if add { TableOp::AddPeering { a, b } } else { TableOp::RemovePeering { a, b } });
+        }
+    }
+}
+
+fn vni_of(t: &Topology, vpc: VpcId) -> u32 {
+    t.vpc(vpc).map_or(0, |v| v.vni)
+}
+
+/// `vpc` and its peers: the VPCs whose presence in a host's view can change when an ENI
+/// of `vpc` comes or goes.
+fn with_peers(t: &Topology, vpc: VpcId) -> BTreeSet<VpcId> {
+    std::iter::once(vpc).chain(t.peers(vpc)).collect()
+}
+
+/// Those of `candidates` in `host`'s view.
+fn view_among(t: &Topology, host: HostId, candidates: &BTreeSet<VpcId>) -> BTreeSet<VpcId> {
+    candidates.iter().copied().filter(|&v| tables::relevant(t, CardId::Host(host), v)).collect()
+}
+
+/// Every card whose view holds `vpc`.
+fn cards_viewing(t: &Topology, vpc: VpcId) -> BTreeSet<CardId> {
+    let hosts = std::iter::once(vpc).chain(t.peers(vpc)).flat_map(|v| t.vpc_hosts(v)).map(CardId::Host);
+    hosts.chain(t.vpc_edges(vpc).map(CardId::Edge)).collect()
+}
+
+/// `u` enters `card`'s view: its entry, every mapping, its peerings inside the view.
+fn add_vpc(batch: &mut Batch, t: &Topology, card: CardId, u: VpcId) {
+    let Some(entry) = tables::vpc_entry(t, u) else { return };
+    let vni = entry.vni;
+    batch.push(card, TableOp::UpsertVpc(Box::new(entry)));
+    for inst in t.vpc_members(u) {
+        let location = tables::location(t, inst);
+        for ip in inst.ips() {
+            batch.push(card, TableOp::UpsertMapping { vni, ip, location });
+        }
+    }
+    for x in t.peers(u).filter(|&x| tables::relevant(t, card, x)) {
+        batch.peering(card, true, vni, vni_of(t, x));
+    }
+}
+
+/// `u` leaves `card`'s view. `t` is the new model: `extra` are addresses of `u` that were
+/// mapped and are gone from `t`, `peers_before` the peers `u` had, `was_in_view` the old
+/// view.
+fn remove_vpc(
+    batch: &mut Batch,
+    t: &Topology,
+    card: CardId,
+    u: VpcId,
+    extra: &[Ipv4Addr],
+    peers_before: impl Iterator<Item = VpcId>,
+    was_in_view: impl Fn(VpcId) -> bool,
+) {
+    let vni = vni_of(t, u);
+    batch.push(card, TableOp::RemoveVpc { vni });
+    for inst in t.vpc_members(u) {
+        for ip in inst.ips() {
+            batch.push(card, TableOp::RemoveMapping { vni, ip });
+        }
+    }
+    for &ip in extra {
+        batch.push(card, TableOp::RemoveMapping { vni, ip });
+    }
+    for x in peers_before.filter(|&x| was_in_view(x)) {
+        batch.peering(card, false, vni, vni_of(t, x));
+    }
+}

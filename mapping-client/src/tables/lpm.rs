@@ -1,0 +1,86 @@
+//! Longest-prefix match over the few prefixes of one VPC.
+//!
+//! A VPC routes its own CIDR, its peers' CIDRs and its VPN, Direct Connect and endpoint
+//! prefixes: a handful, tens at most (AWS allows 50 routes per table by default). For that
+//! size the fastest structure is the plainest: the prefixes sorted longest first, kept as
+//! `(network, mask)` pairs in one contiguous array, scanned until the first match. One
+//! cache line holds eight prefixes; the scan has no pointer chasing and no allocation.
+
+use std::net::Ipv4Addr;
+
+use crate::net::Cidr;
+
+/// Prefixes with a target each; [`PrefixTable::lookup`] returns the longest match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrefixTable<T> {
+    /// `(network, mask)`, longest prefix first.
+    keys: Vec<(u32, u32)>,
+    targets: Vec<T>,
+}
+
+impl<T> Default for PrefixTable<T> {
+    fn default() -> Self {
+        PrefixTable { keys: Vec::new(), targets: Vec::new() }
+    }
+}
+
+impl<T: Copy> PrefixTable<T> {
+    /// Builds the table. When the same prefix is given twice, the first one given wins.
+    pub fn new(entries: impl IntoIterator<Item = (Cidr, T)>) -> Self {
+        let mut entries: Vec<(Cidr, T)> = entries.into_iter().collect();
+        // Stable: equal prefixes keep their given order, so `dedup` keeps the first.
+        entries.sort_by(|a, b| {
+            b.0.prefix_len().cmp(&a.0.prefix_len()).then(a.0.network_u32().cmp(&b.0.network_u32()))
+        });
+        entries.dedup_by(|later, first| later.0 == first.0);
+        let keys = entries.iter().map(|(c, _)| (c.network_u32(), c.mask())).collect();
+        let targets = entries.into_iter().map(|(_, t)| t).collect();
+        PrefixTable { keys, targets }
+    }
+
+    /// The target of the longest prefix holding `ip`.
+    #[inline]
+    pub fn lookup(&self, ip: Ipv4Addr) -> Option<T> {
+        let ip = u32::from(ip);
+        let i = self.keys.iter().position(|&(net, mask)| ip & mask == net)?;
+        self.targets.get(i).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The prefixes and targets, longest prefix first.
+    pub fn iter(&self) -> impl Iterator<Item = (Cidr, T)> + '_ {
+        self.keys.iter().zip(&self.targets).filter_map(|(&(net, mask), &t)| {
+            Cidr::new(Ipv4Addr::from(net), mask.count_ones() as u8).ok().map(|c| (c, t))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_wins_first_given_wins_ties() {
+        let c = |s: &str| s.parse::<Cidr>().unwrap();
+        let t = PrefixTable::new([
+            (c("10.0.0.0/16"), 1),
+            (c("10.0.5.0/24"), 2),
+            (c("0.0.0.0/0"), 3),
+            (c("10.0.5.0/24"), 4),
+        ]);
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.lookup(Ipv4Addr::new(10, 0, 5, 1)), Some(2));
+        assert_eq!(t.lookup(Ipv4Addr::new(10, 0, 6, 1)), Some(1));
+        assert_eq!(t.lookup(Ipv4Addr::new(11, 0, 0, 1)), Some(3));
+        let empty: PrefixTable<u8> = PrefixTable::new([]);
+        assert_eq!(empty.lookup(Ipv4Addr::new(1, 1, 1, 1)), None);
+        assert_eq!(t.iter().map(|(c, _)| c.prefix_len()).collect::<Vec<_>>(), [24, 16, 0]);
+    }
+}

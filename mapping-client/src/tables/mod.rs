@@ -1,0 +1,452 @@
+//! The tables one card (a Nitro host card or a Blackfoot edge) reads on its packet path:
+//! one immutable version at a time, published by [`crate::rcu`].
+//!
+//! # What a card holds
+//!
+//! * **mappings** — (VNI, IPv4) -> [`Location`] (the card PA the address lives behind, its
+//!   ENI, MAC and subnet), for every address of every VPC in the card's view: for a host,
+//!   the VPCs with an ENI on it plus their peers; for an edge, the VPCs it serves (internet
+//!   gateway, VPN, DX or endpoint on it). What is not here is dropped: there is no miss path.
+//! * **local ENIs** (hosts) by id, MAC, (VNI, IP) and name;
+//! * **VPCs** by VNI: CIDR, subnets, internet gateway and a longest-prefix route table
+//!   ([`Tables::route`]) over the own CIDR, peer CIDRs, VPN/DX remote prefixes and endpoint
+//!   prefixes;
+//! * **peerings** between VPCs of the view;
+//! * **Elastic IPs** both ways (edges holding the VPC's internet gateway);
+//! * **VPN SAs** by inbound SPI, **DX VIFs** by VLAN, **endpoints** by ID (edges);
+//! * **edges** by PA with the VNIs each serves (everyone), for verify-recv.
+//!
+//! # Contract
+//!
+//! Lookups never allocate, lock or panic. [`Tables`] changes only through
+//! [`Tables::apply`] with [`TableOp`]s (what the service's deltas carry) or by being built
+//! whole ([`Tables::build_for_card`]); applying the deltas the service emits to the tables
+//! built from the old model gives tables equal (`==`) to the ones built from the new model.
+
+mod build;
+mod lpm;
+mod mapping;
+
+use std::net::Ipv4Addr;
+
+use hashbrown::{HashMap, HashSet};
+
+use crate::net::{Cidr, MacAddr};
+use crate::rcu::Absorb;
+use crate::topology::{CardId, DxId, EdgeId, EndpointId, EniId, SaConfig, SubnetId, VpnId};
+
+pub use lpm::PrefixTable;
+pub use mapping::{MappingTable, BURST};
+pub(crate) use build::{local_eni, location, relevant, vpc_entry};
+
+/// Where an address lives: the value of the mapping table, 16 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Location {
+    /// PA of the host card the ENI is attached to.
+    pub pa: Ipv4Addr,
+    pub eni: EniId,
+    /// The ENI's MAC (the Ethernet source when delivering from a peer in the same subnet).
+    pub mac: MacAddr,
+    pub subnet: SubnetId,
+}
+
+const _: () = assert!(std::mem::size_of::<Location>() == 16);
+
+/// Where a VPC sends a destination, from [`Tables::route`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Inside a VPC, the sender's own or a peer: look the destination up with this VNI.
+    Vpc { vni: u32 },
+    /// A VPN remote prefix: to the edge, which encrypts with the VPN's outbound SA.
+    Vpn { vpn: VpnId, edge_pa: Ipv4Addr },
+    /// A Direct Connect remote prefix: to the edge, which tags it with the VLAN.
+    Dx { vlan: u16, edge_pa: Ipv4Addr },
+    /// An endpoint prefix: to the edge, which re-encapsulates with the endpoint ID.
+    Endpoint { id: EndpointId, edge_pa: Ipv4Addr },
+    /// No prefix matched: the VPC's internet gateway.
+    Internet { edge_pa: Ipv4Addr },
+}
+
+/// A subnet of a VPC in the view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubnetInfo {
+    pub id: SubnetId,
+    pub name: String,
+    pub vni: u32,
+    pub cidr: Cidr,
+}
+
+/// A VPC in the view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VpcEntry {
+    pub vni: u32,
+    pub name: String,
+    pub cidr: Cidr,
+    /// PA of the edge holding the internet gateway.
+    pub internet_gateway: Option<Ipv4Addr>,
+    pub subnets: Vec<SubnetInfo>,
+    /// Everything but the internet gateway default.
+    pub routes: PrefixTable<Route>,
+}
+
+/// An ENI attached to this (host) card.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalEni {
+    pub eni: EniId,
+    pub name: String,
+    pub vni: u32,
+    pub subnet: SubnetId,
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    pub secondary_ips: Vec<Ipv4Addr>,
+    pub source_dest_check: bool,
+}
+
+impl LocalEni {
+    /// The primary address, then the secondary ones.
+    pub fn ips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        std::iter::once(self.ip).chain(self.secondary_ips.iter().copied())
+    }
+
+    /// Whether `ip` is one of the ENI's addresses.
+    pub fn owns(&self, ip: Ipv4Addr) -> bool {
+        self.ip == ip || self.secondary_ips.contains(&ip)
+    }
+}
+
+/// A VPN terminated on this edge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VpnEntry {
+    pub id: VpnId,
+    pub name: String,
+    pub vni: u32,
+    pub local: Ipv4Addr,
+    pub customer_gateway: Ipv4Addr,
+    pub remote_prefixes: Vec<Cidr>,
+    pub outbound: SaConfig,
+    pub inbound: SaConfig,
+}
+
+/// A Direct Connect VIF on this edge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VifEntry {
+    pub id: DxId,
+    pub name: String,
+    pub vni: u32,
+    pub vlan: u16,
+    pub remote_prefixes: Vec<Cidr>,
+    pub router_mac: MacAddr,
+}
+
+/// A VPC endpoint on this edge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointEntry {
+    pub id: EndpointId,
+    pub vni: u32,
+    pub service: String,
+    pub prefixes: Vec<Cidr>,
+    pub front_end_pa: Ipv4Addr,
+}
+
+/// An edge of the world, for verify-recv: which VPCs it may speak for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeEntry {
+    pub id: EdgeId,
+    pub name: String,
+    pub pa: Ipv4Addr,
+    /// Sorted.
+    pub vnis: Vec<u32>,
+}
+
+/// One change to a card's tables. The service's deltas are lists of these; both copies of
+/// a left-right pair apply the same list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TableOp {
+    UpsertMapping { vni: u32, ip: Ipv4Addr, location: Location },
+    RemoveMapping { vni: u32, ip: Ipv4Addr },
+    /// Adds or replaces a VPC (with its subnets and routes).
+    UpsertVpc(Box<VpcEntry>),
+    RemoveVpc { vni: u32 },
+    UpsertLocalEni(Box<LocalEni>),
+    RemoveLocalEni { eni: EniId },
+    AddPeering { a: u32, b: u32 },
+    RemovePeering { a: u32, b: u32 },
+    UpsertElasticIp { public: Ipv4Addr, vni: u32, private: Ipv4Addr },
+    RemoveElasticIp { public: Ipv4Addr },
+}
+
+/// One card's tables. See the module documentation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tables {
+    card: Option<CardId>,
+    card_name: String,
+    pa: Ipv4Addr,
+    mappings: MappingTable,
+    enis: HashMap<EniId, LocalEni>,
+    eni_by_mac: HashMap<MacAddr, EniId>,
+    eni_by_ip: HashMap<u64, EniId>,
+    eni_by_name: HashMap<String, EniId>,
+    vpcs: HashMap<u32, VpcEntry>,
+    subnets: HashMap<SubnetId, SubnetInfo>,
+    peerings: HashSet<u64>,
+    eip_in: HashMap<Ipv4Addr, (u32, Ipv4Addr)>,
+    eip_out: HashMap<u64, Ipv4Addr>,
+    vpns: HashMap<VpnId, VpnEntry>,
+    sa_in: HashMap<u32, VpnId>,
+    vifs: HashMap<u16, VifEntry>,
+    endpoints: HashMap<EndpointId, EndpointEntry>,
+    edges: HashMap<Ipv4Addr, EdgeEntry>,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Tables::empty(None, String::new(), Ipv4Addr::UNSPECIFIED)
+    }
+}
+
+fn pair(a: u32, b: u32) -> u64 {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    (u64::from(lo) << 32) | u64::from(hi)
+}
+
+impl Tables {
+    /// Empty tables for a card (`None`: not tied to a card, e.g. synthetic benchmarks).
+    pub fn empty(card: Option<CardId>, card_name: String, pa: Ipv4Addr) -> Tables {
+        Tables {
+            card,
+            card_name,
+            pa,
+            mappings: MappingTable::default(),
+            enis: HashMap::new(),
+            eni_by_mac: HashMap::new(),
+            eni_by_ip: HashMap::new(),
+            eni_by_name: HashMap::new(),
+            vpcs: HashMap::new(),
+            subnets: HashMap::new(),
+            peerings: HashSet::new(),
+            eip_in: HashMap::new(),
+            eip_out: HashMap::new(),
+            vpns: HashMap::new(),
+            sa_in: HashMap::new(),
+            vifs: HashMap::new(),
+            endpoints: HashMap::new(),
+            edges: HashMap::new(),
+        }
+    }
+
+    // ----- the card -----
+
+    pub fn card(&self) -> Option<CardId> {
+        self.card
+    }
+    pub fn card_name(&self) -> &str {
+        &self.card_name
+    }
+    /// This card's own PA.
+    pub fn pa(&self) -> Ipv4Addr {
+        self.pa
+    }
+
+    // ----- mappings -----
+
+    /// Where `ip` of VPC `vni` lives.
+    #[inline]
+    pub fn lookup(&self, vni: u32, ip: Ipv4Addr) -> Option<Location> {
+        self.mappings.get(vni, ip)
+    }
+
+    /// Looks up `min(keys.len(), out.len())` (VNI, address) keys at once: all hashes first,
+    /// then all probes (see [`MappingTable`]). `out[i]` answers `keys[i]`.
+    #[inline]
+    pub fn lookup_burst(&self, keys: &[(u32, Ipv4Addr)], out: &mut [Option<Location>]) {
+        self.mappings.lookup_burst(keys, out)
+    }
+
+    pub fn mappings(&self) -> &MappingTable {
+        &self.mappings
+    }
+
+    /// Reserves room for `additional` more mappings.
+    pub fn reserve_mappings(&mut self, additional: usize) {
+        self.mappings.reserve(additional)
+    }
+
+    // ----- local ENIs -----
+
+    pub fn local_eni(&self, eni: EniId) -> Option<&LocalEni> {
+        self.enis.get(&eni)
+    }
+    pub fn local_eni_by_mac(&self, mac: MacAddr) -> Option<&LocalEni> {
+        self.eni_by_mac.get(&mac).and_then(|e| self.enis.get(e))
+    }
+    /// The local ENI owning `ip` (primary or secondary) in VPC `vni`.
+    pub fn local_eni_by_ip(&self, vni: u32, ip: Ipv4Addr) -> Option<&LocalEni> {
+        self.eni_by_ip.get(&mapping::pack(vni, ip)).and_then(|e| self.enis.get(e))
+    }
+    /// The local ENI of the instance `name` (what an `instance:NAME` port resolves to).
+    pub fn local_eni_by_name(&self, name: &str) -> Option<&LocalEni> {
+        self.eni_by_name.get(name).and_then(|e| self.enis.get(e))
+    }
+    pub fn local_enis(&self) -> impl Iterator<Item = &LocalEni> + '_ {
+        self.enis.values()
+    }
+
+    // ----- VPCs and routes -----
+
+    pub fn vpc(&self, vni: u32) -> Option<&VpcEntry> {
+        self.vpcs.get(&vni)
+    }
+    pub fn vpcs(&self) -> impl Iterator<Item = &VpcEntry> + '_ {
+        self.vpcs.values()
+    }
+    pub fn subnet(&self, id: SubnetId) -> Option<&SubnetInfo> {
+        self.subnets.get(&id)
+    }
+
+    /// Where VPC `vni` sends `dst`: the longest matching prefix, else its internet
+    /// gateway; `None` (`no_route`) if neither, or if the VPC is not in the view.
+    #[inline]
+    pub fn route(&self, vni: u32, dst: Ipv4Addr) -> Option<Route> {
+        let vpc = self.vpcs.get(&vni)?;
+        vpc.routes
+            .lookup(dst)
+            .or_else(|| vpc.internet_gateway.map(|edge_pa| Route::Internet { edge_pa }))
+    }
+
+    /// Whether VPCs `a` and `b` are peered (false for `a == b`: same-VPC traffic needs no
+    /// peering).
+    #[inline]
+    pub fn peered(&self, a: u32, b: u32) -> bool {
+        self.peerings.contains(&pair(a, b))
+    }
+
+    /// The peered pairs in the view, smaller VNI first.
+    pub fn peerings(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.peerings.iter().map(|p| ((p >> 32) as u32, *p as u32))
+    }
+
+    // ----- edge tables -----
+
+    /// SNAT: the Elastic IP of `private` in VPC `vni`.
+    #[inline]
+    pub fn elastic_ip_of(&self, vni: u32, private: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.eip_out.get(&mapping::pack(vni, private)).copied()
+    }
+    /// DNAT: the (VNI, private address) behind an Elastic IP.
+    #[inline]
+    pub fn elastic_ip_target(&self, public: Ipv4Addr) -> Option<(u32, Ipv4Addr)> {
+        self.eip_in.get(&public).copied()
+    }
+    /// The VPN whose inbound SA has this SPI.
+    #[inline]
+    pub fn sa_by_spi(&self, spi: u32) -> Option<&VpnEntry> {
+        self.sa_in.get(&spi).and_then(|v| self.vpns.get(v))
+    }
+    pub fn vpn(&self, id: VpnId) -> Option<&VpnEntry> {
+        self.vpns.get(&id)
+    }
+    #[inline]
+    pub fn vif(&self, vlan: u16) -> Option<&VifEntry> {
+        self.vifs.get(&vlan)
+    }
+    #[inline]
+    pub fn endpoint(&self, id: EndpointId) -> Option<&EndpointEntry> {
+        self.endpoints.get(&id)
+    }
+    #[inline]
+    pub fn edge_by_pa(&self, pa: Ipv4Addr) -> Option<&EdgeEntry> {
+        self.edges.get(&pa)
+    }
+    /// Whether the edge at `pa` serves VPC `vni` (may send for it).
+    #[inline]
+    pub fn edge_serves(&self, pa: Ipv4Addr, vni: u32) -> bool {
+        self.edges.get(&pa).is_some_and(|e| e.vnis.binary_search(&vni).is_ok())
+    }
+
+    // ----- changes -----
+
+    /// Applies one change. Removing what is absent and replacing what is present are fine.
+    pub fn apply(&mut self, op: &TableOp) {
+        match op {
+            TableOp::UpsertMapping { vni, ip, location } => {
+                self.mappings.insert(*vni, *ip, *location);
+            }
+            TableOp::RemoveMapping { vni, ip } => {
+                self.mappings.remove(*vni, *ip);
+            }
+            TableOp::UpsertVpc(entry) => self.upsert_vpc((**entry).clone()),
+            TableOp::RemoveVpc { vni } => {
+                if let Some(old) = self.vpcs.remove(vni) {
+                    for s in &old.subnets {
+                        self.subnets.remove(&s.id);
+                    }
+                }
+            }
+            TableOp::UpsertLocalEni(eni) => self.upsert_local_eni((**eni).clone()),
+            TableOp::RemoveLocalEni { eni } => self.remove_local_eni(*eni),
+            TableOp::AddPeering { a, b } => {
+                self.peerings.insert(pair(*a, *b));
+            }
+            TableOp::RemovePeering { a, b } => {
+                self.peerings.remove(&pair(*a, *b));
+            }
+            TableOp::UpsertElasticIp { public, vni, private } => {
+                if let Some((v, p)) = self.eip_in.insert(*public, (*vni, *private)) {
+                    self.eip_out.remove(&mapping::pack(v, p));
+                }
+                self.eip_out.insert(mapping::pack(*vni, *private), *public);
+            }
+            TableOp::RemoveElasticIp { public } => {
+                if let Some((v, p)) = self.eip_in.remove(public) {
+                    self.eip_out.remove(&mapping::pack(v, p));
+                }
+            }
+        }
+    }
+
+    fn upsert_vpc(&mut self, entry: VpcEntry) {
+        if let Some(old) = self.vpcs.get(&entry.vni) {
+            for s in &old.subnets {
+                self.subnets.remove(&s.id);
+            }
+        }
+        for s in &entry.subnets {
+            self.subnets.insert(s.id, s.clone());
+        }
+        self.vpcs.insert(entry.vni, entry);
+    }
+
+    fn upsert_local_eni(&mut self, eni: LocalEni) {
+        self.remove_local_eni(eni.eni);
+        self.eni_by_mac.insert(eni.mac, eni.eni);
+        for ip in eni.ips() {
+            self.eni_by_ip.insert(mapping::pack(eni.vni, ip), eni.eni);
+        }
+        self.eni_by_name.insert(eni.name.clone(), eni.eni);
+        self.enis.insert(eni.eni, eni);
+    }
+
+    fn remove_local_eni(&mut self, id: EniId) {
+        let Some(old) = self.enis.remove(&id) else { return };
+        if self.eni_by_mac.get(&old.mac) == Some(&id) {
+            self.eni_by_mac.remove(&old.mac);
+        }
+        for ip in old.ips() {
+            let key = mapping::pack(old.vni, ip);
+            if self.eni_by_ip.get(&key) == Some(&id) {
+                self.eni_by_ip.remove(&key);
+            }
+        }
+        if self.eni_by_name.get(&old.name) == Some(&id) {
+            self.eni_by_name.remove(&old.name);
+        }
+    }
+}
+
+impl Absorb for Tables {
+    type Op = TableOp;
+
+    fn absorb(&mut self, op: &TableOp) {
+        self.apply(op)
+    }
+}

@@ -1,0 +1,576 @@
+//! The engine behind `vpcemu run` and `vpcemu demo`: every host and edge of a topology in
+//! one process, their ports on pinned worker lcores, joined by the in-process fabric, with
+//! the mapping service and the control work on the main lcore.
+//!
+//! # Threads and ownership
+//!
+//! - Control core (the thread that calls [`Engine::start`]): owns the embedded mapping
+//!   [`Service`], one mapping [`Client`] and one RCU [`Publisher`] per card, the stage
+//!   timing collector, the alert aggregator, the ports (for their ethdev statistics) and
+//!   the pool. [`Engine::tick`] does its periodic work; [`Engine::execute`] applies a
+//!   live mapping change.
+//! - Workers (every other lcore): each polls the RX side of the ports given to it, round
+//!   robin, and owns one TX queue on every port. A burst runs to completion: the card's
+//!   stages, then TX grouped by output; what a card sends to the fabric goes on to the
+//!   receiving card's stages in the same pass (see [`super::worker`]).
+//!
+//! # Ports
+//!
+//! Topology `[[port]]`s are DPDK devices (`vdev`); the demo adds in-process
+//! [`SoftPort`]s. Output numbers are port indexes; [`FABRIC`] is the in-process fabric.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mapping_client::rcu::Publisher;
+use mapping_client::service::{Command, Service};
+use mapping_client::tables::Tables;
+use mapping_client::topology::{Attach, CardId, Topology};
+use mapping_client::Client;
+use pipeline::{
+    AlertAggregator, AlertConfig, AlertConsumer, AlertNames, HistogramConfig, Output, PublishedCounters,
+    StatsReport, TimingCollector, TscHz, alert_channel,
+};
+
+use super::find_port;
+use super::softport::SoftPort;
+use super::worker::{self, RxSource, TxSink, WorkerSetup};
+use crate::dpdk::{self, Eal, EalBuilder, Mempool, Port, PortConfig};
+
+/// Output number of the in-process fabric. Port indexes are below it.
+pub const FABRIC: usize = pipeline::MAX_OUTPUTS - 1;
+/// Most ports one process takes (one output number each, below [`FABRIC`]).
+pub const MAX_PORTS: usize = FABRIC;
+
+/// How a port is realised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortIo {
+    /// A DPDK device: a vdev string or a PCI address.
+    Vdev(String),
+    /// An in-process [`SoftPort`].
+    Soft,
+}
+
+/// A port to open.
+#[derive(Debug, Clone)]
+pub struct PortSpec {
+    pub name: String,
+    pub io: PortIo,
+    pub attach: Attach,
+}
+
+/// What the engine needs to start.
+#[derive(Debug, Clone)]
+pub struct EngineSpec {
+    pub topology: Topology,
+    pub ports: Vec<PortSpec>,
+    /// Time every stage with the TSC (default); off only to measure its cost.
+    pub stage_timing: bool,
+    /// EAL file prefix (default unique); names the telemetry socket directory.
+    pub file_prefix: Option<String>,
+    pub alerts: AlertConfig,
+}
+
+impl EngineSpec {
+    /// The topology's own ports.
+    pub fn from_topology(topology: Topology) -> EngineSpec {
+        let ports = topology
+            .ports()
+            .iter()
+            .map(|p| PortSpec { name: p.name.clone(), io: PortIo::Vdev(p.vdev.clone()), attach: p.attach.clone() })
+            .collect();
+        EngineSpec { topology, ports, stage_timing: true, file_prefix: None, alerts: AlertConfig::default() }
+    }
+}
+
+/// What a port is, for the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An instance's vNIC. The ENI and the card it is on live in [`InstanceBinding`]
+    /// (they change with register/deregister/move).
+    Instance,
+    /// A card's physical (underlay) port.
+    Underlay { card: usize },
+    /// An edge's outside ports.
+    EdgeInternet { card: usize },
+    EdgeDx { card: usize },
+    EdgeServices { card: usize },
+    /// A copy of everything that crosses the fabric (TX only).
+    Fabric,
+}
+
+/// The live binding of an instance port: which ENI it is and which card it is on.
+/// Written by the control core after the tables of that card are published (Release),
+/// read by the worker once per burst (Acquire).
+#[derive(Debug)]
+pub struct InstanceBinding {
+    /// ENI id, or `u32::MAX` while the instance is not registered.
+    pub eni: AtomicU32,
+    /// Card index, or `u32::MAX`.
+    pub card: AtomicU32,
+}
+
+pub const UNBOUND: u32 = u32::MAX;
+
+/// One card as the runtime sees it.
+#[derive(Debug, Clone)]
+pub struct CardInfo {
+    pub id: CardId,
+    pub name: String,
+    pub pa: Ipv4Addr,
+    pub alert_id: pipeline::CardId,
+    /// The card's `underlay:` port, if it has one.
+    pub underlay_port: Option<usize>,
+}
+
+struct PortRt {
+    name: String,
+    role: Role,
+    attach: Attach,
+    eth: Option<Port>,
+    soft: Option<Arc<SoftPort>>,
+}
+
+/// Errors that stop the engine from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Dpdk(#[from] dpdk::DpdkError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The running engine, owned by the control core.
+pub struct Engine {
+    // Field order is drop order: workers first, then ports, then the pool, then the EAL.
+    workers: Vec<dpdk::WorkerHandle>,
+    stop: Arc<AtomicBool>,
+    ports: Vec<PortRt>,
+    pub(crate) cards: Vec<CardInfo>,
+    bindings: Arc<Vec<InstanceBinding>>,
+    service: Service,
+    clients: Vec<Client>,
+    publishers: Vec<Publisher<Tables>>,
+    published: Vec<Arc<PublishedCounters>>,
+    timing: TimingCollector,
+    returned: Arc<Mutex<Vec<pipeline::Meters>>>,
+    alert_consumers: Vec<AlertConsumer>,
+    aggregator: AlertAggregator,
+    started: Instant,
+    tsc_hz: u64,
+    pool: Arc<Mempool>,
+    eal: Eal,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("ports", &self.ports.len()).field("cards", &self.cards.len()).finish()
+    }
+}
+
+fn lcore_list(lcores: &[u32]) -> String {
+    lcores.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Mbufs to create: enough for every port's descriptors and the soft queues, within the
+/// memory the topology gives DPDK (about 60% of it for the pool).
+fn pool_size(memory_mb: u32, ports: usize, workers: usize) -> u32 {
+    let per_mbuf = u64::from(dpdk::MBUF_DATA_SIZE) + 128 + 128 + 64;
+    let fit = u64::from(memory_mb) * 1024 * 1024 * 6 / 10 / per_mbuf;
+    let want = 4096 + 2048 * ports as u64 + 1024 * workers as u64;
+    want.min(fit).min(65535) as u32
+}
+
+impl Engine {
+    /// Start the EAL, the ports, the mapping service and the workers.
+    pub fn start(spec: EngineSpec) -> Result<Engine, EngineError> {
+        let topo = spec.topology;
+        let dp = topo.dataplane().clone();
+        let workers = dp.worker_lcores().to_vec();
+        if workers.is_empty() {
+            return Err(EngineError::Config("dataplane.lcores: at least two lcores are needed (control + worker)".into()));
+        }
+        if spec.ports.len() > MAX_PORTS {
+            return Err(EngineError::Config(format!("{} ports: at most {MAX_PORTS} per process", spec.ports.len())));
+        }
+        let mut eal = EalBuilder::new().lcores(lcore_list(&dp.lcores)).memory_mb(dp.memory_mb).hugepages(match dp.hugepages {
+            mapping_client::topology::Hugepages::Auto => dpdk::Hugepages::Auto,
+            mapping_client::topology::Hugepages::On => dpdk::Hugepages::On,
+            mapping_client::topology::Hugepages::Off => dpdk::Hugepages::Off,
+        });
+        if let Some(p) = &spec.file_prefix {
+            eal = eal.file_prefix(p.as_str());
+        }
+        for p in &spec.ports {
+            if let PortIo::Vdev(v) = &p.io {
+                eal = if super::passthrough::is_pci_address(v) { eal.pci_device(v.as_str()) } else { eal.vdev(v.as_str()) };
+            }
+        }
+        let eal = eal.init()?;
+        let tsc_hz = eal.tsc_hz();
+        let pool = Arc::new(Mempool::new("vpcemu", pool_size(dp.memory_mb, spec.ports.len(), workers.len()), 256)?);
+
+        // Cards: hosts then edges, in file order.
+        let cards: Vec<CardInfo> = topo
+            .cards()
+            .map(|id| CardInfo {
+                id,
+                name: topo.card_name(id).unwrap_or("?").to_string(),
+                pa: topo.card_pa(id).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                alert_id: match id {
+                    CardId::Host(h) => pipeline::CardId::Host(h.0 as u16),
+                    CardId::Edge(e) => pipeline::CardId::Edge(e.0 as u16),
+                },
+                underlay_port: None,
+            })
+            .collect();
+        let mut cards = cards;
+        let ids: Vec<CardId> = cards.iter().map(|c| c.id).collect();
+        let card_index = |id: CardId| ids.iter().position(|c| *c == id);
+
+        // Ports.
+        let cfg = PortConfig { tx_queues: workers.len() as u16, rx_desc: 512, tx_desc: 512, ..PortConfig::default() };
+        let mut ports = Vec::with_capacity(spec.ports.len());
+        for (i, p) in spec.ports.iter().enumerate() {
+            let role = match &p.attach {
+                Attach::Instance(_) => Role::Instance,
+                Attach::Underlay(c) => Role::Underlay { card: card_index(*c).unwrap_or(0) },
+                Attach::EdgeInternet(e) => Role::EdgeInternet { card: card_index(CardId::Edge(*e)).unwrap_or(0) },
+                Attach::EdgeDx(e) => Role::EdgeDx { card: card_index(CardId::Edge(*e)).unwrap_or(0) },
+                Attach::EdgeServices(e) => Role::EdgeServices { card: card_index(CardId::Edge(*e)).unwrap_or(0) },
+                Attach::Fabric => Role::Fabric,
+            };
+            let (eth, soft) = match &p.io {
+                PortIo::Vdev(v) => {
+                    let mut port = find_port(&eal, dpdk::vdev_name(v))?;
+                    port.configure(&cfg, &pool)?;
+                    port.start()?;
+                    (Some(port), None)
+                }
+                PortIo::Soft => (None, Some(Arc::new(SoftPort::default()))),
+            };
+            if let Role::Underlay { card } = role {
+                cards[card].underlay_port = Some(i);
+            }
+            ports.push(PortRt { name: p.name.clone(), role, attach: p.attach.clone(), eth, soft });
+        }
+        let cards = cards;
+
+        // Mapping service, clients, publishers.
+        let mut service = Service::new(topo.clone());
+        let mut clients: Vec<Client> = cards.iter().map(|c| Client::new(c.id)).collect();
+        let mut publishers: Vec<Publisher<Tables>> =
+            cards.iter().map(|c| Publisher::new(Tables::empty(Some(c.id), c.name.clone(), c.pa))).collect();
+        sync_all(&mut service, &mut clients, &mut publishers, Duration::ZERO);
+
+        // Instance bindings, from the model.
+        let bindings: Arc<Vec<InstanceBinding>> = Arc::new(
+            ports
+                .iter()
+                .map(|_| InstanceBinding { eni: AtomicU32::new(UNBOUND), card: AtomicU32::new(UNBOUND) })
+                .collect(),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut timing = TimingCollector::new(HistogramConfig::default())
+            .map_err(|e| EngineError::Config(format!("stage timing: {e:?}")))?;
+        let returned = Arc::new(Mutex::new(Vec::new()));
+
+        let mut engine_ports = ports;
+        let mut alert_consumers = Vec::new();
+        let mut published = Vec::new();
+        let mut setups = Vec::new();
+        for (w, &lcore) in workers.iter().enumerate() {
+            let (producer, consumer) = alert_channel(4096);
+            alert_consumers.push(consumer);
+            let counters = Arc::new(PublishedCounters::new());
+            published.push(Arc::clone(&counters));
+            let wt = timing
+                .add_worker(tsc_hz / 100)
+                .map_err(|e| EngineError::Config(format!("stage timing: {e:?}")))?;
+            let mut rx = Vec::new();
+            let mut tx = Vec::new();
+            for (i, p) in engine_ports.iter_mut().enumerate() {
+                // RX: ports are dealt to workers round robin; the fabric capture is TX only.
+                let mine = i % workers.len() == w && p.role != Role::Fabric;
+                if let Some(eth) = p.eth.as_mut() {
+                    if mine {
+                        if let Some(q) = eth.rx_queue(0) {
+                            rx.push((i, RxSource::Eth(q)));
+                        }
+                    }
+                    tx.push(eth.tx_queue(w as u16).map(TxSink::Eth).unwrap_or(TxSink::None));
+                } else if let Some(s) = &p.soft {
+                    if mine {
+                        rx.push((i, RxSource::Soft(Arc::clone(s))));
+                    }
+                    tx.push(TxSink::Soft(Arc::clone(s)));
+                }
+            }
+            let subscribers = publishers.iter_mut().map(|p| p.subscribe()).collect();
+            setups.push((
+                lcore,
+                WorkerSetup {
+                    rx,
+                    tx,
+                    roles: engine_ports.iter().map(|p| p.role).collect(),
+                    bindings: Arc::clone(&bindings),
+                    cards: cards.clone(),
+                    subscribers,
+                    fabric_capture: engine_ports.iter().position(|p| p.role == Role::Fabric),
+                    pool: Arc::clone(&pool),
+                    counters,
+                    meters: pipeline::Meters::new(wt),
+                    alerts: producer,
+                    stop: Arc::clone(&stop),
+                    returned: Arc::clone(&returned),
+                },
+            ));
+        }
+        let mut engine = Engine {
+            workers: Vec::new(),
+            stop,
+            ports: engine_ports,
+            cards,
+            bindings,
+            service,
+            clients,
+            publishers,
+            published,
+            timing,
+            returned,
+            alert_consumers,
+            aggregator: AlertAggregator::new(spec.alerts, 0),
+            started: Instant::now(),
+            tsc_hz,
+            pool,
+            eal,
+        };
+        engine.rebind();
+        for (lcore, setup) in setups {
+            let timed = spec.stage_timing;
+            let handle = dpdk::launch(lcore, move || {
+                if timed {
+                    worker::run(setup, dpdk::TscClock)
+                } else {
+                    worker::run(setup, pipeline::NullClock)
+                }
+            })?;
+            engine.workers.push(handle);
+        }
+        Ok(engine)
+    }
+
+    /// Point every instance port at its instance's current ENI and card.
+    fn rebind(&mut self) {
+        let topo = self.service.topology();
+        for (i, p) in self.ports.iter().enumerate() {
+            let Attach::Instance(name) = &p.attach else { continue };
+            let (eni, card) = match topo.instance_by_name(name) {
+                Some(inst) => (
+                    inst.eni.0,
+                    self.cards.iter().position(|c| c.id == CardId::Host(inst.host)).map_or(UNBOUND, |c| c as u32),
+                ),
+                None => (UNBOUND, UNBOUND),
+            };
+            self.bindings[i].eni.store(eni, Ordering::Release);
+            self.bindings[i].card.store(card, Ordering::Release);
+        }
+    }
+
+    /// Milliseconds since start (the alert clock).
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Periodic control-core work: table publication and reclamation, mapping heartbeats,
+    /// stage-timing collection, alerts. `alerts_out` receives complete alert lines.
+    pub fn tick(&mut self, alerts_out: &mut dyn std::io::Write) {
+        let now = self.started.elapsed();
+        sync_all(&mut self.service, &mut self.clients, &mut self.publishers, now);
+        let _ = self.timing.collect();
+        let now_ms = self.now_ms();
+        self.aggregator.drain(&self.alert_consumers, now_ms);
+        let names = Names { topo: self.service.topology(), cards: &self.cards };
+        let _ = self.aggregator.flush(now_ms, &names, &mut &mut *alerts_out);
+    }
+
+    /// Apply a live change to the mapping service; the workers see it once every card
+    /// concerned has published (within a loop of theirs).
+    pub fn execute(&mut self, command: &Command) -> Result<(), String> {
+        self.service.execute(command).map_err(|e| e.to_string())?;
+        let now = self.started.elapsed();
+        // Publish until every card holds the change (a publisher waits for its workers to
+        // leave the standby copy: a few microseconds).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            sync_all(&mut self.service, &mut self.clients, &mut self.publishers, now);
+            if self.publishers.iter().all(|p| p.pending() == 0) || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        self.rebind();
+        Ok(())
+    }
+
+    pub fn topology(&self) -> &Topology {
+        self.service.topology()
+    }
+
+    pub fn cards(&self) -> &[CardInfo] {
+        &self.cards
+    }
+
+    pub fn tsc_hz(&self) -> u64 {
+        self.tsc_hz
+    }
+
+    pub fn pool(&self) -> &Arc<Mempool> {
+        &self.pool
+    }
+
+    pub fn eal(&self) -> &Eal {
+        &self.eal
+    }
+
+    /// The soft port named `name`.
+    pub fn soft_port(&self, name: &str) -> Option<&Arc<SoftPort>> {
+        self.ports.iter().find(|p| p.name == name).and_then(|p| p.soft.as_ref())
+    }
+
+    /// Sum of every port's RX and TX so far (for idle detection).
+    pub fn movement(&self) -> u64 {
+        let eth: u64 = self.ports.iter().filter_map(|p| p.eth.as_ref()).map(|p| {
+            let s = p.stats();
+            s.rx_packets + s.tx_packets
+        }).sum();
+        let soft: u64 = self.published.iter().map(|c| c.snapshot().packets()).sum();
+        eth + soft
+    }
+
+    /// The stats report of ARCHITECTURE section 8 as of now.
+    pub fn report(&self) -> StatsReport {
+        let mut counters = pipeline::Counters::new();
+        for c in &self.published {
+            counters.merge(&c.snapshot());
+        }
+        let ports = self
+            .ports
+            .iter()
+            .map(|p| match &p.eth {
+                Some(eth) => {
+                    let s = eth.stats();
+                    pipeline::PortStats {
+                        name: p.name.clone(),
+                        rx: s.rx_packets,
+                        tx: s.tx_packets,
+                        dropped: s.rx_missed + s.rx_nombuf + s.rx_errors + s.tx_errors,
+                    }
+                }
+                None => pipeline::PortStats { name: p.name.clone(), rx: 0, tx: 0, dropped: 0 },
+            })
+            .collect();
+        let mut names: Vec<String> = self.ports.iter().map(|p| p.name.clone()).collect();
+        names.resize(FABRIC, String::new());
+        names.push("fabric".into());
+        let names: Vec<String> = names;
+        StatsReport::new(
+            ports,
+            &counters,
+            self.timing.histograms(),
+            TscHz(self.tsc_hz),
+            &names,
+            self.aggregator.totals(),
+        )
+    }
+
+    /// Stop the workers, flush alerts, stop and close the ports; returns the final report
+    /// and the number of mbufs still in use (must be 0).
+    pub fn shutdown(mut self, alerts_out: &mut dyn std::io::Write) -> (StatsReport, u32) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        if let Ok(mut back) = self.returned.lock() {
+            for m in back.drain(..) {
+                let _ = self.timing.absorb(m.timing);
+            }
+        }
+        let now_ms = self.now_ms();
+        self.aggregator.drain(&self.alert_consumers, now_ms);
+        {
+            let names = Names { topo: self.service.topology(), cards: &self.cards };
+            let _ = self.aggregator.flush_all(now_ms, &names, &mut &mut *alerts_out);
+        }
+        let report = self.report();
+        for p in &mut self.ports {
+            if let Some(eth) = p.eth.as_mut() {
+                let _ = eth.stop();
+            }
+            // Packets still queued in soft ports go back to the pool.
+            if let Some(s) = &p.soft {
+                while s.collect().is_some() {}
+            }
+            p.eth = None;
+            p.soft = None;
+        }
+        // Old table versions go now, on this thread.
+        for p in &mut self.publishers {
+            p.reclaim();
+        }
+        (report, self.pool.in_use())
+    }
+}
+
+/// Move requests and messages between the service and the clients until quiet, then
+/// hand the updates to the publishers and publish.
+fn sync_all(service: &mut Service, clients: &mut [Client], publishers: &mut [Publisher<Tables>], now: Duration) {
+    for _ in 0..8 {
+        let mut moved = false;
+        for c in clients.iter_mut() {
+            while let Some(req) = c.poll_request(now) {
+                service.handle(req, now);
+                moved = true;
+            }
+        }
+        while let Some(msg) = service.poll_transmit(now) {
+            if let Some(c) = clients.iter_mut().find(|c| c.card() == msg.card()) {
+                c.handle(msg, now);
+            }
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    for (c, p) in clients.iter_mut().zip(publishers.iter_mut()) {
+        c.drain_into(p);
+        p.publish();
+        p.reclaim();
+    }
+}
+
+/// Alert names from the model.
+struct Names<'a> {
+    topo: &'a Topology,
+    cards: &'a [CardInfo],
+}
+
+impl AlertNames for Names<'_> {
+    fn card(&self, card: pipeline::CardId) -> Option<&str> {
+        self.cards.iter().find(|c| c.alert_id == card).map(|c| c.name.as_str())
+    }
+    fn instance(&self, eni: u32) -> Option<&str> {
+        self.topo.instance(mapping_client::topology::EniId(eni)).map(|i| i.name.as_str())
+    }
+    fn vpc(&self, vni: u32) -> Option<&str> {
+        self.topo.vpc_by_vni(vni).and_then(|v| self.topo.vpc(v)).map(|v| v.name.as_str())
+    }
+}
+
+/// Output number of port `i`.
+pub fn port_output(i: usize) -> Option<Output> {
+    if i < MAX_PORTS { Output::new(i) } else { None }
+}

@@ -1,0 +1,108 @@
+//! `vpcemu run TOPOLOGY`: the engine on the topology's own ports, with the control
+//! socket, the alerts file, the periodic report and the stop conditions.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use mapping_client::topology::Topology;
+
+use super::control::ControlSocket;
+use super::ctl::{self, Request};
+use super::engine::{Engine, EngineSpec};
+use super::shutdown::Signals;
+
+/// Options of `vpcemu run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub topology: PathBuf,
+    pub until_idle: Option<Duration>,
+    pub duration: Option<Duration>,
+    pub stats_json: Option<PathBuf>,
+    pub alerts: Option<PathBuf>,
+    pub report_interval: Option<Duration>,
+    pub control: Option<PathBuf>,
+    pub no_stage_timing: bool,
+    pub file_prefix: Option<String>,
+}
+
+fn write_file(path: &PathBuf, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Answer one control line.
+fn handle(engine: &mut Engine, line: &str) -> Result<serde_json::Value, String> {
+    match ctl::parse(line)? {
+        Request::List => Ok(ctl::list(engine.topology())),
+        Request::Stats => serde_json::from_str(&engine.report().to_json()).map_err(|e| e.to_string()),
+        Request::Change(cmd) => {
+            engine.execute(&cmd)?;
+            Ok(serde_json::json!(format!("{line}: done")))
+        }
+    }
+}
+
+/// Run until a stop condition; prints the final table and returns the process status.
+pub fn run(opts: &RunOptions) -> Result<(), String> {
+    let topology = Topology::load(&opts.topology).map_err(|e| e.to_string())?;
+    let signals = Signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
+    let mut alerts_out: Box<dyn Write> = match &opts.alerts {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| format!("alerts file {}: {e}", p.display()))?,
+        )),
+        None => Box::new(std::io::sink()),
+    };
+    let mut control = match &opts.control {
+        Some(p) => Some(ControlSocket::bind(p).map_err(|e| format!("control socket {}: {e}", p.display()))?),
+        None => None,
+    };
+    let mut spec = EngineSpec::from_topology(topology);
+    spec.stage_timing = !opts.no_stage_timing;
+    spec.file_prefix = opts.file_prefix.clone();
+    let mut engine = Engine::start(spec).map_err(|e| e.to_string())?;
+    super::telemetry::register(&engine).map_err(|e| e.to_string())?;
+
+    let start = Instant::now();
+    let mut last_moved = Instant::now();
+    let mut last_movement = engine.movement();
+    let mut next_report = opts.report_interval.map(|d| start + d);
+    loop {
+        std::thread::sleep(Duration::from_millis(1));
+        engine.tick(&mut alerts_out);
+        if let Some(c) = control.as_mut() {
+            c.poll(|line| handle(&mut engine, line));
+        }
+        super::telemetry::publish(&engine);
+        let now = Instant::now();
+        let movement = engine.movement();
+        if movement != last_movement {
+            last_movement = movement;
+            last_moved = now;
+        }
+        if let Some(at) = next_report {
+            if now >= at {
+                print!("{}", engine.report().to_table());
+                let _ = std::io::stdout().flush();
+                next_report = opts.report_interval.map(|d| now + d);
+            }
+        }
+        if signals.raised()
+            || opts.duration.is_some_and(|d| now.duration_since(start) >= d)
+            || opts.until_idle.is_some_and(|idle| now.duration_since(last_moved) >= idle)
+        {
+            break;
+        }
+    }
+    drop(control);
+    let (report, in_use) = engine.shutdown(&mut alerts_out);
+    alerts_out.flush().map_err(|e| format!("writing alerts: {e}"))?;
+    print!("{}", report.to_table());
+    println!("mbufs in use at exit: {in_use}");
+    if let Some(p) = &opts.stats_json {
+        write_file(p, &(report.to_json() + "\n"))?;
+    }
+    if in_use != 0 {
+        return Err(format!("{in_use} mbufs still in use at exit (leak)"));
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! `vpcemu run`'s figures as DPDK telemetry commands (see `crate::dpdk::telemetry`):
+//!
+//! - `/vpcemu/drops`: drop reason -> packets
+//! - `/vpcemu/stages`: `STAGE/count`, `STAGE/p50_ns`, `STAGE/p99_ns`, `STAGE/max_ns`
+//! - `/vpcemu/ports`: `PORT/rx`, `PORT/tx`, `PORT/dropped`
+//!
+//! The control core refreshes a snapshot every 100 ms; the providers only read it.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use pipeline::StatsReport;
+
+use super::engine::Engine;
+use crate::dpdk::DpdkError;
+use crate::dpdk::telemetry::{self, TelValue};
+
+struct Snapshot {
+    report: Option<StatsReport>,
+    at: Option<Instant>,
+}
+
+fn snapshot() -> &'static Mutex<Snapshot> {
+    static S: OnceLock<Mutex<Snapshot>> = OnceLock::new();
+    S.get_or_init(|| Mutex::new(Snapshot { report: None, at: None }))
+}
+
+fn with_report(f: impl FnOnce(&StatsReport) -> Vec<(String, TelValue)>) -> Vec<(String, TelValue)> {
+    match snapshot().lock() {
+        Ok(s) => s.report.as_ref().map(f).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Register the commands.
+pub fn register(_engine: &Engine) -> Result<(), DpdkError> {
+    telemetry::register(
+        "/vpcemu/drops",
+        "vpcemu drops per reason",
+        Arc::new(|_: &str| {
+            with_report(|r| r.drops.iter().map(|(d, n)| (d.name().to_string(), TelValue::U64(*n))).collect())
+        }),
+    )?;
+    telemetry::register(
+        "/vpcemu/stages",
+        "vpcemu per-stage packets and latency (ns per packet)",
+        Arc::new(|_: &str| {
+            with_report(|r| {
+                let mut v = Vec::new();
+                for s in r.stages.iter().filter(|s| s.count > 0) {
+                    let n = s.stage.name();
+                    v.push((format!("{n}/count"), TelValue::U64(s.count)));
+                    v.push((format!("{n}/p50_ns"), TelValue::U64(s.p50_ns.round() as u64)));
+                    v.push((format!("{n}/p99_ns"), TelValue::U64(s.p99_ns.round() as u64)));
+                    v.push((format!("{n}/max_ns"), TelValue::U64(s.max_ns.round() as u64)));
+                }
+                v
+            })
+        }),
+    )?;
+    telemetry::register(
+        "/vpcemu/ports",
+        "vpcemu per-port rx, tx, dropped",
+        Arc::new(|_: &str| {
+            with_report(|r| {
+                let mut v = Vec::new();
+                for p in &r.ports {
+                    v.push((format!("{}/rx", p.name), TelValue::U64(p.rx)));
+                    v.push((format!("{}/tx", p.name), TelValue::U64(p.tx)));
+                    v.push((format!("{}/dropped", p.name), TelValue::U64(p.dropped)));
+                }
+                v
+            })
+        }),
+    )?;
+    Ok(())
+}
+
+/// Refresh the snapshot if it is older than 100 ms.
+pub fn publish(engine: &Engine) {
+    let Ok(mut s) = snapshot().lock() else { return };
+    if s.at.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
+        return;
+    }
+    s.report = Some(engine.report());
+    s.at = Some(Instant::now());
+}

@@ -1,0 +1,315 @@
+//! The worker lcore loop: poll the ports dealt to this worker, run each burst to
+//! completion through its card's stages, send the results grouped by output, and carry
+//! what crosses the in-process fabric on to the receiving card in the same pass.
+//!
+//! No locks, allocation, syscalls or logging in the loop: tables are read through the
+//! worker's RCU subscribers (one per card; current version once per burst, quiescent
+//! state once per loop), counters are published with relaxed stores every millisecond,
+//! histograms shipped every 10 ms, alerts pushed into a bounded queue.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrayvec::ArrayVec;
+use mapping_client::rcu::Subscriber;
+use mapping_client::tables::Tables;
+use pipeline::{AlertProducer, Burst, Clock, DropReason, Meters, PublishedCounters, MAX_BURST};
+use wire::PacketBuf;
+
+use super::engine::{CardInfo, FABRIC, InstanceBinding, Role, UNBOUND};
+use super::softport::SoftPort;
+use super::stages::CardStages;
+use crate::dpdk::{self, Mbuf, MbufBurst, Mempool, rdtsc};
+
+/// Packets per RX burst.
+pub const RX_BURST: usize = 32;
+/// Most fabric hops a packet may take in one pass (host -> edge -> host is 2).
+pub const MAX_HOPS: usize = 4;
+
+/// Where a worker receives from.
+pub enum RxSource {
+    Eth(dpdk::RxQueue),
+    Soft(Arc<SoftPort>),
+}
+
+/// Where a worker sends to, per port.
+pub enum TxSink {
+    Eth(dpdk::TxQueue),
+    Soft(Arc<SoftPort>),
+    None,
+}
+
+/// Everything a worker owns, handed over at launch.
+pub struct WorkerSetup {
+    pub rx: Vec<(usize, RxSource)>,
+    pub tx: Vec<TxSink>,
+    pub roles: Vec<Role>,
+    pub bindings: Arc<Vec<InstanceBinding>>,
+    pub cards: Vec<CardInfo>,
+    pub subscribers: Vec<Subscriber<Tables>>,
+    pub fabric_capture: Option<usize>,
+    pub pool: Arc<Mempool>,
+    pub counters: Arc<PublishedCounters>,
+    pub meters: Meters,
+    pub alerts: AlertProducer,
+    pub stop: Arc<AtomicBool>,
+    pub returned: Arc<Mutex<Vec<Meters>>>,
+}
+
+/// Send a pipeline output group; what the sink does not take stays in `pkts`.
+#[inline]
+fn send(sink: &mut TxSink, pkts: &mut ArrayVec<Mbuf, MAX_BURST>) {
+    match sink {
+        TxSink::Eth(q) => {
+            q.tx_vec(pkts);
+        }
+        TxSink::Soft(s) => {
+            let mut kept = ArrayVec::<Mbuf, MAX_BURST>::new();
+            for m in pkts.drain(..) {
+                if let Err(m) = s.tx(m) {
+                    let _ = kept.try_push(m);
+                }
+            }
+            *pkts = kept;
+        }
+        TxSink::None => {}
+    }
+}
+
+/// The outer destination PA of an encapsulated frame (outer IPv4 dst at bytes 30..34).
+#[inline]
+fn outer_dst(frame: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let b: [u8; 4] = frame.get(30..34)?.try_into().ok()?;
+    Some(std::net::Ipv4Addr::from(b))
+}
+
+/// A copy of `m` from the pool (for the fabric capture), if an mbuf is free.
+fn copy_of(pool: &Mempool, m: &Mbuf) -> Option<Mbuf> {
+    let mut c = pool.alloc()?;
+    c.append(m.len()).ok()?.copy_from_slice(m.data());
+    Some(c)
+}
+
+struct Loop<'a, C: Clock> {
+    s: &'a mut WorkerSetup,
+    stages: CardStages,
+    clock: C,
+    burst: Burst<Mbuf>,
+    fabric: ArrayVec<Mbuf, MAX_BURST>,
+}
+
+impl<C: Clock> Loop<'_, C> {
+    /// Drain `burst` to the outputs; fabric-bound packets are kept in `self.fabric`.
+    fn drain(&mut self) {
+        let Loop { s, burst, fabric, .. } = self;
+        let tx = &mut s.tx;
+        burst.drain_grouped(
+            &mut s.meters.counters,
+            |out, pkts| {
+                if out.index() == FABRIC {
+                    for m in pkts.drain(..) {
+                        // Cannot overflow: one burst's packets at most.
+                        let _ = fabric.try_push(m);
+                    }
+                } else if let Some(sink) = tx.get_mut(out.index()) {
+                    send(sink, pkts);
+                }
+            },
+            |m, _verdict| drop(m),
+        );
+    }
+
+    /// Carry fabric packets sent by card `from` to their destination cards.
+    fn cross_fabric(&mut self, mut from: usize) {
+        let mut hops = 0;
+        while !self.fabric.is_empty() {
+            if hops == MAX_HOPS {
+                let n = self.fabric.len() as u64;
+                self.fabric.clear();
+                self.s.meters.counters.add_drops(DropReason::TtlExpired, n);
+                return;
+            }
+            hops += 1;
+            let mut by_card: ArrayVec<(u32, Mbuf), MAX_BURST> = ArrayVec::new();
+            let mut out_of_process: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
+            for m in self.fabric.drain(..) {
+                if let Some(cap) = self.s.fabric_capture {
+                    match copy_of(&self.s.pool, &m) {
+                        Some(c) => {
+                            let mut one = ArrayVec::<Mbuf, MAX_BURST>::new();
+                            one.push(c);
+                            if let Some(sink) = self.s.tx.get_mut(cap) {
+                                send(sink, &mut one);
+                            }
+                        }
+                        None => self.s.meters.counters.add_drops(DropReason::NoBuffer, 1),
+                    }
+                }
+                let dst = outer_dst(m.data());
+                match dst.and_then(|pa| self.s.cards.iter().position(|c| c.pa == pa)) {
+                    Some(card) => {
+                        let _ = by_card.try_push((card as u32, m));
+                    }
+                    None => {
+                        let _ = out_of_process.try_push(m);
+                    }
+                }
+            }
+            if !out_of_process.is_empty() {
+                // Not in this process: out of the sending card's physical port, if any.
+                let n = out_of_process.len() as u64;
+                match self.s.cards.get(from).and_then(|c| c.underlay_port) {
+                    Some(port) => {
+                        if let Some(sink) = self.s.tx.get_mut(port) {
+                            send(sink, &mut out_of_process);
+                        }
+                        self.s.meters.counters.add_drops(DropReason::TxFull, out_of_process.len() as u64);
+                    }
+                    None => self.s.meters.counters.add_drops(DropReason::NoRoute, n),
+                }
+                out_of_process.clear();
+            }
+            by_card.sort_unstable_by_key(|(c, _)| *c);
+            let mut it = by_card.into_iter().peekable();
+            while let Some((card, m)) = it.next() {
+                let _ = self.burst.push(m);
+                while it.peek().is_some_and(|(c, _)| *c == card) {
+                    if let Some((_, m)) = it.next() {
+                        let _ = self.burst.push(m);
+                    }
+                }
+                let card = card as usize;
+                self.underlay_in(card);
+                from = card;
+            }
+        }
+    }
+
+    /// Run card `card`'s underlay-in stages on `self.burst` and drain it.
+    fn underlay_in(&mut self, card: usize) {
+        let Some(sub) = self.s.subscribers.get_mut(card) else { return };
+        let tables = sub.current();
+        let info = &self.s.cards[card];
+        self.stages.underlay_in(&mut self.burst, tables, info, &mut self.s.alerts, &self.clock, &mut self.s.meters);
+        self.drain();
+    }
+
+    fn rx_port(&mut self, port: usize, mb: &mut MbufBurst) {
+        for m in mb.drain() {
+            let contiguous = m.is_contiguous();
+            if let Ok(i) = self.burst.push(m) {
+                if !contiguous {
+                    // Stages see one contiguous buffer; a chained mbuf is not one.
+                    self.burst.drop(i, DropReason::Malformed);
+                }
+            }
+        }
+        let role = self.s.roles.get(port).copied().unwrap_or(Role::Fabric);
+        let from = match role {
+            Role::Instance => {
+                let b = &self.s.bindings[port];
+                let (eni, card) = (b.eni.load(Ordering::Acquire), b.card.load(Ordering::Acquire));
+                if eni == UNBOUND || card == UNBOUND {
+                    // The instance is not registered (deregistered, or not yet).
+                    for i in self.burst.live_indices() {
+                        self.burst.drop(i, DropReason::NoRoute);
+                    }
+                    None
+                } else {
+                    let card = card as usize;
+                    match self.s.subscribers.get_mut(card) {
+                        Some(sub) => {
+                            let tables = sub.current();
+                            let info = &self.s.cards[card];
+                            self.stages.instance_in(
+                                &mut self.burst,
+                                port,
+                                eni,
+                                tables,
+                                info,
+                                &mut self.s.alerts,
+                                &self.clock,
+                                &mut self.s.meters,
+                            );
+                            Some(card)
+                        }
+                        None => None,
+                    }
+                }
+            }
+            Role::Underlay { card } => {
+                if let Some(sub) = self.s.subscribers.get_mut(card) {
+                    let tables = sub.current();
+                    let info = &self.s.cards[card];
+                    self.stages.underlay_in(&mut self.burst, tables, info, &mut self.s.alerts, &self.clock, &mut self.s.meters);
+                }
+                Some(card)
+            }
+            Role::EdgeInternet { card } | Role::EdgeDx { card } | Role::EdgeServices { card } => {
+                if let Some(sub) = self.s.subscribers.get_mut(card) {
+                    let tables = sub.current();
+                    let info = &self.s.cards[card];
+                    self.stages.edge_outside_in(&mut self.burst, role, tables, info, &mut self.s.alerts, &self.clock, &mut self.s.meters);
+                }
+                Some(card)
+            }
+            Role::Fabric => {
+                for i in self.burst.live_indices() {
+                    self.burst.drop(i, DropReason::Unsupported);
+                }
+                None
+            }
+        };
+        self.drain();
+        if let Some(card) = from {
+            self.cross_fabric(card);
+        } else {
+            let n = self.fabric.len() as u64;
+            self.fabric.clear();
+            self.s.meters.counters.add_drops(DropReason::NoRoute, n);
+        }
+    }
+}
+
+/// The worker's main loop. Returns 0 when stopped.
+pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
+    let stages = CardStages::new(&setup.roles);
+    let mut rx = std::mem::take(&mut setup.rx);
+    let hz = crate::dpdk::eal::tsc_hz_now();
+    let publish_every = (hz / 1000).max(1);
+    let mut next_publish = rdtsc() + publish_every;
+    let mut mb = MbufBurst::new();
+    {
+        let mut l = Loop { s: &mut setup, stages, clock, burst: Burst::new(), fabric: ArrayVec::new() };
+        while !l.s.stop.load(Ordering::Relaxed) {
+            for (port, src) in rx.iter_mut() {
+                let n = match src {
+                    RxSource::Eth(q) => q.rx_burst(&mut mb, RX_BURST),
+                    RxSource::Soft(s) => s.rx_burst(&mut mb, RX_BURST),
+                };
+                if n > 0 {
+                    l.rx_port(*port, &mut mb);
+                }
+            }
+            for sub in l.s.subscribers.iter_mut() {
+                sub.quiescent();
+            }
+            let now = rdtsc();
+            if now >= next_publish {
+                next_publish = now + publish_every;
+                l.s.counters.publish(&l.s.meters.counters);
+                l.s.meters.timing.maybe_ship(now);
+            }
+        }
+        l.s.counters.publish(&l.s.meters.counters);
+        l.s.meters.timing.ship();
+    }
+    drop(rx);
+    // Give the meters back to the control core (the histograms not yet shipped).
+    let WorkerSetup { meters, returned, subscribers, .. } = setup;
+    drop(subscribers);
+    if let Ok(mut r) = returned.lock() {
+        r.push(meters);
+    }
+    0
+}
