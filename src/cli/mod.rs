@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// EAL file prefix (default: unique); `dpdk-telemetry.py -f PREFIX` connects to it.
     #[arg(long, value_name = "PREFIX")]
     pub file_prefix: Option<String>,
+    /// Run only these hosts and edges (comma-separated names); the others are taken to be
+    /// in other processes, reached through the `underlay:` ports.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub cards: Option<Vec<String>>,
 }
 
 fn parse_ms(s: &str) -> Result<Duration, String> {
@@ -130,6 +134,7 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
             control: a.control,
             no_stage_timing: a.no_stage_timing,
             file_prefix: a.file_prefix,
+            cards: a.cards,
         }),
         Command::Check { topology } => {
             mapping_client::topology::Topology::load(&topology).map_err(|e| e.to_string())?;

@@ -71,6 +71,10 @@ pub struct EngineSpec {
     /// EAL file prefix (default unique); names the telemetry socket directory.
     pub file_prefix: Option<String>,
     pub alerts: AlertConfig,
+    /// Run only these cards (hosts or edges, by name); default every card of the
+    /// topology. Packets for a card not run here leave by the sending card's `underlay:`
+    /// port, as between processes on different machines.
+    pub cards: Option<Vec<String>>,
 }
 
 impl EngineSpec {
@@ -81,7 +85,7 @@ impl EngineSpec {
             .iter()
             .map(|p| PortSpec { name: p.name.clone(), io: PortIo::Vdev(p.vdev.clone()), attach: p.attach.clone() })
             .collect();
-        EngineSpec { topology, ports, stage_timing: true, file_prefix: None, alerts: AlertConfig::default() }
+        EngineSpec { topology, ports, stage_timing: true, file_prefix: None, alerts: AlertConfig::default(), cards: None }
     }
 }
 
@@ -213,8 +217,19 @@ impl Engine {
         let pool = Arc::new(Mempool::new("vpcemu", pool_size(dp.memory_mb, spec.ports.len(), workers.len()), 256)?);
 
         // Cards: hosts then edges, in file order.
+        if let Some(names) = &spec.cards {
+            for n in names {
+                if topo.card_by_name(n).is_none() {
+                    return Err(EngineError::Config(format!("--cards: no host or edge named {n:?}")));
+                }
+            }
+        }
+        let run_here = |id: CardId| {
+            spec.cards.as_ref().is_none_or(|names| names.iter().any(|n| topo.card_by_name(n) == Some(id)))
+        };
         let cards: Vec<CardInfo> = topo
             .cards()
+            .filter(|id| run_here(*id))
             .map(|id| CardInfo {
                 id,
                 name: topo.card_name(id).unwrap_or("?").to_string(),
@@ -234,12 +249,21 @@ impl Engine {
         let cfg = PortConfig { tx_queues: workers.len() as u16, rx_desc: 512, tx_desc: 512, ..PortConfig::default() };
         let mut ports = Vec::with_capacity(spec.ports.len());
         for (i, p) in spec.ports.iter().enumerate() {
+            let here = |id: CardId| {
+                card_index(id).ok_or_else(|| {
+                    EngineError::Config(format!(
+                        "port {}: its card {} is not run in this process (--cards)",
+                        p.name,
+                        topo.card_name(id).unwrap_or("?")
+                    ))
+                })
+            };
             let role = match &p.attach {
                 Attach::Instance(_) => Role::Instance,
-                Attach::Underlay(c) => Role::Underlay { card: card_index(*c).unwrap_or(0) },
-                Attach::EdgeInternet(e) => Role::EdgeInternet { card: card_index(CardId::Edge(*e)).unwrap_or(0) },
-                Attach::EdgeDx(e) => Role::EdgeDx { card: card_index(CardId::Edge(*e)).unwrap_or(0) },
-                Attach::EdgeServices(e) => Role::EdgeServices { card: card_index(CardId::Edge(*e)).unwrap_or(0) },
+                Attach::Underlay(c) => Role::Underlay { card: here(*c)? },
+                Attach::EdgeInternet(e) => Role::EdgeInternet { card: here(CardId::Edge(*e))? },
+                Attach::EdgeDx(e) => Role::EdgeDx { card: here(CardId::Edge(*e))? },
+                Attach::EdgeServices(e) => Role::EdgeServices { card: here(CardId::Edge(*e))? },
                 Attach::Fabric => Role::Fabric,
             };
             let (eth, soft) = match &p.io {
@@ -484,6 +508,15 @@ impl Engine {
             &names,
             self.aggregator.totals(),
         )
+    }
+
+    /// Write every pending alert line now, whatever its window (the demo reads them step
+    /// by step).
+    pub fn flush_alerts(&mut self, out: &mut dyn std::io::Write) {
+        let now_ms = self.now_ms();
+        self.aggregator.drain(&self.alert_consumers, now_ms);
+        let names = Names { topo: self.service.topology(), cards: &self.cards };
+        let _ = self.aggregator.flush_all(now_ms, &names, &mut &mut *out);
     }
 
     /// Stop the workers, flush alerts, stop and close the ports; returns the final report

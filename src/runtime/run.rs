@@ -24,6 +24,7 @@ pub struct RunOptions {
     pub control: Option<PathBuf>,
     pub no_stage_timing: bool,
     pub file_prefix: Option<String>,
+    pub cards: Option<Vec<String>>,
 }
 
 fn write_file(path: &PathBuf, text: &str) -> Result<(), String> {
@@ -59,6 +60,7 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     let mut spec = EngineSpec::from_topology(topology);
     spec.stage_timing = !opts.no_stage_timing;
     spec.file_prefix = opts.file_prefix.clone();
+    spec.cards = opts.cards.clone();
     let mut engine = Engine::start(spec).map_err(|e| e.to_string())?;
     super::telemetry::register(&engine).map_err(|e| e.to_string())?;
 
