@@ -21,7 +21,8 @@
 //!   build is reported beside it as a cross-check.
 //! * **updates**: the control thread submits a batch of 1 024 ops (half moves of existing
 //!   mappings to another PA, half inserts/removes of extra mappings) and publishes it as
-//!   soon as the standby copy is free (yielding the CPU while the worker still holds it),
+//!   soon as the standby copy is free (spinning, and now and then yielding the CPU, while
+//!   the worker still holds it),
 //!   then the next batch, for two seconds; meanwhile a worker thread does burst lookups of
 //!   existing mappings, declares a quiescent state after every burst, and counts lookups
 //!   that found nothing. Each batch also bumps a marker mapping; the time from a batch's
@@ -43,6 +44,8 @@ use crate::{EniId, MacAddr, SubnetId};
 pub struct LookupResult {
     pub mappings: usize,
     pub mlookups_per_s: f64,
+    /// The same per second of CPU time the thread got (`None` without `/proc`).
+    pub mlookups_per_cpu_s: Option<f64>,
     /// One version's mapping table, per mapping (see the module documentation).
     pub bytes_per_mapping: f64,
     /// Resident-set growth while building, per mapping (`None` without `/proc`).
@@ -56,6 +59,8 @@ pub struct LookupResult {
 pub struct UpdateResult {
     pub mappings: usize,
     pub updates_per_s: f64,
+    /// Updates per second of CPU time the control thread got (`None` without `/proc`).
+    pub updates_per_cpu_s: Option<f64>,
     pub visible_p50_us: f64,
     pub visible_p99_us: f64,
     pub visible_max_us: f64,
@@ -91,7 +96,11 @@ pub fn synthetic_tables(n: usize) -> Tables {
     t.reserve_mappings(n);
     for i in 0..n {
         let (vni, ip) = synthetic_key(i);
-        t.apply(&TableOp::UpsertMapping { vni, ip, location: synthetic_location(i, 0) });
+        t.apply(&TableOp::UpsertMapping {
+            vni,
+            ip,
+            location: synthetic_location(i, 0),
+        });
     }
     t
 }
@@ -108,9 +117,33 @@ impl XorShift {
     }
 }
 
+/// A key of the working set (which has `WORKING_SET` entries, a power of two).
+#[inline(always)]
+fn pick(ws: &[(u32, Ipv4Addr)], r: u64) -> (u32, Ipv4Addr) {
+    ws.get((r as usize) & (WORKING_SET - 1))
+        .copied()
+        .unwrap_or((0, Ipv4Addr::UNSPECIFIED))
+}
+
 fn working_set(n: usize, seed: u64) -> Vec<(u32, Ipv4Addr)> {
     let mut rng = XorShift(seed);
-    (0..WORKING_SET).map(|_| synthetic_key((rng.next() % n.max(1) as u64) as usize)).collect()
+    (0..WORKING_SET)
+        .map(|_| synthetic_key((rng.next() % n.max(1) as u64) as usize))
+        .collect()
+}
+
+/// CPU time this thread has used, from `/proc/thread-self/stat` (user + system, in clock
+/// ticks of 10 ms). On a shared machine, work / CPU time is what the code costs on a core
+/// of its own; work / wall time also counts the time the scheduler gave to others.
+fn thread_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: split after it.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = rest.split_whitespace();
+    // `rest` starts at field 3; utime and stime are fields 14 and 15.
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// Resident set size in bytes, from `/proc/self/statm` (assumes 4 KiB pages).
@@ -138,7 +171,7 @@ fn lookup_one(n: usize) -> LookupResult {
     let mut run = |rounds: usize, hits: &mut u64, lookups: &mut u64| {
         for _ in 0..rounds {
             for k in keys.iter_mut() {
-                *k = ws[(rng.next() as usize) & (WORKING_SET - 1)];
+                *k = pick(&ws, rng.next());
             }
             tables.lookup_burst(black_box(&keys), &mut out);
             *hits += out.iter().filter(|o| o.is_some()).count() as u64;
@@ -149,15 +182,21 @@ fn lookup_one(n: usize) -> LookupResult {
     // Warm up (caches, page tables), then measure for about a second.
     run(20_000, &mut hits, &mut lookups);
     let (mut hits, mut lookups) = (0u64, 0u64);
+    let cpu_start = thread_cpu_seconds();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(1) {
         run(10_000, &mut hits, &mut lookups);
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_start
+        .zip(thread_cpu_seconds())
+        .map(|(a, b)| b - a)
+        .filter(|&c| c > 0.0);
     let bytes = tables.mappings().allocation_size() as f64;
     LookupResult {
         mappings: n,
         mlookups_per_s: lookups as f64 / secs / 1e6,
+        mlookups_per_cpu_s: cpu.map(|c| lookups as f64 / c / 1e6),
         bytes_per_mapping: bytes / n.max(1) as f64,
         rss_bytes_per_mapping: rss_before
             .zip(rss_after)
@@ -168,7 +207,10 @@ fn lookup_one(n: usize) -> LookupResult {
 
 /// Update throughput and visibility latency with a reader running, for each size.
 pub fn tables_update(sizes: &[usize]) -> Vec<UpdateResult> {
-    sizes.iter().map(|&n| update_one(n, Duration::from_secs(2))).collect()
+    sizes
+        .iter()
+        .map(|&n| update_one(n, Duration::from_secs(2)))
+        .collect()
 }
 
 const BATCH: usize = 1024;
@@ -179,8 +221,17 @@ const CHURN_VNI: u32 = 0xff_fffe;
 const CHURN: usize = 1 << 16;
 
 fn marker(seq: u32) -> TableOp {
-    let location = Location { pa: Ipv4Addr::UNSPECIFIED, eni: EniId(seq), mac: MacAddr::default(), subnet: SubnetId(0) };
-    TableOp::UpsertMapping { vni: MARKER_VNI, ip: MARKER_IP, location }
+    let location = Location {
+        pa: Ipv4Addr::UNSPECIFIED,
+        eni: EniId(seq),
+        mac: MacAddr::default(),
+        subnet: SubnetId(0),
+    };
+    TableOp::UpsertMapping {
+        vni: MARKER_VNI,
+        ip: MARKER_IP,
+        location,
+    }
 }
 
 fn update_one(n: usize, duration: Duration) -> UpdateResult {
@@ -204,12 +255,14 @@ fn update_one(n: usize, duration: Duration) -> UpdateResult {
         while !reader_stop.load(Ordering::Relaxed) {
             let tables = sub.current();
             for k in keys.iter_mut() {
-                *k = ws[(rng.next() as usize) & (WORKING_SET - 1)];
+                *k = pick(&ws, rng.next());
             }
             tables.lookup_burst(&keys, &mut out);
             failed += out.iter().filter(|o| o.is_none()).count() as u64;
             lookups += BURST as u64;
-            let seq = tables.lookup(MARKER_VNI, MARKER_IP).map_or(0, |l| l.eni.0 as usize);
+            let seq = tables
+                .lookup(MARKER_VNI, MARKER_IP)
+                .map_or(0, |l| l.eni.0 as usize);
             if seq > last_seen {
                 let now = Instant::now();
                 for slot in seen_at.iter_mut().take(seq + 1).skip(last_seen + 1) {
@@ -229,6 +282,7 @@ fn update_one(n: usize, duration: Duration) -> UpdateResult {
     let mut churn_next = 0usize;
     let mut updates = 0u64;
     let mut publications = 0u64;
+    let cpu_start = thread_cpu_seconds();
     let start = Instant::now();
     while start.elapsed() < duration && submitted_at.len() < max_batches {
         gen = gen.wrapping_add(1);
@@ -236,16 +290,27 @@ fn update_one(n: usize, duration: Duration) -> UpdateResult {
             if j % 2 == 0 {
                 let i = (rng.next() % n.max(1) as u64) as usize;
                 let (vni, ip) = synthetic_key(i);
-                publisher.submit(TableOp::UpsertMapping { vni, ip, location: synthetic_location(i, gen) });
+                publisher.submit(TableOp::UpsertMapping {
+                    vni,
+                    ip,
+                    location: synthetic_location(i, gen),
+                });
             } else {
                 // Insert the next extra mapping, remove the one inserted CHURN/2 ago.
                 let ip = Ipv4Addr::from((churn_next % CHURN) as u32);
                 let old = Ipv4Addr::from(((churn_next + CHURN / 2) % CHURN) as u32);
                 churn_next += 1;
                 let op = if j % 4 == 1 {
-                    TableOp::UpsertMapping { vni: CHURN_VNI, ip, location: synthetic_location(churn_next, gen) }
+                    TableOp::UpsertMapping {
+                        vni: CHURN_VNI,
+                        ip,
+                        location: synthetic_location(churn_next, gen),
+                    }
                 } else {
-                    TableOp::RemoveMapping { vni: CHURN_VNI, ip: old }
+                    TableOp::RemoveMapping {
+                        vni: CHURN_VNI,
+                        ip: old,
+                    }
                 };
                 publisher.submit(op);
             }
@@ -254,10 +319,17 @@ fn update_one(n: usize, duration: Duration) -> UpdateResult {
         let seq = submitted_at.len() as u32;
         publisher.submit(marker(seq));
         submitted_at.push(Instant::now());
-        // Publish as soon as the worker has left the standby copy; meanwhile give the CPU
-        // away (on a shared core the worker needs it to reach its quiescent state).
+        // Publish as soon as the worker has left the standby copy: spin a little (on its
+        // own core the worker gets there in microseconds), then give the CPU away (on a
+        // shared core the worker needs it to reach its quiescent state).
+        let mut spins = 0u32;
         while publisher.publish().is_none() {
-            std::thread::yield_now();
+            spins += 1;
+            if spins % 1024 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
         publications += 1;
     }
@@ -270,6 +342,10 @@ fn update_one(n: usize, duration: Duration) -> UpdateResult {
         std::thread::yield_now();
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_start
+        .zip(thread_cpu_seconds())
+        .map(|(a, b)| b - a)
+        .filter(|&c| c > 0.0);
     let last = submitted_at.len() - 1;
     while publisher.held_copies() > 0 && Instant::now() < deadline {
         publisher.reclaim();
@@ -299,6 +375,7 @@ fn update_one(n: usize, duration: Duration) -> UpdateResult {
     UpdateResult {
         mappings: n,
         updates_per_s: updates as f64 / elapsed,
+        updates_per_cpu_s: cpu.map(|c| updates as f64 / c),
         visible_p50_us: pct(0.50),
         visible_p99_us: pct(0.99),
         visible_max_us: pct(1.0),

@@ -52,7 +52,9 @@ pub struct ClientStats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Waiting for a snapshot; `last_request` is when we last asked.
-    Resyncing { last_request: Option<Duration> },
+    Resyncing {
+        last_request: Option<Duration>,
+    },
     InSync,
 }
 
@@ -113,7 +115,9 @@ impl Client {
             return;
         }
         match message {
-            ToClient::Snapshot { version, tables, .. } => {
+            ToClient::Snapshot {
+                version, tables, ..
+            } => {
                 if self.version.is_some_and(|v| version <= v) {
                     self.stats.stale += 1;
                     return;
@@ -163,19 +167,28 @@ impl Client {
 
     /// A request to send to the service, if one is due at `now`.
     pub fn poll_request(&mut self, now: Duration) -> Option<Request> {
-        let State::Resyncing { last_request } = self.state else { return None };
+        let State::Resyncing { last_request } = self.state else {
+            return None;
+        };
         if last_request.is_some_and(|at| now < at + self.retry) {
             return None;
         }
-        self.state = State::Resyncing { last_request: Some(now) };
+        self.state = State::Resyncing {
+            last_request: Some(now),
+        };
         self.stats.requests += 1;
-        Some(Request::Resync { card: self.card, have: self.version })
+        Some(Request::Resync {
+            card: self.card,
+            have: self.version,
+        })
     }
 
     /// When [`Client::poll_request`] will next have something to send, if ever.
     pub fn poll_timeout(&self) -> Option<Duration> {
         match self.state {
-            State::Resyncing { last_request: Some(at) } => Some(at + self.retry),
+            State::Resyncing {
+                last_request: Some(at),
+            } => Some(at + self.retry),
             State::Resyncing { last_request: None } => Some(Duration::ZERO),
             State::InSync => None,
         }

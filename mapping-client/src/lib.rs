@@ -42,7 +42,10 @@
 //! worker.quiescent();
 //! ```
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 #[cfg(feature = "bench")]
 pub mod bench_support;
@@ -58,9 +61,10 @@ pub use net::{Cidr, MacAddr};
 pub use rcu::{Absorb, Publisher, Subscriber};
 pub use service::{Command, CommandError, InstanceSpec, Request, Service, ToClient};
 pub use tables::{
-    EdgeEntry, EndpointEntry, LocalEni, Location, Route, SubnetInfo, TableOp, Tables, VifEntry, VpcEntry,
-    VpnEntry,
+    EdgeEntry, EndpointEntry, LocalEni, Location, Route, SubnetInfo, TableOp, Tables, VifEntry,
+    VpcEntry, VpnEntry,
 };
 pub use topology::{
-    Attach, CardId, DxId, EdgeId, EndpointId, EniId, HostId, LoadError, SubnetId, Topology, VpcId, VpnId,
+    Attach, CardId, DxId, EdgeId, EndpointId, EniId, HostId, LoadError, SubnetId, Topology, VpcId,
+    VpnId,
 };

@@ -205,7 +205,15 @@ mod tests {
         assert_eq!(sub.nth(256), None);
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(Ipv4Addr::new(1, 2, 3, 4)));
-        for bad in ["10.0.0.1/16", "10.0.0.0/33", "10.0.0.0", "10.0.0/8", "10.0.0.0/-1", "x/8", "10.0.0.0/ 8"] {
+        for bad in [
+            "10.0.0.1/16",
+            "10.0.0.0/33",
+            "10.0.0.0",
+            "10.0.0/8",
+            "10.0.0.0/-1",
+            "x/8",
+            "10.0.0.0/ 8",
+        ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
     }
@@ -217,7 +225,13 @@ mod tests {
         assert_eq!(MacAddr::from_ip(Ipv4Addr::new(10, 0, 1, 10)), m);
         assert!(m.is_unicast());
         assert!(!"01:00:5e:00:00:01".parse::<MacAddr>().unwrap().is_unicast());
-        for bad in ["02:00:0a:00:01", "02:00:0a:00:01:0a:00", "2:00:0a:00:01:0a", "02-00-0a-00-01-0a", "zz:00:0a:00:01:0a"] {
+        for bad in [
+            "02:00:0a:00:01",
+            "02:00:0a:00:01:0a:00",
+            "2:00:0a:00:01:0a",
+            "02-00-0a-00-01-0a",
+            "zz:00:0a:00:01:0a",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

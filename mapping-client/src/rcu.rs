@@ -84,7 +84,10 @@ impl<T: Absorb + Clone> Publisher<T> {
 
     /// A reader of the published versions, starting at the current one.
     pub fn subscribe(&mut self) -> Subscriber<T> {
-        let slot = Arc::new(Slot { posted: AtomicU64::new(self.version), next: Mutex::new(None) });
+        let slot = Arc::new(Slot {
+            posted: AtomicU64::new(self.version),
+            next: Mutex::new(None),
+        });
         self.slots.push(Arc::clone(&slot));
         Subscriber {
             current: Arc::clone(&self.live),
@@ -296,7 +299,11 @@ mod tests {
         let mut s = p.subscribe();
         let _ = s.current();
         assert_eq!(p.replace(Log(vec![9])), 1);
-        assert_eq!(p.held_copies(), 1, "the reader still holds the old live copy");
+        assert_eq!(
+            p.held_copies(),
+            1,
+            "the reader still holds the old live copy"
+        );
         assert_eq!(s.current().0, vec![9]);
         assert!(p.reclaim());
         assert_eq!(p.held_copies(), 0);
@@ -363,7 +370,10 @@ mod loom_tests {
     fn readers_never_see_a_copy_being_written() {
         loom::model(|| {
             RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut p = Publisher::new(Pair { a: LoomU64::new(0), b: LoomU64::new(0) });
+            let mut p = Publisher::new(Pair {
+                a: LoomU64::new(0),
+                b: LoomU64::new(0),
+            });
             let mut sub = p.subscribe();
             let reader = loom::thread::spawn(move || {
                 // Read until the last value shows up: every post is eventually picked up.
@@ -393,13 +403,19 @@ mod loom_tests {
             assert_eq!(read(p.live()), 2);
             assert_eq!(read(&p.standby), 2);
         });
-        println!("explored {} interleavings", RUNS.load(std::sync::atomic::Ordering::Relaxed));
+        println!(
+            "explored {} interleavings",
+            RUNS.load(std::sync::atomic::Ordering::Relaxed)
+        );
     }
 
     #[test]
     fn replace_while_a_reader_reads() {
         loom::model(|| {
-            let mut p = Publisher::new(Pair { a: LoomU64::new(1), b: LoomU64::new(1) });
+            let mut p = Publisher::new(Pair {
+                a: LoomU64::new(1),
+                b: LoomU64::new(1),
+            });
             let mut sub = p.subscribe();
             let reader = loom::thread::spawn(move || {
                 let v = read(sub.current());
@@ -407,7 +423,10 @@ mod loom_tests {
                 let w = read(sub.current());
                 assert!(w >= v);
             });
-            p.replace(Pair { a: LoomU64::new(5), b: LoomU64::new(5) });
+            p.replace(Pair {
+                a: LoomU64::new(5),
+                b: LoomU64::new(5),
+            });
             reader.join().unwrap();
             p.reclaim();
             assert_eq!(p.held_copies(), 0);

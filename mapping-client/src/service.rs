@@ -28,9 +28,7 @@ use std::time::Duration;
 
 use crate::net::MacAddr;
 use crate::tables::{self, TableOp, Tables};
-use crate::topology::{
-    CardId, EipField, HostId, Instance, InstanceField, Topology, VpcId,
-};
+use crate::topology::{CardId, EipField, HostId, Instance, InstanceField, Topology, VpcId};
 
 /// A new instance (ENI) to register. Same fields and defaults as `[[instance]]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,12 +48,28 @@ pub struct InstanceSpec {
 pub enum Command {
     Register(InstanceSpec),
     /// Also disassociates its Elastic IP, as terminating an instance does.
-    Deregister { instance: String },
-    Move { instance: String, host: String },
-    AssociateElasticIp { ip: Ipv4Addr, instance: String },
-    DisassociateElasticIp { ip: Ipv4Addr },
-    AddPeering { a: String, b: String },
-    RemovePeering { a: String, b: String },
+    Deregister {
+        instance: String,
+    },
+    Move {
+        instance: String,
+        host: String,
+    },
+    AssociateElasticIp {
+        ip: Ipv4Addr,
+        instance: String,
+    },
+    DisassociateElasticIp {
+        ip: Ipv4Addr,
+    },
+    AddPeering {
+        a: String,
+        b: String,
+    },
+    RemovePeering {
+        a: String,
+        b: String,
+    },
 }
 
 /// Why a command was refused. Nothing changed.
@@ -77,7 +91,10 @@ pub enum CommandError {
     NotPeered(String, String),
     /// A field failed the same check the topology loader runs.
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// What a client asks of the service.
@@ -91,9 +108,17 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ToClient {
     /// Changes from `version - 1` to `version`.
-    Delta { card: CardId, version: u64, ops: Vec<TableOp> },
+    Delta {
+        card: CardId,
+        version: u64,
+        ops: Vec<TableOp>,
+    },
     /// Everything, at `version`.
-    Snapshot { card: CardId, version: u64, tables: Box<Tables> },
+    Snapshot {
+        card: CardId,
+        version: u64,
+        tables: Box<Tables>,
+    },
     /// Nothing changed for you beyond `version`.
     Heartbeat { card: CardId, version: u64 },
 }
@@ -102,7 +127,9 @@ impl ToClient {
     /// The card the message is for.
     pub fn card(&self) -> CardId {
         match self {
-            ToClient::Delta { card, .. } | ToClient::Snapshot { card, .. } | ToClient::Heartbeat { card, .. } => *card,
+            ToClient::Delta { card, .. }
+            | ToClient::Snapshot { card, .. }
+            | ToClient::Heartbeat { card, .. } => *card,
         }
     }
 
@@ -138,7 +165,11 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 impl Service {
     pub fn new(topology: Topology) -> Service {
         let peers = topology.cards().map(|c| (c, Peer::default())).collect();
-        Service { topo: topology, peers, heartbeat: HEARTBEAT }
+        Service {
+            topo: topology,
+            peers,
+            heartbeat: HEARTBEAT,
+        }
     }
 
     /// Sets how long a connected client may go without hearing from the service.
@@ -160,14 +191,20 @@ impl Service {
     /// A client's request. Unknown cards are ignored.
     pub fn handle(&mut self, request: Request, now: Duration) {
         let Request::Resync { card, .. } = request;
-        let Some(peer) = self.peers.get_mut(&card) else { return };
+        let Some(peer) = self.peers.get_mut(&card) else {
+            return;
+        };
         if !peer.connected {
             peer.connected = true;
             peer.last_sent = now;
         }
         peer.outbox.clear();
         let tables = Box::new(Tables::build_for_card(&self.topo, card));
-        peer.outbox.push_back(ToClient::Snapshot { card, version: peer.version, tables });
+        peer.outbox.push_back(ToClient::Snapshot {
+            card,
+            version: peer.version,
+            tables,
+        });
     }
 
     /// The next message to send, if any: queued deltas and snapshots first, then
@@ -183,13 +220,20 @@ impl Service {
             .iter_mut()
             .find(|(_, p)| p.connected && now.saturating_sub(p.last_sent) >= heartbeat)?;
         peer.last_sent = now;
-        Some(ToClient::Heartbeat { card, version: peer.version })
+        Some(ToClient::Heartbeat {
+            card,
+            version: peer.version,
+        })
     }
 
     /// When [`Service::poll_transmit`] will next have a heartbeat to send (queued messages
     /// are ready at once).
     pub fn poll_timeout(&self) -> Option<Duration> {
-        self.peers.values().filter(|p| p.connected).map(|p| p.last_sent + self.heartbeat).min()
+        self.peers
+            .values()
+            .filter(|p| p.connected)
+            .map(|p| p.last_sent + self.heartbeat)
+            .min()
     }
 
     /// Checks and applies a command, queueing a delta for every connected card it
@@ -200,7 +244,9 @@ impl Service {
             Command::Register(spec) => self.register(spec, &mut batch)?,
             Command::Deregister { instance } => self.deregister(instance, &mut batch)?,
             Command::Move { instance, host } => self.move_instance(instance, host, &mut batch)?,
-            Command::AssociateElasticIp { ip, instance } => self.associate(*ip, instance, &mut batch)?,
+            Command::AssociateElasticIp { ip, instance } => {
+                self.associate(*ip, instance, &mut batch)?
+            }
             Command::DisassociateElasticIp { ip } => self.disassociate(*ip, &mut batch)?,
             Command::AddPeering { a, b } => self.peering(a, b, true, &mut batch)?,
             Command::RemovePeering { a, b } => self.peering(a, b, false, &mut batch)?,
@@ -209,7 +255,11 @@ impl Service {
             match self.peers.get_mut(&card) {
                 Some(peer) if peer.connected && !ops.ops.is_empty() => {
                     peer.version += 1;
-                    peer.outbox.push_back(ToClient::Delta { card, version: peer.version, ops: ops.ops });
+                    peer.outbox.push_back(ToClient::Delta {
+                        card,
+                        version: peer.version,
+                        ops: ops.ops,
+                    });
                 }
                 _ => {}
             }
@@ -225,16 +275,23 @@ impl Service {
     }
 
     fn instance_named(&self, name: &str) -> Result<Instance, CommandError> {
-        self.topo.instance_by_name(name).cloned().ok_or_else(|| CommandError::UnknownInstance(name.to_string()))
+        self.topo
+            .instance_by_name(name)
+            .cloned()
+            .ok_or_else(|| CommandError::UnknownInstance(name.to_string()))
     }
 
     fn vpc_named(&self, name: &str) -> Result<VpcId, CommandError> {
-        self.topo.vpc_by_name(name).ok_or_else(|| CommandError::UnknownVpc(name.to_string()))
+        self.topo
+            .vpc_by_name(name)
+            .ok_or_else(|| CommandError::UnknownVpc(name.to_string()))
     }
 
     fn register(&mut self, spec: &InstanceSpec, batch: &mut Batch) -> Result<(), CommandError> {
         let t = &self.topo;
-        let subnet = t.subnet_by_name(&spec.subnet).ok_or_else(|| CommandError::UnknownSubnet(spec.subnet.clone()))?;
+        let subnet = t
+            .subnet_by_name(&spec.subnet)
+            .ok_or_else(|| CommandError::UnknownSubnet(spec.subnet.clone()))?;
         let vpc = t.subnet(subnet).map_or(VpcId(0), |s| s.vpc);
         let host = self.host_named(&spec.host)?;
         let mut inst = Instance {
@@ -265,21 +322,33 @@ impl Service {
         let eni = inst.eni;
         self.topo.insert_instance(inst);
         let t = &self.topo;
-        let Some(inst) = t.instance(eni) else { return Ok(()) };
+        let Some(inst) = t.instance(eni) else {
+            return Ok(());
+        };
         let after = view_among(t, host, &candidates);
 
         let vni = vni_of(t, vpc);
         let loc = tables::location(t, inst);
         for &card in &viewers {
             for ip in inst.ips() {
-                batch.push(card, TableOp::UpsertMapping { vni, ip, location: loc });
+                batch.push(
+                    card,
+                    TableOp::UpsertMapping {
+                        vni,
+                        ip,
+                        location: loc,
+                    },
+                );
             }
         }
         let card = CardId::Host(host);
         for &u in after.difference(&before) {
             add_vpc(batch, t, card, u);
         }
-        batch.push(card, TableOp::UpsertLocalEni(Box::new(tables::local_eni(t, inst))));
+        batch.push(
+            card,
+            TableOp::UpsertLocalEni(Box::new(tables::local_eni(t, inst))),
+        );
         Ok(())
     }
 
@@ -307,9 +376,15 @@ impl Service {
                 batch.push(viewer, TableOp::RemoveMapping { vni, ip });
             }
         }
-        let was_in_view = |x: VpcId| before.contains(&x) || (!candidates.contains(&x) && tables::relevant(t, card, x));
+        let was_in_view = |x: VpcId| {
+            before.contains(&x) || (!candidates.contains(&x) && tables::relevant(t, card, x))
+        };
         for &u in &gone {
-            let extra: Vec<Ipv4Addr> = if u == vpc { inst.ips().collect() } else { Vec::new() };
+            let extra: Vec<Ipv4Addr> = if u == vpc {
+                inst.ips().collect()
+            } else {
+                Vec::new()
+            };
             remove_vpc(batch, t, card, u, &extra, t.peers(u), was_in_view);
         }
         batch.push(card, TableOp::RemoveLocalEni { eni: inst.eni });
@@ -319,15 +394,27 @@ impl Service {
         Ok(())
     }
 
-    fn move_instance(&mut self, name: &str, host: &str, batch: &mut Batch) -> Result<(), CommandError> {
+    fn move_instance(
+        &mut self,
+        name: &str,
+        host: &str,
+        batch: &mut Batch,
+    ) -> Result<(), CommandError> {
         let inst = self.instance_named(name)?;
         let to = self.host_named(host)?;
         let from = inst.host;
         if from == to {
-            return Err(CommandError::AlreadyThere { instance: name.to_string(), host: host.to_string() });
+            return Err(CommandError::AlreadyThere {
+                instance: name.to_string(),
+                host: host.to_string(),
+            });
         }
         let t = &self.topo;
-        t.check_mac(to, inst.mac).map_err(|message| CommandError::Invalid { field: "mac", message })?;
+        t.check_mac(to, inst.mac)
+            .map_err(|message| CommandError::Invalid {
+                field: "mac",
+                message,
+            })?;
         let vpc = inst.vpc;
         let candidates = with_peers(t, vpc);
         let before_from = view_among(t, from, &candidates);
@@ -335,7 +422,9 @@ impl Service {
         let viewers_before = cards_viewing(t, vpc);
         self.topo.move_instance(inst.eni, to);
         let t = &self.topo;
-        let Some(moved) = t.instance(inst.eni) else { return Ok(()) };
+        let Some(moved) = t.instance(inst.eni) else {
+            return Ok(());
+        };
         let after_from = view_among(t, from, &candidates);
         let after_to = view_among(t, to, &candidates);
         let viewers_after = cards_viewing(t, vpc);
@@ -344,12 +433,21 @@ impl Service {
         let loc = tables::location(t, moved);
         for &card in viewers_before.intersection(&viewers_after) {
             for ip in moved.ips() {
-                batch.push(card, TableOp::UpsertMapping { vni, ip, location: loc });
+                batch.push(
+                    card,
+                    TableOp::UpsertMapping {
+                        vni,
+                        ip,
+                        location: loc,
+                    },
+                );
             }
         }
         let (from_card, to_card) = (CardId::Host(from), CardId::Host(to));
-        let was_in_view =
-            |x: VpcId| before_from.contains(&x) || (!candidates.contains(&x) && tables::relevant(t, from_card, x));
+        let was_in_view = |x: VpcId| {
+            before_from.contains(&x)
+                || (!candidates.contains(&x) && tables::relevant(t, from_card, x))
+        };
         for &u in before_from.difference(&after_from) {
             remove_vpc(batch, t, from_card, u, &[], t.peers(u), was_in_view);
         }
@@ -357,51 +455,83 @@ impl Service {
             add_vpc(batch, t, to_card, u);
         }
         batch.push(from_card, TableOp::RemoveLocalEni { eni: moved.eni });
-        batch.push(to_card, TableOp::UpsertLocalEni(Box::new(tables::local_eni(t, moved))));
+        batch.push(
+            to_card,
+            TableOp::UpsertLocalEni(Box::new(tables::local_eni(t, moved))),
+        );
         Ok(())
     }
 
-    fn associate(&mut self, ip: Ipv4Addr, name: &str, batch: &mut Batch) -> Result<(), CommandError> {
+    fn associate(
+        &mut self,
+        ip: Ipv4Addr,
+        name: &str,
+        batch: &mut Batch,
+    ) -> Result<(), CommandError> {
         let inst = self.instance_named(name)?;
-        self.topo.check_elastic_ip(ip, inst.eni).map_err(|(field, message)| {
-            let field = match field {
-                EipField::Ip => "ip",
-                EipField::Instance => "instance",
-            };
-            CommandError::Invalid { field, message }
-        })?;
+        self.topo
+            .check_elastic_ip(ip, inst.eni)
+            .map_err(|(field, message)| {
+                let field = match field {
+                    EipField::Ip => "ip",
+                    EipField::Instance => "instance",
+                };
+                CommandError::Invalid { field, message }
+            })?;
         self.topo.associate_elastic_ip(ip, inst.eni);
         let t = &self.topo;
         if let Some(edge) = t.vpc(inst.vpc).and_then(|v| v.internet_gateway) {
-            let op = TableOp::UpsertElasticIp { public: ip, vni: vni_of(t, inst.vpc), private: inst.ip };
+            let op = TableOp::UpsertElasticIp {
+                public: ip,
+                vni: vni_of(t, inst.vpc),
+                private: inst.ip,
+            };
             batch.push(CardId::Edge(edge), op);
         }
         Ok(())
     }
 
     fn disassociate(&mut self, ip: Ipv4Addr, batch: &mut Batch) -> Result<(), CommandError> {
-        let eni = self.topo.elastic_ip_instance(ip).ok_or(CommandError::UnknownElasticIp(ip))?;
+        let eni = self
+            .topo
+            .elastic_ip_instance(ip)
+            .ok_or(CommandError::UnknownElasticIp(ip))?;
         self.topo.disassociate_elastic_ip(ip);
         let t = &self.topo;
-        let igw = t.instance(eni).and_then(|i| t.vpc(i.vpc)).and_then(|v| v.internet_gateway);
+        let igw = t
+            .instance(eni)
+            .and_then(|i| t.vpc(i.vpc))
+            .and_then(|v| v.internet_gateway);
         if let Some(edge) = igw {
             batch.push(CardId::Edge(edge), TableOp::RemoveElasticIp { public: ip });
         }
         Ok(())
     }
 
-    fn peering(&mut self, a: &str, b: &str, add: bool, batch: &mut Batch) -> Result<(), CommandError> {
+    fn peering(
+        &mut self,
+        a: &str,
+        b: &str,
+        add: bool,
+        batch: &mut Batch,
+    ) -> Result<(), CommandError> {
         let (va, vb) = (self.vpc_named(a)?, self.vpc_named(b)?);
         let t = &self.topo;
         if add {
-            t.check_peering(va, vb).map_err(|message| CommandError::Invalid { field: "vpcs", message })?;
+            t.check_peering(va, vb)
+                .map_err(|message| CommandError::Invalid {
+                    field: "vpcs",
+                    message,
+                })?;
         } else if !t.peered(va, vb) {
             return Err(CommandError::NotPeered(a.to_string(), b.to_string()));
         }
         let candidates = BTreeSet::from([va, vb]);
         let hosts: BTreeSet<HostId> = t.vpc_hosts(va).chain(t.vpc_hosts(vb)).collect();
-        let before: BTreeMap<HostId, BTreeSet<VpcId>> =
-            hosts.iter().map(|&h| (h, view_among(t, h, &candidates))).collect();
+        let before: BTreeMap<HostId, BTreeSet<VpcId>> = hosts
+            .iter()
+            .map(|&h| (h, view_among(t, h, &candidates)))
+            .collect();
         let viewers_a = cards_viewing(t, va);
         let viewers_b = cards_viewing(t, vb);
         if add {
@@ -420,8 +550,10 @@ impl Service {
                     changed.entry(card).or_default().insert(u);
                 }
             } else {
-                let was_in_view =
-                    |x: VpcId| before_h.contains(&x) || (!candidates.contains(&x) && tables::relevant(t, card, x));
+                let was_in_view = |x: VpcId| {
+                    before_h.contains(&x)
+                        || (!candidates.contains(&x) && tables::relevant(t, card, x))
+                };
                 for &u in before_h.difference(&after_h) {
                     let other = if u == va { vb } else { va };
                     let peers_before = t.peers(u).chain(std::iter::once(other));
@@ -433,7 +565,9 @@ impl Service {
         // Cards that keep a VPC of the pair: its routes changed, and maybe the pair itself.
         let flipped = |card: CardId, v: VpcId| changed.get(&card).is_some_and(|s| s.contains(&v));
         for (v, viewers) in [(va, &viewers_a), (vb, &viewers_b)] {
-            let Some(entry) = tables::vpc_entry(t, v) else { continue };
+            let Some(entry) = tables::vpc_entry(t, v) else {
+                continue;
+            };
             for &card in viewers.iter().filter(|&&c| !flipped(c, v)) {
                 batch.push(card, TableOp::UpsertVpc(Box::new(entry.clone())));
             }
@@ -469,7 +603,11 @@ impl Batch {
     fn peering(&mut self, card: CardId, add: bool, a: u32, b: u32) {
         let ops = self.cards.entry(card).or_default();
         if ops.pairs.insert((a.min(b), a.max(b))) {
-            ops.ops.push(if add { TableOp::AddPeering { a, b } } else { TableOp::RemovePeering { a, b } });
+            ops.ops.push(if add {
+                TableOp::AddPeering { a, b }
+            } else {
+                TableOp::RemovePeering { a, b }
+            });
         }
     }
 }
@@ -486,18 +624,27 @@ fn with_peers(t: &Topology, vpc: VpcId) -> BTreeSet<VpcId> {
 
 /// Those of `candidates` in `host`'s view.
 fn view_among(t: &Topology, host: HostId, candidates: &BTreeSet<VpcId>) -> BTreeSet<VpcId> {
-    candidates.iter().copied().filter(|&v| tables::relevant(t, CardId::Host(host), v)).collect()
+    candidates
+        .iter()
+        .copied()
+        .filter(|&v| tables::relevant(t, CardId::Host(host), v))
+        .collect()
 }
 
 /// Every card whose view holds `vpc`.
 fn cards_viewing(t: &Topology, vpc: VpcId) -> BTreeSet<CardId> {
-    let hosts = std::iter::once(vpc).chain(t.peers(vpc)).flat_map(|v| t.vpc_hosts(v)).map(CardId::Host);
+    let hosts = std::iter::once(vpc)
+        .chain(t.peers(vpc))
+        .flat_map(|v| t.vpc_hosts(v))
+        .map(CardId::Host);
     hosts.chain(t.vpc_edges(vpc).map(CardId::Edge)).collect()
 }
 
 /// `u` enters `card`'s view: its entry, every mapping, its peerings inside the view.
 fn add_vpc(batch: &mut Batch, t: &Topology, card: CardId, u: VpcId) {
-    let Some(entry) = tables::vpc_entry(t, u) else { return };
+    let Some(entry) = tables::vpc_entry(t, u) else {
+        return;
+    };
     let vni = entry.vni;
     batch.push(card, TableOp::UpsertVpc(Box::new(entry)));
     for inst in t.vpc_members(u) {

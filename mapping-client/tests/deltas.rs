@@ -5,7 +5,9 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use mapping_client::{CardId, Client, Command, InstanceSpec, MacAddr, Service, Tables, Topology, Update};
+use mapping_client::{
+    CardId, Client, Command, InstanceSpec, MacAddr, Service, Tables, Topology, Update,
+};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
@@ -112,8 +114,13 @@ inbound = { spi = 8193, key = "000102030405060708090a0b0c0d0e0f10111213" }
 
 const NAMES: [&str; 8] = ["i0", "i1", "i2", "n0", "n1", "n2", "n3", "n4"];
 const HOSTS: [&str; 5] = ["h0", "h1", "h2", "h3", "e0"];
-const SUBNETS: [(&str, [u8; 3]); 5] =
-    [("s0", [10, 0, 1]), ("s0b", [10, 0, 2]), ("s1", [10, 1, 1]), ("s2", [10, 2, 1]), ("s3", [10, 0, 1])];
+const SUBNETS: [(&str, [u8; 3]); 5] = [
+    ("s0", [10, 0, 1]),
+    ("s0b", [10, 0, 2]),
+    ("s1", [10, 1, 1]),
+    ("s2", [10, 2, 1]),
+    ("s3", [10, 0, 1]),
+];
 const VPCS: [&str; 4] = ["v0", "v1", "v2", "v3"];
 
 fn command() -> impl Strategy<Value = Command> {
@@ -121,7 +128,15 @@ fn command() -> impl Strategy<Value = Command> {
     let host = (0..HOSTS.len()).prop_map(|i| HOSTS[i].to_string());
     let vpc = (0..VPCS.len()).prop_map(|i| VPCS[i].to_string());
     let eip = (10u8..13).prop_map(|d| Ipv4Addr::new(203, 0, 113, d));
-    let register = (name.clone(), 0..SUBNETS.len(), host.clone(), 8u8..14, proptest::option::of(8u8..14), any::<bool>(), any::<u8>())
+    let register = (
+        name.clone(),
+        0..SUBNETS.len(),
+        host.clone(),
+        8u8..14,
+        proptest::option::of(8u8..14),
+        any::<bool>(),
+        any::<u8>(),
+    )
         .prop_map(|(name, s, host, last, second, explicit_mac, m)| {
             let (subnet, [a, b, c]) = SUBNETS[s];
             InstanceSpec {
@@ -129,7 +144,10 @@ fn command() -> impl Strategy<Value = Command> {
                 subnet: subnet.into(),
                 host,
                 ip: Ipv4Addr::new(a, b, c, last),
-                secondary_ips: second.map(|d| Ipv4Addr::new(a, b, c, d + 10)).into_iter().collect(),
+                secondary_ips: second
+                    .map(|d| Ipv4Addr::new(a, b, c, d + 10))
+                    .into_iter()
+                    .collect(),
                 mac: explicit_mac.then_some(MacAddr([2, 9, 0, 0, 0, m])),
                 source_dest_check: m % 2 == 0,
             }
@@ -157,8 +175,11 @@ const T: Duration = Duration::ZERO;
 impl World {
     fn new() -> World {
         let mut service = Service::new(Topology::from_str(WORLD, "world.toml").unwrap());
-        let mut clients: Vec<(Client, Tables)> =
-            service.topology().cards().map(|c| (Client::new(c), Tables::default())).collect();
+        let mut clients: Vec<(Client, Tables)> = service
+            .topology()
+            .cards()
+            .map(|c| (Client::new(c), Tables::default()))
+            .collect();
         for (c, _) in &mut clients {
             let req = c.poll_request(T).unwrap();
             service.handle(req, T);
@@ -170,7 +191,11 @@ impl World {
 
     fn deliver(&mut self) {
         while let Some(msg) = self.service.poll_transmit(T) {
-            let (c, _) = self.clients.iter_mut().find(|(c, _)| c.card() == msg.card()).unwrap();
+            let (c, _) = self
+                .clients
+                .iter_mut()
+                .find(|(c, _)| c.card() == msg.card())
+                .unwrap();
             c.handle(msg, T);
         }
         for (c, tables) in &mut self.clients {
@@ -190,7 +215,12 @@ impl World {
             prop_assert_eq!(c.stats().gaps, 0);
             prop_assert_eq!(c.stats().snapshots, 1, "only the first sync is a snapshot");
             let rebuilt = Tables::build_for_card(self.service.topology(), card);
-            prop_assert!(*tables == rebuilt, "step {}: {:?} differs from a rebuild", step, card);
+            prop_assert!(
+                *tables == rebuilt,
+                "step {}: {:?} differs from a rebuild",
+                step,
+                card
+            );
         }
         Ok(())
     }

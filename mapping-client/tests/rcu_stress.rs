@@ -44,7 +44,11 @@ fn generation(i: u32, l: &Location) -> Option<u32> {
 fn reader_never_sees_a_missing_or_torn_mapping() {
     let mut initial = Tables::default();
     for i in 0..STABLE {
-        initial.apply(&TableOp::UpsertMapping { vni: VNI, ip: stable_ip(i), location: loc(i, 0) });
+        initial.apply(&TableOp::UpsertMapping {
+            vni: VNI,
+            ip: stable_ip(i),
+            location: loc(i, 0),
+        });
     }
     let mut expected = initial.clone();
     let mut publisher = Publisher::new(initial);
@@ -66,7 +70,11 @@ fn reader_never_sees_a_missing_or_torn_mapping() {
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
                 let i = (rng % u64::from(STABLE + CHURN)) as u32;
-                k.1 = if i < STABLE { stable_ip(i) } else { churn_ip(i - STABLE) };
+                k.1 = if i < STABLE {
+                    stable_ip(i)
+                } else {
+                    churn_ip(i - STABLE)
+                };
             }
             tables.lookup_burst(&keys, &mut out);
             for (k, o) in keys.iter().zip(&out) {
@@ -75,18 +83,31 @@ fn reader_never_sees_a_missing_or_torn_mapping() {
                     // Churn: present or absent, but if present, well formed.
                     let i = raw - 0x0b00_0000;
                     if let Some(l) = o {
-                        assert!(generation(i, l).is_some(), "torn churn mapping {k:?}: {l:?}");
+                        assert!(
+                            generation(i, l).is_some(),
+                            "torn churn mapping {k:?}: {l:?}"
+                        );
                     }
                     continue;
                 }
                 let i = (raw - 0x0a00_0000) as usize;
-                let l = o.unwrap_or_else(|| panic!("stable mapping {k:?} missing in version {}", last_version));
-                let gen = generation(i as u32, &l).unwrap_or_else(|| panic!("torn mapping {k:?}: {l:?}"));
-                assert!(gen >= newest[i], "{k:?} went back from generation {} to {gen}", newest[i]);
+                let l = o.unwrap_or_else(|| {
+                    panic!("stable mapping {k:?} missing in version {}", last_version)
+                });
+                let gen =
+                    generation(i as u32, &l).unwrap_or_else(|| panic!("torn mapping {k:?}: {l:?}"));
+                assert!(
+                    gen >= newest[i],
+                    "{k:?} went back from generation {} to {gen}",
+                    newest[i]
+                );
                 newest[i] = gen;
             }
             let v = sub.version();
-            assert!(v >= last_version, "version went back: {v} after {last_version}");
+            assert!(
+                v >= last_version,
+                "version went back: {v} after {last_version}"
+            );
             if v != last_version {
                 versions_seen += 1;
             }
@@ -105,9 +126,15 @@ fn reader_never_sees_a_missing_or_torn_mapping() {
         gen += 1;
         // Move a slice of the stable mappings to a new generation...
         for _ in 0..64 {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let i = ((rng >> 33) % u64::from(STABLE)) as u32;
-            let op = TableOp::UpsertMapping { vni: VNI, ip: stable_ip(i), location: loc(i, gen) };
+            let op = TableOp::UpsertMapping {
+                vni: VNI,
+                ip: stable_ip(i),
+                location: loc(i, gen),
+            };
             expected.apply(&op);
             publisher.submit(op);
         }
@@ -115,9 +142,16 @@ fn reader_never_sees_a_missing_or_torn_mapping() {
         for j in 0..64u32 {
             let i = (gen * 64 + j) % CHURN;
             let op = if gen % 2 == 0 {
-                TableOp::UpsertMapping { vni: VNI, ip: churn_ip(i), location: loc(i, 1) }
+                TableOp::UpsertMapping {
+                    vni: VNI,
+                    ip: churn_ip(i),
+                    location: loc(i, 1),
+                }
             } else {
-                TableOp::RemoveMapping { vni: VNI, ip: churn_ip(i) }
+                TableOp::RemoveMapping {
+                    vni: VNI,
+                    ip: churn_ip(i),
+                }
             };
             expected.apply(&op);
             publisher.submit(op);
@@ -145,18 +179,38 @@ fn reader_never_sees_a_missing_or_torn_mapping() {
     }
     stop.store(true, Ordering::Relaxed);
     let (bursts, versions_seen, last_version) = reader.join().expect("reader panicked");
-    assert!(publisher.reclaim(), "the standby copy is free once the reader stopped");
+    assert!(
+        publisher.reclaim(),
+        "the standby copy is free once the reader stopped"
+    );
     // The live copy is what the ops say; so is the standby copy, which the next publication
     // makes live.
-    assert!(publisher.live() == &expected, "live copy differs from the ops applied once");
-    let op = TableOp::RemoveMapping { vni: VNI, ip: stable_ip(0) };
+    assert!(
+        publisher.live() == &expected,
+        "live copy differs from the ops applied once"
+    );
+    let op = TableOp::RemoveMapping {
+        vni: VNI,
+        ip: stable_ip(0),
+    };
     expected.apply(&op);
     publisher.submit(op);
     assert!(publisher.publish().is_some());
-    assert!(publisher.live() == &expected, "standby copy was not caught up");
+    assert!(
+        publisher.live() == &expected,
+        "standby copy was not caught up"
+    );
     assert!(published > 10, "only {published} publications");
     assert!(bursts > 1000, "only {bursts} bursts");
-    assert!(versions_seen > 5, "the reader saw only {versions_seen} versions");
-    assert_eq!(last_version, final_version, "the reader reached the last version");
-    println!("{published} versions published, reader: {bursts} bursts, {versions_seen} versions seen");
+    assert!(
+        versions_seen > 5,
+        "the reader saw only {versions_seen} versions"
+    );
+    assert_eq!(
+        last_version, final_version,
+        "the reader reached the last version"
+    );
+    println!(
+        "{published} versions published, reader: {bursts} bursts, {versions_seen} versions seen"
+    );
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::{Link, Rng, Sim};
 use mapping_client::{
-    CardId, Client, Command, CommandError, InstanceSpec, Request, Service, TableOp, Tables, ToClient, Topology, Update,
+    CardId, Client, Command, CommandError, InstanceSpec, Request, Service, TableOp, Tables,
+    ToClient, Topology, Update,
 };
 
 const EXAMPLE: &str = include_str!("data/architecture.toml");
@@ -68,9 +69,11 @@ fn deltas(service: &mut Service) -> Vec<(String, u64, Vec<TableOp>)> {
     let mut out = Vec::new();
     while let Some(msg) = service.poll_transmit(T0) {
         match msg {
-            ToClient::Delta { card, version, ops } => {
-                out.push((service.topology().card_name(card).unwrap().to_string(), version, ops))
-            }
+            ToClient::Delta { card, version, ops } => out.push((
+                service.topology().card_name(card).unwrap().to_string(),
+                version,
+                ops,
+            )),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -84,7 +87,14 @@ fn card(service: &Service, name: &str) -> CardId {
 #[test]
 fn register_sends_each_card_only_what_it_needs() {
     let (mut service, _) = connected();
-    service.execute(&Command::Register(spec("red-2", "red-a", "host-b", "10.0.1.20"))).unwrap();
+    service
+        .execute(&Command::Register(spec(
+            "red-2",
+            "red-a",
+            "host-b",
+            "10.0.1.20",
+        )))
+        .unwrap();
     let d = deltas(&mut service);
     let names: Vec<&str> = d.iter().map(|(n, _, _)| n.as_str()).collect();
     // host-a holds red (local), host-b holds red (peer of yellow), the edge serves red;
@@ -92,11 +102,20 @@ fn register_sends_each_card_only_what_it_needs() {
     assert_eq!(names, ["host-a", "host-b", "blackfoot-1"]);
     for (name, version, ops) in &d {
         assert_eq!(*version, 1);
-        let upserts = ops.iter().filter(|op| matches!(op, TableOp::UpsertMapping { vni: 101, .. })).count();
+        let upserts = ops
+            .iter()
+            .filter(|op| matches!(op, TableOp::UpsertMapping { vni: 101, .. }))
+            .count();
         assert_eq!(upserts, 1, "{name}: {ops:?}");
-        let local = ops.iter().any(|op| matches!(op, TableOp::UpsertLocalEni(e) if e.name == "red-2"));
+        let local = ops
+            .iter()
+            .any(|op| matches!(op, TableOp::UpsertLocalEni(e) if e.name == "red-2"));
         assert_eq!(local, name == "host-b", "{name}");
-        assert_eq!(ops.len(), if name == "host-b" { 2 } else { 1 }, "{name}: {ops:?}");
+        assert_eq!(
+            ops.len(),
+            if name == "host-b" { 2 } else { 1 },
+            "{name}: {ops:?}"
+        );
     }
 }
 
@@ -104,14 +123,36 @@ fn register_sends_each_card_only_what_it_needs() {
 fn first_eni_of_a_vpc_on_a_host_brings_the_vpc_and_its_peers() {
     let (mut service, _) = connected();
     // host-c holds blue and green; red (and its peer yellow) arrive with red-3.
-    service.execute(&Command::Register(spec("red-3", "red-a", "host-c", "10.0.1.30"))).unwrap();
+    service
+        .execute(&Command::Register(spec(
+            "red-3",
+            "red-a",
+            "host-c",
+            "10.0.1.30",
+        )))
+        .unwrap();
     let d = deltas(&mut service);
     let (_, _, ops) = d.iter().find(|(n, _, _)| n == "host-c").unwrap();
-    let vpcs: Vec<u32> = ops.iter().filter_map(|op| if let TableOp::UpsertVpc(v) = op { Some(v.vni) } else { None }).collect();
+    let vpcs: Vec<u32> = ops
+        .iter()
+        .filter_map(|op| {
+            if let TableOp::UpsertVpc(v) = op {
+                Some(v.vni)
+            } else {
+                None
+            }
+        })
+        .collect();
     assert_eq!(vpcs.len(), 2);
     assert!(vpcs.contains(&101) && vpcs.contains(&102));
-    assert!(ops.contains(&TableOp::AddPeering { a: 101, b: 102 }) || ops.contains(&TableOp::AddPeering { a: 102, b: 101 }));
-    let mappings = ops.iter().filter(|op| matches!(op, TableOp::UpsertMapping { .. })).count();
+    assert!(
+        ops.contains(&TableOp::AddPeering { a: 101, b: 102 })
+            || ops.contains(&TableOp::AddPeering { a: 102, b: 101 })
+    );
+    let mappings = ops
+        .iter()
+        .filter(|op| matches!(op, TableOp::UpsertMapping { .. }))
+        .count();
     assert_eq!(mappings, 3, "red-1, red-3, yellow-1: {ops:?}");
 }
 
@@ -121,21 +162,40 @@ fn peering_add_brings_the_peer_vpc_with_its_mappings_and_remove_takes_it_away() 
     sim.settle(Duration::from_secs(1));
     let host_a = card(&sim.service, "host-a");
     assert!(sim.node(host_a).tables.vpc(104).is_none());
-    sim.service.execute(&Command::AddPeering { a: "red".into(), b: "blue".into() }).unwrap();
+    sim.service
+        .execute(&Command::AddPeering {
+            a: "red".into(),
+            b: "blue".into(),
+        })
+        .unwrap();
     sim.flush();
     assert!(sim.converged());
     let a = &sim.node(host_a).tables;
     assert!(a.peered(101, 104));
     assert_eq!(a.lookup(104, ip("10.4.1.10")).unwrap().pa, ip("198.18.0.2"));
     assert_eq!(a.lookup(104, ip("10.4.1.11")).unwrap().pa, ip("198.18.0.3"));
-    assert_eq!(a.route(101, ip("10.4.1.11")), Some(mapping_client::Route::Vpc { vni: 104 }));
+    assert_eq!(
+        a.route(101, ip("10.4.1.11")),
+        Some(mapping_client::Route::Vpc { vni: 104 })
+    );
     assert_eq!(sim.node(host_a).client.stats().gaps, 0);
-    sim.service.execute(&Command::RemovePeering { a: "blue".into(), b: "red".into() }).unwrap();
+    sim.service
+        .execute(&Command::RemovePeering {
+            a: "blue".into(),
+            b: "red".into(),
+        })
+        .unwrap();
     sim.flush();
     assert!(sim.converged());
     let a = &sim.node(host_a).tables;
-    assert!(a.vpc(104).is_none() && a.lookup(104, ip("10.4.1.10")).is_none() && !a.peered(101, 104));
-    assert_eq!(sim.node(host_a).client.stats().snapshots, 1, "deltas only after the first sync");
+    assert!(
+        a.vpc(104).is_none() && a.lookup(104, ip("10.4.1.10")).is_none() && !a.peered(101, 104)
+    );
+    assert_eq!(
+        sim.node(host_a).client.stats().snapshots,
+        1,
+        "deltas only after the first sync"
+    );
 }
 
 #[test]
@@ -143,7 +203,12 @@ fn move_and_deregister_follow_the_instance() {
     let mut sim = Sim::new(world(), Link::PERFECT, 2);
     sim.settle(Duration::from_secs(1));
     let (host_a, host_b) = (card(&sim.service, "host-a"), card(&sim.service, "host-b"));
-    sim.service.execute(&Command::Move { instance: "red-1".into(), host: "host-b".into() }).unwrap();
+    sim.service
+        .execute(&Command::Move {
+            instance: "red-1".into(),
+            host: "host-b".into(),
+        })
+        .unwrap();
     sim.flush();
     assert!(sim.converged());
     // host-a had nothing but red-1: red and yellow leave its view.
@@ -153,24 +218,64 @@ fn move_and_deregister_follow_the_instance() {
     assert_eq!(b.local_eni_by_name("red-1").unwrap().ip, ip("10.0.1.10"));
     assert_eq!(b.lookup(101, ip("10.0.1.10")).unwrap().pa, ip("198.18.0.2"));
     let edge = card(&sim.service, "blackfoot-1");
-    assert_eq!(sim.node(edge).tables.lookup(101, ip("10.0.1.10")).unwrap().pa, ip("198.18.0.2"));
-    sim.service.execute(&Command::Deregister { instance: "red-1".into() }).unwrap();
+    assert_eq!(
+        sim.node(edge)
+            .tables
+            .lookup(101, ip("10.0.1.10"))
+            .unwrap()
+            .pa,
+        ip("198.18.0.2")
+    );
+    sim.service
+        .execute(&Command::Deregister {
+            instance: "red-1".into(),
+        })
+        .unwrap();
     sim.flush();
     assert!(sim.converged());
     let e = &sim.node(edge).tables;
-    assert!(e.elastic_ip_target(ip("203.0.113.10")).is_none(), "its Elastic IP went with it");
-    assert!(sim.service.topology().elastic_ip_instance(ip("203.0.113.10")).is_none());
+    assert!(
+        e.elastic_ip_target(ip("203.0.113.10")).is_none(),
+        "its Elastic IP went with it"
+    );
+    assert!(sim
+        .service
+        .topology()
+        .elastic_ip_instance(ip("203.0.113.10"))
+        .is_none());
 }
 
 #[test]
 fn elastic_ips_reach_only_the_internet_gateway_edge() {
     let (mut service, _) = connected();
-    service.execute(&Command::DisassociateElasticIp { ip: ip("203.0.113.10") }).unwrap();
+    service
+        .execute(&Command::DisassociateElasticIp {
+            ip: ip("203.0.113.10"),
+        })
+        .unwrap();
     let d = deltas(&mut service);
-    assert_eq!(d, vec![("blackfoot-1".into(), 1, vec![TableOp::RemoveElasticIp { public: ip("203.0.113.10") }])]);
-    service.execute(&Command::AssociateElasticIp { ip: ip("203.0.113.20"), instance: "yellow-1".into() }).unwrap();
+    assert_eq!(
+        d,
+        vec![(
+            "blackfoot-1".into(),
+            1,
+            vec![TableOp::RemoveElasticIp {
+                public: ip("203.0.113.10")
+            }]
+        )]
+    );
+    service
+        .execute(&Command::AssociateElasticIp {
+            ip: ip("203.0.113.20"),
+            instance: "yellow-1".into(),
+        })
+        .unwrap();
     let d = deltas(&mut service);
-    let op = TableOp::UpsertElasticIp { public: ip("203.0.113.20"), vni: 102, private: ip("10.1.1.10") };
+    let op = TableOp::UpsertElasticIp {
+        public: ip("203.0.113.20"),
+        vni: 102,
+        private: ip("10.1.1.10"),
+    };
     assert_eq!(d, vec![("blackfoot-1".into(), 2, vec![op])]);
 }
 
@@ -179,37 +284,137 @@ fn bad_commands_change_nothing() {
     let (mut service, _) = connected();
     let before = service.topology().clone();
     let bad: Vec<(Command, &str)> = vec![
-        (Command::Register(spec("red-1", "red-a", "host-a", "10.0.1.40")), "duplicate instance name"),
-        (Command::Register(spec("x", "red-a", "host-a", "10.0.1.10")), "already used in VPC red"),
-        (Command::Register(spec("x", "red-a", "host-a", "10.0.2.10")), "outside subnet"),
-        (Command::Register(spec("x", "red-a", "host-a", "10.0.1.1")), "reserved"),
-        (Command::Register(spec("x", "nope", "host-a", "10.0.1.40")), "unknown subnet"),
-        (Command::Register(spec("x", "red-a", "blackfoot-1", "10.0.1.40")), "unknown host"),
         (
-            Command::Register(InstanceSpec { secondary_ips: vec![ip("10.0.1.41"), ip("10.0.1.10")], ..spec("x", "red-a", "host-a", "10.0.1.40") }),
+            Command::Register(spec("red-1", "red-a", "host-a", "10.0.1.40")),
+            "duplicate instance name",
+        ),
+        (
+            Command::Register(spec("x", "red-a", "host-a", "10.0.1.10")),
             "already used in VPC red",
         ),
-        (Command::Deregister { instance: "ghost".into() }, "unknown instance"),
-        (Command::Move { instance: "red-1".into(), host: "host-a".into() }, "already on host"),
-        (Command::Move { instance: "green-1".into(), host: "host-a".into() }, "already used on host host-a"),
-        (Command::AssociateElasticIp { ip: ip("203.0.113.10"), instance: "yellow-1".into() }, "already associated"),
-        (Command::AssociateElasticIp { ip: ip("203.0.113.11"), instance: "red-1".into() }, "already has Elastic IP"),
-        (Command::AssociateElasticIp { ip: ip("198.18.0.1"), instance: "yellow-1".into() }, "is the PA of host-a"),
-        (Command::DisassociateElasticIp { ip: ip("203.0.113.99") }, "not associated"),
-        (Command::AddPeering { a: "red".into(), b: "green".into() }, "overlap"),
-        (Command::AddPeering { a: "yellow".into(), b: "red".into() }, "already peered"),
-        (Command::AddPeering { a: "red".into(), b: "red".into() }, "itself"),
-        (Command::AddPeering { a: "red".into(), b: "purple".into() }, "unknown vpc"),
-        (Command::RemovePeering { a: "red".into(), b: "blue".into() }, "not peered"),
+        (
+            Command::Register(spec("x", "red-a", "host-a", "10.0.2.10")),
+            "outside subnet",
+        ),
+        (
+            Command::Register(spec("x", "red-a", "host-a", "10.0.1.1")),
+            "reserved",
+        ),
+        (
+            Command::Register(spec("x", "nope", "host-a", "10.0.1.40")),
+            "unknown subnet",
+        ),
+        (
+            Command::Register(spec("x", "red-a", "blackfoot-1", "10.0.1.40")),
+            "unknown host",
+        ),
+        (
+            Command::Register(InstanceSpec {
+                secondary_ips: vec![ip("10.0.1.41"), ip("10.0.1.10")],
+                ..spec("x", "red-a", "host-a", "10.0.1.40")
+            }),
+            "already used in VPC red",
+        ),
+        (
+            Command::Deregister {
+                instance: "ghost".into(),
+            },
+            "unknown instance",
+        ),
+        (
+            Command::Move {
+                instance: "red-1".into(),
+                host: "host-a".into(),
+            },
+            "already on host",
+        ),
+        (
+            Command::Move {
+                instance: "green-1".into(),
+                host: "host-a".into(),
+            },
+            "already used on host host-a",
+        ),
+        (
+            Command::AssociateElasticIp {
+                ip: ip("203.0.113.10"),
+                instance: "yellow-1".into(),
+            },
+            "already associated",
+        ),
+        (
+            Command::AssociateElasticIp {
+                ip: ip("203.0.113.11"),
+                instance: "red-1".into(),
+            },
+            "already has Elastic IP",
+        ),
+        (
+            Command::AssociateElasticIp {
+                ip: ip("198.18.0.1"),
+                instance: "yellow-1".into(),
+            },
+            "is the PA of host-a",
+        ),
+        (
+            Command::DisassociateElasticIp {
+                ip: ip("203.0.113.99"),
+            },
+            "not associated",
+        ),
+        (
+            Command::AddPeering {
+                a: "red".into(),
+                b: "green".into(),
+            },
+            "overlap",
+        ),
+        (
+            Command::AddPeering {
+                a: "yellow".into(),
+                b: "red".into(),
+            },
+            "already peered",
+        ),
+        (
+            Command::AddPeering {
+                a: "red".into(),
+                b: "red".into(),
+            },
+            "itself",
+        ),
+        (
+            Command::AddPeering {
+                a: "red".into(),
+                b: "purple".into(),
+            },
+            "unknown vpc",
+        ),
+        (
+            Command::RemovePeering {
+                a: "red".into(),
+                b: "blue".into(),
+            },
+            "not peered",
+        ),
     ];
     for (command, message) in bad {
         let err: CommandError = service.execute(&command).unwrap_err();
         assert!(err.to_string().contains(message), "{command:?}: {err}");
         assert_eq!(service.topology(), &before, "{command:?} changed the model");
-        assert_eq!(service.poll_transmit(T0), None, "{command:?} sent something");
+        assert_eq!(
+            service.poll_transmit(T0),
+            None,
+            "{command:?} sent something"
+        );
     }
     // green-1's derived MAC equals red-1's: moving it to host-a must name the field.
-    let err = service.execute(&Command::Move { instance: "green-1".into(), host: "host-a".into() }).unwrap_err();
+    let err = service
+        .execute(&Command::Move {
+            instance: "green-1".into(),
+            host: "host-a".into(),
+        })
+        .unwrap_err();
     assert!(matches!(err, CommandError::Invalid { field: "mac", .. }));
 }
 
@@ -219,23 +424,50 @@ fn a_gap_is_detected_and_repaired_by_a_resync() {
     let host_a = card(&service, "host-a");
     let client = clients.iter_mut().find(|c| c.card() == host_a).unwrap();
     while client.poll_update().is_some() {}
-    service.execute(&Command::Register(spec("red-2", "red-a", "host-b", "10.0.1.20"))).unwrap();
-    service.execute(&Command::Register(spec("red-3", "red-a", "host-b", "10.0.1.21"))).unwrap();
+    service
+        .execute(&Command::Register(spec(
+            "red-2",
+            "red-a",
+            "host-b",
+            "10.0.1.20",
+        )))
+        .unwrap();
+    service
+        .execute(&Command::Register(spec(
+            "red-3",
+            "red-a",
+            "host-b",
+            "10.0.1.21",
+        )))
+        .unwrap();
     let mut to_a: Vec<ToClient> = Vec::new();
     while let Some(m) = service.poll_transmit(T0) {
         if m.card() == host_a {
             to_a.push(m);
         }
     }
-    assert_eq!(to_a.iter().map(ToClient::version).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        to_a.iter().map(ToClient::version).collect::<Vec<_>>(),
+        [1, 2]
+    );
     // Reordered: version 2 first. A gap: nothing applied, a resync requested.
     let t1 = Duration::from_millis(1);
     client.handle(to_a[1].clone(), t1);
     assert!(!client.is_synced());
     assert_eq!(client.poll_update(), None);
     let req = client.poll_request(t1).unwrap();
-    assert_eq!(req, Request::Resync { card: host_a, have: Some(0) });
-    assert_eq!(client.poll_request(t1), None, "asks once per retry interval");
+    assert_eq!(
+        req,
+        Request::Resync {
+            card: host_a,
+            have: Some(0)
+        }
+    );
+    assert_eq!(
+        client.poll_request(t1),
+        None,
+        "asks once per retry interval"
+    );
     // The late version 1 is ignored while resyncing.
     client.handle(to_a[0].clone(), t1);
     assert_eq!(client.poll_update(), None);
@@ -261,7 +493,14 @@ fn a_gap_is_detected_and_repaired_by_a_resync() {
 fn a_lost_last_delta_is_noticed_at_the_next_heartbeat() {
     let mut sim = Sim::new(world(), Link::PERFECT, 3);
     sim.settle(Duration::from_secs(1));
-    sim.service.execute(&Command::Register(spec("red-2", "red-a", "host-b", "10.0.1.20"))).unwrap();
+    sim.service
+        .execute(&Command::Register(spec(
+            "red-2",
+            "red-a",
+            "host-b",
+            "10.0.1.20",
+        )))
+        .unwrap();
     // The network eats everything the service sends now.
     while sim.service.poll_transmit(sim.now).is_some() {}
     sim.step(Duration::from_millis(5));
@@ -274,24 +513,59 @@ fn a_lost_last_delta_is_noticed_at_the_next_heartbeat() {
 
 /// A random but valid-ish command for the world above.
 fn random_command(rng: &mut Rng, n: u64) -> Command {
-    let instances = ["red-1", "yellow-1", "blue-1", "blue-2", "green-1", "x-1", "x-2", "x-3"];
+    let instances = [
+        "red-1", "yellow-1", "blue-1", "blue-2", "green-1", "x-1", "x-2", "x-3",
+    ];
     let hosts = ["host-a", "host-b", "host-c"];
-    let subnets = [("red-a", "10.0.1"), ("yellow-a", "10.1.1"), ("blue-a", "10.4.1"), ("green-a", "10.0.1")];
+    let subnets = [
+        ("red-a", "10.0.1"),
+        ("yellow-a", "10.1.1"),
+        ("blue-a", "10.4.1"),
+        ("green-a", "10.0.1"),
+    ];
     let vpcs = ["red", "yellow", "blue", "green"];
     let pick = |rng: &mut Rng, xs: &[&str]| xs[rng.below(xs.len() as u64) as usize].to_string();
     match rng.below(7) {
         0 | 1 => {
             let (subnet, prefix) = subnets[rng.below(4) as usize];
-            let mut s = spec(&pick(rng, &instances), subnet, &pick(rng, &hosts), &format!("{prefix}.{}", 20 + rng.below(8)));
-            s.mac = Some(mapping_client::MacAddr([2, 1, 0, 0, (n >> 8) as u8, n as u8]));
+            let mut s = spec(
+                &pick(rng, &instances),
+                subnet,
+                &pick(rng, &hosts),
+                &format!("{prefix}.{}", 20 + rng.below(8)),
+            );
+            s.mac = Some(mapping_client::MacAddr([
+                2,
+                1,
+                0,
+                0,
+                (n >> 8) as u8,
+                n as u8,
+            ]));
             Command::Register(s)
         }
-        2 => Command::Deregister { instance: pick(rng, &instances) },
-        3 => Command::Move { instance: pick(rng, &instances), host: pick(rng, &hosts) },
-        4 => Command::AssociateElasticIp { ip: ip(&format!("203.0.113.{}", 10 + rng.below(3))), instance: pick(rng, &instances) },
-        5 => Command::DisassociateElasticIp { ip: ip(&format!("203.0.113.{}", 10 + rng.below(3))) },
-        _ if rng.chance(500) => Command::AddPeering { a: pick(rng, &vpcs), b: pick(rng, &vpcs) },
-        _ => Command::RemovePeering { a: pick(rng, &vpcs), b: pick(rng, &vpcs) },
+        2 => Command::Deregister {
+            instance: pick(rng, &instances),
+        },
+        3 => Command::Move {
+            instance: pick(rng, &instances),
+            host: pick(rng, &hosts),
+        },
+        4 => Command::AssociateElasticIp {
+            ip: ip(&format!("203.0.113.{}", 10 + rng.below(3))),
+            instance: pick(rng, &instances),
+        },
+        5 => Command::DisassociateElasticIp {
+            ip: ip(&format!("203.0.113.{}", 10 + rng.below(3))),
+        },
+        _ if rng.chance(500) => Command::AddPeering {
+            a: pick(rng, &vpcs),
+            b: pick(rng, &vpcs),
+        },
+        _ => Command::RemovePeering {
+            a: pick(rng, &vpcs),
+            b: pick(rng, &vpcs),
+        },
     }
 }
 
@@ -317,6 +591,9 @@ fn lossy_reordering_duplicating_network_converges() {
         assert!(applied > 50, "seed {seed}: only {applied} commands applied");
         let gaps: u64 = sim.nodes.iter().map(|n| n.client.stats().gaps).sum();
         let deltas: u64 = sim.nodes.iter().map(|n| n.client.stats().deltas).sum();
-        assert!(gaps > 0 && deltas > 0, "seed {seed}: gaps {gaps}, deltas {deltas}: the test did not exercise resync");
+        assert!(
+            gaps > 0 && deltas > 0,
+            "seed {seed}: gaps {gaps}, deltas {deltas}: the test did not exercise resync"
+        );
     }
 }

@@ -33,7 +33,9 @@ fn host_a_sees_its_vpcs_and_their_peers() {
     assert_eq!(a.pa(), ip("198.18.0.1"));
     assert_eq!(a.card_name(), "host-a");
     // Story 1: red-1 -> yellow-1, looked up locally, lives on host B.
-    let y1 = a.lookup(102, ip("10.1.1.10")).expect("yellow-1 mapped on host-a");
+    let y1 = a
+        .lookup(102, ip("10.1.1.10"))
+        .expect("yellow-1 mapped on host-a");
     assert_eq!(y1.pa, ip("198.18.0.2"));
     assert_eq!(y1.mac, "02:00:0a:01:01:0a".parse().unwrap());
     assert!(a.peered(101, 102) && a.peered(102, 101));
@@ -42,9 +44,16 @@ fn host_a_sees_its_vpcs_and_their_peers() {
     assert_eq!(a.route(101, ip("10.0.1.10")), Some(Route::Vpc { vni: 101 }));
     assert_eq!(a.route(101, ip("10.1.1.10")), Some(Route::Vpc { vni: 102 }));
     let edge_pa = ip("198.18.255.1");
-    assert!(matches!(a.route(101, ip("172.16.3.4")), Some(Route::Vpn { edge_pa: pa, .. }) if pa == edge_pa));
-    assert!(matches!(a.route(101, ip("198.51.100.200")), Some(Route::Endpoint { edge_pa: pa, id }) if pa == edge_pa && id.0 == 0x0a1b_2c3d_4e5f_6a7b));
-    assert_eq!(a.route(101, ip("198.51.100.100")), Some(Route::Internet { edge_pa }));
+    assert!(
+        matches!(a.route(101, ip("172.16.3.4")), Some(Route::Vpn { edge_pa: pa, .. }) if pa == edge_pa)
+    );
+    assert!(
+        matches!(a.route(101, ip("198.51.100.200")), Some(Route::Endpoint { edge_pa: pa, id }) if pa == edge_pa && id.0 == 0x0a1b_2c3d_4e5f_6a7b)
+    );
+    assert_eq!(
+        a.route(101, ip("198.51.100.100")),
+        Some(Route::Internet { edge_pa })
+    );
     // Story 3: green is not peered with yellow and has no internet gateway: no route.
     assert_eq!(a.route(103, ip("10.1.1.10")), None);
     assert_eq!(a.route(103, ip("10.2.1.10")), Some(Route::Vpc { vni: 103 }));
@@ -74,7 +83,10 @@ fn host_b_does_not_see_green() {
     assert!(b.vpc(103).is_none());
     // Story 1, receiving side: red-1 really is on host A.
     assert_eq!(b.lookup(101, ip("10.0.1.10")).unwrap().pa, ip("198.18.0.1"));
-    assert!(matches!(b.route(102, ip("192.168.7.7")), Some(Route::Dx { vlan: 101, .. })));
+    assert!(matches!(
+        b.route(102, ip("192.168.7.7")),
+        Some(Route::Dx { vlan: 101, .. })
+    ));
     assert_eq!(b.mappings().len(), 2);
 }
 
@@ -86,18 +98,36 @@ fn edge_holds_what_it_serves() {
     assert!(e.local_enis().next().is_none());
     assert!(e.lookup(101, ip("10.0.1.10")).is_some());
     assert!(e.lookup(102, ip("10.1.1.10")).is_some());
-    assert!(e.lookup(103, ip("10.2.1.10")).is_none(), "green is not served by the edge");
-    assert_eq!(e.elastic_ip_of(101, ip("10.0.1.10")), Some(ip("203.0.113.10")));
-    assert_eq!(e.elastic_ip_target(ip("203.0.113.10")), Some((101, ip("10.0.1.10"))));
+    assert!(
+        e.lookup(103, ip("10.2.1.10")).is_none(),
+        "green is not served by the edge"
+    );
+    assert_eq!(
+        e.elastic_ip_of(101, ip("10.0.1.10")),
+        Some(ip("203.0.113.10"))
+    );
+    assert_eq!(
+        e.elastic_ip_target(ip("203.0.113.10")),
+        Some((101, ip("10.0.1.10")))
+    );
     let vpn = e.sa_by_spi(8193).unwrap();
-    assert_eq!((vpn.name.as_str(), vpn.vni, vpn.outbound.spi), ("vpn-red", 101, 4097));
-    assert!(e.sa_by_spi(4097).is_none(), "SAs are found by their inbound SPI");
+    assert_eq!(
+        (vpn.name.as_str(), vpn.vni, vpn.outbound.spi),
+        ("vpn-red", 101, 4097)
+    );
+    assert!(
+        e.sa_by_spi(4097).is_none(),
+        "SAs are found by their inbound SPI"
+    );
     let vif = e.vif(101).unwrap();
     assert_eq!((vif.vni, vif.name.as_str()), (102, "dx-yellow"));
     let id = mapping_client::EndpointId(0x0a1b_2c3d_4e5f_6a7b);
     let ep = e.endpoint(id).unwrap();
     assert_eq!((ep.vni, ep.front_end_pa), (101, ip("198.18.254.1")));
-    assert_eq!(e.edge_by_pa(ip("198.18.255.1")).unwrap().vnis, vec![101, 102]);
+    assert_eq!(
+        e.edge_by_pa(ip("198.18.255.1")).unwrap().vnis,
+        vec![101, 102]
+    );
 }
 
 #[test]

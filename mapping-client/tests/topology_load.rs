@@ -68,7 +68,9 @@ fn with(extra: &str) -> String {
 
 /// The 1-based line of the last occurrence of `needle`.
 fn line_of(text: &str, needle: &str) -> usize {
-    let at = text.rfind(needle).unwrap_or_else(|| panic!("{needle:?} not in text"));
+    let at = text
+        .rfind(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in text"));
     text[..at].matches('\n').count() + 1
 }
 
@@ -81,9 +83,16 @@ fn rejects(text: &str, needle: &str, field: &str, message: &str) -> LoadError {
         Err(e) => e,
     };
     assert_eq!(err.field, field, "{err}");
-    assert!(err.message.contains(message), "message {:?} lacks {message:?}", err.message);
+    assert!(
+        err.message.contains(message),
+        "message {:?} lacks {message:?}",
+        err.message
+    );
     assert_eq!(err.line, line_of(text, needle), "{err}");
-    assert_eq!(err.to_string(), format!("topology.toml:{}: {field}: {}", err.line, err.message));
+    assert_eq!(
+        err.to_string(),
+        format!("topology.toml:{}: {field}: {}", err.line, err.message)
+    );
     err
 }
 
@@ -112,7 +121,10 @@ fn architecture_example_loads() {
     assert_eq!(yellow1.mac, MacAddr::from_ip(Ipv4Addr::new(10, 1, 1, 10)));
     assert!(yellow1.secondary_ips.is_empty());
     assert!(yellow1.source_dest_check);
-    assert_eq!(t.elastic_ip_of(red1.eni), Some(Ipv4Addr::new(203, 0, 113, 10)));
+    assert_eq!(
+        t.elastic_ip_of(red1.eni),
+        Some(Ipv4Addr::new(203, 0, 113, 10))
+    );
     let vpn = &t.vpns()[0];
     assert_eq!(vpn.outbound.spi, 4097);
     assert_eq!(vpn.outbound.key[..4], [0, 1, 2, 3]);
@@ -133,17 +145,30 @@ fn load_reads_a_file_and_names_it_in_errors() {
     assert!(Topology::load(&path).is_ok());
     let missing = Topology::load(dir.join("nope.toml")).unwrap_err();
     assert_eq!(missing.line, 0);
-    assert!(missing.to_string().contains("nope.toml: cannot read"), "{missing}");
+    assert!(
+        missing.to_string().contains("nope.toml: cannot read"),
+        "{missing}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn defaults_internet_gateway_none_when_empty_or_ambiguous() {
     let t = Topology::from_str(&with("[[vpc]]\nname = \"green\"\nvni = 103\ncidr = \"10.2.0.0/16\"\ninternet_gateway = \"\"\n"), "t").unwrap();
-    assert_eq!(t.vpc(t.vpc_by_name("green").unwrap()).unwrap().internet_gateway, None);
+    assert_eq!(
+        t.vpc(t.vpc_by_name("green").unwrap())
+            .unwrap()
+            .internet_gateway,
+        None
+    );
     let two_edges = with("[[edge]]\nname = \"blackfoot-2\"\npa = \"198.18.255.2\"\n");
     let t = Topology::from_str(&two_edges, "t").unwrap();
-    assert_eq!(t.vpc(t.vpc_by_name("red").unwrap()).unwrap().internet_gateway, None);
+    assert_eq!(
+        t.vpc(t.vpc_by_name("red").unwrap())
+            .unwrap()
+            .internet_gateway,
+        None
+    );
 }
 
 #[test]
@@ -160,39 +185,77 @@ fn same_addresses_in_unpeered_vpcs_on_different_hosts_are_fine() {
 
 #[test]
 fn rejects_unknown_field() {
-    rejects(&with("[[host]]\nname = \"h\"\npa = \"198.18.0.9\"\ncolour = \"blue\"\n"), "colour", "host.colour", "unknown field `colour`");
+    rejects(
+        &with("[[host]]\nname = \"h\"\npa = \"198.18.0.9\"\ncolour = \"blue\"\n"),
+        "colour",
+        "host.colour",
+        "unknown field `colour`",
+    );
 }
 
 #[test]
 fn rejects_unknown_section() {
-    rejects(&with("[[hosts]]\nname = \"h\"\n"), "[[hosts]]", "hosts", "unknown field `hosts`");
+    rejects(
+        &with("[[hosts]]\nname = \"h\"\n"),
+        "[[hosts]]",
+        "hosts",
+        "unknown field `hosts`",
+    );
 }
 
 #[test]
 fn rejects_missing_field() {
     // Reported on the table's header.
-    rejects(&with("[[host]]\nname = \"host-c\"\n"), "[[host]]", "host.pa", "missing field `pa`");
+    rejects(
+        &with("[[host]]\nname = \"host-c\"\n"),
+        "[[host]]",
+        "host.pa",
+        "missing field `pa`",
+    );
 }
 
 #[test]
 fn rejects_wrong_type() {
-    rejects(&with("[[edge]]\nname = \"e\"\npa = 7\n"), "pa = 7", "edge.pa", "invalid type");
+    rejects(
+        &with("[[edge]]\nname = \"e\"\npa = 7\n"),
+        "pa = 7",
+        "edge.pa",
+        "invalid type",
+    );
 }
 
 #[test]
 fn rejects_unknown_field_in_inline_table() {
-    let text = with(&vpn("vpn-x", "spi = 4097, key = \"K\", life = 3", "spi = 8193, key = \"K\""));
-    rejects(&text, "life = 3", "vpn.outbound.life", "unknown field `life`");
+    let text = with(&vpn(
+        "vpn-x",
+        "spi = 4097, key = \"K\", life = 3",
+        "spi = 8193, key = \"K\"",
+    ));
+    rejects(
+        &text,
+        "life = 3",
+        "vpn.outbound.life",
+        "unknown field `life`",
+    );
 }
 
 #[test]
 fn rejects_syntax_error() {
-    rejects(&with("[[host]]\nname = \"h\npa = \"198.18.0.9\"\n"), "name = \"h", "host.name", "");
+    rejects(
+        &with("[[host]]\nname = \"h\npa = \"198.18.0.9\"\n"),
+        "name = \"h",
+        "host.name",
+        "",
+    );
 }
 
 #[test]
 fn rejects_missing_dataplane() {
-    let err = Topology::from_str("[[host]]\nname = \"a\"\npa = \"198.18.0.1\"\n", "topology.toml").unwrap_err();
+    let err = Topology::from_str(
+        "[[host]]\nname = \"a\"\npa = \"198.18.0.1\"\n",
+        "topology.toml",
+    )
+    .unwrap_err();
     assert_eq!((err.line, err.field.as_str()), (1, "dataplane"));
     assert!(err.message.contains("missing [dataplane]"));
 }
@@ -214,107 +277,209 @@ fn rejects_bad_lcores() {
 #[test]
 fn rejects_bad_memory() {
     let text = BASE.replace("memory_mb = 1024", "memory_mb = 0");
-    rejects(&text, "memory_mb", "dataplane.memory_mb", "not a size in MiB");
+    rejects(
+        &text,
+        "memory_mb",
+        "dataplane.memory_mb",
+        "not a size in MiB",
+    );
 }
 
 #[test]
 fn rejects_bad_hugepages() {
     let text = BASE.replace("hugepages = \"auto\"", "hugepages = \"maybe\"");
-    rejects(&text, "hugepages", "dataplane.hugepages", "not one of auto, on, off");
+    rejects(
+        &text,
+        "hugepages",
+        "dataplane.hugepages",
+        "not one of auto, on, off",
+    );
 }
 
 // ----- names and references -----------------------------------------------------------------
 
 #[test]
 fn rejects_duplicate_host_name() {
-    rejects(&with("[[host]]\nname = \"host-a\"\npa = \"198.18.0.9\"\n"), "name = \"host-a\"", "host.name", "duplicate name \"host-a\"");
+    rejects(
+        &with("[[host]]\nname = \"host-a\"\npa = \"198.18.0.9\"\n"),
+        "name = \"host-a\"",
+        "host.name",
+        "duplicate name \"host-a\"",
+    );
 }
 
 #[test]
 fn rejects_edge_named_like_a_host() {
-    rejects(&with("[[edge]]\nname = \"host-b\"\npa = \"198.18.0.9\"\n"), "name = \"host-b\"", "edge.name", "hosts and edges share names");
+    rejects(
+        &with("[[edge]]\nname = \"host-b\"\npa = \"198.18.0.9\"\n"),
+        "name = \"host-b\"",
+        "edge.name",
+        "hosts and edges share names",
+    );
 }
 
 #[test]
 fn rejects_duplicate_vpc_name() {
-    rejects(&with("[[vpc]]\nname = \"red\"\nvni = 9\ncidr = \"10.9.0.0/16\"\n"), "name = \"red\"", "vpc.name", "duplicate vpc name");
+    rejects(
+        &with("[[vpc]]\nname = \"red\"\nvni = 9\ncidr = \"10.9.0.0/16\"\n"),
+        "name = \"red\"",
+        "vpc.name",
+        "duplicate vpc name",
+    );
 }
 
 #[test]
 fn rejects_duplicate_instance_name() {
     let text = with("[[instance]]\nname = \"red-1\"\nsubnet = \"red-a\"\nhost = \"host-a\"\nip = \"10.0.1.11\"\n");
-    rejects(&text, "name = \"red-1\"", "instance.name", "duplicate instance name");
+    rejects(
+        &text,
+        "name = \"red-1\"",
+        "instance.name",
+        "duplicate instance name",
+    );
 }
 
 #[test]
 fn rejects_duplicate_pa() {
-    rejects(&with("[[edge]]\nname = \"e2\"\npa = \"198.18.0.1\"\n"), "pa = \"198.18.0.1\"", "edge.pa", "already used by host-a");
+    rejects(
+        &with("[[edge]]\nname = \"e2\"\npa = \"198.18.0.1\"\n"),
+        "pa = \"198.18.0.1\"",
+        "edge.pa",
+        "already used by host-a",
+    );
 }
 
 #[test]
 fn rejects_unknown_vpc_reference() {
-    rejects(&with("[[subnet]]\nname = \"blue-a\"\nvpc = \"blue\"\ncidr = \"10.5.1.0/24\"\n"), "vpc = \"blue\"", "subnet.vpc", "unknown vpc \"blue\"");
+    rejects(
+        &with("[[subnet]]\nname = \"blue-a\"\nvpc = \"blue\"\ncidr = \"10.5.1.0/24\"\n"),
+        "vpc = \"blue\"",
+        "subnet.vpc",
+        "unknown vpc \"blue\"",
+    );
 }
 
 #[test]
 fn rejects_unknown_subnet_reference() {
-    let text = with("[[instance]]\nname = \"x\"\nsubnet = \"nowhere\"\nhost = \"host-a\"\nip = \"10.0.1.11\"\n");
-    rejects(&text, "subnet = \"nowhere\"", "instance.subnet", "unknown subnet");
+    let text = with(
+        "[[instance]]\nname = \"x\"\nsubnet = \"nowhere\"\nhost = \"host-a\"\nip = \"10.0.1.11\"\n",
+    );
+    rejects(
+        &text,
+        "subnet = \"nowhere\"",
+        "instance.subnet",
+        "unknown subnet",
+    );
 }
 
 #[test]
 fn rejects_instance_on_an_edge() {
     let text = with("[[instance]]\nname = \"x\"\nsubnet = \"red-a\"\nhost = \"blackfoot-1\"\nip = \"10.0.1.11\"\n");
-    rejects(&text, "host = \"blackfoot-1\"", "instance.host", "is an edge, not a host");
+    rejects(
+        &text,
+        "host = \"blackfoot-1\"",
+        "instance.host",
+        "is an edge, not a host",
+    );
 }
 
 #[test]
 fn rejects_unknown_internet_gateway() {
     let text = with("[[vpc]]\nname = \"green\"\nvni = 103\ncidr = \"10.2.0.0/16\"\ninternet_gateway = \"nope\"\n");
-    rejects(&text, "internet_gateway", "vpc.internet_gateway", "unknown edge \"nope\"");
+    rejects(
+        &text,
+        "internet_gateway",
+        "vpc.internet_gateway",
+        "unknown edge \"nope\"",
+    );
 }
 
 #[test]
 fn rejects_unknown_instance_for_elastic_ip() {
-    rejects(&with("[[elastic_ip]]\nip = \"203.0.113.10\"\ninstance = \"ghost\"\n"), "ghost", "elastic_ip.instance", "unknown instance");
+    rejects(
+        &with("[[elastic_ip]]\nip = \"203.0.113.10\"\ninstance = \"ghost\"\n"),
+        "ghost",
+        "elastic_ip.instance",
+        "unknown instance",
+    );
 }
 
 // ----- VNIs and CIDRs -----------------------------------------------------------------------
 
 #[test]
 fn rejects_vni_zero() {
-    rejects(&with("[[vpc]]\nname = \"g\"\nvni = 0\ncidr = \"10.2.0.0/16\"\n"), "vni = 0", "vpc.vni", "out of range 1..=16777215");
+    rejects(
+        &with("[[vpc]]\nname = \"g\"\nvni = 0\ncidr = \"10.2.0.0/16\"\n"),
+        "vni = 0",
+        "vpc.vni",
+        "out of range 1..=16777215",
+    );
 }
 
 #[test]
 fn rejects_vni_too_large() {
-    rejects(&with("[[vpc]]\nname = \"g\"\nvni = 16777216\ncidr = \"10.2.0.0/16\"\n"), "vni = 16777216", "vpc.vni", "out of range");
+    rejects(
+        &with("[[vpc]]\nname = \"g\"\nvni = 16777216\ncidr = \"10.2.0.0/16\"\n"),
+        "vni = 16777216",
+        "vpc.vni",
+        "out of range",
+    );
 }
 
 #[test]
 fn rejects_vni_reused() {
-    rejects(&with("[[vpc]]\nname = \"g\"\nvni = 101\ncidr = \"10.2.0.0/16\"\n"), "vni = 101", "vpc.vni", "already used by vpc red");
+    rejects(
+        &with("[[vpc]]\nname = \"g\"\nvni = 101\ncidr = \"10.2.0.0/16\"\n"),
+        "vni = 101",
+        "vpc.vni",
+        "already used by vpc red",
+    );
 }
 
 #[test]
 fn rejects_malformed_cidr() {
-    rejects(&with("[[vpc]]\nname = \"g\"\nvni = 7\ncidr = \"10.2.0.1/16\"\n"), "10.2.0.1/16", "vpc.cidr", "host bits are set");
-    rejects(&with("[[vpc]]\nname = \"g\"\nvni = 7\ncidr = \"10.2.0.0\"\n"), "cidr = \"10.2.0.0\"", "vpc.cidr", "not a CIDR");
+    rejects(
+        &with("[[vpc]]\nname = \"g\"\nvni = 7\ncidr = \"10.2.0.1/16\"\n"),
+        "10.2.0.1/16",
+        "vpc.cidr",
+        "host bits are set",
+    );
+    rejects(
+        &with("[[vpc]]\nname = \"g\"\nvni = 7\ncidr = \"10.2.0.0\"\n"),
+        "cidr = \"10.2.0.0\"",
+        "vpc.cidr",
+        "not a CIDR",
+    );
 }
 
 #[test]
 fn rejects_vpc_cidr_size() {
-    rejects(&with("[[vpc]]\nname = \"g\"\nvni = 7\ncidr = \"10.0.0.0/8\"\n"), "10.0.0.0/8", "vpc.cidr", "/16 to /28");
+    rejects(
+        &with("[[vpc]]\nname = \"g\"\nvni = 7\ncidr = \"10.0.0.0/8\"\n"),
+        "10.0.0.0/8",
+        "vpc.cidr",
+        "/16 to /28",
+    );
 }
 
 #[test]
 fn rejects_subnet_outside_vpc() {
-    rejects(&with("[[subnet]]\nname = \"red-z\"\nvpc = \"red\"\ncidr = \"10.9.1.0/24\"\n"), "10.9.1.0/24", "subnet.cidr", "outside vpc red");
+    rejects(
+        &with("[[subnet]]\nname = \"red-z\"\nvpc = \"red\"\ncidr = \"10.9.1.0/24\"\n"),
+        "10.9.1.0/24",
+        "subnet.cidr",
+        "outside vpc red",
+    );
 }
 
 #[test]
 fn rejects_overlapping_subnets() {
-    rejects(&with("[[subnet]]\nname = \"red-b\"\nvpc = \"red\"\ncidr = \"10.0.1.128/25\"\n"), "10.0.1.128/25", "subnet.cidr", "overlaps subnet red-a");
+    rejects(
+        &with("[[subnet]]\nname = \"red-b\"\nvpc = \"red\"\ncidr = \"10.0.1.128/25\"\n"),
+        "10.0.1.128/25",
+        "subnet.cidr",
+        "overlaps subnet red-a",
+    );
 }
 
 // ----- instances ----------------------------------------------------------------------------
@@ -325,12 +490,22 @@ fn instance(name: &str, ip: &str, rest: &str) -> String {
 
 #[test]
 fn rejects_malformed_ip() {
-    rejects(&instance("x", "10.0.1.300", ""), "10.0.1.300", "instance.ip", "not an IPv4 address");
+    rejects(
+        &instance("x", "10.0.1.300", ""),
+        "10.0.1.300",
+        "instance.ip",
+        "not an IPv4 address",
+    );
 }
 
 #[test]
 fn rejects_instance_ip_outside_subnet() {
-    rejects(&instance("x", "10.0.2.5", ""), "10.0.2.5", "instance.ip", "outside subnet red-a");
+    rejects(
+        &instance("x", "10.0.2.5", ""),
+        "10.0.2.5",
+        "instance.ip",
+        "outside subnet red-a",
+    );
 }
 
 #[test]
@@ -342,44 +517,92 @@ fn rejects_reserved_instance_ips() {
         ("10.0.1.3", "future use"),
         ("10.0.1.255", "broadcast address"),
     ] {
-        let err = rejects(&instance("x", ip, ""), &format!("ip = \"{ip}\""), "instance.ip", "reserved");
+        let err = rejects(
+            &instance("x", ip, ""),
+            &format!("ip = \"{ip}\""),
+            "instance.ip",
+            "reserved",
+        );
         assert!(err.message.contains(why), "{err}");
     }
 }
 
 #[test]
 fn rejects_reserved_secondary_ip() {
-    rejects(&instance("x", "10.0.1.20", "secondary_ips = [\"10.0.1.21\", \"10.0.1.1\"]\n"), "secondary_ips", "instance.secondary_ips", "reserved");
+    rejects(
+        &instance(
+            "x",
+            "10.0.1.20",
+            "secondary_ips = [\"10.0.1.21\", \"10.0.1.1\"]\n",
+        ),
+        "secondary_ips",
+        "instance.secondary_ips",
+        "reserved",
+    );
 }
 
 #[test]
 fn rejects_duplicate_primary_ip_in_vpc() {
-    rejects(&instance("x", "10.0.1.10", "mac = \"02:00:00:00:00:99\"\n"), "ip = \"10.0.1.10\"", "instance.ip", "already used in VPC red by instance red-1");
+    rejects(
+        &instance("x", "10.0.1.10", "mac = \"02:00:00:00:00:99\"\n"),
+        "ip = \"10.0.1.10\"",
+        "instance.ip",
+        "already used in VPC red by instance red-1",
+    );
 }
 
 #[test]
 fn rejects_duplicate_secondary_ip_in_vpc() {
-    rejects(&instance("x", "10.0.1.20", "secondary_ips = [\"10.0.1.10\"]\n"), "secondary_ips", "instance.secondary_ips", "already used in VPC red by instance red-1");
+    rejects(
+        &instance("x", "10.0.1.20", "secondary_ips = [\"10.0.1.10\"]\n"),
+        "secondary_ips",
+        "instance.secondary_ips",
+        "already used in VPC red by instance red-1",
+    );
 }
 
 #[test]
 fn rejects_secondary_ip_listed_twice() {
-    rejects(&instance("x", "10.0.1.20", "secondary_ips = [\"10.0.1.21\", \"10.0.1.21\"]\n"), "secondary_ips", "instance.secondary_ips", "listed twice");
+    rejects(
+        &instance(
+            "x",
+            "10.0.1.20",
+            "secondary_ips = [\"10.0.1.21\", \"10.0.1.21\"]\n",
+        ),
+        "secondary_ips",
+        "instance.secondary_ips",
+        "listed twice",
+    );
 }
 
 #[test]
 fn rejects_malformed_mac() {
-    rejects(&instance("x", "10.0.1.20", "mac = \"02:00:0a:00:01\"\n"), "mac =", "instance.mac", "not a MAC address");
+    rejects(
+        &instance("x", "10.0.1.20", "mac = \"02:00:0a:00:01\"\n"),
+        "mac =",
+        "instance.mac",
+        "not a MAC address",
+    );
 }
 
 #[test]
 fn rejects_multicast_mac() {
-    rejects(&instance("x", "10.0.1.20", "mac = \"01:00:5e:00:00:01\"\n"), "mac =", "instance.mac", "not a unicast address");
+    rejects(
+        &instance("x", "10.0.1.20", "mac = \"01:00:5e:00:00:01\"\n"),
+        "mac =",
+        "instance.mac",
+        "not a unicast address",
+    );
 }
 
 #[test]
 fn rejects_mac_used_twice_on_a_host() {
-    rejects(&instance("x", "10.0.1.20", "mac = \"02:00:0a:00:01:0a\"\n"), "mac =", "instance.mac", "already used on host host-a by instance red-1");
+    rejects(
+        &instance("x", "10.0.1.20", "mac = \"02:00:0a:00:01:0a\"\n"),
+        "mac =",
+        "instance.mac",
+        "already used on host host-a by instance red-1",
+    );
 }
 
 // ----- peering and Elastic IPs --------------------------------------------------------------
@@ -387,38 +610,77 @@ fn rejects_mac_used_twice_on_a_host() {
 #[test]
 fn rejects_peering_of_overlapping_vpcs() {
     let text = with("[[vpc]]\nname = \"green\"\nvni = 103\ncidr = \"10.0.0.0/20\"\n[[peering]]\nvpcs = [\"red\", \"green\"]\n");
-    rejects(&text, "vpcs = [\"red\", \"green\"]", "peering.vpcs", "CIDRs of peered VPCs overlap");
+    rejects(
+        &text,
+        "vpcs = [\"red\", \"green\"]",
+        "peering.vpcs",
+        "CIDRs of peered VPCs overlap",
+    );
 }
 
 #[test]
 fn rejects_second_peering_of_a_pair() {
-    let text = with("[[peering]]\nvpcs = [\"red\", \"yellow\"]\n[[peering]]\nvpcs = [\"yellow\", \"red\"]\n");
-    rejects(&text, "vpcs = [\"yellow\", \"red\"]", "peering.vpcs", "already peered");
+    let text = with(
+        "[[peering]]\nvpcs = [\"red\", \"yellow\"]\n[[peering]]\nvpcs = [\"yellow\", \"red\"]\n",
+    );
+    rejects(
+        &text,
+        "vpcs = [\"yellow\", \"red\"]",
+        "peering.vpcs",
+        "already peered",
+    );
 }
 
 #[test]
 fn rejects_peering_with_itself_or_one_vpc() {
-    rejects(&with("[[peering]]\nvpcs = [\"red\", \"red\"]\n"), "vpcs = [", "peering.vpcs", "cannot peer with itself");
-    rejects(&with("[[peering]]\nvpcs = [\"red\"]\n"), "vpcs = [", "peering.vpcs", "expected two VPC names");
+    rejects(
+        &with("[[peering]]\nvpcs = [\"red\", \"red\"]\n"),
+        "vpcs = [",
+        "peering.vpcs",
+        "cannot peer with itself",
+    );
+    rejects(
+        &with("[[peering]]\nvpcs = [\"red\"]\n"),
+        "vpcs = [",
+        "peering.vpcs",
+        "expected two VPC names",
+    );
 }
 
 #[test]
 fn rejects_elastic_ip_used_twice() {
     let text = with("[[elastic_ip]]\nip = \"203.0.113.10\"\ninstance = \"red-1\"\n[[elastic_ip]]\nip = \"203.0.113.10\"\ninstance = \"yellow-1\"\n");
-    rejects(&text, "ip = \"203.0.113.10\"", "elastic_ip.ip", "already associated with instance red-1");
+    rejects(
+        &text,
+        "ip = \"203.0.113.10\"",
+        "elastic_ip.ip",
+        "already associated with instance red-1",
+    );
 }
 
 #[test]
 fn rejects_second_elastic_ip_for_an_instance() {
     let text = with("[[elastic_ip]]\nip = \"203.0.113.10\"\ninstance = \"red-1\"\n[[elastic_ip]]\nip = \"203.0.113.11\"\ninstance = \"red-1\"\n");
-    rejects(&text, "instance = \"red-1\"", "elastic_ip.instance", "already has Elastic IP 203.0.113.10");
+    rejects(
+        &text,
+        "instance = \"red-1\"",
+        "elastic_ip.instance",
+        "already has Elastic IP 203.0.113.10",
+    );
 }
 
 #[test]
 fn rejects_elastic_ip_without_internet_gateway() {
-    let text = BASE.replace("cidr = \"10.0.0.0/16\"", "cidr = \"10.0.0.0/16\"\ninternet_gateway = \"\"")
-        + "[[elastic_ip]]\nip = \"203.0.113.10\"\ninstance = \"red-1\"\n";
-    rejects(&text, "instance = \"red-1\"", "elastic_ip.instance", "has no internet gateway");
+    let text = BASE.replace(
+        "cidr = \"10.0.0.0/16\"",
+        "cidr = \"10.0.0.0/16\"\ninternet_gateway = \"\"",
+    ) + "[[elastic_ip]]\nip = \"203.0.113.10\"\ninstance = \"red-1\"\n";
+    rejects(
+        &text,
+        "instance = \"red-1\"",
+        "elastic_ip.instance",
+        "has no internet gateway",
+    );
 }
 
 // ----- VPN, DX, endpoints -------------------------------------------------------------------
@@ -434,7 +696,15 @@ fn vpn(name: &str, outbound: &str, inbound: &str) -> String {
 
 #[test]
 fn vpn_loads() {
-    Topology::from_str(&with(&vpn("v", "spi = 4097, key = \"K\"", "spi = 8193, key = \"K\"")), "t").unwrap();
+    Topology::from_str(
+        &with(&vpn(
+            "v",
+            "spi = 4097, key = \"K\"",
+            "spi = 8193, key = \"K\"",
+        )),
+        "t",
+    )
+    .unwrap();
 }
 
 #[test]
@@ -445,30 +715,63 @@ fn rejects_spi_zero() {
 
 #[test]
 fn rejects_reserved_spi() {
-    let text = with(&vpn("v", "spi = 4097, key = \"K\"", "spi = 255, key = \"K\""));
+    let text = with(&vpn(
+        "v",
+        "spi = 4097, key = \"K\"",
+        "spi = 255, key = \"K\"",
+    ));
     rejects(&text, "spi = 255", "vpn.inbound.spi", "reserved by IANA");
 }
 
 #[test]
 fn rejects_malformed_key() {
-    let text = with(&vpn("v", "spi = 4097, key = \"00112233\"", "spi = 8193, key = \"K\""));
-    rejects(&text, "00112233", "vpn.outbound.key", "expected 40 hex digits");
+    let text = with(&vpn(
+        "v",
+        "spi = 4097, key = \"00112233\"",
+        "spi = 8193, key = \"K\"",
+    ));
+    rejects(
+        &text,
+        "00112233",
+        "vpn.outbound.key",
+        "expected 40 hex digits",
+    );
     let bad = "g".repeat(40);
-    let text = with(&vpn("v", "spi = 4097, key = \"K\"", &format!("spi = 8193, key = \"{bad}\"")));
+    let text = with(&vpn(
+        "v",
+        "spi = 4097, key = \"K\"",
+        &format!("spi = 8193, key = \"{bad}\""),
+    ));
     rejects(&text, &bad, "vpn.inbound.key", "expected 40 hex digits");
 }
 
 #[test]
 fn rejects_inbound_spi_reused_on_an_edge() {
-    let text = with(&(vpn("v1", "spi = 4097, key = \"K\"", "spi = 8193, key = \"K\"")
-        + &vpn("v2", "spi = 4098, key = \"K\"", "spi = 8193, key = \"K\"").replace("172.16.", "172.17.")));
-    rejects(&text, "spi = 8193", "vpn.inbound.spi", "already used on this edge by vpn v1");
+    let text = with(
+        &(vpn("v1", "spi = 4097, key = \"K\"", "spi = 8193, key = \"K\"")
+            + &vpn("v2", "spi = 4098, key = \"K\"", "spi = 8193, key = \"K\"")
+                .replace("172.16.", "172.17.")),
+    );
+    rejects(
+        &text,
+        "spi = 8193",
+        "vpn.inbound.spi",
+        "already used on this edge by vpn v1",
+    );
 }
 
 #[test]
 fn rejects_remote_prefix_inside_the_vpc() {
-    let text = with(&vpn("v", "spi = 4097, key = \"K\"", "spi = 8193, key = \"K\"").replace("172.16.0.0/16", "10.0.128.0/17"));
-    rejects(&text, "remote_prefixes", "vpn.remote_prefixes", "overlaps the CIDR of vpc red");
+    let text = with(
+        &vpn("v", "spi = 4097, key = \"K\"", "spi = 8193, key = \"K\"")
+            .replace("172.16.0.0/16", "10.0.128.0/17"),
+    );
+    rejects(
+        &text,
+        "remote_prefixes",
+        "vpn.remote_prefixes",
+        "overlaps the CIDR of vpc red",
+    );
 }
 
 fn dx(name: &str, vlan: &str, prefix: &str) -> String {
@@ -480,26 +783,53 @@ fn dx(name: &str, vlan: &str, prefix: &str) -> String {
 
 #[test]
 fn rejects_vlan_out_of_range() {
-    rejects(&with(&dx("d", "0", "192.168.0.0/16")), "vlan = 0", "dx.vlan", "out of range 1..=4094");
-    rejects(&with(&dx("d", "4095", "192.168.0.0/16")), "vlan = 4095", "dx.vlan", "out of range 1..=4094");
+    rejects(
+        &with(&dx("d", "0", "192.168.0.0/16")),
+        "vlan = 0",
+        "dx.vlan",
+        "out of range 1..=4094",
+    );
+    rejects(
+        &with(&dx("d", "4095", "192.168.0.0/16")),
+        "vlan = 4095",
+        "dx.vlan",
+        "out of range 1..=4094",
+    );
 }
 
 #[test]
 fn rejects_vlan_reused_on_an_edge() {
     let text = with(&(dx("d1", "101", "192.168.0.0/16") + &dx("d2", "101", "192.169.0.0/16")));
-    rejects(&text, "vlan = 101", "dx.vlan", "already used on this edge by dx d1");
+    rejects(
+        &text,
+        "vlan = 101",
+        "dx.vlan",
+        "already used on this edge by dx d1",
+    );
 }
 
 #[test]
 fn rejects_prefix_routed_twice_in_a_vpc() {
     let text = with(&(dx("d1", "101", "192.168.0.0/16") + &dx("d2", "102", "192.168.0.0/16")));
-    rejects(&text, "remote_prefixes = [\"192.168.0.0/16\"]", "dx.remote_prefixes", "already routed to dx d1");
+    rejects(
+        &text,
+        "remote_prefixes = [\"192.168.0.0/16\"]",
+        "dx.remote_prefixes",
+        "already routed to dx d1",
+    );
 }
 
 #[test]
 fn rejects_dx_on_a_host() {
-    let text = with(&dx("d", "101", "192.168.0.0/16").replace("edge = \"blackfoot-1\"", "edge = \"host-a\""));
-    rejects(&text, "edge = \"host-a\"", "dx.edge", "is a host, not an edge");
+    let text = with(
+        &dx("d", "101", "192.168.0.0/16").replace("edge = \"blackfoot-1\"", "edge = \"host-a\""),
+    );
+    rejects(
+        &text,
+        "edge = \"host-a\"",
+        "dx.edge",
+        "is a host, not an edge",
+    );
 }
 
 fn endpoint(id: &str) -> String {
@@ -511,14 +841,29 @@ fn endpoint(id: &str) -> String {
 
 #[test]
 fn rejects_malformed_endpoint_id() {
-    rejects(&with(&endpoint("vpce-0a1b2c3d")), "vpce-0a1b2c3d", "endpoint.id", "expected \"vpce-\" and 16 hex digits");
-    rejects(&with(&endpoint("vpc-0a1b2c3d4e5f6a7b")), "vpc-0a1b", "endpoint.id", "not an endpoint ID");
+    rejects(
+        &with(&endpoint("vpce-0a1b2c3d")),
+        "vpce-0a1b2c3d",
+        "endpoint.id",
+        "expected \"vpce-\" and 16 hex digits",
+    );
+    rejects(
+        &with(&endpoint("vpc-0a1b2c3d4e5f6a7b")),
+        "vpc-0a1b",
+        "endpoint.id",
+        "not an endpoint ID",
+    );
 }
 
 #[test]
 fn rejects_duplicate_endpoint_id() {
     let text = with(&(endpoint("vpce-0a1b2c3d4e5f6a7b") + &endpoint("vpce-0A1B2C3D4E5F6A7B")));
-    rejects(&text, "vpce-0A1B", "endpoint.id", "duplicate endpoint ID vpce-0a1b2c3d4e5f6a7b");
+    rejects(
+        &text,
+        "vpce-0A1B",
+        "endpoint.id",
+        "duplicate endpoint ID vpce-0a1b2c3d4e5f6a7b",
+    );
 }
 
 // ----- ports --------------------------------------------------------------------------------
@@ -544,22 +889,55 @@ fn ports_attach_everything() {
     );
     let t = Topology::from_str(&text, "t").unwrap();
     assert_eq!(t.ports().len(), 8);
-    assert_eq!(t.ports()[3].attach, Attach::EdgeInternet(mapping_client::EdgeId(0)));
+    assert_eq!(
+        t.ports()[3].attach,
+        Attach::EdgeInternet(mapping_client::EdgeId(0))
+    );
 }
 
 #[test]
 fn rejects_bad_attach() {
-    rejects(&with(&port("p", "instance")), "attach", "port.attach", "expected instance:NAME");
-    rejects(&with(&port("p", "edge:blackfoot-1:sideways")), "attach", "port.attach", "unknown edge side");
-    rejects(&with(&port("p", "edge:host-a:internet")), "attach", "port.attach", "is a host, not an edge");
-    rejects(&with(&port("p", "instance:ghost")), "attach", "port.attach", "unknown instance \"ghost\"");
-    rejects(&with(&port("p", "underlay:nowhere")), "attach", "port.attach", "unknown host or edge");
+    rejects(
+        &with(&port("p", "instance")),
+        "attach",
+        "port.attach",
+        "expected instance:NAME",
+    );
+    rejects(
+        &with(&port("p", "edge:blackfoot-1:sideways")),
+        "attach",
+        "port.attach",
+        "unknown edge side",
+    );
+    rejects(
+        &with(&port("p", "edge:host-a:internet")),
+        "attach",
+        "port.attach",
+        "is a host, not an edge",
+    );
+    rejects(
+        &with(&port("p", "instance:ghost")),
+        "attach",
+        "port.attach",
+        "unknown instance \"ghost\"",
+    );
+    rejects(
+        &with(&port("p", "underlay:nowhere")),
+        "attach",
+        "port.attach",
+        "unknown host or edge",
+    );
 }
 
 #[test]
 fn rejects_port_attached_twice() {
     let text = with(&(port("p1", "instance:red-1") + &port("p2", "instance:red-1")));
-    rejects(&text, "attach = \"instance:red-1\"", "port.attach", "already attached to port p1");
+    rejects(
+        &text,
+        "attach = \"instance:red-1\"",
+        "port.attach",
+        "already attached to port p1",
+    );
 }
 
 #[test]

@@ -118,6 +118,14 @@ pub struct InstanceBinding {
 
 pub const UNBOUND: u32 = u32::MAX;
 
+/// The bindings of every port, with a generation the control core bumps (Release) after
+/// changing any of them, so that workers rebuild their ENI -> port tables (Acquire).
+#[derive(Debug)]
+pub struct Bindings {
+    pub ports: Vec<InstanceBinding>,
+    pub generation: std::sync::atomic::AtomicU64,
+}
+
 /// One card as the runtime sees it.
 #[derive(Debug, Clone)]
 pub struct CardInfo {
@@ -153,7 +161,7 @@ pub struct Engine {
     stop: Arc<AtomicBool>,
     ports: Vec<PortRt>,
     pub(crate) cards: Vec<CardInfo>,
-    bindings: Arc<Vec<InstanceBinding>>,
+    bindings: Arc<Bindings>,
     service: Service,
     clients: Vec<Client>,
     publishers: Vec<Publisher<Tables>>,
@@ -290,12 +298,13 @@ impl Engine {
         sync_all(&mut service, &mut clients, &mut publishers, Duration::ZERO);
 
         // Instance bindings, from the model.
-        let bindings: Arc<Vec<InstanceBinding>> = Arc::new(
-            ports
+        let bindings = Arc::new(Bindings {
+            ports: ports
                 .iter()
                 .map(|_| InstanceBinding { eni: AtomicU32::new(UNBOUND), card: AtomicU32::new(UNBOUND) })
                 .collect(),
-        );
+            generation: std::sync::atomic::AtomicU64::new(0),
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let mut timing = TimingCollector::new(HistogramConfig::default())
             .map_err(|e| EngineError::Config(format!("stage timing: {e:?}")))?;
@@ -398,9 +407,10 @@ impl Engine {
                 ),
                 None => (UNBOUND, UNBOUND),
             };
-            self.bindings[i].eni.store(eni, Ordering::Release);
-            self.bindings[i].card.store(card, Ordering::Release);
+            self.bindings.ports[i].eni.store(eni, Ordering::Release);
+            self.bindings.ports[i].card.store(card, Ordering::Release);
         }
+        self.bindings.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Milliseconds since start (the alert clock).

@@ -16,7 +16,7 @@ use mapping_client::tables::Tables;
 use pipeline::{AlertProducer, Burst, Clock, DropReason, Meters, PublishedCounters, MAX_BURST};
 use wire::PacketBuf;
 
-use super::engine::{CardInfo, FABRIC, InstanceBinding, Role, UNBOUND};
+use super::engine::{Bindings, CardInfo, FABRIC, Role, UNBOUND};
 use super::softport::SoftPort;
 use super::stages::CardStages;
 use crate::dpdk::{self, Mbuf, MbufBurst, Mempool, rdtsc};
@@ -44,7 +44,7 @@ pub struct WorkerSetup {
     pub rx: Vec<(usize, RxSource)>,
     pub tx: Vec<TxSink>,
     pub roles: Vec<Role>,
-    pub bindings: Arc<Vec<InstanceBinding>>,
+    pub bindings: Arc<Bindings>,
     pub cards: Vec<CardInfo>,
     pub subscribers: Vec<Subscriber<Tables>>,
     pub fabric_capture: Option<usize>,
@@ -207,7 +207,7 @@ impl<C: Clock> Loop<'_, C> {
         let role = self.s.roles.get(port).copied().unwrap_or(Role::Fabric);
         let from = match role {
             Role::Instance => {
-                let b = &self.s.bindings[port];
+                let b = &self.s.bindings.ports[port];
                 let (eni, card) = (b.eni.load(Ordering::Acquire), b.card.load(Ordering::Acquire));
                 if eni == UNBOUND || card == UNBOUND {
                     // The instance is not registered (deregistered, or not yet).
@@ -282,6 +282,8 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
     {
         let mut l = Loop { s: &mut setup, stages, clock, burst: Burst::new(), fabric: ArrayVec::new() };
         while !l.s.stop.load(Ordering::Relaxed) {
+            let generation = l.s.bindings.generation.load(Ordering::Acquire);
+            l.stages.refresh(generation, &l.s.bindings.ports);
             for (port, src) in rx.iter_mut() {
                 let n = match src {
                     RxSource::Eth(q) => q.rx_burst(&mut mb, RX_BURST),

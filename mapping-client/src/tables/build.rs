@@ -37,24 +37,42 @@ pub(crate) fn vpc_entry(t: &Topology, id: VpcId) -> Option<VpcEntry> {
     let vpc = t.vpc(id)?;
     let edge_pa = |e| t.edge(e).map_or(Ipv4Addr::UNSPECIFIED, |e| e.pa);
     let mut routes = vec![(vpc.cidr, Route::Vpc { vni: vpc.vni })];
-    routes.extend(t.peers(id).filter_map(|p| t.vpc(p)).map(|p| (p.cidr, Route::Vpc { vni: p.vni })));
+    routes.extend(
+        t.peers(id)
+            .filter_map(|p| t.vpc(p))
+            .map(|p| (p.cidr, Route::Vpc { vni: p.vni })),
+    );
     for v in t.vpns().iter().filter(|v| v.vpc == id) {
-        let r = Route::Vpn { vpn: v.id, edge_pa: edge_pa(v.edge) };
+        let r = Route::Vpn {
+            vpn: v.id,
+            edge_pa: edge_pa(v.edge),
+        };
         routes.extend(v.remote_prefixes.iter().map(|p| (*p, r)));
     }
     for d in t.dxs().iter().filter(|d| d.vpc == id) {
-        let r = Route::Dx { vlan: d.vlan, edge_pa: edge_pa(d.edge) };
+        let r = Route::Dx {
+            vlan: d.vlan,
+            edge_pa: edge_pa(d.edge),
+        };
         routes.extend(d.remote_prefixes.iter().map(|p| (*p, r)));
     }
     for e in t.endpoints().iter().filter(|e| e.vpc == id) {
-        let r = Route::Endpoint { id: e.id, edge_pa: edge_pa(e.edge) };
+        let r = Route::Endpoint {
+            id: e.id,
+            edge_pa: edge_pa(e.edge),
+        };
         routes.extend(e.prefixes.iter().map(|p| (*p, r)));
     }
     let subnets = t
         .subnets()
         .iter()
         .filter(|s| s.vpc == id)
-        .map(|s| SubnetInfo { id: s.id, name: s.name.clone(), vni: vpc.vni, cidr: s.cidr })
+        .map(|s| SubnetInfo {
+            id: s.id,
+            name: s.name.clone(),
+            vni: vpc.vni,
+            cidr: s.cidr,
+        })
         .collect();
     Some(VpcEntry {
         vni: vpc.vni,
@@ -78,7 +96,10 @@ pub(crate) fn relevant(t: &Topology, card: CardId, vpc: VpcId) -> bool {
 /// Every VPC in `card`'s view.
 pub(crate) fn relevant_vpcs(t: &Topology, card: CardId) -> BTreeSet<VpcId> {
     match card {
-        CardId::Host(h) => t.host_vpcs(h).flat_map(|v| std::iter::once(v).chain(t.peers(v))).collect(),
+        CardId::Host(h) => t
+            .host_vpcs(h)
+            .flat_map(|v| std::iter::once(v).chain(t.peers(v)))
+            .collect(),
         CardId::Edge(e) => t.edge_vpcs(e).collect(),
     }
 }
@@ -93,12 +114,28 @@ impl Tables {
         };
         let mut out = Tables::empty(Some(card), name.to_string(), pa);
         for e in t.edges() {
-            let mut vnis: Vec<u32> = t.edge_vpcs(e.id).filter_map(|v| t.vpc(v)).map(|v| v.vni).collect();
+            let mut vnis: Vec<u32> = t
+                .edge_vpcs(e.id)
+                .filter_map(|v| t.vpc(v))
+                .map(|v| v.vni)
+                .collect();
             vnis.sort_unstable();
-            out.edges.insert(e.pa, EdgeEntry { id: e.id, name: e.name.clone(), pa: e.pa, vnis });
+            out.edges.insert(
+                e.pa,
+                EdgeEntry {
+                    id: e.id,
+                    name: e.name.clone(),
+                    pa: e.pa,
+                    vnis,
+                },
+            );
         }
         let view = relevant_vpcs(t, card);
-        let count: usize = view.iter().flat_map(|&v| t.vpc_members(v)).map(|i| 1 + i.secondary_ips.len()).sum();
+        let count: usize = view
+            .iter()
+            .flat_map(|&v| t.vpc_members(v))
+            .map(|i| 1 + i.secondary_ips.len())
+            .sum();
         out.reserve_mappings(count);
         for &v in &view {
             if let Some(entry) = vpc_entry(t, v) {
@@ -119,7 +156,11 @@ impl Tables {
         }
         match card {
             CardId::Host(h) => {
-                for inst in t.host_vpcs(h).flat_map(|v| t.vpc_members(v)).filter(|i| i.host == h) {
+                for inst in t
+                    .host_vpcs(h)
+                    .flat_map(|v| t.vpc_members(v))
+                    .filter(|i| i.host == h)
+                {
                     out.upsert_local_eni(local_eni(t, inst));
                 }
             }
@@ -131,9 +172,15 @@ impl Tables {
     fn fill_edge(&mut self, t: &Topology, e: EdgeId) {
         let vni = |v: VpcId| t.vpc(v).map_or(0, |v| v.vni);
         for (public, eni) in t.elastic_ips() {
-            let Some(inst) = t.instance(eni) else { continue };
+            let Some(inst) = t.instance(eni) else {
+                continue;
+            };
             if t.vpc(inst.vpc).and_then(|v| v.internet_gateway) == Some(e) {
-                self.apply(&TableOp::UpsertElasticIp { public, vni: vni(inst.vpc), private: inst.ip });
+                self.apply(&TableOp::UpsertElasticIp {
+                    public,
+                    vni: vni(inst.vpc),
+                    private: inst.ip,
+                });
             }
         }
         for v in t.vpns().iter().filter(|v| v.edge == e) {

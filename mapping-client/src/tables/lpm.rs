@@ -20,7 +20,10 @@ pub struct PrefixTable<T> {
 
 impl<T> Default for PrefixTable<T> {
     fn default() -> Self {
-        PrefixTable { keys: Vec::new(), targets: Vec::new() }
+        PrefixTable {
+            keys: Vec::new(),
+            targets: Vec::new(),
+        }
     }
 }
 
@@ -30,10 +33,15 @@ impl<T: Copy> PrefixTable<T> {
         let mut entries: Vec<(Cidr, T)> = entries.into_iter().collect();
         // Stable: equal prefixes keep their given order, so `dedup` keeps the first.
         entries.sort_by(|a, b| {
-            b.0.prefix_len().cmp(&a.0.prefix_len()).then(a.0.network_u32().cmp(&b.0.network_u32()))
+            b.0.prefix_len()
+                .cmp(&a.0.prefix_len())
+                .then(a.0.network_u32().cmp(&b.0.network_u32()))
         });
         entries.dedup_by(|later, first| later.0 == first.0);
-        let keys = entries.iter().map(|(c, _)| (c.network_u32(), c.mask())).collect();
+        let keys = entries
+            .iter()
+            .map(|(c, _)| (c.network_u32(), c.mask()))
+            .collect();
         let targets = entries.into_iter().map(|(_, t)| t).collect();
         PrefixTable { keys, targets }
     }
@@ -56,9 +64,14 @@ impl<T: Copy> PrefixTable<T> {
 
     /// The prefixes and targets, longest prefix first.
     pub fn iter(&self) -> impl Iterator<Item = (Cidr, T)> + '_ {
-        self.keys.iter().zip(&self.targets).filter_map(|(&(net, mask), &t)| {
-            Cidr::new(Ipv4Addr::from(net), mask.count_ones() as u8).ok().map(|c| (c, t))
-        })
+        self.keys
+            .iter()
+            .zip(&self.targets)
+            .filter_map(|(&(net, mask), &t)| {
+                Cidr::new(Ipv4Addr::from(net), mask.count_ones() as u8)
+                    .ok()
+                    .map(|c| (c, t))
+            })
     }
 }
 
@@ -81,6 +94,9 @@ mod tests {
         assert_eq!(t.lookup(Ipv4Addr::new(11, 0, 0, 1)), Some(3));
         let empty: PrefixTable<u8> = PrefixTable::new([]);
         assert_eq!(empty.lookup(Ipv4Addr::new(1, 1, 1, 1)), None);
-        assert_eq!(t.iter().map(|(c, _)| c.prefix_len()).collect::<Vec<_>>(), [24, 16, 0]);
+        assert_eq!(
+            t.iter().map(|(c, _)| c.prefix_len()).collect::<Vec<_>>(),
+            [24, 16, 0]
+        );
     }
 }

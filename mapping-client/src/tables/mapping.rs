@@ -88,7 +88,10 @@ impl MappingTable {
     /// Inserts or replaces; returns the previous location.
     pub fn insert(&mut self, vni: u32, ip: Ipv4Addr, loc: Location) -> Option<Location> {
         let key = pack(vni, ip);
-        match self.table.entry(hash(key), |s| s.key == key, |s| hash(s.key)) {
+        match self
+            .table
+            .entry(hash(key), |s| s.key == key, |s| hash(s.key))
+        {
             Entry::Occupied(mut e) => Some(std::mem::replace(&mut e.get_mut().loc, loc)),
             Entry::Vacant(e) => {
                 e.insert(Slot { key, loc });
@@ -114,7 +117,11 @@ impl MappingTable {
                 *p = pack(vni, ip);
                 *h = hash(*p);
             }
-            for ((o, &key), &h) in out.iter_mut().zip(&packed[..keys.len()]).zip(&hashes) {
+            for ((o, &key), &h) in out
+                .iter_mut()
+                .zip(packed.iter().take(keys.len()))
+                .zip(&hashes)
+            {
                 *o = self.table.find(h, |s| s.key == key).map(|s| s.loc);
             }
         }
@@ -143,7 +150,9 @@ impl Eq for MappingTable {}
 
 impl fmt::Debug for MappingTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MappingTable").field("len", &self.len()).finish_non_exhaustive()
+        f.debug_struct("MappingTable")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -167,12 +176,17 @@ mod tests {
         for i in 0..1000u32 {
             assert_eq!(t.insert(7, Ipv4Addr::from(0x0a00_0000 + i), loc(i)), None);
         }
-        assert_eq!(t.insert(7, Ipv4Addr::from(0x0a00_0005), loc(99)), Some(loc(5)));
+        assert_eq!(
+            t.insert(7, Ipv4Addr::from(0x0a00_0005), loc(99)),
+            Some(loc(5))
+        );
         assert_eq!(t.get(7, Ipv4Addr::from(0x0a00_0005)), Some(loc(99)));
         assert_eq!(t.get(8, Ipv4Addr::from(0x0a00_0005)), None);
         assert_eq!(t.remove(7, Ipv4Addr::from(0x0a00_0006)), Some(loc(6)));
         assert_eq!(t.remove(7, Ipv4Addr::from(0x0a00_0006)), None);
-        let keys: Vec<_> = (0..100u32).map(|i| (7, Ipv4Addr::from(0x0a00_0000 + i))).collect();
+        let keys: Vec<_> = (0..100u32)
+            .map(|i| (7, Ipv4Addr::from(0x0a00_0000 + i)))
+            .collect();
         let mut out = vec![None; 100];
         t.lookup_burst(&keys, &mut out);
         for (i, o) in out.iter().enumerate() {
@@ -186,5 +200,10 @@ mod tests {
         let mut short = vec![None; 3];
         t.lookup_burst(&keys, &mut short);
         assert_eq!(short, vec![Some(loc(0)), Some(loc(1)), Some(loc(2))]);
+        // A longer `out` keeps its tail.
+        let mut long = vec![Some(loc(77)); 40];
+        t.lookup_burst(&keys[..33], &mut long);
+        assert_eq!(long[32], Some(loc(32)));
+        assert!(long[33..].iter().all(|o| *o == Some(loc(77))));
     }
 }

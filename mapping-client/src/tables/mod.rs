@@ -35,9 +35,9 @@ use crate::net::{Cidr, MacAddr};
 use crate::rcu::Absorb;
 use crate::topology::{CardId, DxId, EdgeId, EndpointId, EniId, SaConfig, SubnetId, VpnId};
 
+pub(crate) use build::{local_eni, location, relevant, vpc_entry};
 pub use lpm::PrefixTable;
 pub use mapping::{MappingTable, BURST};
-pub(crate) use build::{local_eni, location, relevant, vpc_entry};
 
 /// Where an address lives: the value of the mapping table, 16 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -162,17 +162,40 @@ pub struct EdgeEntry {
 /// a left-right pair apply the same list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TableOp {
-    UpsertMapping { vni: u32, ip: Ipv4Addr, location: Location },
-    RemoveMapping { vni: u32, ip: Ipv4Addr },
+    UpsertMapping {
+        vni: u32,
+        ip: Ipv4Addr,
+        location: Location,
+    },
+    RemoveMapping {
+        vni: u32,
+        ip: Ipv4Addr,
+    },
     /// Adds or replaces a VPC (with its subnets and routes).
     UpsertVpc(Box<VpcEntry>),
-    RemoveVpc { vni: u32 },
+    RemoveVpc {
+        vni: u32,
+    },
     UpsertLocalEni(Box<LocalEni>),
-    RemoveLocalEni { eni: EniId },
-    AddPeering { a: u32, b: u32 },
-    RemovePeering { a: u32, b: u32 },
-    UpsertElasticIp { public: Ipv4Addr, vni: u32, private: Ipv4Addr },
-    RemoveElasticIp { public: Ipv4Addr },
+    RemoveLocalEni {
+        eni: EniId,
+    },
+    AddPeering {
+        a: u32,
+        b: u32,
+    },
+    RemovePeering {
+        a: u32,
+        b: u32,
+    },
+    UpsertElasticIp {
+        public: Ipv4Addr,
+        vni: u32,
+        private: Ipv4Addr,
+    },
+    RemoveElasticIp {
+        public: Ipv4Addr,
+    },
 }
 
 /// One card's tables. See the module documentation.
@@ -281,7 +304,9 @@ impl Tables {
     }
     /// The local ENI owning `ip` (primary or secondary) in VPC `vni`.
     pub fn local_eni_by_ip(&self, vni: u32, ip: Ipv4Addr) -> Option<&LocalEni> {
-        self.eni_by_ip.get(&mapping::pack(vni, ip)).and_then(|e| self.enis.get(e))
+        self.eni_by_ip
+            .get(&mapping::pack(vni, ip))
+            .and_then(|e| self.enis.get(e))
     }
     /// The local ENI of the instance `name` (what an `instance:NAME` port resolves to).
     pub fn local_eni_by_name(&self, name: &str) -> Option<&LocalEni> {
@@ -308,9 +333,10 @@ impl Tables {
     #[inline]
     pub fn route(&self, vni: u32, dst: Ipv4Addr) -> Option<Route> {
         let vpc = self.vpcs.get(&vni)?;
-        vpc.routes
-            .lookup(dst)
-            .or_else(|| vpc.internet_gateway.map(|edge_pa| Route::Internet { edge_pa }))
+        vpc.routes.lookup(dst).or_else(|| {
+            vpc.internet_gateway
+                .map(|edge_pa| Route::Internet { edge_pa })
+        })
     }
 
     /// Whether VPCs `a` and `b` are peered (false for `a == b`: same-VPC traffic needs no
@@ -360,7 +386,9 @@ impl Tables {
     /// Whether the edge at `pa` serves VPC `vni` (may send for it).
     #[inline]
     pub fn edge_serves(&self, pa: Ipv4Addr, vni: u32) -> bool {
-        self.edges.get(&pa).is_some_and(|e| e.vnis.binary_search(&vni).is_ok())
+        self.edges
+            .get(&pa)
+            .is_some_and(|e| e.vnis.binary_search(&vni).is_ok())
     }
 
     // ----- changes -----
@@ -390,7 +418,11 @@ impl Tables {
             TableOp::RemovePeering { a, b } => {
                 self.peerings.remove(&pair(*a, *b));
             }
-            TableOp::UpsertElasticIp { public, vni, private } => {
+            TableOp::UpsertElasticIp {
+                public,
+                vni,
+                private,
+            } => {
                 if let Some((v, p)) = self.eip_in.insert(*public, (*vni, *private)) {
                     self.eip_out.remove(&mapping::pack(v, p));
                 }
@@ -427,7 +459,9 @@ impl Tables {
     }
 
     fn remove_local_eni(&mut self, id: EniId) {
-        let Some(old) = self.enis.remove(&id) else { return };
+        let Some(old) = self.enis.remove(&id) else {
+            return;
+        };
         if self.eni_by_mac.get(&old.mac) == Some(&id) {
             self.eni_by_mac.remove(&old.mac);
         }

@@ -38,7 +38,11 @@ impl fmt::Display for LoadError {
         match (self.line, self.field.is_empty()) {
             (0, true) => write!(f, "{}: {}", self.file, self.message),
             (0, false) => write!(f, "{}: {}: {}", self.file, self.field, self.message),
-            (line, _) => write!(f, "{}:{}: {}: {}", self.file, line, self.field, self.message),
+            (line, _) => write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file, line, self.field, self.message
+            ),
         }
     }
 }
@@ -48,7 +52,11 @@ impl Topology {
     #[allow(clippy::should_implement_trait)]
     pub fn from_str(text: &str, file_name: &str) -> std::result::Result<Topology, LoadError> {
         let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(text, file_name, &e))?;
-        Loader { text, file: file_name }.load(raw)
+        Loader {
+            text,
+            file: file_name,
+        }
+        .load(raw)
     }
 
     /// Reads and validates the topology file at `path`.
@@ -317,7 +325,10 @@ impl Loader<'_> {
             .ok()
             .filter(|&m| m > 0)
             .ok_or_else(|| {
-                let m = format!("{} is not a size in MiB (1..=4294967295)", raw.memory_mb.get_ref());
+                let m = format!(
+                    "{} is not a size in MiB (1..=4294967295)",
+                    raw.memory_mb.get_ref()
+                );
                 self.err(raw.memory_mb.span(), "dataplane.memory_mb", m)
             })?;
         let hugepages = match raw.hugepages.get_ref().as_str() {
@@ -329,7 +340,11 @@ impl Loader<'_> {
                 return Err(self.err(raw.hugepages.span(), "dataplane.hugepages", m));
             }
         };
-        Ok(Dataplane { lcores, memory_mb, hugepages })
+        Ok(Dataplane {
+            lcores,
+            memory_mb,
+            hugepages,
+        })
     }
 
     fn name(&self, raw: &S<String>, field: &str) -> Result<String> {
@@ -359,17 +374,22 @@ impl Loader<'_> {
     }
 
     fn cidr(&self, raw: &S<String>, field: &str) -> Result<Cidr> {
-        raw.get_ref().parse().map_err(|e: crate::net::AddrParseError| {
-            let m = format!("{:?} is not a CIDR: {e}", raw.get_ref());
-            self.err(raw.span(), field, m)
-        })
+        raw.get_ref()
+            .parse()
+            .map_err(|e: crate::net::AddrParseError| {
+                let m = format!("{:?} is not a CIDR: {e}", raw.get_ref());
+                self.err(raw.span(), field, m)
+            })
     }
 
     fn mac(&self, raw: &S<String>, field: &str) -> Result<MacAddr> {
-        let mac: MacAddr = raw.get_ref().parse().map_err(|e: crate::net::AddrParseError| {
-            let m = format!("{:?} is not a MAC address: {e}", raw.get_ref());
-            self.err(raw.span(), field, m)
-        })?;
+        let mac: MacAddr = raw
+            .get_ref()
+            .parse()
+            .map_err(|e: crate::net::AddrParseError| {
+                let m = format!("{:?} is not a MAC address: {e}", raw.get_ref());
+                self.err(raw.span(), field, m)
+            })?;
         if !mac.is_unicast() || mac.is_zero() {
             return Err(self.err(raw.span(), field, format!("{mac} is not a unicast address")));
         }
@@ -377,17 +397,28 @@ impl Loader<'_> {
     }
 
     fn vpc_ref(&self, t: &Topology, raw: &S<String>, field: &str) -> Result<VpcId> {
-        t.vpc_by_name(raw.get_ref())
-            .ok_or_else(|| self.err(raw.span(), field, format!("unknown vpc {:?}", raw.get_ref())))
+        t.vpc_by_name(raw.get_ref()).ok_or_else(|| {
+            self.err(
+                raw.span(),
+                field,
+                format!("unknown vpc {:?}", raw.get_ref()),
+            )
+        })
     }
 
     fn host_ref(&self, t: &Topology, raw: &S<String>, field: &str) -> Result<HostId> {
         match t.card_by_name(raw.get_ref()) {
             Some(CardId::Host(h)) => Ok(h),
-            Some(CardId::Edge(_)) => {
-                Err(self.err(raw.span(), field, format!("{:?} is an edge, not a host", raw.get_ref())))
-            }
-            None => Err(self.err(raw.span(), field, format!("unknown host {:?}", raw.get_ref()))),
+            Some(CardId::Edge(_)) => Err(self.err(
+                raw.span(),
+                field,
+                format!("{:?} is an edge, not a host", raw.get_ref()),
+            )),
+            None => Err(self.err(
+                raw.span(),
+                field,
+                format!("unknown host {:?}", raw.get_ref()),
+            )),
         }
     }
 
@@ -399,14 +430,22 @@ impl Loader<'_> {
         let field = format!("{kind}.name");
         let name = self.name(&raw.name, &field)?;
         if let Some(other) = t.card_by_name(&name) {
-            let what = if matches!(other, CardId::Host(_)) { "host" } else { "edge" };
-            let m = format!("duplicate name {name:?} (already a {what}; hosts and edges share names)");
+            let what = if matches!(other, CardId::Host(_)) {
+                "host"
+            } else {
+                "edge"
+            };
+            let m =
+                format!("duplicate name {name:?} (already a {what}; hosts and edges share names)");
             return Err(self.err(raw.name.span(), &field, m));
         }
         let field = format!("{kind}.pa");
         let pa = self.unicast_ip(&raw.pa, &field)?;
         if let Some(other) = t.card_by_pa(pa) {
-            let m = format!("PA {pa} is already used by {}", t.card_name(other).unwrap_or("?"));
+            let m = format!(
+                "PA {pa} is already used by {}",
+                t.card_name(other).unwrap_or("?")
+            );
             return Err(self.err(raw.pa.span(), &field, m));
         }
         Ok((name, pa))
@@ -415,7 +454,11 @@ impl Loader<'_> {
     fn vpc(&self, t: &mut Topology, raw: RawVpc) -> Result<()> {
         let name = self.name(&raw.name, "vpc.name")?;
         if t.vpc_by_name(&name).is_some() {
-            return Err(self.err(raw.name.span(), "vpc.name", format!("duplicate vpc name {name:?}")));
+            return Err(self.err(
+                raw.name.span(),
+                "vpc.name",
+                format!("duplicate vpc name {name:?}"),
+            ));
         }
         let vni = *raw.vni.get_ref();
         if !(1..=MAX_VNI).contains(&vni) {
@@ -445,7 +488,13 @@ impl Loader<'_> {
         t.ix.vpc_members.push(HashSet::new());
         t.ix.peers.push(BTreeSet::new());
         t.ix.vpc_edges.push(BTreeSet::new());
-        t.vpcs.push(Vpc { id, name, vni, cidr, internet_gateway });
+        t.vpcs.push(Vpc {
+            id,
+            name,
+            vni,
+            cidr,
+            internet_gateway,
+        });
         Ok(())
     }
 
@@ -468,7 +517,11 @@ impl Loader<'_> {
                 return Err(self.err(raw.cidr.span(), "subnet.cidr", m));
             }
         }
-        if let Some(other) = t.subnets.iter().find(|s| s.vpc == vpc && s.cidr.overlaps(&cidr)) {
+        if let Some(other) = t
+            .subnets
+            .iter()
+            .find(|s| s.vpc == vpc && s.cidr.overlaps(&cidr))
+        {
             let m = format!("{cidr} overlaps subnet {} ({})", other.name, other.cidr);
             return Err(self.err(raw.cidr.span(), "subnet.cidr", m));
         }
@@ -477,7 +530,12 @@ impl Loader<'_> {
         };
         let id = SubnetId(id);
         t.ix.subnet_names.insert(name.clone(), id);
-        t.subnets.push(Subnet { id, name, vpc, cidr });
+        t.subnets.push(Subnet {
+            id,
+            name,
+            vpc,
+            cidr,
+        });
         Ok(())
     }
 
@@ -543,17 +601,21 @@ impl Loader<'_> {
         };
         let va = self.vpc_ref(t, a, "peering.vpcs")?;
         let vb = self.vpc_ref(t, b, "peering.vpcs")?;
-        t.check_peering(va, vb).map_err(|m| self.err(raw.vpcs.span(), "peering.vpcs", m))?;
+        t.check_peering(va, vb)
+            .map_err(|m| self.err(raw.vpcs.span(), "peering.vpcs", m))?;
         t.add_peering(va, vb);
         Ok(())
     }
 
     fn elastic_ip(&self, t: &mut Topology, raw: RawElasticIp) -> Result<()> {
         let ip = self.ip(&raw.ip, "elastic_ip.ip")?;
-        let inst = t.instance_by_name(raw.instance.get_ref()).map(|i| i.eni).ok_or_else(|| {
-            let m = format!("unknown instance {:?}", raw.instance.get_ref());
-            self.err(raw.instance.span(), "elastic_ip.instance", m)
-        })?;
+        let inst = t
+            .instance_by_name(raw.instance.get_ref())
+            .map(|i| i.eni)
+            .ok_or_else(|| {
+                let m = format!("unknown instance {:?}", raw.instance.get_ref());
+                self.err(raw.instance.span(), "elastic_ip.instance", m)
+            })?;
         if let Err((field, m)) = t.check_elastic_ip(ip, inst) {
             return Err(match field {
                 EipField::Ip => self.err(raw.ip.span(), "elastic_ip.ip", m),
@@ -606,18 +668,23 @@ impl Loader<'_> {
                 return Err(self.err(raw.spi.span(), &spi_field, m));
             }
             _ => u32::try_from(spi).map_err(|_| {
-                self.err(raw.spi.span(), &spi_field, format!("SPI {spi} does not fit 32 bits"))
+                self.err(
+                    raw.spi.span(),
+                    &spi_field,
+                    format!("SPI {spi} does not fit 32 bits"),
+                )
             })?,
         };
         let key_field = format!("{field}.key");
-        let bytes = parse_hex(raw.key.get_ref(), 20).ok_or_else(|| {
+        let material = parse_hex(raw.key.get_ref(), 20).and_then(|bytes| {
+            let key: [u8; 16] = bytes.get(..16)?.try_into().ok()?;
+            let salt: [u8; 4] = bytes.get(16..)?.try_into().ok()?;
+            Some((key, salt))
+        });
+        let Some((key, salt)) = material else {
             let m = "expected 40 hex digits: a 16-byte AES-128 key, then a 4-byte salt";
-            self.err(raw.key.span(), &key_field, m)
-        })?;
-        let mut key = [0u8; 16];
-        let mut salt = [0u8; 4];
-        key.copy_from_slice(&bytes[..16]);
-        salt.copy_from_slice(&bytes[16..]);
+            return Err(self.err(raw.key.span(), &key_field, m));
+        };
         Ok(SaConfig { spi, key, salt })
     }
 
@@ -630,24 +697,47 @@ impl Loader<'_> {
     ) -> Result<()> {
         let name = self.name(&raw.name, "vpn.name")?;
         if t.vpns.iter().any(|v| v.name == name) {
-            return Err(self.err(raw.name.span(), "vpn.name", format!("duplicate vpn name {name:?}")));
+            return Err(self.err(
+                raw.name.span(),
+                "vpn.name",
+                format!("duplicate vpn name {name:?}"),
+            ));
         }
         let vpc = self.vpc_ref(t, &raw.vpc, "vpn.vpc")?;
         let edge = self.edge_ref(t, &raw.edge, "vpn.edge")?;
         let local = self.unicast_ip(&raw.local, "vpn.local")?;
         let customer_gateway = self.unicast_ip(&raw.customer_gateway, "vpn.customer_gateway")?;
         let owner = format!("vpn {name}");
-        let remote_prefixes =
-            self.prefixes(t, &raw.remote_prefixes, "vpn.remote_prefixes", vpc, &owner, routed)?;
+        let remote_prefixes = self.prefixes(
+            t,
+            &raw.remote_prefixes,
+            "vpn.remote_prefixes",
+            vpc,
+            &owner,
+            routed,
+        )?;
         let outbound = self.sa(&raw.outbound, "vpn.outbound")?;
         let inbound = self.sa(&raw.inbound, "vpn.inbound")?;
         if let Some(other) = spis.get(&(edge, inbound.spi)) {
-            let m = format!("inbound SPI {} is already used on this edge by {other}", inbound.spi);
+            let m = format!(
+                "inbound SPI {} is already used on this edge by {other}",
+                inbound.spi
+            );
             return Err(self.err(raw.inbound.get_ref().spi.span(), "vpn.inbound.spi", m));
         }
         spis.insert((edge, inbound.spi), owner);
         let id = VpnId(t.vpns.len() as u32);
-        t.vpns.push(Vpn { id, name, vpc, edge, local, customer_gateway, remote_prefixes, outbound, inbound });
+        t.vpns.push(Vpn {
+            id,
+            name,
+            vpc,
+            edge,
+            local,
+            customer_gateway,
+            remote_prefixes,
+            outbound,
+            inbound,
+        });
         Ok(())
     }
 
@@ -660,25 +750,50 @@ impl Loader<'_> {
     ) -> Result<()> {
         let name = self.name(&raw.name, "dx.name")?;
         if t.dxs.iter().any(|d| d.name == name) {
-            return Err(self.err(raw.name.span(), "dx.name", format!("duplicate dx name {name:?}")));
+            return Err(self.err(
+                raw.name.span(),
+                "dx.name",
+                format!("duplicate dx name {name:?}"),
+            ));
         }
         let vpc = self.vpc_ref(t, &raw.vpc, "dx.vpc")?;
         let edge = self.edge_ref(t, &raw.edge, "dx.edge")?;
         let vlan = *raw.vlan.get_ref();
-        let vlan = u16::try_from(vlan).ok().filter(|v| (1..=4094).contains(v)).ok_or_else(|| {
-            self.err(raw.vlan.span(), "dx.vlan", format!("VLAN {vlan} is out of range 1..=4094"))
-        })?;
+        let vlan = u16::try_from(vlan)
+            .ok()
+            .filter(|v| (1..=4094).contains(v))
+            .ok_or_else(|| {
+                self.err(
+                    raw.vlan.span(),
+                    "dx.vlan",
+                    format!("VLAN {vlan} is out of range 1..=4094"),
+                )
+            })?;
         if let Some(other) = vlans.get(&(edge, vlan)) {
             let m = format!("VLAN {vlan} is already used on this edge by {other}");
             return Err(self.err(raw.vlan.span(), "dx.vlan", m));
         }
         let owner = format!("dx {name}");
         vlans.insert((edge, vlan), owner.clone());
-        let remote_prefixes =
-            self.prefixes(t, &raw.remote_prefixes, "dx.remote_prefixes", vpc, &owner, routed)?;
+        let remote_prefixes = self.prefixes(
+            t,
+            &raw.remote_prefixes,
+            "dx.remote_prefixes",
+            vpc,
+            &owner,
+            routed,
+        )?;
         let router_mac = self.mac(&raw.router_mac, "dx.router_mac")?;
         let id = DxId(t.dxs.len() as u32);
-        t.dxs.push(Dx { id, name, vpc, edge, vlan, remote_prefixes, router_mac });
+        t.dxs.push(Dx {
+            id,
+            name,
+            vpc,
+            edge,
+            vlan,
+            remote_prefixes,
+            router_mac,
+        });
         Ok(())
     }
 
@@ -695,11 +810,16 @@ impl Loader<'_> {
             .map(|b| b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x)))
             .map(EndpointId)
             .ok_or_else(|| {
-                let m = format!("{text:?} is not an endpoint ID: expected \"vpce-\" and 16 hex digits");
+                let m =
+                    format!("{text:?} is not an endpoint ID: expected \"vpce-\" and 16 hex digits");
                 self.err(raw.id.span(), "endpoint.id", m)
             })?;
         if t.endpoints.iter().any(|e| e.id == id) {
-            return Err(self.err(raw.id.span(), "endpoint.id", format!("duplicate endpoint ID {id}")));
+            return Err(self.err(
+                raw.id.span(),
+                "endpoint.id",
+                format!("duplicate endpoint ID {id}"),
+            ));
         }
         let vpc = self.vpc_ref(t, &raw.vpc, "endpoint.vpc")?;
         let edge = self.edge_ref(t, &raw.edge, "endpoint.edge")?;
@@ -707,21 +827,40 @@ impl Loader<'_> {
         let owner = format!("endpoint {id}");
         let prefixes = self.prefixes(t, &raw.prefixes, "endpoint.prefixes", vpc, &owner, routed)?;
         let front_end_pa = self.unicast_ip(&raw.front_end_pa, "endpoint.front_end_pa")?;
-        t.endpoints.push(Endpoint { id, vpc, edge, service, prefixes, front_end_pa });
+        t.endpoints.push(Endpoint {
+            id,
+            vpc,
+            edge,
+            service,
+            prefixes,
+            front_end_pa,
+        });
         Ok(())
     }
 
-    fn port(&self, t: &mut Topology, raw: RawPort, attached: &mut HashMap<Attach, String>) -> Result<()> {
+    fn port(
+        &self,
+        t: &mut Topology,
+        raw: RawPort,
+        attached: &mut HashMap<Attach, String>,
+    ) -> Result<()> {
         let name = self.name(&raw.name, "port.name")?;
         if t.ports.iter().any(|p| p.name == name) {
-            return Err(self.err(raw.name.span(), "port.name", format!("duplicate port name {name:?}")));
+            return Err(self.err(
+                raw.name.span(),
+                "port.name",
+                format!("duplicate port name {name:?}"),
+            ));
         }
         let vdev = self.name(&raw.vdev, "port.vdev")?;
         let attach = parse_attach(t, raw.attach.get_ref())
             .map_err(|m| self.err(raw.attach.span(), "port.attach", m))?;
         if attach != Attach::Fabric {
             if let Some(other) = attached.get(&attach) {
-                let m = format!("{} is already attached to port {other}", raw.attach.get_ref());
+                let m = format!(
+                    "{} is already attached to port {other}",
+                    raw.attach.get_ref()
+                );
                 return Err(self.err(raw.attach.span(), "port.attach", m));
             }
             attached.insert(attach.clone(), name.clone());
@@ -769,7 +908,11 @@ fn parse_attach(t: &Topology, s: &str) -> std::result::Result<Attach, String> {
 /// Which VPCs each edge serves: its internet gateways, VPNs, DX VIFs and endpoints.
 fn index_edges(t: &mut Topology) {
     let mut pairs: Vec<(VpcId, EdgeId)> = Vec::new();
-    pairs.extend(t.vpcs.iter().filter_map(|v| v.internet_gateway.map(|e| (v.id, e))));
+    pairs.extend(
+        t.vpcs
+            .iter()
+            .filter_map(|v| v.internet_gateway.map(|e| (v.id, e))),
+    );
     pairs.extend(t.vpns.iter().map(|v| (v.vpc, v.edge)));
     pairs.extend(t.dxs.iter().map(|d| (d.vpc, d.edge)));
     pairs.extend(t.endpoints.iter().map(|e| (e.vpc, e.edge)));
@@ -818,7 +961,9 @@ fn parse_lcores(s: &str) -> std::result::Result<Vec<u32>, String> {
         }
     }
     if out.len() < 2 {
-        return Err(bad("needs at least two lcores: the control core and a worker"));
+        return Err(bad(
+            "needs at least two lcores: the control core and a worker",
+        ));
     }
     Ok(out)
 }
@@ -828,12 +973,13 @@ fn parse_hex(s: &str, len: usize) -> Option<Vec<u8>> {
     if s.len() != 2 * len || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    (0..len).map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()).collect()
+    (0..len)
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.bytes().take(offset).filter(|&b| b == b'\n').count() + 1
 }
 
 // ----- errors found by the toml parser ------------------------------------------------------
@@ -841,21 +987,39 @@ fn line_of(text: &str, offset: usize) -> usize {
 fn toml_error(text: &str, file: &str, e: &toml::de::Error) -> LoadError {
     let message = e.message().trim().to_string();
     let Some(span) = e.span() else {
-        return LoadError { file: file.to_string(), line: 0, field: String::new(), message };
+        return LoadError {
+            file: file.to_string(),
+            line: 0,
+            field: String::new(),
+            message,
+        };
     };
     let start = span.start.min(text.len());
-    let field = toml_field(text, start..span.end.min(text.len()), &message);
-    LoadError { file: file.to_string(), line: line_of(text, start), field, message }
+    let end = span.end.clamp(start, text.len());
+    let field = if text.is_char_boundary(start) && text.is_char_boundary(end) {
+        toml_field(text, start..end, &message)
+    } else {
+        String::new()
+    };
+    LoadError {
+        file: file.to_string(),
+        line: line_of(text, start),
+        field,
+        message,
+    }
 }
 
 /// Best effort: `section.key...` for a parser error at `span`. The section is the last
 /// table header at or before the span; a missing field is named by the message; otherwise
-/// the keys written on the line up to the span (following inline tables).
+/// the keys written on the line up to the span (following inline tables). `span` lies on
+/// character boundaries.
 fn toml_field(text: &str, span: Range<usize>, message: &str) -> String {
-    let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[span.start..].find('\n').map_or(text.len(), |i| span.start + i);
-    let line = &text[line_start..line_end];
-    let section = text[..line_end]
+    let (before, after) = text.split_at(span.start);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = after.find('\n').map_or(text.len(), |i| span.start + i);
+    let (upto_line_end, _) = text.split_at(line_end);
+    let line = upto_line_end.get(line_start..).unwrap_or("");
+    let section = upto_line_end
         .lines()
         .rev()
         .map(str::trim)
@@ -896,7 +1060,13 @@ fn keys_before(line: &str, upto: usize) -> Vec<String> {
                 if token_start >= upto {
                     break;
                 }
-                let key = line[token_start..i].trim().trim_matches('"').to_string();
+                // Both ends follow or precede an ASCII byte: character boundaries.
+                let key = line
+                    .get(token_start..i)
+                    .unwrap_or("")
+                    .trim()
+                    .trim_matches('"')
+                    .to_string();
                 stack.retain(|(d, _)| *d < depth);
                 stack.push((depth, key));
             }
@@ -926,7 +1096,10 @@ mod tests {
     #[test]
     fn keys_on_a_line() {
         let line = r#"outbound = { spi = "x", key = "y" }"#;
-        assert_eq!(keys_before(line, line.find("\"x\"").unwrap() + 3), ["outbound", "spi"]);
+        assert_eq!(
+            keys_before(line, line.find("\"x\"").unwrap() + 3),
+            ["outbound", "spi"]
+        );
         assert_eq!(keys_before("pa = 5", 6), ["pa"]);
         assert_eq!(keys_before("colour = 3", 6), ["colour"]);
     }

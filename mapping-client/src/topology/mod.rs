@@ -176,7 +176,9 @@ pub struct SaConfig {
 impl fmt::Debug for SaConfig {
     /// Never prints key material.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SaConfig").field("spi", &self.spi).finish_non_exhaustive()
+        f.debug_struct("SaConfig")
+            .field("spi", &self.spi)
+            .finish_non_exhaustive()
     }
 }
 
@@ -352,7 +354,10 @@ impl Topology {
         self.subnets.get(usize::from(id.0))
     }
     pub fn instance(&self, eni: EniId) -> Option<&Instance> {
-        self.ix.instance_pos.get(&eni).and_then(|&i| self.instances.get(i))
+        self.ix
+            .instance_pos
+            .get(&eni)
+            .and_then(|&i| self.instances.get(i))
     }
 
     /// A host or edge by name.
@@ -373,7 +378,10 @@ impl Topology {
         self.ix.subnet_names.get(name).copied()
     }
     pub fn instance_by_name(&self, name: &str) -> Option<&Instance> {
-        self.ix.instance_names.get(name).and_then(|eni| self.instance(*eni))
+        self.ix
+            .instance_names
+            .get(name)
+            .and_then(|eni| self.instance(*eni))
     }
     /// The instance owning `ip` (primary or secondary) in `vpc`.
     pub fn ip_owner(&self, vpc: VpcId, ip: Ipv4Addr) -> Option<EniId> {
@@ -412,36 +420,70 @@ impl Topology {
     }
     /// The peers of `vpc`.
     pub fn peers(&self, vpc: VpcId) -> impl Iterator<Item = VpcId> + '_ {
-        self.ix.peers.get(vpc.0 as usize).into_iter().flatten().copied()
+        self.ix
+            .peers
+            .get(vpc.0 as usize)
+            .into_iter()
+            .flatten()
+            .copied()
     }
     /// The ENIs of `vpc`.
     pub fn vpc_members(&self, vpc: VpcId) -> impl Iterator<Item = &Instance> + '_ {
-        let members = self.ix.vpc_members.get(vpc.0 as usize).into_iter().flatten();
+        let members = self
+            .ix
+            .vpc_members
+            .get(vpc.0 as usize)
+            .into_iter()
+            .flatten();
         members.filter_map(|eni| self.instance(*eni))
     }
     /// The hosts with at least one ENI of `vpc`.
     pub fn vpc_hosts(&self, vpc: VpcId) -> impl Iterator<Item = HostId> + '_ {
-        self.ix.vpc_hosts.get(vpc.0 as usize).into_iter().flat_map(|m| m.keys().copied())
+        self.ix
+            .vpc_hosts
+            .get(vpc.0 as usize)
+            .into_iter()
+            .flat_map(|m| m.keys().copied())
     }
     /// The VPCs with at least one ENI on `host`.
     pub fn host_vpcs(&self, host: HostId) -> impl Iterator<Item = VpcId> + '_ {
-        self.ix.host_vpcs.get(host.0 as usize).into_iter().flat_map(|m| m.keys().copied())
+        self.ix
+            .host_vpcs
+            .get(host.0 as usize)
+            .into_iter()
+            .flat_map(|m| m.keys().copied())
     }
     /// Whether `host` has an ENI of `vpc`.
     pub fn host_has_vpc(&self, host: HostId, vpc: VpcId) -> bool {
-        self.ix.host_vpcs.get(host.0 as usize).is_some_and(|m| m.contains_key(&vpc))
+        self.ix
+            .host_vpcs
+            .get(host.0 as usize)
+            .is_some_and(|m| m.contains_key(&vpc))
     }
     /// The edges serving `vpc` (its internet gateway, VPNs, DX VIFs, endpoints).
     pub fn vpc_edges(&self, vpc: VpcId) -> impl Iterator<Item = EdgeId> + '_ {
-        self.ix.vpc_edges.get(vpc.0 as usize).into_iter().flatten().copied()
+        self.ix
+            .vpc_edges
+            .get(vpc.0 as usize)
+            .into_iter()
+            .flatten()
+            .copied()
     }
     /// The VPCs `edge` serves.
     pub fn edge_vpcs(&self, edge: EdgeId) -> impl Iterator<Item = VpcId> + '_ {
-        self.ix.edge_vpcs.get(edge.0 as usize).into_iter().flatten().copied()
+        self.ix
+            .edge_vpcs
+            .get(edge.0 as usize)
+            .into_iter()
+            .flatten()
+            .copied()
     }
     /// Whether `edge` serves `vpc`.
     pub fn edge_serves(&self, edge: EdgeId, vpc: VpcId) -> bool {
-        self.ix.edge_vpcs.get(edge.0 as usize).is_some_and(|s| s.contains(&vpc))
+        self.ix
+            .edge_vpcs
+            .get(edge.0 as usize)
+            .is_some_and(|s| s.contains(&vpc))
     }
 
     // ----- checks shared by the loader and the service. They return the message only; the
@@ -471,29 +513,41 @@ impl Topology {
     }
 
     /// Checks a new ENI against everything registered (names, addresses, MAC on its host).
-    pub(crate) fn check_new_instance(&self, inst: &Instance) -> Result<(), (InstanceField, String)> {
+    pub(crate) fn check_new_instance(
+        &self,
+        inst: &Instance,
+    ) -> Result<(), (InstanceField, String)> {
         if inst.name.is_empty() {
             return Err((InstanceField::Name, "must not be empty".into()));
         }
         if self.ix.instance_names.contains_key(&inst.name) {
-            return Err((InstanceField::Name, format!("duplicate instance name {:?}", inst.name)));
+            return Err((
+                InstanceField::Name,
+                format!("duplicate instance name {:?}", inst.name),
+            ));
         }
-        self.check_instance_ip(inst.subnet, inst.ip).map_err(|m| (InstanceField::Ip, m))?;
+        self.check_instance_ip(inst.subnet, inst.ip)
+            .map_err(|m| (InstanceField::Ip, m))?;
         if let Some(other) = self.ip_owner(inst.vpc, inst.ip) {
             return Err((InstanceField::Ip, self.ip_taken(inst.vpc, inst.ip, other)));
         }
         let mut seen = HashSet::from([inst.ip]);
         for &ip in &inst.secondary_ips {
-            self.check_instance_ip(inst.subnet, ip).map_err(|m| (InstanceField::SecondaryIps, m))?;
+            self.check_instance_ip(inst.subnet, ip)
+                .map_err(|m| (InstanceField::SecondaryIps, m))?;
             if !seen.insert(ip) {
                 let m = format!("{ip} is listed twice for this instance");
                 return Err((InstanceField::SecondaryIps, m));
             }
             if let Some(other) = self.ip_owner(inst.vpc, ip) {
-                return Err((InstanceField::SecondaryIps, self.ip_taken(inst.vpc, ip, other)));
+                return Err((
+                    InstanceField::SecondaryIps,
+                    self.ip_taken(inst.vpc, ip, other),
+                ));
             }
         }
-        self.check_mac(inst.host, inst.mac).map_err(|m| (InstanceField::Mac, m))
+        self.check_mac(inst.host, inst.mac)
+            .map_err(|m| (InstanceField::Mac, m))
     }
 
     fn ip_taken(&self, vpc: VpcId, ip: Ipv4Addr, other: EniId) -> String {
@@ -507,7 +561,11 @@ impl Topology {
         if !mac.is_unicast() || mac.is_zero() {
             return Err(format!("{mac} is not a unicast address"));
         }
-        let owner = self.ix.host_macs.get(host.0 as usize).and_then(|m| m.get(&mac));
+        let owner = self
+            .ix
+            .host_macs
+            .get(host.0 as usize)
+            .and_then(|m| m.get(&mac));
         match owner.and_then(|eni| self.instance(*eni)) {
             Some(other) => {
                 let host = self.host(host).map_or("?", |h| h.name.as_str());
@@ -541,7 +599,11 @@ impl Topology {
     }
 
     /// The Elastic IP `ip` may be associated with `eni`.
-    pub(crate) fn check_elastic_ip(&self, ip: Ipv4Addr, eni: EniId) -> Result<(), (EipField, String)> {
+    pub(crate) fn check_elastic_ip(
+        &self,
+        ip: Ipv4Addr,
+        eni: EniId,
+    ) -> Result<(), (EipField, String)> {
         if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
             return Err((EipField::Ip, format!("{ip} is not a unicast address")));
         }
@@ -564,7 +626,10 @@ impl Topology {
         let vpc = self.vpc(inst.vpc);
         if vpc.is_some_and(|v| v.internet_gateway.is_none()) {
             let vpc = vpc.map_or("?", |v| v.name.as_str());
-            let m = format!("VPC {vpc} of instance {} has no internet gateway", inst.name);
+            let m = format!(
+                "VPC {vpc} of instance {} has no internet gateway",
+                inst.name
+            );
             return Err((EipField::Instance, m));
         }
         Ok(())
@@ -620,8 +685,12 @@ impl Topology {
     }
 
     pub(crate) fn move_instance(&mut self, eni: EniId, to: HostId) {
-        let Some(&pos) = self.ix.instance_pos.get(&eni) else { return };
-        let Some(inst) = self.instances.get_mut(pos) else { return };
+        let Some(&pos) = self.ix.instance_pos.get(&eni) else {
+            return;
+        };
+        let Some(inst) = self.instances.get_mut(pos) else {
+            return;
+        };
         let (from, vpc, mac) = (inst.host, inst.vpc, inst.mac);
         inst.host = to;
         if let Some(m) = self.ix.host_macs.get_mut(from.0 as usize) {

@@ -39,8 +39,12 @@ pub struct Link {
 }
 
 impl Link {
-    pub const PERFECT: Link =
-        Link { latency: Duration::from_millis(1), jitter: Duration::ZERO, loss_per_mille: 0, dup_per_mille: 0 };
+    pub const PERFECT: Link = Link {
+        latency: Duration::from_millis(1),
+        jitter: Duration::ZERO,
+        loss_per_mille: 0,
+        dup_per_mille: 0,
+    };
 }
 
 enum Packet {
@@ -72,9 +76,22 @@ impl Sim {
         let service = Service::new(topo).with_heartbeat(Duration::from_millis(50));
         let nodes = cards
             .into_iter()
-            .map(|c| Node { client: Client::new(c).with_retry(Duration::from_millis(20)), tables: Tables::default() })
+            .map(|c| Node {
+                client: Client::new(c).with_retry(Duration::from_millis(20)),
+                tables: Tables::default(),
+            })
             .collect();
-        Sim { service, nodes, now: Duration::ZERO, link, rng: Rng(seed), in_flight: Vec::new(), seq: 0, sent: 0, lost: 0 }
+        Sim {
+            service,
+            nodes,
+            now: Duration::ZERO,
+            link,
+            rng: Rng(seed),
+            in_flight: Vec::new(),
+            seq: 0,
+            sent: 0,
+            lost: 0,
+        }
     }
 
     fn send(&mut self, packet: Packet) {
@@ -83,7 +100,11 @@ impl Sim {
             self.lost += 1;
             return;
         }
-        let copies = if self.rng.chance(self.link.dup_per_mille) { 2 } else { 1 };
+        let copies = if self.rng.chance(self.link.dup_per_mille) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let jitter = if self.link.jitter.is_zero() {
                 Duration::ZERO
@@ -95,7 +116,8 @@ impl Sim {
                 Packet::ToService(r) => Packet::ToService(r.clone()),
                 Packet::ToClient(i, m) => Packet::ToClient(*i, m.clone()),
             };
-            self.in_flight.push((self.now + self.link.latency + jitter, self.seq, packet));
+            self.in_flight
+                .push((self.now + self.link.latency + jitter, self.seq, packet));
         }
     }
 
@@ -113,7 +135,11 @@ impl Sim {
             self.send(Packet::ToClient(i, msg));
         }
         self.in_flight.sort_by_key(|(at, seq, _)| (*at, *seq));
-        let due = self.in_flight.iter().take_while(|(at, _, _)| *at <= now).count();
+        let due = self
+            .in_flight
+            .iter()
+            .take_while(|(at, _, _)| *at <= now)
+            .count();
         let arrived: Vec<_> = self.in_flight.drain(..due).collect();
         for (_, _, packet) in arrived {
             match packet {
@@ -136,7 +162,10 @@ impl Sim {
     }
 
     fn node_of(&self, card: CardId) -> usize {
-        self.nodes.iter().position(|n| n.client.card() == card).unwrap()
+        self.nodes
+            .iter()
+            .position(|n| n.client.card() == card)
+            .unwrap()
     }
 
     pub fn node(&self, card: CardId) -> &Node {
@@ -159,7 +188,12 @@ impl Sim {
     pub fn settle(&mut self, limit: Duration) {
         let end = self.now + limit;
         while !self.converged() {
-            assert!(self.now < end, "not converged after {limit:?} (sent {}, lost {})", self.sent, self.lost);
+            assert!(
+                self.now < end,
+                "not converged after {limit:?} (sent {}, lost {})",
+                self.sent,
+                self.lost
+            );
             self.step(Duration::from_millis(1));
         }
     }

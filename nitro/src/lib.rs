@@ -1,0 +1,265 @@
+//! The Nitro card's data plane: the stages a host's card runs on the packets of its
+//! instances and on the encapsulated packets of the underlay, sans-I/O over
+//! [`wire::PacketBuf`] (the DPDK mbuf in the runtime, [`wire::TestBuffer`] in tests and
+//! benchmarks).
+//!
+//! # The two pipelines
+//!
+//! The runtime calls one of two entry points per received burst; every packet of the burst
+//! leaves it decided (forwarded to an [`Output`](pipeline::Output) or dropped with a named
+//! [`DropReason`]), each stage run through [`pipeline::run_timed`]
+//! (one TSC stamp pair per stage per burst, compiled out with [`pipeline::NullClock`]).
+//!
+//! **Instance side in** — [`Egress::process`], for a burst received on the vNIC port of one
+//! ENI (the runtime passes its [`EniId`](mapping_client::EniId)):
+//!
+//! | stage | what it does | forwards to | drops |
+//! | --- | --- | --- | --- |
+//! | `classify` | Ethernet II only. ARP requests are answered by the card, the reply written in place into the same buffer. IPv4 header checked (version, IHL, total length within the frame, header checksum). | `reply` (ARP) | `malformed`, `not_ipv4`, `arp_ignored`, `unsupported` |
+//! | `verify-send` | The attached ENI owns the frame's source MAC (always) and the packet's source IP, primary or secondary (unless its source/dest check is off). | | `spoofed_source`* |
+//! | `route` | Longest prefix in the sender VPC's route table, else its internet gateway. Own or peered VPC: the (VNI, destination) keys of the whole burst go to one [`Tables::lookup_burst`](mapping_client::Tables::lookup_burst). VPN, DX, endpoint or internet: the edge's PA. | | `no_route`*, `not_peered`*, `no_mapping` |
+//! | `encap` | Strip Ethernet (and any padding), prepend the 58-byte outer header of ARCHITECTURE section 3: [`wire::vpc::emit_outer`] once per burst, then per packet a copy with the six per-packet fields patched on fixed offsets. | `underlay` | `mtu_exceeded`, `no_room` |
+//!
+//! **Underlay in** — [`Ingress::process`], for a burst of Geneve frames from the fabric or
+//! an underlay port:
+//!
+//! | stage | what it does | forwards to | drops |
+//! | --- | --- | --- | --- |
+//! | `verify-recv` | [`wire::vpc::parse_outer`]; outer destination must be this card's PA; inner IPv4 header consistent with the Geneve payload. Then one [`Tables::lookup_burst`](mapping_client::Tables::lookup_burst) of (source VPC, inner source) and (VNI, inner destination) for the burst: the source must live behind the outer source PA (or the outer source is an edge serving the source VPC), the VNI must be the source VPC or peered with it; the destination must be mapped to this card's PA (which makes it a local ENI, see below) and have a port in the runtime's [`EniPorts`]. | | `malformed`, `unsupported`, `unknown_destination`, `unknown_sender`*, `mtu_exceeded` |
+//! | `decap` | Remove the outer header (and any padding), write Ethernet: destination the ENI's MAC; source the sender's MAC when it is in the same subnet, else the subnet router MAC; type IPv4. | the ENI's port | |
+//!
+//! \* security reasons: the drop also raises an [`AlertEvent`] (card,
+//! ENI, VPCs, inner addresses) through the worker's [`AlertProducer`];
+//! a full alert queue loses the event (counted there), never blocks.
+//!
+//! # Drop reasons, one by one
+//!
+//! * `malformed` — classify: a runt (< 14 bytes), an IPv4 header that is truncated, not
+//!   version 4, IHL < 5, total length shorter than the header or longer than the frame, a bad
+//!   header checksum; an ARP packet shorter than it declares or with wrong address lengths.
+//!   verify-recv: [`wire::vpc::parse_outer`] refused the frame as truncated, inconsistent or
+//!   with a bad checksum (bad Geneve option lengths, missing source-VPC option, inner not
+//!   IPv4, ...), or the inner IPv4 header disagrees with the Geneve payload length.
+//! * `not_ipv4` — classify: an EtherType other than IPv4 and ARP (IPv6, VLAN tags, ...).
+//! * `arp_ignored` — classify: an ARP reply, a request for an address outside the sender's
+//!   VPC, a request for the requester's own address (duplicate address detection, gratuitous
+//!   ARP), ARP for another hardware or protocol type, or ARP from a port whose ENI is not
+//!   registered on this card.
+//! * `unsupported` — classify: an IPv4 destination that is multicast or the limited
+//!   broadcast (a VPC carries neither). verify-recv: a well-formed frame that is not
+//!   vpcemu's encapsulation ([`wire::Error::Unsupported`] from `parse_outer`: another
+//!   EtherType, IP options, a fragment, not UDP, not port 6081, Geneve version, OAM, another
+//!   protocol, an unknown critical option).
+//! * `spoofed_source` — verify-send: the frame's source MAC is not the ENI's, or its source
+//!   IP is none of the ENI's addresses while source/dest check is on, or the port's ENI is
+//!   not registered on this card at all (nobody may send from it).
+//! * `no_route` — route: the sender's VPC has no matching prefix and no internet gateway;
+//!   or the route is the internet gateway but the destination lies in the CIDR of another VPC
+//!   this card knows which is neither the sender's nor peered with it (story 3: green ->
+//!   yellow); or the route names an edge the model does not have.
+//! * `not_peered` — route: a VPC route towards a VNI that is not peered with the sender's
+//!   (a route left over while a peering is being removed).
+//! * `no_mapping` — route: the mapping cache has no (VNI, destination) entry; there is no
+//!   miss path.
+//! * `mtu_exceeded` — encap: the inner IPv4 packet is longer than the VPC MTU, 9001 bytes.
+//!   verify-recv: the same for a received inner packet.
+//! * `no_room` — encap: the buffer lacks the 44 bytes of headroom the outer header needs.
+//! * `unknown_destination` — verify-recv: the outer destination is not this card's PA, or
+//!   the inner destination is not mapped to this card, or its ENI has no port in
+//!   `eni_ports`.
+//! * `unknown_sender` — verify-recv: the mapping does not place (source VPC, inner source)
+//!   behind the outer source PA and that PA is not an edge serving the source VPC; or the
+//!   destination VNI is neither the source VPC nor peered with it.
+//!
+//! # Choices
+//!
+//! * **Subnet router MAC** ([`subnet_router_mac`]): `02:00:00:ff:` + the 16-bit subnet id,
+//!   big-endian. Locally administered, unique per subnet, stable across table versions, and
+//!   never an ENI's derived MAC (those are `02:00:` + an instance address, never `0.x.x.x`).
+//!   ARP for `.1`, `.2` and any address of the VPC outside the requester's subnet is
+//!   answered with it; decap uses it as the source of packets from outside the subnet.
+//! * **ARP proxy**: a request whose target is in the requester's subnet and mapped gets the
+//!   peer ENI's MAC (wherever the peer runs); any other address in the sender VPC's CIDR
+//!   gets the subnet router MAC; everything else is not answered. The reply is a 42-byte
+//!   frame (the NIC pads it) to the requester's hardware address, out of `reply`.
+//! * **Card MAC** ([`card_mac`]): `02:00:` + the card's PA (198.18.0.1 -> `02:00:c6:12:00:01`),
+//!   the outer Ethernet source. **Underlay next hop** ([`UNDERLAY_ROUTER_MAC`],
+//!   `02:00:00:fe:00:01`): the outer Ethernet destination, as if every card's underlay port
+//!   were routed by one top-of-rack router; the in-process fabric switches on the outer
+//!   destination PA and ignores it. [`Egress::with_next_hop_mac`] changes it.
+//! * **TTL**: not decremented, on the way out or in. AWS VPC does not decrement the TTL of
+//!   traffic within a VPC or across a peering (a traceroute shows the destination as the
+//!   first hop); the card is not a router hop to the instance. Edge traffic (IGW, VPN, DX) is
+//!   the edge's business.
+//! * **Outer header**: ARCHITECTURE section 3 exactly: IPv4 ident 0, DF, TTL 64, DSCP 0;
+//!   UDP source port 49152 + [`inner_flow_hash`](wire::vpc::inner_flow_hash) % 16384 (so
+//!   every fragment of a datagram takes the same path), UDP checksum 0; Geneve VNI = the
+//!   destination VPC (the sender's own VPC for edge routes), source-VPC option = the
+//!   sender's VPC.
+//! * **Routing** uses the sender VPC's [`VpcEntry`](mapping_client::VpcEntry) (looked up
+//!   once per burst) with exactly the rule of [`Tables::route`](mapping_client::Tables::route):
+//!   longest prefix, else the internet gateway.
+//! * **Local ENI = mapped to this card's PA.** verify-recv does not look the destination up
+//!   a second time in the local-ENI table: by the tables contract (every version equals the
+//!   tables built from a model, deltas included) a card's mapping names its own PA exactly
+//!   for its local ENIs, so the mapping answer already says it; the runtime's port table
+//!   then says whether this process has the ENI's port. (A per-packet `local_eni` probe cost
+//!   ~20 cycles a packet for nothing.)
+//! * **Same-host traffic** is encapsulated towards this card's own PA and comes back
+//!   through the fabric like any other.
+//! * **Broadcast inside a subnet** (x.x.x.255) has no mapping and is dropped as
+//!   `no_mapping`, as a VPC does.
+//!
+//! # Limits
+//!
+//! * An ENI with source/dest check off may send foreign sources, and the sending card lets
+//!   them through; a receiving card still checks the inner source against the mapping, so
+//!   such traffic reaches edges (which check the VPC, not the address) but not other
+//!   instances. Letting it reach instances would need the mapping to carry the sender's
+//!   source/dest check flag.
+//! * No DHCP, no DNS at `.2`, no instance metadata: those are dropped (`unsupported` for
+//!   broadcast DHCP, `no_mapping` for `.2`).
+//!
+//! # Cost
+//!
+//! Per-packet work is done on fixed offsets with the parse results kept in a per-burst
+//! scratch (nothing is parsed twice); the route and the mapping lookups of a burst are one
+//! pass each (hash every key, then probe); per-burst state (the sender ENI, its VPC entry,
+//! the last peering answer) is looked up once per burst. Nothing allocates, locks, logs or
+//! makes a syscall: the scratch lives in the [`Egress`] / [`Ingress`] value the worker owns.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+use std::net::Ipv4Addr;
+
+use mapping_client::{MacAddr, SubnetId, Tables};
+use pipeline::{AlertEvent, AlertProducer, CardId, DropReason, StageId, MAX_BURST};
+use wire::EthernetAddress;
+
+mod egress;
+mod ingress;
+
+pub use egress::{Egress, EgressOutputs};
+pub use ingress::{EniPorts, Ingress};
+
+/// What the stages need from the worker for one burst.
+pub struct NitroCtx<'a> {
+    /// The card's current tables version (taken once per burst from the RCU subscriber).
+    pub tables: &'a Tables,
+    /// This card, as alerts name it.
+    pub card: CardId,
+    /// The worker's alert queue.
+    pub alerts: &'a mut AlertProducer,
+}
+
+impl core::fmt::Debug for NitroCtx<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NitroCtx").field("card", &self.card).field("pa", &self.tables.pa()).finish()
+    }
+}
+
+impl NitroCtx<'_> {
+    /// Raise a security alert (a push into a bounded lock-free queue; lost when full).
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn alert(
+        &mut self,
+        reason: DropReason,
+        stage: StageId,
+        eni: Option<u32>,
+        vni: u32,
+        peer_vni: Option<u32>,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) {
+        let card = self.card;
+        self.alerts.raise(AlertEvent { reason, stage, card, eni, vni, peer_vni, src, dst });
+    }
+}
+
+/// Outer Ethernet destination of encapsulated packets: the underlay next hop (see the crate
+/// documentation).
+pub const UNDERLAY_ROUTER_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0xfe, 0x00, 0x01]);
+
+/// The MAC a card answers ARP with for the router of `subnet` (and for every address of the
+/// VPC outside that subnet): `02:00:00:ff:` + the subnet id, big-endian.
+#[inline]
+pub const fn subnet_router_mac(subnet: SubnetId) -> EthernetAddress {
+    let [hi, lo] = subnet.0.to_be_bytes();
+    EthernetAddress([0x02, 0x00, 0x00, 0xff, hi, lo])
+}
+
+/// The MAC of a card's underlay port: `02:00:` + its PA.
+#[inline]
+pub const fn card_mac(pa: Ipv4Addr) -> EthernetAddress {
+    let [a, b, c, d] = pa.octets();
+    EthernetAddress([0x02, 0x00, a, b, c, d])
+}
+
+/// A mapping-client MAC as a wire MAC.
+#[inline(always)]
+pub const fn eth(mac: MacAddr) -> EthernetAddress {
+    EthernetAddress(mac.0)
+}
+
+/// The alert id of a topology card. Ids above 65535 (never produced by a loaded topology
+/// of sane size) saturate.
+pub fn card_id(card: mapping_client::CardId) -> CardId {
+    let n = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+    match card {
+        mapping_client::CardId::Host(h) => CardId::Host(n(h.0)),
+        mapping_client::CardId::Edge(e) => CardId::Edge(n(e.0)),
+    }
+}
+
+/// Slot index bounded to the burst arrays (a mask the compiler folds into the index: no
+/// bounds-check branch, no panic path).
+#[inline(always)]
+pub(crate) const fn slot(i: usize) -> usize {
+    i & (MAX_BURST - 1)
+}
+
+const _: () = assert!(MAX_BURST.is_power_of_two());
+
+/// Ones' complement check of a 20-byte IPv4 header (no options), straight-line.
+#[inline(always)]
+pub(crate) fn ipv4_header20_ok(h: &[u8; 20]) -> bool {
+    let mut sum = 0u32;
+    let mut at = 0;
+    while at < 20 {
+        sum += u32::from(u16::from_be_bytes([h[at], h[at + 1]]));
+        at += 2;
+    }
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    sum == 0xffff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs() {
+        assert_eq!(subnet_router_mac(SubnetId(0x0102)).to_string(), "02:00:00:ff:01:02");
+        assert_eq!(card_mac(Ipv4Addr::new(198, 18, 0, 1)).to_string(), "02:00:c6:12:00:01");
+        assert_eq!(UNDERLAY_ROUTER_MAC.to_string(), "02:00:00:fe:00:01");
+        let h = mapping_client::CardId::Host(mapping_client::HostId(3));
+        assert_eq!(card_id(h), CardId::Host(3));
+        let e = mapping_client::CardId::Edge(mapping_client::EdgeId(70_000));
+        assert_eq!(card_id(e), CardId::Edge(u16::MAX));
+    }
+
+    #[test]
+    fn header_checksum() {
+        // scapy: IP(src='10.0.1.10', dst='10.1.0.20', id=14)/ICMP(...) header.
+        let mut h: [u8; 20] = [
+            0x45, 0, 0, 0x21, 0, 0x0e, 0, 0, 0x40, 0x01, 0x65, 0xb0, 10, 0, 1, 10, 10, 1, 0, 20,
+        ];
+        assert!(ipv4_header20_ok(&h));
+        assert!(wire::checksum::ipv4_header_ok(&h));
+        h[10] ^= 1;
+        assert!(!ipv4_header20_ok(&h));
+    }
+}

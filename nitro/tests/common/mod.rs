@@ -1,0 +1,361 @@
+//! The test world (ARCHITECTURE section 7 shaped), packet builders and a harness that runs
+//! a card's egress or ingress over a burst of `TestBuffer`s.
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+
+use mapping_client::{EniId, Tables, Topology};
+use nitro::{card_id, Egress, EgressOutputs, Ingress, NitroCtx};
+use pipeline::{
+    alert_channel, AlertConsumer, AlertEvent, AlertProducer, Burst, DropReason, HistogramConfig, Meters,
+    Output, StepClock, TimingCollector, Verdict,
+};
+use wire::{EthernetAddress, PacketBuf, TestBuffer};
+
+/// Hosts A, B and C (C empty until something moves there), one edge; VPCs red and yellow
+/// peered, green not peered (internet gateway on the edge), blue without internet gateway.
+pub const WORLD: &str = r#"
+[dataplane]
+lcores = "0-1"
+memory_mb = 64
+hugepages = "off"
+
+[[host]]
+name = "host-a"
+pa = "198.18.0.1"
+
+[[host]]
+name = "host-b"
+pa = "198.18.0.2"
+
+[[host]]
+name = "host-c"
+pa = "198.18.0.3"
+
+[[edge]]
+name = "blackfoot-1"
+pa = "198.18.255.1"
+
+[[vpc]]
+name = "red"
+vni = 101
+cidr = "10.0.0.0/16"
+
+[[vpc]]
+name = "yellow"
+vni = 102
+cidr = "10.1.0.0/16"
+
+[[vpc]]
+name = "green"
+vni = 103
+cidr = "10.2.0.0/16"
+
+[[vpc]]
+name = "blue"
+vni = 104
+cidr = "10.3.0.0/16"
+internet_gateway = ""
+
+[[subnet]]
+name = "red-a"
+vpc = "red"
+cidr = "10.0.1.0/24"
+
+[[subnet]]
+name = "red-b"
+vpc = "red"
+cidr = "10.0.2.0/24"
+
+[[subnet]]
+name = "yellow-a"
+vpc = "yellow"
+cidr = "10.1.1.0/24"
+
+[[subnet]]
+name = "green-a"
+vpc = "green"
+cidr = "10.2.1.0/24"
+
+[[subnet]]
+name = "blue-a"
+vpc = "blue"
+cidr = "10.3.1.0/24"
+
+[[instance]]
+name = "red-1"
+subnet = "red-a"
+host = "host-a"
+ip = "10.0.1.10"
+secondary_ips = ["10.0.1.11"]
+mac = "02:00:0a:00:01:0a"
+
+[[instance]]
+name = "red-2"
+subnet = "red-a"
+host = "host-b"
+ip = "10.0.1.20"
+
+[[instance]]
+name = "red-3"
+subnet = "red-b"
+host = "host-b"
+ip = "10.0.2.30"
+
+[[instance]]
+name = "yellow-1"
+subnet = "yellow-a"
+host = "host-b"
+ip = "10.1.1.10"
+
+[[instance]]
+name = "green-1"
+subnet = "green-a"
+host = "host-a"
+ip = "10.2.1.10"
+
+[[instance]]
+name = "green-2"
+subnet = "green-a"
+host = "host-a"
+ip = "10.2.1.20"
+source_dest_check = false
+
+[[instance]]
+name = "blue-1"
+subnet = "blue-a"
+host = "host-a"
+ip = "10.3.1.10"
+
+[[peering]]
+vpcs = ["red", "yellow"]
+
+[[vpn]]
+name = "vpn-red"
+vpc = "red"
+edge = "blackfoot-1"
+local = "203.0.113.1"
+customer_gateway = "198.51.100.1"
+remote_prefixes = ["172.16.0.0/16"]
+outbound = { spi = 4097, key = "000102030405060708090a0b0c0d0e0f10111213" }
+inbound  = { spi = 8193, key = "202122232425262728292a2b2c2d2e2f30313233" }
+"#;
+
+pub const PA_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const PA_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const PA_C: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+pub const PA_EDGE: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 1);
+
+pub const REPLY: Output = match Output::new(0) {
+    Some(o) => o,
+    None => panic!(),
+};
+pub const UNDERLAY: Output = match Output::new(1) {
+    Some(o) => o,
+    None => panic!(),
+};
+
+/// The output of ENI `id`'s port in the tests.
+pub fn port(eni: EniId) -> Output {
+    Output::new(10 + eni.0 as usize).unwrap()
+}
+
+pub fn world() -> Topology {
+    Topology::from_str(WORLD, "world.toml").unwrap()
+}
+
+pub fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+pub fn mac(s: &str) -> EthernetAddress {
+    s.parse().unwrap()
+}
+
+/// One card: its tables, alert queue, meters and pipelines.
+pub struct Card {
+    pub tables: Tables,
+    pub card: pipeline::CardId,
+    pub alerts: AlertProducer,
+    pub consumer: AlertConsumer,
+    pub meters: Meters,
+    pub collector: TimingCollector,
+    pub egress: Egress,
+    pub ingress: Ingress,
+    /// `ports[eni]`: every local ENI of the topology has a port.
+    pub ports: Vec<Option<Output>>,
+    pub clock: StepClock,
+}
+
+impl Card {
+    pub fn new(topo: &Topology, name: &str) -> Card {
+        let id = topo.card_by_name(name).unwrap();
+        let tables = Tables::build_for_card(topo, id);
+        Card::with_tables(tables, card_id(id))
+    }
+
+    pub fn with_tables(tables: Tables, card: pipeline::CardId) -> Card {
+        let (alerts, consumer) = alert_channel(1024);
+        let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
+        let meters = Meters::new(collector.add_worker(u64::MAX).unwrap());
+        let mut card = Card {
+            tables,
+            card,
+            alerts,
+            consumer,
+            meters,
+            collector,
+            egress: Egress::new(EgressOutputs { reply: REPLY, underlay: UNDERLAY }),
+            ingress: Ingress::new(),
+            ports: Vec::new(),
+            clock: StepClock::new(0, 100),
+        };
+        card.refresh_ports();
+        card
+    }
+
+    /// Give every local ENI of the current tables a port.
+    pub fn refresh_ports(&mut self) {
+        self.ports = vec![None; 64];
+        for e in self.tables.local_enis() {
+            self.ports[e.eni.0 as usize] = Some(port(e.eni));
+        }
+    }
+
+    pub fn eni(&self, name: &str) -> EniId {
+        self.tables.local_eni_by_name(name).unwrap().eni
+    }
+
+    /// Egress of `frames` from the port of `eni`; verdicts and buffers in slot order.
+    pub fn egress(&mut self, eni: EniId, frames: Vec<TestBuffer>) -> Vec<(Verdict, TestBuffer)> {
+        let mut burst = burst_of(frames);
+        let mut ctx = NitroCtx { tables: &self.tables, card: self.card, alerts: &mut self.alerts };
+        self.egress.process(&mut burst, eni, &mut ctx, &self.clock, &mut self.meters);
+        drain(&mut burst, &mut self.meters)
+    }
+
+    /// Ingress of underlay `frames`.
+    pub fn ingress(&mut self, frames: Vec<TestBuffer>) -> Vec<(Verdict, TestBuffer)> {
+        let mut burst = burst_of(frames);
+        let mut ctx = NitroCtx { tables: &self.tables, card: self.card, alerts: &mut self.alerts };
+        self.ingress.process(&mut burst, &self.ports, &mut ctx, &self.clock, &mut self.meters);
+        drain(&mut burst, &mut self.meters)
+    }
+
+    pub fn alerts(&self) -> Vec<AlertEvent> {
+        std::iter::from_fn(|| self.consumer.pop()).collect()
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.meters.counters.drops(reason)
+    }
+}
+
+pub fn burst_of(frames: Vec<TestBuffer>) -> Burst<TestBuffer> {
+    let mut burst = Burst::new();
+    for f in frames {
+        burst.push(f).unwrap();
+    }
+    burst
+}
+
+pub fn drain(burst: &mut Burst<TestBuffer>, meters: &mut Meters) -> Vec<(Verdict, TestBuffer)> {
+    let mut out = Vec::new();
+    burst.drain(&mut meters.counters, |b, v| out.push((v, b)));
+    out
+}
+
+pub fn verdicts(results: &[(Verdict, TestBuffer)]) -> Vec<Verdict> {
+    results.iter().map(|(v, _)| *v).collect()
+}
+
+pub fn drop(reason: DropReason) -> Verdict {
+    Verdict::Drop(reason)
+}
+
+// ----- packets -----
+
+/// The IPv4 header checksum of `h` (checksum field taken as zero).
+pub fn ip_checksum(h: &[u8]) -> u16 {
+    wire::checksum::ipv4_header(h)
+}
+
+/// An IPv4 packet: 20-byte header (or 20 + `options`), protocol `proto`, `payload`.
+pub fn ipv4_with(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, ttl: u8, options: &[u8], payload: &[u8]) -> Vec<u8> {
+    assert_eq!(options.len() % 4, 0);
+    let ihl = 20 + options.len();
+    let total = ihl + payload.len();
+    let mut p = vec![0u8; total];
+    p[0] = 0x40 | (ihl / 4) as u8;
+    p[1] = 0x00;
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    p[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
+    p[8] = ttl;
+    p[9] = proto;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p[20..ihl].copy_from_slice(options);
+    let c = ip_checksum(&p[..ihl]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[ihl..].copy_from_slice(payload);
+    p
+}
+
+/// A UDP datagram from port 40000 to 53 with `len` payload bytes (UDP checksum 0).
+pub fn udp(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> Vec<u8> {
+    let mut d = vec![0u8; 8 + len];
+    d[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    d[2..4].copy_from_slice(&53u16.to_be_bytes());
+    d[4..6].copy_from_slice(&((8 + len) as u16).to_be_bytes());
+    for (i, b) in d[8..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    ipv4_with(src, dst, 17, 64, &[], &d)
+}
+
+/// An Ethernet frame.
+pub fn ether(dst: EthernetAddress, src: EthernetAddress, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An ARP request frame (broadcast) from `sha`/`spa` for `tpa`, padded to 60 bytes.
+pub fn arp_request(sha: EthernetAddress, spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    arp_op(1, sha, spa, tpa)
+}
+
+pub fn arp_op(op: u16, sha: EthernetAddress, spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    let mut a = vec![0, 1, 8, 0, 6, 4];
+    a.extend_from_slice(&op.to_be_bytes());
+    a.extend_from_slice(&sha.0);
+    a.extend_from_slice(&spa.octets());
+    a.extend_from_slice(&[0; 6]);
+    a.extend_from_slice(&tpa.octets());
+    let mut f = ether(EthernetAddress::BROADCAST, sha, 0x0806, &a);
+    f.resize(60, 0);
+    f
+}
+
+pub fn buf(bytes: &[u8]) -> TestBuffer {
+    TestBuffer::from_slice(bytes)
+}
+
+/// A Geneve frame as a card would send it (built with the wire crate's emitter).
+pub fn geneve(src_pa: Ipv4Addr, dst_pa: Ipv4Addr, vni: u32, source_vpc: u32, inner: &[u8]) -> Vec<u8> {
+    let mut b = TestBuffer::from_slice(inner);
+    let encap = wire::vpc::Encap {
+        src_mac: nitro::card_mac(src_pa),
+        dst_mac: nitro::UNDERLAY_ROUTER_MAC,
+        src_pa,
+        dst_pa,
+        vni,
+        source_vpc,
+    };
+    wire::vpc::push_outer(&mut b, &encap, None).unwrap();
+    b.data().to_vec()
+}

@@ -1,0 +1,21 @@
+//! TCP view and Repr (the first 8 input bytes are the pseudo-header addresses); an
+//! accepted segment re-emits (without options) to the same Repr.
+#![no_main]
+
+use std::net::Ipv4Addr;
+
+use libfuzzer_sys::fuzz_target;
+use wire::tcp::{Packet, Repr};
+
+fuzz_target!(|input: &[u8]| {
+    let Some((addrs, data)) = input.split_first_chunk::<8>() else { return };
+    let src = Ipv4Addr::new(addrs[0], addrs[1], addrs[2], addrs[3]);
+    let dst = Ipv4Addr::new(addrs[4], addrs[5], addrs[6], addrs[7]);
+    let Ok(p) = Packet::new_checked(data) else { return };
+    let _ = (p.seq_number(), p.ack_number(), p.flags(), p.options().len(), p.payload().len());
+    let Ok(repr) = Repr::parse(&p, src, dst) else { return };
+    let mut out = vec![0u8; repr.buffer_len()];
+    out[20..].copy_from_slice(p.payload());
+    repr.emit(&mut Packet::new_unchecked(&mut out[..]), src, dst).unwrap();
+    assert_eq!(Repr::parse(&Packet::new_checked(&out[..]).unwrap(), src, dst).unwrap(), repr);
+});
