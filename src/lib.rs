@@ -5,5 +5,6 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod demo;
 pub mod dpdk;
 pub mod runtime;

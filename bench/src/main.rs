@@ -5,22 +5,23 @@
 mod dpdk_tools;
 mod passthrough;
 mod report;
+mod tables;
 mod traffic;
 
 use std::path::PathBuf;
 
 use clap::Parser;
 
-use report::Report;
+use report::{Report, Row};
 
 /// The scenarios this build knows.
-const SCENARIOS: &[&str] = &["passthrough"];
+const SCENARIOS: &[&str] = &["passthrough", "tables-lookup", "tables-update"];
 
 /// vpcemu benchmarks: Mpps and cycles per packet beside DPDK's own tools.
 #[derive(Debug, Parser)]
 #[command(name = "vpcemu-bench", version, about)]
 struct Args {
-    /// Scenarios to run (default: all). Known: passthrough.
+    /// Scenarios to run (default: all). Known: passthrough, tables-lookup, tables-update.
     scenarios: Vec<String>,
     /// Write the JSON report to PATH ("-" for stdout).
     #[arg(long, value_name = "PATH")]
@@ -34,6 +35,10 @@ struct Args {
     /// The vpcemu binary (default: next to this one).
     #[arg(long)]
     vpcemu: Option<PathBuf>,
+    /// Table sizes (mappings) for tables-lookup and tables-update, comma-separated
+    /// (default 1000,100000,1000000,10000000).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
     /// Scratch directory for generated traffic.
     #[arg(long, default_value = "target/bench-work")]
     work: PathBuf,
@@ -68,16 +73,17 @@ fn run(args: &Args) -> Result<(), String> {
     let mut report = Report { scenarios: Vec::new() };
     for n in &names {
         eprintln!("vpcemu-bench: running {n} ...");
-        let row = match n.as_str() {
-            "passthrough" => passthrough::run(&passthrough::Setup {
+        match n.as_str() {
+            "passthrough" => report.scenarios.push(passthrough::run(&passthrough::Setup {
                 vpcemu: &vpcemu,
                 work: &args.work,
                 seconds: args.seconds,
                 repeat: args.repeat,
-            })?,
-            _ => unreachable!("checked above"),
-        };
-        report.scenarios.push(row);
+            })?),
+            "tables-lookup" => report.scenarios.extend(tables::tables_lookup(&args.sizes).into_iter().map(Row::from_value)),
+            "tables-update" => report.scenarios.extend(tables::tables_update(&args.sizes).into_iter().map(Row::from_value)),
+            _ => return Err(format!("unknown scenario {n:?}")),
+        }
     }
     print!("{}", report.table());
     if let Some(path) = &args.json {

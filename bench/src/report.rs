@@ -37,6 +37,16 @@ impl Row {
         }
     }
 
+    /// A row from a JSON object with a `name`; every other field goes to `extra`.
+    pub fn from_value(v: Value) -> Row {
+        let mut map = match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        let name = map.remove("name").and_then(|n| n.as_str().map(str::to_owned)).unwrap_or_default();
+        Row { extra: map, ..Row::new(name) }
+    }
+
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(key.to_string(), value.into());
         self

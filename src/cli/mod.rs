@@ -36,6 +36,8 @@ pub enum Command {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// The story of the AWS VPC data plane on a built-in world, narrated and checked.
+    Demo,
     /// Forward packets from one port to another, unchanged, on one worker lcore.
     Passthrough(PassthroughArgs),
 }
@@ -136,6 +138,13 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
             file_prefix: a.file_prefix,
             cards: a.cards,
         }),
+        Command::Demo => {
+            let mut stdout = std::io::stdout();
+            match crate::demo::run(&mut stdout)? {
+                true => Ok(()),
+                false => Err("the demo misbehaved (see the failed checks above)".into()),
+            }
+        }
         Command::Check { topology } => {
             mapping_client::topology::Topology::load(&topology).map_err(|e| e.to_string())?;
             println!("{}: OK", topology.display());

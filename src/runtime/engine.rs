@@ -374,7 +374,7 @@ impl Engine {
             timing,
             returned,
             alert_consumers,
-            aggregator: AlertAggregator::new(spec.alerts, 0),
+            aggregator: AlertAggregator::new(spec.alerts, unix_ms()),
             started: Instant::now(),
             tsc_hz,
             pool,
@@ -413,9 +413,9 @@ impl Engine {
         self.bindings.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Milliseconds since start (the alert clock).
+    /// Wall-clock milliseconds since the Unix epoch (the alert clock: alerts carry `ts`).
     pub fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        unix_ms()
     }
 
     /// Periodic control-core work: table publication and reclamation, mapping heartbeats,
@@ -565,6 +565,10 @@ impl Engine {
         }
         (report, self.pool.in_use())
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Move requests and messages between the service and the clients until quiet, then
