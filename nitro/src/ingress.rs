@@ -163,7 +163,9 @@ fn parse(frame: &[u8], pa: Ipv4Addr) -> Result<Parsed, DropReason> {
         .ok_or(DropReason::Malformed)?;
     let ihl = usize::from(h[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    if ihl < 20 || total != o.inner_len {
+    // Version 4, a header of at least 20 bytes that fits in the packet, and a total length
+    // that is the Geneve payload's.
+    if h[0] >> 4 != 4 || ihl < 20 || ihl > total || total != o.inner_len {
         return Err(DropReason::Malformed);
     }
     if o.inner_len > VPC_MTU {
