@@ -30,11 +30,14 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mapping_client::tables::PrefixTable;
-use mapping_client::{Cidr, EniId, LocalEni, Location, MacAddr, Route, SubnetId, SubnetInfo, TableOp, Tables, VpcEntry};
+use mapping_client::{
+    Cidr, EniId, LocalEni, Location, MacAddr, Route, SubnetId, SubnetInfo, TableOp, Tables,
+    VpcEntry,
+};
 use nitro::{Egress, EgressOutputs, Ingress, NitroCtx};
 use pipeline::{
-    alert_channel, AlertProducer, Burst, CardId, Clock, DropReason, HistogramConfig, Meters, NullClock,
-    Output, StageId, TimingCollector,
+    alert_channel, AlertProducer, Burst, CardId, Clock, DropReason, HistogramConfig, Meters,
+    NullClock, Output, StageId, TimingCollector,
 };
 use wire::vpc::{emit_outer, inner_flow_hash, Encap, OUTER_HEADER_LEN};
 use wire::{PacketBuf, TestBuffer};
@@ -103,7 +106,12 @@ fn mix(x: u32) -> u32 {
 fn location(vni: u32, k: u32) -> Location {
     let ip = addr(vni, k);
     if is_local(vni, k) {
-        return Location { pa: CARD_PA, eni: EniId(1 + k - FIRST_LOCAL), mac: MacAddr::from_ip(ip), subnet: SubnetId(256) };
+        return Location {
+            pa: CARD_PA,
+            eni: EniId(1 + k - FIRST_LOCAL),
+            mac: MacAddr::from_ip(ip),
+            subnet: SubnetId(256),
+        };
     }
     Location {
         pa: Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + mix(vni << 16 | k) % HOSTS),
@@ -135,7 +143,11 @@ fn tables() -> Tables {
             routes: PrefixTable::new([(cidr, Route::Vpc { vni })]),
         })));
         for k in 0..VPC_SIZE {
-            t.apply(&TableOp::UpsertMapping { vni, ip: addr(vni, k), location: location(vni, k) });
+            t.apply(&TableOp::UpsertMapping {
+                vni,
+                ip: addr(vni, k),
+                location: location(vni, k),
+            });
         }
     }
     for k in FIRST_LOCAL..FIRST_LOCAL + LOCAL {
@@ -167,7 +179,10 @@ fn permutation() -> Vec<u32> {
     }
     // NITRO_BENCH_ACTIVE=N shrinks the active set (to separate the stages' own cost from
     // the cache misses of the mapping lookups).
-    if let Some(n) = std::env::var("NITRO_BENCH_ACTIVE").ok().and_then(|s| s.parse::<usize>().ok()) {
+    if let Some(n) = std::env::var("NITRO_BENCH_ACTIVE")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+    {
         v.truncate(n.clamp(1, v.len()));
     }
     v
@@ -209,14 +224,24 @@ fn write_egress(b: &mut TestBuffer, src_mac: MacAddr, dst: u32) {
     f[..6].copy_from_slice(&nitro::subnet_router_mac(SubnetId(256)).0);
     f[6..12].copy_from_slice(&src_mac.0);
     f[12..14].copy_from_slice(&[0x08, 0x00]);
-    write_inner(&mut f[14..], addr(1, FIRST_LOCAL), addr(1, dst), 1024 + (dst % 50_000) as u16);
+    write_inner(
+        &mut f[14..],
+        addr(1, FIRST_LOCAL),
+        addr(1, dst),
+        1024 + (dst % 50_000) as u16,
+    );
 }
 
 fn write_ingress(b: &mut TestBuffer, src: u32, n: usize) {
     resize_front(b, INGRESS_FRAME);
     let f = b.data_mut();
     let dst = FIRST_LOCAL + (n as u32 % LOCAL);
-    write_inner(&mut f[OUTER_HEADER_LEN..], addr(1, src), addr(1, dst), 1024 + (src % 50_000) as u16);
+    write_inner(
+        &mut f[OUTER_HEADER_LEN..],
+        addr(1, src),
+        addr(1, dst),
+        1024 + (src % 50_000) as u16,
+    );
     let src_pa = location(1, src).pa;
     let encap = Encap {
         src_mac: nitro::card_mac(src_pa),
@@ -262,12 +287,17 @@ impl Bench {
         let meters = Meters::new(collector.add_worker(u64::MAX).expect("worker"));
         let (alerts, consumer) = alert_channel(1024);
         std::mem::forget(consumer);
-        let outputs = EgressOutputs { reply: Output::new(0).expect("out"), underlay: Output::new(1).expect("out") };
+        let outputs = EgressOutputs {
+            reply: Output::new(0).expect("out"),
+            underlay: Output::new(1).expect("out"),
+        };
         let mut ports = vec![None; 1 + LOCAL as usize];
         for (i, p) in ports.iter_mut().enumerate().skip(1) {
             *p = Output::new(1 + i);
         }
-        let sender = tables.local_eni_by_ip(1, addr(1, FIRST_LOCAL)).expect("sender");
+        let sender = tables
+            .local_eni_by_ip(1, addr(1, FIRST_LOCAL))
+            .expect("sender");
         let room = 128 + INGRESS_FRAME;
         Bench {
             dir,
@@ -275,7 +305,9 @@ impl Bench {
             perm,
             next: 0,
             bursts: (0..BURSTS).map(|_| Burst::new()).collect(),
-            pool: (0..ROUND).map(|_| TestBuffer::with_room(128, room)).collect(),
+            pool: (0..ROUND)
+                .map(|_| TestBuffer::with_room(128, room))
+                .collect(),
             egress: Egress::new(outputs),
             ingress: Ingress::new(),
             ports,
@@ -306,11 +338,21 @@ impl Bench {
     /// Timed: the card's stages over every burst.
     #[inline(never)]
     fn process<C: Clock>(&mut self, clock: &C) {
-        let mut ctx = NitroCtx { tables: self.tables, card: CardId::Host(0), alerts: &mut self.alerts };
+        let mut ctx = NitroCtx {
+            tables: self.tables,
+            card: CardId::Host(0),
+            alerts: &mut self.alerts,
+        };
         for burst in &mut self.bursts {
             match self.dir {
-                Dir::Egress => self.egress.process(burst, self.sender, &mut ctx, clock, &mut self.meters),
-                Dir::Ingress => self.ingress.process(burst, &self.ports, &mut ctx, clock, &mut self.meters),
+                Dir::Egress => {
+                    self.egress
+                        .process(burst, self.sender, &mut ctx, clock, &mut self.meters)
+                }
+                Dir::Ingress => {
+                    self.ingress
+                        .process(burst, &self.ports, &mut ctx, clock, &mut self.meters)
+                }
             }
         }
     }
@@ -336,7 +378,12 @@ impl Bench {
     fn check(&self) {
         // (Nothing ran when criterion's filter skipped the function.)
         let c = &self.meters.counters;
-        assert_eq!(c.total_drops(), 0, "every packet forwarded ({:?})", DropReason::ALL.map(|r| c.drops(r)));
+        assert_eq!(
+            c.total_drops(),
+            0,
+            "every packet forwarded ({:?})",
+            DropReason::ALL.map(|r| c.drops(r))
+        );
     }
 }
 
@@ -346,7 +393,11 @@ fn world() -> (&'static Tables, &'static [u32]) {
     let (t, p) = WORLD.get_or_init(|| {
         let t0 = Instant::now();
         let t = tables();
-        eprintln!("nitro bench: built {} mappings in {:.1?}", t.mappings().len(), t0.elapsed());
+        eprintln!(
+            "nitro bench: built {} mappings in {:.1?}",
+            t.mappings().len(),
+            t0.elapsed()
+        );
         (t, permutation())
     });
     (t, p)
@@ -430,10 +481,26 @@ fn summary(_c: &mut Criterion) {
             look.push((tsc() - t0) as f64 / ROUND as f64);
         }
     }
-    println!("  lookup_burst alone: {:6.1} cycles/key (32 keys a call)", median(&mut look));
+    println!(
+        "  lookup_burst alone: {:6.1} cycles/key (32 keys a call)",
+        median(&mut look)
+    );
     for (dir, name, stages) in [
-        (Dir::Egress, "egress ", &[StageId::Classify, StageId::VerifySend, StageId::Route, StageId::Encap][..]),
-        (Dir::Ingress, "ingress", &[StageId::VerifyRecv, StageId::Decap][..]),
+        (
+            Dir::Egress,
+            "egress ",
+            &[
+                StageId::Classify,
+                StageId::VerifySend,
+                StageId::Route,
+                StageId::Encap,
+            ][..],
+        ),
+        (
+            Dir::Ingress,
+            "ingress",
+            &[StageId::VerifyRecv, StageId::Decap][..],
+        ),
     ] {
         let (mut off, mut on) = (Bench::new(dir, tables, perm), Bench::new(dir, tables, perm));
         // Half the working set apart, so neither finds the table lines the other just loaded.
@@ -453,7 +520,13 @@ fn summary(_c: &mut Criterion) {
         let (a, b) = (median(&mut a), median(&mut b));
         let per_stage: Vec<String> = stages
             .iter()
-            .map(|s| format!("{} p50 {}", s, on.meters.timing.current().get(*s).value_at_quantile(0.5)))
+            .map(|s| {
+                format!(
+                    "{} p50 {}",
+                    s,
+                    on.meters.timing.current().get(*s).value_at_quantile(0.5)
+                )
+            })
             .collect();
         println!(
             "  {name}: timing off {a:6.1} cycles/packet, timing on {b:6.1} cycles/packet ({:+.1}%); \

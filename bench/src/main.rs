@@ -3,6 +3,7 @@
 //! ARCHITECTURE section 10.
 
 mod dpdk_tools;
+mod nitro;
 mod passthrough;
 mod report;
 mod tables;
@@ -15,13 +16,14 @@ use clap::Parser;
 use report::{Report, Row};
 
 /// The scenarios this build knows.
-const SCENARIOS: &[&str] = &["passthrough", "tables-lookup", "tables-update"];
+const SCENARIOS: &[&str] = &["passthrough", "nitro-egress", "nitro-ingress", "tables-lookup", "tables-update"];
 
 /// vpcemu benchmarks: Mpps and cycles per packet beside DPDK's own tools.
 #[derive(Debug, Parser)]
 #[command(name = "vpcemu-bench", version, about)]
 struct Args {
-    /// Scenarios to run (default: all). Known: passthrough, tables-lookup, tables-update.
+    /// Scenarios to run (default: all). Known: passthrough, nitro-egress, nitro-ingress, tables-lookup,
+    /// tables-update.
     scenarios: Vec<String>,
     /// Write the JSON report to PATH ("-" for stdout).
     #[arg(long, value_name = "PATH")]
@@ -39,6 +41,9 @@ struct Args {
     /// (default 1000,100000,1000000,10000000).
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
+    /// Mappings in the nitro scenarios' world.
+    #[arg(long, default_value_t = 1_000_000)]
+    mappings: u32,
     /// Scratch directory for generated traffic.
     #[arg(long, default_value = "target/bench-work")]
     work: PathBuf,
@@ -80,6 +85,10 @@ fn run(args: &Args) -> Result<(), String> {
                 seconds: args.seconds,
                 repeat: args.repeat,
             })?),
+            "nitro-egress" | "nitro-ingress" => report.scenarios.extend(nitro::run(
+                &nitro::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat, mappings: args.mappings },
+                n == "nitro-ingress",
+            )?),
             "tables-lookup" => report.scenarios.extend(tables::tables_lookup(&args.sizes).into_iter().map(Row::from_value)),
             "tables-update" => report.scenarios.extend(tables::tables_update(&args.sizes).into_iter().map(Row::from_value)),
             _ => return Err(format!("unknown scenario {n:?}")),

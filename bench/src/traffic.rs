@@ -28,6 +28,14 @@ pub fn udp64(i: u32) -> Vec<u8> {
     f
 }
 
+/// Recompute the header checksum of the 20-byte IPv4 header `h`.
+pub fn fix_ipv4_checksum(h: &mut [u8]) {
+    h[10] = 0;
+    h[11] = 0;
+    let sum = ipv4_header_checksum(h);
+    h[10..12].copy_from_slice(&sum.to_be_bytes());
+}
+
 fn ipv4_header_checksum(h: &[u8]) -> u16 {
     let mut sum: u32 = h.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
     while sum > 0xffff {

@@ -3,12 +3,16 @@
 use std::net::Ipv4Addr;
 
 use mapping_client::{EniId, LocalEni, Location, Route, Tables, VpcEntry};
-use pipeline::{run_timed, Burst, Clock, DropReason, Meters, Output, Stage, StageId, Verdict, MAX_BURST};
+use pipeline::{
+    run_timed, Burst, Clock, DropReason, Meters, Output, Stage, StageId, Verdict, MAX_BURST,
+};
 use wire::arp;
 use wire::vpc::{self, Encap, OUTER_ETH_LEN, OUTER_HEADER_LEN, VPC_MTU};
 use wire::{EthernetAddress, PacketBuf};
 
-use crate::{card_mac, eth, ipv4_header20_ok, slot, subnet_router_mac, NitroCtx, UNDERLAY_ROUTER_MAC};
+use crate::{
+    card_mac, eth, ipv4_header20_ok, slot, subnet_router_mac, NitroCtx, UNDERLAY_ROUTER_MAC,
+};
 
 const ETH_LEN: usize = 14;
 const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -37,10 +41,13 @@ struct Scratch {
     /// Destination VNI (Geneve VNI) and PA.
     vni: [u32; MAX_BURST],
     pa: [u32; MAX_BURST],
-    /// The burst's mapping lookups: key, slot, answer.
+    /// The burst's mapping lookups: the distinct keys (a packet with the same key as the
+    /// one before it shares its lookup) and their answers; per slot, its key; the slots
+    /// waiting for an answer.
     keys: [(u32, Ipv4Addr); MAX_BURST],
-    key_slot: [u8; MAX_BURST],
     locs: [Option<Location>; MAX_BURST],
+    key_of: [u8; MAX_BURST],
+    pending: [u8; MAX_BURST],
 }
 
 impl Scratch {
@@ -52,8 +59,9 @@ impl Scratch {
             vni: [0; MAX_BURST],
             pa: [0; MAX_BURST],
             keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
-            key_slot: [0; MAX_BURST],
             locs: [None; MAX_BURST],
+            key_of: [0; MAX_BURST],
+            pending: [0; MAX_BURST],
         }
     }
 }
@@ -83,7 +91,10 @@ pub struct Egress {
 
 impl core::fmt::Debug for Egress {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Egress").field("outputs", &self.outputs).field("next_hop", &self.next_hop).finish()
+        f.debug_struct("Egress")
+            .field("outputs", &self.outputs)
+            .field("next_hop", &self.next_hop)
+            .finish()
     }
 }
 
@@ -187,13 +198,19 @@ fn check_ipv4(frame: &[u8]) -> Result<(u32, u32, u16), DropReason> {
         .ok_or(DropReason::Malformed)?;
     let ihl = usize::from(h[0] & 0x0f) * 4;
     let total = u16::from_be_bytes([h[2], h[3]]);
-    if h[0] >> 4 != 4 || ihl < 20 || usize::from(total) < ihl || frame.len() < ETH_LEN + usize::from(total) {
+    if h[0] >> 4 != 4
+        || ihl < 20
+        || usize::from(total) < ihl
+        || frame.len() < ETH_LEN + usize::from(total)
+    {
         return Err(DropReason::Malformed);
     }
     let ok = if ihl == 20 {
         ipv4_header20_ok(h)
     } else {
-        frame.get(ETH_LEN..ETH_LEN + ihl).is_some_and(wire::checksum::ipv4_header_ok)
+        frame
+            .get(ETH_LEN..ETH_LEN + ihl)
+            .is_some_and(wire::checksum::ipv4_header_ok)
     };
     if !ok {
         return Err(DropReason::Malformed);
@@ -208,7 +225,13 @@ fn check_ipv4(frame: &[u8]) -> Result<(u32, u32, u16), DropReason> {
 }
 
 /// Answer an ARP request in place (see the crate documentation for whom the card answers).
-fn arp_proxy<B: PacketBuf>(p: &mut B, sender: Option<&LocalEni>, tables: &Tables) -> Result<(), DropReason> {
+#[cold]
+#[inline(never)]
+fn arp_proxy<B: PacketBuf>(
+    p: &mut B,
+    sender: Option<&LocalEni>,
+    tables: &Tables,
+) -> Result<(), DropReason> {
     let payload = p.data().get(ETH_LEN..).unwrap_or(&[]);
     let request = arp::Packet::new_checked(payload)
         .and_then(|pkt| arp::Repr::parse(&pkt))
@@ -225,12 +248,17 @@ fn arp_proxy<B: PacketBuf>(p: &mut B, sender: Option<&LocalEni>, tables: &Tables
     let reply = request.reply_with(mac).ok_or(DropReason::ArpIgnored)?;
     let extra = p.len().saturating_sub(ARP_FRAME_LEN);
     p.trim(extra).map_err(|_| DropReason::Malformed)?;
-    let frame = p.data_mut().get_mut(..ARP_FRAME_LEN).ok_or(DropReason::Malformed)?;
+    let frame = p
+        .data_mut()
+        .get_mut(..ARP_FRAME_LEN)
+        .ok_or(DropReason::Malformed)?;
     let (head, body) = frame.split_at_mut(ETH_LEN);
     head[..6].copy_from_slice(&request.source_hardware_addr.0);
     head[6..12].copy_from_slice(&mac.0);
     head[12..].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
-    reply.emit(&mut arp::Packet::new_unchecked(body)).map_err(|_| DropReason::Malformed)
+    reply
+        .emit(&mut arp::Packet::new_unchecked(body))
+        .map_err(|_| DropReason::Malformed)
 }
 
 /// The MAC the card answers for `target` to `sender`, if it answers.
@@ -239,7 +267,9 @@ fn arp_answer(tables: &Tables, sender: &LocalEni, target: Ipv4Addr) -> Option<Et
     if !vpc.cidr.contains(target) {
         return None;
     }
-    let in_subnet = tables.subnet(sender.subnet).is_some_and(|s| s.cidr.contains(target));
+    let in_subnet = tables
+        .subnet(sender.subnet)
+        .is_some_and(|s| s.cidr.contains(target));
     match tables.lookup(sender.vni, target) {
         Some(peer) if in_subnet => Some(eth(peer.mac)),
         _ => Some(subnet_router_mac(sender.subnet)),
@@ -273,12 +303,23 @@ impl<'c, 't> Stage<EgressCtx<'c, 't>> for VerifySend {
         let check_ip = sender.source_dest_check;
         for i in burst.live_indices() {
             let j = slot(i);
-            let mac_ok = burst.get(i).and_then(|p| p.data().get(6..12)).is_some_and(|m| m == mac);
+            let mac_ok = burst
+                .get(i)
+                .and_then(|p| p.data().get(6..12))
+                .is_some_and(|m| m == mac);
             let src = Ipv4Addr::from(s.src[j]);
             if mac_ok && (!check_ip || sender.owns(src)) {
                 continue;
             }
-            cx.nitro.alert(REASON, Self::ID, eni, sender.vni, None, src, Ipv4Addr::from(s.dst[j]));
+            cx.nitro.alert(
+                REASON,
+                Self::ID,
+                eni,
+                sender.vni,
+                None,
+                src,
+                Ipv4Addr::from(s.dst[j]),
+            );
             burst.drop(i, REASON);
         }
     }
@@ -305,7 +346,8 @@ impl<'c, 't> Stage<EgressCtx<'c, 't>> for RouteStage {
             for i in burst.live_indices() {
                 let j = slot(i);
                 let (src, dst) = (Ipv4Addr::from(s.src[j]), Ipv4Addr::from(s.dst[j]));
-                cx.nitro.alert(DropReason::NoRoute, Self::ID, eni, svni, None, src, dst);
+                cx.nitro
+                    .alert(DropReason::NoRoute, Self::ID, eni, svni, None, src, dst);
                 burst.drop(i, DropReason::NoRoute);
             }
             return;
@@ -313,7 +355,9 @@ impl<'c, 't> Stage<EgressCtx<'c, 't>> for RouteStage {
         // The last peering answer (for a VNI other than the sender's): a burst mostly goes
         // to one or two VPCs.
         let mut peer: (u32, bool) = (svni, false);
-        let mut n = 0usize;
+        // Distinct keys, and packets waiting for a lookup.
+        let (mut n, mut waiting) = (0usize, 0usize);
+        let mut last: Option<(u32, Ipv4Addr)> = None;
         for i in burst.live_indices() {
             let j = slot(i);
             let dst = Ipv4Addr::from(s.dst[j]);
@@ -324,10 +368,14 @@ impl<'c, 't> Stage<EgressCtx<'c, 't>> for RouteStage {
                     }
                     if vni == svni || peer.1 {
                         s.vni[j] = vni;
-                        let k = slot(n);
-                        s.keys[k] = (vni, dst);
-                        s.key_slot[k] = j as u8;
-                        n += 1;
+                        if last != Some((vni, dst)) {
+                            last = Some((vni, dst));
+                            s.keys[slot(n)] = (vni, dst);
+                            n += 1;
+                        }
+                        s.key_of[j] = (n - 1) as u8;
+                        s.pending[slot(waiting)] = j as u8;
+                        waiting += 1;
                         continue;
                     }
                     Err((DropReason::NotPeered, Some(vni)))
@@ -337,7 +385,9 @@ impl<'c, 't> Stage<EgressCtx<'c, 't>> for RouteStage {
                     None => Ok(edge_pa),
                 },
                 Some(
-                    Route::Vpn { edge_pa, .. } | Route::Dx { edge_pa, .. } | Route::Endpoint { edge_pa, .. },
+                    Route::Vpn { edge_pa, .. }
+                    | Route::Dx { edge_pa, .. }
+                    | Route::Endpoint { edge_pa, .. },
                 ) => Ok(edge_pa),
                 None => Err((DropReason::NoRoute, None)),
             };
@@ -348,12 +398,14 @@ impl<'c, 't> Stage<EgressCtx<'c, 't>> for RouteStage {
                 }
                 Ok(_) => {
                     let src = Ipv4Addr::from(s.src[j]);
-                    cx.nitro.alert(DropReason::NoRoute, Self::ID, eni, svni, None, src, dst);
+                    cx.nitro
+                        .alert(DropReason::NoRoute, Self::ID, eni, svni, None, src, dst);
                     burst.drop(i, DropReason::NoRoute);
                 }
                 Err((reason, peer_vni)) => {
                     let src = Ipv4Addr::from(s.src[j]);
-                    cx.nitro.alert(reason, Self::ID, eni, svni, peer_vni, src, dst);
+                    cx.nitro
+                        .alert(reason, Self::ID, eni, svni, peer_vni, src, dst);
                     burst.drop(i, reason);
                 }
             }
@@ -363,10 +415,10 @@ impl<'c, 't> Stage<EgressCtx<'c, 't>> for RouteStage {
         }
         let n = n.min(MAX_BURST);
         tables.lookup_burst(&s.keys[..n], &mut s.locs[..n]);
-        for (&j, loc) in s.key_slot.iter().zip(s.locs.iter()).take(n) {
-            let j = usize::from(j);
-            match loc {
-                Some(loc) if !loc.pa.is_unspecified() => s.pa[slot(j)] = u32::from(loc.pa),
+        for &j in s.pending.iter().take(waiting) {
+            let j = slot(usize::from(j));
+            match s.locs[slot(usize::from(s.key_of[j]))] {
+                Some(loc) if !loc.pa.is_unspecified() => s.pa[j] = u32::from(loc.pa),
                 _ => {
                     burst.drop(j, DropReason::NoMapping);
                 }
@@ -379,13 +431,19 @@ impl<'c, 't> Stage<EgressCtx<'c, 't>> for RouteStage {
 /// internet gateway.
 #[inline(always)]
 fn route(vpc: &VpcEntry, dst: Ipv4Addr) -> Option<Route> {
-    vpc.routes.lookup(dst).or_else(|| vpc.internet_gateway.map(|edge_pa| Route::Internet { edge_pa }))
+    vpc.routes.lookup(dst).or_else(|| {
+        vpc.internet_gateway
+            .map(|edge_pa| Route::Internet { edge_pa })
+    })
 }
 
 /// A VPC of this card's view, other than `own`, whose CIDR holds `dst`: traffic the
 /// internet gateway must not carry (only reached for internet-bound packets).
 fn foreign_vpc(tables: &Tables, own: u32, dst: Ipv4Addr) -> Option<u32> {
-    tables.vpcs().find(|v| v.vni != own && v.cidr.contains(dst)).map(|v| v.vni)
+    tables
+        .vpcs()
+        .find(|v| v.vni != own && v.cidr.contains(dst))
+        .map(|v| v.vni)
 }
 
 // ----- encap -----
@@ -451,7 +509,9 @@ impl OuterTemplate {
         let src = u32::from(encap.src_pa);
         // Version/IHL/DSCP, flags (DF), TTL/protocol, source address; total length,
         // checksum and destination are added per packet.
-        let base = 0x4500 + u32::from(wire::ipv4::FLAG_DF) + (u32::from(vpc::OUTER_TTL) << 8 | 17)
+        let base = 0x4500
+            + u32::from(wire::ipv4::FLAG_DF)
+            + (u32::from(vpc::OUTER_TTL) << 8 | 17)
             + (src >> 16)
             + (src & 0xffff);
         Some(OuterTemplate { head, base })
@@ -460,7 +520,14 @@ impl OuterTemplate {
     /// Write the header for an inner packet of `inner_len` bytes (at most [`VPC_MTU`])
     /// towards `dst_pa` in VNI `vni` (at most 24 bits) with flow hash `hash`.
     #[inline(always)]
-    fn write(&self, out: &mut [u8; OUTER_HEADER_LEN], dst_pa: u32, vni: u32, inner_len: usize, hash: u32) {
+    fn write(
+        &self,
+        out: &mut [u8; OUTER_HEADER_LEN],
+        dst_pa: u32,
+        vni: u32,
+        inner_len: usize,
+        hash: u32,
+    ) {
         const IP_OVERHEAD: usize = OUTER_HEADER_LEN - OUTER_ETH_LEN;
         *out = self.head;
         let total = (inner_len + IP_OVERHEAD) as u16;
@@ -531,7 +598,12 @@ mod tests {
             let hash = next() as u32;
             let mut want = [0u8; OUTER_HEADER_LEN];
             vpc::emit_outer(&mut want, &encap, len, hash).unwrap();
-            let t = OuterTemplate::new(&Encap { dst_pa: Ipv4Addr::UNSPECIFIED, vni: 0, ..encap }).unwrap();
+            let t = OuterTemplate::new(&Encap {
+                dst_pa: Ipv4Addr::UNSPECIFIED,
+                vni: 0,
+                ..encap
+            })
+            .unwrap();
             let mut got = [0xaau8; OUTER_HEADER_LEN];
             t.write(&mut got, u32::from(encap.dst_pa), encap.vni, len, hash);
             assert_eq!(got, want, "{encap:?} {len} {hash}");

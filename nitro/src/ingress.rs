@@ -3,7 +3,9 @@
 use std::net::Ipv4Addr;
 
 use mapping_client::{EniId, Location, Tables};
-use pipeline::{run_timed, Burst, Clock, DropReason, Meters, Output, Stage, StageId, Verdict, MAX_BURST};
+use pipeline::{
+    run_timed, Burst, Clock, DropReason, Meters, Output, Stage, StageId, Verdict, MAX_BURST,
+};
 use wire::vpc::{self, VPC_MTU};
 use wire::PacketBuf;
 
@@ -21,11 +23,14 @@ struct Scratch {
     /// Where the inner packet starts and how long it is.
     inner_offset: [u16; MAX_BURST],
     inner_len: [u16; MAX_BURST],
-    /// The burst's lookups: (source VPC, inner source) at 2k, (VNI, inner destination) at
-    /// 2k + 1, for the k-th parsed packet in slot `key_slot[k]`.
+    /// The burst's lookups: the distinct keys, (source VPC, inner source) and (VNI, inner
+    /// destination) of every parsed packet (a key equal to the previous packet's same key
+    /// shares its lookup), and their answers; per slot, its two keys; the parsed slots.
     keys: [(u32, Ipv4Addr); 2 * MAX_BURST],
-    key_slot: [u8; MAX_BURST],
     locs: [Option<Location>; 2 * MAX_BURST],
+    src_key: [u8; MAX_BURST],
+    dst_key: [u8; MAX_BURST],
+    parsed: [u8; MAX_BURST],
     /// The Ethernet addresses decap writes (destination, source) and the ENI's output.
     eth: [[u8; 12]; MAX_BURST],
     out: [Option<Output>; MAX_BURST],
@@ -40,8 +45,10 @@ impl Scratch {
             inner_offset: [0; MAX_BURST],
             inner_len: [0; MAX_BURST],
             keys: [(0, Ipv4Addr::UNSPECIFIED); 2 * MAX_BURST],
-            key_slot: [0; MAX_BURST],
             locs: [None; 2 * MAX_BURST],
+            src_key: [0; MAX_BURST],
+            dst_key: [0; MAX_BURST],
+            parsed: [0; MAX_BURST],
             eth: [[0; 12]; MAX_BURST],
             out: [None; MAX_BURST],
         }
@@ -109,7 +116,11 @@ impl Default for Ingress {
 impl Ingress {
     /// The pipeline.
     pub fn new() -> Self {
-        Ingress { verify: VerifyRecv, decap: Decap, scratch: Box::new(Scratch::new()) }
+        Ingress {
+            verify: VerifyRecv,
+            decap: Decap,
+            scratch: Box::new(Scratch::new()),
+        }
     }
 
     /// Run verify-recv and decap over a burst of underlay frames. `eni_ports` says which
@@ -128,7 +139,11 @@ impl Ingress {
         if burst.live_mask() == 0 {
             return;
         }
-        let mut cx = IngressCtx { nitro: ctx, ports: eni_ports, s: &mut self.scratch };
+        let mut cx = IngressCtx {
+            nitro: ctx,
+            ports: eni_ports,
+            s: &mut self.scratch,
+        };
         run_timed(&mut self.verify, burst, &mut cx, clock, meters);
         run_timed(&mut self.decap, burst, &mut cx, clock, meters);
     }
@@ -183,6 +198,27 @@ fn parse(frame: &[u8], pa: Ipv4Addr) -> Result<Parsed, DropReason> {
     })
 }
 
+/// The index of `key` in `keys`: the previous one of its kind (`last`) when equal, else a
+/// new entry.
+#[inline(always)]
+fn key_index(
+    keys: &mut [(u32, Ipv4Addr); 2 * MAX_BURST],
+    n: &mut usize,
+    last: &mut Option<((u32, Ipv4Addr), u8)>,
+    key: (u32, Ipv4Addr),
+) -> u8 {
+    if let Some((k, index)) = *last {
+        if k == key {
+            return index;
+        }
+    }
+    let index = (*n & (2 * MAX_BURST - 1)) as u8;
+    keys[usize::from(index)] = key;
+    *last = Some((key, index));
+    *n += 1;
+    index
+}
+
 /// `verify-recv`: parse, then one burst lookup of every source and destination, then the
 /// sender, VPC and destination checks.
 struct VerifyRecv;
@@ -197,7 +233,8 @@ impl<'c, 't, P: EniPorts + ?Sized> Stage<IngressCtx<'c, 't, P>> for VerifyRecv {
         let s = &mut *cx.s;
 
         // Parse every frame and gather its two keys.
-        let mut n = 0usize;
+        let (mut n, mut ok) = (0usize, 0usize);
+        let (mut last_src, mut last_dst) = (None, None);
         for i in burst.live_indices() {
             let parsed = match burst.get(i) {
                 Some(p) => parse(p.data(), pa),
@@ -211,11 +248,11 @@ impl<'c, 't, P: EniPorts + ?Sized> Stage<IngressCtx<'c, 't, P>> for VerifyRecv {
                     s.source_vpc[j] = p.source_vpc;
                     s.inner_offset[j] = p.inner_offset;
                     s.inner_len[j] = p.inner_len;
-                    let k = slot(n);
-                    s.keys[2 * k] = (p.source_vpc, p.src);
-                    s.keys[2 * k + 1] = (p.vni, p.dst);
-                    s.key_slot[k] = j as u8;
-                    n += 1;
+                    s.src_key[j] =
+                        key_index(&mut s.keys, &mut n, &mut last_src, (p.source_vpc, p.src));
+                    s.dst_key[j] = key_index(&mut s.keys, &mut n, &mut last_dst, (p.vni, p.dst));
+                    s.parsed[slot(ok)] = j as u8;
+                    ok += 1;
                 }
                 Err(reason) => {
                     burst.drop(i, reason);
@@ -225,18 +262,17 @@ impl<'c, 't, P: EniPorts + ?Sized> Stage<IngressCtx<'c, 't, P>> for VerifyRecv {
         if n == 0 {
             return;
         }
-        let n = n.min(MAX_BURST);
-        tables.lookup_burst(&s.keys[..2 * n], &mut s.locs[..2 * n]);
+        let n = n.min(2 * MAX_BURST);
+        tables.lookup_burst(&s.keys[..n], &mut s.locs[..n]);
 
-        // Last answers, reused within the burst: most of a burst is one flow or two.
+        // The last peering answer, reused within the burst.
         let mut peered: (u32, u32, bool) = (0, 0, false);
-        let found = s.keys.chunks_exact(2).zip(s.locs.chunks_exact(2)).zip(s.key_slot.iter()).take(n);
-        for ((keys, locs), &j) in found {
-            let (j, i) = (slot(usize::from(j)), usize::from(j));
-            let (&[(source_vpc, src), (vni, dst)], &[src_loc, dst_loc]) = (keys, locs) else {
-                burst.drop(i, DropReason::Malformed); // unreachable: chunks of two
-                continue;
-            };
+        for &j in s.parsed.iter().take(ok) {
+            let (i, j) = (usize::from(j), slot(usize::from(j)));
+            let sk = usize::from(s.src_key[j]) & (2 * MAX_BURST - 1);
+            let dk = usize::from(s.dst_key[j]) & (2 * MAX_BURST - 1);
+            let ((source_vpc, src), src_loc) = (s.keys[sk], s.locs[sk]);
+            let ((vni, dst), dst_loc) = (s.keys[dk], s.locs[dk]);
             let src_pa = s.src_pa[j];
 
             let by_mapping = matches!(src_loc, Some(l) if u32::from(l.pa) == src_pa);
@@ -252,7 +288,15 @@ impl<'c, 't, P: EniPorts + ?Sized> Stage<IngressCtx<'c, 't, P>> for VerifyRecv {
                 let reason = DropReason::UnknownSender;
                 let peer_vni = (vni != source_vpc).then_some(vni);
                 let eni = dst_here.map(|l| l.eni.0);
-                cx.nitro.alert(reason, StageId::VerifyRecv, eni, source_vpc, peer_vni, src, dst);
+                cx.nitro.alert(
+                    reason,
+                    StageId::VerifyRecv,
+                    eni,
+                    source_vpc,
+                    peer_vni,
+                    src,
+                    dst,
+                );
                 burst.drop(i, reason);
                 continue;
             }
@@ -306,12 +350,20 @@ impl<'c, 't, P: ?Sized> Stage<IngressCtx<'c, 't, P>> for Decap {
 
 /// Remove the outer header and any padding, write Ethernet (`eth`: destination, source).
 #[inline(always)]
-fn decapsulate<B: PacketBuf>(p: &mut B, offset: usize, len: usize, eth: &[u8; 12]) -> Result<(), DropReason> {
+fn decapsulate<B: PacketBuf>(
+    p: &mut B,
+    offset: usize,
+    len: usize,
+    eth: &[u8; 12],
+) -> Result<(), DropReason> {
     let padding = p.len().saturating_sub(offset + len);
     p.trim(padding).map_err(|_| DropReason::Malformed)?;
     let strip = offset.checked_sub(ETH_LEN).ok_or(DropReason::Malformed)?;
     p.adj(strip).map_err(|_| DropReason::Malformed)?;
-    let head = p.data_mut().get_mut(..ETH_LEN).ok_or(DropReason::Malformed)?;
+    let head = p
+        .data_mut()
+        .get_mut(..ETH_LEN)
+        .ok_or(DropReason::Malformed)?;
     head[..12].copy_from_slice(eth);
     head[12..].copy_from_slice(&[0x08, 0x00]);
     Ok(())

@@ -124,12 +124,17 @@
 //!
 //! Per-packet work is done on fixed offsets with the parse results kept in a per-burst
 //! scratch (nothing is parsed twice); the route and the mapping lookups of a burst are one
-//! pass each (hash every key, then probe); per-burst state (the sender ENI, its VPC entry,
-//! the last peering answer) is looked up once per burst. Nothing allocates, locks, logs or
+//! pass each (hash every key, then probe), and a packet whose key equals the previous
+//! packet's (a burst of one flow) shares its lookup; per-burst state (the sender ENI, its
+//! VPC entry, the outer header template, the last peering answer) is looked up once per
+//! burst. Nothing allocates, locks, logs or
 //! makes a syscall: the scratch lives in the [`Egress`] / [`Ingress`] value the worker owns.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 use std::net::Ipv4Addr;
 
@@ -155,13 +160,17 @@ pub struct NitroCtx<'a> {
 
 impl core::fmt::Debug for NitroCtx<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("NitroCtx").field("card", &self.card).field("pa", &self.tables.pa()).finish()
+        f.debug_struct("NitroCtx")
+            .field("card", &self.card)
+            .field("pa", &self.tables.pa())
+            .finish()
     }
 }
 
 impl NitroCtx<'_> {
     /// Raise a security alert (a push into a bounded lock-free queue; lost when full).
-    #[inline]
+    #[cold]
+    #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn alert(
         &mut self,
@@ -174,13 +183,23 @@ impl NitroCtx<'_> {
         dst: Ipv4Addr,
     ) {
         let card = self.card;
-        self.alerts.raise(AlertEvent { reason, stage, card, eni, vni, peer_vni, src, dst });
+        self.alerts.raise(AlertEvent {
+            reason,
+            stage,
+            card,
+            eni,
+            vni,
+            peer_vni,
+            src,
+            dst,
+        });
     }
 }
 
 /// Outer Ethernet destination of encapsulated packets: the underlay next hop (see the crate
 /// documentation).
-pub const UNDERLAY_ROUTER_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0xfe, 0x00, 0x01]);
+pub const UNDERLAY_ROUTER_MAC: EthernetAddress =
+    EthernetAddress([0x02, 0x00, 0x00, 0xfe, 0x00, 0x01]);
 
 /// The MAC a card answers ARP with for the router of `subnet` (and for every address of the
 /// VPC outside that subnet): `02:00:00:ff:` + the subnet id, big-endian.
@@ -242,8 +261,14 @@ mod tests {
 
     #[test]
     fn macs() {
-        assert_eq!(subnet_router_mac(SubnetId(0x0102)).to_string(), "02:00:00:ff:01:02");
-        assert_eq!(card_mac(Ipv4Addr::new(198, 18, 0, 1)).to_string(), "02:00:c6:12:00:01");
+        assert_eq!(
+            subnet_router_mac(SubnetId(0x0102)).to_string(),
+            "02:00:00:ff:01:02"
+        );
+        assert_eq!(
+            card_mac(Ipv4Addr::new(198, 18, 0, 1)).to_string(),
+            "02:00:c6:12:00:01"
+        );
         assert_eq!(UNDERLAY_ROUTER_MAC.to_string(), "02:00:00:fe:00:01");
         let h = mapping_client::CardId::Host(mapping_client::HostId(3));
         assert_eq!(card_id(h), CardId::Host(3));

@@ -186,13 +186,28 @@ fn lcore_list(lcores: &[u32]) -> String {
     lcores.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// Mbufs to create: enough for every port's descriptors and the soft queues, within the
-/// memory the topology gives DPDK (about 60% of it for the pool).
-fn pool_size(memory_mb: u32, ports: usize, workers: usize) -> u32 {
+/// Mbufs to create: enough for every port's descriptors, the soft queues and the packets
+/// net_pcap holds for `infinite_rx`, within the memory the topology gives DPDK (about 60%
+/// of it for the pool).
+fn pool_size(memory_mb: u32, ports: usize, workers: usize, held: u64) -> u32 {
     let per_mbuf = u64::from(dpdk::MBUF_DATA_SIZE) + 128 + 128 + 64;
     let fit = u64::from(memory_mb) * 1024 * 1024 * 6 / 10 / per_mbuf;
-    let want = 4096 + 2048 * ports as u64 + 1024 * workers as u64;
-    want.min(fit).min(65535) as u32
+    let want = 4096 + 2048 * ports as u64 + 1024 * workers as u64 + held;
+    want.min(fit).min(u64::from(u32::MAX)) as u32
+}
+
+/// Packets a net_pcap vdev with `infinite_rx=1` keeps in mbufs: its whole `rx_pcap` file.
+fn infinite_rx_packets(vdev: &str) -> u64 {
+    let args: Vec<&str> = vdev.split(',').collect();
+    if !args.iter().any(|a| a.trim() == "infinite_rx=1") {
+        return 0;
+    }
+    let Some(path) = args.iter().find_map(|a| a.trim().strip_prefix("rx_pcap=")) else { return 0 };
+    let Ok(bytes) = std::fs::read(path) else { return 0 };
+    match wire::pcap::Reader::new(&bytes) {
+        Ok(r) => r.count() as u64,
+        Err(_) => 0,
+    }
 }
 
 impl Engine {
@@ -222,7 +237,18 @@ impl Engine {
         }
         let eal = eal.init()?;
         let tsc_hz = eal.tsc_hz();
-        let pool = Arc::new(Mempool::new("vpcemu", pool_size(dp.memory_mb, spec.ports.len(), workers.len()), 256)?);
+        let held: u64 = spec
+            .ports
+            .iter()
+            .map(|p| match &p.io {
+                PortIo::Vdev(v) => infinite_rx_packets(v),
+                PortIo::Soft => 0,
+            })
+            .sum();
+        let mbufs = pool_size(dp.memory_mb, spec.ports.len(), workers.len(), held);
+        let pool = Arc::new(Mempool::new("vpcemu", mbufs, 256).map_err(|e| {
+            EngineError::Config(format!("{e} ({mbufs} mbufs of 9.6 KiB in dataplane.memory_mb = {})", dp.memory_mb))
+        })?);
 
         // Cards: hosts then edges, in file order.
         if let Some(names) = &spec.cards {

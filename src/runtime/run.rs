@@ -96,12 +96,20 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         }
     }
     drop(control);
+    let seconds = start.elapsed().as_secs_f64();
+    let tsc_hz = engine.tsc_hz();
     let (report, in_use) = engine.shutdown(&mut alerts_out);
     alerts_out.flush().map_err(|e| format!("writing alerts: {e}"))?;
     print!("{}", report.to_table());
     println!("mbufs in use at exit: {in_use}");
     if let Some(p) = &opts.stats_json {
-        write_file(p, &(report.to_json() + "\n"))?;
+        // The report of ARCHITECTURE section 8, plus how long the run forwarded and the
+        // TSC frequency (for cycles per packet).
+        let mut v: serde_json::Value = serde_json::from_str(&report.to_json()).map_err(|e| e.to_string())?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("run".into(), serde_json::json!({ "seconds": seconds, "tsc_hz": tsc_hz, "mbufs_in_use": in_use }));
+        }
+        write_file(p, &(serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n"))?;
     }
     if in_use != 0 {
         return Err(format!("{in_use} mbufs still in use at exit (leak)"));

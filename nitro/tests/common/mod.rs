@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use mapping_client::{EniId, Tables, Topology};
 use nitro::{card_id, Egress, EgressOutputs, Ingress, NitroCtx};
 use pipeline::{
-    alert_channel, AlertConsumer, AlertEvent, AlertProducer, Burst, DropReason, HistogramConfig, Meters,
-    Output, StepClock, TimingCollector, Verdict,
+    alert_channel, AlertConsumer, AlertEvent, AlertProducer, Burst, DropReason, HistogramConfig,
+    Meters, Output, StepClock, TimingCollector, Verdict,
 };
 use wire::{EthernetAddress, PacketBuf, TestBuffer};
 
@@ -205,7 +205,10 @@ impl Card {
             consumer,
             meters,
             collector,
-            egress: Egress::new(EgressOutputs { reply: REPLY, underlay: UNDERLAY }),
+            egress: Egress::new(EgressOutputs {
+                reply: REPLY,
+                underlay: UNDERLAY,
+            }),
             ingress: Ingress::new(),
             ports: Vec::new(),
             clock: StepClock::new(0, 100),
@@ -229,16 +232,31 @@ impl Card {
     /// Egress of `frames` from the port of `eni`; verdicts and buffers in slot order.
     pub fn egress(&mut self, eni: EniId, frames: Vec<TestBuffer>) -> Vec<(Verdict, TestBuffer)> {
         let mut burst = burst_of(frames);
-        let mut ctx = NitroCtx { tables: &self.tables, card: self.card, alerts: &mut self.alerts };
-        self.egress.process(&mut burst, eni, &mut ctx, &self.clock, &mut self.meters);
+        let mut ctx = NitroCtx {
+            tables: &self.tables,
+            card: self.card,
+            alerts: &mut self.alerts,
+        };
+        self.egress
+            .process(&mut burst, eni, &mut ctx, &self.clock, &mut self.meters);
         drain(&mut burst, &mut self.meters)
     }
 
     /// Ingress of underlay `frames`.
     pub fn ingress(&mut self, frames: Vec<TestBuffer>) -> Vec<(Verdict, TestBuffer)> {
         let mut burst = burst_of(frames);
-        let mut ctx = NitroCtx { tables: &self.tables, card: self.card, alerts: &mut self.alerts };
-        self.ingress.process(&mut burst, &self.ports, &mut ctx, &self.clock, &mut self.meters);
+        let mut ctx = NitroCtx {
+            tables: &self.tables,
+            card: self.card,
+            alerts: &mut self.alerts,
+        };
+        self.ingress.process(
+            &mut burst,
+            &self.ports,
+            &mut ctx,
+            &self.clock,
+            &mut self.meters,
+        );
         drain(&mut burst, &mut self.meters)
     }
 
@@ -281,7 +299,14 @@ pub fn ip_checksum(h: &[u8]) -> u16 {
 }
 
 /// An IPv4 packet: 20-byte header (or 20 + `options`), protocol `proto`, `payload`.
-pub fn ipv4_with(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, ttl: u8, options: &[u8], payload: &[u8]) -> Vec<u8> {
+pub fn ipv4_with(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    ttl: u8,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
     assert_eq!(options.len() % 4, 0);
     let ihl = 20 + options.len();
     let total = ihl + payload.len();
@@ -315,7 +340,12 @@ pub fn udp(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> Vec<u8> {
 }
 
 /// An Ethernet frame.
-pub fn ether(dst: EthernetAddress, src: EthernetAddress, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+pub fn ether(
+    dst: EthernetAddress,
+    src: EthernetAddress,
+    ethertype: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + payload.len());
     f.extend_from_slice(&dst.0);
     f.extend_from_slice(&src.0);
@@ -346,7 +376,13 @@ pub fn buf(bytes: &[u8]) -> TestBuffer {
 }
 
 /// A Geneve frame as a card would send it (built with the wire crate's emitter).
-pub fn geneve(src_pa: Ipv4Addr, dst_pa: Ipv4Addr, vni: u32, source_vpc: u32, inner: &[u8]) -> Vec<u8> {
+pub fn geneve(
+    src_pa: Ipv4Addr,
+    dst_pa: Ipv4Addr,
+    vni: u32,
+    source_vpc: u32,
+    inner: &[u8],
+) -> Vec<u8> {
     let mut b = TestBuffer::from_slice(inner);
     let encap = wire::vpc::Encap {
         src_mac: nitro::card_mac(src_pa),

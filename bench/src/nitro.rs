@@ -1,0 +1,216 @@
+//! Scenarios `nitro-egress` and `nitro-ingress`: `vpcemu run` with one Nitro card
+//! (`--cards host-a`) on one worker, a world of 1M mappings (16 peered /16 VPCs, the
+//! instances spread over 64 remote hosts), 64-byte frames to or from 64k distinct
+//! instances, net_pcap (infinite_rx) -> net_null (no-rx), beside `dpdk-testpmd
+//! --forward-mode=io` on the same vdevs; each measured with stage timing on and off.
+//!
+//! - egress: the local instance's vNIC replays frames to 64k destinations; the card
+//!   encapsulates them and, the destinations' hosts not being in this process, sends them
+//!   out of host-a's underlay port.
+//! - ingress: host-a's underlay port replays Geneve frames from 64k instances on their
+//!   right hosts; the card verifies and decapsulates them to the local instance's vNIC.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use wire::ethernet::EthernetAddress;
+use wire::vpc;
+
+use crate::dpdk_tools::testpmd_io;
+use crate::report::Row;
+use crate::traffic;
+
+pub const VPCS: u32 = 16;
+pub const REMOTE_HOSTS: u32 = 64;
+pub const ACTIVE: u32 = 65_536;
+const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+
+pub struct Setup<'a> {
+    pub vpcemu: &'a Path,
+    pub work: &'a Path,
+    pub seconds: f64,
+    pub repeat: usize,
+    pub mappings: u32,
+}
+
+/// The i-th remote instance: (address, VPC index, host index).
+fn instance(i: u32) -> (Ipv4Addr, u32, u32) {
+    let per_vpc = 65_530;
+    let (vpc, k) = (i / per_vpc, i % per_vpc + 4);
+    let k = if vpc == 0 && k >= 10 { k + 1 } else { k }; // skip the local instance's .0.10
+    (Ipv4Addr::new(10, vpc as u8, (k >> 8) as u8, k as u8), vpc, i % REMOTE_HOSTS)
+}
+
+fn host_pa(h: u32) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, (h >> 8) as u8, h as u8)
+}
+
+/// The world, written once per size (loading 1M instances takes seconds, writing it too).
+fn world(s: &Setup, ports: &str) -> Result<PathBuf, String> {
+    let base = s.work.join(format!("nitro-world-{}.toml", s.mappings));
+    if !base.exists() {
+        let mut t = String::with_capacity(s.mappings as usize * 96);
+        t.push_str("[[host]]\nname = \"host-a\"\npa = \"198.18.0.1\"\n\n");
+        for h in 0..REMOTE_HOSTS {
+            let _ = write!(t, "[[host]]\nname = \"remote-{h}\"\npa = \"{}\"\n\n", host_pa(h));
+        }
+        for v in 0..VPCS {
+            let _ = write!(t, "[[vpc]]\nname = \"red-{v}\"\nvni = {}\ncidr = \"10.{v}.0.0/16\"\n\n", 101 + v);
+            let _ = write!(t, "[[subnet]]\nname = \"red-{v}-a\"\nvpc = \"red-{v}\"\ncidr = \"10.{v}.0.0/16\"\n\n");
+        }
+        for v in 1..VPCS {
+            let _ = write!(t, "[[peering]]\nvpcs = [\"red-0\", \"red-{v}\"]\n\n");
+        }
+        let _ = write!(t, "[[instance]]\nname = \"src\"\nsubnet = \"red-0-a\"\nhost = \"host-a\"\nip = \"{SRC}\"\n\n");
+        for i in 0..s.mappings.saturating_sub(1) {
+            let (ip, v, h) = instance(i);
+            let _ = write!(t, "[[instance]]\nname = \"i{i}\"\nsubnet = \"red-{v}-a\"\nhost = \"remote-{h}\"\nip = \"{ip}\"\n\n");
+        }
+        std::fs::write(&base, t).map_err(|e| format!("{}: {e}", base.display()))?;
+    }
+    let body = std::fs::read_to_string(&base).map_err(|e| e.to_string())?;
+    let path = s.work.join("nitro-run.toml");
+    let head = "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 2048\nhugepages = \"auto\"\n\n";
+    std::fs::write(&path, format!("{head}{body}{ports}")).map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// 64-byte frames from the local instance to `ACTIVE` distinct destinations.
+fn egress_frames(mappings: u32) -> Vec<Vec<u8>> {
+    let n = ACTIVE.min(mappings.saturating_sub(1));
+    (0..n)
+        .map(|j| {
+            // Spread the active set over the whole table.
+            let i = (u64::from(j) * u64::from(mappings - 1) / u64::from(n)) as u32;
+            let (dst, _, _) = instance(i);
+            let mut f = traffic::udp64(j);
+            f[0..6].copy_from_slice(&[0x02, 0, 0, 0xff, 0, 0]);
+            f[6..12].copy_from_slice(&[0x02, 0x00, 10, 0, 0, 10]);
+            f[26..30].copy_from_slice(&SRC.octets());
+            f[30..34].copy_from_slice(&dst.octets());
+            traffic::fix_ipv4_checksum(&mut f[14..34]);
+            f
+        })
+        .collect()
+}
+
+/// Geneve frames to host-a from `ACTIVE` distinct instances, each from its own host.
+fn ingress_frames(mappings: u32) -> Vec<Vec<u8>> {
+    let n = ACTIVE.min(mappings.saturating_sub(1));
+    (0..n)
+        .map(|j| {
+            let i = (u64::from(j) * u64::from(mappings - 1) / u64::from(n)) as u32;
+            let (src, v, h) = instance(i);
+            let mut inner = traffic::udp64(j)[14..].to_vec();
+            inner[12..16].copy_from_slice(&src.octets());
+            inner[16..20].copy_from_slice(&SRC.octets());
+            traffic::fix_ipv4_checksum(&mut inner[..20]);
+            let encap = vpc::Encap {
+                src_mac: EthernetAddress([0x02, 0, 198, 19, 0, h as u8]),
+                dst_mac: EthernetAddress([0x02, 0, 198, 18, 0, 1]),
+                src_pa: host_pa(h),
+                dst_pa: Ipv4Addr::new(198, 18, 0, 1),
+                vni: 101,
+                source_vpc: 101 + v,
+            };
+            let mut f = vec![0u8; vpc::OUTER_HEADER_LEN + inner.len()];
+            let _ = vpc::emit_outer_into(&mut f, &encap, None, inner.len(), vpc::inner_flow_hash(&inner));
+            f[vpc::OUTER_HEADER_LEN..].copy_from_slice(&inner);
+            f
+        })
+        .collect()
+}
+
+struct Measured {
+    pps: f64,
+    tsc_hz: f64,
+    stats: serde_json::Value,
+}
+
+fn run_once(s: &Setup, topo: &Path, out_port: &str, timing: bool) -> Result<Measured, String> {
+    let json = s.work.join("nitro-stats.json");
+    let mut cmd = Command::new(s.vpcemu);
+    cmd.args(["run", topo.to_str().unwrap_or_default(), "--cards", "host-a"]);
+    cmd.args(["--duration", &format!("{}", s.seconds), "--stats-json"]).arg(&json);
+    if !timing {
+        cmd.arg("--no-stage-timing");
+    }
+    let out = cmd.output().map_err(|e| format!("running vpcemu: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("vpcemu run failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let tx = stats["ports"][out_port]["tx"].as_f64().ok_or("no output port counter")?;
+    let busy = stats["run"]["seconds"].as_f64().unwrap_or(s.seconds);
+    let tsc_hz = stats["run"]["tsc_hz"].as_f64().ok_or("no tsc_hz in the stats")?;
+    Ok(Measured { pps: tx / busy, tsc_hz, stats })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn stage_figures(stats: &serde_json::Value, stages: &[&str]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for st in stages {
+        let s = &stats["stages"][*st];
+        m.insert(st.to_string(), serde_json::json!({ "p50_ns": s["p50_ns"], "p99_ns": s["p99_ns"] }));
+    }
+    serde_json::Value::Object(m)
+}
+
+/// Run one direction; returns the rows (timing on, timing off).
+pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
+    let name = if ingress { "nitro-ingress" } else { "nitro-egress" };
+    let pcap = s.work.join(format!("{name}-{}.pcap", s.mappings));
+    let frames = if ingress { ingress_frames(s.mappings) } else { egress_frames(s.mappings) };
+    traffic::write_pcap(&pcap, &frames).map_err(|e| e.to_string())?;
+    let rx = format!("net_pcap0,rx_pcap={},infinite_rx=1", pcap.display());
+    let tx = "net_null0,no-rx=1".to_string();
+    let (in_attach, out_attach, out_name) = if ingress {
+        ("underlay:host-a", "instance:src", "vnic")
+    } else {
+        ("instance:src", "underlay:host-a", "underlay")
+    };
+    let ports = format!(
+        "[[port]]\nname = \"in\"\nvdev = \"{rx}\"\nattach = \"{in_attach}\"\n\n[[port]]\nname = \"{out_name}\"\nvdev = \"{tx}\"\nattach = \"{out_attach}\"\n"
+    );
+    let topo = world(s, &ports)?;
+    let (mut on, mut off, mut base) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut hz, mut last) = (0.0, serde_json::Value::Null);
+    for _ in 0..s.repeat.max(1) {
+        let m = run_once(s, &topo, out_name, true)?;
+        on.push(m.pps);
+        hz = m.tsc_hz;
+        last = m.stats;
+        off.push(run_once(s, &topo, out_name, false)?.pps);
+        base.push(testpmd_io(&rx, &tx, Duration::from_secs_f64(s.seconds))?);
+    }
+    let stages: &[&str] = if ingress { &["verify-recv", "decap"] } else { &["classify", "verify-send", "route", "encap"] };
+    let base = median(base);
+    let mut rows = Vec::new();
+    for (suffix, pps) in [("", median(on)), ("-no-timing", median(off))] {
+        let mut row = Row::new(format!("{name}{suffix}"));
+        row.mpps = Some(pps / 1e6);
+        row.cycles_per_packet = Some(hz / pps);
+        row.baseline = Some("dpdk-testpmd --forward-mode=io".into());
+        row.baseline_mpps = Some(base / 1e6);
+        row.ratio = Some(pps / base);
+        let mut row = row
+            .with("mappings", s.mappings)
+            .with("active_flows", ACTIVE.min(s.mappings.saturating_sub(1)))
+            .with("baseline_cycles_per_packet", hz / base)
+            .with("nitro_cycles_per_packet", hz / pps - hz / base)
+            .with("stage_timing", suffix.is_empty());
+        if suffix.is_empty() {
+            row = row.with("stages", stage_figures(&last, stages));
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
