@@ -37,12 +37,16 @@ fn free_hugepages() -> u64 {
 /// core. It starts forwarding, lets it warm up, then reads the output port's TX rate
 /// over `window` with `show port stats` (the rate testpmd computes between two calls).
 /// Returns packets per second.
-pub fn testpmd_io(rx_vdev: &str, tx_vdev: &str, window: Duration) -> Result<f64, String> {
-    let mut args = eal_args("0-1", 512, "testpmd");
+/// `held` is the number of packets the RX vdev keeps in mbufs (net_pcap's `infinite_rx`
+/// holds its whole file), added to testpmd's pool.
+pub fn testpmd_io(rx_vdev: &str, tx_vdev: &str, window: Duration, held: usize) -> Result<f64, String> {
+    let mbufs = 16384 + held;
+    let mut args = eal_args("0-1", 512 + (held * 2304 / (1 << 20)) as u32, "testpmd");
     args.extend(["--vdev".into(), rx_vdev.into(), "--vdev".into(), tx_vdev.into(), "--".into()]);
     args.extend(
-        ["-i", "--forward-mode=io", "--nb-cores=1", "--total-num-mbufs=16384", "--burst=32"].map(String::from),
+        ["-i", "--forward-mode=io", "--nb-cores=1", "--burst=32"].map(String::from),
     );
+    args.push(format!("--total-num-mbufs={mbufs}"));
     let mut child = Command::new("dpdk-testpmd")
         .args(&args)
         .stdin(Stdio::piped())

@@ -189,7 +189,7 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
         hz = m.tsc_hz;
         last = m.stats;
         off.push(run_once(s, &topo, out_name, false)?.pps);
-        base.push(testpmd_io(&rx, &tx, Duration::from_secs_f64(s.seconds))?);
+        base.push(testpmd_io(&rx, &tx, Duration::from_secs_f64(s.seconds), frames.len())?);
     }
     let stages: &[&str] = if ingress { &["verify-recv", "decap"] } else { &["classify", "verify-send", "route", "encap"] };
     let base = median(base);

@@ -56,7 +56,7 @@ pub fn run(s: &Setup) -> Result<Row, String> {
         let (pps, h) = vpcemu_once(s, &rx, &tx)?;
         ours.push(pps);
         hz = h;
-        theirs.push(testpmd_io(&rx, &tx, Duration::from_secs_f64(s.seconds))?);
+        theirs.push(testpmd_io(&rx, &tx, Duration::from_secs_f64(s.seconds), frames.len())?);
     }
     let (pps, base) = (median(ours), median(theirs));
     let mut row = Row::new("passthrough");
