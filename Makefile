@@ -23,7 +23,10 @@ demo: build
 test: setup
 	$(CARGO) test --workspace --no-fail-fast
 
+# As root, give DPDK 1200 hugepages (2.4 GB) first: both vpcemu and testpmd use them.
 bench: build
+	@if [ "$$(id -u)" = 0 ] && [ "$$(cat /proc/sys/vm/nr_hugepages)" -lt 1200 ]; then \
+	  echo 1200 > /proc/sys/vm/nr_hugepages || true; fi
 	$(RELEASE)/vpcemu-bench --json $(TARGET)/bench.json --work $(TARGET)/bench-work
 
 fuzz:

@@ -10,55 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const WORLD: &str = r#"
-[dataplane]
-lcores = "0-1"
-memory_mb = 512
-hugepages = "off"
-
-[[host]]
-name = "host-a"
-pa = "198.18.0.1"
-
-[[host]]
-name = "host-b"
-pa = "198.18.0.2"
-
-[[vpc]]
-name = "red"
-vni = 101
-cidr = "10.0.0.0/16"
-
-[[vpc]]
-name = "yellow"
-vni = 102
-cidr = "10.1.0.0/16"
-
-[[subnet]]
-name = "red-a"
-vpc = "red"
-cidr = "10.0.1.0/24"
-
-[[subnet]]
-name = "yellow-b"
-vpc = "yellow"
-cidr = "10.1.1.0/24"
-
-[[instance]]
-name = "red-1"
-subnet = "red-a"
-host = "host-a"
-ip = "10.0.1.10"
-
-[[instance]]
-name = "yellow-1"
-subnet = "yellow-b"
-host = "host-b"
-ip = "10.1.1.20"
-
-[[peering]]
-vpcs = ["red", "yellow"]
-"#;
 
 /// A pcap record of an echo request yellow-1 -> red-1 with sequence `seq`, built by hand
 /// (a pcap header is written separately).
@@ -110,8 +61,9 @@ fn move_during_replay_packets_follow_the_instance() {
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let sock = dir.join("ctl.sock");
     let d = dir.display();
+    let world = story_world("");
     let topo = format!(
-        r#"{WORLD}
+        r#"{world}
 [[port]]
 name = "yellow-1"
 vdev = "net_pcap0,rx_pcap={d}/yellow-1.fifo"
@@ -199,17 +151,19 @@ fn demo_tells_the_story_and_every_step_behaves() {
 fn check_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
     let dir = scratch("check");
     let good = dir.join("good.toml");
-    std::fs::write(&good, WORLD).unwrap();
+    let world = story_world("");
+    std::fs::write(&good, &world).unwrap();
     let out = vpcemu(&["check", good.to_str().unwrap()]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, WORLD.replace("vni = 102", "vni = 101")).unwrap();
+    std::fs::write(&bad, world.replace("vni = 102", "vni = 101")).unwrap();
+    let line = world.lines().position(|l| l == "vni = 102").unwrap() + 1;
     let out = vpcemu(&["check", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = stderr_lines(&out);
     assert_eq!(err.len(), 1, "{err:?}");
-    assert!(err[0].contains("bad.toml:22") && err[0].contains("vni"), "{}", err[0]);
+    assert!(err[0].contains(&format!("bad.toml:{line}: vpc.vni")), "{}", err[0]);
     // And `run` refuses it the same way before starting anything.
     let out = vpcemu(&["run", bad.to_str().unwrap(), "--duration", "1"]);
     assert!(!out.status.success());

@@ -14,61 +14,18 @@ fn capture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("wire/tests/data").join(name)
 }
 
-const WORLD: &str = r#"
-[dataplane]
-lcores = "0-1"
-memory_mb = 512
-hugepages = "off"
-
-[[host]]
-name = "host-a"
-pa = "198.18.0.1"
-
-[[host]]
-name = "host-b"
-pa = "198.18.0.2"
-
-[[vpc]]
-name = "red"
-vni = 101
-cidr = "10.0.0.0/16"
-
-[[vpc]]
-name = "yellow"
-vni = 102
-cidr = "10.1.0.0/16"
-
-[[subnet]]
-name = "red-a"
-vpc = "red"
-cidr = "10.0.1.0/24"
-
-[[subnet]]
-name = "yellow-b"
-vpc = "yellow"
-cidr = "10.1.1.0/24"
-
-[[instance]]
-name = "red-1"
-subnet = "red-a"
-host = "host-a"
-ip = "10.0.1.10"
-
+/// The story's world with a second instance on host-a.
+fn world() -> String {
+    story_world(
+        r#"
 [[instance]]
 name = "red-2"
 subnet = "red-a"
 host = "host-a"
 ip = "10.0.1.11"
-
-[[instance]]
-name = "yellow-1"
-subnet = "yellow-b"
-host = "host-b"
-ip = "10.1.1.20"
-
-[[peering]]
-vpcs = ["red", "yellow"]
-"#;
+"#,
+    )
+}
 
 #[test]
 fn malformed_input_is_counted_never_crashes_and_leaks_nothing() {
@@ -113,8 +70,9 @@ fn malformed_input_is_counted_never_crashes_and_leaks_nothing() {
         .sum();
 
     let d = dir.display();
+    let world = world();
     let topo = format!(
-        r#"{WORLD}
+        r#"{world}
 [[port]]
 name = "red-1"
 vdev = "net_pcap0,rx_pcap={d}/instance.pcap,tx_pcap={d}/out-red-1.pcap"

@@ -11,72 +11,8 @@ use common::*;
 
 fn world(dir: &Path, extra_ports: &str) -> String {
     let d = dir.display();
-    format!(
+    story_world(&format!(
         r#"
-[dataplane]
-lcores = "0-1"
-memory_mb = 512
-hugepages = "off"
-
-[[host]]
-name = "host-a"
-pa = "198.18.0.1"
-
-[[host]]
-name = "host-b"
-pa = "198.18.0.2"
-
-[[vpc]]
-name = "red"
-vni = 101
-cidr = "10.0.0.0/16"
-
-[[vpc]]
-name = "yellow"
-vni = 102
-cidr = "10.1.0.0/16"
-
-[[vpc]]
-name = "green"
-vni = 103
-cidr = "10.2.0.0/16"
-
-[[subnet]]
-name = "red-a"
-vpc = "red"
-cidr = "10.0.1.0/24"
-
-[[subnet]]
-name = "yellow-b"
-vpc = "yellow"
-cidr = "10.1.1.0/24"
-
-[[subnet]]
-name = "green-a"
-vpc = "green"
-cidr = "10.2.1.0/24"
-
-[[instance]]
-name = "red-1"
-subnet = "red-a"
-host = "host-a"
-ip = "10.0.1.10"
-
-[[instance]]
-name = "yellow-1"
-subnet = "yellow-b"
-host = "host-b"
-ip = "10.1.1.20"
-
-[[instance]]
-name = "green-1"
-subnet = "green-a"
-host = "host-a"
-ip = "10.2.1.30"
-
-[[peering]]
-vpcs = ["red", "yellow"]
-
 [[port]]
 name = "yellow-1"
 vdev = "net_pcap1,tx_pcap={d}/out-yellow-1.pcap"
@@ -88,7 +24,7 @@ vdev = "net_pcap9,tx_pcap={d}/fabric.pcap"
 attach = "fabric"
 {extra_ports}
 "#
-    )
+    ))
 }
 
 fn scapy(script: &str, dir: &Path) {

@@ -20,71 +20,10 @@ use wire::{PacketBuf, vpc};
 use crate::runtime::engine::{Engine, EngineSpec, PortIo, PortSpec};
 
 /// The built-in world: hosts A and B; VPCs red and yellow (peered) and green (not).
-pub const WORLD: &str = r#"
-[dataplane]
-lcores = "0-1"
-memory_mb = 512
-hugepages = "auto"
-
-[[host]]
-name = "host-a"
-pa = "198.18.0.1"
-
-[[host]]
-name = "host-b"
-pa = "198.18.0.2"
-
-[[vpc]]
-name = "red"
-vni = 101
-cidr = "10.0.0.0/16"
-
-[[vpc]]
-name = "yellow"
-vni = 102
-cidr = "10.1.0.0/16"
-
-[[vpc]]
-name = "green"
-vni = 103
-cidr = "10.2.0.0/16"
-
-[[subnet]]
-name = "red-a"
-vpc = "red"
-cidr = "10.0.1.0/24"
-
-[[subnet]]
-name = "yellow-b"
-vpc = "yellow"
-cidr = "10.1.1.0/24"
-
-[[subnet]]
-name = "green-a"
-vpc = "green"
-cidr = "10.2.1.0/24"
-
-[[instance]]
-name = "red-1"
-subnet = "red-a"
-host = "host-a"
-ip = "10.0.1.10"
-
-[[instance]]
-name = "yellow-1"
-subnet = "yellow-b"
-host = "host-b"
-ip = "10.1.1.20"
-
-[[instance]]
-name = "green-1"
-subnet = "green-a"
-host = "host-a"
-ip = "10.2.1.30"
-
-[[peering]]
-vpcs = ["red", "yellow"]
-"#;
+pub const WORLD: &str = concat!(
+    "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 512\nhugepages = \"auto\"\n\n",
+    include_str!("../../examples/story-world.toml")
+);
 
 const RED1: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 10);
 const YELLOW1: Ipv4Addr = Ipv4Addr::new(10, 1, 1, 20);

@@ -4,6 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The story's world (examples/story-world.toml) with a `[dataplane]` section for tests
+/// (no hugepages) and `extra` (ports, more instances) after it.
+pub fn story_world(extra: &str) -> String {
+    format!(
+        "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 512\nhugepages = \"off\"\n\n{}\n{extra}",
+        include_str!("../../examples/story-world.toml")
+    )
+}
+
 /// A fresh scratch directory for one test.
 pub fn scratch(test: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{test}-{}", std::process::id()));
