@@ -68,23 +68,10 @@ impl Clock for Rdtsc {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn tsc() -> u64 {
-    #[allow(unused_unsafe)]
-    // SAFETY: `rdtsc` has no preconditions; it is available on every x86_64 CPU and only
-    // reads the time-stamp counter.
-    unsafe {
-        core::arch::x86_64::_rdtsc()
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-fn tsc() -> u64 {
-    use std::sync::OnceLock;
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    // The DPDK layer's safe wrapper: the only `unsafe` stays in src/dpdk/.
+    vpcemu::dpdk::rdtsc()
 }
 
 // ----- the world -----

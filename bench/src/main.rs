@@ -2,6 +2,8 @@
 //! DPDK's own tools in the same run. Prints a table; `--json PATH` writes the report of
 //! ARCHITECTURE section 10.
 
+#![forbid(unsafe_code)]
+
 mod dpdk_tools;
 mod nitro;
 mod passthrough;
