@@ -4,6 +4,7 @@ SHELL := /bin/bash
 # what is missing).
 
 CARGO    ?= cargo
+FUZZ_SMOKE_SECONDS ?= 5
 TARGET   := $(or $(CARGO_TARGET_DIR),target)
 RELEASE  := $(TARGET)/release
 
@@ -20,8 +21,10 @@ build: setup
 demo: build
 	$(RELEASE)/vpcemu demo
 
+# Every test, then every fuzz target for a few seconds (make fuzz runs them longer).
 test: setup
 	$(CARGO) test --workspace --no-fail-fast
+	FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) bash scripts/fuzz.sh
 
 # As root, give DPDK 1200 hugepages (2.4 GB) first: both vpcemu and testpmd use them.
 bench: build

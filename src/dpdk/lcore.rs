@@ -13,7 +13,7 @@ extern "C" fn trampoline(arg: *mut c_void) -> c_int {
     // back once.
     let job: Box<Job> = unsafe { Box::from_raw(arg.cast::<Job>()) };
     // A panic must not unwind into C: report it as a failed worker instead.
-    catch_unwind(AssertUnwindSafe(move || job())).unwrap_or(-1)
+    catch_unwind(AssertUnwindSafe(job)).unwrap_or(-1)
 }
 
 /// A closure running on a worker lcore; `join` waits for its return value.
