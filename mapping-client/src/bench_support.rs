@@ -14,8 +14,8 @@
 //! * **lookups**: one thread, [`Tables::lookup_burst`] in bursts of 32 keys drawn uniformly
 //!   (xorshift, in the timed loop) from a working set of `min(n, 65 536)` random mappings.
 //!   Reported in millions of lookups per second.
-//! * **bytes per mapping**: the mapping table's own allocation (hashbrown's
-//!   `allocation_size`: slots and control bytes, i.e. including the empty buckets) divided
+//! * **bytes per mapping**: the mapping table's own allocation (`MappingTable::
+//!   allocation_size`: every slot, i.e. including the empty ones) divided
 //!   by `n`, for one table version. The left-right scheme keeps two versions, so a card
 //!   holds twice this. The resident-set growth measured from `/proc/self/statm` around the
 //!   build is reported beside it as a cross-check.
