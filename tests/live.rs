@@ -105,7 +105,16 @@ attach = "fabric"
     while !sock.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The first burst is through once red-1's port has sent 32 packets.
+    let through = |n: u64| {
+        let out = ctl(&sock, &["stats"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["ports"]["red-1"]["tx"].as_u64() == Some(n)
+    };
+    while !through(32) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(through(32), "the first burst did not reach red-1");
     // A bad command changes nothing and says why.
     let bad = ctl(&sock, &["move", "red-1", "host-z"]);
     assert!(!bad.status.success());

@@ -46,7 +46,8 @@ pub enum Command {
 pub struct RunArgs {
     /// The topology file (TOML).
     pub topology: PathBuf,
-    /// Exit once the inputs are exhausted and nothing has moved for MS milliseconds.
+    /// Exit once the inputs are exhausted and nothing has moved for MS milliseconds (at
+    /// least 2 s before the first packet has moved).
     #[arg(long, value_name = "MS", value_parser = parse_ms)]
     pub until_idle: Option<Duration>,
     /// Exit after S seconds.
@@ -93,7 +94,8 @@ pub struct PassthroughArgs {
     /// Give it twice: input first, then output.
     #[arg(long = "vdev", value_name = "DEV", num_args = 1, required = true)]
     pub vdevs: Vec<String>,
-    /// Exit once the inputs are exhausted and nothing has moved for MS milliseconds.
+    /// Exit once the inputs are exhausted and nothing has moved for MS milliseconds (at
+    /// least 2 s before the first packet has moved).
     #[arg(long, value_name = "MS", value_parser = parse_ms)]
     pub until_idle: Option<Duration>,
     /// Exit after S seconds.

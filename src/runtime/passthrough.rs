@@ -238,13 +238,14 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
             last_moved = now;
             last = snap;
         }
+        let moved_once = last.rx > 0;
         if signals.raised() {
             break;
         }
         if opts.duration.is_some_and(|d| now.duration_since(start) >= d) {
             break;
         }
-        if opts.until_idle.is_some_and(|idle| now.duration_since(last_moved) >= idle) {
+        if opts.until_idle.is_some_and(|idle| now.duration_since(last_moved) >= super::run::idle_limit(idle, moved_once)) {
             break;
         }
     }

@@ -31,6 +31,16 @@ fn write_file(path: &PathBuf, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
+/// How long `--until-idle` waits: the given time once something has moved; before the
+/// first packet, at least [`FIRST_PACKET_GRACE`] (a loaded machine may take a moment to get
+/// the first burst through).
+pub fn idle_limit(idle: Duration, moved_once: bool) -> Duration {
+    if moved_once { idle } else { idle.max(FIRST_PACKET_GRACE) }
+}
+
+/// See [`idle_limit`].
+pub const FIRST_PACKET_GRACE: Duration = Duration::from_secs(2);
+
 /// Answer one control line.
 fn handle(engine: &mut Engine, line: &str) -> Result<serde_json::Value, String> {
     match ctl::parse(line)? {
@@ -67,6 +77,7 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     let start = Instant::now();
     let mut last_moved = Instant::now();
     let mut last_movement = engine.movement();
+    let mut moved_once = false;
     let mut next_report = opts.report_interval.map(|d| start + d);
     loop {
         std::thread::sleep(Duration::from_millis(1));
@@ -80,6 +91,7 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         if movement != last_movement {
             last_movement = movement;
             last_moved = now;
+            moved_once = true;
         }
         if let Some(at) = next_report {
             if now >= at {
@@ -90,7 +102,7 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         }
         if signals.raised()
             || opts.duration.is_some_and(|d| now.duration_since(start) >= d)
-            || opts.until_idle.is_some_and(|idle| now.duration_since(last_moved) >= idle)
+            || opts.until_idle.is_some_and(|idle| now.duration_since(last_moved) >= idle_limit(idle, moved_once))
         {
             break;
         }
