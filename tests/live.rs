@@ -178,3 +178,57 @@ fn check_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
     assert!(!out.status.success());
     assert_eq!(stderr_lines(&out).len(), 1);
 }
+
+#[test]
+fn sigterm_stops_a_run_cleanly_and_telemetry_shows_its_drops() {
+    let dir = scratch("live-sigterm");
+    // green-1 keeps knocking on yellow-1 (an endless source): every packet is a `no_route`.
+    let green: Vec<Vec<u8>> = (0..64u16)
+        .map(|seq| {
+            let mut f = echo(seq);
+            f[6..12].copy_from_slice(&[0x02, 0x00, 0x0a, 0x02, 0x01, 0x1e]);
+            f[26..30].copy_from_slice(&[10, 2, 1, 30]);
+            f[30..34].copy_from_slice(&[10, 1, 1, 20]);
+            f[24..26].copy_from_slice(&[0, 0]);
+            let sum = checksum(&f[14..34]);
+            f[24..26].copy_from_slice(&sum.to_be_bytes());
+            f
+        })
+        .collect();
+    write_pcap(&dir.join("green.pcap"), &green);
+    let d = dir.display();
+    let topo = story_world(&format!(
+        "[[port]]\nname = \"green-1\"\nvdev = \"net_pcap0,rx_pcap={d}/green.pcap,infinite_rx=1\"\nattach = \"instance:green-1\"\n"
+    ));
+    std::fs::write(dir.join("world.toml"), topo).unwrap();
+    let prefix = format!("vpcemu-test-run-{}", std::process::id());
+    let stats = dir.join("stats.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_vpcemu"))
+        .args(["run", dir.join("world.toml").to_str().unwrap(), "--file-prefix", &prefix, "--report-interval", "0.5"])
+        .args(["--stats-json", stats.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket = Path::new("/var/run/dpdk").join(&prefix).join("dpdk_telemetry.v2");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    let mut tel = Command::new("dpdk-telemetry.py").args(["-f", &prefix]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    tel.stdin.take().unwrap().write_all(b"/vpcemu/drops\n").unwrap();
+    let text = String::from_utf8_lossy(&tel.wait_with_output().unwrap().stdout).into_owned();
+    let line = text.lines().find(|l| l.contains("/vpcemu/drops")).unwrap_or_else(|| panic!("{text}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert!(v["/vpcemu/drops"]["no_route"].as_u64().unwrap() > 0, "{line}");
+    // SIGTERM: a clean stop, the final report, exit 0.
+    assert!(Command::new("kill").args(["-TERM", &run.id().to_string()]).status().unwrap().success());
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.matches("drop reason").count() >= 2, "periodic reports and the final one:\n{stdout}");
+    assert!(stdout.contains("mbufs in use at exit: 0"));
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert!(s["drops"]["no_route"].as_u64().unwrap() > 1000);
+    assert_eq!(s["run"]["mbufs_in_use"], 0);
+}
