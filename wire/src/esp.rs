@@ -224,7 +224,8 @@ impl Trailer {
         let (&pad_len, rest) = rest.split_last().ok_or(Error::Truncated)?;
         let payload_len = rest.len().checked_sub(pad_len as usize).ok_or(Error::Malformed)?;
         let padding = rest.get(payload_len..).ok_or(Error::Malformed)?;
-        if !padding.iter().zip(1u8..).all(|(&b, i)| b == i) {
+        // An inclusive range: `1u8..` would overflow computing its successor after 255.
+        if !padding.iter().zip(1u8..=255).all(|(&b, i)| b == i) {
             return Err(Error::Malformed);
         }
         Ok(Trailer { payload_len, pad_len, next_header: Protocol(next_header) })
@@ -240,13 +241,15 @@ impl Trailer {
         align: usize,
     ) -> Result<usize> {
         let pad = pad_len(payload_len, align);
+        // The pad length is one byte.
+        let pad_byte = u8::try_from(pad).map_err(|_| Error::Overflow)?;
         let total = payload_len + pad + TRAILER_LEN;
         let tail = buf.get_mut(payload_len..total).ok_or(Error::Truncated)?;
         let (padding, trailer) = tail.split_at_mut(pad);
-        for (b, i) in padding.iter_mut().zip(1u8..) {
+        for (b, i) in padding.iter_mut().zip(1u8..=255) {
             *b = i;
         }
-        trailer.copy_from_slice(&[pad as u8, next_header.0]);
+        trailer.copy_from_slice(&[pad_byte, next_header.0]);
         Ok(total)
     }
 }
@@ -306,6 +309,19 @@ mod tests {
     const GCM: &str = "45000058000100004032143dcb007101c633640100001001000000010000000000000001f70519b94a6f51f4db1a02b34c7fa83d7f788145b1f75beffeb61ff5019d471a8585b5f87985ff59aea80fb1a3f80c719ea7a018";
     // scapy: the inner packet above, 32 bytes.
     const INNER: &str = "45000020001000004001c3ae0a00010aac1000050800136a0003000176706e21";
+
+    #[test]
+    fn test_trailer_with_the_most_padding() {
+        // Pad length 255 (the largest a byte holds): padding 1..=255, then pad length and
+        // next header. Found by proptest: the padding counter used to overflow after 255.
+        let mut plain: Vec<u8> = vec![0xaa; 3];
+        plain.extend(1..=255u8);
+        plain.extend([255, 4]);
+        let t = Trailer::parse(&plain).unwrap();
+        assert_eq!((t.payload_len, t.pad_len, t.next_header), (3, 255, Protocol(4)));
+        *plain.get_mut(3 + 254).unwrap() = 0;
+        assert_eq!(Trailer::parse(&plain).err(), Some(Error::Malformed));
+    }
 
     #[test]
     fn test_parse() {
