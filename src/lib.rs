@@ -1,6 +1,6 @@
 //! vpcemu: an emulator of the AWS VPC data plane on DPDK.
 //!
-//! The root crate holds the DPDK layer ([`dpdk`], the only `unsafe` code in the project),
+//! The root crate holds the DPDK layer ([`dpdk`], the only place where `unsafe_code` is allowed),
 //! the runtime that runs pipelines on pinned lcores, and the command line.
 #![deny(unsafe_code)]
 

@@ -14,7 +14,7 @@
 //!   versioned deltas, snapshots, heartbeats) and the per-card [`Client`] (ordering, gap
 //!   detection, resync), both sans-I/O with time passed in.
 //!
-//! Everything here is safe Rust: no `unsafe`, and no panics in library code.
+//! Everything here is safe Rust (`#![forbid(unsafe_code)]`), and no panics in library code.
 //!
 //! The runtime's loop, on the control core:
 //!

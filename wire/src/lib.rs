@@ -1,7 +1,7 @@
 //! Packet formats for vpcemu: zero-copy typed views over any buffer, owned `Repr`s
 //! with parse/emit, checksums, and the buffer trait that stages run over.
 //!
-//! No DPDK here, and no `unsafe`: the root crate implements [`PacketBuf`] for the
+//! No DPDK here, and `unsafe_code` is forbidden: the root crate implements [`PacketBuf`] for the
 //! DPDK mbuf, [`TestBuffer`] implements it for tests and benchmarks.
 //!
 //! # Shape of every protocol module

@@ -32,7 +32,7 @@
 //!    together (memory-level parallelism) instead of one probe after the other;
 //! 2. probe every key from its home slot, now mostly hitting L1.
 //!
-//! This is a software prefetch made of ordinary loads: no `unsafe`, no intrinsics.
+//! This is a software prefetch made of ordinary loads: safe code, no intrinsics.
 
 use std::fmt;
 use std::hint::black_box;
