@@ -132,15 +132,13 @@ impl<C: Clock> Loop<'_, C> {
             hops += 1;
             let mut by_card: ArrayVec<(u32, Mbuf), MAX_BURST> = ArrayVec::new();
             let mut out_of_process: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
+            let mut captured: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
             for m in self.fabric.drain(..) {
-                if let Some(cap) = self.s.fabric_capture {
+                if self.s.fabric_capture.is_some() {
                     match copy_of(&self.s.pool, &m) {
+                        // Cannot overflow: one burst's packets at most.
                         Some(c) => {
-                            let mut one = ArrayVec::<Mbuf, MAX_BURST>::new();
-                            one.push(c);
-                            if let Some(sink) = self.s.tx.get_mut(cap) {
-                                send(sink, &mut one);
-                            }
+                            let _ = captured.try_push(c);
                         }
                         None => self.s.meters.counters.add_drops(DropReason::NoBuffer, 1),
                     }
@@ -155,6 +153,11 @@ impl<C: Clock> Loop<'_, C> {
                     }
                 }
             }
+            if let Some(sink) = self.s.fabric_capture.and_then(|cap| self.s.tx.get_mut(cap)) {
+                // One TX burst for the copies; what the capture port refuses is freed.
+                send(sink, &mut captured);
+            }
+            captured.clear();
             if !out_of_process.is_empty() {
                 // Not in this process: out of the sending card's physical port, if any.
                 let n = out_of_process.len() as u64;
