@@ -15,24 +15,16 @@ use common::*;
 /// (a pcap header is written separately).
 fn echo(seq: u16) -> Vec<u8> {
     let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 10, 1, 1, 20, 10, 0, 1, 10];
-    let sum = checksum(&ip);
+    let sum = wire::checksum::checksum(&ip);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     let mut icmp = vec![8, 0, 0, 0, 0, 1];
     icmp.extend_from_slice(&seq.to_be_bytes());
-    let sum = checksum(&icmp);
+    let sum = wire::checksum::checksum(&icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     let mut f = vec![0x02, 0, 0, 0xff, 0, 1, 0x02, 0x00, 0x0a, 0x01, 0x01, 0x14, 0x08, 0x00];
     f.extend_from_slice(&ip);
     f.extend_from_slice(&icmp);
     f
-}
-
-fn checksum(b: &[u8]) -> u16 {
-    let mut s: u32 = b.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
 }
 
 fn record(frame: &[u8]) -> Vec<u8> {
@@ -189,8 +181,7 @@ fn sigterm_stops_a_run_cleanly_and_telemetry_shows_its_drops() {
             f[6..12].copy_from_slice(&[0x02, 0x00, 0x0a, 0x02, 0x01, 0x1e]);
             f[26..30].copy_from_slice(&[10, 2, 1, 30]);
             f[30..34].copy_from_slice(&[10, 1, 1, 20]);
-            f[24..26].copy_from_slice(&[0, 0]);
-            let sum = checksum(&f[14..34]);
+            let sum = wire::checksum::ipv4_header(&f[14..34]);
             f[24..26].copy_from_slice(&sum.to_be_bytes());
             f
         })

@@ -19,7 +19,7 @@ pub fn udp64(i: u32) -> Vec<u8> {
     ip[9] = 17;
     ip[12..16].copy_from_slice(&[10, 0, 1, 10]);
     ip[16..20].copy_from_slice(&[10, 1, (i >> 8) as u8, i as u8]);
-    let sum = ipv4_header_checksum(ip);
+    let sum = wire::checksum::ipv4_header(ip);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     let udp = &mut f[34..42];
     udp[0..2].copy_from_slice(&(1024 + (i % 60000) as u16).to_be_bytes());
@@ -30,18 +30,8 @@ pub fn udp64(i: u32) -> Vec<u8> {
 
 /// Recompute the header checksum of the 20-byte IPv4 header `h`.
 pub fn fix_ipv4_checksum(h: &mut [u8]) {
-    h[10] = 0;
-    h[11] = 0;
-    let sum = ipv4_header_checksum(h);
+    let sum = wire::checksum::ipv4_header(h);
     h[10..12].copy_from_slice(&sum.to_be_bytes());
-}
-
-fn ipv4_header_checksum(h: &[u8]) -> u16 {
-    let mut sum: u32 = h.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Write `frames` as a classic (microsecond) pcap file with Ethernet link type.

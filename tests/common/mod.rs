@@ -45,30 +45,13 @@ pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
     std::fs::write(path, out).expect("write pcap");
 }
 
-/// Read the frames of a classic pcap (either byte order, micro- or nanosecond).
+/// Read the frames of a classic pcap (with the `wire` crate's reader).
 pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     let b = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    assert!(b.len() >= 24, "{} is not a pcap", path.display());
-    let magic = u32::from_le_bytes(b[0..4].try_into().unwrap());
-    let le = match magic {
-        0xa1b2c3d4 | 0xa1b23c4d => true,
-        0xd4c3b2a1 | 0x4d3cb2a1 => false,
-        m => panic!("bad pcap magic {m:#x}"),
-    };
-    let u32_at = |o: usize| {
-        let a: [u8; 4] = b[o..o + 4].try_into().unwrap();
-        if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
-    };
-    let mut frames = Vec::new();
-    let mut o = 24;
-    while o + 16 <= b.len() {
-        let caplen = u32_at(o + 8) as usize;
-        o += 16;
-        assert!(o + caplen <= b.len(), "truncated pcap record");
-        frames.push(b[o..o + caplen].to_vec());
-        o += caplen;
-    }
-    frames
+    wire::pcap::Reader::new(&b)
+        .unwrap_or_else(|e| panic!("{} is not a pcap: {e}", path.display()))
+        .map(|r| r.unwrap_or_else(|e| panic!("{}: bad record: {e}", path.display())).data.to_vec())
+        .collect()
 }
 
 /// stderr as text, with the number of non-empty lines.
