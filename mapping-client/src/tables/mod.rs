@@ -371,6 +371,10 @@ impl Tables {
     pub fn vpn(&self, id: VpnId) -> Option<&VpnEntry> {
         self.vpns.get(&id)
     }
+    /// The VPNs terminated on this edge.
+    pub fn vpns(&self) -> impl Iterator<Item = &VpnEntry> + '_ {
+        self.vpns.values()
+    }
     #[inline]
     pub fn vif(&self, vlan: u16) -> Option<&VifEntry> {
         self.vifs.get(&vlan)
