@@ -1,0 +1,297 @@
+//! What both edge pipelines share: the per-burst context, the outputs, the extra-packet
+//! sink, the Ethernet headers the edge writes, and the `encap` stage that carries packets
+//! from outside back to the host of their destination.
+
+use std::net::Ipv4Addr;
+
+use mapping_client::{Location, Tables};
+use pipeline::{
+    AlertEvent, AlertProducer, Burst, CardId, DropReason, Output, StageId, Verdict, MAX_BURST,
+};
+use wire::vpc::{self, Encap, VPC_MTU};
+use wire::{EthernetAddress, PacketBuf};
+
+/// Ethernet destination of everything the edge sends out of its internet side: the
+/// internet next hop, as if one upstream router took every packet (see the crate docs).
+pub const INTERNET_NEXT_HOP_MAC: EthernetAddress =
+    EthernetAddress([0x02, 0x00, 0x00, 0xfe, 0x00, 0x02]);
+
+/// The MTU of the internet side (IGW and VPN): what fits one standard Ethernet frame.
+pub const INTERNET_MTU: usize = 1500;
+
+pub(crate) const ETH_LEN: usize = 14;
+pub(crate) const VLAN_ETH_LEN: usize = 18;
+
+/// Where an edge's packets go. `None`: this process has no such port; packets for it are
+/// dropped `unknown_destination`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EdgeOutputs {
+    /// Towards the hosts: the in-process fabric (or the edge's underlay port).
+    pub fabric: Output,
+    /// `edge:EDGE:internet` (internet gateway and VPN).
+    pub internet: Option<Output>,
+    /// `edge:EDGE:dx` (Direct Connect).
+    pub dx: Option<Output>,
+    /// `edge:EDGE:services` (S3 front ends).
+    pub services: Option<Output>,
+}
+
+/// Packets a stage makes beyond the burst it was given (the second and later fragments of
+/// a packet cut for the 1500-byte internet MTU): buffers come from `alloc`, and go out
+/// through `send` after the burst's own packets of the same pass. An implementation that
+/// cannot take a packet frees and counts it itself.
+pub trait Extra<B> {
+    /// A fresh, empty buffer (with the pool's usual headroom), or `None` when the pool is
+    /// exhausted.
+    fn alloc(&mut self) -> Option<B>;
+    /// Send `pkt` to `out`.
+    fn send(&mut self, pkt: B, out: Output);
+}
+
+/// [`Extra`] over plain vectors, for tests and benchmarks: `alloc` calls a closure,
+/// `send` keeps what was sent.
+pub struct VecExtra<B, F: FnMut() -> Option<B>> {
+    /// Makes the buffers.
+    pub make: F,
+    /// What was sent, in order.
+    pub sent: Vec<(B, Output)>,
+}
+
+impl<B, F: FnMut() -> Option<B>> VecExtra<B, F> {
+    /// An empty sink around `make`.
+    pub fn new(make: F) -> Self {
+        VecExtra { make, sent: Vec::new() }
+    }
+}
+
+impl<B, F: FnMut() -> Option<B>> Extra<B> for VecExtra<B, F> {
+    fn alloc(&mut self) -> Option<B> {
+        (self.make)()
+    }
+    fn send(&mut self, pkt: B, out: Output) {
+        self.sent.push((pkt, out));
+    }
+}
+
+/// What the stages need from the worker for one burst.
+pub struct EdgeCtx<'a> {
+    /// The edge's current tables version.
+    pub tables: &'a Tables,
+    /// This edge, as alerts name it.
+    pub card: CardId,
+    /// The worker's alert queue.
+    pub alerts: &'a mut AlertProducer,
+}
+
+impl EdgeCtx<'_> {
+    /// Raise a security alert (a push into a bounded lock-free queue; lost when full).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn alert(
+        &mut self,
+        reason: DropReason,
+        stage: StageId,
+        vni: u32,
+        peer_vni: Option<u32>,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) {
+        let card = self.card;
+        self.alerts.raise(AlertEvent { reason, stage, card, eni: None, vni, peer_vni, src, dst });
+    }
+}
+
+/// Slot index bounded to the burst arrays.
+#[inline(always)]
+pub(crate) const fn slot(i: usize) -> usize {
+    i & (MAX_BURST - 1)
+}
+
+/// Bit of slot `i`.
+#[inline(always)]
+pub(crate) const fn bit(i: usize) -> u64 {
+    1u64 << slot(i)
+}
+
+/// Source and destination of the IPv4 header at the start of `ip`.
+#[inline(always)]
+pub(crate) fn addrs(ip: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let h = ip.get(12..20)?;
+    Some((
+        Ipv4Addr::new(h[0], h[1], h[2], h[3]),
+        Ipv4Addr::new(h[4], h[5], h[6], h[7]),
+    ))
+}
+
+/// Check the IPv4 header at the start of `ip` (version, IHL, total length within the
+/// buffer, header checksum) and return the total length.
+#[inline]
+pub(crate) fn ipv4_ok(ip: &[u8]) -> Result<usize, DropReason> {
+    let first = *ip.first().ok_or(DropReason::Malformed)?;
+    let ihl = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || ihl < 20 {
+        return Err(DropReason::Malformed);
+    }
+    let h = ip.get(..ihl).ok_or(DropReason::Malformed)?;
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    if total < ihl || total > ip.len() || !wire::checksum::ipv4_header_ok(h) {
+        return Err(DropReason::Malformed);
+    }
+    Ok(total)
+}
+
+/// Cut Ethernet padding so the buffer is exactly the IPv4 packet of `total` bytes.
+#[inline(always)]
+pub(crate) fn trim_to<B: PacketBuf>(p: &mut B, total: usize) -> Result<(), DropReason> {
+    let extra = p.len().saturating_sub(total);
+    if extra != 0 {
+        p.trim(extra).map_err(|_| DropReason::Malformed)?;
+    }
+    Ok(())
+}
+
+/// Prepend an Ethernet II header carrying IPv4.
+#[inline(always)]
+pub(crate) fn push_ethernet<B: PacketBuf>(
+    p: &mut B,
+    dst: EthernetAddress,
+    src: EthernetAddress,
+) -> Result<(), DropReason> {
+    let h = p.prepend(ETH_LEN).map_err(|_| DropReason::NoRoom)?;
+    h[..6].copy_from_slice(&dst.0);
+    h[6..12].copy_from_slice(&src.0);
+    h[12..14].copy_from_slice(&[0x08, 0x00]);
+    Ok(())
+}
+
+/// Prepend Ethernet with an 802.1Q tag (PCP 0, DEI 0, `vlan`) carrying IPv4.
+#[inline(always)]
+pub(crate) fn push_vlan_ethernet<B: PacketBuf>(
+    p: &mut B,
+    dst: EthernetAddress,
+    src: EthernetAddress,
+    vlan: u16,
+) -> Result<(), DropReason> {
+    let h = p.prepend(VLAN_ETH_LEN).map_err(|_| DropReason::NoRoom)?;
+    h[..6].copy_from_slice(&dst.0);
+    h[6..12].copy_from_slice(&src.0);
+    h[12..14].copy_from_slice(&[0x81, 0x00]);
+    h[14..16].copy_from_slice(&(vlan & 0x0fff).to_be_bytes());
+    h[16..18].copy_from_slice(&[0x08, 0x00]);
+    Ok(())
+}
+
+/// Prepend the VPC encapsulation (ARCHITECTURE section 3) to the IPv4 packet in `p`, with
+/// an endpoint ID option when `endpoint_id` is set.
+#[inline]
+pub(crate) fn push_outer<B: PacketBuf>(
+    p: &mut B,
+    encap: &Encap,
+    endpoint_id: Option<u64>,
+) -> Result<(), DropReason> {
+    let inner_len = p.len();
+    if inner_len > VPC_MTU {
+        return Err(DropReason::MtuExceeded);
+    }
+    let hash = vpc::inner_flow_hash(p.data());
+    let head = p
+        .prepend(vpc::outer_len(endpoint_id))
+        .map_err(|_| DropReason::NoRoom)?;
+    vpc::emit_outer_into(head, encap, endpoint_id, inner_len, hash)
+        .map(|_| ())
+        .map_err(|_| DropReason::Unsupported)
+}
+
+/// Per-slot state of the packets going back to hosts: the VPC and the (inner)
+/// destination to look up.
+pub(crate) struct ToHosts {
+    pub vni: [u32; MAX_BURST],
+    pub dst: [Ipv4Addr; MAX_BURST],
+    /// Slots bound for a host.
+    pub mask: u64,
+    keys: [(u32, Ipv4Addr); MAX_BURST],
+    locs: [Option<Location>; MAX_BURST],
+    slots: [u8; MAX_BURST],
+}
+
+impl ToHosts {
+    pub fn new() -> Self {
+        ToHosts {
+            vni: [0; MAX_BURST],
+            dst: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
+            mask: 0,
+            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
+            locs: [None; MAX_BURST],
+            slots: [0; MAX_BURST],
+        }
+    }
+
+    /// Mark slot `i` as going to the host of (`vni`, `dst`).
+    #[inline(always)]
+    pub fn add(&mut self, i: usize, vni: u32, dst: Ipv4Addr) {
+        let j = slot(i);
+        self.vni[j] = vni;
+        self.dst[j] = dst;
+        self.mask |= bit(i);
+    }
+}
+
+/// `encap`: one burst lookup of every (VPC, destination) bound for a host (the slots of
+/// `to.mask`), then the VPC encapsulation from this edge (source VPC = VNI = the packet's
+/// VPC) towards the host's PA, out to `fabric`. A destination the edge's cache does not
+/// know: `no_mapping`.
+pub(crate) fn encap_to_hosts<B: PacketBuf>(
+    burst: &mut Burst<B>,
+    tables: &Tables,
+    to: &mut ToHosts,
+    fabric: Output,
+) {
+    let mask = to.mask & burst.live_mask();
+    to.mask = 0;
+    let mut n = 0usize;
+    for i in burst.live_indices() {
+        if mask & bit(i) == 0 {
+            continue;
+        }
+        let j = slot(i);
+        to.keys[slot(n)] = (to.vni[j], to.dst[j]);
+        to.slots[slot(n)] = j as u8;
+        n += 1;
+    }
+    let n = n.min(MAX_BURST);
+    tables.lookup_burst(&to.keys[..n], &mut to.locs[..n]);
+    let pa = tables.pa();
+    for k in 0..n {
+        let i = usize::from(to.slots[k]);
+        let (vni, _) = to.keys[k];
+        let Some(loc) = to.locs[k] else {
+            burst.drop(i, DropReason::NoMapping);
+            continue;
+        };
+        let encap = Encap {
+            src_mac: nitro::card_mac(pa),
+            dst_mac: nitro::UNDERLAY_ROUTER_MAC,
+            src_pa: pa,
+            dst_pa: loc.pa,
+            vni,
+            source_vpc: vni,
+        };
+        let verdict = match burst.get_mut(i) {
+            Some(p) => match push_outer(p, &encap, None) {
+                Ok(()) => Verdict::Forward(fabric),
+                Err(reason) => Verdict::Drop(reason),
+            },
+            None => continue,
+        };
+        burst.decide(i, verdict);
+    }
+}
+
+/// Drop every live packet of `mask`.
+pub(crate) fn drop_mask<B: PacketBuf>(burst: &mut Burst<B>, mask: u64, reason: DropReason) {
+    for i in burst.live_indices() {
+        if mask & bit(i) != 0 {
+            burst.drop(i, reason);
+        }
+    }
+}

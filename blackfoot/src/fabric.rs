@@ -1,0 +1,492 @@
+//! Underlay in: what hosts send to the edge. verify-recv, decap, then by the inner
+//! destination (the sender VPC's longest prefix): `esp-encrypt` (VPN), `vlan` (Direct
+//! Connect), `endpoint` (S3 gateway endpoint) or `nat` (internet gateway); ICMP
+//! fragmentation-needed answers go back to the sender through `encap`.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use mapping_client::{EndpointId, Location, Route, Tables, VpnId};
+use pipeline::{run_timed_fn, Burst, Clock, DropReason, Meters, Output, StageId, Verdict, MAX_BURST};
+use wire::vpc::{self, Encap, VPC_MTU};
+use wire::{EthernetAddress, PacketBuf};
+
+use crate::common::{
+    addrs, bit, drop_mask, encap_to_hosts, ipv4_ok, push_ethernet, push_outer,
+    push_vlan_ethernet, slot, EdgeCtx, EdgeOutputs, Extra, ToHosts, INTERNET_MTU,
+    INTERNET_NEXT_HOP_MAC,
+};
+use crate::sa::EdgeSas;
+use crate::{esp, frag, nat};
+
+/// Where verify-recv sent a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    Internet,
+    Vpn(VpnId),
+    Dx { vlan: u16, router_mac: EthernetAddress },
+    Endpoint { id: EndpointId, front_end_pa: Ipv4Addr },
+}
+
+struct Scratch {
+    src_pa: [u32; MAX_BURST],
+    vni: [u32; MAX_BURST],
+    src: [Ipv4Addr; MAX_BURST],
+    dst: [Ipv4Addr; MAX_BURST],
+    inner_offset: [u16; MAX_BURST],
+    inner_len: [u16; MAX_BURST],
+    class: [Class; MAX_BURST],
+    keys: [(u32, Ipv4Addr); MAX_BURST],
+    locs: [Option<Location>; MAX_BURST],
+    key_of: [u8; MAX_BURST],
+    /// Slots per class, filled by verify-recv.
+    internet: u64,
+    vpn: u64,
+    dx: u64,
+    endpoint: u64,
+    to: ToHosts,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch {
+            src_pa: [0; MAX_BURST],
+            vni: [0; MAX_BURST],
+            src: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
+            dst: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
+            inner_offset: [0; MAX_BURST],
+            inner_len: [0; MAX_BURST],
+            class: [Class::Internet; MAX_BURST],
+            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
+            locs: [None; MAX_BURST],
+            key_of: [0; MAX_BURST],
+            internet: 0,
+            vpn: 0,
+            dx: 0,
+            endpoint: 0,
+            to: ToHosts::new(),
+        }
+    }
+}
+
+/// The fabric-side pipeline of one worker for one edge. Build one per worker and edge and
+/// reuse it for every burst.
+pub struct FromFabric {
+    outputs: EdgeOutputs,
+    sas: Arc<EdgeSas>,
+    s: Box<Scratch>,
+}
+
+impl core::fmt::Debug for FromFabric {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FromFabric").field("outputs", &self.outputs).finish_non_exhaustive()
+    }
+}
+
+impl FromFabric {
+    /// The pipeline, sending to `outputs`, encrypting with the edge's outbound SAs `sas`
+    /// (shared by every worker, so sequence numbers are never reused).
+    pub fn new(outputs: EdgeOutputs, sas: Arc<EdgeSas>) -> Self {
+        FromFabric { outputs, sas, s: Box::new(Scratch::new()) }
+    }
+
+    /// Run the pipeline over a burst of Geneve frames addressed to the edge. Every packet
+    /// leaves decided; fragments beyond the first go out through `extra`.
+    pub fn process<B: PacketBuf, C: Clock, X: Extra<B>>(
+        &mut self,
+        burst: &mut Burst<B>,
+        ctx: &mut EdgeCtx<'_>,
+        extra: &mut X,
+        clock: &C,
+        meters: &mut Meters,
+    ) {
+        if burst.live_mask() == 0 {
+            return;
+        }
+        let s = &mut *self.s;
+        s.internet = 0;
+        s.vpn = 0;
+        s.dx = 0;
+        s.endpoint = 0;
+        s.to.mask = 0;
+        let (outputs, sas) = (self.outputs, &*self.sas);
+        let all = u64::MAX;
+        run_timed_fn(StageId::VerifyRecv, burst, all, clock, meters, |b| verify_recv(b, ctx, s, sas));
+        run_timed_fn(StageId::Decap, burst, all, clock, meters, |b| decap(b, s));
+        let (vpn, dx, ep, inet) = (s.vpn, s.dx, s.endpoint, s.internet);
+        run_timed_fn(StageId::EspEncrypt, burst, vpn, clock, meters, |b| {
+            esp_encrypt(b, ctx.tables, s, sas, outputs, extra)
+        });
+        run_timed_fn(StageId::Vlan, burst, dx, clock, meters, |b| vlan(b, ctx.tables, s, outputs));
+        run_timed_fn(StageId::Endpoint, burst, ep, clock, meters, |b| {
+            endpoint(b, ctx.tables, s, outputs)
+        });
+        run_timed_fn(StageId::Nat, burst, inet, clock, meters, |b| {
+            nat_out(b, ctx.tables, s, outputs, extra)
+        });
+        let back = s.to.mask;
+        run_timed_fn(StageId::Encap, burst, back, clock, meters, |b| {
+            encap_to_hosts(b, ctx.tables, &mut s.to, outputs.fabric)
+        });
+    }
+}
+
+// ----- verify-recv -----
+
+/// `verify-recv`: parse; the VNI must be the source VPC (edge routes carry the sender's
+/// own VPC) and a VPC this edge serves; the mapping must place (VPC, inner source) behind
+/// the outer source PA; then the route of the inner destination picks the way out.
+fn verify_recv<B: PacketBuf>(
+    burst: &mut Burst<B>,
+    cx: &mut EdgeCtx<'_>,
+    s: &mut Scratch,
+    sas: &EdgeSas,
+) {
+    let tables: &Tables = cx.tables;
+    let pa = tables.pa();
+    let mut n = 0usize;
+    let mut last: Option<((u32, Ipv4Addr), u8)> = None;
+    for i in burst.live_indices() {
+        let parsed = match burst.get(i) {
+            Some(p) => parse(p.data(), pa),
+            None => Err(DropReason::Malformed),
+        };
+        let (o, src, dst) = match parsed {
+            Ok(v) => v,
+            Err(reason) => {
+                burst.drop(i, reason);
+                continue;
+            }
+        };
+        let j = slot(i);
+        s.src_pa[j] = u32::from(o.src_pa);
+        s.vni[j] = o.vni;
+        s.src[j] = src;
+        s.dst[j] = dst;
+        // Options are at most 252 bytes and the inner length at most the VPC MTU.
+        s.inner_offset[j] = o.inner_offset as u16;
+        s.inner_len[j] = o.inner_len as u16;
+        if o.vni != o.source_vpc {
+            // A peered VPC may not use this VPC's gateways (no transitive routing).
+            cx.alert(DropReason::UnknownSender, StageId::VerifyRecv, o.source_vpc, Some(o.vni), src, dst);
+            burst.drop(i, DropReason::UnknownSender);
+            continue;
+        }
+        let key = (o.source_vpc, src);
+        let k = match last {
+            Some((lk, idx)) if lk == key => idx,
+            _ => {
+                let idx = slot(n) as u8;
+                s.keys[usize::from(idx)] = key;
+                n += 1;
+                last = Some((key, idx));
+                idx
+            }
+        };
+        s.key_of[j] = k;
+    }
+    let n = n.min(MAX_BURST);
+    if n == 0 {
+        return;
+    }
+    tables.lookup_burst(&s.keys[..n], &mut s.locs[..n]);
+
+    for i in burst.live_indices() {
+        let j = slot(i);
+        let (vni, src, dst) = (s.vni[j], s.src[j], s.dst[j]);
+        let loc = s.locs[usize::from(s.key_of[j]) & (MAX_BURST - 1)];
+        let sender_ok = matches!(loc, Some(l) if u32::from(l.pa) == s.src_pa[j]);
+        if !sender_ok || tables.vpc(vni).is_none() {
+            cx.alert(DropReason::UnknownSender, StageId::VerifyRecv, vni, None, src, dst);
+            burst.drop(i, DropReason::UnknownSender);
+            continue;
+        }
+        let class = match tables.route(vni, dst) {
+            Some(Route::Vpn { vpn, .. }) if sas.outbound(vpn).is_some() => Class::Vpn(vpn),
+            Some(Route::Dx { vlan, .. }) if tables.vif(vlan).is_some() => {
+                let router_mac = tables.vif(vlan).map(|v| EthernetAddress(v.router_mac.0));
+                Class::Dx { vlan, router_mac: router_mac.unwrap_or(EthernetAddress([0; 6])) }
+            }
+            Some(Route::Endpoint { id, .. }) => match tables.endpoint(id) {
+                Some(e) => Class::Endpoint { id, front_end_pa: e.front_end_pa },
+                None => {
+                    burst.drop(i, DropReason::UnknownDestination);
+                    continue;
+                }
+            },
+            Some(Route::Internet { edge_pa }) if edge_pa == pa => Class::Internet,
+            Some(_) => {
+                // A VPC route, or a VPN/DX/gateway held by another edge: not for this edge.
+                burst.drop(i, DropReason::UnknownDestination);
+                continue;
+            }
+            None => {
+                cx.alert(DropReason::NoRoute, StageId::VerifyRecv, vni, None, src, dst);
+                burst.drop(i, DropReason::NoRoute);
+                continue;
+            }
+        };
+        s.class[j] = class;
+        match class {
+            Class::Internet => s.internet |= bit(i),
+            Class::Vpn(_) => s.vpn |= bit(i),
+            Class::Dx { .. } => s.dx |= bit(i),
+            Class::Endpoint { .. } => s.endpoint |= bit(i),
+        }
+    }
+}
+
+/// The outer header for this edge, and the inner addresses.
+#[inline(always)]
+fn parse(frame: &[u8], pa: Ipv4Addr) -> Result<(vpc::Outer, Ipv4Addr, Ipv4Addr), DropReason> {
+    let o = vpc::parse_outer(frame).map_err(|e| match e {
+        wire::Error::Unsupported => DropReason::Unsupported,
+        _ => DropReason::Malformed,
+    })?;
+    if o.dst_pa != pa {
+        return Err(DropReason::UnknownDestination);
+    }
+    if o.inner_len > VPC_MTU {
+        return Err(DropReason::MtuExceeded);
+    }
+    let inner = frame
+        .get(o.inner_offset..o.inner_offset + o.inner_len)
+        .ok_or(DropReason::Malformed)?;
+    let total = ipv4_ok(inner)?;
+    if total != o.inner_len {
+        return Err(DropReason::Malformed);
+    }
+    let (src, dst) = addrs(inner).ok_or(DropReason::Malformed)?;
+    Ok((o, src, dst))
+}
+
+// ----- decap -----
+
+/// `decap`: the outer header and any Ethernet padding off; the buffer is the inner IPv4
+/// packet.
+fn decap<B: PacketBuf>(burst: &mut Burst<B>, s: &Scratch) {
+    burst.for_each_live(|i, p| {
+        let j = slot(i);
+        let (offset, len) = (usize::from(s.inner_offset[j]), usize::from(s.inner_len[j]));
+        let padding = p.len().saturating_sub(offset + len);
+        if p.trim(padding).is_err() || p.adj(offset).is_err() {
+            return Some(Verdict::Drop(DropReason::Malformed));
+        }
+        None
+    });
+}
+
+// ----- the four ways out -----
+
+/// Whether the IPv4 packet at the start of `ip` has DF set.
+#[inline(always)]
+fn dont_fragment(ip: &[u8]) -> bool {
+    ip.get(6).is_some_and(|b| b & 0x40 != 0)
+}
+
+/// The address the edge sends fragmentation-needed from: the VPC router, the VPC CIDR's
+/// first address + 1.
+fn router_addr(tables: &Tables, vni: u32) -> Ipv4Addr {
+    tables
+        .vpc(vni)
+        .map(|v| Ipv4Addr::from(v.cidr.network_u32().wrapping_add(1)))
+        .unwrap_or(Ipv4Addr::UNSPECIFIED)
+}
+
+/// Turn the packet in slot `i` into an ICMP fragmentation-needed (MTU `mtu`) back to its
+/// sender, for `encap`.
+fn bounce<B: PacketBuf>(p: &mut B, i: usize, mtu: usize, tables: &Tables, s: &mut Scratch) -> Option<Verdict> {
+    let j = slot(i);
+    let (vni, src) = (s.vni[j], s.src[j]);
+    let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
+    match frag::frag_needed_in_place(p, mtu, router_addr(tables, vni)) {
+        Ok(()) => {
+            s.to.add(i, vni, src);
+            None
+        }
+        Err(reason) => Some(Verdict::Drop(reason)),
+    }
+}
+
+/// Cut `p` into fragments of at most `mtu` bytes; every fragment but the first (which
+/// stays in `p`) gets `finish` and goes to `out` through `extra`. A fragment `finish`
+/// refuses is freed (the rest of the datagram is then useless, but the first fragment is
+/// still sent: the receiver's reassembly times out, as with any loss).
+fn fragment_out<B: PacketBuf, X: Extra<B>>(
+    p: &mut B,
+    mtu: usize,
+    extra: &mut X,
+    out: Output,
+    mut finish: impl FnMut(&mut B) -> Result<(), DropReason>,
+) -> Result<(), DropReason> {
+    let mut fragments: [Option<B>; frag::MAX_FRAGMENTS] = core::array::from_fn(|_| None);
+    let mut n = 0usize;
+    frag::fragment(p, mtu, || extra.alloc(), |f| {
+        if let Some(slot) = fragments.get_mut(n) {
+            *slot = Some(f);
+        }
+        n += 1;
+    })?;
+    for f in fragments.iter_mut().take(n) {
+        if let Some(mut f) = f.take() {
+            if finish(&mut f).is_ok() {
+                extra.send(f, out);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `nat`: the source must own an Elastic IP (`no_elastic_ip`); SNAT; the internet MTU
+/// (fragment, or fragmentation-needed back when DF is set); Ethernet to the internet next
+/// hop.
+fn nat_out<B: PacketBuf, X: Extra<B>>(
+    burst: &mut Burst<B>,
+    tables: &Tables,
+    s: &mut Scratch,
+    outputs: EdgeOutputs,
+    extra: &mut X,
+) {
+    let mask = s.internet;
+    let Some(out) = outputs.internet else {
+        drop_mask(burst, mask, DropReason::UnknownDestination);
+        return;
+    };
+    let mac = nitro::card_mac(tables.pa());
+    for i in burst.live_indices() {
+        if mask & bit(i) == 0 {
+            continue;
+        }
+        let j = slot(i);
+        let (vni, src) = (s.vni[j], s.src[j]);
+        let Some(eip) = tables.elastic_ip_of(vni, src) else {
+            burst.drop(i, DropReason::NoElasticIp);
+            continue;
+        };
+        let Some(p) = burst.get_mut(i) else { continue };
+        let len = p.len();
+        let verdict = if len > INTERNET_MTU && dont_fragment(p.data()) {
+            bounce(p, i, INTERNET_MTU, tables, s)
+        } else {
+            let r = nat::snat(p.data_mut(), src, eip).and_then(|()| {
+                if len > INTERNET_MTU {
+                    fragment_out(p, INTERNET_MTU, extra, out, |f| {
+                        push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac)
+                    })?;
+                }
+                push_ethernet(p, INTERNET_NEXT_HOP_MAC, mac)
+            });
+            Some(match r {
+                Ok(()) => Verdict::Forward(out),
+                Err(reason) => Verdict::Drop(reason),
+            })
+        };
+        if let Some(v) = verdict {
+            burst.decide(i, v);
+        }
+    }
+}
+
+/// `esp-encrypt`: the VPN's outbound SA; an inner packet whose tunnel packet would not fit
+/// the internet MTU is fragmented first (each fragment encrypted on its own), or answered
+/// with fragmentation-needed when DF is set; Ethernet to the internet next hop.
+fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
+    burst: &mut Burst<B>,
+    tables: &Tables,
+    s: &mut Scratch,
+    sas: &EdgeSas,
+    outputs: EdgeOutputs,
+    extra: &mut X,
+) {
+    let mask = s.vpn;
+    let Some(out) = outputs.internet else {
+        drop_mask(burst, mask, DropReason::UnknownDestination);
+        return;
+    };
+    let mac = nitro::card_mac(tables.pa());
+    let max_inner = esp::max_inner_for_mtu(INTERNET_MTU);
+    for i in burst.live_indices() {
+        if mask & bit(i) == 0 {
+            continue;
+        }
+        let j = slot(i);
+        let Class::Vpn(vpn) = s.class[j] else { continue };
+        let Some(sa) = sas.outbound(vpn) else {
+            burst.drop(i, DropReason::UnknownDestination);
+            continue;
+        };
+        let Some(p) = burst.get_mut(i) else { continue };
+        let len = p.len();
+        let verdict = if len > max_inner && dont_fragment(p.data()) {
+            bounce(p, i, max_inner, tables, s)
+        } else {
+            let seal = |f: &mut B| {
+                esp::encrypt(f, sa)?;
+                push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac)
+            };
+            let r = if len > max_inner {
+                fragment_out(p, max_inner, extra, out, seal).and_then(|()| seal(p))
+            } else {
+                seal(p)
+            };
+            Some(match r {
+                Ok(()) => Verdict::Forward(out),
+                Err(reason) => Verdict::Drop(reason),
+            })
+        };
+        if let Some(v) = verdict {
+            burst.decide(i, v);
+        }
+    }
+}
+
+/// `vlan`: Ethernet to the VIF's router MAC with the VIF's 802.1Q tag, out of the DX side.
+fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, outputs: EdgeOutputs) {
+    let mask = s.dx;
+    let Some(out) = outputs.dx else {
+        drop_mask(burst, mask, DropReason::UnknownDestination);
+        return;
+    };
+    let mac = nitro::card_mac(tables.pa());
+    burst.for_each_live(|i, p| {
+        if mask & bit(i) == 0 {
+            return None;
+        }
+        let Class::Dx { vlan, router_mac } = s.class[slot(i)] else { return None };
+        Some(match push_vlan_ethernet(p, router_mac, mac, vlan) {
+            Ok(()) => Verdict::Forward(out),
+            Err(reason) => Verdict::Drop(reason),
+        })
+    });
+}
+
+/// `endpoint`: the VPC encapsulation towards the endpoint's S3 front end, VNI = source VPC
+/// = the sender's VPC, plus the 64-bit VPC endpoint ID option; inner source unchanged; out
+/// of the services side.
+fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, outputs: EdgeOutputs) {
+    let mask = s.endpoint;
+    let Some(out) = outputs.services else {
+        drop_mask(burst, mask, DropReason::UnknownDestination);
+        return;
+    };
+    let pa = tables.pa();
+    burst.for_each_live(|i, p| {
+        if mask & bit(i) == 0 {
+            return None;
+        }
+        let j = slot(i);
+        let Class::Endpoint { id, front_end_pa } = s.class[j] else { return None };
+        let encap = Encap {
+            src_mac: nitro::card_mac(pa),
+            dst_mac: nitro::UNDERLAY_ROUTER_MAC,
+            src_pa: pa,
+            dst_pa: front_end_pa,
+            vni: s.vni[j],
+            source_vpc: s.vni[j],
+        };
+        Some(match push_outer(p, &encap, Some(id.0)) {
+            Ok(()) => Verdict::Forward(out),
+            Err(reason) => Verdict::Drop(reason),
+        })
+    });
+}

@@ -1,0 +1,74 @@
+//! The Blackfoot edge's data plane: what an edge does with the VPC traffic that leaves a
+//! VPC and with what comes back, sans-I/O over [`wire::PacketBuf`] (the DPDK mbuf in the
+//! runtime, [`wire::TestBuffer`] in tests and benchmarks).
+//!
+//! # The pipelines
+//!
+//! **Underlay in** — [`FromFabric::process`], for Geneve frames hosts send to the edge:
+//!
+//! | stage | what it does | forwards to | drops |
+//! | --- | --- | --- | --- |
+//! | `verify-recv` | [`wire::vpc::parse_outer`]; outer destination = this edge's PA; inner IPv4 header sound and as long as the Geneve payload; VNI = source VPC (edge routes carry the sender's own VPC: a peer may not use this VPC's gateways); one burst lookup of (source VPC, inner source): it must live behind the outer source PA, in a VPC this edge serves. Then the sender VPC's route for the inner destination, longest prefix first, picks the way out. | | `malformed`, `unsupported`, `unknown_destination`, `mtu_exceeded`, `unknown_sender`*, `no_route`* |
+//! | `decap` | Outer header and padding off: the buffer is the inner IPv4 packet. | | |
+//! | `esp-encrypt` | VPN prefixes: ESP tunnel mode with the VPN's outbound SA ([`esp`]). A tunnel packet over the 1500-byte internet MTU: the inner packet is fragmented first and each fragment encrypted, or, with DF, answered with ICMP fragmentation-needed (the MTU that fits) back to the sender. Ethernet to the internet next hop. | internet | `esp_seq_exhausted`, `no_room`, `no_buffer` |
+//! | `vlan` | DX prefixes: Ethernet to the VIF's router MAC with the VIF's 802.1Q tag. | dx | `no_room` |
+//! | `endpoint` | Endpoint prefixes: Geneve towards the endpoint's S3 front end, VNI = source VPC = the sender's VPC, plus the 64-bit VPC endpoint ID option (class 0x0108, type 1); inner packet unchanged. | services | `no_room` |
+//! | `nat` | Everything else (the VPC's internet gateway on this edge): the source must own an Elastic IP; SNAT ([`nat`]: IPv4, TCP/UDP checksums incremental, ICMP errors' quoted header too); over 1500 bytes: fragmented ([`frag`]), or fragmentation-needed back with DF. Ethernet to the internet next hop. | internet | `no_elastic_ip`, `malformed` |
+//! | `encap` | Fragmentation-needed answers: back to the sender's host like traffic from outside. | fabric | `no_mapping` |
+//!
+//! **Outside in** — [`FromOutside::process`], per side:
+//!
+//! | side | stage | what it does | drops |
+//! | --- | --- | --- | --- |
+//! | internet | `classify` | Ethernet/IPv4 only, header sound; ESP to a tunnel address of this edge -> `esp-decrypt`; destination an Elastic IP -> `nat`. | `malformed`, `not_ipv4`, `no_elastic_ip` |
+//! | internet | `esp-decrypt` | Outer IPv4 off; SA by SPI (and tunnel address); anti-replay window of 1024; AES-GCM open; trailer; the inner source must be in the VPN's remote prefixes and the destination in the VPC. | `unsupported` (outer fragments), `unknown_spi`, `esp_replay`, `esp_auth_failed`*, `vpn_policy`* |
+//! | internet | `nat` | DNAT the Elastic IP to the private address (ICMP errors: the quoted header too). | `malformed` |
+//! | dx | `vlan` | The 802.1Q VLAN names the VIF, whose VPC the packet enters; tag and Ethernet off. | `unknown_vlan`, `not_ipv4`, `malformed` |
+//! | services | `endpoint` | Geneve to this edge with an endpoint ID option naming one of its endpoints, from that endpoint's front end, VNI = source VPC = the endpoint's VPC; outer header off. | `unknown_endpoint`, `endpoint_mismatch`*, `malformed`, `unsupported` |
+//! | all | `encap` | One burst lookup of (VPC, inner destination); the VPC encapsulation from this edge (VNI = source VPC) to the host's PA. | `no_mapping` |
+//!
+//! \* security reasons: the drop also raises an alert (edge, VPC, addresses).
+//!
+//! # Choices
+//!
+//! * **MACs.** The edge's own MAC on every side is [`nitro::card_mac`] of its PA. Frames
+//!   to the internet go to [`INTERNET_NEXT_HOP_MAC`] (`02:00:00:fe:00:02`), as if one
+//!   upstream router took them; DX frames to the VIF's `router_mac`; Geneve to the
+//!   underlay next hop [`nitro::UNDERLAY_ROUTER_MAC`].
+//! * **TTL** is not decremented (as on the Nitro card): the edge is the VPC's gateway,
+//!   not a hop the instance sees.
+//! * **Fragmentation-needed** answers come from the VPC router address (the VPC CIDR's
+//!   first address + 1) and quote the offending inner packet; they reach the sender
+//!   through its host like any packet from outside.
+//! * **SA state.** Outbound SAs ([`EdgeSas`]) are shared by all workers through an `Arc`:
+//!   the sequence number is an atomic counter, so no number is used twice. Inbound SAs
+//!   ([`InboundSas`]) are owned by the pipeline: the anti-replay window is the state of
+//!   the worker polling the edge's internet port (one RX queue per port).
+//! * **No ARP** on the outside ports: frames are sent to fixed next-hop MACs and the
+//!   edge takes any destination MAC, as a router port in promiscuous mode.
+//!
+//! # Cost
+//!
+//! Per-burst lookups are hashed and probed together ([`mapping_client::Tables::lookup_burst`]);
+//! nothing allocates, locks or logs on the packet path except the buffers fragmentation
+//! takes from the pool through [`Extra`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod aead;
+mod common;
+pub mod esp;
+mod fabric;
+pub mod frag;
+pub mod nat;
+mod outside;
+mod sa;
+
+pub use common::{EdgeCtx, EdgeOutputs, Extra, VecExtra, INTERNET_MTU, INTERNET_NEXT_HOP_MAC};
+pub use fabric::FromFabric;
+pub use outside::{FromOutside, Side};
+pub use sa::{EdgeSas, InboundSas};

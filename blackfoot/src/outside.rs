@@ -1,0 +1,315 @@
+//! Outside in: what arrives on the edge's internet, dx and services ports. Each side has
+//! its stage (`nat` + `esp-decrypt` on the internet side, `vlan` on the dx side,
+//! `endpoint` on the services side), which leaves the inner IPv4 packet and its VPC; then
+//! `encap` looks the destination up and sends it to its host.
+
+use std::net::Ipv4Addr;
+
+use mapping_client::Tables;
+use pipeline::{run_timed_fn, Burst, Clock, DropReason, Meters, StageId, MAX_BURST};
+use wire::vpc;
+use wire::PacketBuf;
+
+use crate::common::{
+    addrs, bit, encap_to_hosts, ipv4_ok, slot, trim_to, EdgeCtx, EdgeOutputs, ToHosts, ETH_LEN,
+    VLAN_ETH_LEN,
+};
+use crate::sa::InboundSas;
+use crate::{esp, nat};
+
+/// Which outside port a burst came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// `edge:EDGE:internet`: Elastic IPs and VPN tunnels.
+    Internet,
+    /// `edge:EDGE:dx`: 802.1Q-tagged Direct Connect traffic.
+    Dx,
+    /// `edge:EDGE:services`: Geneve from S3 front ends.
+    Services,
+}
+
+const IPPROTO_ESP: u8 = 50;
+
+struct Scratch {
+    /// Internet side: slots that are ESP (the rest of the parsed ones are NAT).
+    esp: u64,
+    nat: u64,
+    /// Per slot: the (Elastic IP, VNI, private address) of a NAT packet.
+    eip: [(Ipv4Addr, u32, Ipv4Addr); MAX_BURST],
+    to: ToHosts,
+}
+
+/// The outside pipeline of one worker for one edge. Build one per worker and edge; it
+/// owns the anti-replay state of the edge's inbound SAs, so one edge's internet port
+/// must be polled by one worker (one RX queue per port: the runtime's rule).
+pub struct FromOutside {
+    outputs: EdgeOutputs,
+    sas: InboundSas,
+    s: Box<Scratch>,
+}
+
+impl core::fmt::Debug for FromOutside {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FromOutside").field("outputs", &self.outputs).finish_non_exhaustive()
+    }
+}
+
+impl FromOutside {
+    /// The pipeline for an edge whose inbound SAs are `sas`.
+    pub fn new(outputs: EdgeOutputs, sas: InboundSas) -> Self {
+        let s = Scratch {
+            esp: 0,
+            nat: 0,
+            eip: [(Ipv4Addr::UNSPECIFIED, 0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
+            to: ToHosts::new(),
+        };
+        FromOutside { outputs, sas, s: Box::new(s) }
+    }
+
+    /// Run the pipeline of `side` over a burst received on that port. Every packet leaves
+    /// decided.
+    pub fn process<B: PacketBuf, C: Clock>(
+        &mut self,
+        side: Side,
+        burst: &mut Burst<B>,
+        ctx: &mut EdgeCtx<'_>,
+        clock: &C,
+        meters: &mut Meters,
+    ) {
+        if burst.live_mask() == 0 {
+            return;
+        }
+        let s = &mut *self.s;
+        s.to.mask = 0;
+        s.esp = 0;
+        s.nat = 0;
+        let all = u64::MAX;
+        match side {
+            Side::Internet => {
+                run_timed_fn(StageId::Classify, burst, all, clock, meters, |b| {
+                    classify_internet(b, ctx.tables, s)
+                });
+                let (esp_mask, nat_mask) = (s.esp, s.nat);
+                let sas = &mut self.sas;
+                run_timed_fn(StageId::EspDecrypt, burst, esp_mask, clock, meters, |b| {
+                    esp_decrypt(b, ctx, sas, s)
+                });
+                run_timed_fn(StageId::Nat, burst, nat_mask, clock, meters, |b| nat_in(b, s));
+            }
+            Side::Dx => {
+                run_timed_fn(StageId::Vlan, burst, all, clock, meters, |b| untag(b, ctx.tables, s));
+            }
+            Side::Services => {
+                run_timed_fn(StageId::Endpoint, burst, all, clock, meters, |b| {
+                    endpoint_in(b, ctx, s)
+                });
+            }
+        }
+        let back = s.to.mask;
+        let fabric = self.outputs.fabric;
+        run_timed_fn(StageId::Encap, burst, back, clock, meters, |b| {
+            encap_to_hosts(b, ctx.tables, &mut s.to, fabric)
+        });
+    }
+}
+
+/// Strip Ethernet (type IPv4 required) and padding; the IPv4 header must be sound.
+#[inline(always)]
+fn strip_ethernet<B: PacketBuf>(p: &mut B) -> Result<(), DropReason> {
+    let d = p.data();
+    let ty = d.get(12..14).ok_or(DropReason::Malformed)?;
+    if ty != [0x08, 0x00] {
+        return Err(DropReason::NotIpv4);
+    }
+    let total = ipv4_ok(d.get(ETH_LEN..).ok_or(DropReason::Malformed)?)?;
+    p.adj(ETH_LEN).map_err(|_| DropReason::Malformed)?;
+    trim_to(p, total)
+}
+
+/// Internet side `classify`: Ethernet/IPv4 only; ESP (protocol 50) to a tunnel address of
+/// this edge -> `esp-decrypt`; a destination that is an Elastic IP -> `nat`; anything else
+/// `no_elastic_ip`.
+fn classify_internet<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch) {
+    for i in burst.live_indices() {
+        let Some(p) = burst.get_mut(i) else { continue };
+        if let Err(reason) = strip_ethernet(p) {
+            burst.drop(i, reason);
+            continue;
+        }
+        let d = p.data();
+        let Some((_, dst)) = addrs(d) else {
+            burst.drop(i, DropReason::Malformed);
+            continue;
+        };
+        let proto = d.get(9).copied().unwrap_or(0);
+        if proto == IPPROTO_ESP && tables.vpns().any(|v| v.local == dst) {
+            s.esp |= bit(i);
+            continue;
+        }
+        match tables.elastic_ip_target(dst) {
+            Some((vni, private)) => {
+                s.eip[slot(i)] = (dst, vni, private);
+                s.nat |= bit(i);
+            }
+            None => {
+                burst.drop(i, DropReason::NoElasticIp);
+            }
+        }
+    }
+}
+
+/// `nat` in: DNAT the Elastic IP to the private address; then to its host.
+fn nat_in<B: PacketBuf>(burst: &mut Burst<B>, s: &mut Scratch) {
+    let mask = s.nat;
+    for i in burst.live_indices() {
+        if mask & bit(i) == 0 {
+            continue;
+        }
+        let (eip, vni, private) = s.eip[slot(i)];
+        let Some(p) = burst.get_mut(i) else { continue };
+        match nat::dnat(p.data_mut(), eip, private) {
+            Ok(()) => s.to.add(i, vni, private),
+            Err(reason) => {
+                burst.drop(i, reason);
+            }
+        }
+    }
+}
+
+/// `esp-decrypt`: outer header off (fragments of tunnel packets are `unsupported`); SA by
+/// SPI (`unknown_spi`), anti-replay (`esp_replay`), decrypt and verify (`esp_auth_failed`,
+/// alert); the inner source must be in the VPN's remote prefixes and the destination in
+/// the VPC (`vpn_policy`, alert).
+fn esp_decrypt<B: PacketBuf>(
+    burst: &mut Burst<B>,
+    cx: &mut EdgeCtx<'_>,
+    sas: &mut InboundSas,
+    s: &mut Scratch,
+) {
+    let mask = s.esp;
+    let tables = cx.tables;
+    for i in burst.live_indices() {
+        if mask & bit(i) == 0 {
+            continue;
+        }
+        let Some(p) = burst.get_mut(i) else { continue };
+        let d = p.data();
+        let (outer_src, outer_dst) = addrs(d).unwrap_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED));
+        let ihl = usize::from(d.first().copied().unwrap_or(0) & 0x0f) * 4;
+        let frag = d.get(6..8).map_or(0, |f| u16::from_be_bytes([f[0], f[1]]) & 0x3fff);
+        if frag != 0 {
+            burst.drop(i, DropReason::Unsupported);
+            continue;
+        }
+        if p.adj(ihl).is_err() {
+            burst.drop(i, DropReason::Malformed);
+            continue;
+        }
+        let Some(spi) = esp::parse_spi(p.data()) else {
+            burst.drop(i, DropReason::Malformed);
+            continue;
+        };
+        let vpn = tables.sa_by_spi(spi).filter(|v| v.local == outer_dst);
+        let (Some(vpn), Some(sa)) = (vpn, sas.get_mut(spi)) else {
+            burst.drop(i, DropReason::UnknownSpi);
+            continue;
+        };
+        if let Err(reason) = esp::decrypt(p, sa) {
+            if reason == DropReason::EspAuthFailed {
+                cx.alert(reason, StageId::EspDecrypt, vpn.vni, None, outer_src, outer_dst);
+            }
+            burst.drop(i, reason);
+            continue;
+        }
+        let Some((src, dst)) = addrs(p.data()) else {
+            burst.drop(i, DropReason::Malformed);
+            continue;
+        };
+        let in_vpc = tables.vpc(vpn.vni).is_some_and(|v| v.cidr.contains(dst));
+        if !(in_vpc && vpn.remote_prefixes.iter().any(|c| c.contains(src))) {
+            cx.alert(DropReason::VpnPolicy, StageId::EspDecrypt, vpn.vni, None, src, dst);
+            burst.drop(i, DropReason::VpnPolicy);
+            continue;
+        }
+        s.to.add(i, vpn.vni, dst);
+    }
+}
+
+/// DX side `vlan`: the 802.1Q tag names the VIF (`unknown_vlan` for an unknown VLAN or an
+/// untagged frame), whose VPC the packet enters; the tag and Ethernet come off.
+fn untag<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch) {
+    for i in burst.live_indices() {
+        let Some(p) = burst.get_mut(i) else { continue };
+        let r = (|| {
+            let d = p.data();
+            let h = d.get(..VLAN_ETH_LEN).ok_or(DropReason::Malformed)?;
+            if h[12..14] != [0x81, 0x00] {
+                return Err(DropReason::UnknownVlan);
+            }
+            let vid = u16::from_be_bytes([h[14], h[15]]) & 0x0fff;
+            let vif = tables.vif(vid).ok_or(DropReason::UnknownVlan)?;
+            if h[16..18] != [0x08, 0x00] {
+                return Err(DropReason::NotIpv4);
+            }
+            let total = ipv4_ok(d.get(VLAN_ETH_LEN..).ok_or(DropReason::Malformed)?)?;
+            let vni = vif.vni;
+            p.adj(VLAN_ETH_LEN).map_err(|_| DropReason::Malformed)?;
+            trim_to(p, total)?;
+            let (_, dst) = addrs(p.data()).ok_or(DropReason::Malformed)?;
+            Ok((vni, dst))
+        })();
+        match r {
+            Ok((vni, dst)) => s.to.add(i, vni, dst),
+            Err(reason) => {
+                burst.drop(i, reason);
+            }
+        }
+    }
+}
+
+/// Services side `endpoint`: Geneve to this edge from the endpoint's front end, with an
+/// endpoint ID option naming an endpoint of this edge (`unknown_endpoint`) that belongs
+/// to the VNI's VPC (`endpoint_mismatch`, alert); the outer header comes off.
+fn endpoint_in<B: PacketBuf>(burst: &mut Burst<B>, cx: &mut EdgeCtx<'_>, s: &mut Scratch) {
+    let tables = cx.tables;
+    let pa = tables.pa();
+    for i in burst.live_indices() {
+        let Some(p) = burst.get_mut(i) else { continue };
+        let o = match vpc::parse_outer(p.data()) {
+            Ok(o) => o,
+            Err(wire::Error::Unsupported) => {
+                burst.drop(i, DropReason::Unsupported);
+                continue;
+            }
+            Err(_) => {
+                burst.drop(i, DropReason::Malformed);
+                continue;
+            }
+        };
+        if o.dst_pa != pa {
+            burst.drop(i, DropReason::UnknownDestination);
+            continue;
+        }
+        let inner = p.data().get(o.inner_offset..o.inner_offset + o.inner_len);
+        let Some((src, dst)) = inner.filter(|d| ipv4_ok(d) == Ok(o.inner_len)).and_then(addrs) else {
+            burst.drop(i, DropReason::Malformed);
+            continue;
+        };
+        let Some(ep) = o.endpoint_id.and_then(|id| tables.endpoint(mapping_client::EndpointId(id))) else {
+            burst.drop(i, DropReason::UnknownEndpoint);
+            continue;
+        };
+        if ep.vni != o.vni || o.source_vpc != o.vni || ep.front_end_pa != o.src_pa {
+            let reason = DropReason::EndpointMismatch;
+            cx.alert(reason, StageId::Endpoint, o.vni, (ep.vni != o.vni).then_some(ep.vni), src, dst);
+            burst.drop(i, reason);
+            continue;
+        }
+        let padding = p.len().saturating_sub(o.inner_offset + o.inner_len);
+        if p.trim(padding).is_err() || p.adj(o.inner_offset).is_err() {
+            burst.drop(i, DropReason::Malformed);
+            continue;
+        }
+        s.to.add(i, o.vni, dst);
+    }
+}
