@@ -1,4 +1,4 @@
-//! `vpcemu demo`: the story of ARCHITECTURE section 1 (steps 1-5) on a built-in world,
+//! `vpcemu demo`: the story of ARCHITECTURE section 1 (steps 1-6) on a built-in world,
 //! narrated. It runs the real engine: two hosts' Nitro cards on a worker lcore, joined by
 //! the in-process fabric, with in-process ports as the instances' vNICs (so the demo can
 //! send one packet at a time and change the mapping live between steps), a capture of
@@ -30,6 +30,19 @@ const YELLOW1: Ipv4Addr = Ipv4Addr::new(10, 1, 1, 20);
 const GREEN1: Ipv4Addr = Ipv4Addr::new(10, 2, 1, 30);
 const PA_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const PA_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const PA_EDGE: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 1);
+const PA_S3: Ipv4Addr = Ipv4Addr::new(198, 18, 254, 1);
+const EIP_RED1: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const INTERNET_HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
+const TUNNEL_LOCAL: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const CUSTOMER_GW: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const CUSTOMER_HOST: Ipv4Addr = Ipv4Addr::new(172, 16, 5, 5);
+const DX_HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 5);
+const S3_HOST: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 200);
+const ENDPOINT_ID: u64 = 0x0a1b_2c3d_4e5f_6a7b;
+const INTERNET: &str = "blackfoot-1-internet";
+const DX: &str = "blackfoot-1-dx";
+const SERVICES: &str = "blackfoot-1-services";
 
 fn mac_of(topo: &Topology, name: &str) -> EthernetAddress {
     EthernetAddress(topo.instance_by_name(name).map(|i| i.mac.0).unwrap_or([0; 6]))
@@ -90,7 +103,8 @@ impl Demo<'_> {
     /// `want` for the rest), then return what was seen since `before`.
     fn observe(&mut self, before: &BTreeMap<String, u64>, want: u64) -> Seen {
         let mut seen = Seen::default();
-        let ports: Vec<String> = ["red-1", "yellow-1", "green-1"].iter().map(|s| s.to_string()).collect();
+        let ports: Vec<String> =
+            ["red-1", "yellow-1", "green-1", INTERNET, DX, SERVICES].iter().map(|s| s.to_string()).collect();
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
             std::thread::sleep(Duration::from_millis(5));
@@ -183,6 +197,13 @@ pub fn run(out: &mut dyn Write) -> Result<bool, String> {
         .collect();
     ports.push(PortSpec { name: "host-b-underlay".into(), io: PortIo::Soft, attach: Attach::Underlay(host_b) });
     ports.push(PortSpec { name: "fabric".into(), io: PortIo::Soft, attach: Attach::Fabric });
+    let edge = match topo.card_by_name("blackfoot-1") {
+        Some(mapping_client::topology::CardId::Edge(e)) => e,
+        _ => return Err("demo world has no edge blackfoot-1".into()),
+    };
+    ports.push(PortSpec { name: INTERNET.into(), io: PortIo::Soft, attach: Attach::EdgeInternet(edge) });
+    ports.push(PortSpec { name: DX.into(), io: PortIo::Soft, attach: Attach::EdgeDx(edge) });
+    ports.push(PortSpec { name: SERVICES.into(), io: PortIo::Soft, attach: Attach::EdgeServices(edge) });
     let mut spec = EngineSpec::from_topology(topo.clone());
     spec.ports = ports;
     // One line per event in the demo: no aggregation window to wait for.
@@ -192,10 +213,12 @@ pub fn run(out: &mut dyn Write) -> Result<bool, String> {
     let (red_mac, yellow_mac, green_mac) = (mac_of(&topo, "red-1"), mac_of(&topo, "yellow-1"), mac_of(&topo, "green-1"));
     let router = EthernetAddress([0x02, 0, 0, 0xff, 0, 0]);
 
-    d.say("vpcemu demo: the AWS VPC story on two emulated Nitro cards");
+    d.say("vpcemu demo: the AWS VPC story on two emulated Nitro cards and a Blackfoot edge");
     d.say("  host-a (PA 198.18.0.1): red-1 10.0.1.10 (VPC red, VNI 101), green-1 10.2.1.30 (VPC green, VNI 103)");
     d.say("  host-b (PA 198.18.0.2): yellow-1 10.1.1.20 (VPC yellow, VNI 102)");
     d.say("  red and yellow are peered; green is peered with nobody.");
+    d.say("  blackfoot-1 (PA 198.18.255.1): red's internet gateway (red-1 = Elastic IP 203.0.113.10), red's VPN");
+    d.say("  to 172.16.0.0/16, yellow's Direct Connect VIF (VLAN 101) to 192.168.0.0/16, red's S3 endpoint.");
 
     // Step 1.
     d.say("");
@@ -293,6 +316,11 @@ pub fn run(out: &mut dyn Write) -> Result<bool, String> {
     let from_b = seen.fabric.first().and_then(|f| vpc::parse_outer(f).ok()).is_some_and(|o| o.src_pa == PA_B);
     d.check(from_b && seen.delivered.get("yellow-1").is_some_and(|v| v.len() == 1), "red-1's own traffic now leaves from host-b");
 
+    // Step 6.
+    d.say("");
+    d.say("6. Out of the VPC through Blackfoot, and back.");
+    step6(&mut d, red_mac, yellow_mac, router_mac);
+
     // The figures.
     let Demo { engine, out, mut failures, .. } = d;
     let mut sink = Vec::new();
@@ -316,4 +344,170 @@ pub fn run(out: &mut dyn Write) -> Result<bool, String> {
         let _ = writeln!(out, "{} step check(s) failed: {}", failures.len(), failures.join("; "));
     }
     Ok(failures.is_empty())
+}
+
+/// The first frame seen on `port`.
+fn first_on(seen: &Seen, port: &str) -> Vec<u8> {
+    seen.delivered.get(port).and_then(|v| v.first()).cloned().unwrap_or_default()
+}
+
+/// The inner IPv4 packet of a frame delivered to an instance (after its 14-byte Ethernet).
+fn ip_of(frame: &[u8]) -> &[u8] {
+    frame.get(14..).unwrap_or_default()
+}
+
+/// Step 6 of the story: the four ways out of a VPC through the edge and back in.
+fn step6(d: &mut Demo<'_>, red_mac: EthernetAddress, yellow_mac: EthernetAddress, router_mac: EthernetAddress) {
+    use blackfoot::aead::RingAesGcm;
+    use blackfoot::esp;
+
+    let edge_mac = nitro::card_mac(PA_EDGE);
+    let upstream = blackfoot::INTERNET_NEXT_HOP_MAC;
+    let topo = d.engine.topology().clone();
+
+    // 6a. Internet gateway.
+    d.say("  a. internet gateway: red-1 (Elastic IP 203.0.113.10) sends a DNS query to 192.0.2.80.");
+    let query = craft::udp_packet(RED1, INTERNET_HOST, 40000, 53, b"which way to the internet?");
+    let before = d.drops();
+    d.send("red-1", &[craft::frame(red_mac, router_mac, wire::ethernet::EtherType::IPV4, &query)]);
+    let seen = d.observe(&before, 1);
+    let out = first_on(&seen, INTERNET);
+    let ip = ip_of(&out);
+    let snat_ok = ip.len() == query.len()
+        && ip[12..16] == EIP_RED1.octets()
+        && ip[16..20] == INTERNET_HOST.octets()
+        && wire::checksum::ipv4_header_ok(&ip[..20])
+        && wire::checksum::tcp_udp_ipv4_ok(EIP_RED1, INTERNET_HOST, 17, &ip[20..]);
+    d.say(format!("    internet  {} bytes out of blackfoot-1's internet side, source {}", out.len(), addr_at(ip, 12)));
+    d.check(snat_ok, "SNAT 10.0.1.10 -> 203.0.113.10, IPv4 and UDP checksums valid");
+    let answer = craft::udp_packet(INTERNET_HOST, EIP_RED1, 53, 40000, b"right here");
+    let before = d.drops();
+    d.send(INTERNET, &[craft::frame(upstream, edge_mac, wire::ethernet::EtherType::IPV4, &answer)]);
+    let seen = d.observe(&before, 1);
+    d.show_fabric(&seen.fabric);
+    let got = first_on(&seen, "red-1");
+    let ip = ip_of(&got);
+    let dnat_ok = ip.len() == answer.len()
+        && ip[16..20] == RED1.octets()
+        && wire::checksum::ipv4_header_ok(&ip[..20])
+        && wire::checksum::tcp_udp_ipv4_ok(INTERNET_HOST, RED1, 17, &ip[20..]);
+    d.say(format!("    sent      the answer {INTERNET_HOST} -> {EIP_RED1} on the internet side"));
+    d.check(dnat_ok, "DNAT 203.0.113.10 -> 10.0.1.10 and carried to red-1 on host-b (where it moved)");
+
+    // 6b. VPN.
+    d.say("  b. VPN: red-1 sends to 172.16.5.5 in the customer's network.");
+    let vpn = topo.vpns().first().cloned();
+    let Some(vpn) = vpn else {
+        d.check(false, "the demo world has a VPN");
+        return;
+    };
+    let to_customer = craft::udp_packet(RED1, CUSTOMER_HOST, 40001, 9000, b"to the data centre");
+    let before = d.drops();
+    d.send("red-1", &[craft::frame(red_mac, router_mac, wire::ethernet::EtherType::IPV4, &to_customer)]);
+    let seen = d.observe(&before, 1);
+    let out = first_on(&seen, INTERNET);
+    let ip = ip_of(&out).to_vec();
+    d.say(format!(
+        "    internet  {} bytes: {} -> {} ESP SPI {}, seq {}",
+        out.len(),
+        addr_at(&ip, 12),
+        addr_at(&ip, 16),
+        ip.get(20..24).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        ip.get(24..28).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+    ));
+    // The customer gateway's side of the SAs: our outbound is its inbound and vice versa.
+    let decrypted = (|| {
+        let aead = RingAesGcm::new(&vpn.outbound.key).ok()?;
+        let mut sa = esp::InboundSa::new(&vpn.outbound, aead);
+        let mut b = wire::TestBuffer::with_room(0, ip.len());
+        b.append(ip.len()).ok()?.copy_from_slice(&ip);
+        b.adj(20).ok()?;
+        esp::decrypt(&mut b, &mut sa).ok()?;
+        Some(b.data().to_vec())
+    })();
+    d.check(
+        ip.get(9) == Some(&50) && ip.get(12..20) == Some(&[TUNNEL_LOCAL.octets(), CUSTOMER_GW.octets()].concat()[..]),
+        "ESP tunnel 203.0.113.1 -> 198.51.100.1 (the customer gateway)",
+    );
+    d.check(decrypted.as_deref() == Some(&to_customer[..]), "the customer gateway decrypts it (AES-128-GCM) to the original packet");
+    let reply = craft::udp_packet(CUSTOMER_HOST, RED1, 9000, 40001, b"from the data centre");
+    let sealed = (|| {
+        let aead = RingAesGcm::new(&vpn.inbound.key).ok()?;
+        let sa = esp::OutboundSa::new(&vpn.inbound, CUSTOMER_GW, TUNNEL_LOCAL, aead);
+        let mut b = wire::TestBuffer::with_room(64, reply.len() + 64);
+        b.append(reply.len()).ok()?.copy_from_slice(&reply);
+        esp::encrypt(&mut b, &sa).ok()?;
+        Some(b.data().to_vec())
+    })()
+    .unwrap_or_default();
+    let before = d.drops();
+    d.send(INTERNET, &[craft::frame(upstream, edge_mac, wire::ethernet::EtherType::IPV4, &sealed)]);
+    let seen = d.observe(&before, 1);
+    d.say(format!("    sent      the customer gateway's reply, ESP SPI {} ({} bytes)", vpn.inbound.spi, sealed.len()));
+    d.show_fabric(&seen.fabric);
+    let got = first_on(&seen, "red-1");
+    d.check(ip_of(&got) == &reply[..], "decrypted, checked against the VPN's prefixes, delivered to red-1 byte-identical");
+
+    // 6c. Direct Connect.
+    d.say("  c. Direct Connect: yellow-1 sends to 192.168.1.5 behind its VIF.");
+    let to_dc = craft::udp_packet(YELLOW1, DX_HOST, 40002, 7000, b"over the private line");
+    let before = d.drops();
+    d.send("yellow-1", &[craft::frame(yellow_mac, router_mac, wire::ethernet::EtherType::IPV4, &to_dc)]);
+    let seen = d.observe(&before, 1);
+    let out = first_on(&seen, DX);
+    let vlan = out.get(14..16).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) & 0x0fff);
+    d.say(format!("    dx        {} bytes, 802.1Q VLAN {vlan} to the DX router {}", out.len(), mac_str(out.get(..6))));
+    d.check(out.get(12..14) == Some(&[0x81, 0x00]) && vlan == 101 && out.get(18..) == Some(&to_dc[..]), "tagged VLAN 101, inner packet unchanged");
+    let from_dc = craft::udp_packet(DX_HOST, YELLOW1, 7000, 40002, b"and back");
+    let before = d.drops();
+    d.send(DX, &[craft::vlan_frame(EthernetAddress([0x02, 0xdc, 0, 0, 0, 1]), edge_mac, 101, &from_dc)]);
+    let seen = d.observe(&before, 1);
+    d.show_fabric(&seen.fabric);
+    d.check(ip_of(&first_on(&seen, "yellow-1")) == &from_dc[..], "the answer on VLAN 101 reaches yellow-1 on host-b");
+
+    // 6d. S3 gateway endpoint.
+    d.say("  d. S3 gateway endpoint: red-1 sends to 198.51.100.200 (an S3 prefix of its endpoint).");
+    let to_s3 = craft::udp_packet(RED1, S3_HOST, 40003, 443, b"GET /bucket/key");
+    let before = d.drops();
+    d.send("red-1", &[craft::frame(red_mac, router_mac, wire::ethernet::EtherType::IPV4, &to_s3)]);
+    let seen = d.observe(&before, 1);
+    let out = first_on(&seen, SERVICES);
+    let o = vpc::parse_outer(&out).ok();
+    d.say(match o {
+        Some(o) => format!(
+            "    services  {} -> {} Geneve VNI {}, endpoint ID option {}",
+            o.src_pa,
+            o.dst_pa,
+            o.vni,
+            o.endpoint_id.map_or("none".to_string(), |id| format!("vpce-{id:016x}"))
+        ),
+        None => "    services  nothing parsable".to_string(),
+    });
+    d.check(
+        o.is_some_and(|o| o.dst_pa == PA_S3 && o.vni == 101 && o.endpoint_id == Some(ENDPOINT_ID))
+            && o.and_then(|o| out.get(o.inner_offset..)) == Some(&to_s3[..]),
+        "re-wrapped towards the S3 front end with the VPC endpoint ID, source unchanged",
+    );
+    let from_s3 = craft::udp_packet(S3_HOST, RED1, 443, 40003, b"200 OK");
+    let encap = vpc::Encap {
+        src_mac: nitro::card_mac(PA_S3),
+        dst_mac: edge_mac,
+        src_pa: PA_S3,
+        dst_pa: PA_EDGE,
+        vni: 101,
+        source_vpc: 101,
+    };
+    let before = d.drops();
+    d.send(SERVICES, &[craft::geneve_endpoint_frame(&encap, ENDPOINT_ID, &from_s3)]);
+    let seen = d.observe(&before, 1);
+    d.show_fabric(&seen.fabric);
+    d.check(ip_of(&first_on(&seen, "red-1")) == &from_s3[..], "S3's answer, endpoint ID checked against VPC red, reaches red-1");
+}
+
+fn addr_at(ip: &[u8], at: usize) -> String {
+    ip.get(at..at + 4).map_or("?".into(), |b| Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string())
+}
+
+fn mac_str(b: Option<&[u8]>) -> String {
+    b.map_or("?".into(), |b| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":"))
 }

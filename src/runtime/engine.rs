@@ -135,6 +135,12 @@ pub struct CardInfo {
     pub alert_id: pipeline::CardId,
     /// The card's `underlay:` port, if it has one.
     pub underlay_port: Option<usize>,
+    /// An edge's outside ports (`edge:EDGE:internet|dx|services`), if it has them.
+    pub internet_port: Option<usize>,
+    pub dx_port: Option<usize>,
+    pub services_port: Option<usize>,
+    /// An edge's outbound SAs, shared by every worker (sequence numbers never reused).
+    pub sas: Option<Arc<blackfoot::EdgeSas>>,
 }
 
 struct PortRt {
@@ -273,6 +279,10 @@ impl Engine {
                     CardId::Edge(e) => pipeline::CardId::Edge(e.0 as u16),
                 },
                 underlay_port: None,
+                internet_port: None,
+                dx_port: None,
+                services_port: None,
+                sas: None,
             })
             .collect();
         let mut cards = cards;
@@ -309,12 +319,15 @@ impl Engine {
                 }
                 PortIo::Soft => (None, Some(Arc::new(SoftPort::default()))),
             };
-            if let Role::Underlay { card } = role {
-                cards[card].underlay_port = Some(i);
+            match role {
+                Role::Underlay { card } => cards[card].underlay_port = Some(i),
+                Role::EdgeInternet { card } => cards[card].internet_port = Some(i),
+                Role::EdgeDx { card } => cards[card].dx_port = Some(i),
+                Role::EdgeServices { card } => cards[card].services_port = Some(i),
+                _ => {}
             }
             ports.push(PortRt { name: p.name.clone(), role, attach: p.attach.clone(), eth, soft });
         }
-        let cards = cards;
 
         // Mapping service, clients, publishers.
         let mut service = Service::new(topo.clone());
@@ -322,6 +335,14 @@ impl Engine {
         let mut publishers: Vec<Publisher<Tables>> =
             cards.iter().map(|c| Publisher::new(Tables::empty(Some(c.id), c.name.clone(), c.pa))).collect();
         sync_all(&mut service, &mut clients, &mut publishers, Duration::ZERO);
+        // Each edge's outbound SAs, from its first tables (the VPN set does not change at run
+        // time: the control socket has no VPN commands).
+        for (card, publisher) in cards.iter_mut().zip(publishers.iter()) {
+            if matches!(card.id, CardId::Edge(_)) {
+                card.sas = Some(Arc::new(blackfoot::EdgeSas::new(publisher.live())));
+            }
+        }
+        let cards = cards;
 
         // Instance bindings, from the model.
         let bindings = Arc::new(Bindings {

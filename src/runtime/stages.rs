@@ -1,15 +1,53 @@
 //! The stages each kind of port runs, per card: the seam between the runtime and the
-//! sans-I/O pipeline crates (`nitro` for hosts; edges come with `blackfoot`).
+//! sans-I/O pipeline crates (`nitro` for hosts, `blackfoot` for edges).
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
+use arrayvec::ArrayVec;
+use blackfoot::{EdgeCtx, EdgeOutputs, Extra, FromFabric, FromOutside, InboundSas, Side};
+use mapping_client::rcu::Subscriber;
 use mapping_client::tables::Tables;
-use mapping_client::topology::EniId;
+use mapping_client::topology::{CardId, EniId};
 use nitro::{Egress, EgressOutputs, Ingress, NitroCtx};
 use pipeline::{AlertProducer, Burst, Clock, DropReason, Meters, Output};
 
 use super::engine::{CardInfo, FABRIC, InstanceBinding, Role, UNBOUND, port_output};
-use crate::dpdk::Mbuf;
+use crate::dpdk::{Mbuf, Mempool};
+
+/// Most packets the edge stages may make beyond a burst in one pass (fragments: 32 jumbo
+/// packets cut for a 1500-byte MTU make 7 each).
+pub const SPILL: usize = 256;
+
+/// Packets made beyond a burst, waiting for the worker to send them after the burst.
+pub type Spill = ArrayVec<(Mbuf, Output), SPILL>;
+
+/// The worker's [`Extra`]: buffers from the worker's pool, sent packets kept in its spill
+/// (a full spill frees the packet and counts it `tx_full`).
+pub struct WorkerExtra<'a> {
+    pub pool: &'a Mempool,
+    pub spill: &'a mut Spill,
+    pub lost: u64,
+}
+
+impl Extra<Mbuf> for WorkerExtra<'_> {
+    #[inline]
+    fn alloc(&mut self) -> Option<Mbuf> {
+        self.pool.alloc()
+    }
+    #[inline]
+    fn send(&mut self, pkt: Mbuf, out: Output) {
+        if self.spill.try_push((pkt, out)).is_err() {
+            self.lost += 1;
+        }
+    }
+}
+
+/// An edge's two pipelines in one worker.
+struct EdgePipes {
+    from_fabric: FromFabric,
+    from_outside: FromOutside,
+}
 
 /// A worker's stage state: one egress pipeline per instance port (its ARP replies go
 /// back out of that port), one ingress pipeline, and the ENI -> port table ingress
@@ -17,12 +55,14 @@ use crate::dpdk::Mbuf;
 pub struct CardStages {
     egress: Vec<Option<Egress>>,
     ingress: Ingress,
+    /// Per card index: the edge pipelines (`None` for hosts).
+    edges: Vec<Option<EdgePipes>>,
     eni_ports: Vec<Option<Output>>,
     bound_generation: u64,
 }
 
 impl CardStages {
-    pub fn new(roles: &[Role]) -> CardStages {
+    pub fn new(roles: &[Role], cards: &[CardInfo], subscribers: &mut [Subscriber<Tables>]) -> CardStages {
         let fabric = Output::new(FABRIC);
         let egress = roles
             .iter()
@@ -32,7 +72,27 @@ impl CardStages {
                 _ => None,
             })
             .collect();
-        CardStages { egress, ingress: Ingress::new(), eni_ports: Vec::new(), bound_generation: u64::MAX }
+        let edges = cards
+            .iter()
+            .zip(subscribers.iter_mut())
+            .map(|(c, sub)| match (c.id, &c.sas, fabric) {
+                (CardId::Edge(_), Some(sas), Some(fabric)) => {
+                    let outputs = EdgeOutputs {
+                        fabric,
+                        internet: c.internet_port.and_then(port_output),
+                        dx: c.dx_port.and_then(port_output),
+                        services: c.services_port.and_then(port_output),
+                    };
+                    let inbound = InboundSas::new(sub.current());
+                    Some(EdgePipes {
+                        from_fabric: FromFabric::new(outputs, Arc::clone(sas)),
+                        from_outside: FromOutside::new(outputs, inbound),
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        CardStages { egress, ingress: Ingress::new(), edges, eni_ports: Vec::new(), bound_generation: u64::MAX }
     }
 
     /// Rebuild the ENI -> port table if the bindings changed since the last burst.
@@ -80,40 +140,68 @@ impl CardStages {
         }
     }
 
-    /// Packets from the fabric or the card's underlay port.
+    /// Packets from the fabric or the card's underlay port, for card `index`. Edge stages
+    /// may make more packets (fragments): they wait in `spill`.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn underlay_in<C: Clock>(
         &mut self,
         burst: &mut Burst<Mbuf>,
+        index: usize,
+        tables: &Tables,
+        card: &CardInfo,
+        alerts: &mut AlertProducer,
+        pool: &Mempool,
+        spill: &mut Spill,
+        clock: &C,
+        meters: &mut Meters,
+    ) {
+        match card.id {
+            CardId::Host(_) => {
+                let mut ctx = NitroCtx { tables, card: card.alert_id, alerts };
+                self.ingress.process(burst, self.eni_ports.as_slice(), &mut ctx, clock, meters);
+            }
+            CardId::Edge(_) => match self.edges.get_mut(index).and_then(Option::as_mut) {
+                Some(e) => {
+                    let mut ctx = EdgeCtx { tables, card: card.alert_id, alerts };
+                    let mut extra = WorkerExtra { pool, spill, lost: 0 };
+                    e.from_fabric.process(burst, &mut ctx, &mut extra, clock, meters);
+                    let lost = extra.lost;
+                    if lost != 0 {
+                        meters.counters.add_drops(DropReason::TxFull, lost);
+                    }
+                }
+                None => drop_all(burst, DropReason::Unsupported),
+            },
+        }
+    }
+
+    /// Packets from an edge's outside ports (internet, dx, services), for card `index`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn edge_outside_in<C: Clock>(
+        &mut self,
+        burst: &mut Burst<Mbuf>,
+        index: usize,
+        role: Role,
         tables: &Tables,
         card: &CardInfo,
         alerts: &mut AlertProducer,
         clock: &C,
         meters: &mut Meters,
     ) {
-        match card.id {
-            mapping_client::topology::CardId::Host(_) => {
-                let mut ctx = NitroCtx { tables, card: card.alert_id, alerts };
-                self.ingress.process(burst, self.eni_ports.as_slice(), &mut ctx, clock, meters);
+        let side = match role {
+            Role::EdgeInternet { .. } => Side::Internet,
+            Role::EdgeDx { .. } => Side::Dx,
+            Role::EdgeServices { .. } => Side::Services,
+            _ => return drop_all(burst, DropReason::Unsupported),
+        };
+        match self.edges.get_mut(index).and_then(Option::as_mut) {
+            Some(e) => {
+                let mut ctx = EdgeCtx { tables, card: card.alert_id, alerts };
+                e.from_outside.process(side, burst, &mut ctx, clock, meters);
             }
-            // Blackfoot's stages are not built yet: an edge takes nothing in.
-            mapping_client::topology::CardId::Edge(_) => drop_all(burst, DropReason::Unsupported),
+            None => drop_all(burst, DropReason::Unsupported),
         }
-    }
-
-    /// Packets from an edge's outside ports (internet, dx, services).
-    #[allow(clippy::too_many_arguments)]
-    pub fn edge_outside_in<C: Clock>(
-        &mut self,
-        burst: &mut Burst<Mbuf>,
-        _role: Role,
-        _tables: &Tables,
-        _card: &CardInfo,
-        _alerts: &mut AlertProducer,
-        _clock: &C,
-        _meters: &mut Meters,
-    ) {
-        drop_all(burst, DropReason::Unsupported);
     }
 }
 

@@ -18,7 +18,7 @@ use wire::PacketBuf;
 
 use super::engine::{Bindings, CardInfo, FABRIC, Role, UNBOUND};
 use super::softport::SoftPort;
-use super::stages::CardStages;
+use super::stages::{CardStages, Spill};
 use crate::dpdk::{self, Mbuf, MbufBurst, Mempool, rdtsc};
 
 /// Packets per RX burst.
@@ -96,6 +96,8 @@ struct Loop<'a, C: Clock> {
     clock: C,
     burst: Burst<Mbuf>,
     fabric: ArrayVec<Mbuf, MAX_BURST>,
+    /// Packets the edge stages made beyond a burst (fragments), sent after it.
+    spill: Spill,
 }
 
 impl<C: Clock> Loop<'_, C> {
@@ -117,6 +119,34 @@ impl<C: Clock> Loop<'_, C> {
             },
             |m, _verdict| drop(m),
         );
+    }
+
+    /// Send what the edge stages made beyond the last burst, one TX call per output run;
+    /// what a sink refuses is freed and counted `tx_full`.
+    fn flush_spill(&mut self) {
+        let mut group: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
+        let mut current = None;
+        let mut lost = 0u64;
+        let tx = &mut self.s.tx;
+        let mut flush = |out: Option<usize>, group: &mut ArrayVec<Mbuf, MAX_BURST>| {
+            if let Some(sink) = out.and_then(|o| tx.get_mut(o)) {
+                send(sink, group);
+            }
+            lost += group.len() as u64;
+            group.clear();
+        };
+        for (m, out) in self.spill.drain(..) {
+            let out = Some(out.index());
+            if current != out || group.is_full() {
+                flush(current, &mut group);
+                current = out;
+            }
+            let _ = group.try_push(m);
+        }
+        flush(current, &mut group);
+        if lost != 0 {
+            self.s.meters.counters.add_drops(DropReason::TxFull, lost);
+        }
     }
 
     /// Carry fabric packets sent by card `from` to their destination cards.
@@ -193,8 +223,21 @@ impl<C: Clock> Loop<'_, C> {
         let Some(sub) = self.s.subscribers.get_mut(card) else { return };
         let tables = sub.current();
         let info = &self.s.cards[card];
-        self.stages.underlay_in(&mut self.burst, tables, info, &mut self.s.alerts, &self.clock, &mut self.s.meters);
+        self.stages.underlay_in(
+            &mut self.burst,
+            card,
+            tables,
+            info,
+            &mut self.s.alerts,
+            &self.s.pool,
+            &mut self.spill,
+            &self.clock,
+            &mut self.s.meters,
+        );
         self.drain();
+        if !self.spill.is_empty() {
+            self.flush_spill();
+        }
     }
 
     fn rx_port(&mut self, port: usize, mb: &mut MbufBurst) {
@@ -244,7 +287,17 @@ impl<C: Clock> Loop<'_, C> {
                 if let Some(sub) = self.s.subscribers.get_mut(card) {
                     let tables = sub.current();
                     let info = &self.s.cards[card];
-                    self.stages.underlay_in(&mut self.burst, tables, info, &mut self.s.alerts, &self.clock, &mut self.s.meters);
+                    self.stages.underlay_in(
+                        &mut self.burst,
+                        card,
+                        tables,
+                        info,
+                        &mut self.s.alerts,
+                        &self.s.pool,
+                        &mut self.spill,
+                        &self.clock,
+                        &mut self.s.meters,
+                    );
                 }
                 Some(card)
             }
@@ -252,7 +305,7 @@ impl<C: Clock> Loop<'_, C> {
                 if let Some(sub) = self.s.subscribers.get_mut(card) {
                     let tables = sub.current();
                     let info = &self.s.cards[card];
-                    self.stages.edge_outside_in(&mut self.burst, role, tables, info, &mut self.s.alerts, &self.clock, &mut self.s.meters);
+                    self.stages.edge_outside_in(&mut self.burst, card, role, tables, info, &mut self.s.alerts, &self.clock, &mut self.s.meters);
                 }
                 Some(card)
             }
@@ -264,6 +317,9 @@ impl<C: Clock> Loop<'_, C> {
             }
         };
         self.drain();
+        if !self.spill.is_empty() {
+            self.flush_spill();
+        }
         if let Some(card) = from {
             self.cross_fabric(card);
         } else {
@@ -276,14 +332,14 @@ impl<C: Clock> Loop<'_, C> {
 
 /// The worker's main loop. Returns 0 when stopped.
 pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
-    let stages = CardStages::new(&setup.roles);
+    let stages = CardStages::new(&setup.roles, &setup.cards, &mut setup.subscribers);
     let mut rx = std::mem::take(&mut setup.rx);
     let hz = crate::dpdk::eal::tsc_hz_now();
     let publish_every = (hz / 1000).max(1);
     let mut next_publish = rdtsc() + publish_every;
     let mut mb = MbufBurst::new();
     {
-        let mut l = Loop { s: &mut setup, stages, clock, burst: Burst::new(), fabric: ArrayVec::new() };
+        let mut l = Loop { s: &mut setup, stages, clock, burst: Burst::new(), fabric: ArrayVec::new(), spill: Spill::new() };
         while !l.s.stop.load(Ordering::Relaxed) {
             let generation = l.s.bindings.generation.load(Ordering::Acquire);
             l.stages.refresh(generation, &l.s.bindings.ports);
