@@ -308,10 +308,10 @@ fn bounce<B: PacketBuf>(p: &mut B, i: usize, mtu: usize, tables: &Tables, s: &mu
     }
 }
 
-/// Cut `p` into fragments of at most `mtu` bytes; every fragment but the first (which
-/// stays in `p`) gets `finish` and goes to `out` through `extra`. A fragment `finish`
-/// refuses is freed (the rest of the datagram is then useless, but the first fragment is
-/// still sent: the receiver's reassembly times out, as with any loss).
+/// Cut `p` into fragments of at most `mtu` bytes and `finish` each, the first (which
+/// stays in `p`) first, so an SA numbers them in order; the others go to `out` through
+/// `extra`. A later fragment `finish` refuses is freed (the receiver's reassembly then
+/// times out, as with any loss).
 fn fragment_out<B: PacketBuf, X: Extra<B>>(
     p: &mut B,
     mtu: usize,
@@ -327,14 +327,15 @@ fn fragment_out<B: PacketBuf, X: Extra<B>>(
         }
         n += 1;
     })?;
+    let first = finish(p);
     for f in fragments.iter_mut().take(n) {
         if let Some(mut f) = f.take() {
-            if finish(&mut f).is_ok() {
+            if first.is_ok() && finish(&mut f).is_ok() {
                 extra.send(f, out);
             }
         }
     }
-    Ok(())
+    first
 }
 
 /// `nat`: the source must own an Elastic IP (`no_elastic_ip`); SNAT; the internet MTU
@@ -368,13 +369,13 @@ fn nat_out<B: PacketBuf, X: Extra<B>>(
         let verdict = if len > INTERNET_MTU && dont_fragment(p.data()) {
             bounce(p, i, INTERNET_MTU, tables, s)
         } else {
+            let eth = |f: &mut B| push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac);
             let r = nat::snat(p.data_mut(), src, eip).and_then(|()| {
                 if len > INTERNET_MTU {
-                    fragment_out(p, INTERNET_MTU, extra, out, |f| {
-                        push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac)
-                    })?;
+                    fragment_out(p, INTERNET_MTU, extra, out, eth)
+                } else {
+                    eth(p)
                 }
-                push_ethernet(p, INTERNET_NEXT_HOP_MAC, mac)
             });
             Some(match r {
                 Ok(()) => Verdict::Forward(out),
@@ -425,7 +426,7 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
                 push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac)
             };
             let r = if len > max_inner {
-                fragment_out(p, max_inner, extra, out, seal).and_then(|()| seal(p))
+                fragment_out(p, max_inner, extra, out, seal)
             } else {
                 seal(p)
             };

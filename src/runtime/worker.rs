@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use arrayvec::ArrayVec;
 use mapping_client::rcu::Subscriber;
 use mapping_client::tables::Tables;
-use pipeline::{AlertProducer, Burst, Clock, DropReason, Meters, PublishedCounters, MAX_BURST};
+use pipeline::{AlertProducer, Burst, Clock, DropReason, Meters, Output, PublishedCounters, MAX_BURST};
 use wire::PacketBuf;
 
 use super::engine::{Bindings, CardInfo, FABRIC, Role, UNBOUND};
@@ -125,28 +125,26 @@ impl<C: Clock> Loop<'_, C> {
     /// what a sink refuses is freed and counted `tx_full`.
     fn flush_spill(&mut self) {
         let mut group: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
-        let mut current = None;
-        let mut lost = 0u64;
+        let mut current: Option<Output> = None;
         let tx = &mut self.s.tx;
-        let mut flush = |out: Option<usize>, group: &mut ArrayVec<Mbuf, MAX_BURST>| {
-            if let Some(sink) = out.and_then(|o| tx.get_mut(o)) {
+        let counters = &mut self.s.meters.counters;
+        let mut flush = |out: Option<Output>, group: &mut ArrayVec<Mbuf, MAX_BURST>| {
+            let offered = group.len() as u64;
+            if let Some((out, sink)) = out.and_then(|o| Some((o, tx.get_mut(o.index())?))) {
                 send(sink, group);
+                counters.add_output(out, offered - group.len() as u64);
             }
-            lost += group.len() as u64;
+            counters.add_drops(DropReason::TxFull, group.len() as u64);
             group.clear();
         };
         for (m, out) in self.spill.drain(..) {
-            let out = Some(out.index());
-            if current != out || group.is_full() {
+            if current != Some(out) || group.is_full() {
                 flush(current, &mut group);
-                current = out;
+                current = Some(out);
             }
             let _ = group.try_push(m);
         }
         flush(current, &mut group);
-        if lost != 0 {
-            self.s.meters.counters.add_drops(DropReason::TxFull, lost);
-        }
     }
 
     /// Carry fabric packets sent by card `from` to their destination cards.
