@@ -1,5 +1,6 @@
-//! Running DPDK's own tools as baselines: `dpdk-testpmd` in io forwarding mode on the
-//! same vdevs as the vpcemu scenario, measured in the same run.
+//! Running DPDK's own tools as baselines, measured in the same run as the vpcemu
+//! scenario: `dpdk-testpmd` in io forwarding mode on the same vdevs, and
+//! `dpdk-test-crypto-perf` with the ipsec_mb AES-GCM driver for the ESP scenarios.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -82,5 +83,110 @@ pub fn testpmd_io(rx_vdev: &str, tx_vdev: &str, window: Duration, held: usize) -
     match rates.get(1) {
         Some(&r) if r > 0.0 => Ok(r),
         _ => Err(format!("could not read testpmd's Tx-pps (output: {} bytes)", text.len())),
+    }
+}
+
+/// One row of `dpdk-test-crypto-perf`'s throughput table.
+#[derive(Debug, Clone, Copy)]
+pub struct CryptoPerf {
+    /// `Buf Size`: the bytes encrypted per operation (the mean size with `--imix`).
+    pub buffer_bytes: f64,
+    /// `MOps`: operations (buffers) per second, in millions.
+    pub mops: f64,
+    /// `Gbps`: buffer bytes encrypted per second * 8 / 1e9.
+    pub gbps: f64,
+    /// `Cycles/Buf`: the tool's own cycles per operation.
+    pub cycles_per_buf: f64,
+    /// Operations the run enqueued and dequeued.
+    pub ops: u64,
+}
+
+/// What `dpdk-test-crypto-perf` encrypts: one buffer size, or an IMIX of sizes with
+/// weights (its `--imix`: each operation's size drawn with those weights).
+#[derive(Debug, Clone)]
+pub enum CryptoBuffers {
+    Fixed(usize),
+    Imix(Vec<(usize, u32)>),
+}
+
+/// The crypto device and operation of the ESP baseline: the ipsec_mb AES-GCM PMD
+/// (`crypto_aesni_gcm`), AES-128-GCM encrypt, 12-byte nonce, 8-byte AAD (SPI and
+/// sequence number, as RFC 4106 ESP without ESN), 16-byte ICV, bursts of 32 on one lcore.
+pub const CRYPTO_PERF_DRIVER: &str = "crypto_aesni_gcm";
+
+/// Run `dpdk-test-crypto-perf --ptest throughput` with the AES-128-GCM encrypt settings of
+/// [`CRYPTO_PERF_DRIVER`] for `total_ops` operations on one worker lcore (lcore 1, as the
+/// vpcemu worker and testpmd's forwarding core). Returns its throughput row.
+pub fn crypto_perf_gcm(buffers: &CryptoBuffers, total_ops: u64) -> Result<CryptoPerf, String> {
+    let mut args = eal_args("0,1", 1024, "cryptoperf");
+    args.extend(["--vdev".into(), CRYPTO_PERF_DRIVER.into(), "--".into()]);
+    args.extend(
+        [
+            "--ptest", "throughput", "--devtype", CRYPTO_PERF_DRIVER, "--optype", "aead", "--aead-algo", "aes-gcm",
+            "--aead-op", "encrypt", "--aead-key-sz", "16", "--aead-iv-sz", "12", "--aead-aad-sz", "8",
+            "--digest-sz", "16", "--burst-sz", "32", "--silent",
+        ]
+        .map(String::from),
+    );
+    match buffers {
+        CryptoBuffers::Fixed(n) => args.extend(["--buffer-sz".into(), n.to_string()]),
+        CryptoBuffers::Imix(mix) => {
+            let sizes: Vec<String> = mix.iter().map(|(s, _)| s.to_string()).collect();
+            let weights: Vec<String> = mix.iter().map(|(_, w)| w.to_string()).collect();
+            args.extend(["--buffer-sz".into(), sizes.join(","), "--imix".into(), weights.join(",")]);
+        }
+    }
+    args.extend(["--total-ops".into(), total_ops.to_string()]);
+    let out = Command::new("dpdk-test-crypto-perf")
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("starting dpdk-test-crypto-perf: {e} (install it with scripts/setup.sh)"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "dpdk-test-crypto-perf failed ({}): {}",
+            out.status,
+            err.lines().chain(text.lines()).filter(|l| !l.trim().is_empty()).last().unwrap_or("")
+        ));
+    }
+    parse_crypto_perf(&text).ok_or_else(|| {
+        format!("could not read dpdk-test-crypto-perf's throughput table (output: {} bytes)", text.len())
+    })
+}
+
+/// The first data row of crypto-perf's throughput table, found by its column names
+/// (`lcore id`, `Buf Size`, `Burst Size`, `Enqueued`, `Dequeued`, `Failed Enq`,
+/// `Failed Deq`, `MOps`, `Gbps`, `Cycles/Buf`, separated by two or more spaces).
+fn parse_crypto_perf(text: &str) -> Option<CryptoPerf> {
+    let mut lines = text.lines();
+    let header = lines.by_ref().find(|l| l.contains("Buf Size") && l.contains("Gbps"))?;
+    let cols: Vec<&str> = header.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    let at = |name: &str| cols.iter().position(|c| *c == name);
+    let (buf, enq, deq, mops, gbps, cyc) =
+        (at("Buf Size")?, at("Enqueued")?, at("Dequeued")?, at("MOps")?, at("Gbps")?, at("Cycles/Buf")?);
+    let row = lines.map(str::split_whitespace).map(|w| w.collect::<Vec<_>>()).find(|w| w.len() == cols.len())?;
+    let f = |i: usize| row.get(i).and_then(|v| v.parse::<f64>().ok());
+    let (enqueued, dequeued) = (f(enq)? as u64, f(deq)? as u64);
+    if enqueued != dequeued || dequeued == 0 {
+        return None;
+    }
+    Some(CryptoPerf { buffer_bytes: f(buf)?, mops: f(mops)?, gbps: f(gbps)?, cycles_per_buf: f(cyc)?, ops: dequeued })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_22_11_throughput_table() {
+        let text = "Allocated pool \"sess_mp_0\" on socket 0\n    lcore id    Buf Size  Burst Size    Enqueued    Dequeued  Failed Enq  Failed Deq        MOps        Gbps  Cycles/Buf\n\n           1         346          32     2000000     2000000           0           0      2.2059      6.1060      906.66\n\n";
+        let p = parse_crypto_perf(text).unwrap();
+        assert_eq!(p.buffer_bytes, 346.0);
+        assert_eq!(p.mops, 2.2059);
+        assert_eq!(p.gbps, 6.1060);
+        assert_eq!(p.cycles_per_buf, 906.66);
+        assert_eq!(p.ops, 2_000_000);
     }
 }

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod blackfoot;
 mod dpdk_tools;
 mod nitro;
 mod passthrough;
@@ -18,14 +19,28 @@ use clap::Parser;
 use report::{Report, Row};
 
 /// The scenarios this build knows.
-const SCENARIOS: &[&str] = &["passthrough", "nitro-egress", "nitro-ingress", "tables-lookup", "tables-update"];
+const SCENARIOS: &[&str] = &[
+    "passthrough",
+    "nitro-egress",
+    "nitro-ingress",
+    "tables-lookup",
+    "tables-update",
+    "blackfoot-nat",
+    "blackfoot-vlan",
+    "blackfoot-endpoint",
+    "blackfoot-esp-64",
+    "blackfoot-esp-512",
+    "blackfoot-esp-1400",
+    "blackfoot-esp-imix",
+];
 
 /// vpcemu benchmarks: Mpps and cycles per packet beside DPDK's own tools.
 #[derive(Debug, Parser)]
 #[command(name = "vpcemu-bench", version, about)]
 struct Args {
     /// Scenarios to run (default: all). Known: passthrough, nitro-egress, nitro-ingress, tables-lookup,
-    /// tables-update.
+    /// tables-update, blackfoot-nat, blackfoot-vlan, blackfoot-endpoint, blackfoot-esp-64,
+    /// blackfoot-esp-512, blackfoot-esp-1400, blackfoot-esp-imix.
     scenarios: Vec<String>,
     /// Write the JSON report to PATH ("-" for stdout).
     #[arg(long, value_name = "PATH")]
@@ -46,6 +61,10 @@ struct Args {
     /// Mappings in the nitro scenarios' world.
     #[arg(long, default_value_t = 1_000_000)]
     mappings: u32,
+    /// Instances, each with an Elastic IP, in the blackfoot scenarios' world; each sends
+    /// one flow through the edge (at most 65531).
+    #[arg(long, default_value_t = 16_384)]
+    edge_instances: u32,
     /// Scratch directory for generated traffic.
     #[arg(long, default_value = "target/bench-work")]
     work: PathBuf,
@@ -90,6 +109,16 @@ fn run(args: &Args) -> Result<(), String> {
             "nitro-egress" | "nitro-ingress" => report.scenarios.extend(nitro::run(
                 &nitro::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat, mappings: args.mappings },
                 n == "nitro-ingress",
+            )?),
+            n if blackfoot::NAMES.contains(&n) => report.scenarios.extend(blackfoot::run(
+                &blackfoot::Setup {
+                    vpcemu: &vpcemu,
+                    work: &args.work,
+                    seconds: args.seconds,
+                    repeat: args.repeat,
+                    instances: args.edge_instances,
+                },
+                n,
             )?),
             "tables-lookup" => report.scenarios.extend(tables::tables_lookup(&args.sizes).into_iter().map(Row::from_value)),
             "tables-update" => report.scenarios.extend(tables::tables_update(&args.sizes).into_iter().map(Row::from_value)),

@@ -1,6 +1,7 @@
 //! The benchmark report: one row per scenario, printed as a table and written as the
 //! JSON of ARCHITECTURE section 10 (`scenarios`, each with `name`, `mpps`,
-//! `cycles_per_packet`, `baseline`, `baseline_mpps`, `ratio`, plus scenario extras).
+//! `cycles_per_packet`, `baseline`, `baseline_mpps`, `ratio`, plus scenario extras; the
+//! ESP rows add `gbps` and `baseline_gbps`).
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -19,6 +20,12 @@ pub struct Row {
     pub baseline_mpps: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
+    /// Encryption throughput, Gbit/s of plaintext (ESP rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gbps: Option<f64>,
+    /// The baseline's Gbit/s over the same bytes (ESP rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_gbps: Option<f64>,
     /// Scenario-specific fields (for example `mappings`, `gbps`).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -33,6 +40,8 @@ impl Row {
             baseline: None,
             baseline_mpps: None,
             ratio: None,
+            gbps: None,
+            baseline_gbps: None,
             extra: Map::new(),
         }
     }
@@ -67,18 +76,20 @@ impl Report {
     pub fn table(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
-            "{:<24} {:>9} {:>12} {:>26} {:>13} {:>7}\n",
-            "scenario", "Mpps", "cycles/pkt", "baseline", "baseline Mpps", "ratio"
+            "{:<30} {:>9} {:>12} {:>38} {:>13} {:>7} {:>8} {:>10}\n",
+            "scenario", "Mpps", "cycles/pkt", "baseline", "baseline Mpps", "ratio", "Gbps", "base Gbps"
         ));
         for r in &self.scenarios {
             out.push_str(&format!(
-                "{:<24} {:>9} {:>12} {:>26} {:>13} {:>7}",
+                "{:<30} {:>9} {:>12} {:>38} {:>13} {:>7} {:>8} {:>10}",
                 r.name,
                 fmt_opt(r.mpps, 2),
                 fmt_opt(r.cycles_per_packet, 1),
                 r.baseline.as_deref().unwrap_or("-"),
                 fmt_opt(r.baseline_mpps, 2),
                 fmt_opt(r.ratio, 3),
+                fmt_opt(r.gbps, 3),
+                fmt_opt(r.baseline_gbps, 3),
             ));
             for (k, v) in &r.extra {
                 out.push_str(&format!("  {k}={v}"));

@@ -113,10 +113,9 @@
 //! # Limits
 //!
 //! * An ENI with source/dest check off may send foreign sources, and the sending card lets
-//!   them through; a receiving card still checks the inner source against the mapping, so
-//!   such traffic reaches edges (which check the VPC, not the address) but not other
-//!   instances. Letting it reach instances would need the mapping to carry the sender's
-//!   source/dest check flag.
+//!   them through; a receiving card or edge still checks the inner source against the
+//!   mapping, so such traffic reaches neither other instances nor the outside. Letting it
+//!   through would need the mapping to carry the sender's source/dest check flag.
 //! * No DHCP, no DNS at `.2`, no instance metadata: those are dropped (`unsupported` for
 //!   broadcast DHCP, `no_mapping` for `.2`).
 //!
