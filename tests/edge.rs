@@ -221,6 +221,19 @@ fn back_to_instances(dir: &Path, expect: &Value) {
         assert!(r[4] == "40003" || r[4] == "41011", "quotes the UDP ports: {r:?}");
     }
     assert!(red.iter().all(|f| f[..6] == [0x02, 0x00, 0x0a, 0x00, 0x01, 0x0a]), "to red-1's MAC");
+    // tshark validates the checksums of the DNATed answers too (UDP, TCP, ICMP echo and
+    // the ICMP error whose quoted header was translated).
+    let nat_in = tshark(
+        &dir.join("out-red-1.pcap"),
+        Some("ip.src == 192.0.2.80 || ip.src == 192.0.2.1"),
+        &["ip.dst", "ip.checksum.status", "udp.checksum.status", "tcp.checksum.status", "icmp.checksum.status"],
+    );
+    assert_eq!(nat_in.len(), 4, "{nat_in:?}");
+    for r in &nat_in {
+        assert!(r[0].starts_with("10.0.1.10"), "{r:?}");
+        assert!(r[1] == "1" || r[1] == "1,1", "IPv4 checksum: {r:?}");
+        assert!(r[2] == "1" || r[3] == "1" || r[4] == "1", "L4 checksum: {r:?}");
+    }
 
     let yellow: Vec<String> = read_pcap(&dir.join("out-yellow-1.pcap")).iter().map(|f| hex(&f[14..])).collect();
     assert_eq!(yellow, strs(&expect["yellow_in"]), "DX answers to yellow-1");
