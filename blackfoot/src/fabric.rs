@@ -203,7 +203,7 @@ fn verify_recv<B: PacketBuf>(
         }
         let class = match tables.route(vni, dst) {
             Some(Route::Vpn { vpn, .. }) if sas.outbound(vpn).is_some() => Class::Vpn(vpn),
-            Some(Route::Dx { vlan, .. }) if tables.vif(vlan).is_some() => {
+            Some(Route::Dx { vlan, edge_pa }) if edge_pa == pa && tables.vif(vlan).is_some() => {
                 let router_mac = tables.vif(vlan).map(|v| EthernetAddress(v.router_mac.0));
                 Class::Dx { vlan, router_mac: router_mac.unwrap_or(EthernetAddress([0; 6])) }
             }
