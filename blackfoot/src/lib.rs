@@ -47,6 +47,16 @@
 //! * **No ARP** on the outside ports: frames are sent to fixed next-hop MACs and the
 //!   edge takes any destination MAC, as a router port in promiscuous mode.
 //!
+//! # Limits
+//!
+//! * Direct Connect traffic coming in is not checked against the VIF's remote prefixes
+//!   (there is no drop reason for it in the contract): the DX router is trusted as AWS
+//!   trusts a BGP peer's routes; the mapping lookup still confines it to the VIF's VPC.
+//! * Fragments of ESP tunnel packets (outer IPv4 fragments) are not reassembled:
+//!   `unsupported`. The edge fragments inner packets before encryption, so its own peer
+//!   never needs to.
+//! * No IKE: SAs come from the topology file; no ESN (32-bit sequence numbers).
+//!
 //! # Cost
 //!
 //! Per-burst lookups are hashed and probed together ([`mapping_client::Tables::lookup_burst`]);
