@@ -130,7 +130,21 @@ impl Port {
         }
         let mut conf = ffi::rte_eth_conf::default();
         let max_mtu = if info.max_mtu == 0 { 1500 } else { info.max_mtu };
-        let min_mtu = info.min_mtu.max(68);
+        // The frame (MTU + L2 overhead) must also fit the device's max_rx_pktlen (net_tap:
+        // max_mtu 65535 but 1522-byte frames). The overhead as ethdev computes it:
+        // max_rx_pktlen - max_mtu when the driver reports a real max_mtu, else Ethernet
+        // header + CRC.
+        let pktlen = info.max_rx_pktlen;
+        let overhead = if info.max_mtu != u16::MAX && pktlen > u32::from(info.max_mtu) {
+            pktlen - u32::from(info.max_mtu)
+        } else {
+            18
+        };
+        let max_mtu = match pktlen.checked_sub(overhead) {
+            Some(m) if pktlen != 0 => max_mtu.min(u16::try_from(m).unwrap_or(u16::MAX)),
+            _ => max_mtu,
+        };
+        let min_mtu = info.min_mtu.max(68).min(max_mtu);
         conf.rxmode.mtu = u32::from(cfg.mtu.clamp(min_mtu, max_mtu));
         // SAFETY: conf is a valid, zero-initialised configuration struct that the call copies.
         check(id, &name, "configure", unsafe { ffi::rte_eth_dev_configure(id, rxq, txq, &conf) })?;

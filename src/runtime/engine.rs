@@ -313,8 +313,13 @@ impl Engine {
             let (eth, soft) = match &p.io {
                 PortIo::Vdev(v) => {
                     let mut port = find_port(&eal, dpdk::vdev_name(v))?;
-                    port.configure(&cfg, &pool)?;
-                    port.start()?;
+                    // DPDK says why in its log: quote it beside the errno.
+                    let why = |e: dpdk::DpdkError| match eal.logged_cause(&[&format!("port_id {}", port_id_of(&e))]) {
+                        Some(cause) => EngineError::Config(format!("{e} ({cause})")),
+                        None => EngineError::Dpdk(e),
+                    };
+                    port.configure(&cfg, &pool).map_err(why)?;
+                    port.start().map_err(why)?;
                     (Some(port), None)
                 }
                 PortIo::Soft => (None, Some(Arc::new(SoftPort::default()))),
@@ -665,6 +670,14 @@ impl AlertNames for Names<'_> {
 }
 
 /// Output number of port `i`.
+/// The port id a DPDK error is about (0 when it names none).
+fn port_id_of(e: &dpdk::DpdkError) -> u16 {
+    match e {
+        dpdk::DpdkError::Port { port, .. } => *port,
+        _ => 0,
+    }
+}
+
 pub fn port_output(i: usize) -> Option<Output> {
     if i < MAX_PORTS { Output::new(i) } else { None }
 }
