@@ -148,7 +148,7 @@ pub fn crypto_perf_gcm(buffers: &CryptoBuffers, total_ops: u64) -> Result<Crypto
         return Err(format!(
             "dpdk-test-crypto-perf failed ({}): {}",
             out.status,
-            err.lines().chain(text.lines()).filter(|l| !l.trim().is_empty()).last().unwrap_or("")
+            err.lines().rev().chain(text.lines().rev()).find(|l| !l.trim().is_empty()).unwrap_or("")
         ));
     }
     parse_crypto_perf(&text).ok_or_else(|| {

@@ -1,0 +1,657 @@
+//! Scenarios `blackfoot-nat`, `blackfoot-vlan`, `blackfoot-endpoint` and
+//! `blackfoot-esp-64`, `-512`, `-1400`, `-imix`: the Blackfoot edge's underlay-in pipeline
+//! (verify-recv, decap, then NAT, 802.1Q, endpoint re-encap or ESP encrypt) in
+//! `vpcemu run --cards edge-1` on one worker, net_pcap (infinite_rx) -> net_null (no-rx).
+//!
+//! The world: one edge `edge-1` (PA 198.18.255.1) holding VPC `red`'s (10.0.0.0/16)
+//! internet gateway, its VPN to 172.16.0.0/16, its Direct Connect VIF (VLAN 101) to
+//! 192.168.0.0/16 and its S3 gateway endpoint for 198.51.100.128/25; `--edge-instances`
+//! instances (default 16384) spread over 64 hosts, each with its own Elastic IP. Only the
+//! edge runs in the process: its underlay port replays Geneve frames the hosts would send
+//! (outer source = the host of the inner source, VNI = source VPC = red), one frame per
+//! instance, so every frame has its own source (and, for NAT, its own Elastic IP). Inner
+//! packets are IPv4/UDP with correct checksums, DF set; "64-byte" means a 64-byte inner
+//! IPv4 packet (122-byte Geneve frame in, 78-byte Ethernet frame out to the internet).
+//!
+//! Baselines, measured in the same run, alternating with vpcemu:
+//! - every scenario: `dpdk-testpmd --forward-mode=io` on the same vdevs (the same Geneve
+//!   frames, one way); `ratio` = Mpps / testpmd Mpps for nat, vlan and endpoint;
+//! - ESP: `dpdk-test-crypto-perf` with the ipsec_mb `crypto_aesni_gcm` driver, AES-128-GCM
+//!   encrypt (8-byte AAD, 16-byte ICV, bursts of 32, one lcore) at the same buffer size, or
+//!   with `--imix` at the same sizes and weights. `gbps` = inner IPv4 bytes encrypted per
+//!   second * 8 / 1e9, crypto-perf's `Gbps` counts its buffer bytes the same way;
+//!   `ratio` = gbps / baseline_gbps.
+//!
+//! Before measuring, a check run sends the pcap once through the edge into a tx_pcap and
+//! verifies every output frame (count, port, drops; NAT source = the sender's Elastic IP
+//! and checksums right; ESP decrypted with the SA's key back to the sent packet; 802.1Q
+//! tag and router MAC; endpoint Geneve to the front end with the endpoint ID). Every
+//! measured run must then send most received packets out of the expected port, or the
+//! scenario fails.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use blackfoot::esp::{self as besp, InboundSa};
+use mapping_client::topology::SaConfig;
+use serde_json::Value;
+use wire::ethernet::EthernetAddress;
+use wire::{vpc, PacketBuf, TestBuffer};
+
+use crate::dpdk_tools::{crypto_perf_gcm, testpmd_io, CryptoBuffers, CryptoPerf, CRYPTO_PERF_DRIVER};
+use crate::report::Row;
+use crate::traffic;
+
+/// The scenarios of this module.
+pub const NAMES: &[&str] = &[
+    "blackfoot-nat",
+    "blackfoot-vlan",
+    "blackfoot-endpoint",
+    "blackfoot-esp-64",
+    "blackfoot-esp-512",
+    "blackfoot-esp-1400",
+    "blackfoot-esp-imix",
+];
+
+/// Hosts the instances are spread over.
+pub const HOSTS: u32 = 64;
+/// Most instances the /16 VPC holds here (its addresses .0.4 and up, below the broadcast).
+pub const MAX_INSTANCES: u32 = 65_531;
+/// Inner IPv4 packet size of the nat, vlan and endpoint scenarios.
+pub const SMALL_INNER: usize = 64;
+/// The IMIX: (inner IPv4 bytes, weight), 7:4:1 of 64/576/1400 (mean 346 bytes).
+pub const IMIX: [(usize, u32); 3] = [(64, 7), (576, 4), (1400, 1)];
+
+const EDGE: &str = "edge-1";
+const EDGE_PA: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 1);
+const VNI: u32 = 101;
+const VPN_LOCAL: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const VPN_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const SPI_OUT: u32 = 4097;
+/// Test keys, public on purpose (as in examples/story-world.toml): 16-byte AES-128 key,
+/// then the 4-byte RFC 4106 salt.
+const KEY_OUT: &str = "000102030405060708090a0b0c0d0e0f10111213";
+const SPI_IN: u32 = 8193;
+const KEY_IN: &str = "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3";
+const DX_VLAN: u16 = 101;
+const DX_ROUTER_MAC: EthernetAddress = EthernetAddress([0x02, 0xdc, 0, 0, 0, 0x01]);
+const ENDPOINT_ID: u64 = 0x0a1b_2c3d_4e5f_6a7b;
+const FRONT_END_PA: Ipv4Addr = Ipv4Addr::new(198, 18, 254, 1);
+
+/// Where the scenario's packets leave the edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Way {
+    /// Internet gateway: SNAT to the Elastic IP.
+    Internet,
+    /// Direct Connect: 802.1Q.
+    Dx,
+    /// S3 gateway endpoint: Geneve with the endpoint ID.
+    Endpoint,
+    /// VPN: ESP tunnel mode.
+    Vpn,
+}
+
+impl Way {
+    /// The `[[port]]` name (and stats key) of the expected output.
+    fn port(self) -> &'static str {
+        match self {
+            Way::Internet | Way::Vpn => "internet",
+            Way::Dx => "dx",
+            Way::Endpoint => "services",
+        }
+    }
+
+    /// The stage that tells the ways apart.
+    fn stage(self) -> &'static str {
+        match self {
+            Way::Internet => "nat",
+            Way::Dx => "vlan",
+            Way::Endpoint => "endpoint",
+            Way::Vpn => "esp-encrypt",
+        }
+    }
+
+    /// The outside destination of flow `j`: in the VPC's route for this way.
+    fn dst(self, j: u32) -> Ipv4Addr {
+        let (hi, lo) = ((j >> 8) as u8, j as u8);
+        match self {
+            Way::Internet => Ipv4Addr::new(93, 184, hi, lo),
+            Way::Dx => Ipv4Addr::new(192, 168, hi, lo),
+            Way::Endpoint => Ipv4Addr::new(198, 51, 100, 128 | (j % 128) as u8),
+            Way::Vpn => Ipv4Addr::new(172, 16, hi, lo),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Sizes {
+    Fixed(usize),
+    Imix,
+}
+
+struct Scenario {
+    name: &'static str,
+    way: Way,
+    sizes: Sizes,
+}
+
+fn scenario(name: &str) -> Option<Scenario> {
+    let (way, sizes) = match name {
+        "blackfoot-nat" => (Way::Internet, Sizes::Fixed(SMALL_INNER)),
+        "blackfoot-vlan" => (Way::Dx, Sizes::Fixed(SMALL_INNER)),
+        "blackfoot-endpoint" => (Way::Endpoint, Sizes::Fixed(SMALL_INNER)),
+        "blackfoot-esp-64" => (Way::Vpn, Sizes::Fixed(64)),
+        "blackfoot-esp-512" => (Way::Vpn, Sizes::Fixed(512)),
+        "blackfoot-esp-1400" => (Way::Vpn, Sizes::Fixed(1400)),
+        "blackfoot-esp-imix" => (Way::Vpn, Sizes::Imix),
+        _ => return None,
+    };
+    let name = NAMES.iter().copied().find(|n| *n == name)?;
+    Some(Scenario { name, way, sizes })
+}
+
+pub struct Setup<'a> {
+    pub vpcemu: &'a Path,
+    pub work: &'a Path,
+    pub seconds: f64,
+    pub repeat: usize,
+    /// Instances (each with an Elastic IP) in the world, and flows in the traffic.
+    pub instances: u32,
+}
+
+/// The i-th instance: (address, host index).
+fn instance(i: u32) -> (Ipv4Addr, u32) {
+    let k = i + 4;
+    (Ipv4Addr::new(10, 0, (k >> 8) as u8, k as u8), i % HOSTS)
+}
+
+/// The i-th instance's Elastic IP.
+fn elastic_ip(i: u32) -> Ipv4Addr {
+    Ipv4Addr::new(52, (i >> 16) as u8, (i >> 8) as u8, i as u8)
+}
+
+fn host_pa(h: u32) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, (h >> 8) as u8, h as u8)
+}
+
+fn sa_config(spi: u32, hex: &str) -> Result<SaConfig, String> {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let key: [u8; 16] = bytes.get(..16).and_then(|k| k.try_into().ok()).ok_or("bad key length")?;
+    let salt: [u8; 4] = bytes.get(16..20).and_then(|k| k.try_into().ok()).ok_or("bad key length")?;
+    Ok(SaConfig { spi, key, salt })
+}
+
+/// The world, without `[dataplane]` and ports (a few MB: written afresh for each run).
+fn world(s: &Setup) -> String {
+    let mut t = String::with_capacity(s.instances as usize * 160 + 4096);
+    for h in 0..HOSTS {
+        let _ = write!(t, "[[host]]\nname = \"host-{h}\"\npa = \"{}\"\n\n", host_pa(h));
+    }
+    let _ = write!(t, "[[edge]]\nname = \"{EDGE}\"\npa = \"{EDGE_PA}\"\n\n");
+    let _ = write!(
+        t,
+        "[[vpc]]\nname = \"red\"\nvni = {VNI}\ncidr = \"10.0.0.0/16\"\ninternet_gateway = \"{EDGE}\"\n\n\
+         [[subnet]]\nname = \"red-a\"\nvpc = \"red\"\ncidr = \"10.0.0.0/16\"\n\n"
+    );
+    for i in 0..s.instances {
+        let (ip, h) = instance(i);
+        let _ = write!(t, "[[instance]]\nname = \"i{i}\"\nsubnet = \"red-a\"\nhost = \"host-{h}\"\nip = \"{ip}\"\n\n");
+    }
+    for i in 0..s.instances {
+        let _ = write!(t, "[[elastic_ip]]\nip = \"{}\"\ninstance = \"i{i}\"\n\n", elastic_ip(i));
+    }
+    let _ = write!(
+        t,
+        "[[vpn]]\nname = \"vpn-red\"\nvpc = \"red\"\nedge = \"{EDGE}\"\nlocal = \"{VPN_LOCAL}\"\n\
+         customer_gateway = \"{VPN_GATEWAY}\"\nremote_prefixes = [\"172.16.0.0/16\"]\n\
+         outbound = {{ spi = {SPI_OUT}, key = \"{KEY_OUT}\" }}\ninbound = {{ spi = {SPI_IN}, key = \"{KEY_IN}\" }}\n\n"
+    );
+    let _ = write!(
+        t,
+        "[[dx]]\nname = \"dx-red\"\nvpc = \"red\"\nedge = \"{EDGE}\"\nvlan = {DX_VLAN}\n\
+         remote_prefixes = [\"192.168.0.0/16\"]\nrouter_mac = \"{DX_ROUTER_MAC}\"\n\n"
+    );
+    let _ = write!(
+        t,
+        "[[endpoint]]\nid = \"vpce-{ENDPOINT_ID:016x}\"\nvpc = \"red\"\nedge = \"{EDGE}\"\nservice = \"s3\"\n\
+         prefixes = [\"198.51.100.128/25\"]\nfront_end_pa = \"{FRONT_END_PA}\"\n\n"
+    );
+    t
+}
+
+/// The run file: `[dataplane]`, the world, the edge's four ports.
+fn topology(s: &Setup, tag: &str, vdevs: &[(&str, String, String)]) -> Result<PathBuf, String> {
+    let mut t = String::from("[dataplane]\nlcores = \"0-1\"\nmemory_mb = 1024\nhugepages = \"auto\"\n\n");
+    t.push_str(&world(s));
+    for (name, vdev, attach) in vdevs {
+        let _ = write!(t, "[[port]]\nname = \"{name}\"\nvdev = \"{vdev}\"\nattach = \"{attach}\"\n\n");
+    }
+    let path = s.work.join(format!("blackfoot-{tag}.toml"));
+    std::fs::write(&path, t).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// The edge's ports: `underlay` (the given RX vdev) and `internet`, `dx`, `services`, each
+/// net_null (no-rx) unless `capture` names one to write to a tx_pcap instead.
+fn ports(rx: &str, capture: Option<(&str, &Path)>) -> Vec<(&'static str, String, String)> {
+    let mut v = vec![("underlay", rx.to_string(), format!("underlay:{EDGE}"))];
+    for (k, name) in ["internet", "dx", "services"].into_iter().enumerate() {
+        let vdev = match capture {
+            Some((c, path)) if c == name => format!("net_pcap1,tx_pcap={}", path.display()),
+            _ => format!("net_null{k},no-rx=1"),
+        };
+        v.push((name, vdev, format!("edge:{EDGE}:{name}")));
+    }
+    v
+}
+
+/// Inner packet sizes for `n` flows: fixed, or the IMIX weights spread evenly (smooth
+/// weighted round robin, so every run of `sum of weights` packets holds the exact mix).
+fn sizes_for(sizes: Sizes, n: usize) -> Vec<usize> {
+    match sizes {
+        Sizes::Fixed(len) => vec![len; n],
+        Sizes::Imix => {
+            let total: i64 = IMIX.iter().map(|(_, w)| i64::from(*w)).sum();
+            let mut current = [0i64; IMIX.len()];
+            (0..n)
+                .map(|_| {
+                    for (c, (_, w)) in current.iter_mut().zip(IMIX) {
+                        *c += i64::from(w);
+                    }
+                    let best = (0..IMIX.len()).max_by_key(|&k| (current[k], -(k as i64))).unwrap_or(0);
+                    current[best] -= total;
+                    IMIX[best].0
+                })
+                .collect()
+        }
+    }
+}
+
+/// One flow: the inner packet the host sends, the Geneve frame carrying it.
+struct Flow {
+    index: u32,
+    inner: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+fn flows(s: &Setup, sc: &Scenario) -> Vec<Flow> {
+    let mut n = s.instances as usize;
+    if matches!(sc.sizes, Sizes::Imix) {
+        // Whole cycles of the mix, so the file's mean is the mix's mean.
+        let cycle: usize = IMIX.iter().map(|(_, w)| *w as usize).sum();
+        n = (n / cycle).max(1) * cycle;
+    }
+    sizes_for(sc.sizes, n)
+        .into_iter()
+        .enumerate()
+        .map(|(j, len)| {
+            let j = j as u32;
+            let (src, h) = instance(j % s.instances);
+            let inner = traffic::udp_ipv4(src, sc.way.dst(j), 1024 + (j % 64_000) as u16, 5001, j as u16, len);
+            let encap = vpc::Encap {
+                src_mac: nitro::card_mac(host_pa(h)),
+                dst_mac: nitro::card_mac(EDGE_PA),
+                src_pa: host_pa(h),
+                dst_pa: EDGE_PA,
+                vni: VNI,
+                source_vpc: VNI,
+            };
+            let frame = traffic::geneve(&encap, &inner);
+            Flow { index: j % s.instances, inner, frame }
+        })
+        .collect()
+}
+
+/// What one `vpcemu run` reported.
+struct Run {
+    stats: Value,
+    rx: u64,
+    out: u64,
+    /// Packets sent by the other outside ports (misrouted).
+    other: u64,
+    drops: Vec<(String, u64)>,
+    seconds: f64,
+    tsc_hz: f64,
+}
+
+impl Run {
+    fn pps(&self) -> f64 {
+        self.out as f64 / self.seconds
+    }
+
+    fn dropped(&self) -> u64 {
+        self.drops.iter().map(|(_, n)| n).sum()
+    }
+
+    fn describe(&self, way: Way) -> String {
+        let drops: Vec<String> = self.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
+        format!(
+            "underlay rx {}, {} tx {}, other outside ports tx {}, drops [{}]",
+            self.rx,
+            way.port(),
+            self.out,
+            self.other,
+            if drops.is_empty() { "none".to_string() } else { drops.join(", ") }
+        )
+    }
+}
+
+fn vpcemu_run(s: &Setup, topo: &Path, way: Way, extra: &[&str]) -> Result<Run, String> {
+    let json = s.work.join("blackfoot-stats.json");
+    let _ = std::fs::remove_file(&json);
+    let out = Command::new(s.vpcemu)
+        .args(["run", topo.to_str().unwrap_or_default(), "--cards", EDGE, "--stats-json"])
+        .arg(&json)
+        .args(extra)
+        .output()
+        .map_err(|e| format!("running {}: {e}", s.vpcemu.display()))?;
+    if !out.status.success() {
+        return Err(format!("vpcemu run failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    let stats: Value = serde_json::from_str(&std::fs::read_to_string(&json).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("{}: {e}", json.display()))?;
+    let port = |name: &str, key: &str| stats["ports"][name][key].as_u64();
+    let rx = port("underlay", "rx").ok_or("no underlay rx counter in the stats")?;
+    let out = port(way.port(), "tx").ok_or("no output port counter in the stats")?;
+    let other =
+        ["internet", "dx", "services"].iter().filter(|p| **p != way.port()).filter_map(|p| port(p, "tx")).sum();
+    let drops = stats["drops"]
+        .as_object()
+        .ok_or("no drops in the stats")?
+        .iter()
+        .filter_map(|(r, n)| n.as_u64().filter(|n| *n > 0).map(|n| (r.clone(), n)))
+        .collect();
+    let seconds = stats["run"]["seconds"].as_f64().ok_or("no run seconds in the stats")?;
+    let tsc_hz = stats["run"]["tsc_hz"].as_f64().ok_or("no tsc_hz in the stats")?;
+    Ok(Run { stats, rx, out, other, drops, seconds, tsc_hz })
+}
+
+/// Same IPv4/UDP packet except the TTL, the addresses and the checksums (each checked on
+/// its own by the caller).
+fn same_packet(sent: &[u8], got: &[u8]) -> bool {
+    let masked = |p: &[u8]| -> Vec<u8> {
+        let mut p = p.to_vec();
+        for i in [8, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 26, 27] {
+            if let Some(b) = p.get_mut(i) {
+                *b = 0;
+            }
+        }
+        p
+    };
+    sent.len() == got.len() && masked(sent) == masked(got)
+}
+
+fn addr(p: &[u8], at: usize) -> Ipv4Addr {
+    let mut a = [0u8; 4];
+    if let Some(s) = p.get(at..at + 4) {
+        a.copy_from_slice(s);
+    }
+    Ipv4Addr::from(a)
+}
+
+/// Checksums of an IPv4/UDP packet verify.
+fn checksums_ok(p: &[u8]) -> bool {
+    p.len() >= 28
+        && wire::checksum::ipv4_header_ok(&p[..20])
+        && wire::checksum::tcp_udp_ipv4_ok(addr(p, 12), addr(p, 16), 17, &p[20..])
+}
+
+/// Check the outer layers of one output frame of `way`; returns the IPv4 packet it
+/// carries (for ESP, decrypted with the VPN's outbound key), or why it is wrong.
+fn inner_of(way: Way, frame: &[u8], sa: &mut Option<InboundSa<blackfoot::aead::RingAesGcm>>) -> Result<Vec<u8>, String> {
+    let eth_type = |f: &[u8], at: usize| f.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    match way {
+        Way::Internet | Way::Vpn => {
+            if frame.get(..6) != Some(&blackfoot::INTERNET_NEXT_HOP_MAC.0[..]) || eth_type(frame, 12) != Some(0x0800) {
+                return Err("not Ethernet/IPv4 to the internet next hop".into());
+            }
+            let ip = &frame[14..];
+            if way == Way::Internet {
+                return Ok(ip.to_vec());
+            }
+            if ip.len() < 20 || ip[9] != 50 || addr(ip, 12) != VPN_LOCAL || addr(ip, 16) != VPN_GATEWAY {
+                return Err("not ESP from the tunnel address to the customer gateway".into());
+            }
+            if !wire::checksum::ipv4_header_ok(&ip[..20]) || usize::from(u16::from_be_bytes([ip[2], ip[3]])) != ip.len() {
+                return Err("outer IPv4 header checksum or length wrong".into());
+            }
+            let sa = sa.as_mut().ok_or("no SA")?;
+            let mut buf = TestBuffer::from_slice(&ip[20..]);
+            besp::decrypt(&mut buf, sa).map_err(|e| format!("ESP decrypt with the VPN's key: {e:?}"))?;
+            if besp::tunnel_len(buf.len()) != ip.len() {
+                return Err("tunnel length is not tunnel_len(inner)".into());
+            }
+            Ok(buf.data().to_vec())
+        }
+        Way::Dx => {
+            if frame.get(..6) != Some(&DX_ROUTER_MAC.0[..])
+                || eth_type(frame, 12) != Some(0x8100)
+                || eth_type(frame, 14).map(|t| t & 0x0fff) != Some(DX_VLAN)
+                || eth_type(frame, 16) != Some(0x0800)
+            {
+                return Err(format!("not 802.1Q VLAN {DX_VLAN} IPv4 to the VIF's router MAC"));
+            }
+            Ok(frame[18..].to_vec())
+        }
+        Way::Endpoint => {
+            let o = vpc::parse_outer(frame).map_err(|e| format!("not Geneve: {e:?}"))?;
+            if o.src_pa != EDGE_PA || o.dst_pa != FRONT_END_PA || o.vni != VNI || o.source_vpc != VNI {
+                return Err("Geneve not from the edge to the front end in the VPC".into());
+            }
+            if o.endpoint_id != Some(ENDPOINT_ID) {
+                return Err(format!("endpoint ID {:x?}, not {ENDPOINT_ID:x}", o.endpoint_id));
+            }
+            frame.get(o.inner_offset..o.inner_offset + o.inner_len).map(<[u8]>::to_vec).ok_or("truncated".into())
+        }
+    }
+}
+
+/// Send every flow once through the edge into a capture and check each frame that came
+/// out, and that nothing was dropped or went elsewhere.
+fn check(s: &Setup, sc: &Scenario, flows: &[Flow], pcap: &Path) -> Result<u64, String> {
+    let out_pcap = s.work.join(format!("{}-check-out.pcap", sc.name));
+    let _ = std::fs::remove_file(&out_pcap);
+    let rx = format!("net_pcap0,rx_pcap={}", pcap.display());
+    let topo = topology(s, "check", &ports(&rx, Some((sc.way.port(), &out_pcap))))?;
+    let run = vpcemu_run(s, &topo, sc.way, &["--until-idle", "500", "--no-stage-timing"])?;
+    let n = flows.len() as u64;
+    if run.rx != n || run.out != n || run.other != 0 || run.dropped() != 0 {
+        return Err(format!("{} check: {} flows sent once: {}", sc.name, n, run.describe(sc.way)));
+    }
+    let bytes = std::fs::read(&out_pcap).map_err(|e| format!("{}: {e}", out_pcap.display()))?;
+    let reader = wire::pcap::Reader::new(&bytes).map_err(|e| format!("{}: {e:?}", out_pcap.display()))?;
+    // Expected: (source as it leaves, destination) -> (flow, sent inner packet).
+    let mut expect: HashMap<(Ipv4Addr, Ipv4Addr), &Flow> = HashMap::with_capacity(flows.len());
+    for f in flows {
+        let src = if sc.way == Way::Internet { elastic_ip(f.index) } else { addr(&f.inner, 12) };
+        expect.insert((src, addr(&f.inner, 16)), f);
+    }
+    let mut sa = match sc.way {
+        Way::Vpn => Some(InboundSa::with_ring(&sa_config(SPI_OUT, KEY_OUT)?).map_err(|_| "bad key")?),
+        _ => None,
+    };
+    let mut seen = 0u64;
+    for (k, rec) in reader.enumerate() {
+        let rec = rec.map_err(|e| format!("{}: record {k}: {e:?}", out_pcap.display()))?;
+        let bad = |why: String| format!("{} check: output frame {k}: {why}", sc.name);
+        let got = inner_of(sc.way, rec.data, &mut sa).map_err(bad)?;
+        let key = (addr(&got, 12), addr(&got, 16));
+        let f = expect.remove(&key).ok_or_else(|| bad(format!("unexpected or repeated {} -> {}", key.0, key.1)))?;
+        if !same_packet(&f.inner, &got) || !checksums_ok(&got) {
+            return Err(bad(format!("inner packet {} -> {} differs from the one sent or its checksums fail", key.0, key.1)));
+        }
+        seen += 1;
+    }
+    if seen != n {
+        return Err(format!("{} check: {seen} frames captured, {n} sent", sc.name));
+    }
+    let _ = std::fs::remove_file(&out_pcap);
+    Ok(seen)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The run whose rate is the median (for its stage figures).
+fn median_run(mut v: Vec<Run>) -> Option<Run> {
+    v.sort_by(|a, b| a.pps().total_cmp(&b.pps()));
+    let mid = v.len() / 2;
+    v.into_iter().nth(mid)
+}
+
+fn stage_figures(stats: &Value, stages: &[&str]) -> Value {
+    let mut m = serde_json::Map::new();
+    for st in stages {
+        let s = &stats["stages"][*st];
+        m.insert(st.to_string(), serde_json::json!({ "count": s["count"], "p50_ns": s["p50_ns"], "p99_ns": s["p99_ns"] }));
+    }
+    Value::Object(m)
+}
+
+/// A measured run must send most of what it received out of the expected port.
+fn sound(sc: &Scenario, run: &Run) -> Result<(), String> {
+    if run.rx == 0 || run.out * 2 < run.rx || run.other * 100 > run.rx {
+        return Err(format!("{}: most packets did not leave by the {} port: {}", sc.name, sc.way.port(), run.describe(sc.way)));
+    }
+    Ok(())
+}
+
+fn crypto_buffers(sizes: Sizes) -> CryptoBuffers {
+    match sizes {
+        Sizes::Fixed(n) => CryptoBuffers::Fixed(n),
+        Sizes::Imix => CryptoBuffers::Imix(IMIX.to_vec()),
+    }
+}
+
+/// Run one scenario; returns its rows (stage timing on, stage timing off).
+pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
+    let sc = scenario(name).ok_or_else(|| format!("unknown scenario {name:?}"))?;
+    if s.instances == 0 || s.instances > MAX_INSTANCES {
+        return Err(format!("--edge-instances must be 1 ..= {MAX_INSTANCES}"));
+    }
+    let flows = flows(s, &sc);
+    let pcap = s.work.join(format!("{}-{}.pcap", sc.name, s.instances));
+    let frames: Vec<Vec<u8>> = flows.iter().map(|f| f.frame.clone()).collect();
+    traffic::write_pcap(&pcap, &frames).map_err(|e| format!("{}: {e}", pcap.display()))?;
+    let inner_bytes = flows.iter().map(|f| f.inner.len()).sum::<usize>() as f64 / flows.len() as f64;
+    let frame_bytes = flows.iter().map(|f| f.frame.len()).sum::<usize>() as f64 / flows.len() as f64;
+
+    let checked = check(s, &sc, &flows, &pcap)?;
+    eprintln!("vpcemu-bench: {}: check passed ({checked} frames out of the {} port verified)", sc.name, sc.way.port());
+
+    let rx = format!("net_pcap0,rx_pcap={},infinite_rx=1", pcap.display());
+    let topo = topology(s, "run", &ports(&rx, None))?;
+    let secs = format!("{}", s.seconds);
+    let esp = sc.way == Way::Vpn;
+    // crypto-perf runs a number of operations, not a time: size it from a short run so
+    // that it lasts about as long as the other tools.
+    let mut crypto_ops = 0u64;
+    if esp {
+        let cal = crypto_perf_gcm(&crypto_buffers(sc.sizes), 300_000)?;
+        crypto_ops = ((cal.mops * 1e6 * s.seconds) as u64).max(300_000);
+    }
+    let (mut on, mut off, mut pmd, mut crypto) = (Vec::new(), Vec::new(), Vec::new(), Vec::<CryptoPerf>::new());
+    // Alternate the tools so that each sees the same machine conditions.
+    for _ in 0..s.repeat.max(1) {
+        let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs])?;
+        sound(&sc, &r)?;
+        on.push(r);
+        let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs, "--no-stage-timing"])?;
+        sound(&sc, &r)?;
+        off.push(r);
+        pmd.push(testpmd_io(&rx, "net_null0,no-rx=1", Duration::from_secs_f64(s.seconds), frames.len())?);
+        if esp {
+            crypto.push(crypto_perf_gcm(&crypto_buffers(sc.sizes), crypto_ops)?);
+        }
+    }
+    let pmd = median(pmd);
+    let crypto_mops = median(crypto.iter().map(|c| c.mops).collect());
+    let crypto_gbps = median(crypto.iter().map(|c| c.gbps).collect());
+    let crypto_cycles = median(crypto.iter().map(|c| c.cycles_per_buf).collect());
+    let crypto_buf = crypto.first().map(|c| c.buffer_bytes);
+    let crypto_done = crypto.iter().map(|c| c.ops).min();
+    let stages = ["verify-recv", "decap", sc.way.stage()];
+    let mut rows = Vec::new();
+    for (suffix, runs) in [("", on), ("-no-timing", off)] {
+        let timing = suffix.is_empty();
+        let pps = median(runs.iter().map(Run::pps).collect());
+        let mid = median_run(runs).ok_or("no runs")?;
+        let hz = mid.tsc_hz;
+        let mut row = Row::new(format!("{}{suffix}", sc.name));
+        row.mpps = Some(pps / 1e6);
+        row.cycles_per_packet = Some(hz / pps);
+        let mut row = if esp {
+            let gbps = pps * inner_bytes * 8.0 / 1e9;
+            row.baseline = Some(format!("dpdk-test-crypto-perf {CRYPTO_PERF_DRIVER}"));
+            row.baseline_mpps = Some(crypto_mops);
+            row.gbps = Some(gbps);
+            row.baseline_gbps = Some(crypto_gbps);
+            row.ratio = Some(gbps / crypto_gbps);
+            row.with("baseline_cycles_per_packet", crypto_cycles)
+                .with("crypto_perf_buffer_bytes", crypto_buf)
+                .with("crypto_perf_ops", crypto_done)
+                .with("testpmd_mpps", pmd / 1e6)
+                .with("ratio_testpmd", pps / pmd)
+        } else {
+            row.baseline = Some("dpdk-testpmd --forward-mode=io".into());
+            row.baseline_mpps = Some(pmd / 1e6);
+            row.ratio = Some(pps / pmd);
+            row.with("baseline_cycles_per_packet", hz / pmd)
+        };
+        row = row
+            .with("edge_cycles_per_packet", hz / pps - hz / pmd)
+            .with("instances", s.instances)
+            .with("flows", flows.len() as u64)
+            .with("inner_bytes", inner_bytes)
+            .with("frame_bytes", frame_bytes)
+            .with("output_port", sc.way.port())
+            .with("dropped_fraction", mid.dropped() as f64 / mid.rx.max(1) as f64)
+            .with("stage_timing", timing)
+            .with("repeats", s.repeat.max(1) as u64);
+        if sc.way == Way::Internet {
+            row = row.with("elastic_ips", s.instances);
+        }
+        if matches!(sc.sizes, Sizes::Imix) {
+            let mix: Vec<String> = IMIX.iter().map(|(b, w)| format!("{w}x{b}")).collect();
+            row = row.with("imix", mix.join(" "));
+        }
+        if timing {
+            row = row.with("stages", stage_figures(&mid.stats, &stages));
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imix_spreads_the_exact_mix() {
+        let v = sizes_for(Sizes::Imix, 24);
+        for cycle in v.chunks(12) {
+            for (b, w) in IMIX {
+                assert_eq!(cycle.iter().filter(|s| **s == b).count(), w as usize);
+            }
+        }
+        assert_eq!(v.iter().sum::<usize>() as f64 / 24.0, 346.0);
+    }
+
+    #[test]
+    fn names_parse() {
+        for n in NAMES {
+            assert!(scenario(n).is_some(), "{n}");
+        }
+        assert!(besp::tunnel_len(1400) <= blackfoot::INTERNET_MTU);
+    }
+}
