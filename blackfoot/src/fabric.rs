@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use mapping_client::{EndpointId, Location, Route, Tables, VpnId};
+use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
 use pipeline::{run_timed_fn, Burst, Clock, DropReason, Meters, Output, StageId, Verdict, MAX_BURST};
 use wire::vpc::{self, Encap, VPC_MTU};
 use wire::{EthernetAddress, PacketBuf};
@@ -36,6 +36,8 @@ struct Scratch {
     inner_offset: [u16; MAX_BURST],
     inner_len: [u16; MAX_BURST],
     class: [Class; MAX_BURST],
+    /// `nat`: each packet's Elastic IP.
+    eip: [Option<Ipv4Addr>; MAX_BURST],
     keys: [(u32, Ipv4Addr); MAX_BURST],
     locs: [Option<Location>; MAX_BURST],
     key_of: [u8; MAX_BURST],
@@ -57,6 +59,7 @@ impl Scratch {
             inner_offset: [0; MAX_BURST],
             inner_len: [0; MAX_BURST],
             class: [Class::Internet; MAX_BURST],
+            eip: [None; MAX_BURST],
             keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
             locs: [None; MAX_BURST],
             key_of: [0; MAX_BURST],
@@ -191,17 +194,24 @@ fn verify_recv<B: PacketBuf>(
     }
     tables.lookup_burst(&s.keys[..n], &mut s.locs[..n]);
 
+    // The VPC entry of the previous packet, reused within the burst.
+    let mut last_vpc: Option<(u32, &VpcEntry)> = None;
     for i in burst.live_indices() {
         let j = slot(i);
         let (vni, src, dst) = (s.vni[j], s.src[j], s.dst[j]);
         let loc = s.locs[usize::from(s.key_of[j]) & (MAX_BURST - 1)];
         let sender_ok = matches!(loc, Some(l) if u32::from(l.pa) == s.src_pa[j]);
-        if !sender_ok || tables.vpc(vni).is_none() {
+        let vpc = match last_vpc {
+            Some((v, e)) if v == vni => Some(e),
+            _ => tables.vpc(vni),
+        };
+        let (true, Some(vpc)) = (sender_ok, vpc) else {
             cx.alert(DropReason::UnknownSender, StageId::VerifyRecv, vni, None, src, dst);
             burst.drop(i, DropReason::UnknownSender);
             continue;
-        }
-        let class = match tables.route(vni, dst) {
+        };
+        last_vpc = Some((vni, vpc));
+        let class = match vpc.route(dst) {
             Some(Route::Vpn { vpn, .. }) if sas.outbound(vpn).is_some() => Class::Vpn(vpn),
             Some(Route::Dx { vlan, edge_pa }) if edge_pa == pa && tables.vif(vlan).is_some() => {
                 let router_mac = tables.vif(vlan).map(|v| EthernetAddress(v.router_mac.0));
@@ -354,13 +364,29 @@ fn nat_out<B: PacketBuf, X: Extra<B>>(
         return;
     };
     let mac = nitro::card_mac(tables.pa());
+    // First every Elastic IP lookup of the burst, in a tight loop of independent probes
+    // (their cache misses overlap), then the rewrites.
+    let mut last: Option<((u32, Ipv4Addr), Option<Ipv4Addr>)> = None;
     for i in burst.live_indices() {
         if mask & bit(i) == 0 {
             continue;
         }
         let j = slot(i);
-        let (vni, src) = (s.vni[j], s.src[j]);
-        let Some(eip) = tables.elastic_ip_of(vni, src) else {
+        let key = (s.vni[j], s.src[j]);
+        let eip = match last {
+            Some((k, e)) if k == key => e,
+            _ => tables.elastic_ip_of(key.0, key.1),
+        };
+        last = Some((key, eip));
+        s.eip[j] = eip;
+    }
+    for i in burst.live_indices() {
+        if mask & bit(i) == 0 {
+            continue;
+        }
+        let j = slot(i);
+        let src = s.src[j];
+        let Some(eip) = s.eip[j] else {
             burst.drop(i, DropReason::NoElasticIp);
             continue;
         };

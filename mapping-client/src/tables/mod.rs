@@ -89,6 +89,17 @@ pub struct VpcEntry {
     pub routes: PrefixTable<Route>,
 }
 
+impl VpcEntry {
+    /// Where this VPC sends `dst`: the longest matching prefix, else its internet gateway
+    /// (the rule of [`Tables::route`], for callers that hold the entry).
+    #[inline]
+    pub fn route(&self, dst: Ipv4Addr) -> Option<Route> {
+        self.routes
+            .lookup(dst)
+            .or_else(|| self.internet_gateway.map(|edge_pa| Route::Internet { edge_pa }))
+    }
+}
+
 /// An ENI attached to this (host) card.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalEni {
@@ -332,11 +343,7 @@ impl Tables {
     /// gateway; `None` (`no_route`) if neither, or if the VPC is not in the view.
     #[inline]
     pub fn route(&self, vni: u32, dst: Ipv4Addr) -> Option<Route> {
-        let vpc = self.vpcs.get(&vni)?;
-        vpc.routes.lookup(dst).or_else(|| {
-            vpc.internet_gateway
-                .map(|edge_pa| Route::Internet { edge_pa })
-        })
+        self.vpcs.get(&vni)?.route(dst)
     }
 
     /// Whether VPCs `a` and `b` are peered (false for `a == b`: same-VPC traffic needs no
