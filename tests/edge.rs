@@ -263,3 +263,40 @@ fn dx_and_services(dir: &Path, expect: &Value) {
     let o = wire::vpc::parse_outer(&frames[0]).expect("our own parser reads it too");
     assert_eq!(hex(&frames[0][o.inner_offset..]), strs(&expect["services_out"])[0], "inner packet unchanged");
 }
+
+/// With the edge and host-b in this process and host-a elsewhere, what the edge sends to
+/// red-1 (on host-a) leaves by the edge's own physical port, not by another card's.
+#[test]
+fn out_of_process_hosts_are_reached_through_the_sending_cards_port() {
+    let dir = scratch("edge-split");
+    let d = dir.display().to_string();
+    python(&[
+        "-c",
+        &format!(
+            "from scapy.all import *\n\
+             wrpcap('{d}/internet.pcap', [Ether(src='02:00:00:fe:00:02', dst='02:00:c6:12:ff:01')/IP(src='192.0.2.80', dst='203.0.113.10')/UDP(sport=9000, dport=40000)/Raw(b'answer')])\n"
+        ),
+    ]);
+    let ports = format!(
+        "[[port]]\nname = \"internet\"\nvdev = \"net_pcap0,rx_pcap={d}/internet.pcap,tx_pcap={d}/out-internet.pcap\"\nattach = \"edge:blackfoot-1:internet\"\n\n\
+         [[port]]\nname = \"edge-phys\"\nvdev = \"net_pcap1,tx_pcap={d}/out-edge-phys.pcap\"\nattach = \"underlay:blackfoot-1\"\n\n\
+         [[port]]\nname = \"b-phys\"\nvdev = \"net_pcap2,tx_pcap={d}/out-b-phys.pcap\"\nattach = \"underlay:host-b\"\n"
+    );
+    std::fs::write(dir.join("world.toml"), story_world(&ports)).unwrap();
+    let out = vpcemu(&[
+        "run",
+        dir.join("world.toml").to_str().unwrap(),
+        "--cards",
+        "blackfoot-1,host-b",
+        "--until-idle",
+        "300",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "vpcemu run failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("mbufs in use at exit: 0"), "{stdout}");
+    let edge = read_pcap(&dir.join("out-edge-phys.pcap"));
+    assert_eq!(edge.len(), 1, "the DNATed answer leaves by the edge's physical port");
+    let o = wire::vpc::parse_outer(&edge[0]).expect("Geneve");
+    assert_eq!((o.src_pa.to_string(), o.dst_pa.to_string(), o.vni), ("198.18.255.1".into(), "198.18.0.1".into(), 101));
+    assert!(read_pcap(&dir.join("out-b-phys.pcap")).is_empty(), "nothing on host-b's port");
+}

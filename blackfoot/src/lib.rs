@@ -10,10 +10,10 @@
 //! | --- | --- | --- | --- |
 //! | `verify-recv` | [`wire::vpc::parse_outer`]; outer destination = this edge's PA; inner IPv4 header sound and as long as the Geneve payload; VNI = source VPC (edge routes carry the sender's own VPC: a peer may not use this VPC's gateways); one burst lookup of (source VPC, inner source): it must live behind the outer source PA, in a VPC this edge serves. Then the sender VPC's route for the inner destination, longest prefix first, picks the way out. | | `malformed`, `unsupported`, `unknown_destination`, `mtu_exceeded`, `unknown_sender`*, `no_route`* |
 //! | `decap` | Outer header and padding off: the buffer is the inner IPv4 packet. | | |
-//! | `esp-encrypt` | VPN prefixes: ESP tunnel mode with the VPN's outbound SA ([`esp`]). A tunnel packet over the 1500-byte internet MTU: the inner packet is fragmented first and each fragment encrypted, or, with DF, answered with ICMP fragmentation-needed (the MTU that fits) back to the sender. Ethernet to the internet next hop. | internet | `esp_seq_exhausted`, `no_room`, `no_buffer` |
-//! | `vlan` | DX prefixes: Ethernet to the VIF's router MAC with the VIF's 802.1Q tag. | dx | `no_room` |
-//! | `endpoint` | Endpoint prefixes: Geneve towards the endpoint's S3 front end, VNI = source VPC = the sender's VPC, plus the 64-bit VPC endpoint ID option (class 0x0108, type 1); inner packet unchanged. | services | `no_room` |
-//! | `nat` | Everything else (the VPC's internet gateway on this edge): the source must own an Elastic IP; SNAT ([`nat`]: IPv4, TCP/UDP checksums incremental, ICMP errors' quoted header too); over 1500 bytes: fragmented ([`frag`]), or fragmentation-needed back with DF. Ethernet to the internet next hop. | internet | `no_elastic_ip`, `malformed` |
+//! | `esp-encrypt` | VPN prefixes: ESP tunnel mode with the VPN's outbound SA ([`esp`]). A tunnel packet over the 1500-byte internet MTU: the inner packet is fragmented first and each fragment encrypted, or, with DF, answered with ICMP fragmentation-needed (the MTU that fits) back to the sender. Ethernet to the internet next hop. | internet | `esp_seq_exhausted`, `mtu_exceeded`, `malformed`, `no_room`, `no_buffer`, `unknown_destination`† |
+//! | `vlan` | DX prefixes: Ethernet to the VIF's router MAC with the VIF's 802.1Q tag. | dx | `no_room`, `unknown_destination`† |
+//! | `endpoint` | Endpoint prefixes: Geneve towards the endpoint's S3 front end, VNI = source VPC = the sender's VPC, plus the 64-bit VPC endpoint ID option (class 0x0108, type 1); inner packet unchanged. | services | `mtu_exceeded`, `no_room`, `unknown_destination`† |
+//! | `nat` | Everything else (the VPC's internet gateway on this edge): the source must own an Elastic IP; SNAT ([`nat`]: IPv4, TCP/UDP checksums incremental, ICMP errors' quoted header too); over 1500 bytes: fragmented ([`frag`]), or fragmentation-needed back with DF. Ethernet to the internet next hop. | internet | `no_elastic_ip`, `malformed`, `mtu_exceeded` (no fragmentation-needed may answer an ICMP error or a later fragment), `no_room`, `no_buffer`, `unknown_destination`† |
 //! | `encap` | Fragmentation-needed answers: back to the sender's host like traffic from outside. | fabric | `no_mapping` |
 //!
 //! **Outside in** — [`FromOutside::process`], per side:
@@ -28,6 +28,7 @@
 //! | all | `encap` | One burst lookup of (VPC, inner destination); the VPC encapsulation from this edge (VNI = source VPC) to the host's PA. | `no_mapping` |
 //!
 //! \* security reasons: the drop also raises an alert (edge, VPC, addresses).
+//! † the edge has no port of that side in this process ([`EdgeOutputs`]).
 //!
 //! # Choices
 //!

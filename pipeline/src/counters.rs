@@ -146,7 +146,8 @@ impl Counters {
         self.at(BURSTS)
     }
 
-    /// Packets drained (forwarded + consumed + dropped in bursts).
+    /// Packets drained from bursts (forwarded + consumed + dropped). Packets a stage made
+    /// beyond its burst (fragments) add to the output counts, not to this.
     pub fn packets(&self) -> u64 {
         self.at(PACKETS)
     }

@@ -135,8 +135,8 @@ impl Port {
         // max_rx_pktlen - max_mtu when the driver reports a real max_mtu, else Ethernet
         // header + CRC.
         let pktlen = info.max_rx_pktlen;
-        let overhead = if info.max_mtu != u16::MAX && pktlen > u32::from(info.max_mtu) {
-            pktlen - u32::from(info.max_mtu)
+        let overhead = if max_mtu != u16::MAX && pktlen > u32::from(max_mtu) {
+            pktlen - u32::from(max_mtu)
         } else {
             18
         };

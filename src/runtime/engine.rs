@@ -669,7 +669,6 @@ impl AlertNames for Names<'_> {
     }
 }
 
-/// Output number of port `i`.
 /// The port id a DPDK error is about (0 when it names none).
 fn port_id_of(e: &dpdk::DpdkError) -> u16 {
     match e {
@@ -678,6 +677,7 @@ fn port_id_of(e: &dpdk::DpdkError) -> u16 {
     }
 }
 
+/// Output number of port `i`.
 pub fn port_output(i: usize) -> Option<Output> {
     if i < MAX_PORTS { Output::new(i) } else { None }
 }

@@ -187,18 +187,7 @@ impl<C: Clock> Loop<'_, C> {
             }
             captured.clear();
             if !out_of_process.is_empty() {
-                // Not in this process: out of the sending card's physical port, if any.
-                let n = out_of_process.len() as u64;
-                match self.s.cards.get(from).and_then(|c| c.underlay_port) {
-                    Some(port) => {
-                        if let Some(sink) = self.s.tx.get_mut(port) {
-                            send(sink, &mut out_of_process);
-                        }
-                        self.s.meters.counters.add_drops(DropReason::TxFull, out_of_process.len() as u64);
-                    }
-                    None => self.s.meters.counters.add_drops(DropReason::NoRoute, n),
-                }
-                out_of_process.clear();
+                self.send_out_of_process(&mut out_of_process, from);
             }
             by_card.sort_unstable_by_key(|(c, _)| *c);
             let mut it = by_card.into_iter().peekable();
@@ -213,6 +202,41 @@ impl<C: Clock> Loop<'_, C> {
                 self.underlay_in(card);
                 from = card;
             }
+        }
+    }
+
+    /// Packets for PAs not run in this process leave by the physical (`underlay:`) port of
+    /// the card that sent them (found by the outer source PA; `from`, the card whose
+    /// stages ran last, if none matches), or are dropped `no_route` if it has none.
+    fn send_out_of_process(&mut self, pkts: &mut ArrayVec<Mbuf, MAX_BURST>, from: usize) {
+        let mut by_sender: ArrayVec<(usize, Mbuf), MAX_BURST> = ArrayVec::new();
+        for m in pkts.drain(..) {
+            let src = m.data().get(26..30).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(std::net::Ipv4Addr::from);
+            let card = src.and_then(|pa| self.s.cards.iter().position(|c| c.pa == pa)).unwrap_or(from);
+            // Cannot overflow: at most one burst's packets.
+            let _ = by_sender.try_push((card, m));
+        }
+        by_sender.sort_unstable_by_key(|(c, _)| *c);
+        let mut group: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
+        let mut it = by_sender.into_iter().peekable();
+        while let Some((card, m)) = it.next() {
+            let _ = group.try_push(m);
+            while it.peek().is_some_and(|(c, _)| *c == card) {
+                if let Some((_, m)) = it.next() {
+                    let _ = group.try_push(m);
+                }
+            }
+            let n = group.len() as u64;
+            match self.s.cards.get(card).and_then(|c| c.underlay_port) {
+                Some(port) => {
+                    if let Some(sink) = self.s.tx.get_mut(port) {
+                        send(sink, &mut group);
+                    }
+                    self.s.meters.counters.add_drops(DropReason::TxFull, group.len() as u64);
+                }
+                None => self.s.meters.counters.add_drops(DropReason::NoRoute, n),
+            }
+            group.clear();
         }
     }
 
