@@ -265,17 +265,14 @@ fn start_world(dir: &Path) -> World {
     let yellow = world.tap("yellow-1");
     setup(yellow, YELLOW_MAC, "10.1.1.20/24", &[&["route", "add", "default", "via", "10.1.1.1"]]);
     // The internet host is the edge's upstream router: the edge sends to its fixed next-hop
-    // MAC and answers no ARP, so the way back to the Elastic IPs is a static neighbour.
+    // MAC; the way back to the Elastic IPs is found by ARP, which the edge answers.
     let inet = world.tap("internet");
     let dev = inet.iface.as_str();
     setup(
         inet,
         UPSTREAM_MAC,
         "192.0.2.80/24",
-        &[
-            &["route", "add", "203.0.113.0/24", "dev", dev],
-            &["neigh", "add", EIP, "lladdr", EDGE_MAC, "dev", dev, "nud", "permanent"],
-        ],
+        &[&["route", "add", "203.0.113.0/24", "dev", dev]],
     );
     world
 }
@@ -396,6 +393,10 @@ fn real_hosts_in_namespaces_across_the_peering_and_the_internet_gateway() {
     ping_ok(&world, &red, INET_IP, INET_IP, "red-1 -> internet host (internet gateway)");
     udp_through_the_gateway(&world);
     ping_ok(&world, &inet, EIP, EIP, "internet host -> Elastic IP of red-1");
+    // The internet host learned the Elastic IP's MAC by ARP: the edge's.
+    let neigh = in_ns(&inet, 10, &["ip", "neigh", "show", EIP]);
+    let neigh = String::from_utf8_lossy(&neigh.stdout).into_owned();
+    assert!(neigh.contains(&format!("lladdr {EDGE_MAC}")), "ARP for the Elastic IP answered by the edge: {neigh:?}");
 
     // Yellow has no internet gateway (and may not use its peer's): dropped at its card.
     let out = in_ns(&yellow, 10, &["ping", "-n", "-c", "1", "-W", "1", INET_IP]);

@@ -20,7 +20,7 @@
 //!
 //! | side | stage | what it does | drops |
 //! | --- | --- | --- | --- |
-//! | internet | `classify` | Ethernet/IPv4 only, header sound; ESP to a tunnel address of this edge -> `esp-decrypt`; destination an Elastic IP -> `nat`. | `malformed`, `not_ipv4`, `no_elastic_ip` |
+//! | internet | `classify` | ARP requests for the edge's addresses answered (out of the internet port); Ethernet/IPv4 only, header sound; ESP to a tunnel address of this edge -> `esp-decrypt`; destination an Elastic IP -> `nat`. | `arp_ignored`, `malformed`, `not_ipv4`, `no_elastic_ip` |
 //! | internet | `esp-decrypt` | Outer IPv4 off; SA by SPI (and tunnel address); anti-replay window of 1024; AES-GCM open; trailer; the inner source must be in the VPN's remote prefixes and the destination in the VPC. | `unsupported` (outer fragments), `unknown_spi`, `esp_replay`, `esp_auth_failed`*, `vpn_policy`* |
 //! | internet | `nat` | DNAT the Elastic IP to the private address (ICMP errors: the quoted header too). | `malformed` |
 //! | dx | `vlan` | The 802.1Q VLAN names the VIF, whose VPC the packet enters; tag and Ethernet off. | `unknown_vlan`, `not_ipv4`, `malformed` |
@@ -45,8 +45,10 @@
 //!   the sequence number is an atomic counter, so no number is used twice. Inbound SAs
 //!   ([`InboundSas`]) are owned by the pipeline: the anti-replay window is the state of
 //!   the worker polling the edge's internet port (one RX queue per port).
-//! * **No ARP** on the outside ports: frames are sent to fixed next-hop MACs and the
-//!   edge takes any destination MAC, as a router port in promiscuous mode.
+//! * **ARP** on the internet side: requests for an Elastic IP or a tunnel address of the
+//!   edge are answered with its MAC (out of the internet port); any other ARP is
+//!   `arp_ignored`. The edge sends to fixed next-hop MACs (it does not resolve them) and
+//!   takes any destination MAC, as a router port in promiscuous mode.
 //!
 //! # Limits
 //!

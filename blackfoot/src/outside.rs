@@ -86,8 +86,9 @@ impl FromOutside {
         let all = u64::MAX;
         match side {
             Side::Internet => {
+                let reply = self.outputs.internet;
                 run_timed_fn(StageId::Classify, burst, all, clock, meters, |b| {
-                    classify_internet(b, ctx.tables, s)
+                    classify_internet(b, ctx.tables, s, reply)
                 });
                 let (esp_mask, nat_mask) = (s.esp, s.nat);
                 let sas = &mut self.sas;
@@ -126,12 +127,28 @@ fn strip_ethernet<B: PacketBuf>(p: &mut B) -> Result<(), DropReason> {
     trim_to(p, total)
 }
 
-/// Internet side `classify`: Ethernet/IPv4 only; ESP (protocol 50) to a tunnel address of
-/// this edge -> `esp-decrypt`; a destination that is an Elastic IP -> `nat`; anything else
-/// `no_elastic_ip`.
-fn classify_internet<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch) {
+/// Internet side `classify`: ARP requests for an Elastic IP or a tunnel address of this
+/// edge are answered with the edge's MAC (out of `reply`, the internet port; any other ARP
+/// is `arp_ignored`); otherwise Ethernet/IPv4 only; ESP (protocol 50) to a tunnel address
+/// of this edge -> `esp-decrypt`; a destination that is an Elastic IP -> `nat`; anything
+/// else `no_elastic_ip`.
+fn classify_internet<B: PacketBuf>(
+    burst: &mut Burst<B>,
+    tables: &Tables,
+    s: &mut Scratch,
+    reply: Option<pipeline::Output>,
+) {
     for i in burst.live_indices() {
         let Some(p) = burst.get_mut(i) else { continue };
+        if p.data().get(12..14) == Some(&[0x08, 0x06][..]) {
+            let verdict = match (answer_arp(p, tables), reply) {
+                (Ok(()), Some(out)) => pipeline::Verdict::Forward(out),
+                (Ok(()), None) => pipeline::Verdict::Drop(DropReason::UnknownDestination),
+                (Err(reason), _) => pipeline::Verdict::Drop(reason),
+            };
+            burst.decide(i, verdict);
+            continue;
+        }
         if let Err(reason) = strip_ethernet(p) {
             burst.drop(i, reason);
             continue;
@@ -156,6 +173,37 @@ fn classify_internet<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mu
             }
         }
     }
+}
+
+/// Answer an ARP request for an Elastic IP or a tunnel address of this edge in place, with
+/// the edge's MAC.
+#[cold]
+#[inline(never)]
+fn answer_arp<B: PacketBuf>(p: &mut B, tables: &Tables) -> Result<(), DropReason> {
+    use wire::arp;
+    const ARP_FRAME_LEN: usize = ETH_LEN + arp::ETHERNET_IPV4_LEN;
+    let payload = p.data().get(ETH_LEN..).unwrap_or(&[]);
+    let request = arp::Packet::new_checked(payload)
+        .and_then(|pkt| arp::Repr::parse(&pkt))
+        .map_err(|e| match e {
+            wire::Error::Truncated | wire::Error::Malformed => DropReason::Malformed,
+            _ => DropReason::ArpIgnored,
+        })?;
+    let target = request.target_protocol_addr;
+    let ours = tables.elastic_ip_target(target).is_some() || tables.vpns().any(|v| v.local == target);
+    if !ours || request.source_protocol_addr == target {
+        return Err(DropReason::ArpIgnored);
+    }
+    let mac = nitro::card_mac(tables.pa());
+    let reply = request.reply_with(mac).ok_or(DropReason::ArpIgnored)?;
+    let extra = p.len().saturating_sub(ARP_FRAME_LEN);
+    p.trim(extra).map_err(|_| DropReason::Malformed)?;
+    let frame = p.data_mut().get_mut(..ARP_FRAME_LEN).ok_or(DropReason::Malformed)?;
+    let (head, body) = frame.split_at_mut(ETH_LEN);
+    head[..6].copy_from_slice(&request.source_hardware_addr.0);
+    head[6..12].copy_from_slice(&mac.0);
+    head[12..].copy_from_slice(&[0x08, 0x06]);
+    reply.emit(&mut arp::Packet::new_unchecked(body)).map_err(|_| DropReason::Malformed)
 }
 
 /// `nat` in: DNAT the Elastic IP to the private address; then to its host.

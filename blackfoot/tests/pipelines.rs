@@ -1307,7 +1307,8 @@ fn not_ipv4_and_broken_headers_on_the_internet_side() {
         pass.verdicts(),
         [
             drop(DropReason::NotIpv4),
-            drop(DropReason::NotIpv4),
+            // ARP is answered for the edge's own addresses only; an empty one is ignored.
+            drop(DropReason::ArpIgnored),
             drop(DropReason::Malformed),
             drop(DropReason::Malformed),
             drop(DropReason::Malformed),
@@ -1902,4 +1903,37 @@ fn nat_out_then_nat_back_is_the_identity() {
     let edge = edge.into_inner();
     assert_eq!(edge.meters.counters.total_drops(), 0);
     assert!(edge.alerts().is_empty());
+}
+
+/// An ARP request from the upstream router for `target`, built by hand (RFC 826 layout).
+fn arp_request(target: Ipv4Addr) -> Vec<u8> {
+    let mut a = vec![0, 1, 0x08, 0x00, 6, 4, 0, 1];
+    a.extend_from_slice(&INTERNET_NEXT_HOP_MAC.0);
+    a.extend_from_slice(&INTERNET_HOST.octets());
+    a.extend_from_slice(&[0; 6]);
+    a.extend_from_slice(&target.octets());
+    ether(EthernetAddress([0xff; 6]), INTERNET_NEXT_HOP_MAC, 0x0806, &a)
+}
+
+#[test]
+fn the_internet_side_answers_arp_for_elastic_ips_and_tunnel_addresses_only() {
+    let mut edge = Edge::story();
+    let frames = [arp_request(EIP_RED1), arp_request(TUNNEL_LOCAL), arp_request(NOT_AN_EIP), arp_request(RED1)];
+    let pass = edge.run_outside(Side::Internet, &frames);
+    assert_eq!(
+        pass.verdicts(),
+        vec![fwd(INTERNET), fwd(INTERNET), drop(DropReason::ArpIgnored), drop(DropReason::ArpIgnored)]
+    );
+    let mac = nitro::card_mac(PA_EDGE).0;
+    for ((_, reply), target) in pass.out.iter().take(2).zip([EIP_RED1, TUNNEL_LOCAL]) {
+        assert_eq!(reply.len(), 42);
+        assert_eq!(&reply[..6], &INTERNET_NEXT_HOP_MAC.0, "to the requester");
+        assert_eq!(&reply[6..12], &mac, "from the edge");
+        assert_eq!(get16(reply, 12), 0x0806);
+        assert_eq!(get16(reply, 20), 2, "an ARP reply");
+        assert_eq!(&reply[22..28], &mac, "sender hardware address: the edge's MAC");
+        assert_eq!(addr(reply, 28), target, "sender protocol address: the one asked for");
+        assert_eq!(&reply[32..38], &INTERNET_NEXT_HOP_MAC.0);
+        assert_eq!(addr(reply, 38), INTERNET_HOST);
+    }
 }
