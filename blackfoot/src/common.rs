@@ -135,27 +135,13 @@ pub(crate) fn ipv4_ok(ip: &[u8]) -> Result<usize, DropReason> {
     let h = ip.get(..ihl).ok_or(DropReason::Malformed)?;
     let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
     let sum_ok = match <&[u8; 20]>::try_from(h) {
-        Ok(h20) => header20_ok(h20),
+        Ok(h20) => wire::checksum::ipv4_header20_ok(h20),
         Err(_) => wire::checksum::ipv4_header_ok(h),
     };
     if total < ihl || total > ip.len() || !sum_ok {
         return Err(DropReason::Malformed);
     }
     Ok(total)
-}
-
-/// Ones' complement check of a 20-byte IPv4 header (no options), straight-line.
-#[inline(always)]
-fn header20_ok(h: &[u8; 20]) -> bool {
-    let mut sum = 0u32;
-    let mut at = 0;
-    while at < 20 {
-        sum += u32::from(u16::from_be_bytes([h[at], h[at + 1]]));
-        at += 2;
-    }
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    sum == 0xffff
 }
 
 /// Cut Ethernet padding so the buffer is exactly the IPv4 packet of `total` bytes.
@@ -200,24 +186,21 @@ pub(crate) fn push_vlan_ethernet<B: PacketBuf>(
 }
 
 /// Prepend the VPC encapsulation (ARCHITECTURE section 3) to the IPv4 packet in `p`, with
-/// an endpoint ID option when `endpoint_id` is set.
+/// an endpoint ID option when `endpoint_id` is set ([`vpc::push_outer`]).
 #[inline]
 pub(crate) fn push_outer<B: PacketBuf>(
     p: &mut B,
     encap: &Encap,
     endpoint_id: Option<u64>,
 ) -> Result<(), DropReason> {
-    let inner_len = p.len();
-    if inner_len > VPC_MTU {
+    if p.len() > VPC_MTU {
         return Err(DropReason::MtuExceeded);
     }
-    let hash = vpc::inner_flow_hash(p.data());
-    let head = p
-        .prepend(vpc::outer_len(endpoint_id))
-        .map_err(|_| DropReason::NoRoom)?;
-    vpc::emit_outer_into(head, encap, endpoint_id, inner_len, hash)
-        .map(|_| ())
-        .map_err(|_| DropReason::Unsupported)
+    if p.headroom() < vpc::outer_len(endpoint_id) {
+        return Err(DropReason::NoRoom);
+    }
+    // What is left to refuse: a VNI over 24 bits, which no loaded topology has.
+    vpc::push_outer(p, encap, endpoint_id).map_err(|_| DropReason::Unsupported)
 }
 
 /// Per-slot state of the packets going back to hosts: the VPC and the (inner)

@@ -181,7 +181,6 @@ fn classify_internet<B: PacketBuf>(
 #[inline(never)]
 fn answer_arp<B: PacketBuf>(p: &mut B, tables: &Tables) -> Result<(), DropReason> {
     use wire::arp;
-    const ARP_FRAME_LEN: usize = ETH_LEN + arp::ETHERNET_IPV4_LEN;
     let payload = p.data().get(ETH_LEN..).unwrap_or(&[]);
     let request = arp::Packet::new_checked(payload)
         .and_then(|pkt| arp::Repr::parse(&pkt))
@@ -194,16 +193,10 @@ fn answer_arp<B: PacketBuf>(p: &mut B, tables: &Tables) -> Result<(), DropReason
     if !ours || request.source_protocol_addr == target {
         return Err(DropReason::ArpIgnored);
     }
-    let mac = nitro::card_mac(tables.pa());
-    let reply = request.reply_with(mac).ok_or(DropReason::ArpIgnored)?;
-    let extra = p.len().saturating_sub(ARP_FRAME_LEN);
-    p.trim(extra).map_err(|_| DropReason::Malformed)?;
-    let frame = p.data_mut().get_mut(..ARP_FRAME_LEN).ok_or(DropReason::Malformed)?;
-    let (head, body) = frame.split_at_mut(ETH_LEN);
-    head[..6].copy_from_slice(&request.source_hardware_addr.0);
-    head[6..12].copy_from_slice(&mac.0);
-    head[12..].copy_from_slice(&[0x08, 0x06]);
-    reply.emit(&mut arp::Packet::new_unchecked(body)).map_err(|_| DropReason::Malformed)
+    arp::reply_in_place(p, &request, nitro::card_mac(tables.pa())).map_err(|e| match e {
+        wire::Error::Unsupported => DropReason::ArpIgnored,
+        _ => DropReason::Malformed,
+    })
 }
 
 /// `nat` in: DNAT the Elastic IP to the private address; then to its host.

@@ -11,7 +11,7 @@ use wire::vpc::{self, Encap, OUTER_ETH_LEN, OUTER_HEADER_LEN, VPC_MTU};
 use wire::{EthernetAddress, PacketBuf};
 
 use crate::{
-    card_mac, eth, ipv4_header20_ok, slot, subnet_router_mac, NitroCtx, UNDERLAY_ROUTER_MAC,
+    card_mac, eth, slot, subnet_router_mac, NitroCtx, UNDERLAY_ROUTER_MAC,
 };
 
 const ETH_LEN: usize = 14;
@@ -19,8 +19,6 @@ const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
 /// Bytes to prepend once Ethernet is gone: 58 - 14.
 const GROW: usize = OUTER_HEADER_LEN - OUTER_ETH_LEN;
-/// An ARP reply frame: Ethernet + 28 bytes.
-const ARP_FRAME_LEN: usize = ETH_LEN + arp::ETHERNET_IPV4_LEN;
 
 /// Where [`Egress`] sends what it forwards; the runtime assigns both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,7 +204,7 @@ fn check_ipv4(frame: &[u8]) -> Result<(u32, u32, u16), DropReason> {
         return Err(DropReason::Malformed);
     }
     let ok = if ihl == 20 {
-        ipv4_header20_ok(h)
+        wire::checksum::ipv4_header20_ok(h)
     } else {
         frame
             .get(ETH_LEN..ETH_LEN + ihl)
@@ -245,20 +243,10 @@ fn arp_proxy<B: PacketBuf>(
         return Err(DropReason::ArpIgnored);
     }
     let mac = arp_answer(tables, sender, target).ok_or(DropReason::ArpIgnored)?;
-    let reply = request.reply_with(mac).ok_or(DropReason::ArpIgnored)?;
-    let extra = p.len().saturating_sub(ARP_FRAME_LEN);
-    p.trim(extra).map_err(|_| DropReason::Malformed)?;
-    let frame = p
-        .data_mut()
-        .get_mut(..ARP_FRAME_LEN)
-        .ok_or(DropReason::Malformed)?;
-    let (head, body) = frame.split_at_mut(ETH_LEN);
-    head[..6].copy_from_slice(&request.source_hardware_addr.0);
-    head[6..12].copy_from_slice(&mac.0);
-    head[12..].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
-    reply
-        .emit(&mut arp::Packet::new_unchecked(body))
-        .map_err(|_| DropReason::Malformed)
+    arp::reply_in_place(p, &request, mac).map_err(|e| match e {
+        wire::Error::Unsupported => DropReason::ArpIgnored,
+        _ => DropReason::Malformed,
+    })
 }
 
 /// The MAC the card answers for `target` to `sender`, if it answers.

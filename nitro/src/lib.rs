@@ -240,20 +240,6 @@ pub(crate) const fn slot(i: usize) -> usize {
 
 const _: () = assert!(MAX_BURST.is_power_of_two());
 
-/// Ones' complement check of a 20-byte IPv4 header (no options), straight-line.
-#[inline(always)]
-pub(crate) fn ipv4_header20_ok(h: &[u8; 20]) -> bool {
-    let mut sum = 0u32;
-    let mut at = 0;
-    while at < 20 {
-        sum += u32::from(u16::from_be_bytes([h[at], h[at + 1]]));
-        at += 2;
-    }
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    sum == 0xffff
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,15 +261,4 @@ mod tests {
         assert_eq!(card_id(e), CardId::Edge(u16::MAX));
     }
 
-    #[test]
-    fn header_checksum() {
-        // scapy: IP(src='10.0.1.10', dst='10.1.0.20', id=14)/ICMP(...) header.
-        let mut h: [u8; 20] = [
-            0x45, 0, 0, 0x21, 0, 0x0e, 0, 0, 0x40, 0x01, 0x65, 0xb0, 10, 0, 1, 10, 10, 1, 0, 20,
-        ];
-        assert!(ipv4_header20_ok(&h));
-        assert!(wire::checksum::ipv4_header_ok(&h));
-        h[10] ^= 1;
-        assert!(!ipv4_header20_ok(&h));
-    }
 }

@@ -291,10 +291,37 @@ impl Repr {
     }
 }
 
+/// Length of an Ethernet frame carrying Ethernet/IPv4 ARP (before any padding).
+pub const ETHERNET_FRAME_LEN: usize = 14 + ETHERNET_IPV4_LEN;
+
+/// Answer the ARP request `request`, which arrived as the frame in `buf`, in place: the
+/// frame becomes the reply saying `mac` has the target address (padding cut, Ethernet to
+/// the requester from `mac`). [`Error::Unsupported`] unless `request` is a request;
+/// [`Error::Truncated`] when the frame is too short.
+pub fn reply_in_place<B: crate::PacketBuf + ?Sized>(
+    buf: &mut B,
+    request: &Repr,
+    mac: EthernetAddress,
+) -> Result<()> {
+    let reply = request.reply_with(mac).ok_or(Error::Unsupported)?;
+    if buf.len() < ETHERNET_FRAME_LEN {
+        return Err(Error::Truncated);
+    }
+    let padding = buf.len() - ETHERNET_FRAME_LEN;
+    buf.trim(padding).map_err(|_| Error::Truncated)?;
+    let frame = buf.data_mut().get_mut(..ETHERNET_FRAME_LEN).ok_or(Error::Truncated)?;
+    let (head, body) = frame.split_at_mut(14);
+    head[..6].copy_from_slice(&request.source_hardware_addr.0);
+    head[6..12].copy_from_slice(&mac.0);
+    head[12..].copy_from_slice(&EtherType::ARP.0.to_be_bytes());
+    reply.emit(&mut Packet::new_unchecked(body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testdata::{self, hex};
+    use crate::PacketBuf;
 
     // scapy: ARP(op=1,hwsrc='02:00:0a:00:01:0a',psrc='10.0.1.10',pdst='10.0.1.1'), after
     // its Ethernet header.
@@ -311,6 +338,26 @@ mod tests {
             target_hardware_addr: EthernetAddress::UNSPECIFIED,
             target_protocol_addr: Ipv4Addr::new(10, 0, 1, 1),
         }
+    }
+
+    #[test]
+    fn reply_in_place_writes_scapys_reply() {
+        // A broadcast request padded to 60 bytes, as it comes off the wire.
+        let mut frame = hex("ffffffffffff02000a00010a0806");
+        frame.extend_from_slice(&hex(REQUEST));
+        frame.resize(60, 0);
+        let mut buf = crate::TestBuffer::from_slice(&frame);
+        let mac: EthernetAddress = "02:00:0a:00:01:01".parse().unwrap();
+        reply_in_place(&mut buf, &request(), mac).unwrap();
+        let mut want = hex("02000a00010a02000a0001010806");
+        want.extend_from_slice(&hex(REPLY));
+        assert_eq!(buf.data(), &want[..]);
+        // Only requests are answered; a short frame is refused untouched.
+        let reply = Repr::parse(&Packet::new_checked(&hex(REPLY)[..]).unwrap()).unwrap();
+        assert_eq!(reply_in_place(&mut buf, &reply, mac), Err(Error::Unsupported));
+        let mut short = crate::TestBuffer::from_slice(&frame[..41]);
+        assert_eq!(reply_in_place(&mut short, &request(), mac), Err(Error::Truncated));
+        assert_eq!(short.len(), 41);
     }
 
     #[test]
