@@ -83,9 +83,21 @@ fn ports(d: &str) -> String {
     .concat()
 }
 
+/// All four paths both ways with DPDK's ipsec_mb `crypto_aesni_gcm` (CPU-crypto API) as
+/// the ESP cipher.
 #[test]
-fn edge_round_trips_through_pcap_ports() {
-    let dir = scratch("edge");
+fn edge_round_trips_through_pcap_ports_with_aesni_gcm() {
+    round_trips("aesni-gcm", "aes128-gcm-aesni-gcm");
+}
+
+/// The same with ring's AES-GCM.
+#[test]
+fn edge_round_trips_through_pcap_ports_with_ring() {
+    round_trips("ring", "aes128-gcm-ring");
+}
+
+fn round_trips(cipher: &str, cipher_name: &str) {
+    let dir = scratch(&format!("edge-{cipher}"));
     python(&[&script("edge_inputs.py"), dir.to_str().unwrap()]);
     let expect: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expect.json")).unwrap()).unwrap();
     let d = dir.display().to_string();
@@ -100,11 +112,14 @@ fn edge_round_trips_through_pcap_ports() {
         stats_path.to_str().unwrap(),
         "--alerts",
         alerts_path.to_str().unwrap(),
+        "--esp-cipher",
+        cipher,
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "vpcemu run failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("mbufs in use at exit: 0"), "{stdout}");
     let stats: Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
+    assert_eq!(stats["run"]["esp_cipher"], cipher_name, "the ESP cipher that ran");
 
     // Every drop is the one crafted for it; nothing else was lost.
     let want: BTreeMap<String, u64> = expect["drops"]

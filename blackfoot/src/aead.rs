@@ -121,6 +121,54 @@ impl Aead for RingAesGcm {
     }
 }
 
+/// A boxed cipher is a cipher: the edge's SAs hold `Box<dyn Aead>` so the implementation
+/// (ring here, DPDK's cryptodev in the root crate) is chosen when the edge starts.
+impl<A: Aead + ?Sized> Aead for Box<A> {
+    #[inline]
+    fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
+        (**self).seal(nonce, aad, data)
+    }
+
+    #[inline]
+    fn open(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        data: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> bool {
+        (**self).open(nonce, aad, data, tag)
+    }
+
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}
+
+/// Makes one AES-128-GCM cipher per key: how an edge picks its implementation for all of
+/// its SAs.
+pub trait AeadFactory: Send + Sync {
+    /// A cipher for this 16-byte key.
+    fn make(&self, key: &[u8; KEY_LEN]) -> Result<Box<dyn Aead>, KeyError>;
+
+    /// The [`Aead::name`] of the ciphers this factory makes.
+    fn name(&self) -> &'static str;
+}
+
+/// The [`AeadFactory`] of [`RingAesGcm`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RingFactory;
+
+impl AeadFactory for RingFactory {
+    fn make(&self, key: &[u8; KEY_LEN]) -> Result<Box<dyn Aead>, KeyError> {
+        Ok(Box::new(RingAesGcm::new(key)?))
+    }
+
+    fn name(&self) -> &'static str {
+        RingAesGcm::NAME
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,12 +9,12 @@
 
 use mapping_client::{Tables, VpnId};
 
-use crate::aead::RingAesGcm;
+use crate::aead::{Aead, AeadFactory, KeyError, RingFactory};
 use crate::esp::{InboundSa, OutboundSa};
 
 /// The outbound SAs of one edge, by VPN.
 pub struct EdgeSas {
-    out: Vec<(VpnId, OutboundSa<RingAesGcm>)>,
+    out: Vec<(VpnId, OutboundSa<Box<dyn Aead>>)>,
 }
 
 impl core::fmt::Debug for EdgeSas {
@@ -24,30 +24,38 @@ impl core::fmt::Debug for EdgeSas {
 }
 
 impl EdgeSas {
-    /// One outbound SA per VPN of the edge's tables.
+    /// One outbound SA per VPN of the edge's tables, with ring's AES-GCM.
     pub fn new(tables: &Tables) -> EdgeSas {
-        let mut out: Vec<_> = tables
+        // ring accepts every 16-byte key: the empty fallback is never taken.
+        EdgeSas::with(tables, &RingFactory).unwrap_or(EdgeSas { out: Vec::new() })
+    }
+
+    /// One outbound SA per VPN of the edge's tables, with the ciphers `aead` makes.
+    ///
+    /// # Errors
+    /// The factory refused a key (for DPDK's cryptodev: no session could be made).
+    pub fn with(tables: &Tables, aead: &dyn AeadFactory) -> Result<EdgeSas, KeyError> {
+        let mut out = tables
             .vpns()
-            .filter_map(|v| {
-                // A 16-byte key is always accepted; a refusal would leave the VPN without SA.
-                let aead = RingAesGcm::new(&v.outbound.key).ok()?;
-                Some((v.id, OutboundSa::new(&v.outbound, v.local, v.customer_gateway, aead)))
+            .map(|v| {
+                let cipher = aead.make(&v.outbound.key)?;
+                Ok((v.id, OutboundSa::new(&v.outbound, v.local, v.customer_gateway, cipher)))
             })
-            .collect();
+            .collect::<Result<Vec<_>, KeyError>>()?;
         out.sort_by_key(|(id, _)| *id);
-        EdgeSas { out }
+        Ok(EdgeSas { out })
     }
 
     /// The outbound SA of `vpn`.
     #[inline]
-    pub fn outbound(&self, vpn: VpnId) -> Option<&OutboundSa<RingAesGcm>> {
+    pub fn outbound(&self, vpn: VpnId) -> Option<&OutboundSa<Box<dyn Aead>>> {
         self.out.iter().find(|(id, _)| *id == vpn).map(|(_, sa)| sa)
     }
 }
 
 /// The inbound SAs of one edge, by SPI.
 pub struct InboundSas {
-    sas: Vec<(u32, InboundSa<RingAesGcm>)>,
+    sas: Vec<(u32, InboundSa<Box<dyn Aead>>)>,
 }
 
 impl core::fmt::Debug for InboundSas {
@@ -57,21 +65,27 @@ impl core::fmt::Debug for InboundSas {
 }
 
 impl InboundSas {
-    /// One inbound SA per VPN of the edge's tables.
+    /// One inbound SA per VPN of the edge's tables, with ring's AES-GCM.
     pub fn new(tables: &Tables) -> InboundSas {
+        // ring accepts every 16-byte key: the empty fallback is never taken.
+        InboundSas::with(tables, &RingFactory).unwrap_or(InboundSas { sas: Vec::new() })
+    }
+
+    /// One inbound SA per VPN of the edge's tables, with the ciphers `aead` makes.
+    ///
+    /// # Errors
+    /// The factory refused a key.
+    pub fn with(tables: &Tables, aead: &dyn AeadFactory) -> Result<InboundSas, KeyError> {
         let sas = tables
             .vpns()
-            .filter_map(|v| {
-                let aead = RingAesGcm::new(&v.inbound.key).ok()?;
-                Some((v.inbound.spi, InboundSa::new(&v.inbound, aead)))
-            })
-            .collect();
-        InboundSas { sas }
+            .map(|v| Ok((v.inbound.spi, InboundSa::new(&v.inbound, aead.make(&v.inbound.key)?))))
+            .collect::<Result<Vec<_>, KeyError>>()?;
+        Ok(InboundSas { sas })
     }
 
     /// The inbound SA with this SPI.
     #[inline]
-    pub fn get_mut(&mut self, spi: u32) -> Option<&mut InboundSa<RingAesGcm>> {
+    pub fn get_mut(&mut self, spi: u32) -> Option<&mut InboundSa<Box<dyn Aead>>> {
         self.sas.iter_mut().find(|(s, _)| *s == spi).map(|(_, sa)| sa)
     }
 }

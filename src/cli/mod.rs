@@ -75,6 +75,11 @@ pub struct RunArgs {
     /// in other processes, reached through the `underlay:` ports.
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub cards: Option<Vec<String>>,
+    /// The edges' AES-128-GCM for ESP: `aesni-gcm` (DPDK's ipsec_mb crypto_aesni_gcm by
+    /// the synchronous CPU-crypto API), `ring`, or `auto` (aesni-gcm if it starts, else
+    /// ring, with a warning).
+    #[arg(long, value_name = "CIPHER", default_value = "auto")]
+    pub esp_cipher: crate::runtime::engine::EspCipher,
 }
 
 fn parse_ms(s: &str) -> Result<Duration, String> {
@@ -139,6 +144,7 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
             no_stage_timing: a.no_stage_timing,
             file_prefix: a.file_prefix,
             cards: a.cards,
+            esp_cipher: a.esp_cipher,
         }),
         Command::Demo => {
             let mut stdout = std::io::stdout();

@@ -29,6 +29,9 @@ pub enum DpdkError {
     /// A telemetry command could not be registered.
     #[error("telemetry command {cmd}: {message}")]
     Telemetry { cmd: String, message: String },
+    /// A cryptodev operation failed.
+    #[error("cryptodev {device}: {op}: {message}")]
+    Crypto { device: String, op: &'static str, message: String },
     /// An lcore operation failed.
     #[error("lcore {lcore}: {message}")]
     Lcore { lcore: u32, message: String },

@@ -6,11 +6,13 @@
 //!   `MbufBurst`, the fixed-size owning burst.
 //! - [`port`]: ethdev ports and per-lcore queue handles.
 //! - [`lcore`]: launching closures on worker lcores.
+//! - [`crypto`]: AES-128-GCM by a cryptodev's synchronous CPU-crypto API (ESP's cipher).
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment; every `unsafe fn` a `# Safety`
 //! section. Ownership order the callers keep: mbufs, then ports, then pools, then the EAL.
 #![allow(unsafe_code)]
 
+pub mod crypto;
 pub mod eal;
 pub mod error;
 pub(crate) mod ffi;
@@ -20,6 +22,7 @@ pub mod mempool;
 pub mod port;
 pub mod telemetry;
 
+pub use crypto::{CryptoDev, DpdkAesGcm};
 pub use eal::{Eal, EalBuilder, Hugepages, LogTarget, TscClock, lcore_id, rdtsc};
 pub use error::{DpdkError, Result};
 pub use lcore::{WorkerHandle, launch};

@@ -75,6 +75,8 @@ pub struct EngineSpec {
     /// topology. Packets for a card not run here leave by the sending card's `underlay:`
     /// port, as between processes on different machines.
     pub cards: Option<Vec<String>>,
+    /// The edges' ESP cipher.
+    pub esp_cipher: EspCipher,
 }
 
 impl EngineSpec {
@@ -85,7 +87,7 @@ impl EngineSpec {
             .iter()
             .map(|p| PortSpec { name: p.name.clone(), io: PortIo::Vdev(p.vdev.clone()), attach: p.attach.clone() })
             .collect();
-        EngineSpec { topology, ports, stage_timing: true, file_prefix: None, alerts: AlertConfig::default(), cards: None }
+        EngineSpec { topology, ports, stage_timing: true, file_prefix: None, alerts: AlertConfig::default(), cards: None, esp_cipher: EspCipher::Auto }
     }
 }
 
@@ -141,6 +143,64 @@ pub struct CardInfo {
     pub services_port: Option<usize>,
     /// An edge's outbound SAs, shared by every worker (sequence numbers never reused).
     pub sas: Option<Arc<blackfoot::EdgeSas>>,
+    /// The AES-GCM implementation of the edge's SAs (inbound ones are made per worker).
+    pub cipher: Cipher,
+}
+
+/// Which AES-128-GCM the edges' ESP uses (`vpcemu run --esp-cipher`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EspCipher {
+    /// DPDK's `crypto_aesni_gcm` when it starts on this machine, else ring.
+    #[default]
+    Auto,
+    /// ring's AES-GCM (`blackfoot::aead::RingAesGcm`).
+    Ring,
+    /// DPDK's ipsec_mb `crypto_aesni_gcm` through the synchronous CPU-crypto API; the run
+    /// fails if it cannot start.
+    AesniGcm,
+}
+
+impl std::str::FromStr for EspCipher {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(EspCipher::Auto),
+            "ring" => Ok(EspCipher::Ring),
+            "aesni-gcm" => Ok(EspCipher::AesniGcm),
+            other => Err(format!("the ESP cipher is auto, ring or aesni-gcm, not {other:?}")),
+        }
+    }
+}
+
+/// The cipher implementation an edge's SAs were made with.
+#[derive(Debug, Clone, Default)]
+pub enum Cipher {
+    #[default]
+    Ring,
+    Dpdk(dpdk::CryptoDev),
+}
+
+impl Cipher {
+    /// What makes the SAs' ciphers.
+    pub fn factory(&self) -> &dyn blackfoot::aead::AeadFactory {
+        match self {
+            Cipher::Ring => &blackfoot::aead::RingFactory,
+            Cipher::Dpdk(dev) => dev,
+        }
+    }
+
+    /// Start the chosen cipher. `Auto` falls back to ring when DPDK's cannot start; the
+    /// second value then says why.
+    fn start(choice: EspCipher) -> Result<(Cipher, Option<String>), EngineError> {
+        match choice {
+            EspCipher::Ring => Ok((Cipher::Ring, None)),
+            EspCipher::AesniGcm => Ok((Cipher::Dpdk(dpdk::CryptoDev::aesni_gcm()?), None)),
+            EspCipher::Auto => match dpdk::CryptoDev::aesni_gcm() {
+                Ok(dev) => Ok((Cipher::Dpdk(dev), None)),
+                Err(e) => Ok((Cipher::Ring, Some(format!("{e}; ESP uses ring's AES-GCM")))),
+            },
+        }
+    }
 }
 
 struct PortRt {
@@ -178,6 +238,8 @@ pub struct Engine {
     aggregator: AlertAggregator,
     started: Instant,
     tsc_hz: u64,
+    /// The edges' ESP cipher (None without edges) and why `auto` fell back to ring.
+    esp_cipher: Option<(&'static str, Option<String>)>,
     pool: Arc<Mempool>,
     eal: Eal,
 }
@@ -241,6 +303,14 @@ impl Engine {
                 eal = if super::passthrough::is_pci_address(v) { eal.pci_device(v.as_str()) } else { eal.vdev(v.as_str()) };
             }
         }
+        // The edges' ESP cipher: DPDK's AES-GCM device, unless ring is asked for.
+        let edges_here = topo
+            .edges()
+            .iter()
+            .any(|e| spec.cards.as_ref().is_none_or(|names| names.iter().any(|n| *n == e.name)));
+        if edges_here && spec.esp_cipher != EspCipher::Ring {
+            eal = eal.vdev(dpdk::crypto::AESNI_GCM_VDEV);
+        }
         let eal = eal.init()?;
         let tsc_hz = eal.tsc_hz();
         let held: u64 = spec
@@ -283,6 +353,7 @@ impl Engine {
                 dx_port: None,
                 services_port: None,
                 sas: None,
+                cipher: Cipher::Ring,
             })
             .collect();
         let mut cards = cards;
@@ -342,9 +413,22 @@ impl Engine {
         sync_all(&mut service, &mut clients, &mut publishers, Duration::ZERO);
         // Each edge's outbound SAs, from its first tables (the VPN set does not change at run
         // time: the control socket has no VPN commands).
+        let (cipher, cipher_note) = if cards.iter().any(|c| matches!(c.id, CardId::Edge(_))) {
+            Cipher::start(spec.esp_cipher)?
+        } else {
+            (Cipher::Ring, None)
+        };
+        let esp_cipher = cards
+            .iter()
+            .any(|c| matches!(c.id, CardId::Edge(_)))
+            .then(|| (cipher.factory().name(), cipher_note.clone()));
         for (card, publisher) in cards.iter_mut().zip(publishers.iter()) {
             if matches!(card.id, CardId::Edge(_)) {
-                card.sas = Some(Arc::new(blackfoot::EdgeSas::new(publisher.live())));
+                let sas = blackfoot::EdgeSas::with(publisher.live(), cipher.factory())
+                    .and_then(|sas| blackfoot::InboundSas::with(publisher.live(), cipher.factory()).map(|_| sas))
+                    .map_err(|e| EngineError::Config(format!("edge {}: {e} by {}", card.name, cipher.factory().name())))?;
+                card.sas = Some(Arc::new(sas));
+                card.cipher = cipher.clone();
             }
         }
         let cards = cards;
@@ -429,6 +513,7 @@ impl Engine {
             aggregator: AlertAggregator::new(spec.alerts, unix_ms()),
             started: Instant::now(),
             tsc_hz,
+            esp_cipher,
             pool,
             eal,
         };
@@ -537,6 +622,12 @@ impl Engine {
     }
 
     /// The stats report of ARCHITECTURE section 8 as of now.
+    /// The edges' ESP cipher (None when the process runs no edge), and, when `auto` fell
+    /// back to ring, why.
+    pub fn esp_cipher(&self) -> Option<(&'static str, Option<&str>)> {
+        self.esp_cipher.as_ref().map(|(name, note)| (*name, note.as_deref()))
+    }
+
     pub fn report(&self) -> StatsReport {
         let mut counters = pipeline::Counters::new();
         for c in &self.published {

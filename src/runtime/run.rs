@@ -25,6 +25,7 @@ pub struct RunOptions {
     pub no_stage_timing: bool,
     pub file_prefix: Option<String>,
     pub cards: Option<Vec<String>>,
+    pub esp_cipher: super::engine::EspCipher,
 }
 
 fn write_file(path: &PathBuf, text: &str) -> Result<(), String> {
@@ -71,7 +72,12 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     spec.stage_timing = !opts.no_stage_timing;
     spec.file_prefix = opts.file_prefix.clone();
     spec.cards = opts.cards.clone();
+    spec.esp_cipher = opts.esp_cipher;
     let mut engine = Engine::start(spec).map_err(|e| e.to_string())?;
+    if let Some((_, Some(why))) = engine.esp_cipher() {
+        eprintln!("vpcemu: warning: {why}");
+    }
+    let esp_cipher = engine.esp_cipher().map(|(name, _)| name);
     super::telemetry::register(&engine).map_err(|e| e.to_string())?;
 
     let start = Instant::now();
@@ -119,7 +125,10 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         // TSC frequency (for cycles per packet).
         let mut v: serde_json::Value = serde_json::from_str(&report.to_json()).map_err(|e| e.to_string())?;
         if let Some(o) = v.as_object_mut() {
-            o.insert("run".into(), serde_json::json!({ "seconds": seconds, "tsc_hz": tsc_hz, "mbufs_in_use": in_use }));
+            o.insert(
+                "run".into(),
+                serde_json::json!({ "seconds": seconds, "tsc_hz": tsc_hz, "mbufs_in_use": in_use, "esp_cipher": esp_cipher }),
+            );
         }
         write_file(p, &(serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n"))?;
     }

@@ -83,7 +83,10 @@ impl CardStages {
                         dx: c.dx_port.and_then(port_output),
                         services: c.services_port.and_then(port_output),
                     };
-                    let inbound = InboundSas::new(sub.current());
+                    // The engine made these SAs once at start with this cipher; should the
+                    // cryptodev refuse now, ring computes the same AES-GCM.
+                    let inbound = InboundSas::with(sub.current(), c.cipher.factory())
+                        .unwrap_or_else(|_| InboundSas::new(sub.current()));
                     Some(EdgePipes {
                         from_fabric: FromFabric::new(outputs, Arc::clone(sas)),
                         from_outside: FromOutside::new(outputs, inbound),

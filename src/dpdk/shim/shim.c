@@ -1,4 +1,7 @@
 /* See shim.h. */
+/* The CPU-crypto calls are marked experimental in DPDK 22.11. */
+#define ALLOW_EXPERIMENTAL_API 1
+#include <string.h>
 #include <rte_config.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
@@ -7,6 +10,7 @@
 #include <rte_bitops.h>
 #include <rte_mbuf.h>
 #include <rte_ethdev.h>
+#include <rte_cryptodev.h>
 #include "shim.h"
 
 uint16_t vpcemu_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n)
@@ -75,3 +79,76 @@ size_t vpcemu_mbuf_off_pkt_len(void) { return offsetof(struct rte_mbuf, pkt_len)
 size_t vpcemu_mbuf_off_data_len(void) { return offsetof(struct rte_mbuf, data_len); }
 size_t vpcemu_mbuf_off_buf_len(void) { return offsetof(struct rte_mbuf, buf_len); }
 size_t vpcemu_mbuf_size(void) { return sizeof(struct rte_mbuf); }
+
+/* ---- AES-128-GCM through a cryptodev's synchronous CPU-crypto API ---- */
+
+int vpcemu_gcm_configure(uint8_t dev_id)
+{
+	/* One queue pair, never set up: the CPU-crypto API does not use it, but the
+	 * driver's session configuration reads the (then empty) queue pair table. */
+	struct rte_cryptodev_config conf;
+	memset(&conf, 0, sizeof(conf));
+	conf.socket_id = rte_cryptodev_socket_id(dev_id);
+	conf.nb_queue_pairs = 1;
+	conf.ff_disable = RTE_CRYPTODEV_FF_ASYMMETRIC_CRYPTO | RTE_CRYPTODEV_FF_SECURITY;
+	return rte_cryptodev_configure(dev_id, &conf);
+}
+
+struct rte_mempool *vpcemu_gcm_session_pool(uint8_t dev_id, const char *name, uint32_t n)
+{
+	unsigned priv = rte_cryptodev_sym_get_private_session_size(dev_id);
+	if (priv == 0)
+		return NULL;
+	return rte_cryptodev_sym_session_pool_create(name, n, priv, 0, 0, SOCKET_ID_ANY);
+}
+
+int vpcemu_gcm_cpu_crypto(uint8_t dev_id)
+{
+	struct rte_cryptodev_info info;
+	if (!rte_cryptodev_is_valid_dev(dev_id))
+		return 0;
+	memset(&info, 0, sizeof(info));
+	rte_cryptodev_info_get(dev_id, &info);
+	return (info.feature_flags & RTE_CRYPTODEV_FF_SYM_CPU_CRYPTO) != 0;
+}
+
+void *vpcemu_gcm_session(uint8_t dev_id, struct rte_mempool *pool, const uint8_t *key,
+			 int encrypt)
+{
+	struct rte_crypto_sym_xform x;
+	memset(&x, 0, sizeof(x));
+	x.type = RTE_CRYPTO_SYM_XFORM_AEAD;
+	x.aead.op = encrypt ? RTE_CRYPTO_AEAD_OP_ENCRYPT : RTE_CRYPTO_AEAD_OP_DECRYPT;
+	x.aead.algo = RTE_CRYPTO_AEAD_AES_GCM;
+	x.aead.key.data = key;
+	x.aead.key.length = VPCEMU_GCM_KEY_LEN;
+	x.aead.iv.offset = 0; /* the CPU-crypto API passes the IV by pointer */
+	x.aead.iv.length = VPCEMU_GCM_IV_LEN;
+	x.aead.digest_length = VPCEMU_GCM_TAG_LEN;
+	x.aead.aad_length = VPCEMU_GCM_AAD_LEN;
+	return rte_cryptodev_sym_session_create(dev_id, &x, pool);
+}
+
+int vpcemu_gcm_session_free(uint8_t dev_id, void *sess)
+{
+	return rte_cryptodev_sym_session_free(dev_id, sess);
+}
+
+int vpcemu_gcm_process(uint8_t dev_id, void *sess, uint8_t *data, uint32_t len,
+		       const uint8_t *iv, const uint8_t *aad, uint8_t *tag)
+{
+	struct rte_crypto_vec seg = { .base = data, .iova = 0, .len = len, .tot_len = len };
+	struct rte_crypto_sgl sgl = { .vec = &seg, .num = 1 };
+	struct rte_crypto_va_iova_ptr ivp = { .va = (void *)(uintptr_t)iv, .iova = 0 };
+	struct rte_crypto_va_iova_ptr aadp = { .va = (void *)(uintptr_t)aad, .iova = 0 };
+	struct rte_crypto_va_iova_ptr tagp = { .va = tag, .iova = 0 };
+	int32_t status = -1;
+	struct rte_crypto_sym_vec vec = {
+		.num = 1, .src_sgl = &sgl, .dest_sgl = NULL, .iv = &ivp, .digest = &tagp,
+		.aad = &aadp, .status = &status,
+	};
+	union rte_crypto_sym_ofs ofs = { .raw = 0 };
+	if (rte_cryptodev_sym_cpu_crypto_process(dev_id, sess, ofs, &vec) != 1)
+		return status != 0 ? status : -1;
+	return status;
+}

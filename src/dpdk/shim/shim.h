@@ -25,6 +25,23 @@ void vpcemu_pause(void);
 uint64_t vpcemu_bit64(unsigned n);
 uint16_t vpcemu_pktmbuf_headroom(void);
 
+/*
+ * AES-128-GCM by a cryptodev's synchronous CPU-crypto API (rte_cryptodev_sym_cpu_crypto_process):
+ * 16-byte key, 12-byte IV (salt || explicit IV), 8-byte AAD, 16-byte tag, in place.
+ */
+#define VPCEMU_GCM_KEY_LEN 16
+#define VPCEMU_GCM_IV_LEN 12
+#define VPCEMU_GCM_AAD_LEN 8
+#define VPCEMU_GCM_TAG_LEN 16
+int vpcemu_gcm_configure(uint8_t dev_id);
+struct rte_mempool *vpcemu_gcm_session_pool(uint8_t dev_id, const char *name, uint32_t n);
+int vpcemu_gcm_cpu_crypto(uint8_t dev_id);
+void *vpcemu_gcm_session(uint8_t dev_id, struct rte_mempool *pool, const uint8_t *key, int encrypt);
+int vpcemu_gcm_session_free(uint8_t dev_id, void *sess);
+/* 0 when done (decrypt: the tag verified); otherwise the operation's status (nonzero). */
+int vpcemu_gcm_process(uint8_t dev_id, void *sess, uint8_t *data, uint32_t len,
+		       const uint8_t *iv, const uint8_t *aad, uint8_t *tag);
+
 /* Layout facts checked against Rust's view of struct rte_mbuf in a test. */
 size_t vpcemu_mbuf_off_buf_addr(void);
 size_t vpcemu_mbuf_off_data_off(void);

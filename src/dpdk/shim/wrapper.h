@@ -12,4 +12,5 @@
 #include <rte_bus_vdev.h>
 #include <rte_log.h>
 #include <rte_telemetry.h>
+#include <rte_cryptodev.h>
 #include "shim.h"
