@@ -16,14 +16,16 @@
 //! Baselines, measured in the same run, alternating with vpcemu:
 //! - every scenario: `dpdk-testpmd --forward-mode=io` on the same vdevs (the same Geneve
 //!   frames, one way); `ratio` = Mpps / testpmd Mpps for nat, vlan and endpoint;
-//! - ESP: `dpdk-test-crypto-perf` with the ipsec_mb `crypto_aesni_gcm` driver, AES-128-GCM
+//! - ESP: vpcemu runs with `--esp-cipher aesni-gcm` (DPDK's ipsec_mb AES-GCM through the
+//!   CPU-crypto API) in the main rows and `--esp-cipher ring` in the `-ring` rows;
+//!   `dpdk-test-crypto-perf` with the ipsec_mb `crypto_aesni_gcm` driver, AES-128-GCM
 //!   encrypt (8-byte AAD, 16-byte ICV, bursts of 32, one lcore) at the same buffer size, or
 //!   with `--imix` at the same sizes and weights. `gbps` = inner IPv4 bytes encrypted per
 //!   second * 8 / 1e9, crypto-perf's `Gbps` counts its buffer bytes the same way;
 //!   `ratio` = gbps / baseline_gbps.
 //!
-//! Before measuring, a check run sends the pcap once through the edge into a tx_pcap and
-//! verifies every output frame (count, port, drops; NAT source = the sender's Elastic IP
+//! Before measuring, a check run (for ESP one per cipher) sends the pcap once through the
+//! edge into a tx_pcap and verifies every output frame (count, port, drops; NAT source = the sender's Elastic IP
 //! and checksums right; ESP decrypted with the SA's key back to the sent packet; 802.1Q
 //! tag and router MAC; endpoint Geneve to the front end with the endpoint ID). Every
 //! measured run must then send most received packets out of the expected port, or the
@@ -455,12 +457,12 @@ fn inner_of(way: Way, frame: &[u8], sa: &mut Option<InboundSa<blackfoot::aead::R
 
 /// Send every flow once through the edge into a capture and check each frame that came
 /// out, and that nothing was dropped or went elsewhere.
-fn check(s: &Setup, sc: &Scenario, flows: &[Flow], pcap: &Path) -> Result<u64, String> {
+fn check(s: &Setup, sc: &Scenario, flows: &[Flow], pcap: &Path, cipher: &str) -> Result<u64, String> {
     let out_pcap = s.work.join(format!("{}-check-out.pcap", sc.name));
     let _ = std::fs::remove_file(&out_pcap);
     let rx = format!("net_pcap0,rx_pcap={}", pcap.display());
     let topo = topology(s, "check", &ports(&rx, Some((sc.way.port(), &out_pcap))))?;
-    let run = vpcemu_run(s, &topo, sc.way, &["--until-idle", "500", "--no-stage-timing"])?;
+    let run = vpcemu_run(s, &topo, sc.way, &["--until-idle", "500", "--no-stage-timing", "--esp-cipher", cipher])?;
     let n = flows.len() as u64;
     if run.rx != n || run.out != n || run.other != 0 || run.dropped() != 0 {
         return Err(format!("{} check: {} flows sent once: {}", sc.name, n, run.describe(sc.way)));
@@ -480,7 +482,7 @@ fn check(s: &Setup, sc: &Scenario, flows: &[Flow], pcap: &Path) -> Result<u64, S
     let mut seen = 0u64;
     for (k, rec) in reader.enumerate() {
         let rec = rec.map_err(|e| format!("{}: record {k}: {e:?}", out_pcap.display()))?;
-        let bad = |why: String| format!("{} check: output frame {k}: {why}", sc.name);
+        let bad = |why: String| format!("{} check ({cipher}): output frame {k}: {why}", sc.name);
         let got = inner_of(sc.way, rec.data, &mut sa).map_err(bad)?;
         let key = (addr(&got, 12), addr(&got, 16));
         let f = expect.remove(&key).ok_or_else(|| bad(format!("unexpected or repeated {} -> {}", key.0, key.1)))?;
@@ -545,13 +547,22 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
     let inner_bytes = flows.iter().map(|f| f.inner.len()).sum::<usize>() as f64 / flows.len() as f64;
     let frame_bytes = flows.iter().map(|f| f.frame.len()).sum::<usize>() as f64 / flows.len() as f64;
 
-    let checked = check(s, &sc, &flows, &pcap)?;
-    eprintln!("vpcemu-bench: {}: check passed ({checked} frames out of the {} port verified)", sc.name, sc.way.port());
+    let esp = sc.way == Way::Vpn;
+    // ESP runs with DPDK's ipsec_mb AES-GCM (CPU-crypto API) and, in extra `-ring` rows,
+    // with ring's; the other paths do no crypto.
+    let ciphers: &[&str] = if esp { &["aesni-gcm", "ring"] } else { &["aesni-gcm"] };
+    for cipher in ciphers {
+        let checked = check(s, &sc, &flows, &pcap, cipher)?;
+        eprintln!(
+            "vpcemu-bench: {}: check passed ({checked} frames out of the {} port verified, ESP cipher {cipher})",
+            sc.name,
+            sc.way.port()
+        );
+    }
 
     let rx = format!("net_pcap0,rx_pcap={},infinite_rx=1", pcap.display());
     let topo = topology(s, "run", &ports(&rx, None))?;
     let secs = format!("{}", s.seconds);
-    let esp = sc.way == Way::Vpn;
     // crypto-perf runs a number of operations, not a time: size it from a short run so
     // that it lasts about as long as the other tools.
     let mut crypto_ops = 0u64;
@@ -559,15 +570,21 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
         let cal = crypto_perf_gcm(&crypto_buffers(sc.sizes), 300_000)?;
         crypto_ops = ((cal.mops * 1e6 * s.seconds) as u64).max(300_000);
     }
-    let (mut on, mut off, mut pmd, mut crypto) = (Vec::new(), Vec::new(), Vec::new(), Vec::<CryptoPerf>::new());
+    let (mut on, mut off, mut ring, mut pmd, mut crypto) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<CryptoPerf>::new());
     // Alternate the tools so that each sees the same machine conditions.
     for _ in 0..s.repeat.max(1) {
-        let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs])?;
+        let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs, "--esp-cipher", "aesni-gcm"])?;
         sound(&sc, &r)?;
         on.push(r);
-        let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs, "--no-stage-timing"])?;
+        let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs, "--no-stage-timing", "--esp-cipher", "aesni-gcm"])?;
         sound(&sc, &r)?;
         off.push(r);
+        if esp {
+            let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs, "--esp-cipher", "ring"])?;
+            sound(&sc, &r)?;
+            ring.push(r);
+        }
         pmd.push(testpmd_io(&rx, "net_null0,no-rx=1", Duration::from_secs_f64(s.seconds), frames.len())?);
         if esp {
             crypto.push(crypto_perf_gcm(&crypto_buffers(sc.sizes), crypto_ops)?);
@@ -581,8 +598,11 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
     let crypto_done = crypto.iter().map(|c| c.ops).min();
     let stages = ["verify-recv", "decap", sc.way.stage()];
     let mut rows = Vec::new();
-    for (suffix, runs) in [("", on), ("-no-timing", off)] {
-        let timing = suffix.is_empty();
+    for (suffix, runs) in [("", on), ("-no-timing", off), ("-ring", ring)] {
+        if runs.is_empty() {
+            continue;
+        }
+        let timing = suffix != "-no-timing";
         let pps = median(runs.iter().map(Run::pps).collect());
         let mid = median_run(runs).ok_or("no runs")?;
         let hz = mid.tsc_hz;
@@ -616,6 +636,7 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             .with("output_port", sc.way.port())
             .with("dropped_fraction", mid.dropped() as f64 / mid.rx.max(1) as f64)
             .with("stage_timing", timing)
+            .with("esp_cipher", mid.stats["run"]["esp_cipher"].as_str().unwrap_or("none").to_string())
             .with("repeats", s.repeat.max(1) as u64);
         if sc.way == Way::Internet {
             row = row.with("elastic_ips", s.instances);
