@@ -364,20 +364,25 @@ fn nat_out<B: PacketBuf, X: Extra<B>>(
         return;
     };
     let mac = nitro::card_mac(tables.pa());
-    // First every Elastic IP lookup of the burst, in a tight loop of independent probes
-    // (their cache misses overlap), then the rewrites.
-    let mut last: Option<((u32, Ipv4Addr), Option<Ipv4Addr>)> = None;
+    // First every Elastic IP of the burst in one burst lookup (hashes, then the touches
+    // of every home slot, whose cache misses overlap, then the probes), then the rewrites.
+    let mut keys = [(0u32, Ipv4Addr::UNSPECIFIED); MAX_BURST];
+    let mut at = [0usize; MAX_BURST];
+    let mut n = 0usize;
     for i in burst.live_indices() {
         if mask & bit(i) == 0 {
             continue;
         }
         let j = slot(i);
-        let key = (s.vni[j], s.src[j]);
-        let eip = match last {
-            Some((k, e)) if k == key => e,
-            _ => tables.elastic_ip_of(key.0, key.1),
-        };
-        last = Some((key, eip));
+        if let (Some(k), Some(a)) = (keys.get_mut(n), at.get_mut(n)) {
+            *k = (s.vni[j], s.src[j]);
+            *a = j;
+            n += 1;
+        }
+    }
+    let mut eips = [None; MAX_BURST];
+    tables.elastic_ips_burst(&keys[..n], &mut eips[..n]);
+    for (&j, &eip) in at[..n].iter().zip(&eips[..n]) {
         s.eip[j] = eip;
     }
     for i in burst.live_indices() {

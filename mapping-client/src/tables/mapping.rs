@@ -1,4 +1,6 @@
-//! The exact-match mapping table: (VNI, IPv4) -> [`Location`].
+//! The exact-match tables keyed by (VNI, IPv4): the mapping table (-> [`Location`]) and
+//! the edge's Elastic IP table (private address -> Elastic IP), one generic
+//! [`ExactTable`].
 //!
 //! An open-addressing table of our own: one flat array of 24-byte slots (the packed `u64`
 //! key `vni << 32 | ip` and the 16-byte location side by side), a power-of-two number of
@@ -47,8 +49,9 @@ pub const BURST: usize = 32;
 /// The key of an empty slot (and of the one real key kept out of line, in `special`).
 const EMPTY: u64 = u64::MAX;
 
-/// Smallest table (in slots: 1.5 MB) whose burst lookups touch every home slot first.
-const TOUCH_MIN_SLOTS: usize = 1 << 16;
+/// Smallest table (in bytes: a core's L2 cache here) whose burst lookups touch every
+/// home slot first.
+const TOUCH_MIN_BYTES: usize = 512 << 10;
 
 /// Smallest non-zero number of slots.
 const MIN_SLOTS: usize = 16;
@@ -61,19 +64,44 @@ const NO_LOCATION: Location = Location {
     subnet: SubnetId(0),
 };
 
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct Slot {
-    key: u64,
-    loc: Location,
+/// A value an [`ExactTable`] holds next to its key.
+pub trait SlotValue: Copy + PartialEq {
+    /// What an empty slot holds (never read as an answer).
+    const VACANT: Self;
+    /// A word of the value's last bytes: the burst lookup's touch pass loads it with the
+    /// key so that every cache line of the slot is read.
+    fn tail_word(&self) -> u64;
 }
 
-const _: () = assert!(std::mem::size_of::<Slot>() == 24);
+impl SlotValue for Location {
+    const VACANT: Location = NO_LOCATION;
+    #[inline(always)]
+    fn tail_word(&self) -> u64 {
+        u64::from(self.subnet.0)
+    }
+}
 
-const EMPTY_SLOT: Slot = Slot {
-    key: EMPTY,
-    loc: NO_LOCATION,
-};
+impl SlotValue for Ipv4Addr {
+    const VACANT: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
+    #[inline(always)]
+    fn tail_word(&self) -> u64 {
+        u64::from(u32::from(*self))
+    }
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Slot<V> {
+    key: u64,
+    loc: V,
+}
+
+const _: () = assert!(std::mem::size_of::<Slot<Location>>() == 24);
+const _: () = assert!(std::mem::size_of::<Slot<Ipv4Addr>>() == 16);
+
+impl<V: SlotValue> Slot<V> {
+    const EMPTY: Slot<V> = Slot { key: EMPTY, loc: V::VACANT };
+}
 
 /// The packed key: VNI in the high half, the address in the low half.
 #[inline(always)]
@@ -107,19 +135,31 @@ fn slots_for(n: usize) -> usize {
 }
 
 /// (VNI, address) -> [`Location`]. See the module documentation.
-#[derive(Clone, Default)]
-pub struct MappingTable {
+pub type MappingTable = ExactTable<Location>;
+
+/// (VNI, private address) -> Elastic IP: the edge's SNAT table (16-byte slots).
+pub type ElasticIpTable = ExactTable<Ipv4Addr>;
+
+/// (VNI, address) -> `V`, open addressing. See the module documentation.
+#[derive(Clone)]
+pub struct ExactTable<V> {
     /// A power of two of them, or none.
-    slots: Vec<Slot>,
+    slots: Vec<Slot<V>>,
     /// `slots.len() - 1` (0 when there are no slots).
     mask: usize,
     /// Mappings held, `special` included.
     len: usize,
-    /// The location of the key [`EMPTY`], which cannot live in a slot.
-    special: Option<Location>,
+    /// The value of the key [`EMPTY`], which cannot live in a slot.
+    special: Option<V>,
 }
 
-impl MappingTable {
+impl<V> Default for ExactTable<V> {
+    fn default() -> Self {
+        ExactTable { slots: Vec::new(), mask: 0, len: 0, special: None }
+    }
+}
+
+impl<V: SlotValue> ExactTable<V> {
     pub fn len(&self) -> usize {
         self.len
     }
@@ -138,7 +178,7 @@ impl MappingTable {
 
     /// Heap bytes held by the table (every slot, empty or not).
     pub fn allocation_size(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot>()
+        self.slots.capacity() * std::mem::size_of::<Slot<V>>()
     }
 
     /// The home slot of `key`.
@@ -149,7 +189,7 @@ impl MappingTable {
 
     /// Probes from `i` (the home slot of `key`, not [`EMPTY`]).
     #[inline(always)]
-    fn probe(&self, key: u64, mut i: usize) -> Option<Location> {
+    fn probe(&self, key: u64, mut i: usize) -> Option<V> {
         // Ends: a load factor below one leaves an empty slot (and `get` fails only on an
         // empty table, which `lookup_*` check first).
         loop {
@@ -165,7 +205,7 @@ impl MappingTable {
     }
 
     #[inline]
-    pub fn get(&self, vni: u32, ip: Ipv4Addr) -> Option<Location> {
+    pub fn get(&self, vni: u32, ip: Ipv4Addr) -> Option<V> {
         let key = pack(vni, ip);
         if key == EMPTY {
             return self.special;
@@ -187,7 +227,7 @@ impl MappingTable {
 
     /// Moves every mapping to a table of `slots` slots (a power of two, above `len`).
     fn rehash(&mut self, slots: usize) {
-        let old = std::mem::replace(&mut self.slots, vec![EMPTY_SLOT; slots]);
+        let old = std::mem::replace(&mut self.slots, vec![Slot::EMPTY; slots]);
         self.mask = slots - 1;
         for s in old.into_iter().filter(|s| s.key != EMPTY) {
             if let Err(i) = self.find_slot(s.key) {
@@ -199,7 +239,7 @@ impl MappingTable {
     }
 
     /// Inserts or replaces; returns the previous location.
-    pub fn insert(&mut self, vni: u32, ip: Ipv4Addr, loc: Location) -> Option<Location> {
+    pub fn insert(&mut self, vni: u32, ip: Ipv4Addr, loc: V) -> Option<V> {
         let key = pack(vni, ip);
         if key == EMPTY {
             let old = self.special.replace(loc);
@@ -230,7 +270,7 @@ impl MappingTable {
         None
     }
 
-    pub fn remove(&mut self, vni: u32, ip: Ipv4Addr) -> Option<Location> {
+    pub fn remove(&mut self, vni: u32, ip: Ipv4Addr) -> Option<V> {
         let key = pack(vni, ip);
         if key == EMPTY {
             let old = self.special.take();
@@ -263,13 +303,13 @@ impl MappingTable {
             j = (j + 1) & mask;
         }
         if let Some(h) = self.slots.get_mut(hole) {
-            *h = EMPTY_SLOT;
+            *h = Slot::EMPTY;
         }
         Some(old)
     }
 
     /// Looks up `min(keys.len(), out.len())` keys, writing `out[i]` for `keys[i]`.
-    pub fn lookup_burst(&self, keys: &[(u32, Ipv4Addr)], out: &mut [Option<Location>]) {
+    pub fn lookup_burst(&self, keys: &[(u32, Ipv4Addr)], out: &mut [Option<V>]) {
         if self.slots.is_empty() {
             for (o, &(vni, ip)) in out.iter_mut().zip(keys) {
                 *o = self.get(vni, ip);
@@ -286,11 +326,11 @@ impl MappingTable {
             }
             // A loop of loads alone, so that the whole batch fits the out-of-order window.
             // Pointless for a table the size of a core's L2 cache: skipped.
-            if self.slots.len() >= TOUCH_MIN_SLOTS {
+            if self.slots.len() * std::mem::size_of::<Slot<V>>() >= TOUCH_MIN_BYTES {
                 let mut touched = 0u64;
                 for &home in homes.iter().take(keys.len()) {
                     if let Some(s) = self.slots.get(home) {
-                        touched = touched.wrapping_add(s.key ^ u64::from(s.loc.subnet.0));
+                        touched = touched.wrapping_add(s.key ^ s.loc.tail_word());
                     }
                 }
                 black_box(touched);
@@ -308,7 +348,7 @@ impl MappingTable {
     }
 
     /// Every mapping, in table order.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, Ipv4Addr, Location)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (u32, Ipv4Addr, V)> + '_ {
         let special = self.special.map(|loc| {
             let (vni, ip) = unpack(EMPTY);
             (vni, ip, loc)
@@ -324,8 +364,8 @@ impl MappingTable {
     }
 }
 
-impl PartialEq for MappingTable {
-    fn eq(&self, other: &MappingTable) -> bool {
+impl<V: SlotValue> PartialEq for ExactTable<V> {
+    fn eq(&self, other: &ExactTable<V>) -> bool {
         self.len() == other.len()
             && self
                 .iter()
@@ -333,12 +373,12 @@ impl PartialEq for MappingTable {
     }
 }
 
-impl Eq for MappingTable {}
+impl<V: SlotValue> Eq for ExactTable<V> {}
 
-impl fmt::Debug for MappingTable {
+impl<V> fmt::Debug for ExactTable<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MappingTable")
-            .field("len", &self.len())
+        f.debug_struct("ExactTable")
+            .field("len", &self.len)
             .finish_non_exhaustive()
     }
 }
@@ -470,5 +510,32 @@ mod tests {
         assert_eq!(out, [None, None]);
         assert_eq!(t.allocation_size(), 0);
         assert_eq!(t, MappingTable::default());
+    }
+
+    /// The Elastic IP table (16-byte slots): big enough for the burst lookup's touch pass,
+    /// every answer as `get` gives it, before and after removals.
+    #[test]
+    fn elastic_ip_table_burst_lookups() {
+        let mut t = ElasticIpTable::default();
+        let eip = |i: u32| Ipv4Addr::from(0xcb00_0000 + i);
+        let key = |i: u32| (101 + i % 3, Ipv4Addr::from(0x0a00_0000 + i));
+        for i in 0..40_000u32 {
+            let (vni, ip) = key(i);
+            assert_eq!(t.insert(vni, ip, eip(i)), None);
+        }
+        assert!(t.allocation_size() >= TOUCH_MIN_BYTES, "the touch pass runs");
+        for i in (0..40_000u32).step_by(2) {
+            let (vni, ip) = key(i);
+            assert_eq!(t.remove(vni, ip), Some(eip(i)));
+        }
+        let keys: Vec<_> = (0..41_000u32).map(key).collect();
+        let mut out = vec![None; keys.len()];
+        t.lookup_burst(&keys, &mut out);
+        for (i, o) in out.iter().enumerate() {
+            let i = i as u32;
+            let want = (i % 2 == 1 && i < 40_000).then(|| eip(i));
+            assert_eq!(*o, want, "{i}");
+            assert_eq!(t.get(key(i).0, key(i).1), want, "{i}");
+        }
     }
 }

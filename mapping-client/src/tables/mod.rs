@@ -37,7 +37,7 @@ use crate::topology::{CardId, DxId, EdgeId, EndpointId, EniId, SaConfig, SubnetI
 
 pub(crate) use build::{local_eni, location, relevant, vpc_entry};
 pub use lpm::PrefixTable;
-pub use mapping::{MappingTable, BURST};
+pub use mapping::{ElasticIpTable, ExactTable, MappingTable, SlotValue, BURST};
 
 /// Where an address lives: the value of the mapping table, 16 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -224,7 +224,7 @@ pub struct Tables {
     subnets: HashMap<SubnetId, SubnetInfo>,
     peerings: HashSet<u64>,
     eip_in: HashMap<Ipv4Addr, (u32, Ipv4Addr)>,
-    eip_out: HashMap<u64, Ipv4Addr>,
+    eip_out: ElasticIpTable,
     vpns: HashMap<VpnId, VpnEntry>,
     sa_in: HashMap<u32, VpnId>,
     vifs: HashMap<u16, VifEntry>,
@@ -259,7 +259,7 @@ impl Tables {
             subnets: HashMap::new(),
             peerings: HashSet::new(),
             eip_in: HashMap::new(),
-            eip_out: HashMap::new(),
+            eip_out: ElasticIpTable::default(),
             vpns: HashMap::new(),
             sa_in: HashMap::new(),
             vifs: HashMap::new(),
@@ -363,7 +363,14 @@ impl Tables {
     /// SNAT: the Elastic IP of `private` in VPC `vni`.
     #[inline]
     pub fn elastic_ip_of(&self, vni: u32, private: Ipv4Addr) -> Option<Ipv4Addr> {
-        self.eip_out.get(&mapping::pack(vni, private)).copied()
+        self.eip_out.get(vni, private)
+    }
+    /// SNAT for a burst: the Elastic IPs of `min(keys.len(), out.len())` (VNI, private
+    /// address) keys, all hashes and cache misses first, then the probes (as
+    /// [`Tables::lookup_burst`]). `out[i]` answers `keys[i]`.
+    #[inline]
+    pub fn elastic_ips_burst(&self, keys: &[(u32, Ipv4Addr)], out: &mut [Option<Ipv4Addr>]) {
+        self.eip_out.lookup_burst(keys, out)
     }
     /// DNAT: the (VNI, private address) behind an Elastic IP.
     #[inline]
@@ -435,13 +442,13 @@ impl Tables {
                 private,
             } => {
                 if let Some((v, p)) = self.eip_in.insert(*public, (*vni, *private)) {
-                    self.eip_out.remove(&mapping::pack(v, p));
+                    self.eip_out.remove(v, p);
                 }
-                self.eip_out.insert(mapping::pack(*vni, *private), *public);
+                self.eip_out.insert(*vni, *private, *public);
             }
             TableOp::RemoveElasticIp { public } => {
                 if let Some((v, p)) = self.eip_in.remove(public) {
-                    self.eip_out.remove(&mapping::pack(v, p));
+                    self.eip_out.remove(v, p);
                 }
             }
         }
