@@ -636,10 +636,12 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             .with("output_port", sc.way.port())
             .with("dropped_fraction", mid.dropped() as f64 / mid.rx.max(1) as f64)
             .with("stage_timing", timing)
-            .with("esp_cipher", mid.stats["run"]["esp_cipher"].as_str().unwrap_or("none").to_string())
             .with("repeats", s.repeat.max(1) as u64);
         if sc.way == Way::Internet {
             row = row.with("elastic_ips", s.instances);
+        }
+        if esp {
+            row = row.with("esp_cipher", mid.stats["run"]["esp_cipher"].as_str().unwrap_or("none").to_string());
         }
         if matches!(sc.sizes, Sizes::Imix) {
             let mix: Vec<String> = IMIX.iter().map(|(b, w)| format!("{w}x{b}")).collect();

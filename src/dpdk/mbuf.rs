@@ -3,9 +3,9 @@
 //! `Mbuf` owns one single-segment `rte_mbuf` and frees it on drop. Its data accessors
 //! and `wire::PacketBuf` implementation are pointer arithmetic on the mbuf's own fields
 //! (`buf_addr`, `data_off`, `data_len`, `pkt_len`, `buf_len`), inlined, with no FFI call
-//! per packet. vpcemu's pools are sized so that every packet fits one segment; a
-//! multi-segment mbuf (which a driver may still hand over) exposes only its first
-//! segment, and `is_contiguous` tells the runtime to drop it as malformed.
+//! per packet. Ports receive into small mbufs, so a long frame may arrive as a chain:
+//! [`Mbuf::linearize`] copies it into one jumbo mbuf before any stage sees it (a chained
+//! mbuf would expose only its first segment).
 
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
@@ -13,6 +13,17 @@ use std::ptr::NonNull;
 use wire::{BufError, PacketBuf};
 
 use super::ffi;
+
+/// Why [`Mbuf::linearized`] could not copy a chain into one mbuf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linearize {
+    /// The pool had no free mbuf.
+    NoBuffer,
+    /// The packet is longer than one mbuf of the pool.
+    TooLong,
+    /// The segment lengths do not add up to the packet length.
+    Inconsistent,
+}
 
 /// An owned packet mbuf. `Send` (it can move to another lcore) but not `Sync`.
 #[repr(transparent)]
@@ -58,6 +69,49 @@ impl Mbuf {
     #[inline]
     pub fn is_contiguous(&self) -> bool {
         self.m().nb_segs == 1
+    }
+
+    /// True when the mbuf is one segment holding the whole packet (`pkt_len == data_len`;
+    /// a driver's replay can hand over a lone first segment of a longer packet).
+    #[inline]
+    pub fn is_whole(&self) -> bool {
+        let m = self.m();
+        m.nb_segs == 1 && m.pkt_len == u32::from(m.data_len)
+    }
+
+    /// The number of segments.
+    #[inline]
+    pub fn segments(&self) -> u16 {
+        self.m().nb_segs
+    }
+
+    /// The whole packet of this chain of segments, copied into one mbuf from `pool`.
+    pub fn linearized(&self, pool: &super::Mempool) -> Result<Mbuf, Linearize> {
+        let total = self.pkt_len() as usize;
+        let mut out = pool.alloc().ok_or(Linearize::NoBuffer)?;
+        out.m_mut().port = self.port();
+        let dst = out.append(total).map_err(|_| Linearize::TooLong)?;
+        let mut at = 0usize;
+        let mut seg: *const ffi::rte_mbuf = self.0.as_ptr();
+        // At most nb_segs segments, so a corrupt `next` cannot loop forever.
+        for _ in 0..self.m().nb_segs {
+            if seg.is_null() {
+                break;
+            }
+            // SAFETY: `seg` is the head (owned by self) or a `next` link of the chain self
+            // owns: DPDK keeps every segment valid until the head is freed, which cannot
+            // happen while `&self` is borrowed.
+            let m = unsafe { &*seg };
+            let len = usize::from(m.data_len);
+            let end = at.checked_add(len).filter(|e| *e <= total).ok_or(Linearize::Inconsistent)?;
+            // SAFETY: buf_addr + data_off points at data_len bytes of this segment's buffer
+            // (DPDK's invariant data_off + data_len <= buf_len), alive as argued above.
+            let src = unsafe { std::slice::from_raw_parts(m.buf_addr.cast::<u8>().add(usize::from(m.data_off)), len) };
+            dst.get_mut(at..end).ok_or(Linearize::Inconsistent)?.copy_from_slice(src);
+            at = end;
+            seg = m.next;
+        }
+        if at == total { Ok(out) } else { Err(Linearize::Inconsistent) }
     }
 
     /// Total packet length over all segments.

@@ -26,9 +26,9 @@ pub use crypto::{CryptoDev, DpdkAesGcm};
 pub use eal::{Eal, EalBuilder, Hugepages, LogTarget, TscClock, lcore_id, rdtsc};
 pub use error::{DpdkError, Result};
 pub use lcore::{WorkerHandle, launch};
-pub use mbuf::{MAX_BURST, Mbuf, MbufBurst};
-pub use mempool::{MBUF_DATA_SIZE, Mempool};
-pub use port::{Port, PortConfig, PortStats, RxQueue, TxQueue, TxResult, vdev_name};
+pub use mbuf::{Linearize, MAX_BURST, Mbuf, MbufBurst};
+pub use mempool::{MBUF_DATA_SIZE, Mempool, RX_DATA_SIZE};
+pub use port::{Port, PortConfig, PortStats, RxPool, RxPools, RxQueue, TxQueue, TxResult, vdev_name};
 
 /// The DPDK version vpcemu was built against.
 pub const DPDK_VERSION: &str = env!("VPCEMU_DPDK_VERSION");

@@ -49,6 +49,24 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
+/// The two pools a port may receive into (see [`Port::configure`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RxPools<'a> {
+    /// Small mbufs ([`super::mempool::RX_DATA_SIZE`]).
+    pub small: &'a Mempool,
+    /// Jumbo mbufs, for a device that can neither fit nor chain its longest frame.
+    pub jumbo: &'a Mempool,
+    /// The driver chains long frames without advertising scatter RX.
+    pub chains_anyway: bool,
+}
+
+/// Which pool a port's RX queues fill from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxPool {
+    Small,
+    Jumbo,
+}
+
 /// The device part of a vdev string ("net_pcap0" of "net_pcap0,rx_pcap=a.pcap").
 pub fn vdev_name(vdev: &str) -> &str {
     vdev.split(',').next().unwrap_or(vdev).trim()
@@ -108,8 +126,13 @@ impl Port {
         unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
     }
 
-    /// Configure queues (all RX queues fill from `pool`) and MTU. Call before `start`.
-    pub fn configure(&mut self, cfg: &PortConfig, pool: &Mempool) -> Result<()> {
+    /// Configure queues and MTU. Call before `start`.
+    ///
+    /// RX queues fill from `rx.small` when a frame of the MTU fits its mbufs, when the
+    /// device can chain longer frames (scatter RX, switched on then), or when
+    /// `rx.chains_anyway` says the driver chains them without advertising it (net_pcap);
+    /// otherwise from `rx.jumbo`. Returns which one.
+    pub fn configure(&mut self, cfg: &PortConfig, rx: RxPools<'_>) -> Result<RxPool> {
         let (id, name) = (self.id, self.name.clone());
         let mut info = ffi::rte_eth_dev_info::default();
         // SAFETY: info is a valid out-struct for this port id.
@@ -146,6 +169,16 @@ impl Port {
         };
         let min_mtu = info.min_mtu.max(68).min(max_mtu);
         conf.rxmode.mtu = u32::from(cfg.mtu.clamp(min_mtu, max_mtu));
+        let frame = conf.rxmode.mtu.saturating_add(overhead.max(18));
+        // SAFETY: returns a compile-time constant through the shim.
+        let scatter_bit = unsafe { ffi::vpcemu_rx_offload_scatter() };
+        let fits = frame <= u32::from(rx.small.data_size());
+        let scatter = !fits && info.rx_offload_capa & scatter_bit != 0;
+        if scatter {
+            conf.rxmode.offloads |= scatter_bit;
+        }
+        let (which, pool) =
+            if fits || scatter || rx.chains_anyway { (RxPool::Small, rx.small) } else { (RxPool::Jumbo, rx.jumbo) };
         // SAFETY: conf is a valid, zero-initialised configuration struct that the call copies.
         check(id, &name, "configure", unsafe { ffi::rte_eth_dev_configure(id, rxq, txq, &conf) })?;
         let (mut nrx, mut ntx) = (cfg.rx_desc, cfg.tx_desc);
@@ -170,7 +203,7 @@ impl Port {
             })?;
         }
         self.cfg = cfg.clone();
-        Ok(())
+        Ok(which)
     }
 
     pub fn start(&mut self) -> Result<()> {

@@ -240,7 +240,10 @@ pub struct Engine {
     tsc_hz: u64,
     /// The edges' ESP cipher (None without edges) and why `auto` fell back to ring.
     esp_cipher: Option<(&'static str, Option<String>)>,
+    /// Jumbo mbufs: the workers' own packets and the copies of chained arrivals.
     pool: Arc<Mempool>,
+    /// Small mbufs ports receive into.
+    rx_pool: Arc<Mempool>,
     eal: Eal,
 }
 
@@ -254,28 +257,43 @@ fn lcore_list(lcores: &[u32]) -> String {
     lcores.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// Mbufs to create: enough for every port's descriptors, the soft queues and the packets
-/// net_pcap holds for `infinite_rx`, within the memory the topology gives DPDK (about 60%
-/// of it for the pool).
-fn pool_size(memory_mb: u32, ports: usize, workers: usize, held: u64) -> u32 {
-    let per_mbuf = u64::from(dpdk::MBUF_DATA_SIZE) + 128 + 128 + 64;
-    let fit = u64::from(memory_mb) * 1024 * 1024 * 6 / 10 / per_mbuf;
-    let want = 4096 + 2048 * ports as u64 + 1024 * workers as u64 + held;
-    want.min(fit).min(u64::from(u32::MAX)) as u32
+/// Mbufs to create, small (RX) and jumbo: enough for every port's descriptors, the soft
+/// queues, the workers' own packets and the frames net_pcap holds for `infinite_rx`,
+/// within the memory the topology gives DPDK (about 60% of it for the pools, the RX pool
+/// served first).
+fn pool_sizes(memory_mb: u32, ports: usize, workers: usize, held_small: u64, held_jumbo: u64) -> (u32, u32) {
+    let per = |data: u16| u64::from(data) + 128 + 128 + 64;
+    let (per_small, per_jumbo) = (per(dpdk::RX_DATA_SIZE), per(dpdk::MBUF_DATA_SIZE));
+    let budget = u64::from(memory_mb) * 1024 * 1024 * 6 / 10;
+    let small_want = 1024 + 2048 * ports as u64 + 512 * workers as u64 + held_small;
+    let small = small_want.min(budget / 3 / per_small);
+    let jumbo_want = 4096 + 2048 * ports as u64 + 1024 * workers as u64 + held_jumbo;
+    let jumbo = jumbo_want.min(budget.saturating_sub(small * per_small) / per_jumbo);
+    let cap = |n: u64| n.min(u64::from(u32::MAX)) as u32;
+    (cap(small), cap(jumbo))
 }
 
-/// Packets a net_pcap vdev with `infinite_rx=1` keeps in mbufs: its whole `rx_pcap` file.
-fn infinite_rx_packets(vdev: &str) -> u64 {
+/// What a net_pcap vdev with `infinite_rx=1` keeps in mbufs: its whole `rx_pcap` file
+/// (frames, longest frame). (0, 0) for any other vdev.
+fn infinite_rx_frames(vdev: &str) -> (u64, usize) {
     let args: Vec<&str> = vdev.split(',').collect();
     if !args.iter().any(|a| a.trim() == "infinite_rx=1") {
-        return 0;
+        return (0, 0);
     }
-    let Some(path) = args.iter().find_map(|a| a.trim().strip_prefix("rx_pcap=")) else { return 0 };
-    let Ok(bytes) = std::fs::read(path) else { return 0 };
+    let Some(path) = args.iter().find_map(|a| a.trim().strip_prefix("rx_pcap=")) else { return (0, 0) };
+    let Ok(bytes) = std::fs::read(path) else { return (0, 0) };
     match wire::pcap::Reader::new(&bytes) {
-        Ok(r) => r.count() as u64,
-        Err(_) => 0,
+        Ok(r) => r.flatten().fold((0, 0), |(n, max), rec| (n + 1, max.max(rec.data.len()))),
+        Err(_) => (0, 0),
     }
+}
+
+/// Whether a vdev's RX queues fill from the small pool although its driver does not
+/// advertise scatter RX: net_pcap chains long frames itself, except in `infinite_rx`
+/// replay, which copies only the first segment of each stored frame (DPDK 22.11), so a
+/// replay file with frames longer than a small mbuf needs the jumbo pool.
+fn chains_anyway(vdev: &str) -> bool {
+    dpdk::vdev_name(vdev).starts_with("net_pcap") && infinite_rx_frames(vdev).1 <= usize::from(dpdk::RX_DATA_SIZE)
 }
 
 impl Engine {
@@ -313,18 +331,24 @@ impl Engine {
         }
         let eal = eal.init()?;
         let tsc_hz = eal.tsc_hz();
-        let held: u64 = spec
-            .ports
-            .iter()
-            .map(|p| match &p.io {
-                PortIo::Vdev(v) => infinite_rx_packets(v),
-                PortIo::Soft => 0,
-            })
-            .sum();
-        let mbufs = pool_size(dp.memory_mb, spec.ports.len(), workers.len(), held);
-        let pool = Arc::new(Mempool::new("vpcemu", mbufs, 256).map_err(|e| {
-            EngineError::Config(format!("{e} ({mbufs} mbufs of 9.6 KiB in dataplane.memory_mb = {})", dp.memory_mb))
-        })?);
+        let (mut held_small, mut held_jumbo) = (0u64, 0u64);
+        for p in &spec.ports {
+            if let PortIo::Vdev(v) = &p.io {
+                let (n, _) = infinite_rx_frames(v);
+                if chains_anyway(v) { held_small += n } else { held_jumbo += n }
+            }
+        }
+        let (small, jumbo) = pool_sizes(dp.memory_mb, spec.ports.len(), workers.len(), held_small, held_jumbo);
+        let memory_mb = dp.memory_mb;
+        let pool_err = |n: u32, what: &'static str| {
+            move |e: dpdk::DpdkError| {
+                EngineError::Config(format!("{e} ({n} mbufs of {what} in dataplane.memory_mb = {memory_mb})"))
+            }
+        };
+        let rx_pool = Arc::new(
+            Mempool::with_data_size("vpcemu-rx", small, 256, dpdk::RX_DATA_SIZE).map_err(pool_err(small, "2.4 KiB"))?,
+        );
+        let pool = Arc::new(Mempool::new("vpcemu", jumbo, 256).map_err(pool_err(jumbo, "9.6 KiB"))?);
 
         // Cards: hosts then edges, in file order.
         if let Some(names) = &spec.cards {
@@ -389,7 +413,8 @@ impl Engine {
                         Some(cause) => EngineError::Config(format!("{e} ({cause})")),
                         None => EngineError::Dpdk(e),
                     };
-                    port.configure(&cfg, &pool).map_err(why)?;
+                    let rx = dpdk::RxPools { small: &rx_pool, jumbo: &pool, chains_anyway: chains_anyway(v) };
+                    port.configure(&cfg, rx).map_err(why)?;
                     port.start().map_err(why)?;
                     (Some(port), None)
                 }
@@ -514,6 +539,7 @@ impl Engine {
             started: Instant::now(),
             tsc_hz,
             esp_cipher,
+            rx_pool,
             pool,
             eal,
         };
@@ -706,7 +732,7 @@ impl Engine {
         for p in &mut self.publishers {
             p.reclaim();
         }
-        (report, self.pool.in_use())
+        (report, self.pool.in_use() + self.rx_pool.in_use())
     }
 }
 

@@ -191,8 +191,10 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
     let mut pin = find_port(&eal, &in_name)?;
     let mut pout = find_port(&eal, &out_name)?;
     let cfg = PortConfig::default();
-    pin.configure(&cfg, &pool)?;
-    pout.configure(&cfg, &pool)?;
+    // One pool of jumbo mbufs: every frame fits one, nothing is chained.
+    let rx = crate::dpdk::RxPools { small: &pool, jumbo: &pool, chains_anyway: false };
+    pin.configure(&cfg, rx)?;
+    pout.configure(&cfg, rx)?;
     pin.start()?;
     pout.start()?;
     fn queue<Q>(q: Option<Q>) -> Result<Q, Error> {

@@ -19,7 +19,7 @@ use wire::PacketBuf;
 use super::engine::{Bindings, CardInfo, FABRIC, Role, UNBOUND};
 use super::softport::SoftPort;
 use super::stages::{CardStages, Spill};
-use crate::dpdk::{self, Mbuf, MbufBurst, Mempool, rdtsc};
+use crate::dpdk::{self, Linearize, Mbuf, MbufBurst, Mempool, rdtsc};
 
 /// Packets per RX burst.
 pub const RX_BURST: usize = 32;
@@ -264,11 +264,28 @@ impl<C: Clock> Loop<'_, C> {
 
     fn rx_port(&mut self, port: usize, mb: &mut MbufBurst) {
         for m in mb.drain() {
-            let contiguous = m.is_contiguous();
-            if let Ok(i) = self.burst.push(m) {
-                if !contiguous {
-                    // Stages see one contiguous buffer; a chained mbuf is not one.
-                    self.burst.drop(i, DropReason::Malformed);
+            if m.is_whole() {
+                let _ = self.burst.push(m);
+                continue;
+            }
+            // Stages see one contiguous buffer: a frame that arrived chained (longer than a
+            // small RX mbuf) is copied into one jumbo mbuf; a lone segment of a longer
+            // packet is malformed.
+            let copy = if m.segments() > 1 { m.linearized(&self.s.pool) } else { Err(Linearize::Inconsistent) };
+            match copy {
+                Ok(whole) => {
+                    drop(m);
+                    let _ = self.burst.push(whole);
+                }
+                Err(why) => {
+                    if let Ok(i) = self.burst.push(m) {
+                        let reason = match why {
+                            Linearize::NoBuffer => DropReason::NoBuffer,
+                            Linearize::TooLong => DropReason::MtuExceeded,
+                            Linearize::Inconsistent => DropReason::Malformed,
+                        };
+                        self.burst.drop(i, reason);
+                    }
                 }
             }
         }

@@ -80,6 +80,11 @@ size_t vpcemu_mbuf_off_data_len(void) { return offsetof(struct rte_mbuf, data_le
 size_t vpcemu_mbuf_off_buf_len(void) { return offsetof(struct rte_mbuf, buf_len); }
 size_t vpcemu_mbuf_size(void) { return sizeof(struct rte_mbuf); }
 
+uint64_t vpcemu_rx_offload_scatter(void)
+{
+	return RTE_ETH_RX_OFFLOAD_SCATTER;
+}
+
 /* ---- AES-128-GCM through a cryptodev's synchronous CPU-crypto API ---- */
 
 int vpcemu_gcm_configure(uint8_t dev_id)

@@ -24,6 +24,7 @@ uint64_t vpcemu_rdtsc(void);
 void vpcemu_pause(void);
 uint64_t vpcemu_bit64(unsigned n);
 uint16_t vpcemu_pktmbuf_headroom(void);
+uint64_t vpcemu_rx_offload_scatter(void);
 
 /*
  * AES-128-GCM by a cryptodev's synchronous CPU-crypto API (rte_cryptodev_sym_cpu_crypto_process):
