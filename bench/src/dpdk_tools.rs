@@ -35,7 +35,8 @@ fn free_hugepages() -> u64 {
 }
 
 /// Run `dpdk-testpmd --forward-mode=io` from `rx_vdev` to `tx_vdev` on one forwarding
-/// core, with vpcemu's mbuf data room (`--mbuf-size=9344`). It starts forwarding, lets it
+/// core, with the data room of the mbufs vpcemu's ports receive into (`--mbuf-size=2176`:
+/// 128 headroom + `RX_DATA_SIZE`, also testpmd's default). It starts forwarding, lets it
 /// warm up, then reads the output port's TX rate
 /// over `window` with `show port stats` (the rate testpmd computes between two calls).
 /// Returns packets per second.
@@ -43,11 +44,11 @@ fn free_hugepages() -> u64 {
 /// holds its whole file), added to testpmd's pool.
 pub fn testpmd_io(rx_vdev: &str, tx_vdev: &str, window: Duration, held: usize) -> Result<f64, String> {
     let mbufs = 16384 + held;
-    // Same data room as vpcemu's pool (128 headroom + 9216), about 9.5 KiB an mbuf.
-    let mut args = eal_args("0-1", 256 + (mbufs * 9600 / (1 << 20)) as u32 * 2, "testpmd");
+    // Same data room as vpcemu's RX pool (128 headroom + 2048), about 2.4 KiB an mbuf.
+    let mut args = eal_args("0-1", 256 + (mbufs * 2432 / (1 << 20)) as u32 * 2, "testpmd");
     args.extend(["--vdev".into(), rx_vdev.into(), "--vdev".into(), tx_vdev.into(), "--".into()]);
     args.extend(
-        ["-i", "--forward-mode=io", "--nb-cores=1", "--burst=32", "--mbuf-size=9344"].map(String::from),
+        ["-i", "--forward-mode=io", "--nb-cores=1", "--burst=32", "--mbuf-size=2176"].map(String::from),
     );
     args.push(format!("--total-num-mbufs={mbufs}"));
     let mut child = Command::new("dpdk-testpmd")

@@ -118,7 +118,9 @@ pub struct PassthroughArgs {
     /// Packets per RX/TX burst (1..=64).
     #[arg(long, default_value_t = 32)]
     pub burst: usize,
-    /// Mbufs in the pool.
+    /// Mbufs in the RX pool (2 KiB data room; longer frames arrive and leave chained).
+    /// Devices that can neither fit nor chain a jumbo frame use a pool of up to 4096
+    /// jumbo mbufs instead.
     #[arg(long, default_value_t = 8191)]
     pub mbufs: u32,
     /// Write the final figures as JSON to PATH.

@@ -292,7 +292,7 @@ fn infinite_rx_frames(vdev: &str) -> (u64, usize) {
 /// advertise scatter RX: net_pcap chains long frames itself, except in `infinite_rx`
 /// replay, which copies only the first segment of each stored frame (DPDK 22.11), so a
 /// replay file with frames longer than a small mbuf needs the jumbo pool.
-fn chains_anyway(vdev: &str) -> bool {
+pub(crate) fn chains_anyway(vdev: &str) -> bool {
     dpdk::vdev_name(vdev).starts_with("net_pcap") && infinite_rx_frames(vdev).1 <= usize::from(dpdk::RX_DATA_SIZE)
 }
 

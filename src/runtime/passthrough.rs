@@ -182,7 +182,10 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
         .worker_lcores()
         .first()
         .ok_or_else(|| Error::Setup(format!("lcores {:?} leave no worker lcore (need at least two)", opts.lcores)))?;
-    let pool = Mempool::new("passthrough", opts.mbufs, 256)?;
+    // Ports receive into small mbufs, as `vpcemu run`'s do (chained when a frame is longer;
+    // forwarded chained); the jumbo pool serves a device that can neither fit nor chain.
+    let pool = Mempool::with_data_size("passthrough", opts.mbufs, 256, dpdk::RX_DATA_SIZE)?;
+    let jumbo = Mempool::new("passthrough-jumbo", opts.mbufs.min(4096), 256)?;
     let in_name = dpdk::vdev_name(&opts.input).to_string();
     let out_name = dpdk::vdev_name(&opts.output).to_string();
     if in_name == out_name {
@@ -191,10 +194,9 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
     let mut pin = find_port(&eal, &in_name)?;
     let mut pout = find_port(&eal, &out_name)?;
     let cfg = PortConfig::default();
-    // One pool of jumbo mbufs: every frame fits one, nothing is chained.
-    let rx = crate::dpdk::RxPools { small: &pool, jumbo: &pool, chains_anyway: false };
-    pin.configure(&cfg, rx)?;
-    pout.configure(&cfg, rx)?;
+    let rx = |dev: &str| dpdk::RxPools { small: &pool, jumbo: &jumbo, chains_anyway: super::engine::chains_anyway(dev) };
+    pin.configure(&cfg, rx(&opts.input))?;
+    pout.configure(&cfg, rx(&opts.output))?;
     pin.start()?;
     pout.start()?;
     fn queue<Q>(q: Option<Q>) -> Result<Q, Error> {
@@ -280,7 +282,7 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
     pout.stop()?;
     drop(pin);
     drop(pout);
-    let in_use = pool.in_use();
+    let in_use = pool.in_use() + jumbo.in_use();
     let pps = snap.pps(tsc_hz);
     let report = Report {
         ports,
@@ -301,6 +303,7 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
         return Err(Error::Leak(in_use));
     }
     drop(pool);
+    drop(jumbo);
     drop(eal);
     Ok(report)
 }
