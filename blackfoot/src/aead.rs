@@ -4,7 +4,9 @@
 //! encrypt in place and hand back the 16-byte ICV, or check the ICV and decrypt in place.
 //! [`Aead`] is that contract; [`RingAesGcm`] implements it with `ring`
 //! ([`LessSafeKey`] over [`AES_128_GCM`], the `*_separate_tag` calls: no copy, no
-//! allocation). Tests or a future hardware offload can bring their own implementation.
+//! allocation). The root crate brings the other one, DPDK's ipsec_mb `crypto_aesni_gcm`
+//! through the cryptodev CPU-crypto API (`vpcemu::dpdk::crypto`); an [`AeadFactory`]
+//! picks the implementation for all of an edge's SAs.
 //!
 //! Sizes: 16-byte key, 12-byte nonce (RFC 4106: 4-byte salt || 8-byte explicit IV, built
 //! by the caller), 16-byte tag. The additional authenticated data is whatever the caller
