@@ -553,11 +553,8 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
     let ciphers: &[&str] = if esp { &["aesni-gcm", "ring"] } else { &["aesni-gcm"] };
     for cipher in ciphers {
         let checked = check(s, &sc, &flows, &pcap, cipher)?;
-        eprintln!(
-            "vpcemu-bench: {}: check passed ({checked} frames out of the {} port verified, ESP cipher {cipher})",
-            sc.name,
-            sc.way.port()
-        );
+        let with = if esp { format!(", ESP cipher {cipher}") } else { String::new() };
+        eprintln!("vpcemu-bench: {}: check passed ({checked} frames out of the {} port verified{with})", sc.name, sc.way.port());
     }
 
     let rx = format!("net_pcap0,rx_pcap={},infinite_rx=1", pcap.display());
