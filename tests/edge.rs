@@ -315,3 +315,13 @@ fn out_of_process_hosts_are_reached_through_the_sending_cards_port() {
     assert_eq!((o.src_pa.to_string(), o.dst_pa.to_string(), o.vni), ("198.18.255.1".into(), "198.18.0.1".into(), 101));
     assert!(read_pcap(&dir.join("out-b-phys.pcap")).is_empty(), "nothing on host-b's port");
 }
+
+/// An unknown ESP cipher is one clear error before anything starts.
+#[test]
+fn unknown_esp_cipher_is_refused() {
+    let out = vpcemu(&["run", "examples/story-world.toml", "--esp-cipher", "des", "--duration", "1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("auto, ring or aesni-gcm"), "{err}");
+    assert!(!err.contains("EAL"), "DPDK must not start: {err}");
+}
