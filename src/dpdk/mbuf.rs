@@ -65,12 +65,6 @@ impl Mbuf {
         unsafe { self.0.as_mut() }
     }
 
-    /// True when the packet is in one segment.
-    #[inline]
-    pub fn is_contiguous(&self) -> bool {
-        self.m().nb_segs == 1
-    }
-
     /// True when the mbuf is one segment holding the whole packet (`pkt_len == data_len`;
     /// a driver's replay can hand over a lone first segment of a longer packet).
     #[inline]
@@ -478,7 +472,7 @@ mod tests {
         m.set_data(&[5; 10]).unwrap();
         assert_eq!(m.data(), &[5; 10]);
         assert!(m.set_data(&[0; 57]).is_err());
-        assert!(m.is_contiguous());
+        assert!(m.is_whole());
         let _ = m.into_raw();
     }
 

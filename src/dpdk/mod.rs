@@ -28,7 +28,7 @@ pub use error::{DpdkError, Result};
 pub use lcore::{WorkerHandle, launch};
 pub use mbuf::{Linearize, MAX_BURST, Mbuf, MbufBurst};
 pub use mempool::{MBUF_DATA_SIZE, Mempool, RX_DATA_SIZE};
-pub use port::{Port, PortConfig, PortStats, RxPool, RxPools, RxQueue, TxQueue, TxResult, vdev_name};
+pub use port::{Port, PortConfig, PortStats, RxPools, RxQueue, TxQueue, TxResult, vdev_name};
 
 /// The DPDK version vpcemu was built against.
 pub const DPDK_VERSION: &str = env!("VPCEMU_DPDK_VERSION");

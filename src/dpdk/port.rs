@@ -60,13 +60,6 @@ pub struct RxPools<'a> {
     pub chains_anyway: bool,
 }
 
-/// Which pool a port's RX queues fill from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RxPool {
-    Small,
-    Jumbo,
-}
-
 /// The device part of a vdev string ("net_pcap0" of "net_pcap0,rx_pcap=a.pcap").
 pub fn vdev_name(vdev: &str) -> &str {
     vdev.split(',').next().unwrap_or(vdev).trim()
@@ -131,8 +124,8 @@ impl Port {
     /// RX queues fill from `rx.small` when a frame of the MTU fits its mbufs, when the
     /// device can chain longer frames (scatter RX, switched on then), or when
     /// `rx.chains_anyway` says the driver chains them without advertising it (net_pcap);
-    /// otherwise from `rx.jumbo`. Returns which one.
-    pub fn configure(&mut self, cfg: &PortConfig, rx: RxPools<'_>) -> Result<RxPool> {
+    /// otherwise from `rx.jumbo`.
+    pub fn configure(&mut self, cfg: &PortConfig, rx: RxPools<'_>) -> Result<()> {
         let (id, name) = (self.id, self.name.clone());
         let mut info = ffi::rte_eth_dev_info::default();
         // SAFETY: info is a valid out-struct for this port id.
@@ -177,8 +170,7 @@ impl Port {
         if scatter {
             conf.rxmode.offloads |= scatter_bit;
         }
-        let (which, pool) =
-            if fits || scatter || rx.chains_anyway { (RxPool::Small, rx.small) } else { (RxPool::Jumbo, rx.jumbo) };
+        let pool = if fits || scatter || rx.chains_anyway { rx.small } else { rx.jumbo };
         // SAFETY: conf is a valid, zero-initialised configuration struct that the call copies.
         check(id, &name, "configure", unsafe { ffi::rte_eth_dev_configure(id, rxq, txq, &conf) })?;
         let (mut nrx, mut ntx) = (cfg.rx_desc, cfg.tx_desc);
@@ -203,7 +195,7 @@ impl Port {
             })?;
         }
         self.cfg = cfg.clone();
-        Ok(which)
+        Ok(())
     }
 
     pub fn start(&mut self) -> Result<()> {

@@ -259,14 +259,14 @@ fn lcore_list(lcores: &[u32]) -> String {
 
 /// Mbufs to create, small (RX) and jumbo: enough for every port's descriptors, the soft
 /// queues, the workers' own packets and the frames net_pcap holds for `infinite_rx`,
-/// within the memory the topology gives DPDK (about 60% of it for the pools, the RX pool
-/// served first).
+/// within the memory the topology gives DPDK (about 60% of it for the pools; the RX pool
+/// is served first, with at most two thirds of that).
 fn pool_sizes(memory_mb: u32, ports: usize, workers: usize, held_small: u64, held_jumbo: u64) -> (u32, u32) {
     let per = |data: u16| u64::from(data) + 128 + 128 + 64;
     let (per_small, per_jumbo) = (per(dpdk::RX_DATA_SIZE), per(dpdk::MBUF_DATA_SIZE));
     let budget = u64::from(memory_mb) * 1024 * 1024 * 6 / 10;
     let small_want = 1024 + 2048 * ports as u64 + 512 * workers as u64 + held_small;
-    let small = small_want.min(budget / 3 / per_small);
+    let small = small_want.min(budget * 2 / 3 / per_small);
     let jumbo_want = 4096 + 2048 * ports as u64 + 1024 * workers as u64 + held_jumbo;
     let jumbo = jumbo_want.min(budget.saturating_sub(small * per_small) / per_jumbo);
     let cap = |n: u64| n.min(u64::from(u32::MAX)) as u32;
@@ -288,12 +288,14 @@ fn infinite_rx_frames(vdev: &str) -> (u64, usize) {
     }
 }
 
-/// Whether a vdev's RX queues fill from the small pool although its driver does not
-/// advertise scatter RX: net_pcap chains long frames itself, except in `infinite_rx`
-/// replay, which copies only the first segment of each stored frame (DPDK 22.11), so a
-/// replay file with frames longer than a small mbuf needs the jumbo pool.
-pub(crate) fn chains_anyway(vdev: &str) -> bool {
-    dpdk::vdev_name(vdev).starts_with("net_pcap") && infinite_rx_frames(vdev).1 <= usize::from(dpdk::RX_DATA_SIZE)
+/// What a vdev's RX needs of the pools: the frames it holds for `infinite_rx`, and whether
+/// its queues fill from the small pool although its driver does not advertise scatter RX
+/// (`chains_anyway`): net_pcap chains long frames itself, except in `infinite_rx` replay,
+/// which copies only the first segment of each stored frame (DPDK 22.11), so a replay file
+/// with frames longer than a small mbuf needs the jumbo pool.
+pub(crate) fn rx_needs(vdev: &str) -> (u64, bool) {
+    let (held, longest) = infinite_rx_frames(vdev);
+    (held, dpdk::vdev_name(vdev).starts_with("net_pcap") && longest <= usize::from(dpdk::RX_DATA_SIZE))
 }
 
 impl Engine {
@@ -331,13 +333,16 @@ impl Engine {
         }
         let eal = eal.init()?;
         let tsc_hz = eal.tsc_hz();
-        let (mut held_small, mut held_jumbo) = (0u64, 0u64);
-        for p in &spec.ports {
-            if let PortIo::Vdev(v) = &p.io {
-                let (n, _) = infinite_rx_frames(v);
-                if chains_anyway(v) { held_small += n } else { held_jumbo += n }
-            }
-        }
+        let needs: Vec<(u64, bool)> = spec
+            .ports
+            .iter()
+            .map(|p| match &p.io {
+                PortIo::Vdev(v) => rx_needs(v),
+                PortIo::Soft => (0, false),
+            })
+            .collect();
+        let held_small = needs.iter().filter(|n| n.1).map(|n| n.0).sum();
+        let held_jumbo = needs.iter().filter(|n| !n.1).map(|n| n.0).sum();
         let (small, jumbo) = pool_sizes(dp.memory_mb, spec.ports.len(), workers.len(), held_small, held_jumbo);
         let memory_mb = dp.memory_mb;
         let pool_err = |n: u32, what: &'static str| {
@@ -413,7 +418,8 @@ impl Engine {
                         Some(cause) => EngineError::Config(format!("{e} ({cause})")),
                         None => EngineError::Dpdk(e),
                     };
-                    let rx = dpdk::RxPools { small: &rx_pool, jumbo: &pool, chains_anyway: chains_anyway(v) };
+                    let chains_anyway = needs.get(i).is_some_and(|n| n.1);
+                    let rx = dpdk::RxPools { small: &rx_pool, jumbo: &pool, chains_anyway };
                     port.configure(&cfg, rx).map_err(why)?;
                     port.start().map_err(why)?;
                     (Some(port), None)

@@ -194,7 +194,7 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
     let mut pin = find_port(&eal, &in_name)?;
     let mut pout = find_port(&eal, &out_name)?;
     let cfg = PortConfig::default();
-    let rx = |dev: &str| dpdk::RxPools { small: &pool, jumbo: &jumbo, chains_anyway: super::engine::chains_anyway(dev) };
+    let rx = |dev: &str| dpdk::RxPools { small: &pool, jumbo: &jumbo, chains_anyway: super::engine::rx_needs(dev).1 };
     pin.configure(&cfg, rx(&opts.input))?;
     pout.configure(&cfg, rx(&opts.output))?;
     pin.start()?;
