@@ -323,21 +323,7 @@ impl<C: Clock> Loop<'_, C> {
                 }
             }
             Role::Underlay { card } => {
-                if let Some(sub) = self.s.subscribers.get_mut(card) {
-                    let tables = sub.current();
-                    let info = &self.s.cards[card];
-                    self.stages.underlay_in(
-                        &mut self.burst,
-                        card,
-                        tables,
-                        info,
-                        &mut self.s.alerts,
-                        &self.s.pool,
-                        &mut self.spill,
-                        &self.clock,
-                        &mut self.s.meters,
-                    );
-                }
+                self.underlay_in(card);
                 Some(card)
             }
             Role::EdgeInternet { card } | Role::EdgeDx { card } | Role::EdgeServices { card } => {
