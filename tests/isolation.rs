@@ -106,25 +106,7 @@ const ANY_ROUTER: [u8; 6] = [0x02, 0x00, 0x00, 0xff, 0x00, 0x00];
 
 /// Ethernet/IPv4/UDP from `src` to `dst`, the payload naming the packet.
 fn udp(src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], payload: &str) -> Vec<u8> {
-    let (payload, udp_len) = (payload.as_bytes(), 8 + payload.len());
-    let total = (20 + udp_len) as u16;
-    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0];
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip.extend_from_slice(&src);
-    ip.extend_from_slice(&dst);
-    let sum = wire::checksum::ipv4_header(&ip);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    let mut f = Vec::new();
-    f.extend_from_slice(&ANY_ROUTER);
-    f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&40000u16.to_be_bytes());
-    f.extend_from_slice(&7000u16.to_be_bytes());
-    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]); // no UDP checksum
-    f.extend_from_slice(payload);
-    f
+    udp_frame(ANY_ROUTER, src_mac, src, dst, payload.as_bytes())
 }
 
 /// A broadcast ARP request: who has `target`, tell `src`.

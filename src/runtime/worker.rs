@@ -16,7 +16,7 @@ use mapping_client::tables::Tables;
 use pipeline::{AlertProducer, Burst, Clock, DropReason, Meters, Output, PublishedCounters, MAX_BURST};
 use wire::PacketBuf;
 
-use super::engine::{Bindings, CardInfo, FABRIC, Role, UNBOUND};
+use super::engine::{Bindings, CardInfo, FABRIC, Role};
 use super::softport::SoftPort;
 use super::stages::{CardStages, Spill};
 use crate::dpdk::{self, Linearize, Mbuf, MbufBurst, Mempool, rdtsc};
@@ -294,32 +294,28 @@ impl<C: Clock> Loop<'_, C> {
             Role::Instance => {
                 let b = &self.s.bindings.ports[port];
                 let (eni, card) = (b.eni.load(Ordering::Acquire), b.card.load(Ordering::Acquire));
-                if eni == UNBOUND || card == UNBOUND {
-                    // The instance is not registered (deregistered, or not yet).
-                    for i in self.burst.live_indices() {
-                        self.burst.drop(i, DropReason::NoRoute);
+                // A port whose instance is not registered (`UNBOUND`, an ENI no table holds)
+                // or not on this card goes through the card's stages like any other: its
+                // verify-send refuses what it sends (`spoofed_source`, with an alert naming
+                // the card), the one rule for an ENI the card does not hold.
+                let card = card as usize;
+                match self.s.subscribers.get_mut(card) {
+                    Some(sub) => {
+                        let tables = sub.current();
+                        let info = &self.s.cards[card];
+                        self.stages.instance_in(
+                            &mut self.burst,
+                            port,
+                            eni,
+                            tables,
+                            info,
+                            &mut self.s.alerts,
+                            &self.clock,
+                            &mut self.s.meters,
+                        );
+                        Some(card)
                     }
-                    None
-                } else {
-                    let card = card as usize;
-                    match self.s.subscribers.get_mut(card) {
-                        Some(sub) => {
-                            let tables = sub.current();
-                            let info = &self.s.cards[card];
-                            self.stages.instance_in(
-                                &mut self.burst,
-                                port,
-                                eni,
-                                tables,
-                                info,
-                                &mut self.s.alerts,
-                                &self.clock,
-                                &mut self.s.meters,
-                            );
-                            Some(card)
-                        }
-                        None => None,
-                    }
+                    None => None,
                 }
             }
             Role::Underlay { card } => {
