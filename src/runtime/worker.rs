@@ -23,7 +23,8 @@ use crate::dpdk::{self, Linearize, Mbuf, MbufBurst, Mempool, rdtsc};
 
 /// Packets per RX burst.
 pub const RX_BURST: usize = 32;
-/// Most fabric hops a packet may take in one pass (host -> edge -> host is 2).
+/// Most fabric hops a packet may take in one pass (host -> edge -> host is 2); beyond it
+/// the packets are dropped `fabric_loop` (no TTL is involved: the cards decrement none).
 pub const MAX_HOPS: usize = 4;
 
 /// Where a worker receives from.
@@ -154,7 +155,7 @@ impl<C: Clock> Loop<'_, C> {
             if hops == MAX_HOPS {
                 let n = self.fabric.len() as u64;
                 self.fabric.clear();
-                self.s.meters.counters.add_drops(DropReason::TtlExpired, n);
+                self.s.meters.counters.add_drops(DropReason::FabricLoop, n);
                 return;
             }
             hops += 1;
