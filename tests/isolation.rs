@@ -109,18 +109,6 @@ fn udp(src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], payload: &str) -> Vec<u8> {
     udp_frame(ANY_ROUTER, src_mac, src, dst, payload.as_bytes())
 }
 
-/// A broadcast ARP request: who has `target`, tell `src`.
-fn arp_request(src_mac: [u8; 6], src: [u8; 4], target: [u8; 4]) -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
-    f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&target);
-    f
-}
-
 /// What came out of an instance port: ARP replies as (asked address, answered MAC), and
 /// IPv4 deliveries as (destination MAC, source MAC, inner source, payload).
 struct Out {

@@ -15,23 +15,6 @@ use common::*;
 const GREEN1_MAC: [u8; 6] = [0x02, 0x00, 10, 2, 1, 30];
 const ROUTER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0xff, 0x00, 0x02];
 
-fn pcap_header() -> Vec<u8> {
-    let mut h = Vec::new();
-    h.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-    h.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    h.extend_from_slice(&65535u32.to_le_bytes());
-    h.extend_from_slice(&1u32.to_le_bytes());
-    h
-}
-
-fn record(frame: &[u8]) -> Vec<u8> {
-    let mut r = vec![0; 8];
-    r.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-    r.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-    r.extend_from_slice(frame);
-    r
-}
-
 fn json_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -72,14 +55,9 @@ fn an_unregistered_instance_port_is_spoofed_source_with_an_alert() {
     // Seven packets green-1 was allowed to send before (its own address, to a peer in its
     // subnet), and an ARP request for that peer.
     for i in 0..7u8 {
-        w.write_all(&record(&udp_frame(ROUTER_MAC, GREEN1_MAC, [10, 2, 1, 30], [10, 2, 1, 31], &[i]))).unwrap();
+        w.write_all(&pcap_record(&udp_frame(ROUTER_MAC, GREEN1_MAC, [10, 2, 1, 30], [10, 2, 1, 31], &[i]))).unwrap();
     }
-    let mut arp = vec![0xff; 6];
-    arp.extend_from_slice(&GREEN1_MAC);
-    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
-    arp.extend_from_slice(&GREEN1_MAC);
-    arp.extend_from_slice(&[10, 2, 1, 30, 0, 0, 0, 0, 0, 0, 10, 2, 1, 31]);
-    w.write_all(&record(&arp)).unwrap();
+    w.write_all(&pcap_record(&arp_request(GREEN1_MAC, [10, 2, 1, 30], [10, 2, 1, 31]))).unwrap();
     drop(w);
     assert!(run.wait().unwrap().success());
 
