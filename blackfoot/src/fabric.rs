@@ -7,8 +7,10 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
-use pipeline::{run_timed_fn, Burst, Clock, DropReason, Meters, Output, StageId, Verdict, MAX_BURST};
-use wire::vpc::{self, Encap};
+use pipeline::{
+    run_timed_fn, Burst, Clock, DropReason, Meters, Output, Received, StageId, Verdict, MAX_BURST,
+};
+use wire::vpc::Encap;
 use wire::{EthernetAddress, PacketBuf};
 
 use crate::common::{
@@ -136,8 +138,9 @@ impl FromFabric {
 
 // ----- verify-recv -----
 
-/// `verify-recv`: the front end both cards share; the VNI must be the source VPC (edge routes carry the sender's
-/// own VPC) and a VPC this edge serves; the mapping must place (VPC, inner source) behind
+/// `verify-recv`: the front end both cards share ([`pipeline::underlay::receive`]: outer
+/// header, this edge's PA, inner IPv4 header, VPC MTU); then the VNI must be the source
+/// VPC (edge routes carry the sender's own VPC) and a VPC this edge serves; the mapping must place (VPC, inner source) behind
 /// the outer source PA; then the route of the inner destination picks the way out.
 fn verify_recv<B: PacketBuf>(
     burst: &mut Burst<B>,
@@ -151,11 +154,11 @@ fn verify_recv<B: PacketBuf>(
     let mut last: Option<((u32, Ipv4Addr), u8)> = None;
     for i in burst.live_indices() {
         let parsed = match burst.get(i) {
-            Some(p) => parse(p.data(), pa),
+            Some(p) => pipeline::underlay::receive(p.data(), pa),
             None => Err(DropReason::Malformed),
         };
-        let (o, src, dst) = match parsed {
-            Ok(v) => v,
+        let Received { outer: o, src, dst } = match parsed {
+            Ok(r) => r,
             Err(reason) => {
                 burst.drop(i, reason);
                 continue;
@@ -244,13 +247,6 @@ fn verify_recv<B: PacketBuf>(
             Class::Endpoint { .. } => s.endpoint |= bit(i),
         }
     }
-}
-
-/// The verify-recv front end both cards share ([`pipeline::underlay::receive`]): outer
-/// header, this edge's PA, inner IPv4 header, VPC MTU.
-#[inline(always)]
-fn parse(frame: &[u8], pa: Ipv4Addr) -> Result<(vpc::Outer, Ipv4Addr, Ipv4Addr), DropReason> {
-    pipeline::underlay::receive(frame, pa).map(|r| (r.outer, r.src, r.dst))
 }
 
 // ----- decap -----

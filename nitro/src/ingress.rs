@@ -151,13 +151,6 @@ impl Ingress {
 
 // ----- verify-recv -----
 
-/// The verify-recv front end both cards share ([`pipeline::underlay::receive`]): outer
-/// header, this card's PA, inner IPv4 header, VPC MTU.
-#[inline(always)]
-fn parse(frame: &[u8], pa: Ipv4Addr) -> Result<Received, DropReason> {
-    pipeline::underlay::receive(frame, pa)
-}
-
 /// The index of `key` in `keys`: the previous one of its kind (`last`) when equal, else a
 /// new entry.
 #[inline(always)]
@@ -179,8 +172,9 @@ fn key_index(
     index
 }
 
-/// `verify-recv`: parse, then one burst lookup of every source and destination, then the
-/// sender, VPC and destination checks.
+/// `verify-recv`: the front end both cards share ([`pipeline::underlay::receive`]: outer
+/// header, this card's PA, inner IPv4 header, VPC MTU), then one burst lookup of every
+/// source and destination, then the sender, VPC and destination checks.
 struct VerifyRecv;
 
 impl<'c, 't, P: EniPorts + ?Sized> Stage<IngressCtx<'c, 't, P>> for VerifyRecv {
@@ -197,7 +191,7 @@ impl<'c, 't, P: EniPorts + ?Sized> Stage<IngressCtx<'c, 't, P>> for VerifyRecv {
         let (mut last_src, mut last_dst) = (None, None);
         for i in burst.live_indices() {
             let parsed = match burst.get(i) {
-                Some(p) => parse(p.data(), pa),
+                Some(p) => pipeline::underlay::receive(p.data(), pa),
                 None => Err(DropReason::Malformed),
             };
             match parsed {
