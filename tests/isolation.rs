@@ -225,9 +225,11 @@ fn overlapping_vpcs_on_one_host_stay_apart() {
         [(MAC_X20, MAC_X10, x10, s("blue-1 to 172.31.1.20")), (MAC_X20, router("blue-a"), red1, s("red-1 to 172.31.1.20"))]
     );
     let green2 = out_of(&dir, "green-2");
+    assert!(green2.arp.is_empty());
     assert_eq!(green2.delivered, [(MAC_GREEN2, MAC_X10, x10, s("green-1 to 172.31.1.20"))]);
     // red-1, peered with blue only, hears from blue-1 alone.
     let red = out_of(&dir, "red-1");
+    assert!(red.arp.is_empty());
     assert_eq!(red.delivered, [(MAC_RED1, router("red-a"), x10, s("blue-1 to red-1"))]);
 
     // The one drop: green-1 -> red-1, no route, with an alert naming green-1.
