@@ -27,15 +27,6 @@ fn echo(seq: u16) -> Vec<u8> {
     f
 }
 
-fn record(frame: &[u8]) -> Vec<u8> {
-    let mut r = Vec::new();
-    r.extend_from_slice(&[0; 8]);
-    r.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-    r.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-    r.extend_from_slice(frame);
-    r
-}
-
 fn ctl(sock: &Path, cmd: &[&str]) -> std::process::Output {
     let mut args = vec!["ctl", "--control", sock.to_str().unwrap()];
     args.extend_from_slice(cmd);
@@ -82,14 +73,9 @@ attach = "fabric"
         .unwrap();
     // Opening the FIFO for writing waits for the PMD to open it for reading.
     let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-    let mut header = Vec::new();
-    header.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-    header.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    header.extend_from_slice(&65535u32.to_le_bytes());
-    header.extend_from_slice(&1u32.to_le_bytes());
-    w.write_all(&header).unwrap();
+    w.write_all(&pcap_header()).unwrap();
     for seq in 0..32 {
-        w.write_all(&record(&echo(seq))).unwrap();
+        w.write_all(&pcap_record(&echo(seq))).unwrap();
     }
     w.flush().unwrap();
     // Wait for the control socket, then for the first burst to be through.
@@ -118,7 +104,7 @@ attach = "fabric"
     let red = v["instances"].as_array().unwrap().iter().find(|i| i["name"] == "red-1").unwrap().clone();
     assert_eq!(red["host"], "host-b");
     for seq in 32..64 {
-        w.write_all(&record(&echo(seq))).unwrap();
+        w.write_all(&pcap_record(&echo(seq))).unwrap();
     }
     drop(w);
     assert!(run.wait().unwrap().success());

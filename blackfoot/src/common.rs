@@ -123,27 +123,6 @@ pub(crate) fn addrs(ip: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
     ))
 }
 
-/// Check the IPv4 header at the start of `ip` (version, IHL, total length within the
-/// buffer, header checksum) and return the total length.
-#[inline]
-pub(crate) fn ipv4_ok(ip: &[u8]) -> Result<usize, DropReason> {
-    let first = *ip.first().ok_or(DropReason::Malformed)?;
-    let ihl = usize::from(first & 0x0f) * 4;
-    if first >> 4 != 4 || ihl < 20 {
-        return Err(DropReason::Malformed);
-    }
-    let h = ip.get(..ihl).ok_or(DropReason::Malformed)?;
-    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    let sum_ok = match <&[u8; 20]>::try_from(h) {
-        Ok(h20) => wire::checksum::ipv4_header20_ok(h20),
-        Err(_) => wire::checksum::ipv4_header_ok(h),
-    };
-    if total < ihl || total > ip.len() || !sum_ok {
-        return Err(DropReason::Malformed);
-    }
-    Ok(total)
-}
-
 /// Cut Ethernet padding so the buffer is exactly the IPv4 packet of `total` bytes.
 #[inline(always)]
 pub(crate) fn trim_to<B: PacketBuf>(p: &mut B, total: usize) -> Result<(), DropReason> {

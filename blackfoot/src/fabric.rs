@@ -7,12 +7,14 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
-use pipeline::{run_timed_fn, Burst, Clock, DropReason, Meters, Output, StageId, Verdict, MAX_BURST};
-use wire::vpc::{self, Encap, VPC_MTU};
+use pipeline::{
+    run_timed_fn, Burst, Clock, DropReason, Meters, Output, Received, StageId, Verdict, MAX_BURST,
+};
+use wire::vpc::Encap;
 use wire::{EthernetAddress, PacketBuf};
 
 use crate::common::{
-    addrs, bit, drop_mask, encap_to_hosts, ipv4_ok, push_ethernet, push_outer,
+    bit, drop_mask, encap_to_hosts, push_ethernet, push_outer,
     push_vlan_ethernet, slot, EdgeCtx, EdgeOutputs, Extra, ToHosts, INTERNET_MTU,
     INTERNET_NEXT_HOP_MAC,
 };
@@ -136,8 +138,9 @@ impl FromFabric {
 
 // ----- verify-recv -----
 
-/// `verify-recv`: parse; the VNI must be the source VPC (edge routes carry the sender's
-/// own VPC) and a VPC this edge serves; the mapping must place (VPC, inner source) behind
+/// `verify-recv`: the front end both cards share ([`pipeline::underlay::receive`]: outer
+/// header, this edge's PA, inner IPv4 header, VPC MTU); then the VNI must be the source
+/// VPC (edge routes carry the sender's own VPC) and a VPC this edge serves; the mapping must place (VPC, inner source) behind
 /// the outer source PA; then the route of the inner destination picks the way out.
 fn verify_recv<B: PacketBuf>(
     burst: &mut Burst<B>,
@@ -151,11 +154,11 @@ fn verify_recv<B: PacketBuf>(
     let mut last: Option<((u32, Ipv4Addr), u8)> = None;
     for i in burst.live_indices() {
         let parsed = match burst.get(i) {
-            Some(p) => parse(p.data(), pa),
+            Some(p) => pipeline::underlay::receive(p.data(), pa),
             None => Err(DropReason::Malformed),
         };
-        let (o, src, dst) = match parsed {
-            Ok(v) => v,
+        let Received { outer: o, src, dst } = match parsed {
+            Ok(r) => r,
             Err(reason) => {
                 burst.drop(i, reason);
                 continue;
@@ -244,30 +247,6 @@ fn verify_recv<B: PacketBuf>(
             Class::Endpoint { .. } => s.endpoint |= bit(i),
         }
     }
-}
-
-/// The outer header for this edge, and the inner addresses.
-#[inline(always)]
-fn parse(frame: &[u8], pa: Ipv4Addr) -> Result<(vpc::Outer, Ipv4Addr, Ipv4Addr), DropReason> {
-    let o = vpc::parse_outer(frame).map_err(|e| match e {
-        wire::Error::Unsupported => DropReason::Unsupported,
-        _ => DropReason::Malformed,
-    })?;
-    if o.dst_pa != pa {
-        return Err(DropReason::UnknownDestination);
-    }
-    if o.inner_len > VPC_MTU {
-        return Err(DropReason::MtuExceeded);
-    }
-    let inner = frame
-        .get(o.inner_offset..o.inner_offset + o.inner_len)
-        .ok_or(DropReason::Malformed)?;
-    let total = ipv4_ok(inner)?;
-    if total != o.inner_len {
-        return Err(DropReason::Malformed);
-    }
-    let (src, dst) = addrs(inner).ok_or(DropReason::Malformed)?;
-    Ok((o, src, dst))
 }
 
 // ----- decap -----

@@ -8,7 +8,7 @@
 //!
 //! | stage | what it does | forwards to | drops |
 //! | --- | --- | --- | --- |
-//! | `verify-recv` | [`wire::vpc::parse_outer`]; outer destination = this edge's PA; inner IPv4 header sound and as long as the Geneve payload; VNI = source VPC (edge routes carry the sender's own VPC: a peer may not use this VPC's gateways); one burst lookup of (source VPC, inner source): it must live behind the outer source PA, in a VPC this edge serves. Then the sender VPC's route for the inner destination, longest prefix first, picks the way out. | | `malformed`, `unsupported`, `unknown_destination`, `mtu_exceeded`, `unknown_sender`*, `no_route`* |
+//! | `verify-recv` | The front end both cards share, [`pipeline::underlay::receive`]: the outer header ([`wire::vpc::parse_outer`]), then outer destination = this edge's PA, then the inner IPv4 header (version, IHL, lengths equal to the Geneve payload's, header checksum), then the VPC MTU (a frame both damaged and too long is `malformed`). Then the edge's own rules: VNI = source VPC (edge routes carry the sender's own VPC: a peer may not use this VPC's gateways); one burst lookup of (source VPC, inner source): it must live behind the outer source PA, in a VPC this edge serves. Then the sender VPC's route for the inner destination, longest prefix first, picks the way out. | | `malformed`, `unsupported`, `unknown_destination`, `mtu_exceeded`, `unknown_sender`*, `no_route`* |
 //! | `decap` | Outer header and padding off: the buffer is the inner IPv4 packet. | | |
 //! | `esp-encrypt` | VPN prefixes: ESP tunnel mode with the VPN's outbound SA ([`esp`]). A tunnel packet over the 1500-byte internet MTU: the inner packet is fragmented first and each fragment encrypted, or, with DF, answered with ICMP fragmentation-needed (the MTU that fits) back to the sender. Ethernet to the internet next hop. | internet | `esp_seq_exhausted`, `mtu_exceeded`, `malformed`, `no_room`, `no_buffer`, `unknown_destination`† |
 //! | `vlan` | DX prefixes: Ethernet to the VIF's router MAC with the VIF's 802.1Q tag. | dx | `no_room`, `unknown_destination`† |
@@ -36,6 +36,12 @@
 //!   to the internet go to [`INTERNET_NEXT_HOP_MAC`] (`02:00:00:fe:00:02`), as if one
 //!   upstream router took them; DX frames to the VIF's `router_mac`; Geneve to the
 //!   underlay next hop [`nitro::UNDERLAY_ROUTER_MAC`].
+//! * **verify-recv's front end is the Nitro card's**: [`pipeline::underlay::receive`], the
+//!   same checks in the same order with the same drop reasons on both cards (outer header:
+//!   `unsupported` or `malformed`; not this edge's PA: `unknown_destination`; inner IPv4
+//!   header, checksum included: `malformed`; over 9001 bytes: `mtu_exceeded`). The inner
+//!   header is validated before its length is judged, as a router validates a header
+//!   before acting on it (RFC 1812 section 5.2.2).
 //! * **TTL** is not decremented (as on the Nitro card): the edge is the VPC's gateway,
 //!   not a hop the instance sees.
 //! * **Fragmentation-needed** answers come from the VPC router address (the VPC CIDR's

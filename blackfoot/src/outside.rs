@@ -6,12 +6,13 @@
 use std::net::Ipv4Addr;
 
 use mapping_client::Tables;
+use pipeline::underlay::ipv4_header;
 use pipeline::{run_timed_fn, Burst, Clock, DropReason, Meters, StageId, MAX_BURST};
 use wire::vpc;
 use wire::PacketBuf;
 
 use crate::common::{
-    addrs, bit, encap_to_hosts, ipv4_ok, slot, trim_to, EdgeCtx, EdgeOutputs, ToHosts, ETH_LEN,
+    addrs, bit, encap_to_hosts, slot, trim_to, EdgeCtx, EdgeOutputs, ToHosts, ETH_LEN,
     VLAN_ETH_LEN,
 };
 use crate::sa::InboundSas;
@@ -122,7 +123,7 @@ fn strip_ethernet<B: PacketBuf>(p: &mut B) -> Result<(), DropReason> {
     if ty != [0x08, 0x00] {
         return Err(DropReason::NotIpv4);
     }
-    let total = ipv4_ok(d.get(ETH_LEN..).ok_or(DropReason::Malformed)?)?;
+    let total = ipv4_header(d.get(ETH_LEN..).ok_or(DropReason::Malformed)?)?;
     p.adj(ETH_LEN).map_err(|_| DropReason::Malformed)?;
     trim_to(p, total)
 }
@@ -292,7 +293,7 @@ fn untag<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch) {
             if h[16..18] != [0x08, 0x00] {
                 return Err(DropReason::NotIpv4);
             }
-            let total = ipv4_ok(d.get(VLAN_ETH_LEN..).ok_or(DropReason::Malformed)?)?;
+            let total = ipv4_header(d.get(VLAN_ETH_LEN..).ok_or(DropReason::Malformed)?)?;
             let vni = vif.vni;
             p.adj(VLAN_ETH_LEN).map_err(|_| DropReason::Malformed)?;
             trim_to(p, total)?;
@@ -332,7 +333,7 @@ fn endpoint_in<B: PacketBuf>(burst: &mut Burst<B>, cx: &mut EdgeCtx<'_>, s: &mut
             continue;
         }
         let inner = p.data().get(o.inner_offset..o.inner_offset + o.inner_len);
-        let Some((src, dst)) = inner.filter(|d| ipv4_ok(d) == Ok(o.inner_len)).and_then(addrs) else {
+        let Some((src, dst)) = inner.filter(|d| ipv4_header(d) == Ok(o.inner_len)).and_then(addrs) else {
             burst.drop(i, DropReason::Malformed);
             continue;
         };

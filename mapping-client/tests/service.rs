@@ -329,13 +329,6 @@ fn bad_commands_change_nothing() {
             "already on host",
         ),
         (
-            Command::Move {
-                instance: "green-1".into(),
-                host: "host-a".into(),
-            },
-            "already used on host host-a",
-        ),
-        (
             Command::AssociateElasticIp {
                 ip: ip("203.0.113.10"),
                 instance: "yellow-1".into(),
@@ -408,14 +401,36 @@ fn bad_commands_change_nothing() {
             "{command:?} sent something"
         );
     }
-    // green-1's derived MAC equals red-1's: moving it to host-a must name the field.
+    // A MAC already used in the VPC (red-1's, given explicitly) names the field, on any
+    // host.
     let err = service
+        .execute(&Command::Register(InstanceSpec {
+            mac: Some("02:00:0a:00:01:0a".parse().unwrap()),
+            ..spec("x", "red-a", "host-b", "10.0.1.40")
+        }))
+        .unwrap_err();
+    assert!(matches!(err, CommandError::Invalid { field: "mac", .. }), "{err}");
+    assert!(err.to_string().contains("already used in VPC red by instance red-1"), "{err}");
+    assert_eq!(service.topology(), &before);
+    // green-1's derived MAC equals red-1's (same address, overlapping VPCs): it may join
+    // red-1 on host-a; a green instance may take blue-1's MAC beside it on host-b.
+    service
         .execute(&Command::Move {
             instance: "green-1".into(),
             host: "host-a".into(),
         })
-        .unwrap_err();
-    assert!(matches!(err, CommandError::Invalid { field: "mac", .. }));
+        .unwrap();
+    service
+        .execute(&Command::Register(InstanceSpec {
+            mac: Some("02:00:0a:04:01:0a".parse().unwrap()),
+            ..spec("green-2", "green-a", "host-b", "10.0.1.40")
+        }))
+        .unwrap();
+    let t = service.topology();
+    let (red1, green1) = (t.instance_by_name("red-1").unwrap(), t.instance_by_name("green-1").unwrap());
+    assert_eq!((red1.host, red1.mac), (green1.host, green1.mac));
+    let (blue1, green2) = (t.instance_by_name("blue-1").unwrap(), t.instance_by_name("green-2").unwrap());
+    assert_eq!((blue1.host, blue1.mac), (green2.host, green2.mac));
 }
 
 #[test]

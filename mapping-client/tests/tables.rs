@@ -57,11 +57,10 @@ fn host_a_sees_its_vpcs_and_their_peers() {
     // Story 3: green is not peered with yellow and has no internet gateway: no route.
     assert_eq!(a.route(103, ip("10.1.1.10")), None);
     assert_eq!(a.route(103, ip("10.2.1.10")), Some(Route::Vpc { vni: 103 }));
-    // Local ENIs by MAC, IP (secondary too) and name; yellow-1 is not local.
+    // Local ENIs by IP (secondary too) and name; yellow-1 is not local.
     let g = a.local_eni_by_name("green-1").unwrap();
     assert!(!g.source_dest_check);
     assert_eq!(a.local_eni_by_ip(103, ip("10.2.1.11")).unwrap().eni, g.eni);
-    assert_eq!(a.local_eni_by_mac(g.mac).unwrap().name, "green-1");
     assert!(a.local_eni_by_ip(102, ip("10.1.1.10")).is_none());
     // Story 4: a green packet forged as yellow: no local ENI of yellow owns the source.
     assert!(a.local_eni_by_ip(102, ip("10.1.1.10")).is_none());

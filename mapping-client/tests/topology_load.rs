@@ -596,13 +596,40 @@ fn rejects_multicast_mac() {
 }
 
 #[test]
-fn rejects_mac_used_twice_on_a_host() {
-    rejects(
-        &instance("x", "10.0.1.20", "mac = \"02:00:0a:00:01:0a\"\n"),
-        "mac =",
-        "instance.mac",
-        "already used on host host-a by instance red-1",
+fn rejects_mac_used_twice_in_a_vpc() {
+    // red-1 (host-a) has 02:00:0a:00:01:0a; another red ENI may not, on any host.
+    let text = with(
+        "[[instance]]\nname = \"x\"\nsubnet = \"red-a\"\nhost = \"host-b\"\nip = \"10.0.1.20\"\nmac = \"02:00:0a:00:01:0a\"\n",
     );
+    let err = rejects(
+        &text,
+        "mac = \"02:00:0a:00:01:0a\"",
+        "instance.mac",
+        "02:00:0a:00:01:0a is already used in VPC red by instance red-1",
+    );
+    assert!(!err.to_string().contains('\n'), "one line: {err}");
+}
+
+/// Every AWS account's default VPC is 172.31.0.0/16: two of them on one host, with an
+/// instance at the same address in each, load with the derived MAC (equal in both).
+#[test]
+fn accepts_overlapping_vpcs_sharing_addresses_and_macs_on_one_host() {
+    let text = with(
+        "[[vpc]]\nname = \"blue\"\nvni = 201\ncidr = \"172.31.0.0/16\"\n\
+         [[vpc]]\nname = \"green\"\nvni = 202\ncidr = \"172.31.0.0/16\"\n\
+         [[subnet]]\nname = \"blue-a\"\nvpc = \"blue\"\ncidr = \"172.31.1.0/24\"\n\
+         [[subnet]]\nname = \"green-a\"\nvpc = \"green\"\ncidr = \"172.31.1.0/24\"\n\
+         [[instance]]\nname = \"blue-1\"\nsubnet = \"blue-a\"\nhost = \"host-a\"\nip = \"172.31.1.10\"\n\
+         [[instance]]\nname = \"green-1\"\nsubnet = \"green-a\"\nhost = \"host-a\"\nip = \"172.31.1.10\"\n\
+         [[instance]]\nname = \"green-2\"\nsubnet = \"green-a\"\nhost = \"host-a\"\nip = \"172.31.1.20\"\nmac = \"02:00:0a:00:01:0a\"\n",
+    );
+    let t = Topology::from_str(&text, "topology.toml").unwrap_or_else(|e| panic!("{e}"));
+    let (b, g) = (t.instance_by_name("blue-1").unwrap(), t.instance_by_name("green-1").unwrap());
+    let derived: MacAddr = "02:00:ac:1f:01:0a".parse().unwrap();
+    assert_eq!((b.mac, g.mac, b.host, b.ip), (derived, derived, g.host, g.ip));
+    assert_ne!(b.vpc, g.vpc);
+    // An explicit MAC equal to red-1's, in another VPC on red-1's host: fine too.
+    assert_eq!(t.instance_by_name("green-2").unwrap().mac, t.instance_by_name("red-1").unwrap().mac);
 }
 
 // ----- peering and Elastic IPs --------------------------------------------------------------

@@ -4,9 +4,9 @@ use std::net::Ipv4Addr;
 
 use mapping_client::{EniId, Location, Tables};
 use pipeline::{
-    run_timed, Burst, Clock, DropReason, Meters, Output, Stage, StageId, Verdict, MAX_BURST,
+    run_timed, Burst, Clock, DropReason, Meters, Output, Received, Stage, StageId, Verdict,
+    MAX_BURST,
 };
-use wire::vpc::{self, VPC_MTU};
 use wire::PacketBuf;
 
 use crate::{slot, subnet_router_mac, NitroCtx};
@@ -151,53 +151,6 @@ impl Ingress {
 
 // ----- verify-recv -----
 
-/// What verify-recv reads from a frame before the lookups.
-struct Parsed {
-    src_pa: u32,
-    vni: u32,
-    source_vpc: u32,
-    inner_offset: u16,
-    inner_len: u16,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-}
-
-/// Validate the outer header for this card and the inner IPv4 header's lengths.
-#[inline(always)]
-fn parse(frame: &[u8], pa: Ipv4Addr) -> Result<Parsed, DropReason> {
-    let o = vpc::parse_outer(frame).map_err(|e| match e {
-        wire::Error::Unsupported => DropReason::Unsupported,
-        _ => DropReason::Malformed,
-    })?;
-    if o.dst_pa != pa {
-        return Err(DropReason::UnknownDestination);
-    }
-    let h: &[u8; 20] = frame
-        .get(o.inner_offset..o.inner_offset + 20)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(DropReason::Malformed)?;
-    let ihl = usize::from(h[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    // Version 4, a header of at least 20 bytes that fits in the packet, and a total length
-    // that is the Geneve payload's.
-    if h[0] >> 4 != 4 || ihl < 20 || ihl > total || total != o.inner_len {
-        return Err(DropReason::Malformed);
-    }
-    if o.inner_len > VPC_MTU {
-        return Err(DropReason::MtuExceeded);
-    }
-    Ok(Parsed {
-        src_pa: u32::from(o.src_pa),
-        vni: o.vni,
-        source_vpc: o.source_vpc,
-        // Options are at most 252 bytes and the total length fits 16 bits.
-        inner_offset: o.inner_offset as u16,
-        inner_len: o.inner_len as u16,
-        src: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
-        dst: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
-    })
-}
-
 /// The index of `key` in `keys`: the previous one of its kind (`last`) when equal, else a
 /// new entry.
 #[inline(always)]
@@ -219,8 +172,9 @@ fn key_index(
     index
 }
 
-/// `verify-recv`: parse, then one burst lookup of every source and destination, then the
-/// sender, VPC and destination checks.
+/// `verify-recv`: the front end both cards share ([`pipeline::underlay::receive`]: outer
+/// header, this card's PA, inner IPv4 header, VPC MTU), then one burst lookup of every
+/// source and destination, then the sender, VPC and destination checks.
 struct VerifyRecv;
 
 impl<'c, 't, P: EniPorts + ?Sized> Stage<IngressCtx<'c, 't, P>> for VerifyRecv {
@@ -237,20 +191,21 @@ impl<'c, 't, P: EniPorts + ?Sized> Stage<IngressCtx<'c, 't, P>> for VerifyRecv {
         let (mut last_src, mut last_dst) = (None, None);
         for i in burst.live_indices() {
             let parsed = match burst.get(i) {
-                Some(p) => parse(p.data(), pa),
+                Some(p) => pipeline::underlay::receive(p.data(), pa),
                 None => Err(DropReason::Malformed),
             };
             match parsed {
-                Ok(p) => {
+                Ok(Received { outer: o, src, dst }) => {
                     let j = slot(i);
-                    s.src_pa[j] = p.src_pa;
-                    s.vni[j] = p.vni;
-                    s.source_vpc[j] = p.source_vpc;
-                    s.inner_offset[j] = p.inner_offset;
-                    s.inner_len[j] = p.inner_len;
+                    s.src_pa[j] = u32::from(o.src_pa);
+                    s.vni[j] = o.vni;
+                    s.source_vpc[j] = o.source_vpc;
+                    // Options are at most 252 bytes and the inner length at most the VPC MTU.
+                    s.inner_offset[j] = o.inner_offset as u16;
+                    s.inner_len[j] = o.inner_len as u16;
                     s.src_key[j] =
-                        key_index(&mut s.keys, &mut n, &mut last_src, (p.source_vpc, p.src));
-                    s.dst_key[j] = key_index(&mut s.keys, &mut n, &mut last_dst, (p.vni, p.dst));
+                        key_index(&mut s.keys, &mut n, &mut last_src, (o.source_vpc, src));
+                    s.dst_key[j] = key_index(&mut s.keys, &mut n, &mut last_dst, (o.vni, dst));
                     s.parsed[slot(ok)] = j as u8;
                     ok += 1;
                 }

@@ -25,7 +25,7 @@
 //!
 //! | stage | what it does | forwards to | drops |
 //! | --- | --- | --- | --- |
-//! | `verify-recv` | [`wire::vpc::parse_outer`]; outer destination must be this card's PA; inner IPv4 header consistent with the Geneve payload. Then one [`Tables::lookup_burst`](mapping_client::Tables::lookup_burst) of (source VPC, inner source) and (VNI, inner destination) for the burst: the source must live behind the outer source PA (or the outer source is an edge serving the source VPC), the VNI must be the source VPC or peered with it; the destination must be mapped to this card's PA (which makes it a local ENI, see below) and have a port in the runtime's [`EniPorts`]. | | `malformed`, `unsupported`, `unknown_destination`, `unknown_sender`*, `mtu_exceeded` |
+//! | `verify-recv` | The front end both cards share, [`pipeline::underlay::receive`]: the outer header ([`wire::vpc::parse_outer`]), then the outer destination must be this card's PA, then the inner IPv4 header (version, IHL, lengths equal to the Geneve payload's, header checksum), then the VPC MTU. Then one [`Tables::lookup_burst`](mapping_client::Tables::lookup_burst) of (source VPC, inner source) and (VNI, inner destination) for the burst: the source must live behind the outer source PA (or the outer source is an edge serving the source VPC), the VNI must be the source VPC or peered with it; the destination must be mapped to this card's PA (which makes it a local ENI, see below) and have a port in the runtime's [`EniPorts`]. | | `malformed`, `unsupported`, `unknown_destination`, `unknown_sender`*, `mtu_exceeded` |
 //! | `decap` | Remove the outer header (and any padding), write Ethernet: destination the ENI's MAC; source the sender's MAC when it is in the same subnet, else the subnet router MAC; type IPv4. | the ENI's port | |
 //!
 //! \* security reasons: the drop also raises an [`AlertEvent`] (card,
@@ -39,7 +39,9 @@
 //!   header checksum; an ARP packet shorter than it declares or with wrong address lengths.
 //!   verify-recv: [`wire::vpc::parse_outer`] refused the frame as truncated, inconsistent or
 //!   with a bad checksum (bad Geneve option lengths, missing source-VPC option, inner not
-//!   IPv4, ...), or the inner IPv4 header disagrees with the Geneve payload length.
+//!   IPv4, ...), or the inner IPv4 header is not sound (version, IHL, a total length other
+//!   than the Geneve payload's, a bad header checksum). A frame both damaged and too long
+//!   is `malformed`.
 //! * `not_ipv4` — classify: an EtherType other than IPv4 and ARP (IPv6, VLAN tags, ...).
 //! * `arp_ignored` — classify: an ARP reply, a request for an address outside the sender's
 //!   VPC, a request for the requester's own address (duplicate address detection, gratuitous
@@ -62,9 +64,10 @@
 //! * `no_mapping` — route: the mapping cache has no (VNI, destination) entry; there is no
 //!   miss path.
 //! * `mtu_exceeded` — encap: the inner IPv4 packet is longer than the VPC MTU, 9001 bytes.
-//!   verify-recv: the same for a received inner packet.
+//!   verify-recv: the same for a received inner packet whose headers are sound.
 //! * `no_room` — encap: the buffer lacks the 44 bytes of headroom the outer header needs.
-//! * `unknown_destination` — verify-recv: the outer destination is not this card's PA, or
+//! * `unknown_destination` — verify-recv: the outer destination is not this card's PA
+//!   (checked right after the outer header, before anything inside it), or
 //!   the inner destination is not mapped to this card, or its ENI has no port in
 //!   `eni_ports`.
 //! * `unknown_sender` — verify-recv: the mapping does not place (source VPC, inner source)
@@ -87,6 +90,13 @@
 //!   `02:00:00:fe:00:01`): the outer Ethernet destination, as if every card's underlay port
 //!   were routed by one top-of-rack router; the in-process fabric switches on the outer
 //!   destination PA and ignores it. [`Egress::with_next_hop_mac`] changes it.
+//! * **verify-recv's front end is the edge's**: the checks of a received frame before any
+//!   lookup, their order (outer header, destination PA, inner header, MTU) and their drop
+//!   reasons are [`pipeline::underlay::receive`], which the Blackfoot edge runs too, so one
+//!   frame gets one answer from either card. The inner header checksum is checked, as a
+//!   router validates a header before acting on it (RFC 1812 section 5.2.2): the sending
+//!   card checked it too, but a receiver trusts no sender, and a corrupted inner header is
+//!   never delivered.
 //! * **TTL**: not decremented, on the way out or in. AWS VPC does not decrement the TTL of
 //!   traffic within a VPC or across a peering (a traceroute shows the destination as the
 //!   first hop); the card is not a router hop to the instance. Edge traffic (IGW, VPN, DX) is
@@ -221,13 +231,12 @@ pub const fn eth(mac: MacAddr) -> EthernetAddress {
     EthernetAddress(mac.0)
 }
 
-/// The alert id of a topology card. Ids above 65535 (never produced by a loaded topology
-/// of sane size) saturate.
-pub fn card_id(card: mapping_client::CardId) -> CardId {
-    let n = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+/// The alert id of a topology card: the same index, as wide as the topology's (every card
+/// of any world has its own; the runtime names alerts with it).
+pub const fn card_id(card: mapping_client::CardId) -> CardId {
     match card {
-        mapping_client::CardId::Host(h) => CardId::Host(n(h.0)),
-        mapping_client::CardId::Edge(e) => CardId::Edge(n(e.0)),
+        mapping_client::CardId::Host(h) => CardId::Host(h.0),
+        mapping_client::CardId::Edge(e) => CardId::Edge(e.0),
     }
 }
 
@@ -257,8 +266,19 @@ mod tests {
         assert_eq!(UNDERLAY_ROUTER_MAC.to_string(), "02:00:00:fe:00:01");
         let h = mapping_client::CardId::Host(mapping_client::HostId(3));
         assert_eq!(card_id(h), CardId::Host(3));
-        let e = mapping_client::CardId::Edge(mapping_client::EdgeId(70_000));
-        assert_eq!(card_id(e), CardId::Edge(u16::MAX));
+    }
+
+    /// Cards whose indexes differ by 65536 (cut to 16 bits they alias) or lie above 65535
+    /// (saturated they alias) keep ids of their own.
+    #[test]
+    fn card_ids_are_not_cut() {
+        use mapping_client::{EdgeId, HostId};
+        let host = |i| card_id(mapping_client::CardId::Host(HostId(i)));
+        let edge = |i| card_id(mapping_client::CardId::Edge(EdgeId(i)));
+        assert_ne!(host(1), host(65_537));
+        assert_ne!(host(65_536), host(65_537));
+        assert_ne!(edge(70_000), edge(70_001));
+        assert_eq!((host(65_537), edge(u32::MAX)), (CardId::Host(65_537), CardId::Edge(u32::MAX)));
     }
 
 }

@@ -8,7 +8,7 @@
 //!   (`crossbeam_queue::ArrayQueue`, allocated at start). A full queue loses the event and
 //!   counts it ([`AlertProducer::lost`]): never blocks, never allocates.
 //! - Control side: [`AlertAggregator::drain`] pops every worker's queue; events with the
-//!   same (reason, card, instance, src, dst) within `window_ms` of the first become one
+//!   same (reason, card, instance, VPCs, src, dst) within `window_ms` of the first become one
 //!   line with `count`. When the window has passed, [`AlertAggregator::flush`] writes the
 //!   line if the reason's token bucket has a token, else counts its events as rate-limited.
 //!   Names for ids come from the caller's [`AlertNames`]. Time comes in as an argument
@@ -32,14 +32,15 @@ use serde::Serialize;
 use crate::drop::DropReason;
 use crate::stage::StageId;
 
-/// Which card raised an alert: a host's Nitro card or a Blackfoot edge, by index in the
-/// runtime's topology.
+/// Which card raised an alert: a host's Nitro card or a Blackfoot edge, by its index
+/// among the topology's hosts or edges (32 bits, as the topology's own ids: every card of
+/// any world has its own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CardId {
     /// A host's Nitro card.
-    Host(u16),
+    Host(u32),
     /// A Blackfoot edge.
-    Edge(u16),
+    Edge(u32),
 }
 
 /// One security drop, as the worker reports it.
@@ -199,13 +200,31 @@ impl AlertTotals {
     }
 }
 
+/// What makes two events the same line. The VPCs are part of it: two VPCs may use the
+/// same addresses (overlapping CIDRs), and their events must not be counted as one.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
     reason: DropReason,
     card: CardId,
     eni: Option<u32>,
+    vni: u32,
+    peer_vni: Option<u32>,
     src: Ipv4Addr,
     dst: Ipv4Addr,
+}
+
+impl Key {
+    fn of(e: &AlertEvent) -> Key {
+        Key {
+            reason: e.reason,
+            card: e.card,
+            eni: e.eni,
+            vni: e.vni,
+            peer_vni: e.peer_vni,
+            src: e.src,
+            dst: e.dst,
+        }
+    }
 }
 
 struct Pending {
@@ -254,13 +273,7 @@ impl AlertAggregator {
 
     /// Take one event at `now_ms`.
     pub fn ingest(&mut self, event: AlertEvent, now_ms: u64) {
-        let key = Key {
-            reason: event.reason,
-            card: event.card,
-            eni: event.eni,
-            src: event.src,
-            dst: event.dst,
-        };
+        let key = Key::of(&event);
         if let Some(p) = self.index.get(&key).and_then(|&i| self.pending.get_mut(i)) {
             p.count += 1;
             return;
@@ -360,9 +373,7 @@ impl AlertAggregator {
         self.pending = kept;
         self.index.clear();
         for (i, p) in self.pending.iter().enumerate() {
-            let e = &p.event;
-            let key = Key { reason: e.reason, card: e.card, eni: e.eni, src: e.src, dst: e.dst };
-            self.index.insert(key, i);
+            self.index.insert(Key::of(&p.event), i);
         }
         result.map(|()| written)
     }
@@ -428,8 +439,8 @@ impl<'a> AlertLine<'a> {
         let card = match names.card(e.card) {
             Some(n) => NameOr::Name(n),
             None => match e.card {
-                CardId::Host(i) => NameOr::Id("host", u32::from(i)),
-                CardId::Edge(i) => NameOr::Id("edge", u32::from(i)),
+                CardId::Host(i) => NameOr::Id("host", i),
+                CardId::Edge(i) => NameOr::Id("edge", i),
             },
         };
         let vpc = |vni: u32| names.vpc(vni).map_or(NameOr::Id("vni", vni), NameOr::Name);
@@ -621,6 +632,51 @@ mod tests {
         assert_eq!(l[0]["host"], "host-0");
         assert_eq!(l[0]["vpc"], "vni-103");
         assert_eq!(l[0]["instance"], Value::Null);
+    }
+
+    /// Two VPCs may use the same addresses: their events are two lines, each with its VPC.
+    #[test]
+    fn equal_addresses_of_two_vpcs_are_two_lines() {
+        let mut agg = AlertAggregator::new(AlertConfig::default(), 0);
+        let mut e = ev(DropReason::UnknownSender, [10, 2, 1, 10]);
+        e.eni = None;
+        agg.ingest(e, 0);
+        agg.ingest(AlertEvent { vni: 101, ..e }, 0);
+        agg.ingest(AlertEvent { peer_vni: Some(101), ..e }, 0);
+        agg.ingest(e, 0);
+        let mut out = Vec::new();
+        assert_eq!(agg.flush_all(10, &Names, &mut out).unwrap(), 3);
+        let l = lines(&out);
+        let got: Vec<(&str, &Value, u64)> =
+            l.iter().map(|l| (l["vpc"].as_str().unwrap(), &l["peer_vni"], l["count"].as_u64().unwrap())).collect();
+        assert_eq!(
+            got,
+            [("green", &Value::Null, 2), ("red", &Value::Null, 1), ("green", &Value::from(101), 1)]
+        );
+    }
+
+    /// Card ids are as wide as the topology's: cards 65536 apart are two cards, each named.
+    #[test]
+    fn cards_65536_apart_have_their_own_names() {
+        struct Far;
+        impl AlertNames for Far {
+            fn card(&self, card: CardId) -> Option<&str> {
+                match card {
+                    CardId::Host(1) => Some("h1"),
+                    CardId::Host(65_537) => Some("h65537"),
+                    _ => None,
+                }
+            }
+        }
+        let mut agg = AlertAggregator::new(AlertConfig::default(), 0);
+        let e = ev(DropReason::SpoofedSource, [10, 2, 1, 10]);
+        for card in [CardId::Host(1), CardId::Host(65_537), CardId::Edge(70_001)] {
+            agg.ingest(AlertEvent { card, ..e }, 0);
+        }
+        let mut out = Vec::new();
+        assert_eq!(agg.flush_all(10, &Far, &mut out).unwrap(), 3);
+        let l = lines(&out);
+        assert_eq!((&l[0]["host"], &l[1]["host"], &l[2]["edge"]), (&Value::from("h1"), &Value::from("h65537"), &Value::from("edge-70001")));
     }
 
     #[test]

@@ -94,7 +94,7 @@ drop_reasons! {
     ArpIgnored = 17, "arp_ignored", false,
         "ARP not answered: not a request, or for an address the card does not answer for";
     TtlExpired = 18, "ttl_expired", false,
-        "IPv4 TTL reached zero at a routing hop";
+        "IPv4 TTL reached zero at a routing hop (no stage decrements a TTL today)";
     EspSeqExhausted = 19, "esp_seq_exhausted", false,
         "outbound SA ran out of sequence numbers and needs a rekey";
     Unsupported = 20, "unsupported", false,
@@ -107,11 +107,13 @@ drop_reasons! {
         "the device TX queue did not take the packet";
     NoVerdict = 24, "no_verdict", false,
         "the pipeline ended without deciding the packet (a bug, counted rather than silent)";
+    FabricLoop = 25, "fabric_loop", false,
+        "crossed the in-process fabric more times than any path needs (a loop between cards)";
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 26;
 
     /// Index into counter arrays (the discriminant).
     #[inline]
@@ -190,6 +192,7 @@ mod tests {
         "no_buffer",
         "tx_full",
         "no_verdict",
+        "fabric_loop",
     ];
 
     #[test]

@@ -18,6 +18,9 @@
 //!   monomorphised per stage and clock: no `dyn`, no runtime flags.
 //! - Drops carry a [`DropReason`] with a stable name; security reasons also raise an
 //!   [`AlertEvent`] through the worker's [`AlertProducer`].
+//! - The first checks of `verify-recv`, the same on a Nitro card and an edge (outer
+//!   header, destination PA, inner IPv4 header, VPC MTU, in that order, with their drop
+//!   reasons), are [`underlay::receive`]: one rule for both cards.
 //! - Per worker, nothing shared is written per packet: [`Counters`] (cache-line aligned,
 //!   worker-owned) get verdict totals once per burst at drain and stage totals once per
 //!   stage per burst; [`run_timed`] reads the [`Clock`] twice per stage per burst and
@@ -46,6 +49,7 @@ pub mod drop;
 pub mod stage;
 pub mod stats;
 pub mod timing;
+pub mod underlay;
 
 pub use alert::{
     alert_channel, rfc3339_ms, AlertAggregator, AlertConfig, AlertConsumer, AlertEvent,
@@ -58,6 +62,7 @@ pub use drop::{DropReason, UnknownDropReason};
 pub use stage::{run_timed, run_timed_fn, Meters, Stage, StageId, UnknownStage};
 pub use stats::{PortStats, StageStats, StatsReport};
 pub use timing::{HistogramConfig, StageHistograms, StageSummary, TimingCollector, TimingError, WorkerTiming};
+pub use underlay::Received;
 
 /// Re-exported so stage crates and the runtime name the same `ArrayVec` as
 /// [`Burst::drain_grouped`].

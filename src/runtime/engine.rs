@@ -114,7 +114,9 @@ pub enum Role {
 pub struct InstanceBinding {
     /// ENI id, or `u32::MAX` while the instance is not registered.
     pub eni: AtomicU32,
-    /// Card index, or `u32::MAX`.
+    /// Card index: the instance's host, or the card the port was last on when the instance
+    /// is deregistered or on a card of another process (`u32::MAX` only before the first
+    /// binding).
     pub card: AtomicU32,
 }
 
@@ -373,10 +375,7 @@ impl Engine {
                 id,
                 name: topo.card_name(id).unwrap_or("?").to_string(),
                 pa: topo.card_pa(id).unwrap_or(Ipv4Addr::UNSPECIFIED),
-                alert_id: match id {
-                    CardId::Host(h) => pipeline::CardId::Host(h.0 as u16),
-                    CardId::Edge(e) => pipeline::CardId::Edge(e.0 as u16),
-                },
+                alert_id: nitro::card_id(id),
                 underlay_port: None,
                 internet_port: None,
                 dx_port: None,
@@ -403,7 +402,14 @@ impl Engine {
                 })
             };
             let role = match &p.attach {
-                Attach::Instance(_) => Role::Instance,
+                Attach::Instance(name) => {
+                    // A vNIC sits on its instance's host card, which must run here: what the
+                    // port sends always meets a card's verify-send.
+                    if let Some(inst) = topo.instance_by_name(name) {
+                        here(CardId::Host(inst.host))?;
+                    }
+                    Role::Instance
+                }
                 Attach::Underlay(c) => Role::Underlay { card: here(*c)? },
                 Attach::EdgeInternet(e) => Role::EdgeInternet { card: here(CardId::Edge(*e))? },
                 Attach::EdgeDx(e) => Role::EdgeDx { card: here(CardId::Edge(*e))? },
@@ -564,20 +570,21 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Point every instance port at its instance's current ENI and card.
+    /// Point every instance port at its instance's current ENI (`UNBOUND` while it is not
+    /// registered) and card. The card is the instance's host when that runs here; otherwise
+    /// (deregistered, or moved to a card of another process) the port stays on the card it
+    /// was on, whose verify-send then refuses what it sends (`spoofed_source`, alert).
     fn rebind(&mut self) {
         let topo = self.service.topology();
         for (i, p) in self.ports.iter().enumerate() {
             let Attach::Instance(name) = &p.attach else { continue };
-            let (eni, card) = match topo.instance_by_name(name) {
-                Some(inst) => (
-                    inst.eni.0,
-                    self.cards.iter().position(|c| c.id == CardId::Host(inst.host)).map_or(UNBOUND, |c| c as u32),
-                ),
-                None => (UNBOUND, UNBOUND),
-            };
-            self.bindings.ports[i].eni.store(eni, Ordering::Release);
-            self.bindings.ports[i].card.store(card, Ordering::Release);
+            let inst = topo.instance_by_name(name);
+            let eni = inst.map_or(UNBOUND, |inst| inst.eni.0);
+            let here = inst.and_then(|inst| self.cards.iter().position(|c| c.id == CardId::Host(inst.host)));
+            let binding = &self.bindings.ports[i];
+            let card = here.map_or_else(|| binding.card.load(Ordering::Relaxed), |c| c as u32);
+            binding.eni.store(eni, Ordering::Release);
+            binding.card.store(card, Ordering::Release);
         }
         self.bindings.generation.fetch_add(1, Ordering::Release);
     }

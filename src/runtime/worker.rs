@@ -16,14 +16,15 @@ use mapping_client::tables::Tables;
 use pipeline::{AlertProducer, Burst, Clock, DropReason, Meters, Output, PublishedCounters, MAX_BURST};
 use wire::PacketBuf;
 
-use super::engine::{Bindings, CardInfo, FABRIC, Role, UNBOUND};
+use super::engine::{Bindings, CardInfo, FABRIC, Role};
 use super::softport::SoftPort;
 use super::stages::{CardStages, Spill};
 use crate::dpdk::{self, Linearize, Mbuf, MbufBurst, Mempool, rdtsc};
 
 /// Packets per RX burst.
 pub const RX_BURST: usize = 32;
-/// Most fabric hops a packet may take in one pass (host -> edge -> host is 2).
+/// Most fabric hops a packet may take in one pass (host -> edge -> host is 2); beyond it
+/// the packets are dropped `fabric_loop` (no TTL is involved: the cards decrement none).
 pub const MAX_HOPS: usize = 4;
 
 /// Where a worker receives from.
@@ -154,7 +155,7 @@ impl<C: Clock> Loop<'_, C> {
             if hops == MAX_HOPS {
                 let n = self.fabric.len() as u64;
                 self.fabric.clear();
-                self.s.meters.counters.add_drops(DropReason::TtlExpired, n);
+                self.s.meters.counters.add_drops(DropReason::FabricLoop, n);
                 return;
             }
             hops += 1;
@@ -294,32 +295,28 @@ impl<C: Clock> Loop<'_, C> {
             Role::Instance => {
                 let b = &self.s.bindings.ports[port];
                 let (eni, card) = (b.eni.load(Ordering::Acquire), b.card.load(Ordering::Acquire));
-                if eni == UNBOUND || card == UNBOUND {
-                    // The instance is not registered (deregistered, or not yet).
-                    for i in self.burst.live_indices() {
-                        self.burst.drop(i, DropReason::NoRoute);
+                // A port whose instance is not registered (`UNBOUND`, an ENI no table holds)
+                // or not on this card goes through the card's stages like any other: its
+                // verify-send refuses what it sends (`spoofed_source`, with an alert naming
+                // the card), the one rule for an ENI the card does not hold.
+                let card = card as usize;
+                match self.s.subscribers.get_mut(card) {
+                    Some(sub) => {
+                        let tables = sub.current();
+                        let info = &self.s.cards[card];
+                        self.stages.instance_in(
+                            &mut self.burst,
+                            port,
+                            eni,
+                            tables,
+                            info,
+                            &mut self.s.alerts,
+                            &self.clock,
+                            &mut self.s.meters,
+                        );
+                        Some(card)
                     }
-                    None
-                } else {
-                    let card = card as usize;
-                    match self.s.subscribers.get_mut(card) {
-                        Some(sub) => {
-                            let tables = sub.current();
-                            let info = &self.s.cards[card];
-                            self.stages.instance_in(
-                                &mut self.burst,
-                                port,
-                                eni,
-                                tables,
-                                info,
-                                &mut self.s.alerts,
-                                &self.clock,
-                                &mut self.s.meters,
-                            );
-                            Some(card)
-                        }
-                        None => None,
-                    }
+                    None => None,
                 }
             }
             Role::Underlay { card } => {

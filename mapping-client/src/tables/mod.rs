@@ -7,7 +7,9 @@
 //!   ENI, MAC and subnet), for every address of every VPC in the card's view: for a host,
 //!   the VPCs with an ENI on it plus their peers; for an edge, the VPCs it serves (internet
 //!   gateway, VPN, DX or endpoint on it). What is not here is dropped: there is no miss path.
-//! * **local ENIs** (hosts) by id, MAC, (VNI, IP) and name;
+//! * **local ENIs** (hosts) by id, (VNI, IP) and name. Never by MAC alone: two VPCs may
+//!   give their ENIs on one host the same MAC (equal addresses in overlapping VPCs get the
+//!   same derived MAC), and the card knows which ENI a frame is from by its port;
 //! * **VPCs** by VNI: CIDR, subnets, internet gateway and a longest-prefix route table
 //!   ([`Tables::route`]) over the own CIDR, peer CIDRs, VPN/DX remote prefixes and endpoint
 //!   prefixes;
@@ -217,7 +219,6 @@ pub struct Tables {
     pa: Ipv4Addr,
     mappings: MappingTable,
     enis: HashMap<EniId, LocalEni>,
-    eni_by_mac: HashMap<MacAddr, EniId>,
     eni_by_ip: HashMap<u64, EniId>,
     eni_by_name: HashMap<String, EniId>,
     vpcs: HashMap<u32, VpcEntry>,
@@ -252,7 +253,6 @@ impl Tables {
             pa,
             mappings: MappingTable::default(),
             enis: HashMap::new(),
-            eni_by_mac: HashMap::new(),
             eni_by_ip: HashMap::new(),
             eni_by_name: HashMap::new(),
             vpcs: HashMap::new(),
@@ -309,9 +309,6 @@ impl Tables {
 
     pub fn local_eni(&self, eni: EniId) -> Option<&LocalEni> {
         self.enis.get(&eni)
-    }
-    pub fn local_eni_by_mac(&self, mac: MacAddr) -> Option<&LocalEni> {
-        self.eni_by_mac.get(&mac).and_then(|e| self.enis.get(e))
     }
     /// The local ENI owning `ip` (primary or secondary) in VPC `vni`.
     pub fn local_eni_by_ip(&self, vni: u32, ip: Ipv4Addr) -> Option<&LocalEni> {
@@ -468,7 +465,6 @@ impl Tables {
 
     fn upsert_local_eni(&mut self, eni: LocalEni) {
         self.remove_local_eni(eni.eni);
-        self.eni_by_mac.insert(eni.mac, eni.eni);
         for ip in eni.ips() {
             self.eni_by_ip.insert(mapping::pack(eni.vni, ip), eni.eni);
         }
@@ -480,9 +476,6 @@ impl Tables {
         let Some(old) = self.enis.remove(&id) else {
             return;
         };
-        if self.eni_by_mac.get(&old.mac) == Some(&id) {
-            self.eni_by_mac.remove(&old.mac);
-        }
         for ip in old.ips() {
             let key = mapping::pack(old.vni, ip);
             if self.eni_by_ip.get(&key) == Some(&id) {

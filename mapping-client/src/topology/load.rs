@@ -271,7 +271,6 @@ impl Loader<'_> {
             let id = HostId(t.hosts.len() as u32);
             t.ix.cards.insert(name.clone(), CardId::Host(id));
             t.ix.pas.insert(pa, CardId::Host(id));
-            t.ix.host_macs.push(HashMap::new());
             t.ix.host_vpcs.push(HashMap::new());
             t.hosts.push(Host { id, name, pa });
         }
@@ -485,6 +484,7 @@ impl Loader<'_> {
         t.ix.vpc_names.insert(name.clone(), id);
         t.ix.vnis.insert(vni, id);
         t.ix.vpc_hosts.push(HashMap::new());
+        t.ix.vpc_macs.push(HashMap::new());
         t.ix.vpc_members.push(HashSet::new());
         t.ix.peers.push(BTreeSet::new());
         t.ix.vpc_edges.push(BTreeSet::new());

@@ -15,7 +15,10 @@
 //!   names either); VNIs are unique and in `1..=16777215`; PAs are unique;
 //! * a subnet is inside its VPC and overlaps no other subnet of that VPC;
 //! * an instance's addresses are inside its subnet, none reserved (network, `.1` router,
-//!   `.2` DNS, `.3`, broadcast), none used twice in the VPC; its MAC is unique on its host;
+//!   `.2` DNS, `.3`, broadcast), none used twice in the VPC; its MAC is unique within its
+//!   VPC (two VPCs may share a MAC, on one host or not: each vNIC is its own link, and
+//!   nothing looks an ENI up by MAC without its VPC, so the default MAC derived from equal
+//!   addresses in overlapping VPCs is fine);
 //! * peered VPCs do not overlap, and a pair is peered at most once;
 //! * an Elastic IP is used once, by an instance whose VPC has an internet gateway, and an
 //!   instance has at most one.
@@ -279,8 +282,8 @@ struct Indexes {
     instance_names: HashMap<String, EniId>,
     instance_pos: HashMap<EniId, usize>,
     ip_owner: HashMap<(VpcId, Ipv4Addr), EniId>,
-    /// Per host: MAC -> ENI on that host.
-    host_macs: Vec<HashMap<MacAddr, EniId>>,
+    /// Per VPC: MAC -> its ENI.
+    vpc_macs: Vec<HashMap<MacAddr, EniId>>,
     /// Per host: VPC -> number of its ENIs on the host.
     host_vpcs: Vec<HashMap<VpcId, u32>>,
     /// Per VPC: host -> number of the VPC's ENIs on it.
@@ -512,7 +515,7 @@ impl Topology {
         }
     }
 
-    /// Checks a new ENI against everything registered (names, addresses, MAC on its host).
+    /// Checks a new ENI against everything registered (names, addresses, MAC in its VPC).
     pub(crate) fn check_new_instance(
         &self,
         inst: &Instance,
@@ -546,7 +549,7 @@ impl Topology {
                 ));
             }
         }
-        self.check_mac(inst.host, inst.mac)
+        self.check_mac(inst.vpc, inst.mac)
             .map_err(|m| (InstanceField::Mac, m))
     }
 
@@ -556,21 +559,22 @@ impl Topology {
         format!("{ip} is already used in VPC {vpc} by instance {owner}")
     }
 
-    /// `mac` may be used by a new ENI on `host`.
-    pub(crate) fn check_mac(&self, host: HostId, mac: MacAddr) -> Result<(), String> {
+    /// `mac` may be used by a new ENI of `vpc`: unicast, and no other ENI of the VPC has it
+    /// (whatever its host). ENIs of different VPCs may share a MAC.
+    pub(crate) fn check_mac(&self, vpc: VpcId, mac: MacAddr) -> Result<(), String> {
         if !mac.is_unicast() || mac.is_zero() {
             return Err(format!("{mac} is not a unicast address"));
         }
         let owner = self
             .ix
-            .host_macs
-            .get(host.0 as usize)
+            .vpc_macs
+            .get(vpc.0 as usize)
             .and_then(|m| m.get(&mac));
         match owner.and_then(|eni| self.instance(*eni)) {
             Some(other) => {
-                let host = self.host(host).map_or("?", |h| h.name.as_str());
+                let vpc = self.vpc(vpc).map_or("?", |v| v.name.as_str());
                 Err(format!(
-                    "{mac} is already used on host {host} by instance {} (set mac explicitly)",
+                    "{mac} is already used in VPC {vpc} by instance {}",
                     other.name
                 ))
             }
@@ -649,7 +653,7 @@ impl Topology {
         for ip in inst.ips() {
             self.ix.ip_owner.insert((vpc, ip), eni);
         }
-        if let Some(m) = self.ix.host_macs.get_mut(host.0 as usize) {
+        if let Some(m) = self.ix.vpc_macs.get_mut(vpc.0 as usize) {
             m.insert(inst.mac, eni);
         }
         self.count_placement(host, vpc, true);
@@ -670,7 +674,7 @@ impl Topology {
         for ip in inst.ips() {
             self.ix.ip_owner.remove(&(inst.vpc, ip));
         }
-        if let Some(m) = self.ix.host_macs.get_mut(inst.host.0 as usize) {
+        if let Some(m) = self.ix.vpc_macs.get_mut(inst.vpc.0 as usize) {
             m.remove(&inst.mac);
         }
         self.count_placement(inst.host, inst.vpc, false);
@@ -691,14 +695,8 @@ impl Topology {
         let Some(inst) = self.instances.get_mut(pos) else {
             return;
         };
-        let (from, vpc, mac) = (inst.host, inst.vpc, inst.mac);
+        let (from, vpc) = (inst.host, inst.vpc);
         inst.host = to;
-        if let Some(m) = self.ix.host_macs.get_mut(from.0 as usize) {
-            m.remove(&mac);
-        }
-        if let Some(m) = self.ix.host_macs.get_mut(to.0 as usize) {
-            m.insert(mac, eni);
-        }
         self.count_placement(from, vpc, false);
         self.count_placement(to, vpc, true);
     }

@@ -1,5 +1,7 @@
 //! The hot-path parser of the VPC encapsulation; whatever it accepts, the emitter
-//! rebuilds byte for byte (our layouts) and the views agree with.
+//! rebuilds byte for byte (our layouts) and the views agree with. Then the verify-recv
+//! front end both cards run (`pipeline::underlay::receive`), for the frame's own outer
+//! destination: what it accepts has a sound inner header within the VPC MTU.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,7 +9,19 @@ use wire::vpc::{self, parse_outer};
 
 fuzz_target!(|data: &[u8]| {
     let _ = vpc::inner_flow_hash(data);
-    let Ok(o) = parse_outer(data) else { return };
+    let dst = data.get(30..34).and_then(|b| <[u8; 4]>::try_from(b).ok()).unwrap_or([0; 4]);
+    let received = pipeline::underlay::receive(data, dst.into());
+    let Ok(o) = parse_outer(data) else {
+        assert!(received.is_err());
+        return;
+    };
+    if let Ok(r) = received {
+        assert_eq!(r.outer, o);
+        let inner = &data[o.inner_offset..o.inner_offset + o.inner_len];
+        let ip = wire::ipv4::Packet::new_checked(inner).unwrap();
+        assert!(ip.verify_checksum() && o.inner_len <= vpc::VPC_MTU);
+        assert_eq!((usize::from(ip.total_len()), ip.src_addr(), ip.dst_addr()), (o.inner_len, r.src, r.dst));
+    }
     assert!(o.inner_offset + o.inner_len <= data.len());
     let ip = wire::ipv4::Packet::new_checked(&data[14..]).unwrap();
     assert!(ip.verify_checksum());
