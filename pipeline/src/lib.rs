@@ -18,6 +18,10 @@
 //!   monomorphised per stage and clock: no `dyn`, no runtime flags.
 //! - Drops carry a [`DropReason`] with a stable name; security reasons also raise an
 //!   [`AlertEvent`] through the worker's [`AlertProducer`].
+//! - Packets a stage makes beyond its burst (fragments, ICMP errors) come from and go out
+//!   through an [`Extra`]; [`frag`] cuts IPv4 packets for a smaller MTU and builds the
+//!   ICMP fragmentation-needed answer for both cards; a [`RateLimit`] (lock-free, shared by
+//!   workers) bounds what a card answers.
 //! - Per worker, nothing shared is written per packet: [`Counters`] (cache-line aligned,
 //!   worker-owned) get verdict totals once per burst at drain and stage totals once per
 //!   stage per burst; [`run_timed`] reads the [`Clock`] twice per stage per burst and
@@ -43,6 +47,9 @@ pub mod burst;
 pub mod clock;
 pub mod counters;
 pub mod drop;
+pub mod extra;
+pub mod frag;
+pub mod ratelimit;
 pub mod stage;
 pub mod stats;
 pub mod timing;
@@ -55,6 +62,8 @@ pub use burst::{Burst, LiveIndices, Output, Verdict, MAX_BURST, MAX_OUTPUTS};
 pub use clock::{Clock, NullClock, StepClock, TscHz};
 pub use counters::{Counters, PublishedCounters, COUNTER_SLOTS};
 pub use drop::{DropReason, UnknownDropReason};
+pub use extra::{Extra, VecExtra};
+pub use ratelimit::RateLimit;
 pub use stage::{run_timed, run_timed_fn, Meters, Stage, StageId, UnknownStage};
 pub use stats::{PortStats, StageStats, StatsReport};
 pub use timing::{HistogramConfig, StageHistograms, StageSummary, TimingCollector, TimingError, WorkerTiming};
