@@ -164,15 +164,16 @@ impl<C: Clock> Loop<'_, C> {
         let mut flush = |out: Option<Output>, group: &mut ArrayVec<Mbuf, MAX_BURST>| {
             let Some(out) = out else { return };
             if out.index() == FABRIC {
-                let offered = group.len() as u64;
+                let mut queued = 0;
                 for m in group.drain(..) {
                     // At most one packet per packet of the burst: cannot overflow; if it
                     // did, the fabric queue is full.
-                    if fabric.try_push(m).is_err() {
-                        counters.add_drops(DropReason::TxFull, 1);
+                    match fabric.try_push(m) {
+                        Ok(()) => queued += 1,
+                        Err(_) => counters.add_drops(DropReason::TxFull, 1),
                     }
                 }
-                counters.add_output(out, offered);
+                counters.add_output(out, queued);
                 return;
             }
             match tx.get_mut(out.index()) {
