@@ -15,9 +15,10 @@ use pipeline::{AlertProducer, Burst, Clock, DropReason, Extra, Meters, Output};
 use super::engine::{CardInfo, FABRIC, InstanceBinding, Role, UNBOUND, port_output};
 use crate::dpdk::{rdtsc, Mbuf, Mempool};
 
-/// Most packets the stages may make beyond a burst in one pass (fragments: 32 jumbo
-/// packets cut for a 1500-byte MTU make 7 each; ICMP answers: one per packet).
-pub const SPILL: usize = 256;
+/// Most packets the stages may make beyond a burst in one pass (fragments: a fabric burst
+/// of 64 jumbo packets cut for a 1500-byte MTU makes 6 more each; ICMP answers: one per
+/// packet). What does not fit is freed and counted `tx_full`.
+pub const SPILL: usize = 512;
 
 /// Packets made beyond a burst, waiting for the worker to send them after the burst.
 pub type Spill = ArrayVec<(Mbuf, Output), SPILL>;
