@@ -60,6 +60,25 @@ fn finish(mut child: Child) -> Output {
     child.wait_with_output().expect("wait for the server")
 }
 
+/// Runs `server` (a python script that prints "ready", then one line) in yellow-1's
+/// namespace and, once it listens, `client` in red-1's, each for at most `secs`; returns
+/// what the client printed and the server's line. The client must succeed: otherwise the
+/// failure names `what` with both sides' errors and vpcemu's counters.
+fn client_server(world: &World, what: &str, secs: u32, server: &str, client: &str) -> (String, String) {
+    let (child, mut lines) = python_server(world.ns("yellow-1"), secs, server);
+    let out = in_ns(world.ns("red-1"), secs, &["/usr/bin/python3", "-c", client]);
+    let line = lines.next().and_then(Result::ok).unwrap_or_default();
+    let server = finish(child);
+    assert!(
+        out.status.success(),
+        "{what} failed (the server printed {line:?}; {})\n{}\n{}",
+        String::from_utf8_lossy(&server.stderr),
+        text(&out),
+        world.diagnosis()
+    );
+    (String::from_utf8_lossy(&out.stdout).trim().to_string(), line)
+}
+
 /// yellow-1 receives one datagram on port 9998, checks it is the 3972-byte pattern, says so.
 const UDP_SINK: &str = r#"
 import socket
@@ -93,11 +112,26 @@ for _ in range(16):
 sys.exit(1)
 "#;
 
-/// yellow-1 takes one TCP connection on port 5001: reads to EOF, sends back `n` bytes,
-/// prints what it read (length, SHA-256) and its path MTU towards the client.
-const TCP_SERVER: &str = r#"
-import hashlib, socket, sys
+/// What both TCP ends share: `n` (bytes each way, from the command line), `read_all`
+/// (reads a connection to EOF: length and SHA-256 of what came) and `IP_MTU`.
+const TCP_COMMON: &str = r#"
+import hashlib, os, socket, sys
 n = int(sys.argv[1])
+IP_MTU = 14  # getsockopt: the path MTU the kernel uses for the connection
+def read_all(c):
+    h, got = hashlib.sha256(), 0
+    while True:
+        d = c.recv(1 << 16)
+        if not d:
+            return got, h.hexdigest()
+        h.update(d)
+        got += len(d)
+"#;
+
+/// yellow-1 takes one TCP connection on port 5001: reads to EOF, sends back `n` bytes,
+/// prints what it read (length, SHA-256), its path MTU towards the client and what it sent
+/// (SHA-256).
+const TCP_SERVER: &str = r#"
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("10.1.1.20", 5001))
@@ -106,39 +140,25 @@ s.settimeout(20)
 print("ready", flush=True)
 c, peer = s.accept()
 c.settimeout(30)
-h, got = hashlib.sha256(), 0
-while True:
-    d = c.recv(1 << 16)
-    if not d:
-        break
-    h.update(d)
-    got += len(d)
+got, digest = read_all(c)
 data = bytes(i % 253 for i in range(n))
 c.sendall(data)
-mtu = c.getsockopt(socket.IPPROTO_IP, 14)  # IP_MTU: the path MTU the kernel uses
+mtu = c.getsockopt(socket.IPPROTO_IP, IP_MTU)
 c.shutdown(socket.SHUT_WR)
 c.close()
-print(got, h.hexdigest(), mtu, hashlib.sha256(data).hexdigest(), flush=True)
+print(got, digest, mtu, hashlib.sha256(data).hexdigest(), flush=True)
 "#;
 
 /// red-1 connects, sends `n` bytes, reads to EOF; prints what it sent (SHA-256), what it
 /// read (length, SHA-256) and its path MTU.
 const TCP_CLIENT: &str = r#"
-import hashlib, os, socket, sys
-n = int(sys.argv[1])
 data = os.urandom(n)
 c = socket.create_connection(("10.1.1.20", 5001), timeout=30)
 c.sendall(data)
 c.shutdown(socket.SHUT_WR)
-h, got = hashlib.sha256(), 0
-while True:
-    d = c.recv(1 << 16)
-    if not d:
-        break
-    h.update(d)
-    got += len(d)
-mtu = c.getsockopt(socket.IPPROTO_IP, 14)
-print(hashlib.sha256(data).hexdigest(), got, h.hexdigest(), mtu, flush=True)
+got, digest = read_all(c)
+mtu = c.getsockopt(socket.IPPROTO_IP, IP_MTU)
+print(hashlib.sha256(data).hexdigest(), got, digest, mtu, flush=True)
 "#;
 
 #[test]
@@ -155,44 +175,24 @@ fn packets_over_a_ports_mtu_are_fragmented_or_answered_and_tcp_finds_the_path_mt
     let dir = scratch("netns-mtu");
     let mut world = start_world(&dir, &["red-1", "yellow-1"], Some(HOST_MTU));
     println!("netns-mtu: vpcemu up, namespaces at MTU {HOST_MTU} ({:.1} s)", started.elapsed().as_secs_f64());
-    let (red, yellow) = (world.ns("red-1").to_string(), world.ns("yellow-1").to_string());
+    let red = world.ns("red-1").to_string();
 
     // Small packets pass as before (and ARP is done).
     ping_ok(&world, &red, YELLOW_IP, YELLOW_IP, "red-1 -> yellow-1 (peering)");
 
     // 1. No DF: yellow-1's card cuts the 4000-byte packet for its 1500-byte port; yellow-1
     //    reassembles it.
-    let (sink, mut lines) = python_server(&yellow, 20, UDP_SINK);
-    let sent = in_ns(&red, 15, &["/usr/bin/python3", "-c", UDP_BIG]);
-    let seen = lines.next().and_then(Result::ok).unwrap_or_default();
-    let sink = finish(sink);
-    assert!(
-        sent.status.success(),
-        "a 4000-byte datagram without DF did not reach yellow-1 (it saw {seen:?}; {})\n{}\n{}",
-        String::from_utf8_lossy(&sink.stderr),
-        text(&sent),
-        world.diagnosis()
-    );
-    assert_eq!(String::from_utf8_lossy(&sent.stdout).trim(), "got 3972 same", "yellow-1 got the whole datagram");
+    let (answer, seen) = client_server(&world, "a 4000-byte datagram without DF to yellow-1", 20, UDP_SINK, UDP_BIG);
+    assert_eq!(answer, "got 3972 same", "yellow-1 got the whole datagram (it saw {seen:?})");
     println!("netns-mtu: 4000-byte UDP without DF reassembled whole at yellow-1");
 
     // 2. TCP, 4 MiB each way: both kernels learn the path MTU from the cards' answers
     //    (each end's first full-size segments are DF and too long for the other's port).
     let t = Instant::now();
     let n = TCP_BYTES.to_string();
-    let script = |s: &str| format!("import sys; sys.argv = ['x', '{n}']\n{s}");
-    let (server, mut lines) = python_server(&yellow, 60, &script(TCP_SERVER));
-    let client = in_ns(&red, 60, &["/usr/bin/python3", "-c", &script(TCP_CLIENT)]);
-    let got = lines.next().and_then(Result::ok).unwrap_or_default();
-    let server = finish(server);
-    assert!(
-        client.status.success(),
-        "TCP red-1 -> yellow-1 failed (server: {got:?} {})\n{}\n{}",
-        String::from_utf8_lossy(&server.stderr),
-        text(&client),
-        world.diagnosis()
-    );
-    let c: Vec<String> = String::from_utf8_lossy(&client.stdout).split_whitespace().map(str::to_string).collect();
+    let script = |s: &str| format!("import sys; sys.argv = ['x', '{n}']\n{TCP_COMMON}{s}");
+    let (client, got) = client_server(&world, "TCP red-1 -> yellow-1", 60, &script(TCP_SERVER), &script(TCP_CLIENT));
+    let c: Vec<String> = client.split_whitespace().map(str::to_string).collect();
     let s: Vec<String> = got.split_whitespace().map(str::to_string).collect();
     assert_eq!((c.len(), s.len()), (4, 4), "client printed {c:?}, server {s:?}");
     assert_eq!(s[0], n, "bytes yellow-1 received");

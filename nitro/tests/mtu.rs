@@ -8,7 +8,7 @@ mod common;
 use std::net::Ipv4Addr;
 
 use common::*;
-use nitro::{card_mac, subnet_router_mac, EniPort, NitroCtx, UNDERLAY_ROUTER_MAC};
+use nitro::{card_mac, subnet_router_mac, UNDERLAY_ROUTER_MAC};
 use pipeline::{DropReason, StageId, VecExtra, Verdict};
 use wire::vpc::parse_outer;
 use wire::{icmpv4, ipv4, EthernetAddress, PacketBuf, TestBuffer};
@@ -185,20 +185,10 @@ fn no_answer_about_an_icmp_error_and_no_buffer_for_fragments() {
     assert!(b.extra.is_empty());
     // Fragments need buffers: without one, `no_buffer`, nothing sent.
     let inner = packet(RED1, YELLOW1, 4000, false);
-    let mut burst = burst_of(vec![buf(&geneve(PA_A, PA_B, 102, 101, &inner))]);
-    let mut ctx = NitroCtx {
-        tables: &b.tables,
-        card: b.card,
-        alerts: &mut b.alerts,
-        icmp_limit: &b.icmp_limit,
-        now: b.now,
-    };
     let mut none = VecExtra::new(|| None::<TestBuffer>);
-    let ports: Vec<Option<EniPort>> = b.ports.clone();
-    b.ingress.process(&mut burst, &ports, &mut ctx, &mut none, &b.clock, &mut b.meters);
-    assert_eq!(burst.verdict(0), Some(drop(DropReason::NoBuffer)));
+    let out = b.ingress_with(vec![buf(&geneve(PA_A, PA_B, 102, 101, &inner))], &mut none);
+    assert_eq!(verdicts(&out), [drop(DropReason::NoBuffer)]);
     assert!(none.sent.is_empty());
-    drain(&mut burst, &mut b.meters);
 }
 
 #[test]
@@ -228,19 +218,10 @@ fn answers_are_rate_limited_per_card() {
     // The limit is the card's: a second pipeline (another worker) sharing it gets nothing
     // more at the same instant.
     let mut other = nitro::Ingress::new(UNDERLAY);
-    let mut burst = burst_of(frames(5));
-    let mut ctx = NitroCtx {
-        tables: &b.tables,
-        card: b.card,
-        alerts: &mut b.alerts,
-        icmp_limit: &b.icmp_limit,
-        now: b.now,
-    };
     let mut extra = VecExtra::new(|| Some(TestBuffer::with_room(128, 9216)));
-    let ports: Vec<Option<EniPort>> = b.ports.clone();
-    other.process(&mut burst, &ports, &mut ctx, &mut extra, &b.clock, &mut b.meters);
+    let out = b.ingress_through(&mut other, frames(5), &mut extra);
+    assert!(out.iter().all(|(v, _)| *v == drop(DropReason::MtuExceeded)));
     assert!(extra.sent.is_empty());
-    drain(&mut burst, &mut b.meters);
 }
 
 #[test]

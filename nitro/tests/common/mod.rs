@@ -8,7 +8,7 @@ use mapping_client::{EniId, Tables, Topology};
 use nitro::{card_id, Egress, EgressOutputs, EniPort, Ingress, NitroCtx};
 use pipeline::{
     alert_channel, AlertConsumer, AlertEvent, AlertProducer, Burst, DropReason, HistogramConfig,
-    Meters, Output, RateLimit, StepClock, TimingCollector, VecExtra, Verdict,
+    Extra, Meters, Output, RateLimit, StepClock, TimingCollector, VecExtra, Verdict,
 };
 use wire::{EthernetAddress, PacketBuf, TestBuffer};
 
@@ -259,6 +259,20 @@ impl Card {
     /// Ingress of underlay `frames`; what it makes beyond the burst is added to
     /// `self.extra` (buffers of 9216 bytes after 128 of headroom, as the runtime's pool).
     pub fn ingress(&mut self, frames: Vec<TestBuffer>) -> Vec<(Verdict, TestBuffer)> {
+        let mut extra = VecExtra::new(|| Some(TestBuffer::with_room(128, 9216)));
+        let out = self.ingress_with(frames, &mut extra);
+        self.extra.extend(extra.sent);
+        out
+    }
+
+    /// Ingress of underlay `frames` with `ingress` (this card's own or another worker's)
+    /// and `extra` for what it makes beyond the burst.
+    pub fn ingress_through<X: Extra<TestBuffer>>(
+        &mut self,
+        ingress: &mut Ingress,
+        frames: Vec<TestBuffer>,
+        extra: &mut X,
+    ) -> Vec<(Verdict, TestBuffer)> {
         let mut burst = burst_of(frames);
         let mut ctx = NitroCtx {
             tables: &self.tables,
@@ -267,17 +281,20 @@ impl Card {
             icmp_limit: &self.icmp_limit,
             now: self.now,
         };
-        let mut extra = VecExtra::new(|| Some(TestBuffer::with_room(128, 9216)));
-        self.ingress.process(
-            &mut burst,
-            &self.ports,
-            &mut ctx,
-            &mut extra,
-            &self.clock,
-            &mut self.meters,
-        );
-        self.extra.extend(extra.sent);
+        ingress.process(&mut burst, &self.ports, &mut ctx, extra, &self.clock, &mut self.meters);
         drain(&mut burst, &mut self.meters)
+    }
+
+    /// Ingress of underlay `frames` with `extra` for what it makes beyond the burst.
+    pub fn ingress_with<X: Extra<TestBuffer>>(
+        &mut self,
+        frames: Vec<TestBuffer>,
+        extra: &mut X,
+    ) -> Vec<(Verdict, TestBuffer)> {
+        let mut ingress = std::mem::replace(&mut self.ingress, Ingress::new(UNDERLAY));
+        let out = self.ingress_through(&mut ingress, frames, extra);
+        self.ingress = ingress;
+        out
     }
 
     /// Set the MTU of `eni`'s port.
