@@ -27,7 +27,7 @@
 //! | stage | what it does | forwards to | drops |
 //! | --- | --- | --- | --- |
 //! | `verify-recv` | [`wire::vpc::parse_outer`]; outer destination must be this card's PA; inner IPv4 header consistent with the Geneve payload. Then one [`Tables::lookup_burst`](mapping_client::Tables::lookup_burst) of (source VPC, inner source) and (VNI, inner destination) for the burst: the source must live behind the outer source PA (or the outer source is an edge serving the source VPC), the VNI must be the source VPC or peered with it; the destination must be mapped to this card's PA (which makes it a local ENI, see below) and have a port in the runtime's [`EniPorts`], whose MTU the inner length is compared with. | | `malformed`, `unsupported`, `unknown_destination`, `unknown_sender`*, `mtu_exceeded` |
-//! | `decap` | Remove the outer header (and any padding), write Ethernet: destination the ENI's MAC; source the sender's MAC when it is in the same subnet, else the subnet router MAC; type IPv4. An inner packet longer than the port's MTU: without DF, cut into fragments of the MTU ([`pipeline::frag`]), each with that Ethernet header; with DF, dropped and answered with ICMP fragmentation-needed (see *Packets longer than the instance's port carries*). | the ENI's port; answers: the underlay | `mtu_exceeded`, `no_buffer`, `malformed` |
+//! | `decap` | Remove the outer header (and any padding), write Ethernet: destination the ENI's MAC; source the sender's MAC when it is in the same subnet, else the subnet router MAC; type IPv4. An inner packet longer than the port's MTU: without DF, cut into fragments of the MTU ([`pipeline::frag`]), each with that Ethernet header; with DF, dropped and answered with ICMP fragmentation-needed (see *Packets longer than the instance's port carries*). | the ENI's port; answers: the underlay | `mtu_exceeded`, `no_buffer`, `no_room`, `malformed` |
 //!
 //! \* security reasons: the drop also raises an [`AlertEvent`] (card,
 //! ENI, VPCs, inner addresses) through the worker's [`AlertProducer`];
@@ -70,6 +70,7 @@
 //! * `no_buffer` — decap: no buffer for the later fragments of a packet to cut (then none
 //!   is sent).
 //! * `no_room` — encap: the buffer lacks the 44 bytes of headroom the outer header needs.
+//!   decap: a buffer for a fragment lacks the room for it or its Ethernet header.
 //! * `unknown_destination` — verify-recv: the outer destination is not this card's PA, or
 //!   the inner destination is not mapped to this card, or its ENI has no port in
 //!   `eni_ports`.
@@ -185,8 +186,10 @@
 //! pass each (hash every key, then probe), and a packet whose key equals the previous
 //! packet's (a burst of one flow) shares its lookup; per-burst state (the sender ENI, its
 //! VPC entry, the outer header template, the last peering answer) is looked up once per
-//! burst. Nothing allocates, locks, logs or
-//! makes a syscall: the scratch lives in the [`Egress`] / [`Ingress`] value the worker owns.
+//! burst. Nothing allocates, locks, logs or makes a syscall: the scratch lives in the
+//! [`Egress`] / [`Ingress`] value the worker owns; the only buffers taken are pool buffers
+//! through the worker's [`Extra`](pipeline::Extra), for packets longer than their port
+//! carries (fragments, ICMP answers), off the fast path, which pays one compare a packet.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(
