@@ -203,11 +203,13 @@ fn through_host(tables: &Tables, f: &[u8]) -> Verdict {
     let (mut alerts, _consumer) = alert_channel(64);
     let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
     let mut meters = Meters::new(collector.add_worker(u64::MAX).unwrap());
-    let mut ctx = NitroCtx { tables, card: pipeline::CardId::Host(1), alerts: &mut alerts };
+    let icmp_limit = pipeline::RateLimit::new(1000, 50, 1000);
+    let mut ctx = NitroCtx { tables, card: pipeline::CardId::Host(1), alerts: &mut alerts, icmp_limit: &icmp_limit, now: 0 };
     let mut burst = Burst::new();
     burst.push(TestBuffer::from_slice_with_room(f, 128, 128)).unwrap();
     let ports = |_: mapping_client::EniId| Some(out(1));
-    Ingress::new().process(&mut burst, &ports, &mut ctx, &NullClock, &mut meters);
+    let mut extra = pipeline::VecExtra::new(|| Some(TestBuffer::with_room(128, 9216)));
+    Ingress::new(out(2)).process(&mut burst, &ports, &mut ctx, &mut extra, &NullClock, &mut meters);
     burst.verdict(0).expect("decided")
 }
 

@@ -34,10 +34,10 @@ use mapping_client::{
     Cidr, EniId, LocalEni, Location, MacAddr, Route, SubnetId, SubnetInfo, TableOp, Tables,
     VpcEntry,
 };
-use nitro::{Egress, EgressOutputs, Ingress, NitroCtx};
+use nitro::{Egress, EgressOutputs, EniPort, Ingress, NitroCtx};
 use pipeline::{
     alert_channel, AlertProducer, Burst, CardId, Clock, DropReason, HistogramConfig, Meters,
-    NullClock, Output, StageId, TimingCollector,
+    NullClock, Output, RateLimit, StageId, TimingCollector, VecExtra,
 };
 use wire::vpc::{emit_outer, inner_flow_hash, Encap, OUTER_HEADER_LEN};
 use wire::{PacketBuf, TestBuffer};
@@ -260,7 +260,7 @@ struct Bench {
     pool: Vec<TestBuffer>,
     egress: Egress,
     ingress: Ingress,
-    ports: Vec<Option<Output>>,
+    ports: Vec<Option<EniPort>>,
     alerts: AlertProducer,
     meters: Meters,
     _collector: TimingCollector,
@@ -280,7 +280,7 @@ impl Bench {
         };
         let mut ports = vec![None; 1 + LOCAL as usize];
         for (i, p) in ports.iter_mut().enumerate().skip(1) {
-            *p = Output::new(1 + i);
+            *p = Output::new(1 + i).map(EniPort::vpc_mtu);
         }
         let sender = tables
             .local_eni_by_ip(1, addr(1, FIRST_LOCAL))
@@ -296,7 +296,7 @@ impl Bench {
                 .map(|_| TestBuffer::with_room(128, room))
                 .collect(),
             egress: Egress::new(outputs),
-            ingress: Ingress::new(),
+            ingress: Ingress::new(outputs.underlay),
             ports,
             alerts,
             meters,
@@ -325,11 +325,16 @@ impl Bench {
     /// Timed: the card's stages over every burst.
     #[inline(never)]
     fn process<C: Clock>(&mut self, clock: &C) {
+        let limit = RateLimit::unlimited();
         let mut ctx = NitroCtx {
             tables: self.tables,
             card: CardId::Host(0),
             alerts: &mut self.alerts,
+            icmp_limit: &limit,
+            now: 0,
         };
+        // Every frame fits its port: nothing is made beyond a burst.
+        let mut extra = VecExtra::new(|| None::<TestBuffer>);
         for burst in &mut self.bursts {
             match self.dir {
                 Dir::Egress => {
@@ -337,8 +342,14 @@ impl Bench {
                         .process(burst, self.sender, &mut ctx, clock, &mut self.meters)
                 }
                 Dir::Ingress => {
-                    self.ingress
-                        .process(burst, &self.ports, &mut ctx, clock, &mut self.meters)
+                    self.ingress.process(
+                        burst,
+                        &self.ports,
+                        &mut ctx,
+                        &mut extra,
+                        clock,
+                        &mut self.meters,
+                    )
                 }
             }
         }

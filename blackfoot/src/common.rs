@@ -1,5 +1,5 @@
-//! What both edge pipelines share: the per-burst context, the outputs, the extra-packet
-//! sink, the Ethernet headers the edge writes, and the `encap` stage that carries packets
+//! What both edge pipelines share: the per-burst context, the outputs, the Ethernet
+//! headers the edge writes, and the `encap` stage that carries packets
 //! from outside back to the host of their destination.
 
 use std::net::Ipv4Addr;
@@ -34,43 +34,6 @@ pub struct EdgeOutputs {
     pub dx: Option<Output>,
     /// `edge:EDGE:services` (S3 front ends).
     pub services: Option<Output>,
-}
-
-/// Packets a stage makes beyond the burst it was given (the second and later fragments of
-/// a packet cut for the 1500-byte internet MTU): buffers come from `alloc`, and go out
-/// through `send` after the burst's own packets of the same pass. An implementation that
-/// cannot take a packet frees and counts it itself.
-pub trait Extra<B> {
-    /// A fresh, empty buffer (with the pool's usual headroom), or `None` when the pool is
-    /// exhausted.
-    fn alloc(&mut self) -> Option<B>;
-    /// Send `pkt` to `out`.
-    fn send(&mut self, pkt: B, out: Output);
-}
-
-/// [`Extra`] over plain vectors, for tests and benchmarks: `alloc` calls a closure,
-/// `send` keeps what was sent.
-pub struct VecExtra<B, F: FnMut() -> Option<B>> {
-    /// Makes the buffers.
-    pub make: F,
-    /// What was sent, in order.
-    pub sent: Vec<(B, Output)>,
-}
-
-impl<B, F: FnMut() -> Option<B>> VecExtra<B, F> {
-    /// An empty sink around `make`.
-    pub fn new(make: F) -> Self {
-        VecExtra { make, sent: Vec::new() }
-    }
-}
-
-impl<B, F: FnMut() -> Option<B>> Extra<B> for VecExtra<B, F> {
-    fn alloc(&mut self) -> Option<B> {
-        (self.make)()
-    }
-    fn send(&mut self, pkt: B, out: Output) {
-        self.sent.push((pkt, out));
-    }
 }
 
 /// What the stages need from the worker for one burst.

@@ -7,19 +7,20 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
+use pipeline::frag::{self, fragment_out};
 use pipeline::{
-    run_timed_fn, Burst, Clock, DropReason, Meters, Output, Received, StageId, Verdict, MAX_BURST,
+    run_timed_fn, Burst, Clock, DropReason, Extra, Meters, Received, StageId, Verdict, MAX_BURST,
 };
 use wire::vpc::Encap;
 use wire::{EthernetAddress, PacketBuf};
 
 use crate::common::{
-    bit, drop_mask, encap_to_hosts, push_ethernet, push_outer,
-    push_vlan_ethernet, slot, EdgeCtx, EdgeOutputs, Extra, ToHosts, INTERNET_MTU,
+    bit, drop_mask, encap_to_hosts, push_ethernet, push_outer, push_vlan_ethernet, slot,
+    EdgeCtx, EdgeOutputs, ToHosts, INTERNET_MTU,
     INTERNET_NEXT_HOP_MAC,
 };
 use crate::sa::EdgeSas;
-use crate::{esp, frag, nat};
+use crate::{esp, nat};
 
 /// Where verify-recv sent a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,36 +296,6 @@ fn bounce<B: PacketBuf>(p: &mut B, i: usize, mtu: usize, tables: &Tables, s: &mu
         }
         Err(reason) => Some(Verdict::Drop(reason)),
     }
-}
-
-/// Cut `p` into fragments of at most `mtu` bytes and `finish` each, the first (which
-/// stays in `p`) first, so an SA numbers them in order; the others go to `out` through
-/// `extra`. A later fragment `finish` refuses is freed (the receiver's reassembly then
-/// times out, as with any loss).
-fn fragment_out<B: PacketBuf, X: Extra<B>>(
-    p: &mut B,
-    mtu: usize,
-    extra: &mut X,
-    out: Output,
-    mut finish: impl FnMut(&mut B) -> Result<(), DropReason>,
-) -> Result<(), DropReason> {
-    let mut fragments: [Option<B>; frag::MAX_FRAGMENTS] = core::array::from_fn(|_| None);
-    let mut n = 0usize;
-    frag::fragment(p, mtu, || extra.alloc(), |f| {
-        if let Some(slot) = fragments.get_mut(n) {
-            *slot = Some(f);
-        }
-        n += 1;
-    })?;
-    let first = finish(p);
-    for f in fragments.iter_mut().take(n) {
-        if let Some(mut f) = f.take() {
-            if first.is_ok() && finish(&mut f).is_ok() {
-                extra.send(f, out);
-            }
-        }
-    }
-    first
 }
 
 /// `nat`: the source must own an Elastic IP (`no_elastic_ip`); SNAT; the internet MTU

@@ -13,7 +13,7 @@
 //! | `esp-encrypt` | VPN prefixes: ESP tunnel mode with the VPN's outbound SA ([`esp`]). A tunnel packet over the 1500-byte internet MTU: the inner packet is fragmented first and each fragment encrypted, or, with DF, answered with ICMP fragmentation-needed (the MTU that fits) back to the sender. Ethernet to the internet next hop. | internet | `esp_seq_exhausted`, `mtu_exceeded`, `malformed`, `no_room`, `no_buffer`, `unknown_destination`† |
 //! | `vlan` | DX prefixes: Ethernet to the VIF's router MAC with the VIF's 802.1Q tag. | dx | `no_room`, `unknown_destination`† |
 //! | `endpoint` | Endpoint prefixes: Geneve towards the endpoint's S3 front end, VNI = source VPC = the sender's VPC, plus the 64-bit VPC endpoint ID option (class 0x0108, type 1); inner packet unchanged. | services | `mtu_exceeded`, `no_room`, `unknown_destination`† |
-//! | `nat` | Everything else (the VPC's internet gateway on this edge): the source must own an Elastic IP; SNAT ([`nat`]: IPv4, TCP/UDP checksums incremental, ICMP errors' quoted header too); over 1500 bytes: fragmented ([`frag`]), or fragmentation-needed back with DF. Ethernet to the internet next hop. | internet | `no_elastic_ip`, `malformed`, `mtu_exceeded` (no fragmentation-needed may answer an ICMP error or a later fragment), `no_room`, `no_buffer`, `unknown_destination`† |
+//! | `nat` | Everything else (the VPC's internet gateway on this edge): the source must own an Elastic IP; SNAT ([`nat`]: IPv4, TCP/UDP checksums incremental, ICMP errors' quoted header too); over 1500 bytes: fragmented ([`pipeline::frag`]), or fragmentation-needed back with DF. Ethernet to the internet next hop. | internet | `no_elastic_ip`, `malformed`, `mtu_exceeded` (no fragmentation-needed may answer an ICMP error or a later fragment), `no_room`, `no_buffer`, `unknown_destination`† |
 //! | `encap` | Fragmentation-needed answers: back to the sender's host like traffic from outside. | fabric | `no_mapping` |
 //!
 //! **Outside in** — [`FromOutside::process`], per side:
@@ -82,12 +82,14 @@ pub mod aead;
 mod common;
 pub mod esp;
 mod fabric;
-pub mod frag;
 pub mod nat;
 mod outside;
 mod sa;
 
-pub use common::{EdgeCtx, EdgeOutputs, Extra, VecExtra, INTERNET_MTU, INTERNET_NEXT_HOP_MAC};
+pub use common::{EdgeCtx, EdgeOutputs, INTERNET_MTU, INTERNET_NEXT_HOP_MAC};
+/// Where the edge's stages get and send the packets they make beyond a burst (fragments);
+/// shared with the Nitro card, defined in `pipeline`.
+pub use pipeline::{Extra, VecExtra};
 pub use fabric::FromFabric;
 pub use outside::{FromOutside, Side};
 pub use sa::{EdgeSas, InboundSas};

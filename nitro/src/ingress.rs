@@ -1,15 +1,18 @@
-//! Underlay in: verify-recv (parse, sender check, destination ENI), decap.
+//! Underlay in: verify-recv (parse, sender check, destination ENI and its port's MTU),
+//! decap (with fragmentation or fragmentation-needed for a port that carries less).
 
 use std::net::Ipv4Addr;
 
 use mapping_client::{EniId, Location, Tables};
+use pipeline::frag::{fragment_out, FragNeeded};
 use pipeline::{
-    run_timed, Burst, Clock, DropReason, Meters, Output, Received, Stage, StageId, Verdict,
-    MAX_BURST,
+    run_timed, run_timed_fn, Burst, Clock, DropReason, Extra, Meters, Output, Received, Stage,
+    StageId, Verdict, MAX_BURST,
 };
+use wire::vpc::{self, Encap, VPC_MTU};
 use wire::PacketBuf;
 
-use crate::{slot, subnet_router_mac, NitroCtx};
+use crate::{card_mac, slot, subnet_router_mac, NitroCtx, UNDERLAY_ROUTER_MAC};
 
 const ETH_LEN: usize = 14;
 
@@ -34,6 +37,9 @@ struct Scratch {
     /// The Ethernet addresses decap writes (destination, source) and the ENI's output.
     eth: [[u8; 12]; MAX_BURST],
     out: [Option<Output>; MAX_BURST],
+    /// Slots whose inner packet is longer than their port's MTU, and that MTU.
+    big: u64,
+    mtu: [u16; MAX_BURST],
 }
 
 impl Scratch {
@@ -51,38 +57,74 @@ impl Scratch {
             parsed: [0; MAX_BURST],
             eth: [[0; 12]; MAX_BURST],
             out: [None; MAX_BURST],
+            big: 0,
+            mtu: [0; MAX_BURST],
         }
     }
 }
 
-/// Where the instance port of each local ENI is: the runtime's small table, consulted
-/// once per delivered packet (after the mapping has placed the destination on this card).
+/// A local ENI's instance port as ingress sees it: where its packets go, and the largest
+/// IPv4 packet (without Ethernet) the port carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EniPort {
+    /// The port's output.
+    pub out: Output,
+    /// The port's MTU: a longer inner packet is fragmented, or, with DF, dropped as
+    /// `mtu_exceeded` and answered with ICMP fragmentation-needed.
+    pub mtu: u16,
+}
+
+impl EniPort {
+    /// A port that carries the VPC MTU.
+    pub const fn vpc_mtu(out: Output) -> EniPort {
+        EniPort { out, mtu: VPC_MTU as u16 }
+    }
+}
+
+/// Where the instance port of each local ENI is, and its MTU: the runtime's small table,
+/// consulted once per delivered packet (after the mapping has placed the destination on
+/// this card).
 ///
 /// Implemented for a slice or `Vec` indexed by [`EniId`]`.0` (`None`, or an index past
-/// the end: no port) and for any `Fn(EniId) -> Option<Output>`.
+/// the end: no port) of [`EniPort`]s, or of [`Output`]s (ports that carry the VPC MTU),
+/// and for any `Fn(EniId) -> Option<Output>` (the VPC MTU too).
 pub trait EniPorts {
-    /// The output of `eni`'s instance port, if it has one in this process.
-    fn port(&self, eni: EniId) -> Option<Output>;
+    /// The instance port of `eni`, if it has one in this process.
+    fn port(&self, eni: EniId) -> Option<EniPort>;
+}
+
+impl EniPorts for [Option<EniPort>] {
+    #[inline(always)]
+    fn port(&self, eni: EniId) -> Option<EniPort> {
+        self.get(eni.0 as usize).copied().flatten()
+    }
+}
+
+impl EniPorts for Vec<Option<EniPort>> {
+    #[inline(always)]
+    fn port(&self, eni: EniId) -> Option<EniPort> {
+        self.as_slice().port(eni)
+    }
 }
 
 impl EniPorts for [Option<Output>] {
     #[inline(always)]
-    fn port(&self, eni: EniId) -> Option<Output> {
-        self.get(eni.0 as usize).copied().flatten()
+    fn port(&self, eni: EniId) -> Option<EniPort> {
+        self.get(eni.0 as usize).copied().flatten().map(EniPort::vpc_mtu)
     }
 }
 
 impl EniPorts for Vec<Option<Output>> {
     #[inline(always)]
-    fn port(&self, eni: EniId) -> Option<Output> {
+    fn port(&self, eni: EniId) -> Option<EniPort> {
         self.as_slice().port(eni)
     }
 }
 
 impl<F: Fn(EniId) -> Option<Output>> EniPorts for F {
     #[inline(always)]
-    fn port(&self, eni: EniId) -> Option<Output> {
-        self(eni)
+    fn port(&self, eni: EniId) -> Option<EniPort> {
+        self(eni).map(EniPort::vpc_mtu)
     }
 }
 
@@ -97,42 +139,40 @@ pub(crate) struct IngressCtx<'c, 't, P: ?Sized> {
 /// per worker and reuse it for every burst.
 pub struct Ingress {
     verify: VerifyRecv,
-    decap: Decap,
+    underlay: Output,
     scratch: Box<Scratch>,
 }
 
 impl core::fmt::Debug for Ingress {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Ingress").finish_non_exhaustive()
-    }
-}
-
-impl Default for Ingress {
-    fn default() -> Self {
-        Self::new()
+        f.debug_struct("Ingress").field("underlay", &self.underlay).finish_non_exhaustive()
     }
 }
 
 impl Ingress {
-    /// The pipeline.
-    pub fn new() -> Self {
+    /// The pipeline; ICMP fragmentation-needed answers leave by `underlay` (the card's
+    /// underlay: the fabric or its underlay port).
+    pub fn new(underlay: Output) -> Self {
         Ingress {
             verify: VerifyRecv,
-            decap: Decap,
+            underlay,
             scratch: Box::new(Scratch::new()),
         }
     }
 
     /// Run verify-recv and decap over a burst of underlay frames. `eni_ports` says which
-    /// output the instance port of a local ENI is ([`EniPorts`]: e.g. a
-    /// `[Option<Output>]` indexed by [`EniId`]`.0`). Every packet leaves decided:
-    /// forwarded to its ENI's port or dropped with its reason.
+    /// output the instance port of a local ENI is and its MTU ([`EniPorts`]: e.g. a
+    /// `[Option<EniPort>]` indexed by [`EniId`]`.0`). Every packet leaves decided:
+    /// forwarded to its ENI's port or dropped with its reason. What decap makes beyond the
+    /// burst (the later fragments of a packet cut for its port's MTU, ICMP
+    /// fragmentation-needed answers in fresh buffers) goes out through `extra`.
     #[inline]
-    pub fn process<B: PacketBuf, C: Clock, P: EniPorts + ?Sized>(
+    pub fn process<B: PacketBuf, C: Clock, P: EniPorts + ?Sized, X: Extra<B>>(
         &mut self,
         burst: &mut Burst<B>,
         eni_ports: &P,
         ctx: &mut NitroCtx<'_>,
+        extra: &mut X,
         clock: &C,
         meters: &mut Meters,
     ) {
@@ -145,7 +185,11 @@ impl Ingress {
             s: &mut self.scratch,
         };
         run_timed(&mut self.verify, burst, &mut cx, clock, meters);
-        run_timed(&mut self.decap, burst, &mut cx, clock, meters);
+        let s = &*self.scratch;
+        let underlay = self.underlay;
+        run_timed_fn(StageId::Decap, burst, u64::MAX, clock, meters, |b| {
+            decap(b, s, ctx, extra, underlay)
+        });
     }
 }
 
@@ -185,6 +229,7 @@ impl<'c, 't, P: EniPorts + ?Sized> Stage<IngressCtx<'c, 't, P>> for VerifyRecv {
         let tables: &'t Tables = cx.nitro.tables;
         let pa = tables.pa();
         let s = &mut *cx.s;
+        s.big = 0;
 
         // Parse every frame and gather its two keys.
         let (mut n, mut ok) = (0usize, 0usize);
@@ -262,10 +307,15 @@ impl<'c, 't, P: EniPorts + ?Sized> Stage<IngressCtx<'c, 't, P>> for VerifyRecv {
             // Mapped to this card's PA: a local ENI (the tables contract: a card's
             // mapping names its own PA exactly for the ENIs in its local table, in every
             // version, deltas included), so the runtime's port table is the last word.
-            let Some(out) = cx.ports.port(dl.eni) else {
+            let Some(port) = cx.ports.port(dl.eni) else {
                 burst.drop(i, DropReason::UnknownDestination);
                 continue;
             };
+            if s.inner_len[j] > port.mtu {
+                // Longer than the instance's port carries: decap's slow path.
+                s.big |= 1 << j;
+                s.mtu[j] = port.mtu;
+            }
             let src_mac = match src_loc {
                 Some(l) if by_mapping && l.subnet == dl.subnet => l.mac.0,
                 _ => subnet_router_mac(dl.subnet).0,
@@ -273,33 +323,113 @@ impl<'c, 't, P: EniPorts + ?Sized> Stage<IngressCtx<'c, 't, P>> for VerifyRecv {
             let eth = &mut s.eth[j];
             eth[..6].copy_from_slice(&dl.mac.0);
             eth[6..].copy_from_slice(&src_mac);
-            s.out[j] = Some(out);
+            s.out[j] = Some(port.out);
         }
     }
 }
 
 // ----- decap -----
 
-/// `decap`: outer header off, the instance's Ethernet header on.
-struct Decap;
+/// `decap`: outer header off, the instance's Ethernet header on. A packet longer than its
+/// port's MTU takes [`too_big`].
+fn decap<B: PacketBuf, X: Extra<B>>(
+    burst: &mut Burst<B>,
+    s: &Scratch,
+    ctx: &NitroCtx<'_>,
+    extra: &mut X,
+    underlay: Output,
+) {
+    let big = s.big;
+    burst.for_each_live(|i, p| {
+        let j = slot(i);
+        let Some(out) = s.out[j] else {
+            return Some(Verdict::Drop(DropReason::UnknownDestination));
+        };
+        if big & (1 << j) != 0 {
+            return Some(too_big(p, j, out, s, ctx, extra, underlay));
+        }
+        let (offset, len) = (usize::from(s.inner_offset[j]), usize::from(s.inner_len[j]));
+        Some(match decapsulate(p, offset, len, &s.eth[j]) {
+            Ok(()) => Verdict::Forward(out),
+            Err(reason) => Verdict::Drop(reason),
+        })
+    });
+}
 
-impl<'c, 't, P: ?Sized> Stage<IngressCtx<'c, 't, P>> for Decap {
-    const ID: StageId = StageId::Decap;
+/// A packet longer than its port's MTU (slot `j`, going to `out`): with DF, dropped as
+/// `mtu_exceeded` and answered ([`frag_needed`]); without, the outer header off and the
+/// inner packet cut into fragments of the MTU, each with the instance's Ethernet header,
+/// the first in `p`, the others through `extra`.
+#[cold]
+#[inline(never)]
+fn too_big<B: PacketBuf, X: Extra<B>>(
+    p: &mut B,
+    j: usize,
+    out: Output,
+    s: &Scratch,
+    ctx: &NitroCtx<'_>,
+    extra: &mut X,
+    underlay: Output,
+) -> Verdict {
+    let (offset, len) = (usize::from(s.inner_offset[j]), usize::from(s.inner_len[j]));
+    let mtu = s.mtu[j];
+    let Some(inner) = p.data().get(offset..offset + len) else {
+        return Verdict::Drop(DropReason::Malformed);
+    };
+    if inner.get(6).is_some_and(|flags| flags & 0x40 != 0) {
+        frag_needed(inner, mtu, s, j, ctx, extra, underlay);
+        return Verdict::Drop(DropReason::MtuExceeded);
+    }
+    let padding = p.len().saturating_sub(offset + len);
+    if p.trim(padding).is_err() || p.adj(offset).is_err() {
+        return Verdict::Drop(DropReason::Malformed);
+    }
+    let eth = &s.eth[j];
+    let push_eth = |f: &mut B| -> Result<(), DropReason> {
+        let head = f.prepend(ETH_LEN).map_err(|_| DropReason::NoRoom)?;
+        head[..12].copy_from_slice(eth);
+        head[12..].copy_from_slice(&[0x08, 0x00]);
+        Ok(())
+    };
+    match fragment_out(p, usize::from(mtu), extra, out, push_eth) {
+        Ok(()) => Verdict::Forward(out),
+        Err(reason) => Verdict::Drop(reason),
+    }
+}
 
-    #[inline]
-    fn process<B: PacketBuf>(&mut self, burst: &mut Burst<B>, cx: &mut IngressCtx<'c, 't, P>) {
-        let s = &*cx.s;
-        burst.for_each_live(|i, p| {
-            let j = slot(i);
-            let Some(out) = s.out[j] else {
-                return Some(Verdict::Drop(DropReason::UnknownDestination));
-            };
-            let (offset, len) = (usize::from(s.inner_offset[j]), usize::from(s.inner_len[j]));
-            Some(match decapsulate(p, offset, len, &s.eth[j]) {
-                Ok(()) => Verdict::Forward(out),
-                Err(reason) => Verdict::Drop(reason),
-            })
-        });
+/// Answer the DF packet `inner` (slot `j`) that its port cannot carry with ICMP
+/// fragmentation-needed (next-hop MTU `mtu`), if the card's limit allows and ICMP may
+/// answer it: from the destination instance's address (the card answers for the vNIC's
+/// link) to the sender, in a fresh buffer from `extra`, encapsulated from this card's PA
+/// back to the outer source PA with VNI = the packet's source VPC and source VPC = its VNI,
+/// so that the sender's card takes it as from the destination instance. Whatever stops the
+/// answer (the limit, an offender ICMP may not answer, no buffer) sends nothing.
+fn frag_needed<B: PacketBuf, X: Extra<B>>(
+    inner: &[u8],
+    mtu: u16,
+    s: &Scratch,
+    j: usize,
+    ctx: &NitroCtx<'_>,
+    extra: &mut X,
+    underlay: Output,
+) {
+    let Some(dst) = inner.get(16..20).and_then(|d| <[u8; 4]>::try_from(d).ok()) else { return };
+    let Ok(answer) = FragNeeded::about(inner, mtu, Ipv4Addr::from(dst)) else { return };
+    if !ctx.icmp_limit.allow(ctx.now) {
+        return;
+    }
+    let Some(mut buf) = extra.alloc() else { return };
+    let pa = ctx.tables.pa();
+    let encap = Encap {
+        src_mac: card_mac(pa),
+        dst_mac: UNDERLAY_ROUTER_MAC,
+        src_pa: pa,
+        dst_pa: Ipv4Addr::from(s.src_pa[j]),
+        vni: s.source_vpc[j],
+        source_vpc: s.vni[j],
+    };
+    if answer.write_into(&mut buf).is_ok() && vpc::push_outer(&mut buf, &encap, None).is_ok() {
+        extra.send(buf, underlay);
     }
 }
 

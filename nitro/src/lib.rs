@@ -21,12 +21,13 @@
 //! | `encap` | Strip Ethernet (and any padding), prepend the 58-byte outer header of ARCHITECTURE section 3: [`wire::vpc::emit_outer`] once per burst, then per packet a copy with the six per-packet fields patched on fixed offsets. | `underlay` | `mtu_exceeded`, `no_room` |
 //!
 //! **Underlay in** — [`Ingress::process`], for a burst of Geneve frames from the fabric or
-//! an underlay port:
+//! an underlay port (what decap makes beyond the burst — later fragments, ICMP answers —
+//! goes out through the worker's [`Extra`](pipeline::Extra)):
 //!
 //! | stage | what it does | forwards to | drops |
 //! | --- | --- | --- | --- |
-//! | `verify-recv` | The front end both cards share, [`pipeline::underlay::receive`]: the outer header ([`wire::vpc::parse_outer`]), then the outer destination must be this card's PA, then the inner IPv4 header (version, IHL, lengths equal to the Geneve payload's, header checksum), then the VPC MTU. Then one [`Tables::lookup_burst`](mapping_client::Tables::lookup_burst) of (source VPC, inner source) and (VNI, inner destination) for the burst: the source must live behind the outer source PA (or the outer source is an edge serving the source VPC), the VNI must be the source VPC or peered with it; the destination must be mapped to this card's PA (which makes it a local ENI, see below) and have a port in the runtime's [`EniPorts`]. | | `malformed`, `unsupported`, `unknown_destination`, `unknown_sender`*, `mtu_exceeded` |
-//! | `decap` | Remove the outer header (and any padding), write Ethernet: destination the ENI's MAC; source the sender's MAC when it is in the same subnet, else the subnet router MAC; type IPv4. | the ENI's port | |
+//! | `verify-recv` | The front end both cards share, [`pipeline::underlay::receive`]: the outer header ([`wire::vpc::parse_outer`]), then the outer destination must be this card's PA, then the inner IPv4 header (version, IHL, lengths equal to the Geneve payload's, header checksum), then the VPC MTU. Then one [`Tables::lookup_burst`](mapping_client::Tables::lookup_burst) of (source VPC, inner source) and (VNI, inner destination) for the burst: the source must live behind the outer source PA (or the outer source is an edge serving the source VPC), the VNI must be the source VPC or peered with it; the destination must be mapped to this card's PA (which makes it a local ENI, see below) and have a port in the runtime's [`EniPorts`], whose MTU the inner length is compared with. | | `malformed`, `unsupported`, `unknown_destination`, `unknown_sender`*, `mtu_exceeded` |
+//! | `decap` | Remove the outer header (and any padding), write Ethernet: destination the ENI's MAC; source the sender's MAC when it is in the same subnet, else the subnet router MAC; type IPv4. An inner packet longer than the port's MTU: without DF, cut into fragments of the MTU ([`pipeline::frag`]), each with that Ethernet header; with DF, dropped and answered with ICMP fragmentation-needed (see *Packets longer than the instance's port carries*). | the ENI's port; answers: the underlay | `mtu_exceeded`, `no_buffer`, `no_room`, `malformed` |
 //!
 //! \* security reasons: the drop also raises an [`AlertEvent`] (card,
 //! ENI, VPCs, inner addresses) through the worker's [`AlertProducer`];
@@ -64,8 +65,14 @@
 //! * `no_mapping` — route: the mapping cache has no (VNI, destination) entry; there is no
 //!   miss path.
 //! * `mtu_exceeded` — encap: the inner IPv4 packet is longer than the VPC MTU, 9001 bytes.
-//!   verify-recv: the same for a received inner packet whose headers are sound.
+//!   verify-recv: the same for a received inner packet whose headers are sound. decap: the
+//!   inner packet is longer than the destination's port carries and has DF set (answered
+//!   with fragmentation-needed unless the card's rate limit or RFC 1122's rules forbid), or
+//!   cannot be cut (more than 64 fragments: an MTU below 164 for a 9001-byte packet).
+//! * `no_buffer` — decap: no buffer for the later fragments of a packet to cut (then none
+//!   is sent).
 //! * `no_room` — encap: the buffer lacks the 44 bytes of headroom the outer header needs.
+//!   decap: a buffer for a fragment lacks the room for it or its Ethernet header.
 //! * `unknown_destination` — verify-recv: the outer destination is not this card's PA
 //!   (checked right after the outer header, before anything inside it), or
 //!   the inner destination is not mapped to this card, or its ENI has no port in
@@ -120,6 +127,52 @@
 //! * **Broadcast inside a subnet** (x.x.x.255) has no mapping and is dropped as
 //!   `no_mapping`, as a VPC does.
 //!
+//! # Packets longer than the instance's port carries
+//!
+//! The VPC MTU is 9001 bytes, but an instance's port may carry less (DPDK 22.11's net_tap:
+//! 1500-byte IP packets). The card then acts as the router in front of that link would:
+//!
+//! * **Where**: the runtime's ENI -> port table ([`EniPorts`]) gives each port's MTU with
+//!   its output ([`EniPort`]); verify-recv, which looks the port up anyway, compares the
+//!   inner length with it (one compare a packet) and marks the longer ones; decap takes
+//!   them on a cold path. So the loss has a stage and a counted reason, instead of the
+//!   device refusing the frame at TX (net_tap leaves it, and every packet after it in the
+//!   burst, unsent: `tx_full`).
+//! * **Without DF**: fragmented as a router would (RFC 791: offsets, MF, copied options),
+//!   the first fragment in the packet's own buffer, the others in buffers from the worker's
+//!   pool (at most 64, on the stack, no heap allocation), all out of the instance's port.
+//! * **With DF**: dropped as `mtu_exceeded`, and answered with ICMP destination
+//!   unreachable, fragmentation needed (type 3, code 4, RFC 1191: the port's MTU as
+//!   next-hop MTU; the offender's IP header and first 8 payload bytes quoted), so that the
+//!   sender's path MTU discovery shrinks its packets (Linux: the route's PMTU exception,
+//!   TCP's MSS). No answer about an ICMP error, a later fragment, a multicast, broadcast or
+//!   non-unicast source (RFC 1122 3.2.2, RFC 1812 4.3.2.7).
+//! * **Who answers, from where**: the answer must reach the sender through the underlay
+//!   and pass the sender card's verify-recv, which only takes (source VPC, inner source)
+//!   from the PA the mapping places it behind, or from an edge serving that VPC: an ICMP
+//!   from a router address (the subnet's `.1`) would be dropped there as `unknown_sender`.
+//!   So the card answers on behalf of the destination vNIC's link: the ICMP's source is
+//!   the destination instance's address (the one the sender used, secondary or primary),
+//!   encapsulated from this card's PA to the offender's outer source PA, VNI = the
+//!   offender's source VPC, source-VPC option = its VNI. The sender's card sees a packet
+//!   from the destination instance where the mapping puts it, across the same peering, and
+//!   delivers it; the edge does the same for internet, VPN or DX senders (and NATs or
+//!   encrypts it back out like the instance's own traffic). Linux accepts
+//!   fragmentation-needed from any source that quotes one of its packets. This is honest
+//!   about what happened — the packet was too long for that instance's link — but the
+//!   answer is not the instance's own: a traceroute-style tool would see the destination
+//!   say it, not a router.
+//! * **Rate limit**: at most [`ICMP_RATE_PER_SEC`] answers a second and [`ICMP_BURST`] at
+//!   once per card (Linux's defaults for `icmp_msgs_per_sec` / `icmp_msgs_burst`), shared
+//!   by every worker through a lock-free [`RateLimit`] ([`NitroCtx::icmp_limit`], time in
+//!   [`NitroCtx::now`]). The limit is checked after the cheap checks and before a buffer is
+//!   taken; the answer is built in a fresh buffer from the worker's pool (the only
+//!   allocation: a pool mbuf), and nothing waits. Over the limit, or without a buffer, the
+//!   packet is still dropped `mtu_exceeded`, unanswered.
+//! * **Counting**: the offender is one `mtu_exceeded` drop at decap whether answered or
+//!   not; the answer is one more packet out of the underlay output; fragments are outputs
+//!   of the instance port.
+//!
 //! # Limits
 //!
 //! * An ENI with source/dest check off may send foreign sources, and the sending card lets
@@ -128,6 +181,13 @@
 //!   through would need the mapping to carry the sender's source/dest check flag.
 //! * No DHCP, no DNS at `.2`, no instance metadata: those are dropped (`unsupported` for
 //!   broadcast DHCP, `no_mapping` for `.2`).
+//! * Only the destination instance's port is checked against its MTU here. A packet too
+//!   long for another port on its way (an underlay port between processes below the
+//!   underlay's jumbo MTU) is dropped `mtu_exceeded` by the runtime before TX, without an
+//!   answer: the underlay of the contract runs jumbo frames, and `vpcemu run` warns at
+//!   start about a port below what may leave by it. A packet from an instance longer than
+//!   the VPC MTU is `mtu_exceeded` at encap, also without an answer (an instance's interface
+//!   MTU is the VPC MTU at most).
 //!
 //! # Cost
 //!
@@ -136,8 +196,10 @@
 //! pass each (hash every key, then probe), and a packet whose key equals the previous
 //! packet's (a burst of one flow) shares its lookup; per-burst state (the sender ENI, its
 //! VPC entry, the outer header template, the last peering answer) is looked up once per
-//! burst. Nothing allocates, locks, logs or
-//! makes a syscall: the scratch lives in the [`Egress`] / [`Ingress`] value the worker owns.
+//! burst. Nothing allocates, locks, logs or makes a syscall: the scratch lives in the
+//! [`Egress`] / [`Ingress`] value the worker owns; the only buffers taken are pool buffers
+//! through the worker's [`Extra`](pipeline::Extra), for packets longer than their port
+//! carries (fragments, ICMP answers), off the fast path, which pays one compare a packet.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(
@@ -148,14 +210,14 @@
 use std::net::Ipv4Addr;
 
 use mapping_client::{MacAddr, SubnetId, Tables};
-use pipeline::{AlertEvent, AlertProducer, CardId, DropReason, StageId, MAX_BURST};
+use pipeline::{AlertEvent, AlertProducer, CardId, DropReason, RateLimit, StageId, MAX_BURST};
 use wire::EthernetAddress;
 
 mod egress;
 mod ingress;
 
 pub use egress::{Egress, EgressOutputs};
-pub use ingress::{EniPorts, Ingress};
+pub use ingress::{EniPort, EniPorts, Ingress};
 
 /// What the stages need from the worker for one burst.
 pub struct NitroCtx<'a> {
@@ -165,6 +227,11 @@ pub struct NitroCtx<'a> {
     pub card: CardId,
     /// The worker's alert queue.
     pub alerts: &'a mut AlertProducer,
+    /// The card's limit on the ICMP errors it sends (fragmentation-needed), shared by
+    /// every worker that runs the card's stages.
+    pub icmp_limit: &'a RateLimit,
+    /// Now, in ticks of `icmp_limit`'s clock (the TSC in the runtime).
+    pub now: u64,
 }
 
 impl core::fmt::Debug for NitroCtx<'_> {
@@ -204,6 +271,14 @@ impl NitroCtx<'_> {
         });
     }
 }
+
+/// How many ICMP errors (fragmentation-needed) a card sends a second on average, all its
+/// workers together ([`NitroCtx::icmp_limit`]); Linux's default `icmp_msgs_per_sec`.
+pub const ICMP_RATE_PER_SEC: u32 = 1000;
+
+/// How many ICMP errors a card may send at once after a quiet time; Linux's default
+/// `icmp_msgs_burst`.
+pub const ICMP_BURST: u32 = 50;
 
 /// Outer Ethernet destination of encapsulated packets: the underlay next hop (see the crate
 /// documentation).

@@ -906,6 +906,8 @@ fn null_clock_counts_without_timing() {
         tables: &a.tables,
         card: a.card,
         alerts: &mut a.alerts,
+        icmp_limit: &a.icmp_limit,
+        now: a.now,
     };
     a.egress.process(
         &mut burst,
@@ -944,11 +946,15 @@ fn eni_ports_may_be_a_closure() {
         tables: &b.tables,
         card: b.card,
         alerts: &mut b.alerts,
+        icmp_limit: &b.icmp_limit,
+        now: b.now,
     };
+    let mut extra = pipeline::VecExtra::new(|| None::<TestBuffer>);
     b.ingress.process(
         &mut burst,
         &ports,
         &mut ctx,
+        &mut extra,
         &pipeline::NullClock,
         &mut b.meters,
     );

@@ -15,6 +15,8 @@
 //!   per port). Draining counts every packet exactly once into the worker's [`Counters`]:
 //!   per output, consumed, or per drop reason; a packet still live at drain time is
 //!   dropped as [`DropReason::NoVerdict`]. The burst is then empty and reusable.
+//!   [`drain_grouped_within`](Burst::drain_grouped_within) also drops, as
+//!   [`DropReason::MtuExceeded`], a forwarded packet longer than its output carries.
 //!
 //! Verdicts are the stage's local tally: nothing is counted while stages run, the counts
 //! are added to [`Counters`] once per burst, at drain.
@@ -287,8 +289,44 @@ impl<B> Burst<B> {
     /// `tx` must remove from the vector every buffer the device took (e.g. drain the
     /// first `sent` elements). Buffers it leaves there are dropped as
     /// [`DropReason::TxFull`]: counted and handed to `rest` with that verdict.
-    pub fn drain_grouped<T, R>(&mut self, counters: &mut Counters, mut tx: T, mut rest: R)
+    pub fn drain_grouped<T, R>(&mut self, counters: &mut Counters, tx: T, rest: R)
     where
+        T: FnMut(Output, &mut ArrayVec<B, MAX_BURST>),
+        R: FnMut(B, Verdict),
+    {
+        self.drain_grouped_inner(counters, |_| usize::MAX, |_| 0, tx, rest);
+    }
+
+    /// [`drain_grouped`](Self::drain_grouped) for outputs that carry packets of at most
+    /// `max_len(output)` bytes (a port's largest frame): a forwarded packet longer than
+    /// that is not offered to `tx` but dropped as [`DropReason::MtuExceeded`] (counted and
+    /// handed to `rest` with that verdict), so that a device which refuses it cannot hold
+    /// back the packets after it. One length compare per forwarded packet.
+    pub fn drain_grouped_within<L, T, R>(
+        &mut self,
+        counters: &mut Counters,
+        max_len: L,
+        tx: T,
+        rest: R,
+    ) where
+        B: wire::PacketBuf,
+        L: Fn(Output) -> usize,
+        T: FnMut(Output, &mut ArrayVec<B, MAX_BURST>),
+        R: FnMut(B, Verdict),
+    {
+        self.drain_grouped_inner(counters, max_len, |p: &B| p.len(), tx, rest);
+    }
+
+    fn drain_grouped_inner<L, N, T, R>(
+        &mut self,
+        counters: &mut Counters,
+        max_len: L,
+        len: N,
+        mut tx: T,
+        mut rest: R,
+    ) where
+        L: Fn(Output) -> usize,
+        N: Fn(&B) -> usize,
         T: FnMut(Output, &mut ArrayVec<B, MAX_BURST>),
         R: FnMut(B, Verdict),
     {
@@ -300,16 +338,26 @@ impl<B> Burst<B> {
             let o = outputs.trailing_zeros() as usize;
             outputs &= outputs - 1;
             let Some(out) = Output::new(o) else { break };
+            let max = max_len(out);
+            let mut too_long = 0u64;
             for (slot, &v) in self.pkts.iter_mut().zip(self.verdicts.iter()).take(n) {
                 if v == Verdict::Forward(out) {
                     if let Some(p) = slot.take() {
+                        if len(&p) > max {
+                            too_long += 1;
+                            rest(p, Verdict::Drop(DropReason::MtuExceeded));
+                            continue;
+                        }
                         // Cannot fail: at most n <= MAX_BURST packets per group.
                         let _ = group.try_push(p);
                     }
                 }
             }
+            counters.add_drops(DropReason::MtuExceeded, too_long);
             let offered = group.len() as u64;
-            tx(out, &mut group);
+            if offered != 0 {
+                tx(out, &mut group);
+            }
             let unsent = group.len() as u64;
             counters.add_output(out, offered - unsent.min(offered));
             counters.add_drops(DropReason::TxFull, unsent);
@@ -530,5 +578,40 @@ mod tests {
         assert_eq!(c.consumed(), 1);
         assert_eq!(c.packets(), 7);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn drain_grouped_within_drops_what_an_output_cannot_carry() {
+        let mut c = Counters::new();
+        let mut b: Burst<TestBuffer> = Burst::new();
+        for len in [100usize, 1600, 200, 1514, 1515, 9000] {
+            let _ = b.push(TestBuffer::from_slice(&vec![len as u8; len]));
+        }
+        // Output 1 carries 1514-byte frames, output 2 anything.
+        for (i, o) in [(0, 1), (1, 1), (2, 1), (3, 1), (4, 1), (5, 2)] {
+            b.forward(i, out(o));
+        }
+        let (mut txed, mut rest) = (Vec::new(), Vec::new());
+        b.drain_grouped_within(
+            &mut c,
+            |o| if o.index() == 1 { 1514 } else { usize::MAX },
+            |o, pkts| {
+                txed.push((o.index(), pkts.iter().map(|p| p.len()).collect::<Vec<_>>()));
+                pkts.clear();
+            },
+            |p, v| rest.push((p.len(), v)),
+        );
+        assert_eq!(txed, [(1, vec![100, 200, 1514]), (2, vec![9000])]);
+        let mtu = Verdict::Drop(DropReason::MtuExceeded);
+        assert_eq!(rest, [(1600, mtu), (1515, mtu)]);
+        assert_eq!(c.drops(DropReason::MtuExceeded), 2);
+        assert_eq!(c.drops(DropReason::TxFull), 0);
+        assert_eq!((c.output(out(1)), c.output(out(2))), (3, 1));
+        assert_eq!(c.packets(), 6);
+        // Nothing fits: tx is not called for that output.
+        let _ = b.push(TestBuffer::from_slice(&[0; 50]));
+        b.forward(0, out(3));
+        b.drain_grouped_within(&mut c, |_| 10, |_, _| panic!("offered nothing"), |_, _| ());
+        assert_eq!(c.drops(DropReason::MtuExceeded), 3);
     }
 }

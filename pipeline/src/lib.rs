@@ -21,6 +21,10 @@
 //! - The first checks of `verify-recv`, the same on a Nitro card and an edge (outer
 //!   header, destination PA, inner IPv4 header, VPC MTU, in that order, with their drop
 //!   reasons), are [`underlay::receive`]: one rule for both cards.
+//! - Packets a stage makes beyond its burst (fragments, ICMP errors) come from and go out
+//!   through an [`Extra`]; [`frag`] cuts IPv4 packets for a smaller MTU and builds the
+//!   ICMP fragmentation-needed answer for both cards; a [`RateLimit`] (lock-free, shared by
+//!   workers) bounds what a card answers.
 //! - Per worker, nothing shared is written per packet: [`Counters`] (cache-line aligned,
 //!   worker-owned) get verdict totals once per burst at drain and stage totals once per
 //!   stage per burst; [`run_timed`] reads the [`Clock`] twice per stage per burst and
@@ -46,6 +50,9 @@ pub mod burst;
 pub mod clock;
 pub mod counters;
 pub mod drop;
+pub mod extra;
+pub mod frag;
+pub mod ratelimit;
 pub mod stage;
 pub mod stats;
 pub mod timing;
@@ -59,6 +66,8 @@ pub use burst::{Burst, LiveIndices, Output, Verdict, MAX_BURST, MAX_OUTPUTS};
 pub use clock::{Clock, NullClock, StepClock, TscHz};
 pub use counters::{Counters, PublishedCounters, COUNTER_SLOTS};
 pub use drop::{DropReason, UnknownDropReason};
+pub use extra::{Extra, VecExtra};
+pub use ratelimit::RateLimit;
 pub use stage::{run_timed, run_timed_fn, Meters, Stage, StageId, UnknownStage};
 pub use stats::{PortStats, StageStats, StatsReport};
 pub use timing::{HistogramConfig, StageHistograms, StageSummary, TimingCollector, TimingError, WorkerTiming};

@@ -122,9 +122,10 @@ impl Port {
     /// Configure queues and MTU. Call before `start`.
     ///
     /// RX queues fill from `rx.small` when a frame of the MTU fits its mbufs, when the
-    /// device can chain longer frames (scatter RX, switched on then), or when
-    /// `rx.chains_anyway` says the driver chains them without advertising it (net_pcap);
-    /// otherwise from `rx.jumbo`.
+    /// device can chain longer frames (scatter RX, switched on whenever the device offers
+    /// it), or when `rx.chains_anyway` says the driver chains them without advertising it
+    /// (net_pcap); otherwise from `rx.jumbo`. The MTU is `cfg.mtu` within what the device
+    /// allows: [`Port::mtu`] says what it became.
     pub fn configure(&mut self, cfg: &PortConfig, rx: RxPools<'_>) -> Result<()> {
         let (id, name) = (self.id, self.name.clone());
         let mut info = ffi::rte_eth_dev_info::default();
@@ -147,14 +148,17 @@ impl Port {
         let mut conf = ffi::rte_eth_conf::default();
         let max_mtu = if info.max_mtu == 0 { 1500 } else { info.max_mtu };
         // The frame (MTU + L2 overhead) must also fit the device's max_rx_pktlen (net_tap:
-        // max_mtu 65535 but 1522-byte frames). The overhead as ethdev computes it:
-        // max_rx_pktlen - max_mtu when the driver reports a real max_mtu, else Ethernet
-        // header + CRC.
+        // max_mtu 65535 but 1522-byte frames). The overhead: max_rx_pktlen - max_mtu when
+        // the driver reports a real max_mtu; else Ethernet header, one 802.1Q tag and CRC
+        // (22 bytes), as net_tap counts them (its 1522 is RTE_ETHER_MAX_VLAN_FRAME_LEN, and
+        // its TX refuses frames over MTU + 22): such a device carries 1500-byte IP packets.
+        // (ethdev itself counts 18 and would accept 1504, which the kernel tap does not
+        // default to and no peer expects.)
         let pktlen = info.max_rx_pktlen;
         let overhead = if max_mtu != u16::MAX && pktlen > u32::from(max_mtu) {
             pktlen - u32::from(max_mtu)
         } else {
-            18
+            22
         };
         let max_mtu = match pktlen.checked_sub(overhead) {
             Some(m) if pktlen != 0 => max_mtu.min(u16::try_from(m).unwrap_or(u16::MAX)),
@@ -166,7 +170,12 @@ impl Port {
         // SAFETY: returns a compile-time constant through the shim.
         let scatter_bit = unsafe { ffi::vpcemu_rx_offload_scatter() };
         let fits = frame <= u32::from(rx.small.data_size());
-        let scatter = !fits && info.rx_offload_capa & scatter_bit != 0;
+        // Scatter RX whenever the device offers it, even when a frame of its MTU fits one
+        // small mbuf: a device may deliver longer frames than its MTU (net_tap passes on
+        // whatever the kernel interface sends, 9015 bytes at MTU 9001), and without scatter
+        // it drops them as RX errors before any stage could count why. (At the 9100 asked
+        // for, a frame never fits a small mbuf: this only changes devices capped lower.)
+        let scatter = info.rx_offload_capa & scatter_bit != 0;
         if scatter {
             conf.rxmode.offloads |= scatter_bit;
         }
@@ -240,6 +249,15 @@ impl Port {
 
     pub fn stats(&self) -> PortStats {
         stats_of(self.id)
+    }
+
+    /// The port's MTU (the largest IP packet it carries), as configured; `None` if the
+    /// device does not say.
+    pub fn mtu(&self) -> Option<u16> {
+        let mut mtu = 0u16;
+        // SAFETY: mtu is a valid out-pointer; an invalid id just returns an error.
+        let rc = unsafe { ffi::rte_eth_dev_get_mtu(self.id, &mut mtu) };
+        (rc == 0 && mtu != 0).then_some(mtu)
     }
 }
 

@@ -38,6 +38,7 @@ use super::find_port;
 use super::softport::SoftPort;
 use super::worker::{self, RxSource, TxSink, WorkerSetup};
 use crate::dpdk::{self, Eal, EalBuilder, Mempool, Port, PortConfig};
+use wire::vpc::{UNDERLAY_MTU, VPC_MTU};
 
 /// Output number of the in-process fabric. Port indexes are below it.
 pub const FABRIC: usize = pipeline::MAX_OUTPUTS - 1;
@@ -88,6 +89,60 @@ impl EngineSpec {
             .map(|p| PortSpec { name: p.name.clone(), io: PortIo::Vdev(p.vdev.clone()), attach: p.attach.clone() })
             .collect();
         EngineSpec { topology, ports, stage_timing: true, file_prefix: None, alerts: AlertConfig::default(), cards: None, esp_cipher: EspCipher::Auto }
+    }
+}
+
+/// What a port carries against what may have to leave by it ([`Engine::port_mtus`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMtu {
+    pub name: String,
+    /// The attach point as the topology file writes it (`instance:red-1`).
+    pub attach: String,
+    /// The largest IP packet the port carries; `None`: no limit known.
+    pub mtu: Option<u16>,
+    /// An in-process port (no limit).
+    pub soft: bool,
+    /// The largest IP packet that may have to leave by it: the VPC MTU for an instance or
+    /// DX port, the VPC MTU plus the encapsulation for underlay, services and fabric ports,
+    /// 1500 for an edge's internet side (the edge fits its packets to that itself).
+    pub needed: usize,
+}
+
+impl PortMtu {
+    /// An instance's vNIC.
+    pub fn is_instance(&self) -> bool {
+        self.attach.starts_with("instance:")
+    }
+
+    /// The line `vpcemu run` prints at start for an instance port.
+    pub fn describe(&self) -> String {
+        match self.mtu {
+            Some(mtu) => format!(
+                "port {} ({}): IP packets up to {mtu} bytes ({}-byte Ethernet frames)",
+                self.name,
+                self.attach,
+                usize::from(mtu) + 18
+            ),
+            None if self.soft => format!("port {} ({}): an in-process queue, no size limit", self.name, self.attach),
+            None => format!("port {} ({}): the device does not say how large a packet it carries", self.name, self.attach),
+        }
+    }
+
+    /// The warning for a port below what may have to leave by it, if it is.
+    pub fn warning(&self) -> Option<String> {
+        let mtu = self.mtu?;
+        if usize::from(mtu) >= self.needed {
+            return None;
+        }
+        let head = format!("port {} ({}) carries IP packets up to {mtu} bytes", self.name, self.attach);
+        Some(if self.is_instance() {
+            format!(
+                "{head}, less than the VPC MTU of {VPC_MTU}: longer packets for the instance are fragmented, or, with \
+                 DF, dropped (mtu_exceeded) and answered with ICMP fragmentation-needed (MTU {mtu})"
+            )
+        } else {
+            format!("{head}, less than the {} that may leave by it: longer ones are dropped (mtu_exceeded)", self.needed)
+        })
     }
 }
 
@@ -147,6 +202,8 @@ pub struct CardInfo {
     pub sas: Option<Arc<blackfoot::EdgeSas>>,
     /// The AES-GCM implementation of the edge's SAs (inbound ones are made per worker).
     pub cipher: Cipher,
+    /// The card's limit on the ICMP errors it sends, shared by every worker (TSC ticks).
+    pub icmp_limit: Arc<pipeline::RateLimit>,
 }
 
 /// Which AES-128-GCM the edges' ESP uses (`vpcemu run --esp-cipher`).
@@ -211,6 +268,9 @@ struct PortRt {
     attach: Attach,
     eth: Option<Port>,
     soft: Option<Arc<SoftPort>>,
+    /// The largest IP packet the port carries (its MTU); `None`: no limit known (soft
+    /// ports, devices that do not say).
+    mtu: Option<u16>,
 }
 
 /// Errors that stop the engine from starting.
@@ -382,6 +442,7 @@ impl Engine {
                 services_port: None,
                 sas: None,
                 cipher: Cipher::Ring,
+                icmp_limit: Arc::new(pipeline::RateLimit::new(nitro::ICMP_RATE_PER_SEC, nitro::ICMP_BURST, tsc_hz)),
             })
             .collect();
         let mut cards = cards;
@@ -439,7 +500,8 @@ impl Engine {
                 Role::EdgeServices { card } => cards[card].services_port = Some(i),
                 _ => {}
             }
-            ports.push(PortRt { name: p.name.clone(), role, attach: p.attach.clone(), eth, soft });
+            let mtu = eth.as_ref().and_then(Port::mtu);
+            ports.push(PortRt { name: p.name.clone(), role, attach: p.attach.clone(), eth, soft, mtu });
         }
 
         // Mapping service, clients, publishers.
@@ -521,6 +583,7 @@ impl Engine {
                     rx,
                     tx,
                     roles: engine_ports.iter().map(|p| p.role).collect(),
+                    port_mtu: engine_ports.iter().map(|p| p.mtu).collect(),
                     bindings: Arc::clone(&bindings),
                     cards: cards.clone(),
                     subscribers,
@@ -587,6 +650,28 @@ impl Engine {
             binding.card.store(card, Ordering::Release);
         }
         self.bindings.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// What every port carries (its MTU) against what may have to leave by it, in port
+    /// order: for the messages `vpcemu run` prints at start.
+    pub fn port_mtus(&self) -> Vec<PortMtu> {
+        let topo = self.service.topology();
+        let edge = |e: mapping_client::topology::EdgeId| topo.card_name(CardId::Edge(e)).unwrap_or("?");
+        self.ports
+            .iter()
+            .map(|p| {
+                let (attach, needed) = match &p.attach {
+                    Attach::Instance(name) => (format!("instance:{name}"), VPC_MTU),
+                    Attach::Underlay(c) => (format!("underlay:{}", topo.card_name(*c).unwrap_or("?")), UNDERLAY_MTU),
+                    Attach::EdgeInternet(e) => (format!("edge:{}:internet", edge(*e)), blackfoot::INTERNET_MTU),
+                    Attach::EdgeDx(e) => (format!("edge:{}:dx", edge(*e)), VPC_MTU),
+                    Attach::EdgeServices(e) => (format!("edge:{}:services", edge(*e)), UNDERLAY_MTU),
+                    Attach::Fabric => ("fabric".to_string(), UNDERLAY_MTU),
+                };
+                let soft = p.soft.is_some();
+                PortMtu { name: p.name.clone(), attach, mtu: if soft { None } else { p.mtu }, soft, needed }
+            })
+            .collect()
     }
 
     /// Wall-clock milliseconds since the Unix epoch (the alert clock: alerts carry `ts`).

@@ -74,6 +74,16 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     spec.cards = opts.cards.clone();
     spec.esp_cipher = opts.esp_cipher;
     let mut engine = Engine::start(spec).map_err(|e| e.to_string())?;
+    // What each instance port carries, and a warning for every port that carries less
+    // than may have to leave by it.
+    for p in engine.port_mtus() {
+        if p.is_instance() {
+            println!("{}", p.describe());
+        }
+        if let Some(why) = p.warning() {
+            eprintln!("vpcemu: warning: {why}");
+        }
+    }
     if let Some((_, Some(why))) = engine.esp_cipher() {
         eprintln!("vpcemu: warning: {why}");
     }

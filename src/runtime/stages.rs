@@ -5,19 +5,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrayvec::ArrayVec;
-use blackfoot::{EdgeCtx, EdgeOutputs, Extra, FromFabric, FromOutside, InboundSas, Side};
+use blackfoot::{EdgeCtx, EdgeOutputs, FromFabric, FromOutside, InboundSas, Side};
 use mapping_client::rcu::Subscriber;
 use mapping_client::tables::Tables;
 use mapping_client::topology::{CardId, EniId};
-use nitro::{Egress, EgressOutputs, Ingress, NitroCtx};
-use pipeline::{AlertProducer, Burst, Clock, DropReason, Meters, Output};
+use nitro::{Egress, EgressOutputs, EniPort, Ingress, NitroCtx};
+use pipeline::{AlertProducer, Burst, Clock, DropReason, Extra, Meters, Output};
 
 use super::engine::{CardInfo, FABRIC, InstanceBinding, Role, UNBOUND, port_output};
-use crate::dpdk::{Mbuf, Mempool};
+use crate::dpdk::{rdtsc, Mbuf, Mempool};
 
-/// Most packets the edge stages may make beyond a burst in one pass (fragments: 32 jumbo
-/// packets cut for a 1500-byte MTU make 7 each).
-pub const SPILL: usize = 256;
+/// Most packets the stages may make beyond a burst in one pass (fragments: a fabric burst
+/// of 64 jumbo packets cut for a 1500-byte MTU makes 6 more each; ICMP answers: one per
+/// packet). What does not fit is freed and counted `tx_full`.
+pub const SPILL: usize = 512;
 
 /// Packets made beyond a burst, waiting for the worker to send them after the burst.
 pub type Spill = ArrayVec<(Mbuf, Output), SPILL>;
@@ -51,18 +52,26 @@ struct EdgePipes {
 
 /// A worker's stage state: one egress pipeline per instance port (its ARP replies go
 /// back out of that port), one ingress pipeline, and the ENI -> port table ingress
-/// delivers with, rebuilt when the control core rebinds instance ports.
+/// delivers with (the port's output and MTU), rebuilt when the control core rebinds
+/// instance ports.
 pub struct CardStages {
     egress: Vec<Option<Egress>>,
-    ingress: Ingress,
+    ingress: Option<Ingress>,
     /// Per card index: the edge pipelines (`None` for hosts).
     edges: Vec<Option<EdgePipes>>,
-    eni_ports: Vec<Option<Output>>,
+    eni_ports: Vec<Option<EniPort>>,
+    /// Per port index: its MTU (`None`: no limit known).
+    port_mtu: Vec<Option<u16>>,
     bound_generation: u64,
 }
 
 impl CardStages {
-    pub fn new(roles: &[Role], cards: &[CardInfo], subscribers: &mut [Subscriber<Tables>]) -> CardStages {
+    pub fn new(
+        roles: &[Role],
+        port_mtu: &[Option<u16>],
+        cards: &[CardInfo],
+        subscribers: &mut [Subscriber<Tables>],
+    ) -> CardStages {
         let fabric = Output::new(FABRIC);
         let egress = roles
             .iter()
@@ -95,7 +104,17 @@ impl CardStages {
                 _ => None,
             })
             .collect();
-        CardStages { egress, ingress: Ingress::new(), edges, eni_ports: Vec::new(), bound_generation: u64::MAX }
+        // Fragmentation-needed answers cross the fabric like any encapsulated packet (or
+        // leave by the card's underlay port when the sender is not run here).
+        let ingress = fabric.map(Ingress::new);
+        CardStages {
+            egress,
+            ingress,
+            edges,
+            eni_ports: Vec::new(),
+            port_mtu: port_mtu.to_vec(),
+            bound_generation: u64::MAX,
+        }
     }
 
     /// Rebuild the ENI -> port table if the bindings changed since the last burst.
@@ -116,7 +135,8 @@ impl CardStages {
                 // Control-core-driven, rare: only after a register/deregister/move.
                 self.eni_ports.resize(eni + 1, None);
             }
-            self.eni_ports[eni] = port_output(i);
+            let mtu = self.port_mtu.get(i).copied().flatten().unwrap_or(u16::MAX);
+            self.eni_ports[eni] = port_output(i).map(|out| EniPort { out, mtu });
         }
     }
 
@@ -136,15 +156,15 @@ impl CardStages {
     ) {
         match self.egress.get_mut(port).and_then(Option::as_mut) {
             Some(egress) => {
-                let mut ctx = NitroCtx { tables, card: card.alert_id, alerts };
+                let mut ctx = NitroCtx { tables, card: card.alert_id, alerts, icmp_limit: &card.icmp_limit, now: 0 };
                 egress.process(burst, EniId(eni), &mut ctx, clock, meters);
             }
             None => drop_all(burst, DropReason::Unsupported),
         }
     }
 
-    /// Packets from the fabric or the card's underlay port, for card `index`. Edge stages
-    /// may make more packets (fragments): they wait in `spill`.
+    /// Packets from the fabric or the card's underlay port, for card `index`. The stages
+    /// may make more packets (fragments, ICMP answers): they wait in `spill`.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn underlay_in<C: Clock>(
@@ -161,8 +181,16 @@ impl CardStages {
     ) {
         match card.id {
             CardId::Host(_) => {
-                let mut ctx = NitroCtx { tables, card: card.alert_id, alerts };
-                self.ingress.process(burst, self.eni_ports.as_slice(), &mut ctx, clock, meters);
+                let Some(ingress) = self.ingress.as_mut() else {
+                    return drop_all(burst, DropReason::Unsupported);
+                };
+                let now = rdtsc();
+                let mut ctx = NitroCtx { tables, card: card.alert_id, alerts, icmp_limit: &card.icmp_limit, now };
+                let mut extra = WorkerExtra { pool, spill, lost: 0 };
+                ingress.process(burst, self.eni_ports.as_slice(), &mut ctx, &mut extra, clock, meters);
+                if extra.lost != 0 {
+                    meters.counters.add_drops(DropReason::TxFull, extra.lost);
+                }
             }
             CardId::Edge(_) => match self.edges.get_mut(index).and_then(Option::as_mut) {
                 Some(e) => {

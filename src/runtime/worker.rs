@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use arrayvec::ArrayVec;
 use mapping_client::rcu::Subscriber;
 use mapping_client::tables::Tables;
-use pipeline::{AlertProducer, Burst, Clock, DropReason, Meters, Output, PublishedCounters, MAX_BURST};
+use pipeline::{AlertProducer, Burst, Clock, Counters, DropReason, Meters, Output, PublishedCounters, MAX_BURST};
 use wire::PacketBuf;
 
 use super::engine::{Bindings, CardInfo, FABRIC, Role};
@@ -45,6 +45,8 @@ pub struct WorkerSetup {
     pub rx: Vec<(usize, RxSource)>,
     pub tx: Vec<TxSink>,
     pub roles: Vec<Role>,
+    /// Per port: its MTU (the largest IP packet it carries; `None`: no limit known).
+    pub port_mtu: Vec<Option<u16>>,
     pub bindings: Arc<Bindings>,
     pub cards: Vec<CardInfo>,
     pub subscribers: Vec<Subscriber<Tables>>,
@@ -77,6 +79,33 @@ fn send(sink: &mut TxSink, pkts: &mut ArrayVec<Mbuf, MAX_BURST>) {
     }
 }
 
+/// Bytes of a frame beyond its IP packet that a port takes: Ethernet header and one 802.1Q
+/// tag (the DX side tags its frames).
+const L2_OVERHEAD: usize = 18;
+
+/// The longest frame port `out` takes (`usize::MAX`: no limit known, or not a port).
+#[inline]
+fn max_frame(port_mtu: &[Option<u16>], out: usize) -> usize {
+    port_mtu.get(out).copied().flatten().map_or(usize::MAX, |mtu| usize::from(mtu) + L2_OVERHEAD)
+}
+
+/// Send `pkts` to `sink`, a port that takes frames of at most `max` bytes: longer ones are
+/// freed as `mtu_exceeded` (never offered: a device that refuses one would hold back those
+/// after it), what the sink does not take as `tx_full`. `pkts` is empty afterwards.
+/// Returns how many were sent.
+#[inline]
+fn send_counted(sink: &mut TxSink, max: usize, pkts: &mut ArrayVec<Mbuf, MAX_BURST>, counters: &mut Counters) -> u64 {
+    let before = pkts.len();
+    pkts.retain(|m| m.len() <= max);
+    counters.add_drops(DropReason::MtuExceeded, (before - pkts.len()) as u64);
+    let offered = pkts.len();
+    send(sink, pkts);
+    let unsent = pkts.len();
+    counters.add_drops(DropReason::TxFull, unsent as u64);
+    pkts.clear();
+    (offered - unsent) as u64
+}
+
 /// The outer destination PA of an encapsulated frame (outer IPv4 dst at bytes 30..34).
 #[inline]
 fn outer_dst(frame: &[u8]) -> Option<std::net::Ipv4Addr> {
@@ -102,12 +131,14 @@ struct Loop<'a, C: Clock> {
 }
 
 impl<C: Clock> Loop<'_, C> {
-    /// Drain `burst` to the outputs; fabric-bound packets are kept in `self.fabric`.
+    /// Drain `burst` to the outputs; fabric-bound packets are kept in `self.fabric`. A
+    /// packet longer than its port takes is dropped `mtu_exceeded`.
     fn drain(&mut self) {
         let Loop { s, burst, fabric, .. } = self;
-        let tx = &mut s.tx;
-        burst.drain_grouped(
+        let (tx, port_mtu) = (&mut s.tx, &s.port_mtu);
+        burst.drain_grouped_within(
             &mut s.meters.counters,
+            |out| max_frame(port_mtu, out.index()),
             |out, pkts| {
                 if out.index() == FABRIC {
                     for m in pkts.drain(..) {
@@ -122,23 +153,42 @@ impl<C: Clock> Loop<'_, C> {
         );
     }
 
-    /// Send what the edge stages made beyond the last burst, one TX call per output run;
-    /// what a sink refuses is freed and counted `tx_full`.
+    /// Send what the stages made beyond the last burst, one TX call per output run; what
+    /// a sink refuses is freed and counted `tx_full`, what is longer than its port takes
+    /// `mtu_exceeded`. Packets for the fabric (ICMP answers) join `self.fabric`.
     fn flush_spill(&mut self) {
         let mut group: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
         let mut current: Option<Output> = None;
-        let tx = &mut self.s.tx;
-        let counters = &mut self.s.meters.counters;
+        let Loop { s, spill, fabric, .. } = self;
+        let (tx, port_mtu) = (&mut s.tx, &s.port_mtu);
+        let counters = &mut s.meters.counters;
         let mut flush = |out: Option<Output>, group: &mut ArrayVec<Mbuf, MAX_BURST>| {
-            let offered = group.len() as u64;
-            if let Some((out, sink)) = out.and_then(|o| Some((o, tx.get_mut(o.index())?))) {
-                send(sink, group);
-                counters.add_output(out, offered - group.len() as u64);
+            let Some(out) = out else { return };
+            if out.index() == FABRIC {
+                let mut queued = 0;
+                for m in group.drain(..) {
+                    // At most one packet per packet of the burst: cannot overflow; if it
+                    // did, the fabric queue is full.
+                    match fabric.try_push(m) {
+                        Ok(()) => queued += 1,
+                        Err(_) => counters.add_drops(DropReason::TxFull, 1),
+                    }
+                }
+                counters.add_output(out, queued);
+                return;
             }
-            counters.add_drops(DropReason::TxFull, group.len() as u64);
-            group.clear();
+            match tx.get_mut(out.index()) {
+                Some(sink) => {
+                    let sent = send_counted(sink, max_frame(port_mtu, out.index()), group, counters);
+                    counters.add_output(out, sent);
+                }
+                None => {
+                    counters.add_drops(DropReason::TxFull, group.len() as u64);
+                    group.clear();
+                }
+            }
         };
-        for (m, out) in self.spill.drain(..) {
+        for (m, out) in spill.drain(..) {
             if current != Some(out) || group.is_full() {
                 flush(current, &mut group);
                 current = Some(out);
@@ -228,14 +278,15 @@ impl<C: Clock> Loop<'_, C> {
                 }
             }
             let n = group.len() as u64;
+            let counters = &mut self.s.meters.counters;
             match self.s.cards.get(card).and_then(|c| c.underlay_port) {
-                Some(port) => {
-                    if let Some(sink) = self.s.tx.get_mut(port) {
-                        send(sink, &mut group);
+                Some(port) => match self.s.tx.get_mut(port) {
+                    Some(sink) => {
+                        send_counted(sink, max_frame(&self.s.port_mtu, port), &mut group, counters);
                     }
-                    self.s.meters.counters.add_drops(DropReason::TxFull, group.len() as u64);
-                }
-                None => self.s.meters.counters.add_drops(DropReason::NoRoute, n),
+                    None => counters.add_drops(DropReason::TxFull, n),
+                },
+                None => counters.add_drops(DropReason::NoRoute, n),
             }
             group.clear();
         }
@@ -354,7 +405,7 @@ impl<C: Clock> Loop<'_, C> {
 
 /// The worker's main loop. Returns 0 when stopped.
 pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
-    let stages = CardStages::new(&setup.roles, &setup.cards, &mut setup.subscribers);
+    let stages = CardStages::new(&setup.roles, &setup.port_mtu, &setup.cards, &mut setup.subscribers);
     let mut rx = std::mem::take(&mut setup.rx);
     let hz = crate::dpdk::eal::tsc_hz_now();
     let publish_every = (hz / 1000).max(1);

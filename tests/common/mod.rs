@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: run the `vpcemu` binary, read and write pcaps.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -5,10 +5,10 @@
 use std::net::Ipv4Addr;
 
 use mapping_client::{EniId, Tables, Topology};
-use nitro::{card_id, Egress, EgressOutputs, Ingress, NitroCtx};
+use nitro::{card_id, Egress, EgressOutputs, EniPort, Ingress, NitroCtx};
 use pipeline::{
     alert_channel, AlertConsumer, AlertEvent, AlertProducer, Burst, DropReason, HistogramConfig,
-    Meters, Output, StepClock, TimingCollector, Verdict,
+    Extra, Meters, Output, RateLimit, StepClock, TimingCollector, VecExtra, Verdict,
 };
 use wire::{EthernetAddress, PacketBuf, TestBuffer};
 
@@ -182,10 +182,19 @@ pub struct Card {
     pub collector: TimingCollector,
     pub egress: Egress,
     pub ingress: Ingress,
-    /// `ports[eni]`: every local ENI of the topology has a port.
-    pub ports: Vec<Option<Output>>,
+    /// `ports[eni]`: every local ENI of the topology has a port (of the VPC MTU unless a
+    /// test lowers it).
+    pub ports: Vec<Option<EniPort>>,
     pub clock: StepClock,
+    /// The card's ICMP limit and the time the tests pass in (ticks of 1 ms: see `LIMIT_HZ`).
+    pub icmp_limit: RateLimit,
+    pub now: u64,
+    /// What ingress made beyond its bursts (fragments, ICMP answers), in order.
+    pub extra: Vec<(TestBuffer, Output)>,
 }
+
+/// The test card's ICMP limit runs on a clock of 1000 ticks a second.
+pub const LIMIT_HZ: u64 = 1000;
 
 impl Card {
     pub fn new(topo: &Topology, name: &str) -> Card {
@@ -209,9 +218,12 @@ impl Card {
                 reply: REPLY,
                 underlay: UNDERLAY,
             }),
-            ingress: Ingress::new(),
+            ingress: Ingress::new(UNDERLAY),
             ports: Vec::new(),
             clock: StepClock::new(0, 100),
+            icmp_limit: RateLimit::new(nitro::ICMP_RATE_PER_SEC, nitro::ICMP_BURST, LIMIT_HZ),
+            now: 0,
+            extra: Vec::new(),
         };
         card.refresh_ports();
         card
@@ -221,7 +233,7 @@ impl Card {
     pub fn refresh_ports(&mut self) {
         self.ports = vec![None; 64];
         for e in self.tables.local_enis() {
-            self.ports[e.eni.0 as usize] = Some(port(e.eni));
+            self.ports[e.eni.0 as usize] = Some(EniPort::vpc_mtu(port(e.eni)));
         }
     }
 
@@ -236,28 +248,59 @@ impl Card {
             tables: &self.tables,
             card: self.card,
             alerts: &mut self.alerts,
+            icmp_limit: &self.icmp_limit,
+            now: self.now,
         };
         self.egress
             .process(&mut burst, eni, &mut ctx, &self.clock, &mut self.meters);
         drain(&mut burst, &mut self.meters)
     }
 
-    /// Ingress of underlay `frames`.
+    /// Ingress of underlay `frames`; what it makes beyond the burst is added to
+    /// `self.extra` (buffers of 9216 bytes after 128 of headroom, as the runtime's pool).
     pub fn ingress(&mut self, frames: Vec<TestBuffer>) -> Vec<(Verdict, TestBuffer)> {
+        let mut extra = VecExtra::new(|| Some(TestBuffer::with_room(128, 9216)));
+        let out = self.ingress_with(frames, &mut extra);
+        self.extra.extend(extra.sent);
+        out
+    }
+
+    /// Ingress of underlay `frames` with `ingress` (this card's own or another worker's)
+    /// and `extra` for what it makes beyond the burst.
+    pub fn ingress_through<X: Extra<TestBuffer>>(
+        &mut self,
+        ingress: &mut Ingress,
+        frames: Vec<TestBuffer>,
+        extra: &mut X,
+    ) -> Vec<(Verdict, TestBuffer)> {
         let mut burst = burst_of(frames);
         let mut ctx = NitroCtx {
             tables: &self.tables,
             card: self.card,
             alerts: &mut self.alerts,
+            icmp_limit: &self.icmp_limit,
+            now: self.now,
         };
-        self.ingress.process(
-            &mut burst,
-            &self.ports,
-            &mut ctx,
-            &self.clock,
-            &mut self.meters,
-        );
+        ingress.process(&mut burst, &self.ports, &mut ctx, extra, &self.clock, &mut self.meters);
         drain(&mut burst, &mut self.meters)
+    }
+
+    /// Ingress of underlay `frames` with `extra` for what it makes beyond the burst.
+    pub fn ingress_with<X: Extra<TestBuffer>>(
+        &mut self,
+        frames: Vec<TestBuffer>,
+        extra: &mut X,
+    ) -> Vec<(Verdict, TestBuffer)> {
+        let mut ingress = std::mem::replace(&mut self.ingress, Ingress::new(UNDERLAY));
+        let out = self.ingress_through(&mut ingress, frames, extra);
+        self.ingress = ingress;
+        out
+    }
+
+    /// Set the MTU of `eni`'s port.
+    pub fn set_mtu(&mut self, eni: EniId, mtu: u16) {
+        let p = self.ports[eni.0 as usize].as_mut().unwrap();
+        p.mtu = mtu;
     }
 
     pub fn alerts(&self) -> Vec<AlertEvent> {

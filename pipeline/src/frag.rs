@@ -1,6 +1,7 @@
 //! IPv4 fragmentation (RFC 791 section 3.2) and the ICMP "fragmentation needed" answer
-//! (RFC 792, RFC 1191), for packets leaving Blackfoot towards a link with a smaller MTU
-//! than the 9001-byte VPC MTU.
+//! (RFC 792, RFC 1191), for packets leaving a card towards a link with a smaller MTU than
+//! the 9001-byte VPC MTU: the edge's 1500-byte internet side, an instance port that
+//! carries less (a Nitro card delivering to net_tap).
 //!
 //! # [`fragment`]
 //!
@@ -13,7 +14,7 @@
 //!   [`DropReason::MtuExceeded`]. With `mtu >= 68` every fragment, the first with a
 //!   60-byte header included, carries at least 8 data bytes, so no other bound is needed.
 //! * DF set: [`DropReason::MtuExceeded`], nothing changed: the caller answers with
-//!   [`frag_needed_in_place`].
+//!   [`frag_needed_in_place`] or [`FragNeeded`].
 //! * Data is cut into pieces of `(mtu - header) & !7` bytes (a multiple of 8; the last
 //!   piece takes the rest). Offsets are added to the packet's own offset and MF is kept on
 //!   the last piece, so a fragment is refragmented correctly. Every fragment gets its own
@@ -34,18 +35,24 @@
 //!   go to `send` in offset order, and the count (first fragment included) is returned.
 //!   The buffers wait in a fixed array on the stack: no heap allocation.
 //!
-//! # [`frag_needed_in_place`]
+//! [`fragment_out`] runs [`fragment`] for a stage: the later fragments come from and go
+//! out through its [`Extra`], each finished (an Ethernet header, ESP) on the way.
 //!
-//! Turns the offending packet into ICMP destination unreachable / fragmentation needed
-//! (type 3, code 4, next-hop MTU in bytes 6..8, RFC 1191) in its own buffer:
+//! # [`FragNeeded`] and [`frag_needed_in_place`]
+//!
+//! The ICMP destination unreachable / fragmentation needed message (type 3, code 4,
+//! next-hop MTU in bytes 6..8, RFC 1191) about an offending packet: [`FragNeeded::about`]
+//! checks the offender and copies what the answer quotes to the stack;
+//! [`FragNeeded::write_into`] writes the answer into a buffer (the offender's own with
+//! [`frag_needed_in_place`], or a fresh one):
 //!
 //! * IPv4: source `src`, destination the offender's source, TTL 64, protocol 1, no
 //!   options, DF clear, identification copied from the offender (any value works for an
 //!   unfragmented datagram), DSCP CS6 (RFC 1812 4.3.2.5: errors SHOULD carry Internetwork
 //!   Control precedence, as Linux does), ECN 0, header checksum.
 //! * ICMP: the offender's IP header (options included) and the first 8 bytes of its
-//!   payload (all of it when shorter, RFC 792), copied to the stack before the buffer is
-//!   trimmed (or grown with `append`, [`DropReason::NoRoom`] without tailroom); checksum.
+//!   payload (all of it when shorter, RFC 792); checksum. The buffer is trimmed or grown
+//!   with `append` ([`DropReason::NoRoom`] without the tailroom).
 //! * Validation as for [`fragment`] ([`DropReason::Malformed`]). No answer is built, the
 //!   buffer is unchanged and [`DropReason::MtuExceeded`] returned (the offender is dropped
 //!   silently, as RFC 1122 3.2.2 and RFC 1812 4.3.2.7 require) when the offender is a later
@@ -61,7 +68,7 @@
 
 use std::net::Ipv4Addr;
 
-use pipeline::DropReason;
+use crate::{DropReason, Extra, Output};
 use wire::icmpv4;
 use wire::ipv4::{self, Protocol, HEADER_LEN, MAX_HEADER_LEN};
 use wire::PacketBuf;
@@ -158,6 +165,122 @@ where
     Ok(count)
 }
 
+/// Cut `p` into fragments of at most `mtu` bytes ([`fragment`]) and `finish` each, the
+/// first (which stays in `p`) first, so that e.g. an SA numbers them in order; the others
+/// come from and go to `out` through `extra`. A later fragment `finish` refuses is freed
+/// (the receiver's reassembly then times out, as with any loss). A packet that fits is
+/// only finished.
+///
+/// Errors as [`fragment`] (nothing sent, `p` unchanged), or `finish`'s on the first
+/// fragment (then no later fragment is sent).
+pub fn fragment_out<B: PacketBuf, X: Extra<B>>(
+    p: &mut B,
+    mtu: usize,
+    extra: &mut X,
+    out: Output,
+    mut finish: impl FnMut(&mut B) -> Result<(), DropReason>,
+) -> Result<(), DropReason> {
+    let mut fragments: [Option<B>; MAX_FRAGMENTS] = core::array::from_fn(|_| None);
+    let mut n = 0usize;
+    fragment(p, mtu, || extra.alloc(), |f| {
+        if let Some(slot) = fragments.get_mut(n) {
+            *slot = Some(f);
+        }
+        n += 1;
+    })?;
+    let first = finish(p);
+    for f in fragments.iter_mut().take(n) {
+        if let Some(mut f) = f.take() {
+            if first.is_ok() && finish(&mut f).is_ok() {
+                extra.send(f, out);
+            }
+        }
+    }
+    first
+}
+
+/// An ICMP "fragmentation needed" answer (type 3 code 4) about one offending packet,
+/// ready to be written: what it quotes is copied, so the offender's buffer may be reused.
+/// See the [module documentation](self).
+#[derive(Clone, Copy, Debug)]
+pub struct FragNeeded {
+    quote: [u8; MAX_HEADER_LEN + icmpv4::QUOTE_PAYLOAD_LEN],
+    quote_len: usize,
+    header: ipv4::Repr,
+    mtu: u16,
+}
+
+impl FragNeeded {
+    /// The answer to `offending` (starting at its IPv4 header) with next-hop MTU `mtu`,
+    /// from `src` back to the offender's source.
+    ///
+    /// Errors: [`DropReason::Malformed`] (bad header), [`DropReason::MtuExceeded`] (no
+    /// ICMP error may be sent about this packet).
+    pub fn about(offending: &[u8], mtu: u16, src: Ipv4Addr) -> Result<FragNeeded, DropReason> {
+        let ip = checked(offending)?;
+        if !may_answer(&ip) {
+            return Err(DropReason::MtuExceeded);
+        }
+        let quote_len = (usize::from(ip.header_len()) + icmpv4::QUOTE_PAYLOAD_LEN)
+            .min(usize::from(ip.total_len()));
+        let mut quote = [0u8; MAX_HEADER_LEN + icmpv4::QUOTE_PAYLOAD_LEN];
+        quote
+            .get_mut(..quote_len)
+            .ok_or(DropReason::Malformed)?
+            .copy_from_slice(offending.get(..quote_len).ok_or(DropReason::Malformed)?);
+        let header = ipv4::Repr {
+            src_addr: src,
+            dst_addr: ip.src_addr(),
+            protocol: Protocol::ICMP,
+            payload_len: icmpv4::HEADER_LEN + quote_len,
+            ttl: ICMP_TTL,
+            dscp: ICMP_DSCP,
+            ecn: 0,
+            ident: ip.ident(),
+            dont_frag: false,
+            more_frags: false,
+            frag_offset: 0,
+        };
+        Ok(FragNeeded { quote, quote_len, header, mtu })
+    }
+
+    /// Length of the answer's IPv4 packet.
+    pub fn len(&self) -> usize {
+        self.header.buffer_len()
+    }
+
+    /// Always false: an answer has at least its two headers.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Make `buf`'s data the answer (trimmed, or grown with `append`: [`DropReason::NoRoom`]
+    /// without the tailroom, `buf` unchanged).
+    pub fn write_into<B: PacketBuf>(&self, buf: &mut B) -> Result<(), DropReason> {
+        let quote = self.quote.get(..self.quote_len).ok_or(DropReason::Malformed)?;
+        let message = icmpv4::Repr::DstUnreachable {
+            code: icmpv4::unreachable::FRAG_NEEDED,
+            next_hop_mtu: self.mtu,
+            quote,
+        };
+        let new_len = self.len();
+        let have = buf.len();
+        if have > new_len {
+            buf.trim(have - new_len).map_err(|_| DropReason::Malformed)?;
+        } else if have < new_len {
+            buf.append(new_len - have).map_err(|_| DropReason::NoRoom)?;
+        }
+        let out = buf.data_mut();
+        if out.len() != new_len {
+            return Err(DropReason::Malformed);
+        }
+        let (h, m) = out.split_at_mut(HEADER_LEN);
+        self.header.emit(&mut ipv4::Packet::new_unchecked(h)).map_err(|_| DropReason::Malformed)?;
+        message.emit(&mut icmpv4::Packet::new_unchecked(m)).map_err(|_| DropReason::Malformed)?;
+        Ok(())
+    }
+}
+
 /// Turn the offending IPv4 packet in `pkt` into the ICMP "fragmentation needed" message
 /// (type 3 code 4, next-hop MTU `mtu`) from `src` back to the offender's source; see the
 /// module rules.
@@ -170,51 +293,7 @@ pub fn frag_needed_in_place<B: PacketBuf>(
     mtu: u16,
     src: Ipv4Addr,
 ) -> Result<(), DropReason> {
-    let data = pkt.data();
-    let ip = checked(data)?;
-    if !may_answer(&ip) {
-        return Err(DropReason::MtuExceeded);
-    }
-    let quote_len =
-        (usize::from(ip.header_len()) + icmpv4::QUOTE_PAYLOAD_LEN).min(usize::from(ip.total_len()));
-    let mut quote = [0u8; MAX_HEADER_LEN + icmpv4::QUOTE_PAYLOAD_LEN];
-    let quote = quote.get_mut(..quote_len).ok_or(DropReason::Malformed)?;
-    quote.copy_from_slice(data.get(..quote_len).ok_or(DropReason::Malformed)?);
-    let (dst, ident) = (ip.src_addr(), ip.ident());
-
-    let message = icmpv4::Repr::DstUnreachable {
-        code: icmpv4::unreachable::FRAG_NEEDED,
-        next_hop_mtu: mtu,
-        quote,
-    };
-    let header = ipv4::Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: Protocol::ICMP,
-        payload_len: message.buffer_len(),
-        ttl: ICMP_TTL,
-        dscp: ICMP_DSCP,
-        ecn: 0,
-        ident,
-        dont_frag: false,
-        more_frags: false,
-        frag_offset: 0,
-    };
-    let new_len = header.buffer_len();
-    let have = pkt.len();
-    if have > new_len {
-        pkt.trim(have - new_len).map_err(|_| DropReason::Malformed)?;
-    } else if have < new_len {
-        pkt.append(new_len - have).map_err(|_| DropReason::NoRoom)?;
-    }
-    let out = pkt.data_mut();
-    if out.len() != new_len {
-        return Err(DropReason::Malformed);
-    }
-    let (h, m) = out.split_at_mut(HEADER_LEN);
-    header.emit(&mut ipv4::Packet::new_unchecked(h)).map_err(|_| DropReason::Malformed)?;
-    message.emit(&mut icmpv4::Packet::new_unchecked(m)).map_err(|_| DropReason::Malformed)?;
-    Ok(())
+    FragNeeded::about(pkt.data(), mtu, src)?.write_into(pkt)
 }
 
 /// The IPv4 view of `data` after the length checks, version 4.
@@ -640,6 +719,57 @@ mod tests {
     }
 
     #[test]
+    fn test_frag_needed_into_a_fresh_buffer_is_the_in_place_answer() {
+        for offending in [tcp(1600, ipv4::FLAG_DF), udp(9001, &[148, 4, 0, 0], ipv4::FLAG_DF)] {
+            let mut in_place = TestBuffer::from_slice(&offending);
+            frag_needed_in_place(&mut in_place, 1500, EDGE).unwrap();
+            let answer = FragNeeded::about(&offending, 1500, EDGE).unwrap();
+            assert_eq!(answer.len(), in_place.len());
+            // A fresh buffer with stale bytes, and one too small.
+            let mut fresh = TestBuffer::from_slice_with_room(&[0xAA; 7], 64, 100);
+            answer.write_into(&mut fresh).unwrap();
+            assert_eq!(fresh.data(), in_place.data());
+            let mut small = TestBuffer::with_room(64, 40);
+            assert_eq!(answer.write_into(&mut small), Err(DropReason::NoRoom));
+            assert!(small.is_empty());
+        }
+        // The checks happen before any buffer is needed.
+        assert_eq!(
+            FragNeeded::about(&ipv4(&[], 185, 17, &pattern(100)), 1500, EDGE).err(),
+            Some(DropReason::MtuExceeded)
+        );
+        assert_eq!(FragNeeded::about(&[0x45, 0], 1500, EDGE).err(), Some(DropReason::Malformed));
+    }
+
+    #[test]
+    fn test_fragment_out_finishes_and_sends_every_fragment() {
+        let out = Output::new(7).unwrap();
+        let original = udp(4000, &[], 0);
+        let mut pkt = TestBuffer::from_slice(&original);
+        let mut extra = crate::VecExtra::new(|| Some(TestBuffer::with_room(16, 2048)));
+        let mark = |b: &mut TestBuffer| b.prepend(2).map(|h| h.copy_from_slice(&[0xE0, 0x0E])).map_err(|_| DropReason::NoRoom);
+        fragment_out(&mut pkt, 1500, &mut extra, out, mark).unwrap();
+        let mut all = vec![pkt.data().to_vec()];
+        all.extend(extra.sent.iter().map(|(b, o)| {
+            assert_eq!(*o, out);
+            b.data().to_vec()
+        }));
+        assert_eq!(all.len(), 3);
+        assert!(all.iter().all(|f| f[..2] == [0xE0, 0x0E]), "every fragment finished");
+        let bare: Vec<Vec<u8>> = all.iter().map(|f| f[2..].to_vec()).collect();
+        assert_eq!(reassemble(&bare, 1500), original);
+        // A packet that fits is only finished; DF over the MTU is refused untouched.
+        let mut pkt = TestBuffer::from_slice(&udp(500, &[], 0));
+        let mut extra = crate::VecExtra::new(alloc);
+        fragment_out(&mut pkt, 1500, &mut extra, out, mark).unwrap();
+        assert_eq!((pkt.len(), extra.sent.len()), (502, 0));
+        let df = udp(4000, &[], ipv4::FLAG_DF);
+        let mut pkt = TestBuffer::from_slice(&df);
+        assert_eq!(fragment_out(&mut pkt, 1500, &mut extra, out, mark), Err(DropReason::MtuExceeded));
+        assert_eq!(pkt.data(), &df[..]);
+    }
+
+    #[test]
     fn test_frag_needed_refused() {
         let refuse = |p: Vec<u8>| {
             let mut pkt = TestBuffer::from_slice(&p);
@@ -701,7 +831,7 @@ mod tests {
     }
 
     fn temp_pcap(name: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("blackfoot-{}-{name}.pcap", std::process::id()))
+        std::env::temp_dir().join(format!("frag-{}-{name}.pcap", std::process::id()))
     }
 
     /// Run tshark on `path` and return one row of `fields` per frame.
