@@ -45,7 +45,7 @@ use wire::ethernet::EthernetAddress;
 use wire::{vpc, PacketBuf, TestBuffer};
 
 use crate::dpdk_tools::{crypto_perf_gcm, testpmd_io, CryptoBuffers, CryptoPerf, CRYPTO_PERF_DRIVER};
-use crate::report::Row;
+use crate::report::{median, Row};
 use crate::traffic;
 
 /// The scenarios of this module.
@@ -496,11 +496,6 @@ fn check(s: &Setup, sc: &Scenario, flows: &[Flow], pcap: &Path, cipher: &str) ->
     }
     let _ = std::fs::remove_file(&out_pcap);
     Ok(seen)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// The run whose rate is the median (for its stage figures).

@@ -62,6 +62,12 @@ impl Row {
     }
 }
 
+/// The median of measurements (the upper one of an even count; 0 for none).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub scenarios: Vec<Row>,
