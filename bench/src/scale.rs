@@ -26,6 +26,13 @@
 //! row as its baseline: `ratio` = large Mpps / small Mpps (1.0: the size does not
 //! matter), `cycles_ratio` = large cycles per packet / small cycles per packet.
 //!
+//! On a shared machine the worker lcore does not have its CPU to itself, and
+//! `cycles_per_packet` (TSC Hz / packets per second, as in every row) counts the time other
+//! processes held it. So each run also samples the worker thread's schedstat in `/proc`
+//! (nanoseconds running, nanoseconds waiting for a CPU) and the rows add
+//! `cpu_cycles_per_packet` (the same, over the time the worker ran), the runs'
+//! `worker_cpu_share`, and for the large world `cpu_cycles_ratio`.
+//!
 //! Before measuring, a check run sends each world's pcap once and requires every frame
 //! to arrive where it should, with no drop; every measured run must move most of what it
 //! received the expected way.
@@ -33,7 +40,7 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use blackfoot::esp::{self as besp, OutboundSa};
@@ -268,6 +275,9 @@ struct Run {
     drops: Vec<(String, u64)>,
     seconds: f64,
     tsc_hz: f64,
+    /// The share of its life the worker thread spent running rather than waiting for a
+    /// CPU that other processes held (1.0 on an idle machine).
+    cpu_share: f64,
 }
 
 impl Run {
@@ -281,6 +291,11 @@ impl Run {
 
     fn pps(&self, w: &World) -> f64 {
         self.counted(w) as f64 / self.seconds
+    }
+
+    /// Packets per second of the worker's own running time.
+    fn cpu_pps(&self, w: &World) -> f64 {
+        self.pps(w) / self.cpu_share
     }
 
     fn dropped(&self, reason: Option<&str>) -> u64 {
@@ -316,9 +331,25 @@ fn vpcemu_run(s: &Setup, w: &World, topo: &Path, extra: &[&str]) -> Result<Run, 
     if !w.cards.is_empty() {
         cmd.args(["--cards", w.cards]);
     }
-    let out = cmd.output().map_err(|e| format!("running {}: {e}", s.vpcemu.display()))?;
-    if !out.status.success() {
-        return Err(format!("{}: vpcemu run failed: {}", w.name, String::from_utf8_lossy(&out.stderr).trim()));
+    let log = s.work.join("scale-stderr.txt");
+    let err = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("running {}: {e}", s.vpcemu.display()))?;
+    // The worker's schedstat, sampled until the end: how much of its life it was running.
+    let mut sched = None;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        sched = worker_schedstat(child.id()).or(sched);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        return Err(format!("{}: vpcemu run failed: {}", w.name, text.trim()));
     }
     let stats: Value = serde_json::from_str(&std::fs::read_to_string(&json).map_err(|e| e.to_string())?)
         .map_err(|e| format!("{}: {e}", json.display()))?;
@@ -332,7 +363,22 @@ fn vpcemu_run(s: &Setup, w: &World, topo: &Path, extra: &[&str]) -> Result<Run, 
         .collect();
     let seconds = stats["run"]["seconds"].as_f64().ok_or("no run seconds in the stats")?;
     let tsc_hz = stats["run"]["tsc_hz"].as_f64().ok_or("no tsc_hz in the stats")?;
-    Ok(Run { stats, rx, tx, drops, seconds, tsc_hz })
+    let cpu_share = sched.map(|(on, wait)| on as f64 / (on + wait).max(1) as f64).filter(|f| *f > 0.0).unwrap_or(1.0);
+    Ok(Run { stats, rx, tx, drops, seconds, tsc_hz, cpu_share })
+}
+
+/// The worker lcore thread's (`rte-worker-N`, or `lcore-worker-N` in other DPDK releases)
+/// schedstat from `/proc`: nanoseconds it ran, nanoseconds it waited for a CPU.
+fn worker_schedstat(pid: u32) -> Option<(u64, u64)> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("rte-worker") || comm.starts_with("lcore-worker") {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+            return Some((f.next()??, f.next()??));
+        }
+    }
+    None
 }
 
 /// Send the pcap once: every frame must come out, nothing dropped.
@@ -390,33 +436,37 @@ fn pair(s: &Setup, small: &World, large: &World) -> Result<Vec<Row>, String> {
     let [small_runs, large_runs] = runs;
     let figures = |w: &World, mut runs: Vec<Run>| {
         let pps = median(runs.iter().map(|r| r.pps(w)).collect());
+        let cpu_pps = median(runs.iter().map(|r| r.cpu_pps(w)).collect());
+        let shares: Vec<f64> = runs.iter().map(|r| (r.cpu_share * 1000.0).round() / 1000.0).collect();
         runs.sort_by(|a, b| a.pps(w).total_cmp(&b.pps(w)));
         let mid = runs.swap_remove(runs.len() / 2);
-        (pps, mid)
+        (pps, cpu_pps, shares, mid)
     };
-    let (small_pps, small_mid) = figures(small, small_runs);
-    let (large_pps, large_mid) = figures(large, large_runs);
+    let (small_pps, small_cpu_pps, small_shares, small_mid) = figures(small, small_runs);
+    let (large_pps, large_cpu_pps, large_shares, large_mid) = figures(large, large_runs);
     let hz = small_mid.tsc_hz;
-    let row = |w: &World, pps: f64, mid: &Run| {
+    let row = |w: &World, pps: f64, cpu_pps: f64, shares: Vec<f64>, mid: &Run| {
         let mut row = Row::new(w.name.clone());
         row.mpps = Some(pps / 1e6);
         row.cycles_per_packet = Some(hz / pps);
-        row.with("world", w.size.clone())
+        row.with("cpu_cycles_per_packet", hz / cpu_pps)
+            .with("worker_cpu_share", shares)
+            .with("world", w.size.clone())
             .with("counted", if w.count_rx { "rx" } else { "tx" })
             .with("flows", w.frames.len() as u64)
             .with("testpmd_mpps", pmd / 1e6)
             .with("repeats", s.repeat.max(1) as u64)
             .with("stages", stage_figures(&mid.stats, w.stages))
     };
-    let mut first = row(small, small_pps, &small_mid);
+    let mut first = row(small, small_pps, small_cpu_pps, small_shares, &small_mid);
     first.baseline = Some("dpdk-testpmd --forward-mode=io".into());
     first.baseline_mpps = Some(pmd / 1e6);
     first.ratio = Some(small_pps / pmd);
-    let mut second = row(large, large_pps, &large_mid);
+    let mut second = row(large, large_pps, large_cpu_pps, large_shares, &large_mid);
     second.baseline = Some(small.name.clone());
     second.baseline_mpps = Some(small_pps / 1e6);
     second.ratio = Some(large_pps / small_pps);
-    let second = second.with("cycles_ratio", small_pps / large_pps);
+    let second = second.with("cycles_ratio", small_pps / large_pps).with("cpu_cycles_ratio", small_cpu_pps / large_cpu_pps);
     Ok(vec![first, second])
 }
 
