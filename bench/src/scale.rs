@@ -49,7 +49,7 @@ use serde_json::Value;
 use wire::{PacketBuf, TestBuffer};
 
 use crate::dpdk_tools::testpmd_io;
-use crate::report::{median, Row};
+use crate::report::{drops_of, median, Row};
 use crate::traffic;
 
 /// The scenarios of this module: all three parts, or one.
@@ -355,12 +355,7 @@ fn vpcemu_run(s: &Setup, w: &World, topo: &Path, extra: &[&str]) -> Result<Run, 
         .map_err(|e| format!("{}: {e}", json.display()))?;
     let port = |name: &str, key: &str| stats["ports"][name][key].as_u64().ok_or(format!("no {name} {key} in the stats"));
     let (rx, tx) = (port("in", "rx")?, port("out", "tx")?);
-    let drops = stats["drops"]
-        .as_object()
-        .ok_or("no drops in the stats")?
-        .iter()
-        .filter_map(|(r, n)| n.as_u64().filter(|n| *n > 0).map(|n| (r.clone(), n)))
-        .collect();
+    let drops = drops_of(&stats)?;
     let seconds = stats["run"]["seconds"].as_f64().ok_or("no run seconds in the stats")?;
     let tsc_hz = stats["run"]["tsc_hz"].as_f64().ok_or("no tsc_hz in the stats")?;
     let cpu_share = sched.map(|(on, wait)| on as f64 / (on + wait).max(1) as f64).filter(|f| *f > 0.0).unwrap_or(1.0);
