@@ -45,7 +45,7 @@ use wire::ethernet::EthernetAddress;
 use wire::{vpc, PacketBuf, TestBuffer};
 
 use crate::dpdk_tools::{crypto_perf_gcm, testpmd_io, CryptoBuffers, CryptoPerf, CRYPTO_PERF_DRIVER};
-use crate::report::Row;
+use crate::report::{drops_of, median, Row};
 use crate::traffic;
 
 /// The scenarios of this module.
@@ -364,12 +364,7 @@ fn vpcemu_run(s: &Setup, topo: &Path, way: Way, extra: &[&str]) -> Result<Run, S
     let out = port(way.port(), "tx").ok_or("no output port counter in the stats")?;
     let other =
         ["internet", "dx", "services"].iter().filter(|p| **p != way.port()).filter_map(|p| port(p, "tx")).sum();
-    let drops = stats["drops"]
-        .as_object()
-        .ok_or("no drops in the stats")?
-        .iter()
-        .filter_map(|(r, n)| n.as_u64().filter(|n| *n > 0).map(|n| (r.clone(), n)))
-        .collect();
+    let drops = drops_of(&stats)?;
     let seconds = stats["run"]["seconds"].as_f64().ok_or("no run seconds in the stats")?;
     let tsc_hz = stats["run"]["tsc_hz"].as_f64().ok_or("no tsc_hz in the stats")?;
     Ok(Run { stats, rx, out, other, drops, seconds, tsc_hz })
@@ -496,11 +491,6 @@ fn check(s: &Setup, sc: &Scenario, flows: &[Flow], pcap: &Path, cipher: &str) ->
     }
     let _ = std::fs::remove_file(&out_pcap);
     Ok(seen)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// The run whose rate is the median (for its stage figures).

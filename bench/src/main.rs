@@ -9,6 +9,7 @@ mod dpdk_tools;
 mod nitro;
 mod passthrough;
 mod report;
+mod scale;
 mod tables;
 mod traffic;
 
@@ -32,6 +33,10 @@ const SCENARIOS: &[&str] = &[
     "blackfoot-esp-512",
     "blackfoot-esp-1400",
     "blackfoot-esp-imix",
+    "scale",
+    "scale-nitro",
+    "scale-blackfoot",
+    "scale-fabric",
 ];
 
 /// vpcemu benchmarks: Mpps and cycles per packet beside DPDK's own tools.
@@ -40,7 +45,8 @@ const SCENARIOS: &[&str] = &[
 struct Args {
     /// Scenarios to run (default: all). Known: passthrough, nitro-egress, nitro-ingress, tables-lookup,
     /// tables-update, blackfoot-nat, blackfoot-vlan, blackfoot-endpoint, blackfoot-esp-64,
-    /// blackfoot-esp-512, blackfoot-esp-1400, blackfoot-esp-imix.
+    /// blackfoot-esp-512, blackfoot-esp-1400, blackfoot-esp-imix, scale (or one of its parts:
+    /// scale-nitro, scale-blackfoot, scale-fabric).
     scenarios: Vec<String>,
     /// Write the JSON report to PATH ("-" for stdout).
     #[arg(long, value_name = "PATH")]
@@ -79,8 +85,12 @@ fn main() {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let names: Vec<String> =
-        if args.scenarios.is_empty() { SCENARIOS.iter().map(|s| s.to_string()).collect() } else { args.scenarios.clone() };
+    // By default every scenario once: `scale` without its parts run again on their own.
+    let names: Vec<String> = if args.scenarios.is_empty() {
+        SCENARIOS.iter().filter(|s| !s.starts_with("scale-")).map(|s| s.to_string()).collect()
+    } else {
+        args.scenarios.clone()
+    };
     for n in &names {
         if !SCENARIOS.contains(&n.as_str()) {
             return Err(format!("unknown scenario {n:?}; known: {}", SCENARIOS.join(", ")));
@@ -118,6 +128,10 @@ fn run(args: &Args) -> Result<(), String> {
                     repeat: args.repeat,
                     instances: args.edge_instances,
                 },
+                n,
+            )?),
+            n if scale::NAMES.contains(&n) => report.scenarios.extend(scale::run(
+                &scale::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat },
                 n,
             )?),
             "tables-lookup" => report.scenarios.extend(tables::tables_lookup(&args.sizes).into_iter().map(Row::from_value)),

@@ -20,7 +20,7 @@ use wire::ethernet::EthernetAddress;
 use wire::vpc;
 
 use crate::dpdk_tools::testpmd_io;
-use crate::report::Row;
+use crate::report::{median, Row};
 use crate::traffic;
 
 pub const VPCS: u32 = 16;
@@ -148,11 +148,6 @@ fn run_once(s: &Setup, topo: &Path, out_port: &str, timing: bool) -> Result<Meas
     let busy = stats["run"]["seconds"].as_f64().unwrap_or(s.seconds);
     let tsc_hz = stats["run"]["tsc_hz"].as_f64().ok_or("no tsc_hz in the stats")?;
     Ok(Measured { pps: tx / busy, tsc_hz, stats })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn stage_figures(stats: &serde_json::Value, stages: &[&str]) -> serde_json::Value {

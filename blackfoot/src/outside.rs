@@ -160,7 +160,7 @@ fn classify_internet<B: PacketBuf>(
             continue;
         };
         let proto = d.get(9).copied().unwrap_or(0);
-        if proto == IPPROTO_ESP && tables.vpns().any(|v| v.local == dst) {
+        if proto == IPPROTO_ESP && tables.is_tunnel_address(dst) {
             s.esp |= bit(i);
             continue;
         }
@@ -190,7 +190,7 @@ fn answer_arp<B: PacketBuf>(p: &mut B, tables: &Tables) -> Result<(), DropReason
             _ => DropReason::ArpIgnored,
         })?;
     let target = request.target_protocol_addr;
-    let ours = tables.elastic_ip_target(target).is_some() || tables.vpns().any(|v| v.local == target);
+    let ours = tables.elastic_ip_target(target).is_some() || tables.is_tunnel_address(target);
     if !ours || request.source_protocol_addr == target {
         return Err(DropReason::ArpIgnored);
     }

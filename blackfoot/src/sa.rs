@@ -2,11 +2,13 @@
 //! sequence numbers, never reused), the inbound ones owned by the worker polling the
 //! internet port (the anti-replay window is that worker's state).
 //!
-//! Both are built from the tables when the pipelines are made. The control socket has no
-//! VPN commands, so the set of VPNs does not change while running; a VPN that appeared in
-//! a later table version would have no SA here and its packets would be dropped
-//! (`unknown_destination` out, `unknown_spi` in).
+//! Both are built from the tables when the pipelines are made, hashed by VPN and by SPI:
+//! finding a packet's SA costs one probe, whatever the number of VPNs on the edge. The
+//! control socket has no VPN commands, so the set of VPNs does not change while running; a
+//! VPN that appeared in a later table version would have no SA here and its packets would
+//! be dropped (`unknown_destination` out, `unknown_spi` in).
 
+use hashbrown::HashMap;
 use mapping_client::{Tables, VpnId};
 
 use crate::aead::{Aead, AeadFactory, KeyError, RingFactory};
@@ -14,7 +16,7 @@ use crate::esp::{InboundSa, OutboundSa};
 
 /// The outbound SAs of one edge, by VPN.
 pub struct EdgeSas {
-    out: Vec<(VpnId, OutboundSa<Box<dyn Aead>>)>,
+    out: HashMap<VpnId, OutboundSa<Box<dyn Aead>>>,
 }
 
 impl core::fmt::Debug for EdgeSas {
@@ -27,7 +29,7 @@ impl EdgeSas {
     /// One outbound SA per VPN of the edge's tables, with ring's AES-GCM.
     pub fn new(tables: &Tables) -> EdgeSas {
         // ring accepts every 16-byte key: the empty fallback is never taken.
-        EdgeSas::with(tables, &RingFactory).unwrap_or(EdgeSas { out: Vec::new() })
+        EdgeSas::with(tables, &RingFactory).unwrap_or(EdgeSas { out: HashMap::new() })
     }
 
     /// One outbound SA per VPN of the edge's tables, with the ciphers `aead` makes.
@@ -35,27 +37,26 @@ impl EdgeSas {
     /// # Errors
     /// The factory refused a key (for DPDK's cryptodev: no session could be made).
     pub fn with(tables: &Tables, aead: &dyn AeadFactory) -> Result<EdgeSas, KeyError> {
-        let mut out = tables
+        let out = tables
             .vpns()
             .map(|v| {
                 let cipher = aead.make(&v.outbound.key)?;
                 Ok((v.id, OutboundSa::new(&v.outbound, v.local, v.customer_gateway, cipher)))
             })
-            .collect::<Result<Vec<_>, KeyError>>()?;
-        out.sort_by_key(|(id, _)| *id);
+            .collect::<Result<HashMap<_, _>, KeyError>>()?;
         Ok(EdgeSas { out })
     }
 
     /// The outbound SA of `vpn`.
     #[inline]
     pub fn outbound(&self, vpn: VpnId) -> Option<&OutboundSa<Box<dyn Aead>>> {
-        self.out.iter().find(|(id, _)| *id == vpn).map(|(_, sa)| sa)
+        self.out.get(&vpn)
     }
 }
 
 /// The inbound SAs of one edge, by SPI.
 pub struct InboundSas {
-    sas: Vec<(u32, InboundSa<Box<dyn Aead>>)>,
+    sas: HashMap<u32, InboundSa<Box<dyn Aead>>>,
 }
 
 impl core::fmt::Debug for InboundSas {
@@ -68,7 +69,7 @@ impl InboundSas {
     /// One inbound SA per VPN of the edge's tables, with ring's AES-GCM.
     pub fn new(tables: &Tables) -> InboundSas {
         // ring accepts every 16-byte key: the empty fallback is never taken.
-        InboundSas::with(tables, &RingFactory).unwrap_or(InboundSas { sas: Vec::new() })
+        InboundSas::with(tables, &RingFactory).unwrap_or(InboundSas { sas: HashMap::new() })
     }
 
     /// One inbound SA per VPN of the edge's tables, with the ciphers `aead` makes.
@@ -79,13 +80,13 @@ impl InboundSas {
         let sas = tables
             .vpns()
             .map(|v| Ok((v.inbound.spi, InboundSa::new(&v.inbound, aead.make(&v.inbound.key)?))))
-            .collect::<Result<Vec<_>, KeyError>>()?;
+            .collect::<Result<HashMap<_, _>, KeyError>>()?;
         Ok(InboundSas { sas })
     }
 
     /// The inbound SA with this SPI.
     #[inline]
     pub fn get_mut(&mut self, spi: u32) -> Option<&mut InboundSa<Box<dyn Aead>>> {
-        self.sas.iter_mut().find(|(s, _)| *s == spi).map(|(_, sa)| sa)
+        self.sas.get_mut(&spi)
     }
 }

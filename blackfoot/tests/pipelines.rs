@@ -1937,3 +1937,70 @@ fn the_internet_side_answers_arp_for_elastic_ips_and_tunnel_addresses_only() {
         assert_eq!(addr(reply, 38), INTERNET_HOST);
     }
 }
+
+// ===== several VPNs on one edge =====
+
+/// Two more VPNs of red on blackfoot-1: one on its own tunnel address, one sharing
+/// vpn-red's, each with its own SPIs, keys, gateway and remote prefix.
+const MORE_VPNS: &str = r#"
+[[vpn]]
+name = "vpn-red-2"
+vpc = "red"
+edge = "blackfoot-1"
+local = "203.0.113.2"
+customer_gateway = "198.51.100.2"
+remote_prefixes = ["172.20.0.0/16"]
+outbound = { spi = 4098, key = "101112131415161718191a1b1c1d1e1f20212223" }
+inbound  = { spi = 8194, key = "303132333435363738393a3b3c3d3e3f40414243" }
+
+[[vpn]]
+name = "vpn-red-3"
+vpc = "red"
+edge = "blackfoot-1"
+local = "203.0.113.1"
+customer_gateway = "198.51.100.3"
+remote_prefixes = ["172.21.0.0/16"]
+outbound = { spi = 4099, key = "505152535455565758595a5b5c5d5e5f60616263" }
+inbound  = { spi = 8195, key = "707172737475767778797a7b7c7d7e7f80818283" }
+"#;
+
+/// The tunnel-address set, the inbound SAs by SPI and the outbound SAs by VPN with more
+/// than one VPN: each VPN's traffic goes both ways with its own SA, and a packet for one
+/// VPN's SA at another tunnel address, or ESP to an address that is no tunnel address,
+/// is refused as before.
+#[test]
+fn each_of_several_vpns_is_found_by_its_tunnel_address_spi_and_route() {
+    let mut edge = Edge::with_world(&world_text(MORE_VPNS));
+    let by_name = |name: &str| edge.tables.vpns().find(|v| v.name == name).unwrap().clone();
+    let vpns = [by_name("vpn-red"), by_name("vpn-red-2"), by_name("vpn-red-3")];
+    for (k, vpn) in vpns.iter().enumerate() {
+        // In: from the VPN's gateway to its tunnel address, with its inbound SA.
+        let tx = OutboundSa::with_ring(&vpn.inbound, vpn.customer_gateway, vpn.local).unwrap();
+        let host = vpn.remote_prefixes[0].network().octets();
+        let from = Ipv4Addr::new(host[0], host[1], 9, 9);
+        let reply = udp(from, RED1, 9000, 40001, &payload(30, k as u8), true);
+        let pass = edge.run_outside(Side::Internet, &[sealed(&reply, &tx)]);
+        assert_eq!(host_inner(pass.only(fwd(FABRIC)), PA_A, RED), reply, "{}", vpn.name);
+
+        // Out: to the VPN's remote prefix, with its outbound SA, to its gateway.
+        let inner = udp(RED1, from, 40001, 9000, &payload(40, k as u8), true);
+        let pass = edge.run_fabric(&[from_host(PA_A, RED, &inner)]);
+        let ip = internet_ip(pass.only(fwd(INTERNET))).to_vec();
+        assert_eq!((addr(&ip, 12), addr(&ip, 16)), (vpn.local, vpn.customer_gateway), "{}", vpn.name);
+        assert_eq!(get32(&ip, 20), vpn.outbound.spi);
+        let mut b = TestBuffer::from_slice(&ip[20..]);
+        esp::decrypt(&mut b, &mut customer_rx(vpn)).expect("the gateway decrypts it");
+        assert_eq!(b.data(), &inner[..]);
+    }
+    // vpn-red-2's SA at vpn-red's tunnel address: no SA of that address has the SPI.
+    let tx = OutboundSa::with_ring(&vpns[1].inbound, vpns[1].customer_gateway, TUNNEL_LOCAL).unwrap();
+    let stray = sealed(&udp(Ipv4Addr::new(172, 20, 9, 9), RED1, 1, 2, b"?", true), &tx);
+    // ESP to an address that is no tunnel address (nor an Elastic IP).
+    let tx = OutboundSa::with_ring(&vpns[0].inbound, CUSTOMER_GW, NOT_AN_EIP).unwrap();
+    let lost = sealed(&udp(CUSTOMER_HOST, RED1, 1, 2, b"?", true), &tx);
+    let pass = edge.run_outside(Side::Internet, &[stray, lost]);
+    assert_eq!(pass.verdicts(), [drop(DropReason::UnknownSpi), drop(DropReason::NoElasticIp)]);
+    // ARP: both tunnel addresses are answered.
+    let pass = edge.run_outside(Side::Internet, &[arp_request(Ipv4Addr::new(203, 0, 113, 2)), arp_request(NOT_AN_EIP)]);
+    assert_eq!(pass.verdicts(), [fwd(INTERNET), drop(DropReason::ArpIgnored)]);
+}

@@ -6,7 +6,9 @@
 //!   [`Topology::load`]): one clear [`LoadError`] (`FILE:LINE: FIELD: message`) for a bad file.
 //! * [`tables`] — one card's [`Tables`]: (VNI, IP) -> [`Location`] exact match with burst
 //!   lookups, local ENIs, per-VPC longest-prefix routes, peerings, Elastic IPs, SAs, VIFs,
-//!   endpoints, edges. Built with [`Tables::build_for_card`], changed by [`TableOp`]s.
+//!   endpoints, edges, and indexes so that no lookup walks every VPC or VPN (the VPC CIDRs,
+//!   [`tables::CidrIndex`]; the tunnel addresses). Built with [`Tables::build_for_card`],
+//!   changed by [`TableOp`]s.
 //! * [`rcu`] — [`Publisher`] (control core) and [`Subscriber`] (one per worker): left-right
 //!   copies published by pointer swap, quiescent states, updates in time proportional to
 //!   the change. Design note: `mapping-client/RCU.md`.

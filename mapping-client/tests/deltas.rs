@@ -2,6 +2,8 @@
 //! only, gives exactly the tables a rebuild from the final model gives — after every step,
 //! for every card. Rejected commands change nothing.
 
+mod common;
+
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -221,6 +223,12 @@ impl World {
                 step,
                 card
             );
+            // The index of VPC CIDRs, kept by the deltas, answers as a scan of the VPCs.
+            let probes: Vec<Ipv4Addr> = (0..3u8)
+                .flat_map(|b| [Ipv4Addr::new(10, b, 1, 10), Ipv4Addr::new(10, b, 2, 1), Ipv4Addr::new(10, b, 9, 9)])
+                .chain([Ipv4Addr::new(8, 8, 8, 8)])
+                .collect();
+            common::check_cidr_index(tables, &probes, &[100, 101, 102, 103]);
         }
         Ok(())
     }

@@ -426,12 +426,12 @@ fn route(vpc: &VpcEntry, dst: Ipv4Addr) -> Option<Route> {
 }
 
 /// A VPC of this card's view, other than `own`, whose CIDR holds `dst`: traffic the
-/// internet gateway must not carry (only reached for internet-bound packets).
+/// internet gateway must not carry (only reached for internet-bound packets). The tables'
+/// index of the VPC CIDRs answers in a hash probe per prefix length, whatever the number
+/// of VPCs ([`Tables::other_vpc_holding`]).
+#[inline(always)]
 fn foreign_vpc(tables: &Tables, own: u32, dst: Ipv4Addr) -> Option<u32> {
-    tables
-        .vpcs()
-        .find(|v| v.vni != own && v.cidr.contains(dst))
-        .map(|v| v.vni)
+    tables.other_vpc_holding(own, dst)
 }
 
 // ----- encap -----

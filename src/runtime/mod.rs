@@ -4,6 +4,7 @@
 pub mod control;
 pub mod ctl;
 pub mod engine;
+pub mod fabric;
 pub mod passthrough;
 pub mod run;
 pub mod shutdown;

@@ -17,6 +17,7 @@ use pipeline::{AlertProducer, Burst, Clock, Counters, DropReason, Meters, Output
 use wire::PacketBuf;
 
 use super::engine::{Bindings, CardInfo, FABRIC, Role};
+use super::fabric::CardsByPa;
 use super::softport::SoftPort;
 use super::stages::{CardStages, Spill};
 use crate::dpdk::{self, Linearize, Mbuf, MbufBurst, Mempool, rdtsc};
@@ -122,6 +123,8 @@ fn copy_of(pool: &Mempool, m: &Mbuf) -> Option<Mbuf> {
 
 struct Loop<'a, C: Clock> {
     s: &'a mut WorkerSetup,
+    /// `s.cards` by PA: the fabric's switch table.
+    by_pa: CardsByPa,
     stages: CardStages,
     clock: C,
     burst: Burst<Mbuf>,
@@ -223,7 +226,7 @@ impl<C: Clock> Loop<'_, C> {
                     }
                 }
                 let dst = outer_dst(m.data());
-                match dst.and_then(|pa| self.s.cards.iter().position(|c| c.pa == pa)) {
+                match dst.and_then(|pa| self.by_pa.get(pa)) {
                     Some(card) => {
                         let _ = by_card.try_push((card as u32, m));
                     }
@@ -263,7 +266,7 @@ impl<C: Clock> Loop<'_, C> {
         let mut by_sender: ArrayVec<(usize, Mbuf), MAX_BURST> = ArrayVec::new();
         for m in pkts.drain(..) {
             let src = m.data().get(26..30).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(std::net::Ipv4Addr::from);
-            let card = src.and_then(|pa| self.s.cards.iter().position(|c| c.pa == pa)).unwrap_or(from);
+            let card = src.and_then(|pa| self.by_pa.get(pa)).unwrap_or(from);
             // Cannot overflow: at most one burst's packets.
             let _ = by_sender.try_push((card, m));
         }
@@ -412,7 +415,8 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
     let mut next_publish = rdtsc() + publish_every;
     let mut mb = MbufBurst::new();
     {
-        let mut l = Loop { s: &mut setup, stages, clock, burst: Burst::new(), fabric: ArrayVec::new(), spill: Spill::new() };
+        let by_pa = CardsByPa::new(setup.cards.iter().map(|c| c.pa));
+        let mut l = Loop { s: &mut setup, by_pa, stages, clock, burst: Burst::new(), fabric: ArrayVec::new(), spill: Spill::new() };
         while !l.s.stop.load(Ordering::Relaxed) {
             let generation = l.s.bindings.generation.load(Ordering::Acquire);
             l.stages.refresh(generation, &l.s.bindings.ports);

@@ -185,6 +185,7 @@ impl Tables {
         }
         for v in t.vpns().iter().filter(|v| v.edge == e) {
             self.sa_in.insert(v.inbound.spi, v.id);
+            self.tunnel_addrs.insert(v.local);
             self.vpns.insert(
                 v.id,
                 VpnEntry {

@@ -12,10 +12,13 @@
 //!   same derived MAC), and the card knows which ENI a frame is from by its port;
 //! * **VPCs** by VNI: CIDR, subnets, internet gateway and a longest-prefix route table
 //!   ([`Tables::route`]) over the own CIDR, peer CIDRs, VPN/DX remote prefixes and endpoint
-//!   prefixes;
+//!   prefixes; and the VPCs' CIDRs indexed by prefix ([`CidrIndex`]), so that "which
+//!   other VPC holds this address" ([`Tables::other_vpc_holding`]) costs one hash probe per
+//!   prefix length in use, not one test per VPC;
 //! * **peerings** between VPCs of the view;
 //! * **Elastic IPs** both ways (edges holding the VPC's internet gateway);
-//! * **VPN SAs** by inbound SPI, **DX VIFs** by VLAN, **endpoints** by ID (edges);
+//! * **VPN SAs** by inbound SPI, **DX VIFs** by VLAN, **endpoints** by ID, the VPNs'
+//!   **tunnel addresses** as a set ([`Tables::is_tunnel_address`]) (edges);
 //! * **edges** by PA with the VNIs each serves (everyone), for verify-recv.
 //!
 //! # Contract
@@ -24,8 +27,16 @@
 //! [`Tables::apply`] with [`TableOp`]s (what the service's deltas carry) or by being built
 //! whole ([`Tables::build_for_card`]); applying the deltas the service emits to the tables
 //! built from the old model gives tables equal (`==`) to the ones built from the new model.
+//!
+//! # Cost
+//!
+//! No lookup walks every VPC, VPN or card of the view: each is a hash probe, or a scan of
+//! one VPC's few route prefixes ([`PrefixTable`]). The indexes derived from other tables
+//! (the VPC CIDRs, the tunnel addresses) are kept up to date by the same [`TableOp`]s, on
+//! the control core, in time proportional to the change, and are part of `==`.
 
 mod build;
+mod cidr_index;
 mod lpm;
 mod mapping;
 
@@ -38,6 +49,7 @@ use crate::rcu::Absorb;
 use crate::topology::{CardId, DxId, EdgeId, EndpointId, EniId, SaConfig, SubnetId, VpnId};
 
 pub(crate) use build::{local_eni, location, relevant, vpc_entry};
+pub use cidr_index::CidrIndex;
 pub use lpm::PrefixTable;
 pub use mapping::{ElasticIpTable, ExactTable, MappingTable, SlotValue, BURST};
 
@@ -222,11 +234,15 @@ pub struct Tables {
     eni_by_ip: HashMap<u64, EniId>,
     eni_by_name: HashMap<String, EniId>,
     vpcs: HashMap<u32, VpcEntry>,
+    /// The CIDRs of `vpcs`, indexed ([`Tables::other_vpc_holding`]).
+    vpc_cidrs: CidrIndex,
     subnets: HashMap<SubnetId, SubnetInfo>,
     peerings: HashSet<u64>,
     eip_in: HashMap<Ipv4Addr, (u32, Ipv4Addr)>,
     eip_out: ElasticIpTable,
     vpns: HashMap<VpnId, VpnEntry>,
+    /// The `local` addresses of `vpns` ([`Tables::is_tunnel_address`]).
+    tunnel_addrs: HashSet<Ipv4Addr>,
     sa_in: HashMap<u32, VpnId>,
     vifs: HashMap<u16, VifEntry>,
     endpoints: HashMap<EndpointId, EndpointEntry>,
@@ -256,11 +272,13 @@ impl Tables {
             eni_by_ip: HashMap::new(),
             eni_by_name: HashMap::new(),
             vpcs: HashMap::new(),
+            vpc_cidrs: CidrIndex::default(),
             subnets: HashMap::new(),
             peerings: HashSet::new(),
             eip_in: HashMap::new(),
             eip_out: ElasticIpTable::default(),
             vpns: HashMap::new(),
+            tunnel_addrs: HashSet::new(),
             sa_in: HashMap::new(),
             vifs: HashMap::new(),
             endpoints: HashMap::new(),
@@ -343,6 +361,20 @@ impl Tables {
         self.vpcs.get(&vni)?.route(dst)
     }
 
+    /// A VPC of the view other than `own` whose CIDR holds `ip`: traffic `own`'s internet
+    /// gateway must not carry (story step 3). Of several, the one with the most specific
+    /// CIDR, then the smallest VNI. Answered by an index of the CIDRs ([`CidrIndex`]): one
+    /// hash probe per prefix length in use, whatever the number of VPCs.
+    #[inline]
+    pub fn other_vpc_holding(&self, own: u32, ip: Ipv4Addr) -> Option<u32> {
+        self.vpc_cidrs.other_than(own, ip)
+    }
+
+    /// The index of the VPCs' CIDRs.
+    pub fn vpc_cidrs(&self) -> &CidrIndex {
+        &self.vpc_cidrs
+    }
+
     /// Whether VPCs `a` and `b` are peered (false for `a == b`: same-VPC traffic needs no
     /// peering).
     #[inline]
@@ -386,6 +418,12 @@ impl Tables {
     pub fn vpns(&self) -> impl Iterator<Item = &VpnEntry> + '_ {
         self.vpns.values()
     }
+    /// Whether `ip` is the tunnel address (`local`) of a VPN on this edge: one hash probe,
+    /// whatever the number of VPNs.
+    #[inline]
+    pub fn is_tunnel_address(&self, ip: Ipv4Addr) -> bool {
+        self.tunnel_addrs.contains(&ip)
+    }
     #[inline]
     pub fn vif(&self, vlan: u16) -> Option<&VifEntry> {
         self.vifs.get(&vlan)
@@ -420,6 +458,7 @@ impl Tables {
             TableOp::UpsertVpc(entry) => self.upsert_vpc((**entry).clone()),
             TableOp::RemoveVpc { vni } => {
                 if let Some(old) = self.vpcs.remove(vni) {
+                    self.vpc_cidrs.remove(old.cidr, old.vni);
                     for s in &old.subnets {
                         self.subnets.remove(&s.id);
                     }
@@ -453,10 +492,12 @@ impl Tables {
 
     fn upsert_vpc(&mut self, entry: VpcEntry) {
         if let Some(old) = self.vpcs.get(&entry.vni) {
+            self.vpc_cidrs.remove(old.cidr, old.vni);
             for s in &old.subnets {
                 self.subnets.remove(&s.id);
             }
         }
+        self.vpc_cidrs.insert(entry.cidr, entry.vni);
         for s in &entry.subnets {
             self.subnets.insert(s.id, s.clone());
         }

@@ -3,6 +3,7 @@
 //! is reproducible.
 #![allow(dead_code)]
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use mapping_client::{CardId, Client, Request, Service, Tables, ToClient, Topology, Update};
@@ -204,4 +205,28 @@ impl Sim {
             self.step(Duration::from_millis(1));
         }
     }
+}
+
+/// The tables' index of VPC CIDRs answers, for every `ip` of `probes` and every sender VNI
+/// of `vnis`, when the scan it replaced (the first VPC of the tables other than the
+/// sender's holding `ip`) answers, and with a VPC that scan could have found: of the most
+/// specific CIDR, the smallest VNI.
+pub fn check_cidr_index(t: &Tables, probes: &[Ipv4Addr], vnis: &[u32]) {
+    let scan = |own: u32, ip: Ipv4Addr| t.vpcs().find(|v| v.vni != own && v.cidr.contains(ip)).map(|v| v.vni);
+    for &ip in probes {
+        for &own in vnis {
+            let got = t.other_vpc_holding(own, ip);
+            assert_eq!(got.is_some(), scan(own, ip).is_some(), "{}: sender {own}, {ip}", t.card_name());
+            if let Some(vni) = got {
+                let best = t
+                    .vpcs()
+                    .filter(|v| v.vni != own && v.cidr.contains(ip))
+                    .map(|v| (std::cmp::Reverse(v.cidr.prefix_len()), v.vni))
+                    .min()
+                    .map(|(_, v)| v);
+                assert_eq!(Some(vni), best, "{}: sender {own}, {ip}", t.card_name());
+            }
+        }
+    }
+    assert_eq!(t.vpc_cidrs().len(), t.vpcs().count());
 }
