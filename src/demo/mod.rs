@@ -17,7 +17,8 @@ use mapping_client::topology::{Attach, Topology};
 use wire::ethernet::EthernetAddress;
 use wire::{PacketBuf, vpc};
 
-use crate::runtime::engine::{Engine, EngineSpec, PortIo, PortSpec};
+use crate::runtime::engine::{Engine, EngineSpec};
+use crate::runtime::plan::{PortIo, PortSpec};
 
 /// The built-in world: hosts A and B; VPCs red and yellow (peered) and green (not).
 pub const WORLD: &str = concat!(

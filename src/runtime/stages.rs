@@ -12,7 +12,8 @@ use mapping_client::topology::{CardId, EniId};
 use nitro::{Egress, EgressOutputs, EniPort, Ingress, NitroCtx};
 use pipeline::{AlertProducer, Burst, Clock, DropReason, Extra, Meters, Output};
 
-use super::engine::{CardInfo, FABRIC, InstanceBinding, Role, UNBOUND, port_output};
+use super::card::CardInfo;
+use super::plan::{FABRIC, InstanceBinding, Role, UNBOUND, port_output};
 use crate::dpdk::{rdtsc, Mbuf, Mempool};
 
 /// Most packets the stages may make beyond a burst in one pass (fragments: a fabric burst

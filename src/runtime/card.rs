@@ -1,0 +1,50 @@
+//! One card as the workers see it: its plan (name, PA, ports) and what the control core
+//! made for it at start (alert id, SAs, ICMP rate limit).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use mapping_client::topology::CardId;
+
+use super::cipher::Cipher;
+use super::plan::CardPlan;
+
+/// One card as the runtime sees it.
+#[derive(Debug, Clone)]
+pub struct CardInfo {
+    pub id: CardId,
+    pub name: String,
+    pub pa: Ipv4Addr,
+    pub alert_id: pipeline::CardId,
+    /// The card's `underlay:` port, if it has one.
+    pub underlay_port: Option<usize>,
+    /// An edge's outside ports (`edge:EDGE:internet|dx|services`), if it has them.
+    pub internet_port: Option<usize>,
+    pub dx_port: Option<usize>,
+    pub services_port: Option<usize>,
+    /// An edge's outbound SAs, shared by every worker (sequence numbers never reused).
+    pub sas: Option<Arc<blackfoot::EdgeSas>>,
+    /// The AES-GCM implementation of the edge's SAs (inbound ones are made per worker).
+    pub cipher: Cipher,
+    /// The card's limit on the ICMP errors it sends, shared by every worker (TSC ticks).
+    pub icmp_limit: Arc<pipeline::RateLimit>,
+}
+
+impl CardInfo {
+    /// The card of `plan`, without SAs yet, its ICMP limit counted in ticks of `tsc_hz`.
+    pub fn new(plan: &CardPlan, tsc_hz: u64) -> CardInfo {
+        CardInfo {
+            id: plan.id,
+            name: plan.name.clone(),
+            pa: plan.pa,
+            alert_id: nitro::card_id(plan.id),
+            underlay_port: plan.underlay_port,
+            internet_port: plan.internet_port,
+            dx_port: plan.dx_port,
+            services_port: plan.services_port,
+            sas: None,
+            cipher: Cipher::Ring,
+            icmp_limit: Arc::new(pipeline::RateLimit::new(nitro::ICMP_RATE_PER_SEC, nitro::ICMP_BURST, tsc_hz)),
+        }
+    }
+}
