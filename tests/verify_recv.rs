@@ -204,7 +204,7 @@ fn through_host(tables: &Tables, f: &[u8]) -> Verdict {
     let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
     let mut meters = Meters::new(collector.add_worker(u64::MAX).unwrap());
     let icmp_limit = pipeline::RateLimit::new(1000, 50, 1000);
-    let mut ctx = NitroCtx { tables, card: pipeline::CardId::Host(1), alerts: &mut alerts, icmp_limit: &icmp_limit, now: 0 };
+    let mut ctx = NitroCtx { tables, card: pipeline::CardId::Host(mapping_client::HostId(1)), alerts: &mut alerts, icmp_limit: &icmp_limit, now: 0 };
     let mut burst = Burst::new();
     burst.push(TestBuffer::from_slice_with_room(f, 128, 128)).unwrap();
     let ports = |_: mapping_client::EniId| Some(out(1));
@@ -218,7 +218,7 @@ fn through_edge(tables: &Tables, f: &[u8]) -> Verdict {
     let (mut alerts, _consumer) = alert_channel(64);
     let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
     let mut meters = Meters::new(collector.add_worker(u64::MAX).unwrap());
-    let mut ctx = EdgeCtx { tables, card: pipeline::CardId::Edge(0), alerts: &mut alerts };
+    let mut ctx = EdgeCtx { tables, card: pipeline::CardId::Edge(mapping_client::EdgeId(0)), alerts: &mut alerts };
     let outputs = EdgeOutputs { fabric: out(0), internet: Some(out(1)), dx: Some(out(2)), services: Some(out(3)) };
     let mut pipe = FromFabric::new(outputs, Arc::new(EdgeSas::new(tables)));
     let mut extra = VecExtra::new(|| Some(TestBuffer::with_room(128, 2048)));

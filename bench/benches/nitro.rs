@@ -328,7 +328,7 @@ impl Bench {
         let limit = RateLimit::unlimited();
         let mut ctx = NitroCtx {
             tables: self.tables,
-            card: CardId::Host(0),
+            card: CardId::Host(wire::HostId(0)),
             alerts: &mut self.alerts,
             icmp_limit: &limit,
             now: 0,

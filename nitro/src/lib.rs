@@ -313,13 +313,10 @@ pub const fn eth(mac: MacAddr) -> EthernetAddress {
     EthernetAddress(mac.0)
 }
 
-/// The alert id of a topology card: the same index, as wide as the topology's (every card
-/// of any world has its own; the runtime names alerts with it).
+/// The alert id of a topology card: the card id itself (the workspace has one card id,
+/// `wire::CardId`; kept for the callers that name it).
 pub const fn card_id(card: mapping_client::CardId) -> CardId {
-    match card {
-        mapping_client::CardId::Host(h) => CardId::Host(h.0),
-        mapping_client::CardId::Edge(e) => CardId::Edge(e.0),
-    }
+    card
 }
 
 /// Slot index bounded to the burst arrays (a mask the compiler folds into the index: no
@@ -347,20 +344,7 @@ mod tests {
         );
         assert_eq!(UNDERLAY_ROUTER_MAC.to_string(), "02:00:00:fe:00:01");
         let h = mapping_client::CardId::Host(mapping_client::HostId(3));
-        assert_eq!(card_id(h), CardId::Host(3));
-    }
-
-    /// Cards whose indexes differ by 65536 (cut to 16 bits they alias) or lie above 65535
-    /// (saturated they alias) keep ids of their own.
-    #[test]
-    fn card_ids_are_not_cut() {
-        use mapping_client::{EdgeId, HostId};
-        let host = |i| card_id(mapping_client::CardId::Host(HostId(i)));
-        let edge = |i| card_id(mapping_client::CardId::Edge(EdgeId(i)));
-        assert_ne!(host(1), host(65_537));
-        assert_ne!(host(65_536), host(65_537));
-        assert_ne!(edge(70_000), edge(70_001));
-        assert_eq!((host(65_537), edge(u32::MAX)), (CardId::Host(65_537), CardId::Edge(u32::MAX)));
+        assert_eq!(card_id(h), h);
     }
 
 }

@@ -1,5 +1,5 @@
 //! One card as the workers see it: its plan (name, PA, ports) and what the control core
-//! made for it at start (alert id, SAs, ICMP rate limit).
+//! made for it at start (SAs, ICMP rate limit).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -12,10 +12,10 @@ use super::plan::CardPlan;
 /// One card as the runtime sees it.
 #[derive(Debug, Clone)]
 pub struct CardInfo {
+    /// The card (alerts name it by this id too).
     pub id: CardId,
     pub name: String,
     pub pa: Ipv4Addr,
-    pub alert_id: pipeline::CardId,
     /// The card's `underlay:` port, if it has one.
     pub underlay_port: Option<usize>,
     /// An edge's outside ports (`edge:EDGE:internet|dx|services`), if it has them.
@@ -37,7 +37,6 @@ impl CardInfo {
             id: plan.id,
             name: plan.name.clone(),
             pa: plan.pa,
-            alert_id: nitro::card_id(plan.id),
             underlay_port: plan.underlay_port,
             internet_port: plan.internet_port,
             dx_port: plan.dx_port,

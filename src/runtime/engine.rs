@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use mapping_client::rcu::Publisher;
 use mapping_client::service::{Command, Service};
 use mapping_client::tables::Tables;
-use mapping_client::topology::Topology;
+use mapping_client::topology::{CardId, Topology};
 use mapping_client::Client;
 use pipeline::{
     AlertAggregator, AlertConfig, AlertConsumer, AlertNames, HistogramConfig, PublishedCounters, StatsReport,
@@ -507,8 +507,8 @@ struct Names<'a> {
 }
 
 impl AlertNames for Names<'_> {
-    fn card(&self, card: pipeline::CardId) -> Option<&str> {
-        self.cards.iter().find(|c| c.alert_id == card).map(|c| c.name.as_str())
+    fn card(&self, card: CardId) -> Option<&str> {
+        self.cards.iter().find(|c| c.id == card).map(|c| c.name.as_str())
     }
     fn instance(&self, eni: u32) -> Option<&str> {
         self.topo.instance(mapping_client::topology::EniId(eni)).map(|i| i.name.as_str())

@@ -157,7 +157,7 @@ impl CardStages {
     ) {
         match self.egress.get_mut(port).and_then(Option::as_mut) {
             Some(egress) => {
-                let mut ctx = NitroCtx { tables, card: card.alert_id, alerts, icmp_limit: &card.icmp_limit, now: 0 };
+                let mut ctx = NitroCtx { tables, card: card.id, alerts, icmp_limit: &card.icmp_limit, now: 0 };
                 egress.process(burst, EniId(eni), &mut ctx, clock, meters);
             }
             None => drop_all(burst, DropReason::Unsupported),
@@ -186,7 +186,7 @@ impl CardStages {
                     return drop_all(burst, DropReason::Unsupported);
                 };
                 let now = rdtsc();
-                let mut ctx = NitroCtx { tables, card: card.alert_id, alerts, icmp_limit: &card.icmp_limit, now };
+                let mut ctx = NitroCtx { tables, card: card.id, alerts, icmp_limit: &card.icmp_limit, now };
                 let mut extra = WorkerExtra { pool, spill, lost: 0 };
                 ingress.process(burst, self.eni_ports.as_slice(), &mut ctx, &mut extra, clock, meters);
                 if extra.lost != 0 {
@@ -195,7 +195,7 @@ impl CardStages {
             }
             CardId::Edge(_) => match self.edges.get_mut(index).and_then(Option::as_mut) {
                 Some(e) => {
-                    let mut ctx = EdgeCtx { tables, card: card.alert_id, alerts };
+                    let mut ctx = EdgeCtx { tables, card: card.id, alerts };
                     let mut extra = WorkerExtra { pool, spill, lost: 0 };
                     e.from_fabric.process(burst, &mut ctx, &mut extra, clock, meters);
                     let lost = extra.lost;
@@ -229,7 +229,7 @@ impl CardStages {
         };
         match self.edges.get_mut(index).and_then(Option::as_mut) {
             Some(e) => {
-                let mut ctx = EdgeCtx { tables, card: card.alert_id, alerts };
+                let mut ctx = EdgeCtx { tables, card: card.id, alerts };
                 e.from_outside.process(side, burst, &mut ctx, clock, meters);
             }
             None => drop_all(burst, DropReason::Unsupported),
