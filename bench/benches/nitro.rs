@@ -57,22 +57,9 @@ const INNER_LEN: usize = 64;
 const EGRESS_FRAME: usize = 14 + INNER_LEN;
 const INGRESS_FRAME: usize = OUTER_HEADER_LEN + INNER_LEN;
 
-/// The TSC, read with `rdtsc` (not serialising: the cheap read a worker would use).
-#[derive(Clone, Copy)]
-struct Rdtsc;
-
-impl Clock for Rdtsc {
-    #[inline(always)]
-    fn now(&self) -> u64 {
-        tsc()
-    }
-}
-
-#[inline(always)]
-fn tsc() -> u64 {
-    // The DPDK layer's safe wrapper: the only `unsafe` stays in src/dpdk/.
-    vpcemu::dpdk::rdtsc()
-}
+/// The TSC, read with `rdtsc` (not serialising: the cheap read a worker would use), as the
+/// workers time their stages.
+use pipeline::clock::{median, rdtsc as tsc, TscClock as Rdtsc};
 
 // ----- the world -----
 
@@ -440,10 +427,6 @@ fn bench_nitro(c: &mut Criterion) {
     g.finish();
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn summary(_c: &mut Criterion) {
     let (tables, perm) = world();

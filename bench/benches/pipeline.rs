@@ -26,22 +26,9 @@ const BURST: usize = 32;
 /// machine (the core runs faster than its TSC).
 const ROUNDS: usize = 32;
 
-/// The TSC, read with `rdtsc` (not serialising: the cheap read a worker would use).
-#[derive(Clone, Copy)]
-struct Rdtsc;
-
-impl Clock for Rdtsc {
-    #[inline(always)]
-    fn now(&self) -> u64 {
-        tsc()
-    }
-}
-
-#[inline(always)]
-fn tsc() -> u64 {
-    // The DPDK layer's safe wrapper: the only `unsafe` stays in src/dpdk/.
-    vpcemu::dpdk::rdtsc()
-}
+/// The TSC, read with `rdtsc` (not serialising: the cheap read a worker would use), as the
+/// workers time their stages.
+use pipeline::clock::{median, rdtsc as tsc, TscClock as Rdtsc};
 
 /// `R` rounds of serial work per live packet; decides nothing. `Work<ROUNDS>` is the
 /// ~100-cycle stage, `Work<0>` an empty one that isolates the cost of timing itself.
@@ -118,10 +105,6 @@ fn cycles_per_packet(iters: u64, mut f: impl FnMut()) -> f64 {
     (tsc() - t0) as f64 / (iters * BURST as u64) as f64
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn overhead_summary(_c: &mut Criterion) {
     let t0 = (Instant::now(), tsc());

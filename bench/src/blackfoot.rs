@@ -578,9 +578,9 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
         }
     }
     let pmd = median(pmd);
-    let crypto_mops = median(crypto.iter().map(|c| c.mops).collect());
-    let crypto_gbps = median(crypto.iter().map(|c| c.gbps).collect());
-    let crypto_cycles = median(crypto.iter().map(|c| c.cycles_per_buf).collect());
+    let crypto_mops = median(crypto.iter().map(|c| c.mops).collect::<Vec<f64>>());
+    let crypto_gbps = median(crypto.iter().map(|c| c.gbps).collect::<Vec<f64>>());
+    let crypto_cycles = median(crypto.iter().map(|c| c.cycles_per_buf).collect::<Vec<f64>>());
     let crypto_buf = crypto.first().map(|c| c.buffer_bytes);
     let crypto_done = crypto.iter().map(|c| c.ops).min();
     let stages = ["verify-recv", "decap", sc.way.stage()];
@@ -590,7 +590,7 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             continue;
         }
         let timing = suffix != "-no-timing";
-        let pps = median(runs.iter().map(Run::pps).collect());
+        let pps = median(runs.iter().map(Run::pps).collect::<Vec<f64>>());
         let mid = median_run(runs).ok_or("no runs")?;
         let hz = mid.tsc_hz;
         let mut row = Row::new(format!("{}{suffix}", sc.name));

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::dpdk_tools::{eal_args, testpmd_io};
-use crate::report::Row;
+use crate::report::{median, Row};
 use crate::traffic;
 
 pub struct Setup<'a> {
@@ -17,10 +17,6 @@ pub struct Setup<'a> {
     pub repeat: usize,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
 
 /// One vpcemu passthrough run; (pps, tsc_hz).
 fn vpcemu_once(s: &Setup, rx: &str, tx: &str) -> Result<(f64, f64), String> {

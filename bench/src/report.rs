@@ -63,10 +63,7 @@ impl Row {
 }
 
 /// The median of measurements (the upper one of an even count; 0 for none).
-pub fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
+pub use pipeline::clock::median;
 
 /// The drop reasons with a non-zero count in the `drops` of `vpcemu run --stats-json`.
 pub fn drops_of(stats: &Value) -> Result<Vec<(String, u64)>, String> {

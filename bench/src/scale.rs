@@ -430,8 +430,8 @@ fn pair(s: &Setup, small: &World, large: &World) -> Result<Vec<Row>, String> {
     let pmd = median(pmd);
     let [small_runs, large_runs] = runs;
     let figures = |w: &World, mut runs: Vec<Run>| {
-        let pps = median(runs.iter().map(|r| r.pps(w)).collect());
-        let cpu_pps = median(runs.iter().map(|r| r.cpu_pps(w)).collect());
+        let pps = median(runs.iter().map(|r| r.pps(w)).collect::<Vec<f64>>());
+        let cpu_pps = median(runs.iter().map(|r| r.cpu_pps(w)).collect::<Vec<f64>>());
         let shares: Vec<f64> = runs.iter().map(|r| (r.cpu_share * 1000.0).round() / 1000.0).collect();
         runs.sort_by(|a, b| a.pps(w).total_cmp(&b.pps(w)));
         let mid = runs.swap_remove(runs.len() / 2);
