@@ -1,7 +1,6 @@
 //! One card as the workers see it: its plan (name, PA, ports) and what the control core
 //! made for it at start (SAs, ICMP rate limit).
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use mapping_client::topology::CardId;
@@ -12,16 +11,8 @@ use super::plan::CardPlan;
 /// One card as the runtime sees it.
 #[derive(Debug, Clone)]
 pub struct CardInfo {
-    /// The card (alerts name it by this id too).
-    pub id: CardId,
-    pub name: String,
-    pub pa: Ipv4Addr,
-    /// The card's `underlay:` port, if it has one.
-    pub underlay_port: Option<usize>,
-    /// An edge's outside ports (`edge:EDGE:internet|dx|services`), if it has them.
-    pub internet_port: Option<usize>,
-    pub dx_port: Option<usize>,
-    pub services_port: Option<usize>,
+    /// Which card, its name, PA and ports (alerts name the card by `plan.id`).
+    pub plan: CardPlan,
     /// An edge's outbound SAs, shared by every worker (sequence numbers never reused).
     pub sas: Option<Arc<blackfoot::EdgeSas>>,
     /// The AES-GCM implementation of the edge's SAs (inbound ones are made per worker).
@@ -34,16 +25,15 @@ impl CardInfo {
     /// The card of `plan`, without SAs yet, its ICMP limit counted in ticks of `tsc_hz`.
     pub fn new(plan: &CardPlan, tsc_hz: u64) -> CardInfo {
         CardInfo {
-            id: plan.id,
-            name: plan.name.clone(),
-            pa: plan.pa,
-            underlay_port: plan.underlay_port,
-            internet_port: plan.internet_port,
-            dx_port: plan.dx_port,
-            services_port: plan.services_port,
+            plan: plan.clone(),
             sas: None,
             cipher: Cipher::Ring,
             icmp_limit: Arc::new(pipeline::RateLimit::new(nitro::ICMP_RATE_PER_SEC, nitro::ICMP_BURST, tsc_hz)),
         }
+    }
+
+    /// The card's id.
+    pub fn id(&self) -> CardId {
+        self.plan.id
     }
 }

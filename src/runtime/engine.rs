@@ -188,9 +188,9 @@ impl Engine {
 
         // Mapping service, clients, publishers.
         let mut service = Service::new(topo.clone());
-        let mut clients: Vec<Client> = cards.iter().map(|c| Client::new(c.id)).collect();
+        let mut clients: Vec<Client> = plan.cards.iter().map(|c| Client::new(c.id)).collect();
         let mut publishers: Vec<Publisher<Tables>> =
-            cards.iter().map(|c| Publisher::new(Tables::empty(Some(c.id), c.name.clone(), c.pa))).collect();
+            plan.cards.iter().map(|c| Publisher::new(Tables::empty(Some(c.id), c.name.clone(), c.pa))).collect();
         sync_all(&mut service, &mut clients, &mut publishers, Duration::ZERO);
         // Each edge's outbound SAs, from its first tables (the VPN set does not change at run
         // time: the control socket has no VPN commands).
@@ -200,7 +200,7 @@ impl Engine {
             if planned.is_edge() {
                 let sas = blackfoot::EdgeSas::with(publisher.live(), cipher.factory())
                     .and_then(|sas| blackfoot::InboundSas::with(publisher.live(), cipher.factory()).map(|_| sas))
-                    .map_err(|e| EngineError::Config(format!("edge {}: {e} by {}", card.name, cipher.factory().name())))?;
+                    .map_err(|e| EngineError::Config(format!("edge {}: {e} by {}", planned.name, cipher.factory().name())))?;
                 card.sas = Some(Arc::new(sas));
                 card.cipher = cipher.clone();
             }
@@ -508,7 +508,7 @@ struct Names<'a> {
 
 impl AlertNames for Names<'_> {
     fn card(&self, card: CardId) -> Option<&str> {
-        self.cards.iter().find(|c| c.id == card).map(|c| c.name.as_str())
+        self.cards.iter().find(|c| c.id() == card).map(|c| c.plan.name.as_str())
     }
     fn instance(&self, eni: u32) -> Option<&str> {
         self.topo.instance(mapping_client::topology::EniId(eni)).map(|i| i.name.as_str())

@@ -65,6 +65,13 @@ fn outer_addr(frame: &[u8], at: usize) -> Option<Ipv4Addr> {
 const OUTER_SRC: usize = 26;
 const OUTER_DST: usize = 30;
 
+/// A worker's ports as the switch sends to them: one sink per port and each port's MTU
+/// (the largest IP packet it carries; `None` or missing: no limit known).
+pub struct Ports<'a, S> {
+    pub tx: &'a mut [S],
+    pub mtu: &'a [Option<u16>],
+}
+
 /// The fabric's switch of one worker: the cards of the process by PA, each card's
 /// `underlay:` port, the fabric capture port.
 #[derive(Debug, Clone)]
@@ -91,8 +98,7 @@ impl Switch {
         &self,
         fabric: &mut ArrayVec<B, MAX_BURST>,
         from: usize,
-        tx: &mut [S],
-        port_mtu: &[Option<u16>],
+        mut ports: Ports<'_, S>,
         mut copy: impl FnMut(&B) -> Option<B>,
         counters: &mut Counters,
     ) -> ArrayVec<(usize, B), MAX_BURST> {
@@ -118,13 +124,13 @@ impl Switch {
                 }
             }
         }
-        if let Some(sink) = self.capture.and_then(|cap| tx.get_mut(cap)) {
+        if let Some(sink) = self.capture.and_then(|cap| ports.tx.get_mut(cap)) {
             // One TX burst for the copies; what the capture port refuses is freed.
             sink.send(&mut captured);
         }
         captured.clear();
         if !out_of_process.is_empty() {
-            self.send_out_of_process(&mut out_of_process, from, tx, port_mtu, counters);
+            self.send_out_of_process(&mut out_of_process, from, &mut ports, counters);
         }
         by_card.sort_unstable_by_key(|(c, _)| *c);
         by_card
@@ -133,12 +139,11 @@ impl Switch {
     /// Packets for PAs not run in this process leave by the physical (`underlay:`) port of
     /// the card that sent them (found by the outer source PA; `from`, the card whose
     /// stages ran last, if none matches), or are dropped `no_route` if it has none.
-    pub fn send_out_of_process<B: PacketBuf, S: TxSink<B>>(
+    fn send_out_of_process<B: PacketBuf, S: TxSink<B>>(
         &self,
         pkts: &mut ArrayVec<B, MAX_BURST>,
         from: usize,
-        tx: &mut [S],
-        port_mtu: &[Option<u16>],
+        ports: &mut Ports<'_, S>,
         counters: &mut Counters,
     ) {
         let mut by_sender: ArrayVec<(usize, B), MAX_BURST> = ArrayVec::new();
@@ -159,9 +164,9 @@ impl Switch {
             }
             let n = group.len() as u64;
             match self.underlay.get(card).copied().flatten() {
-                Some(port) => match tx.get_mut(port) {
+                Some(port) => match ports.tx.get_mut(port) {
                     Some(sink) => {
-                        send_counted(sink, max_frame(port_mtu, port), &mut group, counters);
+                        send_counted(sink, max_frame(ports.mtu, port), &mut group, counters);
                     }
                     None => counters.add_drops(DropReason::TxFull, n),
                 },
@@ -247,7 +252,7 @@ mod tests {
         let mut tx = [port(64), port(64), port(64)];
         let mut counters = Counters::new();
         let mut fabric = burst([frame(A, EDGE, 1, 60), frame(EDGE, B, 2, 60), frame(B, A, 3, 60), frame(A, EDGE, 4, 60)]);
-        let back = switch(None).hop(&mut fabric, 0, &mut tx, &[], |_| None, &mut counters);
+        let back = switch(None).hop(&mut fabric, 0, Ports { tx: &mut tx, mtu: &[] }, |_| None, &mut counters);
         assert!(fabric.is_empty());
         let got: Vec<(usize, u8)> = back.iter().map(|(c, b)| (*c, b.data()[0])).collect();
         // By card; within a card the sort is unstable, so only the set is checked there.
@@ -266,7 +271,7 @@ mod tests {
         let mut counters = Counters::new();
         let mut fabric = burst([frame(A, EDGE, 1, 60), frame(A, ELSEWHERE, 2, 60)]);
         let copy = |b: &TestBuffer| Some(TestBuffer::from_slice(b.data()));
-        let back = switch(Some(2)).hop(&mut fabric, 0, &mut tx, &[], copy, &mut counters);
+        let back = switch(Some(2)).hop(&mut fabric, 0, Ports { tx: &mut tx, mtu: &[] }, copy, &mut counters);
         assert_eq!(back.len(), 1);
         let tags: Vec<u8> = tx[2].sent.iter().map(|f| f[0]).collect();
         assert_eq!(tags, [1, 2], "both copies, in fabric order");
@@ -274,7 +279,7 @@ mod tests {
 
         // No buffer for a copy: counted, the packet still goes on.
         let mut fabric = burst([frame(A, EDGE, 1, 60)]);
-        let back = switch(Some(2)).hop(&mut fabric, 0, &mut tx, &[], |_| None, &mut counters);
+        let back = switch(Some(2)).hop(&mut fabric, 0, Ports { tx: &mut tx, mtu: &[] }, |_| None, &mut counters);
         assert_eq!((back.len(), counters.drops(DropReason::NoBuffer)), (1, 1));
     }
 
@@ -290,7 +295,7 @@ mod tests {
             frame(B, ELSEWHERE, 3, 60),
             frame(ELSEWHERE, ELSEWHERE, 4, 60),
         ]);
-        let back = switch(None).hop(&mut fabric, 2, &mut tx, &[], |_| None, &mut counters);
+        let back = switch(None).hop(&mut fabric, 2, Ports { tx: &mut tx, mtu: &[] }, |_| None, &mut counters);
         assert!(back.is_empty());
         assert_eq!(tx[0].sent.iter().map(|f| f[0]).collect::<Vec<_>>(), [2]);
         let mut edge: Vec<u8> = tx[1].sent.iter().map(|f| f[0]).collect();
@@ -299,7 +304,7 @@ mod tests {
         assert_eq!(counters.drops(DropReason::NoRoute), 1);
         // A frame too short to hold an outer header goes the same way as an unknown PA.
         let mut fabric = burst([TestBuffer::from_slice(&[7; 20])]);
-        let back = switch(None).hop(&mut fabric, 1, &mut tx, &[], |_| None, &mut counters);
+        let back = switch(None).hop(&mut fabric, 1, Ports { tx: &mut tx, mtu: &[] }, |_| None, &mut counters);
         assert!(back.is_empty());
         assert_eq!(counters.drops(DropReason::NoRoute), 2, "card B has no underlay port");
     }
@@ -311,7 +316,7 @@ mod tests {
         let mtus = [Some(100), None];
         let mut counters = Counters::new();
         let mut fabric = burst([frame(A, ELSEWHERE, 1, 118), frame(A, ELSEWHERE, 2, 119), frame(A, ELSEWHERE, 3, 60)]);
-        let back = switch(None).hop(&mut fabric, 0, &mut tx, &mtus, |_| None, &mut counters);
+        let back = switch(None).hop(&mut fabric, 0, Ports { tx: &mut tx, mtu: &mtus }, |_| None, &mut counters);
         assert!(back.is_empty());
         assert_eq!(tx[0].sent.len(), 1);
         assert_eq!(counters.drops(DropReason::MtuExceeded), 1);
@@ -319,7 +324,7 @@ mod tests {
         // The underlay port is not among the sinks: tx_full.
         let mut none: [Port; 0] = [];
         let mut fabric = burst([frame(A, ELSEWHERE, 1, 60)]);
-        let _ = switch(None).hop(&mut fabric, 0, &mut none, &[], |_| None, &mut counters);
+        let _ = switch(None).hop(&mut fabric, 0, Ports { tx: &mut none, mtu: &[] }, |_| None, &mut counters);
         assert_eq!(counters.drops(DropReason::TxFull), 2);
     }
 

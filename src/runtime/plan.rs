@@ -72,12 +72,18 @@ pub struct CardPlan {
     pub id: CardId,
     pub name: String,
     pub pa: Ipv4Addr,
-    /// The card's `underlay:` port, if it has one.
-    pub underlay_port: Option<usize>,
-    /// An edge's outside ports (`edge:EDGE:internet|dx|services`), if it has them.
-    pub internet_port: Option<usize>,
-    pub dx_port: Option<usize>,
-    pub services_port: Option<usize>,
+    /// Its `underlay:` port and, for an edge, `edge:EDGE:internet|dx|services`, by
+    /// index; `None` where it has none.
+    pub ports: CardPorts,
+}
+
+/// The ports of a card (indexes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CardPorts {
+    pub underlay: Option<usize>,
+    pub internet: Option<usize>,
+    pub dx: Option<usize>,
+    pub services: Option<usize>,
 }
 
 impl CardPlan {
@@ -133,10 +139,7 @@ impl Plan {
                 id,
                 name: topology.card_name(id).unwrap_or("?").to_string(),
                 pa: topology.card_pa(id).unwrap_or(Ipv4Addr::UNSPECIFIED),
-                underlay_port: None,
-                internet_port: None,
-                dx_port: None,
-                services_port: None,
+                ports: CardPorts::default(),
             })
             .collect();
         let mut plan_ports = Vec::with_capacity(ports.len());
@@ -166,10 +169,10 @@ impl Plan {
                 Attach::Fabric => Role::Fabric,
             };
             match role {
-                Role::Underlay { card } => plan_cards[card].underlay_port = Some(i),
-                Role::EdgeInternet { card } => plan_cards[card].internet_port = Some(i),
-                Role::EdgeDx { card } => plan_cards[card].dx_port = Some(i),
-                Role::EdgeServices { card } => plan_cards[card].services_port = Some(i),
+                Role::Underlay { card } => plan_cards[card].ports.underlay = Some(i),
+                Role::EdgeInternet { card } => plan_cards[card].ports.internet = Some(i),
+                Role::EdgeDx { card } => plan_cards[card].ports.dx = Some(i),
+                Role::EdgeServices { card } => plan_cards[card].ports.services = Some(i),
                 Role::Instance | Role::Fabric => {}
             }
             plan_ports.push(PortPlan { name: p.name.clone(), attach: p.attach.clone(), role, soft: p.io == PortIo::Soft });
@@ -401,10 +404,10 @@ attach = "fabric"
                 Role::Fabric
             ]
         );
-        assert_eq!(plan.cards[0].underlay_port, Some(1));
-        assert_eq!(plan.cards[1].underlay_port, None);
+        assert_eq!(plan.cards[0].ports, CardPorts { underlay: Some(1), ..CardPorts::default() });
+        assert_eq!(plan.cards[1].ports, CardPorts::default());
         let edge = &plan.cards[2];
-        assert_eq!((edge.internet_port, edge.dx_port, edge.services_port), (Some(2), Some(3), Some(4)));
+        assert_eq!(edge.ports, CardPorts { underlay: None, internet: Some(2), dx: Some(3), services: Some(4) });
         assert_eq!(edge.pa, topo.card_pa(edge.id).expect("edge PA"));
         assert_eq!(plan.fabric_capture(), Some(5));
         let names = plan.output_names();

@@ -85,13 +85,13 @@ impl CardStages {
         let edges = cards
             .iter()
             .zip(subscribers.iter_mut())
-            .map(|(c, sub)| match (c.id, &c.sas, fabric) {
+            .map(|(c, sub)| match (c.id(), &c.sas, fabric) {
                 (CardId::Edge(_), Some(sas), Some(fabric)) => {
                     let outputs = EdgeOutputs {
                         fabric,
-                        internet: c.internet_port.and_then(port_output),
-                        dx: c.dx_port.and_then(port_output),
-                        services: c.services_port.and_then(port_output),
+                        internet: c.plan.ports.internet.and_then(port_output),
+                        dx: c.plan.ports.dx.and_then(port_output),
+                        services: c.plan.ports.services.and_then(port_output),
                     };
                     // The engine made these SAs once at start with this cipher; should the
                     // cryptodev refuse now, ring computes the same AES-GCM.
@@ -157,7 +157,7 @@ impl CardStages {
     ) {
         match self.egress.get_mut(port).and_then(Option::as_mut) {
             Some(egress) => {
-                let mut ctx = NitroCtx { tables, card: card.id, alerts, icmp_limit: &card.icmp_limit, now: 0 };
+                let mut ctx = NitroCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
                 egress.process(burst, EniId(eni), &mut ctx, clock, meters);
             }
             None => drop_all(burst, DropReason::Unsupported),
@@ -180,13 +180,13 @@ impl CardStages {
         clock: &C,
         meters: &mut Meters,
     ) {
-        match card.id {
+        match card.id() {
             CardId::Host(_) => {
                 let Some(ingress) = self.ingress.as_mut() else {
                     return drop_all(burst, DropReason::Unsupported);
                 };
                 let now = rdtsc();
-                let mut ctx = NitroCtx { tables, card: card.id, alerts, icmp_limit: &card.icmp_limit, now };
+                let mut ctx = NitroCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now };
                 let mut extra = WorkerExtra { pool, spill, lost: 0 };
                 ingress.process(burst, self.eni_ports.as_slice(), &mut ctx, &mut extra, clock, meters);
                 if extra.lost != 0 {
@@ -195,7 +195,7 @@ impl CardStages {
             }
             CardId::Edge(_) => match self.edges.get_mut(index).and_then(Option::as_mut) {
                 Some(e) => {
-                    let mut ctx = EdgeCtx { tables, card: card.id, alerts };
+                    let mut ctx = EdgeCtx { tables, card: card.id(), alerts };
                     let mut extra = WorkerExtra { pool, spill, lost: 0 };
                     e.from_fabric.process(burst, &mut ctx, &mut extra, clock, meters);
                     let lost = extra.lost;
@@ -229,7 +229,7 @@ impl CardStages {
         };
         match self.edges.get_mut(index).and_then(Option::as_mut) {
             Some(e) => {
-                let mut ctx = EdgeCtx { tables, card: card.id, alerts };
+                let mut ctx = EdgeCtx { tables, card: card.id(), alerts };
                 e.from_outside.process(side, burst, &mut ctx, clock, meters);
             }
             None => drop_all(burst, DropReason::Unsupported),

@@ -17,7 +17,7 @@ use pipeline::{AlertProducer, Burst, Clock, DropReason, Meters, Output, Publishe
 use wire::PacketBuf;
 
 use super::card::CardInfo;
-use super::fabric::{Switch, TxSink, max_frame, send_counted};
+use super::fabric::{Ports, Switch, TxSink, max_frame, send_counted};
 use super::plan::{Bindings, FABRIC, Role};
 use super::softport::SoftPort;
 use super::stages::{CardStages, Spill};
@@ -185,8 +185,7 @@ impl<C: Clock> Loop<'_, C> {
             let by_card = self.switch.hop(
                 &mut self.fabric,
                 from,
-                &mut self.s.tx,
-                &self.s.port_mtu,
+                Ports { tx: &mut self.s.tx, mtu: &self.s.port_mtu },
                 |m| copy_of(pool, m),
                 &mut self.s.meters.counters,
             );
@@ -324,7 +323,7 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
     let mut next_publish = rdtsc() + publish_every;
     let mut mb = MbufBurst::new();
     {
-        let switch = Switch::new(setup.cards.iter().map(|c| (c.pa, c.underlay_port)), setup.fabric_capture);
+        let switch = Switch::new(setup.cards.iter().map(|c| (c.plan.pa, c.plan.ports.underlay)), setup.fabric_capture);
         let mut l = Loop { s: &mut setup, switch, stages, clock, burst: Burst::new(), fabric: ArrayVec::new(), spill: Spill::new() };
         while !l.s.stop.load(Ordering::Relaxed) {
             let generation = l.s.bindings.generation.load(Ordering::Acquire);
