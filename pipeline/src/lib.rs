@@ -47,6 +47,7 @@
 
 pub mod alert;
 pub mod burst;
+pub mod card_kind;
 pub mod clock;
 pub mod counters;
 pub mod drop;
@@ -63,6 +64,7 @@ pub use alert::{
     AlertNames, AlertProducer, AlertTotals, CardId, NoNames,
 };
 pub use burst::{Burst, LiveIndices, Output, Verdict, MAX_BURST, MAX_OUTPUTS};
+pub use card_kind::CardKind;
 pub use clock::{Clock, NullClock, StepClock, TscHz};
 pub use counters::{Counters, PublishedCounters, COUNTER_SLOTS};
 pub use drop::{DropReason, UnknownDropReason};

@@ -19,6 +19,7 @@ use core::str::FromStr;
 use wire::PacketBuf;
 
 use crate::burst::Burst;
+use crate::card_kind::CardKind;
 use crate::clock::Clock;
 use crate::counters::Counters;
 use crate::timing::WorkerTiming;
@@ -118,6 +119,9 @@ pub trait Stage<Ctx: ?Sized> {
 /// A worker's measurements: its counters and its stage histograms.
 #[derive(Debug)]
 pub struct Meters {
+    /// The kind of card whose stages run now: stage figures are counted and timed under
+    /// it. The runtime sets it before it runs a card's stages (default: host).
+    pub kind: CardKind,
     /// Counters, published to the control core with
     /// [`PublishedCounters::publish`](crate::PublishedCounters::publish).
     pub counters: Counters,
@@ -128,7 +132,7 @@ pub struct Meters {
 impl Meters {
     /// Fresh counters around the worker end of a timing channel.
     pub fn new(timing: WorkerTiming) -> Self {
-        Meters { counters: Counters::new(), timing }
+        Meters { kind: CardKind::Host, counters: Counters::new(), timing }
     }
 }
 
@@ -156,10 +160,10 @@ pub fn run_timed<S, Ctx, B, C>(
     stage.process(burst, ctx);
     if C::ENABLED {
         let elapsed = clock.now().wrapping_sub(t0);
-        meters.timing.record(S::ID, elapsed, n);
+        meters.timing.record(meters.kind, S::ID, elapsed, n);
     }
     let dropped = u64::from((live & !burst.live_mask() & burst.dropped_mask()).count_ones());
-    meters.counters.add_stage(S::ID, n, dropped);
+    meters.counters.add_stage(meters.kind, S::ID, n, dropped);
 }
 
 /// Run a stage written as a closure over the live packets in `mask` (e.g. the packets of
@@ -190,10 +194,10 @@ pub fn run_timed_fn<B, C, F>(
     f(burst);
     if C::ENABLED {
         let elapsed = clock.now().wrapping_sub(t0);
-        meters.timing.record(id, elapsed, n);
+        meters.timing.record(meters.kind, id, elapsed, n);
     }
     let dropped = u64::from((live & !burst.live_mask() & burst.dropped_mask()).count_ones());
-    meters.counters.add_stage(id, n, dropped);
+    meters.counters.add_stage(meters.kind, id, n, dropped);
 }
 
 #[cfg(test)]
@@ -311,6 +315,29 @@ mod tests {
         run_timed_fn(StageId::Nat, &mut burst, 0b10100, &clock, &mut meters, |_| ran = true);
         assert!(!ran);
         assert_eq!(meters.counters.stage_packets(StageId::Nat), 3);
+    }
+
+    #[test]
+    fn meters_kind_keeps_host_and_edge_apart() {
+        let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
+        let (mut meters, clock) = (Meters::new(collector.add_worker(0).unwrap()), StepClock::new(1_000, 600));
+        let mut burst: Burst<TestBuffer> = Burst::new();
+        [2u8, 4, 6].iter().for_each(|b| drop(burst.push(TestBuffer::from_slice(&[*b]))));
+        run_timed_fn(StageId::VerifyRecv, &mut burst, 0b001, &clock, &mut meters, |b| {
+            b.drop(0, DropReason::UnknownSender);
+        });
+        meters.kind = CardKind::Edge;
+        run_timed_fn(StageId::VerifyRecv, &mut burst, 0b110, &clock, &mut meters, |_| {});
+        let c = &meters.counters;
+        assert_eq!(c.stage_packets_of(CardKind::Host, StageId::VerifyRecv), 1);
+        assert_eq!(c.stage_drops_of(CardKind::Host, StageId::VerifyRecv), 1);
+        assert_eq!(c.stage_packets_of(CardKind::Edge, StageId::VerifyRecv), 2);
+        assert_eq!(c.stage_drops_of(CardKind::Edge, StageId::VerifyRecv), 0);
+        assert_eq!(c.stage_packets(StageId::VerifyRecv), 3);
+        let t = meters.timing.current();
+        assert_eq!(t.of(CardKind::Host, StageId::VerifyRecv).count_at(600), 1);
+        assert_eq!(t.of(CardKind::Edge, StageId::VerifyRecv).count_at(300), 2);
+        assert_eq!(t.get(StageId::VerifyRecv).len(), 3);
     }
 
     #[test]

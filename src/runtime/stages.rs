@@ -10,7 +10,7 @@ use mapping_client::rcu::Subscriber;
 use mapping_client::tables::Tables;
 use mapping_client::topology::{CardId, EniId};
 use nitro::{Egress, EgressOutputs, EniPort, Ingress, NitroCtx};
-use pipeline::{AlertProducer, Burst, Clock, DropReason, Extra, Meters, Output};
+use pipeline::{AlertProducer, Burst, CardKind, Clock, DropReason, Extra, Meters, Output};
 
 use super::card::CardInfo;
 use super::plan::{FABRIC, InstanceBinding, Role, UNBOUND, port_output};
@@ -155,6 +155,7 @@ impl CardStages {
         clock: &C,
         meters: &mut Meters,
     ) {
+        meters.kind = CardKind::Host;
         match self.egress.get_mut(port).and_then(Option::as_mut) {
             Some(egress) => {
                 let mut ctx = NitroCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
@@ -180,6 +181,7 @@ impl CardStages {
         clock: &C,
         meters: &mut Meters,
     ) {
+        meters.kind = CardKind::of(card.id());
         match card.id() {
             CardId::Host(_) => {
                 let Some(ingress) = self.ingress.as_mut() else {
@@ -227,6 +229,7 @@ impl CardStages {
             Role::EdgeServices { .. } => Side::Services,
             _ => return drop_all(burst, DropReason::Unsupported),
         };
+        meters.kind = CardKind::Edge;
         match self.edges.get_mut(index).and_then(Option::as_mut) {
             Some(e) => {
                 let mut ctx = EdgeCtx { tables, card: card.id(), alerts };

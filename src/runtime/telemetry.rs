@@ -1,7 +1,9 @@
 //! `vpcemu run`'s figures as DPDK telemetry commands (see `crate::dpdk::telemetry`):
 //!
 //! - `/vpcemu/drops`: drop reason -> packets
-//! - `/vpcemu/stages`: `STAGE/count`, `STAGE/p50_ns`, `STAGE/p99_ns`, `STAGE/max_ns`
+//! - `/vpcemu/stages`: `KIND/STAGE/count`, `KIND/STAGE/p50_ns`, `KIND/STAGE/p99_ns`,
+//!   `KIND/STAGE/max_ns` for the stages that ran, hosts (`host/`) and edges (`edge/`)
+//!   apart
 //! - `/vpcemu/ports`: `PORT/rx`, `PORT/tx`, `PORT/dropped`
 //!
 //! The control core refreshes a snapshot every 100 ms; the providers only read it.
@@ -43,12 +45,13 @@ pub fn register(_engine: &Engine) -> Result<(), DpdkError> {
     )?;
     telemetry::register(
         "/vpcemu/stages",
-        "vpcemu per-stage packets and latency (ns per packet)",
+        "vpcemu per-stage packets and latency (ns per packet), by card kind",
         Arc::new(|_: &str| {
             with_report(|r| {
                 let mut v = Vec::new();
-                for s in r.stages.iter().filter(|s| s.count > 0) {
-                    let n = s.stage.name();
+                let rows = r.card_stages.iter().flat_map(|(k, rows)| rows.iter().map(move |s| (k, s)));
+                for (k, s) in rows.filter(|(_, s)| s.count > 0) {
+                    let n = format!("{k}/{}", s.stage.name());
                     v.push((format!("{n}/count"), TelValue::U64(s.count)));
                     v.push((format!("{n}/p50_ns"), TelValue::U64(s.p50_ns.round() as u64)));
                     v.push((format!("{n}/p99_ns"), TelValue::U64(s.p99_ns.round() as u64)));
