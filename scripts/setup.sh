@@ -10,6 +10,7 @@ PKGS=(
   build-essential                # the C shim
   tshark                         # checking our output with dissectors nobody here wrote
   python3-scapy                  # crafting test traffic (Debian's python: /usr/bin/python3)
+  prometheus                     # promtool: tests check vpcemu run --metrics with it
   iproute2 iputils-ping          # network namespaces for net_tap tests
   jq
 )

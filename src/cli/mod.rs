@@ -80,6 +80,11 @@ pub struct RunArgs {
     /// ring, with a warning).
     #[arg(long, value_name = "CIPHER", default_value = "auto")]
     pub esp_cipher: crate::runtime::cipher::EspCipher,
+    /// Serve the run's figures in the Prometheus text format on `http://ADDR:PORT/metrics`
+    /// (ports, drops and alerts by reason, stage latency histograms by card kind, mapping
+    /// versions and their age).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 fn parse_ms(s: &str) -> Result<Duration, String> {
@@ -147,6 +152,7 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
             file_prefix: a.file_prefix,
             cards: a.cards,
             esp_cipher: a.esp_cipher,
+            metrics: a.metrics,
         }),
         Command::Demo => {
             let mut stdout = std::io::stdout();

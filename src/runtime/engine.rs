@@ -421,6 +421,21 @@ impl Engine {
         )
     }
 
+    /// The stage histograms merged so far (cycles per packet, by card kind and stage).
+    pub fn stage_histograms(&self) -> &pipeline::StageHistograms {
+        self.timing.histograms()
+    }
+
+    /// Alert events the control core has taken so far, per drop reason.
+    pub fn alerts_by_reason(&self) -> [u64; pipeline::DropReason::COUNT] {
+        self.aggregator.received()
+    }
+
+    /// Each card's name and the version of the mapping tables it holds.
+    pub fn mapping_versions(&self) -> Vec<(&str, u64)> {
+        self.cards.iter().zip(&self.publishers).map(|(c, p)| (c.plan.name.as_str(), p.version())).collect()
+    }
+
     /// Write every pending alert line now, whatever its window (the demo reads them step
     /// by step).
     pub fn flush_alerts(&mut self, out: &mut dyn std::io::Write) {

@@ -7,8 +7,8 @@
 //!   over the packet buffer and the TX sink; [`stages`]: the cards' stages per port;
 //! - [`card`], [`cipher`], [`devices`], [`stop`]: a card as the workers see it, the edges'
 //!   AES-GCM, device helpers, the stop conditions and signals;
-//! - [`run`], [`passthrough`], [`control`], [`ctl`], [`telemetry`]: the commands and the
-//!   control core's sockets.
+//! - [`run`], [`passthrough`], [`control`], [`ctl`], [`telemetry`], [`metrics`]: the
+//!   commands and the control core's sockets.
 
 pub mod card;
 pub mod cipher;
@@ -17,6 +17,7 @@ pub mod ctl;
 pub mod devices;
 pub mod engine;
 pub mod fabric;
+pub mod metrics;
 pub mod passthrough;
 pub mod plan;
 pub mod run;

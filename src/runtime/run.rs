@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub file_prefix: Option<String>,
     pub cards: Option<Vec<String>>,
     pub esp_cipher: EspCipher,
+    /// Serve `/metrics` (Prometheus text) on this address.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 fn write_file(path: &PathBuf, text: &str) -> Result<(), String> {
@@ -57,6 +59,14 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     };
     let mut control = match &opts.control {
         Some(p) => Some(ControlSocket::bind(p).map_err(|e| format!("control socket {}: {e}", p.display()))?),
+        None => None,
+    };
+    let dp = topology.dataplane().clone();
+    let mut metrics = match opts.metrics {
+        Some(addr) => Some(
+            super::metrics::MetricsServer::start(addr, dp.worker_lcores(), dp.lcores.first().copied())
+                .map_err(|e| format!("--metrics {addr}: {e}"))?,
+        ),
         None => None,
     };
     let mut spec = EngineSpec::from_topology(topology);
@@ -90,6 +100,9 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
             c.poll(|line| handle(&mut engine, line));
         }
         super::telemetry::publish(&engine);
+        if let Some(m) = metrics.as_mut() {
+            m.publish(&engine);
+        }
         let now = Instant::now();
         if let Some(at) = next_report {
             if now >= at {
@@ -103,6 +116,7 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         }
     }
     drop(control);
+    drop(metrics);
     let seconds = stop.start().elapsed().as_secs_f64();
     let tsc_hz = engine.tsc_hz();
     let (report, in_use) = engine.shutdown(&mut alerts_out);
