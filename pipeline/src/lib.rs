@@ -53,6 +53,7 @@ pub mod counters;
 pub mod drop;
 pub mod extra;
 pub mod frag;
+pub mod hgrm;
 pub mod ratelimit;
 pub mod stage;
 pub mod stats;

@@ -162,8 +162,7 @@ pub fn run_timed<S, Ctx, B, C>(
         let elapsed = clock.now().wrapping_sub(t0);
         meters.timing.record(meters.kind, S::ID, elapsed, n);
     }
-    let dropped = u64::from((live & !burst.live_mask() & burst.dropped_mask()).count_ones());
-    meters.counters.add_stage(meters.kind, S::ID, n, dropped);
+    count_stage(S::ID, live, burst, meters);
 }
 
 /// Run a stage written as a closure over the live packets in `mask` (e.g. the packets of
@@ -196,8 +195,18 @@ pub fn run_timed_fn<B, C, F>(
         let elapsed = clock.now().wrapping_sub(t0);
         meters.timing.record(meters.kind, id, elapsed, n);
     }
-    let dropped = u64::from((live & !burst.live_mask() & burst.dropped_mask()).count_ones());
-    meters.counters.add_stage(meters.kind, id, n, dropped);
+    count_stage(id, live, burst, meters);
+}
+
+/// Count a run of stage `id` over the packets of `live`, and name it as the dropper of
+/// those it dropped.
+#[inline(always)]
+fn count_stage<B>(id: StageId, live: u64, burst: &mut Burst<B>, meters: &mut Meters) {
+    let dropped = live & !burst.live_mask() & burst.dropped_mask();
+    if dropped != 0 {
+        burst.note_drops(dropped, id);
+    }
+    meters.counters.add_stage(meters.kind, id, u64::from(live.count_ones()), u64::from(dropped.count_ones()));
 }
 
 #[cfg(test)]
@@ -270,6 +279,8 @@ mod tests {
         run_timed(&mut OddDropper, &mut burst, &mut ctx, &clock, &mut meters);
         assert_eq!(ctx.runs, 1);
         assert_eq!(burst.live_count(), 3);
+        assert_eq!(burst.dropped_by(0), Some(StageId::VerifySend), "the stage is named as the dropper");
+        assert_eq!(burst.dropped_by(1), None, "live");
         assert_eq!(meters.counters.stage_packets(StageId::VerifySend), 8);
         assert_eq!(meters.counters.stage_drops(StageId::VerifySend), 3);
         // Second run: only the 3 live packets; no new drops.

@@ -85,6 +85,15 @@ pub struct RunArgs {
     /// versions and their age).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Write dropped packets to PATH as pcapng: each with the comment `reason=R stage=S
+    /// card=C`, the port it came in by as its interface (`fabric` for the in-process
+    /// fabric).
+    #[arg(long, value_name = "PATH")]
+    pub trash: Option<PathBuf>,
+    /// With --trash: keep at most N packets per drop reason per second (the rest are only
+    /// counted) [default: 100].
+    #[arg(long, value_name = "N")]
+    pub trash_limit: Option<u32>,
 }
 
 fn parse_ms(s: &str) -> Result<Duration, String> {
@@ -140,6 +149,9 @@ pub struct PassthroughArgs {
 /// Run the command line; errors come back as one line for stderr.
 pub fn main_with(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Run(a) if a.trash_limit.is_some() && a.trash.is_none() => {
+            Err("--trash-limit needs --trash PATH".into())
+        }
         Command::Run(a) => crate::runtime::run::run(&crate::runtime::run::RunOptions {
             topology: a.topology,
             until_idle: a.until_idle,
@@ -153,6 +165,8 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
             cards: a.cards,
             esp_cipher: a.esp_cipher,
             metrics: a.metrics,
+            trash: a.trash,
+            trash_limit: a.trash_limit.unwrap_or(crate::runtime::trash::DEFAULT_LIMIT),
         }),
         Command::Demo => {
             let mut stdout = std::io::stdout();

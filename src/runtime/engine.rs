@@ -38,6 +38,7 @@ use super::cipher::{Cipher, EspCipher};
 use super::devices::{find_port, lcore_list, pool_sizes, port_id_of, rx_needs, with_device};
 use super::plan::{Bindings, Plan, PortIo, PortMtu, PortSpec};
 use super::softport::SoftPort;
+use super::trash::TrashBin;
 use super::worker::{self, PortSink, RxSource, WorkerSetup};
 use crate::dpdk::{self, Eal, EalBuilder, Mempool, Port, PortConfig};
 
@@ -57,13 +58,15 @@ pub struct EngineSpec {
     pub cards: Option<Vec<String>>,
     /// The edges' ESP cipher.
     pub esp_cipher: EspCipher,
+    /// Keep dropped packets for the trash can, this many per reason per second.
+    pub trash_limit: Option<u32>,
 }
 
 impl EngineSpec {
     /// The topology's own ports.
     pub fn from_topology(topology: Topology) -> EngineSpec {
         let ports = PortSpec::of_topology(&topology);
-        EngineSpec { topology, ports, stage_timing: true, file_prefix: None, alerts: AlertConfig::default(), cards: None, esp_cipher: EspCipher::Auto }
+        EngineSpec { topology, ports, stage_timing: true, file_prefix: None, alerts: AlertConfig::default(), cards: None, esp_cipher: EspCipher::Auto, trash_limit: None }
     }
 }
 
@@ -111,6 +114,8 @@ pub struct Engine {
     pool: Arc<Mempool>,
     /// Small mbufs ports receive into.
     rx_pool: Arc<Mempool>,
+    /// The trash can's queue (`--trash`).
+    trash: Option<Arc<TrashBin>>,
     eal: Eal,
 }
 
@@ -212,6 +217,7 @@ impl Engine {
         let mut timing = TimingCollector::new(HistogramConfig::default())
             .map_err(|e| EngineError::Config(format!("stage timing: {e:?}")))?;
         let returned = Arc::new(Mutex::new(Vec::new()));
+        let trash = spec.trash_limit.map(|limit| TrashBin::new(limit, tsc_hz));
 
         let mut engine_ports = ports;
         let mut alert_consumers = Vec::new();
@@ -262,6 +268,7 @@ impl Engine {
                     alerts: producer,
                     stop: Arc::clone(&stop),
                     returned: Arc::clone(&returned),
+                    trash: trash.clone(),
                 },
             ));
         }
@@ -286,6 +293,7 @@ impl Engine {
             esp_cipher,
             rx_pool,
             pool,
+            trash,
             eal,
         };
         for (lcore, setup) in setups {
@@ -419,6 +427,11 @@ impl Engine {
             &names,
             self.aggregator.totals(),
         )
+    }
+
+    /// The trash can's queue, with `--trash`.
+    pub fn trash_bin(&self) -> Option<&Arc<TrashBin>> {
+        self.trash.as_ref()
     }
 
     /// The stage histograms merged so far (cycles per packet, by card kind and stage).

@@ -7,8 +7,8 @@
 //!   over the packet buffer and the TX sink; [`stages`]: the cards' stages per port;
 //! - [`card`], [`cipher`], [`devices`], [`stop`]: a card as the workers see it, the edges'
 //!   AES-GCM, device helpers, the stop conditions and signals;
-//! - [`run`], [`passthrough`], [`control`], [`ctl`], [`telemetry`], [`metrics`]: the
-//!   commands and the control core's sockets.
+//! - [`run`], [`passthrough`], [`control`], [`ctl`], [`telemetry`], [`metrics`], [`trash`]:
+//!   the commands, the control core's sockets and files.
 
 pub mod card;
 pub mod cipher;
@@ -25,5 +25,6 @@ pub mod softport;
 pub mod stages;
 pub mod stop;
 pub mod telemetry;
+pub mod trash;
 pub mod worker;
 pub mod worker_stats;

@@ -29,6 +29,9 @@ pub struct RunOptions {
     pub esp_cipher: EspCipher,
     /// Serve `/metrics` (Prometheus text) on this address.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Write dropped packets here (pcapng), at most `trash_limit` per reason per second.
+    pub trash: Option<PathBuf>,
+    pub trash_limit: u32,
 }
 
 fn write_file(path: &PathBuf, text: &str) -> Result<(), String> {
@@ -74,7 +77,21 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     spec.file_prefix = opts.file_prefix.clone();
     spec.cards = opts.cards.clone();
     spec.esp_cipher = opts.esp_cipher;
+    spec.trash_limit = opts.trash.as_ref().map(|_| opts.trash_limit);
+    // The trash file is made before the engine starts: an error stops the run before any
+    // worker runs.
+    let trash_file = match &opts.trash {
+        Some(path) => {
+            Some((path, std::fs::File::create(path).map_err(|e| format!("--trash {}: {e}", path.display()))?))
+        }
+        None => None,
+    };
     let mut engine = Engine::start(spec).map_err(|e| e.to_string())?;
+    let mut trash = match (trash_file, engine.trash_bin()) {
+        (Some((path, file)), Some(bin)) => Some(super::trash::open(path, file, bin, &engine)),
+        _ => None,
+    };
+    let mut trash_error = None;
     // What each instance port carries, and a warning for every port that carries less
     // than may have to leave by it.
     for p in engine.port_mtus() {
@@ -103,6 +120,9 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         if let Some(m) = metrics.as_mut() {
             m.publish(&engine);
         }
+        if let Some(Err(e)) = trash.as_mut().map(|t| t.drain()) {
+            trash_error.get_or_insert(e);
+        }
         let now = Instant::now();
         if let Some(at) = next_report {
             if now >= at {
@@ -123,6 +143,22 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     alerts_out.flush().map_err(|e| format!("writing alerts: {e}"))?;
     print!("{}", report.to_table());
     println!("mbufs in use at exit: {in_use}");
+    let trash_totals = match trash {
+        Some(t) => {
+            let path = t.path().display().to_string();
+            let totals = t.finish().map_err(|e| format!("--trash {path}: {e}"))?;
+            // A write error while running is the run's error too.
+            if let Some(e) = trash_error {
+                return Err(format!("--trash {path}: {e}"));
+            }
+            println!(
+                "trash: {} packets written to {path}, {} over --trash-limit, {} lost to a full queue",
+                totals.written, totals.limited, totals.queue_full
+            );
+            Some(totals)
+        }
+        None => None,
+    };
     if let Some(p) = &opts.stats_json {
         // The report of ARCHITECTURE section 8, plus how long the run forwarded and the
         // TSC frequency (for cycles per packet).
@@ -132,6 +168,9 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
                 "run".into(),
                 serde_json::json!({ "seconds": seconds, "tsc_hz": tsc_hz, "mbufs_in_use": in_use, "esp_cipher": esp_cipher }),
             );
+            if let Some(t) = trash_totals {
+                o.insert("trash".into(), serde_json::json!(t));
+            }
         }
         write_file(p, &(serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n"))?;
     }
