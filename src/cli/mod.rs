@@ -94,6 +94,11 @@ pub struct RunArgs {
     /// counted) [default: 100].
     #[arg(long, value_name = "N")]
     pub trash_limit: Option<u32>,
+    /// At exit, write each stage's latency histogram (ns per packet) in HdrHistogram's
+    /// percentile-distribution format to DIR/KIND-STAGE.hgrm (KIND: host or edge), for the
+    /// stages that ran.
+    #[arg(long, value_name = "DIR")]
+    pub hgrm: Option<PathBuf>,
 }
 
 fn parse_ms(s: &str) -> Result<Duration, String> {
@@ -167,6 +172,7 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
             metrics: a.metrics,
             trash: a.trash,
             trash_limit: a.trash_limit.unwrap_or(crate::runtime::trash::DEFAULT_LIMIT),
+            hgrm: a.hgrm,
         }),
         Command::Demo => {
             let mut stdout = std::io::stdout();

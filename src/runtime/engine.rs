@@ -460,7 +460,17 @@ impl Engine {
 
     /// Stop the workers, flush alerts, stop and close the ports; returns the final report
     /// and the number of mbufs still in use (must be 0).
-    pub fn shutdown(mut self, alerts_out: &mut dyn std::io::Write) -> (StatsReport, u32) {
+    pub fn shutdown(self, alerts_out: &mut dyn std::io::Write) -> (StatsReport, u32) {
+        let (report, in_use, _) = self.shutdown_with_histograms(alerts_out);
+        (report, in_use)
+    }
+
+    /// [`shutdown`](Self::shutdown), also returning the final stage histograms (for
+    /// `--hgrm`).
+    pub fn shutdown_with_histograms(
+        mut self,
+        alerts_out: &mut dyn std::io::Write,
+    ) -> (StatsReport, u32, pipeline::StageHistograms) {
         self.stop.store(true, Ordering::Relaxed);
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -492,7 +502,7 @@ impl Engine {
         for p in &mut self.publishers {
             p.reclaim();
         }
-        (report, self.pool.in_use() + self.rx_pool.in_use())
+        (report, self.pool.in_use() + self.rx_pool.in_use(), self.timing.histograms().clone())
     }
 }
 

@@ -7,7 +7,8 @@
 //!   over the packet buffer and the TX sink; [`stages`]: the cards' stages per port;
 //! - [`card`], [`cipher`], [`devices`], [`stop`]: a card as the workers see it, the edges'
 //!   AES-GCM, device helpers, the stop conditions and signals;
-//! - [`run`], [`passthrough`], [`control`], [`ctl`], [`telemetry`], [`metrics`], [`trash`]:
+//! - [`run`], [`passthrough`], [`control`], [`ctl`], [`telemetry`], [`metrics`], [`trash`],
+//!   [`hgrm`]:
 //!   the commands, the control core's sockets and files.
 
 pub mod card;
@@ -17,6 +18,7 @@ pub mod ctl;
 pub mod devices;
 pub mod engine;
 pub mod fabric;
+pub mod hgrm;
 pub mod metrics;
 pub mod passthrough;
 pub mod plan;

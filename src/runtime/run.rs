@@ -32,6 +32,8 @@ pub struct RunOptions {
     /// Write dropped packets here (pcapng), at most `trash_limit` per reason per second.
     pub trash: Option<PathBuf>,
     pub trash_limit: u32,
+    /// Write each stage's latency histogram here at exit (`.hgrm`).
+    pub hgrm: Option<PathBuf>,
 }
 
 fn write_file(path: &PathBuf, text: &str) -> Result<(), String> {
@@ -78,6 +80,9 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     spec.cards = opts.cards.clone();
     spec.esp_cipher = opts.esp_cipher;
     spec.trash_limit = opts.trash.as_ref().map(|_| opts.trash_limit);
+    if let Some(dir) = &opts.hgrm {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--hgrm {}: {e}", dir.display()))?;
+    }
     // The trash file is made before the engine starts: an error stops the run before any
     // worker runs.
     let trash_file = match &opts.trash {
@@ -139,7 +144,7 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     drop(metrics);
     let seconds = stop.start().elapsed().as_secs_f64();
     let tsc_hz = engine.tsc_hz();
-    let (report, in_use) = engine.shutdown(&mut alerts_out);
+    let (report, in_use, histograms) = engine.shutdown_with_histograms(&mut alerts_out);
     alerts_out.flush().map_err(|e| format!("writing alerts: {e}"))?;
     print!("{}", report.to_table());
     println!("mbufs in use at exit: {in_use}");
@@ -173,6 +178,10 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
             }
         }
         write_file(p, &(serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n"))?;
+    }
+    if let Some(dir) = &opts.hgrm {
+        let files = super::hgrm::write_all(dir, &report, &histograms, tsc_hz).map_err(|e| format!("--hgrm {}: {e}", dir.display()))?;
+        println!("hgrm: {files} stage histograms written to {}", dir.display());
     }
     if in_use != 0 {
         return Err(format!("{in_use} mbufs still in use at exit (leak)"));
