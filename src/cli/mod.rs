@@ -99,6 +99,12 @@ pub struct RunArgs {
     /// stages that ran.
     #[arg(long, value_name = "DIR")]
     pub hgrm: Option<PathBuf>,
+    /// Let `dpdk-dumpcap --file-prefix=PREFIX -i PORT` capture any port while the run goes
+    /// on: the EAL runs with hugepages from a hugetlbfs mount and a shared configuration
+    /// (not --in-memory or --no-huge --no-shconf), and initialises pdump. Needs free
+    /// hugepages for dataplane.memory_mb and a mounted hugetlbfs.
+    #[arg(long)]
+    pub pdump: bool,
 }
 
 fn parse_ms(s: &str) -> Result<Duration, String> {
@@ -173,6 +179,7 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
             trash: a.trash,
             trash_limit: a.trash_limit.unwrap_or(crate::runtime::trash::DEFAULT_LIMIT),
             hgrm: a.hgrm,
+            pdump: a.pdump,
         }),
         Command::Demo => {
             let mut stdout = std::io::stdout();

@@ -60,13 +60,15 @@ pub struct EngineSpec {
     pub esp_cipher: EspCipher,
     /// Keep dropped packets for the trash can, this many per reason per second.
     pub trash_limit: Option<u32>,
+    /// Let `dpdk-dumpcap` capture the ports: multi-process EAL and `rte_pdump_init`.
+    pub pdump: bool,
 }
 
 impl EngineSpec {
     /// The topology's own ports.
     pub fn from_topology(topology: Topology) -> EngineSpec {
         let ports = PortSpec::of_topology(&topology);
-        EngineSpec { topology, ports, stage_timing: true, file_prefix: None, alerts: AlertConfig::default(), cards: None, esp_cipher: EspCipher::Auto, trash_limit: None }
+        EngineSpec { topology, ports, stage_timing: true, file_prefix: None, alerts: AlertConfig::default(), cards: None, esp_cipher: EspCipher::Auto, trash_limit: None, pdump: false }
     }
 }
 
@@ -141,6 +143,9 @@ impl Engine {
         if let Some(p) = &spec.file_prefix {
             eal = eal.file_prefix(p.as_str());
         }
+        if spec.pdump {
+            eal = super::devices::pdump_eal(eal, dp.memory_mb).map_err(EngineError::Config)?;
+        }
         for p in &spec.ports {
             if let PortIo::Vdev(v) = &p.io {
                 eal = with_device(eal, v);
@@ -151,6 +156,9 @@ impl Engine {
             eal = eal.vdev(dpdk::crypto::AESNI_GCM_VDEV);
         }
         let eal = eal.init()?;
+        if spec.pdump {
+            eal.pdump_init()?;
+        }
         let tsc_hz = eal.tsc_hz();
         let needs: Vec<(u64, bool)> = spec
             .ports

@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub trash_limit: u32,
     /// Write each stage's latency histogram here at exit (`.hgrm`).
     pub hgrm: Option<PathBuf>,
+    /// Let `dpdk-dumpcap` capture the ports (multi-process EAL, `rte_pdump_init`).
+    pub pdump: bool,
 }
 
 fn write_file(path: &PathBuf, text: &str) -> Result<(), String> {
@@ -80,6 +82,7 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     spec.cards = opts.cards.clone();
     spec.esp_cipher = opts.esp_cipher;
     spec.trash_limit = opts.trash.as_ref().map(|_| opts.trash_limit);
+    spec.pdump = opts.pdump;
     if let Some(dir) = &opts.hgrm {
         std::fs::create_dir_all(dir).map_err(|e| format!("--hgrm {}: {e}", dir.display()))?;
     }
@@ -109,6 +112,11 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     }
     if let Some((_, Some(why))) = engine.esp_cipher() {
         eprintln!("vpcemu: warning: {why}");
+    }
+    if opts.pdump {
+        if let Some(prefix) = engine.eal().file_prefix() {
+            println!("pdump: ready for dpdk-dumpcap --file-prefix={prefix} -i PORT (PORT: a vdev name such as net_pcap0, or a port number)");
+        }
     }
     let esp_cipher = engine.esp_cipher().map(|(name, _)| name);
     super::telemetry::register(&engine).map_err(|e| e.to_string())?;
