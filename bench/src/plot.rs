@@ -4,8 +4,8 @@
 //!   or the small world for the scale rows);
 //! - `throughput-gbps.svg`: per ESP scenario, vpcemu's Gbit/s beside crypto-perf's;
 //! - `stage-latency.svg`: per scenario and stage, the latency percentile curve (ns per
-//!   packet at p50, p90, p99, p99.9 and max, as far as the row has them), on an
-//!   HdrHistogram-style axis: x = log10(1 / (1 - percentile)).
+//!   packet at p50, p90, p99, p99.9 and max, as far as the row has them; log scale), each
+//!   percentile a tenfold rarer event than the one before, as on HdrHistogram's plots.
 //!
 //! A chart with nothing to show is not written. Everything comes from the report's JSON,
 //! so `--from-json PATH` draws a saved report again.
@@ -18,13 +18,29 @@ use serde_json::Value;
 /// Chart size in pixels.
 const WIDTH: u32 = 960;
 
-/// Percentile keys of a row's stage figures, and where they sit on the x axis.
+/// Percentile keys of a row's stage figures, their labels and their places on the x axis
+/// (p50, p90, p99, p99.9, max: each a tenfold rarer event than the one before, as on
+/// HdrHistogram's plots).
 const PERCENTILES: [(&str, &str, f64); 5] = [
-    ("p50_ns", "p50", 0.301),
+    ("p50_ns", "p50", 0.0),
     ("p90_ns", "p90", 1.0),
     ("p99_ns", "p99", 2.0),
     ("p999_ns", "p99.9", 3.0),
     ("max_ns", "max", 4.0),
+];
+
+/// Curve colours, dark enough on white.
+const COLOURS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(90, 90, 90),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
 /// One bar pair: scenario, ours, the baseline's, the baseline's name.
@@ -66,7 +82,8 @@ fn bar_chart(path: &Path, title: &str, unit: &str, pairs: &[Pair]) -> Result<(),
     let height = 120 + 60 * pairs.len() as u32;
     let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let top = pairs.iter().map(|p| p.1.max(p.2)).fold(0.0, f64::max).max(f64::MIN_POSITIVE) * 1.15;
+    // Room on the right for the longest bar's label.
+    let top = pairs.iter().map(|p| p.1.max(p.2)).fold(0.0, f64::max).max(f64::MIN_POSITIVE) * 1.5;
     let n = pairs.len();
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
@@ -81,20 +98,16 @@ fn bar_chart(path: &Path, title: &str, unit: &str, pairs: &[Pair]) -> Result<(),
     chart
         .draw_series(pairs.iter().enumerate().map(|(i, p)| Text::new(p.0.clone(), (0.0, band(i) - 0.02), ("sans-serif", 14))))
         .map_err(err)?;
-    let ours = chart
+    chart
         .draw_series(pairs.iter().enumerate().map(|(i, p)| {
             Rectangle::new([(0.0, band(i) - 0.22), (p.1, band(i) - 0.55)], BLUE.mix(0.8).filled())
         }))
         .map_err(err)?;
-    ours.label("vpcemu").legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], BLUE.mix(0.8).filled()));
-    let theirs = chart
+    chart
         .draw_series(pairs.iter().enumerate().map(|(i, p)| {
             Rectangle::new([(0.0, band(i) - 0.58), (p.2, band(i) - 0.91)], RGBColor(150, 150, 150).filled())
         }))
         .map_err(err)?;
-    theirs
-        .label("baseline (same run)")
-        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], RGBColor(150, 150, 150).filled()));
     chart
         .draw_series(pairs.iter().enumerate().map(|(i, p)| {
             Text::new(format!("{:.2} {}", p.1, unit), (p.1 + top * 0.01, band(i) - 0.28), ("sans-serif", 12))
@@ -105,48 +118,52 @@ fn bar_chart(path: &Path, title: &str, unit: &str, pairs: &[Pair]) -> Result<(),
             Text::new(format!("{:.2} ({})", p.2, p.3), (p.2 + top * 0.01, band(i) - 0.64), ("sans-serif", 12))
         }))
         .map_err(err)?;
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.9)).draw().map_err(err)?;
     root.present().map_err(err)
 }
 
-/// Latency percentile curves.
+/// Latency percentile curves, the legend beside the chart.
 fn latency_chart(path: &Path, curves: &[(String, Vec<(f64, f64)>)]) -> Result<(), String> {
-    let root = SVGBackend::new(path, (WIDTH, 560)).into_drawing_area();
+    let height = 560.max(80 + 20 * curves.len() as u32);
+    let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let top = curves.iter().flat_map(|c| c.1.iter().map(|p| p.1)).fold(0.0, f64::max).max(1.0) * 1.1;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("stage latency by percentile (ns per packet)", ("sans-serif", 20))
+    let (left, right) = root.split_horizontally(WIDTH - 280);
+    let values = || curves.iter().flat_map(|c| c.1.iter().copied());
+    let top = values().map(|p| p.1).fold(1.0, f64::max) * 1.5;
+    let bottom = values().map(|p| p.1).filter(|v| *v > 0.0).fold(top, f64::min) / 1.5;
+    let last = values().map(|p| p.0).fold(0.0, f64::max);
+    let mut chart = ChartBuilder::on(&left)
+        .caption("stage latency by percentile", ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..4.3, 0.0..top)
+        .build_cartesian_2d(-0.2..last + 0.2, (bottom..top).log_scale())
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_labels(5)
+        .x_labels(PERCENTILES.len())
         .x_label_formatter(&|x| {
-            PERCENTILES.iter().find(|(_, _, at)| (at - x).abs() < 0.2).map(|(_, l, _)| l.to_string()).unwrap_or_default()
+            PERCENTILES.iter().find(|(_, _, at)| (at - x).abs() < 0.01).map(|(_, l, _)| l.to_string()).unwrap_or_default()
         })
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .x_desc("percentile")
-        .y_desc("ns per packet")
+        .y_desc("ns per packet (log)")
         .draw()
         .map_err(err)?;
-    for (i, (label, points)) in curves.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
-        chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(err)?;
+    for (i, (_, points)) in curves.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        // Past ten curves, the colours come again, thinner.
+        let style = colour.stroke_width(if i < COLOURS.len() { 2 } else { 1 });
+        let kept = points.iter().copied().filter(|p| p.1 > 0.0);
+        chart.draw_series(LineSeries::new(kept.clone(), style)).map_err(err)?;
+        chart.draw_series(kept.map(|p| Circle::new(p, 3, colour.filled()))).map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.9))
-        .draw()
-        .map_err(err)?;
+    for (i, (label, _)) in curves.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let y = 50 + 20 * i as i32;
+        let width = if i < COLOURS.len() { 2 } else { 1 };
+        right.draw(&PathElement::new(vec![(8, y), (30, y)], colour.stroke_width(width))).map_err(err)?;
+        right.draw(&Text::new(label.as_str(), (38, y - 7), ("sans-serif", 13))).map_err(err)?;
+    }
     root.present().map_err(err)
 }
 
@@ -157,13 +174,13 @@ pub fn plot(report: &Value, dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mpps: Vec<Pair> = pairs(report, "mpps", "baseline_mpps").into_iter().filter(|p| !p.0.contains("-esp-")).collect();
     if !mpps.is_empty() {
         let path = dir.join("throughput-mpps.svg");
-        bar_chart(&path, "Mpps: vpcemu beside its baseline", "Mpps", &mpps)?;
+        bar_chart(&path, "Mpps: vpcemu (blue) beside its baseline in the same run (grey)", "Mpps", &mpps)?;
         written.push(path);
     }
     let gbps = pairs(report, "gbps", "baseline_gbps");
     if !gbps.is_empty() {
         let path = dir.join("throughput-gbps.svg");
-        bar_chart(&path, "ESP Gbit/s: vpcemu beside dpdk-test-crypto-perf", "Gbit/s", &gbps)?;
+        bar_chart(&path, "ESP Gbit/s: vpcemu (blue) beside dpdk-test-crypto-perf in the same run (grey)", "Gbit/s", &gbps)?;
         written.push(path);
     }
     let c = curves(report);
@@ -201,7 +218,7 @@ mod tests {
         let mpps = std::fs::read_to_string(dir.join("throughput-mpps.svg")).unwrap();
         assert!(mpps.starts_with("<svg"), "{}", &mpps[..100]);
         assert!(mpps.trim_end().ends_with("</svg>"));
-        for text in ["passthrough", "nitro-egress", "34.50 Mpps", "35.30 (testpmd io)", "5.85 Mpps", "vpcemu"] {
+        for text in ["passthrough", "nitro-egress", "34.50 Mpps", "35.30 (testpmd io)", "5.85 Mpps", "vpcemu (blue)"] {
             assert!(mpps.contains(text), "{text} not in the Mpps chart");
         }
         assert!(!mpps.contains("blackfoot-esp-1400"), "ESP rows go to the Gbit/s chart");
