@@ -59,7 +59,7 @@ fn metrics_are_served_while_running_and_pass_promtool() {
             text = body;
             let done = sample(&text, spoofed) == Some(SPOOFED as f64)
                 && sample(&text, host_recv) == Some(TO_PEER as f64)
-                && sample(&text, edge_recv) == Some(TO_INTERNET as f64);
+                && sample(&text, edge_recv) == Some((TO_INTERNET + NO_EIP) as f64);
             if done {
                 break;
             }
@@ -86,13 +86,18 @@ fn metrics_are_served_while_running_and_pass_promtool() {
     assert_eq!(sample(&text, "vpcemu_port_sent_packets_total{port=\"internet\"}"), Some(TO_INTERNET as f64));
     assert_eq!(sample(&text, "vpcemu_port_dropped_packets_total{port=\"red-1\"}"), Some(0.0));
     assert_eq!(sample(&text, host_recv), Some(TO_PEER as f64));
-    assert_eq!(sample(&text, edge_recv), Some(TO_INTERNET as f64));
-    assert_eq!(sample(&text, "vpcemu_stage_packets_total{card_kind=\"edge\",stage=\"nat\"}"), Some(TO_INTERNET as f64));
+    assert_eq!(sample(&text, edge_recv), Some((TO_INTERNET + NO_EIP) as f64));
+    assert_eq!(sample(&text, "vpcemu_stage_packets_total{card_kind=\"edge\",stage=\"nat\"}"), Some((TO_INTERNET + NO_EIP) as f64));
+    assert_eq!(
+        sample(&text, "vpcemu_stage_dropped_packets_total{card_kind=\"edge\",stage=\"nat\"}"),
+        Some(NO_EIP as f64)
+    );
+    assert_eq!(sample(&text, "vpcemu_dropped_packets_total{reason=\"no_elastic_ip\"}"), Some(NO_EIP as f64));
     assert_eq!(
         sample(&text, "vpcemu_stage_dropped_packets_total{card_kind=\"host\",stage=\"verify-send\"}"),
         Some(SPOOFED as f64)
     );
-    for (kind, n) in [("host", TO_PEER), ("edge", TO_INTERNET)] {
+    for (kind, n) in [("host", TO_PEER), ("edge", TO_INTERNET + NO_EIP)] {
         let series = format!("vpcemu_stage_latency_seconds_count{{card_kind=\"{kind}\",stage=\"verify-recv\"}}");
         assert_eq!(sample(&text, &series), Some(n as f64), "{series}");
         let inf = format!("vpcemu_stage_latency_seconds_bucket{{card_kind=\"{kind}\",stage=\"verify-recv\",le=\"+Inf\"}}");
@@ -124,8 +129,8 @@ fn metrics_are_served_while_running_and_pass_promtool() {
     let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
     assert_eq!(stats["drops"]["spoofed_source"], SPOOFED as u64);
     assert_eq!(stats["card_stages"]["host"]["verify-recv"]["count"], TO_PEER as u64);
-    assert_eq!(stats["card_stages"]["edge"]["verify-recv"]["count"], TO_INTERNET as u64);
-    assert_eq!(stats["stages"]["verify-recv"]["count"], (TO_PEER + TO_INTERNET) as u64);
+    assert_eq!(stats["card_stages"]["edge"]["verify-recv"]["count"], (TO_INTERNET + NO_EIP) as u64);
+    assert_eq!(stats["stages"]["verify-recv"]["count"], (TO_PEER + TO_INTERNET + NO_EIP) as u64);
     assert_eq!(stats["card_stages"]["edge"]["verify-send"]["count"], 0);
 }
 

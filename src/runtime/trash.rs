@@ -11,6 +11,9 @@
 //!   `queue_full`. Nothing allocates, locks or waits.
 //! - The control core ([`TrashWriter::drain`], every tick) pops the records, writes them
 //!   as Enhanced Packet Blocks and returns them to the pool.
+//! - A packet is written as the stage that dropped it left it: an Ethernet frame, or the
+//!   bare IPv4 packet the edge's stages work on after `decap` (its own interface of link
+//!   type raw IP, named after the same port), so that readers dissect both.
 //! - `stage` is the timed stage that dropped the packet, or `runtime` for drops outside
 //!   the stages (a frame longer than its output port takes, a device that did not take
 //!   it, a chained frame that could not be copied). Drops counted outside any burst
@@ -175,6 +178,13 @@ impl std::fmt::Debug for TrashWriter {
     }
 }
 
+/// Whether `data` is a bare IPv4 packet (header version 4, length at least 20, total
+/// length the data's) rather than an Ethernet frame (whose first byte would be a
+/// multicast destination MAC, and whose length seldom matches).
+pub fn is_bare_ipv4(data: &[u8]) -> bool {
+    data.len() >= 20 && data[0] >> 4 == 4 && data[0] & 0x0f >= 5 && usize::from(u16::from_be_bytes([data[2], data[3]])) == data.len()
+}
+
 /// The packet comment.
 pub fn comment(reason: DropReason, stage: Option<StageId>, card: &str) -> String {
     format!("reason={} stage={} card={card}", reason.name(), stage.map_or("runtime", StageId::name))
@@ -196,8 +206,11 @@ impl TrashWriter {
         let mut head = Vec::new();
         // A section header and interface names of ports: nothing that can overflow.
         let _ = wire::pcapng::emit_section_header(&mut head, "vpcemu");
-        for name in interfaces {
-            let _ = wire::pcapng::emit_interface(&mut head, name, SNAPLEN as u32);
+        // Interfaces 0..n: Ethernet; n..2n: the same ports, bare IP packets.
+        for linktype in [wire::pcapng::LINKTYPE_ETHERNET, wire::pcapng::LINKTYPE_RAW] {
+            for name in interfaces {
+                let _ = wire::pcapng::emit_interface(&mut head, name, linktype, SNAPLEN as u32);
+            }
         }
         let epoch_us =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
@@ -240,7 +253,11 @@ impl TrashWriter {
         let text = comment(r.reason, r.stage, card);
         let since = r.tsc.saturating_sub(self.epoch_tsc);
         let ts_us = self.epoch_us + if self.tsc_hz == 0 { 0 } else { (since as u128 * 1_000_000 / self.tsc_hz as u128) as u64 };
-        let interface = u32::from(r.interface).min(self.interfaces.saturating_sub(1) as u32);
+        let n = self.interfaces as u32;
+        let mut interface = u32::from(r.interface).min(n.saturating_sub(1));
+        if is_bare_ipv4(&r.data) {
+            interface += n;
+        }
         self.block.clear();
         wire::pcapng::emit_packet(&mut self.block, interface, ts_us, &r.data, r.original_len, Some(&text))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
@@ -301,7 +318,7 @@ mod tests {
         assert_eq!(totals, TrashTotals { written: 7, limited: 3, queue_full: 0 });
         let file = std::fs::read(&path).unwrap();
         let blocks = wire::pcapng::blocks(&file).unwrap();
-        assert_eq!(blocks.iter().filter(|(t, _)| *t == wire::pcapng::IDB).count(), 4);
+        assert_eq!(blocks.iter().filter(|(t, _)| *t == wire::pcapng::IDB).count(), 8, "Ethernet and raw IP per port");
         let packets: Vec<_> = blocks.iter().filter(|(t, _)| *t == wire::pcapng::EPB).collect();
         assert_eq!(packets.len(), 7);
         let comments: Vec<String> = packets
@@ -321,6 +338,19 @@ mod tests {
         assert_eq!(u32::from_le_bytes(big[16..20].try_into().unwrap()) as usize, SNAPLEN + 10);
         assert_eq!(u32::from_le_bytes(big[0..4].try_into().unwrap()), 2, "its interface");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bare_ipv4_or_ethernet() {
+        let mut ip = vec![0x45, 0, 0, 28];
+        ip.resize(28, 0);
+        assert!(is_bare_ipv4(&ip));
+        ip.push(0); // padded: not its total length
+        assert!(!is_bare_ipv4(&ip));
+        let mut eth = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+        eth.extend_from_slice(&ip[..28]);
+        assert!(!is_bare_ipv4(&eth));
+        assert!(!is_bare_ipv4(&[0x45; 10]));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! packet comments: a Section Header Block, an Interface Description Block per
 //! interface, an Enhanced Packet Block per packet. Little-endian (the byte-order magic
 //! says so to readers), timestamps in microseconds (the default `if_tsresol`), link type
-//! Ethernet.
+//! Ethernet or raw IP per interface.
 //!
 //! Each `emit_*` appends one whole block to a `Vec<u8>`: type, total length, body, options
 //! (each padded to 4 bytes, ended by `opt_endofopt`), total length again. A value that
@@ -18,6 +18,7 @@ use crate::{Error, Result};
 #[doc = "Block type of the Enhanced Packet Block."] pub const EPB: u32 = 0x0000_0006;
 #[doc = "The byte-order magic."] pub const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 #[doc = "LINKTYPE_ETHERNET."] pub const LINKTYPE_ETHERNET: u16 = 1;
+#[doc = "LINKTYPE_RAW: a bare IPv4 or IPv6 packet."] pub const LINKTYPE_RAW: u16 = 101;
 
 /// Option codes: `END` (end of options), `COMMENT` (`opt_comment`, UTF-8, any block),
 /// `SHB_USERAPPL` (the application that wrote the section), `IF_NAME` (the interface's
@@ -86,12 +87,12 @@ pub fn emit_section_header(out: &mut Vec<u8>, application: &str) -> Result<()> {
     block(out, SHB, &body, &[], &[(opt::SHB_USERAPPL, application.as_bytes())])
 }
 
-/// An Interface Description Block for an Ethernet interface named `name`, keeping up to
-/// `snaplen` bytes of a packet. Interfaces are numbered from 0 in the order of their
-/// blocks.
-pub fn emit_interface(out: &mut Vec<u8>, name: &str, snaplen: u32) -> Result<()> {
+/// An Interface Description Block for an interface named `name` of link type `linktype`
+/// ([`LINKTYPE_ETHERNET`], [`LINKTYPE_RAW`]), keeping up to `snaplen` bytes of a packet.
+/// Interfaces are numbered from 0 in the order of their blocks.
+pub fn emit_interface(out: &mut Vec<u8>, name: &str, linktype: u16, snaplen: u32) -> Result<()> {
     let mut body = [0u8; 8];
-    body[0..2].copy_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+    body[0..2].copy_from_slice(&linktype.to_le_bytes());
     body[4..8].copy_from_slice(&snaplen.to_le_bytes());
     block(out, IDB, &body, &[], &[(opt::IF_NAME, name.as_bytes())])
 }
@@ -164,7 +165,7 @@ mod tests {
     #[test]
     fn test_emit_interface() {
         let mut out = Vec::new();
-        emit_interface(&mut out, "eth0", 9216).unwrap();
+        emit_interface(&mut out, "eth0", LINKTYPE_ETHERNET, 9216).unwrap();
         #[rustfmt::skip]
         let want: [u8; 32] = [
             1, 0, 0, 0, 32, 0, 0, 0,        // IDB, 32 bytes
@@ -203,19 +204,20 @@ mod tests {
     fn test_section_then_blocks_round_trip() {
         let mut out = Vec::new();
         emit_section_header(&mut out, "vpcemu").unwrap();
-        emit_interface(&mut out, "red-1", 65535).unwrap();
+        emit_interface(&mut out, "red-1", LINKTYPE_RAW, 65535).unwrap();
         emit_packet(&mut out, 0, 1, &[1; 64], 64, Some("c")).unwrap();
         let b = blocks(&out).unwrap();
         assert_eq!(b.iter().map(|(t, _)| *t).collect::<Vec<_>>(), [SHB, IDB, EPB]);
         assert_eq!(&b[0].1[0..4], &BYTE_ORDER_MAGIC.to_le_bytes());
         assert_eq!(options(b[0].1, 16, 0).unwrap(), [(opt::SHB_USERAPPL, &b"vpcemu"[..])]);
         assert_eq!(options(b[1].1, 8, 0).unwrap(), [(opt::IF_NAME, &b"red-1"[..])]);
+        assert_eq!(&b[1].1[0..2], &LINKTYPE_RAW.to_le_bytes());
     }
 
     #[test]
     fn test_impossible_len() {
         let mut out = Vec::new();
-        emit_interface(&mut out, "x", 1).unwrap();
+        emit_interface(&mut out, "x", LINKTYPE_ETHERNET, 1).unwrap();
         let mut bad = out.clone();
         bad[4] = 30; // not a multiple of 4
         assert_eq!(blocks(&bad), Err(Error::Malformed));
@@ -225,7 +227,7 @@ mod tests {
         assert_eq!(blocks(&out[..6]), Err(Error::Truncated));
         let long = "x".repeat(70_000);
         let mut none = Vec::new();
-        assert_eq!(emit_interface(&mut none, &long, 1), Err(Error::Overflow));
+        assert_eq!(emit_interface(&mut none, &long, LINKTYPE_ETHERNET, 1), Err(Error::Overflow));
         assert!(none.is_empty());
     }
 }
