@@ -100,16 +100,12 @@ attach = "underlay:host-a"
 "#
     );
     std::fs::write(dir.join("world.toml"), topo).unwrap();
-    let stats_path = dir.join("stats.json");
-    let out = vpcemu(&["run", dir.join("world.toml").to_str().unwrap(), "--until-idle", "400", "--stats-json", stats_path.to_str().unwrap()]);
-    assert!(out.status.success(), "vpcemu run failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("mbufs in use at exit: 0"));
-    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
-    let drops: u64 = stats["drops"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let stats = run_world(&dir, &dir.join("world.toml"), &[]).stats;
+    let drops = stats.total_drops();
     let answered = (read_pcap(&dir.join("out-red-1.pcap")).len() + read_pcap(&dir.join("out-red-2.pcap")).len()) as u64;
     let delivered = read_pcap(&dir.join("out-yellow-1.pcap")).len();
     assert_eq!(delivered, 0, "nothing malformed may be delivered");
-    assert_eq!(drops + answered, inputs as u64, "every input is a counted drop or an ARP answer: {}", stats["drops"]);
-    assert!(stats["drops"]["malformed"].as_u64().unwrap() > 150, "{}", stats["drops"]);
-    assert_eq!(stats["drops"]["no_verdict"], 0);
+    assert_eq!(drops + answered, inputs as u64, "every input is a counted drop or an ARP answer: {:?}", stats.drops);
+    assert!(stats.drop_count("malformed").unwrap() > 150, "{:?}", stats.drops);
+    assert_eq!(stats.drop_count("no_verdict"), Some(0));
 }
