@@ -45,6 +45,17 @@ impl Extra<Mbuf> for WorkerExtra<'_> {
     }
 }
 
+/// What a stage call takes besides the burst: the card's tables and what the runtime holds
+/// of it, and the worker's alert queue, pool, clock and meters.
+pub struct Env<'a, C> {
+    pub tables: &'a Tables,
+    pub card: &'a CardInfo,
+    pub alerts: &'a mut AlertProducer,
+    pub pool: &'a Mempool,
+    pub clock: &'a C,
+    pub meters: &'a mut Meters,
+}
+
 /// An edge's two pipelines in one worker.
 struct EdgePipes {
     from_fabric: FromFabric,
@@ -141,20 +152,10 @@ impl CardStages {
         }
     }
 
-    /// Packets from instance port `port` (ENI `eni`) on card `card`.
-    #[allow(clippy::too_many_arguments)]
+    /// Packets from instance port `port` (ENI `eni`) on the card of `env`.
     #[inline]
-    pub fn instance_in<C: Clock>(
-        &mut self,
-        burst: &mut Burst<Mbuf>,
-        port: usize,
-        eni: u32,
-        tables: &Tables,
-        card: &CardInfo,
-        alerts: &mut AlertProducer,
-        clock: &C,
-        meters: &mut Meters,
-    ) {
+    pub fn instance_in<C: Clock>(&mut self, burst: &mut Burst<Mbuf>, port: usize, eni: u32, env: Env<'_, C>) {
+        let Env { tables, card, alerts, clock, meters, .. } = env;
         match self.egress.get_mut(port).and_then(Option::as_mut) {
             Some(egress) => {
                 let mut ctx = NitroCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
@@ -164,22 +165,12 @@ impl CardStages {
         }
     }
 
-    /// Packets from the fabric or the card's underlay port, for card `index`. The stages
-    /// may make more packets (fragments, ICMP answers): they wait in `spill`.
-    #[allow(clippy::too_many_arguments)]
+    /// Packets from the fabric or the card's underlay port, for card `index` (that of
+    /// `env`). The stages may make more packets (fragments, ICMP answers): they wait in
+    /// `spill`.
     #[inline]
-    pub fn underlay_in<C: Clock>(
-        &mut self,
-        burst: &mut Burst<Mbuf>,
-        index: usize,
-        tables: &Tables,
-        card: &CardInfo,
-        alerts: &mut AlertProducer,
-        pool: &Mempool,
-        spill: &mut Spill,
-        clock: &C,
-        meters: &mut Meters,
-    ) {
+    pub fn underlay_in<C: Clock>(&mut self, burst: &mut Burst<Mbuf>, index: usize, env: Env<'_, C>, spill: &mut Spill) {
+        let Env { tables, card, alerts, pool, clock, meters } = env;
         match card.id() {
             CardId::Host(_) => {
                 let Some(ingress) = self.ingress.as_mut() else {
@@ -208,19 +199,10 @@ impl CardStages {
         }
     }
 
-    /// Packets from an edge's outside ports (internet, dx, services), for card `index`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn edge_outside_in<C: Clock>(
-        &mut self,
-        burst: &mut Burst<Mbuf>,
-        index: usize,
-        role: Role,
-        tables: &Tables,
-        card: &CardInfo,
-        alerts: &mut AlertProducer,
-        clock: &C,
-        meters: &mut Meters,
-    ) {
+    /// Packets from an edge's outside ports (internet, dx, services), for card `index`
+    /// (that of `env`).
+    pub fn edge_outside_in<C: Clock>(&mut self, burst: &mut Burst<Mbuf>, index: usize, role: Role, env: Env<'_, C>) {
+        let Env { tables, card, alerts, clock, meters, .. } = env;
         let side = match role {
             Role::EdgeInternet { .. } => Side::Internet,
             Role::EdgeDx { .. } => Side::Dx,
