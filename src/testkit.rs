@@ -22,6 +22,11 @@ pub fn story_world(lcores: &str, extra: &str) -> String {
     format!("{}{STORY_WORLD}\n{extra}", dataplane(lcores, 512, "off"))
 }
 
+/// A `[[port]]` of a topology file.
+pub fn port(name: &str, vdev: &str, attach: &str) -> String {
+    format!("\n[[port]]\nname = \"{name}\"\nvdev = \"{vdev}\"\nattach = \"{attach}\"\n")
+}
+
 /// One port's counts in the stats report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct PortCounts {
@@ -129,6 +134,9 @@ mod tests {
         let text = story_world("0-2", "");
         let topo = mapping_client::topology::Topology::from_str(&text, "w.toml").expect("loads");
         assert_eq!(topo.dataplane().lcores, [0, 1, 2]);
+        let with_port = story_world("0-1", &port("red-1", "net_null0", "instance:red-1"));
+        let topo = mapping_client::topology::Topology::from_str(&with_port, "w.toml").expect("loads");
+        assert_eq!((topo.ports()[0].name.as_str(), topo.ports()[0].vdev.as_str()), ("red-1", "net_null0"));
         assert!(text.starts_with("[dataplane]\nlcores = \"0-2\"\nmemory_mb = 512\nhugepages = \"off\"\n\n"));
     }
 }

@@ -45,9 +45,7 @@ fn strs(v: &Value) -> Vec<String> {
 
 fn ports(d: &str) -> String {
     let port = |n: usize, name: &str, attach: &str| {
-        format!(
-            "[[port]]\nname = \"{name}\"\nvdev = \"net_pcap{n},rx_pcap={d}/{name}.pcap,tx_pcap={d}/out-{name}.pcap\"\nattach = \"{attach}\"\n\n"
-        )
+        common::port(name, &format!("net_pcap{n},rx_pcap={d}/{name}.pcap,tx_pcap={d}/out-{name}.pcap"), attach)
     };
     [
         port(0, "red-1", "instance:red-1"),

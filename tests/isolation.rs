@@ -16,11 +16,6 @@ use mapping_client::Topology;
 /// answers and deliveries of the two VPCs can be told apart), and red-1, whose VPC is
 /// peered with blue only.
 const WORLD: &str = r#"
-[dataplane]
-lcores = "0-1"
-memory_mb = 512
-hugepages = "off"
-
 [[host]]
 name = "h1"
 pa = "198.18.0.1"
@@ -171,11 +166,9 @@ fn overlapping_vpcs_on_one_host_stay_apart() {
     let mut ports = String::new();
     for (i, (name, frames)) in inputs.iter().enumerate() {
         write_pcap(&dir.join(format!("{name}.pcap")), frames);
-        ports += &format!(
-            "\n[[port]]\nname = \"{name}\"\nvdev = \"net_pcap{i},rx_pcap={d}/{name}.pcap,tx_pcap={d}/out-{name}.pcap\"\nattach = \"instance:{name}\"\n"
-        );
+        ports += &port(name, &format!("net_pcap{i},rx_pcap={d}/{name}.pcap,tx_pcap={d}/out-{name}.pcap"), &format!("instance:{name}"));
     }
-    let text = format!("{WORLD}{ports}");
+    let text = format!("{}{WORLD}{ports}", dataplane("0-1", 512, "off"));
     let world = dir.join("world.toml");
     std::fs::write(&world, &text).unwrap();
 

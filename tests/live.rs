@@ -36,24 +36,13 @@ fn move_during_replay_packets_follow_the_instance() {
     let dir = scratch("live-move");
     let d = dir.display();
     let world = story_world("");
-    let topo = format!(
-        r#"{world}
-[[port]]
-name = "yellow-1"
-vdev = "net_pcap0,rx_pcap={d}/yellow-1.fifo"
-attach = "instance:yellow-1"
-
-[[port]]
-name = "red-1"
-vdev = "net_pcap1,tx_pcap={d}/out-red-1.pcap"
-attach = "instance:red-1"
-
-[[port]]
-name = "fabric"
-vdev = "net_pcap2,tx_pcap={d}/fabric.pcap"
-attach = "fabric"
-"#
-    );
+    let topo = [
+        world,
+        port("yellow-1", &format!("net_pcap0,rx_pcap={d}/yellow-1.fifo"), "instance:yellow-1"),
+        port("red-1", &format!("net_pcap1,tx_pcap={d}/out-red-1.pcap"), "instance:red-1"),
+        port("fabric", &format!("net_pcap2,tx_pcap={d}/fabric.pcap"), "fabric"),
+    ]
+    .concat();
     std::fs::write(dir.join("world.toml"), topo).unwrap();
     let Live { mut run, fifo: mut w, sock, deadline, .. } = run_live(&dir, "yellow-1.fifo", "1500");
     for seq in 0..32 {

@@ -71,34 +71,15 @@ fn malformed_input_is_counted_never_crashes_and_leaks_nothing() {
 
     let d = dir.display();
     let world = world();
-    let topo = format!(
-        r#"{world}
-[[port]]
-name = "red-1"
-vdev = "net_pcap0,rx_pcap={d}/instance.pcap,tx_pcap={d}/out-red-1.pcap"
-attach = "instance:red-1"
-
-[[port]]
-name = "red-2"
-vdev = "net_pcap1,rx_pcap={d}/real.pcap,tx_pcap={d}/out-red-2.pcap"
-attach = "instance:red-2"
-
-[[port]]
-name = "yellow-1"
-vdev = "net_pcap2,tx_pcap={d}/out-yellow-1.pcap"
-attach = "instance:yellow-1"
-
-[[port]]
-name = "underlay-b"
-vdev = "net_pcap3,rx_pcap={d}/underlay.pcap"
-attach = "underlay:host-b"
-
-[[port]]
-name = "underlay-a"
-vdev = "net_pcap4,rx_pcap={d}/real-geneve.pcap"
-attach = "underlay:host-a"
-"#
-    );
+    let topo = [
+        world,
+        port("red-1", &format!("net_pcap0,rx_pcap={d}/instance.pcap,tx_pcap={d}/out-red-1.pcap"), "instance:red-1"),
+        port("red-2", &format!("net_pcap1,rx_pcap={d}/real.pcap,tx_pcap={d}/out-red-2.pcap"), "instance:red-2"),
+        port("yellow-1", &format!("net_pcap2,tx_pcap={d}/out-yellow-1.pcap"), "instance:yellow-1"),
+        port("underlay-b", &format!("net_pcap3,rx_pcap={d}/underlay.pcap"), "underlay:host-b"),
+        port("underlay-a", &format!("net_pcap4,rx_pcap={d}/real-geneve.pcap"), "underlay:host-a"),
+    ]
+    .concat();
     std::fs::write(dir.join("world.toml"), topo).unwrap();
     let stats = run_world(&dir, &dir.join("world.toml"), &[]).stats;
     let drops = stats.total_drops();

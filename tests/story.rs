@@ -10,20 +10,9 @@ use common::*;
 
 fn world(dir: &Path, extra_ports: &str) -> String {
     let d = dir.display();
-    story_world(&format!(
-        r#"
-[[port]]
-name = "yellow-1"
-vdev = "net_pcap1,tx_pcap={d}/out-yellow-1.pcap"
-attach = "instance:yellow-1"
-
-[[port]]
-name = "fabric"
-vdev = "net_pcap9,tx_pcap={d}/fabric.pcap"
-attach = "fabric"
-{extra_ports}
-"#
-    ))
+    let yellow = port("yellow-1", &format!("net_pcap1,tx_pcap={d}/out-yellow-1.pcap"), "instance:yellow-1");
+    let fabric = port("fabric", &format!("net_pcap9,tx_pcap={d}/fabric.pcap"), "fabric");
+    story_world(&format!("{yellow}{fabric}{extra_ports}"))
 }
 
 fn scapy(name: &str, dir: &Path) {
@@ -39,24 +28,13 @@ fn story_replayed_through_pcap_ports() {
     let dir = scratch("story");
     scapy("story_inputs.py", &dir);
     let d = dir.display();
-    let ports = format!(
-        r#"
-[[port]]
-name = "red-1"
-vdev = "net_pcap0,rx_pcap={d}/red-1.pcap,tx_pcap={d}/out-red-1.pcap"
-attach = "instance:red-1"
-
-[[port]]
-name = "green-1"
-vdev = "net_pcap2,rx_pcap={d}/green-1.pcap,tx_pcap={d}/out-green-1.pcap"
-attach = "instance:green-1"
-
-[[port]]
-name = "underlay-b"
-vdev = "net_pcap3,rx_pcap={d}/underlay-b.pcap"
-attach = "underlay:host-b"
-"#
-    );
+    let pcap = |name: &str, n: usize| format!("net_pcap{n},rx_pcap={d}/{name}.pcap,tx_pcap={d}/out-{name}.pcap");
+    let ports = [
+        port("red-1", &pcap("red-1", 0), "instance:red-1"),
+        port("green-1", &pcap("green-1", 2), "instance:green-1"),
+        port("underlay-b", &format!("net_pcap3,rx_pcap={d}/underlay-b.pcap"), "underlay:host-b"),
+    ]
+    .concat();
     std::fs::write(dir.join("world.toml"), world(&dir, &ports)).unwrap();
     let ran = run_world(&dir, &dir.join("world.toml"), &[]);
     let expect: serde_json::Value = read_json(&dir.join("expect.json"));

@@ -16,11 +16,6 @@ use wire::vpc::{self, Encap, VPC_MTU};
 use wire::{EthernetAddress, PacketBuf, TestBuffer};
 
 const WORLD: &str = r#"
-[dataplane]
-lcores = "0-1"
-memory_mb = 64
-hugepages = "off"
-
 [[host]]
 name = "host-a"
 pa = "198.18.0.1"
@@ -230,7 +225,8 @@ fn through_edge(tables: &Tables, f: &[u8]) -> Verdict {
 
 #[test]
 fn both_cards_give_one_answer_to_each_frame() {
-    let topo = Topology::from_str(WORLD, "world.toml").unwrap();
+    let text = format!("{}{WORLD}", vpcemu::testkit::dataplane("0-1", 64, "off"));
+    let topo = Topology::from_str(&text, "world.toml").unwrap();
     let host = Tables::build_for_card(&topo, topo.card_by_name("host-b").unwrap());
     let edge = Tables::build_for_card(&topo, topo.card_by_name("blackfoot-1").unwrap());
     let d = Make::default();

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 // Not every test file uses every helper.
 #[allow(unused_imports)]
-pub use vpcemu::testkit::{Stats, dataplane};
+pub use vpcemu::testkit::{Stats, dataplane, port};
 
 /// The story's world (examples/story-world.toml) with a `[dataplane]` section for tests
 /// (lcores 0-1, no hugepages) and `extra` (ports, more instances) after it.
