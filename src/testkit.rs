@@ -52,6 +52,9 @@ pub struct Stats {
     pub ports: BTreeMap<String, PortCounts>,
     /// Every drop reason -> count.
     pub drops: BTreeMap<String, u64>,
+    /// Stage name -> its figures as written (`count`, `dropped`, `p50_ns`, ... `max_ns`).
+    #[serde(default)]
+    pub stages: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
     /// Output name -> packets sent to it.
     #[serde(default)]
     pub outputs: BTreeMap<String, u64>,
@@ -94,6 +97,22 @@ impl Stats {
     pub fn port(&self, name: &str) -> Option<PortCounts> {
         self.ports.get(name).copied()
     }
+
+    /// `--stats-json`'s run seconds and TSC frequency (Hz).
+    pub fn run_figures(&self) -> Result<(f64, f64), String> {
+        let run = self.run.as_ref().ok_or("no run figures in the stats")?;
+        Ok((run.seconds, run.tsc_hz as f64))
+    }
+
+    /// The figures `keys` of each of `stages` as a JSON object (stage -> key -> value;
+    /// `null` for what the report does not hold).
+    pub fn stage_figures(&self, stages: &[&str], keys: &[&str]) -> serde_json::Value {
+        let of = |st: &str| -> serde_json::Value {
+            let f = self.stages.get(st);
+            keys.iter().map(|k| (k.to_string(), f.and_then(|f| f.get(*k)).cloned().unwrap_or_default())).collect()
+        };
+        stages.iter().map(|st| (st.to_string(), of(st))).collect()
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +143,11 @@ mod tests {
         assert_eq!(s.drop_count("nonsense"), None);
         assert_eq!(s.nonzero_drops(), [("no_route".to_string(), 3)]);
         assert_eq!(s.total_drops(), 3);
+        let stages = s.stage_figures(&["classify", "nowhere"], &["count", "p50_ns", "bogus"]);
+        assert_eq!(stages["classify"]["count"], 0);
+        assert!(stages["classify"]["p50_ns"].is_number() && stages["classify"]["bogus"].is_null());
+        assert!(stages["nowhere"]["count"].is_null());
+        assert_eq!(s.run_figures(), Ok((1.5, 2000.0)));
         let run = s.run.expect("run");
         assert_eq!((run.tsc_hz, run.esp_cipher), (2000, None));
         assert!(Stats::parse("{}").is_err());

@@ -40,12 +40,11 @@ use std::time::Duration;
 
 use blackfoot::esp::{self as besp, InboundSa};
 use mapping_client::topology::SaConfig;
-use serde_json::Value;
 use wire::ethernet::EthernetAddress;
 use wire::{vpc, PacketBuf, TestBuffer};
 
 use crate::dpdk_tools::{crypto_perf_gcm, testpmd_io, CryptoBuffers, CryptoPerf, CRYPTO_PERF_DRIVER};
-use crate::report::{drops_of, median, Row};
+use crate::report::{median, Row, Stats};
 use crate::traffic;
 
 /// The scenarios of this module.
@@ -313,7 +312,7 @@ fn flows(s: &Setup, sc: &Scenario) -> Vec<Flow> {
 
 /// What one `vpcemu run` reported.
 struct Run {
-    stats: Value,
+    stats: Stats,
     rx: u64,
     out: u64,
     /// Packets sent by the other outside ports (misrouted).
@@ -357,16 +356,12 @@ fn vpcemu_run(s: &Setup, topo: &Path, way: Way, extra: &[&str]) -> Result<Run, S
     if !out.status.success() {
         return Err(format!("vpcemu run failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
     }
-    let stats: Value = serde_json::from_str(&std::fs::read_to_string(&json).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("{}: {e}", json.display()))?;
-    let port = |name: &str, key: &str| stats["ports"][name][key].as_u64();
-    let rx = port("underlay", "rx").ok_or("no underlay rx counter in the stats")?;
-    let out = port(way.port(), "tx").ok_or("no output port counter in the stats")?;
-    let other =
-        ["internet", "dx", "services"].iter().filter(|p| **p != way.port()).filter_map(|p| port(p, "tx")).sum();
-    let drops = drops_of(&stats)?;
-    let seconds = stats["run"]["seconds"].as_f64().ok_or("no run seconds in the stats")?;
-    let tsc_hz = stats["run"]["tsc_hz"].as_f64().ok_or("no tsc_hz in the stats")?;
+    let stats = Stats::read(&json)?;
+    let rx = stats.port("underlay").ok_or("no underlay rx counter in the stats")?.rx;
+    let out = stats.port(way.port()).ok_or("no output port counter in the stats")?.tx;
+    let other = ["internet", "dx", "services"].iter().filter(|p| **p != way.port()).filter_map(|p| stats.port(p)).map(|c| c.tx).sum();
+    let drops = stats.nonzero_drops();
+    let (seconds, tsc_hz) = stats.run_figures()?;
     Ok(Run { stats, rx, out, other, drops, seconds, tsc_hz })
 }
 
@@ -500,15 +495,6 @@ fn median_run(mut v: Vec<Run>) -> Option<Run> {
     v.into_iter().nth(mid)
 }
 
-fn stage_figures(stats: &Value, stages: &[&str]) -> Value {
-    let mut m = serde_json::Map::new();
-    for st in stages {
-        let s = &stats["stages"][*st];
-        m.insert(st.to_string(), serde_json::json!({ "count": s["count"], "p50_ns": s["p50_ns"], "p99_ns": s["p99_ns"] }));
-    }
-    Value::Object(m)
-}
-
 /// A measured run must send most of what it received out of the expected port.
 fn sound(sc: &Scenario, run: &Run) -> Result<(), String> {
     if run.rx == 0 || run.out * 2 < run.rx || run.other * 100 > run.rx {
@@ -628,14 +614,14 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             row = row.with("elastic_ips", s.instances);
         }
         if esp {
-            row = row.with("esp_cipher", mid.stats["run"]["esp_cipher"].as_str().unwrap_or("none").to_string());
+            row = row.with("esp_cipher", mid.stats.run.as_ref().and_then(|r| r.esp_cipher.clone()).unwrap_or_else(|| "none".into()));
         }
         if matches!(sc.sizes, Sizes::Imix) {
             let mix: Vec<String> = IMIX.iter().map(|(b, w)| format!("{w}x{b}")).collect();
             row = row.with("imix", mix.join(" "));
         }
         if timing {
-            row = row.with("stages", stage_figures(&mid.stats, &stages));
+            row = row.with("stages", mid.stats.stage_figures(&stages, &["count", "p50_ns", "p99_ns"]));
         }
         rows.push(row);
     }

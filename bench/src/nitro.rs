@@ -20,7 +20,7 @@ use wire::ethernet::EthernetAddress;
 use wire::vpc;
 
 use crate::dpdk_tools::testpmd_io;
-use crate::report::{median, Row};
+use crate::report::{median, Row, Stats};
 use crate::traffic;
 
 pub const VPCS: u32 = 16;
@@ -127,7 +127,7 @@ fn ingress_frames(mappings: u32) -> Vec<Vec<u8>> {
 struct Measured {
     pps: f64,
     tsc_hz: f64,
-    stats: serde_json::Value,
+    stats: Stats,
 }
 
 fn run_once(s: &Setup, topo: &Path, out_port: &str, timing: bool) -> Result<Measured, String> {
@@ -142,21 +142,10 @@ fn run_once(s: &Setup, topo: &Path, out_port: &str, timing: bool) -> Result<Meas
     if !out.status.success() {
         return Err(format!("vpcemu run failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
     }
-    let stats: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let tx = stats["ports"][out_port]["tx"].as_f64().ok_or("no output port counter")?;
-    let busy = stats["run"]["seconds"].as_f64().unwrap_or(s.seconds);
-    let tsc_hz = stats["run"]["tsc_hz"].as_f64().ok_or("no tsc_hz in the stats")?;
+    let stats = Stats::read(&json)?;
+    let tx = stats.port(out_port).ok_or("no output port counter")?.tx as f64;
+    let (busy, tsc_hz) = stats.run_figures()?;
     Ok(Measured { pps: tx / busy, tsc_hz, stats })
-}
-
-fn stage_figures(stats: &serde_json::Value, stages: &[&str]) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
-    for st in stages {
-        let s = &stats["stages"][*st];
-        m.insert(st.to_string(), serde_json::json!({ "p50_ns": s["p50_ns"], "p99_ns": s["p99_ns"] }));
-    }
-    serde_json::Value::Object(m)
 }
 
 /// Run one direction; returns the rows (timing on, timing off).
@@ -177,7 +166,7 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
     );
     let topo = world(s, &ports)?;
     let (mut on, mut off, mut base) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut hz, mut last) = (0.0, serde_json::Value::Null);
+    let (mut hz, mut last) = (0.0, Stats::default());
     for _ in 0..s.repeat.max(1) {
         let m = run_once(s, &topo, out_name, true)?;
         on.push(m.pps);
@@ -203,7 +192,7 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
             .with("nitro_cycles_per_packet", hz / pps - hz / base)
             .with("stage_timing", suffix.is_empty());
         if suffix.is_empty() {
-            row = row.with("stages", stage_figures(&last, stages));
+            row = row.with("stages", last.stage_figures(stages, &["p50_ns", "p99_ns"]));
         }
         rows.push(row);
     }

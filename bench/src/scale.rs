@@ -49,7 +49,7 @@ use serde_json::Value;
 use wire::{PacketBuf, TestBuffer};
 
 use crate::dpdk_tools::testpmd_io;
-use crate::report::{drops_of, median, Row};
+use crate::report::{median, Row, Stats};
 use crate::traffic;
 
 /// The scenarios of this module: all three parts, or one.
@@ -269,7 +269,7 @@ fn fabric_world(cards: u32) -> World {
 
 /// What one `vpcemu run` reported.
 struct Run {
-    stats: Value,
+    stats: Stats,
     rx: u64,
     tx: u64,
     drops: Vec<(String, u64)>,
@@ -351,13 +351,11 @@ fn vpcemu_run(s: &Setup, w: &World, topo: &Path, extra: &[&str]) -> Result<Run, 
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         return Err(format!("{}: vpcemu run failed: {}", w.name, text.trim()));
     }
-    let stats: Value = serde_json::from_str(&std::fs::read_to_string(&json).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("{}: {e}", json.display()))?;
-    let port = |name: &str, key: &str| stats["ports"][name][key].as_u64().ok_or(format!("no {name} {key} in the stats"));
-    let (rx, tx) = (port("in", "rx")?, port("out", "tx")?);
-    let drops = drops_of(&stats)?;
-    let seconds = stats["run"]["seconds"].as_f64().ok_or("no run seconds in the stats")?;
-    let tsc_hz = stats["run"]["tsc_hz"].as_f64().ok_or("no tsc_hz in the stats")?;
+    let stats = Stats::read(&json)?;
+    let port = |name: &str| stats.port(name).ok_or(format!("no port {name} in the stats"));
+    let (rx, tx) = (port("in")?.rx, port("out")?.tx);
+    let drops = stats.nonzero_drops();
+    let (seconds, tsc_hz) = stats.run_figures()?;
     let cpu_share = sched.map(|(on, wait)| on as f64 / (on + wait).max(1) as f64).filter(|f| *f > 0.0).unwrap_or(1.0);
     Ok(Run { stats, rx, tx, drops, seconds, tsc_hz, cpu_share })
 }
@@ -396,15 +394,6 @@ fn sound(w: &World, r: &Run) -> Result<(), String> {
         return Err(format!("{}: most packets did not go the expected way: {}", w.name, r.describe()));
     }
     Ok(())
-}
-
-fn stage_figures(stats: &Value, stages: &[&str]) -> Value {
-    let mut m = serde_json::Map::new();
-    for st in stages {
-        let s = &stats["stages"][*st];
-        m.insert(st.to_string(), serde_json::json!({ "p50_ns": s["p50_ns"], "p99_ns": s["p99_ns"] }));
-    }
-    Value::Object(m)
 }
 
 /// Measure a small and a large world of one part, alternating; returns their two rows.
@@ -451,7 +440,7 @@ fn pair(s: &Setup, small: &World, large: &World) -> Result<Vec<Row>, String> {
             .with("flows", w.frames.len() as u64)
             .with("testpmd_mpps", pmd / 1e6)
             .with("repeats", s.repeat.max(1) as u64)
-            .with("stages", stage_figures(&mid.stats, w.stages))
+            .with("stages", mid.stats.stage_figures(w.stages, &["p50_ns", "p99_ns"]))
     };
     let mut first = row(small, small_pps, small_cpu_pps, small_shares, &small_mid);
     first.baseline = Some("dpdk-testpmd --forward-mode=io".into());
