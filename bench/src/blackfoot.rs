@@ -155,11 +155,9 @@ fn scenario(name: &str) -> Option<Scenario> {
     Some(Scenario { name, way, sizes })
 }
 
+/// The scenario's setup: the common one and its own size.
 pub struct Setup<'a> {
-    pub vpcemu: &'a Path,
-    pub work: &'a Path,
-    pub seconds: f64,
-    pub repeat: usize,
+    pub run: crate::report::Setup<'a>,
     /// Instances (each with an Elastic IP) in the world, and flows in the traffic.
     pub instances: u32,
 }
@@ -229,12 +227,12 @@ fn world(s: &Setup) -> String {
 
 /// The run file: `[dataplane]`, the world, the edge's four ports.
 fn topology(s: &Setup, tag: &str, vdevs: &[(&str, String, String)]) -> Result<PathBuf, String> {
-    let mut t = String::from("[dataplane]\nlcores = \"0-1\"\nmemory_mb = 1024\nhugepages = \"auto\"\n\n");
+    let mut t = vpcemu::testkit::dataplane("0-1", 1024, "auto");
     t.push_str(&world(s));
     for (name, vdev, attach) in vdevs {
         let _ = write!(t, "[[port]]\nname = \"{name}\"\nvdev = \"{vdev}\"\nattach = \"{attach}\"\n\n");
     }
-    let path = s.work.join(format!("blackfoot-{tag}.toml"));
+    let path = s.run.work.join(format!("blackfoot-{tag}.toml"));
     std::fs::write(&path, t).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
 }
@@ -345,14 +343,14 @@ impl Run {
 }
 
 fn vpcemu_run(s: &Setup, topo: &Path, way: Way, extra: &[&str]) -> Result<Run, String> {
-    let json = s.work.join("blackfoot-stats.json");
+    let json = s.run.work.join("blackfoot-stats.json");
     let _ = std::fs::remove_file(&json);
-    let out = Command::new(s.vpcemu)
+    let out = Command::new(s.run.vpcemu)
         .args(["run", topo.to_str().unwrap_or_default(), "--cards", EDGE, "--stats-json"])
         .arg(&json)
         .args(extra)
         .output()
-        .map_err(|e| format!("running {}: {e}", s.vpcemu.display()))?;
+        .map_err(|e| format!("running {}: {e}", s.run.vpcemu.display()))?;
     if !out.status.success() {
         return Err(format!("vpcemu run failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
     }
@@ -448,7 +446,7 @@ fn inner_of(way: Way, frame: &[u8], sa: &mut Option<InboundSa<blackfoot::aead::R
 /// Send every flow once through the edge into a capture and check each frame that came
 /// out, and that nothing was dropped or went elsewhere.
 fn check(s: &Setup, sc: &Scenario, flows: &[Flow], pcap: &Path, cipher: &str) -> Result<u64, String> {
-    let out_pcap = s.work.join(format!("{}-check-out.pcap", sc.name));
+    let out_pcap = s.run.work.join(format!("{}-check-out.pcap", sc.name));
     let _ = std::fs::remove_file(&out_pcap);
     let rx = format!("net_pcap0,rx_pcap={}", pcap.display());
     let topo = topology(s, "check", &ports(&rx, Some((sc.way.port(), &out_pcap))))?;
@@ -517,7 +515,7 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
         return Err(format!("--edge-instances must be 1 ..= {MAX_INSTANCES}"));
     }
     let flows = flows(s, &sc);
-    let pcap = s.work.join(format!("{}-{}.pcap", sc.name, s.instances));
+    let pcap = s.run.work.join(format!("{}-{}.pcap", sc.name, s.instances));
     let frames: Vec<Vec<u8>> = flows.iter().map(|f| f.frame.clone()).collect();
     traffic::write_pcap(&pcap, &frames).map_err(|e| format!("{}: {e}", pcap.display()))?;
     let inner_bytes = flows.iter().map(|f| f.inner.len()).sum::<usize>() as f64 / flows.len() as f64;
@@ -535,18 +533,18 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
 
     let rx = format!("net_pcap0,rx_pcap={},infinite_rx=1", pcap.display());
     let topo = topology(s, "run", &ports(&rx, None))?;
-    let secs = format!("{}", s.seconds);
+    let secs = format!("{}", s.run.seconds);
     // crypto-perf runs a number of operations, not a time: size it from a short run so
     // that it lasts about as long as the other tools.
     let mut crypto_ops = 0u64;
     if esp {
         let cal = crypto_perf_gcm(&crypto_buffers(sc.sizes), 300_000)?;
-        crypto_ops = ((cal.mops * 1e6 * s.seconds) as u64).max(300_000);
+        crypto_ops = ((cal.mops * 1e6 * s.run.seconds) as u64).max(300_000);
     }
     let (mut on, mut off, mut ring, mut pmd, mut crypto) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<CryptoPerf>::new());
     // Alternate the tools so that each sees the same machine conditions.
-    for _ in 0..s.repeat.max(1) {
+    for _ in 0..s.run.repeat.max(1) {
         let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs, "--esp-cipher", "aesni-gcm"])?;
         sound(&sc, &r)?;
         on.push(r);
@@ -558,7 +556,7 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             sound(&sc, &r)?;
             ring.push(r);
         }
-        pmd.push(testpmd_io(&rx, "net_null0,no-rx=1", Duration::from_secs_f64(s.seconds), frames.len())?);
+        pmd.push(testpmd_io(&rx, "net_null0,no-rx=1", Duration::from_secs_f64(s.run.seconds), frames.len())?);
         if esp {
             crypto.push(crypto_perf_gcm(&crypto_buffers(sc.sizes), crypto_ops)?);
         }
@@ -609,7 +607,7 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             .with("output_port", sc.way.port())
             .with("dropped_fraction", mid.dropped() as f64 / mid.rx.max(1) as f64)
             .with("stage_timing", timing)
-            .with("repeats", s.repeat.max(1) as u64);
+            .with("repeats", s.run.repeat.max(1) as u64);
         if sc.way == Way::Internet {
             row = row.with("elastic_ips", s.instances);
         }

@@ -93,31 +93,20 @@ fn run(args: &Args) -> Result<(), String> {
     }
     std::fs::create_dir_all(&args.work).map_err(|e| format!("{}: {e}", args.work.display()))?;
     let mut report = Report { scenarios: Vec::new() };
+    let setup = || report::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat };
     for n in &names {
         eprintln!("vpcemu-bench: running {n} ...");
         match n.as_str() {
-            "passthrough" => report.scenarios.push(passthrough::run(&passthrough::Setup {
-                vpcemu: &vpcemu,
-                work: &args.work,
-                seconds: args.seconds,
-                repeat: args.repeat,
-            })?),
+            "passthrough" => report.scenarios.push(passthrough::run(&setup())?),
             "nitro-egress" | "nitro-ingress" => report.scenarios.extend(nitro::run(
-                &nitro::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat, mappings: args.mappings },
+                &nitro::Setup { run: setup(), mappings: args.mappings },
                 n == "nitro-ingress",
             )?),
-            n if blackfoot::NAMES.contains(&n) => report.scenarios.extend(blackfoot::run(
-                &blackfoot::Setup {
-                    vpcemu: &vpcemu,
-                    work: &args.work,
-                    seconds: args.seconds,
-                    repeat: args.repeat,
-                    instances: args.edge_instances,
-                },
-                n,
-            )?),
+            n if blackfoot::NAMES.contains(&n) => report
+                .scenarios
+                .extend(blackfoot::run(&blackfoot::Setup { run: setup(), instances: args.edge_instances }, n)?),
             n if scale::NAMES.contains(&n) => report.scenarios.extend(scale::run(
-                &scale::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat },
+                &setup(),
                 n,
             )?),
             "tables-lookup" => report.scenarios.extend(tables::tables_lookup(&args.sizes).into_iter().map(Row::from_value)),

@@ -28,11 +28,9 @@ pub const REMOTE_HOSTS: u32 = 64;
 pub const ACTIVE: u32 = 65_536;
 const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
 
+/// The scenario's setup: the common one and its own size.
 pub struct Setup<'a> {
-    pub vpcemu: &'a Path,
-    pub work: &'a Path,
-    pub seconds: f64,
-    pub repeat: usize,
+    pub run: crate::report::Setup<'a>,
     pub mappings: u32,
 }
 
@@ -50,7 +48,7 @@ fn host_pa(h: u32) -> Ipv4Addr {
 
 /// The world, written once per size (loading 1M instances takes seconds, writing it too).
 fn world(s: &Setup, ports: &str) -> Result<PathBuf, String> {
-    let base = s.work.join(format!("nitro-world-{}.toml", s.mappings));
+    let base = s.run.work.join(format!("nitro-world-{}.toml", s.mappings));
     if !base.exists() {
         let mut t = String::with_capacity(s.mappings as usize * 96);
         t.push_str("[[host]]\nname = \"host-a\"\npa = \"198.18.0.1\"\n\n");
@@ -72,8 +70,8 @@ fn world(s: &Setup, ports: &str) -> Result<PathBuf, String> {
         std::fs::write(&base, t).map_err(|e| format!("{}: {e}", base.display()))?;
     }
     let body = std::fs::read_to_string(&base).map_err(|e| e.to_string())?;
-    let path = s.work.join("nitro-run.toml");
-    let head = "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 2048\nhugepages = \"auto\"\n\n";
+    let path = s.run.work.join("nitro-run.toml");
+    let head = vpcemu::testkit::dataplane("0-1", 2048, "auto");
     std::fs::write(&path, format!("{head}{body}{ports}")).map_err(|e| e.to_string())?;
     Ok(path)
 }
@@ -131,10 +129,10 @@ struct Measured {
 }
 
 fn run_once(s: &Setup, topo: &Path, out_port: &str, timing: bool) -> Result<Measured, String> {
-    let json = s.work.join("nitro-stats.json");
-    let mut cmd = Command::new(s.vpcemu);
+    let json = s.run.work.join("nitro-stats.json");
+    let mut cmd = Command::new(s.run.vpcemu);
     cmd.args(["run", topo.to_str().unwrap_or_default(), "--cards", "host-a"]);
-    cmd.args(["--duration", &format!("{}", s.seconds), "--stats-json"]).arg(&json);
+    cmd.args(["--duration", &format!("{}", s.run.seconds), "--stats-json"]).arg(&json);
     if !timing {
         cmd.arg("--no-stage-timing");
     }
@@ -151,7 +149,7 @@ fn run_once(s: &Setup, topo: &Path, out_port: &str, timing: bool) -> Result<Meas
 /// Run one direction; returns the rows (timing on, timing off).
 pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
     let name = if ingress { "nitro-ingress" } else { "nitro-egress" };
-    let pcap = s.work.join(format!("{name}-{}.pcap", s.mappings));
+    let pcap = s.run.work.join(format!("{name}-{}.pcap", s.mappings));
     let frames = if ingress { ingress_frames(s.mappings) } else { egress_frames(s.mappings) };
     traffic::write_pcap(&pcap, &frames).map_err(|e| e.to_string())?;
     let rx = format!("net_pcap0,rx_pcap={},infinite_rx=1", pcap.display());
@@ -167,13 +165,13 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
     let topo = world(s, &ports)?;
     let (mut on, mut off, mut base) = (Vec::new(), Vec::new(), Vec::new());
     let (mut hz, mut last) = (0.0, Stats::default());
-    for _ in 0..s.repeat.max(1) {
+    for _ in 0..s.run.repeat.max(1) {
         let m = run_once(s, &topo, out_name, true)?;
         on.push(m.pps);
         hz = m.tsc_hz;
         last = m.stats;
         off.push(run_once(s, &topo, out_name, false)?.pps);
-        base.push(testpmd_io(&rx, &tx, Duration::from_secs_f64(s.seconds), frames.len())?);
+        base.push(testpmd_io(&rx, &tx, Duration::from_secs_f64(s.run.seconds), frames.len())?);
     }
     let stages: &[&str] = if ingress { &["verify-recv", "decap"] } else { &["classify", "verify-send", "route", "encap"] };
     let base = median(base);

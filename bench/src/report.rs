@@ -6,6 +6,15 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+/// What every line-rate scenario is given: the vpcemu binary, a work directory, seconds
+/// per run and runs per measurement.
+pub struct Setup<'a> {
+    pub vpcemu: &'a std::path::Path,
+    pub work: &'a std::path::Path,
+    pub seconds: f64,
+    pub repeat: usize,
+}
+
 /// One measured scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {

@@ -62,12 +62,7 @@ pub const LARGE_VPCS: u32 = 1000;
 pub const LARGE_VPNS: u32 = 100;
 pub const LARGE_CARDS: u32 = 64;
 
-pub struct Setup<'a> {
-    pub vpcemu: &'a Path,
-    pub work: &'a Path,
-    pub seconds: f64,
-    pub repeat: usize,
-}
+pub use crate::report::Setup;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Part {
@@ -96,7 +91,10 @@ struct World {
     stages: &'static [&'static str],
 }
 
-const DATAPLANE: &str = "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 1024\nhugepages = \"auto\"\n\n";
+/// The `[dataplane]` of every scale world.
+fn dataplane() -> String {
+    vpcemu::testkit::dataplane("0-1", 1024, "auto")
+}
 const EDGE_PA: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 1);
 
 fn host_pa(h: u32) -> Ipv4Addr {
@@ -310,7 +308,7 @@ impl Run {
 
 /// Write the run file of `w` with `rx_vdev` as its input port.
 fn topology(s: &Setup, w: &World, rx_vdev: &str, tag: &str) -> Result<PathBuf, String> {
-    let mut t = String::from(DATAPLANE);
+    let mut t = dataplane();
     t.push_str(&w.toml);
     let _ = write!(
         t,
@@ -483,7 +481,7 @@ mod tests {
     #[test]
     fn worlds_load() {
         for w in [nitro_world(LARGE_VPCS), blackfoot_world(LARGE_VPNS).unwrap(), fabric_world(LARGE_CARDS)] {
-            let text = format!("{DATAPLANE}{}", w.toml);
+            let text = format!("{}{}", dataplane(), w.toml);
             let t = mapping_client::Topology::from_str(&text, "scale.toml").unwrap_or_else(|e| panic!("{}: {e}", w.name));
             assert_eq!(w.frames.len(), FLOWS as usize);
             match w.size["cards"].as_u64() {
