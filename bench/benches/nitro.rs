@@ -24,11 +24,14 @@
 //! After the criterion groups, `nitro-summary` prints cycles per packet measured with the
 //! TSC (median of interleaved rounds) and the per-stage p50 from the worker's histograms.
 
+mod common;
+
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use mapping_client::tables::PrefixTable;
 use mapping_client::{
     Cidr, EniId, LocalEni, Location, MacAddr, Route, SubnetId, SubnetInfo, TableOp, Tables,
@@ -388,41 +391,32 @@ fn world() -> (&'static Tables, &'static [u32]) {
     (t, p)
 }
 
+/// Time `b`'s stages with `clock` (refill and drain outside the timed part), then check
+/// what they did.
+fn measure<C: Clock>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut b: Bench, clock: &C) {
+    g.bench_function(id, |bench| {
+        bench.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                b.refill();
+                let t0 = Instant::now();
+                b.process(black_box(clock));
+                total += t0.elapsed();
+                b.drain();
+            }
+            total
+        })
+    });
+    b.check();
+}
+
 fn bench_nitro(c: &mut Criterion) {
     let (tables, perm) = world();
     let mut g = c.benchmark_group("nitro-burst32-64B-1M-mappings");
     g.throughput(Throughput::Elements(ROUND as u64));
     for (dir, name) in [(Dir::Egress, "egress"), (Dir::Ingress, "ingress")] {
-        let mut b = Bench::new(dir, tables, perm);
-        g.bench_function(format!("{name}/null-clock"), |bench| {
-            bench.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    b.refill();
-                    let t0 = Instant::now();
-                    b.process(black_box(&NullClock));
-                    total += t0.elapsed();
-                    b.drain();
-                }
-                total
-            })
-        });
-        b.check();
-        let mut b = Bench::new(dir, tables, perm);
-        g.bench_function(format!("{name}/rdtsc"), |bench| {
-            bench.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    b.refill();
-                    let t0 = Instant::now();
-                    b.process(black_box(&Rdtsc));
-                    total += t0.elapsed();
-                    b.drain();
-                }
-                total
-            })
-        });
-        b.check();
+        measure(&mut g, &format!("{name}/null-clock"), Bench::new(dir, tables, perm), &NullClock);
+        measure(&mut g, &format!("{name}/rdtsc"), Bench::new(dir, tables, perm), &Rdtsc);
     }
     g.finish();
 }
@@ -520,9 +514,7 @@ fn summary(_c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::config();
     targets = bench_nitro, summary
 }
 criterion_main!(benches);

@@ -12,6 +12,8 @@
 //! groups, `overhead-summary` prints cycles per packet of each variant measured with the TSC
 //! (median of interleaved rounds) and the overhead in percent.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -153,9 +155,7 @@ fn overhead_summary(_c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::config();
     targets = bench_timing, overhead_summary
 }
 criterion_main!(benches);
