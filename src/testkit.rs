@@ -98,6 +98,11 @@ impl Stats {
         self.ports.get(name).copied()
     }
 
+    /// How many packets stage `stage` ran on (`None`: no such stage).
+    pub fn stage_count(&self, stage: &str) -> Option<u64> {
+        self.stages.get(stage)?.get("count")?.as_u64()
+    }
+
     /// `--stats-json`'s run seconds and TSC frequency (Hz).
     pub fn run_figures(&self) -> Result<(f64, f64), String> {
         let run = self.run.as_ref().ok_or("no run figures in the stats")?;
@@ -147,6 +152,7 @@ mod tests {
         assert_eq!(stages["classify"]["count"], 0);
         assert!(stages["classify"]["p50_ns"].is_number() && stages["classify"]["bogus"].is_null());
         assert!(stages["nowhere"]["count"].is_null());
+        assert_eq!((s.stage_count("classify"), s.stage_count("nowhere")), (Some(0), None));
         assert_eq!(s.run_figures(), Ok((1.5, 2000.0)));
         let run = s.run.expect("run");
         assert_eq!((run.tsc_hz, run.esp_cipher), (2000, None));

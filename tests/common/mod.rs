@@ -84,6 +84,11 @@ pub fn ctl(sock: &Path, cmd: &[&str]) -> Output {
     vpcemu(&args)
 }
 
+/// The count of drop reason `reason` in `stats` (every reason is in the report).
+pub fn drop_count(stats: &Stats, reason: &str) -> u64 {
+    stats.drop_count(reason).unwrap_or_else(|| panic!("no drop counter {reason}: {:?}", stats.drops))
+}
+
 /// The JSON objects of a file of one object a line (none if it does not exist).
 pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
