@@ -52,8 +52,8 @@ fn move_during_replay_packets_follow_the_instance() {
     // The first burst is through once red-1's port has sent 32 packets.
     let through = |n: u64| {
         let out = ctl(&sock, &["stats"]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v["ports"]["red-1"]["tx"].as_u64() == Some(n)
+        let stats = Stats::parse(&String::from_utf8_lossy(&out.stdout)).ok();
+        stats.and_then(|s| s.port("red-1")).map(|p| p.tx) == Some(n)
     };
     while !through(32) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
