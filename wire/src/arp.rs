@@ -10,7 +10,7 @@
 use std::net::Ipv4Addr;
 
 use crate::ethernet::{EtherType, EthernetAddress};
-use crate::{clamp, read_u16, write_u16, Error, Result};
+use crate::{clamp, Error, Result};
 
 mod field {
     use crate::Field;
@@ -43,27 +43,27 @@ impl Operation {
     pub const REPLY: Operation = Operation(2);
 }
 
-/// A view of an ARP packet of any hardware and protocol type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+newtype_field!(Operation(u16));
+
+view! {
+    /// A view of an ARP packet of any hardware and protocol type.
+    pub struct Packet;
 }
 
+fields! { Packet {
+    /// Hardware type (1 = Ethernet).
+    hardware_type, /** Set the hardware type. */ set_hardware_type: u16 at field::HTYPE.start;
+    /// Protocol type (an EtherType).
+    protocol_type, /** Set the protocol type. */ set_protocol_type: EtherType at field::PTYPE.start;
+    /// Hardware address length.
+    hardware_len, /** Set the hardware address length. */ set_hardware_len: u8 at field::HLEN;
+    /// Protocol address length.
+    protocol_len, /** Set the protocol address length. */ set_protocol_len: u8 at field::PLEN;
+    /// Operation.
+    operation, /** Set the operation. */ set_operation: Operation at field::OPER.start;
+}}
+
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap without checking; see the module contract.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap after [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// [`Error::Truncated`] unless the buffer holds the fixed part and the four addresses
     /// at the declared lengths.
     pub fn check_len(&self) -> Result<()> {
@@ -74,45 +74,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
-    /// The underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// Length the packet declares: fixed part and four addresses.
     #[inline]
     pub fn packet_len(&self) -> usize {
         FIXED_LEN + 2 * (self.hardware_len() as usize + self.protocol_len() as usize)
-    }
-
-    /// Hardware type (1 = Ethernet).
-    #[inline]
-    pub fn hardware_type(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::HTYPE.start)
-    }
-
-    /// Protocol type (an EtherType).
-    #[inline]
-    pub fn protocol_type(&self) -> EtherType {
-        EtherType(read_u16(self.buffer.as_ref(), field::PTYPE.start))
-    }
-
-    /// Hardware address length.
-    #[inline]
-    pub fn hardware_len(&self) -> u8 {
-        self.buffer.as_ref()[field::HLEN]
-    }
-
-    /// Protocol address length.
-    #[inline]
-    pub fn protocol_len(&self) -> u8 {
-        self.buffer.as_ref()[field::PLEN]
-    }
-
-    /// Operation.
-    #[inline]
-    pub fn operation(&self) -> Operation {
-        Operation(read_u16(self.buffer.as_ref(), field::OPER.start))
     }
 
     fn spa_start(&self) -> usize {
@@ -148,31 +113,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the hardware type.
-    pub fn set_hardware_type(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::HTYPE.start, value);
-    }
-
-    /// Set the protocol type.
-    pub fn set_protocol_type(&mut self, value: EtherType) {
-        write_u16(self.buffer.as_mut(), field::PTYPE.start, value.0);
-    }
-
-    /// Set the hardware address length.
-    pub fn set_hardware_len(&mut self, value: u8) {
-        self.buffer.as_mut()[field::HLEN] = value;
-    }
-
-    /// Set the protocol address length.
-    pub fn set_protocol_len(&mut self, value: u8) {
-        self.buffer.as_mut()[field::PLEN] = value;
-    }
-
-    /// Set the operation.
-    pub fn set_operation(&mut self, value: Operation) {
-        write_u16(self.buffer.as_mut(), field::OPER.start, value.0);
-    }
-
     /// Copy `value` into an address field at the declared lengths; [`Error::Malformed`]
     /// if its length differs, [`Error::Truncated`] if the buffer is short.
     fn set_range(&mut self, start: usize, len: usize, value: &[u8]) -> Result<()> {
