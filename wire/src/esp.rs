@@ -57,7 +57,7 @@ fields! { Packet {
     sequence_number, /** Set the sequence number. */
         set_sequence_number: u32 at field::SEQUENCE_NUMBER.start;
     /// Everything after the header: IV, ciphertext and ICV.
-    payload, /** Everything after the header, writable. */ payload_mut: bytes from field::PAYLOAD;
+    payload, /** Everything after the header, writable. */ payload_mut: bytes at field::PAYLOAD;
 }}
 
 /// Where the parts of an ESP packet are, as byte ranges of the packet.

@@ -162,7 +162,7 @@ fields! { Frame {
     /// EtherType (or TPID of a VLAN tag).
     ethertype, /** Set the EtherType. */ set_ethertype: EtherType at field::ETHERTYPE.start;
     /// Everything after the header (padding included).
-    payload, /** Everything after the header, writable. */ payload_mut: bytes from field::PAYLOAD;
+    payload, /** Everything after the header, writable. */ payload_mut: bytes at field::PAYLOAD;
 }}
 
 impl<T: AsRef<[u8]>> Frame<T> {

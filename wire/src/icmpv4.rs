@@ -104,7 +104,7 @@ fields! { Packet {
     rest_of_header, /** Set the 32 bits after the checksum. */
         set_rest_of_header: u32 at field::REST.start;
     /// Everything after the header: echo data, or an error's quote.
-    data, /** Everything after the header, writable. */ data_mut: bytes from field::DATA;
+    data, /** Everything after the header, writable. */ data_mut: bytes at field::DATA;
 }}
 
 impl<T: AsRef<[u8]>> Packet<T> {

@@ -1,29 +1,34 @@
 //! The two macros every header view is written with, so that a header declares its view
 //! and its fixed-offset fields once.
 //!
-//! * [`view!`] declares the view struct over a buffer `T: AsRef<[u8]>` with
+//! * `view!` declares the view struct over a buffer `T: AsRef<[u8]>` with
 //!   `new_unchecked`, `new_checked` (which calls the view's `check_len`), `into_inner`
 //!   and `AsRef<[u8]>`; given `check_len(MIN);` it also writes the simple length check
 //!   ([`Error::Truncated`](crate::Error::Truncated) below `MIN` bytes).
-//! * [`fields!`] declares getters (on `AsRef<[u8]>`) and setters (on `AsMut<[u8]>`) at fixed
-//!   offsets, each field on one line:
+//! * `fields!` declares getters (on `AsRef<[u8]>`) and setters (on `AsMut<[u8]>`) at fixed
+//!   offsets, one line a field, the setter's doc as a block doc comment between the two
+//!   names:
 //!
 //!   ```text
-//!   /// Getter doc.
-//!   getter, /// Setter doc.
-//!   setter: Type at OFFSET;                          // a whole field (FieldValue)
-//!   getter, setter: u8 in u16 at OFFSET, bits MASK >> SHIFT;   // a bit field of a word
-//!   getter, setter: bool in u8 at OFFSET, flag MASK;           // one flag bit of a word
-//!   getter, setter: bytes from OFFSET;  // the rest of the buffer, as &[u8] / &mut [u8]
+//!   /// Source port.
+//!   src_port, /** Set the source port. */ set_src_port: u16 at field::SRC_PORT.start;
 //!   ```
 //!
-//!   The setter is optional. Field access indexes: after `check_len` every offset given is
-//!   inside the buffer (see the crate's contract), and `bytes from` clamps.
+//!   The kinds of field:
+//!   * `T at OFFSET`: a whole field of a type with a [`FieldValue`] (integers,
+//!     addresses, the newtypes given one by `newtype_field!`);
+//!   * `T in W at OFFSET, bits MASK >> SHIFT` (shift optional): a bit field of the word
+//!     `W` at `OFFSET`, the setter keeping the word's other bits;
+//!   * `bool in W at OFFSET, flag MASK`: one flag bit of the word `W`;
+//!   * `bytes at OFFSET`: the rest of the buffer after a fixed offset, as `&[u8]` and
+//!     `&mut [u8]` (empty, never a panic, when the buffer is shorter).
+//!
+//!   The setter is optional. The whole-field accessors index: after `check_len` every
+//!   offset they are given is inside the buffer (see the crate's contract).
 
 use std::net::Ipv4Addr;
 
 use crate::ethernet::EthernetAddress;
-use crate::{read_u16, read_u32, write_u16, write_u32};
 
 /// A value stored big-endian at a fixed offset of a header.
 pub(crate) trait FieldValue: Sized {
@@ -33,47 +38,36 @@ pub(crate) trait FieldValue: Sized {
     fn put(self, data: &mut [u8], at: usize);
 }
 
-impl FieldValue for u8 {
-    #[inline(always)]
-    fn get(data: &[u8], at: usize) -> Self {
-        data[at]
-    }
-    #[inline(always)]
-    fn put(self, data: &mut [u8], at: usize) {
-        data[at] = self;
-    }
+/// [`FieldValue`] for unsigned integers, big-endian.
+macro_rules! be_int_field {
+    ($($int:ty),*) => {$(
+        impl FieldValue for $int {
+            #[inline(always)]
+            fn get(data: &[u8], at: usize) -> Self {
+                const LEN: usize = core::mem::size_of::<$int>();
+                let mut be = [0u8; LEN];
+                be.copy_from_slice(&data[at..at + LEN]);
+                <$int>::from_be_bytes(be)
+            }
+            #[inline(always)]
+            fn put(self, data: &mut [u8], at: usize) {
+                let be = self.to_be_bytes();
+                data[at..at + be.len()].copy_from_slice(&be);
+            }
+        }
+    )*};
 }
 
-impl FieldValue for u16 {
-    #[inline(always)]
-    fn get(data: &[u8], at: usize) -> Self {
-        read_u16(data, at)
-    }
-    #[inline(always)]
-    fn put(self, data: &mut [u8], at: usize) {
-        write_u16(data, at, self);
-    }
-}
-
-impl FieldValue for u32 {
-    #[inline(always)]
-    fn get(data: &[u8], at: usize) -> Self {
-        read_u32(data, at)
-    }
-    #[inline(always)]
-    fn put(self, data: &mut [u8], at: usize) {
-        write_u32(data, at, self);
-    }
-}
+be_int_field!(u8, u16, u32);
 
 impl FieldValue for Ipv4Addr {
     #[inline(always)]
     fn get(data: &[u8], at: usize) -> Self {
-        Ipv4Addr::new(data[at], data[at + 1], data[at + 2], data[at + 3])
+        Ipv4Addr::from(u32::get(data, at))
     }
     #[inline(always)]
     fn put(self, data: &mut [u8], at: usize) {
-        data[at..at + 4].copy_from_slice(&self.octets());
+        u32::from(self).put(data, at);
     }
 }
 
@@ -158,136 +152,98 @@ macro_rules! view {
 
 /// Getters and setters at fixed offsets; see the [module](self) docs.
 macro_rules! fields {
-    // Entry: the view's name and the field lines.
-    ($view:ident { $($body:tt)* }) => {
-        fields!(@munch $view [] [] $($body)*);
-    };
-
-    // All lines read: one impl block of getters, one of setters.
-    (@munch $view:ident [$($get:tt)*] [$($set:tt)*]) => {
-        impl<T: AsRef<[u8]>> $view<T> { $($get)* }
-        impl<T: AsRef<[u8]> + AsMut<[u8]>> $view<T> { $($set)* }
-    };
-
-    // A bit field at the bottom of its word: a shift of 0.
-    (@munch $view:ident [$($get:tt)*] [$($set:tt)*]
+    ($view:ident {$(
         $(#[$gm:meta])* $g:ident $(, $(#[$sm:meta])* $s:ident)?
-        : $ty:ident in $word:ident at $at:expr, bits $mask:ident;
-        $($rest:tt)*
-    ) => {
-        fields!(@munch $view [$($get)*] [$($set)*]
-            $(#[$gm])* $g $(, $(#[$sm])* $s)?
-            : $ty in $word at $at, bits $mask >> 0;
-            $($rest)*
-        );
-    };
+        : $ty:ident $(in $word:ident)? at $at:expr $(, $how:ident $mask:ident $(>> $shift:tt)?)?;
+    )*}) => {
+        impl<T: AsRef<[u8]>> $view<T> {$(
+            field_get! {
+                $(#[$gm])* $g: $ty $(in $word)? at $at $(, $how $mask $(>> $shift)?)?
+            }
+        )*}
 
-    // A bit field of a word: `(word & MASK) >> SHIFT`.
-    (@munch $view:ident [$($get:tt)*] [$($set:tt)*]
-        $(#[$gm:meta])* $g:ident $(, $(#[$sm:meta])* $s:ident)?
-        : $ty:ident in $word:ident at $at:expr, bits $mask:ident >> $shift:tt;
-        $($rest:tt)*
-    ) => {
-        fields!(@munch $view
-            [$($get)*
-                $(#[$gm])*
-                #[inline]
-                pub fn $g(&self) -> $ty {
-                    let data = self.buffer.as_ref();
-                    let word = <$word as $crate::macros::FieldValue>::get(data, $at);
-                    ((word & $mask) >> $shift) as $ty
-                }
-            ]
-            [$($set)* $(
-                $(#[$sm])*
-                #[inline]
-                pub fn $s(&mut self, value: $ty) {
-                    let data = self.buffer.as_mut();
-                    let word = <$word as $crate::macros::FieldValue>::get(data, $at);
-                    let word = (word & !$mask) | (((value as $word) << $shift) & $mask);
-                    $crate::macros::FieldValue::put(word, data, $at);
-                }
-            )?]
-            $($rest)*
-        );
+        impl<T: AsRef<[u8]> + AsMut<[u8]>> $view<T> {$(
+            field_set! {
+                [$($(#[$sm])* $s)?] $ty $(in $word)? at $at $(, $how $mask $(>> $shift)?)?
+            }
+        )*}
     };
+}
 
-    // One flag bit of a word, as a bool.
-    (@munch $view:ident [$($get:tt)*] [$($set:tt)*]
-        $(#[$gm:meta])* $g:ident $(, $(#[$sm:meta])* $s:ident)?
-        : bool in $word:ident at $at:expr, flag $mask:ident;
-        $($rest:tt)*
-    ) => {
-        fields!(@munch $view
-            [$($get)*
-                $(#[$gm])*
-                #[inline]
-                pub fn $g(&self) -> bool {
-                    let data = self.buffer.as_ref();
-                    <$word as $crate::macros::FieldValue>::get(data, $at) & $mask != 0
-                }
-            ]
-            [$($set)* $(
-                $(#[$sm])*
-                #[inline]
-                pub fn $s(&mut self, value: bool) {
-                    let data = self.buffer.as_mut();
-                    let word = <$word as $crate::macros::FieldValue>::get(data, $at);
-                    let word = if value { word | $mask } else { word & !$mask };
-                    $crate::macros::FieldValue::put(word, data, $at);
-                }
-            )?]
-            $($rest)*
-        );
+/// One getter of `fields!`.
+macro_rules! field_get {
+    ($(#[$m:meta])* $g:ident: bytes at $at:expr) => {
+        $(#[$m])*
+        #[inline]
+        pub fn $g(&self) -> &[u8] {
+            self.buffer.as_ref().get($at..).unwrap_or(&[])
+        }
     };
-
-    // Everything from a fixed offset to the end of the buffer.
-    (@munch $view:ident [$($get:tt)*] [$($set:tt)*]
-        $(#[$gm:meta])* $g:ident $(, $(#[$sm:meta])* $s:ident)?
-        : bytes from $at:expr;
-        $($rest:tt)*
-    ) => {
-        fields!(@munch $view
-            [$($get)*
-                $(#[$gm])*
-                #[inline]
-                pub fn $g(&self) -> &[u8] {
-                    self.buffer.as_ref().get($at..).unwrap_or(&[])
-                }
-            ]
-            [$($set)* $(
-                $(#[$sm])*
-                #[inline]
-                pub fn $s(&mut self) -> &mut [u8] {
-                    self.buffer.as_mut().get_mut($at..).unwrap_or(&mut [])
-                }
-            )?]
-            $($rest)*
-        );
+    ($(#[$m:meta])* $g:ident: bool in $word:ident at $at:expr, flag $flag:ident) => {
+        $(#[$m])*
+        #[inline]
+        pub fn $g(&self) -> bool {
+            <$word as $crate::macros::FieldValue>::get(self.buffer.as_ref(), $at) & $flag != 0
+        }
     };
-
-    // A whole field of a type with a `FieldValue`.
-    (@munch $view:ident [$($get:tt)*] [$($set:tt)*]
-        $(#[$gm:meta])* $g:ident $(, $(#[$sm:meta])* $s:ident)?
-        : $ty:ident at $at:expr;
-        $($rest:tt)*
+    (
+        $(#[$m:meta])* $g:ident: $ty:ident in $word:ident at $at:expr,
+        bits $mask:ident $(>> $shift:tt)?
     ) => {
-        fields!(@munch $view
-            [$($get)*
-                $(#[$gm])*
-                #[inline]
-                pub fn $g(&self) -> $ty {
-                    <$ty as $crate::macros::FieldValue>::get(self.buffer.as_ref(), $at)
-                }
-            ]
-            [$($set)* $(
-                $(#[$sm])*
-                #[inline]
-                pub fn $s(&mut self, value: $ty) {
-                    $crate::macros::FieldValue::put(value, self.buffer.as_mut(), $at);
-                }
-            )?]
-            $($rest)*
-        );
+        $(#[$m])*
+        #[inline]
+        pub fn $g(&self) -> $ty {
+            let word = <$word as $crate::macros::FieldValue>::get(self.buffer.as_ref(), $at);
+            ((word & $mask) $(>> $shift)?) as $ty
+        }
+    };
+    ($(#[$m:meta])* $g:ident: $ty:ident at $at:expr) => {
+        $(#[$m])*
+        #[inline]
+        pub fn $g(&self) -> $ty {
+            <$ty as $crate::macros::FieldValue>::get(self.buffer.as_ref(), $at)
+        }
+    };
+}
+
+/// One setter of `fields!` (nothing for a field without one).
+macro_rules! field_set {
+    ([] $($field:tt)*) => {};
+    ([$(#[$m:meta])* $s:ident] bytes at $at:expr) => {
+        $(#[$m])*
+        #[inline]
+        pub fn $s(&mut self) -> &mut [u8] {
+            self.buffer.as_mut().get_mut($at..).unwrap_or(&mut [])
+        }
+    };
+    ([$(#[$m:meta])* $s:ident] bool in $word:ident at $at:expr, flag $flag:ident) => {
+        $(#[$m])*
+        #[inline]
+        pub fn $s(&mut self, value: bool) {
+            let data = self.buffer.as_mut();
+            let word = <$word as $crate::macros::FieldValue>::get(data, $at);
+            let word = if value { word | $flag } else { word & !$flag };
+            $crate::macros::FieldValue::put(word, data, $at);
+        }
+    };
+    (
+        [$(#[$m:meta])* $s:ident] $ty:ident in $word:ident at $at:expr,
+        bits $mask:ident $(>> $shift:tt)?
+    ) => {
+        $(#[$m])*
+        #[inline]
+        pub fn $s(&mut self, value: $ty) {
+            let data = self.buffer.as_mut();
+            let word = <$word as $crate::macros::FieldValue>::get(data, $at);
+            let bits = ((value as $word) $(<< $shift)?) & $mask;
+            $crate::macros::FieldValue::put((word & !$mask) | bits, data, $at);
+        }
+    };
+    ([$(#[$m:meta])* $s:ident] $ty:ident at $at:expr) => {
+        $(#[$m])*
+        #[inline]
+        pub fn $s(&mut self, value: $ty) {
+            $crate::macros::FieldValue::put(value, self.buffer.as_mut(), $at);
+        }
     };
 }

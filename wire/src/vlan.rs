@@ -60,7 +60,7 @@ fields! { Packet {
     ethertype, /** Set the EtherType of what follows. */
         set_ethertype: EtherType at field::ETHERTYPE.start;
     /// What follows the tag.
-    payload, /** What follows the tag, writable. */ payload_mut: bytes from field::PAYLOAD;
+    payload, /** What follows the tag, writable. */ payload_mut: bytes at field::PAYLOAD;
 }}
 
 /// One VLAN tag.
