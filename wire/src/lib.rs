@@ -17,6 +17,9 @@
 //!   A view built with `new_unchecked` over a buffer shorter than the fixed header may
 //!   panic on access: that is the caller's broken promise, and the reason `new_checked`
 //!   exists.
+//! * the view struct and its constructors declared by the crate's `view!` macro, and its
+//!   fixed-offset getters and setters by `fields!` (one line a field: names, type,
+//!   offset, or the mask of a bit field); accessors that compute are written out;
 //! * field offsets in a private `mod field` as byte ranges, bit fields as `*_MASK` /
 //!   `*_SHIFT` constants;
 //! * an owned `Repr` with `parse` (validates everything a receiver must) and `emit`
