@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{Link, Rng, Sim};
+use common::{ip, spec, Link, Rng, Sim};
 use mapping_client::{
     CardId, Client, Command, CommandError, InstanceSpec, Request, Service, TableOp, Tables,
     ToClient, Topology, Update,
@@ -28,22 +27,6 @@ fn world() -> Topology {
          [[instance]]\nname = \"green-1\"\nsubnet = \"green-a\"\nhost = \"host-c\"\nip = \"10.0.1.10\"\n"
     );
     Topology::from_str(&text, "topology.toml").unwrap()
-}
-
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
-
-fn spec(name: &str, subnet: &str, host: &str, addr: &str) -> InstanceSpec {
-    InstanceSpec {
-        name: name.into(),
-        subnet: subnet.into(),
-        host: host.into(),
-        ip: ip(addr),
-        secondary_ips: vec![],
-        mac: None,
-        source_dest_check: true,
-    }
 }
 
 const T0: Duration = Duration::ZERO;
@@ -283,31 +266,19 @@ fn elastic_ips_reach_only_the_internet_gateway_edge() {
 fn bad_commands_change_nothing() {
     let (mut service, _) = connected();
     let before = service.topology().clone();
+    let register = |name, subnet, host, addr| Command::Register(spec(name, subnet, host, addr));
+    let associate = |addr, instance: &str| Command::AssociateElasticIp {
+        ip: ip(addr),
+        instance: instance.into(),
+    };
+    let peer = |a: &str, b: &str| Command::AddPeering { a: a.into(), b: b.into() };
     let bad: Vec<(Command, &str)> = vec![
-        (
-            Command::Register(spec("red-1", "red-a", "host-a", "10.0.1.40")),
-            "duplicate instance name",
-        ),
-        (
-            Command::Register(spec("x", "red-a", "host-a", "10.0.1.10")),
-            "already used in VPC red",
-        ),
-        (
-            Command::Register(spec("x", "red-a", "host-a", "10.0.2.10")),
-            "outside subnet",
-        ),
-        (
-            Command::Register(spec("x", "red-a", "host-a", "10.0.1.1")),
-            "reserved",
-        ),
-        (
-            Command::Register(spec("x", "nope", "host-a", "10.0.1.40")),
-            "unknown subnet",
-        ),
-        (
-            Command::Register(spec("x", "red-a", "blackfoot-1", "10.0.1.40")),
-            "unknown host",
-        ),
+        (register("red-1", "red-a", "host-a", "10.0.1.40"), "duplicate instance name"),
+        (register("x", "red-a", "host-a", "10.0.1.10"), "already used in VPC red"),
+        (register("x", "red-a", "host-a", "10.0.2.10"), "outside subnet"),
+        (register("x", "red-a", "host-a", "10.0.1.1"), "reserved"),
+        (register("x", "nope", "host-a", "10.0.1.40"), "unknown subnet"),
+        (register("x", "red-a", "blackfoot-1", "10.0.1.40"), "unknown host"),
         (
             Command::Register(InstanceSpec {
                 secondary_ips: vec![ip("10.0.1.41"), ip("10.0.1.10")],
@@ -315,81 +286,17 @@ fn bad_commands_change_nothing() {
             }),
             "already used in VPC red",
         ),
-        (
-            Command::Deregister {
-                instance: "ghost".into(),
-            },
-            "unknown instance",
-        ),
-        (
-            Command::Move {
-                instance: "red-1".into(),
-                host: "host-a".into(),
-            },
-            "already on host",
-        ),
-        (
-            Command::AssociateElasticIp {
-                ip: ip("203.0.113.10"),
-                instance: "yellow-1".into(),
-            },
-            "already associated",
-        ),
-        (
-            Command::AssociateElasticIp {
-                ip: ip("203.0.113.11"),
-                instance: "red-1".into(),
-            },
-            "already has Elastic IP",
-        ),
-        (
-            Command::AssociateElasticIp {
-                ip: ip("198.18.0.1"),
-                instance: "yellow-1".into(),
-            },
-            "is the PA of host-a",
-        ),
-        (
-            Command::DisassociateElasticIp {
-                ip: ip("203.0.113.99"),
-            },
-            "not associated",
-        ),
-        (
-            Command::AddPeering {
-                a: "red".into(),
-                b: "green".into(),
-            },
-            "overlap",
-        ),
-        (
-            Command::AddPeering {
-                a: "yellow".into(),
-                b: "red".into(),
-            },
-            "already peered",
-        ),
-        (
-            Command::AddPeering {
-                a: "red".into(),
-                b: "red".into(),
-            },
-            "itself",
-        ),
-        (
-            Command::AddPeering {
-                a: "red".into(),
-                b: "purple".into(),
-            },
-            "unknown vpc",
-        ),
-        (
-            Command::RemovePeering {
-                a: "red".into(),
-                b: "blue".into(),
-            },
-            "not peered",
-        ),
+        (Command::Deregister { instance: "ghost".into() }, "unknown instance"),
+        (Command::Move { instance: "red-1".into(), host: "host-a".into() }, "already on host"),
+        (associate("203.0.113.10", "yellow-1"), "already associated"),
+        (associate("203.0.113.11", "red-1"), "already has Elastic IP"),
+        (associate("198.18.0.1", "yellow-1"), "is the PA of host-a"),
+        (Command::DisassociateElasticIp { ip: ip("203.0.113.99") }, "not associated"),
+        (peer("red", "green"), "overlap"),
+        (peer("yellow", "red"), "already peered"),
+        (peer("red", "red"), "itself"),
+        (peer("red", "purple"), "unknown vpc"),
+        (Command::RemovePeering { a: "red".into(), b: "blue".into() }, "not peered"),
     ];
     for (command, message) in bad {
         let err: CommandError = service.execute(&command).unwrap_err();

@@ -9,56 +9,7 @@ use mapping_client::{CardId, LoadError, MacAddr, Topology};
 const EXAMPLE: &str = include_str!("data/architecture.toml");
 
 /// A small valid world that the negative tests extend.
-const BASE: &str = r#"
-[dataplane]
-lcores = "0-1"
-memory_mb = 1024
-hugepages = "auto"
-
-[[host]]
-name = "host-a"
-pa = "198.18.0.1"
-
-[[host]]
-name = "host-b"
-pa = "198.18.0.2"
-
-[[edge]]
-name = "blackfoot-1"
-pa = "198.18.255.1"
-
-[[vpc]]
-name = "red"
-vni = 101
-cidr = "10.0.0.0/16"
-
-[[vpc]]
-name = "yellow"
-vni = 102
-cidr = "10.1.0.0/16"
-
-[[subnet]]
-name = "red-a"
-vpc = "red"
-cidr = "10.0.1.0/24"
-
-[[subnet]]
-name = "yellow-a"
-vpc = "yellow"
-cidr = "10.1.1.0/24"
-
-[[instance]]
-name = "red-1"
-subnet = "red-a"
-host = "host-a"
-ip = "10.0.1.10"
-
-[[instance]]
-name = "yellow-1"
-subnet = "yellow-a"
-host = "host-b"
-ip = "10.1.1.10"
-"#;
+const BASE: &str = include_str!("data/small-world.toml");
 
 const KEY: &str = "000102030405060708090a0b0c0d0e0f10111213";
 

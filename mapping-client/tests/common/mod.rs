@@ -6,7 +6,27 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use mapping_client::{CardId, Client, Request, Service, Tables, ToClient, Topology, Update};
+use mapping_client::{
+    CardId, Client, InstanceSpec, Request, Service, Tables, ToClient, Topology, Update,
+};
+
+/// An address from its text.
+pub fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// An instance to register: no secondary addresses, no MAC given, source/dest check on.
+pub fn spec(name: &str, subnet: &str, host: &str, addr: &str) -> InstanceSpec {
+    InstanceSpec {
+        name: name.into(),
+        subnet: subnet.into(),
+        host: host.into(),
+        ip: ip(addr),
+        secondary_ips: vec![],
+        mac: None,
+        source_dest_check: true,
+    }
+}
 
 /// A tiny deterministic generator (splitmix64).
 pub struct Rng(pub u64);
