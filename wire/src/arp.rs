@@ -12,22 +12,11 @@ use std::net::Ipv4Addr;
 use crate::ethernet::{EtherType, EthernetAddress};
 use crate::{clamp, Error, Result};
 
-mod field {
-    use crate::Field;
-    pub const HTYPE: Field = 0..2;
-    pub const PTYPE: Field = 2..4;
-    pub const HLEN: usize = 4;
-    pub const PLEN: usize = 5;
-    pub const OPER: Field = 6..8;
-    /// Where the variable-length addresses start.
-    pub const ADDRS: usize = OPER.end;
-}
-
 /// Hardware type of Ethernet.
 pub const HTYPE_ETHERNET: u16 = 1;
 
 /// Length of the fixed part.
-pub const FIXED_LEN: usize = field::ADDRS;
+pub const FIXED_LEN: usize = 8;
 
 /// Length of an IPv4-over-Ethernet ARP packet.
 pub const ETHERNET_IPV4_LEN: usize = FIXED_LEN + 2 * (6 + 4);
@@ -52,15 +41,15 @@ view! {
 
 fields! { Packet {
     /// Hardware type (1 = Ethernet).
-    hardware_type, /** Set the hardware type. */ set_hardware_type: u16 at field::HTYPE.start;
+    hardware_type, /** Set the hardware type. */ set_hardware_type: u16 at 0;
     /// Protocol type (an EtherType).
-    protocol_type, /** Set the protocol type. */ set_protocol_type: EtherType at field::PTYPE.start;
+    protocol_type, /** Set the protocol type. */ set_protocol_type: EtherType at 2;
     /// Hardware address length.
-    hardware_len, /** Set the hardware address length. */ set_hardware_len: u8 at field::HLEN;
+    hardware_len, /** Set the hardware address length. */ set_hardware_len: u8 at 4;
     /// Protocol address length.
-    protocol_len, /** Set the protocol address length. */ set_protocol_len: u8 at field::PLEN;
+    protocol_len, /** Set the protocol address length. */ set_protocol_len: u8 at 5;
     /// Operation.
-    operation, /** Set the operation. */ set_operation: Operation at field::OPER.start;
+    operation, /** Set the operation. */ set_operation: Operation at 6;
 }}
 
 impl<T: AsRef<[u8]>> Packet<T> {
@@ -81,7 +70,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     fn spa_start(&self) -> usize {
-        field::ADDRS + self.hardware_len() as usize
+        FIXED_LEN + self.hardware_len() as usize
     }
     fn tha_start(&self) -> usize {
         self.spa_start() + self.protocol_len() as usize
@@ -92,7 +81,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Sender hardware address (`hlen` bytes).
     pub fn source_hardware_addr(&self) -> &[u8] {
-        clamp(self.buffer.as_ref(), field::ADDRS, self.spa_start())
+        clamp(self.buffer.as_ref(), FIXED_LEN, self.spa_start())
     }
 
     /// Sender protocol address (`plen` bytes).
@@ -127,7 +116,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the sender hardware address (`hlen` bytes).
     pub fn set_source_hardware_addr(&mut self, value: &[u8]) -> Result<()> {
         let len = self.hardware_len() as usize;
-        self.set_range(field::ADDRS, len, value)
+        self.set_range(FIXED_LEN, len, value)
     }
 
     /// Set the sender protocol address (`plen` bytes).

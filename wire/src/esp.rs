@@ -21,15 +21,8 @@ use core::ops::Range;
 use crate::ipv4::Protocol;
 use crate::{Error, Result};
 
-mod field {
-    use crate::Field;
-    pub const SPI: Field = 0..4;
-    pub const SEQUENCE_NUMBER: Field = 4..8;
-    pub const PAYLOAD: usize = SEQUENCE_NUMBER.end;
-}
-
 /// Length of the ESP header (SPI and sequence number).
-pub const HEADER_LEN: usize = field::PAYLOAD;
+pub const HEADER_LEN: usize = 8;
 /// Length of the explicit IV of AES-GCM (RFC 4106).
 pub const GCM_IV_LEN: usize = 8;
 /// Length of the AES-GCM ICV vpcemu uses (RFC 4106 allows 8, 12 or 16).
@@ -52,12 +45,11 @@ view! {
 
 fields! { Packet {
     /// Security parameters index.
-    spi, /** Set the SPI. */ set_spi: u32 at field::SPI.start;
+    spi, /** Set the SPI. */ set_spi: u32 at 0;
     /// Sequence number (low 32 bits when extended sequence numbers are on).
-    sequence_number, /** Set the sequence number. */
-        set_sequence_number: u32 at field::SEQUENCE_NUMBER.start;
+    sequence_number, /** Set the sequence number. */ set_sequence_number: u32 at 4;
     /// Everything after the header: IV, ciphertext and ICV.
-    payload, /** Everything after the header, writable. */ payload_mut: bytes at field::PAYLOAD;
+    payload, /** Everything after the header, writable. */ payload_mut: bytes at HEADER_LEN;
 }}
 
 /// Where the parts of an ESP packet are, as byte ranges of the packet.

@@ -135,16 +135,8 @@ impl FromStr for EthernetAddress {
     }
 }
 
-mod field {
-    use crate::Field;
-    pub const DESTINATION: Field = 0..6;
-    pub const SOURCE: Field = 6..12;
-    pub const ETHERTYPE: Field = 12..14;
-    pub const PAYLOAD: usize = ETHERTYPE.end;
-}
-
 /// Length of the Ethernet II header.
-pub const HEADER_LEN: usize = field::PAYLOAD;
+pub const HEADER_LEN: usize = 14;
 
 view! {
     /// A view of an Ethernet II frame.
@@ -155,14 +147,13 @@ view! {
 
 fields! { Frame {
     /// Destination MAC.
-    dst_addr, /** Set the destination MAC. */
-        set_dst_addr: EthernetAddress at field::DESTINATION.start;
+    dst_addr, /** Set the destination MAC. */ set_dst_addr: EthernetAddress at 0;
     /// Source MAC.
-    src_addr, /** Set the source MAC. */ set_src_addr: EthernetAddress at field::SOURCE.start;
+    src_addr, /** Set the source MAC. */ set_src_addr: EthernetAddress at 6;
     /// EtherType (or TPID of a VLAN tag).
-    ethertype, /** Set the EtherType. */ set_ethertype: EtherType at field::ETHERTYPE.start;
+    ethertype, /** Set the EtherType. */ set_ethertype: EtherType at 12;
     /// Everything after the header (padding included).
-    payload, /** Everything after the header, writable. */ payload_mut: bytes at field::PAYLOAD;
+    payload, /** Everything after the header, writable. */ payload_mut: bytes at HEADER_LEN;
 }}
 
 impl<T: AsRef<[u8]>> Frame<T> {

@@ -14,24 +14,8 @@ use std::net::Ipv4Addr;
 use crate::ipv4::{self, Protocol};
 use crate::{check_exact_len, checksum, read_u16, Error, Result};
 
-mod field {
-    use crate::Field;
-    pub const TYPE: usize = 0;
-    pub const CODE: usize = 1;
-    pub const CHECKSUM: Field = 2..4;
-    /// Echo identifier.
-    pub const ECHO_IDENT: Field = 4..6;
-    /// Echo sequence number.
-    pub const ECHO_SEQNO: Field = 6..8;
-    /// "Fragmentation needed": next-hop MTU (bytes 4..6 unused).
-    pub const NEXT_HOP_MTU: Field = 6..8;
-    /// The 32 bits after the checksum, whatever they mean.
-    pub const REST: Field = 4..8;
-    pub const DATA: usize = REST.end;
-}
-
 /// Length of the ICMP header.
-pub const HEADER_LEN: usize = field::DATA;
+pub const HEADER_LEN: usize = 8;
 
 /// Bytes of the offending datagram an error message quotes after its header (RFC 792).
 pub const QUOTE_PAYLOAD_LEN: usize = 8;
@@ -88,23 +72,21 @@ view! {
 
 fields! { Packet {
     /// Message type.
-    msg_type, /** Set the message type. */ set_msg_type: Message at field::TYPE;
+    msg_type, /** Set the message type. */ set_msg_type: Message at 0;
     /// Code.
-    msg_code, /** Set the code. */ set_msg_code: u8 at field::CODE;
+    msg_code, /** Set the code. */ set_msg_code: u8 at 1;
     /// Checksum field.
-    checksum, /** Set the checksum field. */ set_checksum: u16 at field::CHECKSUM.start;
+    checksum, /** Set the checksum field. */ set_checksum: u16 at 2;
     /// Echo identifier.
-    echo_ident, /** Set the echo identifier. */ set_echo_ident: u16 at field::ECHO_IDENT.start;
+    echo_ident, /** Set the echo identifier. */ set_echo_ident: u16 at 4;
     /// Echo sequence number.
-    echo_seq_no, /** Set the echo sequence number. */
-        set_echo_seq_no: u16 at field::ECHO_SEQNO.start;
+    echo_seq_no, /** Set the echo sequence number. */ set_echo_seq_no: u16 at 6;
     /// Next-hop MTU of "fragmentation needed" (0 from routers older than RFC 1191).
-    next_hop_mtu: u16 at field::NEXT_HOP_MTU.start;
+    next_hop_mtu: u16 at 6;
     /// The 32 bits after the checksum.
-    rest_of_header, /** Set the 32 bits after the checksum. */
-        set_rest_of_header: u32 at field::REST.start;
+    rest_of_header, /** Set the 32 bits after the checksum. */ set_rest_of_header: u32 at 4;
     /// Everything after the header: echo data, or an error's quote.
-    data, /** Everything after the header, writable. */ data_mut: bytes at field::DATA;
+    data, /** Everything after the header, writable. */ data_mut: bytes at HEADER_LEN;
 }}
 
 impl<T: AsRef<[u8]>> Packet<T> {

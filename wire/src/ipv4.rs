@@ -24,15 +24,9 @@ mod field {
     use crate::Field;
     pub const VER_IHL: usize = 0;
     pub const DSCP_ECN: usize = 1;
-    pub const LENGTH: Field = 2..4;
-    pub const IDENT: Field = 4..6;
     pub const FLG_OFF: Field = 6..8;
-    pub const TTL: usize = 8;
     pub const PROTOCOL: usize = 9;
-    pub const CHECKSUM: Field = 10..12;
-    pub const SRC_ADDR: Field = 12..16;
-    pub const DST_ADDR: Field = 16..20;
-    pub const OPTIONS: usize = DST_ADDR.end;
+    pub const OPTIONS: usize = 20;
 }
 
 /// Length of a header without options.
@@ -106,9 +100,9 @@ fields! { Packet {
     ecn, /** Set the ECN (low 2 bits of `value`). */
         set_ecn: u8 in u8 at field::DSCP_ECN, bits ECN_MASK;
     /// Total length: header and payload.
-    total_len, /** Set the total length. */ set_total_len: u16 at field::LENGTH.start;
+    total_len, /** Set the total length. */ set_total_len: u16 at 2;
     /// Identification.
-    ident, /** Set the identification. */ set_ident: u16 at field::IDENT.start;
+    ident, /** Set the identification. */ set_ident: u16 at 4;
     /// The reserved flag.
     reserved_flag, /** Set the reserved flag. */
         set_reserved_flag: bool in u16 at field::FLG_OFF.start, flag FLAG_RESERVED;
@@ -119,15 +113,15 @@ fields! { Packet {
     more_frags, /** Set more fragments. */
         set_more_frags: bool in u16 at field::FLG_OFF.start, flag FLAG_MF;
     /// Time to live.
-    ttl, /** Set the time to live. */ set_ttl: u8 at field::TTL;
+    ttl, /** Set the time to live. */ set_ttl: u8 at 8;
     /// Protocol of the payload.
     protocol, /** Set the protocol. */ set_protocol: Protocol at field::PROTOCOL;
     /// Header checksum field.
-    checksum, /** Set the checksum field. */ set_checksum: u16 at field::CHECKSUM.start;
+    checksum, /** Set the checksum field. */ set_checksum: u16 at 10;
     /// Source address.
-    src_addr, /** Set the source address. */ set_src_addr: Ipv4Addr at field::SRC_ADDR.start;
+    src_addr, /** Set the source address. */ set_src_addr: Ipv4Addr at 12;
     /// Destination address.
-    dst_addr, /** Set the destination address. */ set_dst_addr: Ipv4Addr at field::DST_ADDR.start;
+    dst_addr, /** Set the destination address. */ set_dst_addr: Ipv4Addr at 16;
 }}
 
 impl<T: AsRef<[u8]>> Packet<T> {

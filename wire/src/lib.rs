@@ -20,8 +20,9 @@
 //! * the view struct and its constructors declared by the crate's `view!` macro, and its
 //!   fixed-offset getters and setters by `fields!` (one line a field: names, type,
 //!   offset, or the mask of a bit field); accessors that compute are written out;
-//! * field offsets in a private `mod field` as byte ranges, bit fields as `*_MASK` /
-//!   `*_SHIFT` constants;
+//! * a field's offset stands in its `fields!` line when only its accessors use it;
+//!   offsets that hand-written code needs too are in a private `mod field` as byte
+//!   ranges; bit fields are `*_MASK` / `*_SHIFT` constants;
 //! * an owned `Repr` with `parse` (validates everything a receiver must) and `emit`
 //!   (returns [`Error::Truncated`] for a buffer shorter than `buffer_len()` and
 //!   [`Error::Overflow`] for a value that does not fit its field), and

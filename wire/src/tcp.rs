@@ -18,15 +18,8 @@ use crate::{
 
 mod field {
     use crate::Field;
-    pub const SRC_PORT: Field = 0..2;
-    pub const DST_PORT: Field = 2..4;
-    pub const SEQ_NUM: Field = 4..8;
-    pub const ACK_NUM: Field = 8..12;
     pub const OFF_FLAGS: Field = 12..14;
-    pub const WINDOW: Field = 14..16;
-    pub const CHECKSUM: Field = 16..18;
-    pub const URGENT: Field = 18..20;
-    pub const OPTIONS: usize = URGENT.end;
+    pub const OPTIONS: usize = 20;
 }
 
 /// Length of a header without options.
@@ -114,19 +107,19 @@ view! {
 
 fields! { Packet {
     /// Source port.
-    src_port, /** Set the source port. */ set_src_port: u16 at field::SRC_PORT.start;
+    src_port, /** Set the source port. */ set_src_port: u16 at 0;
     /// Destination port.
-    dst_port, /** Set the destination port. */ set_dst_port: u16 at field::DST_PORT.start;
+    dst_port, /** Set the destination port. */ set_dst_port: u16 at 2;
     /// Sequence number.
-    seq_number, /** Set the sequence number. */ set_seq_number: u32 at field::SEQ_NUM.start;
+    seq_number, /** Set the sequence number. */ set_seq_number: u32 at 4;
     /// Acknowledgment number.
-    ack_number, /** Set the acknowledgment number. */ set_ack_number: u32 at field::ACK_NUM.start;
+    ack_number, /** Set the acknowledgment number. */ set_ack_number: u32 at 8;
     /// Window.
-    window_len, /** Set the window. */ set_window_len: u16 at field::WINDOW.start;
+    window_len, /** Set the window. */ set_window_len: u16 at 14;
     /// Checksum field.
-    checksum, /** Set the checksum field. */ set_checksum: u16 at field::CHECKSUM.start;
+    checksum, /** Set the checksum field. */ set_checksum: u16 at 16;
     /// Urgent pointer.
-    urgent_at, /** Set the urgent pointer. */ set_urgent_at: u16 at field::URGENT.start;
+    urgent_at, /** Set the urgent pointer. */ set_urgent_at: u16 at 18;
 }}
 
 impl<T: AsRef<[u8]>> Packet<T> {

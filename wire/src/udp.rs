@@ -12,17 +12,8 @@ use std::net::Ipv4Addr;
 use crate::ipv4::Protocol;
 use crate::{check_declared_len, checksum, clamp, clamp_mut, Error, Result};
 
-mod field {
-    use crate::Field;
-    pub const SRC_PORT: Field = 0..2;
-    pub const DST_PORT: Field = 2..4;
-    pub const LENGTH: Field = 4..6;
-    pub const CHECKSUM: Field = 6..8;
-    pub const PAYLOAD: usize = CHECKSUM.end;
-}
-
 /// Length of the UDP header.
-pub const HEADER_LEN: usize = field::PAYLOAD;
+pub const HEADER_LEN: usize = 8;
 
 view! {
     /// A view of a UDP datagram.
@@ -31,14 +22,14 @@ view! {
 
 fields! { Packet {
     /// Source port.
-    src_port, /** Set the source port. */ set_src_port: u16 at field::SRC_PORT.start;
+    src_port, /** Set the source port. */ set_src_port: u16 at 0;
     /// Destination port.
-    dst_port, /** Set the destination port. */ set_dst_port: u16 at field::DST_PORT.start;
+    dst_port, /** Set the destination port. */ set_dst_port: u16 at 2;
     /// Length field: header and payload.
     #[allow(clippy::len_without_is_empty)]
-    len, /** Set the length field. */ set_len: u16 at field::LENGTH.start;
+    len, /** Set the length field. */ set_len: u16 at 4;
     /// Checksum field (0: none).
-    checksum, /** Set the checksum field. */ set_checksum: u16 at field::CHECKSUM.start;
+    checksum, /** Set the checksum field. */ set_checksum: u16 at 6;
 }}
 
 impl<T: AsRef<[u8]>> Packet<T> {

@@ -13,13 +13,6 @@
 use crate::ethernet::{self, EtherType};
 use crate::{Error, Result};
 
-mod field {
-    use crate::Field;
-    pub const TCI: Field = 0..2;
-    pub const ETHERTYPE: Field = 2..4;
-    pub const PAYLOAD: usize = ETHERTYPE.end;
-}
-
 /// Priority code point bits of the TCI.
 pub const PCP_MASK: u16 = 0xE000;
 /// Shift of the priority code point.
@@ -32,7 +25,7 @@ pub const VID_MASK: u16 = 0x0FFF;
 pub const VID_RESERVED: u16 = 0x0FFF;
 
 /// Length of one tag (after its TPID).
-pub const HEADER_LEN: usize = field::PAYLOAD;
+pub const HEADER_LEN: usize = 4;
 
 /// Most tags [`walk`] follows: an 802.1ad S-tag and an 802.1Q C-tag.
 pub const MAX_DEPTH: usize = 2;
@@ -46,21 +39,19 @@ view! {
 
 fields! { Packet {
     /// The whole tag control information.
-    tci, /** Set the whole TCI. */ set_tci: u16 at field::TCI.start;
+    tci, /** Set the whole TCI. */ set_tci: u16 at 0;
     /// Priority code point (0..=7).
     pcp, /** Set the priority code point (the low 3 bits of `value`). */
-        set_pcp: u8 in u16 at field::TCI.start, bits PCP_MASK >> PCP_SHIFT;
+        set_pcp: u8 in u16 at 0, bits PCP_MASK >> PCP_SHIFT;
     /// Drop eligible indicator.
-    dei, /** Set the drop eligible indicator. */
-        set_dei: bool in u16 at field::TCI.start, flag DEI_MASK;
+    dei, /** Set the drop eligible indicator. */ set_dei: bool in u16 at 0, flag DEI_MASK;
     /// VLAN identifier (0..=4095).
     vid, /** Set the VLAN identifier (the low 12 bits of `value`). */
-        set_vid: u16 in u16 at field::TCI.start, bits VID_MASK;
+        set_vid: u16 in u16 at 0, bits VID_MASK;
     /// EtherType of what follows the tag.
-    ethertype, /** Set the EtherType of what follows. */
-        set_ethertype: EtherType at field::ETHERTYPE.start;
+    ethertype, /** Set the EtherType of what follows. */ set_ethertype: EtherType at 2;
     /// What follows the tag.
-    payload, /** What follows the tag, writable. */ payload_mut: bytes at field::PAYLOAD;
+    payload, /** What follows the tag, writable. */ payload_mut: bytes at HEADER_LEN;
 }}
 
 /// One VLAN tag.
