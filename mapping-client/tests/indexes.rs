@@ -9,7 +9,7 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{ip, spec, Link, Sim};
+use common::{ip, register, Link, Sim};
 use mapping_client::{CardId, Command, Tables, Topology};
 
 /// host-a holds red; host-b holds blue, green (red's CIDR) and tan (inside blue's CIDR).
@@ -34,10 +34,6 @@ fn check_cidrs(t: &Tables) {
     common::check_cidr_index(t, &probes(), &VNIS);
 }
 
-fn register(name: &str, subnet: &str, host: &str, addr: &str) -> Command {
-    Command::Register(spec(name, subnet, host, addr))
-}
-
 struct World {
     sim: Sim,
     host_a: CardId,
@@ -55,9 +51,7 @@ impl World {
     /// Run `cmd`, deliver its deltas; every card must equal a rebuild and answer as the
     /// scan. Returns host-a's tables.
     fn run(&mut self, cmd: Command) -> &Tables {
-        self.sim.service.execute(&cmd).unwrap();
-        self.sim.flush();
-        assert!(self.sim.converged(), "after {cmd:?}");
+        self.sim.apply(&cmd);
         for n in &self.sim.nodes {
             check_cidrs(&n.tables);
             assert_eq!(n.client.stats().snapshots, 1, "deltas only after the first sync");

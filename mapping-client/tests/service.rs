@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ip, spec, Link, Rng, Sim};
+use common::{ip, register, spec, Link, Rng, Sim};
 use mapping_client::{
     CardId, Client, Command, CommandError, InstanceSpec, Request, Service, TableOp, Tables,
     ToClient, Topology, Update,
@@ -70,14 +70,7 @@ fn card(service: &Service, name: &str) -> CardId {
 #[test]
 fn register_sends_each_card_only_what_it_needs() {
     let (mut service, _) = connected();
-    service
-        .execute(&Command::Register(spec(
-            "red-2",
-            "red-a",
-            "host-b",
-            "10.0.1.20",
-        )))
-        .unwrap();
+    service.execute(&register("red-2", "red-a", "host-b", "10.0.1.20")).unwrap();
     let d = deltas(&mut service);
     let names: Vec<&str> = d.iter().map(|(n, _, _)| n.as_str()).collect();
     // host-a holds red (local), host-b holds red (peer of yellow), the edge serves red;
@@ -106,14 +99,7 @@ fn register_sends_each_card_only_what_it_needs() {
 fn first_eni_of_a_vpc_on_a_host_brings_the_vpc_and_its_peers() {
     let (mut service, _) = connected();
     // host-c holds blue and green; red (and its peer yellow) arrive with red-3.
-    service
-        .execute(&Command::Register(spec(
-            "red-3",
-            "red-a",
-            "host-c",
-            "10.0.1.30",
-        )))
-        .unwrap();
+    service.execute(&register("red-3", "red-a", "host-c", "10.0.1.30")).unwrap();
     let d = deltas(&mut service);
     let (_, _, ops) = d.iter().find(|(n, _, _)| n == "host-c").unwrap();
     let vpcs: Vec<u32> = ops
@@ -145,14 +131,7 @@ fn peering_add_brings_the_peer_vpc_with_its_mappings_and_remove_takes_it_away() 
     sim.settle(Duration::from_secs(1));
     let host_a = card(&sim.service, "host-a");
     assert!(sim.node(host_a).tables.vpc(104).is_none());
-    sim.service
-        .execute(&Command::AddPeering {
-            a: "red".into(),
-            b: "blue".into(),
-        })
-        .unwrap();
-    sim.flush();
-    assert!(sim.converged());
+    sim.apply(&Command::AddPeering { a: "red".into(), b: "blue".into() });
     let a = &sim.node(host_a).tables;
     assert!(a.peered(101, 104));
     assert_eq!(a.lookup(104, ip("10.4.1.10")).unwrap().pa, ip("198.18.0.2"));
@@ -162,14 +141,7 @@ fn peering_add_brings_the_peer_vpc_with_its_mappings_and_remove_takes_it_away() 
         Some(mapping_client::Route::Vpc { vni: 104 })
     );
     assert_eq!(sim.node(host_a).client.stats().gaps, 0);
-    sim.service
-        .execute(&Command::RemovePeering {
-            a: "blue".into(),
-            b: "red".into(),
-        })
-        .unwrap();
-    sim.flush();
-    assert!(sim.converged());
+    sim.apply(&Command::RemovePeering { a: "blue".into(), b: "red".into() });
     let a = &sim.node(host_a).tables;
     assert!(
         a.vpc(104).is_none() && a.lookup(104, ip("10.4.1.10")).is_none() && !a.peered(101, 104)
@@ -186,14 +158,7 @@ fn move_and_deregister_follow_the_instance() {
     let mut sim = Sim::new(world(), Link::PERFECT, 2);
     sim.settle(Duration::from_secs(1));
     let (host_a, host_b) = (card(&sim.service, "host-a"), card(&sim.service, "host-b"));
-    sim.service
-        .execute(&Command::Move {
-            instance: "red-1".into(),
-            host: "host-b".into(),
-        })
-        .unwrap();
-    sim.flush();
-    assert!(sim.converged());
+    sim.apply(&Command::Move { instance: "red-1".into(), host: "host-b".into() });
     // host-a had nothing but red-1: red and yellow leave its view.
     assert!(sim.node(host_a).tables.mappings().is_empty());
     assert!(sim.node(host_a).tables.local_enis().next().is_none());
@@ -209,13 +174,7 @@ fn move_and_deregister_follow_the_instance() {
             .pa,
         ip("198.18.0.2")
     );
-    sim.service
-        .execute(&Command::Deregister {
-            instance: "red-1".into(),
-        })
-        .unwrap();
-    sim.flush();
-    assert!(sim.converged());
+    sim.apply(&Command::Deregister { instance: "red-1".into() });
     let e = &sim.node(edge).tables;
     assert!(
         e.elastic_ip_target(ip("203.0.113.10")).is_none(),
@@ -266,7 +225,6 @@ fn elastic_ips_reach_only_the_internet_gateway_edge() {
 fn bad_commands_change_nothing() {
     let (mut service, _) = connected();
     let before = service.topology().clone();
-    let register = |name, subnet, host, addr| Command::Register(spec(name, subnet, host, addr));
     let associate = |addr, instance: &str| Command::AssociateElasticIp {
         ip: ip(addr),
         instance: instance.into(),
@@ -346,22 +304,8 @@ fn a_gap_is_detected_and_repaired_by_a_resync() {
     let host_a = card(&service, "host-a");
     let client = clients.iter_mut().find(|c| c.card() == host_a).unwrap();
     while client.poll_update().is_some() {}
-    service
-        .execute(&Command::Register(spec(
-            "red-2",
-            "red-a",
-            "host-b",
-            "10.0.1.20",
-        )))
-        .unwrap();
-    service
-        .execute(&Command::Register(spec(
-            "red-3",
-            "red-a",
-            "host-b",
-            "10.0.1.21",
-        )))
-        .unwrap();
+    service.execute(&register("red-2", "red-a", "host-b", "10.0.1.20")).unwrap();
+    service.execute(&register("red-3", "red-a", "host-b", "10.0.1.21")).unwrap();
     let mut to_a: Vec<ToClient> = Vec::new();
     while let Some(m) = service.poll_transmit(T0) {
         if m.card() == host_a {
@@ -415,14 +359,7 @@ fn a_gap_is_detected_and_repaired_by_a_resync() {
 fn a_lost_last_delta_is_noticed_at_the_next_heartbeat() {
     let mut sim = Sim::new(world(), Link::PERFECT, 3);
     sim.settle(Duration::from_secs(1));
-    sim.service
-        .execute(&Command::Register(spec(
-            "red-2",
-            "red-a",
-            "host-b",
-            "10.0.1.20",
-        )))
-        .unwrap();
+    sim.service.execute(&register("red-2", "red-a", "host-b", "10.0.1.20")).unwrap();
     // The network eats everything the service sends now.
     while sim.service.poll_transmit(sim.now).is_some() {}
     sim.step(Duration::from_millis(5));

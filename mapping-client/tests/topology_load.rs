@@ -875,36 +875,15 @@ fn ports_attach_everything() {
 
 #[test]
 fn rejects_bad_attach() {
-    rejects(
-        &with(&port("p", "instance")),
-        "attach",
-        "port.attach",
-        "expected instance:NAME",
-    );
-    rejects(
-        &with(&port("p", "edge:blackfoot-1:sideways")),
-        "attach",
-        "port.attach",
-        "unknown edge side",
-    );
-    rejects(
-        &with(&port("p", "edge:host-a:internet")),
-        "attach",
-        "port.attach",
-        "is a host, not an edge",
-    );
-    rejects(
-        &with(&port("p", "instance:ghost")),
-        "attach",
-        "port.attach",
-        "unknown instance \"ghost\"",
-    );
-    rejects(
-        &with(&port("p", "underlay:nowhere")),
-        "attach",
-        "port.attach",
-        "unknown host or edge",
-    );
+    for (attach, message) in [
+        ("instance", "expected instance:NAME"),
+        ("edge:blackfoot-1:sideways", "unknown edge side"),
+        ("edge:host-a:internet", "is a host, not an edge"),
+        ("instance:ghost", "unknown instance \"ghost\""),
+        ("underlay:nowhere", "unknown host or edge"),
+    ] {
+        rejects(&with(&port("p", attach)), "attach", "port.attach", message);
+    }
 }
 
 #[test]

@@ -34,11 +34,6 @@ impl Operation {
 
 newtype_field!(Operation(u16));
 
-view! {
-    /// A view of an ARP packet of any hardware and protocol type.
-    pub struct Packet;
-}
-
 fields! { Packet {
     /// Hardware type (1 = Ethernet).
     hardware_type, /** Set the hardware type. */ set_hardware_type: u16 at 0;
@@ -51,6 +46,11 @@ fields! { Packet {
     /// Operation.
     operation, /** Set the operation. */ set_operation: Operation at 6;
 }}
+
+view! {
+    /// A view of an ARP packet of any hardware and protocol type.
+    pub struct Packet;
+}
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Error::Truncated`] unless the buffer holds the fixed part and the four addresses

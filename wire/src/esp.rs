@@ -36,13 +36,6 @@ pub const NAT_T_PORT: u16 = 4500;
 /// Protocol number of the tunnel-mode inner IPv4 packet in the next header field.
 pub const NEXT_HEADER_IPV4: Protocol = Protocol(4);
 
-view! {
-    /// A view of an ESP packet (the IPv4 payload).
-    pub struct Packet;
-    /// [`Error::Truncated`] when the buffer cannot hold the header.
-    check_len(HEADER_LEN);
-}
-
 fields! { Packet {
     /// Security parameters index.
     spi, /** Set the SPI. */ set_spi: u32 at 0;
@@ -51,6 +44,13 @@ fields! { Packet {
     /// Everything after the header: IV, ciphertext and ICV.
     payload, /** Everything after the header, writable. */ payload_mut: bytes at HEADER_LEN;
 }}
+
+view! {
+    /// A view of an ESP packet (the IPv4 payload).
+    pub struct Packet;
+    /// [`Error::Truncated`] when the buffer cannot hold the header.
+    check_len(HEADER_LEN);
+}
 
 /// Where the parts of an ESP packet are, as byte ranges of the packet.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

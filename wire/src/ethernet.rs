@@ -138,13 +138,6 @@ impl FromStr for EthernetAddress {
 /// Length of the Ethernet II header.
 pub const HEADER_LEN: usize = 14;
 
-view! {
-    /// A view of an Ethernet II frame.
-    pub struct Frame;
-    /// [`Error::Truncated`] when the buffer cannot hold the header.
-    check_len(HEADER_LEN);
-}
-
 fields! { Frame {
     /// Destination MAC.
     dst_addr, /** Set the destination MAC. */ set_dst_addr: EthernetAddress at 0;
@@ -155,6 +148,13 @@ fields! { Frame {
     /// Everything after the header (padding included).
     payload, /** Everything after the header, writable. */ payload_mut: bytes at HEADER_LEN;
 }}
+
+view! {
+    /// A view of an Ethernet II frame.
+    pub struct Frame;
+    /// [`Error::Truncated`] when the buffer cannot hold the header.
+    check_len(HEADER_LEN);
+}
 
 impl<T: AsRef<[u8]>> Frame<T> {
     /// Length of the header.

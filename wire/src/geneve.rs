@@ -79,11 +79,6 @@ pub const TYPE_ENDPOINT_ID: u8 = 0x01;
 /// Length of the whole endpoint-ID option.
 pub const ENDPOINT_ID_OPTION_LEN: usize = OPTION_HEADER_LEN + 8;
 
-view! {
-    /// A view of a Geneve header and what follows it.
-    pub struct Packet;
-}
-
 fields! { Packet {
     /// Version (0).
     version, /** Set the version (low 2 bits of `value`). */
@@ -95,6 +90,11 @@ fields! { Packet {
     /// Protocol type of the payload (an EtherType: 0x0800 for vpcemu).
     protocol, /** Set the protocol type. */ set_protocol: EtherType at field::PROTOCOL.start;
 }}
+
+view! {
+    /// A view of a Geneve header and what follows it.
+    pub struct Packet;
+}
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Error::Truncated`] unless the buffer holds the header and its options.

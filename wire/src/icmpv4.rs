@@ -63,13 +63,6 @@ pub mod time_exceeded {
     pub const REASSEMBLY: u8 = 1;
 }
 
-view! {
-    /// A view of an ICMP message.
-    pub struct Packet;
-    /// [`Error::Truncated`] when the buffer cannot hold the header.
-    check_len(HEADER_LEN);
-}
-
 fields! { Packet {
     /// Message type.
     msg_type, /** Set the message type. */ set_msg_type: Message at 0;
@@ -88,6 +81,13 @@ fields! { Packet {
     /// Everything after the header: echo data, or an error's quote.
     data, /** Everything after the header, writable. */ data_mut: bytes at HEADER_LEN;
 }}
+
+view! {
+    /// A view of an ICMP message.
+    pub struct Packet;
+    /// [`Error::Truncated`] when the buffer cannot hold the header.
+    check_len(HEADER_LEN);
+}
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// True when the checksum verifies over the whole message.

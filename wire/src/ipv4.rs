@@ -84,11 +84,6 @@ impl fmt::Display for Protocol {
     }
 }
 
-view! {
-    /// A view of an IPv4 packet.
-    pub struct Packet;
-}
-
 fields! { Packet {
     /// IP version (4 for IPv4).
     version, /** Set the version (low 4 bits of `value`). */
@@ -123,6 +118,11 @@ fields! { Packet {
     /// Destination address.
     dst_addr, /** Set the destination address. */ set_dst_addr: Ipv4Addr at 16;
 }}
+
+view! {
+    /// A view of an IPv4 packet.
+    pub struct Packet;
+}
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Check the header length against the buffer, not the total length: for a header

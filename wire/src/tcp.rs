@@ -100,11 +100,6 @@ impl fmt::Debug for Flags {
     }
 }
 
-view! {
-    /// A view of a TCP segment.
-    pub struct Packet;
-}
-
 fields! { Packet {
     /// Source port.
     src_port, /** Set the source port. */ set_src_port: u16 at 0;
@@ -121,6 +116,11 @@ fields! { Packet {
     /// Urgent pointer.
     urgent_at, /** Set the urgent pointer. */ set_urgent_at: u16 at 18;
 }}
+
+view! {
+    /// A view of a TCP segment.
+    pub struct Packet;
+}
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Check the header and the data offset against the buffer.

@@ -15,11 +15,6 @@ use crate::{check_declared_len, checksum, clamp, clamp_mut, Error, Result};
 /// Length of the UDP header.
 pub const HEADER_LEN: usize = 8;
 
-view! {
-    /// A view of a UDP datagram.
-    pub struct Packet;
-}
-
 fields! { Packet {
     /// Source port.
     src_port, /** Set the source port. */ set_src_port: u16 at 0;
@@ -31,6 +26,11 @@ fields! { Packet {
     /// Checksum field (0: none).
     checksum, /** Set the checksum field. */ set_checksum: u16 at 6;
 }}
+
+view! {
+    /// A view of a UDP datagram.
+    pub struct Packet;
+}
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Check the header and the length field against the buffer.

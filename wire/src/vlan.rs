@@ -30,13 +30,6 @@ pub const HEADER_LEN: usize = 4;
 /// Most tags [`walk`] follows: an 802.1ad S-tag and an 802.1Q C-tag.
 pub const MAX_DEPTH: usize = 2;
 
-view! {
-    /// A view of one VLAN tag and what follows it.
-    pub struct Packet;
-    /// [`Error::Truncated`] when the buffer cannot hold a tag.
-    check_len(HEADER_LEN);
-}
-
 fields! { Packet {
     /// The whole tag control information.
     tci, /** Set the whole TCI. */ set_tci: u16 at 0;
@@ -53,6 +46,13 @@ fields! { Packet {
     /// What follows the tag.
     payload, /** What follows the tag, writable. */ payload_mut: bytes at HEADER_LEN;
 }}
+
+view! {
+    /// A view of one VLAN tag and what follows it.
+    pub struct Packet;
+    /// [`Error::Truncated`] when the buffer cannot hold a tag.
+    check_len(HEADER_LEN);
+}
 
 /// One VLAN tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use mapping_client::{
-    CardId, Client, InstanceSpec, Request, Service, Tables, ToClient, Topology, Update,
+    CardId, Client, Command, InstanceSpec, Request, Service, Tables, ToClient, Topology, Update,
 };
 
 /// An address from its text.
@@ -26,6 +26,11 @@ pub fn spec(name: &str, subnet: &str, host: &str, addr: &str) -> InstanceSpec {
         mac: None,
         source_dest_check: true,
     }
+}
+
+/// Register `name` in `subnet` on `host` at `addr` (see [`spec`]).
+pub fn register(name: &str, subnet: &str, host: &str, addr: &str) -> Command {
+    Command::Register(spec(name, subnet, host, addr))
 }
 
 /// A tiny deterministic generator (splitmix64).
@@ -224,6 +229,13 @@ impl Sim {
         for _ in 0..10 {
             self.step(Duration::from_millis(1));
         }
+    }
+
+    /// Execute `cmd` (it must be accepted), deliver what it sends; every card converges.
+    pub fn apply(&mut self, cmd: &Command) {
+        self.service.execute(cmd).unwrap();
+        self.flush();
+        assert!(self.converged(), "after {cmd:?}");
     }
 }
 
