@@ -299,6 +299,34 @@ fn check_fabric_out(frame: &[u8], out: Output, gw: &mut InboundSa<blackfoot::aea
     }
 }
 
+/// Run `frames`, and the crafted frame when there is one (the frame and the inner IPv4
+/// packet it carries), on `side`: whatever is forwarded goes to the fabric, to a host of
+/// `vni`, and the crafted frame's inner packet is delivered unchanged.
+fn check_to_fabric(
+    side: Side,
+    mut frames: Vec<Vec<u8>>,
+    crafted: Option<(Vec<u8>, Vec<u8>)>,
+    vni: u32,
+) {
+    let k = frames.len();
+    let crafted = crafted.map(|(frame, ip)| {
+        frames.push(frame);
+        ip
+    });
+    let out = run_outside(side, &frames);
+    for (v, frame) in &out {
+        if let Verdict::Forward(o) = *v {
+            assert_eq!(o, FABRIC);
+            assert_eq!(to_host(frame).0, vni);
+        }
+    }
+    if let Some(ip) = &crafted {
+        let (v, frame) = &out[k];
+        assert_eq!(*v, Verdict::Forward(FABRIC));
+        assert_eq!(to_host(frame).1, &ip[..]);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let w = world();
     let half = data[..data.len() / 2].to_vec();
@@ -413,41 +441,12 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // ----- dx side -----
-    let mut frames = raw.clone();
-    let to_yellow = fix_inner(body, None, Some(YELLOW1));
-    if let Some(ip) = &to_yellow {
-        frames.push(ether(&[0x81, 0x00, 0x00, VLAN as u8, 0x08, 0x00], ip));
-    }
-    let out = run_outside(Side::Dx, &frames);
-    for (v, frame) in &out {
-        if let Verdict::Forward(o) = *v {
-            assert_eq!(o, FABRIC);
-            assert_eq!(to_host(frame).0, YELLOW);
-        }
-    }
-    if let Some(ip) = &to_yellow {
-        let (v, frame) = &out[raw.len()];
-        assert_eq!(*v, Verdict::Forward(FABRIC));
-        assert_eq!(to_host(frame).1, &ip[..]);
-    }
+    let to_yellow = fix_inner(body, None, Some(YELLOW1))
+        .map(|ip| (ether(&[0x81, 0x00, 0x00, VLAN as u8, 0x08, 0x00], &ip), ip));
+    check_to_fabric(Side::Dx, raw.clone(), to_yellow, YELLOW);
 
     // ----- services side -----
-    let mut frames = raw;
-    let answer = fix_inner(body, None, Some(RED1));
-    if let Some(ip) = &answer {
-        let f = geneve(FRONT_END, RED, Some(ENDPOINT_ID), ip);
-        frames.push(f);
-    }
-    let out = run_outside(Side::Services, &frames);
-    for (v, frame) in &out {
-        if let Verdict::Forward(o) = *v {
-            assert_eq!(o, FABRIC);
-            assert_eq!(to_host(frame).0, RED);
-        }
-    }
-    if let Some(ip) = &answer {
-        let (v, frame) = &out[frames.len() - 1];
-        assert_eq!(*v, Verdict::Forward(FABRIC));
-        assert_eq!(to_host(frame).1, &ip[..]);
-    }
+    let answer = fix_inner(body, None, Some(RED1))
+        .map(|ip| (geneve(FRONT_END, RED, Some(ENDPOINT_ID), &ip), ip));
+    check_to_fabric(Side::Services, raw, answer, RED);
 });
