@@ -76,13 +76,17 @@ fn world(s: &Setup, ports: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// The active set: `ACTIVE` (at most the remote instances) flow numbers `j`, each with
+/// its remote instance `i`, spread over the whole table.
+fn active(mappings: u32) -> impl Iterator<Item = (u32, u32)> {
+    let n = ACTIVE.min(mappings.saturating_sub(1));
+    (0..n).map(move |j| (j, (u64::from(j) * u64::from(mappings - 1) / u64::from(n)) as u32))
+}
+
 /// 64-byte frames from the local instance to `ACTIVE` distinct destinations.
 fn egress_frames(mappings: u32) -> Vec<Vec<u8>> {
-    let n = ACTIVE.min(mappings.saturating_sub(1));
-    (0..n)
-        .map(|j| {
-            // Spread the active set over the whole table.
-            let i = (u64::from(j) * u64::from(mappings - 1) / u64::from(n)) as u32;
+    active(mappings)
+        .map(|(j, i)| {
             let (dst, _, _) = instance(i);
             let mut f = traffic::udp64(j);
             f[0..6].copy_from_slice(&[0x02, 0, 0, 0xff, 0, 0]);
@@ -97,10 +101,8 @@ fn egress_frames(mappings: u32) -> Vec<Vec<u8>> {
 
 /// Geneve frames to host-a from `ACTIVE` distinct instances, each from its own host.
 fn ingress_frames(mappings: u32) -> Vec<Vec<u8>> {
-    let n = ACTIVE.min(mappings.saturating_sub(1));
-    (0..n)
-        .map(|j| {
-            let i = (u64::from(j) * u64::from(mappings - 1) / u64::from(n)) as u32;
+    active(mappings)
+        .map(|(j, i)| {
             let (src, v, h) = instance(i);
             let mut inner = traffic::udp64(j)[14..].to_vec();
             inner[12..16].copy_from_slice(&src.octets());

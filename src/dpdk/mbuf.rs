@@ -161,6 +161,29 @@ impl Mbuf {
         (unsafe { m.buf_addr.cast::<u8>().add(usize::from(m.data_off)) }, usize::from(m.data_len))
     }
 
+    /// Grow the data by `n` bytes at the front (`prepend`) or the end (`append`) and
+    /// return them.
+    #[inline(always)]
+    fn grow(&mut self, n: usize, front: bool) -> Result<&mut [u8], BufError> {
+        if front && n > self.data_off() {
+            return Err(BufError::NoHeadroom);
+        }
+        if !front && n > self.tailroom() {
+            return Err(BufError::NoTailroom);
+        }
+        // n <= data_off or tailroom, and data_len + n <= buf_len <= u16::MAX.
+        let n16 = n as u16;
+        let old = self.data_len();
+        let m = self.m_mut();
+        if front {
+            m.data_off -= n16;
+        }
+        m.data_len += n16;
+        m.pkt_len += u32::from(n16);
+        let data = self.data_mut();
+        Ok(if front { &mut data[..n] } else { &mut data[old..] })
+    }
+
     /// Remove `n` bytes from the front (`adj`) or the end (`trim`) of the data.
     #[inline(always)]
     fn cut(&mut self, n: usize, front: bool) -> Result<(), BufError> {
@@ -213,16 +236,7 @@ impl PacketBuf for Mbuf {
 
     #[inline]
     fn prepend(&mut self, n: usize) -> Result<&mut [u8], BufError> {
-        if n > self.data_off() {
-            return Err(BufError::NoHeadroom);
-        }
-        // n <= data_off <= u16::MAX, and data_len + n <= buf_len <= u16::MAX.
-        let n16 = n as u16;
-        let m = self.m_mut();
-        m.data_off -= n16;
-        m.data_len += n16;
-        m.pkt_len += u32::from(n16);
-        Ok(&mut self.data_mut()[..n])
+        self.grow(n, true)
     }
 
     #[inline]
@@ -237,15 +251,7 @@ impl PacketBuf for Mbuf {
 
     #[inline]
     fn append(&mut self, n: usize) -> Result<&mut [u8], BufError> {
-        if n > self.tailroom() {
-            return Err(BufError::NoTailroom);
-        }
-        let n16 = n as u16;
-        let old = self.data_len();
-        let m = self.m_mut();
-        m.data_len += n16;
-        m.pkt_len += u32::from(n16);
-        Ok(&mut self.data_mut()[old..])
+        self.grow(n, false)
     }
 }
 
