@@ -4,7 +4,7 @@
 //! and `wire::PacketBuf` implementation are pointer arithmetic on the mbuf's own fields
 //! (`buf_addr`, `data_off`, `data_len`, `pkt_len`, `buf_len`), inlined, with no FFI call
 //! per packet. Ports receive into small mbufs, so a long frame may arrive as a chain:
-//! [`Mbuf::linearize`] copies it into one jumbo mbuf before any stage sees it (a chained
+//! [`Mbuf::linearized`] copies it into one jumbo mbuf before any stage sees it (a chained
 //! mbuf would expose only its first segment).
 
 use std::mem::MaybeUninit;

@@ -17,7 +17,9 @@
 //! # Ports
 //!
 //! Topology `[[port]]`s are DPDK devices (`vdev`); the demo adds in-process
-//! [`SoftPort`]s. Output numbers are port indexes; [`FABRIC`] is the in-process fabric.
+//! [`SoftPort`]s. What each port and card is, and which worker polls which port, is the
+//! [`Plan`] (`plan.rs`, no DPDK); output numbers are port indexes and
+//! [`FABRIC`](super::plan::FABRIC) is the in-process fabric.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

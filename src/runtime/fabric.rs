@@ -92,7 +92,7 @@ impl Switch {
     /// Carry one hop of the packets in `fabric` (sent by card `from`, whose stages ran
     /// last): a copy of each (made by `copy`; none free is `no_buffer`) to the capture port,
     /// one TX burst; packets for a PA not run here out of their sender's `underlay:` port
-    /// ([`Switch::send_out_of_process`]); the others returned with their receiving card,
+    /// (`send_out_of_process`); the others returned with their receiving card,
     /// sorted by card. `fabric` is empty afterwards.
     pub fn hop<B: PacketBuf, S: TxSink<B>>(
         &self,
