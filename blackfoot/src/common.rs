@@ -1,14 +1,13 @@
-//! What both edge pipelines share: the per-burst context, the outputs, the Ethernet
-//! headers the edge writes, and the `encap` stage that carries packets
-//! from outside back to the host of their destination.
+//! What both edge pipelines share: the outputs, the Ethernet headers the edge writes, and
+//! the `encap` stage that carries packets from outside back to the host of their
+//! destination. (The per-burst context is the card context both cards share,
+//! [`pipeline::CardCtx`].)
 
 use std::net::Ipv4Addr;
 
 use mapping_client::{Location, Tables};
-use pipeline::{
-    AlertEvent, AlertProducer, Burst, CardId, DropReason, Output, StageId, Verdict, MAX_BURST,
-};
-use wire::vpc::{self, Encap, VPC_MTU};
+use pipeline::{bit, slot, Burst, DropReason, Output, Stage, StageId, StageInfo, Verdict, MAX_BURST};
+use wire::vpc::{self, card_mac, Encap, UNDERLAY_ROUTER_MAC, VPC_MTU};
 use wire::{EthernetAddress, PacketBuf};
 
 /// Ethernet destination of everything the edge sends out of its internet side: the
@@ -34,46 +33,6 @@ pub struct EdgeOutputs {
     pub dx: Option<Output>,
     /// `edge:EDGE:services` (S3 front ends).
     pub services: Option<Output>,
-}
-
-/// What the stages need from the worker for one burst.
-pub struct EdgeCtx<'a> {
-    /// The edge's current tables version.
-    pub tables: &'a Tables,
-    /// This edge, as alerts name it.
-    pub card: CardId,
-    /// The worker's alert queue.
-    pub alerts: &'a mut AlertProducer,
-}
-
-impl EdgeCtx<'_> {
-    /// Raise a security alert (a push into a bounded lock-free queue; lost when full).
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn alert(
-        &mut self,
-        reason: DropReason,
-        stage: StageId,
-        vni: u32,
-        peer_vni: Option<u32>,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-    ) {
-        let card = self.card;
-        self.alerts.raise(AlertEvent { reason, stage, card, eni: None, vni, peer_vni, src, dst });
-    }
-}
-
-/// Slot index bounded to the burst arrays.
-#[inline(always)]
-pub(crate) const fn slot(i: usize) -> usize {
-    i & (MAX_BURST - 1)
-}
-
-/// Bit of slot `i`.
-#[inline(always)]
-pub(crate) const fn bit(i: usize) -> u64 {
-    1u64 << slot(i)
 }
 
 /// Source and destination of the IPv4 header at the start of `ip`.
@@ -179,16 +138,38 @@ impl ToHosts {
     }
 }
 
+/// What `encap` works on: the edge's tables, the packets bound for hosts, the way to them.
+pub(crate) struct HostsCtx<'a> {
+    pub tables: &'a Tables,
+    pub to: &'a mut ToHosts,
+    pub fabric: Output,
+}
+
 /// `encap`: one burst lookup of every (VPC, destination) bound for a host (the slots of
 /// `to.mask`), then the VPC encapsulation from this edge (source VPC = VNI = the packet's
 /// VPC) towards the host's PA, out to `fabric`. A destination the edge's cache does not
 /// know: `no_mapping`.
-pub(crate) fn encap_to_hosts<B: PacketBuf>(
-    burst: &mut Burst<B>,
-    tables: &Tables,
-    to: &mut ToHosts,
-    fabric: Output,
-) {
+pub(crate) struct EncapToHosts;
+
+impl StageInfo for EncapToHosts {
+    const ID: StageId = StageId::Encap;
+    const DROPS: &'static [DropReason] =
+        &[DropReason::NoMapping, DropReason::MtuExceeded, DropReason::NoRoom, DropReason::Unsupported];
+}
+
+impl<B: PacketBuf> Stage<B, HostsCtx<'_>> for EncapToHosts {
+    #[inline(always)]
+    fn takes(&self, cx: &HostsCtx<'_>) -> u64 {
+        cx.to.mask
+    }
+
+    fn process(&mut self, burst: &mut Burst<B>, cx: &mut HostsCtx<'_>) {
+        encap_to_hosts(burst, cx.tables, cx.to, cx.fabric);
+    }
+}
+
+#[inline(always)]
+fn encap_to_hosts<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, to: &mut ToHosts, fabric: Output) {
     let mask = to.mask & burst.live_mask();
     to.mask = 0;
     let mut n = 0usize;
@@ -212,8 +193,8 @@ pub(crate) fn encap_to_hosts<B: PacketBuf>(
             continue;
         };
         let encap = Encap {
-            src_mac: nitro::card_mac(pa),
-            dst_mac: nitro::UNDERLAY_ROUTER_MAC,
+            src_mac: card_mac(pa),
+            dst_mac: UNDERLAY_ROUTER_MAC,
             src_pa: pa,
             dst_pa: loc.pa,
             vni,

@@ -87,15 +87,15 @@
 pub mod aead;
 mod common;
 pub mod esp;
-mod fabric;
+mod from_outside;
+mod from_underlay;
 pub mod nat;
-mod outside;
 mod sa;
 
-pub use common::{EdgeCtx, EdgeOutputs, INTERNET_MTU, INTERNET_NEXT_HOP_MAC};
+pub use common::{EdgeOutputs, INTERNET_MTU, INTERNET_NEXT_HOP_MAC};
 /// Where the edge's stages get and send the packets they make beyond a burst (fragments);
 /// shared with the Nitro card, defined in `pipeline`.
 pub use pipeline::{Extra, VecExtra};
-pub use fabric::FromFabric;
-pub use outside::{FromOutside, Side};
+pub use from_outside::{FromOutside, Side};
+pub use from_underlay::FromUnderlay;
 pub use sa::{EdgeSas, InboundSas};

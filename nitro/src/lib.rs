@@ -214,70 +214,15 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use std::net::Ipv4Addr;
-
-use mapping_client::{MacAddr, SubnetId, Tables};
-use pipeline::{AlertEvent, AlertProducer, CardId, DropReason, RateLimit, StageId, MAX_BURST};
+use mapping_client::MacAddr;
+use pipeline::CardId;
 use wire::EthernetAddress;
 
-mod egress;
-mod ingress;
+mod from_instance;
+mod from_underlay;
 
-pub use egress::{Egress, EgressOutputs};
-pub use ingress::{EniPort, EniPorts, Ingress};
-
-/// What the stages need from the worker for one burst.
-pub struct NitroCtx<'a> {
-    /// The card's current tables version (taken once per burst from the RCU subscriber).
-    pub tables: &'a Tables,
-    /// This card, as alerts name it.
-    pub card: CardId,
-    /// The worker's alert queue.
-    pub alerts: &'a mut AlertProducer,
-    /// The card's limit on the ICMP errors it sends (fragmentation-needed), shared by
-    /// every worker that runs the card's stages.
-    pub icmp_limit: &'a RateLimit,
-    /// Now, in ticks of `icmp_limit`'s clock (the TSC in the runtime).
-    pub now: u64,
-}
-
-impl core::fmt::Debug for NitroCtx<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("NitroCtx")
-            .field("card", &self.card)
-            .field("pa", &self.tables.pa())
-            .finish()
-    }
-}
-
-impl NitroCtx<'_> {
-    /// Raise a security alert (a push into a bounded lock-free queue; lost when full).
-    #[cold]
-    #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn alert(
-        &mut self,
-        reason: DropReason,
-        stage: StageId,
-        eni: Option<u32>,
-        vni: u32,
-        peer_vni: Option<u32>,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-    ) {
-        let card = self.card;
-        self.alerts.raise(AlertEvent {
-            reason,
-            stage,
-            card,
-            eni,
-            vni,
-            peer_vni,
-            src,
-            dst,
-        });
-    }
-}
+pub use from_instance::{FromInstance, FromInstanceOutputs};
+pub use from_underlay::{EniPort, EniPorts, FromUnderlay};
 
 /// How many ICMP errors (fragmentation-needed) a card sends a second on average, all its
 /// workers together ([`NitroCtx::icmp_limit`]); Linux's default `icmp_msgs_per_sec`.
@@ -286,26 +231,6 @@ pub const ICMP_RATE_PER_SEC: u32 = 1000;
 /// How many ICMP errors a card may send at once after a quiet time; Linux's default
 /// `icmp_msgs_burst`.
 pub const ICMP_BURST: u32 = 50;
-
-/// Outer Ethernet destination of encapsulated packets: the underlay next hop (see the crate
-/// documentation).
-pub const UNDERLAY_ROUTER_MAC: EthernetAddress =
-    EthernetAddress([0x02, 0x00, 0x00, 0xfe, 0x00, 0x01]);
-
-/// The MAC a card answers ARP with for the router of `subnet` (and for every address of the
-/// VPC outside that subnet): `02:00:00:ff:` + the subnet id, big-endian.
-#[inline]
-pub const fn subnet_router_mac(subnet: SubnetId) -> EthernetAddress {
-    let [hi, lo] = subnet.0.to_be_bytes();
-    EthernetAddress([0x02, 0x00, 0x00, 0xff, hi, lo])
-}
-
-/// The MAC of a card's underlay port: `02:00:` + its PA.
-#[inline]
-pub const fn card_mac(pa: Ipv4Addr) -> EthernetAddress {
-    let [a, b, c, d] = pa.octets();
-    EthernetAddress([0x02, 0x00, a, b, c, d])
-}
 
 /// A mapping-client MAC as a wire MAC.
 #[inline(always)]
@@ -322,30 +247,12 @@ pub const fn card_id(card: mapping_client::CardId) -> CardId {
     }
 }
 
-/// Slot index bounded to the burst arrays (a mask the compiler folds into the index: no
-/// bounds-check branch, no panic path).
-#[inline(always)]
-pub(crate) const fn slot(i: usize) -> usize {
-    i & (MAX_BURST - 1)
-}
-
-const _: () = assert!(MAX_BURST.is_power_of_two());
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn macs() {
-        assert_eq!(
-            subnet_router_mac(SubnetId(0x0102)).to_string(),
-            "02:00:00:ff:01:02"
-        );
-        assert_eq!(
-            card_mac(Ipv4Addr::new(198, 18, 0, 1)).to_string(),
-            "02:00:c6:12:00:01"
-        );
-        assert_eq!(UNDERLAY_ROUTER_MAC.to_string(), "02:00:00:fe:00:01");
+    fn card_ids() {
         let h = mapping_client::CardId::Host(mapping_client::HostId(3));
         assert_eq!(card_id(h), CardId::Host(3));
     }

@@ -8,7 +8,7 @@ mod common;
 use std::net::Ipv4Addr;
 
 use common::*;
-use nitro::{card_mac, subnet_router_mac, UNDERLAY_ROUTER_MAC};
+use wire::vpc::{card_mac, subnet_router_mac, UNDERLAY_ROUTER_MAC};
 use pipeline::{DropReason, StageId, VecExtra, Verdict};
 use wire::vpc::parse_outer;
 use wire::{icmpv4, ipv4, EthernetAddress, PacketBuf, TestBuffer};
@@ -35,7 +35,7 @@ fn eni_mac(card: &Card, name: &str) -> EthernetAddress {
 }
 
 fn router_mac(card: &Card, name: &str) -> EthernetAddress {
-    subnet_router_mac(card.tables.local_eni_by_name(name).unwrap().subnet)
+    subnet_router_mac(card.tables.local_eni_by_name(name).unwrap().subnet.0)
 }
 
 /// Put fragments (IPv4 packets) back together; checks each is a well-formed fragment of
@@ -217,7 +217,7 @@ fn answers_are_rate_limited_per_card() {
     assert_eq!(b.drops(DropReason::MtuExceeded), 80);
     // The limit is the card's: a second pipeline (another worker) sharing it gets nothing
     // more at the same instant.
-    let mut other = nitro::Ingress::new(UNDERLAY);
+    let mut other = nitro::FromUnderlay::new(UNDERLAY);
     let mut extra = VecExtra::new(|| Some(TestBuffer::with_room(128, 9216)));
     let out = b.ingress_through(&mut other, frames(5), &mut extra);
     assert!(out.iter().all(|(v, _)| *v == drop(DropReason::MtuExceeded)));

@@ -83,7 +83,7 @@ proptest! {
         let frames = inners
             .iter()
             .map(|p| {
-                let mut f = ether(nitro::UNDERLAY_ROUTER_MAC, red1_mac, 0x0800, p);
+                let mut f = ether(wire::vpc::UNDERLAY_ROUTER_MAC, red1_mac, 0x0800, p);
                 f.resize(f.len() + pad, 0xa5);
                 buf(&f)
             })
@@ -117,9 +117,9 @@ proptest! {
         let red1 = a.eni("red-1");
         let mac = EthernetAddress(a.tables.local_eni(red1).unwrap().mac.0);
         let mut f = match kind {
-            0 => ether(nitro::UNDERLAY_ROUTER_MAC, mac, 0x0800, &udp(ip("10.0.1.10"), ip("10.1.1.10"), 30)),
+            0 => ether(wire::vpc::UNDERLAY_ROUTER_MAC, mac, 0x0800, &udp(ip("10.0.1.10"), ip("10.1.1.10"), 30)),
             1 => arp_request(mac, ip("10.0.1.10"), ip("10.0.1.20")),
-            _ => ether(nitro::UNDERLAY_ROUTER_MAC, mac, 0x0800, &ipv4_with(ip("10.0.1.10"), ip("10.0.1.20"), 6, 9, &[1, 1, 1, 1, 1, 1, 1, 0], &[7; 40])),
+            _ => ether(wire::vpc::UNDERLAY_ROUTER_MAC, mac, 0x0800, &ipv4_with(ip("10.0.1.10"), ip("10.0.1.20"), 6, 9, &[1, 1, 1, 1, 1, 1, 1, 0], &[7; 40])),
         };
         let at = at % f.len();
         f[at] = value;

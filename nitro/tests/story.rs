@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use common::*;
 use mapping_client::{Command, Request, Service, SubnetId, TableOp, ToClient};
-use nitro::{card_mac, subnet_router_mac, UNDERLAY_ROUTER_MAC};
+use wire::vpc::{card_mac, subnet_router_mac, UNDERLAY_ROUTER_MAC};
 use pipeline::{DropReason, StageId, Verdict};
 use wire::vpc::{inner_flow_hash, parse_outer, src_port};
 use wire::{EthernetAddress, PacketBuf, TestBuffer};
 
 fn subnet_mac(card: &Card, name: &str) -> EthernetAddress {
     let s = card.tables.local_eni_by_name(name).unwrap().subnet;
-    subnet_router_mac(s)
+    subnet_router_mac(s.0)
 }
 
 fn eni_mac(card: &Card, name: &str) -> EthernetAddress {
@@ -520,11 +520,11 @@ fn arp_proxy_answers_in_place() {
     assert_eq!(out[4].1.data(), expect(router, "10.0.1.99").as_slice());
     // The router MAC: 02:00:00:ff + subnet id.
     let red_a = a.tables.local_eni(red1).unwrap().subnet;
-    assert_eq!(router, subnet_router_mac(red_a));
+    assert_eq!(router, subnet_router_mac(red_a.0));
     assert_eq!(router.0[..4], [0x02, 0x00, 0x00, 0xff]);
     assert_ne!(
-        subnet_router_mac(SubnetId(1)),
-        subnet_router_mac(SubnetId(2))
+        subnet_router_mac(SubnetId(1).0),
+        subnet_router_mac(SubnetId(2).0)
     );
     assert_eq!(a.drops(DropReason::ArpIgnored), 4);
     assert!(a.alerts().is_empty());
@@ -902,7 +902,7 @@ fn null_clock_counts_without_timing() {
         "red-1",
         &udp(ip("10.0.1.10"), ip("10.1.1.10"), 1),
     )]);
-    let mut ctx = nitro::NitroCtx {
+    let mut ctx = pipeline::CardCtx {
         tables: &a.tables,
         card: a.card,
         alerts: &mut a.alerts,
@@ -942,7 +942,7 @@ fn eni_ports_may_be_a_closure() {
     );
     let mut burst = burst_of(vec![buf(&to_y), buf(&to_r2)]);
     let ports = |eni: mapping_client::EniId| (eni == y).then_some(port(y));
-    let mut ctx = nitro::NitroCtx {
+    let mut ctx = pipeline::CardCtx {
         tables: &b.tables,
         card: b.card,
         alerts: &mut b.alerts,

@@ -30,7 +30,7 @@ use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
 
 use crate::drop::DropReason;
-use crate::stage::StageId;
+use crate::stage_id::StageId;
 
 /// Which card raised an alert: a host's Nitro card or a Blackfoot edge, by its index
 /// among the topology's hosts or edges (32 bits, as the topology's own ids: every card of

@@ -131,6 +131,24 @@ impl DropReason {
     }
 }
 
+/// The reason for a packet a `wire` parser or emitter refused: `unsupported` for what is
+/// well formed but not carried here ([`wire::Error::Unsupported`]) or does not fit a field
+/// ([`wire::Error::Overflow`]: a VNI over 24 bits, which no loaded topology has), else
+/// `malformed` (truncated, inconsistent, a bad checksum). The one mapping for every
+/// stage; a stage that means something else by a parse error (ARP: `arp_ignored` for what
+/// the card does not answer) maps the result.
+impl From<wire::Error> for DropReason {
+    #[inline]
+    fn from(e: wire::Error) -> Self {
+        match e {
+            wire::Error::Unsupported | wire::Error::Overflow => DropReason::Unsupported,
+            wire::Error::Truncated | wire::Error::Malformed | wire::Error::Checksum => {
+                DropReason::Malformed
+            }
+        }
+    }
+}
+
 impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

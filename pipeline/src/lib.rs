@@ -46,14 +46,19 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod alert;
+pub mod arp;
 pub mod burst;
+pub mod card;
 pub mod clock;
 pub mod counters;
 pub mod drop;
 pub mod extra;
 pub mod frag;
+pub mod limits;
+pub mod output;
 pub mod ratelimit;
 pub mod stage;
+pub mod stage_id;
 pub mod stats;
 pub mod timing;
 pub mod underlay;
@@ -62,13 +67,17 @@ pub use alert::{
     alert_channel, rfc3339_ms, AlertAggregator, AlertConfig, AlertConsumer, AlertEvent,
     AlertNames, AlertProducer, AlertTotals, CardId, NoNames,
 };
-pub use burst::{Burst, LiveIndices, Output, Verdict, MAX_BURST, MAX_OUTPUTS};
+pub use burst::{Burst, LiveIndices, Verdict};
+pub use card::CardCtx;
 pub use clock::{Clock, NullClock, StepClock, TscHz};
 pub use counters::{Counters, PublishedCounters, COUNTER_SLOTS};
 pub use drop::{DropReason, UnknownDropReason};
 pub use extra::{Extra, VecExtra};
 pub use ratelimit::RateLimit;
-pub use stage::{run_timed, run_timed_fn, Meters, Stage, StageId, UnknownStage};
+pub use limits::{bit, slot, MAX_BURST, MAX_OUTPUTS};
+pub use output::Output;
+pub use stage::{drop_row, run_timed, DropTable, Meters, Stage, StageInfo};
+pub use stage_id::{StageId, UnknownStage};
 pub use stats::{PortStats, StageStats, StatsReport};
 pub use timing::{HistogramConfig, StageHistograms, StageSummary, TimingCollector, TimingError, WorkerTiming};
 pub use underlay::Received;

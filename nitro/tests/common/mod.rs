@@ -5,9 +5,9 @@
 use std::net::Ipv4Addr;
 
 use mapping_client::{EniId, Tables, Topology};
-use nitro::{card_id, Egress, EgressOutputs, EniPort, Ingress, NitroCtx};
+use nitro::{card_id, EniPort, FromInstance, FromInstanceOutputs, FromUnderlay};
 use pipeline::{
-    alert_channel, AlertConsumer, AlertEvent, AlertProducer, Burst, DropReason, HistogramConfig,
+    alert_channel, AlertConsumer, AlertEvent, AlertProducer, Burst, CardCtx, DropReason, HistogramConfig,
     Extra, Meters, Output, RateLimit, StepClock, TimingCollector, VecExtra, Verdict,
 };
 use wire::{EthernetAddress, PacketBuf, TestBuffer};
@@ -180,8 +180,8 @@ pub struct Card {
     pub consumer: AlertConsumer,
     pub meters: Meters,
     pub collector: TimingCollector,
-    pub egress: Egress,
-    pub ingress: Ingress,
+    pub egress: FromInstance,
+    pub ingress: FromUnderlay,
     /// `ports[eni]`: every local ENI of the topology has a port (of the VPC MTU unless a
     /// test lowers it).
     pub ports: Vec<Option<EniPort>>,
@@ -214,11 +214,11 @@ impl Card {
             consumer,
             meters,
             collector,
-            egress: Egress::new(EgressOutputs {
+            egress: FromInstance::new(FromInstanceOutputs {
                 reply: REPLY,
                 underlay: UNDERLAY,
             }),
-            ingress: Ingress::new(UNDERLAY),
+            ingress: FromUnderlay::new(UNDERLAY),
             ports: Vec::new(),
             clock: StepClock::new(0, 100),
             icmp_limit: RateLimit::new(nitro::ICMP_RATE_PER_SEC, nitro::ICMP_BURST, LIMIT_HZ),
@@ -244,7 +244,7 @@ impl Card {
     /// Egress of `frames` from the port of `eni`; verdicts and buffers in slot order.
     pub fn egress(&mut self, eni: EniId, frames: Vec<TestBuffer>) -> Vec<(Verdict, TestBuffer)> {
         let mut burst = burst_of(frames);
-        let mut ctx = NitroCtx {
+        let mut ctx = CardCtx {
             tables: &self.tables,
             card: self.card,
             alerts: &mut self.alerts,
@@ -269,12 +269,12 @@ impl Card {
     /// and `extra` for what it makes beyond the burst.
     pub fn ingress_through<X: Extra<TestBuffer>>(
         &mut self,
-        ingress: &mut Ingress,
+        ingress: &mut FromUnderlay,
         frames: Vec<TestBuffer>,
         extra: &mut X,
     ) -> Vec<(Verdict, TestBuffer)> {
         let mut burst = burst_of(frames);
-        let mut ctx = NitroCtx {
+        let mut ctx = CardCtx {
             tables: &self.tables,
             card: self.card,
             alerts: &mut self.alerts,
@@ -291,7 +291,7 @@ impl Card {
         frames: Vec<TestBuffer>,
         extra: &mut X,
     ) -> Vec<(Verdict, TestBuffer)> {
-        let mut ingress = std::mem::replace(&mut self.ingress, Ingress::new(UNDERLAY));
+        let mut ingress = std::mem::replace(&mut self.ingress, FromUnderlay::new(UNDERLAY));
         let out = self.ingress_through(&mut ingress, frames, extra);
         self.ingress = ingress;
         out
@@ -428,8 +428,8 @@ pub fn geneve(
 ) -> Vec<u8> {
     let mut b = TestBuffer::from_slice(inner);
     let encap = wire::vpc::Encap {
-        src_mac: nitro::card_mac(src_pa),
-        dst_mac: nitro::UNDERLAY_ROUTER_MAC,
+        src_mac: wire::vpc::card_mac(src_pa),
+        dst_mac: wire::vpc::UNDERLAY_ROUTER_MAC,
         src_pa,
         dst_pa,
         vni,

@@ -9,15 +9,15 @@ use std::sync::Arc;
 use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
 use pipeline::frag::{self, fragment_out};
 use pipeline::{
-    run_timed_fn, Burst, Clock, DropReason, Extra, Meters, Received, StageId, Verdict, MAX_BURST,
+    bit, drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
+    Received, Stage, StageId, StageInfo, Verdict, MAX_BURST,
 };
-use wire::vpc::Encap;
+use wire::vpc::{card_mac, Encap, UNDERLAY_ROUTER_MAC};
 use wire::{EthernetAddress, PacketBuf};
 
 use crate::common::{
-    bit, drop_mask, encap_to_hosts, push_ethernet, push_outer, push_vlan_ethernet, slot,
-    EdgeCtx, EdgeOutputs, ToHosts, INTERNET_MTU,
-    INTERNET_NEXT_HOP_MAC,
+    drop_mask, push_ethernet, push_outer, push_vlan_ethernet, EdgeOutputs, EncapToHosts,
+    HostsCtx, ToHosts, INTERNET_MTU, INTERNET_NEXT_HOP_MAC,
 };
 use crate::sa::EdgeSas;
 use crate::{esp, nat};
@@ -75,33 +75,45 @@ impl Scratch {
     }
 }
 
-/// The fabric-side pipeline of one worker for one edge. Build one per worker and edge and
+/// The underlay-side pipeline of one worker for one edge (what hosts send to it, through
+/// the fabric or the edge's underlay port). Build one per worker and edge and
 /// reuse it for every burst.
-pub struct FromFabric {
+pub struct FromUnderlay {
     outputs: EdgeOutputs,
     sas: Arc<EdgeSas>,
     s: Box<Scratch>,
 }
 
-impl core::fmt::Debug for FromFabric {
+impl core::fmt::Debug for FromUnderlay {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("FromFabric").field("outputs", &self.outputs).finish_non_exhaustive()
+        f.debug_struct("FromUnderlay").field("outputs", &self.outputs).finish_non_exhaustive()
     }
 }
 
-impl FromFabric {
+impl FromUnderlay {
     /// The pipeline, sending to `outputs`, encrypting with the edge's outbound SAs `sas`
     /// (shared by every worker, so sequence numbers are never reused).
     pub fn new(outputs: EdgeOutputs, sas: Arc<EdgeSas>) -> Self {
-        FromFabric { outputs, sas, s: Box::new(Scratch::new()) }
+        FromUnderlay { outputs, sas, s: Box::new(Scratch::new()) }
     }
+
+    /// Every stage of the pipeline with the reasons it may drop for, in order.
+    pub const DROPS: DropTable = &[
+        drop_row::<VerifyRecv>(),
+        drop_row::<Decap>(),
+        drop_row::<EspEncrypt>(),
+        drop_row::<Vlan>(),
+        drop_row::<Endpoint>(),
+        drop_row::<NatOut>(),
+        drop_row::<EncapToHosts>(),
+    ];
 
     /// Run the pipeline over a burst of Geneve frames addressed to the edge. Every packet
     /// leaves decided; fragments beyond the first go out through `extra`.
     pub fn process<B: PacketBuf, C: Clock, X: Extra<B>>(
         &mut self,
         burst: &mut Burst<B>,
-        ctx: &mut EdgeCtx<'_>,
+        ctx: &mut CardCtx<'_, Tables>,
         extra: &mut X,
         clock: &C,
         meters: &mut Meters,
@@ -115,27 +127,89 @@ impl FromFabric {
         s.dx = 0;
         s.endpoint = 0;
         s.to.mask = 0;
-        let (outputs, sas) = (self.outputs, &*self.sas);
-        let all = u64::MAX;
-        run_timed_fn(StageId::VerifyRecv, burst, all, clock, meters, |b| verify_recv(b, ctx, s, sas));
-        run_timed_fn(StageId::Decap, burst, all, clock, meters, |b| decap(b, s));
-        let (vpn, dx, ep, inet) = (s.vpn, s.dx, s.endpoint, s.internet);
-        run_timed_fn(StageId::EspEncrypt, burst, vpn, clock, meters, |b| {
-            esp_encrypt(b, ctx.tables, s, sas, outputs, extra)
-        });
-        run_timed_fn(StageId::Vlan, burst, dx, clock, meters, |b| vlan(b, ctx.tables, s, outputs));
-        run_timed_fn(StageId::Endpoint, burst, ep, clock, meters, |b| {
-            endpoint(b, ctx.tables, s, outputs)
-        });
-        run_timed_fn(StageId::Nat, burst, inet, clock, meters, |b| {
-            nat_out(b, ctx.tables, s, outputs, extra)
-        });
-        let back = s.to.mask;
-        run_timed_fn(StageId::Encap, burst, back, clock, meters, |b| {
-            encap_to_hosts(b, ctx.tables, &mut s.to, outputs.fabric)
-        });
+        let mut cx = UnderlayCtx { card: ctx, s, sas: &self.sas, outputs: self.outputs, extra };
+        run_timed(&mut VerifyRecv, burst, &mut cx, clock, meters);
+        run_timed(&mut Decap, burst, &mut cx, clock, meters);
+        run_timed(&mut EspEncrypt, burst, &mut cx, clock, meters);
+        run_timed(&mut Vlan, burst, &mut cx, clock, meters);
+        run_timed(&mut Endpoint, burst, &mut cx, clock, meters);
+        run_timed(&mut NatOut, burst, &mut cx, clock, meters);
+        let mut hosts = HostsCtx { tables: cx.card.tables, to: &mut cx.s.to, fabric: self.outputs.fabric };
+        run_timed(&mut EncapToHosts, burst, &mut hosts, clock, meters);
     }
 }
+
+/// What the stages of [`FromUnderlay`] share for one burst.
+struct UnderlayCtx<'c, 't, X> {
+    card: &'c mut CardCtx<'t, Tables>,
+    s: &'c mut Scratch,
+    sas: &'c EdgeSas,
+    outputs: EdgeOutputs,
+    extra: &'c mut X,
+}
+
+/// Declare a stage of [`FromUnderlay`]: its id, its drops, the slots it takes and what it
+/// runs.
+macro_rules! underlay_stage {
+    ($(#[$doc:meta])* $name:ident, $id:ident, [$($drop:ident),*], |$cx:ident| $takes:expr, |$b:ident, $c:ident| $run:expr) => {
+        $(#[$doc])*
+        struct $name;
+
+        impl StageInfo for $name {
+            const ID: StageId = StageId::$id;
+            const DROPS: &'static [DropReason] = &[$(DropReason::$drop),*];
+        }
+
+        impl<B: PacketBuf, X: Extra<B>> Stage<B, UnderlayCtx<'_, '_, X>> for $name {
+            #[inline(always)]
+            fn takes(&self, $cx: &UnderlayCtx<'_, '_, X>) -> u64 {
+                $takes
+            }
+
+            #[inline]
+            fn process(&mut self, $b: &mut Burst<B>, $c: &mut UnderlayCtx<'_, '_, X>) {
+                $run
+            }
+        }
+    };
+}
+
+underlay_stage!(
+    /// `verify-recv`, below.
+    VerifyRecv, VerifyRecv,
+    [Malformed, Unsupported, UnknownDestination, MtuExceeded, UnknownSender, NoRoute],
+    |_cx| u64::MAX,
+    |b, cx| verify_recv(b, cx.card, cx.s, cx.sas)
+);
+underlay_stage!(
+    /// `decap`, below.
+    Decap, Decap, [Malformed], |_cx| u64::MAX, |b, cx| decap(b, cx.s)
+);
+underlay_stage!(
+    /// `esp-encrypt` of the VPN-bound packets, below.
+    EspEncrypt, EspEncrypt,
+    [EspSeqExhausted, MtuExceeded, Malformed, NoRoom, NoBuffer, UnknownDestination],
+    |cx| cx.s.vpn,
+    |b, cx| esp_encrypt(b, cx.card.tables, cx.s, cx.sas, cx.outputs, cx.extra)
+);
+underlay_stage!(
+    /// `vlan` of the DX-bound packets, below.
+    Vlan, Vlan, [NoRoom, UnknownDestination], |cx| cx.s.dx, |b, cx| vlan(b, cx.card.tables, cx.s, cx.outputs)
+);
+underlay_stage!(
+    /// `endpoint` of the endpoint-bound packets, below.
+    Endpoint, Endpoint,
+    [MtuExceeded, NoRoom, Unsupported, UnknownDestination],
+    |cx| cx.s.endpoint,
+    |b, cx| endpoint(b, cx.card.tables, cx.s, cx.outputs)
+);
+underlay_stage!(
+    /// `nat` of the internet-bound packets, below.
+    NatOut, Nat,
+    [NoElasticIp, Malformed, MtuExceeded, NoRoom, NoBuffer, UnknownDestination],
+    |cx| cx.s.internet,
+    |b, cx| nat_out(b, cx.card.tables, cx.s, cx.outputs, cx.extra)
+);
 
 // ----- verify-recv -----
 
@@ -145,7 +219,7 @@ impl FromFabric {
 /// the outer source PA; then the route of the inner destination picks the way out.
 fn verify_recv<B: PacketBuf>(
     burst: &mut Burst<B>,
-    cx: &mut EdgeCtx<'_>,
+    cx: &mut CardCtx<'_, Tables>,
     s: &mut Scratch,
     sas: &EdgeSas,
 ) {
@@ -175,7 +249,7 @@ fn verify_recv<B: PacketBuf>(
         s.inner_len[j] = o.inner_len as u16;
         if o.vni != o.source_vpc {
             // A peered VPC may not use this VPC's gateways (no transitive routing).
-            cx.alert(DropReason::UnknownSender, StageId::VerifyRecv, o.source_vpc, Some(o.vni), src, dst);
+            cx.alert(DropReason::UnknownSender, StageId::VerifyRecv, None, o.source_vpc, Some(o.vni), src, dst);
             burst.drop(i, DropReason::UnknownSender);
             continue;
         }
@@ -210,7 +284,7 @@ fn verify_recv<B: PacketBuf>(
             _ => tables.vpc(vni),
         };
         let (true, Some(vpc)) = (sender_ok, vpc) else {
-            cx.alert(DropReason::UnknownSender, StageId::VerifyRecv, vni, None, src, dst);
+            cx.alert(DropReason::UnknownSender, StageId::VerifyRecv, None, vni, None, src, dst);
             burst.drop(i, DropReason::UnknownSender);
             continue;
         };
@@ -235,7 +309,7 @@ fn verify_recv<B: PacketBuf>(
                 continue;
             }
             None => {
-                cx.alert(DropReason::NoRoute, StageId::VerifyRecv, vni, None, src, dst);
+                cx.alert(DropReason::NoRoute, StageId::VerifyRecv, None, vni, None, src, dst);
                 burst.drop(i, DropReason::NoRoute);
                 continue;
             }
@@ -313,7 +387,7 @@ fn nat_out<B: PacketBuf, X: Extra<B>>(
         drop_mask(burst, mask, DropReason::UnknownDestination);
         return;
     };
-    let mac = nitro::card_mac(tables.pa());
+    let mac = card_mac(tables.pa());
     // First every Elastic IP of the burst in one burst lookup (hashes, then the touches
     // of every home slot, whose cache misses overlap, then the probes), then the rewrites.
     let mut keys = [(0u32, Ipv4Addr::UNSPECIFIED); MAX_BURST];
@@ -385,7 +459,7 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
         drop_mask(burst, mask, DropReason::UnknownDestination);
         return;
     };
-    let mac = nitro::card_mac(tables.pa());
+    let mac = card_mac(tables.pa());
     let max_inner = esp::max_inner_for_mtu(INTERNET_MTU);
     for i in burst.live_indices() {
         if mask & bit(i) == 0 {
@@ -429,7 +503,7 @@ fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, output
         drop_mask(burst, mask, DropReason::UnknownDestination);
         return;
     };
-    let mac = nitro::card_mac(tables.pa());
+    let mac = card_mac(tables.pa());
     burst.for_each_live(|i, p| {
         if mask & bit(i) == 0 {
             return None;
@@ -459,8 +533,8 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, ou
         let j = slot(i);
         let Class::Endpoint { id, front_end_pa } = s.class[j] else { return None };
         let encap = Encap {
-            src_mac: nitro::card_mac(pa),
-            dst_mac: nitro::UNDERLAY_ROUTER_MAC,
+            src_mac: card_mac(pa),
+            dst_mac: UNDERLAY_ROUTER_MAC,
             src_pa: pa,
             dst_pa: front_end_pa,
             vni: s.vni[j],
