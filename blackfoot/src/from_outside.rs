@@ -1,4 +1,4 @@
-//! Outside in: what arrives on the edge's internet, dx and services ports. Each side has
+//! From outside ([`FromOutside`]): what arrives on the edge's internet, dx and services ports. Each side has
 //! its stage (`nat` + `esp-decrypt` on the internet side, `vlan` on the dx side,
 //! `endpoint` on the services side), which leaves the inner IPv4 packet and its VPC; then
 //! `encap` looks the destination up and sends it to its host.

@@ -1,4 +1,4 @@
-//! Underlay in: what hosts send to the edge. verify-recv, decap, then by the inner
+//! From the underlay ([`FromUnderlay`]): what hosts send to the edge. verify-recv, decap, then by the inner
 //! destination (the sender VPC's longest prefix): `esp-encrypt` (VPN), `vlan` (Direct
 //! Connect), `endpoint` (S3 gateway endpoint) or `nat` (internet gateway); ICMP
 //! fragmentation-needed answers go back to the sender through `encap`.

@@ -1,4 +1,4 @@
-//! Instance side in: classify (with the ARP proxy), verify-send, route, encap.
+//! From the instance ([`FromInstance`]): classify (with the ARP proxy), verify-send, route, encap.
 
 use std::net::Ipv4Addr;
 
@@ -66,7 +66,7 @@ impl Scratch {
 }
 
 /// The context the egress stages share for one burst.
-pub(crate) struct EgressCtx<'c, 't> {
+pub(crate) struct InstanceCtx<'c, 't> {
     nitro: &'c mut CardCtx<'t, Tables>,
     /// The ENI of the port the burst came from, as this card's tables know it.
     sender: Option<&'t LocalEni>,
@@ -141,7 +141,7 @@ impl FromInstance {
             return;
         }
         let sender = ctx.tables.local_eni(eni);
-        let mut cx = EgressCtx {
+        let mut cx = InstanceCtx {
             nitro: ctx,
             sender,
             eni,
@@ -166,9 +166,9 @@ impl StageInfo for Classify {
     const DROPS: &'static [DropReason] = &[DropReason::Malformed, DropReason::NotIpv4, DropReason::ArpIgnored, DropReason::Unsupported];
 }
 
-impl<'c, 't, B: PacketBuf> Stage<B, EgressCtx<'c, 't>> for Classify {
+impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for Classify {
     #[inline]
-    fn process(&mut self, burst: &mut Burst<B>, cx: &mut EgressCtx<'c, 't>) {
+    fn process(&mut self, burst: &mut Burst<B>, cx: &mut InstanceCtx<'c, 't>) {
         let tables = cx.nitro.tables;
         let sender = cx.sender;
         let reply = cx.outputs.reply;
@@ -257,9 +257,9 @@ impl StageInfo for VerifySend {
     const DROPS: &'static [DropReason] = &[DropReason::SpoofedSource];
 }
 
-impl<'c, 't, B: PacketBuf> Stage<B, EgressCtx<'c, 't>> for VerifySend {
+impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for VerifySend {
     #[inline]
-    fn process(&mut self, burst: &mut Burst<B>, cx: &mut EgressCtx<'c, 't>) {
+    fn process(&mut self, burst: &mut Burst<B>, cx: &mut InstanceCtx<'c, 't>) {
         const REASON: DropReason = DropReason::SpoofedSource;
         let s = &*cx.s;
         let eni = Some(cx.eni.0);
@@ -310,9 +310,9 @@ impl StageInfo for RouteStage {
     const DROPS: &'static [DropReason] = &[DropReason::NoRoute, DropReason::NotPeered, DropReason::NoMapping];
 }
 
-impl<'c, 't, B: PacketBuf> Stage<B, EgressCtx<'c, 't>> for RouteStage {
+impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
     #[inline]
-    fn process(&mut self, burst: &mut Burst<B>, cx: &mut EgressCtx<'c, 't>) {
+    fn process(&mut self, burst: &mut Burst<B>, cx: &mut InstanceCtx<'c, 't>) {
         let tables: &'t Tables = cx.nitro.tables;
         let eni = Some(cx.eni.0);
         // verify-send dropped everything when the sender is unknown.
@@ -433,9 +433,9 @@ impl StageInfo for EncapStage {
     const DROPS: &'static [DropReason] = &[DropReason::MtuExceeded, DropReason::NoRoom, DropReason::Unsupported, DropReason::Malformed];
 }
 
-impl<'c, 't, B: PacketBuf> Stage<B, EgressCtx<'c, 't>> for EncapStage {
+impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for EncapStage {
     #[inline]
-    fn process(&mut self, burst: &mut Burst<B>, cx: &mut EgressCtx<'c, 't>) {
+    fn process(&mut self, burst: &mut Burst<B>, cx: &mut InstanceCtx<'c, 't>) {
         let Some(sender) = cx.sender else { return };
         let pa = cx.nitro.tables.pa();
         let encap = Encap {

@@ -1,4 +1,4 @@
-//! Underlay in: verify-recv (parse, sender check, destination ENI and its port's MTU),
+//! From the underlay ([`FromUnderlay`]): verify-recv (parse, sender check, destination ENI and its port's MTU),
 //! decap (with fragmentation or fragmentation-needed for a port that carries less).
 
 use std::net::Ipv4Addr;
@@ -127,7 +127,7 @@ impl<F: Fn(EniId) -> Option<Output>> EniPorts for F {
 }
 
 /// The context the verify-recv stage works in for one burst.
-pub(crate) struct IngressCtx<'c, 't, P: ?Sized> {
+pub(crate) struct UnderlayCtx<'c, 't, P: ?Sized> {
     nitro: &'c mut CardCtx<'t, Tables>,
     ports: &'c P,
     s: &'c mut Scratch,
@@ -189,7 +189,7 @@ impl FromUnderlay {
         if burst.live_mask() == 0 {
             return;
         }
-        let mut cx = IngressCtx {
+        let mut cx = UnderlayCtx {
             nitro: ctx,
             ports: eni_ports,
             s: &mut self.scratch,
@@ -239,9 +239,9 @@ impl StageInfo for VerifyRecv {
     ];
 }
 
-impl<'c, 't, B: PacketBuf, P: EniPorts + ?Sized> Stage<B, IngressCtx<'c, 't, P>> for VerifyRecv {
+impl<'c, 't, B: PacketBuf, P: EniPorts + ?Sized> Stage<B, UnderlayCtx<'c, 't, P>> for VerifyRecv {
     #[inline]
-    fn process(&mut self, burst: &mut Burst<B>, cx: &mut IngressCtx<'c, 't, P>) {
+    fn process(&mut self, burst: &mut Burst<B>, cx: &mut UnderlayCtx<'c, 't, P>) {
         let tables: &'t Tables = cx.nitro.tables;
         let pa = tables.pa();
         let s = &mut *cx.s;

@@ -129,6 +129,62 @@ fn check_drops<S: StageInfo, B>(burst: &Burst<B>, dropped: u64) {
     }
 }
 
+/// Check a drop table in documentation against a pipeline's [`DropTable`] (for the cards'
+/// tests: the crate docs and the README say what the stages declare, one source of
+/// truth). `doc` is markdown, each line possibly prefixed by `//!`; the table is the first
+/// one after the line containing `after`. Its header names a `stage` column and a `drops`
+/// column; every row's stage cell is a stage name in backquotes and its drops cell lists
+/// drop reasons in backquotes (anything else in the cell, such as `*` or a remark, is
+/// ignored). The rows must be the table's stages, in order, each with exactly its drops.
+/// The error says what differs.
+pub fn check_doc_table(doc: &str, after: &str, table: DropTable) -> Result<(), String> {
+    let lines: Vec<&str> = doc
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches("//!").trim())
+        .collect();
+    let start = lines.iter().position(|l| l.contains(after)).ok_or(format!("no {after:?}"))?;
+    let rows: Vec<Vec<&str>> = lines[start..]
+        .iter()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    let header = rows.first().ok_or(format!("no table after {after:?}"))?;
+    let col = |name: &str| header.iter().position(|c| *c == name).ok_or(format!("no {name} column after {after:?}"));
+    let (stage_col, drops_col) = (col("stage")?, col("drops")?);
+    let quoted = |cell: &str| -> Vec<String> {
+        cell.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+    };
+    let mut got = Vec::new();
+    for row in rows.iter().skip(2) {
+        let stage = quoted(row.get(stage_col).copied().unwrap_or("")).join(" ");
+        let mut drops = Vec::new();
+        for name in quoted(row.get(drops_col).copied().unwrap_or("")) {
+            drops.push(name.parse::<DropReason>().map_err(|e| format!("{after:?}, {stage}: {e}"))?);
+        }
+        got.push((stage, drops));
+    }
+    let want: Vec<(String, &[DropReason])> = table.iter().map(|(id, d)| (id.name().to_owned(), *d)).collect();
+    let stages = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>().join(", ");
+    if got.len() != want.len() || got.iter().zip(&want).any(|(g, w)| g.0 != w.0) {
+        return Err(format!(
+            "{after:?}: the table's stages are [{}], the pipeline's [{}]",
+            stages(&mut got.iter().map(|g| g.0.clone())),
+            stages(&mut want.iter().map(|w| w.0.clone()))
+        ));
+    }
+    for ((stage, doc), (_, code)) in got.iter().zip(&want) {
+        let missing: Vec<&str> = code.iter().filter(|r| !doc.contains(r)).map(|r| r.name()).collect();
+        let extra: Vec<&str> = doc.iter().filter(|r| !code.contains(r)).map(|r| r.name()).collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            return Err(format!(
+                "{after:?}, {stage}: the table lacks {missing:?} and has {extra:?} which the stage does not declare"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +336,23 @@ mod tests {
         assert_eq!(meters.counters.stage_packets(StageId::VerifySend), 3);
         assert_eq!(meters.counters.stage_drops(StageId::VerifySend), 1);
         assert!(meters.timing.current().get(StageId::VerifySend).is_empty());
+    }
+
+    #[test]
+    fn doc_tables_are_checked_both_ways() {
+        const TABLE: DropTable = &[drop_row::<OddDropper>(), drop_row::<Masked>()];
+        let doc = "//! Intro\n//! **Ours**\n//!\n//! | stage | what | drops |\n//! | --- | --- | --- |\n\
+                   //! | `verify-send` | odd | `spoofed_source`* |\n//! | `nat` | mask | `no_elastic_ip` (slot 2) |\n";
+        assert_eq!(check_doc_table(doc, "**Ours**", TABLE), Ok(()));
+        let lacking = doc.replace("`no_elastic_ip`", "");
+        let err = check_doc_table(&lacking, "**Ours**", TABLE).unwrap_err();
+        assert!(err.contains("lacks [\"no_elastic_ip\"]"), "{err}");
+        let more = doc.replace("`spoofed_source`*", "`spoofed_source`*, `no_route`");
+        let err = check_doc_table(&more, "**Ours**", TABLE).unwrap_err();
+        assert!(err.contains("has [\"no_route\"]"), "{err}");
+        let renamed = doc.replace("| `nat` |", "| `vlan` |");
+        assert!(check_doc_table(&renamed, "**Ours**", TABLE).unwrap_err().contains("stages are [verify-send, vlan]"));
+        assert!(check_doc_table(doc, "**Theirs**", TABLE).is_err());
+        assert!(check_doc_table(&doc.replace("`no_elastic_ip`", "`no_such`"), "**Ours**", TABLE).is_err());
     }
 }

@@ -25,6 +25,12 @@
 //!   endpoint-ID option, no unknown critical option, and an inner packet that starts as
 //!   IPv4. Our own 58-byte layout is recognised on fixed offsets; any other option layout
 //!   goes through the bounds-safe option walk. It never panics.
+//! * [`OuterTemplate`]: the 58 bytes written once for many packets of one card and source
+//!   VPC, then patched per packet on the named [`offset`]s (what `emit_outer` writes, byte
+//!   for byte).
+//! * The addresses both cards use: [`card_mac`], [`UNDERLAY_ROUTER_MAC`],
+//!   [`subnet_router_mac`]; and [`ipv4_header`], the fast IPv4 header check both cards
+//!   make before trusting an inner header.
 //! * Errors: [`Error::Truncated`] (frame shorter than the headers or the IP total length),
 //!   [`Error::Checksum`], [`Error::Unsupported`] (not vpcemu's encapsulation: another
 //!   EtherType, protocol, port, version, a fragment, an unknown critical option), and
