@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pipeline::{
-    run_timed, Burst, Clock, DropReason, HistogramConfig, Meters, NullClock, Stage, StageId,
-    StageInfo, TimingCollector,
+    run_timed, Burst, Clock, HistogramConfig, Meters, NullClock, Stage, StageId, StageInfo,
+    TimingCollector,
 };
 use wire::{PacketBuf, TestBuffer};
 
@@ -52,7 +52,7 @@ struct Work<const R: usize> {
 
 impl<const R: usize> StageInfo for Work<R> {
     const ID: StageId = StageId::VerifySend;
-    const DROPS: &'static [DropReason] = &[];
+    const DROPS: &'static [pipeline::DropReason] = &[];
 }
 
 impl<const R: usize, B: PacketBuf> Stage<B, ()> for Work<R> {

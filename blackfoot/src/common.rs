@@ -6,9 +6,36 @@
 use std::net::Ipv4Addr;
 
 use mapping_client::{Location, Tables};
-use pipeline::{bit, slot, Burst, DropReason, Output, Stage, StageId, StageInfo, Verdict, MAX_BURST};
+use pipeline::{bit, slot, Burst, DropReason, Output, Stage, Verdict, MAX_BURST};
 use wire::vpc::{self, card_mac, Encap, UNDERLAY_ROUTER_MAC, VPC_MTU};
 use wire::{EthernetAddress, PacketBuf};
+
+/// `edge_stage!(Name: Id, [drops], Ctx [generics], |cx| takes, |burst, cx| run)`: a stage
+/// of an edge pipeline: the struct, its [`StageInfo`](pipeline::StageInfo) and its
+/// [`Stage`] over the context `Ctx` (with the extra generic parameters in brackets).
+macro_rules! edge_stage {
+    (
+        $(#[$doc:meta])* $name:ident: $id:ident, [$($drop:ident),*], $ctx:ty [$($gen:tt)*],
+        |$cx:ident| $takes:expr, |$b:ident, $c:ident| $run:expr
+    ) => {
+        $(#[$doc])*
+        struct $name;
+
+        pipeline::stage_info!($name: $id, [$($drop),*]);
+
+        impl<B: wire::PacketBuf, $($gen)*> pipeline::Stage<B, $ctx> for $name {
+            #[inline(always)]
+            fn takes(&self, $cx: &$ctx) -> u64 {
+                $takes
+            }
+
+            #[inline]
+            fn process(&mut self, $b: &mut pipeline::Burst<B>, $c: &mut $ctx) {
+                $run
+            }
+        }
+    };
+}
 
 /// Ethernet destination of everything the edge sends out of its internet side: the
 /// internet next hop, as if one upstream router took every packet (see the crate docs).
@@ -55,6 +82,17 @@ pub(crate) fn trim_to<B: PacketBuf>(p: &mut B, total: usize) -> Result<(), DropR
     Ok(())
 }
 
+/// Prepend the two addresses and `rest` (the EtherType, or an 802.1Q tag and the
+/// EtherType).
+#[inline(always)]
+fn push_header<B: PacketBuf>(p: &mut B, dst: EthernetAddress, src: EthernetAddress, rest: &[u8]) -> Result<(), DropReason> {
+    let h = p.prepend(12 + rest.len()).map_err(|_| DropReason::NoRoom)?;
+    h[..6].copy_from_slice(&dst.0);
+    h[6..12].copy_from_slice(&src.0);
+    h[12..].copy_from_slice(rest);
+    Ok(())
+}
+
 /// Prepend an Ethernet II header carrying IPv4.
 #[inline(always)]
 pub(crate) fn push_ethernet<B: PacketBuf>(
@@ -62,11 +100,7 @@ pub(crate) fn push_ethernet<B: PacketBuf>(
     dst: EthernetAddress,
     src: EthernetAddress,
 ) -> Result<(), DropReason> {
-    let h = p.prepend(ETH_LEN).map_err(|_| DropReason::NoRoom)?;
-    h[..6].copy_from_slice(&dst.0);
-    h[6..12].copy_from_slice(&src.0);
-    h[12..14].copy_from_slice(&[0x08, 0x00]);
-    Ok(())
+    push_header(p, dst, src, &[0x08, 0x00])
 }
 
 /// Prepend Ethernet with an 802.1Q tag (PCP 0, DEI 0, `vlan`) carrying IPv4.
@@ -77,13 +111,8 @@ pub(crate) fn push_vlan_ethernet<B: PacketBuf>(
     src: EthernetAddress,
     vlan: u16,
 ) -> Result<(), DropReason> {
-    let h = p.prepend(VLAN_ETH_LEN).map_err(|_| DropReason::NoRoom)?;
-    h[..6].copy_from_slice(&dst.0);
-    h[6..12].copy_from_slice(&src.0);
-    h[12..14].copy_from_slice(&[0x81, 0x00]);
-    h[14..16].copy_from_slice(&(vlan & 0x0fff).to_be_bytes());
-    h[16..18].copy_from_slice(&[0x08, 0x00]);
-    Ok(())
+    let [hi, lo] = (vlan & 0x0fff).to_be_bytes();
+    push_header(p, dst, src, &[0x81, 0x00, hi, lo, 0x08, 0x00])
 }
 
 /// Prepend the VPC encapsulation (ARCHITECTURE section 3) to the IPv4 packet in `p`, with
@@ -151,11 +180,7 @@ pub(crate) struct HostsCtx<'a> {
 /// know: `no_mapping`.
 pub(crate) struct EncapToHosts;
 
-impl StageInfo for EncapToHosts {
-    const ID: StageId = StageId::Encap;
-    const DROPS: &'static [DropReason] =
-        &[DropReason::NoMapping, DropReason::MtuExceeded, DropReason::NoRoom, DropReason::Unsupported];
-}
+pipeline::stage_info!(EncapToHosts: Encap, [NoMapping, MtuExceeded, NoRoom, Unsupported]);
 
 impl<B: PacketBuf> Stage<B, HostsCtx<'_>> for EncapToHosts {
     #[inline(always)]

@@ -9,7 +9,7 @@ use mapping_client::Tables;
 use pipeline::underlay::ipv4_header;
 use pipeline::{
     bit, drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
-    Stage, StageId, StageInfo, MAX_BURST,
+    StageId, MAX_BURST,
 };
 use wire::vpc::{self, card_mac};
 use wire::PacketBuf;
@@ -121,61 +121,29 @@ struct OutsideCtx<'c, 't> {
     reply: Option<Output>,
 }
 
-/// Declare a stage of [`FromOutside`]: its id, its drops, the slots it takes and what it
-/// runs.
-macro_rules! outside_stage {
-    ($(#[$doc:meta])* $name:ident, $id:ident, [$($drop:ident),*], |$cx:ident| $takes:expr, |$b:ident, $c:ident| $run:expr) => {
-        $(#[$doc])*
-        struct $name;
-
-        impl StageInfo for $name {
-            const ID: StageId = StageId::$id;
-            const DROPS: &'static [DropReason] = &[$(DropReason::$drop),*];
-        }
-
-        impl<B: PacketBuf> Stage<B, OutsideCtx<'_, '_>> for $name {
-            #[inline(always)]
-            fn takes(&self, $cx: &OutsideCtx<'_, '_>) -> u64 {
-                $takes
-            }
-
-            #[inline]
-            fn process(&mut self, $b: &mut Burst<B>, $c: &mut OutsideCtx<'_, '_>) {
-                $run
-            }
-        }
-    };
-}
-
-outside_stage!(
+edge_stage!(
     /// Internet side `classify`, below.
-    ClassifyInternet, Classify,
-    [ArpIgnored, Malformed, NotIpv4, NoElasticIp, UnknownDestination],
+    ClassifyInternet: Classify, [ArpIgnored, Malformed, NotIpv4, NoElasticIp, UnknownDestination], OutsideCtx<'_, '_> [],
     |_cx| u64::MAX,
-    |b, cx| classify_internet(b, cx.card.tables, cx.s, cx.reply)
-);
-outside_stage!(
+    |b, cx| classify_internet(b, cx.card.tables, cx.s, cx.reply));
+edge_stage!(
     /// Internet side `esp-decrypt` of the ESP packets, below.
-    EspDecrypt, EspDecrypt,
-    [Unsupported, Malformed, UnknownSpi, EspReplay, EspAuthFailed, VpnPolicy],
+    EspDecrypt: EspDecrypt, [Unsupported, Malformed, UnknownSpi, EspReplay, EspAuthFailed, VpnPolicy], OutsideCtx<'_, '_> [],
     |cx| cx.s.esp,
-    |b, cx| esp_decrypt(b, cx.card, cx.sas, cx.s)
-);
-outside_stage!(
+    |b, cx| esp_decrypt(b, cx.card, cx.sas, cx.s));
+edge_stage!(
     /// Internet side `nat` of the packets to an Elastic IP, below.
-    NatIn, Nat, [Malformed, NoElasticIp], |cx| cx.s.nat, |b, cx| nat_in(b, cx.s)
-);
-outside_stage!(
+    NatIn: Nat, [Malformed, NoElasticIp], OutsideCtx<'_, '_> [],
+    |cx| cx.s.nat, |b, cx| nat_in(b, cx.s));
+edge_stage!(
     /// DX side `vlan`, below.
-    Untag, Vlan, [UnknownVlan, NotIpv4, Malformed], |_cx| u64::MAX, |b, cx| untag(b, cx.card.tables, cx.s)
-);
-outside_stage!(
+    Untag: Vlan, [UnknownVlan, NotIpv4, Malformed], OutsideCtx<'_, '_> [],
+    |_cx| u64::MAX, |b, cx| untag(b, cx.card.tables, cx.s));
+edge_stage!(
     /// Services side `endpoint`, below.
-    EndpointIn, Endpoint,
-    [Unsupported, Malformed, UnknownDestination, UnknownEndpoint, EndpointMismatch],
+    EndpointIn: Endpoint, [Unsupported, Malformed, UnknownDestination, UnknownEndpoint, EndpointMismatch], OutsideCtx<'_, '_> [],
     |_cx| u64::MAX,
-    |b, cx| endpoint_in(b, cx.card, cx.s)
-);
+    |b, cx| endpoint_in(b, cx.card, cx.s));
 
 /// Strip Ethernet (type IPv4 required) and padding; the IPv4 header must be sound.
 #[inline(always)]

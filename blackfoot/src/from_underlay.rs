@@ -10,7 +10,7 @@ use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
 use pipeline::frag::{self, fragment_out};
 use pipeline::{
     bit, drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
-    Received, Stage, StageId, StageInfo, Verdict, MAX_BURST,
+    Received, StageId, Verdict, MAX_BURST,
 };
 use wire::vpc::{card_mac, Encap, UNDERLAY_ROUTER_MAC};
 use wire::{EthernetAddress, PacketBuf};
@@ -148,68 +148,34 @@ struct UnderlayCtx<'c, 't, X> {
     extra: &'c mut X,
 }
 
-/// Declare a stage of [`FromUnderlay`]: its id, its drops, the slots it takes and what it
-/// runs.
-macro_rules! underlay_stage {
-    ($(#[$doc:meta])* $name:ident, $id:ident, [$($drop:ident),*], |$cx:ident| $takes:expr, |$b:ident, $c:ident| $run:expr) => {
-        $(#[$doc])*
-        struct $name;
-
-        impl StageInfo for $name {
-            const ID: StageId = StageId::$id;
-            const DROPS: &'static [DropReason] = &[$(DropReason::$drop),*];
-        }
-
-        impl<B: PacketBuf, X: Extra<B>> Stage<B, UnderlayCtx<'_, '_, X>> for $name {
-            #[inline(always)]
-            fn takes(&self, $cx: &UnderlayCtx<'_, '_, X>) -> u64 {
-                $takes
-            }
-
-            #[inline]
-            fn process(&mut self, $b: &mut Burst<B>, $c: &mut UnderlayCtx<'_, '_, X>) {
-                $run
-            }
-        }
-    };
-}
-
-underlay_stage!(
+edge_stage!(
     /// `verify-recv`, below.
-    VerifyRecv, VerifyRecv,
-    [Malformed, Unsupported, UnknownDestination, MtuExceeded, UnknownSender, NoRoute],
+    VerifyRecv: VerifyRecv, [Malformed, Unsupported, UnknownDestination, MtuExceeded, UnknownSender, NoRoute], UnderlayCtx<'_, '_, X> [X: Extra<B>],
     |_cx| u64::MAX,
-    |b, cx| verify_recv(b, cx.card, cx.s, cx.sas)
-);
-underlay_stage!(
+    |b, cx| verify_recv(b, cx.card, cx.s, cx.sas));
+edge_stage!(
     /// `decap`, below.
-    Decap, Decap, [Malformed], |_cx| u64::MAX, |b, cx| decap(b, cx.s)
-);
-underlay_stage!(
+    Decap: Decap, [Malformed], UnderlayCtx<'_, '_, X> [X: Extra<B>],
+    |_cx| u64::MAX, |b, cx| decap(b, cx.s));
+edge_stage!(
     /// `esp-encrypt` of the VPN-bound packets, below.
-    EspEncrypt, EspEncrypt,
-    [EspSeqExhausted, MtuExceeded, Malformed, NoRoom, NoBuffer, UnknownDestination],
+    EspEncrypt: EspEncrypt, [EspSeqExhausted, MtuExceeded, Malformed, NoRoom, NoBuffer, UnknownDestination], UnderlayCtx<'_, '_, X> [X: Extra<B>],
     |cx| cx.s.vpn,
-    |b, cx| esp_encrypt(b, cx.card.tables, cx.s, cx.sas, cx.outputs, cx.extra)
-);
-underlay_stage!(
+    |b, cx| esp_encrypt(b, cx.card.tables, cx.s, cx.sas, cx.outputs, cx.extra));
+edge_stage!(
     /// `vlan` of the DX-bound packets, below.
-    Vlan, Vlan, [NoRoom, UnknownDestination], |cx| cx.s.dx, |b, cx| vlan(b, cx.card.tables, cx.s, cx.outputs)
-);
-underlay_stage!(
+    Vlan: Vlan, [NoRoom, UnknownDestination], UnderlayCtx<'_, '_, X> [X: Extra<B>],
+    |cx| cx.s.dx, |b, cx| vlan(b, cx.card.tables, cx.s, cx.outputs));
+edge_stage!(
     /// `endpoint` of the endpoint-bound packets, below.
-    Endpoint, Endpoint,
-    [MtuExceeded, NoRoom, Unsupported, UnknownDestination],
+    Endpoint: Endpoint, [MtuExceeded, NoRoom, Unsupported, UnknownDestination], UnderlayCtx<'_, '_, X> [X: Extra<B>],
     |cx| cx.s.endpoint,
-    |b, cx| endpoint(b, cx.card.tables, cx.s, cx.outputs)
-);
-underlay_stage!(
+    |b, cx| endpoint(b, cx.card.tables, cx.s, cx.outputs));
+edge_stage!(
     /// `nat` of the internet-bound packets, below.
-    NatOut, Nat,
-    [NoElasticIp, Malformed, MtuExceeded, NoRoom, NoBuffer, UnknownDestination],
+    NatOut: Nat, [NoElasticIp, Malformed, MtuExceeded, NoRoom, NoBuffer, UnknownDestination], UnderlayCtx<'_, '_, X> [X: Extra<B>],
     |cx| cx.s.internet,
-    |b, cx| nat_out(b, cx.card.tables, cx.s, cx.outputs, cx.extra)
-);
+    |b, cx| nat_out(b, cx.card.tables, cx.s, cx.outputs, cx.extra));
 
 // ----- verify-recv -----
 

@@ -94,6 +94,7 @@
 )]
 
 pub mod aead;
+#[macro_use]
 mod common;
 pub mod esp;
 mod from_outside;

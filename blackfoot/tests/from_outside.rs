@@ -25,11 +25,7 @@ fn internet_answers_are_dnatted_and_carried_to_red1s_host() {
     assert_eq!(pass.verdicts(), vec![fwd(FABRIC); 3]);
     for ((_, frame), orig) in pass.out.iter().zip(&packets) {
         let inner = host_inner(frame, PA_A, RED);
-        assert_eq!(
-            inner,
-            readdressed(orig, None, Some(RED1)),
-            "DNAT, checksums updated"
-        );
+        assert_eq!(inner, readdressed(orig, None, Some(RED1)), "DNAT, checksums updated");
         assert_ipv4_sound(&inner);
         assert_l4_sound(&inner);
     }
@@ -48,10 +44,7 @@ fn an_icmp_error_quoting_a_snatted_packet_gets_its_quote_translated_back() {
     let pass = edge.run_outside(Side::Internet, &[from_internet(&error)]);
     let inner = host_inner(pass.only(fwd(FABRIC)), PA_A, RED);
     let expected = icmp(INTERNET_HOST, RED1, 3, 3, [0; 4], &orig);
-    assert_eq!(
-        inner, expected,
-        "outer destination and quoted source are red-1 again"
-    );
+    assert_eq!(inner, expected, "outer destination and quoted source are red-1 again");
     let quote = &inner[28..];
     assert_eq!(quote, &orig[..]);
     assert_ipv4_sound(quote);
@@ -69,14 +62,7 @@ fn traffic_to_an_unassociated_address_has_no_elastic_ip() {
     let frames = [
         from_internet(&udp(INTERNET_HOST, NOT_AN_EIP, 53, 40000, b"?", false)),
         // ESP to an address that is neither a tunnel address nor an Elastic IP.
-        from_internet(&ipv4(
-            CUSTOMER_GW,
-            NOT_AN_EIP,
-            PROTO_ESP,
-            false,
-            1,
-            &payload(64, 1),
-        )),
+        from_internet(&ipv4(CUSTOMER_GW, NOT_AN_EIP, PROTO_ESP, false, 1, &payload(64, 1))),
     ];
     let pass = edge.run_outside(Side::Internet, &frames);
     assert_eq!(pass.verdicts(), vec![drop(DropReason::NoElasticIp); 2]);
@@ -107,18 +93,8 @@ fn not_ipv4_and_broken_headers_on_the_internet_side() {
     let c = checksum::ipv4_header(&long[..20]);
     put16(&mut long, 10, c);
     let frames = [
-        ether(
-            card_mac(PA_EDGE),
-            INTERNET_NEXT_HOP_MAC,
-            0x86dd,
-            &good,
-        ),
-        ether(
-            card_mac(PA_EDGE),
-            INTERNET_NEXT_HOP_MAC,
-            0x0806,
-            &[0; 28],
-        ),
+        ether(card_mac(PA_EDGE), INTERNET_NEXT_HOP_MAC, 0x86dd, &good),
+        ether(card_mac(PA_EDGE), INTERNET_NEXT_HOP_MAC, 0x0806, &[0; 28]),
         from_internet(&bad_sum),
         from_internet(&long),
         from_internet(&good[..19]),
@@ -143,14 +119,7 @@ fn not_ipv4_and_broken_headers_on_the_internet_side() {
 fn esp_from_the_customer_gateway_is_decrypted_and_delivered_to_red1() {
     let mut edge = Edge::story();
     let gw = customer_tx(&edge.vpn());
-    let reply = udp(
-        CUSTOMER_HOST,
-        RED1,
-        9000,
-        40001,
-        b"from the data centre",
-        true,
-    );
+    let reply = udp(CUSTOMER_HOST, RED1, 9000, 40001, b"from the data centre", true);
     let frame = sealed(&reply, &gw);
     let pass = edge.run_outside(Side::Internet, std::slice::from_ref(&frame));
     let inner = host_inner(pass.only(fwd(FABRIC)), PA_A, RED);
@@ -182,14 +151,7 @@ fn esp_with_a_flipped_icv_bit_fails_authentication_and_raises_an_alert() {
     pass.only(drop(DropReason::EspAuthFailed));
     assert_eq!(
         edge.alerts(),
-        [edge.alert(
-            DropReason::EspAuthFailed,
-            StageId::EspDecrypt,
-            RED,
-            None,
-            CUSTOMER_GW,
-            TUNNEL_LOCAL
-        )]
+        [edge.alert(DropReason::EspAuthFailed, StageId::EspDecrypt, RED, None, CUSTOMER_GW, TUNNEL_LOCAL)]
     );
     // The forgery did not move the window: the genuine packet with that number still passes.
     let pass = edge.run_outside(Side::Internet, &[good]);
@@ -237,22 +199,8 @@ fn esp_outside_the_vpns_prefixes_violates_the_policy() {
     assert_eq!(
         edge.alerts(),
         [
-            edge.alert(
-                DropReason::VpnPolicy,
-                StageId::EspDecrypt,
-                RED,
-                None,
-                stranger,
-                RED1
-            ),
-            edge.alert(
-                DropReason::VpnPolicy,
-                StageId::EspDecrypt,
-                RED,
-                None,
-                CUSTOMER_HOST,
-                YELLOW1
-            ),
+            edge.alert(DropReason::VpnPolicy, StageId::EspDecrypt, RED, None, stranger, RED1),
+            edge.alert(DropReason::VpnPolicy, StageId::EspDecrypt, RED, None, CUSTOMER_HOST, YELLOW1),
         ]
     );
 }
@@ -310,16 +258,9 @@ fn dx_frames_enter_the_vifs_vpc() {
         ]
     );
     for (_, f) in &pass.out[..3] {
-        assert_eq!(
-            host_inner(f, PA_B, YELLOW),
-            from_dc,
-            "to host-b, VNI 102, unchanged"
-        );
+        assert_eq!(host_inner(f, PA_B, YELLOW), from_dc, "to host-b, VNI 102, unchanged");
     }
-    assert_eq!(
-        edge.meters.counters.stage_packets(StageId::Vlan),
-        frames.len() as u64
-    );
+    assert_eq!(edge.meters.counters.stage_packets(StageId::Vlan), frames.len() as u64);
     assert_eq!(edge.meters.counters.stage_drops(StageId::Vlan), 4);
     assert!(edge.alerts().is_empty());
 }
@@ -344,22 +285,8 @@ fn endpoint_answers_that_do_not_match_are_dropped() {
     let to_yellow = tcp(S3_HOST, YELLOW1, 443, 40003, b"200 OK", true);
     let other_pa = Ipv4Addr::new(198, 18, 254, 9);
     let frames = [
-        geneve(
-            FRONT_END,
-            PA_EDGE,
-            RED,
-            RED,
-            Some(0x1111_2222_3333_4444),
-            &answer,
-        ),
-        geneve(
-            FRONT_END,
-            PA_EDGE,
-            YELLOW,
-            YELLOW,
-            Some(ENDPOINT_ID),
-            &to_yellow,
-        ),
+        geneve(FRONT_END, PA_EDGE, RED, RED, Some(0x1111_2222_3333_4444), &answer),
+        geneve(FRONT_END, PA_EDGE, YELLOW, YELLOW, Some(ENDPOINT_ID), &to_yellow),
         geneve(FRONT_END, PA_EDGE, RED, RED, None, &answer),
         geneve(other_pa, PA_EDGE, RED, RED, Some(ENDPOINT_ID), &answer),
         geneve(FRONT_END, PA_B, RED, RED, Some(ENDPOINT_ID), &answer),
@@ -378,22 +305,8 @@ fn endpoint_answers_that_do_not_match_are_dropped() {
     assert_eq!(
         edge.alerts(),
         [
-            edge.alert(
-                DropReason::EndpointMismatch,
-                StageId::Endpoint,
-                YELLOW,
-                Some(RED),
-                S3_HOST,
-                YELLOW1
-            ),
-            edge.alert(
-                DropReason::EndpointMismatch,
-                StageId::Endpoint,
-                RED,
-                None,
-                S3_HOST,
-                RED1
-            ),
+            edge.alert(DropReason::EndpointMismatch, StageId::Endpoint, YELLOW, Some(RED), S3_HOST, YELLOW1),
+            edge.alert(DropReason::EndpointMismatch, StageId::Endpoint, RED, None, S3_HOST, RED1),
         ]
     );
 }
@@ -402,25 +315,9 @@ fn endpoint_answers_that_do_not_match_are_dropped() {
 fn outside_frames(edge: &Edge) -> Vec<(Side, Vec<u8>)> {
     let gw = customer_tx(&edge.vpn());
     vec![
-        (
-            Side::Internet,
-            from_internet(&udp(
-                INTERNET_HOST,
-                EIP_RED1,
-                53,
-                40000,
-                &payload(30, 1),
-                false,
-            )),
-        ),
-        (
-            Side::Internet,
-            sealed(&udp(CUSTOMER_HOST, RED1, 1, 2, &payload(30, 2), true), &gw),
-        ),
-        (
-            Side::Dx,
-            from_dx(101, &udp(DX_HOST, YELLOW1, 1, 2, &payload(30, 3), true)),
-        ),
+        (Side::Internet, from_internet(&udp(INTERNET_HOST, EIP_RED1, 53, 40000, &payload(30, 1), false))),
+        (Side::Internet, sealed(&udp(CUSTOMER_HOST, RED1, 1, 2, &payload(30, 2), true), &gw)),
+        (Side::Dx, from_dx(101, &udp(DX_HOST, YELLOW1, 1, 2, &payload(30, 3), true))),
         (
             Side::Services,
             geneve(
@@ -455,10 +352,7 @@ fn truncated_outside_frames_are_dropped_never_a_panic() {
             }
         }
     }
-    assert!(
-        edge.alerts().is_empty(),
-        "no truncation looks like an attack"
-    );
+    assert!(edge.alerts().is_empty(), "no truncation looks like an attack");
     assert_eq!(edge.meters.counters.drops(DropReason::NoVerdict), 0);
 }
 

@@ -22,14 +22,7 @@ use proptest::test_runner::{Config, TestRunner};
 fn internet_udp_tcp_and_echo_are_snatted_to_the_elastic_ip() {
     let mut edge = Edge::story();
     let packets = [
-        udp(
-            RED1,
-            INTERNET_HOST,
-            40000,
-            53,
-            b"which way to the internet?",
-            true,
-        ),
+        udp(RED1, INTERNET_HOST, 40000, 53, b"which way to the internet?", true),
         tcp(RED1, INTERNET_HOST, 40001, 443, &payload(333, 1), true),
         echo(RED1, INTERNET_HOST, 8, b"ping!ping!"),
         // UDP without checksum: stays without.
@@ -45,22 +38,14 @@ fn internet_udp_tcp_and_echo_are_snatted_to_the_elastic_ip() {
     assert!(pass.extra.is_empty());
     for ((_, frame), orig) in pass.out.iter().zip(&packets) {
         let ip = internet_ip(frame);
-        assert_eq!(
-            ip,
-            &readdressed(orig, Some(EIP_RED1), None)[..],
-            "SNAT, checksums updated"
-        );
+        assert_eq!(ip, &readdressed(orig, Some(EIP_RED1), None)[..], "SNAT, checksums updated");
         assert_eq!(addr(ip, 12), EIP_RED1);
         assert_eq!(addr(ip, 16), INTERNET_HOST);
         assert_eq!(ip[8], 61, "TTL not decremented");
         assert_ipv4_sound(ip);
         assert_l4_sound(ip);
     }
-    assert_eq!(
-        get16(internet_ip(&pass.out[3].1), 26),
-        0,
-        "UDP checksum 0 stays 0"
-    );
+    assert_eq!(get16(internet_ip(&pass.out[3].1), 26), 0, "UDP checksum 0 stays 0");
     assert_eq!(edge.meters.counters.output(INTERNET), packets.len() as u64);
     assert_eq!(edge.meters.counters.total_drops(), 0);
     assert!(edge.alerts().is_empty());
@@ -80,25 +65,14 @@ fn a_padded_frame_is_trimmed_before_snat() {
 #[test]
 fn a_3000_byte_datagram_without_df_goes_out_in_fragments() {
     let mut edge = Edge::story();
-    let orig = udp(
-        RED1,
-        INTERNET_HOST,
-        40000,
-        9999,
-        &payload(3000 - 28, 3),
-        false,
-    );
+    let orig = udp(RED1, INTERNET_HOST, 40000, 9999, &payload(3000 - 28, 3), false);
     assert_eq!(orig.len(), 3000);
     let pass = edge.run_underlay(&[from_host(PA_A, RED, &orig)]);
     let first = internet_ip(pass.only(fwd(INTERNET))).to_vec();
     assert_eq!(first.len(), INTERNET_MTU, "first fragment fills the MTU");
     assert_eq!(frag_of(&first), (0, true));
     // 2980 bytes of data: 1480 + 1480 + 20.
-    assert_eq!(
-        pass.extra.len(),
-        2,
-        "the other fragments go out through Extra"
-    );
+    assert_eq!(pass.extra.len(), 2, "the other fragments go out through Extra");
     let mut frags = vec![first];
     for (frame, out) in &pass.extra {
         assert_eq!(*out, INTERNET);
@@ -107,16 +81,9 @@ fn a_3000_byte_datagram_without_df_goes_out_in_fragments() {
         assert_eq!(addr(ip, 12), EIP_RED1);
         frags.push(ip.to_vec());
     }
-    assert_eq!(
-        frags.iter().map(|f| frag_of(f).0).collect::<Vec<_>>(),
-        [0, 1480, 2960]
-    );
+    assert_eq!(frags.iter().map(|f| frag_of(f).0).collect::<Vec<_>>(), [0, 1480, 2960]);
     let whole = reassemble(&frags);
-    assert_eq!(
-        whole,
-        readdressed(&orig, Some(EIP_RED1), None),
-        "reassembles to the SNATed original"
-    );
+    assert_eq!(whole, readdressed(&orig, Some(EIP_RED1), None), "reassembles to the SNATed original");
     assert_l4_sound(&whole);
     assert_eq!(edge.meters.counters.total_drops(), 0);
 }
@@ -130,11 +97,7 @@ fn assert_frag_needed(frame: &[u8], orig: &[u8], mtu: u16) {
     assert_eq!((addr(&ip, 12), addr(&ip, 16)), (RED_ROUTER, RED1));
     assert_eq!(get16(&ip, 6) & 0x4000, 0, "DF clear");
     let m = &ip[20..];
-    assert_eq!(
-        (m[0], m[1]),
-        (3, 4),
-        "destination unreachable, fragmentation needed"
-    );
+    assert_eq!((m[0], m[1]), (3, 4), "destination unreachable, fragmentation needed");
     assert_eq!(get16(m, 6), mtu, "next-hop MTU");
     assert_eq!(&m[8..], &orig[..28], "quotes the IPv4 header and 8 bytes");
     assert_l4_sound(&ip);
@@ -143,14 +106,7 @@ fn assert_frag_needed(frame: &[u8], orig: &[u8], mtu: u16) {
 #[test]
 fn a_3000_byte_datagram_with_df_gets_fragmentation_needed_back() {
     let mut edge = Edge::story();
-    let orig = udp(
-        RED1,
-        INTERNET_HOST,
-        40000,
-        9999,
-        &payload(3000 - 28, 4),
-        true,
-    );
+    let orig = udp(RED1, INTERNET_HOST, 40000, 9999, &payload(3000 - 28, 4), true);
     let pass = edge.run_underlay(&[from_host(PA_A, RED, &orig)]);
     assert_frag_needed(pass.only(fwd(FABRIC)), &orig, 1500);
     assert!(pass.extra.is_empty());
@@ -162,20 +118,10 @@ fn a_3000_byte_datagram_with_df_gets_fragmentation_needed_back() {
 fn vpn_traffic_is_esp_to_the_customer_gateway_with_increasing_sequence_numbers() {
     let mut edge = Edge::story();
     let vpn = edge.vpn();
-    assert_eq!(
-        (vpn.outbound.spi, vpn.inbound.spi),
-        (OUTBOUND_SPI, INBOUND_SPI)
-    );
+    assert_eq!((vpn.outbound.spi, vpn.inbound.spi), (OUTBOUND_SPI, INBOUND_SPI));
     let mut gw = customer_rx(&vpn);
     for (k, seq) in [1u32, 2, 3].into_iter().enumerate() {
-        let inner = udp(
-            RED1,
-            CUSTOMER_HOST,
-            40001,
-            9000,
-            &payload(50 + k, k as u8),
-            true,
-        );
+        let inner = udp(RED1, CUSTOMER_HOST, 40001, 9000, &payload(50 + k, k as u8), true);
         let pass = edge.run_underlay(&[from_host(PA_A, RED, &inner)]);
         let ip = internet_ip(pass.only(fwd(INTERNET)));
         assert_eq!(ip.len(), esp::tunnel_len(inner.len()));
@@ -200,14 +146,7 @@ fn vpn_traffic_is_esp_to_the_customer_gateway_with_increasing_sequence_numbers()
 fn a_2000_byte_vpn_packet_without_df_is_fragmented_then_encrypted() {
     let mut edge = Edge::story();
     let mut gw = customer_rx(&edge.vpn());
-    let inner = udp(
-        RED1,
-        CUSTOMER_HOST,
-        40001,
-        9000,
-        &payload(2000 - 28, 9),
-        false,
-    );
+    let inner = udp(RED1, CUSTOMER_HOST, 40001, 9000, &payload(2000 - 28, 9), false);
     let pass = edge.run_underlay(&[from_host(PA_A, RED, &inner)]);
     let first = internet_ip(pass.only(fwd(INTERNET))).to_vec();
     assert_eq!(pass.extra.len(), 1);
@@ -228,49 +167,24 @@ fn a_2000_byte_vpn_packet_without_df_is_fragmented_then_encrypted() {
 #[test]
 fn a_2000_byte_vpn_packet_with_df_gets_fragmentation_needed_for_the_tunnel_mtu() {
     let mut edge = Edge::story();
-    let inner = udp(
-        RED1,
-        CUSTOMER_HOST,
-        40001,
-        9000,
-        &payload(2000 - 28, 9),
-        true,
-    );
+    let inner = udp(RED1, CUSTOMER_HOST, 40001, 9000, &payload(2000 - 28, 9), true);
     let pass = edge.run_underlay(&[from_host(PA_A, RED, &inner)]);
     let mtu = esp::max_inner_for_mtu(INTERNET_MTU);
     assert_eq!(mtu, 1446);
     assert_frag_needed(pass.only(fwd(FABRIC)), &inner, mtu as u16);
     // Just fits: goes out encrypted at exactly 1500 bytes.
-    let fits = udp(
-        RED1,
-        CUSTOMER_HOST,
-        40001,
-        9000,
-        &payload(mtu - 28, 1),
-        true,
-    );
+    let fits = udp(RED1, CUSTOMER_HOST, 40001, 9000, &payload(mtu - 28, 1), true);
     let pass = edge.run_underlay(&[from_host(PA_A, RED, &fits)]);
     let ip = internet_ip(pass.only(fwd(INTERNET)));
     assert_eq!(ip.len(), INTERNET_MTU);
     let (seq, plain) = open_esp(ip, &mut customer_rx(&edge.vpn()));
-    assert_eq!(
-        (seq, plain),
-        (1, fits),
-        "the bounce used no sequence number"
-    );
+    assert_eq!((seq, plain), (1, fits), "the bounce used no sequence number");
 }
 
 #[test]
 fn dx_traffic_is_tagged_with_the_vifs_vlan() {
     let mut edge = Edge::story();
-    let inner = udp(
-        YELLOW1,
-        DX_HOST,
-        40002,
-        7000,
-        b"over the private line",
-        true,
-    );
+    let inner = udp(YELLOW1, DX_HOST, 40002, 7000, b"over the private line", true);
     let pass = edge.run_underlay(&[from_host(PA_B, YELLOW, &inner)]);
     let f = pass.only(fwd(DX));
     assert_eq!(&f[..6], &DX_ROUTER_MAC.0);
@@ -290,21 +204,14 @@ fn s3_traffic_is_reencapsulated_to_the_front_end_with_the_endpoint_id() {
     let f = pass.only(fwd(SERVICES));
     let o = vpc::parse_outer(f).expect("Geneve");
     assert_eq!((o.src_pa, o.dst_pa), (PA_EDGE, FRONT_END));
-    assert_eq!(
-        (o.vni, o.source_vpc, o.endpoint_id),
-        (RED, RED, Some(ENDPOINT_ID))
-    );
+    assert_eq!((o.vni, o.source_vpc, o.endpoint_id), (RED, RED, Some(ENDPOINT_ID)));
     assert_eq!(o.inner_offset, vpc::OUTER_HEADER_LEN_WITH_ENDPOINT);
     assert_eq!(&f[..6], &UNDERLAY_ROUTER_MAC.0);
     assert_eq!(&f[6..12], &card_mac(PA_EDGE).0);
     // The option exactly: class 0x0108, type 1, length 2, the 64-bit ID.
     assert_eq!(&f[58..62], &[0x01, 0x08, 0x01, 0x02]);
     assert_eq!(&f[62..70], &ENDPOINT_ID.to_be_bytes());
-    assert_eq!(
-        &f[o.inner_offset..],
-        &inner[..],
-        "inner packet unchanged, source too"
-    );
+    assert_eq!(&f[o.inner_offset..], &inner[..], "inner packet unchanged, source too");
 }
 
 #[test]
@@ -332,14 +239,7 @@ fn a_source_not_behind_the_outer_pa_is_an_unknown_sender() {
     pass.only(drop(DropReason::UnknownSender));
     assert_eq!(
         edge.alerts(),
-        [edge.alert(
-            DropReason::UnknownSender,
-            StageId::VerifyRecv,
-            RED,
-            None,
-            RED1,
-            INTERNET_HOST
-        )]
+        [edge.alert(DropReason::UnknownSender, StageId::VerifyRecv, RED, None, RED1, INTERNET_HOST)]
     );
     assert_eq!(edge.drops(DropReason::UnknownSender), 1);
 }
@@ -353,14 +253,7 @@ fn a_vni_other_than_the_source_vpc_is_an_unknown_sender() {
     pass.only(drop(DropReason::UnknownSender));
     assert_eq!(
         edge.alerts(),
-        [edge.alert(
-            DropReason::UnknownSender,
-            StageId::VerifyRecv,
-            RED,
-            Some(YELLOW),
-            RED1,
-            INTERNET_HOST
-        )]
+        [edge.alert(DropReason::UnknownSender, StageId::VerifyRecv, RED, Some(YELLOW), RED1, INTERNET_HOST)]
     );
 }
 
@@ -385,14 +278,7 @@ fn green_is_not_served_by_the_edge_so_its_sender_is_unknown() {
     pass.only(drop(DropReason::UnknownSender));
     assert_eq!(
         edge.alerts(),
-        [edge.alert(
-            DropReason::UnknownSender,
-            StageId::VerifyRecv,
-            GREEN,
-            None,
-            GREEN1,
-            INTERNET_HOST
-        )]
+        [edge.alert(DropReason::UnknownSender, StageId::VerifyRecv, GREEN, None, GREEN1, INTERNET_HOST)]
     );
 }
 
@@ -404,14 +290,7 @@ fn yellow_has_no_internet_gateway_so_no_route() {
     pass.only(drop(DropReason::NoRoute));
     assert_eq!(
         edge.alerts(),
-        [edge.alert(
-            DropReason::NoRoute,
-            StageId::VerifyRecv,
-            YELLOW,
-            None,
-            YELLOW1,
-            INTERNET_HOST
-        )]
+        [edge.alert(DropReason::NoRoute, StageId::VerifyRecv, YELLOW, None, YELLOW1, INTERNET_HOST)]
     );
 }
 
@@ -457,10 +336,7 @@ fn sides_without_a_port_are_unknown_destinations() {
         from_host(PA_A, RED, &udp(RED1, S3_HOST, 1, 2, b"s3", true)),
     ];
     let pass = edge.run_underlay(&frames);
-    assert_eq!(
-        pass.verdicts(),
-        vec![drop(DropReason::UnknownDestination); 4]
-    );
+    assert_eq!(pass.verdicts(), vec![drop(DropReason::UnknownDestination); 4]);
 }
 
 #[test]
@@ -469,14 +345,7 @@ fn a_dx_route_held_by_another_edge_is_not_sent_on_this_edges_vif() {
     // blackfoot-1. A red packet for red's DX prefix that reaches blackfoot-1 (misdirected)
     // must not leave on yellow's VLAN 101: the route is held by another edge.
     let mut edge = Edge::with_world(&world_text(RED_DX_ON_EDGE_2));
-    let inner = udp(
-        RED1,
-        Ipv4Addr::new(10, 99, 0, 5),
-        1,
-        2,
-        b"to red's DC",
-        true,
-    );
+    let inner = udp(RED1, Ipv4Addr::new(10, 99, 0, 5), 1, 2, b"to red's DC", true);
     let pass = edge.run_underlay(&[from_host(PA_A, RED, &inner)]);
     assert_eq!(
         pass.verdicts(),
@@ -493,22 +362,10 @@ fn a_dx_route_held_by_another_edge_is_not_sent_on_this_edges_vif() {
 /// Valid frames of every class from the fabric.
 fn underlay_frames() -> Vec<Vec<u8>> {
     vec![
-        from_host(
-            PA_A,
-            RED,
-            &udp(RED1, INTERNET_HOST, 40000, 53, &payload(30, 1), true),
-        ),
-        from_host(
-            PA_A,
-            RED,
-            &tcp(RED1, CUSTOMER_HOST, 40001, 22, &payload(30, 2), true),
-        ),
+        from_host(PA_A, RED, &udp(RED1, INTERNET_HOST, 40000, 53, &payload(30, 1), true)),
+        from_host(PA_A, RED, &tcp(RED1, CUSTOMER_HOST, 40001, 22, &payload(30, 2), true)),
         from_host(PA_B, YELLOW, &echo(YELLOW1, DX_HOST, 8, &payload(30, 3))),
-        from_host(
-            PA_A,
-            RED,
-            &udp(RED1, S3_HOST, 40003, 443, &payload(30, 4), true),
-        ),
+        from_host(PA_A, RED, &udp(RED1, S3_HOST, 40003, 443, &payload(30, 4), true)),
     ]
 }
 
@@ -522,10 +379,7 @@ fn truncated_underlay_frames_are_malformed_or_unsupported_never_a_panic() {
             assert!(pass.extra.is_empty());
             for (k, (v, _)) in pass.out.iter().enumerate() {
                 assert!(
-                    matches!(
-                        v,
-                        Verdict::Drop(DropReason::Malformed | DropReason::Unsupported)
-                    ),
+                    matches!(v, Verdict::Drop(DropReason::Malformed | DropReason::Unsupported)),
                     "cut at {}: {v:?}",
                     chunk[k].len()
                 );
@@ -568,11 +422,7 @@ fn stage_counters_count_only_the_packets_of_their_stage() {
     let frames = vec![
         from_host(PA_A, RED, &udp(RED1, INTERNET_HOST, 1, 2, b"nat", true)),
         from_host(PA_A, RED, &tcp(RED1, INTERNET_HOST, 1, 2, b"nat", true)),
-        from_host(
-            PA_A,
-            RED,
-            &udp(RED1, INTERNET_HOST, 1, 2, &payload(2000, 0), true),
-        ),
+        from_host(PA_A, RED, &udp(RED1, INTERNET_HOST, 1, 2, &payload(2000, 0), true)),
         from_host(PA_A, RED, &udp(RED1, CUSTOMER_HOST, 1, 2, b"esp", true)),
         from_host(PA_B, YELLOW, &udp(YELLOW1, DX_HOST, 1, 2, b"vlan", true)),
         from_host(PA_A, RED, &udp(RED1, S3_HOST, 1, 2, b"endpoint", true)),
@@ -609,11 +459,7 @@ fn stage_counters_count_only_the_packets_of_their_stage() {
         assert_eq!(c.stage_packets(stage), packets, "{stage:?} packets");
         assert_eq!(c.stage_drops(stage), drops, "{stage:?} drops");
         // StepClock: every stage that ran recorded its packets once.
-        assert_eq!(
-            edge.meters.timing.current().get(stage).len(),
-            packets,
-            "{stage:?} timing"
-        );
+        assert_eq!(edge.meters.timing.current().get(stage).len(), packets, "{stage:?} timing");
     }
     assert_eq!(c.output(INTERNET), 3);
     assert_eq!(c.output(FABRIC), 1);
@@ -636,12 +482,7 @@ fn stage_counters_count_only_the_packets_of_their_stage() {
     let pass = edge.run_outside(Side::Internet, &frames);
     assert_eq!(
         pass.verdicts(),
-        [
-            fwd(FABRIC),
-            drop(DropReason::NoElasticIp),
-            fwd(FABRIC),
-            drop(DropReason::EspAuthFailed)
-        ]
+        [fwd(FABRIC), drop(DropReason::NoElasticIp), fwd(FABRIC), drop(DropReason::EspAuthFailed)]
     );
     let c = &edge.meters.counters;
     assert_eq!(c.stage_packets(StageId::Classify), 4);
@@ -650,19 +491,12 @@ fn stage_counters_count_only_the_packets_of_their_stage() {
     assert_eq!(c.stage_drops(StageId::EspDecrypt), 1);
     assert_eq!(c.stage_packets(StageId::Nat), 3 + 1);
     assert_eq!(c.stage_packets(StageId::Encap), 1 + 2);
-    assert_eq!(
-        c.stage_packets(StageId::VerifyRecv),
-        8,
-        "fabric stages untouched"
-    );
+    assert_eq!(c.stage_packets(StageId::VerifyRecv), 8, "fabric stages untouched");
     assert_eq!(c.stage_packets(StageId::Vlan), 1);
     assert_eq!(c.stage_packets(StageId::Endpoint), 1);
 
     // dx and services sides count under their own stage.
-    let frames = vec![
-        from_dx(101, &udp(DX_HOST, YELLOW1, 1, 2, b"dx", true)),
-        from_dx(7, &[0; 20]),
-    ];
+    let frames = vec![from_dx(101, &udp(DX_HOST, YELLOW1, 1, 2, b"dx", true)), from_dx(7, &[0; 20])];
     edge.run_outside(Side::Dx, &frames);
     let services = vec![geneve(
         FRONT_END,
@@ -674,17 +508,10 @@ fn stage_counters_count_only_the_packets_of_their_stage() {
     )];
     edge.run_outside(Side::Services, &services);
     let c = &edge.meters.counters;
-    assert_eq!(
-        (c.stage_packets(StageId::Vlan), c.stage_drops(StageId::Vlan)),
-        (1 + 2, 1)
-    );
+    assert_eq!((c.stage_packets(StageId::Vlan), c.stage_drops(StageId::Vlan)), (1 + 2, 1));
     assert_eq!(c.stage_packets(StageId::Endpoint), 1 + 1);
     assert_eq!(c.stage_packets(StageId::Encap), 3 + 1 + 1);
-    assert_eq!(
-        c.stage_packets(StageId::Classify),
-        4,
-        "internet classify only"
-    );
+    assert_eq!(c.stage_packets(StageId::Classify), 4, "internet classify only");
     assert_eq!(c.drops(DropReason::UnknownVlan), 1);
     assert_eq!(c.bursts(), 4);
 }
@@ -694,10 +521,7 @@ fn null_clock_records_no_timing_but_counts() {
     let mut edge = Edge::build(&world_text(""), OUTPUTS, None);
     let frames = underlay_frames();
     let pass = edge.run_underlay(&frames);
-    assert_eq!(
-        pass.verdicts(),
-        [fwd(INTERNET), fwd(INTERNET), fwd(DX), fwd(SERVICES)]
-    );
+    assert_eq!(pass.verdicts(), [fwd(INTERNET), fwd(INTERNET), fwd(DX), fwd(SERVICES)]);
     assert_eq!(edge.meters.timing.current().total(), 0);
     let c = &edge.meters.counters;
     assert_eq!(c.stage_packets(StageId::VerifyRecv), 4);
@@ -715,38 +539,13 @@ fn a_full_burst_of_64_is_decided() {
     let mut expected = Vec::new();
     for k in 0..MAX_BURST {
         let (frame, v) = match k % 4 {
-            0 => (
-                from_host(
-                    PA_A,
-                    RED,
-                    &udp(RED1, INTERNET_HOST, k as u16, 2, b"a", true),
-                ),
-                fwd(INTERNET),
-            ),
-            1 => (
-                from_host(
-                    PA_A,
-                    RED,
-                    &udp(RED1, CUSTOMER_HOST, k as u16, 2, b"b", true),
-                ),
-                fwd(INTERNET),
-            ),
+            0 => (from_host(PA_A, RED, &udp(RED1, INTERNET_HOST, k as u16, 2, b"a", true)), fwd(INTERNET)),
+            1 => (from_host(PA_A, RED, &udp(RED1, CUSTOMER_HOST, k as u16, 2, b"b", true)), fwd(INTERNET)),
             2 => (
-                from_host(
-                    PA_B,
-                    RED,
-                    &udp(RED1, INTERNET_HOST, k as u16, 2, b"c", true),
-                ),
+                from_host(PA_B, RED, &udp(RED1, INTERNET_HOST, k as u16, 2, b"c", true)),
                 drop(DropReason::UnknownSender),
             ),
-            _ => (
-                from_host(
-                    PA_B,
-                    YELLOW,
-                    &udp(YELLOW1, DX_HOST, k as u16, 2, b"d", true),
-                ),
-                fwd(DX),
-            ),
+            _ => (from_host(PA_B, YELLOW, &udp(YELLOW1, DX_HOST, k as u16, 2, b"d", true)), fwd(DX)),
         };
         frames.push(frame);
         expected.push(v);

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use mapping_client::{EniId, LocalEni, Location, Route, Tables, VpcEntry};
 use pipeline::{
     drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
-    Stage, StageId, StageInfo, Verdict, MAX_BURST,
+    Stage, StageInfo, Verdict, MAX_BURST,
 };
 use wire::vpc::{
     self, card_mac, subnet_router_mac, Encap, OuterTemplate, OUTER_ETH_LEN, OUTER_HEADER_LEN,
@@ -161,10 +161,7 @@ impl FromInstance {
 /// `classify`: Ethernet, the ARP proxy, the IPv4 header check.
 struct Classify;
 
-impl StageInfo for Classify {
-    const ID: StageId = StageId::Classify;
-    const DROPS: &'static [DropReason] = &[DropReason::Malformed, DropReason::NotIpv4, DropReason::ArpIgnored, DropReason::Unsupported];
-}
+pipeline::stage_info!(Classify: Classify, [Malformed, NotIpv4, ArpIgnored, Unsupported]);
 
 impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for Classify {
     #[inline]
@@ -252,10 +249,7 @@ fn arp_answer(tables: &Tables, sender: &LocalEni, target: Ipv4Addr) -> Option<Et
 /// `verify-send`: the sending ENI owns the source MAC and (source/dest check on) source IP.
 struct VerifySend;
 
-impl StageInfo for VerifySend {
-    const ID: StageId = StageId::VerifySend;
-    const DROPS: &'static [DropReason] = &[DropReason::SpoofedSource];
-}
+pipeline::stage_info!(VerifySend: VerifySend, [SpoofedSource]);
 
 impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for VerifySend {
     #[inline]
@@ -305,10 +299,7 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for VerifySend {
 /// lookups in one pass.
 struct RouteStage;
 
-impl StageInfo for RouteStage {
-    const ID: StageId = StageId::Route;
-    const DROPS: &'static [DropReason] = &[DropReason::NoRoute, DropReason::NotPeered, DropReason::NoMapping];
-}
+pipeline::stage_info!(RouteStage: Route, [NoRoute, NotPeered, NoMapping]);
 
 impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
     #[inline]
@@ -428,10 +419,7 @@ fn foreign_vpc(tables: &Tables, own: u32, dst: Ipv4Addr) -> Option<u32> {
 /// `encap`: MTU check, Ethernet off, the 58-byte outer header on.
 struct EncapStage;
 
-impl StageInfo for EncapStage {
-    const ID: StageId = StageId::Encap;
-    const DROPS: &'static [DropReason] = &[DropReason::MtuExceeded, DropReason::NoRoom, DropReason::Unsupported, DropReason::Malformed];
-}
+pipeline::stage_info!(EncapStage: Encap, [MtuExceeded, NoRoom, Unsupported, Malformed]);
 
 impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for EncapStage {
     #[inline]

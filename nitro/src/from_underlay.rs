@@ -7,7 +7,7 @@ use mapping_client::{EniId, Location, Tables};
 use pipeline::frag::{fragment_out, FragNeeded};
 use pipeline::{
     drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
-    Output, Received, Stage, StageId, StageInfo, Verdict, MAX_BURST,
+    Output, Received, Stage, StageId, Verdict, MAX_BURST,
 };
 use wire::vpc::{self, card_mac, subnet_router_mac, Encap, UNDERLAY_ROUTER_MAC, VPC_MTU};
 use wire::PacketBuf;
@@ -228,16 +228,7 @@ fn key_index(
 /// source and destination, then the sender, VPC and destination checks.
 struct VerifyRecv;
 
-impl StageInfo for VerifyRecv {
-    const ID: StageId = StageId::VerifyRecv;
-    const DROPS: &'static [DropReason] = &[
-        DropReason::Malformed,
-        DropReason::Unsupported,
-        DropReason::UnknownDestination,
-        DropReason::UnknownSender,
-        DropReason::MtuExceeded,
-    ];
-}
+pipeline::stage_info!(VerifyRecv: VerifyRecv, [Malformed, Unsupported, UnknownDestination, UnknownSender, MtuExceeded]);
 
 impl<'c, 't, B: PacketBuf, P: EniPorts + ?Sized> Stage<B, UnderlayCtx<'c, 't, P>> for VerifyRecv {
     #[inline]
@@ -350,16 +341,7 @@ impl<'c, 't, B: PacketBuf, P: EniPorts + ?Sized> Stage<B, UnderlayCtx<'c, 't, P>
 /// port's MTU takes [`too_big`].
 struct Decap;
 
-impl StageInfo for Decap {
-    const ID: StageId = StageId::Decap;
-    const DROPS: &'static [DropReason] = &[
-        DropReason::MtuExceeded,
-        DropReason::NoBuffer,
-        DropReason::NoRoom,
-        DropReason::Malformed,
-        DropReason::UnknownDestination,
-    ];
-}
+pipeline::stage_info!(Decap: Decap, [MtuExceeded, NoBuffer, NoRoom, Malformed, UnknownDestination]);
 
 impl<'c, 't, B: PacketBuf, X: Extra<B>> Stage<B, DecapCtx<'c, 't, X>> for Decap {
     #[inline]

@@ -51,14 +51,7 @@ fn inner() -> impl Strategy<Value = Inner> {
 
 impl Inner {
     fn bytes(&self) -> Vec<u8> {
-        let mut p = ipv4_with(
-            self.src,
-            self.dst,
-            self.proto,
-            self.ttl,
-            &self.options,
-            &self.payload,
-        );
+        let mut p = ipv4_with(self.src, self.dst, self.proto, self.ttl, &self.options, &self.payload);
         p[1] = self.tos;
         p[6..8].copy_from_slice(&self.frag.to_be_bytes());
         let ihl = 20 + self.options.len();
@@ -160,42 +153,11 @@ fn mixed_ingress_burst() {
     let topo = world();
     let mut b = Card::new(&topo, "host-b");
     let (y1, r2, r3) = (b.eni("yellow-1"), b.eni("red-2"), b.eni("red-3"));
-    let ok_red_to_yellow = geneve(
-        PA_A,
-        PA_B,
-        102,
-        101,
-        &udp(ip("10.0.1.10"), ip("10.1.1.10"), 1),
-    );
-    let ok_red_to_red = geneve(
-        PA_A,
-        PA_B,
-        101,
-        101,
-        &udp(ip("10.0.1.10"), ip("10.0.1.20"), 1),
-    );
-    let bad_green = geneve(
-        PA_A,
-        PA_B,
-        101,
-        103,
-        &udp(ip("10.2.1.10"), ip("10.0.1.20"), 1),
-    );
-    let ok_red3 = geneve(
-        PA_A,
-        PA_B,
-        101,
-        101,
-        &udp(ip("10.0.1.11"), ip("10.0.2.30"), 1),
-    );
-    let frames = [
-        &ok_red_to_yellow,
-        &ok_red_to_red,
-        &bad_green,
-        &ok_red_to_yellow,
-        &ok_red3,
-        &ok_red_to_red,
-    ]
+    let ok_red_to_yellow = geneve(PA_A, PA_B, 102, 101, &udp(ip("10.0.1.10"), ip("10.1.1.10"), 1));
+    let ok_red_to_red = geneve(PA_A, PA_B, 101, 101, &udp(ip("10.0.1.10"), ip("10.0.1.20"), 1));
+    let bad_green = geneve(PA_A, PA_B, 101, 103, &udp(ip("10.2.1.10"), ip("10.0.1.20"), 1));
+    let ok_red3 = geneve(PA_A, PA_B, 101, 101, &udp(ip("10.0.1.11"), ip("10.0.2.30"), 1));
+    let frames = [&ok_red_to_yellow, &ok_red_to_red, &bad_green, &ok_red_to_yellow, &ok_red3, &ok_red_to_red]
     .into_iter()
     .cycle()
     .take(60)

@@ -20,8 +20,6 @@
 //! Not security: parse errors, cache misses, resource exhaustion, replays (ESP reordering
 //! beyond the window looks the same), unknown SPIs (stale SAs after a rekey).
 
-use core::fmt;
-use core::str::FromStr;
 
 macro_rules! drop_reasons {
     ($($(#[$doc:meta])* $variant:ident = $idx:literal, $name:literal, $security:literal, $desc:literal;)*) => {
@@ -149,34 +147,7 @@ impl From<wire::Error> for DropReason {
     }
 }
 
-impl fmt::Display for DropReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A string that names no [`DropReason`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown drop reason {0:?}")]
-pub struct UnknownDropReason(pub String);
-
-impl FromStr for DropReason {
-    type Err = UnknownDropReason;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DropReason::ALL
-            .iter()
-            .copied()
-            .find(|r| r.name() == s)
-            .ok_or_else(|| UnknownDropReason(s.to_owned()))
-    }
-}
-
-impl serde::Serialize for DropReason {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
+named_enum!(DropReason, UnknownDropReason, "unknown drop reason {0:?}");
 
 #[cfg(test)]
 mod tests {

@@ -58,6 +58,9 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+#[macro_use]
+mod named;
+
 pub mod alert;
 pub mod arp;
 pub mod burst;

@@ -53,6 +53,18 @@ pub trait Stage<B: PacketBuf, Ctx: ?Sized>: StageInfo {
     fn process(&mut self, burst: &mut Burst<B>, ctx: &mut Ctx);
 }
 
+/// `stage_info!(Stage: Id, [Reason, ...])`: the [`StageInfo`] of a stage struct, its
+/// [`StageId`] variant and the [`DropReason`] variants it may decide.
+#[macro_export]
+macro_rules! stage_info {
+    ($name:ident: $id:ident, [$($drop:ident),* $(,)?]) => {
+        impl $crate::StageInfo for $name {
+            const ID: $crate::StageId = $crate::StageId::$id;
+            const DROPS: &'static [$crate::DropReason] = &[$($crate::DropReason::$drop),*];
+        }
+    };
+}
+
 /// The drop reasons of a pipeline's stages, in pipeline order, for its documentation.
 pub type DropTable = &'static [(StageId, &'static [DropReason])];
 

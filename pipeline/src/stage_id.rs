@@ -1,8 +1,5 @@
 //! [`StageId`]: the stable names of the stages (a leaf of the crate's vocabulary).
 
-use core::fmt;
-use core::str::FromStr;
-
 macro_rules! stage_ids {
     ($($variant:ident = $idx:literal, $name:literal, $desc:literal;)*) => {
         /// A named, timed stage. Names are stable (stats keys, alert `stage` field).
@@ -55,34 +52,7 @@ impl StageId {
     }
 }
 
-impl fmt::Display for StageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A string that names no [`StageId`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown stage {0:?}")]
-pub struct UnknownStage(pub String);
-
-impl FromStr for StageId {
-    type Err = UnknownStage;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        StageId::ALL
-            .iter()
-            .copied()
-            .find(|r| r.name() == s)
-            .ok_or_else(|| UnknownStage(s.to_owned()))
-    }
-}
-
-impl serde::Serialize for StageId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
+named_enum!(StageId, UnknownStage, "unknown stage {0:?}");
 
 #[cfg(test)]
 mod tests {

@@ -390,13 +390,7 @@ pub fn geneve(
     };
     let len = vpc::outer_len(endpoint);
     let mut f = vec![0u8; len + inner.len()];
-    let n = vpc::emit_outer_into(
-        &mut f,
-        &encap,
-        endpoint,
-        inner.len(),
-        vpc::inner_flow_hash(inner),
-    )
+    let n = vpc::emit_outer_into(&mut f, &encap, endpoint, inner.len(), vpc::inner_flow_hash(inner))
     .expect("emit outer");
     assert_eq!(n, len);
     f[len..].copy_from_slice(inner);
@@ -494,10 +488,7 @@ pub fn assert_l4_sound(ip: &[u8]) {
     let seg = &ip[ihl..];
     let (src, dst) = (addr(ip, 12), addr(ip, 16));
     match ip[9] {
-        PROTO_TCP => assert!(
-            checksum::tcp_udp_ipv4_ok(src, dst, PROTO_TCP, seg),
-            "TCP checksum"
-        ),
+        PROTO_TCP => assert!(checksum::tcp_udp_ipv4_ok(src, dst, PROTO_TCP, seg), "TCP checksum"),
         PROTO_UDP => assert!(
             get16(seg, 6) == 0 || checksum::tcp_udp_ipv4_ok(src, dst, PROTO_UDP, seg),
             "UDP checksum"
@@ -511,16 +502,8 @@ pub fn assert_l4_sound(ip: &[u8]) {
 /// the edge's MAC).
 pub fn internet_ip(frame: &[u8]) -> &[u8] {
     assert!(frame.len() >= 14 + 20);
-    assert_eq!(
-        &frame[..6],
-        &INTERNET_NEXT_HOP_MAC.0,
-        "Ethernet destination"
-    );
-    assert_eq!(
-        &frame[6..12],
-        &card_mac(PA_EDGE).0,
-        "Ethernet source"
-    );
+    assert_eq!(&frame[..6], &INTERNET_NEXT_HOP_MAC.0, "Ethernet destination");
+    assert_eq!(&frame[6..12], &card_mac(PA_EDGE).0, "Ethernet source");
     assert_eq!(&frame[12..14], &[0x08, 0x00], "EtherType");
     &frame[14..]
 }
@@ -529,16 +512,8 @@ pub fn internet_ip(frame: &[u8]) -> &[u8] {
 /// VPC = `vni`, without endpoint option.
 pub fn host_inner(frame: &[u8], pa: Ipv4Addr, vni: u32) -> Vec<u8> {
     let o = vpc::parse_outer(frame).expect("a valid VPC encapsulation");
-    assert_eq!(
-        &frame[..6],
-        &UNDERLAY_ROUTER_MAC.0,
-        "outer Ethernet destination"
-    );
-    assert_eq!(
-        &frame[6..12],
-        &card_mac(PA_EDGE).0,
-        "outer Ethernet source"
-    );
+    assert_eq!(&frame[..6], &UNDERLAY_ROUTER_MAC.0, "outer Ethernet destination");
+    assert_eq!(&frame[6..12], &card_mac(PA_EDGE).0, "outer Ethernet source");
     assert_eq!((o.src_pa, o.dst_pa), (PA_EDGE, pa), "outer addresses");
     assert_eq!((o.vni, o.source_vpc, o.endpoint_id), (vni, vni, None));
     assert_eq!(o.inner_offset, vpc::OUTER_HEADER_LEN);
@@ -606,10 +581,7 @@ pub fn customer_tx(vpn: &VpnEntry) -> OutboundSa<RingAesGcm> {
 /// number, inner packet).
 pub fn open_esp(ip: &[u8], sa: &mut InboundSa<RingAesGcm>) -> (u32, Vec<u8>) {
     assert_ipv4_sound(ip);
-    assert!(
-        ip.len() <= INTERNET_MTU,
-        "tunnel packet over the internet MTU"
-    );
+    assert!(ip.len() <= INTERNET_MTU, "tunnel packet over the internet MTU");
     assert_eq!(ip[9], PROTO_ESP);
     assert_eq!((addr(ip, 12), addr(ip, 16)), (TUNNEL_LOCAL, CUSTOMER_GW));
     assert_eq!(get32(ip, 20), OUTBOUND_SPI);

@@ -383,12 +383,7 @@ pub fn udp(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> Vec<u8> {
 }
 
 /// An Ethernet frame.
-pub fn ether(
-    dst: EthernetAddress,
-    src: EthernetAddress,
-    ethertype: u16,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn ether(dst: EthernetAddress, src: EthernetAddress, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + payload.len());
     f.extend_from_slice(&dst.0);
     f.extend_from_slice(&src.0);
@@ -419,13 +414,7 @@ pub fn buf(bytes: &[u8]) -> TestBuffer {
 }
 
 /// A Geneve frame as a card would send it (built with the wire crate's emitter).
-pub fn geneve(
-    src_pa: Ipv4Addr,
-    dst_pa: Ipv4Addr,
-    vni: u32,
-    source_vpc: u32,
-    inner: &[u8],
-) -> Vec<u8> {
+pub fn geneve(src_pa: Ipv4Addr, dst_pa: Ipv4Addr, vni: u32, source_vpc: u32, inner: &[u8]) -> Vec<u8> {
     let mut b = TestBuffer::from_slice(inner);
     let encap = wire::vpc::Encap {
         src_mac: wire::vpc::card_mac(src_pa),
