@@ -10,7 +10,7 @@ use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
 use pipeline::frag::{self, fragment_out};
 use pipeline::{
     bit, drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
-    Received, StageId, Verdict, MAX_BURST,
+    Output, Received, StageId, Verdict, MAX_BURST,
 };
 use wire::vpc::{card_mac, Encap, UNDERLAY_ROUTER_MAC};
 use wire::{EthernetAddress, PacketBuf};
@@ -385,27 +385,54 @@ fn nat_out<B: PacketBuf, X: Extra<B>>(
             burst.drop(i, DropReason::NoElasticIp);
             continue;
         };
-        let Some(p) = burst.get_mut(i) else { continue };
-        let len = p.len();
-        let verdict = if len > INTERNET_MTU && dont_fragment(p.data()) {
-            bounce(p, i, INTERNET_MTU, tables, s)
-        } else {
-            let eth = |f: &mut B| push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac);
-            let r = nat::snat(p.data_mut(), src, eip).and_then(|()| {
-                if len > INTERNET_MTU {
-                    fragment_out(p, INTERNET_MTU, extra, out, eth)
-                } else {
-                    eth(p)
-                }
-            });
-            Some(match r {
-                Ok(()) => Verdict::Forward(out),
-                Err(reason) => Verdict::Drop(reason),
-            })
-        };
-        if let Some(v) = verdict {
-            burst.decide(i, v);
-        }
+        let eth = |f: &mut B| push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac);
+        let snat = |ip: &mut [u8]| nat::snat(ip, src, eip);
+        to_internet(burst, i, INTERNET_MTU, tables, s, Internet { out, extra: &mut *extra }, snat, eth);
+    }
+}
+
+/// Where [`to_internet`] sends: the internet port, and where the fragments beyond the
+/// first come from.
+struct Internet<'x, X> {
+    out: Output,
+    extra: &'x mut X,
+}
+
+/// Send the packet in slot `i` out of the internet side within `mtu`: with DF and longer,
+/// fragmentation-needed back to the sender ([`bounce`]); else `prepare` on the whole
+/// packet, then `finish` on each fragment of `mtu` (or on the packet when it fits).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn to_internet<B: PacketBuf, X: Extra<B>>(
+    burst: &mut Burst<B>,
+    i: usize,
+    mtu: usize,
+    tables: &Tables,
+    s: &mut Scratch,
+    to: Internet<'_, X>,
+    prepare: impl FnOnce(&mut [u8]) -> Result<(), DropReason>,
+    finish: impl FnMut(&mut B) -> Result<(), DropReason>,
+) {
+    let Some(p) = burst.get_mut(i) else { return };
+    let len = p.len();
+    let verdict = if len > mtu && dont_fragment(p.data()) {
+        bounce(p, i, mtu, tables, s)
+    } else {
+        let mut finish = finish;
+        let r = prepare(p.data_mut()).and_then(|()| {
+            if len > mtu {
+                fragment_out(p, mtu, to.extra, to.out, finish)
+            } else {
+                finish(p)
+            }
+        });
+        Some(match r {
+            Ok(()) => Verdict::Forward(to.out),
+            Err(reason) => Verdict::Drop(reason),
+        })
+    };
+    if let Some(v) = verdict {
+        burst.decide(i, v);
     }
 }
 
@@ -437,28 +464,11 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
             burst.drop(i, DropReason::UnknownDestination);
             continue;
         };
-        let Some(p) = burst.get_mut(i) else { continue };
-        let len = p.len();
-        let verdict = if len > max_inner && dont_fragment(p.data()) {
-            bounce(p, i, max_inner, tables, s)
-        } else {
-            let seal = |f: &mut B| {
-                esp::encrypt(f, sa)?;
-                push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac)
-            };
-            let r = if len > max_inner {
-                fragment_out(p, max_inner, extra, out, seal)
-            } else {
-                seal(p)
-            };
-            Some(match r {
-                Ok(()) => Verdict::Forward(out),
-                Err(reason) => Verdict::Drop(reason),
-            })
+        let seal = |f: &mut B| {
+            esp::encrypt(f, sa)?;
+            push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac)
         };
-        if let Some(v) = verdict {
-            burst.decide(i, v);
-        }
+        to_internet(burst, i, max_inner, tables, s, Internet { out, extra: &mut *extra }, |_| Ok(()), seal);
     }
 }
 

@@ -396,27 +396,7 @@ fn the_internet_side_answers_arp_for_elastic_ips_and_tunnel_addresses_only() {
 
 /// Two more VPNs of red on blackfoot-1: one on its own tunnel address, one sharing
 /// vpn-red's, each with its own SPIs, keys, gateway and remote prefix.
-const MORE_VPNS: &str = r#"
-[[vpn]]
-name = "vpn-red-2"
-vpc = "red"
-edge = "blackfoot-1"
-local = "203.0.113.2"
-customer_gateway = "198.51.100.2"
-remote_prefixes = ["172.20.0.0/16"]
-outbound = { spi = 4098, key = "101112131415161718191a1b1c1d1e1f20212223" }
-inbound  = { spi = 8194, key = "303132333435363738393a3b3c3d3e3f40414243" }
-
-[[vpn]]
-name = "vpn-red-3"
-vpc = "red"
-edge = "blackfoot-1"
-local = "203.0.113.1"
-customer_gateway = "198.51.100.3"
-remote_prefixes = ["172.21.0.0/16"]
-outbound = { spi = 4099, key = "505152535455565758595a5b5c5d5e5f60616263" }
-inbound  = { spi = 8195, key = "707172737475767778797a7b7c7d7e7f80818283" }
-"#;
+const MORE_VPNS: &str = include_str!("worlds/more-vpns.toml");
 
 /// The tunnel-address set, the inbound SAs by SPI and the outbound SAs by VPN with more
 /// than one VPN: each VPN's traffic goes both ways with its own SA, and a packet for one

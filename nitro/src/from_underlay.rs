@@ -177,23 +177,15 @@ impl FromUnderlay {
     /// burst (the later fragments of a packet cut for its port's MTU, ICMP
     /// fragmentation-needed answers in fresh buffers) goes out through `extra`.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub fn process<B: PacketBuf, C: Clock, P: EniPorts + ?Sized, X: Extra<B>>(
-        &mut self,
-        burst: &mut Burst<B>,
-        eni_ports: &P,
-        ctx: &mut CardCtx<'_, Tables>,
-        extra: &mut X,
-        clock: &C,
+        &mut self, burst: &mut Burst<B>, eni_ports: &P, ctx: &mut CardCtx<'_, Tables>, extra: &mut X, clock: &C,
         meters: &mut Meters,
     ) {
         if burst.live_mask() == 0 {
             return;
         }
-        let mut cx = UnderlayCtx {
-            nitro: ctx,
-            ports: eni_ports,
-            s: &mut self.scratch,
-        };
+        let mut cx = UnderlayCtx { nitro: ctx, ports: eni_ports, s: &mut self.scratch };
         run_timed(&mut self.verify, burst, &mut cx, clock, meters);
         let mut cx = DecapCtx { nitro: ctx, s: &self.scratch, extra, underlay: self.underlay };
         run_timed(&mut Decap, burst, &mut cx, clock, meters);

@@ -92,29 +92,11 @@ pub fn world_text(extra: &str) -> String {
 }
 
 /// red-2: a second red instance, on host-b, without an Elastic IP.
-pub const RED2_NO_EIP: &str = r#"
-[[instance]]
-name = "red-2"
-subnet = "red-a"
-host = "host-b"
-ip = "10.0.1.20"
-"#;
+pub const RED2_NO_EIP: &str = include_str!("../worlds/red2-no-eip.toml");
 
 /// A second edge holding a Direct Connect VIF of red on the same VLAN number (101) as
 /// yellow's VIF on blackfoot-1 (VLANs are unique per edge only).
-pub const RED_DX_ON_EDGE_2: &str = r#"
-[[edge]]
-name = "blackfoot-2"
-pa = "198.18.255.2"
-
-[[dx]]
-name = "dx-red"
-vpc = "red"
-edge = "blackfoot-2"
-vlan = 101
-remote_prefixes = ["10.99.0.0/16"]
-router_mac = "02:dc:00:00:00:02"
-"#;
+pub const RED_DX_ON_EDGE_2: &str = include_str!("../worlds/red-dx-on-edge-2.toml");
 
 // ----- the harness -----
 

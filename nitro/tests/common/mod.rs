@@ -14,132 +14,7 @@ use wire::{EthernetAddress, PacketBuf, TestBuffer};
 
 /// Hosts A, B and C (C empty until something moves there), one edge; VPCs red and yellow
 /// peered, green not peered (internet gateway on the edge), blue without internet gateway.
-pub const WORLD: &str = r#"
-[dataplane]
-lcores = "0-1"
-memory_mb = 64
-hugepages = "off"
-
-[[host]]
-name = "host-a"
-pa = "198.18.0.1"
-
-[[host]]
-name = "host-b"
-pa = "198.18.0.2"
-
-[[host]]
-name = "host-c"
-pa = "198.18.0.3"
-
-[[edge]]
-name = "blackfoot-1"
-pa = "198.18.255.1"
-
-[[vpc]]
-name = "red"
-vni = 101
-cidr = "10.0.0.0/16"
-
-[[vpc]]
-name = "yellow"
-vni = 102
-cidr = "10.1.0.0/16"
-
-[[vpc]]
-name = "green"
-vni = 103
-cidr = "10.2.0.0/16"
-
-[[vpc]]
-name = "blue"
-vni = 104
-cidr = "10.3.0.0/16"
-internet_gateway = ""
-
-[[subnet]]
-name = "red-a"
-vpc = "red"
-cidr = "10.0.1.0/24"
-
-[[subnet]]
-name = "red-b"
-vpc = "red"
-cidr = "10.0.2.0/24"
-
-[[subnet]]
-name = "yellow-a"
-vpc = "yellow"
-cidr = "10.1.1.0/24"
-
-[[subnet]]
-name = "green-a"
-vpc = "green"
-cidr = "10.2.1.0/24"
-
-[[subnet]]
-name = "blue-a"
-vpc = "blue"
-cidr = "10.3.1.0/24"
-
-[[instance]]
-name = "red-1"
-subnet = "red-a"
-host = "host-a"
-ip = "10.0.1.10"
-secondary_ips = ["10.0.1.11"]
-mac = "02:00:0a:00:01:0a"
-
-[[instance]]
-name = "red-2"
-subnet = "red-a"
-host = "host-b"
-ip = "10.0.1.20"
-
-[[instance]]
-name = "red-3"
-subnet = "red-b"
-host = "host-b"
-ip = "10.0.2.30"
-
-[[instance]]
-name = "yellow-1"
-subnet = "yellow-a"
-host = "host-b"
-ip = "10.1.1.10"
-
-[[instance]]
-name = "green-1"
-subnet = "green-a"
-host = "host-a"
-ip = "10.2.1.10"
-
-[[instance]]
-name = "green-2"
-subnet = "green-a"
-host = "host-a"
-ip = "10.2.1.20"
-source_dest_check = false
-
-[[instance]]
-name = "blue-1"
-subnet = "blue-a"
-host = "host-a"
-ip = "10.3.1.10"
-
-[[peering]]
-vpcs = ["red", "yellow"]
-
-[[vpn]]
-name = "vpn-red"
-vpc = "red"
-edge = "blackfoot-1"
-local = "203.0.113.1"
-customer_gateway = "198.51.100.1"
-remote_prefixes = ["172.16.0.0/16"]
-outbound = { spi = 4097, key = "000102030405060708090a0b0c0d0e0f10111213" }
-inbound  = { spi = 8193, key = "202122232425262728292a2b2c2d2e2f30313233" }
-"#;
+pub const WORLD: &str = include_str!("../world.toml");
 
 pub const PA_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const PA_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -244,16 +119,10 @@ impl Card {
     /// Egress of `frames` from the port of `eni`; verdicts and buffers in slot order.
     pub fn egress(&mut self, eni: EniId, frames: Vec<TestBuffer>) -> Vec<(Verdict, TestBuffer)> {
         let mut burst = burst_of(frames);
-        let mut ctx = CardCtx {
-            tables: &self.tables,
-            card: self.card,
-            alerts: &mut self.alerts,
-            icmp_limit: &self.icmp_limit,
-            now: self.now,
-        };
-        self.egress
-            .process(&mut burst, eni, &mut ctx, &self.clock, &mut self.meters);
-        drain(&mut burst, &mut self.meters)
+        let Card { tables, card, alerts, icmp_limit, now, egress, clock, meters, .. } = self;
+        let mut ctx = CardCtx { tables: &*tables, card: *card, alerts, icmp_limit: &*icmp_limit, now: *now };
+        egress.process(&mut burst, eni, &mut ctx, &*clock, meters);
+        drain(&mut burst, meters)
     }
 
     /// Ingress of underlay `frames`; what it makes beyond the burst is added to
@@ -274,15 +143,10 @@ impl Card {
         extra: &mut X,
     ) -> Vec<(Verdict, TestBuffer)> {
         let mut burst = burst_of(frames);
-        let mut ctx = CardCtx {
-            tables: &self.tables,
-            card: self.card,
-            alerts: &mut self.alerts,
-            icmp_limit: &self.icmp_limit,
-            now: self.now,
-        };
-        ingress.process(&mut burst, &self.ports, &mut ctx, extra, &self.clock, &mut self.meters);
-        drain(&mut burst, &mut self.meters)
+        let Card { tables, card, alerts, icmp_limit, now, ports, clock, meters, .. } = self;
+        let mut ctx = CardCtx { tables: &*tables, card: *card, alerts, icmp_limit: &*icmp_limit, now: *now };
+        ingress.process(&mut burst, ports, &mut ctx, extra, &*clock, meters);
+        drain(&mut burst, meters)
     }
 
     /// Ingress of underlay `frames` with `extra` for what it makes beyond the burst.
