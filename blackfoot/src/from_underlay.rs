@@ -55,22 +55,11 @@ struct Scratch {
 impl Scratch {
     fn new() -> Self {
         Scratch {
-            src_pa: [0; MAX_BURST],
-            vni: [0; MAX_BURST],
-            src: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
-            dst: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
-            inner_offset: [0; MAX_BURST],
-            inner_len: [0; MAX_BURST],
-            class: [Class::Internet; MAX_BURST],
-            eip: [None; MAX_BURST],
-            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
-            locs: [None; MAX_BURST],
-            key_of: [0; MAX_BURST],
-            internet: 0,
-            vpn: 0,
-            dx: 0,
-            endpoint: 0,
-            to: ToHosts::new(),
+            src_pa: [0; MAX_BURST], vni: [0; MAX_BURST], src: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
+            dst: [Ipv4Addr::UNSPECIFIED; MAX_BURST], inner_offset: [0; MAX_BURST],
+            inner_len: [0; MAX_BURST], class: [Class::Internet; MAX_BURST], eip: [None; MAX_BURST],
+            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], locs: [None; MAX_BURST],
+            key_of: [0; MAX_BURST], internet: 0, vpn: 0, dx: 0, endpoint: 0, to: ToHosts::new(),
         }
     }
 }

@@ -52,15 +52,9 @@ struct Scratch {
 impl Scratch {
     fn new() -> Self {
         Scratch {
-            src: [0; MAX_BURST],
-            dst: [0; MAX_BURST],
-            ip_len: [0; MAX_BURST],
-            vni: [0; MAX_BURST],
-            pa: [0; MAX_BURST],
-            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
-            locs: [None; MAX_BURST],
-            key_of: [0; MAX_BURST],
-            pending: [0; MAX_BURST],
+            src: [0; MAX_BURST], dst: [0; MAX_BURST], ip_len: [0; MAX_BURST], vni: [0; MAX_BURST],
+            pa: [0; MAX_BURST], keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
+            locs: [None; MAX_BURST], key_of: [0; MAX_BURST], pending: [0; MAX_BURST],
         }
     }
 }

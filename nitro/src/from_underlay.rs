@@ -43,20 +43,11 @@ struct Scratch {
 impl Scratch {
     fn new() -> Self {
         Scratch {
-            src_pa: [0; MAX_BURST],
-            vni: [0; MAX_BURST],
-            source_vpc: [0; MAX_BURST],
-            inner_offset: [0; MAX_BURST],
-            inner_len: [0; MAX_BURST],
-            keys: [(0, Ipv4Addr::UNSPECIFIED); 2 * MAX_BURST],
-            locs: [None; 2 * MAX_BURST],
-            src_key: [0; MAX_BURST],
-            dst_key: [0; MAX_BURST],
-            parsed: [0; MAX_BURST],
-            eth: [[0; 12]; MAX_BURST],
-            out: [None; MAX_BURST],
-            big: 0,
-            mtu: [0; MAX_BURST],
+            src_pa: [0; MAX_BURST], vni: [0; MAX_BURST], source_vpc: [0; MAX_BURST],
+            inner_offset: [0; MAX_BURST], inner_len: [0; MAX_BURST],
+            keys: [(0, Ipv4Addr::UNSPECIFIED); 2 * MAX_BURST], locs: [None; 2 * MAX_BURST],
+            src_key: [0; MAX_BURST], dst_key: [0; MAX_BURST], parsed: [0; MAX_BURST],
+            eth: [[0; 12]; MAX_BURST], out: [None; MAX_BURST], big: 0, mtu: [0; MAX_BURST],
         }
     }
 }

@@ -168,9 +168,7 @@ pub struct PublishedCounters {
 }
 
 impl Default for PublishedCounters {
-    fn default() -> Self {
-        Self::new()
-    }
+    fn default() -> Self { Self::new() }
 }
 
 impl core::fmt::Debug for PublishedCounters {

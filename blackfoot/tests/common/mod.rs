@@ -385,12 +385,7 @@ pub fn from_host(src_pa: Ipv4Addr, vni: u32, inner: &[u8]) -> Vec<u8> {
 }
 
 pub fn ether(dst: EthernetAddress, src: EthernetAddress, ethertype: u16, body: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + body.len());
-    f.extend_from_slice(&dst.0);
-    f.extend_from_slice(&src.0);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(body);
-    f
+    [&dst.0[..], &src.0, &ethertype.to_be_bytes(), body].concat()
 }
 
 /// What the upstream router hands the edge's internet port.
