@@ -236,11 +236,15 @@ fn encap_to_hosts<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, to: &mut 
     }
 }
 
-/// Drop every live packet of `mask`.
-pub(crate) fn drop_mask<B: PacketBuf>(burst: &mut Burst<B>, mask: u64, reason: DropReason) {
-    for i in burst.live_indices() {
-        if mask & bit(i) != 0 {
-            burst.drop(i, reason);
+/// The port the live packets of `mask` leave by; without one in this process (`None`),
+/// they are dropped `unknown_destination` and so is the answer.
+pub(crate) fn port_or_drop<B: PacketBuf>(burst: &mut Burst<B>, mask: u64, port: Option<Output>) -> Option<Output> {
+    if port.is_none() {
+        for i in burst.live_indices() {
+            if mask & bit(i) != 0 {
+                burst.drop(i, DropReason::UnknownDestination);
+            }
         }
     }
+    port
 }

@@ -72,12 +72,8 @@ impl FromOutside {
     /// Every stage of the pipeline with the reasons it may drop for, in order: the
     /// internet side's, the DX side's, the services side's, then `encap`.
     pub const DROPS: DropTable = &[
-        drop_row::<ClassifyInternet>(),
-        drop_row::<EspDecrypt>(),
-        drop_row::<NatIn>(),
-        drop_row::<Untag>(),
-        drop_row::<EndpointIn>(),
-        drop_row::<EncapToHosts>(),
+        drop_row::<ClassifyInternet>(), drop_row::<EspDecrypt>(), drop_row::<NatIn>(),
+        drop_row::<Untag>(), drop_row::<EndpointIn>(), drop_row::<EncapToHosts>(),
     ];
 
     /// Run the pipeline of `side` over a burst received on that port. Every packet leaves

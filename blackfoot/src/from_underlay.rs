@@ -16,7 +16,7 @@ use wire::vpc::{card_mac, Encap, UNDERLAY_ROUTER_MAC};
 use wire::{EthernetAddress, PacketBuf};
 
 use crate::common::{
-    drop_mask, push_ethernet, push_outer, push_vlan_ethernet, EdgeOutputs, EncapToHosts,
+    port_or_drop, push_ethernet, push_outer, push_vlan_ethernet, EdgeOutputs, EncapToHosts,
     HostsCtx, ToHosts, INTERNET_MTU, INTERNET_NEXT_HOP_MAC,
 };
 use crate::sa::EdgeSas;
@@ -88,13 +88,8 @@ impl FromUnderlay {
 
     /// Every stage of the pipeline with the reasons it may drop for, in order.
     pub const DROPS: DropTable = &[
-        drop_row::<VerifyRecv>(),
-        drop_row::<Decap>(),
-        drop_row::<EspEncrypt>(),
-        drop_row::<Vlan>(),
-        drop_row::<Endpoint>(),
-        drop_row::<NatOut>(),
-        drop_row::<EncapToHosts>(),
+        drop_row::<VerifyRecv>(), drop_row::<Decap>(), drop_row::<EspEncrypt>(), drop_row::<Vlan>(),
+        drop_row::<Endpoint>(), drop_row::<NatOut>(), drop_row::<EncapToHosts>(),
     ];
 
     /// Run the pipeline over a burst of Geneve frames addressed to the edge. Every packet
@@ -338,10 +333,7 @@ fn nat_out<B: PacketBuf, X: Extra<B>>(
     extra: &mut X,
 ) {
     let mask = s.internet;
-    let Some(out) = outputs.internet else {
-        drop_mask(burst, mask, DropReason::UnknownDestination);
-        return;
-    };
+    let Some(out) = port_or_drop(burst, mask, outputs.internet) else { return };
     let mac = card_mac(tables.pa());
     // First every Elastic IP of the burst in one burst lookup (hashes, then the touches
     // of every home slot, whose cache misses overlap, then the probes), then the rewrites.
@@ -437,10 +429,7 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
     extra: &mut X,
 ) {
     let mask = s.vpn;
-    let Some(out) = outputs.internet else {
-        drop_mask(burst, mask, DropReason::UnknownDestination);
-        return;
-    };
+    let Some(out) = port_or_drop(burst, mask, outputs.internet) else { return };
     let mac = card_mac(tables.pa());
     let max_inner = esp::max_inner_for_mtu(INTERNET_MTU);
     for i in burst.live_indices() {
@@ -464,10 +453,7 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
 /// `vlan`: Ethernet to the VIF's router MAC with the VIF's 802.1Q tag, out of the DX side.
 fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, outputs: EdgeOutputs) {
     let mask = s.dx;
-    let Some(out) = outputs.dx else {
-        drop_mask(burst, mask, DropReason::UnknownDestination);
-        return;
-    };
+    let Some(out) = port_or_drop(burst, mask, outputs.dx) else { return };
     let mac = card_mac(tables.pa());
     burst.for_each_live(|i, p| {
         if mask & bit(i) == 0 {
@@ -486,10 +472,7 @@ fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, output
 /// of the services side.
 fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, outputs: EdgeOutputs) {
     let mask = s.endpoint;
-    let Some(out) = outputs.services else {
-        drop_mask(burst, mask, DropReason::UnknownDestination);
-        return;
-    };
+    let Some(out) = port_or_drop(burst, mask, outputs.services) else { return };
     let pa = tables.pa();
     burst.for_each_live(|i, p| {
         if mask & bit(i) == 0 {

@@ -107,9 +107,7 @@ impl FromInstance {
 
     /// Every stage of the pipeline with the reasons it may drop for, in order.
     pub const DROPS: DropTable = &[
-        drop_row::<Classify>(),
-        drop_row::<VerifySend>(),
-        drop_row::<RouteStage>(),
+        drop_row::<Classify>(), drop_row::<VerifySend>(), drop_row::<RouteStage>(),
         drop_row::<EncapStage>(),
     ];
 
