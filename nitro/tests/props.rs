@@ -150,8 +150,7 @@ proptest! {
 /// burst (the per-burst answer caches must not leak from one packet to the next).
 #[test]
 fn mixed_ingress_burst() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let (y1, r2, r3) = (b.eni("yellow-1"), b.eni("red-2"), b.eni("red-3"));
     let ok_red_to_yellow = geneve(PA_A, PA_B, 102, 101, &udp(ip("10.0.1.10"), ip("10.1.1.10"), 1));
     let ok_red_to_red = geneve(PA_A, PA_B, 101, 101, &udp(ip("10.0.1.10"), ip("10.0.1.20"), 1));

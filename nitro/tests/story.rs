@@ -128,8 +128,7 @@ fn peer_mac_within_subnet_router_mac_across_subnets() {
 
 #[test]
 fn same_host_traffic_hairpins_through_the_underlay() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let (g1, g2) = (a.eni("green-1"), a.eni("green-2"));
     let inner = udp(ip("10.2.1.10"), ip("10.2.1.20"), 30);
     let out = a.egress(g1, vec![from_instance(&a, "green-1", &inner)]);
@@ -143,8 +142,7 @@ fn same_host_traffic_hairpins_through_the_underlay() {
 
 #[test]
 fn edge_routes_and_internet() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
     let green1 = a.eni("green-1");
     let vpn = udp(ip("10.0.1.10"), ip("172.16.3.4"), 10);
@@ -163,8 +161,7 @@ fn edge_routes_and_internet() {
 
 #[test]
 fn edge_may_speak_for_the_vpcs_it_serves() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let red2 = b.eni("red-2");
     // Internet return traffic for red-2: from the edge, source VPC red, any inner source.
     let inner = udp(ip("8.8.8.8"), ip("10.0.1.20"), 20);
@@ -180,8 +177,7 @@ fn edge_may_speak_for_the_vpcs_it_serves() {
 
 #[test]
 fn green_to_yellow_has_no_route_and_raises_an_alert() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let green1 = a.eni("green-1");
     let inner = udp(ip("10.2.1.10"), ip("10.1.1.10"), 10);
     let out = a.egress(green1, vec![from_instance(&a, "green-1", &inner)]);
@@ -204,8 +200,7 @@ fn green_to_yellow_has_no_route_and_raises_an_alert() {
 
 #[test]
 fn not_peered_route_is_dropped_with_an_alert() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     // The peering goes away before the routes do.
     a.tables.apply(&TableOp::RemovePeering { a: 101, b: 102 });
     let red1 = a.eni("red-1");
@@ -217,8 +212,7 @@ fn not_peered_route_is_dropped_with_an_alert() {
 
 #[test]
 fn no_mapping_is_dropped_without_alert() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
     let frames = vec![
         from_instance(&a, "red-1", &udp(ip("10.0.1.10"), ip("10.0.1.99"), 1)),
@@ -274,8 +268,7 @@ fn green_forging_a_yellow_source_is_spoofed() {
 
 #[test]
 fn source_dest_check_off_allows_a_foreign_source() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let green2 = a.eni("green-2"); // source_dest_check = false
     let green1 = a.eni("green-1");
     let foreign = udp(ip("192.0.2.7"), ip("10.2.1.10"), 10);
@@ -293,8 +286,7 @@ fn source_dest_check_off_allows_a_foreign_source() {
 
 #[test]
 fn forged_geneve_from_the_wrong_host_is_an_unknown_sender() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let yellow1 = b.eni("yellow-1");
     let inner = udp(ip("10.0.1.10"), ip("10.1.1.10"), 10);
     // Claims red-1 (which is on host A) but comes from host C's PA.
@@ -329,8 +321,7 @@ fn forged_geneve_from_the_wrong_host_is_an_unknown_sender() {
 
 #[test]
 fn unknown_destinations() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let inner = udp(ip("10.0.1.10"), ip("10.1.1.10"), 10);
     let not_our_pa = geneve(PA_A, PA_C, 102, 101, &inner);
     // red-1 lives on host A, not here.
@@ -348,8 +339,7 @@ fn unknown_destinations() {
 
 #[test]
 fn arp_proxy_answers_in_place() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
     let red1_mac = eni_mac(&a, "red-1");
     let red2_mac = EthernetAddress(a.tables.lookup(101, ip("10.0.1.20")).unwrap().mac.0);
@@ -411,8 +401,7 @@ fn mtu_exceeded() {
 
 #[test]
 fn no_headroom_is_no_room() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
     let frame = ether(
         subnet_mac(&a, "red-1"),
@@ -446,8 +435,7 @@ fn ethernet_padding_is_removed_both_ways() {
 
 #[test]
 fn egress_malformed_inputs_are_counted_drops() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
     let ipf = from_instance(&a, "red-1", &udp(ip("10.0.1.10"), ip("10.1.1.10"), 10))
         .data()
@@ -539,8 +527,7 @@ fn egress_malformed_inputs_are_counted_drops() {
 
 #[test]
 fn ingress_malformed_inputs_are_counted_drops() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let good = geneve(PA_A, PA_B, 102, 101, &udp(ip("10.0.1.10"), ip("10.1.1.10"), 10));
     let mut n = 0;
     for len in 0..good.len() {
@@ -659,8 +646,7 @@ fn a_live_move_sends_traffic_to_the_new_pa() {
 
 #[test]
 fn a_full_burst_of_mixed_traffic_is_all_decided() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
     let mut frames = Vec::new();
     for i in 0..32u8 {
@@ -692,8 +678,7 @@ fn a_full_burst_of_mixed_traffic_is_all_decided() {
 
 #[test]
 fn null_clock_counts_without_timing() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
     let mut burst = burst_of(vec![from_instance(&a, "red-1", &udp(ip("10.0.1.10"), ip("10.1.1.10"), 1))]);
     let mut ctx = pipeline::CardCtx {
@@ -711,8 +696,7 @@ fn null_clock_counts_without_timing() {
 
 #[test]
 fn eni_ports_may_be_a_closure() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let (y, r2) = (b.eni("yellow-1"), b.eni("red-2"));
     let to_y = geneve(PA_A, PA_B, 102, 101, &udp(ip("10.0.1.10"), ip("10.1.1.10"), 1));
     let to_r2 = geneve(PA_A, PA_B, 101, 101, &udp(ip("10.0.1.10"), ip("10.0.1.20"), 1));
@@ -800,8 +784,7 @@ fn repeated_keys_share_their_lookup() {
 #[test]
 fn a_zero_key_never_borrows_another_packets_answer() {
     // VNI 0 and destination 0.0.0.0 from a sender that is mapped: nothing is delivered.
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let mut inner = udp(ip("10.0.1.20"), ip("0.0.0.0"), 1);
     inner[10..12].copy_from_slice(&[0, 0]);
     let c = ip_checksum(&inner[..20]);

@@ -72,6 +72,11 @@ pub struct Card {
 pub const LIMIT_HZ: u64 = 1000;
 
 impl Card {
+    /// The card `name` of the test world.
+    pub fn on(name: &str) -> Card {
+        Card::new(&world(), name)
+    }
+
     pub fn new(topo: &Topology, name: &str) -> Card {
         let id = topo.card_by_name(name).unwrap();
         let tables = Tables::build_for_card(topo, id);
