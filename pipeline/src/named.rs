@@ -1,11 +1,48 @@
-//! The impls a stably named enum ([`DropReason`](crate::DropReason),
-//! [`StageId`](crate::StageId)) gets from its `ALL` and `name()`: `Display`, `FromStr`
-//! (with its error type) and `Serialize`, all by the stable name. A leaf: one macro.
+//! The stably named enums of the crate ([`DropReason`](crate::DropReason),
+//! [`StageId`](crate::StageId)), written once: the enum from a table of rows (variant,
+//! discriminant, stable name, one-line description), `ALL`, `COUNT`, `index`, `name`,
+//! `description`, and `Display`, `FromStr` (with its error type) and `Serialize`, all by
+//! the stable name. A leaf: one macro.
 
-/// `named_enum!(Type, UnknownType, "unknown type {0:?}")`: the impls of a named enum and the error of a
-/// string that names none.
+/// `named_enum! { /// docs
+/// pub enum Type, error UnknownType "unknown type {0:?}"; Variant = 0, "name", "what"; ... }`
 macro_rules! named_enum {
-    ($ty:ident, $err:ident, $message:literal) => {
+    (
+        $(#[$meta:meta])* pub enum $ty:ident, error $err:ident $message:literal;
+        $($(#[$doc:meta])* $variant:ident = $idx:literal, $name:literal, $desc:literal;)*
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum $ty {
+            $($(#[$doc])* #[doc = concat!("`", $name, "`: ", $desc, ".")] $variant = $idx,)*
+        }
+
+        impl $ty {
+            /// How many there are.
+            pub const COUNT: usize = [$($idx),*].len();
+
+            /// Every one, in discriminant order (`ALL[x as usize] == x`).
+            pub const ALL: [$ty; $ty::COUNT] = [$($ty::$variant,)*];
+
+            /// Index into per-value arrays (the discriminant).
+            #[inline]
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+
+            /// The stable name (stats keys, alerts, the table, telemetry).
+            #[inline]
+            pub const fn name(self) -> &'static str {
+                match self { $($ty::$variant => $name,)* }
+            }
+
+            /// What it means, in one line.
+            pub const fn description(self) -> &'static str {
+                match self { $($ty::$variant => $desc,)* }
+            }
+        }
+
         impl core::fmt::Display for $ty {
             fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
                 f.write_str(self.name())

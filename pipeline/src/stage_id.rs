@@ -1,33 +1,9 @@
 //! [`StageId`]: the stable names of the stages (a leaf of the crate's vocabulary).
 
-macro_rules! stage_ids {
-    ($($variant:ident = $idx:literal, $name:literal, $desc:literal;)*) => {
-        /// A named, timed stage. Names are stable (stats keys, alert `stage` field).
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        #[repr(u8)]
-        pub enum StageId {
-            $(#[doc = concat!("`", $name, "`: ", $desc, ".")] $variant = $idx,)*
-        }
+named_enum! {
+    /// A named, timed stage. Names are stable (stats keys, alert `stage` field).
+    pub enum StageId, error UnknownStage "unknown stage {0:?}";
 
-        impl StageId {
-            /// Every stage, in pipeline order (`ALL[s as usize] == s`).
-            pub const ALL: [StageId; StageId::COUNT] = [$(StageId::$variant,)*];
-
-            /// The stable kebab-case name.
-            #[inline]
-            pub const fn name(self) -> &'static str {
-                match self { $(StageId::$variant => $name,)* }
-            }
-
-            /// What the stage does, in one line.
-            pub const fn description(self) -> &'static str {
-                match self { $(StageId::$variant => $desc,)* }
-            }
-        }
-    };
-}
-
-stage_ids! {
     Classify = 0, "classify", "sort received frames: ARP to the proxy, IPv4 on, the rest dropped";
     VerifySend = 1, "verify-send", "the sending ENI owns the source MAC and IP";
     Route = 2, "route", "longest-prefix route of the sender's VPC, then mapping lookup";
@@ -40,19 +16,6 @@ stage_ids! {
     Vlan = 9, "vlan", "802.1Q tag or untag for Direct Connect";
     Endpoint = 10, "endpoint", "VPC endpoint ID re-encap and check";
 }
-
-impl StageId {
-    /// Number of stages.
-    pub const COUNT: usize = 11;
-
-    /// Index into per-stage arrays (the discriminant).
-    #[inline]
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-}
-
-named_enum!(StageId, UnknownStage, "unknown stage {0:?}");
 
 #[cfg(test)]
 mod tests {
