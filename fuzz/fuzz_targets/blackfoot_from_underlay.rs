@@ -17,14 +17,14 @@
 #![no_main]
 
 #[path = "../../blackfoot/tests/common/mod.rs"]
+mod edge;
 mod common;
-mod shared;
 
 use std::cell::RefCell;
 
-use common::*;
+use edge::*;
 use libfuzzer_sys::fuzz_target;
-use shared::{body_of, fix_inner, raw_frames, sent_geneve};
+use common::{body_of, fix_inner, raw_frames, sent_geneve};
 
 thread_local! {
     /// blackfoot-1, built once (tables, meters); its pipeline is renewed every run.

@@ -15,14 +15,14 @@
 #![no_main]
 
 #[path = "../../blackfoot/tests/common/mod.rs"]
+mod edge;
 mod common;
-mod shared;
 
 use std::cell::RefCell;
 
-use common::*;
+use edge::*;
 use libfuzzer_sys::fuzz_target;
-use shared::{body_of, fix_inner, raw_frames, sent_geneve};
+use common::{body_of, fix_inner, raw_frames, sent_geneve};
 
 thread_local! {
     /// blackfoot-1, built once (tables, meters); its pipeline (and so its anti-replay
@@ -64,6 +64,13 @@ fn run(edge: &mut Edge, side: Side, frames: &[Vec<u8>], vni: u32) -> Vec<(Verdic
     pass.out
 }
 
+/// The crafted packet `ip`, frame `k` of the burst, went to the fabric unchanged.
+fn delivered(out: &[(Verdict, Vec<u8>)], k: usize, ip: &[u8]) {
+    let (v, frame) = &out[k];
+    assert_eq!(*v, Verdict::Forward(FABRIC), "a crafted packet is delivered");
+    assert_eq!(to_host(frame).1, ip);
+}
+
 fuzz_target!(|data: &[u8]| {
     EDGE.with_borrow_mut(|edge| {
         edge.outside = FromOutside::new(OUTPUTS, InboundSas::new(&edge.tables));
@@ -95,9 +102,7 @@ fuzz_target!(|data: &[u8]| {
             k += 1;
         }
         if let Some(ip) = &from_vpn {
-            let (v, frame) = &out[k];
-            assert_eq!(*v, Verdict::Forward(FABRIC), "a sealed packet from the VPN is delivered");
-            assert_eq!(to_host(frame).1, &ip[..]);
+            delivered(&out, k, ip);
         }
 
         // ----- dx side -----
@@ -108,9 +113,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let out = run(edge, Side::Dx, &frames, YELLOW);
         if let Some(ip) = &to_yellow {
-            let (v, frame) = &out[raw.len()];
-            assert_eq!(*v, Verdict::Forward(FABRIC));
-            assert_eq!(to_host(frame).1, &ip[..]);
+            delivered(&out, raw.len(), ip);
         }
 
         // ----- services side -----
@@ -121,9 +124,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let out = run(edge, Side::Services, &frames, RED);
         if let Some(ip) = &answer {
-            let (v, frame) = &out[raw.len()];
-            assert_eq!(*v, Verdict::Forward(FABRIC));
-            assert_eq!(to_host(frame).1, &ip[..]);
+            delivered(&out, raw.len(), ip);
         }
     });
 });

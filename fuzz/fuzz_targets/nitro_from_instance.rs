@@ -16,15 +16,15 @@
 #![no_main]
 
 #[path = "../../nitro/tests/common/mod.rs"]
+mod card;
 mod common;
-mod shared;
 
 use std::cell::RefCell;
 
-use common::*;
+use card::*;
 use libfuzzer_sys::fuzz_target;
 use pipeline::{DropReason, RateLimit, Verdict};
-use shared::{body_of, fix_inner, raw_frames, sent_geneve};
+use common::{body_of, fix_inner, raw_frames, sent_geneve};
 use wire::{PacketBuf, TestBuffer};
 
 const RED: u32 = 101;

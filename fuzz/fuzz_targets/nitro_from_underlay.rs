@@ -18,15 +18,15 @@
 #![no_main]
 
 #[path = "../../nitro/tests/common/mod.rs"]
+mod card;
 mod common;
-mod shared;
 
 use std::cell::RefCell;
 
-use common::*;
+use card::*;
 use libfuzzer_sys::fuzz_target;
 use pipeline::{DropReason, RateLimit, Verdict};
-use shared::{body_of, fix_inner, raw_frames, sent_geneve};
+use common::{body_of, fix_inner, raw_frames, sent_geneve};
 use wire::{vpc, PacketBuf};
 
 const RED: u32 = 101;

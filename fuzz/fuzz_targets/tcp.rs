@@ -2,13 +2,13 @@
 //! accepted segment re-emits (without options) to the same Repr.
 #![no_main]
 
-mod shared;
+mod common;
 
 use libfuzzer_sys::fuzz_target;
 use wire::tcp::{Packet, Repr};
 
 fuzz_target!(|input: &[u8]| {
-    let Some((src, dst, data)) = shared::with_addresses(input) else { return };
+    let Some((src, dst, data)) = common::pseudo_header(input) else { return };
     let Ok(p) = Packet::new_checked(data) else { return };
     let _ = (p.seq_number(), p.ack_number(), p.flags(), p.options().len(), p.payload().len());
     let Ok(repr) = Repr::parse(&p, src, dst) else { return };

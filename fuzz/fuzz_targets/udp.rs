@@ -2,13 +2,13 @@
 //! accepted datagram re-emits with a checksum that verifies.
 #![no_main]
 
-mod shared;
+mod common;
 
 use libfuzzer_sys::fuzz_target;
 use wire::udp::{Packet, Repr};
 
 fuzz_target!(|input: &[u8]| {
-    let Some((src, dst, data)) = shared::with_addresses(input) else { return };
+    let Some((src, dst, data)) = common::pseudo_header(input) else { return };
     let Ok(p) = Packet::new_checked(data) else { return };
     let _ = (p.src_port(), p.dst_port(), p.payload().len(), p.verify_checksum(src, dst));
     let Ok(repr) = Repr::parse(&p, src, dst) else { return };

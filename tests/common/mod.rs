@@ -28,23 +28,9 @@ pub fn vpcemu(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vpcemu")).args(args).output().expect("spawn vpcemu")
 }
 
-/// Write frames as a classic microsecond pcap (Ethernet).
+/// Write frames as a classic microsecond pcap (Ethernet), with `wire`'s writer.
 pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    for (i, f) in frames.iter().enumerate() {
-        out.extend_from_slice(&(i as u32).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(f);
-    }
-    std::fs::write(path, out).expect("write pcap");
+    wire::pcap::write_file(path, frames).expect("write pcap");
 }
 
 /// Read the frames of a classic pcap (with the `wire` crate's reader).
@@ -100,19 +86,12 @@ pub fn arp_request(src_mac: [u8; 6], src: [u8; 4], target: [u8; 4]) -> Vec<u8> {
 /// The header of a classic microsecond pcap (Ethernet), for writing one record at a time
 /// (into a FIFO a net_pcap port reads).
 pub fn pcap_header() -> Vec<u8> {
-    let mut h = Vec::new();
-    h.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-    h.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    h.extend_from_slice(&65535u32.to_le_bytes());
-    h.extend_from_slice(&1u32.to_le_bytes());
-    h
+    wire::pcap::file_header().to_vec()
 }
 
 /// One pcap record holding `frame` (time 0).
 pub fn pcap_record(frame: &[u8]) -> Vec<u8> {
-    let mut r = vec![0; 8];
-    r.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-    r.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    let mut r = wire::pcap::record_header(0, 0, frame.len()).expect("frame fits a pcap record").to_vec();
     r.extend_from_slice(frame);
     r
 }

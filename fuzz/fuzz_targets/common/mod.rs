@@ -1,10 +1,21 @@
-//! What the pipeline targets share: the input as raw frames and as an inner IPv4 packet
-//! made sound around the fuzzer's bytes.
+//! What the fuzz targets share: input layouts (the transport targets' pseudo-header), and
+//! for the pipeline targets the input as raw frames and as an inner IPv4 packet made
+//! sound around the fuzzer's bytes. (Each target uses some of it.)
 #![allow(dead_code)]
 
 use std::net::Ipv4Addr;
 
 use wire::{checksum, vpc};
+
+/// Split a TCP or UDP target's input: the first 8 bytes are the IPv4 pseudo-header's
+/// source and destination addresses, the rest is the segment or datagram. `None` for an
+/// input shorter than 8 bytes.
+pub fn pseudo_header(input: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, &[u8])> {
+    let (addrs, data) = input.split_first_chunk::<8>()?;
+    let src = Ipv4Addr::new(addrs[0], addrs[1], addrs[2], addrs[3]);
+    let dst = Ipv4Addr::new(addrs[4], addrs[5], addrs[6], addrs[7]);
+    Some((src, dst, data))
+}
 
 /// The input as raw frames: itself, again, and its first half (so duplicates and cuts
 /// meet in one pass).
@@ -57,11 +68,4 @@ pub fn sent_geneve(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr, u32, u32, &[u8]) {
     let inner = &frame[o.inner_offset..];
     assert!(vpc::ipv4_header(inner).is_ok(), "a sound inner header");
     (o.src_pa, o.dst_pa, o.vni, o.source_vpc, inner)
-}
-
-/// The input layout of the transport targets: 8 bytes of pseudo-header addresses (source,
-/// destination), then the segment. `None` when shorter.
-pub fn with_addresses(input: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, &[u8])> {
-    let (a, data) = input.split_first_chunk::<8>()?;
-    Some((Ipv4Addr::new(a[0], a[1], a[2], a[3]), Ipv4Addr::new(a[4], a[5], a[6], a[7]), data))
 }
