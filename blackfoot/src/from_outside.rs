@@ -46,8 +46,11 @@ struct Scratch {
 /// owns the anti-replay state of the edge's inbound SAs, so one edge's internet port
 /// must be polled by one worker (one RX queue per port: the runtime's rule).
 pub struct FromOutside {
+    /// Where its packets go: the fabric, and ARP replies out of the internet port.
     outputs: EdgeOutputs,
+    /// The edge's inbound SAs with their anti-replay windows.
     sas: InboundSas,
+    /// Per-slot state between its stages.
     s: Box<Scratch>,
 }
 

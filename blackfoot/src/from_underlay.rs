@@ -31,16 +31,22 @@ enum Class {
     Endpoint { id: EndpointId, front_end_pa: Ipv4Addr },
 }
 
+/// Per-slot results of verify-recv for the stages after it.
 struct Scratch {
+    /// Outer source PA (host order) and VNI (= source VPC: verify-recv checked it).
     src_pa: [u32; MAX_BURST],
     vni: [u32; MAX_BURST],
+    /// Inner source and destination; where the inner packet starts, how long it is.
     src: [Ipv4Addr; MAX_BURST],
     dst: [Ipv4Addr; MAX_BURST],
     inner_offset: [u16; MAX_BURST],
     inner_len: [u16; MAX_BURST],
+    /// The way out the route picked.
     class: [Class; MAX_BURST],
     /// `nat`: each packet's Elastic IP.
     eip: [Option<Ipv4Addr>; MAX_BURST],
+    /// The burst's lookups of (VPC, inner source): the distinct keys, their answers, and
+    /// per slot its key.
     keys: [(u32, Ipv4Addr); MAX_BURST],
     locs: [Option<Location>; MAX_BURST],
     key_of: [u8; MAX_BURST],
