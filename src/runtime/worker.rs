@@ -107,10 +107,11 @@ fn send_counted(sink: &mut TxSink, max: usize, pkts: &mut ArrayVec<Mbuf, MAX_BUR
     (offered - unsent) as u64
 }
 
-/// The outer destination PA of an encapsulated frame (outer IPv4 dst at bytes 30..34).
+/// The outer destination PA of an encapsulated frame (the outer IPv4 destination).
 #[inline]
 fn outer_dst(frame: &[u8]) -> Option<std::net::Ipv4Addr> {
-    let b: [u8; 4] = frame.get(30..34)?.try_into().ok()?;
+    let at = wire::vpc::offset::IP_DST;
+    let b: [u8; 4] = frame.get(at..at + 4)?.try_into().ok()?;
     Some(std::net::Ipv4Addr::from(b))
 }
 
@@ -265,7 +266,8 @@ impl<C: Clock> Loop<'_, C> {
     fn send_out_of_process(&mut self, pkts: &mut ArrayVec<Mbuf, MAX_BURST>, from: usize) {
         let mut by_sender: ArrayVec<(usize, Mbuf), MAX_BURST> = ArrayVec::new();
         for m in pkts.drain(..) {
-            let src = m.data().get(26..30).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(std::net::Ipv4Addr::from);
+            let at = wire::vpc::offset::IP_SRC;
+            let src = m.data().get(at..at + 4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(std::net::Ipv4Addr::from);
             let card = src.and_then(|pa| self.by_pa.get(pa)).unwrap_or(from);
             // Cannot overflow: at most one burst's packets.
             let _ = by_sender.try_push((card, m));
