@@ -176,7 +176,7 @@ fn overlapping_vpcs_on_one_host_stay_apart() {
     let check = vpcemu(&["check", world.to_str().unwrap()]);
     assert!(check.status.success(), "check refused the world: {}", String::from_utf8_lossy(&check.stderr));
     let topo = Topology::from_str(&text, "world.toml").unwrap();
-    let router = |subnet: &str| nitro::subnet_router_mac(topo.subnet_by_name(subnet).unwrap()).0;
+    let router = |subnet: &str| wire::vpc::subnet_router_mac(topo.subnet_by_name(subnet).unwrap().0).0;
 
     let ran = run_world(&dir, &world, &[]);
 

@@ -37,7 +37,8 @@ use mapping_client::{
     Cidr, EniId, LocalEni, Location, MacAddr, Route, SubnetId, SubnetInfo, TableOp, Tables,
     VpcEntry,
 };
-use nitro::{Egress, EgressOutputs, EniPort, Ingress, NitroCtx};
+use nitro::{EniPort, FromInstance, FromInstanceOutputs, FromUnderlay};
+use pipeline::CardCtx;
 use pipeline::{
     alert_channel, AlertProducer, Burst, CardId, Clock, DropReason, HistogramConfig, Meters,
     NullClock, Output, RateLimit, StageId, TimingCollector, VecExtra,
@@ -198,7 +199,7 @@ fn resize_front(b: &mut TestBuffer, len: usize) {
 fn write_egress(b: &mut TestBuffer, src_mac: MacAddr, dst: u32) {
     resize_front(b, EGRESS_FRAME);
     let f = b.data_mut();
-    f[..6].copy_from_slice(&nitro::subnet_router_mac(SubnetId(256)).0);
+    f[..6].copy_from_slice(&wire::vpc::subnet_router_mac(SubnetId(256).0).0);
     f[6..12].copy_from_slice(&src_mac.0);
     f[12..14].copy_from_slice(&[0x08, 0x00]);
     write_inner(
@@ -221,8 +222,8 @@ fn write_ingress(b: &mut TestBuffer, src: u32, n: usize) {
     );
     let src_pa = location(1, src).pa;
     let encap = Encap {
-        src_mac: nitro::card_mac(src_pa),
-        dst_mac: nitro::UNDERLAY_ROUTER_MAC,
+        src_mac: wire::vpc::card_mac(src_pa),
+        dst_mac: wire::vpc::UNDERLAY_ROUTER_MAC,
         src_pa,
         dst_pa: CARD_PA,
         vni: 1,
@@ -248,8 +249,8 @@ struct Bench {
     next: usize,
     bursts: Vec<Burst<TestBuffer>>,
     pool: Vec<TestBuffer>,
-    egress: Egress,
-    ingress: Ingress,
+    egress: FromInstance,
+    ingress: FromUnderlay,
     ports: Vec<Option<EniPort>>,
     alerts: AlertProducer,
     meters: Meters,
@@ -264,7 +265,7 @@ impl Bench {
         let meters = Meters::new(collector.add_worker(u64::MAX).expect("worker"));
         let (alerts, consumer) = alert_channel(1024);
         std::mem::forget(consumer);
-        let outputs = EgressOutputs {
+        let outputs = FromInstanceOutputs {
             reply: Output::new(0).expect("out"),
             underlay: Output::new(1).expect("out"),
         };
@@ -285,8 +286,8 @@ impl Bench {
             pool: (0..ROUND)
                 .map(|_| TestBuffer::with_room(128, room))
                 .collect(),
-            egress: Egress::new(outputs),
-            ingress: Ingress::new(outputs.underlay),
+            egress: FromInstance::new(outputs),
+            ingress: FromUnderlay::new(outputs.underlay),
             ports,
             alerts,
             meters,
@@ -316,7 +317,7 @@ impl Bench {
     #[inline(never)]
     fn process<C: Clock>(&mut self, clock: &C) {
         let limit = RateLimit::unlimited();
-        let mut ctx = NitroCtx {
+        let mut ctx = CardCtx {
             tables: self.tables,
             card: CardId::Host(wire::HostId(0)),
             alerts: &mut self.alerts,

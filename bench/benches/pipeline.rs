@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pipeline::{
-    run_timed, Burst, Clock, HistogramConfig, Meters, NullClock, Stage, StageId, TimingCollector,
+    run_timed, Burst, Clock, HistogramConfig, Meters, NullClock, Stage, StageId, StageInfo,
+    TimingCollector,
 };
 use wire::{PacketBuf, TestBuffer};
 
@@ -38,11 +39,14 @@ struct Work<const R: usize> {
     acc: u64,
 }
 
-impl<const R: usize> Stage<()> for Work<R> {
+impl<const R: usize> StageInfo for Work<R> {
     const ID: StageId = StageId::VerifySend;
+    const DROPS: &'static [pipeline::DropReason] = &[];
+}
 
+impl<const R: usize, B: PacketBuf> Stage<B, ()> for Work<R> {
     #[inline]
-    fn process<B: PacketBuf>(&mut self, burst: &mut Burst<B>, _ctx: &mut ()) {
+    fn process(&mut self, burst: &mut Burst<B>, _ctx: &mut ()) {
         let mut x = self.acc;
         for i in burst.live_indices() {
             if let Some(b) = burst.get_mut(i).and_then(|p| p.data_mut().first_mut()) {

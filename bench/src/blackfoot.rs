@@ -295,8 +295,8 @@ fn flows(s: &Setup, sc: &Scenario) -> Vec<Flow> {
             let (src, h) = instance(j % s.instances);
             let inner = traffic::udp_ipv4(src, sc.way.dst(j), 1024 + (j % 64_000) as u16, 5001, j as u16, len);
             let encap = vpc::Encap {
-                src_mac: nitro::card_mac(host_pa(h)),
-                dst_mac: nitro::card_mac(EDGE_PA),
+                src_mac: wire::vpc::card_mac(host_pa(h)),
+                dst_mac: wire::vpc::card_mac(EDGE_PA),
                 src_pa: host_pa(h),
                 dst_pa: EDGE_PA,
                 vni: VNI,

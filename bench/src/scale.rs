@@ -206,7 +206,7 @@ fn blackfoot_world(vpns: u32) -> Result<World, String> {
         .map(|k| OutboundSa::with_ring(&inbound_sa(k), customer_gateway(k), tunnel_address(k)))
         .collect::<Result<_, _>>()
         .map_err(|_| "bad test key".to_string())?;
-    let edge_mac = nitro::card_mac(EDGE_PA);
+    let edge_mac = wire::vpc::card_mac(EDGE_PA);
     let mut frames = Vec::with_capacity(FLOWS as usize);
     for j in 0..FLOWS {
         let k = j % vpns;

@@ -29,11 +29,12 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use crate::alert::AlertTotals;
-use crate::burst::{Output, MAX_OUTPUTS};
+use crate::limits::MAX_OUTPUTS;
+use crate::output::Output;
 use crate::clock::TscHz;
 use crate::counters::Counters;
 use crate::drop::DropReason;
-use crate::stage::StageId;
+use crate::stage_id::StageId;
 use crate::timing::{StageHistograms, StageSummary};
 
 /// One port's figures, from the runtime.

@@ -354,7 +354,7 @@ fn step6(d: &mut Demo<'_>, red_mac: EthernetAddress, yellow_mac: EthernetAddress
     use blackfoot::aead::RingAesGcm;
     use blackfoot::esp;
 
-    let edge_mac = nitro::card_mac(PA_EDGE);
+    let edge_mac = wire::vpc::card_mac(PA_EDGE);
     let upstream = blackfoot::INTERNET_NEXT_HOP_MAC;
     let topo = d.engine.topology().clone();
 
@@ -469,7 +469,7 @@ fn step6(d: &mut Demo<'_>, red_mac: EthernetAddress, yellow_mac: EthernetAddress
     );
     let from_s3 = craft::udp_packet(S3_HOST, RED1, 443, 40003, b"200 OK");
     let encap = vpc::Encap {
-        src_mac: nitro::card_mac(PA_S3),
+        src_mac: wire::vpc::card_mac(PA_S3),
         dst_mac: edge_mac,
         src_pa: PA_S3,
         dst_pa: PA_EDGE,

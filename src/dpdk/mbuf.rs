@@ -263,8 +263,8 @@ impl Drop for Mbuf {
     }
 }
 
-/// Most packets a burst holds.
-pub const MAX_BURST: usize = 64;
+/// Most packets a burst holds: the pipeline's [`pipeline::MAX_BURST`], defined there once.
+pub const MAX_BURST: usize = pipeline::MAX_BURST;
 
 /// A fixed-size, owning burst of mbufs: what `rx_burst` fills and `tx_burst` drains.
 /// Whatever it still holds when dropped is freed.

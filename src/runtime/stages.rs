@@ -5,12 +5,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrayvec::ArrayVec;
-use blackfoot::{EdgeCtx, EdgeOutputs, FromFabric, FromOutside, InboundSas, Side};
+use blackfoot::{EdgeOutputs, FromOutside, FromUnderlay, InboundSas, Side};
 use mapping_client::rcu::Subscriber;
 use mapping_client::tables::Tables;
 use mapping_client::topology::{CardId, EniId};
-use nitro::{Egress, EgressOutputs, EniPort, Ingress, NitroCtx};
-use pipeline::{AlertProducer, Burst, Clock, DropReason, Extra, Meters, Output};
+use nitro::{EniPort, FromInstance, FromInstanceOutputs, FromUnderlay as NitroFromUnderlay};
+use pipeline::{AlertProducer, Burst, CardCtx, Clock, DropReason, Extra, Meters, Output};
 
 use super::card::CardInfo;
 use super::plan::{FABRIC, InstanceBinding, Role, UNBOUND, port_output};
@@ -58,7 +58,7 @@ pub struct Env<'a, C> {
 
 /// An edge's two pipelines in one worker.
 struct EdgePipes {
-    from_fabric: FromFabric,
+    from_fabric: FromUnderlay,
     from_outside: FromOutside,
 }
 
@@ -67,8 +67,8 @@ struct EdgePipes {
 /// delivers with (the port's output and MTU), rebuilt when the control core rebinds
 /// instance ports.
 pub struct CardStages {
-    egress: Vec<Option<Egress>>,
-    ingress: Option<Ingress>,
+    egress: Vec<Option<FromInstance>>,
+    ingress: Option<NitroFromUnderlay>,
     /// Per card index: the edge pipelines (`None` for hosts).
     edges: Vec<Option<EdgePipes>>,
     eni_ports: Vec<Option<EniPort>>,
@@ -89,7 +89,7 @@ impl CardStages {
             .iter()
             .enumerate()
             .map(|(i, r)| match (r, port_output(i), fabric) {
-                (Role::Instance, Some(reply), Some(underlay)) => Some(Egress::new(EgressOutputs { reply, underlay })),
+                (Role::Instance, Some(reply), Some(underlay)) => Some(FromInstance::new(FromInstanceOutputs { reply, underlay })),
                 _ => None,
             })
             .collect();
@@ -109,7 +109,7 @@ impl CardStages {
                     let inbound = InboundSas::with(sub.current(), c.cipher.factory())
                         .unwrap_or_else(|_| InboundSas::new(sub.current()));
                     Some(EdgePipes {
-                        from_fabric: FromFabric::new(outputs, Arc::clone(sas)),
+                        from_fabric: FromUnderlay::new(outputs, Arc::clone(sas)),
                         from_outside: FromOutside::new(outputs, inbound),
                     })
                 }
@@ -118,7 +118,7 @@ impl CardStages {
             .collect();
         // Fragmentation-needed answers cross the fabric like any encapsulated packet (or
         // leave by the card's underlay port when the sender is not run here).
-        let ingress = fabric.map(Ingress::new);
+        let ingress = fabric.map(NitroFromUnderlay::new);
         CardStages {
             egress,
             ingress,
@@ -158,7 +158,7 @@ impl CardStages {
         let Env { tables, card, alerts, clock, meters, .. } = env;
         match self.egress.get_mut(port).and_then(Option::as_mut) {
             Some(egress) => {
-                let mut ctx = NitroCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
+                let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
                 egress.process(burst, EniId(eni), &mut ctx, clock, meters);
             }
             None => drop_all(burst, DropReason::Unsupported),
@@ -177,7 +177,7 @@ impl CardStages {
                     return drop_all(burst, DropReason::Unsupported);
                 };
                 let now = rdtsc();
-                let mut ctx = NitroCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now };
+                let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now };
                 let mut extra = WorkerExtra { pool, spill, lost: 0 };
                 ingress.process(burst, self.eni_ports.as_slice(), &mut ctx, &mut extra, clock, meters);
                 if extra.lost != 0 {
@@ -186,7 +186,7 @@ impl CardStages {
             }
             CardId::Edge(_) => match self.edges.get_mut(index).and_then(Option::as_mut) {
                 Some(e) => {
-                    let mut ctx = EdgeCtx { tables, card: card.id(), alerts };
+                    let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
                     let mut extra = WorkerExtra { pool, spill, lost: 0 };
                     e.from_fabric.process(burst, &mut ctx, &mut extra, clock, meters);
                     let lost = extra.lost;
@@ -211,7 +211,7 @@ impl CardStages {
         };
         match self.edges.get_mut(index).and_then(Option::as_mut) {
             Some(e) => {
-                let mut ctx = EdgeCtx { tables, card: card.id(), alerts };
+                let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
                 e.from_outside.process(side, burst, &mut ctx, clock, meters);
             }
             None => drop_all(burst, DropReason::Unsupported),
