@@ -227,7 +227,6 @@
 )]
 
 use mapping_client::MacAddr;
-use pipeline::CardId;
 use wire::EthernetAddress;
 
 mod from_instance;
@@ -250,20 +249,3 @@ pub const fn eth(mac: MacAddr) -> EthernetAddress {
     EthernetAddress(mac.0)
 }
 
-/// The alert id of a topology card: the card id itself (the workspace has one card id,
-/// `wire::CardId`; kept for the callers that name it).
-pub const fn card_id(card: mapping_client::CardId) -> CardId {
-    card
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn card_ids() {
-        let h = mapping_client::CardId::Host(mapping_client::HostId(3));
-        assert_eq!(card_id(h), h);
-    }
-
-}
