@@ -8,3 +8,4 @@ pub mod cli;
 pub mod demo;
 pub mod dpdk;
 pub mod runtime;
+pub mod testkit;

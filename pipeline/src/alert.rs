@@ -32,16 +32,9 @@ use serde::Serialize;
 use crate::drop::DropReason;
 use crate::stage_id::StageId;
 
-/// Which card raised an alert: a host's Nitro card or a Blackfoot edge, by its index
-/// among the topology's hosts or edges (32 bits, as the topology's own ids: every card of
-/// any world has its own).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CardId {
-    /// A host's Nitro card.
-    Host(u32),
-    /// A Blackfoot edge.
-    Edge(u32),
-}
+/// Which card raised an alert: the workspace's one card id (a host's Nitro card or a
+/// Blackfoot edge, by its index among the topology's hosts or edges).
+pub use wire::card::CardId;
 
 /// One security drop, as the worker reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -425,10 +418,10 @@ impl<'a> AlertLine<'a> {
         let e = &p.event;
         let card = match names.card(e.card) {
             Some(n) => NameOr::Name(n),
-            None => match e.card {
-                CardId::Host(i) => NameOr::Id("host", i),
-                CardId::Edge(i) => NameOr::Id("edge", i),
-            },
+            None => {
+                let (kind, i) = e.card.kind_and_index();
+                NameOr::Id(kind, i)
+            }
         };
         let vpc = |vni: u32| names.vpc(vni).map_or(NameOr::Id("vni", vni), NameOr::Name);
         let (host, edge) = match e.card {
@@ -479,14 +472,15 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wire::card::{EdgeId, HostId};
     use serde_json::Value;
 
     struct Names;
     impl AlertNames for Names {
         fn card(&self, card: CardId) -> Option<&str> {
             match card {
-                CardId::Host(0) => Some("host-a"),
-                CardId::Edge(0) => Some("blackfoot-1"),
+                CardId::Host(HostId(0)) => Some("host-a"),
+                CardId::Edge(EdgeId(0)) => Some("blackfoot-1"),
                 _ => None,
             }
         }
@@ -506,7 +500,7 @@ mod tests {
         AlertEvent {
             reason,
             stage: StageId::VerifySend,
-            card: CardId::Host(0),
+            card: CardId::Host(HostId(0)),
             eni: Some(7),
             vni: 103,
             peer_vni: None,
@@ -555,7 +549,7 @@ mod tests {
             p.raise(ev(DropReason::SpoofedSource, [10, 2, 1, 10]));
         }
         let mut other = ev(DropReason::NotPeered, [10, 3, 1, 10]);
-        other.card = CardId::Edge(0);
+        other.card = CardId::Edge(EdgeId(0));
         other.stage = StageId::VerifyRecv;
         other.peer_vni = Some(102);
         other.eni = None;
@@ -649,15 +643,15 @@ mod tests {
         impl AlertNames for Far {
             fn card(&self, card: CardId) -> Option<&str> {
                 match card {
-                    CardId::Host(1) => Some("h1"),
-                    CardId::Host(65_537) => Some("h65537"),
+                    CardId::Host(HostId(1)) => Some("h1"),
+                    CardId::Host(HostId(65_537)) => Some("h65537"),
                     _ => None,
                 }
             }
         }
         let mut agg = AlertAggregator::new(AlertConfig::default(), 0);
         let e = ev(DropReason::SpoofedSource, [10, 2, 1, 10]);
-        for card in [CardId::Host(1), CardId::Host(65_537), CardId::Edge(70_001)] {
+        for card in [CardId::Host(HostId(1)), CardId::Host(HostId(65_537)), CardId::Edge(EdgeId(70_001))] {
             agg.ingest(AlertEvent { card, ..e }, 0);
         }
         let mut out = Vec::new();

@@ -79,7 +79,7 @@ pub struct RunArgs {
     /// the synchronous CPU-crypto API), `ring`, or `auto` (aesni-gcm if it starts, else
     /// ring, with a warning).
     #[arg(long, value_name = "CIPHER", default_value = "auto")]
-    pub esp_cipher: crate::runtime::engine::EspCipher,
+    pub esp_cipher: crate::runtime::cipher::EspCipher,
 }
 
 fn parse_ms(s: &str) -> Result<Duration, String> {

@@ -339,20 +339,16 @@ impl Drop for Eal {
     }
 }
 
-/// Reads the TSC (one `rdtsc`).
+/// Reads the TSC (one `rdtsc`): `pipeline::clock::rdtsc` on x86_64, DPDK's read elsewhere.
+#[cfg(target_arch = "x86_64")]
+pub use pipeline::clock::rdtsc;
+
+/// Reads the cycle counter through DPDK (no `rdtsc` on this architecture).
+#[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 pub fn rdtsc() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: RDTSC reads the time-stamp counter and touches no memory; every x86_64 CPU
-    // has it. Inlined here rather than through the shim: it is on the per-burst path.
-    unsafe {
-        core::arch::x86_64::_rdtsc()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
     // SAFETY: reads the cycle counter through DPDK; no memory is touched.
-    unsafe {
-        ffi::vpcemu_rdtsc()
-    }
+    unsafe { ffi::vpcemu_rdtsc() }
 }
 
 /// The TSC frequency DPDK measured at init, in Hz (callable from any lcore).
@@ -362,9 +358,15 @@ pub fn tsc_hz_now() -> u64 {
 }
 
 /// The TSC as a `pipeline::Clock`, for stage timing on the workers.
+#[cfg(target_arch = "x86_64")]
+pub use pipeline::clock::TscClock;
+
+/// The cycle counter as a `pipeline::Clock`, for stage timing on the workers.
+#[cfg(not(target_arch = "x86_64"))]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TscClock;
 
+#[cfg(not(target_arch = "x86_64"))]
 impl pipeline::Clock for TscClock {
     #[inline(always)]
     fn now(&self) -> u64 {

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use mapping_client::topology::Topology;
 
+use super::cipher::EspCipher;
 use super::control::ControlSocket;
 use super::ctl::{self, Request};
 use super::engine::{Engine, EngineSpec};
-use super::shutdown::Signals;
+use super::stop::{Signals, StopWhen};
 
 /// Options of `vpcemu run`.
 #[derive(Debug, Clone, Default)]
@@ -25,22 +26,12 @@ pub struct RunOptions {
     pub no_stage_timing: bool,
     pub file_prefix: Option<String>,
     pub cards: Option<Vec<String>>,
-    pub esp_cipher: super::engine::EspCipher,
+    pub esp_cipher: EspCipher,
 }
 
 fn write_file(path: &PathBuf, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
 }
-
-/// How long `--until-idle` waits: the given time once something has moved; before the
-/// first packet, at least [`FIRST_PACKET_GRACE`] (a loaded machine may take a moment to get
-/// the first burst through).
-pub fn idle_limit(idle: Duration, moved_once: bool) -> Duration {
-    if moved_once { idle } else { idle.max(FIRST_PACKET_GRACE) }
-}
-
-/// See [`idle_limit`].
-pub const FIRST_PACKET_GRACE: Duration = Duration::from_secs(2);
 
 /// Answer one control line.
 fn handle(engine: &mut Engine, line: &str) -> Result<serde_json::Value, String> {
@@ -90,11 +81,8 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     let esp_cipher = engine.esp_cipher().map(|(name, _)| name);
     super::telemetry::register(&engine).map_err(|e| e.to_string())?;
 
-    let start = Instant::now();
-    let mut last_moved = Instant::now();
-    let mut last_movement = engine.movement();
-    let mut moved_once = false;
-    let mut next_report = opts.report_interval.map(|d| start + d);
+    let mut stop = StopWhen::new(opts.duration, opts.until_idle, Instant::now(), engine.movement());
+    let mut next_report = opts.report_interval.map(|d| stop.start() + d);
     loop {
         std::thread::sleep(Duration::from_millis(1));
         engine.tick(&mut alerts_out);
@@ -103,12 +91,6 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         }
         super::telemetry::publish(&engine);
         let now = Instant::now();
-        let movement = engine.movement();
-        if movement != last_movement {
-            last_movement = movement;
-            last_moved = now;
-            moved_once = true;
-        }
         if let Some(at) = next_report {
             if now >= at {
                 print!("{}", engine.report().to_table());
@@ -116,15 +98,12 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
                 next_report = opts.report_interval.map(|d| now + d);
             }
         }
-        if signals.raised()
-            || opts.duration.is_some_and(|d| now.duration_since(start) >= d)
-            || opts.until_idle.is_some_and(|idle| now.duration_since(last_moved) >= idle_limit(idle, moved_once))
-        {
+        if stop.due(now, engine.movement(), signals.raised()) {
             break;
         }
     }
     drop(control);
-    let seconds = start.elapsed().as_secs_f64();
+    let seconds = stop.start().elapsed().as_secs_f64();
     let tsc_hz = engine.tsc_hz();
     let (report, in_use) = engine.shutdown(&mut alerts_out);
     alerts_out.flush().map_err(|e| format!("writing alerts: {e}"))?;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{story_world, vpcemu};
+use super::{Stats, ctl, story_world};
 
 pub const RED_MAC: &str = "02:00:0a:00:01:0a";
 pub const YELLOW_MAC: &str = "02:00:0a:01:01:14";
@@ -114,12 +114,12 @@ impl World {
     }
 
     /// The running process's stats (`vpcemu ctl stats`), if it answers.
-    pub fn live_stats(&self) -> Option<serde_json::Value> {
-        let out = vpcemu(&["ctl", "--control", self.control.to_str()?, "stats"]);
+    pub fn live_stats(&self) -> Option<Stats> {
+        let out = ctl(&self.control, &["stats"]);
         if !out.status.success() {
             return None;
         }
-        serde_json::from_slice(&out.stdout).ok()
+        Stats::parse(&String::from_utf8_lossy(&out.stdout)).ok()
     }
 
     /// Ports and non-zero drops of the running process, for failure messages.
@@ -127,11 +127,8 @@ impl World {
         let Some(s) = self.live_stats() else {
             return format!("vpcemu does not answer `ctl stats`; its stderr:\n{}", self.stderr());
         };
-        let drops: Vec<String> = s["drops"]
-            .as_object()
-            .map(|m| m.iter().filter(|(_, v)| v.as_u64() != Some(0)).map(|(k, v)| format!("{k}={v}")).collect())
-            .unwrap_or_default();
-        format!("vpcemu now: ports {}, drops [{}]", s["ports"], drops.join(", "))
+        let drops: Vec<String> = s.nonzero_drops().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("vpcemu now: ports {:?}, drops [{}]", s.ports, drops.join(", "))
     }
 
     pub fn stderr(&self) -> String {

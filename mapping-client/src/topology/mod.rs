@@ -33,12 +33,9 @@ use crate::net::{Cidr, MacAddr};
 
 pub use load::LoadError;
 
-/// Index of a host in [`Topology::hosts`].
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct HostId(pub u32);
-/// Index of an edge in [`Topology::edges`].
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct EdgeId(pub u32);
+/// A host ([`Topology::hosts`] index), an edge ([`Topology::edges`] index), either card:
+/// the workspace's one card id, defined in `wire`.
+pub use wire::card::{CardId, EdgeId, HostId};
 /// Index of a VPC in [`Topology::vpcs`] (not its VNI).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct VpcId(pub u32);
@@ -71,13 +68,6 @@ impl fmt::Debug for EndpointId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
-}
-
-/// One Nitro card (a host) or one Blackfoot edge: what a mapping client serves.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub enum CardId {
-    Host(HostId),
-    Edge(EdgeId),
 }
 
 /// `[dataplane]`.
