@@ -7,4 +7,5 @@
 pub mod cli;
 pub mod demo;
 pub mod dpdk;
+pub mod lab;
 pub mod runtime;
