@@ -148,14 +148,14 @@ fn setup(engine: &Engine, plan: &Plan, lab: &mut Lab, signals: &Signals, topo: &
         }
         let mtu = port_mtus.iter().find(|m| m.name == h.port).and_then(|m| m.mtu);
         mtus.push(mtu);
-        let config = netns::HostConfig { mtu: mtu.map(u32::from), ..h.config.clone() };
+        let config = &h.config;
         let fail = |e: String| format!("setting up {}: {e}", config.ns);
         if !netns::iface_exists(&config.iface) {
             return Err(fail(format!("net_tap made no interface {}", config.iface)));
         }
         lab.mark_tap(&config.iface).map_err(fail)?;
         lab.add_ns(&config.ns).map_err(fail)?;
-        config.configure().map_err(fail)?;
+        config.configure(mtu.map(u32::from)).map_err(fail)?;
     }
     println!("vpcemu lab: {} hosts, each in a network namespace of its own (net_tap):", plan.hosts.len());
     for l in plan.describe(&mtus) {

@@ -73,15 +73,13 @@ pub fn del_ns(name: &str) -> Result<(), String> {
 /// One Linux host: a tap interface in a namespace of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostConfig {
-    /// The namespace (must exist: [`add_ns`]).
+    /// The namespace (made first: [`add_ns`]).
     pub ns: String,
     /// The tap, in the root namespace until [`HostConfig::configure`].
     pub iface: String,
     pub mac: String,
     /// Addresses with their prefix length (`10.0.1.10/24`), the primary first.
     pub addrs: Vec<String>,
-    /// The interface MTU (`None`: the kernel's default, 1500).
-    pub mtu: Option<u32>,
     /// Routes, each the arguments of `ip route add` (`["default", "via", "10.0.1.1"]`).
     pub routes: Vec<Vec<String>>,
 }
@@ -89,8 +87,8 @@ pub struct HostConfig {
 impl HostConfig {
     /// Moves the tap into the namespace and configures it: loopback up, IPv6 off (the VPC
     /// carries IPv4; this keeps router solicitations off the port), the MAC, the addresses,
-    /// the MTU, link up, the routes.
-    pub fn configure(&self) -> Result<(), String> {
+    /// the MTU (`None`: the kernel's default, 1500), link up, the routes.
+    pub fn configure(&self, mtu: Option<u32>) -> Result<(), String> {
         let (n, dev) = (self.ns.as_str(), self.iface.as_str());
         ip(&["link", "set", dev, "netns", n])?;
         ip(&["-n", n, "link", "set", "lo", "up"])?;
@@ -102,7 +100,7 @@ impl HostConfig {
         for a in &self.addrs {
             ip(&["-n", n, "addr", "add", a, "dev", dev])?;
         }
-        if let Some(mtu) = self.mtu {
+        if let Some(mtu) = mtu {
             ip(&["-n", n, "link", "set", dev, "mtu", &mtu.to_string()])?;
         }
         ip(&["-n", n, "link", "set", dev, "up"])?;

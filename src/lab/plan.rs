@@ -57,7 +57,7 @@ pub struct Plan {
 }
 
 fn runs_here(opts: &PlanOptions, card: &str) -> bool {
-    opts.cards.as_ref().map_or(true, |c| c.iter().any(|n| n == card))
+    opts.cards.as_ref().is_none_or(|cards| cards.iter().any(|n| n == card))
 }
 
 /// The plan for `topo`; an error for a named instance that does not exist or cannot be a
@@ -113,7 +113,6 @@ pub fn plan(topo: &Topology, opts: &PlanOptions) -> Result<Plan, String> {
             iface: String::new(),
             mac: inst.mac.to_string(),
             addrs: inst.ips().map(|ip| format!("{ip}/{len}")).collect(),
-            mtu: None,
             routes: vec![route(&["default", "via", &router.to_string()])],
         };
         let vpc = topo.vpc(inst.vpc).map_or("?", |v| v.name.as_str()).to_string();
@@ -141,7 +140,6 @@ pub fn plan(topo: &Topology, opts: &PlanOptions) -> Result<Plan, String> {
             iface: String::new(),
             mac: upstream_mac(),
             addrs: vec![format!("{ip}/{len}")],
-            mtu: None,
             routes: vec![],
         };
         let role = Role::Internet { edge: edge.name.clone(), elastic_ips: edge_eips(topo, edge.id) };
@@ -263,9 +261,10 @@ impl Plan {
 mod tests {
     use super::*;
 
-    fn story() -> Topology {
+    /// The story's world with `extra` after it.
+    fn world(extra: &str) -> Topology {
         let text = format!(
-            "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 512\nhugepages = \"off\"\n\n{}",
+            "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 512\nhugepages = \"off\"\n\n{}\n{extra}",
             include_str!("../../examples/story-world.toml")
         );
         Topology::from_str(&text, "story-world.toml").expect("the story's world loads")
@@ -283,7 +282,7 @@ mod tests {
 
     #[test]
     fn every_instance_and_the_internet_host_of_the_story() {
-        let topo = story();
+        let topo = world("");
         let p = plan(&topo, &opts()).unwrap();
         let names: Vec<&str> = p.hosts.iter().map(|h| h.config.ns.as_str()).collect();
         assert_eq!(names, ["red-1", "yellow-1", "green-1", "blackfoot-1-internet"]);
@@ -309,11 +308,7 @@ mod tests {
 
     #[test]
     fn named_instances_a_prefix_and_secondary_ips() {
-        let text = format!(
-            "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 512\nhugepages = \"off\"\n\n{}\n[[instance]]\nname = \"red-2\"\nsubnet = \"red-a\"\nhost = \"host-b\"\nip = \"10.0.1.11\"\nsecondary_ips = [\"10.0.1.12\"]\n",
-            include_str!("../../examples/story-world.toml")
-        );
-        let topo = Topology::from_str(&text, "w.toml").unwrap();
+        let topo = world("[[instance]]\nname = \"red-2\"\nsubnet = \"red-a\"\nhost = \"host-b\"\nip = \"10.0.1.11\"\nsecondary_ips = [\"10.0.1.12\"]\n");
         let o = PlanOptions { instances: Some(vec!["red-2".into()]), ns_prefix: "t1-".into(), ..opts() };
         let p = plan(&topo, &o).unwrap();
         let names: Vec<&str> = p.hosts.iter().map(|h| h.config.ns.as_str()).collect();
@@ -325,11 +320,7 @@ mod tests {
 
     #[test]
     fn declared_ports_are_kept_and_other_processes_cards_left_out() {
-        let text = format!(
-            "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 512\nhugepages = \"off\"\n\n{}\n[[port]]\nname = \"r\"\nvdev = \"net_null0\"\nattach = \"instance:red-1\"\n",
-            include_str!("../../examples/story-world.toml")
-        );
-        let topo = Topology::from_str(&text, "w.toml").unwrap();
+        let topo = world("[[port]]\nname = \"r\"\nvdev = \"net_null0\"\nattach = \"instance:red-1\"\n");
         let o = PlanOptions { cards: Some(vec!["host-a".into(), "blackfoot-1".into()]), ..opts() };
         let p = plan(&topo, &o).unwrap();
         let names: Vec<&str> = p.hosts.iter().map(|h| h.config.ns.as_str()).collect();

@@ -112,6 +112,8 @@ pub fn run_spec(
     loop {
         std::thread::sleep(Duration::from_millis(1));
         engine.tick(&mut alerts_out);
+        // Alerts reach the file as they come (`tail -f`; a no-op when none came).
+        let _ = alerts_out.flush();
         if let Some(c) = control.as_mut() {
             c.poll(|line| handle(&mut engine, line));
         }
