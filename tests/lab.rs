@@ -363,6 +363,13 @@ fn a_tcp_stream_keeps_running_while_its_instance_moves() {
     }
     // What vpcemu dropped while the stream ran (the move's window: packets sent by the old
     // card after the new one took the instance are `unknown_sender` there).
+    let port_drops: Vec<String> = ["red-1", "yellow-1"]
+        .iter()
+        .map(|p| {
+            let d = |s: &serde_json::Value| s["ports"][p]["dropped"].as_u64().unwrap_or(0);
+            format!("port {p} {}", d(&after) - d(&before))
+        })
+        .collect();
     let lost: Vec<String> = after["drops"]
         .as_object()
         .map(|m| {
@@ -378,11 +385,12 @@ fn a_tcp_stream_keeps_running_while_its_instance_moves() {
     // The namespace stayed; the vNIC follows red-1 to host-b.
     ping_ok(&lab, &red, YELLOW_IP, "red-1 (on host-b) -> yellow-1 after the move");
     println!(
-        "lab: move of red-1 during a TCP stream ({} MiB in 8 s): ctl move took {:.1} ms; dropped by vpcemu: [{}]; \
+        "lab: move of red-1 during a TCP stream ({} MiB in 8 s): ctl move took {:.1} ms; dropped by vpcemu: [{}], by the ports (RX missed, TX errors): [{}]; \
          {retransmits} TCP retransmissions; bytes per second: {intervals:?}",
         received >> 20,
         moved.as_secs_f64() * 1e3,
-        lost.join(", ")
+        lost.join(", "),
+        port_drops.join(", ")
     );
 
     // Ctrl-C: a clean exit, nothing left.
@@ -488,6 +496,10 @@ fn iperf3_throughput_between_two_lab_hosts_and_the_cpu_it_takes() {
     let hz = String::from_utf8_lossy(&run(5, &["getconf", "CLK_TCK"]).stdout).trim().parse::<f64>().unwrap_or(100.0);
     let mut lab = start_lab("iperf");
     let (red, yellow) = (lab.ns("red-1"), lab.ns("yellow-1"));
+    // What the lab takes idle: the worker polls whether or not packets come.
+    let (t0, c0) = (Instant::now(), cpu_ticks(lab.pid));
+    std::thread::sleep(Duration::from_secs(3));
+    let idle = (cpu_ticks(lab.pid) - c0) as f64 / hz / t0.elapsed().as_secs_f64();
     let (t0, c0) = (Instant::now(), cpu_ticks(lab.pid));
     let (client, _) = iperf(&yellow, YELLOW_IP, &red, &["-t", "10"], || {});
     let (secs, cpu) = (t0.elapsed().as_secs_f64(), (cpu_ticks(lab.pid) - c0) as f64 / hz);
@@ -496,9 +508,10 @@ fn iperf3_throughput_between_two_lab_hosts_and_the_cpu_it_takes() {
     assert!(bytes > 1 << 20, "iperf3 moved {bytes} bytes: {}", client["end"]);
     println!(
         "lab: iperf3 red-1 -> yellow-1, 10 s: {gbps:.2} Gbit/s ({} MiB), retransmits {}; vpcemu used {cpu:.1} s of CPU in \
-         {secs:.1} s ({:.2} CPU-seconds per GB)",
+         {secs:.1} s ({:.2} CPUs; idle: {idle:.2} CPUs), {:.1} CPU-seconds per GB",
         bytes >> 20,
         client["end"]["sum_sent"]["retransmits"],
+        cpu / secs,
         cpu / (bytes as f64 / 1e9)
     );
     let status = lab.stop("TERM");

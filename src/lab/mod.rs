@@ -161,9 +161,14 @@ fn setup(engine: &Engine, plan: &Plan, lab: &mut Lab, signals: &Signals, topo: &
     for l in plan.describe(&mtus) {
         println!("{l}");
     }
-    let control = opts.control.as_ref().map(|p| p.display().to_string());
+    let exe = std::env::current_exe().map_or_else(|_| "vpcemu".to_string(), |p| p.display().to_string());
+    let ctl = opts.control.as_ref().map(|p| format!("{exe} ctl --control {}", p.display()));
+    let mut tries = plan.try_commands(topo, ctl.as_deref());
+    if let Some(p) = &opts.alerts {
+        tries.push((format!("tail -f {}", p.display()), "the security alerts as they come".into()));
+    }
     println!("Try:");
-    for (cmd, why) in plan.try_commands(topo, control.as_deref()) {
+    for (cmd, why) in tries {
         println!("  {cmd:<64} # {why}");
     }
     if signals.raised() {

@@ -92,7 +92,9 @@ impl HostConfig {
         let (n, dev) = (self.ns.as_str(), self.iface.as_str());
         ip(&["link", "set", dev, "netns", n])?;
         ip(&["-n", n, "link", "set", "lo", "up"])?;
-        for key in ["all", "default"] {
+        // (Nothing to switch off on a kernel without IPv6.)
+        let ipv6 = std::path::Path::new("/proc/sys/net/ipv6").exists();
+        for key in ["all", "default"].iter().filter(|_| ipv6) {
             let path = format!("net.ipv6.conf.{key}.disable_ipv6=1");
             ip(&["netns", "exec", n, "sysctl", "-qw", &path])?;
         }

@@ -191,8 +191,9 @@ impl Plan {
     }
 
     /// Commands to try: across a peering, to an unpeered VPC, to the internet host and
-    /// from it to an Elastic IP, a shell, a move (with the control socket).
-    pub fn try_commands(&self, topo: &Topology, control: Option<&str>) -> Vec<(String, String)> {
+    /// from it to an Elastic IP, a shell, a move (`ctl`: the command that reaches the
+    /// control socket, `vpcemu ctl --control PATH`, if there is one).
+    pub fn try_commands(&self, topo: &Topology, ctl: Option<&str>) -> Vec<(String, String)> {
         let insts: Vec<_> = self
             .hosts
             .iter()
@@ -245,10 +246,10 @@ impl Plan {
         if let Some((a, _, _, _)) = insts.first() {
             out.push((exec(a, "bash".into()), "a shell on the host (exit to leave)".into()));
         }
-        if let (Some(ctl), Some((_, ia, card, _))) = (control, insts.first()) {
+        if let (Some(ctl), Some((_, ia, card, _))) = (ctl, insts.first()) {
             if let Some(other) = topo.hosts().iter().find(|h| h.name != *card) {
                 out.push((
-                    format!("vpcemu ctl --control {ctl} move {} {}", ia.name, other.name),
+                    format!("{ctl} move {} {}", ia.name, other.name),
                     format!("{} moves to {}: its namespace stays, its vNIC follows", ia.name, other.name),
                 ));
             }
@@ -297,7 +298,7 @@ mod tests {
         assert_eq!(inet.config.addrs, ["192.0.2.1/24"]);
         assert_eq!(inet.config.routes, [route(&["default", "dev", "vl42-3"])]);
         assert_eq!(inet.role, Role::Internet { edge: "blackfoot-1".into(), elastic_ips: vec![(Ipv4Addr::new(203, 0, 113, 10), "red-1".into())] });
-        let tries = p.try_commands(&topo, Some("/tmp/c.sock"));
+        let tries = p.try_commands(&topo, Some("vpcemu ctl --control /tmp/c.sock"));
         let cmds: Vec<&str> = tries.iter().map(|(c, _)| c.as_str()).collect();
         assert!(cmds.contains(&"ip netns exec red-1 ping -c 3 10.1.1.20"), "{cmds:?}");
         assert!(cmds.contains(&"ip netns exec red-1 ping -c 3 -W 1 10.2.1.30"), "{cmds:?}");
