@@ -308,6 +308,17 @@ fn peering_unpeered_vpc_and_the_internet_through_the_elastic_ip() {
     ping_ok(&lab, &inet, EIP, "internet host -> red-1's Elastic IP");
     println!("lab: TCP red-1 -> internet host: {got} bytes, seen from {seen}");
 
+    // Live changes reach the lab's hosts: a peering added, an Elastic IP moved to another
+    // address (the internet host finds it by ARP on its link).
+    let out = lab.ctl(&["peer", "add", "red", "green"]);
+    assert!(out.status.success(), "ctl peer add: {}", text(&out));
+    ping_ok(&lab, &red, GREEN_IP, "red-1 -> green-1 once peered (ctl peer add)");
+    for change in [&["eip", "disassociate", EIP][..], &["eip", "associate", "203.0.113.11", "red-1"]] {
+        let out = lab.ctl(change);
+        assert!(out.status.success(), "ctl {change:?}: {}", text(&out));
+    }
+    ping_ok(&lab, &inet, "203.0.113.11", "internet host -> red-1's new Elastic IP (ctl eip associate)");
+
     // SIGTERM: a clean exit, nothing left.
     let status = lab.stop("TERM");
     assert!(status.is_some_and(|s| s.success()), "vpcemu lab after SIGTERM: {status:?}\n{}\n{}", lab.stdout(), lab.stderr());
