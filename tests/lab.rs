@@ -427,13 +427,17 @@ fn every_namespace_goes_after_the_duration_and_after_a_failure_in_setup() {
     let Some(_turn) = take_turn() else { return };
 
     // --duration: the lab ends by itself and removes everything.
-    let mut lab = spawn_lab("duration", &["--duration", "3"], None);
+    // (With another internet host address.)
+    let mut lab = spawn_lab("duration", &["--duration", "5", "--internet-host", "198.51.100.9/25"], None);
     lab.wait_ready();
     assert_eq!(lab.namespaces().len(), 4, "4 hosts while it runs");
+    let addrs = in_ns(&lab.ns("blackfoot-1-internet"), 10, &["ip", "-br", "addr"]);
+    let addrs = String::from_utf8_lossy(&addrs.stdout).into_owned();
+    assert!(addrs.contains("198.51.100.9/25"), "--internet-host: {addrs}");
     let status = lab.wait_exit(Duration::from_secs(90));
-    assert!(status.is_some_and(|s| s.success()), "vpcemu lab --duration 3: {status:?}\n{}", lab.stderr());
+    assert!(status.is_some_and(|s| s.success()), "vpcemu lab --duration 5: {status:?}\n{}", lab.stderr());
     lab.assert_all_gone("after --duration");
-    println!("lab: --duration 3: exited, nothing left");
+    println!("lab: --duration 5: exited, nothing left");
 
     // A failure in the middle of setup: an `ip` that refuses to make the second namespace
     // (red-1's is made, and configured, first).
