@@ -164,17 +164,18 @@ fn records() -> Vec<(PathBuf, Result<State, String>)> {
 
 /// Before a lab starts: every namespace and tap it would make must not exist yet.
 pub fn preflight(namespaces: &[&str], taps: &[&str]) -> Result<(), String> {
-    let dead: Vec<State> = records().into_iter().filter_map(|(_, s)| s.ok()).filter(|s| !s.alive()).collect();
+    let labs: Vec<State> = records().into_iter().filter_map(|(_, s)| s.ok()).collect();
     for ns in namespaces {
         if !netns::ns_exists(ns) {
             continue;
         }
         let id = netns::ns_id(ns);
-        if let Some(s) = dead.iter().find(|s| s.namespaces.iter().any(|m| &m.name == ns && Some((m.dev, m.ino)) == id)) {
-            return Err(format!(
-                "namespace {ns} was left by lab {} which is no longer running: `vpcemu lab --cleanup` removes it",
-                s.pid
-            ));
+        if let Some(s) = labs.iter().find(|s| s.namespaces.iter().any(|m| &m.name == ns && Some((m.dev, m.ino)) == id)) {
+            return Err(if s.alive() {
+                format!("namespace {ns} belongs to lab {}, which is running: nothing touched (see --ns-prefix)", s.pid)
+            } else {
+                format!("namespace {ns} was left by lab {} which is no longer running: `vpcemu lab --cleanup` removes it", s.pid)
+            });
         }
         return Err(format!(
             "namespace {ns} already exists and vpcemu lab did not make it: nothing touched (remove it, or choose --instances or --ns-prefix)"
