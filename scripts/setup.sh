@@ -10,7 +10,8 @@ PKGS=(
   build-essential                # the C shim
   tshark                         # checking our output with dissectors nobody here wrote
   python3-scapy                  # crafting test traffic (Debian's python: /usr/bin/python3)
-  iproute2 iputils-ping          # network namespaces for net_tap tests
+  iproute2 iputils-ping procps   # network namespaces (and their sysctls) for net_tap tests and `vpcemu lab`
+  iperf3 curl                    # `vpcemu lab`: throughput between lab hosts (tests/lab.rs), HTTP through an Elastic IP
   jq
 )
 
