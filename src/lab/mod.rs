@@ -26,9 +26,10 @@ use clap::Args;
 use mapping_client::topology::Topology;
 
 use crate::cli::RunFlags;
-use crate::runtime::engine::{Engine, EngineSpec, PortIo, PortSpec};
+use crate::runtime::engine::{Engine, EngineSpec};
+use crate::runtime::plan::{PortIo, PortSpec};
 use crate::runtime::run::{RunOptions, run_spec};
-use crate::runtime::shutdown::Signals;
+use crate::runtime::stop::Signals;
 use plan::{Plan, PlanOptions};
 use state::Lab;
 
