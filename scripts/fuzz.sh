@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzz every parser of the `wire` crate with cargo-fuzz (libFuzzer + AddressSanitizer),
-# each target for a bounded time, and fail on any crash.
+# Fuzz every parser of the `wire` crate and the pipelines of both cards (the crate in
+# fuzz/) with cargo-fuzz (libFuzzer + AddressSanitizer), each target for a bounded time,
+# and fail on any crash.
 #
 #   scripts/fuzz.sh                 # every target, FUZZ_SECONDS (default 30) each
 #   FUZZ_SECONDS=300 scripts/fuzz.sh geneve_options vpc_outer
@@ -8,13 +9,13 @@
 # Only stable Rust is installed here: cargo-fuzz needs nightly-only flags
 # (-Zsanitizer=address, -Cpasses=sancov-module...), which RUSTC_BOOTSTRAP=1 unlocks on a
 # stable compiler. Corpora are seeded from the captures in wire/tests/data (every packet,
-# cut at every header boundary) and kept in wire/fuzz/corpus/<target> between runs.
-# A crash leaves its input in wire/fuzz/artifacts/<target>/; reproduce it with
-#   RUSTC_BOOTSTRAP=1 cargo fuzz run <target> <artifact>   (from wire/fuzz)
+# cut at every header boundary) and kept in fuzz/corpus/<target> between runs.
+# A crash leaves its input in fuzz/artifacts/<target>/; reproduce it with
+#   RUSTC_BOOTSTRAP=1 cargo fuzz run <target> <artifact>   (from fuzz/)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-fuzz_dir="$root/wire/fuzz"
+fuzz_dir="$root/fuzz"
 seconds="${FUZZ_SECONDS:-30}"
 export RUSTC_BOOTSTRAP=1
 
@@ -57,13 +58,13 @@ for t in "${targets[@]}"; do
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
-  summary+=("$(printf '%-16s %-6s %12s runs %9s/s  cov %s' "$t" "$status" "${runs:-?}" "${rate:-?}" "${cov:-?}")")
+  summary+=("$(printf '%-24s %-6s %12s runs %9s/s  cov %s' "$t" "$status" "${runs:-?}" "${rate:-?}" "${cov:-?}")")
 done
 
 echo
 printf '%s\n' "${summary[@]}"
 if ((${#failed[@]})); then
-  echo "fuzz.sh: crashes in: ${failed[*]} (inputs in wire/fuzz/artifacts/, logs in wire/fuzz/logs/)" >&2
+  echo "fuzz.sh: crashes in: ${failed[*]} (inputs in fuzz/artifacts/, logs in fuzz/logs/)" >&2
   exit 1
 fi
 echo "fuzz.sh: ${#targets[@]} targets, ${seconds}s each, no crash"

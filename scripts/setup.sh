@@ -11,7 +11,8 @@ PKGS=(
   tshark                         # checking our output with dissectors nobody here wrote
   python3-scapy                  # crafting test traffic (Debian's python: /usr/bin/python3)
   prometheus                     # promtool: tests check vpcemu run --metrics with it
-  iproute2 iputils-ping          # network namespaces for net_tap tests
+  iproute2 iputils-ping procps   # network namespaces (and their sysctls) for net_tap tests and `vpcemu lab`
+  iperf3 curl                    # `vpcemu lab`: throughput between lab hosts (tests/lab.rs), HTTP through an Elastic IP
   jq
 )
 

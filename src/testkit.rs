@@ -22,6 +22,11 @@ pub fn story_world(lcores: &str, extra: &str) -> String {
     format!("{}{STORY_WORLD}\n{extra}", dataplane(lcores, 512, "off"))
 }
 
+/// A `[[port]]` of a topology file.
+pub fn port(name: &str, vdev: &str, attach: &str) -> String {
+    format!("\n[[port]]\nname = \"{name}\"\nvdev = \"{vdev}\"\nattach = \"{attach}\"\n")
+}
+
 /// One port's counts in the stats report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct PortCounts {
@@ -47,6 +52,9 @@ pub struct Stats {
     pub ports: BTreeMap<String, PortCounts>,
     /// Every drop reason -> count.
     pub drops: BTreeMap<String, u64>,
+    /// Stage name -> its figures as written (`count`, `dropped`, `p50_ns`, ... `max_ns`).
+    #[serde(default)]
+    pub stages: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
     /// Output name -> packets sent to it.
     #[serde(default)]
     pub outputs: BTreeMap<String, u64>,
@@ -89,6 +97,27 @@ impl Stats {
     pub fn port(&self, name: &str) -> Option<PortCounts> {
         self.ports.get(name).copied()
     }
+
+    /// How many packets stage `stage` ran on (`None`: no such stage).
+    pub fn stage_count(&self, stage: &str) -> Option<u64> {
+        self.stages.get(stage)?.get("count")?.as_u64()
+    }
+
+    /// `--stats-json`'s run seconds and TSC frequency (Hz).
+    pub fn run_figures(&self) -> Result<(f64, f64), String> {
+        let run = self.run.as_ref().ok_or("no run figures in the stats")?;
+        Ok((run.seconds, run.tsc_hz as f64))
+    }
+
+    /// The figures `keys` of each of `stages` as a JSON object (stage -> key -> value;
+    /// `null` for what the report does not hold).
+    pub fn stage_figures(&self, stages: &[&str], keys: &[&str]) -> serde_json::Value {
+        let of = |st: &str| -> serde_json::Value {
+            let f = self.stages.get(st);
+            keys.iter().map(|k| (k.to_string(), f.and_then(|f| f.get(*k)).cloned().unwrap_or_default())).collect()
+        };
+        stages.iter().map(|st| (st.to_string(), of(st))).collect()
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +148,12 @@ mod tests {
         assert_eq!(s.drop_count("nonsense"), None);
         assert_eq!(s.nonzero_drops(), [("no_route".to_string(), 3)]);
         assert_eq!(s.total_drops(), 3);
+        let stages = s.stage_figures(&["classify", "nowhere"], &["count", "p50_ns", "bogus"]);
+        assert_eq!(stages["classify"]["count"], 0);
+        assert!(stages["classify"]["p50_ns"].is_number() && stages["classify"]["bogus"].is_null());
+        assert!(stages["nowhere"]["count"].is_null());
+        assert_eq!((s.stage_count("classify"), s.stage_count("nowhere")), (Some(0), None));
+        assert_eq!(s.run_figures(), Ok((1.5, 2000.0)));
         let run = s.run.expect("run");
         assert_eq!((run.tsc_hz, run.esp_cipher), (2000, None));
         assert!(Stats::parse("{}").is_err());
@@ -129,6 +164,9 @@ mod tests {
         let text = story_world("0-2", "");
         let topo = mapping_client::topology::Topology::from_str(&text, "w.toml").expect("loads");
         assert_eq!(topo.dataplane().lcores, [0, 1, 2]);
+        let with_port = story_world("0-1", &port("red-1", "net_null0", "instance:red-1"));
+        let topo = mapping_client::topology::Topology::from_str(&with_port, "w.toml").expect("loads");
+        assert_eq!((topo.ports()[0].name.as_str(), topo.ports()[0].vdev.as_str()), ("red-1", "net_null0"));
         assert!(text.starts_with("[dataplane]\nlcores = \"0-2\"\nmemory_mb = 512\nhugepages = \"off\"\n\n"));
     }
 }

@@ -1,7 +1,8 @@
 //! The README's list of drop reasons is the code's: every reason once, the security ones
-//! starred.
+//! starred; and its drop tables are what the stages declare (each stage's
+//! `StageInfo::DROPS`, gathered per pipeline in `DROPS`).
 
-use pipeline::DropReason;
+use pipeline::{check_doc_table, DropReason};
 
 #[test]
 fn readme_lists_every_drop_reason() {
@@ -17,4 +18,17 @@ fn readme_lists_every_drop_reason() {
     }
     let want: Vec<(String, bool)> = DropReason::ALL.iter().map(|r| (r.name().to_owned(), r.is_security())).collect();
     assert_eq!(listed, want, "README.md's drop reasons, in DropReason::ALL order");
+}
+
+#[test]
+fn the_readme_drop_tables_are_the_stages_declarations() {
+    let readme = include_str!("../README.md");
+    for (after, table) in [
+        ("(`nitro::FromInstance`)", nitro::FromInstance::DROPS),
+        ("(`nitro::FromUnderlay`)", nitro::FromUnderlay::DROPS),
+        ("(`blackfoot::FromUnderlay`)", blackfoot::FromUnderlay::DROPS),
+        ("(`blackfoot::FromOutside`;", blackfoot::FromOutside::DROPS),
+    ] {
+        assert_eq!(check_doc_table(readme, after, table), Ok(()));
+    }
 }

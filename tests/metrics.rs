@@ -57,9 +57,15 @@ fn metrics_are_served_while_running_and_pass_promtool() {
         if let Some((status, body)) = http_get(port, "/metrics") {
             assert_eq!(status, "HTTP/1.1 200 OK");
             text = body;
+            // Counters reach the control core every millisecond, histograms every 10 ms.
+            let timed = |kind: &str| {
+                sample(&text, &format!("vpcemu_stage_latency_seconds_count{{card_kind=\"{kind}\",stage=\"verify-recv\"}}"))
+            };
             let done = sample(&text, spoofed) == Some(SPOOFED as f64)
                 && sample(&text, host_recv) == Some(TO_PEER as f64)
-                && sample(&text, edge_recv) == Some((TO_INTERNET + NO_EIP) as f64);
+                && sample(&text, edge_recv) == Some((TO_INTERNET + NO_EIP) as f64)
+                && timed("host") == Some(TO_PEER as f64)
+                && timed("edge") == Some((TO_INTERNET + NO_EIP) as f64);
             if done {
                 break;
             }

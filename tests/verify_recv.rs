@@ -8,19 +8,15 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use blackfoot::{EdgeCtx, EdgeOutputs, EdgeSas, FromFabric, VecExtra};
+use blackfoot::{EdgeOutputs, EdgeSas, FromUnderlay as EdgeFromUnderlay, VecExtra};
 use mapping_client::{Tables, Topology};
-use nitro::{Ingress, NitroCtx};
+use nitro::FromUnderlay;
+use pipeline::CardCtx;
 use pipeline::{alert_channel, Burst, DropReason, HistogramConfig, Meters, NullClock, Output, TimingCollector, Verdict};
 use wire::vpc::{self, Encap, VPC_MTU};
 use wire::{EthernetAddress, PacketBuf, TestBuffer};
 
 const WORLD: &str = r#"
-[dataplane]
-lcores = "0-1"
-memory_mb = 64
-hugepages = "off"
-
 [[host]]
 name = "host-a"
 pa = "198.18.0.1"
@@ -165,7 +161,7 @@ fn frame(card: Card, m: Make) -> Vec<u8> {
     let mut b = TestBuffer::from_slice_with_room(&ip, 128, 0);
     let encap = Encap {
         src_mac: EthernetAddress([0x02, 0, 198, 18, 0, 1]),
-        dst_mac: nitro::UNDERLAY_ROUTER_MAC,
+        dst_mac: wire::vpc::UNDERLAY_ROUTER_MAC,
         src_pa: HOST_A,
         dst_pa: m.dst_pa.unwrap_or(card.pa()),
         vni: card.vni(),
@@ -204,12 +200,12 @@ fn through_host(tables: &Tables, f: &[u8]) -> Verdict {
     let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
     let mut meters = Meters::new(collector.add_worker(u64::MAX).unwrap());
     let icmp_limit = pipeline::RateLimit::new(1000, 50, 1000);
-    let mut ctx = NitroCtx { tables, card: pipeline::CardId::Host(mapping_client::HostId(1)), alerts: &mut alerts, icmp_limit: &icmp_limit, now: 0 };
+    let mut ctx = CardCtx { tables, card: pipeline::CardId::Host(mapping_client::HostId(1)), alerts: &mut alerts, icmp_limit: &icmp_limit, now: 0 };
     let mut burst = Burst::new();
     burst.push(TestBuffer::from_slice_with_room(f, 128, 128)).unwrap();
     let ports = |_: mapping_client::EniId| Some(out(1));
     let mut extra = pipeline::VecExtra::new(|| Some(TestBuffer::with_room(128, 9216)));
-    Ingress::new(out(2)).process(&mut burst, &ports, &mut ctx, &mut extra, &NullClock, &mut meters);
+    FromUnderlay::new(out(2)).process(&mut burst, &ports, &mut ctx, &mut extra, &NullClock, &mut meters);
     burst.verdict(0).expect("decided")
 }
 
@@ -218,9 +214,10 @@ fn through_edge(tables: &Tables, f: &[u8]) -> Verdict {
     let (mut alerts, _consumer) = alert_channel(64);
     let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
     let mut meters = Meters::new(collector.add_worker(u64::MAX).unwrap());
-    let mut ctx = EdgeCtx { tables, card: pipeline::CardId::Edge(mapping_client::EdgeId(0)), alerts: &mut alerts };
+    let icmp_limit = pipeline::RateLimit::new(1000, 50, 1000);
+    let mut ctx = CardCtx { tables, card: pipeline::CardId::Edge(mapping_client::EdgeId(0)), alerts: &mut alerts, icmp_limit: &icmp_limit, now: 0 };
     let outputs = EdgeOutputs { fabric: out(0), internet: Some(out(1)), dx: Some(out(2)), services: Some(out(3)) };
-    let mut pipe = FromFabric::new(outputs, Arc::new(EdgeSas::new(tables)));
+    let mut pipe = EdgeFromUnderlay::new(outputs, Arc::new(EdgeSas::new(tables)));
     let mut extra = VecExtra::new(|| Some(TestBuffer::with_room(128, 2048)));
     let mut burst = Burst::new();
     burst.push(TestBuffer::from_slice_with_room(f, 128, 128)).unwrap();
@@ -230,7 +227,8 @@ fn through_edge(tables: &Tables, f: &[u8]) -> Verdict {
 
 #[test]
 fn both_cards_give_one_answer_to_each_frame() {
-    let topo = Topology::from_str(WORLD, "world.toml").unwrap();
+    let text = format!("{}{WORLD}", vpcemu::testkit::dataplane("0-1", 64, "off"));
+    let topo = Topology::from_str(&text, "world.toml").unwrap();
     let host = Tables::build_for_card(&topo, topo.card_by_name("host-b").unwrap());
     let edge = Tables::build_for_card(&topo, topo.card_by_name("blackfoot-1").unwrap());
     let d = Make::default();

@@ -24,17 +24,21 @@
 //! After the criterion groups, `nitro-summary` prints cycles per packet measured with the
 //! TSC (median of interleaved rounds) and the per-stage p50 from the worker's histograms.
 
+mod common;
+
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use mapping_client::tables::PrefixTable;
 use mapping_client::{
     Cidr, EniId, LocalEni, Location, MacAddr, Route, SubnetId, SubnetInfo, TableOp, Tables,
     VpcEntry,
 };
-use nitro::{Egress, EgressOutputs, EniPort, Ingress, NitroCtx};
+use nitro::{EniPort, FromInstance, FromInstanceOutputs, FromUnderlay};
+use pipeline::CardCtx;
 use pipeline::{
     alert_channel, AlertProducer, Burst, CardId, Clock, DropReason, HistogramConfig, Meters,
     NullClock, Output, RateLimit, StageId, TimingCollector, VecExtra,
@@ -195,7 +199,7 @@ fn resize_front(b: &mut TestBuffer, len: usize) {
 fn write_egress(b: &mut TestBuffer, src_mac: MacAddr, dst: u32) {
     resize_front(b, EGRESS_FRAME);
     let f = b.data_mut();
-    f[..6].copy_from_slice(&nitro::subnet_router_mac(SubnetId(256)).0);
+    f[..6].copy_from_slice(&wire::vpc::subnet_router_mac(SubnetId(256).0).0);
     f[6..12].copy_from_slice(&src_mac.0);
     f[12..14].copy_from_slice(&[0x08, 0x00]);
     write_inner(
@@ -218,8 +222,8 @@ fn write_ingress(b: &mut TestBuffer, src: u32, n: usize) {
     );
     let src_pa = location(1, src).pa;
     let encap = Encap {
-        src_mac: nitro::card_mac(src_pa),
-        dst_mac: nitro::UNDERLAY_ROUTER_MAC,
+        src_mac: wire::vpc::card_mac(src_pa),
+        dst_mac: wire::vpc::UNDERLAY_ROUTER_MAC,
         src_pa,
         dst_pa: CARD_PA,
         vni: 1,
@@ -245,8 +249,8 @@ struct Bench {
     next: usize,
     bursts: Vec<Burst<TestBuffer>>,
     pool: Vec<TestBuffer>,
-    egress: Egress,
-    ingress: Ingress,
+    egress: FromInstance,
+    ingress: FromUnderlay,
     ports: Vec<Option<EniPort>>,
     alerts: AlertProducer,
     meters: Meters,
@@ -261,7 +265,7 @@ impl Bench {
         let meters = Meters::new(collector.add_worker(u64::MAX).expect("worker"));
         let (alerts, consumer) = alert_channel(1024);
         std::mem::forget(consumer);
-        let outputs = EgressOutputs {
+        let outputs = FromInstanceOutputs {
             reply: Output::new(0).expect("out"),
             underlay: Output::new(1).expect("out"),
         };
@@ -282,8 +286,8 @@ impl Bench {
             pool: (0..ROUND)
                 .map(|_| TestBuffer::with_room(128, room))
                 .collect(),
-            egress: Egress::new(outputs),
-            ingress: Ingress::new(outputs.underlay),
+            egress: FromInstance::new(outputs),
+            ingress: FromUnderlay::new(outputs.underlay),
             ports,
             alerts,
             meters,
@@ -313,7 +317,7 @@ impl Bench {
     #[inline(never)]
     fn process<C: Clock>(&mut self, clock: &C) {
         let limit = RateLimit::unlimited();
-        let mut ctx = NitroCtx {
+        let mut ctx = CardCtx {
             tables: self.tables,
             card: CardId::Host(wire::HostId(0)),
             alerts: &mut self.alerts,
@@ -388,41 +392,32 @@ fn world() -> (&'static Tables, &'static [u32]) {
     (t, p)
 }
 
+/// Time `b`'s stages with `clock` (refill and drain outside the timed part), then check
+/// what they did.
+fn measure<C: Clock>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut b: Bench, clock: &C) {
+    g.bench_function(id, |bench| {
+        bench.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                b.refill();
+                let t0 = Instant::now();
+                b.process(black_box(clock));
+                total += t0.elapsed();
+                b.drain();
+            }
+            total
+        })
+    });
+    b.check();
+}
+
 fn bench_nitro(c: &mut Criterion) {
     let (tables, perm) = world();
     let mut g = c.benchmark_group("nitro-burst32-64B-1M-mappings");
     g.throughput(Throughput::Elements(ROUND as u64));
     for (dir, name) in [(Dir::Egress, "egress"), (Dir::Ingress, "ingress")] {
-        let mut b = Bench::new(dir, tables, perm);
-        g.bench_function(format!("{name}/null-clock"), |bench| {
-            bench.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    b.refill();
-                    let t0 = Instant::now();
-                    b.process(black_box(&NullClock));
-                    total += t0.elapsed();
-                    b.drain();
-                }
-                total
-            })
-        });
-        b.check();
-        let mut b = Bench::new(dir, tables, perm);
-        g.bench_function(format!("{name}/rdtsc"), |bench| {
-            bench.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    b.refill();
-                    let t0 = Instant::now();
-                    b.process(black_box(&Rdtsc));
-                    total += t0.elapsed();
-                    b.drain();
-                }
-                total
-            })
-        });
-        b.check();
+        measure(&mut g, &format!("{name}/null-clock"), Bench::new(dir, tables, perm), &NullClock);
+        measure(&mut g, &format!("{name}/rdtsc"), Bench::new(dir, tables, perm), &Rdtsc);
     }
     g.finish();
 }
@@ -520,9 +515,7 @@ fn summary(_c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::config();
     targets = bench_nitro, summary
 }
 criterion_main!(benches);

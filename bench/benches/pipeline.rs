@@ -12,12 +12,15 @@
 //! groups, `overhead-summary` prints cycles per packet of each variant measured with the TSC
 //! (median of interleaved rounds) and the overhead in percent.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pipeline::{
-    run_timed, Burst, Clock, HistogramConfig, Meters, NullClock, Stage, StageId, TimingCollector,
+    run_timed, Burst, Clock, HistogramConfig, Meters, NullClock, Stage, StageId, StageInfo,
+    TimingCollector,
 };
 use wire::{PacketBuf, TestBuffer};
 
@@ -36,11 +39,14 @@ struct Work<const R: usize> {
     acc: u64,
 }
 
-impl<const R: usize> Stage<()> for Work<R> {
+impl<const R: usize> StageInfo for Work<R> {
     const ID: StageId = StageId::VerifySend;
+    const DROPS: &'static [pipeline::DropReason] = &[];
+}
 
+impl<const R: usize, B: PacketBuf> Stage<B, ()> for Work<R> {
     #[inline]
-    fn process<B: PacketBuf>(&mut self, burst: &mut Burst<B>, _ctx: &mut ()) {
+    fn process(&mut self, burst: &mut Burst<B>, _ctx: &mut ()) {
         let mut x = self.acc;
         for i in burst.live_indices() {
             if let Some(b) = burst.get_mut(i).and_then(|p| p.data_mut().first_mut()) {
@@ -153,9 +159,7 @@ fn overhead_summary(_c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::config();
     targets = bench_timing, overhead_summary
 }
 criterion_main!(benches);

@@ -20,25 +20,11 @@ use clap::Parser;
 
 use report::{Report, Row};
 
-/// The scenarios this build knows.
-const SCENARIOS: &[&str] = &[
-    "passthrough",
-    "nitro-egress",
-    "nitro-ingress",
-    "tables-lookup",
-    "tables-update",
-    "blackfoot-nat",
-    "blackfoot-vlan",
-    "blackfoot-endpoint",
-    "blackfoot-esp-64",
-    "blackfoot-esp-512",
-    "blackfoot-esp-1400",
-    "blackfoot-esp-imix",
-    "scale",
-    "scale-nitro",
-    "scale-blackfoot",
-    "scale-fabric",
-];
+/// The scenarios this build knows, in the order they run.
+fn scenarios() -> Vec<&'static str> {
+    let own = ["passthrough", "nitro-egress", "nitro-ingress", "tables-lookup", "tables-update"];
+    own.into_iter().chain(blackfoot::NAMES.iter().copied()).chain(scale::NAMES.iter().copied()).collect()
+}
 
 /// vpcemu benchmarks: Mpps and cycles per packet beside DPDK's own tools.
 #[derive(Debug, Parser)]
@@ -100,13 +86,13 @@ fn run(args: &Args) -> Result<(), String> {
     }
     // By default every scenario once: `scale` without its parts run again on their own.
     let names: Vec<String> = if args.scenarios.is_empty() {
-        SCENARIOS.iter().filter(|s| !s.starts_with("scale-")).map(|s| s.to_string()).collect()
+        scenarios().into_iter().filter(|s| !s.starts_with("scale-")).map(|s| s.to_string()).collect()
     } else {
         args.scenarios.clone()
     };
     for n in &names {
-        if !SCENARIOS.contains(&n.as_str()) {
-            return Err(format!("unknown scenario {n:?}; known: {}", SCENARIOS.join(", ")));
+        if !scenarios().contains(&n.as_str()) {
+            return Err(format!("unknown scenario {n:?}; known: {}", scenarios().join(", ")));
         }
     }
     let vpcemu = match &args.vpcemu {
@@ -120,31 +106,20 @@ fn run(args: &Args) -> Result<(), String> {
     }
     std::fs::create_dir_all(&args.work).map_err(|e| format!("{}: {e}", args.work.display()))?;
     let mut report = Report { scenarios: Vec::new() };
+    let setup = || report::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat };
     for n in &names {
         eprintln!("vpcemu-bench: running {n} ...");
         match n.as_str() {
-            "passthrough" => report.scenarios.push(passthrough::run(&passthrough::Setup {
-                vpcemu: &vpcemu,
-                work: &args.work,
-                seconds: args.seconds,
-                repeat: args.repeat,
-            })?),
+            "passthrough" => report.scenarios.push(passthrough::run(&setup())?),
             "nitro-egress" | "nitro-ingress" => report.scenarios.extend(nitro::run(
-                &nitro::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat, mappings: args.mappings },
+                &nitro::Setup { run: setup(), mappings: args.mappings },
                 n == "nitro-ingress",
             )?),
-            n if blackfoot::NAMES.contains(&n) => report.scenarios.extend(blackfoot::run(
-                &blackfoot::Setup {
-                    vpcemu: &vpcemu,
-                    work: &args.work,
-                    seconds: args.seconds,
-                    repeat: args.repeat,
-                    instances: args.edge_instances,
-                },
-                n,
-            )?),
+            n if blackfoot::NAMES.contains(&n) => report
+                .scenarios
+                .extend(blackfoot::run(&blackfoot::Setup { run: setup(), instances: args.edge_instances }, n)?),
             n if scale::NAMES.contains(&n) => report.scenarios.extend(scale::run(
-                &scale::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat },
+                &setup(),
                 n,
             )?),
             "tables-lookup" => report.scenarios.extend(tables::tables_lookup(&args.sizes).into_iter().map(Row::from_value)),

@@ -2,7 +2,6 @@
 //! infinite_rx) to net_null (no-rx) beside `dpdk-testpmd --forward-mode=io` on the same
 //! vdevs, so both tools move packets one way only.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -10,12 +9,7 @@ use crate::dpdk_tools::{eal_args, testpmd_io};
 use crate::report::{median, Row};
 use crate::traffic;
 
-pub struct Setup<'a> {
-    pub vpcemu: &'a Path,
-    pub work: &'a Path,
-    pub seconds: f64,
-    pub repeat: usize,
-}
+pub use crate::report::Setup;
 
 
 /// One vpcemu passthrough run; (pps, tsc_hz).

@@ -1,7 +1,6 @@
 //! Synthetic traffic for the line-rate scenarios, written as classic pcap files that
 //! net_pcap replays with `infinite_rx=1`.
 
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
@@ -74,23 +73,5 @@ pub fn geneve(encap: &vpc::Encap, inner: &[u8]) -> Vec<u8> {
 
 /// Write `frames` as a classic (microsecond) pcap file with Ethernet link type.
 pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut hdr = Vec::with_capacity(24);
-    hdr.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-    hdr.extend_from_slice(&2u16.to_le_bytes());
-    hdr.extend_from_slice(&4u16.to_le_bytes());
-    hdr.extend_from_slice(&0i32.to_le_bytes());
-    hdr.extend_from_slice(&0u32.to_le_bytes());
-    hdr.extend_from_slice(&65535u32.to_le_bytes());
-    hdr.extend_from_slice(&1u32.to_le_bytes());
-    out.write_all(&hdr)?;
-    for (i, f) in frames.iter().enumerate() {
-        let len = f.len() as u32;
-        out.write_all(&(i as u32).to_le_bytes())?;
-        out.write_all(&0u32.to_le_bytes())?;
-        out.write_all(&len.to_le_bytes())?;
-        out.write_all(&len.to_le_bytes())?;
-        out.write_all(f)?;
-    }
-    out.flush()
+    wire::pcap::write_file(path, frames)
 }

@@ -132,13 +132,7 @@ impl<A: Aead + ?Sized> Aead for Box<A> {
     }
 
     #[inline]
-    fn open(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        data: &mut [u8],
-        tag: &[u8; TAG_LEN],
-    ) -> bool {
+    fn open(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], data: &mut [u8], tag: &[u8; TAG_LEN]) -> bool {
         (**self).open(nonce, aad, data, tag)
     }
 

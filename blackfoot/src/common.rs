@@ -1,15 +1,41 @@
-//! What both edge pipelines share: the per-burst context, the outputs, the Ethernet
-//! headers the edge writes, and the `encap` stage that carries packets
-//! from outside back to the host of their destination.
+//! What both edge pipelines share: the outputs, the Ethernet headers the edge writes, and
+//! the `encap` stage that carries packets from outside back to the host of their
+//! destination. (The per-burst context is the card context both cards share,
+//! [`pipeline::CardCtx`].)
 
 use std::net::Ipv4Addr;
 
 use mapping_client::{Location, Tables};
-use pipeline::{
-    AlertEvent, AlertProducer, Burst, CardId, DropReason, Output, StageId, Verdict, MAX_BURST,
-};
-use wire::vpc::{self, Encap, VPC_MTU};
+use pipeline::{bit, slot, Burst, DropReason, Output, Stage, Verdict, MAX_BURST};
+use wire::vpc::{self, card_mac, Encap, UNDERLAY_ROUTER_MAC, VPC_MTU};
 use wire::{EthernetAddress, PacketBuf};
+
+/// `edge_stage!(Name: Id, [drops], Ctx [generics], |cx| takes, |burst, cx| run)`: a stage
+/// of an edge pipeline: the struct, its [`StageInfo`](pipeline::StageInfo) and its
+/// [`Stage`] over the context `Ctx` (with the extra generic parameters in brackets).
+macro_rules! edge_stage {
+    (
+        $(#[$doc:meta])* $name:ident: $id:ident, [$($drop:ident),*], $ctx:ty [$($gen:tt)*],
+        |$cx:ident| $takes:expr, |$b:ident, $c:ident| $run:expr
+    ) => {
+        $(#[$doc])*
+        struct $name;
+
+        pipeline::stage_info!($name: $id, [$($drop),*]);
+
+        impl<B: wire::PacketBuf, $($gen)*> pipeline::Stage<B, $ctx> for $name {
+            #[inline(always)]
+            fn takes(&self, $cx: &$ctx) -> u64 {
+                $takes
+            }
+
+            #[inline]
+            fn process(&mut self, $b: &mut pipeline::Burst<B>, $c: &mut $ctx) {
+                $run
+            }
+        }
+    };
+}
 
 /// Ethernet destination of everything the edge sends out of its internet side: the
 /// internet next hop, as if one upstream router took every packet (see the crate docs).
@@ -36,46 +62,6 @@ pub struct EdgeOutputs {
     pub services: Option<Output>,
 }
 
-/// What the stages need from the worker for one burst.
-pub struct EdgeCtx<'a> {
-    /// The edge's current tables version.
-    pub tables: &'a Tables,
-    /// This edge, as alerts name it.
-    pub card: CardId,
-    /// The worker's alert queue.
-    pub alerts: &'a mut AlertProducer,
-}
-
-impl EdgeCtx<'_> {
-    /// Raise a security alert (a push into a bounded lock-free queue; lost when full).
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn alert(
-        &mut self,
-        reason: DropReason,
-        stage: StageId,
-        vni: u32,
-        peer_vni: Option<u32>,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-    ) {
-        let card = self.card;
-        self.alerts.raise(AlertEvent { reason, stage, card, eni: None, vni, peer_vni, src, dst });
-    }
-}
-
-/// Slot index bounded to the burst arrays.
-#[inline(always)]
-pub(crate) const fn slot(i: usize) -> usize {
-    i & (MAX_BURST - 1)
-}
-
-/// Bit of slot `i`.
-#[inline(always)]
-pub(crate) const fn bit(i: usize) -> u64 {
-    1u64 << slot(i)
-}
-
 /// Source and destination of the IPv4 header at the start of `ip`.
 #[inline(always)]
 pub(crate) fn addrs(ip: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
@@ -96,6 +82,17 @@ pub(crate) fn trim_to<B: PacketBuf>(p: &mut B, total: usize) -> Result<(), DropR
     Ok(())
 }
 
+/// Prepend the two addresses and `rest` (the EtherType, or an 802.1Q tag and the
+/// EtherType).
+#[inline(always)]
+fn push_header<B: PacketBuf>(p: &mut B, dst: EthernetAddress, src: EthernetAddress, rest: &[u8]) -> Result<(), DropReason> {
+    let h = p.prepend(12 + rest.len()).map_err(|_| DropReason::NoRoom)?;
+    h[..6].copy_from_slice(&dst.0);
+    h[6..12].copy_from_slice(&src.0);
+    h[12..].copy_from_slice(rest);
+    Ok(())
+}
+
 /// Prepend an Ethernet II header carrying IPv4.
 #[inline(always)]
 pub(crate) fn push_ethernet<B: PacketBuf>(
@@ -103,11 +100,7 @@ pub(crate) fn push_ethernet<B: PacketBuf>(
     dst: EthernetAddress,
     src: EthernetAddress,
 ) -> Result<(), DropReason> {
-    let h = p.prepend(ETH_LEN).map_err(|_| DropReason::NoRoom)?;
-    h[..6].copy_from_slice(&dst.0);
-    h[6..12].copy_from_slice(&src.0);
-    h[12..14].copy_from_slice(&[0x08, 0x00]);
-    Ok(())
+    push_header(p, dst, src, &[0x08, 0x00])
 }
 
 /// Prepend Ethernet with an 802.1Q tag (PCP 0, DEI 0, `vlan`) carrying IPv4.
@@ -118,13 +111,8 @@ pub(crate) fn push_vlan_ethernet<B: PacketBuf>(
     src: EthernetAddress,
     vlan: u16,
 ) -> Result<(), DropReason> {
-    let h = p.prepend(VLAN_ETH_LEN).map_err(|_| DropReason::NoRoom)?;
-    h[..6].copy_from_slice(&dst.0);
-    h[6..12].copy_from_slice(&src.0);
-    h[12..14].copy_from_slice(&[0x81, 0x00]);
-    h[14..16].copy_from_slice(&(vlan & 0x0fff).to_be_bytes());
-    h[16..18].copy_from_slice(&[0x08, 0x00]);
-    Ok(())
+    let [hi, lo] = (vlan & 0x0fff).to_be_bytes();
+    push_header(p, dst, src, &[0x81, 0x00, hi, lo, 0x08, 0x00])
 }
 
 /// Prepend the VPC encapsulation (ARCHITECTURE section 3) to the IPv4 packet in `p`, with
@@ -179,16 +167,34 @@ impl ToHosts {
     }
 }
 
+/// What `encap` works on: the edge's tables, the packets bound for hosts, the way to them.
+pub(crate) struct HostsCtx<'a> {
+    pub tables: &'a Tables,
+    pub to: &'a mut ToHosts,
+    pub fabric: Output,
+}
+
 /// `encap`: one burst lookup of every (VPC, destination) bound for a host (the slots of
 /// `to.mask`), then the VPC encapsulation from this edge (source VPC = VNI = the packet's
 /// VPC) towards the host's PA, out to `fabric`. A destination the edge's cache does not
 /// know: `no_mapping`.
-pub(crate) fn encap_to_hosts<B: PacketBuf>(
-    burst: &mut Burst<B>,
-    tables: &Tables,
-    to: &mut ToHosts,
-    fabric: Output,
-) {
+pub(crate) struct EncapToHosts;
+
+pipeline::stage_info!(EncapToHosts: Encap, [NoMapping, MtuExceeded, NoRoom, Unsupported]);
+
+impl<B: PacketBuf> Stage<B, HostsCtx<'_>> for EncapToHosts {
+    #[inline(always)]
+    fn takes(&self, cx: &HostsCtx<'_>) -> u64 {
+        cx.to.mask
+    }
+
+    fn process(&mut self, burst: &mut Burst<B>, cx: &mut HostsCtx<'_>) {
+        encap_to_hosts(burst, cx.tables, cx.to, cx.fabric);
+    }
+}
+
+#[inline(always)]
+fn encap_to_hosts<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, to: &mut ToHosts, fabric: Output) {
     let mask = to.mask & burst.live_mask();
     to.mask = 0;
     let mut n = 0usize;
@@ -212,8 +218,8 @@ pub(crate) fn encap_to_hosts<B: PacketBuf>(
             continue;
         };
         let encap = Encap {
-            src_mac: nitro::card_mac(pa),
-            dst_mac: nitro::UNDERLAY_ROUTER_MAC,
+            src_mac: card_mac(pa),
+            dst_mac: UNDERLAY_ROUTER_MAC,
             src_pa: pa,
             dst_pa: loc.pa,
             vni,
@@ -230,11 +236,15 @@ pub(crate) fn encap_to_hosts<B: PacketBuf>(
     }
 }
 
-/// Drop every live packet of `mask`.
-pub(crate) fn drop_mask<B: PacketBuf>(burst: &mut Burst<B>, mask: u64, reason: DropReason) {
-    for i in burst.live_indices() {
-        if mask & bit(i) != 0 {
-            burst.drop(i, reason);
+/// The port the live packets of `mask` leave by; without one in this process (`None`),
+/// they are dropped `unknown_destination` and so is the answer.
+pub(crate) fn port_or_drop<B: PacketBuf>(burst: &mut Burst<B>, mask: u64, port: Option<Output>) -> Option<Output> {
+    if port.is_none() {
+        for i in burst.live_indices() {
+            if mask & bit(i) != 0 {
+                burst.drop(i, DropReason::UnknownDestination);
+            }
         }
     }
+    port
 }

@@ -27,7 +27,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::net::MacAddr;
-use crate::tables::{self, TableOp, Tables};
+use crate::tables::{self, Location, TableOp, Tables};
 use crate::topology::{CardId, EipField, HostId, Instance, InstanceField, Topology, VpcId};
 
 /// A new instance (ENI) to register. Same fields and defaults as `[[instance]]`.
@@ -330,16 +330,7 @@ impl Service {
         let vni = vni_of(t, vpc);
         let loc = tables::location(t, inst);
         for &card in &viewers {
-            for ip in inst.ips() {
-                batch.push(
-                    card,
-                    TableOp::UpsertMapping {
-                        vni,
-                        ip,
-                        location: loc,
-                    },
-                );
-            }
+            batch.mappings(card, vni, inst, loc);
         }
         let card = CardId::Host(host);
         for &u in after.difference(&before) {
@@ -428,16 +419,7 @@ impl Service {
         let vni = vni_of(t, vpc);
         let loc = tables::location(t, moved);
         for &card in viewers_before.intersection(&viewers_after) {
-            for ip in moved.ips() {
-                batch.push(
-                    card,
-                    TableOp::UpsertMapping {
-                        vni,
-                        ip,
-                        location: loc,
-                    },
-                );
-            }
+            batch.mappings(card, vni, moved, loc);
         }
         let (from_card, to_card) = (CardId::Host(from), CardId::Host(to));
         let was_in_view = |x: VpcId| {
@@ -596,6 +578,13 @@ impl Batch {
         self.cards.entry(card).or_default().ops.push(op);
     }
 
+    /// Every address of `inst`, mapped in `vni` to `location`, for `card`.
+    fn mappings(&mut self, card: CardId, vni: u32, inst: &Instance, location: Location) {
+        for ip in inst.ips() {
+            self.push(card, TableOp::UpsertMapping { vni, ip, location });
+        }
+    }
+
     fn peering(&mut self, card: CardId, add: bool, a: u32, b: u32) {
         let ops = self.cards.entry(card).or_default();
         if ops.pairs.insert((a.min(b), a.max(b))) {
@@ -644,10 +633,7 @@ fn add_vpc(batch: &mut Batch, t: &Topology, card: CardId, u: VpcId) {
     let vni = entry.vni;
     batch.push(card, TableOp::UpsertVpc(Box::new(entry)));
     for inst in t.vpc_members(u) {
-        let location = tables::location(t, inst);
-        for ip in inst.ips() {
-            batch.push(card, TableOp::UpsertMapping { vni, ip, location });
-        }
+        batch.mappings(card, vni, inst, tables::location(t, inst));
     }
     for x in t.peers(u).filter(|&x| tables::relevant(t, card, x)) {
         batch.peering(card, true, vni, vni_of(t, x));

@@ -9,132 +9,14 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{Link, Sim};
-use mapping_client::{CardId, Command, InstanceSpec, Tables, Topology};
+use common::{ip, register, Link, Sim};
+use mapping_client::{CardId, Command, Tables, Topology};
 
 /// host-a holds red; host-b holds blue, green (red's CIDR) and tan (inside blue's CIDR).
 /// edge-1 terminates two VPNs sharing a tunnel address and a third with its own; edge-2 one.
-const WORLD: &str = r#"
-[dataplane]
-lcores = "0-1"
-memory_mb = 256
-hugepages = "off"
-
-[[host]]
-name = "host-a"
-pa = "198.18.0.1"
-[[host]]
-name = "host-b"
-pa = "198.18.0.2"
-[[edge]]
-name = "edge-1"
-pa = "198.18.255.1"
-[[edge]]
-name = "edge-2"
-pa = "198.18.255.2"
-
-[[vpc]]
-name = "red"
-vni = 101
-cidr = "10.0.0.0/16"
-internet_gateway = "edge-1"
-[[vpc]]
-name = "blue"
-vni = 104
-cidr = "10.4.0.0/16"
-internet_gateway = "edge-1"
-[[vpc]]
-name = "green"
-vni = 103
-cidr = "10.0.0.0/16"
-internet_gateway = "edge-2"
-[[vpc]]
-name = "tan"
-vni = 105
-cidr = "10.4.128.0/20"
-internet_gateway = "edge-2"
-
-[[subnet]]
-name = "red-a"
-vpc = "red"
-cidr = "10.0.1.0/24"
-[[subnet]]
-name = "blue-a"
-vpc = "blue"
-cidr = "10.4.1.0/24"
-[[subnet]]
-name = "green-a"
-vpc = "green"
-cidr = "10.0.1.0/24"
-[[subnet]]
-name = "tan-a"
-vpc = "tan"
-cidr = "10.4.130.0/24"
-
-[[instance]]
-name = "red-1"
-subnet = "red-a"
-host = "host-a"
-ip = "10.0.1.10"
-[[instance]]
-name = "blue-1"
-subnet = "blue-a"
-host = "host-b"
-ip = "10.4.1.10"
-[[instance]]
-name = "green-1"
-subnet = "green-a"
-host = "host-b"
-ip = "10.0.1.10"
-[[instance]]
-name = "tan-1"
-subnet = "tan-a"
-host = "host-b"
-ip = "10.4.130.10"
-
-[[vpn]]
-name = "vpn-red"
-vpc = "red"
-edge = "edge-1"
-local = "203.0.113.1"
-customer_gateway = "198.51.100.1"
-remote_prefixes = ["172.16.0.0/16"]
-outbound = { spi = 4097, key = "000102030405060708090a0b0c0d0e0f10111213" }
-inbound = { spi = 8193, key = "202122232425262728292a2b2c2d2e2f30313233" }
-[[vpn]]
-name = "vpn-blue"
-vpc = "blue"
-edge = "edge-1"
-local = "203.0.113.1"
-customer_gateway = "198.51.100.2"
-remote_prefixes = ["172.17.0.0/16"]
-outbound = { spi = 4098, key = "000102030405060708090a0b0c0d0e0f10111213" }
-inbound = { spi = 8194, key = "202122232425262728292a2b2c2d2e2f30313233" }
-[[vpn]]
-name = "vpn-blue-2"
-vpc = "blue"
-edge = "edge-1"
-local = "203.0.113.2"
-customer_gateway = "198.51.100.3"
-remote_prefixes = ["172.18.0.0/16"]
-outbound = { spi = 4099, key = "000102030405060708090a0b0c0d0e0f10111213" }
-inbound = { spi = 8195, key = "202122232425262728292a2b2c2d2e2f30313233" }
-[[vpn]]
-name = "vpn-tan"
-vpc = "tan"
-edge = "edge-2"
-local = "203.0.113.9"
-customer_gateway = "198.51.100.9"
-remote_prefixes = ["172.16.0.0/16"]
-outbound = { spi = 4100, key = "000102030405060708090a0b0c0d0e0f10111213" }
-inbound = { spi = 8196, key = "202122232425262728292a2b2c2d2e2f30313233" }
-"#;
+const WORLD: &str = include_str!("data/indexes-world.toml");
 
 const VNIS: [u32; 5] = [101, 103, 104, 105, 999];
-
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
 
 /// Addresses in and around every CIDR of the world, and outside all of them.
 fn probes() -> Vec<Ipv4Addr> {
@@ -150,18 +32,6 @@ fn probes() -> Vec<Ipv4Addr> {
 
 fn check_cidrs(t: &Tables) {
     common::check_cidr_index(t, &probes(), &VNIS);
-}
-
-fn register(name: &str, subnet: &str, host: &str, addr: &str) -> Command {
-    Command::Register(InstanceSpec {
-        name: name.into(),
-        subnet: subnet.into(),
-        host: host.into(),
-        ip: ip(addr),
-        secondary_ips: vec![],
-        mac: None,
-        source_dest_check: true,
-    })
 }
 
 struct World {
@@ -181,9 +51,7 @@ impl World {
     /// Run `cmd`, deliver its deltas; every card must equal a rebuild and answer as the
     /// scan. Returns host-a's tables.
     fn run(&mut self, cmd: Command) -> &Tables {
-        self.sim.service.execute(&cmd).unwrap();
-        self.sim.flush();
-        assert!(self.sim.converged(), "after {cmd:?}");
+        self.sim.apply(&cmd);
         for n in &self.sim.nodes {
             check_cidrs(&n.tables);
             assert_eq!(n.client.stats().snapshots, 1, "deltas only after the first sync");

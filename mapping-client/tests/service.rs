@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{Link, Rng, Sim};
+use common::{ip, register, spec, Link, Rng, Sim};
 use mapping_client::{
     CardId, Client, Command, CommandError, InstanceSpec, Request, Service, TableOp, Tables,
     ToClient, Topology, Update,
@@ -28,22 +27,6 @@ fn world() -> Topology {
          [[instance]]\nname = \"green-1\"\nsubnet = \"green-a\"\nhost = \"host-c\"\nip = \"10.0.1.10\"\n"
     );
     Topology::from_str(&text, "topology.toml").unwrap()
-}
-
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
-
-fn spec(name: &str, subnet: &str, host: &str, addr: &str) -> InstanceSpec {
-    InstanceSpec {
-        name: name.into(),
-        subnet: subnet.into(),
-        host: host.into(),
-        ip: ip(addr),
-        secondary_ips: vec![],
-        mac: None,
-        source_dest_check: true,
-    }
 }
 
 const T0: Duration = Duration::ZERO;
@@ -87,14 +70,7 @@ fn card(service: &Service, name: &str) -> CardId {
 #[test]
 fn register_sends_each_card_only_what_it_needs() {
     let (mut service, _) = connected();
-    service
-        .execute(&Command::Register(spec(
-            "red-2",
-            "red-a",
-            "host-b",
-            "10.0.1.20",
-        )))
-        .unwrap();
+    service.execute(&register("red-2", "red-a", "host-b", "10.0.1.20")).unwrap();
     let d = deltas(&mut service);
     let names: Vec<&str> = d.iter().map(|(n, _, _)| n.as_str()).collect();
     // host-a holds red (local), host-b holds red (peer of yellow), the edge serves red;
@@ -123,14 +99,7 @@ fn register_sends_each_card_only_what_it_needs() {
 fn first_eni_of_a_vpc_on_a_host_brings_the_vpc_and_its_peers() {
     let (mut service, _) = connected();
     // host-c holds blue and green; red (and its peer yellow) arrive with red-3.
-    service
-        .execute(&Command::Register(spec(
-            "red-3",
-            "red-a",
-            "host-c",
-            "10.0.1.30",
-        )))
-        .unwrap();
+    service.execute(&register("red-3", "red-a", "host-c", "10.0.1.30")).unwrap();
     let d = deltas(&mut service);
     let (_, _, ops) = d.iter().find(|(n, _, _)| n == "host-c").unwrap();
     let vpcs: Vec<u32> = ops
@@ -162,14 +131,7 @@ fn peering_add_brings_the_peer_vpc_with_its_mappings_and_remove_takes_it_away() 
     sim.settle(Duration::from_secs(1));
     let host_a = card(&sim.service, "host-a");
     assert!(sim.node(host_a).tables.vpc(104).is_none());
-    sim.service
-        .execute(&Command::AddPeering {
-            a: "red".into(),
-            b: "blue".into(),
-        })
-        .unwrap();
-    sim.flush();
-    assert!(sim.converged());
+    sim.apply(&Command::AddPeering { a: "red".into(), b: "blue".into() });
     let a = &sim.node(host_a).tables;
     assert!(a.peered(101, 104));
     assert_eq!(a.lookup(104, ip("10.4.1.10")).unwrap().pa, ip("198.18.0.2"));
@@ -179,14 +141,7 @@ fn peering_add_brings_the_peer_vpc_with_its_mappings_and_remove_takes_it_away() 
         Some(mapping_client::Route::Vpc { vni: 104 })
     );
     assert_eq!(sim.node(host_a).client.stats().gaps, 0);
-    sim.service
-        .execute(&Command::RemovePeering {
-            a: "blue".into(),
-            b: "red".into(),
-        })
-        .unwrap();
-    sim.flush();
-    assert!(sim.converged());
+    sim.apply(&Command::RemovePeering { a: "blue".into(), b: "red".into() });
     let a = &sim.node(host_a).tables;
     assert!(
         a.vpc(104).is_none() && a.lookup(104, ip("10.4.1.10")).is_none() && !a.peered(101, 104)
@@ -203,14 +158,7 @@ fn move_and_deregister_follow_the_instance() {
     let mut sim = Sim::new(world(), Link::PERFECT, 2);
     sim.settle(Duration::from_secs(1));
     let (host_a, host_b) = (card(&sim.service, "host-a"), card(&sim.service, "host-b"));
-    sim.service
-        .execute(&Command::Move {
-            instance: "red-1".into(),
-            host: "host-b".into(),
-        })
-        .unwrap();
-    sim.flush();
-    assert!(sim.converged());
+    sim.apply(&Command::Move { instance: "red-1".into(), host: "host-b".into() });
     // host-a had nothing but red-1: red and yellow leave its view.
     assert!(sim.node(host_a).tables.mappings().is_empty());
     assert!(sim.node(host_a).tables.local_enis().next().is_none());
@@ -226,13 +174,7 @@ fn move_and_deregister_follow_the_instance() {
             .pa,
         ip("198.18.0.2")
     );
-    sim.service
-        .execute(&Command::Deregister {
-            instance: "red-1".into(),
-        })
-        .unwrap();
-    sim.flush();
-    assert!(sim.converged());
+    sim.apply(&Command::Deregister { instance: "red-1".into() });
     let e = &sim.node(edge).tables;
     assert!(
         e.elastic_ip_target(ip("203.0.113.10")).is_none(),
@@ -283,31 +225,18 @@ fn elastic_ips_reach_only_the_internet_gateway_edge() {
 fn bad_commands_change_nothing() {
     let (mut service, _) = connected();
     let before = service.topology().clone();
+    let associate = |addr, instance: &str| Command::AssociateElasticIp {
+        ip: ip(addr),
+        instance: instance.into(),
+    };
+    let peer = |a: &str, b: &str| Command::AddPeering { a: a.into(), b: b.into() };
     let bad: Vec<(Command, &str)> = vec![
-        (
-            Command::Register(spec("red-1", "red-a", "host-a", "10.0.1.40")),
-            "duplicate instance name",
-        ),
-        (
-            Command::Register(spec("x", "red-a", "host-a", "10.0.1.10")),
-            "already used in VPC red",
-        ),
-        (
-            Command::Register(spec("x", "red-a", "host-a", "10.0.2.10")),
-            "outside subnet",
-        ),
-        (
-            Command::Register(spec("x", "red-a", "host-a", "10.0.1.1")),
-            "reserved",
-        ),
-        (
-            Command::Register(spec("x", "nope", "host-a", "10.0.1.40")),
-            "unknown subnet",
-        ),
-        (
-            Command::Register(spec("x", "red-a", "blackfoot-1", "10.0.1.40")),
-            "unknown host",
-        ),
+        (register("red-1", "red-a", "host-a", "10.0.1.40"), "duplicate instance name"),
+        (register("x", "red-a", "host-a", "10.0.1.10"), "already used in VPC red"),
+        (register("x", "red-a", "host-a", "10.0.2.10"), "outside subnet"),
+        (register("x", "red-a", "host-a", "10.0.1.1"), "reserved"),
+        (register("x", "nope", "host-a", "10.0.1.40"), "unknown subnet"),
+        (register("x", "red-a", "blackfoot-1", "10.0.1.40"), "unknown host"),
         (
             Command::Register(InstanceSpec {
                 secondary_ips: vec![ip("10.0.1.41"), ip("10.0.1.10")],
@@ -315,81 +244,17 @@ fn bad_commands_change_nothing() {
             }),
             "already used in VPC red",
         ),
-        (
-            Command::Deregister {
-                instance: "ghost".into(),
-            },
-            "unknown instance",
-        ),
-        (
-            Command::Move {
-                instance: "red-1".into(),
-                host: "host-a".into(),
-            },
-            "already on host",
-        ),
-        (
-            Command::AssociateElasticIp {
-                ip: ip("203.0.113.10"),
-                instance: "yellow-1".into(),
-            },
-            "already associated",
-        ),
-        (
-            Command::AssociateElasticIp {
-                ip: ip("203.0.113.11"),
-                instance: "red-1".into(),
-            },
-            "already has Elastic IP",
-        ),
-        (
-            Command::AssociateElasticIp {
-                ip: ip("198.18.0.1"),
-                instance: "yellow-1".into(),
-            },
-            "is the PA of host-a",
-        ),
-        (
-            Command::DisassociateElasticIp {
-                ip: ip("203.0.113.99"),
-            },
-            "not associated",
-        ),
-        (
-            Command::AddPeering {
-                a: "red".into(),
-                b: "green".into(),
-            },
-            "overlap",
-        ),
-        (
-            Command::AddPeering {
-                a: "yellow".into(),
-                b: "red".into(),
-            },
-            "already peered",
-        ),
-        (
-            Command::AddPeering {
-                a: "red".into(),
-                b: "red".into(),
-            },
-            "itself",
-        ),
-        (
-            Command::AddPeering {
-                a: "red".into(),
-                b: "purple".into(),
-            },
-            "unknown vpc",
-        ),
-        (
-            Command::RemovePeering {
-                a: "red".into(),
-                b: "blue".into(),
-            },
-            "not peered",
-        ),
+        (Command::Deregister { instance: "ghost".into() }, "unknown instance"),
+        (Command::Move { instance: "red-1".into(), host: "host-a".into() }, "already on host"),
+        (associate("203.0.113.10", "yellow-1"), "already associated"),
+        (associate("203.0.113.11", "red-1"), "already has Elastic IP"),
+        (associate("198.18.0.1", "yellow-1"), "is the PA of host-a"),
+        (Command::DisassociateElasticIp { ip: ip("203.0.113.99") }, "not associated"),
+        (peer("red", "green"), "overlap"),
+        (peer("yellow", "red"), "already peered"),
+        (peer("red", "red"), "itself"),
+        (peer("red", "purple"), "unknown vpc"),
+        (Command::RemovePeering { a: "red".into(), b: "blue".into() }, "not peered"),
     ];
     for (command, message) in bad {
         let err: CommandError = service.execute(&command).unwrap_err();
@@ -439,22 +304,8 @@ fn a_gap_is_detected_and_repaired_by_a_resync() {
     let host_a = card(&service, "host-a");
     let client = clients.iter_mut().find(|c| c.card() == host_a).unwrap();
     while client.poll_update().is_some() {}
-    service
-        .execute(&Command::Register(spec(
-            "red-2",
-            "red-a",
-            "host-b",
-            "10.0.1.20",
-        )))
-        .unwrap();
-    service
-        .execute(&Command::Register(spec(
-            "red-3",
-            "red-a",
-            "host-b",
-            "10.0.1.21",
-        )))
-        .unwrap();
+    service.execute(&register("red-2", "red-a", "host-b", "10.0.1.20")).unwrap();
+    service.execute(&register("red-3", "red-a", "host-b", "10.0.1.21")).unwrap();
     let mut to_a: Vec<ToClient> = Vec::new();
     while let Some(m) = service.poll_transmit(T0) {
         if m.card() == host_a {
@@ -508,14 +359,7 @@ fn a_gap_is_detected_and_repaired_by_a_resync() {
 fn a_lost_last_delta_is_noticed_at_the_next_heartbeat() {
     let mut sim = Sim::new(world(), Link::PERFECT, 3);
     sim.settle(Duration::from_secs(1));
-    sim.service
-        .execute(&Command::Register(spec(
-            "red-2",
-            "red-a",
-            "host-b",
-            "10.0.1.20",
-        )))
-        .unwrap();
+    sim.service.execute(&register("red-2", "red-a", "host-b", "10.0.1.20")).unwrap();
     // The network eats everything the service sends now.
     while sim.service.poll_transmit(sim.now).is_some() {}
     sim.step(Duration::from_millis(5));

@@ -9,56 +9,7 @@ use mapping_client::{CardId, LoadError, MacAddr, Topology};
 const EXAMPLE: &str = include_str!("data/architecture.toml");
 
 /// A small valid world that the negative tests extend.
-const BASE: &str = r#"
-[dataplane]
-lcores = "0-1"
-memory_mb = 1024
-hugepages = "auto"
-
-[[host]]
-name = "host-a"
-pa = "198.18.0.1"
-
-[[host]]
-name = "host-b"
-pa = "198.18.0.2"
-
-[[edge]]
-name = "blackfoot-1"
-pa = "198.18.255.1"
-
-[[vpc]]
-name = "red"
-vni = 101
-cidr = "10.0.0.0/16"
-
-[[vpc]]
-name = "yellow"
-vni = 102
-cidr = "10.1.0.0/16"
-
-[[subnet]]
-name = "red-a"
-vpc = "red"
-cidr = "10.0.1.0/24"
-
-[[subnet]]
-name = "yellow-a"
-vpc = "yellow"
-cidr = "10.1.1.0/24"
-
-[[instance]]
-name = "red-1"
-subnet = "red-a"
-host = "host-a"
-ip = "10.0.1.10"
-
-[[instance]]
-name = "yellow-1"
-subnet = "yellow-a"
-host = "host-b"
-ip = "10.1.1.10"
-"#;
+const BASE: &str = include_str!("data/small-world.toml");
 
 const KEY: &str = "000102030405060708090a0b0c0d0e0f10111213";
 
@@ -924,36 +875,15 @@ fn ports_attach_everything() {
 
 #[test]
 fn rejects_bad_attach() {
-    rejects(
-        &with(&port("p", "instance")),
-        "attach",
-        "port.attach",
-        "expected instance:NAME",
-    );
-    rejects(
-        &with(&port("p", "edge:blackfoot-1:sideways")),
-        "attach",
-        "port.attach",
-        "unknown edge side",
-    );
-    rejects(
-        &with(&port("p", "edge:host-a:internet")),
-        "attach",
-        "port.attach",
-        "is a host, not an edge",
-    );
-    rejects(
-        &with(&port("p", "instance:ghost")),
-        "attach",
-        "port.attach",
-        "unknown instance \"ghost\"",
-    );
-    rejects(
-        &with(&port("p", "underlay:nowhere")),
-        "attach",
-        "port.attach",
-        "unknown host or edge",
-    );
+    for (attach, message) in [
+        ("instance", "expected instance:NAME"),
+        ("edge:blackfoot-1:sideways", "unknown edge side"),
+        ("edge:host-a:internet", "is a host, not an edge"),
+        ("instance:ghost", "unknown instance \"ghost\""),
+        ("underlay:nowhere", "unknown host or edge"),
+    ] {
+        rejects(&with(&port("p", attach)), "attach", "port.attach", message);
+    }
 }
 
 #[test]

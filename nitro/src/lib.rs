@@ -7,10 +7,10 @@
 //!
 //! The runtime calls one of two entry points per received burst; every packet of the burst
 //! leaves it decided (forwarded to an [`Output`](pipeline::Output) or dropped with a named
-//! [`DropReason`]), each stage run through [`pipeline::run_timed`]
+//! [`DropReason`](pipeline::DropReason)), each stage a named struct implementing [`pipeline::Stage`], run through [`pipeline::run_timed`]
 //! (one TSC stamp pair per stage per burst, compiled out with [`pipeline::NullClock`]).
 //!
-//! **Instance side in** — [`Egress::process`], for a burst received on the vNIC port of one
+//! **From the instance** — [`FromInstance::process`], for a burst received on the vNIC port of one
 //! ENI (the runtime passes its [`EniId`](mapping_client::EniId)):
 //!
 //! | stage | what it does | forwards to | drops |
@@ -18,20 +18,28 @@
 //! | `classify` | Ethernet II only. ARP requests are answered by the card, the reply written in place into the same buffer. IPv4 header checked (version, IHL, total length within the frame, header checksum). | `reply` (ARP) | `malformed`, `not_ipv4`, `arp_ignored`, `unsupported` |
 //! | `verify-send` | The attached ENI owns the frame's source MAC (always) and the packet's source IP, primary or secondary (unless its source/dest check is off). | | `spoofed_source`* |
 //! | `route` | Longest prefix in the sender VPC's route table, else its internet gateway. Own or peered VPC: the (VNI, destination) keys of the whole burst go to one [`Tables::lookup_burst`](mapping_client::Tables::lookup_burst). VPN, DX, endpoint or internet: the edge's PA. | | `no_route`*, `not_peered`*, `no_mapping` |
-//! | `encap` | Strip Ethernet (and any padding), prepend the 58-byte outer header of ARCHITECTURE section 3: [`wire::vpc::emit_outer`] once per burst, then per packet a copy with the six per-packet fields patched on fixed offsets. | `underlay` | `mtu_exceeded`, `no_room` |
+//! | `encap` | Strip Ethernet (and any padding), prepend the 58-byte outer header of ARCHITECTURE section 3: a [`wire::vpc::OuterTemplate`] written once per burst, then per packet a copy with the per-packet fields patched on their named offsets. | `underlay` | `mtu_exceeded`, `no_room`, `malformed`, `unsupported` |
 //!
-//! **Underlay in** — [`Ingress::process`], for a burst of Geneve frames from the fabric or
+//! **From the underlay** — [`FromUnderlay::process`], for a burst of Geneve frames from the fabric or
 //! an underlay port (what decap makes beyond the burst — later fragments, ICMP answers —
 //! goes out through the worker's [`Extra`](pipeline::Extra)):
 //!
 //! | stage | what it does | forwards to | drops |
 //! | --- | --- | --- | --- |
 //! | `verify-recv` | The front end both cards share, [`pipeline::underlay::receive`]: the outer header ([`wire::vpc::parse_outer`]), then the outer destination must be this card's PA, then the inner IPv4 header (version, IHL, lengths equal to the Geneve payload's, header checksum), then the VPC MTU. Then one [`Tables::lookup_burst`](mapping_client::Tables::lookup_burst) of (source VPC, inner source) and (VNI, inner destination) for the burst: the source must live behind the outer source PA (or the outer source is an edge serving the source VPC), the VNI must be the source VPC or peered with it; the destination must be mapped to this card's PA (which makes it a local ENI, see below) and have a port in the runtime's [`EniPorts`], whose MTU the inner length is compared with. | | `malformed`, `unsupported`, `unknown_destination`, `unknown_sender`*, `mtu_exceeded` |
-//! | `decap` | Remove the outer header (and any padding), write Ethernet: destination the ENI's MAC; source the sender's MAC when it is in the same subnet, else the subnet router MAC; type IPv4. An inner packet longer than the port's MTU: without DF, cut into fragments of the MTU ([`pipeline::frag`]), each with that Ethernet header; with DF, dropped and answered with ICMP fragmentation-needed (see *Packets longer than the instance's port carries*). | the ENI's port; answers: the underlay | `mtu_exceeded`, `no_buffer`, `no_room`, `malformed` |
+//! | `decap` | Remove the outer header (and any padding), write Ethernet: destination the ENI's MAC; source the sender's MAC when it is in the same subnet, else the subnet router MAC; type IPv4. An inner packet longer than the port's MTU: without DF, cut into fragments of the MTU ([`pipeline::frag`]), each with that Ethernet header; with DF, dropped and answered with ICMP fragmentation-needed (see *Packets longer than the instance's port carries*). | the ENI's port; answers: the underlay | `mtu_exceeded`, `no_buffer`, `no_room`, `malformed`, `unknown_destination` |
 //!
-//! \* security reasons: the drop also raises an [`AlertEvent`] (card,
-//! ENI, VPCs, inner addresses) through the worker's [`AlertProducer`];
-//! a full alert queue loses the event (counted there), never blocks.
+//! \* security reasons: the drop also raises an [`AlertEvent`](pipeline::AlertEvent) (card,
+//! ENI, VPCs, inner addresses) through the worker's [`AlertProducer`](pipeline::AlertProducer)
+//! ([`CardCtx::alert`](pipeline::CardCtx::alert)); a full alert queue loses the event
+//! (counted there), never blocks.
+//!
+//! The drops column is what each stage declares ([`pipeline::StageInfo::DROPS`],
+//! [`FromInstance::DROPS`], [`FromUnderlay::DROPS`]): a test (`tests/drop_tables.rs`)
+//! checks these tables against the declarations, and debug builds check every drop
+//! against its stage's declaration when the stage runs. Both pipelines take the card
+//! context both cards share, [`pipeline::CardCtx`] over the card's
+//! [`Tables`](mapping_client::Tables).
 //!
 //! # Drop reasons, one by one
 //!
@@ -49,7 +57,8 @@
 //!   ARP), ARP for another hardware or protocol type, or ARP from a port whose ENI is not
 //!   registered on this card.
 //! * `unsupported` — classify: an IPv4 destination that is multicast or the limited
-//!   broadcast (a VPC carries neither). verify-recv: a well-formed frame that is not
+//!   broadcast (a VPC carries neither). encap: a VNI over 24 bits (no loaded topology has
+//!   one). verify-recv: a well-formed frame that is not
 //!   vpcemu's encapsulation ([`wire::Error::Unsupported`] from `parse_outer`: another
 //!   EtherType, IP options, a fragment, not UDP, not port 6081, Geneve version, OAM, another
 //!   protocol, an unknown critical option).
@@ -76,27 +85,29 @@
 //! * `unknown_destination` — verify-recv: the outer destination is not this card's PA
 //!   (checked right after the outer header, before anything inside it), or
 //!   the inner destination is not mapped to this card, or its ENI has no port in
-//!   `eni_ports`.
+//!   `eni_ports`. decap: a packet verify-recv gave no port (none is).
 //! * `unknown_sender` — verify-recv: the mapping does not place (source VPC, inner source)
 //!   behind the outer source PA and that PA is not an edge serving the source VPC; or the
 //!   destination VNI is neither the source VPC nor peered with it.
 //!
 //! # Choices
 //!
-//! * **Subnet router MAC** ([`subnet_router_mac`]): `02:00:00:ff:` + the 16-bit subnet id,
+//! * **Subnet router MAC** ([`wire::vpc::subnet_router_mac`]): `02:00:00:ff:` + the 16-bit subnet id,
 //!   big-endian. Locally administered, unique per subnet, stable across table versions, and
 //!   never an ENI's derived MAC (those are `02:00:` + an instance address, never `0.x.x.x`).
 //!   ARP for `.1`, `.2` and any address of the VPC outside the requester's subnet is
 //!   answered with it; decap uses it as the source of packets from outside the subnet.
-//! * **ARP proxy**: a request whose target is in the requester's subnet and mapped gets the
+//! * **ARP proxy** (the responder both cards run, [`pipeline::arp::respond`], with the
+//!   card's answer): a request whose target is in the requester's subnet and mapped gets the
 //!   peer ENI's MAC (wherever the peer runs); any other address in the sender VPC's CIDR
 //!   gets the subnet router MAC; everything else is not answered. The reply is a 42-byte
 //!   frame (the NIC pads it) to the requester's hardware address, out of `reply`.
-//! * **Card MAC** ([`card_mac`]): `02:00:` + the card's PA (198.18.0.1 -> `02:00:c6:12:00:01`),
-//!   the outer Ethernet source. **Underlay next hop** ([`UNDERLAY_ROUTER_MAC`],
+//! * **Card MAC** ([`wire::vpc::card_mac`], the edge's too): `02:00:` + the card's PA
+//!   (198.18.0.1 -> `02:00:c6:12:00:01`), the outer Ethernet source. **Underlay next hop**
+//!   ([`wire::vpc::UNDERLAY_ROUTER_MAC`],
 //!   `02:00:00:fe:00:01`): the outer Ethernet destination, as if every card's underlay port
 //!   were routed by one top-of-rack router; the in-process fabric switches on the outer
-//!   destination PA and ignores it. [`Egress::with_next_hop_mac`] changes it.
+//!   destination PA and ignores it. [`FromInstance::with_next_hop_mac`] changes it.
 //! * **verify-recv's front end is the edge's**: the checks of a received frame before any
 //!   lookup, their order (outer header, destination PA, inner header, MTU) and their drop
 //!   reasons are [`pipeline::underlay::receive`], which the Blackfoot edge runs too, so one
@@ -164,8 +175,9 @@
 //!   say it, not a router.
 //! * **Rate limit**: at most [`ICMP_RATE_PER_SEC`] answers a second and [`ICMP_BURST`] at
 //!   once per card (Linux's defaults for `icmp_msgs_per_sec` / `icmp_msgs_burst`), shared
-//!   by every worker through a lock-free [`RateLimit`] ([`NitroCtx::icmp_limit`], time in
-//!   [`NitroCtx::now`]). The limit is checked after the cheap checks and before a buffer is
+//!   by every worker through a lock-free [`RateLimit`](pipeline::RateLimit)
+//!   ([`CardCtx::icmp_limit`](pipeline::CardCtx::icmp_limit), time in
+//!   [`CardCtx::now`](pipeline::CardCtx::now)). The limit is checked after the cheap checks and before a buffer is
 //!   taken; the answer is built in a fresh buffer from the worker's pool (the only
 //!   allocation: a pool mbuf), and nothing waits. Over the limit, or without a buffer, the
 //!   packet is still dropped `mtu_exceeded`, unanswered.
@@ -197,7 +209,7 @@
 //! packet's (a burst of one flow) shares its lookup; per-burst state (the sender ENI, its
 //! VPC entry, the outer header template, the last peering answer) is looked up once per
 //! burst. Nothing allocates, locks, logs or makes a syscall: the scratch lives in the
-//! [`Egress`] / [`Ingress`] value the worker owns; the only buffers taken are pool buffers
+//! [`FromInstance`] / [`FromUnderlay`] value the worker owns; the only buffers taken are pool buffers
 //! through the worker's [`Extra`](pipeline::Extra), for packets longer than their port
 //! carries (fragments, ICMP answers), off the fast path, which pays one compare a packet.
 //!
@@ -214,98 +226,22 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use std::net::Ipv4Addr;
-
-use mapping_client::{MacAddr, SubnetId, Tables};
-use pipeline::{AlertEvent, AlertProducer, CardId, DropReason, RateLimit, StageId, MAX_BURST};
+use mapping_client::MacAddr;
 use wire::EthernetAddress;
 
-mod egress;
-mod ingress;
+mod from_instance;
+mod from_underlay;
 
-pub use egress::{Egress, EgressOutputs};
-pub use ingress::{EniPort, EniPorts, Ingress};
-
-/// What the stages need from the worker for one burst.
-pub struct NitroCtx<'a> {
-    /// The card's current tables version (taken once per burst from the RCU subscriber).
-    pub tables: &'a Tables,
-    /// This card, as alerts name it.
-    pub card: CardId,
-    /// The worker's alert queue.
-    pub alerts: &'a mut AlertProducer,
-    /// The card's limit on the ICMP errors it sends (fragmentation-needed), shared by
-    /// every worker that runs the card's stages.
-    pub icmp_limit: &'a RateLimit,
-    /// Now, in ticks of `icmp_limit`'s clock (the TSC in the runtime).
-    pub now: u64,
-}
-
-impl core::fmt::Debug for NitroCtx<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("NitroCtx")
-            .field("card", &self.card)
-            .field("pa", &self.tables.pa())
-            .finish()
-    }
-}
-
-impl NitroCtx<'_> {
-    /// Raise a security alert (a push into a bounded lock-free queue; lost when full).
-    #[cold]
-    #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn alert(
-        &mut self,
-        reason: DropReason,
-        stage: StageId,
-        eni: Option<u32>,
-        vni: u32,
-        peer_vni: Option<u32>,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-    ) {
-        let card = self.card;
-        self.alerts.raise(AlertEvent {
-            reason,
-            stage,
-            card,
-            eni,
-            vni,
-            peer_vni,
-            src,
-            dst,
-        });
-    }
-}
+pub use from_instance::{FromInstance, FromInstanceOutputs};
+pub use from_underlay::{EniPort, EniPorts, FromUnderlay};
 
 /// How many ICMP errors (fragmentation-needed) a card sends a second on average, all its
-/// workers together ([`NitroCtx::icmp_limit`]); Linux's default `icmp_msgs_per_sec`.
+/// workers together ([`CardCtx::icmp_limit`](pipeline::CardCtx::icmp_limit)); Linux's default `icmp_msgs_per_sec`.
 pub const ICMP_RATE_PER_SEC: u32 = 1000;
 
 /// How many ICMP errors a card may send at once after a quiet time; Linux's default
 /// `icmp_msgs_burst`.
 pub const ICMP_BURST: u32 = 50;
-
-/// Outer Ethernet destination of encapsulated packets: the underlay next hop (see the crate
-/// documentation).
-pub const UNDERLAY_ROUTER_MAC: EthernetAddress =
-    EthernetAddress([0x02, 0x00, 0x00, 0xfe, 0x00, 0x01]);
-
-/// The MAC a card answers ARP with for the router of `subnet` (and for every address of the
-/// VPC outside that subnet): `02:00:00:ff:` + the subnet id, big-endian.
-#[inline]
-pub const fn subnet_router_mac(subnet: SubnetId) -> EthernetAddress {
-    let [hi, lo] = subnet.0.to_be_bytes();
-    EthernetAddress([0x02, 0x00, 0x00, 0xff, hi, lo])
-}
-
-/// The MAC of a card's underlay port: `02:00:` + its PA.
-#[inline]
-pub const fn card_mac(pa: Ipv4Addr) -> EthernetAddress {
-    let [a, b, c, d] = pa.octets();
-    EthernetAddress([0x02, 0x00, a, b, c, d])
-}
 
 /// A mapping-client MAC as a wire MAC.
 #[inline(always)]
@@ -313,38 +249,3 @@ pub const fn eth(mac: MacAddr) -> EthernetAddress {
     EthernetAddress(mac.0)
 }
 
-/// The alert id of a topology card: the card id itself (the workspace has one card id,
-/// `wire::CardId`; kept for the callers that name it).
-pub const fn card_id(card: mapping_client::CardId) -> CardId {
-    card
-}
-
-/// Slot index bounded to the burst arrays (a mask the compiler folds into the index: no
-/// bounds-check branch, no panic path).
-#[inline(always)]
-pub(crate) const fn slot(i: usize) -> usize {
-    i & (MAX_BURST - 1)
-}
-
-const _: () = assert!(MAX_BURST.is_power_of_two());
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn macs() {
-        assert_eq!(
-            subnet_router_mac(SubnetId(0x0102)).to_string(),
-            "02:00:00:ff:01:02"
-        );
-        assert_eq!(
-            card_mac(Ipv4Addr::new(198, 18, 0, 1)).to_string(),
-            "02:00:c6:12:00:01"
-        );
-        assert_eq!(UNDERLAY_ROUTER_MAC.to_string(), "02:00:00:fe:00:01");
-        let h = mapping_client::CardId::Host(mapping_client::HostId(3));
-        assert_eq!(card_id(h), h);
-    }
-
-}

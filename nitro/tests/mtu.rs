@@ -8,7 +8,7 @@ mod common;
 use std::net::Ipv4Addr;
 
 use common::*;
-use nitro::{card_mac, subnet_router_mac, UNDERLAY_ROUTER_MAC};
+use wire::vpc::{card_mac, subnet_router_mac, UNDERLAY_ROUTER_MAC};
 use pipeline::{DropReason, StageId, VecExtra, Verdict};
 use wire::vpc::parse_outer;
 use wire::{icmpv4, ipv4, EthernetAddress, PacketBuf, TestBuffer};
@@ -35,7 +35,7 @@ fn eni_mac(card: &Card, name: &str) -> EthernetAddress {
 }
 
 fn router_mac(card: &Card, name: &str) -> EthernetAddress {
-    subnet_router_mac(card.tables.local_eni_by_name(name).unwrap().subnet)
+    subnet_router_mac(card.tables.local_eni_by_name(name).unwrap().subnet.0)
 }
 
 /// Put fragments (IPv4 packets) back together; checks each is a well-formed fragment of
@@ -124,8 +124,7 @@ fn df_over_the_port_mtu_is_answered_with_fragmentation_needed_the_sender_takes()
 fn an_answer_to_a_packet_from_the_edge_goes_back_to_the_edge() {
     // Internet traffic for red-1 comes from the edge (VNI = source VPC = red); the answer
     // goes to the edge's PA, which takes it as red-1's (then NATs it back out).
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
     a.set_mtu(red1, 1400);
     let inner = packet("198.51.100.7", RED1, 2000, true);
@@ -143,8 +142,7 @@ fn an_answer_to_a_packet_from_the_edge_goes_back_to_the_edge() {
 
 #[test]
 fn without_df_the_card_fragments_for_the_port() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let yellow1 = b.eni("yellow-1");
     for (mtu, count) in [(1500u16, 3usize), (576, 8)] {
         b.set_mtu(yellow1, mtu);
@@ -172,8 +170,7 @@ fn without_df_the_card_fragments_for_the_port() {
 
 #[test]
 fn no_answer_about_an_icmp_error_and_no_buffer_for_fragments() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let yellow1 = b.eni("yellow-1");
     b.set_mtu(yellow1, 1500);
     // A DF ICMP error over the MTU: dropped, never answered (RFC 1122 3.2.2).
@@ -193,8 +190,7 @@ fn no_answer_about_an_icmp_error_and_no_buffer_for_fragments() {
 
 #[test]
 fn answers_are_rate_limited_per_card() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let yellow1 = b.eni("yellow-1");
     b.set_mtu(yellow1, 1500);
     b.now = 5_000;
@@ -217,7 +213,7 @@ fn answers_are_rate_limited_per_card() {
     assert_eq!(b.drops(DropReason::MtuExceeded), 80);
     // The limit is the card's: a second pipeline (another worker) sharing it gets nothing
     // more at the same instant.
-    let mut other = nitro::Ingress::new(UNDERLAY);
+    let mut other = nitro::FromUnderlay::new(UNDERLAY);
     let mut extra = VecExtra::new(|| Some(TestBuffer::with_room(128, 9216)));
     let out = b.ingress_through(&mut other, frames(5), &mut extra);
     assert!(out.iter().all(|(v, _)| *v == drop(DropReason::MtuExceeded)));

@@ -51,14 +51,7 @@ fn inner() -> impl Strategy<Value = Inner> {
 
 impl Inner {
     fn bytes(&self) -> Vec<u8> {
-        let mut p = ipv4_with(
-            self.src,
-            self.dst,
-            self.proto,
-            self.ttl,
-            &self.options,
-            &self.payload,
-        );
+        let mut p = ipv4_with(self.src, self.dst, self.proto, self.ttl, &self.options, &self.payload);
         p[1] = self.tos;
         p[6..8].copy_from_slice(&self.frag.to_be_bytes());
         let ihl = 20 + self.options.len();
@@ -83,7 +76,7 @@ proptest! {
         let frames = inners
             .iter()
             .map(|p| {
-                let mut f = ether(nitro::UNDERLAY_ROUTER_MAC, red1_mac, 0x0800, p);
+                let mut f = ether(wire::vpc::UNDERLAY_ROUTER_MAC, red1_mac, 0x0800, p);
                 f.resize(f.len() + pad, 0xa5);
                 buf(&f)
             })
@@ -117,9 +110,9 @@ proptest! {
         let red1 = a.eni("red-1");
         let mac = EthernetAddress(a.tables.local_eni(red1).unwrap().mac.0);
         let mut f = match kind {
-            0 => ether(nitro::UNDERLAY_ROUTER_MAC, mac, 0x0800, &udp(ip("10.0.1.10"), ip("10.1.1.10"), 30)),
+            0 => ether(wire::vpc::UNDERLAY_ROUTER_MAC, mac, 0x0800, &udp(ip("10.0.1.10"), ip("10.1.1.10"), 30)),
             1 => arp_request(mac, ip("10.0.1.10"), ip("10.0.1.20")),
-            _ => ether(nitro::UNDERLAY_ROUTER_MAC, mac, 0x0800, &ipv4_with(ip("10.0.1.10"), ip("10.0.1.20"), 6, 9, &[1, 1, 1, 1, 1, 1, 1, 0], &[7; 40])),
+            _ => ether(wire::vpc::UNDERLAY_ROUTER_MAC, mac, 0x0800, &ipv4_with(ip("10.0.1.10"), ip("10.0.1.20"), 6, 9, &[1, 1, 1, 1, 1, 1, 1, 0], &[7; 40])),
         };
         let at = at % f.len();
         f[at] = value;
@@ -157,45 +150,13 @@ proptest! {
 /// burst (the per-burst answer caches must not leak from one packet to the next).
 #[test]
 fn mixed_ingress_burst() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let (y1, r2, r3) = (b.eni("yellow-1"), b.eni("red-2"), b.eni("red-3"));
-    let ok_red_to_yellow = geneve(
-        PA_A,
-        PA_B,
-        102,
-        101,
-        &udp(ip("10.0.1.10"), ip("10.1.1.10"), 1),
-    );
-    let ok_red_to_red = geneve(
-        PA_A,
-        PA_B,
-        101,
-        101,
-        &udp(ip("10.0.1.10"), ip("10.0.1.20"), 1),
-    );
-    let bad_green = geneve(
-        PA_A,
-        PA_B,
-        101,
-        103,
-        &udp(ip("10.2.1.10"), ip("10.0.1.20"), 1),
-    );
-    let ok_red3 = geneve(
-        PA_A,
-        PA_B,
-        101,
-        101,
-        &udp(ip("10.0.1.11"), ip("10.0.2.30"), 1),
-    );
-    let frames = [
-        &ok_red_to_yellow,
-        &ok_red_to_red,
-        &bad_green,
-        &ok_red_to_yellow,
-        &ok_red3,
-        &ok_red_to_red,
-    ]
+    let ok_red_to_yellow = geneve(PA_A, PA_B, 102, 101, &udp(ip("10.0.1.10"), ip("10.1.1.10"), 1));
+    let ok_red_to_red = geneve(PA_A, PA_B, 101, 101, &udp(ip("10.0.1.10"), ip("10.0.1.20"), 1));
+    let bad_green = geneve(PA_A, PA_B, 101, 103, &udp(ip("10.2.1.10"), ip("10.0.1.20"), 1));
+    let ok_red3 = geneve(PA_A, PA_B, 101, 101, &udp(ip("10.0.1.11"), ip("10.0.2.30"), 1));
+    let frames = [&ok_red_to_yellow, &ok_red_to_red, &bad_green, &ok_red_to_yellow, &ok_red3, &ok_red_to_red]
     .into_iter()
     .cycle()
     .take(60)

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use common::*;
 use mapping_client::{Command, Request, Service, SubnetId, TableOp, ToClient};
-use nitro::{card_mac, subnet_router_mac, UNDERLAY_ROUTER_MAC};
+use wire::vpc::{card_mac, subnet_router_mac, UNDERLAY_ROUTER_MAC};
 use pipeline::{DropReason, StageId, Verdict};
 use wire::vpc::{inner_flow_hash, parse_outer, src_port};
 use wire::{EthernetAddress, PacketBuf, TestBuffer};
 
 fn subnet_mac(card: &Card, name: &str) -> EthernetAddress {
     let s = card.tables.local_eni_by_name(name).unwrap().subnet;
-    subnet_router_mac(s)
+    subnet_router_mac(s.0)
 }
 
 fn eni_mac(card: &Card, name: &str) -> EthernetAddress {
@@ -47,19 +47,12 @@ fn red1_to_yellow1_encapsulated_then_delivered() {
     // Outer IPv4.
     assert_eq!(f[14], 0x45, "version 4, IHL 5");
     assert_eq!(f[15], 0, "DSCP/ECN");
-    assert_eq!(
-        u16::from_be_bytes([f[16], f[17]]) as usize,
-        44 + inner.len(),
-        "total length"
-    );
+    assert_eq!(u16::from_be_bytes([f[16], f[17]]) as usize, 44 + inner.len(), "total length");
     assert_eq!(&f[18..20], &[0, 0], "ident");
     assert_eq!(&f[20..22], &[0x40, 0x00], "DF, offset 0");
     assert_eq!(f[22], 64, "TTL");
     assert_eq!(f[23], 17, "UDP");
-    assert!(
-        wire::checksum::ipv4_header_ok(&f[14..34]),
-        "header checksum"
-    );
+    assert!(wire::checksum::ipv4_header_ok(&f[14..34]), "header checksum");
     assert_eq!(&f[26..30], &PA_A.octets());
     assert_eq!(&f[30..34], &PA_B.octets());
     // UDP.
@@ -67,11 +60,7 @@ fn red1_to_yellow1_encapsulated_then_delivered() {
     assert_eq!(sport, src_port(inner_flow_hash(&inner)));
     assert!((49152..=65535).contains(&sport));
     assert_eq!(u16::from_be_bytes([f[36], f[37]]), 6081);
-    assert_eq!(
-        u16::from_be_bytes([f[38], f[39]]) as usize,
-        24 + inner.len(),
-        "UDP length"
-    );
+    assert_eq!(u16::from_be_bytes([f[38], f[39]]) as usize, 24 + inner.len(), "UDP length");
     assert_eq!(&f[40..42], &[0, 0], "UDP checksum 0");
     // Geneve: ver 0, opt_len 2, O 0 C 0, protocol IPv4, VNI = yellow (102), reserved 0.
     assert_eq!(&f[42..50], &[0x02, 0x00, 0x08, 0x00, 0x00, 0x00, 102, 0x00]);
@@ -87,22 +76,13 @@ fn red1_to_yellow1_encapsulated_then_delivered() {
     assert_eq!(verdicts(&got), [Verdict::Forward(port(yellow1))]);
     let d = got[0].1.data();
     assert_eq!(&d[0..6], &eni_mac(&b, "yellow-1").0, "to yellow-1");
-    assert_eq!(
-        &d[6..12],
-        &subnet_mac(&b, "yellow-1").0,
-        "from the router: another VPC"
-    );
+    assert_eq!(&d[6..12], &subnet_mac(&b, "yellow-1").0, "from the router: another VPC");
     assert_eq!(&d[12..14], &[0x08, 0x00]);
     assert_eq!(&d[14..], &inner[..]);
     assert!(b.alerts().is_empty());
 
     // Stage accounting: every stage ran once over one packet and was timed.
-    for s in [
-        StageId::Classify,
-        StageId::VerifySend,
-        StageId::Route,
-        StageId::Encap,
-    ] {
+    for s in [StageId::Classify, StageId::VerifySend, StageId::Route, StageId::Encap] {
         assert_eq!(a.meters.counters.stage_packets(s), 1, "{s}");
         assert_eq!(a.meters.timing.current().get(s).len(), 1, "{s}");
     }
@@ -124,33 +104,18 @@ fn peer_mac_within_subnet_router_mac_across_subnets() {
     let to_red3 = udp(ip("10.0.1.11"), ip("10.0.2.30"), 10); // from the secondary address
     let out = a.egress(
         red1,
-        vec![
-            from_instance(&a, "red-1", &to_red2),
-            from_instance(&a, "red-1", &to_red3),
-        ],
+        vec![from_instance(&a, "red-1", &to_red2), from_instance(&a, "red-1", &to_red3)],
     );
-    assert_eq!(
-        verdicts(&out),
-        [Verdict::Forward(UNDERLAY), Verdict::Forward(UNDERLAY)]
-    );
+    assert_eq!(verdicts(&out), [Verdict::Forward(UNDERLAY), Verdict::Forward(UNDERLAY)]);
     for (_, f) in &out {
         let o = parse_outer(f.data()).unwrap();
-        assert_eq!(
-            (o.src_pa, o.dst_pa, o.vni, o.source_vpc),
-            (PA_A, PA_B, 101, 101)
-        );
+        assert_eq!((o.src_pa, o.dst_pa, o.vni, o.source_vpc), (PA_A, PA_B, 101, 101));
     }
     let got = b.ingress(out.into_iter().map(|(_, f)| f).collect());
     let (red2, red3) = (b.eni("red-2"), b.eni("red-3"));
-    assert_eq!(
-        verdicts(&got),
-        [Verdict::Forward(port(red2)), Verdict::Forward(port(red3))]
-    );
+    assert_eq!(verdicts(&got), [Verdict::Forward(port(red2)), Verdict::Forward(port(red3))]);
     let red1_mac = mac("02:00:0a:00:01:0a");
-    assert_eq!(
-        &got[0].1.data()[..12],
-        [eni_mac(&b, "red-2").0, red1_mac.0].concat().as_slice()
-    );
+    assert_eq!(&got[0].1.data()[..12], [eni_mac(&b, "red-2").0, red1_mac.0].concat().as_slice());
     assert_eq!(&got[0].1.data()[14..], &to_red2[..]);
     assert_eq!(
         &got[1].1.data()[..12],
@@ -163,8 +128,7 @@ fn peer_mac_within_subnet_router_mac_across_subnets() {
 
 #[test]
 fn same_host_traffic_hairpins_through_the_underlay() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let (g1, g2) = (a.eni("green-1"), a.eni("green-2"));
     let inner = udp(ip("10.2.1.10"), ip("10.2.1.20"), 30);
     let out = a.egress(g1, vec![from_instance(&a, "green-1", &inner)]);
@@ -178,32 +142,18 @@ fn same_host_traffic_hairpins_through_the_underlay() {
 
 #[test]
 fn edge_routes_and_internet() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
     let green1 = a.eni("green-1");
     let vpn = udp(ip("10.0.1.10"), ip("172.16.3.4"), 10);
     let internet = udp(ip("10.0.1.10"), ip("8.8.8.8"), 10);
-    let out = a.egress(
-        red1,
-        vec![
-            from_instance(&a, "red-1", &vpn),
-            from_instance(&a, "red-1", &internet),
-        ],
-    );
+    let out = a.egress(red1, vec![from_instance(&a, "red-1", &vpn), from_instance(&a, "red-1", &internet)]);
     assert_eq!(verdicts(&out), [Verdict::Forward(UNDERLAY); 2]);
     for (_, f) in &out {
         let o = parse_outer(f.data()).unwrap();
         assert_eq!((o.dst_pa, o.vni, o.source_vpc), (PA_EDGE, 101, 101));
     }
-    let out = a.egress(
-        green1,
-        vec![from_instance(
-            &a,
-            "green-1",
-            &udp(ip("10.2.1.10"), ip("1.1.1.1"), 1),
-        )],
-    );
+    let out = a.egress(green1, vec![from_instance(&a, "green-1", &udp(ip("10.2.1.10"), ip("1.1.1.1"), 1))]);
     assert_eq!(verdicts(&out), [Verdict::Forward(UNDERLAY)]);
     let o = parse_outer(out[0].1.data()).unwrap();
     assert_eq!((o.dst_pa, o.vni, o.source_vpc), (PA_EDGE, 103, 103));
@@ -211,8 +161,7 @@ fn edge_routes_and_internet() {
 
 #[test]
 fn edge_may_speak_for_the_vpcs_it_serves() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let red2 = b.eni("red-2");
     // Internet return traffic for red-2: from the edge, source VPC red, any inner source.
     let inner = udp(ip("8.8.8.8"), ip("10.0.1.20"), 20);
@@ -228,8 +177,7 @@ fn edge_may_speak_for_the_vpcs_it_serves() {
 
 #[test]
 fn green_to_yellow_has_no_route_and_raises_an_alert() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let green1 = a.eni("green-1");
     let inner = udp(ip("10.2.1.10"), ip("10.1.1.10"), 10);
     let out = a.egress(green1, vec![from_instance(&a, "green-1", &inner)]);
@@ -237,59 +185,34 @@ fn green_to_yellow_has_no_route_and_raises_an_alert() {
     let alerts = a.alerts();
     assert_eq!(alerts.len(), 1);
     let al = alerts[0];
-    assert_eq!(
-        (al.reason, al.stage, al.card),
-        (DropReason::NoRoute, StageId::Route, a.card)
-    );
-    assert_eq!(
-        (al.eni, al.vni, al.peer_vni),
-        (Some(green1.0), 103, Some(102))
-    );
+    assert_eq!((al.reason, al.stage, al.card), (DropReason::NoRoute, StageId::Route, a.card));
+    assert_eq!((al.eni, al.vni, al.peer_vni), (Some(green1.0), 103, Some(102)));
     assert_eq!((al.src, al.dst), (ip("10.2.1.10"), ip("10.1.1.10")));
     assert_eq!(a.drops(DropReason::NoRoute), 1);
     assert_eq!(a.meters.counters.stage_drops(StageId::Route), 1);
 
     // Blue has no internet gateway at all.
     let blue1 = a.eni("blue-1");
-    let out = a.egress(
-        blue1,
-        vec![from_instance(
-            &a,
-            "blue-1",
-            &udp(ip("10.3.1.10"), ip("8.8.8.8"), 1),
-        )],
-    );
+    let out = a.egress(blue1, vec![from_instance(&a, "blue-1", &udp(ip("10.3.1.10"), ip("8.8.8.8"), 1))]);
     assert_eq!(verdicts(&out), [drop(DropReason::NoRoute)]);
     assert_eq!(a.alerts()[0].peer_vni, None);
 }
 
 #[test]
 fn not_peered_route_is_dropped_with_an_alert() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     // The peering goes away before the routes do.
     a.tables.apply(&TableOp::RemovePeering { a: 101, b: 102 });
     let red1 = a.eni("red-1");
-    let out = a.egress(
-        red1,
-        vec![from_instance(
-            &a,
-            "red-1",
-            &udp(ip("10.0.1.10"), ip("10.1.1.10"), 1),
-        )],
-    );
+    let out = a.egress(red1, vec![from_instance(&a, "red-1", &udp(ip("10.0.1.10"), ip("10.1.1.10"), 1))]);
     assert_eq!(verdicts(&out), [drop(DropReason::NotPeered)]);
     let al = a.alerts()[0];
-    assert_eq!(
-        (al.reason, al.vni, al.peer_vni),
-        (DropReason::NotPeered, 101, Some(102))
-    );
+    assert_eq!((al.reason, al.vni, al.peer_vni), (DropReason::NotPeered, 101, Some(102)));
 }
 
 #[test]
 fn no_mapping_is_dropped_without_alert() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
     let frames = vec![
         from_instance(&a, "red-1", &udp(ip("10.0.1.10"), ip("10.0.1.99"), 1)),
@@ -299,11 +222,7 @@ fn no_mapping_is_dropped_without_alert() {
     let out = a.egress(red1, frames);
     assert_eq!(
         verdicts(&out),
-        [
-            drop(DropReason::NoMapping),
-            Verdict::Forward(UNDERLAY),
-            drop(DropReason::NoMapping)
-        ]
+        [drop(DropReason::NoMapping), Verdict::Forward(UNDERLAY), drop(DropReason::NoMapping)]
     );
     assert!(a.alerts().is_empty());
 }
@@ -320,22 +239,13 @@ fn green_forging_a_yellow_source_is_spoofed() {
         0x0800,
         &udp(ip("10.2.1.10"), ip("10.2.1.20"), 1),
     ));
-    let out = a.egress(
-        green1,
-        vec![from_instance(&a, "green-1", &forged), wrong_mac],
-    );
+    let out = a.egress(green1, vec![from_instance(&a, "green-1", &forged), wrong_mac]);
     assert_eq!(verdicts(&out), [drop(DropReason::SpoofedSource); 2]);
     let alerts = a.alerts();
     assert_eq!(alerts.len(), 2);
     let al = alerts[0];
-    assert_eq!(
-        (al.reason, al.stage),
-        (DropReason::SpoofedSource, StageId::VerifySend)
-    );
-    assert_eq!(
-        (al.eni, al.vni, al.src, al.dst),
-        (Some(green1.0), 103, ip("10.1.1.10"), ip("10.2.1.20"))
-    );
+    assert_eq!((al.reason, al.stage), (DropReason::SpoofedSource, StageId::VerifySend));
+    assert_eq!((al.eni, al.vni, al.src, al.dst), (Some(green1.0), 103, ip("10.1.1.10"), ip("10.2.1.20")));
     assert_eq!(a.drops(DropReason::SpoofedSource), 2);
 
     // A port whose ENI is not registered on this card may not send at all.
@@ -349,27 +259,16 @@ fn green_forging_a_yellow_source_is_spoofed() {
                 0x0800,
                 &udp(ip("10.1.1.10"), ip("10.1.1.11"), 1),
             )),
-            buf(&arp_request(
-                mac("02:00:0a:01:01:0a"),
-                ip("10.1.1.10"),
-                ip("10.1.1.1"),
-            )),
+            buf(&arp_request(mac("02:00:0a:01:01:0a"), ip("10.1.1.10"), ip("10.1.1.1"))),
         ],
     );
-    assert_eq!(
-        verdicts(&out),
-        [
-            drop(DropReason::SpoofedSource),
-            drop(DropReason::ArpIgnored)
-        ]
-    );
+    assert_eq!(verdicts(&out), [drop(DropReason::SpoofedSource), drop(DropReason::ArpIgnored)]);
     assert_eq!(a.alerts().len(), 1);
 }
 
 #[test]
 fn source_dest_check_off_allows_a_foreign_source() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let green2 = a.eni("green-2"); // source_dest_check = false
     let green1 = a.eni("green-1");
     let foreign = udp(ip("192.0.2.7"), ip("10.2.1.10"), 10);
@@ -377,12 +276,7 @@ fn source_dest_check_off_allows_a_foreign_source() {
     assert_eq!(verdicts(&out), [Verdict::Forward(UNDERLAY)]);
     assert!(a.alerts().is_empty());
     // The MAC is still checked.
-    let wrong_mac = buf(&ether(
-        UNDERLAY_ROUTER_MAC,
-        mac("02:00:0a:02:01:0a"),
-        0x0800,
-        &foreign,
-    ));
+    let wrong_mac = buf(&ether(UNDERLAY_ROUTER_MAC, mac("02:00:0a:02:01:0a"), 0x0800, &foreign));
     let out = a.egress(green2, vec![wrong_mac]);
     assert_eq!(verdicts(&out), [drop(DropReason::SpoofedSource)]);
     // The same foreign source from green-1 (check on) is spoofed.
@@ -392,8 +286,7 @@ fn source_dest_check_off_allows_a_foreign_source() {
 
 #[test]
 fn forged_geneve_from_the_wrong_host_is_an_unknown_sender() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let yellow1 = b.eni("yellow-1");
     let inner = udp(ip("10.0.1.10"), ip("10.1.1.10"), 10);
     // Claims red-1 (which is on host A) but comes from host C's PA.
@@ -401,29 +294,11 @@ fn forged_geneve_from_the_wrong_host_is_an_unknown_sender() {
     // Right host, but claims the source VPC is yellow, where 10.0.1.10 is nobody.
     let wrong_vpc = geneve(PA_A, PA_B, 102, 102, &inner);
     // Right host and VPC, but an address red-1 does not own.
-    let wrong_ip = geneve(
-        PA_A,
-        PA_B,
-        102,
-        101,
-        &udp(ip("10.0.1.12"), ip("10.1.1.10"), 10),
-    );
+    let wrong_ip = geneve(PA_A, PA_B, 102, 101, &udp(ip("10.0.1.12"), ip("10.1.1.10"), 10));
     // Green (103) into red (101): not peered, whatever the mapping says.
-    let green = geneve(
-        PA_A,
-        PA_B,
-        101,
-        103,
-        &udp(ip("10.2.1.10"), ip("10.0.1.20"), 10),
-    );
+    let green = geneve(PA_A, PA_B, 101, 103, &udp(ip("10.2.1.10"), ip("10.0.1.20"), 10));
     let good = geneve(PA_A, PA_B, 102, 101, &inner);
-    let got = b.ingress(vec![
-        buf(&wrong_host),
-        buf(&wrong_vpc),
-        buf(&wrong_ip),
-        buf(&green),
-        buf(&good),
-    ]);
+    let got = b.ingress(vec![buf(&wrong_host), buf(&wrong_vpc), buf(&wrong_ip), buf(&green), buf(&good)]);
     assert_eq!(
         verdicts(&got),
         [
@@ -437,14 +312,8 @@ fn forged_geneve_from_the_wrong_host_is_an_unknown_sender() {
     let alerts = b.alerts();
     assert_eq!(alerts.len(), 4);
     let al = alerts[0];
-    assert_eq!(
-        (al.reason, al.stage, al.card),
-        (DropReason::UnknownSender, StageId::VerifyRecv, b.card)
-    );
-    assert_eq!(
-        (al.eni, al.vni, al.peer_vni),
-        (Some(yellow1.0), 101, Some(102))
-    );
+    assert_eq!((al.reason, al.stage, al.card), (DropReason::UnknownSender, StageId::VerifyRecv, b.card));
+    assert_eq!((al.eni, al.vni, al.peer_vni), (Some(yellow1.0), 101, Some(102)));
     assert_eq!((al.src, al.dst), (ip("10.0.1.10"), ip("10.1.1.10")));
     assert_eq!(alerts[1].peer_vni, None);
     assert_eq!(b.drops(DropReason::UnknownSender), 4);
@@ -452,25 +321,12 @@ fn forged_geneve_from_the_wrong_host_is_an_unknown_sender() {
 
 #[test]
 fn unknown_destinations() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let inner = udp(ip("10.0.1.10"), ip("10.1.1.10"), 10);
     let not_our_pa = geneve(PA_A, PA_C, 102, 101, &inner);
     // red-1 lives on host A, not here.
-    let not_here = geneve(
-        PA_A,
-        PA_B,
-        101,
-        101,
-        &udp(ip("10.0.1.10"), ip("10.0.1.11"), 1),
-    );
-    let unmapped = geneve(
-        PA_A,
-        PA_B,
-        102,
-        101,
-        &udp(ip("10.0.1.10"), ip("10.1.1.99"), 1),
-    );
+    let not_here = geneve(PA_A, PA_B, 101, 101, &udp(ip("10.0.1.10"), ip("10.0.1.11"), 1));
+    let unmapped = geneve(PA_A, PA_B, 102, 101, &udp(ip("10.0.1.10"), ip("10.1.1.99"), 1));
     let got = b.ingress(vec![buf(&not_our_pa), buf(&not_here), buf(&unmapped)]);
     assert_eq!(verdicts(&got), [drop(DropReason::UnknownDestination); 3]);
     // yellow-1 has no port in this process.
@@ -483,8 +339,7 @@ fn unknown_destinations() {
 
 #[test]
 fn arp_proxy_answers_in_place() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
     let red1_mac = eni_mac(&a, "red-1");
     let red2_mac = EthernetAddress(a.tables.lookup(101, ip("10.0.1.20")).unwrap().mac.0);
@@ -520,12 +375,9 @@ fn arp_proxy_answers_in_place() {
     assert_eq!(out[4].1.data(), expect(router, "10.0.1.99").as_slice());
     // The router MAC: 02:00:00:ff + subnet id.
     let red_a = a.tables.local_eni(red1).unwrap().subnet;
-    assert_eq!(router, subnet_router_mac(red_a));
+    assert_eq!(router, subnet_router_mac(red_a.0));
     assert_eq!(router.0[..4], [0x02, 0x00, 0x00, 0xff]);
-    assert_ne!(
-        subnet_router_mac(SubnetId(1)),
-        subnet_router_mac(SubnetId(2))
-    );
+    assert_ne!(subnet_router_mac(SubnetId(1).0), subnet_router_mac(SubnetId(2).0));
     assert_eq!(a.drops(DropReason::ArpIgnored), 4);
     assert!(a.alerts().is_empty());
 }
@@ -538,37 +390,18 @@ fn mtu_exceeded() {
     let max = udp(ip("10.0.1.10"), ip("10.1.1.10"), 9001 - 28);
     let over = udp(ip("10.0.1.10"), ip("10.1.1.10"), 9002 - 28);
     assert_eq!((max.len(), over.len()), (9001, 9002));
-    let out = a.egress(
-        red1,
-        vec![
-            from_instance(&a, "red-1", &max),
-            from_instance(&a, "red-1", &over),
-        ],
-    );
-    assert_eq!(
-        verdicts(&out),
-        [Verdict::Forward(UNDERLAY), drop(DropReason::MtuExceeded)]
-    );
+    let out = a.egress(red1, vec![from_instance(&a, "red-1", &max), from_instance(&a, "red-1", &over)]);
+    assert_eq!(verdicts(&out), [Verdict::Forward(UNDERLAY), drop(DropReason::MtuExceeded)]);
     assert_eq!(out[0].1.len(), 9001 + 58);
     // A receiving card refuses the same.
     let mut b = Card::new(&topo, "host-b");
-    let got = b.ingress(vec![
-        out[0].1.clone(),
-        buf(&geneve(PA_A, PA_B, 102, 101, &over)),
-    ]);
-    assert_eq!(
-        verdicts(&got),
-        [
-            Verdict::Forward(port(b.eni("yellow-1"))),
-            drop(DropReason::MtuExceeded)
-        ]
-    );
+    let got = b.ingress(vec![out[0].1.clone(), buf(&geneve(PA_A, PA_B, 102, 101, &over))]);
+    assert_eq!(verdicts(&got), [Verdict::Forward(port(b.eni("yellow-1"))), drop(DropReason::MtuExceeded)]);
 }
 
 #[test]
 fn no_headroom_is_no_room() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
     let frame = ether(
         subnet_mac(&a, "red-1"),
@@ -579,10 +412,7 @@ fn no_headroom_is_no_room() {
     let tight = TestBuffer::from_slice_with_room(&frame, 43, 0);
     let enough = TestBuffer::from_slice_with_room(&frame, 44, 0);
     let out = a.egress(red1, vec![tight, enough]);
-    assert_eq!(
-        verdicts(&out),
-        [drop(DropReason::NoRoom), Verdict::Forward(UNDERLAY)]
-    );
+    assert_eq!(verdicts(&out), [drop(DropReason::NoRoom), Verdict::Forward(UNDERLAY)]);
 }
 
 #[test]
@@ -591,12 +421,7 @@ fn ethernet_padding_is_removed_both_ways() {
     let mut a = Card::new(&topo, "host-a");
     let mut b = Card::new(&topo, "host-b");
     let inner = udp(ip("10.0.1.10"), ip("10.1.1.10"), 0); // 28 bytes: a 42-byte frame
-    let mut frame = ether(
-        subnet_mac(&a, "red-1"),
-        eni_mac(&a, "red-1"),
-        0x0800,
-        &inner,
-    );
+    let mut frame = ether(subnet_mac(&a, "red-1"), eni_mac(&a, "red-1"), 0x0800, &inner);
     frame.resize(60, 0xee);
     let out = a.egress(a.eni("red-1"), vec![buf(&frame)]);
     assert_eq!(verdicts(&out), [Verdict::Forward(UNDERLAY)]);
@@ -610,8 +435,7 @@ fn ethernet_padding_is_removed_both_ways() {
 
 #[test]
 fn egress_malformed_inputs_are_counted_drops() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
     let ipf = from_instance(&a, "red-1", &udp(ip("10.0.1.10"), ip("10.1.1.10"), 10))
         .data()
@@ -651,14 +475,7 @@ fn egress_malformed_inputs_are_counted_drops() {
         subnet_mac(&a, "red-1"),
         eni_mac(&a, "red-1"),
         0x0800,
-        &ipv4_with(
-            ip("10.0.1.10"),
-            ip("10.1.1.10"),
-            17,
-            64,
-            &[1, 1, 1, 0],
-            &[0; 8],
-        ),
+        &ipv4_with(ip("10.0.1.10"), ip("10.1.1.10"), 17, 64, &[1, 1, 1, 0], &[0; 8]),
     );
     let mut bad_options = options.clone();
     bad_options[14 + 22] = 7; // an option byte changed: checksum fails
@@ -710,15 +527,8 @@ fn egress_malformed_inputs_are_counted_drops() {
 
 #[test]
 fn ingress_malformed_inputs_are_counted_drops() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
-    let good = geneve(
-        PA_A,
-        PA_B,
-        102,
-        101,
-        &udp(ip("10.0.1.10"), ip("10.1.1.10"), 10),
-    );
+    let mut b = Card::on("host-b");
+    let good = geneve(PA_A, PA_B, 102, 101, &udp(ip("10.0.1.10"), ip("10.1.1.10"), 10));
     let mut n = 0;
     for len in 0..good.len() {
         let got = b.ingress(vec![buf(&good[..len])]);
@@ -787,17 +597,14 @@ fn a_live_move_sends_traffic_to_the_new_pa() {
         ["host-a", "host-b", "host-c"].map(|n| topo.card_by_name(n).unwrap());
     let mut service = Service::new(topo);
     let now = Duration::ZERO;
-    let mut a = Card::with_tables(mapping_client::Tables::default(), nitro::card_id(card_a));
-    let mut b = Card::with_tables(mapping_client::Tables::default(), nitro::card_id(card_b));
-    let mut c = Card::with_tables(mapping_client::Tables::default(), nitro::card_id(card_c));
+    let mut a = Card::with_tables(mapping_client::Tables::default(), card_a);
+    let mut b = Card::with_tables(mapping_client::Tables::default(), card_b);
+    let mut c = Card::with_tables(mapping_client::Tables::default(), card_c);
     // Connect the three cards: snapshots, then deltas.
     for card in [card_a, card_b, card_c] {
         service.handle(Request::Resync { card, have: None }, now);
     }
-    deliver(
-        &mut service,
-        &mut [(&mut a, card_a), (&mut b, card_b), (&mut c, card_c)],
-    );
+    deliver(&mut service, &mut [(&mut a, card_a), (&mut b, card_b), (&mut c, card_c)]);
     let red1 = a.eni("red-1");
     let inner = udp(ip("10.0.1.10"), ip("10.1.1.10"), 40);
     let send = |a: &mut Card| {
@@ -809,10 +616,7 @@ fn a_live_move_sends_traffic_to_the_new_pa() {
     let before = send(&mut a);
     assert_eq!(parse_outer(before.data()).unwrap().dst_pa, PA_B);
     let yellow_on_b = b.eni("yellow-1");
-    assert_eq!(
-        verdicts(&b.ingress(vec![before.clone()])),
-        [Verdict::Forward(port(yellow_on_b))]
-    );
+    assert_eq!(verdicts(&b.ingress(vec![before.clone()])), [Verdict::Forward(port(yellow_on_b))]);
 
     // yellow-1 moves from host B to host C.
     service
@@ -821,10 +625,7 @@ fn a_live_move_sends_traffic_to_the_new_pa() {
             host: "host-c".into(),
         })
         .unwrap();
-    deliver(
-        &mut service,
-        &mut [(&mut a, card_a), (&mut b, card_b), (&mut c, card_c)],
-    );
+    deliver(&mut service, &mut [(&mut a, card_a), (&mut b, card_b), (&mut c, card_c)]);
     let after = send(&mut a);
     assert_eq!(parse_outer(after.data()).unwrap().dst_pa, PA_C);
     let yellow1 = c.eni("yellow-1");
@@ -835,30 +636,17 @@ fn a_live_move_sends_traffic_to_the_new_pa() {
     let got = b.ingress(vec![before]);
     assert_eq!(verdicts(&got), [drop(DropReason::UnknownDestination)]);
     // And the new host rejects a sender claiming yellow-1 from its old PA.
-    let stale = geneve(
-        PA_B,
-        PA_A,
-        101,
-        102,
-        &udp(ip("10.1.1.10"), ip("10.0.1.10"), 1),
-    );
+    let stale = geneve(PA_B, PA_A, 101, 102, &udp(ip("10.1.1.10"), ip("10.0.1.10"), 1));
     let got = a.ingress(vec![buf(&stale)]);
     assert_eq!(verdicts(&got), [drop(DropReason::UnknownSender)]);
-    let from_c = geneve(
-        PA_C,
-        PA_A,
-        101,
-        102,
-        &udp(ip("10.1.1.10"), ip("10.0.1.10"), 1),
-    );
+    let from_c = geneve(PA_C, PA_A, 101, 102, &udp(ip("10.1.1.10"), ip("10.0.1.10"), 1));
     let got = a.ingress(vec![buf(&from_c)]);
     assert_eq!(verdicts(&got), [Verdict::Forward(port(red1))]);
 }
 
 #[test]
 fn a_full_burst_of_mixed_traffic_is_all_decided() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
     let mut frames = Vec::new();
     for i in 0..32u8 {
@@ -868,11 +656,7 @@ fn a_full_burst_of_mixed_traffic_is_all_decided() {
             2 => Ipv4Addr::new(10, 0, 9, i),
             _ => Ipv4Addr::new(8, 8, 8, i),
         };
-        frames.push(from_instance(
-            &a,
-            "red-1",
-            &udp(ip("10.0.1.10"), dst, usize::from(i)),
-        ));
+        frames.push(from_instance(&a, "red-1", &udp(ip("10.0.1.10"), dst, usize::from(i))));
     }
     let out = a.egress(red1, frames);
     for (i, (v, f)) in out.iter().enumerate() {
@@ -894,28 +678,17 @@ fn a_full_burst_of_mixed_traffic_is_all_decided() {
 
 #[test]
 fn null_clock_counts_without_timing() {
-    let topo = world();
-    let mut a = Card::new(&topo, "host-a");
+    let mut a = Card::on("host-a");
     let red1 = a.eni("red-1");
-    let mut burst = burst_of(vec![from_instance(
-        &a,
-        "red-1",
-        &udp(ip("10.0.1.10"), ip("10.1.1.10"), 1),
-    )]);
-    let mut ctx = nitro::NitroCtx {
+    let mut burst = burst_of(vec![from_instance(&a, "red-1", &udp(ip("10.0.1.10"), ip("10.1.1.10"), 1))]);
+    let mut ctx = pipeline::CardCtx {
         tables: &a.tables,
         card: a.card,
         alerts: &mut a.alerts,
         icmp_limit: &a.icmp_limit,
         now: a.now,
     };
-    a.egress.process(
-        &mut burst,
-        red1,
-        &mut ctx,
-        &pipeline::NullClock,
-        &mut a.meters,
-    );
+    a.egress.process(&mut burst, red1, &mut ctx, &pipeline::NullClock, &mut a.meters);
     assert_eq!(burst.verdict(0), Some(Verdict::Forward(UNDERLAY)));
     assert_eq!(a.meters.counters.stage_packets(StageId::Encap), 1);
     assert!(a.meters.timing.current().get(StageId::Encap).is_empty());
@@ -923,26 +696,13 @@ fn null_clock_counts_without_timing() {
 
 #[test]
 fn eni_ports_may_be_a_closure() {
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let (y, r2) = (b.eni("yellow-1"), b.eni("red-2"));
-    let to_y = geneve(
-        PA_A,
-        PA_B,
-        102,
-        101,
-        &udp(ip("10.0.1.10"), ip("10.1.1.10"), 1),
-    );
-    let to_r2 = geneve(
-        PA_A,
-        PA_B,
-        101,
-        101,
-        &udp(ip("10.0.1.10"), ip("10.0.1.20"), 1),
-    );
+    let to_y = geneve(PA_A, PA_B, 102, 101, &udp(ip("10.0.1.10"), ip("10.1.1.10"), 1));
+    let to_r2 = geneve(PA_A, PA_B, 101, 101, &udp(ip("10.0.1.10"), ip("10.0.1.20"), 1));
     let mut burst = burst_of(vec![buf(&to_y), buf(&to_r2)]);
     let ports = |eni: mapping_client::EniId| (eni == y).then_some(port(y));
-    let mut ctx = nitro::NitroCtx {
+    let mut ctx = pipeline::CardCtx {
         tables: &b.tables,
         card: b.card,
         alerts: &mut b.alerts,
@@ -950,14 +710,7 @@ fn eni_ports_may_be_a_closure() {
         now: b.now,
     };
     let mut extra = pipeline::VecExtra::new(|| None::<TestBuffer>);
-    b.ingress.process(
-        &mut burst,
-        &ports,
-        &mut ctx,
-        &mut extra,
-        &pipeline::NullClock,
-        &mut b.meters,
-    );
+    b.ingress.process(&mut burst, &ports, &mut ctx, &mut extra, &pipeline::NullClock, &mut b.meters);
     assert_eq!(burst.verdict(0), Some(Verdict::Forward(port(y))));
     assert_eq!(burst.verdict(1), Some(drop(DropReason::UnknownDestination)));
     let _ = r2;
@@ -1024,18 +777,14 @@ fn repeated_keys_share_their_lookup() {
         ]
     );
     // Same subnet keeps the sender's MAC, another subnet gets the router's.
-    assert_eq!(
-        &got[3].1.data()[6..12],
-        &[0x02, 0x00, 0x0a, 0x00, 0x01, 0x0a]
-    );
+    assert_eq!(&got[3].1.data()[6..12], &[0x02, 0x00, 0x0a, 0x00, 0x01, 0x0a]);
     assert_eq!(&got[4].1.data()[6..12], &subnet_mac(&b, "red-3").0);
 }
 
 #[test]
 fn a_zero_key_never_borrows_another_packets_answer() {
     // VNI 0 and destination 0.0.0.0 from a sender that is mapped: nothing is delivered.
-    let topo = world();
-    let mut b = Card::new(&topo, "host-b");
+    let mut b = Card::on("host-b");
     let mut inner = udp(ip("10.0.1.20"), ip("0.0.0.0"), 1);
     inner[10..12].copy_from_slice(&[0, 0]);
     let c = ip_checksum(&inner[..20]);

@@ -30,7 +30,7 @@ use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
 
 use crate::drop::DropReason;
-use crate::stage::StageId;
+use crate::stage_id::StageId;
 
 /// Which card raised an alert: the workspace's one card id (a host's Nitro card or a
 /// Blackfoot edge, by its index among the topology's hosts or edges).
@@ -246,10 +246,7 @@ pub struct AlertAggregator {
 
 impl core::fmt::Debug for AlertAggregator {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("AlertAggregator")
-            .field("pending", &self.pending.len())
-            .field("totals", &self.totals)
-            .finish()
+        f.debug_struct("AlertAggregator").field("pending", &self.pending.len()).field("totals", &self.totals).finish()
     }
 }
 
@@ -303,22 +300,12 @@ impl AlertAggregator {
 
     /// Write a line for every key whose window has passed at `now_ms` (rate limit
     /// permitting). Returns the number of lines written.
-    pub fn flush<W: Write, N: AlertNames + ?Sized>(
-        &mut self,
-        now_ms: u64,
-        names: &N,
-        out: &mut W,
-    ) -> io::Result<usize> {
+    pub fn flush<W: Write, N: AlertNames + ?Sized>(&mut self, now_ms: u64, names: &N, out: &mut W) -> io::Result<usize> {
         self.flush_inner(now_ms, false, names, out)
     }
 
     /// At exit: write every pending key regardless of its window (rate limit permitting).
-    pub fn flush_all<W: Write, N: AlertNames + ?Sized>(
-        &mut self,
-        now_ms: u64,
-        names: &N,
-        out: &mut W,
-    ) -> io::Result<usize> {
+    pub fn flush_all<W: Write, N: AlertNames + ?Sized>(&mut self, now_ms: u64, names: &N, out: &mut W) -> io::Result<usize> {
         self.flush_inner(now_ms, true, names, out)
     }
 

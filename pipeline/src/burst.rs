@@ -25,37 +25,9 @@ use arrayvec::ArrayVec;
 
 use crate::counters::Counters;
 use crate::drop::DropReason;
-use crate::stage::StageId;
-
-/// Most packets a burst holds. Workers use bursts of 32.
-pub const MAX_BURST: usize = 64;
-
-/// Number of distinct [`Output`]s (ports or next stages) a worker can forward to.
-pub const MAX_OUTPUTS: usize = 64;
-
-/// A named place a forwarded packet goes: a port, a fabric link or a next-stage index.
-/// The runtime assigns the numbers and their names; the stages carry them in their
-/// configuration. Always `< MAX_OUTPUTS`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Output(u8);
-
-impl Output {
-    /// Output number `index`, if `index < MAX_OUTPUTS`.
-    #[inline]
-    pub const fn new(index: usize) -> Option<Output> {
-        if index < MAX_OUTPUTS {
-            Some(Output(index as u8))
-        } else {
-            None
-        }
-    }
-
-    /// The output's number.
-    #[inline]
-    pub const fn index(self) -> usize {
-        self.0 as usize
-    }
-}
+use crate::limits::{bit, MAX_BURST};
+use crate::output::Output;
+use crate::stage_id::StageId;
 
 /// What happens to a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,11 +70,6 @@ impl<B> core::fmt::Debug for Burst<B> {
             .field("dropped", &format_args!("{:#x}", self.dropped))
             .finish()
     }
-}
-
-#[inline(always)]
-const fn bit(i: usize) -> u64 {
-    1u64 << (i & (MAX_BURST - 1))
 }
 
 impl<B> Burst<B> {
@@ -485,6 +452,7 @@ impl ExactSizeIterator for LiveIndices {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_OUTPUTS;
     use wire::{PacketBuf, TestBuffer};
 
     fn out(i: usize) -> Output {

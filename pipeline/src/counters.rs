@@ -22,10 +22,11 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::burst::{Output, MAX_OUTPUTS};
 use crate::card_kind::CardKind;
+use crate::limits::MAX_OUTPUTS;
+use crate::output::Output;
 use crate::drop::DropReason;
-use crate::stage::StageId;
+use crate::stage_id::StageId;
 
 const DROPS: usize = 0;
 const OUTPUTS: usize = DROPS + DropReason::COUNT;
@@ -182,9 +183,7 @@ pub struct PublishedCounters {
 }
 
 impl Default for PublishedCounters {
-    fn default() -> Self {
-        Self::new()
-    }
+    fn default() -> Self { Self::new() }
 }
 
 impl core::fmt::Debug for PublishedCounters {

@@ -20,105 +20,71 @@
 //! Not security: parse errors, cache misses, resource exhaustion, replays (ESP reordering
 //! beyond the window looks the same), unknown SPIs (stale SAs after a rekey).
 
-use core::fmt;
-use core::str::FromStr;
+named_enum! {
+    /// Why a packet was dropped. See the [module documentation](self).
+    pub enum DropReason, error UnknownDropReason "unknown drop reason {0:?}";
 
-macro_rules! drop_reasons {
-    ($($(#[$doc:meta])* $variant:ident = $idx:literal, $name:literal, $security:literal, $desc:literal;)*) => {
-        /// Why a packet was dropped. See the [module documentation](self).
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        #[repr(u8)]
-        pub enum DropReason {
-            $($(#[$doc])* #[doc = concat!("`", $name, "`: ", $desc, ".")] $variant = $idx,)*
-        }
-
-        impl DropReason {
-            /// Every reason, in discriminant order (`ALL[r as usize] == r`).
-            pub const ALL: [DropReason; DropReason::COUNT] = [$(DropReason::$variant,)*];
-
-            /// The stable snake_case name.
-            #[inline]
-            pub const fn name(self) -> &'static str {
-                match self { $(DropReason::$variant => $name,)* }
-            }
-
-            /// One line saying what happened to the packet.
-            pub const fn description(self) -> &'static str {
-                match self { $(DropReason::$variant => $desc,)* }
-            }
-
-            /// True when a drop for this reason also raises a security alert.
-            #[inline]
-            pub const fn is_security(self) -> bool {
-                match self { $(DropReason::$variant => $security,)* }
-            }
-        }
-    };
-}
-
-drop_reasons! {
-    Malformed = 0, "malformed", false,
+    Malformed = 0, "malformed",
         "truncated or inconsistent headers (length, version, IHL, checksum, Geneve options)";
-    NotIpv4 = 1, "not_ipv4", false,
+    NotIpv4 = 1, "not_ipv4",
         "neither IPv4 nor ARP where only those are carried";
-    SpoofedSource = 2, "spoofed_source", true,
+    SpoofedSource = 2, "spoofed_source",
         "source MAC or IP not owned by the sending ENI while its source/dest check is on";
-    NoRoute = 3, "no_route", true,
+    NoRoute = 3, "no_route",
         "no route of the sender's VPC covers the destination";
-    NotPeered = 4, "not_peered", true,
+    NotPeered = 4, "not_peered",
         "source and destination VPCs differ and are not peered";
-    NoMapping = 5, "no_mapping", false,
+    NoMapping = 5, "no_mapping",
         "the card's mapping cache has no entry for the destination (there is no miss path)";
-    UnknownSender = 6, "unknown_sender", true,
+    UnknownSender = 6, "unknown_sender",
         "the mapping does not place the inner source behind the outer source PA";
-    UnknownDestination = 7, "unknown_destination", false,
+    UnknownDestination = 7, "unknown_destination",
         "no ENI or service on this host or edge for the destination";
-    MtuExceeded = 8, "mtu_exceeded", false,
+    MtuExceeded = 8, "mtu_exceeded",
         "packet larger than the VPC MTU or the egress link allows";
-    NoElasticIp = 9, "no_elastic_ip", false,
+    NoElasticIp = 9, "no_elastic_ip",
         "internet traffic from a source without an Elastic IP, or to an unassociated one";
-    UnknownSpi = 10, "unknown_spi", false,
+    UnknownSpi = 10, "unknown_spi",
         "ESP packet whose SPI matches no inbound SA";
-    EspAuthFailed = 11, "esp_auth_failed", true,
+    EspAuthFailed = 11, "esp_auth_failed",
         "ESP integrity check (AES-GCM ICV) failed";
-    EspReplay = 12, "esp_replay", false,
+    EspReplay = 12, "esp_replay",
         "ESP sequence number already seen or left of the anti-replay window";
-    VpnPolicy = 13, "vpn_policy", true,
+    VpnPolicy = 13, "vpn_policy",
         "decrypted packet's addresses are outside the VPN's prefixes";
-    UnknownVlan = 14, "unknown_vlan", false,
+    UnknownVlan = 14, "unknown_vlan",
         "802.1Q VLAN ID of no Direct Connect VIF, or untagged frame on the DX side";
-    UnknownEndpoint = 15, "unknown_endpoint", false,
+    UnknownEndpoint = 15, "unknown_endpoint",
         "VPC endpoint ID of no endpoint served by this edge";
-    EndpointMismatch = 16, "endpoint_mismatch", true,
+    EndpointMismatch = 16, "endpoint_mismatch",
         "endpoint answer whose endpoint ID does not belong to the VPC it is for";
-    ArpIgnored = 17, "arp_ignored", false,
+    ArpIgnored = 17, "arp_ignored",
         "ARP not answered: not a request, or for an address the card does not answer for";
-    TtlExpired = 18, "ttl_expired", false,
+    TtlExpired = 18, "ttl_expired",
         "IPv4 TTL reached zero at a routing hop (no stage decrements a TTL today)";
-    EspSeqExhausted = 19, "esp_seq_exhausted", false,
+    EspSeqExhausted = 19, "esp_seq_exhausted",
         "outbound SA ran out of sequence numbers and needs a rekey";
-    Unsupported = 20, "unsupported", false,
+    Unsupported = 20, "unsupported",
         "well-formed but not carried here (underlay packet not Geneve, unknown critical option)";
-    NoRoom = 21, "no_room", false,
+    NoRoom = 21, "no_room",
         "buffer lacks the headroom or tailroom for the headers or trailer to add";
-    NoBuffer = 22, "no_buffer", false,
+    NoBuffer = 22, "no_buffer",
         "mempool exhausted when a new buffer was needed";
-    TxFull = 23, "tx_full", false,
+    TxFull = 23, "tx_full",
         "the device TX queue did not take the packet";
-    NoVerdict = 24, "no_verdict", false,
+    NoVerdict = 24, "no_verdict",
         "the pipeline ended without deciding the packet (a bug, counted rather than silent)";
-    FabricLoop = 25, "fabric_loop", false,
+    FabricLoop = 25, "fabric_loop",
         "crossed the in-process fabric more times than any path needs (a loop between cards)";
 }
 
 impl DropReason {
-    /// Number of reasons.
-    pub const COUNT: usize = 26;
-
-    /// Index into counter arrays (the discriminant).
+    /// True when a drop for this reason also raises a security alert (the reasons of the
+    /// module documentation).
     #[inline]
-    pub const fn index(self) -> usize {
-        self as usize
+    pub const fn is_security(self) -> bool {
+        use DropReason::*;
+        matches!(self, SpoofedSource | NoRoute | NotPeered | UnknownSender | EspAuthFailed | VpnPolicy | EndpointMismatch)
     }
 
     /// The reason with this discriminant.
@@ -131,32 +97,21 @@ impl DropReason {
     }
 }
 
-impl fmt::Display for DropReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A string that names no [`DropReason`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown drop reason {0:?}")]
-pub struct UnknownDropReason(pub String);
-
-impl FromStr for DropReason {
-    type Err = UnknownDropReason;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DropReason::ALL
-            .iter()
-            .copied()
-            .find(|r| r.name() == s)
-            .ok_or_else(|| UnknownDropReason(s.to_owned()))
-    }
-}
-
-impl serde::Serialize for DropReason {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
+/// The reason for a packet a `wire` parser or emitter refused: `unsupported` for what is
+/// well formed but not carried here ([`wire::Error::Unsupported`]) or does not fit a field
+/// ([`wire::Error::Overflow`]: a VNI over 24 bits, which no loaded topology has), else
+/// `malformed` (truncated, inconsistent, a bad checksum). The one mapping for every
+/// stage; a stage that means something else by a parse error (ARP: `arp_ignored` for what
+/// the card does not answer) maps the result.
+impl From<wire::Error> for DropReason {
+    #[inline]
+    fn from(e: wire::Error) -> Self {
+        match e {
+            wire::Error::Unsupported | wire::Error::Overflow => DropReason::Unsupported,
+            wire::Error::Truncated | wire::Error::Malformed | wire::Error::Checksum => {
+                DropReason::Malformed
+            }
+        }
     }
 }
 

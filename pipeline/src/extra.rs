@@ -5,7 +5,7 @@
 //! cannot take a packet frees and counts it itself: a stage never waits and never
 //! allocates beyond the buffer it asks for.
 
-use crate::burst::Output;
+use crate::output::Output;
 
 /// Where a stage gets extra buffers and sends the packets it made in them.
 pub trait Extra<B> {

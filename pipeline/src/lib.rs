@@ -1,5 +1,10 @@
-//! What every vpcemu stage shares: bursts and verdicts, drop reasons, per-worker counters,
-//! stage timing, the stats report and security alerts. No DPDK, no I/O, no clock.
+//! What every vpcemu stage shares: bursts and verdicts, drop reasons, the stage trait, the
+//! card context, per-worker counters, stage timing, the stats report and security alerts.
+//! No DPDK, no I/O, no clock.
+//!
+//! Files: the vocabulary is in leaf files that use nothing else of the crate
+//! ([`limits`], [`output`], [`stage_id`], [`drop`](mod@drop), [`clock`]); the rest builds on them
+//! without cycles.
 //!
 //! # The model
 //!
@@ -7,15 +12,23 @@
 //! it to completion, then drains it:
 //!
 //! ```text
-//! rx -> Burst (all live) -> run_timed(classify) -> run_timed(verify-send) -> ... -> drain
+//! rx -> Burst (all live) -> run_timed(Classify) -> run_timed(VerifySend) -> ... -> drain
 //!                             each stage decides some live packets:
 //!                             Forward(output) | Consumed | Drop(reason)
 //! drain_grouped: one TX call per output; drops freed; every packet counted once
 //! ```
 //!
-//! - Stages ([`Stage`]) are small structs with a stable [`StageId`], generic over the
-//!   buffer ([`wire::PacketBuf`]: the DPDK mbuf in the runtime, `TestBuffer` in tests),
-//!   monomorphised per stage and clock: no `dyn`, no runtime flags.
+//! - Stages are small structs implementing one trait for both cards, [`Stage`], generic
+//!   over the buffer ([`wire::PacketBuf`]: the DPDK mbuf in the runtime, `TestBuffer` in
+//!   tests) and the pipeline's context, monomorphised per stage and clock: no `dyn`, no
+//!   runtime flags. Each has a stable [`StageId`] and declares the drop reasons it may
+//!   decide ([`StageInfo`]); [`run_timed`] checks them in debug builds and
+//!   [`check_doc_table`] checks the cards' documented drop tables against them.
+//! - What both cards share below their stages: the per-burst card context [`CardCtx`]
+//!   (tables, card id, alerts, the ICMP rate limit) with its alert helper, the slot
+//!   helpers ([`slot`], [`bit`], [`MAX_BURST`], defined once in [`limits`]), the ARP
+//!   responder ([`arp::respond`]), and one mapping of `wire` errors to drop reasons
+//!   (`From<wire::Error> for DropReason`).
 //! - Drops carry a [`DropReason`] with a stable name; security reasons also raise an
 //!   [`AlertEvent`] through the worker's [`AlertProducer`].
 //! - The first checks of `verify-recv`, the same on a Nitro card and an edge (outer
@@ -45,8 +58,13 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+#[macro_use]
+mod named;
+
 pub mod alert;
+pub mod arp;
 pub mod burst;
+pub mod card;
 pub mod card_kind;
 pub mod clock;
 pub mod counters;
@@ -54,8 +72,11 @@ pub mod drop;
 pub mod extra;
 pub mod frag;
 pub mod hgrm;
+pub mod limits;
+pub mod output;
 pub mod ratelimit;
 pub mod stage;
+pub mod stage_id;
 pub mod stats;
 pub mod timing;
 pub mod underlay;
@@ -64,14 +85,18 @@ pub use alert::{
     alert_channel, rfc3339_ms, AlertAggregator, AlertConfig, AlertConsumer, AlertEvent,
     AlertNames, AlertProducer, AlertTotals, CardId, NoNames,
 };
-pub use burst::{Burst, LiveIndices, Output, Verdict, MAX_BURST, MAX_OUTPUTS};
+pub use burst::{Burst, LiveIndices, Verdict};
+pub use card::CardCtx;
 pub use card_kind::CardKind;
 pub use clock::{Clock, NullClock, StepClock, TscHz};
 pub use counters::{Counters, PublishedCounters, COUNTER_SLOTS};
 pub use drop::{DropReason, UnknownDropReason};
 pub use extra::{Extra, VecExtra};
 pub use ratelimit::RateLimit;
-pub use stage::{run_timed, run_timed_fn, Meters, Stage, StageId, UnknownStage};
+pub use limits::{bit, slot, MAX_BURST, MAX_OUTPUTS};
+pub use output::Output;
+pub use stage::{check_doc_table, drop_row, run_timed, DropTable, Meters, Stage, StageInfo};
+pub use stage_id::{StageId, UnknownStage};
 pub use stats::{PortStats, StageStats, StatsReport};
 pub use timing::{HistogramConfig, StageHistograms, StageSummary, TimingCollector, TimingError, WorkerTiming};
 pub use underlay::Received;

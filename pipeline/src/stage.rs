@@ -1,20 +1,23 @@
 //! Stages: named steps over a burst, and the one helper that times and counts them.
 //!
 //! Contract:
-//! - A stage is a small struct implementing [`Stage`]: a stable [`StageId`] (whose name is
-//!   the one in the stats, the alerts and the table) and `process`, which decides some of
-//!   the burst's live packets and leaves the rest live for the next stage. It must not
-//!   allocate, lock, log or make syscalls. Everything it needs per burst (table version,
-//!   alert producer, card id) comes in its context type, chosen by the crate that defines
-//!   the stage (`nitro`, `blackfoot`).
-//! - [`run_timed`] runs a stage when the burst has live packets: one clock read before and
-//!   one after (none at all with [`NullClock`](crate::NullClock)), records
-//!   `elapsed / live packets` cycles `live packets` times in the stage's histogram, and
-//!   adds the stage's packet and drop counts to [`Counters`] once. Everything is generic
-//!   (monomorphised per stage, context, buffer and clock): no `dyn`, no runtime flag.
-
-use core::fmt;
-use core::str::FromStr;
+//! - A stage is a small struct implementing [`Stage`] for the buffer type `B` and the
+//!   context type `Ctx` of its pipeline (chosen by the crate that defines the stage:
+//!   `nitro`, `blackfoot`); the same trait for every card. Its [`StageInfo`] gives a stable
+//!   [`StageId`] (whose name is the one in the stats, the alerts and the table) and the
+//!   drop reasons it may decide ([`StageInfo::DROPS`], the one source of the crate docs'
+//!   drop tables). `process` decides some of the burst's live packets and leaves the rest
+//!   live for the next stage; [`takes`](Stage::takes) says which packets are its (a stage
+//!   after a classifying one takes one class; by default every packet). It must not
+//!   allocate, lock, log or make syscalls. Everything it needs per burst (tables, alert
+//!   producer, card id, scratch, where extra buffers come from) comes in its context.
+//! - [`run_timed`] runs a stage when one of the packets it takes is live: one clock read
+//!   before and one after (none at all with [`NullClock`](crate::NullClock)), records
+//!   `elapsed / packets` cycles `packets` times in the stage's histogram, and adds the
+//!   stage's packet and drop counts to [`Counters`] once. In debug builds it checks that
+//!   every drop the stage decided has a reason of its [`DROPS`](StageInfo::DROPS).
+//!   Everything is generic (monomorphised per stage, context, buffer and clock): no `dyn`,
+//!   no runtime flag.
 
 use wire::PacketBuf;
 
@@ -22,98 +25,53 @@ use crate::burst::Burst;
 use crate::card_kind::CardKind;
 use crate::clock::Clock;
 use crate::counters::Counters;
+use crate::drop::DropReason;
+use crate::stage_id::StageId;
 use crate::timing::WorkerTiming;
 
-macro_rules! stage_ids {
-    ($($variant:ident = $idx:literal, $name:literal, $desc:literal;)*) => {
-        /// A named, timed stage. Names are stable (stats keys, alert `stage` field).
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        #[repr(u8)]
-        pub enum StageId {
-            $(#[doc = concat!("`", $name, "`: ", $desc, ".")] $variant = $idx,)*
-        }
-
-        impl StageId {
-            /// Every stage, in pipeline order (`ALL[s as usize] == s`).
-            pub const ALL: [StageId; StageId::COUNT] = [$(StageId::$variant,)*];
-
-            /// The stable kebab-case name.
-            #[inline]
-            pub const fn name(self) -> &'static str {
-                match self { $(StageId::$variant => $name,)* }
-            }
-
-            /// What the stage does, in one line.
-            pub const fn description(self) -> &'static str {
-                match self { $(StageId::$variant => $desc,)* }
-            }
-        }
-    };
-}
-
-stage_ids! {
-    Classify = 0, "classify", "sort received frames: ARP to the proxy, IPv4 on, the rest dropped";
-    VerifySend = 1, "verify-send", "the sending ENI owns the source MAC and IP";
-    Route = 2, "route", "longest-prefix route of the sender's VPC, then mapping lookup";
-    Encap = 3, "encap", "wrap in Geneve towards the destination PA";
-    VerifyRecv = 4, "verify-recv", "the mapping places the inner source behind the outer source";
-    Decap = 5, "decap", "strip Geneve and rebuild Ethernet for the destination";
-    Nat = 6, "nat", "1:1 Elastic IP NAT with incremental checksums";
-    EspEncrypt = 7, "esp-encrypt", "ESP tunnel-mode AES-GCM encrypt towards a customer gateway";
-    EspDecrypt = 8, "esp-decrypt", "ESP SA lookup, anti-replay, decrypt and policy check";
-    Vlan = 9, "vlan", "802.1Q tag or untag for Direct Connect";
-    Endpoint = 10, "endpoint", "VPC endpoint ID re-encap and check";
-}
-
-impl StageId {
-    /// Number of stages.
-    pub const COUNT: usize = 11;
-
-    /// Index into per-stage arrays (the discriminant).
-    #[inline]
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for StageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A string that names no [`StageId`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown stage {0:?}")]
-pub struct UnknownStage(pub String);
-
-impl FromStr for StageId {
-    type Err = UnknownStage;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        StageId::ALL
-            .iter()
-            .copied()
-            .find(|r| r.name() == s)
-            .ok_or_else(|| UnknownStage(s.to_owned()))
-    }
-}
-
-impl serde::Serialize for StageId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-/// A pipeline stage over a burst, with the per-burst context `Ctx` its crate defines.
-pub trait Stage<Ctx: ?Sized> {
+/// What a stage is, whatever it runs on: its id and the drop reasons it may decide.
+pub trait StageInfo {
     /// Which stage this is (timing and counters slot, alert `stage` field).
     const ID: StageId;
     /// The stage's name; defaults to the [`StageId`]'s.
     const NAME: &'static str = Self::ID.name();
+    /// Every reason the stage may drop a packet for (checked in debug builds by
+    /// [`run_timed`]; the crate docs' drop tables are tested against it).
+    const DROPS: &'static [DropReason];
+}
 
-    /// Decide some live packets of `burst`; leave the others live for the next stage.
-    fn process<B: PacketBuf>(&mut self, burst: &mut Burst<B>, ctx: &mut Ctx);
+/// A pipeline stage over a burst of `B`, with the per-burst context `Ctx` its pipeline
+/// defines.
+pub trait Stage<B: PacketBuf, Ctx: ?Sized>: StageInfo {
+    /// The slots this stage takes (a mask over the burst); every slot by default.
+    #[inline(always)]
+    fn takes(&self, _ctx: &Ctx) -> u64 {
+        u64::MAX
+    }
+
+    /// Decide some live packets of `burst` among those it [takes](Stage::takes); leave
+    /// the others live for the next stage.
+    fn process(&mut self, burst: &mut Burst<B>, ctx: &mut Ctx);
+}
+
+/// `stage_info!(Stage: Id, [Reason, ...])`: the [`StageInfo`] of a stage struct, its
+/// [`StageId`] variant and the [`DropReason`] variants it may decide.
+#[macro_export]
+macro_rules! stage_info {
+    ($name:ident: $id:ident, [$($drop:ident),* $(,)?]) => {
+        impl $crate::StageInfo for $name {
+            const ID: $crate::StageId = $crate::StageId::$id;
+            const DROPS: &'static [$crate::DropReason] = &[$($crate::DropReason::$drop),*];
+        }
+    };
+}
+
+/// The drop reasons of a pipeline's stages, in pipeline order, for its documentation.
+pub type DropTable = &'static [(StageId, &'static [DropReason])];
+
+/// The row of `S` in a [`DropTable`].
+pub const fn drop_row<S: StageInfo>() -> (StageId, &'static [DropReason]) {
+    (S::ID, S::DROPS)
 }
 
 /// A worker's measurements: its counters and its stage histograms.
@@ -136,8 +94,9 @@ impl Meters {
     }
 }
 
-/// Run `stage` over the live packets of `burst`, timing it with `clock` and counting it
-/// into `meters`. Does nothing when no packet is live. See the [module documentation](self).
+/// Run `stage` over the live packets it [takes](Stage::takes) in `burst`, timing it with
+/// `clock` and counting it into `meters`. Does nothing when none of them is live. See the
+/// [module documentation](self).
 #[inline(always)]
 pub fn run_timed<S, Ctx, B, C>(
     stage: &mut S,
@@ -146,12 +105,12 @@ pub fn run_timed<S, Ctx, B, C>(
     clock: &C,
     meters: &mut Meters,
 ) where
-    S: Stage<Ctx>,
+    S: Stage<B, Ctx>,
     Ctx: ?Sized,
     B: PacketBuf,
     C: Clock,
 {
-    let live = burst.live_mask();
+    let live = burst.live_mask() & stage.takes(ctx);
     if live == 0 {
         return;
     }
@@ -162,87 +121,98 @@ pub fn run_timed<S, Ctx, B, C>(
         let elapsed = clock.now().wrapping_sub(t0);
         meters.timing.record(meters.kind, S::ID, elapsed, n);
     }
-    count_stage(S::ID, live, burst, meters);
+    let dropped_now = live & !burst.live_mask() & burst.dropped_mask();
+    #[cfg(debug_assertions)]
+    check_drops::<S, B>(burst, dropped_now);
+    if dropped_now != 0 {
+        // Named as the dropper (the trash can's `stage`).
+        burst.note_drops(dropped_now, S::ID);
+    }
+    meters.counters.add_stage(meters.kind, S::ID, n, u64::from(dropped_now.count_ones()));
 }
 
-/// Run a stage written as a closure over the live packets in `mask` (e.g. the packets of
-/// one class after a classifying stage, or every packet with `u64::MAX`), timing it as
-/// stage `id` and counting it, like [`run_timed`], for those packets only. The closure
-/// must leave the other live packets alone. Does nothing when no packet of `mask` is live.
-/// For stages whose context must name the buffer type (e.g. to allocate more buffers),
-/// which the [`Stage`] trait's generic `process` cannot.
-#[inline(always)]
-pub fn run_timed_fn<B, C, F>(
-    id: StageId,
-    burst: &mut Burst<B>,
-    mask: u64,
-    clock: &C,
-    meters: &mut Meters,
-    f: F,
-) where
-    B: PacketBuf,
-    C: Clock,
-    F: FnOnce(&mut Burst<B>),
-{
-    let live = burst.live_mask() & mask;
-    if live == 0 {
-        return;
+/// Debug builds: every packet of `dropped` was dropped for a reason `S` declares.
+#[cfg(debug_assertions)]
+fn check_drops<S: StageInfo, B>(burst: &Burst<B>, dropped: u64) {
+    let mut m = dropped;
+    while m != 0 {
+        let i = m.trailing_zeros() as usize;
+        m &= m - 1;
+        if let Some(crate::burst::Verdict::Drop(reason)) = burst.verdict(i) {
+            debug_assert!(
+                S::DROPS.contains(&reason),
+                "stage {} dropped a packet as {} which it does not declare",
+                S::NAME,
+                reason
+            );
+        }
     }
-    let n = u64::from(live.count_ones());
-    let t0 = if C::ENABLED { clock.now() } else { 0 };
-    f(burst);
-    if C::ENABLED {
-        let elapsed = clock.now().wrapping_sub(t0);
-        meters.timing.record(meters.kind, id, elapsed, n);
-    }
-    count_stage(id, live, burst, meters);
 }
 
-/// Count a run of stage `id` over the packets of `live`, and name it as the dropper of
-/// those it dropped.
-#[inline(always)]
-fn count_stage<B>(id: StageId, live: u64, burst: &mut Burst<B>, meters: &mut Meters) {
-    let dropped = live & !burst.live_mask() & burst.dropped_mask();
-    if dropped != 0 {
-        burst.note_drops(dropped, id);
+/// Check a drop table in documentation against a pipeline's [`DropTable`] (for the cards'
+/// tests: the crate docs and the README say what the stages declare, one source of
+/// truth). `doc` is markdown, each line possibly prefixed by `//!`; the table is the first
+/// one after the line containing `after`. Its header names a `stage` column and a `drops`
+/// column; every row's stage cell is a stage name in backquotes and its drops cell lists
+/// drop reasons in backquotes (anything else in the cell, such as `*` or a remark, is
+/// ignored). The rows must be the table's stages, in order, each with exactly its drops.
+/// The error says what differs.
+pub fn check_doc_table(doc: &str, after: &str, table: DropTable) -> Result<(), String> {
+    let lines: Vec<&str> = doc
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches("//!").trim())
+        .collect();
+    let start = lines.iter().position(|l| l.contains(after)).ok_or(format!("no {after:?}"))?;
+    let rows: Vec<Vec<&str>> = lines[start..]
+        .iter()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    let header = rows.first().ok_or(format!("no table after {after:?}"))?;
+    let col = |name: &str| header.iter().position(|c| *c == name).ok_or(format!("no {name} column after {after:?}"));
+    let (stage_col, drops_col) = (col("stage")?, col("drops")?);
+    let quoted = |cell: &str| -> Vec<String> {
+        cell.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+    };
+    let mut got = Vec::new();
+    for row in rows.iter().skip(2) {
+        let stage = quoted(row.get(stage_col).copied().unwrap_or("")).join(" ");
+        let mut drops = Vec::new();
+        for name in quoted(row.get(drops_col).copied().unwrap_or("")) {
+            drops.push(name.parse::<DropReason>().map_err(|e| format!("{after:?}, {stage}: {e}"))?);
+        }
+        got.push((stage, drops));
     }
-    meters.counters.add_stage(meters.kind, id, u64::from(live.count_ones()), u64::from(dropped.count_ones()));
+    let want: Vec<(String, &[DropReason])> = table.iter().map(|(id, d)| (id.name().to_owned(), *d)).collect();
+    let stages = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>().join(", ");
+    if got.len() != want.len() || got.iter().zip(&want).any(|(g, w)| g.0 != w.0) {
+        return Err(format!(
+            "{after:?}: the table's stages are [{}], the pipeline's [{}]",
+            stages(&mut got.iter().map(|g| g.0.clone())),
+            stages(&mut want.iter().map(|w| w.0.clone()))
+        ));
+    }
+    for ((stage, doc), (_, code)) in got.iter().zip(&want) {
+        let missing: Vec<&str> = code.iter().filter(|r| !doc.contains(r)).map(|r| r.name()).collect();
+        let extra: Vec<&str> = doc.iter().filter(|r| !code.contains(r)).map(|r| r.name()).collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            return Err(format!(
+                "{after:?}, {stage}: the table lacks {missing:?} and has {extra:?} which the stage does not declare"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::burst::{Output, Verdict};
+    use crate::burst::Verdict;
     use crate::clock::{NullClock, StepClock};
-    use crate::drop::DropReason;
+    use crate::output::Output;
     use crate::timing::{HistogramConfig, TimingCollector};
     use wire::TestBuffer;
-
-    #[test]
-    fn names_are_stable() {
-        let names: Vec<&str> = StageId::ALL.iter().map(|s| s.name()).collect();
-        assert_eq!(
-            names,
-            [
-                "classify",
-                "verify-send",
-                "route",
-                "encap",
-                "verify-recv",
-                "decap",
-                "nat",
-                "esp-encrypt",
-                "esp-decrypt",
-                "vlan",
-                "endpoint"
-            ]
-        );
-        for (i, s) in StageId::ALL.iter().enumerate() {
-            assert_eq!(s.index(), i);
-            assert_eq!(s.name().parse::<StageId>(), Ok(*s));
-        }
-        assert!("verify_send".parse::<StageId>().is_err());
-    }
 
     /// Drops packets whose first byte is odd, forwards those above 10, leaves the rest live.
     struct OddDropper;
@@ -252,10 +222,13 @@ mod tests {
         runs: u32,
     }
 
-    impl Stage<Ctx> for OddDropper {
+    impl StageInfo for OddDropper {
         const ID: StageId = StageId::VerifySend;
+        const DROPS: &'static [DropReason] = &[DropReason::SpoofedSource];
+    }
 
-        fn process<B: PacketBuf>(&mut self, burst: &mut Burst<B>, ctx: &mut Ctx) {
+    impl<B: PacketBuf> Stage<B, Ctx> for OddDropper {
+        fn process(&mut self, burst: &mut Burst<B>, ctx: &mut Ctx) {
             ctx.runs += 1;
             let out = ctx.out;
             burst.for_each_live(|_, p| match p.data().first() {
@@ -297,10 +270,30 @@ mod tests {
         run_timed(&mut OddDropper, &mut burst, &mut ctx, &clock, &mut meters);
         assert_eq!(ctx.runs, 2);
         assert_eq!(OddDropper::NAME, "verify-send");
+        assert_eq!(drop_row::<OddDropper>(), (StageId::VerifySend, &[DropReason::SpoofedSource][..]));
+    }
+
+    /// Takes the slots of `ctx.0`; drops slot 2, forwards slot 4.
+    struct Masked;
+
+    impl StageInfo for Masked {
+        const ID: StageId = StageId::Nat;
+        const DROPS: &'static [DropReason] = &[DropReason::NoElasticIp];
+    }
+
+    impl<B: PacketBuf> Stage<B, (u64, bool)> for Masked {
+        fn takes(&self, ctx: &(u64, bool)) -> u64 {
+            ctx.0
+        }
+        fn process(&mut self, b: &mut Burst<B>, ctx: &mut (u64, bool)) {
+            ctx.1 = true;
+            b.drop(2, DropReason::NoElasticIp);
+            b.forward(4, Output::new(1).unwrap());
+        }
     }
 
     #[test]
-    fn run_timed_fn_counts_only_its_mask() {
+    fn run_timed_counts_only_what_the_stage_takes() {
         let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
         let mut meters = Meters::new(collector.add_worker(0).unwrap());
         let clock = StepClock::new(1_000, 600);
@@ -309,23 +302,47 @@ mod tests {
             let _ = burst.push(TestBuffer::from_slice(&[b]));
         }
         // The stage owns slots 1, 2 and 4; it drops slot 2 and forwards slot 4.
-        let mask = 0b10110;
-        let out = Output::new(1).unwrap();
-        run_timed_fn(StageId::Nat, &mut burst, mask, &clock, &mut meters, |b| {
-            b.drop(2, DropReason::NoElasticIp);
-            b.forward(4, out);
-        });
+        let mut ctx = (0b10110, false);
+        run_timed(&mut Masked, &mut burst, &mut ctx, &clock, &mut meters);
+        assert!(ctx.1);
         assert_eq!(meters.counters.stage_packets(StageId::Nat), 3);
         assert_eq!(meters.counters.stage_drops(StageId::Nat), 1);
         let h = meters.timing.current().get(StageId::Nat);
         assert_eq!(h.len(), 3);
         assert_eq!(h.count_at(200), 3);
         assert_eq!(burst.live_count(), 4);
-        // No live packet in the mask: the closure does not run, nothing is counted.
-        let mut ran = false;
-        run_timed_fn(StageId::Nat, &mut burst, 0b10100, &clock, &mut meters, |_| ran = true);
-        assert!(!ran);
+        // No live packet it takes: the stage does not run, nothing is counted.
+        let mut ctx = (0b10100, false);
+        run_timed(&mut Masked, &mut burst, &mut ctx, &clock, &mut meters);
+        assert!(!ctx.1);
         assert_eq!(meters.counters.stage_packets(StageId::Nat), 3);
+    }
+
+    /// Declares nothing, drops everything.
+    struct Liar;
+
+    impl StageInfo for Liar {
+        const ID: StageId = StageId::Route;
+        const DROPS: &'static [DropReason] = &[];
+    }
+
+    impl<B: PacketBuf> Stage<B, ()> for Liar {
+        fn process(&mut self, b: &mut Burst<B>, _: &mut ()) {
+            for i in b.live_indices() {
+                b.drop(i, DropReason::NoRoute);
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "stage route dropped a packet as no_route which it does not declare")]
+    fn undeclared_drops_are_caught_in_debug_builds() {
+        let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
+        let mut meters = Meters::new(collector.add_worker(0).unwrap());
+        let mut burst: Burst<TestBuffer> = Burst::new();
+        let _ = burst.push(TestBuffer::from_slice(&[1]));
+        run_timed(&mut Liar, &mut burst, &mut (), &NullClock, &mut meters);
     }
 
     #[test]
@@ -333,22 +350,21 @@ mod tests {
         let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
         let (mut meters, clock) = (Meters::new(collector.add_worker(0).unwrap()), StepClock::new(1_000, 600));
         let mut burst: Burst<TestBuffer> = Burst::new();
-        [2u8, 4, 6].iter().for_each(|b| drop(burst.push(TestBuffer::from_slice(&[*b]))));
-        run_timed_fn(StageId::VerifyRecv, &mut burst, 0b001, &clock, &mut meters, |b| {
-            b.drop(0, DropReason::UnknownSender);
-        });
+        (0..6u8).for_each(|b| drop(burst.push(TestBuffer::from_slice(&[b]))));
+        // A host's nat takes slot 2 and drops it (and forwards slot 4); an edge's then takes
+        // the live ones of slots 0, 1 and 4: 0 and 1.
+        run_timed(&mut Masked, &mut burst, &mut (0b00100, false), &clock, &mut meters);
         meters.kind = CardKind::Edge;
-        run_timed_fn(StageId::VerifyRecv, &mut burst, 0b110, &clock, &mut meters, |_| {});
+        run_timed(&mut Masked, &mut burst, &mut (0b10011, false), &clock, &mut meters);
         let c = &meters.counters;
-        assert_eq!(c.stage_packets_of(CardKind::Host, StageId::VerifyRecv), 1);
-        assert_eq!(c.stage_drops_of(CardKind::Host, StageId::VerifyRecv), 1);
-        assert_eq!(c.stage_packets_of(CardKind::Edge, StageId::VerifyRecv), 2);
-        assert_eq!(c.stage_drops_of(CardKind::Edge, StageId::VerifyRecv), 0);
-        assert_eq!(c.stage_packets(StageId::VerifyRecv), 3);
+        assert_eq!((c.stage_packets_of(CardKind::Host, StageId::Nat), c.stage_drops_of(CardKind::Host, StageId::Nat)), (1, 1));
+        assert_eq!((c.stage_packets_of(CardKind::Edge, StageId::Nat), c.stage_drops_of(CardKind::Edge, StageId::Nat)), (2, 0));
+        assert_eq!(c.stage_packets(StageId::Nat), 3);
         let t = meters.timing.current();
-        assert_eq!(t.of(CardKind::Host, StageId::VerifyRecv).count_at(600), 1);
-        assert_eq!(t.of(CardKind::Edge, StageId::VerifyRecv).count_at(300), 2);
-        assert_eq!(t.get(StageId::VerifyRecv).len(), 3);
+        assert_eq!(t.of(CardKind::Host, StageId::Nat).count_at(600), 1);
+        assert_eq!(t.of(CardKind::Edge, StageId::Nat).count_at(300), 2);
+        assert_eq!(t.get(StageId::Nat).len(), 3);
+        assert_eq!(burst.dropped_by(2), Some(StageId::Nat));
     }
 
     #[test]
@@ -364,5 +380,23 @@ mod tests {
         assert_eq!(meters.counters.stage_packets(StageId::VerifySend), 3);
         assert_eq!(meters.counters.stage_drops(StageId::VerifySend), 1);
         assert!(meters.timing.current().get(StageId::VerifySend).is_empty());
+    }
+
+    #[test]
+    fn doc_tables_are_checked_both_ways() {
+        const TABLE: DropTable = &[drop_row::<OddDropper>(), drop_row::<Masked>()];
+        let doc = "//! Intro\n//! **Ours**\n//!\n//! | stage | what | drops |\n//! | --- | --- | --- |\n\
+                   //! | `verify-send` | odd | `spoofed_source`* |\n//! | `nat` | mask | `no_elastic_ip` (slot 2) |\n";
+        assert_eq!(check_doc_table(doc, "**Ours**", TABLE), Ok(()));
+        let lacking = doc.replace("`no_elastic_ip`", "");
+        let err = check_doc_table(&lacking, "**Ours**", TABLE).unwrap_err();
+        assert!(err.contains("lacks [\"no_elastic_ip\"]"), "{err}");
+        let more = doc.replace("`spoofed_source`*", "`spoofed_source`*, `no_route`");
+        let err = check_doc_table(&more, "**Ours**", TABLE).unwrap_err();
+        assert!(err.contains("has [\"no_route\"]"), "{err}");
+        let renamed = doc.replace("| `nat` |", "| `vlan` |");
+        assert!(check_doc_table(&renamed, "**Ours**", TABLE).unwrap_err().contains("stages are [verify-send, vlan]"));
+        assert!(check_doc_table(doc, "**Theirs**", TABLE).is_err());
+        assert!(check_doc_table(&doc.replace("`no_elastic_ip`", "`no_such`"), "**Ours**", TABLE).is_err());
     }
 }

@@ -33,12 +33,13 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use crate::alert::AlertTotals;
-use crate::burst::{Output, MAX_OUTPUTS};
 use crate::card_kind::CardKind;
+use crate::limits::MAX_OUTPUTS;
+use crate::output::Output;
 use crate::clock::TscHz;
 use crate::counters::Counters;
 use crate::drop::DropReason;
-use crate::stage::StageId;
+use crate::stage_id::StageId;
 use crate::timing::{StageHistograms, StageSummary};
 
 /// One port's figures, from the runtime.

@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::card_kind::CardKind;
 use crate::clock::TscHz;
-use crate::stage::StageId;
+use crate::stage_id::StageId;
 
 /// Why timing could not be set up or merged (control-core side only).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

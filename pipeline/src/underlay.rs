@@ -11,7 +11,7 @@
 //!    but is truncated, inconsistent or fails a checksum;
 //! 2. the outer destination is this card's PA, else `unknown_destination` (the frame is
 //!    not for this card; nothing inside it is looked at);
-//! 3. the inner IPv4 header ([`ipv4_header`]: version 4, IHL at least 5, the header inside
+//! 3. the inner IPv4 header ([`wire::vpc::ipv4_header`]: version 4, IHL at least 5, the header inside
 //!    the packet, a total length at least the header, a good header checksum, and a total
 //!    length equal to the Geneve payload's), else `malformed`;
 //! 4. the inner packet is at most the VPC MTU (9001 bytes), else `mtu_exceeded`.
@@ -43,10 +43,7 @@ pub struct Received {
 /// documentation for the checks, their order and their reasons. Never panics.
 #[inline(always)]
 pub fn receive(frame: &[u8], pa: Ipv4Addr) -> Result<Received, DropReason> {
-    let outer = vpc::parse_outer(frame).map_err(|e| match e {
-        wire::Error::Unsupported => DropReason::Unsupported,
-        _ => DropReason::Malformed,
-    })?;
+    let outer = vpc::parse_outer(frame)?;
     if outer.dst_pa != pa {
         return Err(DropReason::UnknownDestination);
     }
@@ -67,26 +64,10 @@ pub fn receive(frame: &[u8], pa: Ipv4Addr) -> Result<Received, DropReason> {
     }
 }
 
-/// Check the IPv4 header at the start of `ip` (version 4, IHL at least 5, the header
-/// inside `ip`, a total length at least the header and at most `ip`, a good header
-/// checksum) and return the total length; `malformed` otherwise.
-#[inline]
+/// [`wire::vpc::ipv4_header`] with its drop reason: the total length, or `malformed`.
+#[inline(always)]
 pub fn ipv4_header(ip: &[u8]) -> Result<usize, DropReason> {
-    let first = *ip.first().ok_or(DropReason::Malformed)?;
-    let ihl = usize::from(first & 0x0f) * 4;
-    if first >> 4 != 4 || ihl < 20 {
-        return Err(DropReason::Malformed);
-    }
-    let h = ip.get(..ihl).ok_or(DropReason::Malformed)?;
-    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    let sum_ok = match <&[u8; 20]>::try_from(h) {
-        Ok(h20) => wire::checksum::ipv4_header20_ok(h20),
-        Err(_) => wire::checksum::ipv4_header_ok(h),
-    };
-    if total < ihl || total > ip.len() || !sum_ok {
-        return Err(DropReason::Malformed);
-    }
-    Ok(total)
+    Ok(vpc::ipv4_header(ip)?)
 }
 
 #[cfg(test)]
@@ -148,20 +129,17 @@ mod tests {
         assert_eq!(receive(&vxlan, PA), Err(DropReason::Unsupported));
     }
 
+    /// Every refusal of [`wire::vpc::ipv4_header`] (tested there) is `malformed`.
     #[test]
-    fn ipv4_header_checks() {
+    fn ipv4_header_refusals_are_malformed() {
         let ip = &frame(40)[58..];
         assert_eq!(ipv4_header(ip), Ok(40));
-        assert_eq!(ipv4_header(&ip[..39]), Err(DropReason::Malformed), "total past the end");
-        assert_eq!(ipv4_header(&ip[..19]), Err(DropReason::Malformed), "header past the end");
-        assert_eq!(ipv4_header(&[]), Err(DropReason::Malformed));
-        let mut v6 = ip.to_vec();
-        v6[0] = 0x65;
-        assert_eq!(ipv4_header(&v6), Err(DropReason::Malformed));
-        let mut short = ip.to_vec();
-        short[2..4].copy_from_slice(&19u16.to_be_bytes());
-        let sum = wire::checksum::ipv4_header(&short[..20]);
-        short[10..12].copy_from_slice(&sum.to_be_bytes());
-        assert_eq!(ipv4_header(&short), Err(DropReason::Malformed), "total shorter than the header");
+        let mut damaged = [ip[..39].to_vec(), ip[..19].to_vec(), Vec::new(), ip.to_vec(), ip.to_vec()];
+        damaged[3][0] = 0x65;
+        damaged[4][10] ^= 1;
+        for d in damaged {
+            assert!(vpc::ipv4_header(&d).is_err());
+            assert_eq!(ipv4_header(&d), Err(DropReason::Malformed), "{d:02x?}");
+        }
     }
 }

@@ -40,12 +40,22 @@ pub enum Command {
     Demo,
     /// Forward packets from one port to another, unchanged, on one worker lcore.
     Passthrough(PassthroughArgs),
+    /// Run a topology with every instance as a Linux host in a network namespace of its
+    /// own (net_tap), and an internet host behind every edge with an internet gateway.
+    Lab(crate::lab::LabArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The topology file (TOML).
     pub topology: PathBuf,
+    #[command(flatten)]
+    pub flags: RunFlags,
+}
+
+/// The options of `vpcemu run` (also taken by `vpcemu lab`).
+#[derive(Debug, Args)]
+pub struct RunFlags {
     /// Exit once the inputs are exhausted and nothing has moved for MS milliseconds (at
     /// least 2 s before the first packet has moved).
     #[arg(long, value_name = "MS", value_parser = parse_ms)]
@@ -107,6 +117,30 @@ pub struct RunArgs {
     pub pdump: bool,
 }
 
+impl RunFlags {
+    /// The run's options, on `topology`.
+    pub fn options(self, topology: PathBuf) -> crate::runtime::run::RunOptions {
+        crate::runtime::run::RunOptions {
+            topology,
+            until_idle: self.until_idle,
+            duration: self.duration,
+            stats_json: self.stats_json,
+            alerts: self.alerts,
+            report_interval: self.report_interval,
+            control: self.control,
+            no_stage_timing: self.no_stage_timing,
+            file_prefix: self.file_prefix,
+            cards: self.cards,
+            esp_cipher: self.esp_cipher,
+            metrics: self.metrics,
+            trash: self.trash,
+            trash_limit: self.trash_limit.unwrap_or(crate::runtime::trash::DEFAULT_LIMIT),
+            hgrm: self.hgrm,
+            pdump: self.pdump,
+        }
+    }
+}
+
 fn parse_ms(s: &str) -> Result<Duration, String> {
     s.parse::<u64>().map(Duration::from_millis).map_err(|_| format!("{s:?} is not a number of milliseconds"))
 }
@@ -160,27 +194,11 @@ pub struct PassthroughArgs {
 /// Run the command line; errors come back as one line for stderr.
 pub fn main_with(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Run(a) if a.trash_limit.is_some() && a.trash.is_none() => {
+        Command::Run(a) if a.flags.trash_limit.is_some() && a.flags.trash.is_none() => {
             Err("--trash-limit needs --trash PATH".into())
         }
-        Command::Run(a) => crate::runtime::run::run(&crate::runtime::run::RunOptions {
-            topology: a.topology,
-            until_idle: a.until_idle,
-            duration: a.duration,
-            stats_json: a.stats_json,
-            alerts: a.alerts,
-            report_interval: a.report_interval,
-            control: a.control,
-            no_stage_timing: a.no_stage_timing,
-            file_prefix: a.file_prefix,
-            cards: a.cards,
-            esp_cipher: a.esp_cipher,
-            metrics: a.metrics,
-            trash: a.trash,
-            trash_limit: a.trash_limit.unwrap_or(crate::runtime::trash::DEFAULT_LIMIT),
-            hgrm: a.hgrm,
-            pdump: a.pdump,
-        }),
+        Command::Run(a) => crate::runtime::run::run(&a.flags.options(a.topology)),
+        Command::Lab(a) => crate::lab::main(a),
         Command::Demo => {
             let mut stdout = std::io::stdout();
             match crate::demo::run(&mut stdout)? {

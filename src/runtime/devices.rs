@@ -2,7 +2,42 @@
 //! EAL, finding a port and saying why it is missing, what a vdev needs of the pools, and
 //! how large the pools are.
 
-use crate::dpdk::{self, DpdkError, Eal, EalBuilder, Port};
+use std::sync::Arc;
+
+use mapping_client::topology::{Dataplane, Hugepages};
+
+use crate::dpdk::{self, DpdkError, Eal, EalBuilder, Mempool, Port};
+
+/// The EAL of a topology's `[dataplane]` with the devices `devices` (vdevs or PCI
+/// addresses) and, when given, the file prefix.
+pub fn eal_builder<'a>(dp: &Dataplane, file_prefix: Option<&str>, devices: impl Iterator<Item = &'a str>) -> EalBuilder {
+    let hugepages = match dp.hugepages {
+        Hugepages::Auto => dpdk::Hugepages::Auto,
+        Hugepages::On => dpdk::Hugepages::On,
+        Hugepages::Off => dpdk::Hugepages::Off,
+    };
+    let mut eal = EalBuilder::new().lcores(lcore_list(&dp.lcores)).memory_mb(dp.memory_mb).hugepages(hugepages);
+    if let Some(p) = file_prefix {
+        eal = eal.file_prefix(p);
+    }
+    devices.fold(eal, with_device)
+}
+
+/// The RX (small) and jumbo pools for ports whose RX needs are `needs` ([`rx_needs`]) and
+/// `workers` workers, within `memory_mb`; an error says how many mbufs of which size did
+/// not fit.
+pub fn make_pools(memory_mb: u32, needs: &[(u64, bool)], workers: usize) -> Result<(Arc<Mempool>, Arc<Mempool>), String> {
+    let held_small = needs.iter().filter(|n| n.1).map(|n| n.0).sum();
+    let held_jumbo = needs.iter().filter(|n| !n.1).map(|n| n.0).sum();
+    let (small, jumbo) = pool_sizes(memory_mb, needs.len(), workers, held_small, held_jumbo);
+    let pool_err = |n: u32, what: &'static str| {
+        move |e: DpdkError| format!("{e} ({n} mbufs of {what} in dataplane.memory_mb = {memory_mb})")
+    };
+    let rx_pool =
+        Mempool::with_data_size("vpcemu-rx", small, 256, dpdk::RX_DATA_SIZE).map_err(pool_err(small, "2.4 KiB"))?;
+    let pool = Mempool::new("vpcemu", jumbo, 256).map_err(pool_err(jumbo, "9.6 KiB"))?;
+    Ok((Arc::new(rx_pool), Arc::new(pool)))
+}
 
 /// A PCI address (domain:bus:device.function or bus:device.function) rather than a vdev.
 pub fn is_pci_address(dev: &str) -> bool {

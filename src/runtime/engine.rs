@@ -17,7 +17,9 @@
 //! # Ports
 //!
 //! Topology `[[port]]`s are DPDK devices (`vdev`); the demo adds in-process
-//! [`SoftPort`]s. Output numbers are port indexes; [`FABRIC`] is the in-process fabric.
+//! [`SoftPort`]s. What each port and card is, and which worker polls which port, is the
+//! [`Plan`] (`plan.rs`, no DPDK); output numbers are port indexes and
+//! [`FABRIC`](super::plan::FABRIC) is the in-process fabric.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,12 +37,12 @@ use pipeline::{
 
 use super::card::CardInfo;
 use super::cipher::{Cipher, EspCipher};
-use super::devices::{find_port, lcore_list, pool_sizes, port_id_of, rx_needs, with_device};
+use super::devices::{eal_builder, find_port, make_pools, port_id_of, rx_needs};
 use super::plan::{Bindings, Plan, PortIo, PortMtu, PortSpec};
 use super::softport::SoftPort;
 use super::trash::TrashBin;
 use super::worker::{self, PortSink, RxSource, WorkerSetup};
-use crate::dpdk::{self, Eal, EalBuilder, Mempool, Port, PortConfig};
+use crate::dpdk::{self, Eal, Mempool, Port, PortConfig};
 
 /// What the engine needs to start.
 #[derive(Debug, Clone)]
@@ -135,21 +137,13 @@ impl Engine {
         let plan = Plan::new(&topo, &spec.ports, spec.cards.as_deref()).map_err(EngineError::Config)?;
         let dp = topo.dataplane().clone();
         let workers = dp.worker_lcores().to_vec();
-        let mut eal = EalBuilder::new().lcores(lcore_list(&dp.lcores)).memory_mb(dp.memory_mb).hugepages(match dp.hugepages {
-            mapping_client::topology::Hugepages::Auto => dpdk::Hugepages::Auto,
-            mapping_client::topology::Hugepages::On => dpdk::Hugepages::On,
-            mapping_client::topology::Hugepages::Off => dpdk::Hugepages::Off,
+        let vdevs = spec.ports.iter().filter_map(|p| match &p.io {
+            PortIo::Vdev(v) => Some(v.as_str()),
+            PortIo::Soft => None,
         });
-        if let Some(p) = &spec.file_prefix {
-            eal = eal.file_prefix(p.as_str());
-        }
+        let mut eal = eal_builder(&dp, spec.file_prefix.as_deref(), vdevs);
         if spec.pdump {
             eal = super::devices::pdump_eal(eal, dp.memory_mb).map_err(EngineError::Config)?;
-        }
-        for p in &spec.ports {
-            if let PortIo::Vdev(v) = &p.io {
-                eal = with_device(eal, v);
-            }
         }
         // The edges' ESP cipher: DPDK's AES-GCM device, unless ring is asked for.
         if plan.has_edge() && spec.esp_cipher.wants_device() {
@@ -168,19 +162,7 @@ impl Engine {
                 PortIo::Soft => (0, false),
             })
             .collect();
-        let held_small = needs.iter().filter(|n| n.1).map(|n| n.0).sum();
-        let held_jumbo = needs.iter().filter(|n| !n.1).map(|n| n.0).sum();
-        let (small, jumbo) = pool_sizes(dp.memory_mb, spec.ports.len(), workers.len(), held_small, held_jumbo);
-        let memory_mb = dp.memory_mb;
-        let pool_err = |n: u32, what: &'static str| {
-            move |e: dpdk::DpdkError| {
-                EngineError::Config(format!("{e} ({n} mbufs of {what} in dataplane.memory_mb = {memory_mb})"))
-            }
-        };
-        let rx_pool = Arc::new(
-            Mempool::with_data_size("vpcemu-rx", small, 256, dpdk::RX_DATA_SIZE).map_err(pool_err(small, "2.4 KiB"))?,
-        );
-        let pool = Arc::new(Mempool::new("vpcemu", jumbo, 256).map_err(pool_err(jumbo, "9.6 KiB"))?);
+        let (rx_pool, pool) = make_pools(dp.memory_mb, &needs, workers.len()).map_err(EngineError::Config)?;
         let mut cards: Vec<CardInfo> = plan.cards.iter().map(|c| CardInfo::new(c, tsc_hz)).collect();
 
         // Ports.
@@ -205,19 +187,7 @@ impl Engine {
         let mut publishers: Vec<Publisher<Tables>> =
             plan.cards.iter().map(|c| Publisher::new(Tables::empty(Some(c.id), c.name.clone(), c.pa))).collect();
         sync_all(&mut service, &mut clients, &mut publishers, Duration::ZERO);
-        // Each edge's outbound SAs, from its first tables (the VPN set does not change at run
-        // time: the control socket has no VPN commands).
-        let (cipher, cipher_note) = if plan.has_edge() { Cipher::start(spec.esp_cipher)? } else { (Cipher::Ring, None) };
-        let esp_cipher = plan.has_edge().then(|| (cipher.factory().name(), cipher_note.clone()));
-        for ((card, publisher), planned) in cards.iter_mut().zip(publishers.iter()).zip(&plan.cards) {
-            if planned.is_edge() {
-                let sas = blackfoot::EdgeSas::with(publisher.live(), cipher.factory())
-                    .and_then(|sas| blackfoot::InboundSas::with(publisher.live(), cipher.factory()).map(|_| sas))
-                    .map_err(|e| EngineError::Config(format!("edge {}: {e} by {}", planned.name, cipher.factory().name())))?;
-                card.sas = Some(Arc::new(sas));
-                card.cipher = cipher.clone();
-            }
-        }
+        let esp_cipher = if plan.has_edge() { Some(edge_sas(&mut cards, &publishers, spec.esp_cipher)?) } else { None };
         let cards = cards;
 
         let bindings = Arc::new(plan.bindings());
@@ -239,25 +209,7 @@ impl Engine {
             let wt = timing
                 .add_worker(tsc_hz / 100)
                 .map_err(|e| EngineError::Config(format!("stage timing: {e:?}")))?;
-            let mine = plan.rx_ports(w);
-            let mut rx = Vec::new();
-            let mut tx = Vec::new();
-            for (i, p) in engine_ports.iter_mut().enumerate() {
-                let polled = mine.contains(&i);
-                if let Some(eth) = p.eth.as_mut() {
-                    if polled {
-                        if let Some(q) = eth.rx_queue(0) {
-                            rx.push((i, RxSource::Eth(q)));
-                        }
-                    }
-                    tx.push(eth.tx_queue(w as u16).map(PortSink::Eth).unwrap_or(PortSink::None));
-                } else if let Some(s) = &p.soft {
-                    if polled {
-                        rx.push((i, RxSource::Soft(Arc::clone(s))));
-                    }
-                    tx.push(PortSink::Soft(Arc::clone(s)));
-                }
-            }
+            let (rx, tx) = worker_io(&mut engine_ports, &plan.rx_ports(w), w);
             let subscribers = publishers.iter_mut().map(|p| p.subscribe()).collect();
             setups.push((
                 lcore,
@@ -562,6 +514,50 @@ impl AlertNames for Names<'_> {
     fn vpc(&self, vni: u32) -> Option<&str> {
         self.topo.vpc_by_vni(vni).and_then(|v| self.topo.vpc(v)).map(|v| v.name.as_str())
     }
+}
+
+/// Start the ESP cipher `choice` and give every edge of `cards` its SAs, from its first
+/// tables in `publishers` (the VPN set does not change at run time: the control socket has
+/// no VPN commands). Returns the cipher's name and, when `auto` fell back to ring, why.
+fn edge_sas(
+    cards: &mut [CardInfo],
+    publishers: &[Publisher<Tables>],
+    choice: EspCipher,
+) -> Result<(&'static str, Option<String>), EngineError> {
+    let (cipher, note) = Cipher::start(choice)?;
+    for (card, publisher) in cards.iter_mut().zip(publishers) {
+        if card.plan.is_edge() {
+            let sas = blackfoot::EdgeSas::with(publisher.live(), cipher.factory())
+                .and_then(|sas| blackfoot::InboundSas::with(publisher.live(), cipher.factory()).map(|_| sas))
+                .map_err(|e| EngineError::Config(format!("edge {}: {e} by {}", card.plan.name, cipher.factory().name())))?;
+            card.sas = Some(Arc::new(sas));
+            card.cipher = cipher.clone();
+        }
+    }
+    Ok((cipher.factory().name(), note))
+}
+
+/// Worker `w`'s queues: the RX side of the ports in `mine`, its TX queue on every port.
+fn worker_io(ports: &mut [PortRt], mine: &[usize], w: usize) -> (Vec<(usize, RxSource)>, Vec<PortSink>) {
+    let mut rx = Vec::new();
+    let mut tx = Vec::new();
+    for (i, p) in ports.iter_mut().enumerate() {
+        let polled = mine.contains(&i);
+        if let Some(eth) = p.eth.as_mut() {
+            if polled {
+                if let Some(q) = eth.rx_queue(0) {
+                    rx.push((i, RxSource::Eth(q)));
+                }
+            }
+            tx.push(eth.tx_queue(w as u16).map(PortSink::Eth).unwrap_or(PortSink::None));
+        } else if let Some(s) = &p.soft {
+            if polled {
+                rx.push((i, RxSource::Soft(Arc::clone(s))));
+            }
+            tx.push(PortSink::Soft(Arc::clone(s)));
+        }
+    }
+    (rx, tx)
 }
 
 /// Configure and start the device `vdev` found in `eal`; a failure quotes what DPDK logged.

@@ -54,16 +54,17 @@ pub fn send_counted<B: PacketBuf, S: TxSink<B>>(
     (offered - unsent) as u64
 }
 
-/// The outer IPv4 address at `at` of an encapsulated frame (source 26..30, destination
-/// 30..34).
+/// The outer IPv4 address at `at` of an encapsulated frame ([`OUTER_SRC`] or
+/// [`OUTER_DST`]).
 #[inline]
 fn outer_addr(frame: &[u8], at: usize) -> Option<Ipv4Addr> {
     let b: [u8; 4] = frame.get(at..at + 4)?.try_into().ok()?;
     Some(Ipv4Addr::from(b))
 }
 
-const OUTER_SRC: usize = 26;
-const OUTER_DST: usize = 30;
+/// Where the outer source and destination PAs sit in an encapsulated frame.
+const OUTER_SRC: usize = wire::vpc::offset::IP_SRC;
+const OUTER_DST: usize = wire::vpc::offset::IP_DST;
 
 /// A worker's ports as the switch sends to them: one sink per port and each port's MTU
 /// (the largest IP packet it carries; `None` or missing: no limit known).
@@ -92,7 +93,7 @@ impl Switch {
     /// Carry one hop of the packets in `fabric` (sent by card `from`, whose stages ran
     /// last): a copy of each (made by `copy`; none free is `no_buffer`) to the capture port,
     /// one TX burst; packets for a PA not run here out of their sender's `underlay:` port
-    /// ([`Switch::send_out_of_process`]); the others returned with their receiving card,
+    /// (`send_out_of_process`); the others returned with their receiving card,
     /// sorted by card. `fabric` is empty afterwards.
     pub fn hop<B: PacketBuf, S: TxSink<B>>(
         &self,

@@ -57,6 +57,17 @@ fn handle(engine: &mut Engine, line: &str) -> Result<serde_json::Value, String> 
 /// Run until a stop condition; prints the final table and returns the process status.
 pub fn run(opts: &RunOptions) -> Result<(), String> {
     let topology = Topology::load(&opts.topology).map_err(|e| e.to_string())?;
+    run_spec(opts, EngineSpec::from_topology(topology), |_| Ok(()))
+}
+
+/// [`run`] on `spec` (its topology and ports; the options set the rest). `started` is
+/// called once the engine runs every port, before the loop (`vpcemu lab` configures its
+/// hosts there); an error from it stops the engine and is the run's error.
+pub fn run_spec(
+    opts: &RunOptions,
+    mut spec: EngineSpec,
+    started: impl FnOnce(&Engine) -> Result<(), String>,
+) -> Result<(), String> {
     let signals = Signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
     let mut alerts_out: Box<dyn Write> = match &opts.alerts {
         Some(p) => Box::new(std::io::BufWriter::new(
@@ -68,7 +79,7 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         Some(p) => Some(ControlSocket::bind(p).map_err(|e| format!("control socket {}: {e}", p.display()))?),
         None => None,
     };
-    let dp = topology.dataplane().clone();
+    let dp = spec.topology.dataplane().clone();
     let mut metrics = match opts.metrics {
         Some(addr) => Some(
             super::metrics::MetricsServer::start(addr, dp.worker_lcores(), dp.lcores.first().copied())
@@ -76,7 +87,6 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         ),
         None => None,
     };
-    let mut spec = EngineSpec::from_topology(topology);
     spec.stage_timing = !opts.no_stage_timing;
     spec.file_prefix = opts.file_prefix.clone();
     spec.cards = opts.cards.clone();
@@ -120,12 +130,18 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     }
     let esp_cipher = engine.esp_cipher().map(|(name, _)| name);
     super::telemetry::register(&engine).map_err(|e| e.to_string())?;
+    if let Err(e) = started(&engine) {
+        let _ = engine.shutdown(&mut alerts_out);
+        return Err(e);
+    }
 
     let mut stop = StopWhen::new(opts.duration, opts.until_idle, Instant::now(), engine.movement());
     let mut next_report = opts.report_interval.map(|d| stop.start() + d);
     loop {
         std::thread::sleep(Duration::from_millis(1));
         engine.tick(&mut alerts_out);
+        // Alerts reach the file as they come (`tail -f`; a no-op when none came).
+        let _ = alerts_out.flush();
         if let Some(c) = control.as_mut() {
             c.poll(|line| handle(&mut engine, line));
         }

@@ -5,12 +5,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrayvec::ArrayVec;
-use blackfoot::{EdgeCtx, EdgeOutputs, FromFabric, FromOutside, InboundSas, Side};
+use blackfoot::{EdgeOutputs, FromOutside, FromUnderlay, InboundSas, Side};
 use mapping_client::rcu::Subscriber;
 use mapping_client::tables::Tables;
 use mapping_client::topology::{CardId, EniId};
-use nitro::{Egress, EgressOutputs, EniPort, Ingress, NitroCtx};
-use pipeline::{AlertProducer, Burst, CardKind, Clock, DropReason, Extra, Meters, Output};
+use nitro::{EniPort, FromInstance, FromInstanceOutputs, FromUnderlay as NitroFromUnderlay};
+use pipeline::{AlertProducer, Burst, CardCtx, CardKind, Clock, DropReason, Extra, Meters, Output};
 
 use super::card::CardInfo;
 use super::plan::{FABRIC, InstanceBinding, Role, UNBOUND, port_output};
@@ -45,9 +45,20 @@ impl Extra<Mbuf> for WorkerExtra<'_> {
     }
 }
 
+/// What a stage call takes besides the burst: the card's tables and what the runtime holds
+/// of it, and the worker's alert queue, pool, clock and meters.
+pub struct Env<'a, C> {
+    pub tables: &'a Tables,
+    pub card: &'a CardInfo,
+    pub alerts: &'a mut AlertProducer,
+    pub pool: &'a Mempool,
+    pub clock: &'a C,
+    pub meters: &'a mut Meters,
+}
+
 /// An edge's two pipelines in one worker.
 struct EdgePipes {
-    from_fabric: FromFabric,
+    from_fabric: FromUnderlay,
     from_outside: FromOutside,
 }
 
@@ -56,8 +67,8 @@ struct EdgePipes {
 /// delivers with (the port's output and MTU), rebuilt when the control core rebinds
 /// instance ports.
 pub struct CardStages {
-    egress: Vec<Option<Egress>>,
-    ingress: Option<Ingress>,
+    egress: Vec<Option<FromInstance>>,
+    ingress: Option<NitroFromUnderlay>,
     /// Per card index: the edge pipelines (`None` for hosts).
     edges: Vec<Option<EdgePipes>>,
     eni_ports: Vec<Option<EniPort>>,
@@ -78,7 +89,7 @@ impl CardStages {
             .iter()
             .enumerate()
             .map(|(i, r)| match (r, port_output(i), fabric) {
-                (Role::Instance, Some(reply), Some(underlay)) => Some(Egress::new(EgressOutputs { reply, underlay })),
+                (Role::Instance, Some(reply), Some(underlay)) => Some(FromInstance::new(FromInstanceOutputs { reply, underlay })),
                 _ => None,
             })
             .collect();
@@ -98,7 +109,7 @@ impl CardStages {
                     let inbound = InboundSas::with(sub.current(), c.cipher.factory())
                         .unwrap_or_else(|_| InboundSas::new(sub.current()));
                     Some(EdgePipes {
-                        from_fabric: FromFabric::new(outputs, Arc::clone(sas)),
+                        from_fabric: FromUnderlay::new(outputs, Arc::clone(sas)),
                         from_outside: FromOutside::new(outputs, inbound),
                     })
                 }
@@ -107,7 +118,7 @@ impl CardStages {
             .collect();
         // Fragmentation-needed answers cross the fabric like any encapsulated packet (or
         // leave by the card's underlay port when the sender is not run here).
-        let ingress = fabric.map(Ingress::new);
+        let ingress = fabric.map(NitroFromUnderlay::new);
         CardStages {
             egress,
             ingress,
@@ -141,46 +152,26 @@ impl CardStages {
         }
     }
 
-    /// Packets from instance port `port` (ENI `eni`) on card `card`.
-    #[allow(clippy::too_many_arguments)]
+    /// Packets from instance port `port` (ENI `eni`) on the card of `env`.
     #[inline]
-    pub fn instance_in<C: Clock>(
-        &mut self,
-        burst: &mut Burst<Mbuf>,
-        port: usize,
-        eni: u32,
-        tables: &Tables,
-        card: &CardInfo,
-        alerts: &mut AlertProducer,
-        clock: &C,
-        meters: &mut Meters,
-    ) {
+    pub fn instance_in<C: Clock>(&mut self, burst: &mut Burst<Mbuf>, port: usize, eni: u32, env: Env<'_, C>) {
+        let Env { tables, card, alerts, clock, meters, .. } = env;
         meters.kind = CardKind::Host;
         match self.egress.get_mut(port).and_then(Option::as_mut) {
             Some(egress) => {
-                let mut ctx = NitroCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
+                let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
                 egress.process(burst, EniId(eni), &mut ctx, clock, meters);
             }
             None => drop_all(burst, DropReason::Unsupported),
         }
     }
 
-    /// Packets from the fabric or the card's underlay port, for card `index`. The stages
-    /// may make more packets (fragments, ICMP answers): they wait in `spill`.
-    #[allow(clippy::too_many_arguments)]
+    /// Packets from the fabric or the card's underlay port, for card `index` (that of
+    /// `env`). The stages may make more packets (fragments, ICMP answers): they wait in
+    /// `spill`.
     #[inline]
-    pub fn underlay_in<C: Clock>(
-        &mut self,
-        burst: &mut Burst<Mbuf>,
-        index: usize,
-        tables: &Tables,
-        card: &CardInfo,
-        alerts: &mut AlertProducer,
-        pool: &Mempool,
-        spill: &mut Spill,
-        clock: &C,
-        meters: &mut Meters,
-    ) {
+    pub fn underlay_in<C: Clock>(&mut self, burst: &mut Burst<Mbuf>, index: usize, env: Env<'_, C>, spill: &mut Spill) {
+        let Env { tables, card, alerts, pool, clock, meters } = env;
         meters.kind = CardKind::of(card.id());
         match card.id() {
             CardId::Host(_) => {
@@ -188,7 +179,7 @@ impl CardStages {
                     return drop_all(burst, DropReason::Unsupported);
                 };
                 let now = rdtsc();
-                let mut ctx = NitroCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now };
+                let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now };
                 let mut extra = WorkerExtra { pool, spill, lost: 0 };
                 ingress.process(burst, self.eni_ports.as_slice(), &mut ctx, &mut extra, clock, meters);
                 if extra.lost != 0 {
@@ -197,7 +188,7 @@ impl CardStages {
             }
             CardId::Edge(_) => match self.edges.get_mut(index).and_then(Option::as_mut) {
                 Some(e) => {
-                    let mut ctx = EdgeCtx { tables, card: card.id(), alerts };
+                    let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
                     let mut extra = WorkerExtra { pool, spill, lost: 0 };
                     e.from_fabric.process(burst, &mut ctx, &mut extra, clock, meters);
                     let lost = extra.lost;
@@ -210,19 +201,10 @@ impl CardStages {
         }
     }
 
-    /// Packets from an edge's outside ports (internet, dx, services), for card `index`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn edge_outside_in<C: Clock>(
-        &mut self,
-        burst: &mut Burst<Mbuf>,
-        index: usize,
-        role: Role,
-        tables: &Tables,
-        card: &CardInfo,
-        alerts: &mut AlertProducer,
-        clock: &C,
-        meters: &mut Meters,
-    ) {
+    /// Packets from an edge's outside ports (internet, dx, services), for card `index`
+    /// (that of `env`).
+    pub fn edge_outside_in<C: Clock>(&mut self, burst: &mut Burst<Mbuf>, index: usize, role: Role, env: Env<'_, C>) {
+        let Env { tables, card, alerts, clock, meters, .. } = env;
         let side = match role {
             Role::EdgeInternet { .. } => Side::Internet,
             Role::EdgeDx { .. } => Side::Dx,
@@ -232,7 +214,7 @@ impl CardStages {
         meters.kind = CardKind::Edge;
         match self.edges.get_mut(index).and_then(Option::as_mut) {
             Some(e) => {
-                let mut ctx = EdgeCtx { tables, card: card.id(), alerts };
+                let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
                 e.from_outside.process(side, burst, &mut ctx, clock, meters);
             }
             None => drop_all(burst, DropReason::Unsupported),

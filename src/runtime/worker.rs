@@ -20,7 +20,7 @@ use super::card::CardInfo;
 use super::fabric::{Ports, Switch, TxSink, max_frame, send_counted};
 use super::plan::{Bindings, FABRIC, Role};
 use super::softport::SoftPort;
-use super::stages::{CardStages, Spill};
+use super::stages::{CardStages, Env, Spill};
 use super::trash::{TrashBin, keep_dropped};
 use crate::dpdk::{self, Linearize, Mbuf, MbufBurst, Mempool, rdtsc};
 
@@ -91,6 +91,13 @@ fn copy_of(pool: &Mempool, m: &Mbuf) -> Option<Mbuf> {
     let mut c = pool.alloc()?;
     c.append(m.len()).ok()?.copy_from_slice(m.data());
     Some(c)
+}
+
+/// The stages' environment for card `card` of the worker, if it has that card.
+fn env<'a, C>(s: &'a mut WorkerSetup, clock: &'a C, card: usize) -> Option<Env<'a, C>> {
+    let tables = s.subscribers.get_mut(card)?.current();
+    let card = s.cards.get(card)?;
+    Some(Env { tables, card, alerts: &mut s.alerts, pool: &s.pool, clock, meters: &mut s.meters })
 }
 
 struct Loop<'a, C: Clock> {
@@ -222,20 +229,8 @@ impl<C: Clock> Loop<'_, C> {
     /// Run card `card`'s underlay-in stages on `self.burst` and drain it.
     fn underlay_in(&mut self, card: usize) {
         self.from.1 = card as u16;
-        let Some(sub) = self.s.subscribers.get_mut(card) else { return };
-        let tables = sub.current();
-        let info = &self.s.cards[card];
-        self.stages.underlay_in(
-            &mut self.burst,
-            card,
-            tables,
-            info,
-            &mut self.s.alerts,
-            &self.s.pool,
-            &mut self.spill,
-            &self.clock,
-            &mut self.s.meters,
-        );
+        let Some(env) = env(self.s, &self.clock, card) else { return };
+        self.stages.underlay_in(&mut self.burst, card, env, &mut self.spill);
         self.drain();
         if !self.spill.is_empty() {
             self.flush_spill();
@@ -280,34 +275,18 @@ impl<C: Clock> Loop<'_, C> {
                 // verify-send refuses what it sends (`spoofed_source`, with an alert naming
                 // the card), the one rule for an ENI the card does not hold.
                 let card = card as usize;
-                match self.s.subscribers.get_mut(card) {
-                    Some(sub) => {
-                        let tables = sub.current();
-                        let info = &self.s.cards[card];
-                        self.stages.instance_in(
-                            &mut self.burst,
-                            port,
-                            eni,
-                            tables,
-                            info,
-                            &mut self.s.alerts,
-                            &self.clock,
-                            &mut self.s.meters,
-                        );
-                        Some(card)
-                    }
-                    None => None,
-                }
+                env(self.s, &self.clock, card).map(|env| {
+                    self.stages.instance_in(&mut self.burst, port, eni, env);
+                    card
+                })
             }
             Role::Underlay { card } => {
                 self.underlay_in(card);
                 Some(card)
             }
             Role::EdgeInternet { card } | Role::EdgeDx { card } | Role::EdgeServices { card } => {
-                if let Some(sub) = self.s.subscribers.get_mut(card) {
-                    let tables = sub.current();
-                    let info = &self.s.cards[card];
-                    self.stages.edge_outside_in(&mut self.burst, card, role, tables, info, &mut self.s.alerts, &self.clock, &mut self.s.meters);
+                if let Some(env) = env(self.s, &self.clock, card) {
+                    self.stages.edge_outside_in(&mut self.burst, card, role, env);
                 }
                 Some(card)
             }

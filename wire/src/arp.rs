@@ -10,24 +10,13 @@
 use std::net::Ipv4Addr;
 
 use crate::ethernet::{EtherType, EthernetAddress};
-use crate::{clamp, read_u16, write_u16, Error, Result};
-
-mod field {
-    use crate::Field;
-    pub const HTYPE: Field = 0..2;
-    pub const PTYPE: Field = 2..4;
-    pub const HLEN: usize = 4;
-    pub const PLEN: usize = 5;
-    pub const OPER: Field = 6..8;
-    /// Where the variable-length addresses start.
-    pub const ADDRS: usize = OPER.end;
-}
+use crate::{clamp, Error, Result};
 
 /// Hardware type of Ethernet.
 pub const HTYPE_ETHERNET: u16 = 1;
 
 /// Length of the fixed part.
-pub const FIXED_LEN: usize = field::ADDRS;
+pub const FIXED_LEN: usize = 8;
 
 /// Length of an IPv4-over-Ethernet ARP packet.
 pub const ETHERNET_IPV4_LEN: usize = FIXED_LEN + 2 * (6 + 4);
@@ -43,27 +32,27 @@ impl Operation {
     pub const REPLY: Operation = Operation(2);
 }
 
-/// A view of an ARP packet of any hardware and protocol type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+newtype_field!(Operation(u16));
+
+fields! { Packet {
+    /// Hardware type (1 = Ethernet).
+    hardware_type, /** Set the hardware type. */ set_hardware_type: u16 at 0;
+    /// Protocol type (an EtherType).
+    protocol_type, /** Set the protocol type. */ set_protocol_type: EtherType at 2;
+    /// Hardware address length.
+    hardware_len, /** Set the hardware address length. */ set_hardware_len: u8 at 4;
+    /// Protocol address length.
+    protocol_len, /** Set the protocol address length. */ set_protocol_len: u8 at 5;
+    /// Operation.
+    operation, /** Set the operation. */ set_operation: Operation at 6;
+}}
+
+view! {
+    /// A view of an ARP packet of any hardware and protocol type.
+    pub struct Packet;
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap without checking; see the module contract.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap after [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// [`Error::Truncated`] unless the buffer holds the fixed part and the four addresses
     /// at the declared lengths.
     pub fn check_len(&self) -> Result<()> {
@@ -74,49 +63,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
-    /// The underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// Length the packet declares: fixed part and four addresses.
     #[inline]
     pub fn packet_len(&self) -> usize {
         FIXED_LEN + 2 * (self.hardware_len() as usize + self.protocol_len() as usize)
     }
 
-    /// Hardware type (1 = Ethernet).
-    #[inline]
-    pub fn hardware_type(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::HTYPE.start)
-    }
-
-    /// Protocol type (an EtherType).
-    #[inline]
-    pub fn protocol_type(&self) -> EtherType {
-        EtherType(read_u16(self.buffer.as_ref(), field::PTYPE.start))
-    }
-
-    /// Hardware address length.
-    #[inline]
-    pub fn hardware_len(&self) -> u8 {
-        self.buffer.as_ref()[field::HLEN]
-    }
-
-    /// Protocol address length.
-    #[inline]
-    pub fn protocol_len(&self) -> u8 {
-        self.buffer.as_ref()[field::PLEN]
-    }
-
-    /// Operation.
-    #[inline]
-    pub fn operation(&self) -> Operation {
-        Operation(read_u16(self.buffer.as_ref(), field::OPER.start))
-    }
-
     fn spa_start(&self) -> usize {
-        field::ADDRS + self.hardware_len() as usize
+        FIXED_LEN + self.hardware_len() as usize
     }
     fn tha_start(&self) -> usize {
         self.spa_start() + self.protocol_len() as usize
@@ -127,7 +81,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Sender hardware address (`hlen` bytes).
     pub fn source_hardware_addr(&self) -> &[u8] {
-        clamp(self.buffer.as_ref(), field::ADDRS, self.spa_start())
+        clamp(self.buffer.as_ref(), FIXED_LEN, self.spa_start())
     }
 
     /// Sender protocol address (`plen` bytes).
@@ -148,31 +102,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the hardware type.
-    pub fn set_hardware_type(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::HTYPE.start, value);
-    }
-
-    /// Set the protocol type.
-    pub fn set_protocol_type(&mut self, value: EtherType) {
-        write_u16(self.buffer.as_mut(), field::PTYPE.start, value.0);
-    }
-
-    /// Set the hardware address length.
-    pub fn set_hardware_len(&mut self, value: u8) {
-        self.buffer.as_mut()[field::HLEN] = value;
-    }
-
-    /// Set the protocol address length.
-    pub fn set_protocol_len(&mut self, value: u8) {
-        self.buffer.as_mut()[field::PLEN] = value;
-    }
-
-    /// Set the operation.
-    pub fn set_operation(&mut self, value: Operation) {
-        write_u16(self.buffer.as_mut(), field::OPER.start, value.0);
-    }
-
     /// Copy `value` into an address field at the declared lengths; [`Error::Malformed`]
     /// if its length differs, [`Error::Truncated`] if the buffer is short.
     fn set_range(&mut self, start: usize, len: usize, value: &[u8]) -> Result<()> {
@@ -187,7 +116,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the sender hardware address (`hlen` bytes).
     pub fn set_source_hardware_addr(&mut self, value: &[u8]) -> Result<()> {
         let len = self.hardware_len() as usize;
-        self.set_range(field::ADDRS, len, value)
+        self.set_range(FIXED_LEN, len, value)
     }
 
     /// Set the sender protocol address (`plen` bytes).

@@ -19,17 +19,10 @@
 use core::ops::Range;
 
 use crate::ipv4::Protocol;
-use crate::{read_u32, write_u32, Error, Result};
-
-mod field {
-    use crate::Field;
-    pub const SPI: Field = 0..4;
-    pub const SEQUENCE_NUMBER: Field = 4..8;
-    pub const PAYLOAD: usize = SEQUENCE_NUMBER.end;
-}
+use crate::{Error, Result};
 
 /// Length of the ESP header (SPI and sequence number).
-pub const HEADER_LEN: usize = field::PAYLOAD;
+pub const HEADER_LEN: usize = 8;
 /// Length of the explicit IV of AES-GCM (RFC 4106).
 pub const GCM_IV_LEN: usize = 8;
 /// Length of the AES-GCM ICV vpcemu uses (RFC 4106 allows 8, 12 or 16).
@@ -43,10 +36,20 @@ pub const NAT_T_PORT: u16 = 4500;
 /// Protocol number of the tunnel-mode inner IPv4 packet in the next header field.
 pub const NEXT_HEADER_IPV4: Protocol = Protocol(4);
 
-/// A view of an ESP packet (the IPv4 payload).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+fields! { Packet {
+    /// Security parameters index.
+    spi, /** Set the SPI. */ set_spi: u32 at 0;
+    /// Sequence number (low 32 bits when extended sequence numbers are on).
+    sequence_number, /** Set the sequence number. */ set_sequence_number: u32 at 4;
+    /// Everything after the header: IV, ciphertext and ICV.
+    payload, /** Everything after the header, writable. */ payload_mut: bytes at HEADER_LEN;
+}}
+
+view! {
+    /// A view of an ESP packet (the IPv4 payload).
+    pub struct Packet;
+    /// [`Error::Truncated`] when the buffer cannot hold the header.
+    check_len(HEADER_LEN);
 }
 
 /// Where the parts of an ESP packet are, as byte ranges of the packet.
@@ -61,58 +64,11 @@ pub struct Layout {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap without checking; see the module contract.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap after [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
-    /// [`Error::Truncated`] when the buffer cannot hold the header.
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// The underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// Security parameters index.
-    #[inline]
-    pub fn spi(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::SPI.start)
-    }
-
-    /// Sequence number (low 32 bits when extended sequence numbers are on).
-    #[inline]
-    pub fn sequence_number(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::SEQUENCE_NUMBER.start)
-    }
-
     /// SPI and sequence number: the additional authenticated data of AES-GCM without
     /// extended sequence numbers (RFC 4106 section 5).
     #[inline]
     pub fn header(&self) -> &[u8] {
         self.buffer.as_ref().get(..HEADER_LEN).unwrap_or(&[])
-    }
-
-    /// Everything after the header: IV, ciphertext and ICV.
-    #[inline]
-    pub fn payload(&self) -> &[u8] {
-        self.buffer.as_ref().get(field::PAYLOAD..).unwrap_or(&[])
     }
 
     /// Split the packet for an IV of `iv_len` and an ICV of `icv_len` bytes.
@@ -137,24 +93,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the SPI.
-    #[inline]
-    pub fn set_spi(&mut self, value: u32) {
-        write_u32(self.buffer.as_mut(), field::SPI.start, value);
-    }
-
-    /// Set the sequence number.
-    #[inline]
-    pub fn set_sequence_number(&mut self, value: u32) {
-        write_u32(self.buffer.as_mut(), field::SEQUENCE_NUMBER.start, value);
-    }
-
-    /// Everything after the header, writable.
-    #[inline]
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        self.buffer.as_mut().get_mut(field::PAYLOAD..).unwrap_or(&mut [])
-    }
-
     /// The header, IV, ciphertext and ICV as separate slices, for in-place AEAD: the
     /// header and IV read, the ciphertext and ICV written (or the other way round).
     #[allow(clippy::type_complexity)]
@@ -169,12 +107,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let (head, ciphertext) = head.split_at_mut(l.ciphertext.start);
         let (header, iv) = head.split_at(HEADER_LEN);
         Ok((header, iv, ciphertext, icv))
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 

@@ -9,7 +9,7 @@
 use core::fmt;
 use core::str::FromStr;
 
-use crate::{read_u16, write_u16, Error, Result};
+use crate::{Error, Result};
 
 /// An EtherType, as a newtype so that unknown values stay representable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,6 +37,8 @@ impl EtherType {
         self.0 == Self::VLAN.0 || self.0 == Self::QINQ.0
     }
 }
+
+newtype_field!(EtherType(u16));
 
 impl fmt::Display for EtherType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -133,53 +135,28 @@ impl FromStr for EthernetAddress {
     }
 }
 
-mod field {
-    use crate::Field;
-    pub const DESTINATION: Field = 0..6;
-    pub const SOURCE: Field = 6..12;
-    pub const ETHERTYPE: Field = 12..14;
-    pub const PAYLOAD: usize = ETHERTYPE.end;
-}
-
 /// Length of the Ethernet II header.
-pub const HEADER_LEN: usize = field::PAYLOAD;
+pub const HEADER_LEN: usize = 14;
 
-/// A view of an Ethernet II frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame<T: AsRef<[u8]>> {
-    buffer: T,
+fields! { Frame {
+    /// Destination MAC.
+    dst_addr, /** Set the destination MAC. */ set_dst_addr: EthernetAddress at 0;
+    /// Source MAC.
+    src_addr, /** Set the source MAC. */ set_src_addr: EthernetAddress at 6;
+    /// EtherType (or TPID of a VLAN tag).
+    ethertype, /** Set the EtherType. */ set_ethertype: EtherType at 12;
+    /// Everything after the header (padding included).
+    payload, /** Everything after the header, writable. */ payload_mut: bytes at HEADER_LEN;
+}}
+
+view! {
+    /// A view of an Ethernet II frame.
+    pub struct Frame;
+    /// [`Error::Truncated`] when the buffer cannot hold the header.
+    check_len(HEADER_LEN);
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
-    /// Wrap without checking; see the module contract.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Frame<T> {
-        Frame { buffer }
-    }
-
-    /// Wrap after [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Frame<T>> {
-        let frame = Self::new_unchecked(buffer);
-        frame.check_len()?;
-        Ok(frame)
-    }
-
-    /// [`Error::Truncated`] when the buffer cannot hold the header.
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// The underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// Length of the header.
     pub const fn header_len() -> usize {
         HEADER_LEN
@@ -188,66 +165,6 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// Length of a frame carrying `payload_len` bytes.
     pub const fn buffer_len(payload_len: usize) -> usize {
         HEADER_LEN + payload_len
-    }
-
-    /// Destination MAC.
-    #[inline]
-    pub fn dst_addr(&self) -> EthernetAddress {
-        let mut a = [0u8; 6];
-        a.copy_from_slice(&self.buffer.as_ref()[field::DESTINATION]);
-        EthernetAddress(a)
-    }
-
-    /// Source MAC.
-    #[inline]
-    pub fn src_addr(&self) -> EthernetAddress {
-        let mut a = [0u8; 6];
-        a.copy_from_slice(&self.buffer.as_ref()[field::SOURCE]);
-        EthernetAddress(a)
-    }
-
-    /// EtherType (or TPID of a VLAN tag).
-    #[inline]
-    pub fn ethertype(&self) -> EtherType {
-        EtherType(read_u16(self.buffer.as_ref(), field::ETHERTYPE.start))
-    }
-
-    /// Everything after the header (padding included).
-    #[inline]
-    pub fn payload(&self) -> &[u8] {
-        self.buffer.as_ref().get(field::PAYLOAD..).unwrap_or(&[])
-    }
-}
-
-impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
-    /// Set the destination MAC.
-    #[inline]
-    pub fn set_dst_addr(&mut self, value: EthernetAddress) {
-        self.buffer.as_mut()[field::DESTINATION].copy_from_slice(&value.0);
-    }
-
-    /// Set the source MAC.
-    #[inline]
-    pub fn set_src_addr(&mut self, value: EthernetAddress) {
-        self.buffer.as_mut()[field::SOURCE].copy_from_slice(&value.0);
-    }
-
-    /// Set the EtherType.
-    #[inline]
-    pub fn set_ethertype(&mut self, value: EtherType) {
-        write_u16(self.buffer.as_mut(), field::ETHERTYPE.start, value.0);
-    }
-
-    /// Everything after the header, writable.
-    #[inline]
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        self.buffer.as_mut().get_mut(field::PAYLOAD..).unwrap_or(&mut [])
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Frame<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 

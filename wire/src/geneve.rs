@@ -15,7 +15,7 @@
 //!   VPC endpoint ID, in the layout AWS publishes for Gateway Load Balancer.
 
 use crate::ethernet::EtherType;
-use crate::{clamp, clamp_mut, read_u16, read_u32, write_u16, write_u32, Error, Result};
+use crate::{clamp, clamp_mut, read_u32, write_u16, write_u32, Error, Result};
 
 mod field {
     use crate::Field;
@@ -79,27 +79,24 @@ pub const TYPE_ENDPOINT_ID: u8 = 0x01;
 /// Length of the whole endpoint-ID option.
 pub const ENDPOINT_ID_OPTION_LEN: usize = OPTION_HEADER_LEN + 8;
 
-/// A view of a Geneve header and what follows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+fields! { Packet {
+    /// Version (0).
+    version, /** Set the version (low 2 bits of `value`). */
+        set_version: u8 in u8 at field::VER_OPT_LEN, bits VERSION_MASK >> VERSION_SHIFT;
+    /// O flag: OAM packet.
+    oam, /** Set the O flag. */ set_oam: bool in u8 at field::FLAGS, flag FLAG_OAM;
+    /// C flag: critical options present.
+    critical, /** Set the C flag. */ set_critical: bool in u8 at field::FLAGS, flag FLAG_CRITICAL;
+    /// Protocol type of the payload (an EtherType: 0x0800 for vpcemu).
+    protocol, /** Set the protocol type. */ set_protocol: EtherType at field::PROTOCOL.start;
+}}
+
+view! {
+    /// A view of a Geneve header and what follows it.
+    pub struct Packet;
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap without checking; see the module contract.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap after [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// [`Error::Truncated`] unless the buffer holds the header and its options.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
@@ -109,17 +106,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         } else {
             Ok(())
         }
-    }
-
-    /// The underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// Version (0).
-    #[inline]
-    pub fn version(&self) -> u8 {
-        (self.buffer.as_ref()[field::VER_OPT_LEN] & VERSION_MASK) >> VERSION_SHIFT
     }
 
     /// Length of the options in bytes.
@@ -132,24 +118,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
     #[inline]
     pub fn header_len(&self) -> usize {
         HEADER_LEN + self.options_len()
-    }
-
-    /// O flag: OAM packet.
-    #[inline]
-    pub fn oam(&self) -> bool {
-        self.buffer.as_ref()[field::FLAGS] & FLAG_OAM != 0
-    }
-
-    /// C flag: critical options present.
-    #[inline]
-    pub fn critical(&self) -> bool {
-        self.buffer.as_ref()[field::FLAGS] & FLAG_CRITICAL != 0
-    }
-
-    /// Protocol type of the payload (an EtherType: 0x0800 for vpcemu).
-    #[inline]
-    pub fn protocol(&self) -> EtherType {
-        EtherType(read_u16(self.buffer.as_ref(), field::PROTOCOL.start))
     }
 
     /// Virtual network identifier (24 bits).
@@ -178,42 +146,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the version (low 2 bits of `value`).
-    #[inline]
-    pub fn set_version(&mut self, value: u8) {
-        let d = self.buffer.as_mut();
-        d[field::VER_OPT_LEN] =
-            (d[field::VER_OPT_LEN] & !VERSION_MASK) | ((value << VERSION_SHIFT) & VERSION_MASK);
-    }
-
     /// Set the options length in bytes (a multiple of 4, at most 252).
     #[inline]
     pub fn set_options_len(&mut self, value: usize) {
         let words = ((value / 4) as u8) & OPT_LEN_MASK;
         let d = self.buffer.as_mut();
         d[field::VER_OPT_LEN] = (d[field::VER_OPT_LEN] & !OPT_LEN_MASK) | words;
-    }
-
-    /// Set the O flag.
-    #[inline]
-    pub fn set_oam(&mut self, value: bool) {
-        let d = self.buffer.as_mut();
-        d[field::FLAGS] =
-            if value { d[field::FLAGS] | FLAG_OAM } else { d[field::FLAGS] & !FLAG_OAM };
-    }
-
-    /// Set the C flag.
-    #[inline]
-    pub fn set_critical(&mut self, value: bool) {
-        let d = self.buffer.as_mut();
-        d[field::FLAGS] =
-            if value { d[field::FLAGS] | FLAG_CRITICAL } else { d[field::FLAGS] & !FLAG_CRITICAL };
-    }
-
-    /// Set the protocol type.
-    #[inline]
-    pub fn set_protocol(&mut self, value: EtherType) {
-        write_u16(self.buffer.as_mut(), field::PROTOCOL.start, value.0);
     }
 
     /// Set the VNI (low 24 bits of `value`); the reserved byte after it becomes 0.
@@ -234,12 +172,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let start = self.header_len();
         self.buffer.as_mut().get_mut(start..).unwrap_or(&mut [])
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 

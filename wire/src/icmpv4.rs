@@ -12,26 +12,10 @@
 use std::net::Ipv4Addr;
 
 use crate::ipv4::{self, Protocol};
-use crate::{checksum, read_u16, write_u16, Error, Result};
-
-mod field {
-    use crate::Field;
-    pub const TYPE: usize = 0;
-    pub const CODE: usize = 1;
-    pub const CHECKSUM: Field = 2..4;
-    /// Echo identifier.
-    pub const ECHO_IDENT: Field = 4..6;
-    /// Echo sequence number.
-    pub const ECHO_SEQNO: Field = 6..8;
-    /// "Fragmentation needed": next-hop MTU (bytes 4..6 unused).
-    pub const NEXT_HOP_MTU: Field = 6..8;
-    /// The 32 bits after the checksum, whatever they mean.
-    pub const REST: Field = 4..8;
-    pub const DATA: usize = REST.end;
-}
+use crate::{check_exact_len, checksum, read_u16, Error, Result};
 
 /// Length of the ICMP header.
-pub const HEADER_LEN: usize = field::DATA;
+pub const HEADER_LEN: usize = 8;
 
 /// Bytes of the offending datagram an error message quotes after its header (RFC 792).
 pub const QUOTE_PAYLOAD_LEN: usize = 8;
@@ -50,6 +34,8 @@ impl Message {
     /// Time exceeded.
     pub const TIME_EXCEEDED: Message = Message(11);
 }
+
+newtype_field!(Message(u8));
 
 /// Codes of destination unreachable.
 pub mod unreachable {
@@ -77,90 +63,33 @@ pub mod time_exceeded {
     pub const REASSEMBLY: u8 = 1;
 }
 
-/// A view of an ICMP message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+fields! { Packet {
+    /// Message type.
+    msg_type, /** Set the message type. */ set_msg_type: Message at 0;
+    /// Code.
+    msg_code, /** Set the code. */ set_msg_code: u8 at 1;
+    /// Checksum field.
+    checksum, /** Set the checksum field. */ set_checksum: u16 at 2;
+    /// Echo identifier.
+    echo_ident, /** Set the echo identifier. */ set_echo_ident: u16 at 4;
+    /// Echo sequence number.
+    echo_seq_no, /** Set the echo sequence number. */ set_echo_seq_no: u16 at 6;
+    /// Next-hop MTU of "fragmentation needed" (0 from routers older than RFC 1191).
+    next_hop_mtu: u16 at 6;
+    /// The 32 bits after the checksum.
+    rest_of_header, /** Set the 32 bits after the checksum. */ set_rest_of_header: u32 at 4;
+    /// Everything after the header: echo data, or an error's quote.
+    data, /** Everything after the header, writable. */ data_mut: bytes at HEADER_LEN;
+}}
+
+view! {
+    /// A view of an ICMP message.
+    pub struct Packet;
+    /// [`Error::Truncated`] when the buffer cannot hold the header.
+    check_len(HEADER_LEN);
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap without checking; see the module contract.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap after [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
-    /// [`Error::Truncated`] when the buffer cannot hold the header.
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// The underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// Message type.
-    #[inline]
-    pub fn msg_type(&self) -> Message {
-        Message(self.buffer.as_ref()[field::TYPE])
-    }
-
-    /// Code.
-    #[inline]
-    pub fn msg_code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
-    }
-
-    /// Checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::CHECKSUM.start)
-    }
-
-    /// Echo identifier.
-    #[inline]
-    pub fn echo_ident(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::ECHO_IDENT.start)
-    }
-
-    /// Echo sequence number.
-    #[inline]
-    pub fn echo_seq_no(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::ECHO_SEQNO.start)
-    }
-
-    /// Next-hop MTU of "fragmentation needed" (0 from routers older than RFC 1191).
-    #[inline]
-    pub fn next_hop_mtu(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::NEXT_HOP_MTU.start)
-    }
-
-    /// The 32 bits after the checksum.
-    #[inline]
-    pub fn rest_of_header(&self) -> u32 {
-        crate::read_u32(self.buffer.as_ref(), field::REST.start)
-    }
-
-    /// Everything after the header: echo data, or an error's quote.
-    #[inline]
-    pub fn data(&self) -> &[u8] {
-        self.buffer.as_ref().get(field::DATA..).unwrap_or(&[])
-    }
-
     /// True when the checksum verifies over the whole message.
     #[inline]
     pub fn verify_checksum(&self) -> bool {
@@ -169,52 +98,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the message type.
-    #[inline]
-    pub fn set_msg_type(&mut self, value: Message) {
-        self.buffer.as_mut()[field::TYPE] = value.0;
-    }
-
-    /// Set the code.
-    #[inline]
-    pub fn set_msg_code(&mut self, value: u8) {
-        self.buffer.as_mut()[field::CODE] = value;
-    }
-
-    /// Set the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::CHECKSUM.start, value);
-    }
-
-    /// Set the echo identifier.
-    #[inline]
-    pub fn set_echo_ident(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::ECHO_IDENT.start, value);
-    }
-
-    /// Set the echo sequence number.
-    #[inline]
-    pub fn set_echo_seq_no(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::ECHO_SEQNO.start, value);
-    }
-
-    /// Set the 32 bits after the checksum.
-    #[inline]
-    pub fn set_rest_of_header(&mut self, value: u32) {
-        crate::write_u32(self.buffer.as_mut(), field::REST.start, value);
-    }
-
     /// Set the next-hop MTU (and clear the unused bytes before it).
     #[inline]
     pub fn set_next_hop_mtu(&mut self, value: u16) {
         self.set_rest_of_header(value as u32);
-    }
-
-    /// Everything after the header, writable.
-    #[inline]
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        self.buffer.as_mut().get_mut(field::DATA..).unwrap_or(&mut [])
     }
 
     /// Compute and store the checksum over the whole message.
@@ -223,12 +110,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_checksum(0);
         let c = checksum::checksum(self.buffer.as_ref());
         self.set_checksum(c);
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 
@@ -420,11 +301,7 @@ impl<'a> Repr<'a> {
     /// Write the message and its checksum. `packet` must be exactly
     /// [`buffer_len`](Self::buffer_len) long (the checksum covers the whole buffer).
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) -> Result<()> {
-        match packet.buffer.as_ref().len() {
-            n if n < self.buffer_len() => return Err(Error::Truncated),
-            n if n > self.buffer_len() => return Err(Error::Overflow),
-            _ => {}
-        }
+        check_exact_len(packet.buffer.as_ref().len(), self.buffer_len())?;
         let (msg, code, rest, data) = match *self {
             Repr::EchoRequest { ident, seq_no, data } => {
                 (Message::ECHO_REQUEST, 0, (ident as u32) << 16 | seq_no as u32, data)

@@ -18,21 +18,15 @@ use core::fmt;
 use core::str::FromStr;
 use std::net::Ipv4Addr;
 
-use crate::{checksum, clamp, clamp_mut, read_u16, write_u16, Error, Result};
+use crate::{check_declared_len, checksum, clamp, clamp_mut, read_u16, write_u16, Error, Result};
 
 mod field {
     use crate::Field;
     pub const VER_IHL: usize = 0;
     pub const DSCP_ECN: usize = 1;
-    pub const LENGTH: Field = 2..4;
-    pub const IDENT: Field = 4..6;
     pub const FLG_OFF: Field = 6..8;
-    pub const TTL: usize = 8;
     pub const PROTOCOL: usize = 9;
-    pub const CHECKSUM: Field = 10..12;
-    pub const SRC_ADDR: Field = 12..16;
-    pub const DST_ADDR: Field = 16..20;
-    pub const OPTIONS: usize = DST_ADDR.end;
+    pub const OPTIONS: usize = 20;
 }
 
 /// Length of a header without options.
@@ -76,6 +70,8 @@ impl Protocol {
     pub const ESP: Protocol = Protocol(50);
 }
 
+newtype_field!(Protocol(u8));
+
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -88,68 +84,60 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// A view of an IPv4 packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+fields! { Packet {
+    /// IP version (4 for IPv4).
+    version, /** Set the version (low 4 bits of `value`). */
+        set_version: u8 in u8 at field::VER_IHL, bits VERSION_MASK >> VERSION_SHIFT;
+    /// Differentiated services code point.
+    dscp, /** Set the DSCP (low 6 bits of `value`). */
+        set_dscp: u8 in u8 at field::DSCP_ECN, bits DSCP_MASK >> DSCP_SHIFT;
+    /// Explicit congestion notification.
+    ecn, /** Set the ECN (low 2 bits of `value`). */
+        set_ecn: u8 in u8 at field::DSCP_ECN, bits ECN_MASK;
+    /// Total length: header and payload.
+    total_len, /** Set the total length. */ set_total_len: u16 at 2;
+    /// Identification.
+    ident, /** Set the identification. */ set_ident: u16 at 4;
+    /// The reserved flag.
+    reserved_flag, /** Set the reserved flag. */
+        set_reserved_flag: bool in u16 at field::FLG_OFF.start, flag FLAG_RESERVED;
+    /// Don't fragment.
+    dont_frag, /** Set don't fragment. */
+        set_dont_frag: bool in u16 at field::FLG_OFF.start, flag FLAG_DF;
+    /// More fragments.
+    more_frags, /** Set more fragments. */
+        set_more_frags: bool in u16 at field::FLG_OFF.start, flag FLAG_MF;
+    /// Time to live.
+    ttl, /** Set the time to live. */ set_ttl: u8 at 8;
+    /// Protocol of the payload.
+    protocol, /** Set the protocol. */ set_protocol: Protocol at field::PROTOCOL;
+    /// Header checksum field.
+    checksum, /** Set the checksum field. */ set_checksum: u16 at 10;
+    /// Source address.
+    src_addr, /** Set the source address. */ set_src_addr: Ipv4Addr at 12;
+    /// Destination address.
+    dst_addr, /** Set the destination address. */ set_dst_addr: Ipv4Addr at 16;
+}}
+
+view! {
+    /// A view of an IPv4 packet.
+    pub struct Packet;
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap without checking; see the module contract.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap after [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Check the header length against the buffer, not the total length: for a header
     /// quoted in an ICMP error.
     #[inline]
     pub fn check_header_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        let header_len = self.header_len() as usize;
-        if header_len < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if len < header_len {
-            return Err(Error::Truncated);
-        }
-        Ok(())
+        check_declared_len(self.buffer.as_ref().len(), HEADER_LEN, || self.header_len() as usize)
     }
 
     /// Check header and total length against each other and the buffer.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
         self.check_header_len()?;
-        let total_len = self.total_len() as usize;
-        if total_len < self.header_len() as usize {
-            return Err(Error::Malformed);
-        }
-        if self.buffer.as_ref().len() < total_len {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
-    /// The underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// IP version (4 for IPv4).
-    #[inline]
-    pub fn version(&self) -> u8 {
-        (self.buffer.as_ref()[field::VER_IHL] & VERSION_MASK) >> VERSION_SHIFT
+        let header_len = self.header_len() as usize;
+        check_declared_len(self.buffer.as_ref().len(), header_len, || self.total_len() as usize)
     }
 
     /// Header length in bytes (IHL * 4).
@@ -158,51 +146,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
         (self.buffer.as_ref()[field::VER_IHL] & IHL_MASK) * 4
     }
 
-    /// Differentiated services code point.
-    #[inline]
-    pub fn dscp(&self) -> u8 {
-        (self.buffer.as_ref()[field::DSCP_ECN] & DSCP_MASK) >> DSCP_SHIFT
-    }
-
-    /// Explicit congestion notification.
-    #[inline]
-    pub fn ecn(&self) -> u8 {
-        self.buffer.as_ref()[field::DSCP_ECN] & ECN_MASK
-    }
-
-    /// Total length: header and payload.
-    #[inline]
-    pub fn total_len(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::LENGTH.start)
-    }
-
-    /// Identification.
-    #[inline]
-    pub fn ident(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::IDENT.start)
-    }
-
     #[inline]
     fn flags_offset(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::FLG_OFF.start)
-    }
-
-    /// The reserved flag.
-    #[inline]
-    pub fn reserved_flag(&self) -> bool {
-        self.flags_offset() & FLAG_RESERVED != 0
-    }
-
-    /// Don't fragment.
-    #[inline]
-    pub fn dont_frag(&self) -> bool {
-        self.flags_offset() & FLAG_DF != 0
-    }
-
-    /// More fragments.
-    #[inline]
-    pub fn more_frags(&self) -> bool {
-        self.flags_offset() & FLAG_MF != 0
     }
 
     /// Fragment offset in bytes.
@@ -215,38 +161,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
     #[inline]
     pub fn is_fragment(&self) -> bool {
         self.flags_offset() & (FLAG_MF | FRAG_OFFSET_MASK) != 0
-    }
-
-    /// Time to live.
-    #[inline]
-    pub fn ttl(&self) -> u8 {
-        self.buffer.as_ref()[field::TTL]
-    }
-
-    /// Protocol of the payload.
-    #[inline]
-    pub fn protocol(&self) -> Protocol {
-        Protocol(self.buffer.as_ref()[field::PROTOCOL])
-    }
-
-    /// Header checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::CHECKSUM.start)
-    }
-
-    /// Source address.
-    #[inline]
-    pub fn src_addr(&self) -> Ipv4Addr {
-        let d = self.buffer.as_ref();
-        Ipv4Addr::new(d[12], d[13], d[14], d[15])
-    }
-
-    /// Destination address.
-    #[inline]
-    pub fn dst_addr(&self) -> Ipv4Addr {
-        let d = self.buffer.as_ref();
-        Ipv4Addr::new(d[16], d[17], d[18], d[19])
     }
 
     /// True when the header checksum verifies.
@@ -281,14 +195,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the version (low 4 bits of `value`).
-    #[inline]
-    pub fn set_version(&mut self, value: u8) {
-        let d = self.buffer.as_mut();
-        d[field::VER_IHL] =
-            (d[field::VER_IHL] & !VERSION_MASK) | ((value << VERSION_SHIFT) & VERSION_MASK);
-    }
-
     /// Set the header length in bytes (a multiple of 4, at most 60).
     #[inline]
     pub fn set_header_len(&mut self, value: u8) {
@@ -296,93 +202,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         d[field::VER_IHL] = (d[field::VER_IHL] & !IHL_MASK) | ((value / 4) & IHL_MASK);
     }
 
-    /// Set the DSCP (low 6 bits of `value`).
-    #[inline]
-    pub fn set_dscp(&mut self, value: u8) {
-        let d = self.buffer.as_mut();
-        d[field::DSCP_ECN] =
-            (d[field::DSCP_ECN] & !DSCP_MASK) | ((value << DSCP_SHIFT) & DSCP_MASK);
-    }
-
-    /// Set the ECN (low 2 bits of `value`).
-    #[inline]
-    pub fn set_ecn(&mut self, value: u8) {
-        let d = self.buffer.as_mut();
-        d[field::DSCP_ECN] = (d[field::DSCP_ECN] & !ECN_MASK) | (value & ECN_MASK);
-    }
-
-    /// Set the total length.
-    #[inline]
-    pub fn set_total_len(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::LENGTH.start, value);
-    }
-
-    /// Set the identification.
-    #[inline]
-    pub fn set_ident(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::IDENT.start, value);
-    }
-
-    #[inline]
-    fn set_flag(&mut self, flag: u16, value: bool) {
-        let raw = self.flags_offset();
-        let raw = if value { raw | flag } else { raw & !flag };
-        write_u16(self.buffer.as_mut(), field::FLG_OFF.start, raw);
-    }
-
-    /// Set the reserved flag.
-    #[inline]
-    pub fn set_reserved_flag(&mut self, value: bool) {
-        self.set_flag(FLAG_RESERVED, value);
-    }
-
-    /// Set don't fragment.
-    #[inline]
-    pub fn set_dont_frag(&mut self, value: bool) {
-        self.set_flag(FLAG_DF, value);
-    }
-
-    /// Set more fragments.
-    #[inline]
-    pub fn set_more_frags(&mut self, value: bool) {
-        self.set_flag(FLAG_MF, value);
-    }
-
     /// Set the fragment offset in bytes (rounded down to a multiple of 8).
     #[inline]
     pub fn set_frag_offset(&mut self, value: u16) {
         let raw = (self.flags_offset() & !FRAG_OFFSET_MASK) | ((value >> 3) & FRAG_OFFSET_MASK);
         write_u16(self.buffer.as_mut(), field::FLG_OFF.start, raw);
-    }
-
-    /// Set the time to live.
-    #[inline]
-    pub fn set_ttl(&mut self, value: u8) {
-        self.buffer.as_mut()[field::TTL] = value;
-    }
-
-    /// Set the protocol.
-    #[inline]
-    pub fn set_protocol(&mut self, value: Protocol) {
-        self.buffer.as_mut()[field::PROTOCOL] = value.0;
-    }
-
-    /// Set the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::CHECKSUM.start, value);
-    }
-
-    /// Set the source address.
-    #[inline]
-    pub fn set_src_addr(&mut self, value: Ipv4Addr) {
-        self.buffer.as_mut()[field::SRC_ADDR].copy_from_slice(&value.octets());
-    }
-
-    /// Set the destination address.
-    #[inline]
-    pub fn set_dst_addr(&mut self, value: Ipv4Addr) {
-        self.buffer.as_mut()[field::DST_ADDR].copy_from_slice(&value.octets());
     }
 
     /// Compute and store the header checksum.
@@ -441,12 +265,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let (start, end) = (self.header_len() as usize, self.total_len() as usize);
         clamp_mut(self.buffer.as_mut(), start, end)
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 

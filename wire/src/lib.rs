@@ -17,8 +17,12 @@
 //!   A view built with `new_unchecked` over a buffer shorter than the fixed header may
 //!   panic on access: that is the caller's broken promise, and the reason `new_checked`
 //!   exists.
-//! * field offsets in a private `mod field` as byte ranges, bit fields as `*_MASK` /
-//!   `*_SHIFT` constants;
+//! * the view struct and its constructors declared by the crate's `view!` macro, and its
+//!   fixed-offset getters and setters by `fields!` (one line a field: names, type,
+//!   offset, or the mask of a bit field); accessors that compute are written out;
+//! * a field's offset stands in its `fields!` line when only its accessors use it;
+//!   offsets that hand-written code needs too are in a private `mod field` as byte
+//!   ranges; bit fields are `*_MASK` / `*_SHIFT` constants;
 //! * an owned `Repr` with `parse` (validates everything a receiver must) and `emit`
 //!   (returns [`Error::Truncated`] for a buffer shorter than `buffer_len()` and
 //!   [`Error::Overflow`] for a value that does not fit its field), and
@@ -31,6 +35,9 @@
 #![warn(missing_docs)]
 
 use core::fmt;
+
+#[macro_use]
+mod macros;
 
 pub mod arp;
 pub mod buf;
@@ -112,6 +119,41 @@ pub(crate) fn write_u16(data: &mut [u8], at: usize, value: u16) {
 #[inline(always)]
 pub(crate) fn write_u32(data: &mut [u8], at: usize, value: u32) {
     data[at..at + 4].copy_from_slice(&value.to_be_bytes());
+}
+
+/// The length check of a header with a length field: [`Error::Truncated`] when the
+/// buffer (`buf_len` bytes) cannot hold the fixed `min` bytes, [`Error::Malformed`] when the
+/// length the header declares is below `min`, [`Error::Truncated`] when the buffer is
+/// shorter than that length. `declared` reads the field, and is called only once the
+/// buffer holds `min` bytes.
+#[inline(always)]
+pub(crate) fn check_declared_len(
+    buf_len: usize,
+    min: usize,
+    declared: impl FnOnce() -> usize,
+) -> Result<()> {
+    if buf_len < min {
+        return Err(Error::Truncated);
+    }
+    let len = declared();
+    if len < min {
+        return Err(Error::Malformed);
+    }
+    if buf_len < len {
+        return Err(Error::Truncated);
+    }
+    Ok(())
+}
+
+/// For an `emit` that fills the whole buffer: [`Error::Truncated`] when the buffer is
+/// shorter than `want`, [`Error::Overflow`] when it is longer.
+#[inline(always)]
+pub(crate) fn check_exact_len(buf_len: usize, want: usize) -> Result<()> {
+    match buf_len.cmp(&want) {
+        core::cmp::Ordering::Less => Err(Error::Truncated),
+        core::cmp::Ordering::Greater => Err(Error::Overflow),
+        core::cmp::Ordering::Equal => Ok(()),
+    }
 }
 
 /// `data[range]`, or an empty slice when the range does not fit: for accessors whose

@@ -11,19 +11,15 @@ use core::fmt;
 use std::net::Ipv4Addr;
 
 use crate::ipv4::Protocol;
-use crate::{checksum, clamp, clamp_mut, read_u16, read_u32, write_u16, write_u32, Error, Result};
+use crate::{
+    check_declared_len, check_exact_len, checksum, clamp, clamp_mut, read_u16, write_u16, Error,
+    Result,
+};
 
 mod field {
     use crate::Field;
-    pub const SRC_PORT: Field = 0..2;
-    pub const DST_PORT: Field = 2..4;
-    pub const SEQ_NUM: Field = 4..8;
-    pub const ACK_NUM: Field = 8..12;
     pub const OFF_FLAGS: Field = 12..14;
-    pub const WINDOW: Field = 14..16;
-    pub const CHECKSUM: Field = 16..18;
-    pub const URGENT: Field = 18..20;
-    pub const OPTIONS: usize = URGENT.end;
+    pub const OPTIONS: usize = 20;
 }
 
 /// Length of a header without options.
@@ -104,71 +100,33 @@ impl fmt::Debug for Flags {
     }
 }
 
-/// A view of a TCP segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+fields! { Packet {
+    /// Source port.
+    src_port, /** Set the source port. */ set_src_port: u16 at 0;
+    /// Destination port.
+    dst_port, /** Set the destination port. */ set_dst_port: u16 at 2;
+    /// Sequence number.
+    seq_number, /** Set the sequence number. */ set_seq_number: u32 at 4;
+    /// Acknowledgment number.
+    ack_number, /** Set the acknowledgment number. */ set_ack_number: u32 at 8;
+    /// Window.
+    window_len, /** Set the window. */ set_window_len: u16 at 14;
+    /// Checksum field.
+    checksum, /** Set the checksum field. */ set_checksum: u16 at 16;
+    /// Urgent pointer.
+    urgent_at, /** Set the urgent pointer. */ set_urgent_at: u16 at 18;
+}}
+
+view! {
+    /// A view of a TCP segment.
+    pub struct Packet;
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap without checking; see the module contract.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap after [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Check the header and the data offset against the buffer.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        let header_len = self.header_len() as usize;
-        if header_len < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if len < header_len {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
-    /// The underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// Source port.
-    #[inline]
-    pub fn src_port(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::SRC_PORT.start)
-    }
-
-    /// Destination port.
-    #[inline]
-    pub fn dst_port(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::DST_PORT.start)
-    }
-
-    /// Sequence number.
-    #[inline]
-    pub fn seq_number(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::SEQ_NUM.start)
-    }
-
-    /// Acknowledgment number.
-    #[inline]
-    pub fn ack_number(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::ACK_NUM.start)
+        check_declared_len(self.buffer.as_ref().len(), HEADER_LEN, || self.header_len() as usize)
     }
 
     #[inline]
@@ -186,24 +144,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
     #[inline]
     pub fn flags(&self) -> Flags {
         Flags(self.off_flags() & FLAGS_MASK)
-    }
-
-    /// Window.
-    #[inline]
-    pub fn window_len(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::WINDOW.start)
-    }
-
-    /// Checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::CHECKSUM.start)
-    }
-
-    /// Urgent pointer.
-    #[inline]
-    pub fn urgent_at(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::URGENT.start)
     }
 
     /// Option bytes.
@@ -225,30 +165,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the source port.
-    #[inline]
-    pub fn set_src_port(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::SRC_PORT.start, value);
-    }
-
-    /// Set the destination port.
-    #[inline]
-    pub fn set_dst_port(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::DST_PORT.start, value);
-    }
-
-    /// Set the sequence number.
-    #[inline]
-    pub fn set_seq_number(&mut self, value: u32) {
-        write_u32(self.buffer.as_mut(), field::SEQ_NUM.start, value);
-    }
-
-    /// Set the acknowledgment number.
-    #[inline]
-    pub fn set_ack_number(&mut self, value: u32) {
-        write_u32(self.buffer.as_mut(), field::ACK_NUM.start, value);
-    }
-
     /// Set the header length in bytes (a multiple of 4, at most 60).
     #[inline]
     pub fn set_header_len(&mut self, value: u8) {
@@ -262,24 +178,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn set_flags(&mut self, value: Flags) {
         let raw = (self.off_flags() & !FLAGS_MASK) | (value.0 & FLAGS_MASK);
         write_u16(self.buffer.as_mut(), field::OFF_FLAGS.start, raw);
-    }
-
-    /// Set the window.
-    #[inline]
-    pub fn set_window_len(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::WINDOW.start, value);
-    }
-
-    /// Set the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::CHECKSUM.start, value);
-    }
-
-    /// Set the urgent pointer.
-    #[inline]
-    pub fn set_urgent_at(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::URGENT.start, value);
     }
 
     /// Compute and store the checksum over the whole buffer (the segment).
@@ -321,12 +219,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let start = self.header_len() as usize;
         self.buffer.as_mut().get_mut(start..).unwrap_or(&mut [])
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 
@@ -391,11 +283,7 @@ impl Repr {
         if self.flags.0 & !FLAGS_MASK != 0 || u16::try_from(self.buffer_len()).is_err() {
             return Err(Error::Overflow);
         }
-        match packet.buffer.as_ref().len() {
-            n if n < self.buffer_len() => return Err(Error::Truncated),
-            n if n > self.buffer_len() => return Err(Error::Overflow),
-            _ => {}
-        }
+        check_exact_len(packet.buffer.as_ref().len(), self.buffer_len())?;
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
         packet.set_seq_number(self.seq_number);

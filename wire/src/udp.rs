@@ -10,86 +10,33 @@
 use std::net::Ipv4Addr;
 
 use crate::ipv4::Protocol;
-use crate::{checksum, clamp, clamp_mut, read_u16, write_u16, Error, Result};
-
-mod field {
-    use crate::Field;
-    pub const SRC_PORT: Field = 0..2;
-    pub const DST_PORT: Field = 2..4;
-    pub const LENGTH: Field = 4..6;
-    pub const CHECKSUM: Field = 6..8;
-    pub const PAYLOAD: usize = CHECKSUM.end;
-}
+use crate::{check_declared_len, checksum, clamp, clamp_mut, Error, Result};
 
 /// Length of the UDP header.
-pub const HEADER_LEN: usize = field::PAYLOAD;
+pub const HEADER_LEN: usize = 8;
 
-/// A view of a UDP datagram.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+fields! { Packet {
+    /// Source port.
+    src_port, /** Set the source port. */ set_src_port: u16 at 0;
+    /// Destination port.
+    dst_port, /** Set the destination port. */ set_dst_port: u16 at 2;
+    /// Length field: header and payload.
+    #[allow(clippy::len_without_is_empty)]
+    len, /** Set the length field. */ set_len: u16 at 4;
+    /// Checksum field (0: none).
+    checksum, /** Set the checksum field. */ set_checksum: u16 at 6;
+}}
+
+view! {
+    /// A view of a UDP datagram.
+    pub struct Packet;
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap without checking; see the module contract.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap after [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Check the header and the length field against the buffer.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let buf_len = self.buffer.as_ref().len();
-        if buf_len < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        let len = self.len() as usize;
-        if len < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if buf_len < len {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
-    /// The underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// Source port.
-    #[inline]
-    pub fn src_port(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::SRC_PORT.start)
-    }
-
-    /// Destination port.
-    #[inline]
-    pub fn dst_port(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::DST_PORT.start)
-    }
-
-    /// Length field: header and payload.
-    #[inline]
-    #[allow(clippy::len_without_is_empty)]
-    pub fn len(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::LENGTH.start)
-    }
-
-    /// Checksum field (0: none).
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::CHECKSUM.start)
+        check_declared_len(self.buffer.as_ref().len(), HEADER_LEN, || self.len() as usize)
     }
 
     /// The datagram as the length field bounds it.
@@ -112,30 +59,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the source port.
-    #[inline]
-    pub fn set_src_port(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::SRC_PORT.start, value);
-    }
-
-    /// Set the destination port.
-    #[inline]
-    pub fn set_dst_port(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::DST_PORT.start, value);
-    }
-
-    /// Set the length field.
-    #[inline]
-    pub fn set_len(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::LENGTH.start, value);
-    }
-
-    /// Set the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::CHECKSUM.start, value);
-    }
-
     /// Compute and store the checksum over the datagram (length field bounds it); a
     /// computed 0 is stored as `0xFFFF`.
     pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
@@ -170,12 +93,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = self.len() as usize;
         clamp_mut(self.buffer.as_mut(), HEADER_LEN, end)
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 

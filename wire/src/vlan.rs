@@ -11,14 +11,7 @@
 //! never panics.
 
 use crate::ethernet::{self, EtherType};
-use crate::{read_u16, write_u16, Error, Result};
-
-mod field {
-    use crate::Field;
-    pub const TCI: Field = 0..2;
-    pub const ETHERTYPE: Field = 2..4;
-    pub const PAYLOAD: usize = ETHERTYPE.end;
-}
+use crate::{Error, Result};
 
 /// Priority code point bits of the TCI.
 pub const PCP_MASK: u16 = 0xE000;
@@ -32,123 +25,33 @@ pub const VID_MASK: u16 = 0x0FFF;
 pub const VID_RESERVED: u16 = 0x0FFF;
 
 /// Length of one tag (after its TPID).
-pub const HEADER_LEN: usize = field::PAYLOAD;
+pub const HEADER_LEN: usize = 4;
 
 /// Most tags [`walk`] follows: an 802.1ad S-tag and an 802.1Q C-tag.
 pub const MAX_DEPTH: usize = 2;
 
-/// A view of one VLAN tag and what follows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
-
-impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap without checking; see the module contract.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap after [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
-    /// [`Error::Truncated`] when the buffer cannot hold a tag.
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// The underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
+fields! { Packet {
     /// The whole tag control information.
-    #[inline]
-    pub fn tci(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::TCI.start)
-    }
-
+    tci, /** Set the whole TCI. */ set_tci: u16 at 0;
     /// Priority code point (0..=7).
-    #[inline]
-    pub fn pcp(&self) -> u8 {
-        ((self.tci() & PCP_MASK) >> PCP_SHIFT) as u8
-    }
-
+    pcp, /** Set the priority code point (the low 3 bits of `value`). */
+        set_pcp: u8 in u16 at 0, bits PCP_MASK >> PCP_SHIFT;
     /// Drop eligible indicator.
-    #[inline]
-    pub fn dei(&self) -> bool {
-        self.tci() & DEI_MASK != 0
-    }
-
+    dei, /** Set the drop eligible indicator. */ set_dei: bool in u16 at 0, flag DEI_MASK;
     /// VLAN identifier (0..=4095).
-    #[inline]
-    pub fn vid(&self) -> u16 {
-        self.tci() & VID_MASK
-    }
-
+    vid, /** Set the VLAN identifier (the low 12 bits of `value`). */
+        set_vid: u16 in u16 at 0, bits VID_MASK;
     /// EtherType of what follows the tag.
-    #[inline]
-    pub fn ethertype(&self) -> EtherType {
-        EtherType(read_u16(self.buffer.as_ref(), field::ETHERTYPE.start))
-    }
-
+    ethertype, /** Set the EtherType of what follows. */ set_ethertype: EtherType at 2;
     /// What follows the tag.
-    #[inline]
-    pub fn payload(&self) -> &[u8] {
-        self.buffer.as_ref().get(field::PAYLOAD..).unwrap_or(&[])
-    }
-}
+    payload, /** What follows the tag, writable. */ payload_mut: bytes at HEADER_LEN;
+}}
 
-impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the whole TCI.
-    #[inline]
-    pub fn set_tci(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::TCI.start, value);
-    }
-
-    /// Set the priority code point (the low 3 bits of `value`).
-    #[inline]
-    pub fn set_pcp(&mut self, value: u8) {
-        let tci = (self.tci() & !PCP_MASK) | (((value as u16) << PCP_SHIFT) & PCP_MASK);
-        self.set_tci(tci);
-    }
-
-    /// Set the drop eligible indicator.
-    #[inline]
-    pub fn set_dei(&mut self, value: bool) {
-        let tci = if value { self.tci() | DEI_MASK } else { self.tci() & !DEI_MASK };
-        self.set_tci(tci);
-    }
-
-    /// Set the VLAN identifier (the low 12 bits of `value`).
-    #[inline]
-    pub fn set_vid(&mut self, value: u16) {
-        let tci = (self.tci() & !VID_MASK) | (value & VID_MASK);
-        self.set_tci(tci);
-    }
-
-    /// Set the EtherType of what follows.
-    #[inline]
-    pub fn set_ethertype(&mut self, value: EtherType) {
-        write_u16(self.buffer.as_mut(), field::ETHERTYPE.start, value.0);
-    }
-
-    /// What follows the tag, writable.
-    #[inline]
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        self.buffer.as_mut().get_mut(field::PAYLOAD..).unwrap_or(&mut [])
-    }
+view! {
+    /// A view of one VLAN tag and what follows it.
+    pub struct Packet;
+    /// [`Error::Truncated`] when the buffer cannot hold a tag.
+    check_len(HEADER_LEN);
 }
 
 /// One VLAN tag.

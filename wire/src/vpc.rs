@@ -25,6 +25,12 @@
 //!   endpoint-ID option, no unknown critical option, and an inner packet that starts as
 //!   IPv4. Our own 58-byte layout is recognised on fixed offsets; any other option layout
 //!   goes through the bounds-safe option walk. It never panics.
+//! * [`OuterTemplate`]: the 58 bytes written once for many packets of one card and source
+//!   VPC, then patched per packet on the named [`offset`]s (what `emit_outer` writes, byte
+//!   for byte).
+//! * The addresses both cards use: [`card_mac`], [`UNDERLAY_ROUTER_MAC`],
+//!   [`subnet_router_mac`]; and [`ipv4_header`], the fast IPv4 header check both cards
+//!   make before trusting an inner header.
 //! * Errors: [`Error::Truncated`] (frame shorter than the headers or the IP total length),
 //!   [`Error::Checksum`], [`Error::Unsupported`] (not vpcemu's encapsulation: another
 //!   EtherType, protocol, port, version, a fragment, an unknown critical option), and
@@ -70,8 +76,10 @@ pub const SRC_PORT_RANGE: u16 = 16384;
 /// Largest VNI or VPC number (24 bits).
 pub const VNI_MAX: u32 = geneve::VNI_MAX;
 
-/// Byte offsets in the outer header.
-mod offset {
+/// Byte offsets in the 58-byte outer header (what [`OuterTemplate`] patches, what a
+/// switch reads: [`offset::IP_DST`] is the destination PA).
+pub mod offset {
+    #![allow(missing_docs)]
     pub const ETH_DST: usize = 0;
     pub const ETH_SRC: usize = 6;
     pub const ETHERTYPE: usize = 12;
@@ -99,6 +107,29 @@ mod offset {
 
 /// Bytes of the outer IP total length that are not the inner packet (58 - 14).
 const IP_OVERHEAD: usize = OUTER_HEADER_LEN - OUTER_ETH_LEN;
+
+/// The MAC of a card's underlay port (a Nitro card's or an edge's, on every side):
+/// `02:00:` + its PA (198.18.0.1 -> `02:00:c6:12:00:01`); the outer Ethernet source.
+#[inline]
+pub const fn card_mac(pa: Ipv4Addr) -> EthernetAddress {
+    let [a, b, c, d] = pa.octets();
+    EthernetAddress([0x02, 0x00, a, b, c, d])
+}
+
+/// Outer Ethernet destination of encapsulated packets: the underlay next hop, as if every
+/// card's underlay port were routed by one top-of-rack router (`02:00:00:fe:00:01`).
+pub const UNDERLAY_ROUTER_MAC: EthernetAddress =
+    EthernetAddress([0x02, 0x00, 0x00, 0xfe, 0x00, 0x01]);
+
+/// The MAC a card answers ARP with for the router of the subnet with id `subnet` (and for
+/// every address of the VPC outside that subnet): `02:00:00:ff:` + the subnet id,
+/// big-endian. Never an ENI's derived MAC (`02:00:` + an instance address, never
+/// `0.x.x.x`).
+#[inline]
+pub const fn subnet_router_mac(subnet: u16) -> EthernetAddress {
+    let [hi, lo] = subnet.to_be_bytes();
+    EthernetAddress([0x02, 0x00, 0x00, 0xff, hi, lo])
+}
 
 /// What an encapsulating card puts in the outer header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -504,6 +535,85 @@ pub fn parse_outer(frame: &[u8]) -> Result<Outer> {
     })
 }
 
+/// The outer header of many packets that share a card, a source VPC and a next hop:
+/// written once by [`emit_outer`], then copied per packet with the five fields that differ
+/// patched on their [`offset`]s: IPv4 total length and header checksum (recomputed from
+/// the constant words summed once), destination PA, UDP source port and length, VNI. Byte
+/// for byte what `emit_outer` writes (tested below).
+#[derive(Clone, Copy, Debug)]
+pub struct OuterTemplate {
+    head: [u8; OUTER_HEADER_LEN],
+    /// Ones' complement sum of the outer IPv4 header words that do not change per packet.
+    base: u32,
+}
+
+impl OuterTemplate {
+    /// The template of `encap` (its `dst_pa` and `vni` are not used); `None` when it does
+    /// not fit the header (a source VPC over 24 bits).
+    #[inline]
+    pub fn new(encap: &Encap) -> Option<Self> {
+        let mut head = [0u8; OUTER_HEADER_LEN];
+        emit_outer(&mut head, encap, 0, 0).ok()?;
+        let src = u32::from(encap.src_pa);
+        // Version/IHL/DSCP, flags (DF), TTL/protocol, source address; total length,
+        // checksum and destination are added per packet.
+        let base = 0x4500
+            + u32::from(crate::ipv4::FLAG_DF)
+            + (u32::from(OUTER_TTL) << 8 | 17)
+            + (src >> 16)
+            + (src & 0xffff);
+        Some(OuterTemplate { head, base })
+    }
+
+    /// Write the header for an inner packet of `inner_len` bytes (at most [`VPC_MTU`])
+    /// towards `dst_pa` (host order) in VNI `vni` (at most 24 bits) with flow hash `hash`.
+    #[inline(always)]
+    pub fn write(&self, out: &mut [u8; OUTER_HEADER_LEN], dst_pa: u32, vni: u32, inner_len: usize, hash: u32) {
+        *out = self.head;
+        let total = (inner_len + IP_OVERHEAD) as u16;
+        let sum = self.base + u32::from(total) + (dst_pa >> 16) + (dst_pa & 0xffff);
+        let sum = (sum & 0xffff) + (sum >> 16);
+        let sum = (sum & 0xffff) + (sum >> 16);
+        let at = |o: usize, n: usize| o..o + n;
+        out[at(offset::IP_TOTAL_LEN, 2)].copy_from_slice(&total.to_be_bytes());
+        out[at(offset::IP_CHECKSUM, 2)].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        out[at(offset::IP_DST, 4)].copy_from_slice(&dst_pa.to_be_bytes());
+        out[at(offset::UDP, 2)].copy_from_slice(&src_port(hash).to_be_bytes());
+        out[at(offset::UDP_LEN, 2)].copy_from_slice(&(total - OUTER_IPV4_LEN as u16).to_be_bytes());
+        out[at(offset::GENEVE_VNI, 4)].copy_from_slice(&(vni << 8).to_be_bytes());
+    }
+}
+
+/// The fast check of the IPv4 header at the start of `ip`, as both cards make it before
+/// trusting one (classify on the instance side, verify-recv's front end on the underlay
+/// side, the edge's outside sides): version 4, IHL at least 5, the header inside `ip`, a
+/// total length at least the header and at most `ip`, a good header checksum (a 20-byte
+/// header summed on fixed offsets). Returns the total length. Never panics.
+#[inline(always)]
+pub fn ipv4_header(ip: &[u8]) -> Result<usize> {
+    let first = *ip.first().ok_or(Error::Truncated)?;
+    let ihl = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || ihl < 20 {
+        return Err(Error::Malformed);
+    }
+    let h = ip.get(..ihl).ok_or(Error::Truncated)?;
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    if total < ihl {
+        return Err(Error::Malformed);
+    }
+    if total > ip.len() {
+        return Err(Error::Truncated);
+    }
+    let sum_ok = match <&[u8; 20]>::try_from(h) {
+        Ok(h20) => checksum::ipv4_header20_ok(h20),
+        Err(_) => checksum::ipv4_header_ok(h),
+    };
+    if !sum_ok {
+        return Err(Error::Checksum);
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -733,5 +843,72 @@ mod tests {
             seen[((p - SRC_PORT_BASE) / 1024) as usize] += 1;
         }
         assert!(seen.iter().all(|&n| (768..=1280).contains(&n)), "{seen:?}");
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(subnet_router_mac(0x0102).to_string(), "02:00:00:ff:01:02");
+        assert_eq!(card_mac(Ipv4Addr::new(198, 18, 0, 1)).to_string(), "02:00:c6:12:00:01");
+        assert_eq!(UNDERLAY_ROUTER_MAC.to_string(), "02:00:00:fe:00:01");
+    }
+
+    /// The template path writes exactly what `emit_outer` writes.
+    #[test]
+    fn template_matches_emit_outer() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..10_000 {
+            let r = next();
+            let encap = Encap {
+                src_mac: EthernetAddress([2, 0, r as u8, (r >> 8) as u8, 1, 2]),
+                dst_mac: EthernetAddress([2, 0, 0, 0xfe, (r >> 16) as u8, 1]),
+                src_pa: Ipv4Addr::from(next() as u32),
+                dst_pa: Ipv4Addr::from(next() as u32),
+                vni: next() as u32 & VNI_MAX,
+                source_vpc: next() as u32 & VNI_MAX,
+            };
+            let len = (next() % (VPC_MTU as u64 + 1)) as usize;
+            let hash = next() as u32;
+            let mut want = [0u8; OUTER_HEADER_LEN];
+            emit_outer(&mut want, &encap, len, hash).unwrap();
+            let t = OuterTemplate::new(&Encap { dst_pa: Ipv4Addr::UNSPECIFIED, vni: 0, ..encap }).unwrap();
+            let mut got = [0xaau8; OUTER_HEADER_LEN];
+            t.write(&mut got, u32::from(encap.dst_pa), encap.vni, len, hash);
+            assert_eq!(got, want, "{encap:?} {len} {hash}");
+        }
+        let too_big = Encap { vni: 0, source_vpc: 1 << 24, ..encap() };
+        assert!(OuterTemplate::new(&too_big).is_none());
+    }
+
+    #[test]
+    fn ipv4_header_checks() {
+        let frame = hex(FRAME);
+        let ip = &frame[OUTER_HEADER_LEN..];
+        assert_eq!(ipv4_header(ip), Ok(33));
+        assert_eq!(ipv4_header(&ip[..32]), Err(Error::Truncated), "total past the end");
+        assert_eq!(ipv4_header(&ip[..19]), Err(Error::Truncated), "header past the end");
+        assert_eq!(ipv4_header(&[]), Err(Error::Truncated));
+        let mut v6 = ip.to_vec();
+        v6[0] = 0x65;
+        assert_eq!(ipv4_header(&v6), Err(Error::Malformed));
+        let mut bad = ip.to_vec();
+        bad[10] ^= 1;
+        assert_eq!(ipv4_header(&bad), Err(Error::Checksum));
+        let mut short = ip.to_vec();
+        short[2..4].copy_from_slice(&19u16.to_be_bytes());
+        let sum = checksum::ipv4_header(&short[..20]);
+        short[10..12].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(ipv4_header(&short), Err(Error::Malformed), "total shorter than the header");
+        // The outer header (20 bytes, fixed offsets) and one with options (the slow sum).
+        assert_eq!(ipv4_header(&frame[OUTER_ETH_LEN..]), Ok(frame.len() - OUTER_ETH_LEN));
+        let mut opts = vec![0x46, 0, 0, 24, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 1, 1, 1, 0];
+        let sum = checksum::ipv4_header(&opts);
+        opts[10..12].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(ipv4_header(&opts), Ok(24));
     }
 }

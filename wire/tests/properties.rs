@@ -88,6 +88,23 @@ fn inner_packet() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// Emit `repr` into a buffer of its length, parse it back to `repr`, and check that no
+/// prefix of the message parses to it (one shorter than the 8-byte header is
+/// `Truncated`). Returns the message.
+fn icmp_round_trip(repr: &icmpv4::Repr<'_>) -> Result<Vec<u8>, TestCaseError> {
+    let mut buf = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut icmpv4::Packet::new_unchecked(&mut buf[..])).unwrap();
+    let p = icmpv4::Packet::new_checked(&buf[..]).unwrap();
+    prop_assert_eq!(icmpv4::Repr::parse(&p).unwrap(), *repr);
+    for len in 0..buf.len() {
+        match icmpv4::Packet::new_checked(&buf[..len]) {
+            Err(e) => prop_assert!(len < 8 && e == Error::Truncated),
+            Ok(p) => prop_assert_ne!(icmpv4::Repr::parse(&p), Ok(*repr)),
+        }
+    }
+    Ok(buf)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -217,16 +234,7 @@ proptest! {
         } else {
             icmpv4::Repr::EchoReply { ident, seq_no, data: &data }
         };
-        let mut buf = vec![0u8; repr.buffer_len()];
-        repr.emit(&mut icmpv4::Packet::new_unchecked(&mut buf[..])).unwrap();
-        let p = icmpv4::Packet::new_checked(&buf[..]).unwrap();
-        prop_assert_eq!(icmpv4::Repr::parse(&p).unwrap(), repr);
-        for len in 0..buf.len() {
-            match icmpv4::Packet::new_checked(&buf[..len]) {
-                Err(e) => prop_assert!(len < 8 && e == Error::Truncated),
-                Ok(p) => prop_assert_ne!(icmpv4::Repr::parse(&p), Ok(repr)),
-            }
-        }
+        icmp_round_trip(&repr)?;
     }
 
     #[test]
@@ -241,19 +249,10 @@ proptest! {
             1 => icmpv4::Repr::DstUnreachable { code: code & 3, next_hop_mtu: 0, quote },
             _ => icmpv4::Repr::TimeExceeded { code: code & 1, quote },
         };
-        let mut buf = vec![0u8; repr.buffer_len()];
-        repr.emit(&mut icmpv4::Packet::new_unchecked(&mut buf[..])).unwrap();
-        let p = icmpv4::Packet::new_checked(&buf[..]).unwrap();
-        prop_assert_eq!(icmpv4::Repr::parse(&p).unwrap(), repr);
-        let q = icmpv4::Quote::parse(p.data()).unwrap();
+        let buf = icmp_round_trip(&repr)?;
+        let q = icmpv4::Quote::parse(&buf[icmpv4::HEADER_LEN..]).unwrap();
         let orig = ipv4::Packet::new_checked(&offending[..]).unwrap();
         prop_assert_eq!((q.src_addr(), q.dst_addr(), q.protocol()), (orig.src_addr(), orig.dst_addr(), orig.protocol()));
-        for len in 0..buf.len() {
-            match icmpv4::Packet::new_checked(&buf[..len]) {
-                Err(e) => prop_assert!(len < 8 && e == Error::Truncated),
-                Ok(p) => prop_assert_ne!(icmpv4::Repr::parse(&p), Ok(repr)),
-            }
-        }
     }
 
     #[test]

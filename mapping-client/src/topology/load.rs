@@ -357,6 +357,23 @@ impl Loader<'_> {
         Ok(name.to_string())
     }
 
+    /// [`name`](Self::name) of a `[[kind]]` entry (field `kind.name`), refused as a
+    /// duplicate when `taken` says an earlier entry has it.
+    fn new_name(
+        &self,
+        raw: &S<String>,
+        kind: &str,
+        taken: impl FnOnce(&str) -> bool,
+    ) -> Result<String> {
+        let field = format!("{kind}.name");
+        let name = self.name(raw, &field)?;
+        if taken(&name) {
+            let m = format!("duplicate {kind} name {name:?}");
+            return Err(self.err(raw.span(), &field, m));
+        }
+        Ok(name)
+    }
+
     fn ip(&self, raw: &S<String>, field: &str) -> Result<Ipv4Addr> {
         raw.get_ref().parse().map_err(|_| {
             let m = format!("{:?} is not an IPv4 address (a.b.c.d)", raw.get_ref());
@@ -451,14 +468,7 @@ impl Loader<'_> {
     }
 
     fn vpc(&self, t: &mut Topology, raw: RawVpc) -> Result<()> {
-        let name = self.name(&raw.name, "vpc.name")?;
-        if t.vpc_by_name(&name).is_some() {
-            return Err(self.err(
-                raw.name.span(),
-                "vpc.name",
-                format!("duplicate vpc name {name:?}"),
-            ));
-        }
+        let name = self.new_name(&raw.name, "vpc", |n| t.vpc_by_name(n).is_some())?;
         let vni = *raw.vni.get_ref();
         if !(1..=MAX_VNI).contains(&vni) {
             let m = format!("VNI {vni} is out of range 1..=16777215");
@@ -499,11 +509,7 @@ impl Loader<'_> {
     }
 
     fn subnet(&self, t: &mut Topology, raw: RawSubnet) -> Result<()> {
-        let name = self.name(&raw.name, "subnet.name")?;
-        if t.subnet_by_name(&name).is_some() {
-            let m = format!("duplicate subnet name {name:?}");
-            return Err(self.err(raw.name.span(), "subnet.name", m));
-        }
+        let name = self.new_name(&raw.name, "subnet", |n| t.subnet_by_name(n).is_some())?;
         let vpc = self.vpc_ref(t, &raw.vpc, "subnet.vpc")?;
         let cidr = self.cidr(&raw.cidr, "subnet.cidr")?;
         if !(MIN_PREFIX..=MAX_PREFIX).contains(&cidr.prefix_len()) {
@@ -695,14 +701,7 @@ impl Loader<'_> {
         routed: &mut HashMap<(VpcId, Cidr), String>,
         spis: &mut HashMap<(EdgeId, u32), String>,
     ) -> Result<()> {
-        let name = self.name(&raw.name, "vpn.name")?;
-        if t.vpns.iter().any(|v| v.name == name) {
-            return Err(self.err(
-                raw.name.span(),
-                "vpn.name",
-                format!("duplicate vpn name {name:?}"),
-            ));
-        }
+        let name = self.new_name(&raw.name, "vpn", |n| t.vpns.iter().any(|v| v.name == n))?;
         let vpc = self.vpc_ref(t, &raw.vpc, "vpn.vpc")?;
         let edge = self.edge_ref(t, &raw.edge, "vpn.edge")?;
         let local = self.unicast_ip(&raw.local, "vpn.local")?;
@@ -748,14 +747,7 @@ impl Loader<'_> {
         routed: &mut HashMap<(VpcId, Cidr), String>,
         vlans: &mut HashMap<(EdgeId, u16), String>,
     ) -> Result<()> {
-        let name = self.name(&raw.name, "dx.name")?;
-        if t.dxs.iter().any(|d| d.name == name) {
-            return Err(self.err(
-                raw.name.span(),
-                "dx.name",
-                format!("duplicate dx name {name:?}"),
-            ));
-        }
+        let name = self.new_name(&raw.name, "dx", |n| t.dxs.iter().any(|d| d.name == n))?;
         let vpc = self.vpc_ref(t, &raw.vpc, "dx.vpc")?;
         let edge = self.edge_ref(t, &raw.edge, "dx.edge")?;
         let vlan = *raw.vlan.get_ref();
@@ -844,14 +836,7 @@ impl Loader<'_> {
         raw: RawPort,
         attached: &mut HashMap<Attach, String>,
     ) -> Result<()> {
-        let name = self.name(&raw.name, "port.name")?;
-        if t.ports.iter().any(|p| p.name == name) {
-            return Err(self.err(
-                raw.name.span(),
-                "port.name",
-                format!("duplicate port name {name:?}"),
-            ));
-        }
+        let name = self.new_name(&raw.name, "port", |n| t.ports.iter().any(|p| p.name == n))?;
         let vdev = self.name(&raw.vdev, "port.vdev")?;
         let attach = parse_attach(t, raw.attach.get_ref())
             .map_err(|m| self.err(raw.attach.span(), "port.attach", m))?;

@@ -6,7 +6,32 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use mapping_client::{CardId, Client, Request, Service, Tables, ToClient, Topology, Update};
+use mapping_client::{
+    CardId, Client, Command, InstanceSpec, Request, Service, Tables, ToClient, Topology, Update,
+};
+
+/// An address from its text.
+pub fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// An instance to register: no secondary addresses, no MAC given, source/dest check on.
+pub fn spec(name: &str, subnet: &str, host: &str, addr: &str) -> InstanceSpec {
+    InstanceSpec {
+        name: name.into(),
+        subnet: subnet.into(),
+        host: host.into(),
+        ip: ip(addr),
+        secondary_ips: vec![],
+        mac: None,
+        source_dest_check: true,
+    }
+}
+
+/// Register `name` in `subnet` on `host` at `addr` (see [`spec`]).
+pub fn register(name: &str, subnet: &str, host: &str, addr: &str) -> Command {
+    Command::Register(spec(name, subnet, host, addr))
+}
 
 /// A tiny deterministic generator (splitmix64).
 pub struct Rng(pub u64);
@@ -204,6 +229,13 @@ impl Sim {
         for _ in 0..10 {
             self.step(Duration::from_millis(1));
         }
+    }
+
+    /// Execute `cmd` (it must be accepted), deliver what it sends; every card converges.
+    pub fn apply(&mut self, cmd: &Command) {
+        self.service.execute(cmd).unwrap();
+        self.flush();
+        assert!(self.converged(), "after {cmd:?}");
     }
 }
 

@@ -5,141 +5,16 @@
 use std::net::Ipv4Addr;
 
 use mapping_client::{EniId, Tables, Topology};
-use nitro::{card_id, Egress, EgressOutputs, EniPort, Ingress, NitroCtx};
+use nitro::{EniPort, FromInstance, FromInstanceOutputs, FromUnderlay};
 use pipeline::{
-    alert_channel, AlertConsumer, AlertEvent, AlertProducer, Burst, DropReason, HistogramConfig,
+    alert_channel, AlertConsumer, AlertEvent, AlertProducer, Burst, CardCtx, DropReason, HistogramConfig,
     Extra, Meters, Output, RateLimit, StepClock, TimingCollector, VecExtra, Verdict,
 };
 use wire::{EthernetAddress, PacketBuf, TestBuffer};
 
 /// Hosts A, B and C (C empty until something moves there), one edge; VPCs red and yellow
 /// peered, green not peered (internet gateway on the edge), blue without internet gateway.
-pub const WORLD: &str = r#"
-[dataplane]
-lcores = "0-1"
-memory_mb = 64
-hugepages = "off"
-
-[[host]]
-name = "host-a"
-pa = "198.18.0.1"
-
-[[host]]
-name = "host-b"
-pa = "198.18.0.2"
-
-[[host]]
-name = "host-c"
-pa = "198.18.0.3"
-
-[[edge]]
-name = "blackfoot-1"
-pa = "198.18.255.1"
-
-[[vpc]]
-name = "red"
-vni = 101
-cidr = "10.0.0.0/16"
-
-[[vpc]]
-name = "yellow"
-vni = 102
-cidr = "10.1.0.0/16"
-
-[[vpc]]
-name = "green"
-vni = 103
-cidr = "10.2.0.0/16"
-
-[[vpc]]
-name = "blue"
-vni = 104
-cidr = "10.3.0.0/16"
-internet_gateway = ""
-
-[[subnet]]
-name = "red-a"
-vpc = "red"
-cidr = "10.0.1.0/24"
-
-[[subnet]]
-name = "red-b"
-vpc = "red"
-cidr = "10.0.2.0/24"
-
-[[subnet]]
-name = "yellow-a"
-vpc = "yellow"
-cidr = "10.1.1.0/24"
-
-[[subnet]]
-name = "green-a"
-vpc = "green"
-cidr = "10.2.1.0/24"
-
-[[subnet]]
-name = "blue-a"
-vpc = "blue"
-cidr = "10.3.1.0/24"
-
-[[instance]]
-name = "red-1"
-subnet = "red-a"
-host = "host-a"
-ip = "10.0.1.10"
-secondary_ips = ["10.0.1.11"]
-mac = "02:00:0a:00:01:0a"
-
-[[instance]]
-name = "red-2"
-subnet = "red-a"
-host = "host-b"
-ip = "10.0.1.20"
-
-[[instance]]
-name = "red-3"
-subnet = "red-b"
-host = "host-b"
-ip = "10.0.2.30"
-
-[[instance]]
-name = "yellow-1"
-subnet = "yellow-a"
-host = "host-b"
-ip = "10.1.1.10"
-
-[[instance]]
-name = "green-1"
-subnet = "green-a"
-host = "host-a"
-ip = "10.2.1.10"
-
-[[instance]]
-name = "green-2"
-subnet = "green-a"
-host = "host-a"
-ip = "10.2.1.20"
-source_dest_check = false
-
-[[instance]]
-name = "blue-1"
-subnet = "blue-a"
-host = "host-a"
-ip = "10.3.1.10"
-
-[[peering]]
-vpcs = ["red", "yellow"]
-
-[[vpn]]
-name = "vpn-red"
-vpc = "red"
-edge = "blackfoot-1"
-local = "203.0.113.1"
-customer_gateway = "198.51.100.1"
-remote_prefixes = ["172.16.0.0/16"]
-outbound = { spi = 4097, key = "000102030405060708090a0b0c0d0e0f10111213" }
-inbound  = { spi = 8193, key = "202122232425262728292a2b2c2d2e2f30313233" }
-"#;
+pub const WORLD: &str = include_str!("../world.toml");
 
 pub const PA_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const PA_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -180,8 +55,8 @@ pub struct Card {
     pub consumer: AlertConsumer,
     pub meters: Meters,
     pub collector: TimingCollector,
-    pub egress: Egress,
-    pub ingress: Ingress,
+    pub egress: FromInstance,
+    pub ingress: FromUnderlay,
     /// `ports[eni]`: every local ENI of the topology has a port (of the VPC MTU unless a
     /// test lowers it).
     pub ports: Vec<Option<EniPort>>,
@@ -197,10 +72,15 @@ pub struct Card {
 pub const LIMIT_HZ: u64 = 1000;
 
 impl Card {
+    /// The card `name` of the test world.
+    pub fn on(name: &str) -> Card {
+        Card::new(&world(), name)
+    }
+
     pub fn new(topo: &Topology, name: &str) -> Card {
         let id = topo.card_by_name(name).unwrap();
         let tables = Tables::build_for_card(topo, id);
-        Card::with_tables(tables, card_id(id))
+        Card::with_tables(tables, id)
     }
 
     pub fn with_tables(tables: Tables, card: pipeline::CardId) -> Card {
@@ -214,11 +94,11 @@ impl Card {
             consumer,
             meters,
             collector,
-            egress: Egress::new(EgressOutputs {
+            egress: FromInstance::new(FromInstanceOutputs {
                 reply: REPLY,
                 underlay: UNDERLAY,
             }),
-            ingress: Ingress::new(UNDERLAY),
+            ingress: FromUnderlay::new(UNDERLAY),
             ports: Vec::new(),
             clock: StepClock::new(0, 100),
             icmp_limit: RateLimit::new(nitro::ICMP_RATE_PER_SEC, nitro::ICMP_BURST, LIMIT_HZ),
@@ -244,16 +124,10 @@ impl Card {
     /// Egress of `frames` from the port of `eni`; verdicts and buffers in slot order.
     pub fn egress(&mut self, eni: EniId, frames: Vec<TestBuffer>) -> Vec<(Verdict, TestBuffer)> {
         let mut burst = burst_of(frames);
-        let mut ctx = NitroCtx {
-            tables: &self.tables,
-            card: self.card,
-            alerts: &mut self.alerts,
-            icmp_limit: &self.icmp_limit,
-            now: self.now,
-        };
-        self.egress
-            .process(&mut burst, eni, &mut ctx, &self.clock, &mut self.meters);
-        drain(&mut burst, &mut self.meters)
+        let Card { tables, card, alerts, icmp_limit, now, egress, clock, meters, .. } = self;
+        let mut ctx = CardCtx { tables: &*tables, card: *card, alerts, icmp_limit: &*icmp_limit, now: *now };
+        egress.process(&mut burst, eni, &mut ctx, &*clock, meters);
+        drain(&mut burst, meters)
     }
 
     /// Ingress of underlay `frames`; what it makes beyond the burst is added to
@@ -269,20 +143,15 @@ impl Card {
     /// and `extra` for what it makes beyond the burst.
     pub fn ingress_through<X: Extra<TestBuffer>>(
         &mut self,
-        ingress: &mut Ingress,
+        ingress: &mut FromUnderlay,
         frames: Vec<TestBuffer>,
         extra: &mut X,
     ) -> Vec<(Verdict, TestBuffer)> {
         let mut burst = burst_of(frames);
-        let mut ctx = NitroCtx {
-            tables: &self.tables,
-            card: self.card,
-            alerts: &mut self.alerts,
-            icmp_limit: &self.icmp_limit,
-            now: self.now,
-        };
-        ingress.process(&mut burst, &self.ports, &mut ctx, extra, &self.clock, &mut self.meters);
-        drain(&mut burst, &mut self.meters)
+        let Card { tables, card, alerts, icmp_limit, now, ports, clock, meters, .. } = self;
+        let mut ctx = CardCtx { tables: &*tables, card: *card, alerts, icmp_limit: &*icmp_limit, now: *now };
+        ingress.process(&mut burst, ports, &mut ctx, extra, &*clock, meters);
+        drain(&mut burst, meters)
     }
 
     /// Ingress of underlay `frames` with `extra` for what it makes beyond the burst.
@@ -291,7 +160,7 @@ impl Card {
         frames: Vec<TestBuffer>,
         extra: &mut X,
     ) -> Vec<(Verdict, TestBuffer)> {
-        let mut ingress = std::mem::replace(&mut self.ingress, Ingress::new(UNDERLAY));
+        let mut ingress = std::mem::replace(&mut self.ingress, FromUnderlay::new(UNDERLAY));
         let out = self.ingress_through(&mut ingress, frames, extra);
         self.ingress = ingress;
         out
@@ -383,12 +252,7 @@ pub fn udp(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> Vec<u8> {
 }
 
 /// An Ethernet frame.
-pub fn ether(
-    dst: EthernetAddress,
-    src: EthernetAddress,
-    ethertype: u16,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn ether(dst: EthernetAddress, src: EthernetAddress, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + payload.len());
     f.extend_from_slice(&dst.0);
     f.extend_from_slice(&src.0);
@@ -419,17 +283,11 @@ pub fn buf(bytes: &[u8]) -> TestBuffer {
 }
 
 /// A Geneve frame as a card would send it (built with the wire crate's emitter).
-pub fn geneve(
-    src_pa: Ipv4Addr,
-    dst_pa: Ipv4Addr,
-    vni: u32,
-    source_vpc: u32,
-    inner: &[u8],
-) -> Vec<u8> {
+pub fn geneve(src_pa: Ipv4Addr, dst_pa: Ipv4Addr, vni: u32, source_vpc: u32, inner: &[u8]) -> Vec<u8> {
     let mut b = TestBuffer::from_slice(inner);
     let encap = wire::vpc::Encap {
-        src_mac: nitro::card_mac(src_pa),
-        dst_mac: nitro::UNDERLAY_ROUTER_MAC,
+        src_mac: wire::vpc::card_mac(src_pa),
+        dst_mac: wire::vpc::UNDERLAY_ROUTER_MAC,
         src_pa,
         dst_pa,
         vni,

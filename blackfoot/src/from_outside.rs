@@ -1,4 +1,4 @@
-//! Outside in: what arrives on the edge's internet, dx and services ports. Each side has
+//! From outside ([`FromOutside`]): what arrives on the edge's internet, dx and services ports. Each side has
 //! its stage (`nat` + `esp-decrypt` on the internet side, `vlan` on the dx side,
 //! `endpoint` on the services side), which leaves the inner IPv4 packet and its VPC; then
 //! `encap` looks the destination up and sends it to its host.
@@ -7,13 +7,15 @@ use std::net::Ipv4Addr;
 
 use mapping_client::Tables;
 use pipeline::underlay::ipv4_header;
-use pipeline::{run_timed_fn, Burst, Clock, DropReason, Meters, StageId, MAX_BURST};
-use wire::vpc;
+use pipeline::{
+    bit, drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
+    StageId, MAX_BURST,
+};
+use wire::vpc::{self, card_mac};
 use wire::PacketBuf;
 
 use crate::common::{
-    addrs, bit, encap_to_hosts, slot, trim_to, EdgeCtx, EdgeOutputs, ToHosts, ETH_LEN,
-    VLAN_ETH_LEN,
+    addrs, trim_to, EdgeOutputs, EncapToHosts, HostsCtx, ToHosts, ETH_LEN, VLAN_ETH_LEN,
 };
 use crate::sa::InboundSas;
 use crate::{esp, nat};
@@ -44,8 +46,11 @@ struct Scratch {
 /// owns the anti-replay state of the edge's inbound SAs, so one edge's internet port
 /// must be polled by one worker (one RX queue per port: the runtime's rule).
 pub struct FromOutside {
+    /// Where its packets go: the fabric, and ARP replies out of the internet port.
     outputs: EdgeOutputs,
+    /// The edge's inbound SAs with their anti-replay windows.
     sas: InboundSas,
+    /// Per-slot state between its stages.
     s: Box<Scratch>,
 }
 
@@ -67,13 +72,20 @@ impl FromOutside {
         FromOutside { outputs, sas, s: Box::new(s) }
     }
 
+    /// Every stage of the pipeline with the reasons it may drop for, in order: the
+    /// internet side's, the DX side's, the services side's, then `encap`.
+    pub const DROPS: DropTable = &[
+        drop_row::<ClassifyInternet>(), drop_row::<EspDecrypt>(), drop_row::<NatIn>(),
+        drop_row::<Untag>(), drop_row::<EndpointIn>(), drop_row::<EncapToHosts>(),
+    ];
+
     /// Run the pipeline of `side` over a burst received on that port. Every packet leaves
     /// decided.
     pub fn process<B: PacketBuf, C: Clock>(
         &mut self,
         side: Side,
         burst: &mut Burst<B>,
-        ctx: &mut EdgeCtx<'_>,
+        ctx: &mut CardCtx<'_, Tables>,
         clock: &C,
         meters: &mut Meters,
     ) {
@@ -84,36 +96,53 @@ impl FromOutside {
         s.to.mask = 0;
         s.esp = 0;
         s.nat = 0;
-        let all = u64::MAX;
+        let mut cx = OutsideCtx { card: ctx, s, sas: &mut self.sas, reply: self.outputs.internet };
         match side {
             Side::Internet => {
-                let reply = self.outputs.internet;
-                run_timed_fn(StageId::Classify, burst, all, clock, meters, |b| {
-                    classify_internet(b, ctx.tables, s, reply)
-                });
-                let (esp_mask, nat_mask) = (s.esp, s.nat);
-                let sas = &mut self.sas;
-                run_timed_fn(StageId::EspDecrypt, burst, esp_mask, clock, meters, |b| {
-                    esp_decrypt(b, ctx, sas, s)
-                });
-                run_timed_fn(StageId::Nat, burst, nat_mask, clock, meters, |b| nat_in(b, s));
+                run_timed(&mut ClassifyInternet, burst, &mut cx, clock, meters);
+                run_timed(&mut EspDecrypt, burst, &mut cx, clock, meters);
+                run_timed(&mut NatIn, burst, &mut cx, clock, meters);
             }
-            Side::Dx => {
-                run_timed_fn(StageId::Vlan, burst, all, clock, meters, |b| untag(b, ctx.tables, s));
-            }
-            Side::Services => {
-                run_timed_fn(StageId::Endpoint, burst, all, clock, meters, |b| {
-                    endpoint_in(b, ctx, s)
-                });
-            }
+            Side::Dx => run_timed(&mut Untag, burst, &mut cx, clock, meters),
+            Side::Services => run_timed(&mut EndpointIn, burst, &mut cx, clock, meters),
         }
-        let back = s.to.mask;
-        let fabric = self.outputs.fabric;
-        run_timed_fn(StageId::Encap, burst, back, clock, meters, |b| {
-            encap_to_hosts(b, ctx.tables, &mut s.to, fabric)
-        });
+        let mut hosts = HostsCtx { tables: cx.card.tables, to: &mut cx.s.to, fabric: self.outputs.fabric };
+        run_timed(&mut EncapToHosts, burst, &mut hosts, clock, meters);
     }
 }
+
+/// What the stages of [`FromOutside`] share for one burst.
+struct OutsideCtx<'c, 't> {
+    card: &'c mut CardCtx<'t, Tables>,
+    s: &'c mut Scratch,
+    sas: &'c mut InboundSas,
+    /// The internet port, for ARP replies.
+    reply: Option<Output>,
+}
+
+edge_stage!(
+    /// Internet side `classify`, below.
+    ClassifyInternet: Classify, [ArpIgnored, Malformed, NotIpv4, NoElasticIp, UnknownDestination], OutsideCtx<'_, '_> [],
+    |_cx| u64::MAX,
+    |b, cx| classify_internet(b, cx.card.tables, cx.s, cx.reply));
+edge_stage!(
+    /// Internet side `esp-decrypt` of the ESP packets, below.
+    EspDecrypt: EspDecrypt, [Unsupported, Malformed, UnknownSpi, EspReplay, EspAuthFailed, VpnPolicy], OutsideCtx<'_, '_> [],
+    |cx| cx.s.esp,
+    |b, cx| esp_decrypt(b, cx.card, cx.sas, cx.s));
+edge_stage!(
+    /// Internet side `nat` of the packets to an Elastic IP, below.
+    NatIn: Nat, [Malformed, NoElasticIp], OutsideCtx<'_, '_> [],
+    |cx| cx.s.nat, |b, cx| nat_in(b, cx.s));
+edge_stage!(
+    /// DX side `vlan`, below.
+    Untag: Vlan, [UnknownVlan, NotIpv4, Malformed], OutsideCtx<'_, '_> [],
+    |_cx| u64::MAX, |b, cx| untag(b, cx.card.tables, cx.s));
+edge_stage!(
+    /// Services side `endpoint`, below.
+    EndpointIn: Endpoint, [Unsupported, Malformed, UnknownDestination, UnknownEndpoint, EndpointMismatch], OutsideCtx<'_, '_> [],
+    |_cx| u64::MAX,
+    |b, cx| endpoint_in(b, cx.card, cx.s));
 
 /// Strip Ethernet (type IPv4 required) and padding; the IPv4 header must be sound.
 #[inline(always)]
@@ -137,7 +166,7 @@ fn classify_internet<B: PacketBuf>(
     burst: &mut Burst<B>,
     tables: &Tables,
     s: &mut Scratch,
-    reply: Option<pipeline::Output>,
+    reply: Option<Output>,
 ) {
     for i in burst.live_indices() {
         let Some(p) = burst.get_mut(i) else { continue };
@@ -177,26 +206,16 @@ fn classify_internet<B: PacketBuf>(
 }
 
 /// Answer an ARP request for an Elastic IP or a tunnel address of this edge in place, with
-/// the edge's MAC.
-#[cold]
-#[inline(never)]
+/// the edge's MAC ([`pipeline::arp::respond`]).
+#[inline(always)]
 fn answer_arp<B: PacketBuf>(p: &mut B, tables: &Tables) -> Result<(), DropReason> {
-    use wire::arp;
-    let payload = p.data().get(ETH_LEN..).unwrap_or(&[]);
-    let request = arp::Packet::new_checked(payload)
-        .and_then(|pkt| arp::Repr::parse(&pkt))
-        .map_err(|e| match e {
-            wire::Error::Truncated | wire::Error::Malformed => DropReason::Malformed,
-            _ => DropReason::ArpIgnored,
-        })?;
-    let target = request.target_protocol_addr;
-    let ours = tables.elastic_ip_target(target).is_some() || tables.is_tunnel_address(target);
-    if !ours || request.source_protocol_addr == target {
-        return Err(DropReason::ArpIgnored);
-    }
-    arp::reply_in_place(p, &request, nitro::card_mac(tables.pa())).map_err(|e| match e {
-        wire::Error::Unsupported => DropReason::ArpIgnored,
-        _ => DropReason::Malformed,
+    pipeline::arp::respond(p, |request| {
+        let target = request.target_protocol_addr;
+        let ours = tables.elastic_ip_target(target).is_some() || tables.is_tunnel_address(target);
+        if !ours || request.source_protocol_addr == target {
+            return Err(DropReason::ArpIgnored);
+        }
+        Ok(card_mac(tables.pa()))
     })
 }
 
@@ -224,7 +243,7 @@ fn nat_in<B: PacketBuf>(burst: &mut Burst<B>, s: &mut Scratch) {
 /// the VPC (`vpn_policy`, alert).
 fn esp_decrypt<B: PacketBuf>(
     burst: &mut Burst<B>,
-    cx: &mut EdgeCtx<'_>,
+    cx: &mut CardCtx<'_, Tables>,
     sas: &mut InboundSas,
     s: &mut Scratch,
 ) {
@@ -258,7 +277,7 @@ fn esp_decrypt<B: PacketBuf>(
         };
         if let Err(reason) = esp::decrypt(p, sa) {
             if reason == DropReason::EspAuthFailed {
-                cx.alert(reason, StageId::EspDecrypt, vpn.vni, None, outer_src, outer_dst);
+                cx.alert(reason, StageId::EspDecrypt, None, vpn.vni, None, outer_src, outer_dst);
             }
             burst.drop(i, reason);
             continue;
@@ -269,7 +288,7 @@ fn esp_decrypt<B: PacketBuf>(
         };
         let in_vpc = tables.vpc(vpn.vni).is_some_and(|v| v.cidr.contains(dst));
         if !(in_vpc && vpn.remote_prefixes.iter().any(|c| c.contains(src))) {
-            cx.alert(DropReason::VpnPolicy, StageId::EspDecrypt, vpn.vni, None, src, dst);
+            cx.alert(DropReason::VpnPolicy, StageId::EspDecrypt, None, vpn.vni, None, src, dst);
             burst.drop(i, DropReason::VpnPolicy);
             continue;
         }
@@ -312,19 +331,15 @@ fn untag<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch) {
 /// Services side `endpoint`: Geneve to this edge from the endpoint's front end, with an
 /// endpoint ID option naming an endpoint of this edge (`unknown_endpoint`) that belongs
 /// to the VNI's VPC (`endpoint_mismatch`, alert); the outer header comes off.
-fn endpoint_in<B: PacketBuf>(burst: &mut Burst<B>, cx: &mut EdgeCtx<'_>, s: &mut Scratch) {
+fn endpoint_in<B: PacketBuf>(burst: &mut Burst<B>, cx: &mut CardCtx<'_, Tables>, s: &mut Scratch) {
     let tables = cx.tables;
     let pa = tables.pa();
     for i in burst.live_indices() {
         let Some(p) = burst.get_mut(i) else { continue };
         let o = match vpc::parse_outer(p.data()) {
             Ok(o) => o,
-            Err(wire::Error::Unsupported) => {
-                burst.drop(i, DropReason::Unsupported);
-                continue;
-            }
-            Err(_) => {
-                burst.drop(i, DropReason::Malformed);
+            Err(e) => {
+                burst.drop(i, e.into());
                 continue;
             }
         };
@@ -343,7 +358,7 @@ fn endpoint_in<B: PacketBuf>(burst: &mut Burst<B>, cx: &mut EdgeCtx<'_>, s: &mut
         };
         if ep.vni != o.vni || o.source_vpc != o.vni || ep.front_end_pa != o.src_pa {
             let reason = DropReason::EndpointMismatch;
-            cx.alert(reason, StageId::Endpoint, o.vni, (ep.vni != o.vni).then_some(ep.vni), src, dst);
+            cx.alert(reason, StageId::Endpoint, None, o.vni, (ep.vni != o.vni).then_some(ep.vni), src, dst);
             burst.drop(i, reason);
             continue;
         }

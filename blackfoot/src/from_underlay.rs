@@ -1,4 +1,4 @@
-//! Underlay in: what hosts send to the edge. verify-recv, decap, then by the inner
+//! From the underlay ([`FromUnderlay`]): what hosts send to the edge. verify-recv, decap, then by the inner
 //! destination (the sender VPC's longest prefix): `esp-encrypt` (VPN), `vlan` (Direct
 //! Connect), `endpoint` (S3 gateway endpoint) or `nat` (internet gateway); ICMP
 //! fragmentation-needed answers go back to the sender through `encap`.
@@ -9,15 +9,15 @@ use std::sync::Arc;
 use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
 use pipeline::frag::{self, fragment_out};
 use pipeline::{
-    run_timed_fn, Burst, Clock, DropReason, Extra, Meters, Received, StageId, Verdict, MAX_BURST,
+    bit, drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
+    Output, Received, StageId, Verdict, MAX_BURST,
 };
-use wire::vpc::Encap;
+use wire::vpc::{card_mac, Encap, UNDERLAY_ROUTER_MAC};
 use wire::{EthernetAddress, PacketBuf};
 
 use crate::common::{
-    bit, drop_mask, encap_to_hosts, push_ethernet, push_outer, push_vlan_ethernet, slot,
-    EdgeCtx, EdgeOutputs, ToHosts, INTERNET_MTU,
-    INTERNET_NEXT_HOP_MAC,
+    port_or_drop, push_ethernet, push_outer, push_vlan_ethernet, EdgeOutputs, EncapToHosts,
+    HostsCtx, ToHosts, INTERNET_MTU, INTERNET_NEXT_HOP_MAC,
 };
 use crate::sa::EdgeSas;
 use crate::{esp, nat};
@@ -31,16 +31,22 @@ enum Class {
     Endpoint { id: EndpointId, front_end_pa: Ipv4Addr },
 }
 
+/// Per-slot results of verify-recv for the stages after it.
 struct Scratch {
+    /// Outer source PA (host order) and VNI (= source VPC: verify-recv checked it).
     src_pa: [u32; MAX_BURST],
     vni: [u32; MAX_BURST],
+    /// Inner source and destination; where the inner packet starts, how long it is.
     src: [Ipv4Addr; MAX_BURST],
     dst: [Ipv4Addr; MAX_BURST],
     inner_offset: [u16; MAX_BURST],
     inner_len: [u16; MAX_BURST],
+    /// The way out the route picked.
     class: [Class; MAX_BURST],
     /// `nat`: each packet's Elastic IP.
     eip: [Option<Ipv4Addr>; MAX_BURST],
+    /// The burst's lookups of (VPC, inner source): the distinct keys, their answers, and
+    /// per slot its key.
     keys: [(u32, Ipv4Addr); MAX_BURST],
     locs: [Option<Location>; MAX_BURST],
     key_of: [u8; MAX_BURST],
@@ -55,53 +61,49 @@ struct Scratch {
 impl Scratch {
     fn new() -> Self {
         Scratch {
-            src_pa: [0; MAX_BURST],
-            vni: [0; MAX_BURST],
-            src: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
-            dst: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
-            inner_offset: [0; MAX_BURST],
-            inner_len: [0; MAX_BURST],
-            class: [Class::Internet; MAX_BURST],
-            eip: [None; MAX_BURST],
-            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
-            locs: [None; MAX_BURST],
-            key_of: [0; MAX_BURST],
-            internet: 0,
-            vpn: 0,
-            dx: 0,
-            endpoint: 0,
-            to: ToHosts::new(),
+            src_pa: [0; MAX_BURST], vni: [0; MAX_BURST], src: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
+            dst: [Ipv4Addr::UNSPECIFIED; MAX_BURST], inner_offset: [0; MAX_BURST],
+            inner_len: [0; MAX_BURST], class: [Class::Internet; MAX_BURST], eip: [None; MAX_BURST],
+            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], locs: [None; MAX_BURST],
+            key_of: [0; MAX_BURST], internet: 0, vpn: 0, dx: 0, endpoint: 0, to: ToHosts::new(),
         }
     }
 }
 
-/// The fabric-side pipeline of one worker for one edge. Build one per worker and edge and
+/// The underlay-side pipeline of one worker for one edge (what hosts send to it, through
+/// the fabric or the edge's underlay port). Build one per worker and edge and
 /// reuse it for every burst.
-pub struct FromFabric {
+pub struct FromUnderlay {
     outputs: EdgeOutputs,
     sas: Arc<EdgeSas>,
     s: Box<Scratch>,
 }
 
-impl core::fmt::Debug for FromFabric {
+impl core::fmt::Debug for FromUnderlay {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("FromFabric").field("outputs", &self.outputs).finish_non_exhaustive()
+        f.debug_struct("FromUnderlay").field("outputs", &self.outputs).finish_non_exhaustive()
     }
 }
 
-impl FromFabric {
+impl FromUnderlay {
     /// The pipeline, sending to `outputs`, encrypting with the edge's outbound SAs `sas`
     /// (shared by every worker, so sequence numbers are never reused).
     pub fn new(outputs: EdgeOutputs, sas: Arc<EdgeSas>) -> Self {
-        FromFabric { outputs, sas, s: Box::new(Scratch::new()) }
+        FromUnderlay { outputs, sas, s: Box::new(Scratch::new()) }
     }
+
+    /// Every stage of the pipeline with the reasons it may drop for, in order.
+    pub const DROPS: DropTable = &[
+        drop_row::<VerifyRecv>(), drop_row::<Decap>(), drop_row::<EspEncrypt>(), drop_row::<Vlan>(),
+        drop_row::<Endpoint>(), drop_row::<NatOut>(), drop_row::<EncapToHosts>(),
+    ];
 
     /// Run the pipeline over a burst of Geneve frames addressed to the edge. Every packet
     /// leaves decided; fragments beyond the first go out through `extra`.
     pub fn process<B: PacketBuf, C: Clock, X: Extra<B>>(
         &mut self,
         burst: &mut Burst<B>,
-        ctx: &mut EdgeCtx<'_>,
+        ctx: &mut CardCtx<'_, Tables>,
         extra: &mut X,
         clock: &C,
         meters: &mut Meters,
@@ -115,27 +117,55 @@ impl FromFabric {
         s.dx = 0;
         s.endpoint = 0;
         s.to.mask = 0;
-        let (outputs, sas) = (self.outputs, &*self.sas);
-        let all = u64::MAX;
-        run_timed_fn(StageId::VerifyRecv, burst, all, clock, meters, |b| verify_recv(b, ctx, s, sas));
-        run_timed_fn(StageId::Decap, burst, all, clock, meters, |b| decap(b, s));
-        let (vpn, dx, ep, inet) = (s.vpn, s.dx, s.endpoint, s.internet);
-        run_timed_fn(StageId::EspEncrypt, burst, vpn, clock, meters, |b| {
-            esp_encrypt(b, ctx.tables, s, sas, outputs, extra)
-        });
-        run_timed_fn(StageId::Vlan, burst, dx, clock, meters, |b| vlan(b, ctx.tables, s, outputs));
-        run_timed_fn(StageId::Endpoint, burst, ep, clock, meters, |b| {
-            endpoint(b, ctx.tables, s, outputs)
-        });
-        run_timed_fn(StageId::Nat, burst, inet, clock, meters, |b| {
-            nat_out(b, ctx.tables, s, outputs, extra)
-        });
-        let back = s.to.mask;
-        run_timed_fn(StageId::Encap, burst, back, clock, meters, |b| {
-            encap_to_hosts(b, ctx.tables, &mut s.to, outputs.fabric)
-        });
+        let mut cx = UnderlayCtx { card: ctx, s, sas: &self.sas, outputs: self.outputs, extra };
+        run_timed(&mut VerifyRecv, burst, &mut cx, clock, meters);
+        run_timed(&mut Decap, burst, &mut cx, clock, meters);
+        run_timed(&mut EspEncrypt, burst, &mut cx, clock, meters);
+        run_timed(&mut Vlan, burst, &mut cx, clock, meters);
+        run_timed(&mut Endpoint, burst, &mut cx, clock, meters);
+        run_timed(&mut NatOut, burst, &mut cx, clock, meters);
+        let mut hosts = HostsCtx { tables: cx.card.tables, to: &mut cx.s.to, fabric: self.outputs.fabric };
+        run_timed(&mut EncapToHosts, burst, &mut hosts, clock, meters);
     }
 }
+
+/// What the stages of [`FromUnderlay`] share for one burst.
+struct UnderlayCtx<'c, 't, X> {
+    card: &'c mut CardCtx<'t, Tables>,
+    s: &'c mut Scratch,
+    sas: &'c EdgeSas,
+    outputs: EdgeOutputs,
+    extra: &'c mut X,
+}
+
+edge_stage!(
+    /// `verify-recv`, below.
+    VerifyRecv: VerifyRecv, [Malformed, Unsupported, UnknownDestination, MtuExceeded, UnknownSender, NoRoute], UnderlayCtx<'_, '_, X> [X: Extra<B>],
+    |_cx| u64::MAX,
+    |b, cx| verify_recv(b, cx.card, cx.s, cx.sas));
+edge_stage!(
+    /// `decap`, below.
+    Decap: Decap, [Malformed], UnderlayCtx<'_, '_, X> [X: Extra<B>],
+    |_cx| u64::MAX, |b, cx| decap(b, cx.s));
+edge_stage!(
+    /// `esp-encrypt` of the VPN-bound packets, below.
+    EspEncrypt: EspEncrypt, [EspSeqExhausted, MtuExceeded, Malformed, NoRoom, NoBuffer, UnknownDestination], UnderlayCtx<'_, '_, X> [X: Extra<B>],
+    |cx| cx.s.vpn,
+    |b, cx| esp_encrypt(b, cx.card.tables, cx.s, cx.sas, cx.outputs, cx.extra));
+edge_stage!(
+    /// `vlan` of the DX-bound packets, below.
+    Vlan: Vlan, [NoRoom, UnknownDestination], UnderlayCtx<'_, '_, X> [X: Extra<B>],
+    |cx| cx.s.dx, |b, cx| vlan(b, cx.card.tables, cx.s, cx.outputs));
+edge_stage!(
+    /// `endpoint` of the endpoint-bound packets, below.
+    Endpoint: Endpoint, [MtuExceeded, NoRoom, Unsupported, UnknownDestination], UnderlayCtx<'_, '_, X> [X: Extra<B>],
+    |cx| cx.s.endpoint,
+    |b, cx| endpoint(b, cx.card.tables, cx.s, cx.outputs));
+edge_stage!(
+    /// `nat` of the internet-bound packets, below.
+    NatOut: Nat, [NoElasticIp, Malformed, MtuExceeded, NoRoom, NoBuffer, UnknownDestination], UnderlayCtx<'_, '_, X> [X: Extra<B>],
+    |cx| cx.s.internet,
+    |b, cx| nat_out(b, cx.card.tables, cx.s, cx.outputs, cx.extra));
 
 // ----- verify-recv -----
 
@@ -145,7 +175,7 @@ impl FromFabric {
 /// the outer source PA; then the route of the inner destination picks the way out.
 fn verify_recv<B: PacketBuf>(
     burst: &mut Burst<B>,
-    cx: &mut EdgeCtx<'_>,
+    cx: &mut CardCtx<'_, Tables>,
     s: &mut Scratch,
     sas: &EdgeSas,
 ) {
@@ -175,7 +205,7 @@ fn verify_recv<B: PacketBuf>(
         s.inner_len[j] = o.inner_len as u16;
         if o.vni != o.source_vpc {
             // A peered VPC may not use this VPC's gateways (no transitive routing).
-            cx.alert(DropReason::UnknownSender, StageId::VerifyRecv, o.source_vpc, Some(o.vni), src, dst);
+            cx.alert(DropReason::UnknownSender, StageId::VerifyRecv, None, o.source_vpc, Some(o.vni), src, dst);
             burst.drop(i, DropReason::UnknownSender);
             continue;
         }
@@ -210,7 +240,7 @@ fn verify_recv<B: PacketBuf>(
             _ => tables.vpc(vni),
         };
         let (true, Some(vpc)) = (sender_ok, vpc) else {
-            cx.alert(DropReason::UnknownSender, StageId::VerifyRecv, vni, None, src, dst);
+            cx.alert(DropReason::UnknownSender, StageId::VerifyRecv, None, vni, None, src, dst);
             burst.drop(i, DropReason::UnknownSender);
             continue;
         };
@@ -235,7 +265,7 @@ fn verify_recv<B: PacketBuf>(
                 continue;
             }
             None => {
-                cx.alert(DropReason::NoRoute, StageId::VerifyRecv, vni, None, src, dst);
+                cx.alert(DropReason::NoRoute, StageId::VerifyRecv, None, vni, None, src, dst);
                 burst.drop(i, DropReason::NoRoute);
                 continue;
             }
@@ -309,11 +339,8 @@ fn nat_out<B: PacketBuf, X: Extra<B>>(
     extra: &mut X,
 ) {
     let mask = s.internet;
-    let Some(out) = outputs.internet else {
-        drop_mask(burst, mask, DropReason::UnknownDestination);
-        return;
-    };
-    let mac = nitro::card_mac(tables.pa());
+    let Some(out) = port_or_drop(burst, mask, outputs.internet) else { return };
+    let mac = card_mac(tables.pa());
     // First every Elastic IP of the burst in one burst lookup (hashes, then the touches
     // of every home slot, whose cache misses overlap, then the probes), then the rewrites.
     let mut keys = [(0u32, Ipv4Addr::UNSPECIFIED); MAX_BURST];
@@ -345,27 +372,54 @@ fn nat_out<B: PacketBuf, X: Extra<B>>(
             burst.drop(i, DropReason::NoElasticIp);
             continue;
         };
-        let Some(p) = burst.get_mut(i) else { continue };
-        let len = p.len();
-        let verdict = if len > INTERNET_MTU && dont_fragment(p.data()) {
-            bounce(p, i, INTERNET_MTU, tables, s)
-        } else {
-            let eth = |f: &mut B| push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac);
-            let r = nat::snat(p.data_mut(), src, eip).and_then(|()| {
-                if len > INTERNET_MTU {
-                    fragment_out(p, INTERNET_MTU, extra, out, eth)
-                } else {
-                    eth(p)
-                }
-            });
-            Some(match r {
-                Ok(()) => Verdict::Forward(out),
-                Err(reason) => Verdict::Drop(reason),
-            })
-        };
-        if let Some(v) = verdict {
-            burst.decide(i, v);
-        }
+        let eth = |f: &mut B| push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac);
+        let snat = |ip: &mut [u8]| nat::snat(ip, src, eip);
+        to_internet(burst, i, INTERNET_MTU, tables, s, Internet { out, extra: &mut *extra }, snat, eth);
+    }
+}
+
+/// Where [`to_internet`] sends: the internet port, and where the fragments beyond the
+/// first come from.
+struct Internet<'x, X> {
+    out: Output,
+    extra: &'x mut X,
+}
+
+/// Send the packet in slot `i` out of the internet side within `mtu`: with DF and longer,
+/// fragmentation-needed back to the sender ([`bounce`]); else `prepare` on the whole
+/// packet, then `finish` on each fragment of `mtu` (or on the packet when it fits).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn to_internet<B: PacketBuf, X: Extra<B>>(
+    burst: &mut Burst<B>,
+    i: usize,
+    mtu: usize,
+    tables: &Tables,
+    s: &mut Scratch,
+    to: Internet<'_, X>,
+    prepare: impl FnOnce(&mut [u8]) -> Result<(), DropReason>,
+    finish: impl FnMut(&mut B) -> Result<(), DropReason>,
+) {
+    let Some(p) = burst.get_mut(i) else { return };
+    let len = p.len();
+    let verdict = if len > mtu && dont_fragment(p.data()) {
+        bounce(p, i, mtu, tables, s)
+    } else {
+        let mut finish = finish;
+        let r = prepare(p.data_mut()).and_then(|()| {
+            if len > mtu {
+                fragment_out(p, mtu, to.extra, to.out, finish)
+            } else {
+                finish(p)
+            }
+        });
+        Some(match r {
+            Ok(()) => Verdict::Forward(to.out),
+            Err(reason) => Verdict::Drop(reason),
+        })
+    };
+    if let Some(v) = verdict {
+        burst.decide(i, v);
     }
 }
 
@@ -381,11 +435,8 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
     extra: &mut X,
 ) {
     let mask = s.vpn;
-    let Some(out) = outputs.internet else {
-        drop_mask(burst, mask, DropReason::UnknownDestination);
-        return;
-    };
-    let mac = nitro::card_mac(tables.pa());
+    let Some(out) = port_or_drop(burst, mask, outputs.internet) else { return };
+    let mac = card_mac(tables.pa());
     let max_inner = esp::max_inner_for_mtu(INTERNET_MTU);
     for i in burst.live_indices() {
         if mask & bit(i) == 0 {
@@ -397,39 +448,19 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
             burst.drop(i, DropReason::UnknownDestination);
             continue;
         };
-        let Some(p) = burst.get_mut(i) else { continue };
-        let len = p.len();
-        let verdict = if len > max_inner && dont_fragment(p.data()) {
-            bounce(p, i, max_inner, tables, s)
-        } else {
-            let seal = |f: &mut B| {
-                esp::encrypt(f, sa)?;
-                push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac)
-            };
-            let r = if len > max_inner {
-                fragment_out(p, max_inner, extra, out, seal)
-            } else {
-                seal(p)
-            };
-            Some(match r {
-                Ok(()) => Verdict::Forward(out),
-                Err(reason) => Verdict::Drop(reason),
-            })
+        let seal = |f: &mut B| {
+            esp::encrypt(f, sa)?;
+            push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac)
         };
-        if let Some(v) = verdict {
-            burst.decide(i, v);
-        }
+        to_internet(burst, i, max_inner, tables, s, Internet { out, extra: &mut *extra }, |_| Ok(()), seal);
     }
 }
 
 /// `vlan`: Ethernet to the VIF's router MAC with the VIF's 802.1Q tag, out of the DX side.
 fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, outputs: EdgeOutputs) {
     let mask = s.dx;
-    let Some(out) = outputs.dx else {
-        drop_mask(burst, mask, DropReason::UnknownDestination);
-        return;
-    };
-    let mac = nitro::card_mac(tables.pa());
+    let Some(out) = port_or_drop(burst, mask, outputs.dx) else { return };
+    let mac = card_mac(tables.pa());
     burst.for_each_live(|i, p| {
         if mask & bit(i) == 0 {
             return None;
@@ -447,10 +478,7 @@ fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, output
 /// of the services side.
 fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, outputs: EdgeOutputs) {
     let mask = s.endpoint;
-    let Some(out) = outputs.services else {
-        drop_mask(burst, mask, DropReason::UnknownDestination);
-        return;
-    };
+    let Some(out) = port_or_drop(burst, mask, outputs.services) else { return };
     let pa = tables.pa();
     burst.for_each_live(|i, p| {
         if mask & bit(i) == 0 {
@@ -459,8 +487,8 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, ou
         let j = slot(i);
         let Class::Endpoint { id, front_end_pa } = s.class[j] else { return None };
         let encap = Encap {
-            src_mac: nitro::card_mac(pa),
-            dst_mac: nitro::UNDERLAY_ROUTER_MAC,
+            src_mac: card_mac(pa),
+            dst_mac: UNDERLAY_ROUTER_MAC,
             src_pa: pa,
             dst_pa: front_end_pa,
             vni: s.vni[j],

@@ -1,18 +1,19 @@
-//! Instance side in: classify (with the ARP proxy), verify-send, route, encap.
+//! From the instance ([`FromInstance`]): classify (with the ARP proxy), verify-send, route, encap.
 
 use std::net::Ipv4Addr;
 
 use mapping_client::{EniId, LocalEni, Location, Route, Tables, VpcEntry};
 use pipeline::{
-    run_timed, Burst, Clock, DropReason, Meters, Output, Stage, StageId, Verdict, MAX_BURST,
+    drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
+    Stage, StageInfo, Verdict, MAX_BURST,
 };
-use wire::arp;
-use wire::vpc::{self, Encap, OUTER_ETH_LEN, OUTER_HEADER_LEN, VPC_MTU};
+use wire::vpc::{
+    self, card_mac, subnet_router_mac, Encap, OuterTemplate, OUTER_ETH_LEN, OUTER_HEADER_LEN,
+    UNDERLAY_ROUTER_MAC, VPC_MTU,
+};
 use wire::{EthernetAddress, PacketBuf};
 
-use crate::{
-    card_mac, eth, slot, subnet_router_mac, NitroCtx, UNDERLAY_ROUTER_MAC,
-};
+use crate::eth;
 
 const ETH_LEN: usize = 14;
 const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -20,9 +21,9 @@ const ETHERTYPE_ARP: u16 = 0x0806;
 /// Bytes to prepend once Ethernet is gone: 58 - 14.
 const GROW: usize = OUTER_HEADER_LEN - OUTER_ETH_LEN;
 
-/// Where [`Egress`] sends what it forwards; the runtime assigns both.
+/// Where [`FromInstance`] sends what it forwards; the runtime assigns both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EgressOutputs {
+pub struct FromInstanceOutputs {
     /// ARP replies: back out of the instance port the request came in on.
     pub reply: Output,
     /// Encapsulated packets: the card's underlay (the fabric or its underlay port).
@@ -51,34 +52,28 @@ struct Scratch {
 impl Scratch {
     fn new() -> Self {
         Scratch {
-            src: [0; MAX_BURST],
-            dst: [0; MAX_BURST],
-            ip_len: [0; MAX_BURST],
-            vni: [0; MAX_BURST],
-            pa: [0; MAX_BURST],
-            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
-            locs: [None; MAX_BURST],
-            key_of: [0; MAX_BURST],
-            pending: [0; MAX_BURST],
+            src: [0; MAX_BURST], dst: [0; MAX_BURST], ip_len: [0; MAX_BURST], vni: [0; MAX_BURST],
+            pa: [0; MAX_BURST], keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
+            locs: [None; MAX_BURST], key_of: [0; MAX_BURST], pending: [0; MAX_BURST],
         }
     }
 }
 
 /// The context the egress stages share for one burst.
-pub(crate) struct EgressCtx<'c, 't> {
-    nitro: &'c mut NitroCtx<'t>,
+pub(crate) struct InstanceCtx<'c, 't> {
+    nitro: &'c mut CardCtx<'t, Tables>,
     /// The ENI of the port the burst came from, as this card's tables know it.
     sender: Option<&'t LocalEni>,
     eni: EniId,
-    outputs: EgressOutputs,
+    outputs: FromInstanceOutputs,
     next_hop: EthernetAddress,
     s: &'c mut Scratch,
 }
 
 /// The instance-side pipeline of one worker: owns its stages and their scratch. Build one
 /// per worker (it holds ~3 KiB of per-slot scratch) and reuse it for every burst.
-pub struct Egress {
-    outputs: EgressOutputs,
+pub struct FromInstance {
+    outputs: FromInstanceOutputs,
     next_hop: EthernetAddress,
     classify: Classify,
     verify: VerifySend,
@@ -87,19 +82,19 @@ pub struct Egress {
     scratch: Box<Scratch>,
 }
 
-impl core::fmt::Debug for Egress {
+impl core::fmt::Debug for FromInstance {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Egress")
+        f.debug_struct("FromInstance")
             .field("outputs", &self.outputs)
             .field("next_hop", &self.next_hop)
             .finish()
     }
 }
 
-impl Egress {
+impl FromInstance {
     /// The pipeline, forwarding to `outputs`, with [`UNDERLAY_ROUTER_MAC`] as next hop.
-    pub fn new(outputs: EgressOutputs) -> Self {
-        Egress {
+    pub fn new(outputs: FromInstanceOutputs) -> Self {
+        FromInstance {
             outputs,
             next_hop: UNDERLAY_ROUTER_MAC,
             classify: Classify,
@@ -109,6 +104,12 @@ impl Egress {
             scratch: Box::new(Scratch::new()),
         }
     }
+
+    /// Every stage of the pipeline with the reasons it may drop for, in order.
+    pub const DROPS: DropTable = &[
+        drop_row::<Classify>(), drop_row::<VerifySend>(), drop_row::<RouteStage>(),
+        drop_row::<EncapStage>(),
+    ];
 
     /// Use `mac` as the outer Ethernet destination (the underlay next hop).
     pub fn with_next_hop_mac(mut self, mac: EthernetAddress) -> Self {
@@ -124,7 +125,7 @@ impl Egress {
         &mut self,
         burst: &mut Burst<B>,
         eni: EniId,
-        ctx: &mut NitroCtx<'_>,
+        ctx: &mut CardCtx<'_, Tables>,
         clock: &C,
         meters: &mut Meters,
     ) {
@@ -132,7 +133,7 @@ impl Egress {
             return;
         }
         let sender = ctx.tables.local_eni(eni);
-        let mut cx = EgressCtx {
+        let mut cx = InstanceCtx {
             nitro: ctx,
             sender,
             eni,
@@ -152,11 +153,11 @@ impl Egress {
 /// `classify`: Ethernet, the ARP proxy, the IPv4 header check.
 struct Classify;
 
-impl<'c, 't> Stage<EgressCtx<'c, 't>> for Classify {
-    const ID: StageId = StageId::Classify;
+pipeline::stage_info!(Classify: Classify, [Malformed, NotIpv4, ArpIgnored, Unsupported]);
 
+impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for Classify {
     #[inline]
-    fn process<B: PacketBuf>(&mut self, burst: &mut Burst<B>, cx: &mut EgressCtx<'c, 't>) {
+    fn process(&mut self, burst: &mut Burst<B>, cx: &mut InstanceCtx<'c, 't>) {
         let tables = cx.nitro.tables;
         let sender = cx.sender;
         let reply = cx.outputs.reply;
@@ -187,65 +188,36 @@ impl<'c, 't> Stage<EgressCtx<'c, 't>> for Classify {
     }
 }
 
-/// The IPv4 header behind Ethernet: (source, destination, total length) or why not.
+/// The IPv4 header behind Ethernet ([`vpc::ipv4_header`]): (source, destination, total
+/// length) or why not.
 #[inline(always)]
 fn check_ipv4(frame: &[u8]) -> Result<(u32, u32, u16), DropReason> {
-    let h: &[u8; 20] = frame
-        .get(ETH_LEN..ETH_LEN + 20)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(DropReason::Malformed)?;
-    let ihl = usize::from(h[0] & 0x0f) * 4;
-    let total = u16::from_be_bytes([h[2], h[3]]);
-    if h[0] >> 4 != 4
-        || ihl < 20
-        || usize::from(total) < ihl
-        || frame.len() < ETH_LEN + usize::from(total)
-    {
-        return Err(DropReason::Malformed);
-    }
-    let ok = if ihl == 20 {
-        wire::checksum::ipv4_header20_ok(h)
-    } else {
-        frame
-            .get(ETH_LEN..ETH_LEN + ihl)
-            .is_some_and(wire::checksum::ipv4_header_ok)
-    };
-    if !ok {
-        return Err(DropReason::Malformed);
-    }
-    let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
-    let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+    let ip = frame.get(ETH_LEN..).ok_or(DropReason::Malformed)?;
+    let total = vpc::ipv4_header(ip)?;
+    let a = |at: usize| ip.get(at..at + 4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_be_bytes);
+    let (Some(src), Some(dst)) = (a(12), a(16)) else { return Err(DropReason::Malformed) };
     // Multicast (224.0.0.0/4) and the limited broadcast: a VPC carries neither.
     if dst >> 28 == 0xe || dst == u32::MAX {
         return Err(DropReason::Unsupported);
     }
-    Ok((src, dst, total))
+    Ok((src, dst, total as u16))
 }
 
-/// Answer an ARP request in place (see the crate documentation for whom the card answers).
-#[cold]
-#[inline(never)]
+/// Answer an ARP request in place ([`pipeline::arp::respond`]; see the crate
+/// documentation for whom the card answers).
+#[inline(always)]
 fn arp_proxy<B: PacketBuf>(
     p: &mut B,
     sender: Option<&LocalEni>,
     tables: &Tables,
 ) -> Result<(), DropReason> {
-    let payload = p.data().get(ETH_LEN..).unwrap_or(&[]);
-    let request = arp::Packet::new_checked(payload)
-        .and_then(|pkt| arp::Repr::parse(&pkt))
-        .map_err(|e| match e {
-            wire::Error::Truncated | wire::Error::Malformed => DropReason::Malformed,
-            _ => DropReason::ArpIgnored,
-        })?;
-    let sender = sender.ok_or(DropReason::ArpIgnored)?;
-    let target = request.target_protocol_addr;
-    if sender.owns(target) {
-        return Err(DropReason::ArpIgnored);
-    }
-    let mac = arp_answer(tables, sender, target).ok_or(DropReason::ArpIgnored)?;
-    arp::reply_in_place(p, &request, mac).map_err(|e| match e {
-        wire::Error::Unsupported => DropReason::ArpIgnored,
-        _ => DropReason::Malformed,
+    pipeline::arp::respond(p, |request| {
+        let sender = sender.ok_or(DropReason::ArpIgnored)?;
+        let target = request.target_protocol_addr;
+        if sender.owns(target) {
+            return Err(DropReason::ArpIgnored);
+        }
+        arp_answer(tables, sender, target).ok_or(DropReason::ArpIgnored)
     })
 }
 
@@ -260,7 +232,7 @@ fn arp_answer(tables: &Tables, sender: &LocalEni, target: Ipv4Addr) -> Option<Et
         .is_some_and(|s| s.cidr.contains(target));
     match tables.lookup(sender.vni, target) {
         Some(peer) if in_subnet => Some(eth(peer.mac)),
-        _ => Some(subnet_router_mac(sender.subnet)),
+        _ => Some(subnet_router_mac(sender.subnet.0)),
     }
 }
 
@@ -269,11 +241,11 @@ fn arp_answer(tables: &Tables, sender: &LocalEni, target: Ipv4Addr) -> Option<Et
 /// `verify-send`: the sending ENI owns the source MAC and (source/dest check on) source IP.
 struct VerifySend;
 
-impl<'c, 't> Stage<EgressCtx<'c, 't>> for VerifySend {
-    const ID: StageId = StageId::VerifySend;
+pipeline::stage_info!(VerifySend: VerifySend, [SpoofedSource]);
 
+impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for VerifySend {
     #[inline]
-    fn process<B: PacketBuf>(&mut self, burst: &mut Burst<B>, cx: &mut EgressCtx<'c, 't>) {
+    fn process(&mut self, burst: &mut Burst<B>, cx: &mut InstanceCtx<'c, 't>) {
         const REASON: DropReason = DropReason::SpoofedSource;
         let s = &*cx.s;
         let eni = Some(cx.eni.0);
@@ -319,11 +291,11 @@ impl<'c, 't> Stage<EgressCtx<'c, 't>> for VerifySend {
 /// lookups in one pass.
 struct RouteStage;
 
-impl<'c, 't> Stage<EgressCtx<'c, 't>> for RouteStage {
-    const ID: StageId = StageId::Route;
+pipeline::stage_info!(RouteStage: Route, [NoRoute, NotPeered, NoMapping]);
 
+impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
     #[inline]
-    fn process<B: PacketBuf>(&mut self, burst: &mut Burst<B>, cx: &mut EgressCtx<'c, 't>) {
+    fn process(&mut self, burst: &mut Burst<B>, cx: &mut InstanceCtx<'c, 't>) {
         let tables: &'t Tables = cx.nitro.tables;
         let eni = Some(cx.eni.0);
         // verify-send dropped everything when the sender is unknown.
@@ -439,11 +411,11 @@ fn foreign_vpc(tables: &Tables, own: u32, dst: Ipv4Addr) -> Option<u32> {
 /// `encap`: MTU check, Ethernet off, the 58-byte outer header on.
 struct EncapStage;
 
-impl<'c, 't> Stage<EgressCtx<'c, 't>> for EncapStage {
-    const ID: StageId = StageId::Encap;
+pipeline::stage_info!(EncapStage: Encap, [MtuExceeded, NoRoom, Unsupported, Malformed]);
 
+impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for EncapStage {
     #[inline]
-    fn process<B: PacketBuf>(&mut self, burst: &mut Burst<B>, cx: &mut EgressCtx<'c, 't>) {
+    fn process(&mut self, burst: &mut Burst<B>, cx: &mut InstanceCtx<'c, 't>) {
         let Some(sender) = cx.sender else { return };
         let pa = cx.nitro.tables.pa();
         let encap = Encap {
@@ -477,60 +449,6 @@ impl<'c, 't> Stage<EgressCtx<'c, 't>> for EncapStage {
     }
 }
 
-/// The outer header of one burst's packets (same card, sender VPC and next hop): written
-/// once per burst by [`vpc::emit_outer`], then copied per packet with the five fields that
-/// differ patched on their fixed offsets: IPv4 total length and header checksum
-/// (recomputed from the constant words summed once), destination PA, UDP source port and
-/// length, VNI. Byte for byte what `emit_outer` writes (tested below).
-struct OuterTemplate {
-    head: [u8; OUTER_HEADER_LEN],
-    /// Ones' complement sum of the outer IPv4 header words that do not change per packet.
-    base: u32,
-}
-
-impl OuterTemplate {
-    /// `None` when `encap` does not fit the header (a VNI over 24 bits).
-    #[inline]
-    fn new(encap: &Encap) -> Option<Self> {
-        let mut head = [0u8; OUTER_HEADER_LEN];
-        vpc::emit_outer(&mut head, encap, 0, 0).ok()?;
-        let src = u32::from(encap.src_pa);
-        // Version/IHL/DSCP, flags (DF), TTL/protocol, source address; total length,
-        // checksum and destination are added per packet.
-        let base = 0x4500
-            + u32::from(wire::ipv4::FLAG_DF)
-            + (u32::from(vpc::OUTER_TTL) << 8 | 17)
-            + (src >> 16)
-            + (src & 0xffff);
-        Some(OuterTemplate { head, base })
-    }
-
-    /// Write the header for an inner packet of `inner_len` bytes (at most [`VPC_MTU`])
-    /// towards `dst_pa` in VNI `vni` (at most 24 bits) with flow hash `hash`.
-    #[inline(always)]
-    fn write(
-        &self,
-        out: &mut [u8; OUTER_HEADER_LEN],
-        dst_pa: u32,
-        vni: u32,
-        inner_len: usize,
-        hash: u32,
-    ) {
-        const IP_OVERHEAD: usize = OUTER_HEADER_LEN - OUTER_ETH_LEN;
-        *out = self.head;
-        let total = (inner_len + IP_OVERHEAD) as u16;
-        let sum = self.base + u32::from(total) + (dst_pa >> 16) + (dst_pa & 0xffff);
-        let sum = (sum & 0xffff) + (sum >> 16);
-        let sum = (sum & 0xffff) + (sum >> 16);
-        out[16..18].copy_from_slice(&total.to_be_bytes());
-        out[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-        out[30..34].copy_from_slice(&dst_pa.to_be_bytes());
-        out[34..36].copy_from_slice(&vpc::src_port(hash).to_be_bytes());
-        out[38..40].copy_from_slice(&(total - 20).to_be_bytes());
-        out[46..50].copy_from_slice(&(vni << 8).to_be_bytes());
-    }
-}
-
 /// Replace the Ethernet header (and any padding) of a classified frame by the outer header.
 #[inline(always)]
 fn encapsulate<B: PacketBuf>(
@@ -556,54 +474,4 @@ fn encapsulate<B: PacketBuf>(
     let head: &mut [u8; OUTER_HEADER_LEN] = head.try_into().map_err(|_| DropReason::Malformed)?;
     template.write(head, dst_pa, vni, ip_len, vpc::inner_flow_hash(inner));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The template path writes exactly what `emit_outer` writes.
-    #[test]
-    fn template_matches_emit_outer() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for _ in 0..10_000 {
-            let r = next();
-            let encap = Encap {
-                src_mac: EthernetAddress([2, 0, r as u8, (r >> 8) as u8, 1, 2]),
-                dst_mac: EthernetAddress([2, 0, 0, 0xfe, (r >> 16) as u8, 1]),
-                src_pa: Ipv4Addr::from(next() as u32),
-                dst_pa: Ipv4Addr::from(next() as u32),
-                vni: next() as u32 & vpc::VNI_MAX,
-                source_vpc: next() as u32 & vpc::VNI_MAX,
-            };
-            let len = (next() % (VPC_MTU as u64 + 1)) as usize;
-            let hash = next() as u32;
-            let mut want = [0u8; OUTER_HEADER_LEN];
-            vpc::emit_outer(&mut want, &encap, len, hash).unwrap();
-            let t = OuterTemplate::new(&Encap {
-                dst_pa: Ipv4Addr::UNSPECIFIED,
-                vni: 0,
-                ..encap
-            })
-            .unwrap();
-            let mut got = [0xaau8; OUTER_HEADER_LEN];
-            t.write(&mut got, u32::from(encap.dst_pa), encap.vni, len, hash);
-            assert_eq!(got, want, "{encap:?} {len} {hash}");
-        }
-        let too_big = Encap {
-            src_mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
-            dst_mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
-            src_pa: Ipv4Addr::new(198, 18, 0, 1),
-            dst_pa: Ipv4Addr::UNSPECIFIED,
-            vni: 0,
-            source_vpc: 1 << 24,
-        };
-        assert!(OuterTemplate::new(&too_big).is_none());
-    }
 }

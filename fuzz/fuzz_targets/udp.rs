@@ -2,15 +2,13 @@
 //! accepted datagram re-emits with a checksum that verifies.
 #![no_main]
 
-use std::net::Ipv4Addr;
+mod common;
 
 use libfuzzer_sys::fuzz_target;
 use wire::udp::{Packet, Repr};
 
 fuzz_target!(|input: &[u8]| {
-    let Some((addrs, data)) = input.split_first_chunk::<8>() else { return };
-    let src = Ipv4Addr::new(addrs[0], addrs[1], addrs[2], addrs[3]);
-    let dst = Ipv4Addr::new(addrs[4], addrs[5], addrs[6], addrs[7]);
+    let Some((src, dst, data)) = common::pseudo_header(input) else { return };
     let Ok(p) = Packet::new_checked(data) else { return };
     let _ = (p.src_port(), p.dst_port(), p.payload().len(), p.verify_checksum(src, dst));
     let Ok(repr) = Repr::parse(&p, src, dst) else { return };

@@ -1,4 +1,4 @@
-//! Underlay in: verify-recv (parse, sender check, destination ENI and its port's MTU),
+//! From the underlay ([`FromUnderlay`]): verify-recv (parse, sender check, destination ENI and its port's MTU),
 //! decap (with fragmentation or fragmentation-needed for a port that carries less).
 
 use std::net::Ipv4Addr;
@@ -6,13 +6,11 @@ use std::net::Ipv4Addr;
 use mapping_client::{EniId, Location, Tables};
 use pipeline::frag::{fragment_out, FragNeeded};
 use pipeline::{
-    run_timed, run_timed_fn, Burst, Clock, DropReason, Extra, Meters, Output, Received, Stage,
-    StageId, Verdict, MAX_BURST,
+    drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
+    Output, Received, Stage, StageId, Verdict, MAX_BURST,
 };
-use wire::vpc::{self, Encap, VPC_MTU};
+use wire::vpc::{self, card_mac, subnet_router_mac, Encap, UNDERLAY_ROUTER_MAC, VPC_MTU};
 use wire::PacketBuf;
-
-use crate::{card_mac, slot, subnet_router_mac, NitroCtx, UNDERLAY_ROUTER_MAC};
 
 const ETH_LEN: usize = 14;
 
@@ -45,20 +43,11 @@ struct Scratch {
 impl Scratch {
     fn new() -> Self {
         Scratch {
-            src_pa: [0; MAX_BURST],
-            vni: [0; MAX_BURST],
-            source_vpc: [0; MAX_BURST],
-            inner_offset: [0; MAX_BURST],
-            inner_len: [0; MAX_BURST],
-            keys: [(0, Ipv4Addr::UNSPECIFIED); 2 * MAX_BURST],
-            locs: [None; 2 * MAX_BURST],
-            src_key: [0; MAX_BURST],
-            dst_key: [0; MAX_BURST],
-            parsed: [0; MAX_BURST],
-            eth: [[0; 12]; MAX_BURST],
-            out: [None; MAX_BURST],
-            big: 0,
-            mtu: [0; MAX_BURST],
+            src_pa: [0; MAX_BURST], vni: [0; MAX_BURST], source_vpc: [0; MAX_BURST],
+            inner_offset: [0; MAX_BURST], inner_len: [0; MAX_BURST],
+            keys: [(0, Ipv4Addr::UNSPECIFIED); 2 * MAX_BURST], locs: [None; 2 * MAX_BURST],
+            src_key: [0; MAX_BURST], dst_key: [0; MAX_BURST], parsed: [0; MAX_BURST],
+            eth: [[0; 12]; MAX_BURST], out: [None; MAX_BURST], big: 0, mtu: [0; MAX_BURST],
         }
     }
 }
@@ -128,37 +117,49 @@ impl<F: Fn(EniId) -> Option<Output>> EniPorts for F {
     }
 }
 
-/// The context the ingress stages share for one burst.
-pub(crate) struct IngressCtx<'c, 't, P: ?Sized> {
-    nitro: &'c mut NitroCtx<'t>,
+/// The context the verify-recv stage works in for one burst.
+pub(crate) struct UnderlayCtx<'c, 't, P: ?Sized> {
+    nitro: &'c mut CardCtx<'t, Tables>,
     ports: &'c P,
     s: &'c mut Scratch,
 }
 
+/// The context of the decap stage: what verify-recv found, and where the packets it makes
+/// beyond the burst go.
+pub(crate) struct DecapCtx<'c, 't, X> {
+    nitro: &'c CardCtx<'t, Tables>,
+    s: &'c Scratch,
+    extra: &'c mut X,
+    underlay: Output,
+}
+
 /// The underlay-side pipeline of one worker: owns its stages and their scratch. Build one
 /// per worker and reuse it for every burst.
-pub struct Ingress {
+pub struct FromUnderlay {
     verify: VerifyRecv,
     underlay: Output,
     scratch: Box<Scratch>,
 }
 
-impl core::fmt::Debug for Ingress {
+impl core::fmt::Debug for FromUnderlay {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Ingress").field("underlay", &self.underlay).finish_non_exhaustive()
+        f.debug_struct("FromUnderlay").field("underlay", &self.underlay).finish_non_exhaustive()
     }
 }
 
-impl Ingress {
+impl FromUnderlay {
     /// The pipeline; ICMP fragmentation-needed answers leave by `underlay` (the card's
     /// underlay: the fabric or its underlay port).
     pub fn new(underlay: Output) -> Self {
-        Ingress {
+        FromUnderlay {
             verify: VerifyRecv,
             underlay,
             scratch: Box::new(Scratch::new()),
         }
     }
+
+    /// Every stage of the pipeline with the reasons it may drop for, in order.
+    pub const DROPS: DropTable = &[drop_row::<VerifyRecv>(), drop_row::<Decap>()];
 
     /// Run verify-recv and decap over a burst of underlay frames. `eni_ports` says which
     /// output the instance port of a local ENI is and its MTU ([`EniPorts`]: e.g. a
@@ -167,29 +168,18 @@ impl Ingress {
     /// burst (the later fragments of a packet cut for its port's MTU, ICMP
     /// fragmentation-needed answers in fresh buffers) goes out through `extra`.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub fn process<B: PacketBuf, C: Clock, P: EniPorts + ?Sized, X: Extra<B>>(
-        &mut self,
-        burst: &mut Burst<B>,
-        eni_ports: &P,
-        ctx: &mut NitroCtx<'_>,
-        extra: &mut X,
-        clock: &C,
+        &mut self, burst: &mut Burst<B>, eni_ports: &P, ctx: &mut CardCtx<'_, Tables>, extra: &mut X, clock: &C,
         meters: &mut Meters,
     ) {
         if burst.live_mask() == 0 {
             return;
         }
-        let mut cx = IngressCtx {
-            nitro: ctx,
-            ports: eni_ports,
-            s: &mut self.scratch,
-        };
+        let mut cx = UnderlayCtx { nitro: ctx, ports: eni_ports, s: &mut self.scratch };
         run_timed(&mut self.verify, burst, &mut cx, clock, meters);
-        let s = &*self.scratch;
-        let underlay = self.underlay;
-        run_timed_fn(StageId::Decap, burst, u64::MAX, clock, meters, |b| {
-            decap(b, s, ctx, extra, underlay)
-        });
+        let mut cx = DecapCtx { nitro: ctx, s: &self.scratch, extra, underlay: self.underlay };
+        run_timed(&mut Decap, burst, &mut cx, clock, meters);
     }
 }
 
@@ -221,11 +211,11 @@ fn key_index(
 /// source and destination, then the sender, VPC and destination checks.
 struct VerifyRecv;
 
-impl<'c, 't, P: EniPorts + ?Sized> Stage<IngressCtx<'c, 't, P>> for VerifyRecv {
-    const ID: StageId = StageId::VerifyRecv;
+pipeline::stage_info!(VerifyRecv: VerifyRecv, [Malformed, Unsupported, UnknownDestination, UnknownSender, MtuExceeded]);
 
+impl<'c, 't, B: PacketBuf, P: EniPorts + ?Sized> Stage<B, UnderlayCtx<'c, 't, P>> for VerifyRecv {
     #[inline]
-    fn process<B: PacketBuf>(&mut self, burst: &mut Burst<B>, cx: &mut IngressCtx<'c, 't, P>) {
+    fn process(&mut self, burst: &mut Burst<B>, cx: &mut UnderlayCtx<'c, 't, P>) {
         let tables: &'t Tables = cx.nitro.tables;
         let pa = tables.pa();
         let s = &mut *cx.s;
@@ -318,7 +308,7 @@ impl<'c, 't, P: EniPorts + ?Sized> Stage<IngressCtx<'c, 't, P>> for VerifyRecv {
             }
             let src_mac = match src_loc {
                 Some(l) if by_mapping && l.subnet == dl.subnet => l.mac.0,
-                _ => subnet_router_mac(dl.subnet).0,
+                _ => subnet_router_mac(dl.subnet.0).0,
             };
             let eth = &mut s.eth[j];
             eth[..6].copy_from_slice(&dl.mac.0);
@@ -332,13 +322,21 @@ impl<'c, 't, P: EniPorts + ?Sized> Stage<IngressCtx<'c, 't, P>> for VerifyRecv {
 
 /// `decap`: outer header off, the instance's Ethernet header on. A packet longer than its
 /// port's MTU takes [`too_big`].
-fn decap<B: PacketBuf, X: Extra<B>>(
-    burst: &mut Burst<B>,
-    s: &Scratch,
-    ctx: &NitroCtx<'_>,
-    extra: &mut X,
-    underlay: Output,
-) {
+struct Decap;
+
+pipeline::stage_info!(Decap: Decap, [MtuExceeded, NoBuffer, NoRoom, Malformed, UnknownDestination]);
+
+impl<'c, 't, B: PacketBuf, X: Extra<B>> Stage<B, DecapCtx<'c, 't, X>> for Decap {
+    #[inline]
+    fn process(&mut self, burst: &mut Burst<B>, cx: &mut DecapCtx<'c, 't, X>) {
+        decap(burst, cx);
+    }
+}
+
+#[inline(always)]
+fn decap<B: PacketBuf, X: Extra<B>>(burst: &mut Burst<B>, cx: &mut DecapCtx<'_, '_, X>) {
+    let (ctx, s, underlay) = (cx.nitro, cx.s, cx.underlay);
+    let extra = &mut *cx.extra;
     let big = s.big;
     burst.for_each_live(|i, p| {
         let j = slot(i);
@@ -367,7 +365,7 @@ fn too_big<B: PacketBuf, X: Extra<B>>(
     j: usize,
     out: Output,
     s: &Scratch,
-    ctx: &NitroCtx<'_>,
+    ctx: &CardCtx<'_, Tables>,
     extra: &mut X,
     underlay: Output,
 ) -> Verdict {
@@ -409,7 +407,7 @@ fn frag_needed<B: PacketBuf, X: Extra<B>>(
     mtu: u16,
     s: &Scratch,
     j: usize,
-    ctx: &NitroCtx<'_>,
+    ctx: &CardCtx<'_, Tables>,
     extra: &mut X,
     underlay: Output,
 ) {
