@@ -63,7 +63,7 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     plot: Option<PathBuf>,
     /// With --plot: draw the report saved at PATH (by --json) instead of running scenarios.
-    #[arg(long, value_name = "PATH", requires = "plot")]
+    #[arg(long, value_name = "PATH")]
     from_json: Option<PathBuf>,
     /// Scratch directory for generated traffic.
     #[arg(long, default_value = "target/bench-work")]
@@ -79,6 +79,9 @@ fn main() {
 }
 
 fn run(args: &Args) -> Result<(), String> {
+    if args.from_json.is_some() && args.plot.is_none() {
+        return Err("--from-json needs --plot DIR".into());
+    }
     if let (Some(dir), Some(saved)) = (&args.plot, &args.from_json) {
         let text = std::fs::read_to_string(saved).map_err(|e| format!("--from-json {}: {e}", saved.display()))?;
         let report = serde_json::from_str(&text).map_err(|e| format!("--from-json {}: {e}", saved.display()))?;
