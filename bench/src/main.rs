@@ -8,6 +8,7 @@ mod blackfoot;
 mod dpdk_tools;
 mod nitro;
 mod passthrough;
+mod plot;
 mod report;
 mod scale;
 mod tables;
@@ -57,6 +58,13 @@ struct Args {
     /// one flow through the edge (at most 65531).
     #[arg(long, default_value_t = 16_384)]
     edge_instances: u32,
+    /// Draw SVG charts of the report into DIR: Mpps (or Gbit/s) beside the baseline's per
+    /// scenario, and the stages' latency percentile curves.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+    /// With --plot: draw the report saved at PATH (by --json) instead of running scenarios.
+    #[arg(long, value_name = "PATH")]
+    from_json: Option<PathBuf>,
     /// Scratch directory for generated traffic.
     #[arg(long, default_value = "target/bench-work")]
     work: PathBuf,
@@ -71,6 +79,14 @@ fn main() {
 }
 
 fn run(args: &Args) -> Result<(), String> {
+    if args.from_json.is_some() && args.plot.is_none() {
+        return Err("--from-json needs --plot DIR".into());
+    }
+    if let (Some(dir), Some(saved)) = (&args.plot, &args.from_json) {
+        let text = std::fs::read_to_string(saved).map_err(|e| format!("--from-json {}: {e}", saved.display()))?;
+        let report = serde_json::from_str(&text).map_err(|e| format!("--from-json {}: {e}", saved.display()))?;
+        return draw(&report, dir);
+    }
     // By default every scenario once: `scale` without its parts run again on their own.
     let names: Vec<String> = if args.scenarios.is_empty() {
         scenarios().into_iter().filter(|s| !s.starts_with("scale-")).map(|s| s.to_string()).collect()
@@ -122,6 +138,17 @@ fn run(args: &Args) -> Result<(), String> {
         } else {
             std::fs::write(path, text).map_err(|e| format!("{path}: {e}"))?;
         }
+    }
+    if let Some(dir) = &args.plot {
+        draw(&serde_json::to_value(&report).map_err(|e| e.to_string())?, dir)?;
+    }
+    Ok(())
+}
+
+/// The charts of `report` into `dir`, named on stderr.
+fn draw(report: &serde_json::Value, dir: &std::path::Path) -> Result<(), String> {
+    for f in plot::plot(report, dir)? {
+        eprintln!("vpcemu-bench: wrote {}", f.display());
     }
     Ok(())
 }

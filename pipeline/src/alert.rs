@@ -240,6 +240,8 @@ pub struct AlertAggregator {
     index: HashMap<Key, usize>,
     buckets: [Bucket; DropReason::COUNT],
     totals: AlertTotals,
+    /// Events received from the workers, per reason (written, pending or suppressed).
+    received: [u64; DropReason::COUNT],
 }
 
 impl core::fmt::Debug for AlertAggregator {
@@ -258,11 +260,15 @@ impl AlertAggregator {
             index: HashMap::new(),
             buckets: [full; DropReason::COUNT],
             totals: AlertTotals::default(),
+            received: [0; DropReason::COUNT],
         }
     }
 
     /// Take one event at `now_ms`.
     pub fn ingest(&mut self, event: AlertEvent, now_ms: u64) {
+        if let Some(n) = self.received.get_mut(event.reason.index()) {
+            *n += 1;
+        }
         let key = Key::of(&event);
         if let Some(p) = self.index.get(&key).and_then(|&i| self.pending.get_mut(i)) {
             p.count += 1;
@@ -306,6 +312,12 @@ impl AlertAggregator {
     /// Totals so far.
     pub fn totals(&self) -> AlertTotals {
         self.totals
+    }
+
+    /// Events taken so far per reason (index: [`DropReason::index`]), whether their line
+    /// was written, is pending, or was suppressed by the rate limit or the key limit.
+    pub fn received(&self) -> [u64; DropReason::COUNT] {
+        self.received
     }
 
     /// Distinct keys waiting for their window to pass.
@@ -582,6 +594,10 @@ mod tests {
         assert_eq!(agg.pending(), 0);
         let t = agg.totals();
         assert_eq!((t.written, t.events, t.dropped()), (2, 7, 0));
+        let received = agg.received();
+        assert_eq!(received[DropReason::SpoofedSource.index()], 6);
+        assert_eq!(received[DropReason::NotPeered.index()], 1);
+        assert_eq!(received.iter().sum::<u64>(), 7);
         // Keys in the documented order.
         let first = std::str::from_utf8(&out).unwrap().lines().next().unwrap();
         let pos = |k: &str| first.find(&format!("\"{k}\":")).unwrap();

@@ -90,6 +90,31 @@ pub struct RunFlags {
     /// ring, with a warning).
     #[arg(long, value_name = "CIPHER", default_value = "auto")]
     pub esp_cipher: crate::runtime::cipher::EspCipher,
+    /// Serve the run's figures in the Prometheus text format on `http://ADDR:PORT/metrics`
+    /// (ports, drops and alerts by reason, stage latency histograms by card kind, mapping
+    /// versions and their age).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Write dropped packets to PATH as pcapng: each with the comment `reason=R stage=S
+    /// card=C`, the port it came in by as its interface (`fabric` for the in-process
+    /// fabric).
+    #[arg(long, value_name = "PATH")]
+    pub trash: Option<PathBuf>,
+    /// With --trash: keep at most N packets per drop reason per second (the rest are only
+    /// counted) [default: 100].
+    #[arg(long, value_name = "N")]
+    pub trash_limit: Option<u32>,
+    /// At exit, write each stage's latency histogram (ns per packet) in HdrHistogram's
+    /// percentile-distribution format to DIR/KIND-STAGE.hgrm (KIND: host or edge), for the
+    /// stages that ran.
+    #[arg(long, value_name = "DIR")]
+    pub hgrm: Option<PathBuf>,
+    /// Let `dpdk-dumpcap --file-prefix=PREFIX -i PORT` capture any port while the run goes
+    /// on: the EAL runs with hugepages from a hugetlbfs mount and a shared configuration
+    /// (not --in-memory or --no-huge --no-shconf), and initialises pdump. Needs free
+    /// hugepages for dataplane.memory_mb and a mounted hugetlbfs.
+    #[arg(long)]
+    pub pdump: bool,
 }
 
 impl RunFlags {
@@ -107,6 +132,11 @@ impl RunFlags {
             file_prefix: self.file_prefix,
             cards: self.cards,
             esp_cipher: self.esp_cipher,
+            metrics: self.metrics,
+            trash: self.trash,
+            trash_limit: self.trash_limit.unwrap_or(crate::runtime::trash::DEFAULT_LIMIT),
+            hgrm: self.hgrm,
+            pdump: self.pdump,
         }
     }
 }
@@ -164,6 +194,9 @@ pub struct PassthroughArgs {
 /// Run the command line; errors come back as one line for stderr.
 pub fn main_with(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Run(a) if a.flags.trash_limit.is_some() && a.flags.trash.is_none() => {
+            Err("--trash-limit needs --trash PATH".into())
+        }
         Command::Run(a) => crate::runtime::run::run(&a.flags.options(a.topology)),
         Command::Lab(a) => crate::lab::main(a),
         Command::Demo => {

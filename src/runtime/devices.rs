@@ -159,3 +159,21 @@ mod tests {
         assert!(u64::from(small) * per(dpdk::RX_DATA_SIZE) <= 64 * 1024 * 1024 * 6 / 10 * 2 / 3);
     }
 }
+
+/// The EAL options `--pdump` needs: a secondary process (`dpdk-dumpcap`) attaches to the
+/// shared configuration and maps the hugepage files of a hugetlbfs mount, so the run uses
+/// hugepages, not `--in-memory`, not `--no-huge --no-shconf`. Refused with the reason when
+/// the machine has no hugetlbfs mount or too few free hugepages for `memory_mb`.
+pub fn pdump_eal(eal: crate::dpdk::EalBuilder, memory_mb: u32) -> Result<crate::dpdk::EalBuilder, String> {
+    if !crate::dpdk::eal::hugetlbfs_mounted() {
+        return Err("--pdump needs a hugetlbfs mount for the memory dpdk-dumpcap maps (mount -t hugetlbfs nodev /dev/hugepages; scripts/setup.sh does)".into());
+    }
+    let free = crate::dpdk::eal::free_hugepages();
+    if free * 2 < u64::from(memory_mb) {
+        return Err(format!(
+            "--pdump needs {memory_mb} MB of hugepages (dataplane.memory_mb), {} MB are free (echo N > /proc/sys/vm/nr_hugepages)",
+            free * 2
+        ));
+    }
+    Ok(eal.hugepages(crate::dpdk::Hugepages::On).multi_process(true))
+}

@@ -40,6 +40,7 @@ use super::cipher::{Cipher, EspCipher};
 use super::devices::{eal_builder, find_port, make_pools, port_id_of, rx_needs};
 use super::plan::{Bindings, Plan, PortIo, PortMtu, PortSpec};
 use super::softport::SoftPort;
+use super::trash::TrashBin;
 use super::worker::{self, PortSink, RxSource, WorkerSetup};
 use crate::dpdk::{self, Eal, Mempool, Port, PortConfig};
 
@@ -59,13 +60,17 @@ pub struct EngineSpec {
     pub cards: Option<Vec<String>>,
     /// The edges' ESP cipher.
     pub esp_cipher: EspCipher,
+    /// Keep dropped packets for the trash can, this many per reason per second.
+    pub trash_limit: Option<u32>,
+    /// Let `dpdk-dumpcap` capture the ports: multi-process EAL and `rte_pdump_init`.
+    pub pdump: bool,
 }
 
 impl EngineSpec {
     /// The topology's own ports.
     pub fn from_topology(topology: Topology) -> EngineSpec {
         let ports = PortSpec::of_topology(&topology);
-        EngineSpec { topology, ports, stage_timing: true, file_prefix: None, alerts: AlertConfig::default(), cards: None, esp_cipher: EspCipher::Auto }
+        EngineSpec { topology, ports, stage_timing: true, file_prefix: None, alerts: AlertConfig::default(), cards: None, esp_cipher: EspCipher::Auto, trash_limit: None, pdump: false }
     }
 }
 
@@ -113,6 +118,8 @@ pub struct Engine {
     pool: Arc<Mempool>,
     /// Small mbufs ports receive into.
     rx_pool: Arc<Mempool>,
+    /// The trash can's queue (`--trash`).
+    trash: Option<Arc<TrashBin>>,
     eal: Eal,
 }
 
@@ -135,11 +142,17 @@ impl Engine {
             PortIo::Soft => None,
         });
         let mut eal = eal_builder(&dp, spec.file_prefix.as_deref(), vdevs);
+        if spec.pdump {
+            eal = super::devices::pdump_eal(eal, dp.memory_mb).map_err(EngineError::Config)?;
+        }
         // The edges' ESP cipher: DPDK's AES-GCM device, unless ring is asked for.
         if plan.has_edge() && spec.esp_cipher.wants_device() {
             eal = eal.vdev(dpdk::crypto::AESNI_GCM_VDEV);
         }
         let eal = eal.init()?;
+        if spec.pdump {
+            eal.pdump_init()?;
+        }
         let tsc_hz = eal.tsc_hz();
         let needs: Vec<(u64, bool)> = spec
             .ports
@@ -182,6 +195,7 @@ impl Engine {
         let mut timing = TimingCollector::new(HistogramConfig::default())
             .map_err(|e| EngineError::Config(format!("stage timing: {e:?}")))?;
         let returned = Arc::new(Mutex::new(Vec::new()));
+        let trash = spec.trash_limit.map(|limit| TrashBin::new(limit, tsc_hz));
 
         let mut engine_ports = ports;
         let mut alert_consumers = Vec::new();
@@ -214,6 +228,7 @@ impl Engine {
                     alerts: producer,
                     stop: Arc::clone(&stop),
                     returned: Arc::clone(&returned),
+                    trash: trash.clone(),
                 },
             ));
         }
@@ -238,6 +253,7 @@ impl Engine {
             esp_cipher,
             rx_pool,
             pool,
+            trash,
             eal,
         };
         for (lcore, setup) in setups {
@@ -373,6 +389,26 @@ impl Engine {
         )
     }
 
+    /// The trash can's queue, with `--trash`.
+    pub fn trash_bin(&self) -> Option<&Arc<TrashBin>> {
+        self.trash.as_ref()
+    }
+
+    /// The stage histograms merged so far (cycles per packet, by card kind and stage).
+    pub fn stage_histograms(&self) -> &pipeline::StageHistograms {
+        self.timing.histograms()
+    }
+
+    /// Alert events the control core has taken so far, per drop reason.
+    pub fn alerts_by_reason(&self) -> [u64; pipeline::DropReason::COUNT] {
+        self.aggregator.received()
+    }
+
+    /// Each card's name and the version of the mapping tables it holds.
+    pub fn mapping_versions(&self) -> Vec<(&str, u64)> {
+        self.cards.iter().zip(&self.publishers).map(|(c, p)| (c.plan.name.as_str(), p.version())).collect()
+    }
+
     /// Write every pending alert line now, whatever its window (the demo reads them step
     /// by step).
     pub fn flush_alerts(&mut self, out: &mut dyn std::io::Write) {
@@ -384,7 +420,17 @@ impl Engine {
 
     /// Stop the workers, flush alerts, stop and close the ports; returns the final report
     /// and the number of mbufs still in use (must be 0).
-    pub fn shutdown(mut self, alerts_out: &mut dyn std::io::Write) -> (StatsReport, u32) {
+    pub fn shutdown(self, alerts_out: &mut dyn std::io::Write) -> (StatsReport, u32) {
+        let (report, in_use, _) = self.shutdown_with_histograms(alerts_out);
+        (report, in_use)
+    }
+
+    /// [`shutdown`](Self::shutdown), also returning the final stage histograms (for
+    /// `--hgrm`).
+    pub fn shutdown_with_histograms(
+        mut self,
+        alerts_out: &mut dyn std::io::Write,
+    ) -> (StatsReport, u32, pipeline::StageHistograms) {
         self.stop.store(true, Ordering::Relaxed);
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -416,7 +462,7 @@ impl Engine {
         for p in &mut self.publishers {
             p.reclaim();
         }
-        (report, self.pool.in_use() + self.rx_pool.in_use())
+        (report, self.pool.in_use() + self.rx_pool.in_use(), self.timing.histograms().clone())
     }
 }
 

@@ -7,8 +7,9 @@
 //!   over the packet buffer and the TX sink; [`stages`]: the cards' stages per port;
 //! - [`card`], [`cipher`], [`devices`], [`stop`]: a card as the workers see it, the edges'
 //!   AES-GCM, device helpers, the stop conditions and signals;
-//! - [`run`], [`passthrough`], [`control`], [`ctl`], [`telemetry`]: the commands and the
-//!   control core's sockets.
+//! - [`run`], [`passthrough`], [`control`], [`ctl`], [`telemetry`], [`metrics`], [`trash`],
+//!   [`hgrm`]:
+//!   the commands, the control core's sockets and files.
 
 pub mod card;
 pub mod cipher;
@@ -17,6 +18,8 @@ pub mod ctl;
 pub mod devices;
 pub mod engine;
 pub mod fabric;
+pub mod hgrm;
+pub mod metrics;
 pub mod passthrough;
 pub mod plan;
 pub mod run;
@@ -24,5 +27,6 @@ pub mod softport;
 pub mod stages;
 pub mod stop;
 pub mod telemetry;
+pub mod trash;
 pub mod worker;
 pub mod worker_stats;

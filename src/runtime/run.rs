@@ -27,6 +27,15 @@ pub struct RunOptions {
     pub file_prefix: Option<String>,
     pub cards: Option<Vec<String>>,
     pub esp_cipher: EspCipher,
+    /// Serve `/metrics` (Prometheus text) on this address.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Write dropped packets here (pcapng), at most `trash_limit` per reason per second.
+    pub trash: Option<PathBuf>,
+    pub trash_limit: u32,
+    /// Write each stage's latency histogram here at exit (`.hgrm`).
+    pub hgrm: Option<PathBuf>,
+    /// Let `dpdk-dumpcap` capture the ports (multi-process EAL, `rte_pdump_init`).
+    pub pdump: bool,
 }
 
 fn write_file(path: &PathBuf, text: &str) -> Result<(), String> {
@@ -70,11 +79,37 @@ pub fn run_spec(
         Some(p) => Some(ControlSocket::bind(p).map_err(|e| format!("control socket {}: {e}", p.display()))?),
         None => None,
     };
+    let dp = spec.topology.dataplane().clone();
+    let mut metrics = match opts.metrics {
+        Some(addr) => Some(
+            super::metrics::MetricsServer::start(addr, dp.worker_lcores(), dp.lcores.first().copied())
+                .map_err(|e| format!("--metrics {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     spec.stage_timing = !opts.no_stage_timing;
     spec.file_prefix = opts.file_prefix.clone();
     spec.cards = opts.cards.clone();
     spec.esp_cipher = opts.esp_cipher;
+    spec.trash_limit = opts.trash.as_ref().map(|_| opts.trash_limit);
+    spec.pdump = opts.pdump;
+    if let Some(dir) = &opts.hgrm {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--hgrm {}: {e}", dir.display()))?;
+    }
+    // The trash file is made before the engine starts: an error stops the run before any
+    // worker runs.
+    let trash_file = match &opts.trash {
+        Some(path) => {
+            Some((path, std::fs::File::create(path).map_err(|e| format!("--trash {}: {e}", path.display()))?))
+        }
+        None => None,
+    };
     let mut engine = Engine::start(spec).map_err(|e| e.to_string())?;
+    let mut trash = match (trash_file, engine.trash_bin()) {
+        (Some((path, file)), Some(bin)) => Some(super::trash::open(path, file, bin, &engine)),
+        _ => None,
+    };
+    let mut trash_error = None;
     // What each instance port carries, and a warning for every port that carries less
     // than may have to leave by it.
     for p in engine.port_mtus() {
@@ -87,6 +122,11 @@ pub fn run_spec(
     }
     if let Some((_, Some(why))) = engine.esp_cipher() {
         eprintln!("vpcemu: warning: {why}");
+    }
+    if opts.pdump {
+        if let Some(prefix) = engine.eal().file_prefix() {
+            println!("pdump: ready for dpdk-dumpcap --file-prefix={prefix} -i PORT (PORT: a vdev name such as net_pcap0, or a port number)");
+        }
     }
     let esp_cipher = engine.esp_cipher().map(|(name, _)| name);
     super::telemetry::register(&engine).map_err(|e| e.to_string())?;
@@ -106,6 +146,12 @@ pub fn run_spec(
             c.poll(|line| handle(&mut engine, line));
         }
         super::telemetry::publish(&engine);
+        if let Some(m) = metrics.as_mut() {
+            m.publish(&engine);
+        }
+        if let Some(Err(e)) = trash.as_mut().map(|t| t.drain()) {
+            trash_error.get_or_insert(e);
+        }
         let now = Instant::now();
         if let Some(at) = next_report {
             if now >= at {
@@ -119,12 +165,29 @@ pub fn run_spec(
         }
     }
     drop(control);
+    drop(metrics);
     let seconds = stop.start().elapsed().as_secs_f64();
     let tsc_hz = engine.tsc_hz();
-    let (report, in_use) = engine.shutdown(&mut alerts_out);
+    let (report, in_use, histograms) = engine.shutdown_with_histograms(&mut alerts_out);
     alerts_out.flush().map_err(|e| format!("writing alerts: {e}"))?;
     print!("{}", report.to_table());
     println!("mbufs in use at exit: {in_use}");
+    let trash_totals = match trash {
+        Some(t) => {
+            let path = t.path().display().to_string();
+            let totals = t.finish().map_err(|e| format!("--trash {path}: {e}"))?;
+            // A write error while running is the run's error too.
+            if let Some(e) = trash_error {
+                return Err(format!("--trash {path}: {e}"));
+            }
+            println!(
+                "trash: {} packets written to {path}, {} over --trash-limit, {} lost to a full queue",
+                totals.written, totals.limited, totals.queue_full
+            );
+            Some(totals)
+        }
+        None => None,
+    };
     if let Some(p) = &opts.stats_json {
         // The report of ARCHITECTURE section 8, plus how long the run forwarded and the
         // TSC frequency (for cycles per packet).
@@ -134,8 +197,15 @@ pub fn run_spec(
                 "run".into(),
                 serde_json::json!({ "seconds": seconds, "tsc_hz": tsc_hz, "mbufs_in_use": in_use, "esp_cipher": esp_cipher }),
             );
+            if let Some(t) = trash_totals {
+                o.insert("trash".into(), serde_json::json!(t));
+            }
         }
         write_file(p, &(serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n"))?;
+    }
+    if let Some(dir) = &opts.hgrm {
+        let files = super::hgrm::write_all(dir, &report, &histograms, tsc_hz).map_err(|e| format!("--hgrm {}: {e}", dir.display()))?;
+        println!("hgrm: {files} stage histograms written to {}", dir.display());
     }
     if in_use != 0 {
         return Err(format!("{in_use} mbufs still in use at exit (leak)"));

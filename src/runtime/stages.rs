@@ -10,7 +10,7 @@ use mapping_client::rcu::Subscriber;
 use mapping_client::tables::Tables;
 use mapping_client::topology::{CardId, EniId};
 use nitro::{EniPort, FromInstance, FromInstanceOutputs, FromUnderlay as NitroFromUnderlay};
-use pipeline::{AlertProducer, Burst, CardCtx, Clock, DropReason, Extra, Meters, Output};
+use pipeline::{AlertProducer, Burst, CardCtx, CardKind, Clock, DropReason, Extra, Meters, Output};
 
 use super::card::CardInfo;
 use super::plan::{FABRIC, InstanceBinding, Role, UNBOUND, port_output};
@@ -156,6 +156,7 @@ impl CardStages {
     #[inline]
     pub fn instance_in<C: Clock>(&mut self, burst: &mut Burst<Mbuf>, port: usize, eni: u32, env: Env<'_, C>) {
         let Env { tables, card, alerts, clock, meters, .. } = env;
+        meters.kind = CardKind::Host;
         match self.egress.get_mut(port).and_then(Option::as_mut) {
             Some(egress) => {
                 let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
@@ -171,6 +172,7 @@ impl CardStages {
     #[inline]
     pub fn underlay_in<C: Clock>(&mut self, burst: &mut Burst<Mbuf>, index: usize, env: Env<'_, C>, spill: &mut Spill) {
         let Env { tables, card, alerts, pool, clock, meters } = env;
+        meters.kind = CardKind::of(card.id());
         match card.id() {
             CardId::Host(_) => {
                 let Some(ingress) = self.ingress.as_mut() else {
@@ -209,6 +211,7 @@ impl CardStages {
             Role::EdgeServices { .. } => Side::Services,
             _ => return drop_all(burst, DropReason::Unsupported),
         };
+        meters.kind = CardKind::Edge;
         match self.edges.get_mut(index).and_then(Option::as_mut) {
             Some(e) => {
                 let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };

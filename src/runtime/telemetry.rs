@@ -1,7 +1,9 @@
 //! `vpcemu run`'s figures as DPDK telemetry commands (see `crate::dpdk::telemetry`):
 //!
 //! - `/vpcemu/drops`: drop reason -> packets
-//! - `/vpcemu/stages`: `STAGE/count`, `STAGE/p50_ns`, `STAGE/p99_ns`, `STAGE/max_ns`
+//! - `/vpcemu/stages`: `KIND/STAGE/count`, `KIND/STAGE/p50_ns`, `KIND/STAGE/p99_ns`,
+//!   `KIND/STAGE/max_ns` for the stages that ran, hosts (`host/`) and edges (`edge/`)
+//!   apart
 //! - `/vpcemu/ports`: `PORT/rx`, `PORT/tx`, `PORT/dropped`
 //!
 //! The control core refreshes a snapshot every 100 ms; the providers only read it.
@@ -48,16 +50,17 @@ pub fn register(_engine: &Engine) -> Result<(), DpdkError> {
     )?;
     telemetry::register(
         "/vpcemu/stages",
-        "vpcemu per-stage packets and latency (ns per packet)",
+        "vpcemu per-stage packets and latency (ns per packet), by card kind",
         Arc::new(|_: &str| {
             with_report(|r| {
                 let ns = |x: f64| x.round() as u64;
-                r.stages
+                r.card_stages
                     .iter()
-                    .filter(|s| s.count > 0)
-                    .flat_map(|s| {
+                    .flat_map(|(k, rows)| rows.iter().map(move |s| (k, s)))
+                    .filter(|(_, s)| s.count > 0)
+                    .flat_map(|(k, s)| {
                         let values = [("count", s.count), ("p50_ns", ns(s.p50_ns)), ("p99_ns", ns(s.p99_ns)), ("max_ns", ns(s.max_ns))];
-                        under(s.stage.name(), values)
+                        under(&format!("{k}/{}", s.stage.name()), values)
                     })
                     .collect()
             })

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use arrayvec::ArrayVec;
 use mapping_client::rcu::Subscriber;
 use mapping_client::tables::Tables;
-use pipeline::{AlertProducer, Burst, Clock, DropReason, Meters, Output, PublishedCounters, MAX_BURST};
+use pipeline::{AlertProducer, Burst, Clock, DropReason, Meters, Output, PublishedCounters, Verdict, MAX_BURST};
 use wire::PacketBuf;
 
 use super::card::CardInfo;
@@ -21,6 +21,7 @@ use super::fabric::{Ports, Switch, TxSink, max_frame, send_counted};
 use super::plan::{Bindings, FABRIC, Role};
 use super::softport::SoftPort;
 use super::stages::{CardStages, Env, Spill};
+use super::trash::{TrashBin, keep_dropped};
 use crate::dpdk::{self, Linearize, Mbuf, MbufBurst, Mempool, rdtsc};
 
 /// Packets per RX burst.
@@ -81,6 +82,8 @@ pub struct WorkerSetup {
     pub alerts: AlertProducer,
     pub stop: Arc<AtomicBool>,
     pub returned: Arc<Mutex<Vec<Meters>>>,
+    /// The trash can (`--trash`): dropped packets are copied into it before they are freed.
+    pub trash: Option<Arc<TrashBin>>,
 }
 
 /// A copy of `m` from the pool (for the fabric capture), if an mbuf is free.
@@ -107,14 +110,20 @@ struct Loop<'a, C: Clock> {
     fabric: ArrayVec<Mbuf, MAX_BURST>,
     /// Packets the edge stages made beyond a burst (fragments), sent after it.
     spill: Spill,
+    /// Where the burst came in (port index, or the number of ports for the fabric) and the
+    /// card it is on, for the trash can.
+    from: (u16, u16),
 }
 
 impl<C: Clock> Loop<'_, C> {
     /// Drain `burst` to the outputs; fabric-bound packets are kept in `self.fabric`. A
     /// packet longer than its port takes is dropped `mtu_exceeded`.
     fn drain(&mut self) {
-        let Loop { s, burst, fabric, .. } = self;
-        let (tx, port_mtu) = (&mut s.tx, &s.port_mtu);
+        let Loop { s, burst, fabric, from, .. } = self;
+        let (tx, port_mtu, trash) = (&mut s.tx, &s.port_mtu, s.trash.as_deref());
+        if let Some(bin) = trash {
+            keep_dropped(bin, burst, from.0, from.1);
+        }
         burst.drain_grouped_within(
             &mut s.meters.counters,
             |out| max_frame(port_mtu, out.index()),
@@ -128,7 +137,13 @@ impl<C: Clock> Loop<'_, C> {
                     sink.send(pkts);
                 }
             },
-            |m, _verdict| drop(m),
+            |m, verdict| {
+                // Dropped at drain (too long for its port, refused by the device).
+                if let (Some(bin), Verdict::Drop(reason)) = (trash, verdict) {
+                    bin.offer(from.0, from.1, reason, None, m.data(), rdtsc());
+                }
+                drop(m)
+            },
         );
     }
 
@@ -204,6 +219,7 @@ impl<C: Clock> Loop<'_, C> {
                         let _ = self.burst.push(m);
                     }
                 }
+                self.from.0 = self.s.tx.len() as u16;
                 self.underlay_in(card);
                 from = card;
             }
@@ -212,6 +228,7 @@ impl<C: Clock> Loop<'_, C> {
 
     /// Run card `card`'s underlay-in stages on `self.burst` and drain it.
     fn underlay_in(&mut self, card: usize) {
+        self.from.1 = card as u16;
         let Some(env) = env(self.s, &self.clock, card) else { return };
         self.stages.underlay_in(&mut self.burst, card, env, &mut self.spill);
         self.drain();
@@ -221,6 +238,7 @@ impl<C: Clock> Loop<'_, C> {
     }
 
     fn rx_port(&mut self, port: usize, mb: &mut MbufBurst) {
+        self.from = (port as u16, u16::MAX);
         for m in mb.drain() {
             if m.is_whole() {
                 let _ = self.burst.push(m);
@@ -279,6 +297,9 @@ impl<C: Clock> Loop<'_, C> {
                 None
             }
         };
+        if let Some(card) = from {
+            self.from.1 = card as u16;
+        }
         self.drain();
         if !self.spill.is_empty() {
             self.flush_spill();
@@ -303,7 +324,7 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
     let mut mb = MbufBurst::new();
     {
         let switch = Switch::new(setup.cards.iter().map(|c| (c.plan.pa, c.plan.ports.underlay)), setup.fabric_capture);
-        let mut l = Loop { s: &mut setup, switch, stages, clock, burst: Burst::new(), fabric: ArrayVec::new(), spill: Spill::new() };
+        let mut l = Loop { s: &mut setup, switch, stages, clock, burst: Burst::new(), fabric: ArrayVec::new(), spill: Spill::new(), from: (0, u16::MAX) };
         while !l.s.stop.load(Ordering::Relaxed) {
             let generation = l.s.bindings.generation.load(Ordering::Acquire);
             l.stages.refresh(generation, &l.s.bindings.ports);

@@ -49,6 +49,7 @@ pub mod geneve;
 pub mod icmpv4;
 pub mod ipv4;
 pub mod pcap;
+pub mod pcapng;
 pub mod tcp;
 pub mod udp;
 pub mod vlan;
