@@ -11,6 +11,8 @@ PKGS=(
   tshark                         # checking our output with dissectors nobody here wrote
   python3-scapy                  # crafting test traffic (Debian's python: /usr/bin/python3)
   iproute2 iputils-ping          # network namespaces for net_tap tests
+  etcd-server                    # the shared mapping service (etcd 3.4); tests start their own
+  protobuf-compiler libprotobuf-dev  # protoc and its well-known .proto files, for the etcd-client crate
   jq
 )
 

@@ -52,6 +52,8 @@
 #[cfg(feature = "bench")]
 pub mod bench_support;
 pub mod client;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod net;
 pub mod rcu;
 pub mod service;
