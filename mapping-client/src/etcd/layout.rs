@@ -111,10 +111,9 @@ pub fn records_of(t: &Topology) -> Result<Records, String> {
     }
     for v in t.vpcs() {
         check_key_name("vpc", &v.name)?;
-        let mut o = json!({ "id": v.id.0, "name": v.name, "vni": v.vni, "cidr": v.cidr.to_string() });
-        if let Some(e) = v.internet_gateway {
-            o["internet_gateway"] = json!(edge_name(e));
-        }
+        // "" is none (an absent field would mean the only edge, in a file).
+        let igw = v.internet_gateway.map_or("", edge_name);
+        let o = json!({ "id": v.id.0, "name": v.name, "vni": v.vni, "cidr": v.cidr.to_string(), "internet_gateway": igw });
         r.insert(format!("vpc/{}", v.name), text(o));
     }
     for s in t.subnets() {
