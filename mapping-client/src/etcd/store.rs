@@ -298,6 +298,12 @@ impl Store {
         Ok(r.header().map_or(0, |h| h.revision()))
     }
 
+    /// Runs a transaction; whether its comparisons held.
+    pub fn commit(&self, txn: Txn) -> Result<bool, String> {
+        let mut c = self.client.clone();
+        Ok(self.block("writing", c.txn(txn))?.succeeded())
+    }
+
     /// Compacts etcd's history up to `revision` (tests).
     pub fn compact(&self, revision: i64) -> Result<(), String> {
         let mut c = self.client.clone();

@@ -127,3 +127,95 @@ impl Drop for TestEtcd {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A TCP proxy on 127.0.0.1 in front of a [`TestEtcd`] that a test can cut: while it is
+/// down, every connection through it is closed and new ones are dropped, as when the
+/// network between a card and etcd fails while etcd itself goes on.
+#[derive(Debug)]
+pub struct Proxy {
+    port: u16,
+    down: Arc<AtomicBool>,
+    generation: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+impl Proxy {
+    /// A proxy to `127.0.0.1:target_port`.
+    pub fn start(target: &str) -> Result<Proxy, String> {
+        let target = target.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let down = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, g, s) = (down.clone(), generation.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        if d.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        let Ok(server) = TcpStream::connect(&target) else { continue };
+                        let gen = g.load(Ordering::Relaxed);
+                        for (from, to) in [(client.try_clone(), server.try_clone()), (server.try_clone(), client.try_clone())] {
+                            let (Ok(from), Ok(to)) = (from, to) else { continue };
+                            let (g2, s2) = (g.clone(), s.clone());
+                            std::thread::spawn(move || pipe(from, to, gen, g2, s2));
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Ok(Proxy { port, down, generation, stop })
+    }
+
+    /// `http://127.0.0.1:PORT` of the proxy.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts every connection and refuses new ones (`true`), or lets them through again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
+        if down {
+            self.generation.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, gen: u64, current: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+    let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = [0u8; 16384];
+    loop {
+        if current.load(Ordering::Relaxed) != gen || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+}

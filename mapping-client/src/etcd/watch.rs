@@ -70,9 +70,14 @@ pub struct CardWatch {
     /// A host's placement index: instance -> VPC.
     index: BTreeMap<String, String>,
     updates: Vec<Update>,
-    /// Events received, and those about VPCs the card holds.
+    /// VPCs held at some time.
+    ever_held: BTreeSet<String>,
+    /// Events received; those about VPCs the card holds; those about a VPC it never held
+    /// (none: a change to a VPC a card does not hold never reaches it; an event of a VPC
+    /// it just dropped may still arrive while the watch is being cancelled).
     pub events: u64,
     pub events_held: u64,
+    pub events_foreign: u64,
 }
 
 fn resync(m: impl Into<String>) -> Resync {
@@ -92,8 +97,10 @@ impl CardWatch {
             held: BTreeSet::new(),
             index: BTreeMap::new(),
             updates: Vec::new(),
+            ever_held: BTreeSet::new(),
             events: 0,
             events_held: 0,
+            events_foreign: 0,
         }
     }
 
@@ -153,6 +160,7 @@ impl CardWatch {
             return Err(resync(format!("listed an unexpected prefix {prefix}")));
         };
         self.held.insert(vpc.to_string());
+        self.ever_held.insert(vpc.to_string());
         let recs: Records = records.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
         self.import(vpc, &recs)
     }
@@ -248,6 +256,9 @@ impl CardWatch {
             }
             let Some(vpc) = layout::vpc_of_key(key).map(str::to_string) else { continue };
             if !self.held.contains(&vpc) {
+                if !self.ever_held.contains(&vpc) {
+                    self.events_foreign += 1;
+                }
                 continue; // a watch being cancelled
             }
             self.events_held += 1;
@@ -441,9 +452,13 @@ pub struct WatchCounters {
     pub events: AtomicU64,
     /// Events about what the card holds.
     pub events_held: AtomicU64,
+    /// Events about a VPC the card never held (a bug if not 0).
+    pub events_foreign: AtomicU64,
     /// Watch responses with events.
     pub responses: AtomicU64,
     pub failures: AtomicU64,
+    /// Resyncs because the revision to resume from was compacted.
+    pub compacted: AtomicU64,
 }
 
 /// One card to watch.
@@ -539,14 +554,18 @@ async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool
 }
 
 /// One card, forever: a session (snapshot, then watch) until it fails, then again after a
-/// backoff (the reconnect loop).
+/// backoff (the reconnect loop). After a lost connection the session first resumes the
+/// watches from the last revision seen; a compacted revision (or anything else the
+/// watcher cannot trust) makes it list everything again.
 async fn run_card(client: etcd_client::Client, config: WatchConfig, card: CardSpec, stop: Arc<AtomicBool>) {
     let mut machine = CardWatch::new(&card.name, &config.dataplane);
     let mut backoff = Duration::from_millis(100);
     let mut synced_once = false;
+    let mut resume: Option<i64> = None;
     while !stop.load(Ordering::Relaxed) {
         let mut c = client.clone();
-        let result = session(&mut c, &config.prefix, &mut machine, &card, &stop, &mut synced_once).await;
+        let mut progress = Progress { revision: 0, resumable: false, watching: false };
+        let result = session(&mut c, &config.prefix, &mut machine, &card, &stop, &mut synced_once, resume, &mut progress).await;
         match result {
             Ok(()) => return,
             Err(reason) => {
@@ -554,12 +573,24 @@ async fn run_card(client: etcd_client::Client, config: WatchConfig, card: CardSp
                 let _ = card.notes.send(Note::Lost { reason });
             }
         }
+        resume = progress.resumable.then_some(progress.revision);
+        if progress.watching {
+            backoff = Duration::from_millis(100);
+        }
         let until = tokio::time::Instant::now() + backoff;
         while tokio::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+}
+
+/// How far a session got: the last revision the card's model is complete at, and whether
+/// a new session may resume from it (the model is trusted).
+struct Progress {
+    revision: i64,
+    resumable: bool,
+    watching: bool,
 }
 
 fn err(e: etcd_client::Error) -> String {
@@ -578,10 +609,12 @@ fn send_updates(machine: &mut CardWatch, card: &CardSpec) {
     }
     card.counters.events.store(machine.events, Ordering::Relaxed);
     card.counters.events_held.store(machine.events_held, Ordering::Relaxed);
+    card.counters.events_foreign.store(machine.events_foreign, Ordering::Relaxed);
 }
 
 /// A snapshot at one revision, then the watches until something fails (`Err`) or the
 /// watcher stops (`Ok`).
+#[allow(clippy::too_many_arguments)]
 async fn session(
     c: &mut etcd_client::Client,
     prefix: &str,
@@ -589,8 +622,27 @@ async fn session(
     card: &CardSpec,
     stop: &AtomicBool,
     synced_once: &mut bool,
+    resume: Option<i64>,
+    progress: &mut Progress,
 ) -> Result<(), String> {
-    // The snapshot: every static prefix at the revision of the first list.
+    let (rev, watch_list) = match resume {
+        Some(rev) => (rev, machine.watching()),
+        None => snapshot(c, prefix, machine, card, synced_once).await?,
+    };
+    progress.revision = rev;
+    progress.resumable = true;
+    watch(c, prefix, machine, card, stop, rev, watch_list, progress).await
+}
+
+/// Lists everything the card needs at one revision; the new tables replace the card's.
+async fn snapshot(
+    c: &mut etcd_client::Client,
+    prefix: &str,
+    machine: &mut CardWatch,
+    card: &CardSpec,
+    synced_once: &mut bool,
+) -> Result<(i64, Vec<String>), String> {
+    // The static prefixes at the revision of the first list.
     let (first, rev) = store::list(c, prefix, STATIC_PREFIXES[0], None).await.map_err(err)?;
     let mut statics = first;
     for p in &STATIC_PREFIXES[1..] {
@@ -612,8 +664,21 @@ async fn session(
     card.counters.snapshots.fetch_add(1, Ordering::Relaxed);
     send_updates(machine, card);
     let _ = card.notes.send(Note::Synced { revision: rev });
+    Ok((rev, watch_list))
+}
 
-    // The watches, all on one stream, from rev + 1.
+/// The watches, all on one stream, from `rev` + 1, until something fails.
+#[allow(clippy::too_many_arguments)]
+async fn watch(
+    c: &mut etcd_client::Client,
+    prefix: &str,
+    machine: &mut CardWatch,
+    card: &CardSpec,
+    stop: &AtomicBool,
+    rev: i64,
+    watch_list: Vec<String>,
+    progress: &mut Progress,
+) -> Result<(), String> {
     let opts = |p: &str, from: i64| {
         let o = etcd_client::WatchOptions::new().with_start_revision(from);
         if p == WORLD {
@@ -635,6 +700,7 @@ async fn session(
     let mut ids: HashMap<i64, String> = HashMap::new();
     let mut by_prefix: HashMap<String, i64> = HashMap::new();
     let mut cancel_on_create: BTreeSet<String> = BTreeSet::new();
+    let mut reached: HashMap<String, i64> = pending.iter().map(|p| (p.clone(), rev)).collect();
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
@@ -654,9 +720,14 @@ async fn session(
                 }
             }
         }
+        if resp.created() && !progress.watching && pending.is_empty() {
+            progress.watching = true;
+        }
         if resp.canceled() {
             if resp.compact_revision() > 0 {
-                return Err(format!("revision compacted (now {}): resync", resp.compact_revision()));
+                progress.resumable = false;
+                card.counters.compacted.fetch_add(1, Ordering::Relaxed);
+                return Err(format!("revision {} is compacted (oldest {}): listing again", progress.revision + 1, resp.compact_revision()));
             }
             match ids.remove(&resp.watch_id()) {
                 Some(p) if by_prefix.get(&p) == Some(&resp.watch_id()) => {
@@ -685,10 +756,12 @@ async fn session(
                 })
             })
             .collect();
+        progress.resumable = false; // until the model is complete again
         machine.on_events(&p, &events).map_err(|r| r.0)?;
         loop {
             let (fetch, cancel) = machine.reconcile().map_err(|r| r.0)?;
             for x in cancel {
+                reached.remove(&x);
                 match by_prefix.remove(&x) {
                     Some(id) => stream.cancel(id).await.map_err(err)?,
                     None => {
@@ -704,9 +777,17 @@ async fn session(
                 machine.listed(&f, &l).map_err(|r| r.0)?;
                 cancel_on_create.remove(&f);
                 stream.watch(format!("{prefix}{f}"), Some(opts(&f, at + 1))).await.map_err(err)?;
+                reached.insert(f.clone(), at);
                 pending.push_back(f);
             }
         }
         send_updates(machine, card);
+        // Watches on one stream are not ordered with each other: resuming from the
+        // highest revision seen could skip an event of a slower watch. Resume from the
+        // lowest revision every watch has reached (its start, or its last event); what
+        // is seen twice is applied idempotently.
+        reached.insert(p, at);
+        progress.revision = reached.values().copied().min().unwrap_or(rev);
+        progress.resumable = true;
     }
 }
