@@ -201,3 +201,136 @@ fn unreachable_etcd_is_one_line_within_10_s() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn ctl_control(sock: &std::path::Path, cmd: &[&str]) -> serde_json::Value {
+    let mut args = vec!["ctl", "--control", sock.to_str().unwrap()];
+    args.extend_from_slice(cmd);
+    serde_json::from_slice(&vpcemu(&args).stdout).unwrap_or_default()
+}
+
+/// Polls `cond` every 20 ms for at most `secs` seconds.
+fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn run_with_etcd_follows_moves_and_fails_static() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut etcd = TestEtcd::start().unwrap();
+    let dir = scratch("etcd-run");
+    let url = etcd.url();
+    let world = dir.join("world.toml");
+    std::fs::write(&world, story_world("")).unwrap();
+    ok(&["mapping", "load", world.to_str().unwrap(), "--etcd", &url]);
+
+    // World sections in the run file: refused, pointing at `mapping load`.
+    let line = refused(&["run", world.to_str().unwrap(), "--etcd", &url]);
+    assert!(line.contains("mapping load") && line.contains("[host]"), "{line}");
+
+    let fifo = dir.join("yellow-1.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let d = dir.display();
+    let file = dir.join("run.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 512\nhugepages = \"off\"\n\n\
+             [[port]]\nname = \"yellow-1\"\nvdev = \"net_pcap0,rx_pcap={d}/yellow-1.fifo\"\nattach = \"instance:yellow-1\"\n\
+             [[port]]\nname = \"red-1\"\nvdev = \"net_pcap1,tx_pcap={d}/out-red-1.pcap\"\nattach = \"instance:red-1\"\n\
+             [[port]]\nname = \"fabric\"\nvdev = \"net_pcap2,tx_pcap={d}/fabric.pcap\"\nattach = \"fabric\"\n"
+        ),
+    )
+    .unwrap();
+    let sock = dir.join("ctl.sock");
+    let alerts = dir.join("alerts.jsonl");
+    let stats = dir.join("stats.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_vpcemu"))
+        .args(["run", file.to_str().unwrap(), "--etcd", &url, "--control", sock.to_str().unwrap()])
+        .args(["--alerts", alerts.to_str().unwrap(), "--stats-json", stats.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    w.write_all(&common::pcap_header()).unwrap();
+    let mut sent = 0u16;
+    let mut burst = |w: &mut std::fs::File| {
+        for _ in 0..32 {
+            w.write_all(&common::pcap_record(&common::echo(sent))).unwrap();
+            sent += 1;
+        }
+        w.flush().unwrap();
+    };
+    let tx = |sock: &std::path::Path| ctl_control(sock, &["stats"])["ports"]["red-1"]["tx"].as_u64().unwrap_or(0);
+    let held = |sock: &std::path::Path, card: &str| {
+        ctl_control(sock, &["stats"])["mapping"]["cards"][card]["events_held"].as_u64().unwrap_or(0)
+    };
+
+    burst(&mut w);
+    wait_for(15, "the control socket", || sock.exists());
+    wait_for(10, "the first burst at red-1", || tx(&sock) == 32);
+    // `list` answers from etcd; a change on the socket points to ctl --etcd.
+    let list = ctl_control(&sock, &["list"]);
+    assert!(list["instances"].as_array().is_some_and(|a| a.len() == 3), "{list}");
+    let refused_change = vpcemu(&["ctl", "--control", sock.to_str().unwrap(), "move", "red-1", "host-b"]);
+    assert!(String::from_utf8_lossy(&refused_change.stderr).contains("ctl --etcd"));
+
+    // A move through etcd reaches the process's cards; traffic follows.
+    let before = held(&sock, "host-b");
+    ok(&["ctl", "--etcd", &url, "move", "red-1", "host-b"]);
+    wait_for(10, "host-b to hear of the move", || held(&sock, "host-b") > before);
+    burst(&mut w);
+    wait_for(10, "the second burst at red-1", || tx(&sock) == 64);
+
+    // etcd stops: one alert line, and the cards keep forwarding on their tables.
+    etcd.stop();
+    let unreachable = || std::fs::read_to_string(&alerts).unwrap_or_default().matches("mapping_service_unreachable").count();
+    wait_for(10, "the mapping_service_unreachable alert", || unreachable() == 1);
+    burst(&mut w);
+    wait_for(10, "the third burst at red-1 while etcd is down", || tx(&sock) == 96);
+    assert_eq!(ctl_control(&sock, &["stats"])["mapping"]["reachable"], false);
+
+    // etcd is back: the cards resync by themselves and follow the next move.
+    etcd.resume().unwrap();
+    wait_for(15, "the cards to resync", || ctl_control(&sock, &["stats"])["mapping"]["reachable"] == true);
+    let before = held(&sock, "host-a");
+    ok(&["ctl", "--etcd", &url, "move", "red-1", "host-a"]);
+    wait_for(10, "host-a to hear of the move back", || held(&sock, "host-a") > before);
+    burst(&mut w);
+    wait_for(10, "the fourth burst at red-1", || tx(&sock) == 128);
+    drop(w);
+    assert!(Command::new("kill").args(["-TERM", &run.id().to_string()]).status().unwrap().success());
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(unreachable(), 1, "one alert line for the outage");
+
+    // Bursts 1 and 4 crossed the fabric to host-a, 2 and 3 stayed on host-b with red-1.
+    let fabric = common::read_pcap(&dir.join("fabric.pcap"));
+    let dst: Vec<[u8; 4]> = fabric.iter().map(|f| f[30..34].try_into().unwrap()).collect();
+    assert_eq!(dst.len(), 128);
+    assert_eq!(dst[..32], [[198, 18, 0, 1]; 32]);
+    assert_eq!(dst[32..96], [[198, 18, 0, 2]; 64]);
+    assert_eq!(dst[96..], [[198, 18, 0, 1]; 32]);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert!(v["mapping"]["cards"]["host-a"]["failures"].as_u64().unwrap() >= 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_with_unreachable_etcd_is_one_line_within_10_s() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let dir = scratch("etcd-run-unreachable");
+    let file = dir.join("run.toml");
+    std::fs::write(&file, "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 256\nhugepages = \"off\"\n").unwrap();
+    let start = Instant::now();
+    let line = refused(&["run", file.to_str().unwrap(), "--etcd", &url]);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(line.contains("unreachable") && line.contains(&url), "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -43,6 +43,7 @@ impl Card {
                     }
                 }
                 Note::Synced { .. } => self.synced += 1,
+                Note::Placement(_) => {}
                 Note::Lost { .. } => self.lost += 1,
             }
         }

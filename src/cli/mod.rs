@@ -111,6 +111,11 @@ pub struct RunArgs {
     /// ring, with a warning).
     #[arg(long, value_name = "CIPHER", default_value = "auto")]
     pub esp_cipher: crate::runtime::cipher::EspCipher,
+    /// The world is in this etcd (`http://127.0.0.1:2379`, written by `vpcemu mapping
+    /// load`); TOPOLOGY then holds only [dataplane] and [[port]]s, and changes go through
+    /// `vpcemu ctl --etcd URL`.
+    #[arg(long, value_name = "URL")]
+    pub etcd: Option<String>,
 }
 
 fn parse_ms(s: &str) -> Result<Duration, String> {
@@ -178,6 +183,7 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
             file_prefix: a.file_prefix,
             cards: a.cards,
             esp_cipher: a.esp_cipher,
+            etcd: a.etcd,
         }),
         Command::Demo => {
             let mut stdout = std::io::stdout();

@@ -16,6 +16,7 @@ pub mod control;
 pub mod ctl;
 pub mod devices;
 pub mod engine;
+pub mod etcd;
 pub mod fabric;
 pub mod passthrough;
 pub mod plan;

@@ -27,17 +27,36 @@ pub struct RunOptions {
     pub file_prefix: Option<String>,
     pub cards: Option<Vec<String>>,
     pub esp_cipher: EspCipher,
+    /// The world is in this etcd; the file holds only `[dataplane]` and `[[port]]`s.
+    pub etcd: Option<String>,
 }
 
 fn write_file(path: &PathBuf, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
+/// The stats report as JSON, with the etcd watchers' counters (`mapping`) under `--etcd`.
+fn stats_json(engine: &Engine, report: &pipeline::StatsReport) -> Result<serde_json::Value, String> {
+    let mut v: serde_json::Value = serde_json::from_str(&report.to_json()).map_err(|e| e.to_string())?;
+    if let (Some(o), Some(m)) = (v.as_object_mut(), engine.mapping_stats()) {
+        o.insert("mapping".into(), m);
+    }
+    Ok(v)
+}
+
 /// Answer one control line.
 fn handle(engine: &mut Engine, line: &str) -> Result<serde_json::Value, String> {
     match ctl::parse(line)? {
-        Request::List => Ok(ctl::list(engine.topology())),
-        Request::Stats => serde_json::from_str(&engine.report().to_json()).map_err(|e| e.to_string()),
+        Request::List => match engine.etcd_url() {
+            // The world as etcd holds it now.
+            Some(url) => {
+                let store = mapping_client::etcd::Store::connect(url)?;
+                let (world, _) = store.read_world(mapping_client::etcd::layout::DUMP_DATAPLANE)?;
+                Ok(ctl::list(&world))
+            }
+            None => Ok(ctl::list(engine.topology())),
+        },
+        Request::Stats => stats_json(engine, &engine.report()),
         Request::Change(cmd) => {
             engine.execute(&cmd)?;
             Ok(serde_json::json!(format!("{line}: done")))
@@ -47,7 +66,10 @@ fn handle(engine: &mut Engine, line: &str) -> Result<serde_json::Value, String> 
 
 /// Run until a stop condition; prints the final table and returns the process status.
 pub fn run(opts: &RunOptions) -> Result<(), String> {
-    let topology = Topology::load(&opts.topology).map_err(|e| e.to_string())?;
+    let topology = match &opts.etcd {
+        None => Topology::load(&opts.topology).map_err(|e| e.to_string())?,
+        Some(url) => world_from_etcd(&opts.topology, url)?,
+    };
     let signals = Signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
     let mut alerts_out: Box<dyn Write> = match &opts.alerts {
         Some(p) => Box::new(std::io::BufWriter::new(
@@ -64,6 +86,9 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     spec.file_prefix = opts.file_prefix.clone();
     spec.cards = opts.cards.clone();
     spec.esp_cipher = opts.esp_cipher;
+    if let Some(url) = &opts.etcd {
+        spec.mapping = super::etcd::MappingSource::Etcd { url: url.clone() };
+    }
     let mut engine = Engine::start(spec).map_err(|e| e.to_string())?;
     // What each instance port carries, and a warning for every port that carries less
     // than may have to leave by it.
@@ -105,6 +130,7 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     drop(control);
     let seconds = stop.start().elapsed().as_secs_f64();
     let tsc_hz = engine.tsc_hz();
+    let mapping = engine.mapping_stats();
     let (report, in_use) = engine.shutdown(&mut alerts_out);
     alerts_out.flush().map_err(|e| format!("writing alerts: {e}"))?;
     print!("{}", report.to_table());
@@ -114,6 +140,9 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         // TSC frequency (for cycles per packet).
         let mut v: serde_json::Value = serde_json::from_str(&report.to_json()).map_err(|e| e.to_string())?;
         if let Some(o) = v.as_object_mut() {
+            if let Some(m) = mapping {
+                o.insert("mapping".into(), m);
+            }
             o.insert(
                 "run".into(),
                 serde_json::json!({ "seconds": seconds, "tsc_hz": tsc_hz, "mbufs_in_use": in_use, "esp_cipher": esp_cipher }),
@@ -125,4 +154,13 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         return Err(format!("{in_use} mbufs still in use at exit (leak)"));
     }
     Ok(())
+}
+
+/// `run FILE --etcd URL`: the world in etcd with FILE's `[dataplane]` and `[[port]]`s.
+fn world_from_etcd(file: &std::path::Path, url: &str) -> Result<Topology, String> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: cannot read: {e}"))?;
+    let store = mapping_client::etcd::Store::connect(url)?;
+    let (_, snap) = store.read_world(mapping_client::etcd::layout::DUMP_DATAPLANE)?;
+    mapping_client::etcd::layout::world_with_run_file(&snap.records, &text, &name)
 }

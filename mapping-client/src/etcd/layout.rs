@@ -438,3 +438,31 @@ pub fn eni_ids(records: &Records) -> HashMap<String, u32> {
         .filter_map(|v| Some((v["name"].as_str()?.to_string(), u32::try_from(v["eni"].as_u64()?).ok()?)))
         .collect()
 }
+
+/// The sections a file for `vpcemu run FILE --etcd URL` may hold: the world comes from etcd.
+pub const RUN_FILE_SECTIONS: [&str; 2] = ["dataplane", "port"];
+
+/// The world in `records` with the `[dataplane]` and `[[port]]`s of `file_text` (a
+/// topology file holding only those), checked as the loader checks a file: a port naming
+/// an instance or card the world does not have is the loader's error, at its line in
+/// `file_name`. A world section in the file is an error that points to `mapping load`.
+pub fn world_with_run_file(records: &Records, file_text: &str, file_name: &str) -> Result<Topology, String> {
+    let table: toml::Table = toml::from_str(file_text).map_err(|e| {
+        Topology::from_str(file_text, file_name).err().map_or_else(|| format!("{file_name}: {e}"), |le| le.to_string())
+    })?;
+    let extra: Vec<&str> = table.keys().map(String::as_str).filter(|k| !RUN_FILE_SECTIONS.contains(k)).collect();
+    if !extra.is_empty() {
+        return Err(format!(
+            "{file_name}: with --etcd the world comes from etcd, so this file holds only [dataplane] and [[port]]s \
+             (found {}): write the world with `vpcemu mapping load FILE --etcd URL`",
+            extra.iter().map(|k| format!("[{k}]")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let mut composed = String::from(file_text);
+    composed.push('\n');
+    composed.push_str(&to_toml(records, "")?);
+    let framed = Topology::from_str(&composed, file_name).map_err(|e| e.to_string())?;
+    let mut world = world_from_records(records, DUMP_DATAPLANE)?;
+    world.set_frame(framed.dataplane().clone(), framed.ports().to_vec());
+    Ok(world)
+}

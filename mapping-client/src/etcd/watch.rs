@@ -118,6 +118,17 @@ impl CardWatch {
         self.service.as_ref().map(|s| s.topology())
     }
 
+    /// A host's instances, with their ENI ids, sorted (empty for an edge).
+    pub fn local_instances(&self) -> Vec<(String, u32)> {
+        let (Some(CardId::Host(h)), Some(t)) = (self.card, self.model()) else {
+            return Vec::new();
+        };
+        let mut v: Vec<(String, u32)> =
+            t.host_vpcs(h).flat_map(|vpc| t.vpc_members(vpc)).filter(|i| i.host == h).map(|i| (i.name.clone(), i.eni.0)).collect();
+        v.sort();
+        v
+    }
+
     /// The VPCs held.
     pub fn held(&self) -> impl Iterator<Item = &str> {
         self.held.iter().map(String::as_str)
@@ -436,8 +447,11 @@ fn json_str(v: &str) -> String {
 pub enum Note {
     /// Table updates, in order (the first after a (re)sync is a replacement).
     Updates(Vec<Update>),
-    /// A snapshot is complete (first, or after a resync) at this revision.
+    /// A snapshot is complete (first, or after a resync), or the watches run again after
+    /// a lost connection; at this revision.
     Synced { revision: i64 },
+    /// A host's instances (name, ENI id) after the updates before it.
+    Placement(Vec<(String, u32)>),
     /// The mapping service cannot be reached or the watch failed; the card keeps its
     /// tables and the watcher retries.
     Lost { reason: String },
@@ -606,6 +620,7 @@ fn send_updates(machine: &mut CardWatch, card: &CardSpec) {
     let updates = machine.take_updates();
     if !updates.is_empty() {
         let _ = card.notes.send(Note::Updates(updates));
+        let _ = card.notes.send(Note::Placement(machine.local_instances()));
     }
     card.counters.events.store(machine.events, Ordering::Relaxed);
     card.counters.events_held.store(machine.events_held, Ordering::Relaxed);
@@ -722,6 +737,7 @@ async fn watch(
         }
         if resp.created() && !progress.watching && pending.is_empty() {
             progress.watching = true;
+            let _ = card.notes.send(Note::Synced { revision: rev });
         }
         if resp.canceled() {
             if resp.compact_revision() > 0 {

@@ -640,6 +640,14 @@ impl Topology {
         self.next_eni = self.next_eni.max(next);
     }
 
+    /// Gives the world the `[dataplane]` and ports of another model of the same world
+    /// (`vpcemu run FILE --etcd URL`: FILE's sections, checked against the world in etcd).
+    #[cfg(feature = "etcd")]
+    pub(crate) fn set_frame(&mut self, dataplane: Dataplane, ports: Vec<Port>) {
+        self.dataplane = dataplane;
+        self.ports = ports;
+    }
+
     /// Sets the ENI id the next registration takes (the etcd watcher replays a
     /// registration with the id the store gave it).
     #[cfg(feature = "etcd")]
