@@ -323,3 +323,165 @@ fn run_with_etcd_follows_moves_and_fails_static() {
     assert!(v["mapping"]["cards"]["host-a"]["failures"].as_u64().unwrap() >= 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two `vpcemu run --etcd` processes and what the test made for them (namespaces, a
+/// bridge); dropping it stops the processes and removes them.
+struct TwoProcesses {
+    children: Vec<std::process::Child>,
+    namespaces: Vec<String>,
+    ifaces: Vec<String>,
+}
+
+impl Drop for TwoProcesses {
+    fn drop(&mut self) {
+        use common::netns::{iface_exists, wait_timeout};
+        for c in &mut self.children {
+            let _ = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            if wait_timeout(c, Duration::from_secs(15)).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        for ns in &self.namespaces {
+            let _ = std::process::Command::new("ip").args(["netns", "del", ns]).stderr(std::process::Stdio::null()).status();
+        }
+        for i in &self.ifaces {
+            if iface_exists(i) {
+                let _ = std::process::Command::new("ip").args(["link", "del", i]).stderr(std::process::Stdio::null()).status();
+            }
+        }
+    }
+}
+
+#[test]
+fn two_processes_share_one_etcd_and_traffic_follows_a_move() {
+    use common::netns::{in_ns, ip, iface_exists, skip_reason, text};
+    use std::process::{Command, Stdio};
+    if let Some(why) = skip_reason() {
+        println!("etcd two processes: skipped: {why}");
+        return;
+    }
+    // host-a runs in process A with red-1; host-b and host-c in process B with yellow-1.
+    // Each card's underlay port is a net_tap; the test joins the taps on a Linux bridge in
+    // a namespace of its own, so the underlay frames cross the kernel between processes.
+    let etcd = TestEtcd::start().unwrap();
+    let url = etcd.url();
+    let dir = scratch("etcd-two");
+    let world = dir.join("world.toml");
+    std::fs::write(&world, story_world("[[host]]\nname = \"host-c\"\npa = \"198.18.0.3\"\n")).unwrap();
+    ok(&["mapping", "load", world.to_str().unwrap(), "--etcd", &url]);
+    let pid = std::process::id();
+    let name = |s: &str| format!("vpcE{pid}{s}");
+    let mut guard = TwoProcesses {
+        children: Vec::new(),
+        namespaces: ["red", "yel", "ul"].iter().map(|s| name(s)).collect(),
+        ifaces: ["r", "y", "ua", "ub", "uc"].iter().map(|s| name(s)).collect(),
+    };
+    for i in &guard.ifaces {
+        if iface_exists(i) {
+            ip(&["link", "del", i]);
+        }
+    }
+    let dataplane = "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 256\nhugepages = \"off\"\n\n";
+    let port = |n: usize, port: &str, iface: &str, attach: &str| {
+        format!("[[port]]\nname = \"{port}\"\nvdev = \"net_tap{n},iface={}\"\nattach = \"{attach}\"\n\n", name(iface))
+    };
+    let files = [
+        ("a", "host-a", format!("{dataplane}{}{}", port(0, "red-1", "r", "instance:red-1"), port(1, "ul-a", "ua", "underlay:host-a"))),
+        (
+            "b",
+            "host-b,host-c",
+            format!(
+                "{dataplane}{}{}{}",
+                port(0, "yellow-1", "y", "instance:yellow-1"),
+                port(1, "ul-b", "ub", "underlay:host-b"),
+                port(2, "ul-c", "uc", "underlay:host-c")
+            ),
+        ),
+    ];
+    let mut sockets = Vec::new();
+    for (p, cards, text) in &files {
+        let file = dir.join(format!("run-{p}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let sock = dir.join(format!("ctl-{p}.sock"));
+        let child = Command::new(env!("CARGO_BIN_EXE_vpcemu"))
+            .args(["run", file.to_str().unwrap(), "--etcd", &url, "--cards", cards, "--duration", "150"])
+            .args(["--control", sock.to_str().unwrap(), "--file-prefix", &name(p)])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join(format!("stdout-{p}.txt"))).unwrap())
+            .stderr(std::fs::File::create(dir.join(format!("stderr-{p}.txt"))).unwrap())
+            .spawn()
+            .unwrap();
+        guard.children.push(child);
+        sockets.push(sock);
+    }
+    let stderr = |p: &str| std::fs::read_to_string(dir.join(format!("stderr-{p}.txt"))).unwrap_or_default();
+    for (sock, p) in sockets.iter().zip(["a", "b"]) {
+        wait_for(40, &format!("process {p} to answer ({})", stderr(p)), || ctl_control(sock, &["stats"])["ports"].is_object());
+    }
+    // The namespaces: red-1, yellow-1, and the underlay bridge.
+    let (ns_red, ns_yel, ns_ul) = (name("red"), name("yel"), name("ul"));
+    for ns in [&ns_red, &ns_yel, &ns_ul] {
+        ip(&["netns", "add", ns]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+    let host = |ns: &str, iface: &str, mac: &str, addr: &str, gw: &str| {
+        let dev = name(iface);
+        ip(&["link", "set", &dev, "netns", ns]);
+        ip(&["-n", ns, "link", "set", &dev, "address", mac]);
+        ip(&["-n", ns, "addr", "add", addr, "dev", &dev]);
+        ip(&["-n", ns, "link", "set", &dev, "up"]);
+        ip(&["-n", ns, "route", "add", "default", "via", gw]);
+    };
+    host(&ns_red, "r", common::netns::RED_MAC, "10.0.1.10/24", "10.0.1.1");
+    host(&ns_yel, "y", common::netns::YELLOW_MAC, "10.1.1.20/24", "10.1.1.1");
+    ip(&["-n", &ns_ul, "link", "add", "br0", "type", "bridge"]);
+    for u in ["ua", "ub", "uc"] {
+        ip(&["link", "set", &name(u), "netns", &ns_ul]);
+        ip(&["-n", &ns_ul, "link", "set", &name(u), "master", "br0"]);
+        ip(&["-n", &ns_ul, "link", "set", &name(u), "up"]);
+    }
+    ip(&["-n", &ns_ul, "link", "set", "br0", "up"]);
+
+    let ping = |what: &str| {
+        let out = in_ns(&ns_red, 30, &["ping", "-n", "-c", "5", "-i", "0.3", "-W", "3", "10.1.1.20"]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{what}: red-1 cannot reach yellow-1\n{}\nA: {}\nB: {}", text(&out), stderr("a"), stderr("b"));
+        stdout
+    };
+    let port_tx = |sock: &std::path::Path, port: &str| ctl_control(sock, &["stats"])["ports"][port]["tx"].as_u64().unwrap_or(0);
+    ping("across the two processes");
+    assert!(port_tx(&sockets[0], "ul-a") > 0 && port_tx(&sockets[1], "ul-b") > 0, "the underlay carried it");
+    let ul_c = port_tx(&sockets[1], "ul-c");
+
+    // yellow-1 moves to host-c (process B) through etcd: process A's host-a learns its new
+    // place, and the traffic follows it.
+    // Under traffic: 80 echoes 50 ms apart, the move after about one second; the loss
+    // during the move is measured (printed) and the last echoes are all answered.
+    let held = |sock: &std::path::Path| ctl_control(sock, &["stats"])["mapping"]["cards"]["host-a"]["events_held"].as_u64().unwrap_or(0);
+    let before = held(&sockets[0]);
+    let ns = ns_red.clone();
+    let flow = std::thread::spawn(move || in_ns(&ns, 30, &["ping", "-n", "-c", "80", "-i", "0.05", "-W", "2", "10.1.1.20"]));
+    std::thread::sleep(Duration::from_millis(1000));
+    let moved_at = Instant::now();
+    ok(&["ctl", "--etcd", &url, "move", "yellow-1", "host-c"]);
+    wait_for(10, "process A to hear of the move", || held(&sockets[0]) > before);
+    let heard = moved_at.elapsed();
+    let out = flow.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let answered: Vec<u32> = stdout
+        .lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    println!(
+        "etcd two processes: move under traffic: {} of 80 echoes answered ({} lost), process A heard of the move {:.0} ms after ctl started",
+        answered.len(),
+        80 - answered.len(),
+        heard.as_secs_f64() * 1000.0
+    );
+    assert!((71..=80).all(|seq| answered.contains(&seq)), "the last echoes follow yellow-1:\n{stdout}");
+    ping("after the move");
+    assert!(port_tx(&sockets[1], "ul-c") > ul_c, "yellow-1's answers now leave by host-c's underlay port");
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&dir);
+}
