@@ -144,6 +144,11 @@ proptest! {
             }
             let new = layout::records_of(service.topology()).unwrap();
             let evs = events(&records, &new);
+            // What ctl writes (the records of the VPCs the command touches) is exactly
+            // what changed in the whole world's records.
+            let mut shadow = Service::new(before.clone());
+            let (puts, deletes) = mapping_client::etcd::store::change_records(&mut shadow, cmd).unwrap();
+            prop_assert_eq!((puts, deletes), layout::diff(&records, &new), "step {}: {:?}", step, cmd);
             for c in &mut cards {
                 let card = c.watch.card().unwrap();
                 // What reaches a host is about a VPC in its view before or after.

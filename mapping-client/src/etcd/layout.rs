@@ -148,28 +148,59 @@ pub fn records_of(t: &Topology) -> Result<Records, String> {
         });
         r.insert(format!("endpoint/{}", e.id), text(o));
     }
-    for i in t.instances() {
-        check_key_name("instance", &i.name)?;
-        let vpc = vpc_name(i.vpc);
-        let key = format!("in/{vpc}/ip/{}", hex_ip(i.ip));
-        r.insert(key.clone(), text(instance_json(t, i)));
-        r.insert(format!("name/{}", i.name), text(json!(key)));
-        let host = t.host(i.host).map_or("?", |h| h.name.as_str());
-        r.insert(format!("on/{host}/{}", i.name), text(json!(vpc)));
-    }
-    for (a, b) in t.peerings() {
-        let (a, b) = (vpc_name(a), vpc_name(b));
-        r.insert(format!("in/{a}/peer/{b}"), text(json!(b)));
-        r.insert(format!("in/{b}/peer/{a}"), text(json!(a)));
-    }
-    for (ip, eni) in t.elastic_ips() {
-        let Some(inst) = t.instance(eni) else { continue };
-        let vpc = vpc_name(inst.vpc);
-        let o = json!({ "ip": ip.to_string(), "instance": inst.name });
-        r.insert(format!("in/{vpc}/eip/{}", hex_ip(ip)), text(o));
-        r.insert(format!("eip/{}", hex_ip(ip)), text(json!(vpc)));
+    let all: Vec<VpcId> = t.vpcs().iter().map(|v| v.id).collect();
+    r.extend(records_of_vpcs(t, &all)?);
+    Ok(r)
+}
+
+/// The dynamic records of `vpcs` (instances with their `name/` and `on/` indexes,
+/// peerings, Elastic IPs with their `eip/` claims) and `next-eni`: what a change to those
+/// VPCs can touch.
+pub fn records_of_vpcs(t: &Topology, vpcs: &[VpcId]) -> Result<Records, String> {
+    let mut r = Records::new();
+    let vpc_name = |v: VpcId| t.vpc(v).map_or("?", |v| v.name.as_str());
+    let next = t.instances().iter().map(|i| i.eni.0 + 1).max().unwrap_or(1).max(t.next_eni());
+    r.insert(NEXT_ENI.into(), text(json!(next)));
+    for &v in vpcs {
+        let vpc = vpc_name(v);
+        for i in t.vpc_members(v) {
+            check_key_name("instance", &i.name)?;
+            let key = format!("in/{vpc}/ip/{}", hex_ip(i.ip));
+            r.insert(key.clone(), text(instance_json(t, i)));
+            r.insert(format!("name/{}", i.name), text(json!(key)));
+            let host = t.host(i.host).map_or("?", |h| h.name.as_str());
+            r.insert(format!("on/{host}/{}", i.name), text(json!(vpc)));
+            if let Some(ip) = t.elastic_ip_of(i.eni) {
+                let o = json!({ "ip": ip.to_string(), "instance": i.name });
+                r.insert(format!("in/{vpc}/eip/{}", hex_ip(ip)), text(o));
+                r.insert(format!("eip/{}", hex_ip(ip)), text(json!(vpc)));
+            }
+        }
+        for p in t.peers(v) {
+            let other = vpc_name(p);
+            r.insert(format!("in/{vpc}/peer/{other}"), text(json!(other)));
+        }
     }
     Ok(r)
+}
+
+/// The VPCs whose records `command` may change in `t` (before it runs).
+pub fn affected_vpcs(t: &Topology, command: &crate::service::Command) -> Vec<VpcId> {
+    use crate::service::Command;
+    let of_instance = |name: &str| t.instance_by_name(name).map(|i| i.vpc);
+    let v = match command {
+        Command::Register(spec) => vec![t.subnet_by_name(&spec.subnet).and_then(|s| t.subnet(s)).map(|s| s.vpc)],
+        Command::Deregister { instance } | Command::Move { instance, .. } => vec![of_instance(instance)],
+        Command::AssociateElasticIp { ip, instance } => {
+            vec![of_instance(instance), t.elastic_ip_instance(*ip).and_then(|e| t.instance(e)).map(|i| i.vpc)]
+        }
+        Command::DisassociateElasticIp { ip } => vec![t.elastic_ip_instance(*ip).and_then(|e| t.instance(e)).map(|i| i.vpc)],
+        Command::AddPeering { a, b } | Command::RemovePeering { a, b } => vec![t.vpc_by_name(a), t.vpc_by_name(b)],
+    };
+    let mut v: Vec<VpcId> = v.into_iter().flatten().collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 fn instance_json(t: &Topology, i: &Instance) -> Value {

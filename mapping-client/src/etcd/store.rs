@@ -332,19 +332,39 @@ impl Store {
 /// record of the VPCs it touches changed since `snap.revision` (what the checks looked at:
 /// addresses, MACs, Elastic IPs of the VPC).
 pub fn guarded_change(prefix: &str, topo: Topology, snap: &Snapshot, command: &Command) -> Result<Txn, String> {
-    let before = layout::records_of(&topo)?;
     let mut service = Service::new(topo);
+    let (puts, deletes) = change_records(&mut service, command)?;
+    guarded_txn(prefix, &puts, &deletes, &snap.mod_revisions, snap.revision)
+}
+
+/// Checks and applies `command` on `service`'s model; returns the records to put and to
+/// delete (only those of the VPCs it touches are compared: the change costs what it
+/// touches, not the world).
+pub fn change_records(service: &mut Service, command: &Command) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+    let vpcs = layout::affected_vpcs(service.topology(), command);
+    let before = layout::records_of_vpcs(service.topology(), &vpcs)?;
     service.execute(command).map_err(|e| e.to_string())?;
-    let after = layout::records_of(service.topology())?;
-    let (puts, deletes) = layout::diff(&before, &after);
+    let after = layout::records_of_vpcs(service.topology(), &vpcs)?;
+    Ok(layout::diff(&before, &after))
+}
+
+/// One transaction of `puts` and `deletes`, guarded as [`guarded_change`] says by the mod
+/// revisions read (`mod_revisions`, at `revision`).
+pub fn guarded_txn(
+    prefix: &str,
+    puts: &[(String, String)],
+    deletes: &[String],
+    mod_revisions: &HashMap<String, i64>,
+    revision: i64,
+) -> Result<Txn, String> {
     let key = |rel: &str| format!("{prefix}{rel}");
     let mut compares = Vec::new();
     let mut vpcs = BTreeSet::new();
-    let world_rev = snap.mod_revisions.get(WORLD).copied().unwrap_or(0);
+    let world_rev = mod_revisions.get(WORLD).copied().unwrap_or(0);
     compares.push(Compare::mod_revision(key(WORLD), CompareOp::Equal, world_rev));
     let touched = puts.iter().map(|(k, _)| k).chain(deletes.iter());
     for k in touched {
-        match snap.mod_revisions.get(k) {
+        match mod_revisions.get(k) {
             Some(&m) => compares.push(Compare::mod_revision(key(k), CompareOp::Equal, m)),
             None => compares.push(Compare::create_revision(key(k), CompareOp::Equal, 0)),
         }
@@ -355,10 +375,10 @@ pub fn guarded_change(prefix: &str, topo: Topology, snap: &Snapshot, command: &C
     for v in &vpcs {
         let start = key(&layout::vpc_dynamic(v));
         let end = prefix_end(&start);
-        compares.push(Compare::mod_revision(start, CompareOp::Less, snap.revision + 1).with_range(end));
+        compares.push(Compare::mod_revision(start, CompareOp::Less, revision + 1).with_range(end));
     }
-    let mut ops: Vec<TxnOp> = puts.into_iter().map(|(k, v)| TxnOp::put(key(&k), v, None)).collect();
-    ops.extend(deletes.into_iter().map(|k| TxnOp::delete(key(&k), None)));
+    let mut ops: Vec<TxnOp> = puts.iter().map(|(k, v)| TxnOp::put(key(k), v.as_str(), None)).collect();
+    ops.extend(deletes.iter().map(|k| TxnOp::delete(key(k), None)));
     if ops.len() > MAX_TXN_OPS || compares.len() > MAX_TXN_OPS {
         return Err(format!("the change needs {} operations, more than one transaction holds ({MAX_TXN_OPS})", ops.len()));
     }
