@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod blackfoot;
+mod convergence;
 mod dpdk_tools;
 mod nitro;
 mod passthrough;
@@ -37,6 +38,7 @@ const SCENARIOS: &[&str] = &[
     "scale-nitro",
     "scale-blackfoot",
     "scale-fabric",
+    "mapping-convergence",
 ];
 
 /// vpcemu benchmarks: Mpps and cycles per packet beside DPDK's own tools.
@@ -46,7 +48,7 @@ struct Args {
     /// Scenarios to run (default: all). Known: passthrough, nitro-egress, nitro-ingress, tables-lookup,
     /// tables-update, blackfoot-nat, blackfoot-vlan, blackfoot-endpoint, blackfoot-esp-64,
     /// blackfoot-esp-512, blackfoot-esp-1400, blackfoot-esp-imix, scale (or one of its parts:
-    /// scale-nitro, scale-blackfoot, scale-fabric).
+    /// scale-nitro, scale-blackfoot, scale-fabric), mapping-convergence (only when named).
     scenarios: Vec<String>,
     /// Write the JSON report to PATH ("-" for stdout).
     #[arg(long, value_name = "PATH")]
@@ -71,6 +73,18 @@ struct Args {
     /// one flow through the edge (at most 65531).
     #[arg(long, default_value_t = 16_384)]
     edge_instances: u32,
+    /// mapping-convergence: simulated hosts.
+    #[arg(long, default_value_t = 1000)]
+    hosts: usize,
+    /// mapping-convergence: instances (in VPCs of 100).
+    #[arg(long, default_value_t = 100_000)]
+    instances: usize,
+    /// mapping-convergence: changes to apply.
+    #[arg(long, default_value_t = 10_000)]
+    changes: usize,
+    /// mapping-convergence: changes per second.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
     /// Scratch directory for generated traffic.
     #[arg(long, default_value = "target/bench-work")]
     work: PathBuf,
@@ -87,7 +101,12 @@ fn main() {
 fn run(args: &Args) -> Result<(), String> {
     // By default every scenario once: `scale` without its parts run again on their own.
     let names: Vec<String> = if args.scenarios.is_empty() {
-        SCENARIOS.iter().filter(|s| !s.starts_with("scale-")).map(|s| s.to_string()).collect()
+        // mapping-convergence (etcd, minutes at its default sizes) runs when named.
+        SCENARIOS
+            .iter()
+            .filter(|s| !s.starts_with("scale-") && **s != "mapping-convergence")
+            .map(|s| s.to_string())
+            .collect()
     } else {
         args.scenarios.clone()
     };
@@ -134,6 +153,10 @@ fn run(args: &Args) -> Result<(), String> {
                 &scale::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat },
                 n,
             )?),
+            "mapping-convergence" => {
+                let setup = convergence::Setup { hosts: args.hosts, instances: args.instances, changes: args.changes, rate: args.rate };
+                report.scenarios.push(Row::from_value(convergence::run(&setup)?));
+            }
             "tables-lookup" => report.scenarios.extend(tables::tables_lookup(&args.sizes).into_iter().map(Row::from_value)),
             "tables-update" => report.scenarios.extend(tables::tables_update(&args.sizes).into_iter().map(Row::from_value)),
             _ => return Err(format!("unknown scenario {n:?}")),

@@ -298,6 +298,20 @@ impl Store {
         Ok(r.header().map_or(0, |h| h.revision()))
     }
 
+    /// The etcd server's version (`3.4.23`).
+    pub fn server_version(&self) -> Result<String, String> {
+        let mut c = self.client.clone();
+        Ok(self.block("status", c.status())?.version().to_string())
+    }
+
+    /// Runs a transaction and returns the revision it wrote, or `None` when its
+    /// comparisons failed (nothing written).
+    pub fn commit_at(&self, txn: Txn) -> Result<Option<i64>, String> {
+        let mut c = self.client.clone();
+        let r = self.block("writing", c.txn(txn))?;
+        Ok(r.succeeded().then(|| r.header().map_or(0, |h| h.revision())))
+    }
+
     /// Runs a transaction; whether its comparisons held.
     pub fn commit(&self, txn: Txn) -> Result<bool, String> {
         let mut c = self.client.clone();
