@@ -304,6 +304,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
         dataplane: layout::DUMP_DATAPLANE.to_string(),
         cpu: None,
         connections: 4,
+        resume_after_error: false,
     };
     let world_for_driver = world.clone();
     let setup = *s;

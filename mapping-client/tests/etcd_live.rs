@@ -1,7 +1,7 @@
 //! The card watchers against a real etcd (Debian's 3.4, started and stopped by the test):
-//! they follow `ctl` changes, keep their tables while etcd is gone (fail-static) and
-//! catch up when it is back, and list everything again when the revision they would
-//! resume from was compacted meanwhile. Two changes checked against the same revision:
+//! they follow `ctl` changes, keep their tables while etcd is gone (fail-static) and list
+//! everything again when it is back; with `resume_after_error`, a cut connection resumes
+//! the watches, and a revision compacted meanwhile means listing everything again. Two changes checked against the same revision:
 //! the second is a conflict and changes nothing.
 #![cfg(feature = "etcd")]
 
@@ -50,7 +50,7 @@ impl Card {
     }
 }
 
-fn watch(url: &str, world: &Topology) -> (Watcher, Vec<Card>) {
+fn watch(url: &str, world: &Topology, resume_after_error: bool) -> (Watcher, Vec<Card>) {
     let mut specs = Vec::new();
     let mut cards = Vec::new();
     for c in world.cards() {
@@ -66,6 +66,7 @@ fn watch(url: &str, world: &Topology) -> (Watcher, Vec<Card>) {
         dataplane: layout::DUMP_DATAPLANE.to_string(),
         cpu: None,
         connections: 2,
+        resume_after_error,
     };
     (Watcher::start(config, specs).unwrap(), cards)
 }
@@ -113,8 +114,7 @@ fn watchers_follow_changes_fail_static_and_resync() {
     let world = Topology::from_str(WORLD, "world.toml").unwrap();
     let store = Store::connect(&etcd.url()).unwrap();
     store.load(&world, false).unwrap();
-    let proxy = Proxy::start(&etcd.url()).unwrap();
-    let (mut watcher, mut cards) = watch(&proxy.url(), &world);
+    let (mut watcher, mut cards) = watch(&etcd.url(), &world, false);
     converge(&mut cards, &store, "first snapshot");
 
     for (i, cmd) in accepted_commands(&world, 30, 1).iter().enumerate() {
@@ -151,19 +151,48 @@ fn watchers_follow_changes_fail_static_and_resync() {
         store.execute(&cmd).unwrap();
     }
     converge(&mut cards, &store, "after etcd came back");
+    for c in &cards {
+        assert!(c.counters.resyncs.load(Ordering::Relaxed) >= 1, "{} listed everything again", c.name);
+    }
+    watcher.stop();
+}
+
+#[test]
+fn resumed_watches_list_again_when_their_revision_was_compacted() {
+    let etcd = TestEtcd::start().unwrap();
+    let world = Topology::from_str(WORLD, "world.toml").unwrap();
+    let store = Store::connect(&etcd.url()).unwrap();
+    store.load(&world, false).unwrap();
+    let proxy = Proxy::start(&etcd.url()).unwrap();
+    let (mut watcher, mut cards) = watch(&proxy.url(), &world, true);
+    converge(&mut cards, &store, "first snapshot");
+    let cut = |cards: &mut [Card]| {
+        proxy.set_down(true);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let lost: Vec<usize> = cards.iter().map(|c| c.lost).collect();
+        while cards.iter_mut().zip(&lost).any(|(c, l)| {
+            c.drain();
+            c.lost == *l
+        }) {
+            assert!(Instant::now() < deadline, "the cards did not notice the cut");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // A cut without compaction: the watches resume where they were, nothing is listed.
+    cut(&mut cards);
+    for cmd in accepted_commands(&world, 5, 4) {
+        store.execute(&cmd).unwrap();
+    }
+    proxy.set_down(false);
+    converge(&mut cards, &store, "after a cut");
+    for c in &cards {
+        assert_eq!(c.counters.resyncs.load(Ordering::Relaxed), 0, "{} resumed", c.name);
+    }
 
     // The network to etcd fails while changes go on and the history is compacted: the
     // revision to resume from is gone, so each card lists everything again.
-    proxy.set_down(true);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let lost: Vec<usize> = cards.iter().map(|c| c.lost).collect();
-    while cards.iter_mut().zip(&lost).any(|(c, l)| {
-        c.drain();
-        c.lost == *l
-    }) {
-        assert!(Instant::now() < deadline, "the cards did not notice the cut");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cut(&mut cards);
     for cmd in accepted_commands(&store.read_world(layout::DUMP_DATAPLANE).unwrap().0, 10, 3) {
         store.execute(&cmd).unwrap();
     }

@@ -162,6 +162,15 @@ proptest! {
             }
             records = new;
             check(&service, &cards, step + 1)?;
+            // A host holds exactly its view: a VPC comes with its first ENI there (and its
+            // peers with it) and goes with its last.
+            for c in &cards {
+                let card = c.watch.card().unwrap();
+                if matches!(card, CardId::Host(_)) {
+                    let held: BTreeSet<String> = c.watch.held().map(str::to_string).collect();
+                    prop_assert_eq!(&held, &view(service.topology(), card), "step {}: {:?}", step, card);
+                }
+            }
         }
     }
 }

@@ -82,6 +82,7 @@ impl EtcdSource {
             dataplane: layout::DUMP_DATAPLANE.to_string(),
             cpu,
             connections: 1,
+            resume_after_error: false,
         };
         let watcher = Watcher::start(config, specs)?;
         Ok(EtcdSource { url: url.to_string(), watcher, feeds, unreachable: None })

@@ -16,9 +16,11 @@
 //! brought it in and watched from the next one; one that leaves is dropped and its watch
 //! cancelled. A compacted revision, a cancelled watch, a model that refuses a change
 //! (events of two VPCs seen out of order) or any error: the card lists everything again and
-//! replaces its tables (what did not come back is gone); counted in [`WatchCounters`]. The
-//! etcd-client crate has no reconnect loop: the driver retries with a backoff from 100 ms
-//! to 2 s, for as long as it runs.
+//! replaces its tables (what did not come back is gone); counted in [`WatchCounters`]
+//! (with [`WatchConfig::resume_after_error`], a lost connection first resumes the watches
+//! where they were, and only a compacted revision lists again). The etcd-client crate has
+//! no reconnect loop: the driver retries with a backoff from 100 ms to 2 s, for as long as
+//! it runs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -501,6 +503,10 @@ pub struct WatchConfig {
     pub cpu: Option<usize>,
     /// Connections to etcd shared by the cards (round robin).
     pub connections: usize,
+    /// After a lost connection, first try to resume the watches from the last revision
+    /// every watch reached (a compacted revision then means listing again). Off: any error
+    /// means listing everything again, as the etcd-based systems do.
+    pub resume_after_error: bool,
 }
 
 impl Watcher {
@@ -587,7 +593,7 @@ async fn run_card(client: etcd_client::Client, config: WatchConfig, card: CardSp
                 let _ = card.notes.send(Note::Lost { reason });
             }
         }
-        resume = progress.resumable.then_some(progress.revision);
+        resume = (config.resume_after_error && progress.resumable).then_some(progress.revision);
         if progress.watching {
             backoff = Duration::from_millis(100);
         }
