@@ -480,6 +480,9 @@ fn two_processes_share_one_etcd_and_traffic_follows_a_move() {
         heard.as_secs_f64() * 1000.0
     );
     assert!((71..=80).all(|seq| answered.contains(&seq)), "the last echoes follow yellow-1:\n{stdout}");
+    let replies = stdout.lines().filter(|l| l.contains("bytes from")).count();
+    let from_yellow = stdout.lines().filter(|l| l.contains("bytes from 10.1.1.20:")).count();
+    assert_eq!(replies, from_yellow, "every answer came from yellow-1, wherever it was");
     ping("after the move");
     assert!(port_tx(&sockets[1], "ul-c") > ul_c, "yellow-1's answers now leave by host-c's underlay port");
     drop(guard);

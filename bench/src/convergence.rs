@@ -89,8 +89,9 @@ struct Change {
     committed: Instant,
     check: Check,
     holders: Vec<usize>,
-    /// The instance or VPC pair it locks until visible.
-    lock: String,
+    /// The VPCs it locks until visible: its own and their peers (a change there could
+    /// change which hosts must show this one).
+    lock: Vec<u32>,
 }
 
 /// Hosts viewing `vpc` in `t`: an instance of it or of a peer.
@@ -118,18 +119,23 @@ impl Rng {
     }
 }
 
+type Locks = HashSet<u32>;
+
+/// `vpcs` and their peers, if none is locked.
+fn lock_set(t: &Topology, vpcs: &[VpcId], locked: &Locks) -> Option<Vec<u32>> {
+    let set: BTreeSet<u32> = vpcs.iter().flat_map(|&v| std::iter::once(v).chain(t.peers(v))).map(|v| v.0).collect();
+    set.iter().all(|v| !locked.contains(v)).then(|| set.into_iter().collect())
+}
+
 /// Picks a change no pending change locks, and what it must show where.
-fn pick(rng: &mut Rng, t: &Topology, s: &Setup, locked: &HashSet<String>, serial: usize) -> Option<(Command, Check, Vec<usize>, String)> {
+fn pick(rng: &mut Rng, t: &Topology, s: &Setup, locked: &Locks, serial: usize) -> Option<(Command, Check, Vec<usize>, Vec<u32>)> {
     let vpcs = t.vpcs().len();
     let roll = rng.below(100);
     let vni = |v: VpcId| t.vpc(v).map_or(0, |v| v.vni);
     if roll < 10 && vpcs >= 2 {
         let a = rng.below(vpcs / 2) * 2;
         let (va, vb) = (VpcId(a as u32), VpcId(a as u32 + 1));
-        let lock = format!("v{a}+v{}", a + 1);
-        if locked.contains(&lock) {
-            return None;
-        }
+        let lock = lock_set(t, &[va, vb], locked)?;
         let present = !t.peered(va, vb);
         let (na, nb) = (format!("v{a}"), format!("v{}", a + 1));
         let cmd = if present { Command::AddPeering { a: na, b: nb } } else { Command::RemovePeering { a: na, b: nb } };
@@ -141,7 +147,8 @@ fn pick(rng: &mut Rng, t: &Topology, s: &Setup, locked: &HashSet<String>, serial
         let v = rng.below(vpcs);
         let ip = Ipv4Addr::from(vpc_base(v) + 110 + rng.below(140) as u32);
         let vid = VpcId(v as u32);
-        if t.ip_owner(vid, ip).is_some() || locked.contains(&ip.to_string()) {
+        let lock = lock_set(t, &[vid], locked)?;
+        if t.ip_owner(vid, ip).is_some() {
             return None;
         }
         let host = (v * 13 + rng.below(SPREAD)) % s.hosts;
@@ -157,16 +164,14 @@ fn pick(rng: &mut Rng, t: &Topology, s: &Setup, locked: &HashSet<String>, serial
         let pa = t.host(mapping_client::HostId(host as u32)).map(|h| h.pa);
         let mut holders = viewers(t, vid);
         holders.insert(host);
-        return Some((Command::Register(spec), Check::Mapping { vni: vni(vid), ip, pa }, holders.into_iter().collect(), ip.to_string()));
+        return Some((Command::Register(spec), Check::Mapping { vni: vni(vid), ip, pa }, holders.into_iter().collect(), lock));
     }
     let inst = t.instances().get(rng.below(t.instances().len()))?;
-    if locked.contains(&inst.name) || locked.contains(&inst.ip.to_string()) {
-        return None;
-    }
+    let lock = lock_set(t, &[inst.vpc], locked)?;
     if roll < 50 {
         let holders = viewers(t, inst.vpc).into_iter().collect();
         let check = Check::Mapping { vni: vni(inst.vpc), ip: inst.ip, pa: None };
-        return Some((Command::Deregister { instance: inst.name.clone() }, check, holders, inst.ip.to_string()));
+        return Some((Command::Deregister { instance: inst.name.clone() }, check, holders, lock));
     }
     let v = inst.vpc.0 as usize;
     let to = (v * 13 + rng.below(SPREAD)) % s.hosts;
@@ -177,11 +182,11 @@ fn pick(rng: &mut Rng, t: &Topology, s: &Setup, locked: &HashSet<String>, serial
     let mut holders = viewers(t, inst.vpc);
     holders.insert(to);
     let cmd = Command::Move { instance: inst.name.clone(), host: format!("h{to}") };
-    Some((cmd, Check::Mapping { vni: vni(inst.vpc), ip: inst.ip, pa }, holders.into_iter().collect(), inst.ip.to_string()))
+    Some((cmd, Check::Mapping { vni: vni(inst.vpc), ip: inst.ip, pa }, holders.into_iter().collect(), lock))
 }
 
 /// The driver: the changes at the rate, each as one guarded transaction.
-fn drive(store: &Store, world: Topology, s: Setup, out: Sender<Change>, locked: Arc<Mutex<HashSet<String>>>) -> Result<(usize, f64), String> {
+fn drive(store: &Store, world: Topology, s: Setup, out: Sender<Change>, locked: Arc<Mutex<Locks>>) -> Result<(usize, f64), String> {
     let snap = store.snapshot()?;
     let mut mod_revisions = snap.mod_revisions;
     let mut revision = snap.revision;
@@ -201,8 +206,8 @@ fn drive(store: &Store, world: Topology, s: Setup, out: Sender<Change>, locked: 
             pick(&mut rng, service.topology(), &s, &l, serial)
         };
         let Some((cmd, check, holders, lock)) = picked else { continue };
-        let mut trial = Service::new(service.topology().clone());
-        let (puts, deletes) = match change_records(&mut trial, &cmd) {
+        // A refused command changes nothing (the service checks before it changes).
+        let (puts, deletes) = match change_records(&mut service, &cmd) {
             Ok(pd) => pd,
             Err(_) => continue,
         };
@@ -211,7 +216,6 @@ fn drive(store: &Store, world: Topology, s: Setup, out: Sender<Change>, locked: 
             return Err(format!("change {cmd:?} conflicted: the benchmark is the only writer"));
         };
         let committed = Instant::now();
-        service = trial;
         revision = rev;
         for (k, _) in &puts {
             mod_revisions.insert(k.clone(), rev);
@@ -220,7 +224,7 @@ fn drive(store: &Store, world: Topology, s: Setup, out: Sender<Change>, locked: 
             mod_revisions.remove(k);
         }
         if let Ok(mut l) = locked.lock() {
-            l.insert(lock.clone());
+            l.extend(lock.iter().copied());
         }
         let _ = out.send(Change { committed, check, holders, lock });
         done += 1;
@@ -249,6 +253,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 struct Host {
     notes: Receiver<Note>,
+    /// Why the watcher listed everything again, if it had to (reported on stderr).
+    lost: Vec<String>,
     counters: Arc<WatchCounters>,
     tables: Tables,
     synced: Option<Duration>,
@@ -272,7 +278,7 @@ impl Host {
                 Note::Synced { .. } => {
                     self.synced.get_or_insert(since.elapsed());
                 }
-                Note::Placement(_) | Note::Lost { .. } => {}
+                Note::Lost { reason } => self.lost.push(reason),
             }
         }
         any
@@ -296,7 +302,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
         let (tx, rx) = channel();
         let counters = Arc::new(WatchCounters::default());
         specs.push(CardSpec { name: format!("h{h}"), notes: tx, counters: counters.clone() });
-        hosts.push(Host { notes: rx, counters, tables: Tables::default(), synced: None });
+        hosts.push(Host { notes: rx, lost: Vec::new(), counters, tables: Tables::default(), synced: None });
     }
     let config = WatchConfig {
         url: etcd.url(),
@@ -335,7 +341,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             let events0: u64 = hosts.iter().map(|h| h.counters.events.load(Ordering::Relaxed)).sum();
             let held0: u64 = hosts.iter().map(|h| h.counters.events_held.load(Ordering::Relaxed)).sum();
 
-            let locked = Arc::new(Mutex::new(HashSet::new()));
+            let locked = Arc::new(Mutex::new(Locks::new()));
             let (ch_tx, ch_rx) = channel::<Change>();
             let l2 = locked.clone();
             let driver = std::thread::Builder::new()
@@ -368,7 +374,9 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                     if rest.is_empty() {
                         visible.push(c.committed.elapsed().as_secs_f64() * 1000.0);
                         if let Ok(mut l) = locked.lock() {
-                            l.remove(&c.lock);
+                            c.lock.iter().for_each(|v| {
+                                l.remove(v);
+                            });
                         }
                     } else {
                         pending.insert(id, (c, rest));
@@ -388,7 +396,9 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                         if rest.is_empty() {
                             visible.push(c.committed.elapsed().as_secs_f64() * 1000.0);
                             if let Ok(mut l) = locked.lock() {
-                                l.remove(&c.lock);
+                                c.lock.iter().for_each(|v| {
+                                    l.remove(v);
+                                });
                             }
                             pending.remove(id);
                         }
@@ -406,6 +416,19 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                 }
                 std::thread::sleep(Duration::from_micros(200));
             }
+            for (c, rest) in pending.values().take(5) {
+                let shown: Vec<String> = rest
+                    .iter()
+                    .map(|&h| {
+                        let t = &hosts[h].tables;
+                        match c.check {
+                            Check::Mapping { vni, ip, .. } => format!("h{h}: has {:?} (vpc held: {})", t.lookup(vni, ip).map(|l| l.pa), t.vpc(vni).is_some()),
+                            Check::Peering { a, b, .. } => format!("h{h}: peered {}", t.peered(a, b)),
+                        }
+                    })
+                    .collect();
+                eprintln!("vpcemu-bench: mapping-convergence: not visible: {:?} (VPCs {:?}): {}", c.check, c.lock, shown.join("; "));
+            }
             let (changes, rate) = driver.join().map_err(|_| "the driver panicked")??;
             let events: u64 = hosts.iter().map(|h| h.counters.events.load(Ordering::Relaxed)).sum::<u64>() - events0;
             let held: u64 = hosts.iter().map(|h| h.counters.events_held.load(Ordering::Relaxed)).sum::<u64>() - held0;
@@ -415,6 +438,14 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             let watch_cpu = secs(cpu_ns(me, |n| n == "etcd-watch").saturating_sub(watch_cpu0));
             let apply_cpu = secs(cpu_ns(me, |n| n == "hosts-apply").saturating_sub(apply_cpu0));
             watcher.stop();
+            let mut reasons: HashMap<String, usize> = HashMap::new();
+            for r in hosts.iter().flat_map(|h| &h.lost) {
+                let short: String = r.chars().take(90).collect();
+                *reasons.entry(short).or_default() += 1;
+            }
+            for (r, n) in &reasons {
+                eprintln!("vpcemu-bench: mapping-convergence: {n} x lost/resync: {r}");
+            }
             visible.sort_by(f64::total_cmp);
             Ok(json!({
                 "changes": changes,

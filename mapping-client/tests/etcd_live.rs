@@ -43,7 +43,6 @@ impl Card {
                     }
                 }
                 Note::Synced { .. } => self.synced += 1,
-                Note::Placement(_) => {}
                 Note::Lost { .. } => self.lost += 1,
             }
         }

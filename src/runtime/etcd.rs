@@ -20,7 +20,7 @@ use mapping_client::client::Update;
 use mapping_client::etcd::layout;
 use mapping_client::etcd::watch::{CardSpec, Note, WatchConfig, WatchCounters, Watcher};
 use mapping_client::rcu::Publisher;
-use mapping_client::tables::Tables;
+use mapping_client::tables::{TableOp, Tables};
 use mapping_client::topology::CardId;
 
 use super::card::CardInfo;
@@ -120,6 +120,7 @@ impl EtcdSource {
         let mut lost = None;
         for (f, p) in self.feeds.iter_mut().zip(publishers.iter_mut()) {
             let mut any = false;
+            let mut local = false;
             while let Ok(note) = f.notes.try_recv() {
                 match note {
                     Note::Updates(us) => {
@@ -127,13 +128,18 @@ impl EtcdSource {
                             match u {
                                 Update::Replace { tables, .. } => {
                                     p.replace(*tables);
+                                    local = true;
                                 }
-                                Update::Apply { ops, .. } => p.submit_all(ops),
+                                Update::Apply { ops, .. } => {
+                                    local |= ops.iter().any(|op| {
+                                        matches!(op, TableOp::UpsertLocalEni(_) | TableOp::RemoveLocalEni { .. })
+                                    });
+                                    p.submit_all(ops);
+                                }
                             }
                         }
                         any = true;
                     }
-                    Note::Placement(v) => f.placement = v,
                     Note::Synced { .. } => {
                         f.synced = true;
                         f.lost = false;
@@ -148,6 +154,12 @@ impl EtcdSource {
                 p.publish();
             }
             p.reclaim();
+            if local {
+                // The card's ENIs as published: where the instance ports go.
+                let mut v: Vec<(String, u32)> = p.live().local_enis().map(|e| (e.name.clone(), e.eni.0)).collect();
+                v.sort();
+                f.placement = v;
+            }
         }
         lost
     }

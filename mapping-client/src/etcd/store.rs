@@ -36,13 +36,16 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
-/// Options every connection uses: bounded connect and requests, and reads that fail when
-/// the cluster has no leader (so a partitioned member is not taken for the truth).
+/// Options every connection uses: a bounded connect, HTTP/2 keep-alive (a dead peer is
+/// noticed within 15 s, also on an idle watch stream; etcd closes connections that ping
+/// more often than every 5 s, its `--grpc-keepalive-min-time`), and requests that fail
+/// when the cluster has no leader (so a partitioned member is not taken for the truth). No
+/// per-request timeout here: it would cut the long-lived watch streams; unary calls are
+/// bounded by their callers ([`DEADLINE`]).
 pub fn connect_options() -> ConnectOptions {
     ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(3))
-        .with_timeout(Duration::from_secs(5))
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
         .with_require_leader(true)
 }
 

@@ -71,6 +71,8 @@ pub struct CardWatch {
     held: BTreeSet<String>,
     /// A host's placement index: instance -> VPC.
     index: BTreeMap<String, String>,
+    /// The view may have changed (index, peerings, VPCs held): reconcile has work.
+    dirty: bool,
     updates: Vec<Update>,
     /// VPCs held at some time.
     ever_held: BTreeSet<String>,
@@ -98,6 +100,7 @@ impl CardWatch {
             client: None,
             held: BTreeSet::new(),
             index: BTreeMap::new(),
+            dirty: true,
             updates: Vec::new(),
             ever_held: BTreeSet::new(),
             events: 0,
@@ -120,17 +123,6 @@ impl CardWatch {
         self.service.as_ref().map(|s| s.topology())
     }
 
-    /// A host's instances, with their ENI ids, sorted (empty for an edge).
-    pub fn local_instances(&self) -> Vec<(String, u32)> {
-        let (Some(CardId::Host(h)), Some(t)) = (self.card, self.model()) else {
-            return Vec::new();
-        };
-        let mut v: Vec<(String, u32)> =
-            t.host_vpcs(h).flat_map(|vpc| t.vpc_members(vpc)).filter(|i| i.host == h).map(|i| (i.name.clone(), i.eni.0)).collect();
-        v.sort();
-        v
-    }
-
     /// The VPCs held.
     pub fn held(&self) -> impl Iterator<Item = &str> {
         self.held.iter().map(String::as_str)
@@ -144,7 +136,7 @@ impl CardWatch {
         if !records.contains_key(WORLD) {
             return Err(resync("no world in etcd (vpcemu mapping load)"));
         }
-        let base = layout::world_from_records(&records, &self.dataplane).map_err(Resync)?;
+        let base = static_base(records, &self.dataplane)?;
         let card = base
             .card_by_name(&self.name)
             .ok_or_else(|| resync(format!("no host or edge {:?} in the world in etcd", self.name)))?;
@@ -154,6 +146,7 @@ impl CardWatch {
         self.held.clear();
         self.index.clear();
         self.updates.clear();
+        self.dirty = true;
         Ok(match card {
             CardId::Host(_) => vec![layout::host_index(&self.name)],
             CardId::Edge(_) => self.missing(),
@@ -235,6 +228,10 @@ impl CardWatch {
     /// Drops the VPCs no longer wanted (their instances leave the model, with the deltas
     /// that gives) and returns (prefixes to list and watch, prefixes to stop watching).
     pub fn reconcile(&mut self) -> Result<(Vec<String>, Vec<String>), Resync> {
+        if !self.dirty {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        self.dirty = false;
         let wanted = self.wanted();
         let surplus: Vec<String> = self.held.iter().filter(|v| !wanted.contains(*v)).cloned().collect();
         let mut cancel = Vec::new();
@@ -243,7 +240,10 @@ impl CardWatch {
             cancel.push(layout::vpc_dynamic(&v));
         }
         self.pump();
-        Ok((self.missing(), cancel))
+        let missing = self.missing();
+        // Listing what is missing may bring peers in: look again then.
+        self.dirty = !missing.is_empty();
+        Ok((missing, cancel))
     }
 
     /// Events of one watch response on `prefix`, in order.
@@ -256,6 +256,7 @@ impl CardWatch {
             }
             if prefix == layout::host_index(&self.name) {
                 self.events_held += 1;
+                self.dirty = true;
                 let inst = key.strip_prefix(prefix).unwrap_or("").to_string();
                 match e {
                     Event::Put { value, .. } => {
@@ -275,6 +276,9 @@ impl CardWatch {
                 continue; // a watch being cancelled
             }
             self.events_held += 1;
+            if key.contains("/peer/") {
+                self.dirty = true;
+            }
             self.apply_event(&vpc, e)?;
         }
         self.pump();
@@ -438,6 +442,23 @@ impl CardWatch {
     }
 }
 
+thread_local! {
+    /// The last static world parsed on this thread, by its records: the cards of one
+    /// watcher thread list the same static records and share one parse.
+    static BASE: std::cell::RefCell<Option<(Records, String, Topology)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The model of the static records (no instance yet).
+fn static_base(records: Records, dataplane: &str) -> Result<Topology, Resync> {
+    let hit = BASE.with(|b| b.borrow().as_ref().filter(|(r, d, _)| *r == records && d == dataplane).map(|(_, _, t)| t.clone()));
+    if let Some(t) = hit {
+        return Ok(t);
+    }
+    let t = layout::world_from_records(&records, dataplane).map_err(Resync)?;
+    BASE.with(|b| *b.borrow_mut() = Some((records, dataplane.to_string(), t.clone())));
+    Ok(t)
+}
+
 fn json_str(v: &str) -> String {
     serde_json::from_str::<String>(v).unwrap_or_default()
 }
@@ -452,8 +473,6 @@ pub enum Note {
     /// A snapshot is complete (first, or after a resync), or the watches run again after
     /// a lost connection; at this revision.
     Synced { revision: i64 },
-    /// A host's instances (name, ENI id) after the updates before it.
-    Placement(Vec<(String, u32)>),
     /// The mapping service cannot be reached or the watch failed; the card keeps its
     /// tables and the watcher retries.
     Lost { reason: String },
@@ -617,16 +636,17 @@ fn err(e: etcd_client::Error) -> String {
     store::short(&e)
 }
 
-async fn list_at(c: &mut etcd_client::Client, prefix: &str, rel: &str, rev: i64) -> Result<Vec<Listed>, String> {
-    let (l, _) = store::list(c, prefix, rel, Some(rev)).await.map_err(err)?;
-    Ok(l)
+async fn list_at(c: &mut etcd_client::Client, prefix: &str, rel: &str, rev: Option<i64>) -> Result<(Vec<Listed>, i64), String> {
+    match tokio::time::timeout(store::DEADLINE, store::list(c, prefix, rel, rev)).await {
+        Ok(r) => r.map_err(err),
+        Err(_) => Err(format!("listing {rel}: no answer within {} s", store::DEADLINE.as_secs())),
+    }
 }
 
 fn send_updates(machine: &mut CardWatch, card: &CardSpec) {
     let updates = machine.take_updates();
     if !updates.is_empty() {
         let _ = card.notes.send(Note::Updates(updates));
-        let _ = card.notes.send(Note::Placement(machine.local_instances()));
     }
     card.counters.events.store(machine.events, Ordering::Relaxed);
     card.counters.events_held.store(machine.events_held, Ordering::Relaxed);
@@ -664,15 +684,15 @@ async fn snapshot(
     synced_once: &mut bool,
 ) -> Result<(i64, Vec<String>), String> {
     // The static prefixes at the revision of the first list.
-    let (first, rev) = store::list(c, prefix, STATIC_PREFIXES[0], None).await.map_err(err)?;
+    let (first, rev) = list_at(c, prefix, STATIC_PREFIXES[0], None).await?;
     let mut statics = first;
     for p in &STATIC_PREFIXES[1..] {
-        statics.extend(list_at(c, prefix, p, rev).await?);
+        statics.extend(list_at(c, prefix, p, Some(rev)).await?.0);
     }
     let mut next = machine.begin(&statics).map_err(|r| r.0)?;
     while !next.is_empty() {
         for p in &next {
-            let l = list_at(c, prefix, p, rev).await?;
+            let (l, _) = list_at(c, prefix, p, Some(rev)).await?;
             machine.listed(p, &l).map_err(|r| r.0)?;
         }
         next = machine.missing();
@@ -795,7 +815,7 @@ async fn watch(
                 break;
             }
             for f in fetch {
-                let l = list_at(c, prefix, &f, at).await?;
+                let (l, _) = list_at(c, prefix, &f, Some(at)).await?;
                 machine.listed(&f, &l).map_err(|r| r.0)?;
                 cancel_on_create.remove(&f);
                 stream.watch(format!("{prefix}{f}"), Some(opts(&f, at + 1))).await.map_err(err)?;
