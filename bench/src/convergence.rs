@@ -205,7 +205,11 @@ fn drive(store: &Store, world: Topology, s: Setup, out: Sender<Change>, locked: 
             let l = locked.lock().map_err(|_| "lock poisoned")?;
             pick(&mut rng, service.topology(), &s, &l, serial)
         };
-        let Some((cmd, check, holders, lock)) = picked else { continue };
+        let Some((cmd, check, holders, lock)) = picked else {
+            // Everything drawn is locked by a change not yet visible: wait a little.
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        };
         // A refused command changes nothing (the service checks before it changes).
         let (puts, deletes) = match change_records(&mut service, &cmd) {
             Ok(pd) => pd,

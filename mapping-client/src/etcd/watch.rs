@@ -168,6 +168,12 @@ impl CardWatch {
         self.held.insert(vpc.to_string());
         self.ever_held.insert(vpc.to_string());
         let recs: Records = records.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
+        if self.client.is_none() {
+            // During a snapshot nobody listens for deltas yet: straight into the model,
+            // with the loader's checks.
+            let t = self.service.as_mut().ok_or_else(|| resync("no snapshot"))?.topology_mut();
+            return layout::add_dynamic(t, recs.iter()).map_err(Resync);
+        }
         self.import(vpc, &recs)
     }
 
