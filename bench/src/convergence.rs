@@ -185,20 +185,100 @@ fn pick(rng: &mut Rng, t: &Topology, s: &Setup, locked: &Locks, serial: usize) -
     Some((cmd, Check::Mapping { vni: vni(inst.vpc), ip: inst.ip, pa }, holders.into_iter().collect(), lock))
 }
 
-/// The driver: the changes at the rate, each as one guarded transaction.
+/// A change on its way to etcd.
+struct Job {
+    txn: mapping_client::etcd::store::Txn,
+    change: Change,
+    puts: Vec<String>,
+    deletes: Vec<String>,
+    register: bool,
+}
+
+/// How many transactions may be in flight at once (one committer thread each).
+const COMMITTERS: usize = 8;
+
+/// The driver: the changes at the rate, each as one guarded transaction, up to
+/// [`COMMITTERS`] in flight (registrations one at a time: each writes `next-eni`). The model
+/// changes in order here; a change's VPCs stay locked until it is visible, so no two
+/// transactions in flight touch the same records.
 fn drive(store: &Store, world: Topology, s: Setup, out: Sender<Change>, locked: Arc<Mutex<Locks>>) -> Result<(usize, f64), String> {
     let snap = store.snapshot()?;
     let mut mod_revisions = snap.mod_revisions;
     let mut revision = snap.revision;
     let mut service = Service::new(world);
     let mut rng = Rng(7);
+    let (job_tx, job_rx) = channel::<Job>();
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = channel::<Result<(Option<i64>, Job), String>>();
+    let mut committers = Vec::new();
+    for i in 0..COMMITTERS {
+        let (jobs, done, url) = (job_rx.clone(), done_tx.clone(), store.url().to_string());
+        committers.push(
+            std::thread::Builder::new()
+                .name(format!("commit-{i}"))
+                .spawn(move || {
+                    let Ok(store) = Store::connect(&url) else { return };
+                    loop {
+                        let job = match jobs.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(mut job) = job else { return };
+                        let r = store.commit_at(job.txn.clone());
+                        job.change.committed = Instant::now();
+                        let _ = done.send(r.map(|rev| (rev, job)));
+                    }
+                })
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    drop(done_tx);
     let start = Instant::now();
-    let mut done = 0;
-    let mut serial = 0;
+    let (mut sent, mut done, mut serial, mut in_flight, mut register_in_flight) = (0, 0, 0, 0, false);
+    let finish = |r: Result<(Option<i64>, Job), String>,
+                      mod_revisions: &mut HashMap<String, i64>,
+                      revision: &mut i64|
+     -> Result<bool, String> {
+        let (rev, job) = r?;
+        let Some(rev) = rev else {
+            return Err("a change conflicted: the benchmark is the only writer".to_string());
+        };
+        *revision = (*revision).max(rev);
+        for k in &job.puts {
+            mod_revisions.insert(k.clone(), rev);
+        }
+        for k in &job.deletes {
+            mod_revisions.remove(k);
+        }
+        let _ = out.send(job.change);
+        Ok(job.register)
+    };
     while done < s.changes {
-        let due = start + Duration::from_secs_f64(done as f64 / s.rate);
+        while let Ok(r) = done_rx.try_recv() {
+            in_flight -= 1;
+            done += 1;
+            if finish(r, &mut mod_revisions, &mut revision)? {
+                register_in_flight = false;
+            }
+        }
+        if sent == s.changes {
+            if let Ok(r) = done_rx.recv_timeout(Duration::from_millis(50)) {
+                in_flight -= 1;
+                done += 1;
+                if finish(r, &mut mod_revisions, &mut revision)? {
+                    register_in_flight = false;
+                }
+            }
+            continue;
+        }
+        let due = start + Duration::from_secs_f64(sent as f64 / s.rate);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
+            std::thread::sleep(wait.min(Duration::from_millis(1)));
+            continue;
+        }
+        if in_flight >= COMMITTERS {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
         }
         serial += 1;
         let picked = {
@@ -210,28 +290,29 @@ fn drive(store: &Store, world: Topology, s: Setup, out: Sender<Change>, locked: 
             std::thread::sleep(Duration::from_millis(1));
             continue;
         };
+        let register = matches!(cmd, Command::Register(_));
+        if register && register_in_flight {
+            continue;
+        }
         // A refused command changes nothing (the service checks before it changes).
         let (puts, deletes) = match change_records(&mut service, &cmd) {
             Ok(pd) => pd,
             Err(_) => continue,
         };
         let txn = guarded_txn(store.prefix(), &puts, &deletes, &mod_revisions, revision)?;
-        let Some(rev) = store.commit_at(txn)? else {
-            return Err(format!("change {cmd:?} conflicted: the benchmark is the only writer"));
-        };
-        let committed = Instant::now();
-        revision = rev;
-        for (k, _) in &puts {
-            mod_revisions.insert(k.clone(), rev);
-        }
-        for k in &deletes {
-            mod_revisions.remove(k);
-        }
         if let Ok(mut l) = locked.lock() {
             l.extend(lock.iter().copied());
         }
-        let _ = out.send(Change { committed, check, holders, lock });
-        done += 1;
+        let change = Change { committed: Instant::now(), check, holders, lock };
+        let job = Job { txn, change, puts: puts.into_iter().map(|(k, _)| k).collect(), deletes, register };
+        job_tx.send(job).map_err(|_| "the committers stopped")?;
+        sent += 1;
+        in_flight += 1;
+        register_in_flight |= register;
+    }
+    drop(job_tx);
+    for c in committers {
+        let _ = c.join();
     }
     Ok((done, done as f64 / start.elapsed().as_secs_f64()))
 }

@@ -7,7 +7,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, TxnOp};
+pub use etcd_client::Txn;
 
 use super::layout::{self, Records, WORLD};
 use crate::service::{Command, Service};
