@@ -201,8 +201,14 @@ const COMMITTERS: usize = 8;
 /// [`COMMITTERS`] in flight (registrations one at a time: each writes `next-eni`). The model
 /// changes in order here; a change's VPCs stay locked until it is visible, so no two
 /// transactions in flight touch the same records.
-fn drive(store: &Store, world: Topology, s: Setup, out: Sender<Change>, locked: Arc<Mutex<Locks>>) -> Result<(usize, f64), String> {
-    let snap = store.snapshot()?;
+fn drive(
+    store: &Store,
+    world: Topology,
+    snap: mapping_client::etcd::store::Snapshot,
+    s: Setup,
+    out: Sender<Change>,
+    locked: Arc<Mutex<Locks>>,
+) -> Result<(usize, f64), String> {
     let mut mod_revisions = snap.mod_revisions;
     let mut revision = snap.revision;
     let mut service = Service::new(world);
@@ -378,6 +384,8 @@ pub fn run(s: &Setup) -> Result<Value, String> {
     let world = Topology::from_str(&world_text(s), "mapping-convergence").map_err(|e| e.to_string())?;
     eprintln!("vpcemu-bench: mapping-convergence: loading {} hosts, {} instances, {} VPCs", s.hosts, s.instances, world.vpcs().len());
     store.load(&world, false)?;
+    // What the driver's guards start from (nothing changes until it runs).
+    let snap = store.snapshot()?;
     let etcd_pid = etcd.pid().unwrap_or(0);
     let me = std::process::id();
 
@@ -433,7 +441,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                 .name("changes".into())
                 .spawn(move || -> Result<(usize, f64), String> {
                     let store = Store::connect(&url)?;
-                    drive(&store, world_for_driver, setup, ch_tx, l2)
+                    drive(&store, world_for_driver, snap, setup, ch_tx, l2)
                 })
                 .map_err(|e| e.to_string())?;
             let mut pending: HashMap<usize, (Change, HashSet<usize>)> = HashMap::new();

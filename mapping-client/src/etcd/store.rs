@@ -16,6 +16,8 @@ use crate::topology::Topology;
 
 /// The longest any one call may take, connecting included.
 pub const DEADLINE: Duration = Duration::from_secs(8);
+/// The longest reading a whole world may take.
+pub const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(120);
 /// Operations in one transaction (etcd's default `--max-txn-ops`).
 pub const MAX_TXN_OPS: usize = 128;
 /// Bytes of keys and values in one transaction, well under etcd's 1.5 MiB request limit.
@@ -169,10 +171,14 @@ impl Store {
     }
 
     fn block<T>(&self, what: &str, f: impl Future<Output = Result<T, etcd_client::Error>>) -> Result<T, String> {
-        match self.rt.block_on(async { tokio::time::timeout(DEADLINE, f).await }) {
+        self.block_for(DEADLINE, what, f)
+    }
+
+    fn block_for<T>(&self, deadline: Duration, what: &str, f: impl Future<Output = Result<T, etcd_client::Error>>) -> Result<T, String> {
+        match self.rt.block_on(async { tokio::time::timeout(deadline, f).await }) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(format!("etcd at {}: {what}: {}", self.url, short(&e))),
-            Err(_) => Err(format!("etcd at {}: {what}: no answer within {} s", self.url, DEADLINE.as_secs())),
+            Err(_) => Err(format!("etcd at {}: {what}: no answer within {} s", self.url, deadline.as_secs())),
         }
     }
 
@@ -183,7 +189,9 @@ impl Store {
     /// Every record under the prefix at one revision.
     pub fn snapshot(&self) -> Result<Snapshot, String> {
         let mut c = self.client.clone();
-        let (listed, revision) = self.block("reading the world", list(&mut c, &self.prefix, "", None))?;
+        // A large world is many pages: the connection was checked at connect, so give the
+        // whole read longer than one call.
+        let (listed, revision) = self.block_for(SNAPSHOT_DEADLINE, "reading the world", list(&mut c, &self.prefix, "", None))?;
         let mut records = Records::new();
         let mut mod_revisions = HashMap::new();
         for l in listed {
@@ -358,13 +366,16 @@ pub fn guarded_change(prefix: &str, topo: Topology, snap: &Snapshot, command: &C
 /// Checks and applies `command` on `service`'s model; returns the records to put and to
 /// delete (only those of the VPCs it touches are compared: the change costs what it
 /// touches, not the world).
-pub fn change_records(service: &mut Service, command: &Command) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+pub fn change_records(service: &mut Service, command: &Command) -> Result<RecordChanges, String> {
     let vpcs = layout::affected_vpcs(service.topology(), command);
     let before = layout::records_of_vpcs(service.topology(), &vpcs)?;
     service.execute(command).map_err(|e| e.to_string())?;
     let after = layout::records_of_vpcs(service.topology(), &vpcs)?;
     Ok(layout::diff(&before, &after))
 }
+
+/// Records to put (key, value) and keys to delete.
+pub type RecordChanges = (Vec<(String, String)>, Vec<String>);
 
 /// One transaction of `puts` and `deletes`, guarded as [`guarded_change`] says by the mod
 /// revisions read (`mod_revisions`, at `revision`).
