@@ -26,15 +26,19 @@ use mapping_client::etcd::store::{change_records, guarded_txn};
 use mapping_client::etcd::testing::TestEtcd;
 use mapping_client::etcd::watch::{CardSpec, Note, WatchConfig, WatchCounters, Watcher};
 use mapping_client::etcd::{layout, Store};
-use mapping_client::{Command, InstanceSpec, Service, Tables, Topology, Update, VpcId};
+use mapping_client::{Command, InstanceSpec, Service, Tables, Topology, VpcId};
 use serde_json::{json, Value};
 
 /// What to run.
 #[derive(Debug, Clone, Copy)]
 pub struct Setup {
+    /// Simulated hosts.
     pub hosts: usize,
+    /// Instances, in VPCs of 100.
     pub instances: usize,
+    /// Changes to apply.
     pub changes: usize,
+    /// Changes per second.
     pub rate: f64,
 }
 
@@ -358,12 +362,7 @@ impl Host {
         while let Ok(n) = self.notes.try_recv() {
             match n {
                 Note::Updates(us) => {
-                    for u in us {
-                        match u {
-                            Update::Replace { tables, .. } => self.tables = *tables,
-                            Update::Apply { ops, .. } => ops.iter().for_each(|op| self.tables.apply(op)),
-                        }
-                    }
+                    us.into_iter().for_each(|u| u.apply_to(&mut self.tables));
                     any = true;
                 }
                 Note::Synced { .. } => {

@@ -18,7 +18,7 @@ use mapping_client::etcd::store::guarded_change;
 use mapping_client::etcd::testing::{Proxy, TestEtcd};
 use mapping_client::etcd::watch::{CardSpec, Note, WatchConfig, WatchCounters, Watcher};
 use mapping_client::etcd::Store;
-use mapping_client::{Command, Tables, Topology, Update};
+use mapping_client::{Command, Tables, Topology};
 use proptest::strategy::{Strategy, ValueTree};
 
 struct Card {
@@ -35,12 +35,7 @@ impl Card {
         while let Ok(n) = self.notes.try_recv() {
             match n {
                 Note::Updates(us) => {
-                    for u in us {
-                        match u {
-                            Update::Replace { tables, .. } => self.tables = *tables,
-                            Update::Apply { ops, .. } => ops.iter().for_each(|op| self.tables.apply(op)),
-                        }
-                    }
+                    us.into_iter().for_each(|u| u.apply_to(&mut self.tables));
                 }
                 Note::Synced { .. } => self.synced += 1,
                 Note::Lost { .. } => self.lost += 1,
@@ -107,12 +102,18 @@ fn accepted_commands(world: &Topology, n: usize, seed: u64) -> Vec<Command> {
     out
 }
 
-#[test]
-fn watchers_follow_changes_fail_static_and_resync() {
-    let mut etcd = TestEtcd::start().unwrap();
+/// A private etcd holding the small world.
+fn loaded() -> (TestEtcd, Topology, Store) {
+    let etcd = TestEtcd::start().unwrap();
     let world = Topology::from_str(WORLD, "world.toml").unwrap();
     let store = Store::connect(&etcd.url()).unwrap();
     store.load(&world, false).unwrap();
+    (etcd, world, store)
+}
+
+#[test]
+fn watchers_follow_changes_fail_static_and_resync() {
+    let (mut etcd, world, store) = loaded();
     let (mut watcher, mut cards) = watch(&etcd.url(), &world, false);
     converge(&mut cards, &store, "first snapshot");
 
@@ -158,10 +159,7 @@ fn watchers_follow_changes_fail_static_and_resync() {
 
 #[test]
 fn resumed_watches_list_again_when_their_revision_was_compacted() {
-    let etcd = TestEtcd::start().unwrap();
-    let world = Topology::from_str(WORLD, "world.toml").unwrap();
-    let store = Store::connect(&etcd.url()).unwrap();
-    store.load(&world, false).unwrap();
+    let (etcd, world, store) = loaded();
     let proxy = Proxy::start(&etcd.url()).unwrap();
     let (mut watcher, mut cards) = watch(&proxy.url(), &world, true);
     converge(&mut cards, &store, "first snapshot");
@@ -207,10 +205,7 @@ fn resumed_watches_list_again_when_their_revision_was_compacted() {
 
 #[test]
 fn a_change_checked_against_an_old_revision_is_a_conflict() {
-    let etcd = TestEtcd::start().unwrap();
-    let world = Topology::from_str(WORLD, "world.toml").unwrap();
-    let store = Store::connect(&etcd.url()).unwrap();
-    store.load(&world, false).unwrap();
+    let (_etcd, _world, store) = loaded();
     let (topo, snap) = store.read_world(layout::DUMP_DATAPLANE).unwrap();
     // Two moves of different instances of one VPC, both checked against `snap`.
     let first = Command::Move { instance: "i0".into(), host: "h3".into() };

@@ -14,7 +14,7 @@ use common::commands::{command, WORLD};
 use mapping_client::etcd::layout::{self, Records};
 use mapping_client::etcd::store::Listed;
 use mapping_client::etcd::watch::{CardWatch, Event, STATIC_PREFIXES};
-use mapping_client::{CardId, Service, Tables, Topology, Update};
+use mapping_client::{CardId, Service, Tables, Topology};
 use proptest::prelude::*;
 
 const DATAPLANE: &str = "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 64\nhugepages = \"off\"\n";
@@ -34,12 +34,7 @@ struct Card {
 
 impl Card {
     fn apply(&mut self) {
-        for u in self.watch.take_updates() {
-            match u {
-                Update::Replace { tables, .. } => self.tables = *tables,
-                Update::Apply { ops, .. } => ops.iter().for_each(|op| self.tables.apply(op)),
-            }
-        }
+        self.watch.take_updates().into_iter().for_each(|u| u.apply_to(&mut self.tables));
     }
 
     /// A full snapshot from `records`.
