@@ -29,17 +29,19 @@ use mapping_client::etcd::{layout, Store};
 use mapping_client::{Command, InstanceSpec, Service, Tables, Topology, VpcId};
 use serde_json::{json, Value};
 
-/// What to run.
+/// What to run: simulated hosts, instances (in VPCs of 100), changes, changes per second.
 #[derive(Debug, Clone, Copy)]
 pub struct Setup {
-    /// Simulated hosts.
-    pub hosts: usize,
-    /// Instances, in VPCs of 100.
-    pub instances: usize,
-    /// Changes to apply.
-    pub changes: usize,
-    /// Changes per second.
-    pub rate: f64,
+    hosts: usize,
+    instances: usize,
+    changes: usize,
+    rate: f64,
+}
+
+impl Setup {
+    pub fn new(hosts: usize, instances: usize, changes: usize, rate: f64) -> Setup {
+        Setup { hosts: hosts.max(1), instances: instances.max(1), changes, rate: rate.max(0.001) }
+    }
 }
 
 const PER_VPC: usize = 100;
@@ -212,7 +214,7 @@ fn drive(
     s: Setup,
     out: Sender<Change>,
     locked: Arc<Mutex<Locks>>,
-) -> Result<(usize, f64), String> {
+) -> Result<(usize, f64, Option<String>), String> {
     let mut mod_revisions = snap.mod_revisions;
     let mut revision = snap.revision;
     let mut service = Service::new(world);
@@ -245,6 +247,9 @@ fn drive(
     drop(done_tx);
     let start = Instant::now();
     let (mut sent, mut done, mut serial, mut in_flight, mut register_in_flight) = (0, 0, 0, 0, false);
+    // The first change etcd did not take (an overloaded etcd times requests out): no new
+    // change after it; the row says so.
+    let mut failed: Option<String> = None;
     let finish = |r: Result<(Option<i64>, Job), String>,
                       mod_revisions: &mut HashMap<String, i64>,
                       revision: &mut i64|
@@ -263,21 +268,28 @@ fn drive(
         let _ = out.send(job.change);
         Ok(job.register)
     };
-    while done < s.changes {
-        while let Ok(r) = done_rx.try_recv() {
-            in_flight -= 1;
-            done += 1;
-            if finish(r, &mut mod_revisions, &mut revision)? {
-                register_in_flight = false;
+    let settle = |r, mod_revisions: &mut HashMap<String, i64>, revision: &mut i64, failed: &mut Option<String>| {
+        match finish(r, mod_revisions, revision) {
+            Ok(register) => (1, register),
+            Err(e) => {
+                failed.get_or_insert(e);
+                (0, true)
             }
         }
-        if sent == s.changes {
+    };
+    while in_flight > 0 || (failed.is_none() && sent < s.changes) {
+        while let Ok(r) = done_rx.try_recv() {
+            in_flight -= 1;
+            let (ok, register) = settle(r, &mut mod_revisions, &mut revision, &mut failed);
+            done += ok;
+            register_in_flight &= !register;
+        }
+        if sent == s.changes || failed.is_some() {
             if let Ok(r) = done_rx.recv_timeout(Duration::from_millis(50)) {
                 in_flight -= 1;
-                done += 1;
-                if finish(r, &mut mod_revisions, &mut revision)? {
-                    register_in_flight = false;
-                }
+                let (ok, register) = settle(r, &mut mod_revisions, &mut revision, &mut failed);
+                done += ok;
+                register_in_flight &= !register;
             }
             continue;
         }
@@ -324,7 +336,7 @@ fn drive(
     for c in committers {
         let _ = c.join();
     }
-    Ok((done, done as f64 / start.elapsed().as_secs_f64()))
+    Ok((done, done as f64 / start.elapsed().as_secs_f64(), failed))
 }
 
 /// Nanoseconds the threads of `pid` whose name `keep` accepts have run (schedstat).
@@ -438,7 +450,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             let l2 = locked.clone();
             let driver = std::thread::Builder::new()
                 .name("changes".into())
-                .spawn(move || -> Result<(usize, f64), String> {
+                .spawn(move || -> Result<(usize, f64, Option<String>), String> {
                     let store = Store::connect(&url)?;
                     drive(&store, world_for_driver, snap, setup, ch_tx, l2)
                 })
@@ -521,7 +533,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                     .collect();
                 eprintln!("vpcemu-bench: mapping-convergence: not visible: {:?} (VPCs {:?}): {}", c.check, c.lock, shown.join("; "));
             }
-            let (changes, rate) = driver.join().map_err(|_| "the driver panicked")??;
+            let (changes, rate, failed) = driver.join().map_err(|_| "the driver panicked")??;
             let events: u64 = hosts.iter().map(|h| h.counters.events.load(Ordering::Relaxed)).sum::<u64>() - events0;
             let held: u64 = hosts.iter().map(|h| h.counters.events_held.load(Ordering::Relaxed)).sum::<u64>() - held0;
             let resyncs: u64 = hosts.iter().map(|h| h.counters.resyncs.load(Ordering::Relaxed)).sum();
@@ -552,6 +564,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                 "events_per_host_mean": events as f64 / hosts.len().max(1) as f64,
                 "interest_ratio": if held == 0 { 0.0 } else { events as f64 / held as f64 },
                 "resyncs": resyncs,
+                "error": failed,
                 "etcd_cpu_s": etcd_cpu,
                 "hosts_cpu_s": watch_cpu + apply_cpu,
                 "hosts_watch_cpu_s": watch_cpu,

@@ -154,7 +154,7 @@ fn run(args: &Args) -> Result<(), String> {
                 n,
             )?),
             "mapping-convergence" => {
-                let setup = convergence::Setup { hosts: args.hosts, instances: args.instances, changes: args.changes, rate: args.rate };
+                let setup = convergence::Setup::new(args.hosts, args.instances, args.changes, args.rate);
                 report.scenarios.push(Row::from_value(convergence::run(&setup)?));
             }
             "tables-lookup" => report.scenarios.extend(tables::tables_lookup(&args.sizes).into_iter().map(Row::from_value)),
