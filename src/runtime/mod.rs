@@ -8,7 +8,8 @@
 //! - [`card`], [`cipher`], [`devices`], [`stop`]: a card as the workers see it, the edges'
 //!   AES-GCM, device helpers, the stop conditions and signals;
 //! - [`run`], [`passthrough`], [`control`], [`ctl`], [`telemetry`]: the commands and the
-//!   control core's sockets.
+//!   control core's sockets;
+//! - [`etcd`]: the mapping source of `run --etcd` (the cards' watchers over etcd).
 
 pub mod card;
 pub mod cipher;
