@@ -13,6 +13,8 @@ PKGS=(
   prometheus                     # promtool: tests check vpcemu run --metrics with it
   iproute2 iputils-ping procps   # network namespaces (and their sysctls) for net_tap tests and `vpcemu lab`
   iperf3 curl                    # `vpcemu lab`: throughput between lab hosts (tests/lab.rs), HTTP through an Elastic IP
+  etcd-server                    # the shared mapping service (etcd 3.4); tests start their own
+  protobuf-compiler libprotobuf-dev  # protoc and its well-known .proto files, for the etcd-client crate
   jq
 )
 

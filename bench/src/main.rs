@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod blackfoot;
+mod convergence;
 mod dpdk_tools;
 mod nitro;
 mod passthrough;
@@ -23,7 +24,11 @@ use report::{Report, Row};
 /// The scenarios this build knows, in the order they run.
 fn scenarios() -> Vec<&'static str> {
     let own = ["passthrough", "nitro-egress", "nitro-ingress", "tables-lookup", "tables-update"];
-    own.into_iter().chain(blackfoot::NAMES.iter().copied()).chain(scale::NAMES.iter().copied()).collect()
+    own.into_iter()
+        .chain(blackfoot::NAMES.iter().copied())
+        .chain(scale::NAMES.iter().copied())
+        .chain(["mapping-convergence"])
+        .collect()
 }
 
 /// vpcemu benchmarks: Mpps and cycles per packet beside DPDK's own tools.
@@ -33,7 +38,7 @@ struct Args {
     /// Scenarios to run (default: all). Known: passthrough, nitro-egress, nitro-ingress, tables-lookup,
     /// tables-update, blackfoot-nat, blackfoot-vlan, blackfoot-endpoint, blackfoot-esp-64,
     /// blackfoot-esp-512, blackfoot-esp-1400, blackfoot-esp-imix, scale (or one of its parts:
-    /// scale-nitro, scale-blackfoot, scale-fabric).
+    /// scale-nitro, scale-blackfoot, scale-fabric), mapping-convergence (only when named).
     scenarios: Vec<String>,
     /// Write the JSON report to PATH ("-" for stdout).
     #[arg(long, value_name = "PATH")]
@@ -65,6 +70,18 @@ struct Args {
     /// With --plot: draw the report saved at PATH (by --json) instead of running scenarios.
     #[arg(long, value_name = "PATH")]
     from_json: Option<PathBuf>,
+    /// mapping-convergence: simulated hosts.
+    #[arg(long, default_value_t = 1000)]
+    hosts: usize,
+    /// mapping-convergence: instances (in VPCs of 100).
+    #[arg(long, default_value_t = 100_000)]
+    instances: usize,
+    /// mapping-convergence: changes to apply.
+    #[arg(long, default_value_t = 10_000)]
+    changes: usize,
+    /// mapping-convergence: changes per second.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
     /// Scratch directory for generated traffic.
     #[arg(long, default_value = "target/bench-work")]
     work: PathBuf,
@@ -89,7 +106,12 @@ fn run(args: &Args) -> Result<(), String> {
     }
     // By default every scenario once: `scale` without its parts run again on their own.
     let names: Vec<String> = if args.scenarios.is_empty() {
-        scenarios().into_iter().filter(|s| !s.starts_with("scale-")).map(|s| s.to_string()).collect()
+        // mapping-convergence (etcd, minutes at its default sizes) runs when named.
+        scenarios()
+            .into_iter()
+            .filter(|s| !s.starts_with("scale-") && *s != "mapping-convergence")
+            .map(|s| s.to_string())
+            .collect()
     } else {
         args.scenarios.clone()
     };
@@ -125,6 +147,10 @@ fn run(args: &Args) -> Result<(), String> {
                 &setup(),
                 n,
             )?),
+            "mapping-convergence" => {
+                let setup = convergence::Setup::new(args.hosts, args.instances, args.changes, args.rate);
+                report.scenarios.push(Row::from_value(convergence::run(&setup)?));
+            }
             "tables-lookup" => report.scenarios.extend(tables::tables_lookup(&args.sizes).into_iter().map(Row::from_value)),
             "tables-update" => report.scenarios.extend(tables::tables_update(&args.sizes).into_iter().map(Row::from_value)),
             _ => return Err(format!("unknown scenario {n:?}")),

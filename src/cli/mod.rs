@@ -25,17 +25,25 @@ pub enum Command {
         /// The topology file (TOML).
         topology: PathBuf,
     },
-    /// Send a live change (or `list`, `stats`) to a running `vpcemu run --control PATH`.
+    /// Send a live change (or `list`, `stats`) to a running `vpcemu run --control PATH`,
+    /// or apply a change (or `list`) to the world in etcd (`--etcd URL`).
     Ctl {
         /// The control socket of the run.
-        #[arg(long, value_name = "PATH")]
-        control: PathBuf,
+        #[arg(long, value_name = "PATH", required_unless_present = "etcd", conflicts_with = "etcd")]
+        control: Option<PathBuf>,
+        /// The etcd holding the world (`http://127.0.0.1:2379`): the change is one guarded
+        /// transaction.
+        #[arg(long, value_name = "URL")]
+        etcd: Option<String>,
         /// The command: list | stats | register NAME subnet=S host=H ip=IP [mac=M]
         /// [secondary=IP,IP] [source_dest_check=false] | deregister NAME | move NAME HOST |
         /// peer add|remove VPC VPC | eip associate IP NAME | eip disassociate IP
         #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// The world in etcd: `load FILE --etcd URL [--replace]`, `dump --etcd URL`.
+    #[command(subcommand)]
+    Mapping(MappingCommand),
     /// The story of the AWS VPC data plane on a built-in world, narrated and checked.
     Demo,
     /// Forward packets from one port to another, unchanged, on one worker lcore.
@@ -43,6 +51,29 @@ pub enum Command {
     /// Run a topology with every instance as a Linux host in a network namespace of its
     /// own (net_tap), and an internet host behind every edge with an internet gateway.
     Lab(crate::lab::LabArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingCommand {
+    /// Validate the world sections of FILE as `vpcemu check` does (its [dataplane] and
+    /// [[port]]s are ignored) and write the world to etcd; prints the revision written.
+    Load {
+        /// The topology file (TOML).
+        file: PathBuf,
+        /// The etcd to write to (`http://127.0.0.1:2379`).
+        #[arg(long, value_name = "URL")]
+        etcd: String,
+        /// Overwrite a world already in etcd.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Print the world in etcd as a topology file (`vpcemu check` accepts it, `mapping
+    /// load` loads it back).
+    Dump {
+        /// The etcd to read from.
+        #[arg(long, value_name = "URL")]
+        etcd: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +146,11 @@ pub struct RunFlags {
     /// hugepages for dataplane.memory_mb and a mounted hugetlbfs.
     #[arg(long)]
     pub pdump: bool,
+    /// The world is in this etcd (`http://127.0.0.1:2379`, written by `vpcemu mapping
+    /// load`); TOPOLOGY then holds only [dataplane] and [[port]]s, and changes go through
+    /// `vpcemu ctl --etcd URL`.
+    #[arg(long, value_name = "URL")]
+    pub etcd: Option<String>,
 }
 
 impl RunFlags {
@@ -137,6 +173,7 @@ impl RunFlags {
             trash_limit: self.trash_limit.unwrap_or(crate::runtime::trash::DEFAULT_LIMIT),
             hgrm: self.hgrm,
             pdump: self.pdump,
+            etcd: self.etcd,
         }
     }
 }
@@ -211,7 +248,10 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
             println!("{}: OK", topology.display());
             Ok(())
         }
-        Command::Ctl { control, command } => {
+        Command::Mapping(m) => mapping(m),
+        Command::Ctl { control: None, etcd: Some(url), command } => ctl_etcd(&url, &command.join(" ")),
+        Command::Ctl { control, etcd: _, command } => {
+            let control = control.ok_or("ctl needs --control PATH or --etcd URL")?;
             let v = crate::runtime::control::request(&control, &command.join(" "))?;
             match v {
                 serde_json::Value::String(s) => println!("{s}"),
@@ -244,6 +284,47 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
             }
             let mut stdout = std::io::stdout();
             passthrough::run(&opts, &mut stdout).map(|_| ()).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// `vpcemu mapping load|dump`.
+fn mapping(m: MappingCommand) -> Result<(), String> {
+    use mapping_client::etcd::{layout, Store};
+    match m {
+        MappingCommand::Load { file, etcd, replace } => {
+            let topo = mapping_client::topology::Topology::load(&file).map_err(|e| e.to_string())?;
+            let store = Store::connect(&etcd)?;
+            let revision = store.load(&topo, replace)?;
+            println!("{}: loaded into {etcd} at revision {revision}", file.display());
+            Ok(())
+        }
+        MappingCommand::Dump { etcd } => {
+            let store = Store::connect(&etcd)?;
+            let (_, snap) = store.read_world(layout::DUMP_DATAPLANE)?;
+            print!("{}", layout::to_toml(&snap.records, layout::DUMP_DATAPLANE)?);
+            Ok(())
+        }
+    }
+}
+
+/// `vpcemu ctl --etcd URL COMMAND`: the control socket's parser, the embedded service's
+/// checks, one guarded transaction.
+fn ctl_etcd(url: &str, line: &str) -> Result<(), String> {
+    use crate::runtime::ctl::{self, Request};
+    let request = ctl::parse(line)?;
+    let store = mapping_client::etcd::Store::connect(url)?;
+    match request {
+        Request::List => {
+            let (topo, _) = store.read_world(mapping_client::etcd::layout::DUMP_DATAPLANE)?;
+            println!("{}", serde_json::to_string_pretty(&ctl::list(&topo)).unwrap_or_default());
+            Ok(())
+        }
+        Request::Stats => Err("stats: ask a running vpcemu (ctl --control PATH stats)".into()),
+        Request::Change(cmd) => {
+            let revision = store.execute(&cmd).map_err(|e| format!("{line}: {e}"))?;
+            println!("{line}: done at revision {revision}");
+            Ok(())
         }
     }
 }

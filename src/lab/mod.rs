@@ -28,7 +28,7 @@ use mapping_client::topology::Topology;
 use crate::cli::RunFlags;
 use crate::runtime::engine::{Engine, EngineSpec};
 use crate::runtime::plan::{PortIo, PortSpec};
-use crate::runtime::run::{RunOptions, run_spec};
+use crate::runtime::run::{load_world, run_spec, RunOptions};
 use crate::runtime::stop::Signals;
 use plan::{Plan, PlanOptions};
 use state::Lab;
@@ -101,7 +101,7 @@ pub fn main(a: LabArgs) -> Result<(), String> {
 
 /// The lab on `opts.topology`: build, run until a stop condition, remove what was made.
 pub fn run(opts: &RunOptions, plan_opts: &PlanOptions) -> Result<(), String> {
-    let topo = Topology::load(&opts.topology).map_err(|e| e.to_string())?;
+    let topo = load_world(opts)?;
     // Installed before anything is made: a signal from now on stops the lab cleanly.
     let signals = Signals::install().map_err(|e| format!("installing signal handlers: {e}"))?;
     let plan = plan::plan(&topo, plan_opts)?;

@@ -38,6 +38,7 @@ use pipeline::{
 use super::card::CardInfo;
 use super::cipher::{Cipher, EspCipher};
 use super::devices::{eal_builder, find_port, make_pools, port_id_of, rx_needs};
+use super::etcd::{EtcdSource, MappingSource};
 use super::plan::{Bindings, Plan, PortIo, PortMtu, PortSpec};
 use super::softport::SoftPort;
 use super::trash::TrashBin;
@@ -64,13 +65,26 @@ pub struct EngineSpec {
     pub trash_limit: Option<u32>,
     /// Let `dpdk-dumpcap` capture the ports: multi-process EAL and `rte_pdump_init`.
     pub pdump: bool,
+    /// Where the cards' tables come from: the embedded service (default) or etcd.
+    pub mapping: MappingSource,
 }
 
 impl EngineSpec {
     /// The topology's own ports.
     pub fn from_topology(topology: Topology) -> EngineSpec {
         let ports = PortSpec::of_topology(&topology);
-        EngineSpec { topology, ports, stage_timing: true, file_prefix: None, alerts: AlertConfig::default(), cards: None, esp_cipher: EspCipher::Auto, trash_limit: None, pdump: false }
+        EngineSpec {
+            topology,
+            ports,
+            stage_timing: true,
+            file_prefix: None,
+            alerts: AlertConfig::default(),
+            cards: None,
+            esp_cipher: EspCipher::Auto,
+            trash_limit: None,
+            pdump: false,
+            mapping: MappingSource::Embedded,
+        }
     }
 }
 
@@ -103,6 +117,8 @@ pub struct Engine {
     pub(crate) cards: Vec<CardInfo>,
     bindings: Arc<Bindings>,
     service: Service,
+    /// With `--etcd`: the cards' watchers (then `service` only names things).
+    etcd: Option<EtcdSource>,
     clients: Vec<Client>,
     publishers: Vec<Publisher<Tables>>,
     published: Vec<Arc<PublishedCounters>>,
@@ -186,7 +202,20 @@ impl Engine {
         let mut clients: Vec<Client> = plan.cards.iter().map(|c| Client::new(c.id)).collect();
         let mut publishers: Vec<Publisher<Tables>> =
             plan.cards.iter().map(|c| Publisher::new(Tables::empty(Some(c.id), c.name.clone(), c.pa))).collect();
-        sync_all(&mut service, &mut clients, &mut publishers, Duration::ZERO);
+        let mut etcd = match &spec.mapping {
+            MappingSource::Embedded => {
+                sync_all(&mut service, &mut clients, &mut publishers, Duration::ZERO);
+                None
+            }
+            MappingSource::Etcd { url } => {
+                let cpu = Some(dp.control_lcore() as usize);
+                let mut source = EtcdSource::start(url, &cards, cpu).map_err(EngineError::Config)?;
+                source.first_snapshots(&mut publishers).map_err(EngineError::Config)?;
+                Some(source)
+            }
+        };
+        // Each edge's outbound SAs, from its first tables (the VPN set does not change at run
+        // time: the control socket has no VPN commands).
         let esp_cipher = if plan.has_edge() { Some(edge_sas(&mut cards, &publishers, spec.esp_cipher)?) } else { None };
         let cards = cards;
 
@@ -233,6 +262,9 @@ impl Engine {
             ));
         }
         plan.rebind(service.topology(), &bindings);
+        if let Some(source) = etcd.as_mut() {
+            source.rebind(&plan, &bindings);
+        }
         let mut engine = Engine {
             workers: Vec::new(),
             stop,
@@ -241,6 +273,7 @@ impl Engine {
             cards,
             bindings,
             service,
+            etcd,
             clients,
             publishers,
             published,
@@ -286,9 +319,12 @@ impl Engine {
     /// stage-timing collection, alerts. `alerts_out` receives complete alert lines.
     pub fn tick(&mut self, alerts_out: &mut dyn std::io::Write) {
         let now = self.started.elapsed();
-        sync_all(&mut self.service, &mut self.clients, &mut self.publishers, now);
-        let _ = self.timing.collect();
         let now_ms = self.now_ms();
+        match self.etcd.as_mut() {
+            Some(source) => source.poll(&mut self.publishers, &self.plan, &self.bindings, now_ms, alerts_out),
+            None => sync_all(&mut self.service, &mut self.clients, &mut self.publishers, now),
+        }
+        let _ = self.timing.collect();
         self.aggregator.drain(&self.alert_consumers, now_ms);
         let names = Names { topo: self.service.topology(), cards: &self.cards };
         let _ = self.aggregator.flush(now_ms, &names, &mut &mut *alerts_out);
@@ -297,6 +333,9 @@ impl Engine {
     /// Apply a live change to the mapping service; the workers see it once every card
     /// concerned has published (within a loop of theirs).
     pub fn execute(&mut self, command: &Command) -> Result<(), String> {
+        if let Some(source) = &self.etcd {
+            return Err(format!("the world is in etcd: change it with `vpcemu ctl --etcd {} ...`", source.url()));
+        }
         self.service.execute(command).map_err(|e| e.to_string())?;
         let now = self.started.elapsed();
         // Publish until every card holds the change (a publisher waits for its workers to
@@ -311,6 +350,16 @@ impl Engine {
         }
         self.plan.rebind(self.service.topology(), &self.bindings);
         Ok(())
+    }
+
+    /// With `--etcd`: the watchers' counters (the stats' `mapping`).
+    pub fn mapping_stats(&self) -> Option<serde_json::Value> {
+        self.etcd.as_ref().map(EtcdSource::stats)
+    }
+
+    /// With `--etcd`: the etcd URL.
+    pub fn etcd_url(&self) -> Option<&str> {
+        self.etcd.as_ref().map(EtcdSource::url)
     }
 
     pub fn topology(&self) -> &Topology {
@@ -457,6 +506,9 @@ impl Engine {
             }
             p.eth = None;
             p.soft = None;
+        }
+        if let Some(source) = self.etcd.as_mut() {
+            source.stop();
         }
         // Old table versions go now, on this thread.
         for p in &mut self.publishers {

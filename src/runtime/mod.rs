@@ -9,7 +9,8 @@
 //!   AES-GCM, device helpers, the stop conditions and signals;
 //! - [`run`], [`passthrough`], [`control`], [`ctl`], [`telemetry`], [`metrics`], [`trash`],
 //!   [`hgrm`]:
-//!   the commands, the control core's sockets and files.
+//!   the commands, the control core's sockets and files;
+//! - [`etcd`]: the mapping source of `run --etcd` (the cards' watchers over etcd).
 
 pub mod card;
 pub mod cipher;
@@ -17,6 +18,7 @@ pub mod control;
 pub mod ctl;
 pub mod devices;
 pub mod engine;
+pub mod etcd;
 pub mod fabric;
 pub mod hgrm;
 pub mod metrics;

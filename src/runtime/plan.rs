@@ -227,11 +227,17 @@ impl Plan {
     /// on the card it was on, whose verify-send then refuses what it sends
     /// (`spoofed_source`, alert). Then the generation moves on.
     pub fn rebind(&self, topology: &Topology, bindings: &Bindings) {
+        self.rebind_with(|name| topology.instance_by_name(name).map(|i| (i.eni.0, CardId::Host(i.host))), bindings)
+    }
+
+    /// [`Plan::rebind`] with the instances' (ENI id, host) from `lookup` (with `--etcd`:
+    /// what the cards of this process hold).
+    pub fn rebind_with(&self, lookup: impl Fn(&str) -> Option<(u32, CardId)>, bindings: &Bindings) {
         for (p, binding) in self.ports.iter().zip(&bindings.ports) {
             let Attach::Instance(name) = &p.attach else { continue };
-            let inst = topology.instance_by_name(name);
-            let eni = inst.map_or(UNBOUND, |inst| inst.eni.0);
-            let here = inst.and_then(|inst| self.cards.iter().position(|c| c.id == CardId::Host(inst.host)));
+            let inst = lookup(name);
+            let eni = inst.map_or(UNBOUND, |inst| inst.0);
+            let here = inst.and_then(|inst| self.cards.iter().position(|c| c.id == inst.1));
             let card = here.map_or_else(|| binding.card.load(Ordering::Relaxed), |c| c as u32);
             binding.eni.store(eni, Ordering::Release);
             binding.card.store(card, Ordering::Release);

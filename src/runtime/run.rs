@@ -36,17 +36,36 @@ pub struct RunOptions {
     pub hgrm: Option<PathBuf>,
     /// Let `dpdk-dumpcap` capture the ports (multi-process EAL, `rte_pdump_init`).
     pub pdump: bool,
+    /// The world is in this etcd; the file holds only `[dataplane]` and `[[port]]`s.
+    pub etcd: Option<String>,
 }
 
 fn write_file(path: &PathBuf, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
+/// The stats report as JSON, with the etcd watchers' counters (`mapping`) under `--etcd`.
+fn stats_json(engine: &Engine, report: &pipeline::StatsReport) -> Result<serde_json::Value, String> {
+    let mut v: serde_json::Value = serde_json::from_str(&report.to_json()).map_err(|e| e.to_string())?;
+    if let (Some(o), Some(m)) = (v.as_object_mut(), engine.mapping_stats()) {
+        o.insert("mapping".into(), m);
+    }
+    Ok(v)
+}
+
 /// Answer one control line.
 fn handle(engine: &mut Engine, line: &str) -> Result<serde_json::Value, String> {
     match ctl::parse(line)? {
-        Request::List => Ok(ctl::list(engine.topology())),
-        Request::Stats => serde_json::from_str(&engine.report().to_json()).map_err(|e| e.to_string()),
+        Request::List => match engine.etcd_url() {
+            // The world as etcd holds it now.
+            Some(url) => {
+                let store = mapping_client::etcd::Store::connect(url)?;
+                let (world, _) = store.read_world(mapping_client::etcd::layout::DUMP_DATAPLANE)?;
+                Ok(ctl::list(&world))
+            }
+            None => Ok(ctl::list(engine.topology())),
+        },
+        Request::Stats => stats_json(engine, &engine.report()),
         Request::Change(cmd) => {
             engine.execute(&cmd)?;
             Ok(serde_json::json!(format!("{line}: done")))
@@ -56,8 +75,16 @@ fn handle(engine: &mut Engine, line: &str) -> Result<serde_json::Value, String> 
 
 /// Run until a stop condition; prints the final table and returns the process status.
 pub fn run(opts: &RunOptions) -> Result<(), String> {
-    let topology = Topology::load(&opts.topology).map_err(|e| e.to_string())?;
-    run_spec(opts, EngineSpec::from_topology(topology), |_| Ok(()))
+    run_spec(opts, EngineSpec::from_topology(load_world(opts)?), |_| Ok(()))
+}
+
+/// The run's world: the topology file, or with `--etcd` the world in etcd with the file's
+/// `[dataplane]` and `[[port]]`s.
+pub fn load_world(opts: &RunOptions) -> Result<Topology, String> {
+    match &opts.etcd {
+        None => Topology::load(&opts.topology).map_err(|e| e.to_string()),
+        Some(url) => world_from_etcd(&opts.topology, url),
+    }
 }
 
 /// [`run`] on `spec` (its topology and ports; the options set the rest). `started` is
@@ -104,6 +131,9 @@ pub fn run_spec(
         }
         None => None,
     };
+    if let Some(url) = &opts.etcd {
+        spec.mapping = super::etcd::MappingSource::Etcd { url: url.clone() };
+    }
     let mut engine = Engine::start(spec).map_err(|e| e.to_string())?;
     let mut trash = match (trash_file, engine.trash_bin()) {
         (Some((path, file)), Some(bin)) => Some(super::trash::open(path, file, bin, &engine)),
@@ -168,6 +198,7 @@ pub fn run_spec(
     drop(metrics);
     let seconds = stop.start().elapsed().as_secs_f64();
     let tsc_hz = engine.tsc_hz();
+    let mapping = engine.mapping_stats();
     let (report, in_use, histograms) = engine.shutdown_with_histograms(&mut alerts_out);
     alerts_out.flush().map_err(|e| format!("writing alerts: {e}"))?;
     print!("{}", report.to_table());
@@ -193,6 +224,9 @@ pub fn run_spec(
         // TSC frequency (for cycles per packet).
         let mut v: serde_json::Value = serde_json::from_str(&report.to_json()).map_err(|e| e.to_string())?;
         if let Some(o) = v.as_object_mut() {
+            if let Some(m) = mapping {
+                o.insert("mapping".into(), m);
+            }
             o.insert(
                 "run".into(),
                 serde_json::json!({ "seconds": seconds, "tsc_hz": tsc_hz, "mbufs_in_use": in_use, "esp_cipher": esp_cipher }),
@@ -211,4 +245,13 @@ pub fn run_spec(
         return Err(format!("{in_use} mbufs still in use at exit (leak)"));
     }
     Ok(())
+}
+
+/// `run FILE --etcd URL`: the world in etcd with FILE's `[dataplane]` and `[[port]]`s.
+fn world_from_etcd(file: &std::path::Path, url: &str) -> Result<Topology, String> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: cannot read: {e}"))?;
+    let store = mapping_client::etcd::Store::connect(url)?;
+    let (_, snap) = store.read_world(mapping_client::etcd::layout::DUMP_DATAPLANE)?;
+    mapping_client::etcd::layout::world_with_run_file(&snap.records, &text, &name)
 }

@@ -213,3 +213,19 @@ pub fn pcap_record(frame: &[u8]) -> Vec<u8> {
     r.extend_from_slice(frame);
     r
 }
+
+/// A pcap record of an echo request yellow-1 -> red-1 with sequence `seq`, built by hand
+/// (a pcap header is written separately).
+pub fn echo(seq: u16) -> Vec<u8> {
+    let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 10, 1, 1, 20, 10, 0, 1, 10];
+    let sum = wire::checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    let mut icmp = vec![8, 0, 0, 0, 0, 1];
+    icmp.extend_from_slice(&seq.to_be_bytes());
+    let sum = wire::checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut f = vec![0x02, 0, 0, 0xff, 0, 1, 0x02, 0x00, 0x0a, 0x01, 0x01, 0x14, 0x08, 0x00];
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&icmp);
+    f
+}

@@ -629,6 +629,45 @@ impl Topology {
         Ok(())
     }
 
+    /// The ENI id the next registration gets.
+    pub fn next_eni(&self) -> u32 {
+        self.next_eni
+    }
+
+    /// Makes the next ENI id at least `next` (ids are never reused).
+    #[cfg(feature = "etcd")]
+    pub(crate) fn raise_next_eni(&mut self, next: u32) {
+        self.next_eni = self.next_eni.max(next);
+    }
+
+    /// Gives the world the `[dataplane]` and ports of another model of the same world
+    /// (`vpcemu run FILE --etcd URL`: FILE's sections, checked against the world in etcd).
+    #[cfg(feature = "etcd")]
+    pub(crate) fn set_frame(&mut self, dataplane: Dataplane, ports: Vec<Port>) {
+        self.dataplane = dataplane;
+        self.ports = ports;
+    }
+
+    /// Sets the ENI id the next registration takes (the etcd watcher replays a
+    /// registration with the id the store gave it).
+    #[cfg(feature = "etcd")]
+    pub(crate) fn set_next_eni(&mut self, next: u32) {
+        self.next_eni = next;
+    }
+
+    /// Adds an instance whose ENI id is already set (a record of the etcd store), after
+    /// the loader's checks; the message says what is wrong.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn add_checked_instance(&mut self, inst: Instance) -> Result<(), String> {
+        if inst.eni.0 == 0 || self.instance(inst.eni).is_some() {
+            return Err(format!("ENI id {} is not free", inst.eni.0));
+        }
+        self.check_new_instance(&inst).map_err(|(_, m)| m)?;
+        self.raise_next_eni(inst.eni.0.saturating_add(1));
+        self.insert_instance(inst);
+        Ok(())
+    }
+
     // ----- changes. Callers have run the matching check.
 
     /// The next ENI id to hand out.
