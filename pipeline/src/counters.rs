@@ -304,13 +304,19 @@ mod tests {
             std::thread::spawn(move || {
                 let mut last = [0u64; 2];
                 let mut reads = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                // At least one pass, even if the workers finish before this thread runs
+                // (a loaded machine).
+                loop {
+                    let done = stop.load(Ordering::Relaxed);
                     for (w, p) in published.iter().enumerate() {
                         let s = p.snapshot();
                         assert!(s.packets() >= last[w], "published totals are monotonic");
                         last[w] = s.packets();
                     }
                     reads += 1;
+                    if done {
+                        break;
+                    }
                     std::thread::yield_now();
                 }
                 reads
