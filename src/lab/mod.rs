@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use clap::Args;
 use mapping_client::topology::Topology;
 
-use crate::cli::RunFlags;
+use crate::cli::flags::RunFlags;
 use crate::runtime::engine::{Engine, EngineSpec};
 use crate::runtime::plan::{PortIo, PortSpec};
 use crate::runtime::run::{load_world, run_spec, RunOptions};

@@ -624,3 +624,17 @@ fn open_port(eal: &Eal, vdev: &str, cfg: &PortConfig, rx: dpdk::RxPools<'_>) -> 
     port.start().map_err(why)?;
     Ok(port)
 }
+
+/// The trash can of a running engine at `path`: its ports then `fabric` as interfaces,
+/// its cards by name.
+pub fn open_trash(
+    path: &std::path::Path,
+    file: std::fs::File,
+    bin: &Arc<TrashBin>,
+    engine: &Engine,
+) -> super::trash::TrashWriter {
+    let mut interfaces: Vec<String> = engine.port_mtus().into_iter().map(|p| p.name).collect();
+    interfaces.push("fabric".into());
+    let cards = engine.cards().iter().map(|c| c.plan.name.clone()).collect();
+    super::trash::TrashWriter::create(path, file, Arc::clone(bin), &interfaces, cards, crate::dpdk::rdtsc(), engine.tsc_hz())
+}

@@ -136,7 +136,7 @@ pub fn run_spec(
     }
     let mut engine = Engine::start(spec).map_err(|e| e.to_string())?;
     let mut trash = match (trash_file, engine.trash_bin()) {
-        (Some((path, file)), Some(bin)) => Some(super::trash::open(path, file, bin, &engine)),
+        (Some((path, file)), Some(bin)) => Some(super::engine::open_trash(path, file, bin, &engine)),
         _ => None,
     };
     let mut trash_error = None;

@@ -282,15 +282,6 @@ impl TrashWriter {
     }
 }
 
-/// The trash can of a running engine at `path`: its ports then `fabric` as interfaces,
-/// its cards by name.
-pub fn open(path: &Path, file: File, bin: &Arc<TrashBin>, engine: &super::engine::Engine) -> TrashWriter {
-    let mut interfaces: Vec<String> = engine.port_mtus().into_iter().map(|p| p.name).collect();
-    interfaces.push("fabric".into());
-    let cards = engine.cards().iter().map(|c| c.plan.name.clone()).collect();
-    TrashWriter::create(path, file, Arc::clone(bin), &interfaces, cards, crate::dpdk::rdtsc(), engine.tsc_hz())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
