@@ -61,11 +61,14 @@ fuzz_target!(|data: &[u8]| {
         let out = card.egress(red1, bufs);
         let _ = card.alerts();
         assert_eq!(out.len(), frames.len());
-        for (v, b) in &out {
+        for (k, (v, b)) in out.iter().enumerate() {
             match *v {
                 Verdict::Forward(REPLY) => {
+                    // An ARP reply, back to the requester's sender hardware address (the
+                    // frame leaves by the port the request came in on, red-1's).
                     let f = b.data();
-                    assert_eq!((&f[..6], &f[12..14], &f[20..22]), (&red1_mac.0[..], &[0x08, 0x06][..], &[0, 2][..]));
+                    let requester = &frames[k][22..28];
+                    assert_eq!((&f[..6], &f[12..14], &f[20..22]), (requester, &[0x08, 0x06][..], &[0, 2][..]));
                 }
                 Verdict::Forward(o) => {
                     assert_eq!(o, UNDERLAY);
