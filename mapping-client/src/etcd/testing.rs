@@ -85,20 +85,7 @@ impl TestEtcd {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("starting {ETCD}: {e}"))?;
-        let script = format!(
-            "i=0; while kill -0 {me} 2>/dev/null && kill -0 {etcd} 2>/dev/null && [ $i -lt {max} ]; \
-             do sleep 1; i=$((i+1)); done; kill -9 {etcd} 2>/dev/null",
-            me = std::process::id(),
-            etcd = child.id(),
-            max = MAX_LIFETIME.as_secs()
-        );
-        let watchdog = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting the watchdog: {e}"))?;
+        let watchdog = spawn_watchdog(child.id())?;
         self.child = Some(child);
         self.watchdog = Some(watchdog);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -126,6 +113,98 @@ impl Drop for TestEtcd {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// An `etcd grpc-proxy` (Debian's etcd 3.4 binary) on 127.0.0.1 with a free port in front
+/// of an etcd: it merges identical watches of its clients into one watch on the server, as
+/// in a deployment where every host talks to a proxy. Stopped (SIGKILL) when dropped; the
+/// same watchdog as [`TestEtcd`]'s kills it if this process dies first.
+#[derive(Debug)]
+pub struct GrpcProxy {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+    watchdog: Option<Child>,
+}
+
+impl GrpcProxy {
+    /// Starts `etcd grpc-proxy start` for `endpoint` (`http://127.0.0.1:PORT`) and waits (at
+    /// most 20 s) until it answers.
+    pub fn start(endpoint: &str) -> Result<GrpcProxy, String> {
+        let dir = std::env::temp_dir().join(format!("vpcemu-grpc-proxy-{}-{}", std::process::id(), super::unix_nanos()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let port = free_port().map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.join("proxy.log")).map_err(|e| e.to_string())?;
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(ETCD)
+            .args(["grpc-proxy", "start", "--endpoints", endpoint.trim_start_matches("http://")])
+            .args(["--listen-addr", &listen, "--advertise-client-url", &listen])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting {ETCD} grpc-proxy: {e}"))?;
+        let watchdog = spawn_watchdog(child.id())?;
+        let mut proxy = GrpcProxy { dir, port, child: Some(child), watchdog: Some(watchdog) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if super::Store::connect(&proxy.url()).and_then(|s| s.server_version()).is_ok() {
+                return Ok(proxy);
+            }
+            if let Some(c) = proxy.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    let log = std::fs::read_to_string(proxy.dir.join("proxy.log")).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                    return Err(format!("etcd grpc-proxy exited ({status}): {}", tail.join(" | ")));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("etcd grpc-proxy did not answer within 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` of the proxy.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The proxy's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+impl Drop for GrpcProxy {
+    fn drop(&mut self) {
+        for c in [self.watchdog.take(), self.child.take()].into_iter().flatten() {
+            let mut c = c;
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A shell loop that kills `pid` (SIGKILL) when this process dies or after
+/// [`MAX_LIFETIME`].
+fn spawn_watchdog(pid: u32) -> Result<Child, String> {
+    let script = format!(
+        "i=0; while kill -0 {me} 2>/dev/null && kill -0 {pid} 2>/dev/null && [ $i -lt {max} ]; \
+         do sleep 1; i=$((i+1)); done; kill -9 {pid} 2>/dev/null",
+        me = std::process::id(),
+        max = MAX_LIFETIME.as_secs()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting the watchdog: {e}"))
 }
 
 /// A TCP proxy on 127.0.0.1 in front of a [`TestEtcd`] that a test can cut: while it is
