@@ -13,7 +13,9 @@
 //! change is visible. A change is visible when every host that must hold it (the hosts
 //! viewing the VPC afterwards; for a deregistration, before; for a peering, the hosts with
 //! an instance in either VPC) has it in its tables; `visible_*` is from the transaction's
-//! commit to then. No `etcd grpc-proxy` in between (each host keeps its own watches).
+//! commit to then. Each host keeps its own watches; with `--proxy` the hosts' connections
+//! go to an `etcd grpc-proxy` in front of etcd (it merges identical watches into one),
+//! the load and the driver's transactions still to etcd itself.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -23,24 +25,26 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mapping_client::etcd::store::{change_records, guarded_txn};
-use mapping_client::etcd::testing::TestEtcd;
+use mapping_client::etcd::testing::{GrpcProxy, TestEtcd};
 use mapping_client::etcd::watch::{CardSpec, Note, WatchConfig, WatchCounters, Watcher};
 use mapping_client::etcd::{layout, Store};
 use mapping_client::{Command, InstanceSpec, Service, Tables, Topology, VpcId};
 use serde_json::{json, Value};
 
-/// What to run: simulated hosts, instances (in VPCs of 100), changes, changes per second.
+/// What to run: simulated hosts, instances (in VPCs of 100), changes, changes per second,
+/// and whether the hosts reach etcd through an `etcd grpc-proxy`.
 #[derive(Debug, Clone, Copy)]
 pub struct Setup {
     hosts: usize,
     instances: usize,
     changes: usize,
     rate: f64,
+    proxy: bool,
 }
 
 impl Setup {
-    pub fn new(hosts: usize, instances: usize, changes: usize, rate: f64) -> Setup {
-        Setup { hosts: hosts.max(1), instances: instances.max(1), changes, rate: rate.max(0.001) }
+    pub fn new(hosts: usize, instances: usize, changes: usize, rate: f64, proxy: bool) -> Setup {
+        Setup { hosts: hosts.max(1), instances: instances.max(1), changes, rate: rate.max(0.001), proxy }
     }
 }
 
@@ -399,6 +403,10 @@ pub fn run(s: &Setup) -> Result<Value, String> {
     let snap = store.snapshot()?;
     let etcd_pid = etcd.pid().unwrap_or(0);
     let me = std::process::id();
+    // Dropped (stopped) when this function returns, on error too.
+    let proxy = if s.proxy { Some(GrpcProxy::start(&etcd.url())?) } else { None };
+    let proxy_pid = proxy.as_ref().and_then(GrpcProxy::pid);
+    let hosts_url = proxy.as_ref().map_or_else(|| etcd.url(), GrpcProxy::url);
 
     let mut specs = Vec::new();
     let mut hosts = Vec::new();
@@ -409,7 +417,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
         hosts.push(Host { notes: rx, lost: Vec::new(), counters, tables: Tables::default(), synced: None });
     }
     let config = WatchConfig {
-        url: etcd.url(),
+        url: hosts_url,
         prefix: layout::PREFIX.to_string(),
         dataplane: layout::DUMP_DATAPLANE.to_string(),
         cpu: None,
@@ -440,6 +448,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             eprintln!("vpcemu-bench: mapping-convergence: every host synced in {:.0} ms; changing", syncs.last().copied().unwrap_or(0.0));
             // CPU from here on: etcd's, the watcher thread's, this thread's.
             let etcd_cpu0 = cpu_ns(etcd_pid, |_| true);
+            let proxy_cpu0 = proxy_pid.map_or(0, |p| cpu_ns(p, |_| true));
             let watch_cpu0 = cpu_ns(me, |n| n == "etcd-watch");
             let apply_cpu0 = cpu_ns(me, |n| n == "hosts-apply");
             let events0: u64 = hosts.iter().map(|h| h.counters.events.load(Ordering::Relaxed)).sum();
@@ -539,6 +548,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             let resyncs: u64 = hosts.iter().map(|h| h.counters.resyncs.load(Ordering::Relaxed)).sum();
             let secs = |ns: u64| ns as f64 / 1e9;
             let etcd_cpu = secs(cpu_ns(etcd_pid, |_| true).saturating_sub(etcd_cpu0));
+            let proxy_cpu = proxy_pid.map(|p| secs(cpu_ns(p, |_| true).saturating_sub(proxy_cpu0)));
             let watch_cpu = secs(cpu_ns(me, |n| n == "etcd-watch").saturating_sub(watch_cpu0));
             let apply_cpu = secs(cpu_ns(me, |n| n == "hosts-apply").saturating_sub(apply_cpu0));
             watcher.stop();
@@ -566,6 +576,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                 "resyncs": resyncs,
                 "error": failed,
                 "etcd_cpu_s": etcd_cpu,
+                "proxy_cpu_s": proxy_cpu,
                 "hosts_cpu_s": watch_cpu + apply_cpu,
                 "hosts_watch_cpu_s": watch_cpu,
                 "hosts_apply_cpu_s": apply_cpu,
@@ -580,7 +591,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
         o.insert("vpcs".into(), json!(world.vpcs().len()));
         o.insert("rate_target_per_s".into(), json!(s.rate));
         o.insert("etcd_version".into(), json!(version));
-        o.insert("grpc_proxy".into(), json!(false));
+        o.insert("proxy".into(), json!(s.proxy));
     }
     Ok(row)
 }

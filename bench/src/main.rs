@@ -82,6 +82,10 @@ struct Args {
     /// mapping-convergence: changes per second.
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
+    /// mapping-convergence: the simulated hosts reach etcd through an `etcd grpc-proxy`
+    /// (it merges identical watches); loads and changes still go to etcd.
+    #[arg(long)]
+    proxy: bool,
     /// Scratch directory for generated traffic.
     #[arg(long, default_value = "target/bench-work")]
     work: PathBuf,
@@ -148,7 +152,7 @@ fn run(args: &Args) -> Result<(), String> {
                 n,
             )?),
             "mapping-convergence" => {
-                let setup = convergence::Setup::new(args.hosts, args.instances, args.changes, args.rate);
+                let setup = convergence::Setup::new(args.hosts, args.instances, args.changes, args.rate, args.proxy);
                 report.scenarios.push(Row::from_value(convergence::run(&setup)?));
             }
             "tables-lookup" => report.scenarios.extend(tables::tables_lookup(&args.sizes).into_iter().map(Row::from_value)),

@@ -1,7 +1,9 @@
 //! The card watchers against a real etcd (Debian's 3.4, started and stopped by the test):
 //! they follow `ctl` changes, keep their tables while etcd is gone (fail-static) and list
 //! everything again when it is back; with `resume_after_error`, a cut connection resumes
-//! the watches, and a revision compacted meanwhile means listing everything again. Two changes checked against the same revision:
+//! the watches, and a revision compacted meanwhile means listing everything again; through
+//! an `etcd grpc-proxy` (which merges the cards' identical watches) they follow changes
+//! too. Two changes checked against the same revision:
 //! the second is a conflict and changes nothing.
 #![cfg(feature = "etcd")]
 
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::commands::{command, WORLD};
 use mapping_client::etcd::layout;
 use mapping_client::etcd::store::guarded_change;
-use mapping_client::etcd::testing::{Proxy, TestEtcd};
+use mapping_client::etcd::testing::{GrpcProxy, Proxy, TestEtcd};
 use mapping_client::etcd::watch::{CardSpec, Note, WatchConfig, WatchCounters, Watcher};
 use mapping_client::etcd::Store;
 use mapping_client::{Command, Tables, Topology};
@@ -102,6 +104,18 @@ fn accepted_commands(world: &Topology, n: usize, seed: u64) -> Vec<Command> {
     out
 }
 
+/// 30 accepted changes (drawn with `seed`) through `ctl`'s path; the cards converge after
+/// every 5th and after the last.
+fn follow(cards: &mut [Card], store: &Store, world: &Topology, seed: u64, how: &str) {
+    for (i, cmd) in accepted_commands(world, 30, seed).iter().enumerate() {
+        store.execute(cmd).unwrap();
+        if i % 5 == 4 {
+            converge(cards, store, &format!("after {} changes{how}", i + 1));
+        }
+    }
+    converge(cards, store, &format!("after the changes{how}"));
+}
+
 /// A private etcd holding the small world.
 fn loaded() -> (TestEtcd, Topology, Store) {
     let etcd = TestEtcd::start().unwrap();
@@ -116,14 +130,7 @@ fn watchers_follow_changes_fail_static_and_resync() {
     let (mut etcd, world, store) = loaded();
     let (mut watcher, mut cards) = watch(&etcd.url(), &world, false);
     converge(&mut cards, &store, "first snapshot");
-
-    for (i, cmd) in accepted_commands(&world, 30, 1).iter().enumerate() {
-        store.execute(cmd).unwrap();
-        if i % 5 == 4 {
-            converge(&mut cards, &store, &format!("after {} changes", i + 1));
-        }
-    }
-    converge(&mut cards, &store, "after the changes");
+    follow(&mut cards, &store, &world, 1, "");
     let count = |f: fn(&WatchCounters) -> &std::sync::atomic::AtomicU64| -> u64 {
         cards.iter().map(|c| f(&c.counters).load(Ordering::Relaxed)).sum()
     };
@@ -155,6 +162,27 @@ fn watchers_follow_changes_fail_static_and_resync() {
         assert!(c.counters.resyncs.load(Ordering::Relaxed) >= 1, "{} listed everything again", c.name);
     }
     watcher.stop();
+}
+
+#[test]
+fn watchers_behind_a_grpc_proxy_follow_changes() {
+    let (etcd, world, store) = loaded();
+    let proxy = GrpcProxy::start(&etcd.url()).unwrap();
+    let pid = proxy.pid().unwrap();
+    // Two watchers for every card: each VPC's prefix is watched by several streams, which
+    // the proxy merges into one watch on etcd (and confirms out of order).
+    let (mut w1, mut cards) = watch(&proxy.url(), &world, false);
+    let (mut w2, more) = watch(&proxy.url(), &world, false);
+    cards.extend(more);
+    converge(&mut cards, &store, "first snapshot through the proxy");
+    follow(&mut cards, &store, &world, 5, " through the proxy");
+    for c in &cards {
+        assert_eq!((c.lost, c.counters.resyncs.load(Ordering::Relaxed)), (0, 0), "{}: no watch error, no resync", c.name);
+    }
+    w1.stop();
+    w2.stop();
+    drop(proxy);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the proxy stopped when dropped");
 }
 
 #[test]

@@ -72,52 +72,21 @@ impl TestEtcd {
         }
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::File::create(self.dir.join("etcd.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(ETCD)
+        let mut cmd = Command::new(ETCD);
+        cmd
             .args(["--name", "vpcemu-test"])
             .arg("--data-dir")
             .arg(self.dir.join("data"))
             .args(["--listen-client-urls", &self.url(), "--advertise-client-urls", &self.url()])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("vpcemu-test={peer}")])
-            .args(["--logger", "zap", "--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("starting {ETCD}: {e}"))?;
-        let script = format!(
-            "i=0; while kill -0 {me} 2>/dev/null && kill -0 {etcd} 2>/dev/null && [ $i -lt {max} ]; \
-             do sleep 1; i=$((i+1)); done; kill -9 {etcd} 2>/dev/null",
-            me = std::process::id(),
-            etcd = child.id(),
-            max = MAX_LIFETIME.as_secs()
-        );
-        let watchdog = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting the watchdog: {e}"))?;
+            .args(["--logger", "zap", "--log-level", "warn"]);
+        let child = spawn_logged(cmd, log, "")?;
+        let watchdog = spawn_watchdog(child.id())?;
         self.child = Some(child);
         self.watchdog = Some(watchdog);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if super::Store::connect(&self.url()).is_ok() {
-                return Ok(());
-            }
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    let log = std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default();
-                    let tail: Vec<&str> = log.lines().rev().take(3).collect();
-                    return Err(format!("etcd exited ({status}): {}", tail.join(" | ")));
-                }
-            }
-            if Instant::now() > deadline {
-                return Err("etcd did not answer within 20 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let url = self.url();
+        wait_until_answers("etcd", &url, self.child.as_mut(), &self.dir.join("etcd.log"), |_| Ok(()))
     }
 }
 
@@ -126,6 +95,113 @@ impl Drop for TestEtcd {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// An `etcd grpc-proxy` (Debian's etcd 3.4 binary) on 127.0.0.1 with a free port in front
+/// of an etcd: it merges identical watches of its clients into one watch on the server, as
+/// in a deployment where every host talks to a proxy. Stopped (SIGKILL) when dropped; the
+/// same watchdog as [`TestEtcd`]'s kills it if this process dies first.
+#[derive(Debug)]
+pub struct GrpcProxy {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+    watchdog: Option<Child>,
+}
+
+impl GrpcProxy {
+    /// Starts `etcd grpc-proxy start` for `endpoint` (`http://127.0.0.1:PORT`) and waits (at
+    /// most 20 s) until it answers.
+    pub fn start(endpoint: &str) -> Result<GrpcProxy, String> {
+        let dir = std::env::temp_dir().join(format!("vpcemu-grpc-proxy-{}-{}", std::process::id(), super::unix_nanos()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let port = free_port().map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.join("proxy.log")).map_err(|e| e.to_string())?;
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(ETCD);
+        cmd
+            .args(["grpc-proxy", "start", "--endpoints", endpoint.trim_start_matches("http://")])
+            .args(["--listen-addr", &listen, "--advertise-client-url", &listen])
+            .arg("--data-dir")
+            .arg(dir.join("data"));
+        let child = spawn_logged(cmd, log, " grpc-proxy")?;
+        let watchdog = spawn_watchdog(child.id())?;
+        let mut proxy = GrpcProxy { dir, port, child: Some(child), watchdog: Some(watchdog) };
+        let (url, log) = (proxy.url(), proxy.dir.join("proxy.log"));
+        // The proxy accepts connections before it reaches etcd: ask it something.
+        wait_until_answers("etcd grpc-proxy", &url, proxy.child.as_mut(), &log, |s| s.server_version().map(drop))?;
+        Ok(proxy)
+    }
+
+    /// `http://127.0.0.1:PORT` of the proxy.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The proxy's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+impl Drop for GrpcProxy {
+    fn drop(&mut self) {
+        for c in [self.watchdog.take(), self.child.take()].into_iter().flatten() {
+            let mut c = c;
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits (at most 20 s) until `ask` succeeds on a connection to `url`; an error with the
+/// tail of `log` if `child` exits first.
+fn wait_until_answers(
+    what: &str,
+    url: &str,
+    mut child: Option<&mut Child>,
+    log: &Path,
+    ask: impl Fn(super::Store) -> Result<(), String>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if super::Store::connect(url).and_then(&ask).is_ok() {
+            return Ok(());
+        }
+        if let Some(Ok(Some(status))) = child.as_mut().map(|c| c.try_wait()) {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            return Err(format!("{what} exited ({status}): {}", tail.join(" | ")));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{what} did not answer within 20 s"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Spawns `etcd{what}` with its standard error to `log`.
+fn spawn_logged(mut cmd: Command, log: std::fs::File, what: &str) -> Result<Child, String> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().map_err(|e| format!("starting {ETCD}{what}: {e}"))
+}
+
+/// A shell loop that kills `pid` (SIGKILL) when this process dies or after
+/// [`MAX_LIFETIME`].
+fn spawn_watchdog(pid: u32) -> Result<Child, String> {
+    let script = format!(
+        "i=0; while kill -0 {me} 2>/dev/null && kill -0 {pid} 2>/dev/null && [ $i -lt {max} ]; \
+         do sleep 1; i=$((i+1)); done; kill -9 {pid} 2>/dev/null",
+        me = std::process::id(),
+        max = MAX_LIFETIME.as_secs()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting the watchdog: {e}"))
 }
 
 /// A TCP proxy on 127.0.0.1 in front of a [`TestEtcd`] that a test can cut: while it is

@@ -22,7 +22,7 @@
 //! no reconnect loop: the driver retries with a backoff from 100 ms to 2 s, for as long as
 //! it runs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -734,20 +734,26 @@ async fn watch(
             o.with_prefix()
         }
     };
-    let mut pending: VecDeque<String> = VecDeque::new();
+    // The watches asked for and not yet created, by the id they get: etcd and `etcd
+    // grpc-proxy` both number a stream's watches 0, 1, 2, ... in the order they are asked
+    // for, but a proxy may confirm them in another order (a watch it merges into one it
+    // already has is confirmed at once), so a confirmation is matched by its id.
+    let mut pending: HashMap<i64, String> = HashMap::new();
+    let mut next_id: i64 = 0;
     let mut stream: Option<etcd_client::WatchStream> = None;
     for p in watch_list {
         match stream.as_mut() {
             None => stream = Some(c.watch(format!("{prefix}{p}"), Some(opts(&p, rev + 1))).await.map_err(err)?),
             Some(s) => s.watch(format!("{prefix}{p}"), Some(opts(&p, rev + 1))).await.map_err(err)?,
         }
-        pending.push_back(p);
+        pending.insert(next_id, p);
+        next_id += 1;
     }
     let Some(mut stream) = stream else { return Err("nothing to watch".into()) };
     let mut ids: HashMap<i64, String> = HashMap::new();
     let mut by_prefix: HashMap<String, i64> = HashMap::new();
     let mut cancel_on_create: BTreeSet<String> = BTreeSet::new();
-    let mut reached: HashMap<String, i64> = pending.iter().map(|p| (p.clone(), rev)).collect();
+    let mut reached: HashMap<String, i64> = pending.values().map(|p| (p.clone(), rev)).collect();
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
@@ -758,13 +764,14 @@ async fn watch(
         };
         let Some(resp) = msg else { return Err("the watch stream closed".into()) };
         if resp.created() {
-            if let Some(p) = pending.pop_front() {
-                if cancel_on_create.remove(&p) {
-                    stream.cancel(resp.watch_id()).await.map_err(err)?;
-                } else {
-                    ids.insert(resp.watch_id(), p.clone());
-                    by_prefix.insert(p, resp.watch_id());
-                }
+            let Some(p) = pending.remove(&resp.watch_id()) else {
+                return Err(format!("etcd created watch {} that was not asked for", resp.watch_id()));
+            };
+            if cancel_on_create.remove(&p) {
+                stream.cancel(resp.watch_id()).await.map_err(err)?;
+            } else {
+                ids.insert(resp.watch_id(), p.clone());
+                by_prefix.insert(p, resp.watch_id());
             }
         }
         if resp.created() && !progress.watching && pending.is_empty() {
@@ -826,7 +833,8 @@ async fn watch(
                 cancel_on_create.remove(&f);
                 stream.watch(format!("{prefix}{f}"), Some(opts(&f, at + 1))).await.map_err(err)?;
                 reached.insert(f.clone(), at);
-                pending.push_back(f);
+                pending.insert(next_id, f);
+                next_id += 1;
             }
         }
         send_updates(machine, card);
