@@ -38,6 +38,9 @@
 //!   through an [`Extra`]; [`frag`] cuts IPv4 packets for a smaller MTU and builds the
 //!   ICMP fragmentation-needed answer for both cards; a [`RateLimit`] (lock-free, shared by
 //!   workers) bounds what a card answers.
+//! - [`prefetch`]: the one audited software prefetch (the workspace's only `unsafe`
+//!   outside `src/dpdk/`); the cards prefetch each table slot as soon as its key is known,
+//!   so that the cache misses of a burst's lookups overlap the work on the other packets.
 //! - Per worker, nothing shared is written per packet: [`Counters`] (cache-line aligned,
 //!   worker-owned) get verdict totals once per burst at drain and stage totals once per
 //!   stage per burst; [`run_timed`] reads the [`Clock`] twice per stage per burst and
