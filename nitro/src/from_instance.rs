@@ -3,7 +3,6 @@
 use std::net::Ipv4Addr;
 
 use mapping_client::{EniId, LocalEni, Location, Route, Tables, VpcEntry};
-use pipeline::prefetch::prefetch_ends;
 use pipeline::{
     drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
     Stage, StageInfo, Verdict, MAX_BURST,
@@ -289,7 +288,7 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for VerifySend {
 // ----- route -----
 
 /// `route`: longest prefix of the sender's VPC, peering check, then the burst's mapping
-/// lookups in one pass (each key's table slot prefetched as soon as the key is known).
+/// lookups in one pass.
 struct RouteStage;
 
 pipeline::stage_info!(RouteStage: Route, [NoRoute, NotPeered, NoMapping]);
@@ -333,11 +332,6 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
                             last = Some((vni, dst));
                             s.keys[slot(n)] = (vni, dst);
                             n += 1;
-                            // The slot's cache miss overlaps the routing of the packets
-                            // after this one; the probe below then mostly hits.
-                            if let Some(home) = tables.mapping_slot(vni, dst) {
-                                prefetch_ends(home);
-                            }
                         }
                         s.key_of[j] = (n - 1) as u8;
                         s.pending[slot(waiting)] = j as u8;
@@ -380,9 +374,7 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
             return;
         }
         let n = n.min(MAX_BURST);
-        for (loc, &(vni, dst)) in s.locs.iter_mut().zip(&s.keys).take(n) {
-            *loc = tables.lookup(vni, dst);
-        }
+        tables.lookup_burst(&s.keys[..n], &mut s.locs[..n]);
         for &j in s.pending.iter().take(waiting) {
             let j = slot(usize::from(j));
             match s.locs[slot(usize::from(s.key_of[j]))] {

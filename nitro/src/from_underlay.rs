@@ -5,7 +5,6 @@ use std::net::Ipv4Addr;
 
 use mapping_client::{EniId, Location, Tables};
 use pipeline::frag::{fragment_out, FragNeeded};
-use pipeline::prefetch::prefetch_ends;
 use pipeline::{
     drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
     Output, Received, Stage, StageId, Verdict, MAX_BURST,
@@ -187,11 +186,9 @@ impl FromUnderlay {
 // ----- verify-recv -----
 
 /// The index of `key` in `keys`: the previous one of its kind (`last`) when equal, else a
-/// new entry, whose mapping slot is prefetched (its cache miss overlaps the parsing of
-/// the next packets).
+/// new entry.
 #[inline(always)]
 fn key_index(
-    tables: &Tables,
     keys: &mut [(u32, Ipv4Addr); 2 * MAX_BURST],
     n: &mut usize,
     last: &mut Option<((u32, Ipv4Addr), u8)>,
@@ -202,9 +199,6 @@ fn key_index(
             return index;
         }
     }
-    if let Some(home) = tables.mapping_slot(key.0, key.1) {
-        prefetch_ends(home);
-    }
     let index = (*n & (2 * MAX_BURST - 1)) as u8;
     keys[usize::from(index)] = key;
     *last = Some((key, index));
@@ -213,8 +207,7 @@ fn key_index(
 }
 
 /// `verify-recv`: the front end both cards share ([`pipeline::underlay::receive`]: outer
-/// header, this card's PA, inner IPv4 header, VPC MTU; each key's table slot prefetched as
-/// soon as it is known), then the lookups of every
+/// header, this card's PA, inner IPv4 header, VPC MTU), then one burst lookup of every
 /// source and destination, then the sender, VPC and destination checks.
 struct VerifyRecv;
 
@@ -246,8 +239,8 @@ impl<'c, 't, B: PacketBuf, P: EniPorts + ?Sized> Stage<B, UnderlayCtx<'c, 't, P>
                     s.inner_offset[j] = o.inner_offset as u16;
                     s.inner_len[j] = o.inner_len as u16;
                     s.src_key[j] =
-                        key_index(tables, &mut s.keys, &mut n, &mut last_src, (o.source_vpc, src));
-                    s.dst_key[j] = key_index(tables, &mut s.keys, &mut n, &mut last_dst, (o.vni, dst));
+                        key_index(&mut s.keys, &mut n, &mut last_src, (o.source_vpc, src));
+                    s.dst_key[j] = key_index(&mut s.keys, &mut n, &mut last_dst, (o.vni, dst));
                     s.parsed[slot(ok)] = j as u8;
                     ok += 1;
                 }
@@ -260,9 +253,7 @@ impl<'c, 't, B: PacketBuf, P: EniPorts + ?Sized> Stage<B, UnderlayCtx<'c, 't, P>
             return;
         }
         let n = n.min(2 * MAX_BURST);
-        for (loc, &(vni, ip)) in s.locs.iter_mut().zip(&s.keys).take(n) {
-            *loc = tables.lookup(vni, ip);
-        }
+        tables.lookup_burst(&s.keys[..n], &mut s.locs[..n]);
 
         // The last peering answer, reused within the burst.
         let mut peered: (u32, u32, bool) = (0, 0, false);

@@ -39,8 +39,10 @@
 //!   ICMP fragmentation-needed answer for both cards; a [`RateLimit`] (lock-free, shared by
 //!   workers) bounds what a card answers.
 //! - [`prefetch`]: the one audited software prefetch (the workspace's only `unsafe`
-//!   outside `src/dpdk/`); the cards prefetch each table slot as soon as its key is known,
-//!   so that the cache misses of a burst's lookups overlap the work on the other packets.
+//!   outside `src/dpdk/`); the edge's `verify-recv` prefetches each table slot as soon as
+//!   its key is known, so that the cache misses of a burst's lookups overlap the work on
+//!   the other packets (the Nitro card's burst lookups touch their slots in a pass of
+//!   plain loads instead, `mapping_client::MappingTable`, measured as fast there).
 //! - Per worker, nothing shared is written per packet: [`Counters`] (cache-line aligned,
 //!   worker-owned) get verdict totals once per burst at drain and stage totals once per
 //!   stage per burst; [`run_timed`] reads the [`Clock`] twice per stage per burst and
