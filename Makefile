@@ -8,7 +8,7 @@ FUZZ_SMOKE_SECONDS ?= 5
 TARGET   := $(or $(CARGO_TARGET_DIR),target)
 RELEASE  := $(TARGET)/release
 
-.PHONY: setup build demo test bench fuzz clean
+.PHONY: setup build demo lab test bench fuzz clean
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +20,14 @@ build: setup
 # (exit status non-zero if any step misbehaves).
 demo: build
 	$(RELEASE)/vpcemu demo
+
+# The story's world as real Linux hosts (as root): every instance in a network namespace
+# of its own (red-1, yellow-1, green-1) and the internet host behind blackfoot-1
+# (blackfoot-1-internet); prints the commands to try; Ctrl-C ends it and removes them.
+lab: build
+	@printf '[dataplane]\nlcores = "0-1"\nmemory_mb = 512\nhugepages = "auto"\n\n' | \
+	  cat - examples/story-world.toml > $(TARGET)/lab-world.toml
+	$(RELEASE)/vpcemu lab $(TARGET)/lab-world.toml --control $(TARGET)/lab.sock --alerts $(TARGET)/lab-alerts.jsonl
 
 # Every test, then every fuzz target for a few seconds (make fuzz runs them longer).
 test: setup

@@ -10,7 +10,11 @@ PKGS=(
   build-essential                # the C shim
   tshark                         # checking our output with dissectors nobody here wrote
   python3-scapy                  # crafting test traffic (Debian's python: /usr/bin/python3)
-  iproute2 iputils-ping          # network namespaces for net_tap tests
+  prometheus                     # promtool: tests check vpcemu run --metrics with it
+  iproute2 iputils-ping procps   # network namespaces (and their sysctls) for net_tap tests and `vpcemu lab`
+  iperf3 curl                    # `vpcemu lab`: throughput between lab hosts (tests/lab.rs), HTTP through an Elastic IP
+  etcd-server                    # the shared mapping service (etcd 3.4); tests start their own
+  protobuf-compiler libprotobuf-dev  # protoc and its well-known .proto files, for the etcd-client crate
   jq
 )
 
@@ -36,4 +40,16 @@ fi
 if ! pkg-config --atleast-version=22.11 libdpdk; then
   echo "setup.sh: libdpdk >= 22.11 not found by pkg-config after install" >&2
   exit 1
+fi
+
+# vpcemu run --pdump (tests/pdump.rs): dpdk-dumpcap, a secondary process, maps the run's
+# hugepage files, so a hugetlbfs must be mounted and hugepages reserved (256 at least).
+if [[ $(id -u) -eq 0 ]]; then
+  if ! grep -q " hugetlbfs " /proc/mounts; then
+    mkdir -p /dev/hugepages
+    mount -t hugetlbfs nodev /dev/hugepages || echo "setup.sh: could not mount hugetlbfs at /dev/hugepages (vpcemu run --pdump needs one)" >&2
+  fi
+  if (( $(cat /proc/sys/vm/nr_hugepages) < 256 )); then
+    echo 256 > /proc/sys/vm/nr_hugepages || echo "setup.sh: could not reserve hugepages (vpcemu run --pdump needs them)" >&2
+  fi
 fi

@@ -7,4 +7,6 @@
 pub mod cli;
 pub mod demo;
 pub mod dpdk;
+pub mod lab;
 pub mod runtime;
+pub mod testkit;

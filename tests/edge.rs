@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -17,46 +16,23 @@ const OUT_KEY: &str = "000102030405060708090a0b0c0d0e0f10111213";
 const EDGE_MAC: [u8; 6] = [0x02, 0x00, 0xc6, 0x12, 0xff, 0x01];
 const UPSTREAM_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0xfe, 0x00, 0x02];
 
-fn python(args: &[&str]) -> String {
-    let out = Command::new("/usr/bin/python3")
-        .args(args)
-        .output()
-        .expect("run /usr/bin/python3 (scripts/setup.sh installs python3-scapy)");
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn script(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scapy").join(name).display().to_string()
-}
-
 /// tshark fields of every frame (`|`-separated), with checksum validation and the
 /// outbound SA's keys, so ESP is decrypted and the inner packet dissected.
 fn tshark(pcap: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<Vec<String>> {
     let uat = format!(
         r#"uat:esp_sa:"IPv4","203.0.113.1","198.51.100.1","{OUT_SPI}","AES-GCM with 16 octet ICV [RFC4106]","0x{OUT_KEY}","NULL","""#
     );
-    let mut args: Vec<String> = vec!["-n".into(), "-r".into(), pcap.display().to_string()];
-    for o in [
+    let mut options: Vec<String> = [
         "ip.check_checksum:TRUE",
         "udp.check_checksum:TRUE",
         "tcp.check_checksum:TRUE",
         "ip.defragment:TRUE",
         "esp.enable_encryption_decode:TRUE",
-    ] {
-        args.extend(["-o".into(), o.into()]);
-    }
-    args.extend(["-o".into(), uat]);
-    if let Some(f) = filter {
-        args.extend(["-Y".into(), f.into()]);
-    }
-    args.extend(["-T".into(), "fields".into(), "-E".into(), "separator=|".into()]);
-    for f in fields {
-        args.extend(["-e".into(), f.to_string()]);
-    }
-    let out = Command::new("tshark").args(&args).output().expect("run tshark (scripts/setup.sh installs it)");
-    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('|').map(str::to_owned).collect()).collect()
+    ]
+    .map(String::from)
+    .to_vec();
+    options.push(uat);
+    common::tshark(pcap, &options, filter, fields)
 }
 
 fn hex(b: &[u8]) -> String {
@@ -69,9 +45,7 @@ fn strs(v: &Value) -> Vec<String> {
 
 fn ports(d: &str) -> String {
     let port = |n: usize, name: &str, attach: &str| {
-        format!(
-            "[[port]]\nname = \"{name}\"\nvdev = \"net_pcap{n},rx_pcap={d}/{name}.pcap,tx_pcap={d}/out-{name}.pcap\"\nattach = \"{attach}\"\n\n"
-        )
+        common::port(name, &format!("net_pcap{n},rx_pcap={d}/{name}.pcap,tx_pcap={d}/out-{name}.pcap"), attach)
     };
     [
         port(0, "red-1", "instance:red-1"),
@@ -102,24 +76,9 @@ fn round_trips(cipher: &str, cipher_name: &str) {
     let expect: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expect.json")).unwrap()).unwrap();
     let d = dir.display().to_string();
     std::fs::write(dir.join("world.toml"), story_world(&ports(&d))).unwrap();
-    let (stats_path, alerts_path) = (dir.join("stats.json"), dir.join("alerts.jsonl"));
-    let out = vpcemu(&[
-        "run",
-        dir.join("world.toml").to_str().unwrap(),
-        "--until-idle",
-        "400",
-        "--stats-json",
-        stats_path.to_str().unwrap(),
-        "--alerts",
-        alerts_path.to_str().unwrap(),
-        "--esp-cipher",
-        cipher,
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "vpcemu run failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("mbufs in use at exit: 0"), "{stdout}");
-    let stats: Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
-    assert_eq!(stats["run"]["esp_cipher"], cipher_name, "the ESP cipher that ran");
+    let ran = run_world(&dir, &dir.join("world.toml"), &["--esp-cipher", cipher]);
+    let stats = &ran.stats;
+    assert_eq!(stats.run.as_ref().and_then(|r| r.esp_cipher.as_deref()), Some(cipher_name), "the ESP cipher that ran");
 
     // Every drop is the one crafted for it; nothing else was lost.
     let want: BTreeMap<String, u64> = expect["drops"]
@@ -128,21 +87,12 @@ fn round_trips(cipher: &str, cipher_name: &str) {
         .iter()
         .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
         .collect();
-    let got: BTreeMap<String, u64> = stats["drops"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter_map(|(k, v)| v.as_u64().filter(|n| *n > 0).map(|n| (k.clone(), n)))
-        .collect();
+    let got: BTreeMap<String, u64> = stats.nonzero_drops().into_iter().collect();
     assert_eq!(got, want, "drops");
 
     // Alerts: the bad ICV, both policy violations, the endpoint ID of another VPC, and the
     // host's no_route for yellow (which has no internet gateway).
-    let alerts: Vec<Value> = std::fs::read_to_string(&alerts_path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let alerts = &ran.alerts;
     let alert = |reason: &str, src: &str, dst: &str| {
         alerts.iter().any(|a| a["reason"] == reason && a["src"] == src && a["dst"] == dst)
     };
@@ -298,17 +248,7 @@ fn out_of_process_hosts_are_reached_through_the_sending_cards_port() {
          [[port]]\nname = \"b-phys\"\nvdev = \"net_pcap2,tx_pcap={d}/out-b-phys.pcap\"\nattach = \"underlay:host-b\"\n"
     );
     std::fs::write(dir.join("world.toml"), story_world(&ports)).unwrap();
-    let out = vpcemu(&[
-        "run",
-        dir.join("world.toml").to_str().unwrap(),
-        "--cards",
-        "blackfoot-1,host-b",
-        "--until-idle",
-        "300",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "vpcemu run failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("mbufs in use at exit: 0"), "{stdout}");
+    run_world(&dir, &dir.join("world.toml"), &["--cards", "blackfoot-1,host-b"]);
     let edge = read_pcap(&dir.join("out-edge-phys.pcap"));
     assert_eq!(edge.len(), 1, "the DNATed answer leaves by the edge's physical port");
     let o = wire::vpc::parse_outer(&edge[0]).expect("Geneve");

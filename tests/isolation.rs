@@ -16,11 +16,6 @@ use mapping_client::Topology;
 /// answers and deliveries of the two VPCs can be told apart), and red-1, whose VPC is
 /// peered with blue only.
 const WORLD: &str = r#"
-[dataplane]
-lcores = "0-1"
-memory_mb = 512
-hugepages = "off"
-
 [[host]]
 name = "h1"
 pa = "198.18.0.1"
@@ -171,11 +166,9 @@ fn overlapping_vpcs_on_one_host_stay_apart() {
     let mut ports = String::new();
     for (i, (name, frames)) in inputs.iter().enumerate() {
         write_pcap(&dir.join(format!("{name}.pcap")), frames);
-        ports += &format!(
-            "\n[[port]]\nname = \"{name}\"\nvdev = \"net_pcap{i},rx_pcap={d}/{name}.pcap,tx_pcap={d}/out-{name}.pcap\"\nattach = \"instance:{name}\"\n"
-        );
+        ports += &port(name, &format!("net_pcap{i},rx_pcap={d}/{name}.pcap,tx_pcap={d}/out-{name}.pcap"), &format!("instance:{name}"));
     }
-    let text = format!("{WORLD}{ports}");
+    let text = format!("{}{WORLD}{ports}", dataplane("0-1", 512, "off"));
     let world = dir.join("world.toml");
     std::fs::write(&world, &text).unwrap();
 
@@ -185,20 +178,7 @@ fn overlapping_vpcs_on_one_host_stay_apart() {
     let topo = Topology::from_str(&text, "world.toml").unwrap();
     let router = |subnet: &str| wire::vpc::subnet_router_mac(topo.subnet_by_name(subnet).unwrap().0).0;
 
-    let (stats_path, alerts_path) = (dir.join("stats.json"), dir.join("alerts.jsonl"));
-    let out = vpcemu(&[
-        "run",
-        world.to_str().unwrap(),
-        "--until-idle",
-        "400",
-        "--stats-json",
-        stats_path.to_str().unwrap(),
-        "--alerts",
-        alerts_path.to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "vpcemu run failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("mbufs in use at exit: 0"), "{stdout}");
+    let ran = run_world(&dir, &world, &[]);
 
     let x10 = Ipv4Addr::from(X10);
     let (x20, red1) = (Ipv4Addr::from(X20), Ipv4Addr::from(RED1));
@@ -233,16 +213,8 @@ fn overlapping_vpcs_on_one_host_stay_apart() {
     assert_eq!(red.delivered, [(MAC_RED1, router("red-a"), x10, s("blue-1 to red-1"))]);
 
     // The one drop: green-1 -> red-1, no route, with an alert naming green-1.
-    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
-    let drops: Vec<(String, u64)> = stats["drops"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter_map(|(k, v)| v.as_u64().filter(|&n| n > 0).map(|n| (k.clone(), n)))
-        .collect();
-    assert_eq!(drops, [(s("no_route"), 1)], "{}", stats["drops"]);
-    let alerts: Vec<serde_json::Value> =
-        std::fs::read_to_string(&alerts_path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(ran.stats.nonzero_drops(), [(s("no_route"), 1)], "{:?}", ran.stats.drops);
+    let alerts = &ran.alerts;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     let a = &alerts[0];
     assert_eq!((a["reason"].as_str(), a["host"].as_str(), a["instance"].as_str()), (Some("no_route"), Some("h1"), Some("green-1")));

@@ -10,29 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-
-/// A pcap record of an echo request yellow-1 -> red-1 with sequence `seq`, built by hand
-/// (a pcap header is written separately).
-fn echo(seq: u16) -> Vec<u8> {
-    let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 10, 1, 1, 20, 10, 0, 1, 10];
-    let sum = wire::checksum::checksum(&ip);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    let mut icmp = vec![8, 0, 0, 0, 0, 1];
-    icmp.extend_from_slice(&seq.to_be_bytes());
-    let sum = wire::checksum::checksum(&icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    let mut f = vec![0x02, 0, 0, 0xff, 0, 1, 0x02, 0x00, 0x0a, 0x01, 0x01, 0x14, 0x08, 0x00];
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&icmp);
-    f
-}
-
-fn ctl(sock: &Path, cmd: &[&str]) -> std::process::Output {
-    let mut args = vec!["ctl", "--control", sock.to_str().unwrap()];
-    args.extend_from_slice(cmd);
-    vpcemu(&args)
-}
-
 #[test]
 fn move_during_replay_packets_follow_the_instance() {
     // yellow-1's vNIC reads from a FIFO that this test writes: packets before the move,
@@ -40,54 +17,26 @@ fn move_during_replay_packets_follow_the_instance() {
     // net_pcap fills a whole RX burst before returning it (it blocks reading the FIFO
     // for the rest), so each phase sends exactly one burst (32 packets).
     let dir = scratch("live-move");
-    let fifo = dir.join("yellow-1.fifo");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-    let sock = dir.join("ctl.sock");
     let d = dir.display();
     let world = story_world("");
-    let topo = format!(
-        r#"{world}
-[[port]]
-name = "yellow-1"
-vdev = "net_pcap0,rx_pcap={d}/yellow-1.fifo"
-attach = "instance:yellow-1"
-
-[[port]]
-name = "red-1"
-vdev = "net_pcap1,tx_pcap={d}/out-red-1.pcap"
-attach = "instance:red-1"
-
-[[port]]
-name = "fabric"
-vdev = "net_pcap2,tx_pcap={d}/fabric.pcap"
-attach = "fabric"
-"#
-    );
+    let topo = [
+        world,
+        port("yellow-1", &format!("net_pcap0,rx_pcap={d}/yellow-1.fifo"), "instance:yellow-1"),
+        port("red-1", &format!("net_pcap1,tx_pcap={d}/out-red-1.pcap"), "instance:red-1"),
+        port("fabric", &format!("net_pcap2,tx_pcap={d}/fabric.pcap"), "fabric"),
+    ]
+    .concat();
     std::fs::write(dir.join("world.toml"), topo).unwrap();
-    let stats = dir.join("stats.json");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_vpcemu"))
-        .args(["run", dir.join("world.toml").to_str().unwrap(), "--until-idle", "1500"])
-        .args(["--control", sock.to_str().unwrap(), "--stats-json", stats.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Opening the FIFO for writing waits for the PMD to open it for reading.
-    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-    w.write_all(&pcap_header()).unwrap();
+    let Live { mut run, fifo: mut w, sock, deadline, .. } = run_live(&dir, "yellow-1.fifo", "1500");
     for seq in 0..32 {
         w.write_all(&pcap_record(&echo(seq))).unwrap();
     }
     w.flush().unwrap();
-    // Wait for the control socket, then for the first burst to be through.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // The first burst is through once red-1's port has sent 32 packets.
     let through = |n: u64| {
         let out = ctl(&sock, &["stats"]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v["ports"]["red-1"]["tx"].as_u64() == Some(n)
+        let stats = Stats::parse(&String::from_utf8_lossy(&out.stdout)).ok();
+        stats.and_then(|s| s.port("red-1")).map(|p| p.tx) == Some(n)
     };
     while !through(32) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -205,7 +154,7 @@ fn sigterm_stops_a_run_cleanly_and_telemetry_shows_its_drops() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.matches("drop reason").count() >= 2, "periodic reports and the final one:\n{stdout}");
     assert!(stdout.contains("mbufs in use at exit: 0"));
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
-    assert!(s["drops"]["no_route"].as_u64().unwrap() > 1000);
-    assert_eq!(s["run"]["mbufs_in_use"], 0);
+    let s = Stats::read(&stats).unwrap();
+    assert!(s.drop_count("no_route").unwrap() > 1000);
+    assert_eq!(s.run.map(|r| r.mbufs_in_use), Some(0));
 }

@@ -79,15 +79,15 @@ fn dx_and_underlay_ports_count_what_they_cannot_carry_as_mtu_exceeded() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "vpcemu run failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("mbufs in use at exit: 0"), "{stdout}");
-    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
-    let drops = |r: &str| stats["drops"][r].as_u64().unwrap_or_else(|| panic!("no drop counter {r}: {stats}"));
+    let stats = Stats::read(&stats_path).unwrap();
+    let drops = |r: &str| drop_count(&stats, r);
     assert_eq!(drops("mtu_exceeded"), 4, "every packet is too long for its port:\n{stdout}");
     assert_eq!(drops("tx_full"), 0, "no TX queue was full:\n{stdout}");
     for port in ["underlay", "dx"] {
-        let p = &stats["ports"][port];
-        assert_eq!((p["tx"].as_u64(), p["dropped"].as_u64()), (Some(0), Some(0)), "port {port}: {p}");
+        let p = stats.port(port);
+        assert_eq!(p.map(|p| (p.tx, p.dropped)), Some((0, 0)), "port {port}: {p:?}");
     }
-    assert!(stats["stages"]["vlan"]["count"].as_u64() >= Some(2), "the DX packets reached the edge's vlan stage");
+    assert!(stats.stage_count("vlan") >= Some(2), "the DX packets reached the edge's vlan stage");
     for warning in [
         "warning: port underlay (underlay:host-b) carries IP packets up to 1500 bytes, less than the 9057 that may leave by it",
         "warning: port dx (edge:blackfoot-1:dx) carries IP packets up to 1500 bytes, less than the 9001 that may leave by it",

@@ -135,18 +135,17 @@ fn real_hosts_in_namespaces_across_the_peering_and_the_internet_gateway() {
     let stdout = std::fs::read_to_string(dir.join("stdout.txt")).unwrap_or_default();
     assert!(status.is_some_and(|s| s.success()), "vpcemu after SIGTERM: {status:?}\n{stdout}\n{}", world.stderr());
     assert!(stdout.contains("mbufs in use at exit: 0"), "{stdout}");
-    let stats: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).expect("stats json")).expect("stats is JSON");
-    let drop_count = |r: &str| stats["drops"][r].as_u64().unwrap_or_else(|| panic!("no drop counter {r}: {stats}"));
+    let stats = Stats::read(&dir.join("stats.json")).unwrap();
+    let drop_count = |r: &str| drop_count(&stats, r);
     assert_eq!(drop_count("spoofed_source"), 0, "{stdout}");
     assert_eq!(drop_count("unknown_sender"), 0, "{stdout}");
     assert!(drop_count("no_route") >= 1, "yellow-1 -> internet is no_route: {stdout}");
-    assert_eq!(stats["run"]["mbufs_in_use"], 0);
+    assert_eq!(stats.run.as_ref().map(|r| r.mbufs_in_use), Some(0));
     for port in ["red-1", "yellow-1", "internet"] {
-        let p = &stats["ports"][port];
-        assert!(p["rx"].as_u64() > Some(0) && p["tx"].as_u64() > Some(0), "port {port} both ways: {p}");
+        let p = stats.port(port);
+        assert!(p.is_some_and(|p| p.rx > 0 && p.tx > 0), "port {port} both ways: {p:?}");
     }
-    assert!(stats["stages"]["nat"]["count"].as_u64() > Some(0), "the edge's nat stage ran: {}", stats["stages"]);
+    assert!(stats.stage_count("nat") > Some(0), "the edge's nat stage ran: {:?}", stats.stages);
     let alerts = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap_or_default();
     assert!(alerts.contains("\"reason\":\"no_route\""), "an alert for yellow-1 -> internet:\n{alerts}");
     drop(world);

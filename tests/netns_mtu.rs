@@ -235,15 +235,14 @@ fn packets_over_a_ports_mtu_are_fragmented_or_answered_and_tcp_finds_the_path_mt
     let stderr = world.stderr();
     assert!(status.is_some_and(|s| s.success()), "vpcemu after SIGTERM: {status:?}\n{stdout}\n{stderr}");
     assert!(stdout.contains("mbufs in use at exit: 0"), "{stdout}");
-    let stats: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).expect("stats json")).expect("stats is JSON");
-    let drop_count = |r: &str| stats["drops"][r].as_u64().unwrap_or_else(|| panic!("no drop counter {r}: {stats}"));
+    let stats = Stats::read(&dir.join("stats.json")).unwrap();
+    let drop_count = |r: &str| drop_count(&stats, r);
     assert!(drop_count("mtu_exceeded") >= 1, "the DF packets over the port's MTU are mtu_exceeded: {stdout}");
     assert_eq!(drop_count("tx_full"), 0, "nothing is a full TX queue: {stdout}");
     assert_eq!(drop_count("unknown_sender"), 0, "the sender's card takes the answers: {stdout}");
     for port in ["red-1", "yellow-1"] {
-        let p = &stats["ports"][port];
-        assert_eq!(p["dropped"].as_u64(), Some(0), "port {port} dropped nothing: {p}");
+        let p = stats.port(port);
+        assert_eq!(p.map(|p| p.dropped), Some(0), "port {port} dropped nothing: {p:?}");
     }
 
     // 5. What vpcemu said at start about the ports.

@@ -29,8 +29,16 @@ fn mixed_sizes(n: usize) -> Vec<usize> {
         .collect()
 }
 
-fn stats(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("stats json")).expect("valid json")
+/// `vpcemu passthrough --vdev INPUT --vdev OUTPUT STOP... --hugepages off`, with
+/// `--stats-json JSON` when given.
+fn passthrough(input: &str, output: &str, stop: &[&str], json: Option<&std::path::Path>) -> std::process::Output {
+    let mut args = vec!["passthrough", "--vdev", input, "--vdev", output];
+    args.extend_from_slice(stop);
+    args.extend(["--hugepages", "off"]);
+    if let Some(json) = json {
+        args.extend(["--stats-json", json.to_str().unwrap()]);
+    }
+    vpcemu(&args)
 }
 
 #[test]
@@ -40,26 +48,15 @@ fn pcap_identity_10000_mixed_sizes_with_jumbo() {
     let frames: Vec<Vec<u8>> = mixed_sizes(10_000).into_iter().enumerate().map(|(i, l)| frame(i, l)).collect();
     assert!(frames.iter().any(|f| f.len() == 9014) && frames.iter().any(|f| f.len() == 60));
     write_pcap(&input, &frames);
-    let out = vpcemu(&[
-        "passthrough",
-        "--vdev",
-        &format!("net_pcap0,rx_pcap={}", input.display()),
-        "--vdev",
-        &format!("net_pcap1,tx_pcap={}", output.display()),
-        "--until-idle",
-        "300",
-        "--hugepages",
-        "off",
-        "--stats-json",
-        json.to_str().unwrap(),
-    ]);
+    let (rx, tx) = (format!("net_pcap0,rx_pcap={}", input.display()), format!("net_pcap1,tx_pcap={}", output.display()));
+    let out = passthrough(&rx, &tx, &["--until-idle", "300"], Some(&json));
     assert!(out.status.success(), "vpcemu failed: {}", String::from_utf8_lossy(&out.stderr));
     let got = read_pcap(&output);
     assert_eq!(got.len(), frames.len(), "packet count");
     for (i, (a, b)) in frames.iter().zip(&got).enumerate() {
         assert!(a == b, "packet {i} differs (sent {} bytes, got {})", a.len(), b.len());
     }
-    let s = stats(&json);
+    let s = read_json(&json);
     assert_eq!(s["ports"][0]["rx"], 10_000);
     assert_eq!(s["ports"][1]["tx"], 10_000);
     assert_eq!(s["ports"][1]["dropped"], 0);
@@ -75,22 +72,11 @@ fn net_ring_loopback_round_trip() {
     let (input, back, json) = (dir.join("in.pcap"), dir.join("back.pcap"), dir.join("stats.json"));
     let frames: Vec<Vec<u8>> = (0..2000).map(|i| frame(i, 60 + i % 1455)).collect();
     write_pcap(&input, &frames);
-    let out = vpcemu(&[
-        "passthrough",
-        "--vdev",
-        &format!("net_pcap0,rx_pcap={},tx_pcap={}", input.display(), back.display()),
-        "--vdev",
-        "net_ring0",
-        "--until-idle",
-        "300",
-        "--hugepages",
-        "off",
-        "--stats-json",
-        json.to_str().unwrap(),
-    ]);
+    let pcap = format!("net_pcap0,rx_pcap={},tx_pcap={}", input.display(), back.display());
+    let out = passthrough(&pcap, "net_ring0", &["--until-idle", "300"], Some(&json));
     assert!(out.status.success(), "vpcemu failed: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(read_pcap(&back), frames);
-    let s = stats(&json);
+    let s = read_json(&json);
     assert_eq!(s["ports"][1]["name"], "net_ring0");
     assert_eq!(s["ports"][1]["tx"], 2000);
     assert_eq!(s["ports"][1]["rx"], 2000);
@@ -99,7 +85,7 @@ fn net_ring_loopback_round_trip() {
 
 #[test]
 fn bogus_vdev_is_one_clear_line() {
-    let out = vpcemu(&["passthrough", "--vdev", "net_bogus0", "--vdev", "net_null0", "--until-idle", "100", "--hugepages", "off"]);
+    let out = passthrough("net_bogus0", "net_null0", &["--until-idle", "100"], None);
     assert!(!out.status.success());
     let lines = stderr_lines(&out);
     assert_eq!(lines.len(), 1, "stderr: {lines:?}");
@@ -110,17 +96,7 @@ fn bogus_vdev_is_one_clear_line() {
 fn missing_pcap_is_one_clear_line() {
     let dir = scratch("missing");
     let missing = dir.join("does-not-exist.pcap");
-    let out = vpcemu(&[
-        "passthrough",
-        "--vdev",
-        &format!("net_pcap0,rx_pcap={}", missing.display()),
-        "--vdev",
-        "net_null0",
-        "--until-idle",
-        "100",
-        "--hugepages",
-        "off",
-    ]);
+    let out = passthrough(&format!("net_pcap0,rx_pcap={}", missing.display()), "net_null0", &["--until-idle", "100"], None);
     assert!(!out.status.success());
     let lines = stderr_lines(&out);
     assert_eq!(lines.len(), 1, "stderr: {lines:?}");
@@ -133,21 +109,10 @@ fn duration_stops_an_endless_source_and_frees_every_mbuf() {
     let dir = scratch("duration");
     let (input, json) = (dir.join("in.pcap"), dir.join("stats.json"));
     write_pcap(&input, &(0..64).map(|i| frame(i, 64)).collect::<Vec<_>>());
-    let out = vpcemu(&[
-        "passthrough",
-        "--vdev",
-        &format!("net_pcap0,rx_pcap={},infinite_rx=1", input.display()),
-        "--vdev",
-        "net_null0,no-rx=1",
-        "--duration",
-        "0.5",
-        "--hugepages",
-        "off",
-        "--stats-json",
-        json.to_str().unwrap(),
-    ]);
+    let endless = format!("net_pcap0,rx_pcap={},infinite_rx=1", input.display());
+    let out = passthrough(&endless, "net_null0,no-rx=1", &["--duration", "0.5"], Some(&json));
     assert!(out.status.success(), "vpcemu failed: {}", String::from_utf8_lossy(&out.stderr));
-    let s = stats(&json);
+    let s = read_json(&json);
     let rx = s["ports"][0]["rx"].as_u64().unwrap();
     assert!(rx > 10_000, "an endless source should have moved many packets, got {rx}");
     assert_eq!(s["ports"][1]["tx"].as_u64().unwrap() + s["ports"][1]["dropped"].as_u64().unwrap(), rx);
@@ -160,7 +125,7 @@ fn bad_arguments_are_rejected_before_dpdk_starts() {
     let out = vpcemu(&["passthrough", "--vdev", "net_null0", "--vdev", "net_null1", "--burst", "0"]);
     assert!(!out.status.success());
     assert_eq!(stderr_lines(&out).len(), 1);
-    let out = vpcemu(&["passthrough", "--vdev", "net_null0", "--vdev", "net_null0", "--until-idle", "50", "--hugepages", "off"]);
+    let out = passthrough("net_null0", "net_null0", &["--until-idle", "50"], None);
     assert!(!out.status.success());
     assert!(stderr_lines(&out)[0].contains("same device"));
 }

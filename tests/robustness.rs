@@ -71,45 +71,22 @@ fn malformed_input_is_counted_never_crashes_and_leaks_nothing() {
 
     let d = dir.display();
     let world = world();
-    let topo = format!(
-        r#"{world}
-[[port]]
-name = "red-1"
-vdev = "net_pcap0,rx_pcap={d}/instance.pcap,tx_pcap={d}/out-red-1.pcap"
-attach = "instance:red-1"
-
-[[port]]
-name = "red-2"
-vdev = "net_pcap1,rx_pcap={d}/real.pcap,tx_pcap={d}/out-red-2.pcap"
-attach = "instance:red-2"
-
-[[port]]
-name = "yellow-1"
-vdev = "net_pcap2,tx_pcap={d}/out-yellow-1.pcap"
-attach = "instance:yellow-1"
-
-[[port]]
-name = "underlay-b"
-vdev = "net_pcap3,rx_pcap={d}/underlay.pcap"
-attach = "underlay:host-b"
-
-[[port]]
-name = "underlay-a"
-vdev = "net_pcap4,rx_pcap={d}/real-geneve.pcap"
-attach = "underlay:host-a"
-"#
-    );
+    let topo = [
+        world,
+        port("red-1", &format!("net_pcap0,rx_pcap={d}/instance.pcap,tx_pcap={d}/out-red-1.pcap"), "instance:red-1"),
+        port("red-2", &format!("net_pcap1,rx_pcap={d}/real.pcap,tx_pcap={d}/out-red-2.pcap"), "instance:red-2"),
+        port("yellow-1", &format!("net_pcap2,tx_pcap={d}/out-yellow-1.pcap"), "instance:yellow-1"),
+        port("underlay-b", &format!("net_pcap3,rx_pcap={d}/underlay.pcap"), "underlay:host-b"),
+        port("underlay-a", &format!("net_pcap4,rx_pcap={d}/real-geneve.pcap"), "underlay:host-a"),
+    ]
+    .concat();
     std::fs::write(dir.join("world.toml"), topo).unwrap();
-    let stats_path = dir.join("stats.json");
-    let out = vpcemu(&["run", dir.join("world.toml").to_str().unwrap(), "--until-idle", "400", "--stats-json", stats_path.to_str().unwrap()]);
-    assert!(out.status.success(), "vpcemu run failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("mbufs in use at exit: 0"));
-    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
-    let drops: u64 = stats["drops"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let stats = run_world(&dir, &dir.join("world.toml"), &[]).stats;
+    let drops = stats.total_drops();
     let answered = (read_pcap(&dir.join("out-red-1.pcap")).len() + read_pcap(&dir.join("out-red-2.pcap")).len()) as u64;
     let delivered = read_pcap(&dir.join("out-yellow-1.pcap")).len();
     assert_eq!(delivered, 0, "nothing malformed may be delivered");
-    assert_eq!(drops + answered, inputs as u64, "every input is a counted drop or an ARP answer: {}", stats["drops"]);
-    assert!(stats["drops"]["malformed"].as_u64().unwrap() > 150, "{}", stats["drops"]);
-    assert_eq!(stats["drops"]["no_verdict"], 0);
+    assert_eq!(drops + answered, inputs as u64, "every input is a counted drop or an ARP answer: {:?}", stats.drops);
+    assert!(stats.drop_count("malformed").unwrap() > 150, "{:?}", stats.drops);
+    assert_eq!(stats.drop_count("no_verdict"), Some(0));
 }

@@ -6,18 +6,11 @@ mod common;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 
 const GREEN1_MAC: [u8; 6] = [0x02, 0x00, 10, 2, 1, 30];
 const ROUTER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0xff, 0x00, 0x02];
-
-fn json_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
 
 /// green-1 is deregistered while its vNIC stays attached: what it sends next is refused
 /// by host-a's verify-send as `spoofed_source` with an alert naming host-a, as Nitro
@@ -25,32 +18,15 @@ fn json_lines(path: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn an_unregistered_instance_port_is_spoofed_source_with_an_alert() {
     let dir = scratch("unregistered");
-    let fifo = dir.join("green-1.fifo");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-    let sock = dir.join("ctl.sock");
     let d = dir.display();
     let topo = story_world(&format!(
         "[[port]]\nname = \"green-1\"\nvdev = \"net_pcap0,rx_pcap={d}/green-1.fifo\"\nattach = \"instance:green-1\"\n"
     ));
     std::fs::write(dir.join("world.toml"), topo).unwrap();
-    let (stats, alerts) = (dir.join("stats.json"), dir.join("alerts.jsonl"));
-    let mut run = Command::new(env!("CARGO_BIN_EXE_vpcemu"))
-        .args(["run", dir.join("world.toml").to_str().unwrap(), "--until-idle", "500"])
-        .args(["--control", sock.to_str().unwrap(), "--stats-json", stats.to_str().unwrap()])
-        .args(["--alerts", alerts.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
     // Opening the FIFO for writing waits for the PMD to open it; it reads the header at
     // start, then blocks on the packets, which come after the deregistration.
-    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-    w.write_all(&pcap_header()).unwrap();
-    w.flush().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = vpcemu(&["ctl", "--control", sock.to_str().unwrap(), "deregister", "green-1"]);
+    let Live { mut run, fifo: mut w, sock, stats, alerts, .. } = run_live(&dir, "green-1.fifo", "500");
+    let out = ctl(&sock, &["deregister", "green-1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Seven packets green-1 was allowed to send before (its own address, to a peer in its
     // subnet), and an ARP request for that peer.
@@ -61,10 +37,9 @@ fn an_unregistered_instance_port_is_spoofed_source_with_an_alert() {
     drop(w);
     assert!(run.wait().unwrap().success());
 
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
-    let drops = &s["drops"];
-    assert_eq!((drops["spoofed_source"].as_u64(), drops["arp_ignored"].as_u64()), (Some(7), Some(1)), "{drops}");
-    assert_eq!(drops["no_route"].as_u64(), Some(0), "{drops}");
+    let s = Stats::read(&stats).unwrap();
+    assert_eq!((s.drop_count("spoofed_source"), s.drop_count("arp_ignored")), (Some(7), Some(1)), "{:?}", s.drops);
+    assert_eq!(s.drop_count("no_route"), Some(0), "{:?}", s.drops);
     let alerts = json_lines(&alerts);
     assert!(!alerts.is_empty());
     for a in &alerts {
@@ -82,7 +57,7 @@ fn an_unregistered_instance_port_is_spoofed_source_with_an_alert() {
 fn alerts_of_cards_65536_apart_name_their_own_card() {
     let dir = scratch("far-cards");
     let d = dir.display();
-    let mut t = String::from("[dataplane]\nlcores = \"0-1\"\nmemory_mb = 512\nhugepages = \"off\"\n\n");
+    let mut t = dataplane("0-1", 512, "off");
     for i in 0..65_538u32 {
         let [_, b, c, e] = i.to_be_bytes();
         let _ = write!(t, "[[host]]\nname = \"h{i}\"\npa = \"100.{b}.{c}.{e}\"\n");

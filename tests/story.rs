@@ -5,47 +5,22 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
 fn world(dir: &Path, extra_ports: &str) -> String {
     let d = dir.display();
-    story_world(&format!(
-        r#"
-[[port]]
-name = "yellow-1"
-vdev = "net_pcap1,tx_pcap={d}/out-yellow-1.pcap"
-attach = "instance:yellow-1"
-
-[[port]]
-name = "fabric"
-vdev = "net_pcap9,tx_pcap={d}/fabric.pcap"
-attach = "fabric"
-{extra_ports}
-"#
-    ))
+    let yellow = port("yellow-1", &format!("net_pcap1,tx_pcap={d}/out-yellow-1.pcap"), "instance:yellow-1");
+    let fabric = port("fabric", &format!("net_pcap9,tx_pcap={d}/fabric.pcap"), "fabric");
+    story_world(&format!("{yellow}{fabric}{extra_ports}"))
 }
 
-fn scapy(script: &str, dir: &Path) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scapy").join(script);
-    let out = Command::new("/usr/bin/python3").arg(&path).arg(dir).output().expect("run /usr/bin/python3 (scripts/setup.sh installs python3-scapy)");
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+fn scapy(name: &str, dir: &Path) {
+    python(&[&script(name), dir.to_str().unwrap()]);
 }
 
 fn tshark(pcap: &Path, fields: &[&str]) -> Vec<Vec<String>> {
-    let mut args = vec!["-n".to_string(), "-r".into(), pcap.display().to_string(), "-o".into(), "ip.check_checksum:TRUE".into()];
-    args.extend(["-T".into(), "fields".into(), "-E".into(), "separator=|".into()]);
-    for f in fields {
-        args.extend(["-e".into(), f.to_string()]);
-    }
-    let out = Command::new("tshark").args(&args).output().expect("run tshark (scripts/setup.sh installs it)");
-    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('|').map(str::to_owned).collect()).collect()
-}
-
-fn drops(stats: &serde_json::Value, reason: &str) -> u64 {
-    stats["drops"][reason].as_u64().unwrap_or_else(|| panic!("no drop counter {reason}"))
+    common::tshark(pcap, &["ip.check_checksum:TRUE".to_string()], None, fields)
 }
 
 #[test]
@@ -53,40 +28,17 @@ fn story_replayed_through_pcap_ports() {
     let dir = scratch("story");
     scapy("story_inputs.py", &dir);
     let d = dir.display();
-    let ports = format!(
-        r#"
-[[port]]
-name = "red-1"
-vdev = "net_pcap0,rx_pcap={d}/red-1.pcap,tx_pcap={d}/out-red-1.pcap"
-attach = "instance:red-1"
-
-[[port]]
-name = "green-1"
-vdev = "net_pcap2,rx_pcap={d}/green-1.pcap,tx_pcap={d}/out-green-1.pcap"
-attach = "instance:green-1"
-
-[[port]]
-name = "underlay-b"
-vdev = "net_pcap3,rx_pcap={d}/underlay-b.pcap"
-attach = "underlay:host-b"
-"#
-    );
+    let pcap = |name: &str, n: usize| format!("net_pcap{n},rx_pcap={d}/{name}.pcap,tx_pcap={d}/out-{name}.pcap");
+    let ports = [
+        port("red-1", &pcap("red-1", 0), "instance:red-1"),
+        port("green-1", &pcap("green-1", 2), "instance:green-1"),
+        port("underlay-b", &format!("net_pcap3,rx_pcap={d}/underlay-b.pcap"), "underlay:host-b"),
+    ]
+    .concat();
     std::fs::write(dir.join("world.toml"), world(&dir, &ports)).unwrap();
-    let (stats_path, alerts_path) = (dir.join("stats.json"), dir.join("alerts.jsonl"));
-    let out = vpcemu(&[
-        "run",
-        dir.join("world.toml").to_str().unwrap(),
-        "--until-idle",
-        "400",
-        "--stats-json",
-        stats_path.to_str().unwrap(),
-        "--alerts",
-        alerts_path.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "vpcemu run failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("mbufs in use at exit: 0"));
-    let expect: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expect.json")).unwrap()).unwrap();
-    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
+    let ran = run_world(&dir, &dir.join("world.toml"), &[]);
+    let expect: serde_json::Value = read_json(&dir.join("expect.json"));
+    let stats = &ran.stats;
 
     // Step 1: delivered, inner packets byte-identical, Ethernet to yellow-1's MAC.
     let got = read_pcap(&dir.join("out-yellow-1.pcap"));
@@ -106,17 +58,12 @@ attach = "underlay:host-b"
 
     // Steps 2-4: each drop reason with its count.
     for (reason, n) in expect["drops"].as_object().unwrap() {
-        assert_eq!(drops(&stats, reason), n.as_u64().unwrap(), "drop reason {reason}");
+        assert_eq!(stats.drop_count(reason), n.as_u64(), "drop reason {reason}");
     }
-    let total: u64 = stats["drops"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
-    assert_eq!(total, 10, "no other drops: {}", stats["drops"]);
+    assert_eq!(stats.total_drops(), 10, "no other drops: {:?}", stats.drops);
 
     // Alerts: the right reasons and addresses, counts adding up (no_mapping raises none).
-    let alerts: Vec<serde_json::Value> = std::fs::read_to_string(&alerts_path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each alert line is JSON"))
-        .collect();
+    let alerts = &ran.alerts;
     let count = |reason: &str, src: &str, dst: &str| -> u64 {
         alerts.iter().filter(|a| a["reason"] == reason && a["src"] == src && a["dst"] == dst).map(|a| a["count"].as_u64().unwrap()).sum()
     };

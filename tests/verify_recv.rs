@@ -17,11 +17,6 @@ use wire::vpc::{self, Encap, VPC_MTU};
 use wire::{EthernetAddress, PacketBuf, TestBuffer};
 
 const WORLD: &str = r#"
-[dataplane]
-lcores = "0-1"
-memory_mb = 64
-hugepages = "off"
-
 [[host]]
 name = "host-a"
 pa = "198.18.0.1"
@@ -205,7 +200,7 @@ fn through_host(tables: &Tables, f: &[u8]) -> Verdict {
     let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
     let mut meters = Meters::new(collector.add_worker(u64::MAX).unwrap());
     let icmp_limit = pipeline::RateLimit::new(1000, 50, 1000);
-    let mut ctx = CardCtx { tables, card: pipeline::CardId::Host(1), alerts: &mut alerts, icmp_limit: &icmp_limit, now: 0 };
+    let mut ctx = CardCtx { tables, card: pipeline::CardId::Host(mapping_client::HostId(1)), alerts: &mut alerts, icmp_limit: &icmp_limit, now: 0 };
     let mut burst = Burst::new();
     burst.push(TestBuffer::from_slice_with_room(f, 128, 128)).unwrap();
     let ports = |_: mapping_client::EniId| Some(out(1));
@@ -220,7 +215,7 @@ fn through_edge(tables: &Tables, f: &[u8]) -> Verdict {
     let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
     let mut meters = Meters::new(collector.add_worker(u64::MAX).unwrap());
     let icmp_limit = pipeline::RateLimit::new(1000, 50, 1000);
-    let mut ctx = CardCtx { tables, card: pipeline::CardId::Edge(0), alerts: &mut alerts, icmp_limit: &icmp_limit, now: 0 };
+    let mut ctx = CardCtx { tables, card: pipeline::CardId::Edge(mapping_client::EdgeId(0)), alerts: &mut alerts, icmp_limit: &icmp_limit, now: 0 };
     let outputs = EdgeOutputs { fabric: out(0), internet: Some(out(1)), dx: Some(out(2)), services: Some(out(3)) };
     let mut pipe = EdgeFromUnderlay::new(outputs, Arc::new(EdgeSas::new(tables)));
     let mut extra = VecExtra::new(|| Some(TestBuffer::with_room(128, 2048)));
@@ -232,7 +227,8 @@ fn through_edge(tables: &Tables, f: &[u8]) -> Verdict {
 
 #[test]
 fn both_cards_give_one_answer_to_each_frame() {
-    let topo = Topology::from_str(WORLD, "world.toml").unwrap();
+    let text = format!("{}{WORLD}", vpcemu::testkit::dataplane("0-1", 64, "off"));
+    let topo = Topology::from_str(&text, "world.toml").unwrap();
     let host = Tables::build_for_card(&topo, topo.card_by_name("host-b").unwrap());
     let edge = Tables::build_for_card(&topo, topo.card_by_name("blackfoot-1").unwrap());
     let d = Make::default();

@@ -24,11 +24,14 @@
 //! After the criterion groups, `nitro-summary` prints cycles per packet measured with the
 //! TSC (median of interleaved rounds) and the per-stage p50 from the worker's histograms.
 
+mod common;
+
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use mapping_client::tables::PrefixTable;
 use mapping_client::{
     Cidr, EniId, LocalEni, Location, MacAddr, Route, SubnetId, SubnetInfo, TableOp, Tables,
@@ -58,22 +61,9 @@ const INNER_LEN: usize = 64;
 const EGRESS_FRAME: usize = 14 + INNER_LEN;
 const INGRESS_FRAME: usize = OUTER_HEADER_LEN + INNER_LEN;
 
-/// The TSC, read with `rdtsc` (not serialising: the cheap read a worker would use).
-#[derive(Clone, Copy)]
-struct Rdtsc;
-
-impl Clock for Rdtsc {
-    #[inline(always)]
-    fn now(&self) -> u64 {
-        tsc()
-    }
-}
-
-#[inline(always)]
-fn tsc() -> u64 {
-    // The DPDK layer's safe wrapper: the only `unsafe` stays in src/dpdk/.
-    vpcemu::dpdk::rdtsc()
-}
+/// The TSC, read with `rdtsc` (not serialising: the cheap read a worker would use), as the
+/// workers time their stages.
+use pipeline::clock::{median, rdtsc as tsc, TscClock as Rdtsc};
 
 // ----- the world -----
 
@@ -329,7 +319,7 @@ impl Bench {
         let limit = RateLimit::unlimited();
         let mut ctx = CardCtx {
             tables: self.tables,
-            card: CardId::Host(0),
+            card: CardId::Host(wire::HostId(0)),
             alerts: &mut self.alerts,
             icmp_limit: &limit,
             now: 0,
@@ -402,49 +392,36 @@ fn world() -> (&'static Tables, &'static [u32]) {
     (t, p)
 }
 
+/// Time `b`'s stages with `clock` (refill and drain outside the timed part), then check
+/// what they did.
+fn measure<C: Clock>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut b: Bench, clock: &C) {
+    g.bench_function(id, |bench| {
+        bench.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                b.refill();
+                let t0 = Instant::now();
+                b.process(black_box(clock));
+                total += t0.elapsed();
+                b.drain();
+            }
+            total
+        })
+    });
+    b.check();
+}
+
 fn bench_nitro(c: &mut Criterion) {
     let (tables, perm) = world();
     let mut g = c.benchmark_group("nitro-burst32-64B-1M-mappings");
     g.throughput(Throughput::Elements(ROUND as u64));
     for (dir, name) in [(Dir::Egress, "egress"), (Dir::Ingress, "ingress")] {
-        let mut b = Bench::new(dir, tables, perm);
-        g.bench_function(format!("{name}/null-clock"), |bench| {
-            bench.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    b.refill();
-                    let t0 = Instant::now();
-                    b.process(black_box(&NullClock));
-                    total += t0.elapsed();
-                    b.drain();
-                }
-                total
-            })
-        });
-        b.check();
-        let mut b = Bench::new(dir, tables, perm);
-        g.bench_function(format!("{name}/rdtsc"), |bench| {
-            bench.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    b.refill();
-                    let t0 = Instant::now();
-                    b.process(black_box(&Rdtsc));
-                    total += t0.elapsed();
-                    b.drain();
-                }
-                total
-            })
-        });
-        b.check();
+        measure(&mut g, &format!("{name}/null-clock"), Bench::new(dir, tables, perm), &NullClock);
+        measure(&mut g, &format!("{name}/rdtsc"), Bench::new(dir, tables, perm), &Rdtsc);
     }
     g.finish();
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn summary(_c: &mut Criterion) {
     let (tables, perm) = world();
@@ -538,9 +515,7 @@ fn summary(_c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::config();
     targets = bench_nitro, summary
 }
 criterion_main!(benches);

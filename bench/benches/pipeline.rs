@@ -12,6 +12,8 @@
 //! groups, `overhead-summary` prints cycles per packet of each variant measured with the TSC
 //! (median of interleaved rounds) and the overhead in percent.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -27,22 +29,9 @@ const BURST: usize = 32;
 /// machine (the core runs faster than its TSC).
 const ROUNDS: usize = 32;
 
-/// The TSC, read with `rdtsc` (not serialising: the cheap read a worker would use).
-#[derive(Clone, Copy)]
-struct Rdtsc;
-
-impl Clock for Rdtsc {
-    #[inline(always)]
-    fn now(&self) -> u64 {
-        tsc()
-    }
-}
-
-#[inline(always)]
-fn tsc() -> u64 {
-    // The DPDK layer's safe wrapper: the only `unsafe` stays in src/dpdk/.
-    vpcemu::dpdk::rdtsc()
-}
+/// The TSC, read with `rdtsc` (not serialising: the cheap read a worker would use), as the
+/// workers time their stages.
+use pipeline::clock::{median, rdtsc as tsc, TscClock as Rdtsc};
 
 /// `R` rounds of serial work per live packet; decides nothing. `Work<ROUNDS>` is the
 /// ~100-cycle stage, `Work<0>` an empty one that isolates the cost of timing itself.
@@ -122,10 +111,6 @@ fn cycles_per_packet(iters: u64, mut f: impl FnMut()) -> f64 {
     (tsc() - t0) as f64 / (iters * BURST as u64) as f64
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn overhead_summary(_c: &mut Criterion) {
     let t0 = (Instant::now(), tsc());
@@ -174,9 +159,7 @@ fn overhead_summary(_c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::config();
     targets = bench_timing, overhead_summary
 }
 criterion_main!(benches);

@@ -40,12 +40,11 @@ use std::time::Duration;
 
 use blackfoot::esp::{self as besp, InboundSa};
 use mapping_client::topology::SaConfig;
-use serde_json::Value;
 use wire::ethernet::EthernetAddress;
 use wire::{vpc, PacketBuf, TestBuffer};
 
 use crate::dpdk_tools::{crypto_perf_gcm, run_sampled, testpmd_io_cpu, CryptoBuffers, CryptoPerf, CRYPTO_PERF_DRIVER};
-use crate::report::{drops_of, median, Row};
+use crate::report::{median, Row, Stats};
 use crate::traffic;
 
 /// The scenarios of this module.
@@ -156,11 +155,9 @@ fn scenario(name: &str) -> Option<Scenario> {
     Some(Scenario { name, way, sizes })
 }
 
+/// The scenario's setup: the common one and its own size.
 pub struct Setup<'a> {
-    pub vpcemu: &'a Path,
-    pub work: &'a Path,
-    pub seconds: f64,
-    pub repeat: usize,
+    pub run: crate::report::Setup<'a>,
     /// Instances (each with an Elastic IP) in the world, and flows in the traffic.
     pub instances: u32,
 }
@@ -230,12 +227,12 @@ fn world(s: &Setup) -> String {
 
 /// The run file: `[dataplane]`, the world, the edge's four ports.
 fn topology(s: &Setup, tag: &str, vdevs: &[(&str, String, String)]) -> Result<PathBuf, String> {
-    let mut t = String::from("[dataplane]\nlcores = \"0-1\"\nmemory_mb = 1024\nhugepages = \"auto\"\n\n");
+    let mut t = vpcemu::testkit::dataplane("0-1", 1024, "auto");
     t.push_str(&world(s));
     for (name, vdev, attach) in vdevs {
         let _ = write!(t, "[[port]]\nname = \"{name}\"\nvdev = \"{vdev}\"\nattach = \"{attach}\"\n\n");
     }
-    let path = s.work.join(format!("blackfoot-{tag}.toml"));
+    let path = s.run.work.join(format!("blackfoot-{tag}.toml"));
     std::fs::write(&path, t).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
 }
@@ -313,7 +310,7 @@ fn flows(s: &Setup, sc: &Scenario) -> Vec<Flow> {
 
 /// What one `vpcemu run` reported.
 struct Run {
-    stats: Value,
+    stats: Stats,
     rx: u64,
     out: u64,
     /// Packets sent by the other outside ports (misrouted).
@@ -353,24 +350,20 @@ impl Run {
 }
 
 fn vpcemu_run(s: &Setup, topo: &Path, way: Way, extra: &[&str]) -> Result<Run, String> {
-    let json = s.work.join("blackfoot-stats.json");
+    let json = s.run.work.join("blackfoot-stats.json");
     let _ = std::fs::remove_file(&json);
-    let mut cmd = Command::new(s.vpcemu);
+    let mut cmd = Command::new(s.run.vpcemu);
     cmd.args(["run", topo.to_str().unwrap_or_default(), "--cards", EDGE, "--stats-json"]).arg(&json).args(extra);
-    let (ok, _, err, cpu_share) = run_sampled(&mut cmd, &s.work.join("blackfoot-log"))?;
+    let (ok, _, err, cpu_share) = run_sampled(&mut cmd, &s.run.work.join("blackfoot-log"))?;
     if !ok {
         return Err(format!("vpcemu run failed: {}", err.trim()));
     }
-    let stats: Value = serde_json::from_str(&std::fs::read_to_string(&json).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("{}: {e}", json.display()))?;
-    let port = |name: &str, key: &str| stats["ports"][name][key].as_u64();
-    let rx = port("underlay", "rx").ok_or("no underlay rx counter in the stats")?;
-    let out = port(way.port(), "tx").ok_or("no output port counter in the stats")?;
-    let other =
-        ["internet", "dx", "services"].iter().filter(|p| **p != way.port()).filter_map(|p| port(p, "tx")).sum();
-    let drops = drops_of(&stats)?;
-    let seconds = stats["run"]["seconds"].as_f64().ok_or("no run seconds in the stats")?;
-    let tsc_hz = stats["run"]["tsc_hz"].as_f64().ok_or("no tsc_hz in the stats")?;
+    let stats = Stats::read(&json)?;
+    let rx = stats.port("underlay").ok_or("no underlay rx counter in the stats")?.rx;
+    let out = stats.port(way.port()).ok_or("no output port counter in the stats")?.tx;
+    let other = ["internet", "dx", "services"].iter().filter(|p| **p != way.port()).filter_map(|p| stats.port(p)).map(|c| c.tx).sum();
+    let drops = stats.nonzero_drops();
+    let (seconds, tsc_hz) = stats.run_figures()?;
     Ok(Run { stats, rx, out, other, drops, seconds, tsc_hz, cpu_share })
 }
 
@@ -457,7 +450,7 @@ fn inner_of(way: Way, frame: &[u8], sa: &mut Option<InboundSa<blackfoot::aead::R
 /// Send every flow once through the edge into a capture and check each frame that came
 /// out, and that nothing was dropped or went elsewhere.
 fn check(s: &Setup, sc: &Scenario, flows: &[Flow], pcap: &Path, cipher: &str) -> Result<u64, String> {
-    let out_pcap = s.work.join(format!("{}-check-out.pcap", sc.name));
+    let out_pcap = s.run.work.join(format!("{}-check-out.pcap", sc.name));
     let _ = std::fs::remove_file(&out_pcap);
     let rx = format!("net_pcap0,rx_pcap={}", pcap.display());
     let topo = topology(s, "check", &ports(&rx, Some((sc.way.port(), &out_pcap))))?;
@@ -504,15 +497,6 @@ fn median_run(mut v: Vec<Run>) -> Option<Run> {
     v.into_iter().nth(mid)
 }
 
-fn stage_figures(stats: &Value, stages: &[&str]) -> Value {
-    let mut m = serde_json::Map::new();
-    for st in stages {
-        let s = &stats["stages"][*st];
-        m.insert(st.to_string(), serde_json::json!({ "count": s["count"], "p50_ns": s["p50_ns"], "p99_ns": s["p99_ns"] }));
-    }
-    Value::Object(m)
-}
-
 /// A measured run must send most of what it received out of the expected port.
 fn sound(sc: &Scenario, run: &Run) -> Result<(), String> {
     if run.rx == 0 || run.out * 2 < run.rx || run.other * 100 > run.rx {
@@ -535,7 +519,7 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
         return Err(format!("--edge-instances must be 1 ..= {MAX_INSTANCES}"));
     }
     let flows = flows(s, &sc);
-    let pcap = s.work.join(format!("{}-{}.pcap", sc.name, s.instances));
+    let pcap = s.run.work.join(format!("{}-{}.pcap", sc.name, s.instances));
     let frames: Vec<Vec<u8>> = flows.iter().map(|f| f.frame.clone()).collect();
     traffic::write_pcap(&pcap, &frames).map_err(|e| format!("{}: {e}", pcap.display()))?;
     let inner_bytes = flows.iter().map(|f| f.inner.len()).sum::<usize>() as f64 / flows.len() as f64;
@@ -553,18 +537,18 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
 
     let rx = format!("net_pcap0,rx_pcap={},infinite_rx=1", pcap.display());
     let topo = topology(s, "run", &ports(&rx, None))?;
-    let secs = format!("{}", s.seconds);
+    let secs = format!("{}", s.run.seconds);
     // crypto-perf runs a number of operations, not a time: size it from a short run so
     // that it lasts about as long as the other tools.
     let mut crypto_ops = 0u64;
     if esp {
         let cal = crypto_perf_gcm(&crypto_buffers(sc.sizes), 300_000)?;
-        crypto_ops = ((cal.mops * 1e6 * s.seconds) as u64).max(300_000);
+        crypto_ops = ((cal.mops * 1e6 * s.run.seconds) as u64).max(300_000);
     }
     let (mut on, mut off, mut ring, mut pmd, mut pmd_cpu, mut crypto) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<CryptoPerf>::new());
     // Alternate the tools so that each sees the same machine conditions.
-    for _ in 0..s.repeat.max(1) {
+    for _ in 0..s.run.repeat.max(1) {
         let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs, "--esp-cipher", "aesni-gcm"])?;
         sound(&sc, &r)?;
         on.push(r);
@@ -576,7 +560,7 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             sound(&sc, &r)?;
             ring.push(r);
         }
-        let (pps, share) = testpmd_io_cpu(&rx, "net_null0,no-rx=1", Duration::from_secs_f64(s.seconds), frames.len())?;
+        let (pps, share) = testpmd_io_cpu(&rx, "net_null0,no-rx=1", Duration::from_secs_f64(s.run.seconds), frames.len())?;
         pmd.push(pps);
         pmd_cpu.push(pps / share);
         if esp {
@@ -584,10 +568,10 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
         }
     }
     let (pmd, pmd_cpu) = (median(pmd), median(pmd_cpu));
-    let crypto_cpu_cycles = median(crypto.iter().map(|c| c.cycles_per_buf * c.cpu_share).collect());
-    let crypto_mops = median(crypto.iter().map(|c| c.mops).collect());
-    let crypto_gbps = median(crypto.iter().map(|c| c.gbps).collect());
-    let crypto_cycles = median(crypto.iter().map(|c| c.cycles_per_buf).collect());
+    let crypto_cpu_cycles = median(crypto.iter().map(|c| c.cycles_per_buf * c.cpu_share).collect::<Vec<f64>>());
+    let crypto_mops = median(crypto.iter().map(|c| c.mops).collect::<Vec<f64>>());
+    let crypto_gbps = median(crypto.iter().map(|c| c.gbps).collect::<Vec<f64>>());
+    let crypto_cycles = median(crypto.iter().map(|c| c.cycles_per_buf).collect::<Vec<f64>>());
     let crypto_buf = crypto.first().map(|c| c.buffer_bytes);
     let crypto_done = crypto.iter().map(|c| c.ops).min();
     let stages = ["verify-recv", "decap", sc.way.stage()];
@@ -597,8 +581,8 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             continue;
         }
         let timing = suffix != "-no-timing";
-        let pps = median(runs.iter().map(Run::pps).collect());
-        let cpu_pps = median(runs.iter().map(Run::cpu_pps).collect());
+        let pps = median(runs.iter().map(Run::pps).collect::<Vec<f64>>());
+        let cpu_pps = median(runs.iter().map(Run::cpu_pps).collect::<Vec<f64>>());
         let mid = median_run(runs).ok_or("no runs")?;
         let hz = mid.tsc_hz;
         let mut row = Row::new(format!("{}{suffix}", sc.name));
@@ -634,19 +618,19 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             .with("output_port", sc.way.port())
             .with("dropped_fraction", mid.dropped() as f64 / mid.rx.max(1) as f64)
             .with("stage_timing", timing)
-            .with("repeats", s.repeat.max(1) as u64);
+            .with("repeats", s.run.repeat.max(1) as u64);
         if sc.way == Way::Internet {
             row = row.with("elastic_ips", s.instances);
         }
         if esp {
-            row = row.with("esp_cipher", mid.stats["run"]["esp_cipher"].as_str().unwrap_or("none").to_string());
+            row = row.with("esp_cipher", mid.stats.run.as_ref().and_then(|r| r.esp_cipher.clone()).unwrap_or_else(|| "none".into()));
         }
         if matches!(sc.sizes, Sizes::Imix) {
             let mix: Vec<String> = IMIX.iter().map(|(b, w)| format!("{w}x{b}")).collect();
             row = row.with("imix", mix.join(" "));
         }
         if timing {
-            row = row.with("stages", stage_figures(&mid.stats, &stages));
+            row = row.with("stages", mid.stats.stage_figures(&stages, &["count", "p50_ns", "p99_ns"]));
         }
         rows.push(row);
     }

@@ -5,9 +5,11 @@
 #![forbid(unsafe_code)]
 
 mod blackfoot;
+mod convergence;
 mod dpdk_tools;
 mod nitro;
 mod passthrough;
+mod plot;
 mod report;
 mod scale;
 mod tables;
@@ -19,25 +21,15 @@ use clap::Parser;
 
 use report::{Report, Row};
 
-/// The scenarios this build knows.
-const SCENARIOS: &[&str] = &[
-    "passthrough",
-    "nitro-egress",
-    "nitro-ingress",
-    "tables-lookup",
-    "tables-update",
-    "blackfoot-nat",
-    "blackfoot-vlan",
-    "blackfoot-endpoint",
-    "blackfoot-esp-64",
-    "blackfoot-esp-512",
-    "blackfoot-esp-1400",
-    "blackfoot-esp-imix",
-    "scale",
-    "scale-nitro",
-    "scale-blackfoot",
-    "scale-fabric",
-];
+/// The scenarios this build knows, in the order they run.
+fn scenarios() -> Vec<&'static str> {
+    let own = ["passthrough", "nitro-egress", "nitro-ingress", "tables-lookup", "tables-update"];
+    own.into_iter()
+        .chain(blackfoot::NAMES.iter().copied())
+        .chain(scale::NAMES.iter().copied())
+        .chain(["mapping-convergence"])
+        .collect()
+}
 
 /// vpcemu benchmarks: Mpps and cycles per packet beside DPDK's own tools.
 #[derive(Debug, Parser)]
@@ -46,7 +38,7 @@ struct Args {
     /// Scenarios to run (default: all). Known: passthrough, nitro-egress, nitro-ingress, tables-lookup,
     /// tables-update, blackfoot-nat, blackfoot-vlan, blackfoot-endpoint, blackfoot-esp-64,
     /// blackfoot-esp-512, blackfoot-esp-1400, blackfoot-esp-imix, scale (or one of its parts:
-    /// scale-nitro, scale-blackfoot, scale-fabric).
+    /// scale-nitro, scale-blackfoot, scale-fabric), mapping-convergence (only when named).
     scenarios: Vec<String>,
     /// Write the JSON report to PATH ("-" for stdout).
     #[arg(long, value_name = "PATH")]
@@ -71,6 +63,25 @@ struct Args {
     /// one flow through the edge (at most 65531).
     #[arg(long, default_value_t = 16_384)]
     edge_instances: u32,
+    /// Draw SVG charts of the report into DIR: Mpps (or Gbit/s) beside the baseline's per
+    /// scenario, and the stages' latency percentile curves.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+    /// With --plot: draw the report saved at PATH (by --json) instead of running scenarios.
+    #[arg(long, value_name = "PATH")]
+    from_json: Option<PathBuf>,
+    /// mapping-convergence: simulated hosts.
+    #[arg(long, default_value_t = 1000)]
+    hosts: usize,
+    /// mapping-convergence: instances (in VPCs of 100).
+    #[arg(long, default_value_t = 100_000)]
+    instances: usize,
+    /// mapping-convergence: changes to apply.
+    #[arg(long, default_value_t = 10_000)]
+    changes: usize,
+    /// mapping-convergence: changes per second.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
     /// Scratch directory for generated traffic.
     #[arg(long, default_value = "target/bench-work")]
     work: PathBuf,
@@ -85,15 +96,28 @@ fn main() {
 }
 
 fn run(args: &Args) -> Result<(), String> {
+    if args.from_json.is_some() && args.plot.is_none() {
+        return Err("--from-json needs --plot DIR".into());
+    }
+    if let (Some(dir), Some(saved)) = (&args.plot, &args.from_json) {
+        let text = std::fs::read_to_string(saved).map_err(|e| format!("--from-json {}: {e}", saved.display()))?;
+        let report = serde_json::from_str(&text).map_err(|e| format!("--from-json {}: {e}", saved.display()))?;
+        return draw(&report, dir);
+    }
     // By default every scenario once: `scale` without its parts run again on their own.
     let names: Vec<String> = if args.scenarios.is_empty() {
-        SCENARIOS.iter().filter(|s| !s.starts_with("scale-")).map(|s| s.to_string()).collect()
+        // mapping-convergence (etcd, minutes at its default sizes) runs when named.
+        scenarios()
+            .into_iter()
+            .filter(|s| !s.starts_with("scale-") && *s != "mapping-convergence")
+            .map(|s| s.to_string())
+            .collect()
     } else {
         args.scenarios.clone()
     };
     for n in &names {
-        if !SCENARIOS.contains(&n.as_str()) {
-            return Err(format!("unknown scenario {n:?}; known: {}", SCENARIOS.join(", ")));
+        if !scenarios().contains(&n.as_str()) {
+            return Err(format!("unknown scenario {n:?}; known: {}", scenarios().join(", ")));
         }
     }
     let vpcemu = match &args.vpcemu {
@@ -107,33 +131,26 @@ fn run(args: &Args) -> Result<(), String> {
     }
     std::fs::create_dir_all(&args.work).map_err(|e| format!("{}: {e}", args.work.display()))?;
     let mut report = Report { scenarios: Vec::new() };
+    let setup = || report::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat };
     for n in &names {
         eprintln!("vpcemu-bench: running {n} ...");
         match n.as_str() {
-            "passthrough" => report.scenarios.push(passthrough::run(&passthrough::Setup {
-                vpcemu: &vpcemu,
-                work: &args.work,
-                seconds: args.seconds,
-                repeat: args.repeat,
-            })?),
+            "passthrough" => report.scenarios.push(passthrough::run(&setup())?),
             "nitro-egress" | "nitro-ingress" => report.scenarios.extend(nitro::run(
-                &nitro::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat, mappings: args.mappings },
+                &nitro::Setup { run: setup(), mappings: args.mappings },
                 n == "nitro-ingress",
             )?),
-            n if blackfoot::NAMES.contains(&n) => report.scenarios.extend(blackfoot::run(
-                &blackfoot::Setup {
-                    vpcemu: &vpcemu,
-                    work: &args.work,
-                    seconds: args.seconds,
-                    repeat: args.repeat,
-                    instances: args.edge_instances,
-                },
-                n,
-            )?),
+            n if blackfoot::NAMES.contains(&n) => report
+                .scenarios
+                .extend(blackfoot::run(&blackfoot::Setup { run: setup(), instances: args.edge_instances }, n)?),
             n if scale::NAMES.contains(&n) => report.scenarios.extend(scale::run(
-                &scale::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat },
+                &setup(),
                 n,
             )?),
+            "mapping-convergence" => {
+                let setup = convergence::Setup::new(args.hosts, args.instances, args.changes, args.rate);
+                report.scenarios.push(Row::from_value(convergence::run(&setup)?));
+            }
             "tables-lookup" => report.scenarios.extend(tables::tables_lookup(&args.sizes).into_iter().map(Row::from_value)),
             "tables-update" => report.scenarios.extend(tables::tables_update(&args.sizes).into_iter().map(Row::from_value)),
             _ => return Err(format!("unknown scenario {n:?}")),
@@ -147,6 +164,17 @@ fn run(args: &Args) -> Result<(), String> {
         } else {
             std::fs::write(path, text).map_err(|e| format!("{path}: {e}"))?;
         }
+    }
+    if let Some(dir) = &args.plot {
+        draw(&serde_json::to_value(&report).map_err(|e| e.to_string())?, dir)?;
+    }
+    Ok(())
+}
+
+/// The charts of `report` into `dir`, named on stderr.
+fn draw(report: &serde_json::Value, dir: &std::path::Path) -> Result<(), String> {
+    for f in plot::plot(report, dir)? {
+        eprintln!("vpcemu-bench: wrote {}", f.display());
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use wire::ethernet::EthernetAddress;
 use wire::vpc;
 
 use crate::dpdk_tools::{run_sampled, testpmd_io_cpu};
-use crate::report::{median, Row};
+use crate::report::{median, Row, Stats};
 use crate::traffic;
 
 pub const VPCS: u32 = 16;
@@ -28,11 +28,9 @@ pub const REMOTE_HOSTS: u32 = 64;
 pub const ACTIVE: u32 = 65_536;
 const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
 
+/// The scenario's setup: the common one and its own size.
 pub struct Setup<'a> {
-    pub vpcemu: &'a Path,
-    pub work: &'a Path,
-    pub seconds: f64,
-    pub repeat: usize,
+    pub run: crate::report::Setup<'a>,
     pub mappings: u32,
 }
 
@@ -50,7 +48,7 @@ fn host_pa(h: u32) -> Ipv4Addr {
 
 /// The world, written once per size (loading 1M instances takes seconds, writing it too).
 fn world(s: &Setup, ports: &str) -> Result<PathBuf, String> {
-    let base = s.work.join(format!("nitro-world-{}.toml", s.mappings));
+    let base = s.run.work.join(format!("nitro-world-{}.toml", s.mappings));
     if !base.exists() {
         let mut t = String::with_capacity(s.mappings as usize * 96);
         t.push_str("[[host]]\nname = \"host-a\"\npa = \"198.18.0.1\"\n\n");
@@ -72,19 +70,23 @@ fn world(s: &Setup, ports: &str) -> Result<PathBuf, String> {
         std::fs::write(&base, t).map_err(|e| format!("{}: {e}", base.display()))?;
     }
     let body = std::fs::read_to_string(&base).map_err(|e| e.to_string())?;
-    let path = s.work.join("nitro-run.toml");
-    let head = "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 2048\nhugepages = \"auto\"\n\n";
+    let path = s.run.work.join("nitro-run.toml");
+    let head = vpcemu::testkit::dataplane("0-1", 2048, "auto");
     std::fs::write(&path, format!("{head}{body}{ports}")).map_err(|e| e.to_string())?;
     Ok(path)
 }
 
+/// The active set: `ACTIVE` (at most the remote instances) flow numbers `j`, each with
+/// its remote instance `i`, spread over the whole table.
+fn active(mappings: u32) -> impl Iterator<Item = (u32, u32)> {
+    let n = ACTIVE.min(mappings.saturating_sub(1));
+    (0..n).map(move |j| (j, (u64::from(j) * u64::from(mappings - 1) / u64::from(n)) as u32))
+}
+
 /// 64-byte frames from the local instance to `ACTIVE` distinct destinations.
 fn egress_frames(mappings: u32) -> Vec<Vec<u8>> {
-    let n = ACTIVE.min(mappings.saturating_sub(1));
-    (0..n)
-        .map(|j| {
-            // Spread the active set over the whole table.
-            let i = (u64::from(j) * u64::from(mappings - 1) / u64::from(n)) as u32;
+    active(mappings)
+        .map(|(j, i)| {
             let (dst, _, _) = instance(i);
             let mut f = traffic::udp64(j);
             f[0..6].copy_from_slice(&[0x02, 0, 0, 0xff, 0, 0]);
@@ -99,10 +101,8 @@ fn egress_frames(mappings: u32) -> Vec<Vec<u8>> {
 
 /// Geneve frames to host-a from `ACTIVE` distinct instances, each from its own host.
 fn ingress_frames(mappings: u32) -> Vec<Vec<u8>> {
-    let n = ACTIVE.min(mappings.saturating_sub(1));
-    (0..n)
-        .map(|j| {
-            let i = (u64::from(j) * u64::from(mappings - 1) / u64::from(n)) as u32;
+    active(mappings)
+        .map(|(j, i)| {
             let (src, v, h) = instance(i);
             let mut inner = traffic::udp64(j)[14..].to_vec();
             inner[12..16].copy_from_slice(&src.octets());
@@ -129,42 +129,31 @@ struct Measured {
     tsc_hz: f64,
     /// The share of its life the worker thread ran (it waits for a CPU on a busy machine).
     cpu_share: f64,
-    stats: serde_json::Value,
+    stats: Stats,
 }
 
 fn run_once(s: &Setup, topo: &Path, out_port: &str, timing: bool) -> Result<Measured, String> {
-    let json = s.work.join("nitro-stats.json");
-    let mut cmd = Command::new(s.vpcemu);
+    let json = s.run.work.join("nitro-stats.json");
+    let mut cmd = Command::new(s.run.vpcemu);
     cmd.args(["run", topo.to_str().unwrap_or_default(), "--cards", "host-a"]);
-    cmd.args(["--duration", &format!("{}", s.seconds), "--stats-json"]).arg(&json);
+    cmd.args(["--duration", &format!("{}", s.run.seconds), "--stats-json"]).arg(&json);
     if !timing {
         cmd.arg("--no-stage-timing");
     }
-    let (ok, _, err, cpu_share) = run_sampled(&mut cmd, &s.work.join("nitro-log"))?;
+    let (ok, _, err, cpu_share) = run_sampled(&mut cmd, &s.run.work.join("nitro-log"))?;
     if !ok {
         return Err(format!("vpcemu run failed: {}", err.trim()));
     }
-    let stats: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let tx = stats["ports"][out_port]["tx"].as_f64().ok_or("no output port counter")?;
-    let busy = stats["run"]["seconds"].as_f64().unwrap_or(s.seconds);
-    let tsc_hz = stats["run"]["tsc_hz"].as_f64().ok_or("no tsc_hz in the stats")?;
+    let stats = Stats::read(&json)?;
+    let tx = stats.port(out_port).ok_or("no output port counter")?.tx as f64;
+    let (busy, tsc_hz) = stats.run_figures()?;
     Ok(Measured { pps: tx / busy, tsc_hz, cpu_share, stats })
-}
-
-fn stage_figures(stats: &serde_json::Value, stages: &[&str]) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
-    for st in stages {
-        let s = &stats["stages"][*st];
-        m.insert(st.to_string(), serde_json::json!({ "p50_ns": s["p50_ns"], "p99_ns": s["p99_ns"] }));
-    }
-    serde_json::Value::Object(m)
 }
 
 /// Run one direction; returns the rows (timing on, timing off).
 pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
     let name = if ingress { "nitro-ingress" } else { "nitro-egress" };
-    let pcap = s.work.join(format!("{name}-{}.pcap", s.mappings));
+    let pcap = s.run.work.join(format!("{name}-{}.pcap", s.mappings));
     let frames = if ingress { ingress_frames(s.mappings) } else { egress_frames(s.mappings) };
     traffic::write_pcap(&pcap, &frames).map_err(|e| e.to_string())?;
     let rx = format!("net_pcap0,rx_pcap={},infinite_rx=1", pcap.display());
@@ -180,8 +169,8 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
     let topo = world(s, &ports)?;
     let (mut on, mut off, mut base) = (Vec::new(), Vec::new(), Vec::new());
     let (mut on_cpu, mut off_cpu, mut base_cpu) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut hz, mut last) = (0.0, serde_json::Value::Null);
-    for _ in 0..s.repeat.max(1) {
+    let (mut hz, mut last) = (0.0, Stats::default());
+    for _ in 0..s.run.repeat.max(1) {
         let m = run_once(s, &topo, out_name, true)?;
         on.push(m.pps);
         on_cpu.push(m.pps / m.cpu_share);
@@ -190,7 +179,7 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
         let m = run_once(s, &topo, out_name, false)?;
         off.push(m.pps);
         off_cpu.push(m.pps / m.cpu_share);
-        let (pps, share) = testpmd_io_cpu(&rx, &tx, Duration::from_secs_f64(s.seconds), frames.len())?;
+        let (pps, share) = testpmd_io_cpu(&rx, &tx, Duration::from_secs_f64(s.run.seconds), frames.len())?;
         base.push(pps);
         base_cpu.push(pps / share);
     }
@@ -214,7 +203,7 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
             .with("nitro_cpu_cycles_per_packet", hz / cpu_pps - hz / base_cpu)
             .with("stage_timing", suffix.is_empty());
         if suffix.is_empty() {
-            row = row.with("stages", stage_figures(&last, stages));
+            row = row.with("stages", last.stage_figures(stages, &["p50_ns", "p99_ns"]));
         }
         rows.push(row);
     }

@@ -2,25 +2,15 @@
 //! infinite_rx) to net_null (no-rx) beside `dpdk-testpmd --forward-mode=io` on the same
 //! vdevs, so both tools move packets one way only.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::dpdk_tools::{eal_args, testpmd_io};
-use crate::report::Row;
+use crate::report::{median, Row};
 use crate::traffic;
 
-pub struct Setup<'a> {
-    pub vpcemu: &'a Path,
-    pub work: &'a Path,
-    pub seconds: f64,
-    pub repeat: usize,
-}
+pub use crate::report::Setup;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
 
 /// One vpcemu passthrough run; (pps, tsc_hz).
 fn vpcemu_once(s: &Setup, rx: &str, tx: &str) -> Result<(f64, f64), String> {

@@ -6,6 +6,15 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+/// What every line-rate scenario is given: the vpcemu binary, a work directory, seconds
+/// per run and runs per measurement.
+pub struct Setup<'a> {
+    pub vpcemu: &'a std::path::Path,
+    pub work: &'a std::path::Path,
+    pub seconds: f64,
+    pub repeat: usize,
+}
+
 /// One measured scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -63,20 +72,10 @@ impl Row {
 }
 
 /// The median of measurements (the upper one of an even count; 0 for none).
-pub fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
+pub use pipeline::clock::median;
 
-/// The drop reasons with a non-zero count in the `drops` of `vpcemu run --stats-json`.
-pub fn drops_of(stats: &Value) -> Result<Vec<(String, u64)>, String> {
-    Ok(stats["drops"]
-        .as_object()
-        .ok_or("no drops in the stats")?
-        .iter()
-        .filter_map(|(r, n)| n.as_u64().filter(|n| *n > 0).map(|n| (r.clone(), n)))
-        .collect())
-}
+/// The stats report `vpcemu run --stats-json` wrote, typed.
+pub use vpcemu::testkit::Stats;
 
 #[derive(Debug, Serialize)]
 pub struct Report {

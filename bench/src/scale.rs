@@ -49,7 +49,7 @@ use serde_json::Value;
 use wire::{PacketBuf, TestBuffer};
 
 use crate::dpdk_tools::{run_sampled, testpmd_io};
-use crate::report::{drops_of, median, Row};
+use crate::report::{median, Row, Stats};
 use crate::traffic;
 
 /// The scenarios of this module: all three parts, or one.
@@ -62,12 +62,7 @@ pub const LARGE_VPCS: u32 = 1000;
 pub const LARGE_VPNS: u32 = 100;
 pub const LARGE_CARDS: u32 = 64;
 
-pub struct Setup<'a> {
-    pub vpcemu: &'a Path,
-    pub work: &'a Path,
-    pub seconds: f64,
-    pub repeat: usize,
-}
+pub use crate::report::Setup;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Part {
@@ -96,7 +91,10 @@ struct World {
     stages: &'static [&'static str],
 }
 
-const DATAPLANE: &str = "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 1024\nhugepages = \"auto\"\n\n";
+/// The `[dataplane]` of every scale world.
+fn dataplane() -> String {
+    vpcemu::testkit::dataplane("0-1", 1024, "auto")
+}
 const EDGE_PA: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 1);
 
 fn host_pa(h: u32) -> Ipv4Addr {
@@ -269,7 +267,7 @@ fn fabric_world(cards: u32) -> World {
 
 /// What one `vpcemu run` reported.
 struct Run {
-    stats: Value,
+    stats: Stats,
     rx: u64,
     tx: u64,
     drops: Vec<(String, u64)>,
@@ -310,7 +308,7 @@ impl Run {
 
 /// Write the run file of `w` with `rx_vdev` as its input port.
 fn topology(s: &Setup, w: &World, rx_vdev: &str, tag: &str) -> Result<PathBuf, String> {
-    let mut t = String::from(DATAPLANE);
+    let mut t = dataplane();
     t.push_str(&w.toml);
     let _ = write!(
         t,
@@ -335,13 +333,11 @@ fn vpcemu_run(s: &Setup, w: &World, topo: &Path, extra: &[&str]) -> Result<Run, 
     if !ok {
         return Err(format!("{}: vpcemu run failed: {}", w.name, err.trim()));
     }
-    let stats: Value = serde_json::from_str(&std::fs::read_to_string(&json).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("{}: {e}", json.display()))?;
-    let port = |name: &str, key: &str| stats["ports"][name][key].as_u64().ok_or(format!("no {name} {key} in the stats"));
-    let (rx, tx) = (port("in", "rx")?, port("out", "tx")?);
-    let drops = drops_of(&stats)?;
-    let seconds = stats["run"]["seconds"].as_f64().ok_or("no run seconds in the stats")?;
-    let tsc_hz = stats["run"]["tsc_hz"].as_f64().ok_or("no tsc_hz in the stats")?;
+    let stats = Stats::read(&json)?;
+    let port = |name: &str| stats.port(name).ok_or(format!("no port {name} in the stats"));
+    let (rx, tx) = (port("in")?.rx, port("out")?.tx);
+    let drops = stats.nonzero_drops();
+    let (seconds, tsc_hz) = stats.run_figures()?;
     Ok(Run { stats, rx, tx, drops, seconds, tsc_hz, cpu_share })
 }
 
@@ -367,15 +363,6 @@ fn sound(w: &World, r: &Run) -> Result<(), String> {
     Ok(())
 }
 
-fn stage_figures(stats: &Value, stages: &[&str]) -> Value {
-    let mut m = serde_json::Map::new();
-    for st in stages {
-        let s = &stats["stages"][*st];
-        m.insert(st.to_string(), serde_json::json!({ "p50_ns": s["p50_ns"], "p99_ns": s["p99_ns"] }));
-    }
-    Value::Object(m)
-}
-
 /// Measure a small and a large world of one part, alternating; returns their two rows.
 fn pair(s: &Setup, small: &World, large: &World) -> Result<Vec<Row>, String> {
     let mut inputs = Vec::new();
@@ -399,8 +386,8 @@ fn pair(s: &Setup, small: &World, large: &World) -> Result<Vec<Row>, String> {
     let pmd = median(pmd);
     let [small_runs, large_runs] = runs;
     let figures = |w: &World, mut runs: Vec<Run>| {
-        let pps = median(runs.iter().map(|r| r.pps(w)).collect());
-        let cpu_pps = median(runs.iter().map(|r| r.cpu_pps(w)).collect());
+        let pps = median(runs.iter().map(|r| r.pps(w)).collect::<Vec<f64>>());
+        let cpu_pps = median(runs.iter().map(|r| r.cpu_pps(w)).collect::<Vec<f64>>());
         let shares: Vec<f64> = runs.iter().map(|r| (r.cpu_share * 1000.0).round() / 1000.0).collect();
         runs.sort_by(|a, b| a.pps(w).total_cmp(&b.pps(w)));
         let mid = runs.swap_remove(runs.len() / 2);
@@ -420,7 +407,7 @@ fn pair(s: &Setup, small: &World, large: &World) -> Result<Vec<Row>, String> {
             .with("flows", w.frames.len() as u64)
             .with("testpmd_mpps", pmd / 1e6)
             .with("repeats", s.repeat.max(1) as u64)
-            .with("stages", stage_figures(&mid.stats, w.stages))
+            .with("stages", mid.stats.stage_figures(w.stages, &["p50_ns", "p99_ns"]))
     };
     let mut first = row(small, small_pps, small_cpu_pps, small_shares, &small_mid);
     first.baseline = Some("dpdk-testpmd --forward-mode=io".into());
@@ -463,7 +450,7 @@ mod tests {
     #[test]
     fn worlds_load() {
         for w in [nitro_world(LARGE_VPCS), blackfoot_world(LARGE_VPNS).unwrap(), fabric_world(LARGE_CARDS)] {
-            let text = format!("{DATAPLANE}{}", w.toml);
+            let text = format!("{}{}", dataplane(), w.toml);
             let t = mapping_client::Topology::from_str(&text, "scale.toml").unwrap_or_else(|e| panic!("{}: {e}", w.name));
             assert_eq!(w.frames.len(), FLOWS as usize);
             match w.size["cards"].as_u64() {

@@ -37,6 +37,17 @@ pub enum Update {
     Apply { version: u64, ops: Vec<TableOp> },
 }
 
+impl Update {
+    /// Applies this step to a copy of the card's tables (what a publisher does to both of
+    /// its copies).
+    pub fn apply_to(self, tables: &mut Tables) {
+        match self {
+            Update::Replace { tables: t, .. } => *tables = *t,
+            Update::Apply { ops, .. } => ops.iter().for_each(|op| tables.apply(op)),
+        }
+    }
+}
+
 /// Counters for the stats output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClientStats {

@@ -15,6 +15,9 @@
 //! * [`service`] / [`client`] — the embedded mapping [`Service`] (commands, per-card
 //!   versioned deltas, snapshots, heartbeats) and the per-card [`Client`] (ordering, gap
 //!   detection, resync), both sans-I/O with time passed in.
+//! * `etcd` (feature `etcd`) — the world kept in etcd for many processes: its key layout,
+//!   guarded writes, one watcher per card (a partial embedded service replaying watched
+//!   changes), a private etcd for tests. Design note: `mapping-client/ETCD.md`.
 //!
 //! Everything here is safe Rust (`#![forbid(unsafe_code)]`), and no panics in library code.
 //!
@@ -52,6 +55,8 @@
 #[cfg(feature = "bench")]
 pub mod bench_support;
 pub mod client;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod net;
 pub mod rcu;
 pub mod service;

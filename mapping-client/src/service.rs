@@ -183,6 +183,13 @@ impl Service {
         &self.topo
     }
 
+    /// The model, to change it without deltas (the etcd watcher sets the ENI id a
+    /// registration takes).
+    #[cfg(feature = "etcd")]
+    pub(crate) fn topology_mut(&mut self) -> &mut Topology {
+        &mut self.topo
+    }
+
     /// The version `card` is at (0 before its first change).
     pub fn version(&self, card: CardId) -> Option<u64> {
         self.peers.get(&card).map(|p| p.version)

@@ -227,7 +227,6 @@
 )]
 
 use mapping_client::MacAddr;
-use pipeline::CardId;
 use wire::EthernetAddress;
 
 mod from_instance;
@@ -250,36 +249,3 @@ pub const fn eth(mac: MacAddr) -> EthernetAddress {
     EthernetAddress(mac.0)
 }
 
-/// The alert id of a topology card: the same index, as wide as the topology's (every card
-/// of any world has its own; the runtime names alerts with it).
-pub const fn card_id(card: mapping_client::CardId) -> CardId {
-    match card {
-        mapping_client::CardId::Host(h) => CardId::Host(h.0),
-        mapping_client::CardId::Edge(e) => CardId::Edge(e.0),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn card_ids() {
-        let h = mapping_client::CardId::Host(mapping_client::HostId(3));
-        assert_eq!(card_id(h), CardId::Host(3));
-    }
-
-    /// Cards whose indexes differ by 65536 (cut to 16 bits they alias) or lie above 65535
-    /// (saturated they alias) keep ids of their own.
-    #[test]
-    fn card_ids_are_not_cut() {
-        use mapping_client::{EdgeId, HostId};
-        let host = |i| card_id(mapping_client::CardId::Host(HostId(i)));
-        let edge = |i| card_id(mapping_client::CardId::Edge(EdgeId(i)));
-        assert_ne!(host(1), host(65_537));
-        assert_ne!(host(65_536), host(65_537));
-        assert_ne!(edge(70_000), edge(70_001));
-        assert_eq!((host(65_537), edge(u32::MAX)), (CardId::Host(65_537), CardId::Edge(u32::MAX)));
-    }
-
-}

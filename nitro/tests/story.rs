@@ -597,9 +597,9 @@ fn a_live_move_sends_traffic_to_the_new_pa() {
         ["host-a", "host-b", "host-c"].map(|n| topo.card_by_name(n).unwrap());
     let mut service = Service::new(topo);
     let now = Duration::ZERO;
-    let mut a = Card::with_tables(mapping_client::Tables::default(), nitro::card_id(card_a));
-    let mut b = Card::with_tables(mapping_client::Tables::default(), nitro::card_id(card_b));
-    let mut c = Card::with_tables(mapping_client::Tables::default(), nitro::card_id(card_c));
+    let mut a = Card::with_tables(mapping_client::Tables::default(), card_a);
+    let mut b = Card::with_tables(mapping_client::Tables::default(), card_b);
+    let mut c = Card::with_tables(mapping_client::Tables::default(), card_c);
     // Connect the three cards: snapshots, then deltas.
     for card in [card_a, card_b, card_c] {
         service.handle(Request::Resync { card, have: None }, now);

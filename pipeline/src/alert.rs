@@ -32,16 +32,9 @@ use serde::Serialize;
 use crate::drop::DropReason;
 use crate::stage_id::StageId;
 
-/// Which card raised an alert: a host's Nitro card or a Blackfoot edge, by its index
-/// among the topology's hosts or edges (32 bits, as the topology's own ids: every card of
-/// any world has its own).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CardId {
-    /// A host's Nitro card.
-    Host(u32),
-    /// A Blackfoot edge.
-    Edge(u32),
-}
+/// Which card raised an alert: the workspace's one card id (a host's Nitro card or a
+/// Blackfoot edge, by its index among the topology's hosts or edges).
+pub use wire::card::CardId;
 
 /// One security drop, as the worker reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,6 +240,8 @@ pub struct AlertAggregator {
     index: HashMap<Key, usize>,
     buckets: [Bucket; DropReason::COUNT],
     totals: AlertTotals,
+    /// Events received from the workers, per reason (written, pending or suppressed).
+    received: [u64; DropReason::COUNT],
 }
 
 impl core::fmt::Debug for AlertAggregator {
@@ -265,11 +260,15 @@ impl AlertAggregator {
             index: HashMap::new(),
             buckets: [full; DropReason::COUNT],
             totals: AlertTotals::default(),
+            received: [0; DropReason::COUNT],
         }
     }
 
     /// Take one event at `now_ms`.
     pub fn ingest(&mut self, event: AlertEvent, now_ms: u64) {
+        if let Some(n) = self.received.get_mut(event.reason.index()) {
+            *n += 1;
+        }
         let key = Key::of(&event);
         if let Some(p) = self.index.get(&key).and_then(|&i| self.pending.get_mut(i)) {
             p.count += 1;
@@ -313,6 +312,12 @@ impl AlertAggregator {
     /// Totals so far.
     pub fn totals(&self) -> AlertTotals {
         self.totals
+    }
+
+    /// Events taken so far per reason (index: [`DropReason::index`]), whether their line
+    /// was written, is pending, or was suppressed by the rate limit or the key limit.
+    pub fn received(&self) -> [u64; DropReason::COUNT] {
+        self.received
     }
 
     /// Distinct keys waiting for their window to pass.
@@ -425,10 +430,10 @@ impl<'a> AlertLine<'a> {
         let e = &p.event;
         let card = match names.card(e.card) {
             Some(n) => NameOr::Name(n),
-            None => match e.card {
-                CardId::Host(i) => NameOr::Id("host", i),
-                CardId::Edge(i) => NameOr::Id("edge", i),
-            },
+            None => {
+                let (kind, i) = e.card.kind_and_index();
+                NameOr::Id(kind, i)
+            }
         };
         let vpc = |vni: u32| names.vpc(vni).map_or(NameOr::Id("vni", vni), NameOr::Name);
         let (host, edge) = match e.card {
@@ -479,14 +484,15 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wire::card::{EdgeId, HostId};
     use serde_json::Value;
 
     struct Names;
     impl AlertNames for Names {
         fn card(&self, card: CardId) -> Option<&str> {
             match card {
-                CardId::Host(0) => Some("host-a"),
-                CardId::Edge(0) => Some("blackfoot-1"),
+                CardId::Host(HostId(0)) => Some("host-a"),
+                CardId::Edge(EdgeId(0)) => Some("blackfoot-1"),
                 _ => None,
             }
         }
@@ -506,7 +512,7 @@ mod tests {
         AlertEvent {
             reason,
             stage: StageId::VerifySend,
-            card: CardId::Host(0),
+            card: CardId::Host(HostId(0)),
             eni: Some(7),
             vni: 103,
             peer_vni: None,
@@ -555,7 +561,7 @@ mod tests {
             p.raise(ev(DropReason::SpoofedSource, [10, 2, 1, 10]));
         }
         let mut other = ev(DropReason::NotPeered, [10, 3, 1, 10]);
-        other.card = CardId::Edge(0);
+        other.card = CardId::Edge(EdgeId(0));
         other.stage = StageId::VerifyRecv;
         other.peer_vni = Some(102);
         other.eni = None;
@@ -588,6 +594,10 @@ mod tests {
         assert_eq!(agg.pending(), 0);
         let t = agg.totals();
         assert_eq!((t.written, t.events, t.dropped()), (2, 7, 0));
+        let received = agg.received();
+        assert_eq!(received[DropReason::SpoofedSource.index()], 6);
+        assert_eq!(received[DropReason::NotPeered.index()], 1);
+        assert_eq!(received.iter().sum::<u64>(), 7);
         // Keys in the documented order.
         let first = std::str::from_utf8(&out).unwrap().lines().next().unwrap();
         let pos = |k: &str| first.find(&format!("\"{k}\":")).unwrap();
@@ -649,15 +659,15 @@ mod tests {
         impl AlertNames for Far {
             fn card(&self, card: CardId) -> Option<&str> {
                 match card {
-                    CardId::Host(1) => Some("h1"),
-                    CardId::Host(65_537) => Some("h65537"),
+                    CardId::Host(HostId(1)) => Some("h1"),
+                    CardId::Host(HostId(65_537)) => Some("h65537"),
                     _ => None,
                 }
             }
         }
         let mut agg = AlertAggregator::new(AlertConfig::default(), 0);
         let e = ev(DropReason::SpoofedSource, [10, 2, 1, 10]);
-        for card in [CardId::Host(1), CardId::Host(65_537), CardId::Edge(70_001)] {
+        for card in [CardId::Host(HostId(1)), CardId::Host(HostId(65_537)), CardId::Edge(EdgeId(70_001))] {
             agg.ingest(AlertEvent { card, ..e }, 0);
         }
         let mut out = Vec::new();

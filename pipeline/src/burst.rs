@@ -27,6 +27,7 @@ use crate::counters::Counters;
 use crate::drop::DropReason;
 use crate::limits::{bit, MAX_BURST};
 use crate::output::Output;
+use crate::stage_id::StageId;
 
 /// What happens to a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,6 +52,8 @@ pub struct Burst<B> {
     dropped: u64,
     /// Bit o: some packet is forwarded to output o.
     outputs: u64,
+    /// The stage that dropped slot i, when a timed stage did ([`note_drops`](Self::note_drops)).
+    drop_stage: [Option<StageId>; MAX_BURST],
 }
 
 impl<B> Default for Burst<B> {
@@ -79,6 +82,7 @@ impl<B> Burst<B> {
             live: 0,
             dropped: 0,
             outputs: 0,
+            drop_stage: [None; MAX_BURST],
         }
     }
 
@@ -178,7 +182,12 @@ impl<B> Burst<B> {
         self.live &= !b;
         match v {
             Verdict::Forward(o) => self.outputs |= 1u64 << o.index(),
-            Verdict::Drop(_) => self.dropped |= b,
+            Verdict::Drop(_) => {
+                self.dropped |= b;
+                if let Some(s) = self.drop_stage.get_mut(i) {
+                    *s = None;
+                }
+            }
             Verdict::Consumed => {}
         }
         if let Some(slot) = self.verdicts.get_mut(i) {
@@ -197,6 +206,42 @@ impl<B> Burst<B> {
     #[inline]
     pub fn drop(&mut self, i: usize, reason: DropReason) -> bool {
         self.decide(i, Verdict::Drop(reason))
+    }
+
+    /// Record that `stage` dropped the packets of `mask` (called by
+    /// [`run_timed`](crate::run_timed) for the packets a stage dropped).
+    #[inline]
+    pub fn note_drops(&mut self, mask: u64, stage: StageId) {
+        let mut m = mask & self.dropped;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            if let Some(s) = self.drop_stage.get_mut(i) {
+                *s = Some(stage);
+            }
+        }
+    }
+
+    /// The stage that dropped packet `i`, if a timed stage did (`None` for a packet
+    /// dropped outside a stage, or not dropped).
+    #[inline]
+    pub fn dropped_by(&self, i: usize) -> Option<StageId> {
+        if i < self.len && self.dropped & bit(i) != 0 {
+            self.drop_stage.get(i).copied().flatten()
+        } else {
+            None
+        }
+    }
+
+    /// Take dropped packet `i`'s buffer out of the burst (to look at it before it is
+    /// freed). Its verdict stays: draining still counts it as dropped, once.
+    #[inline]
+    pub fn take_dropped(&mut self, i: usize) -> Option<B> {
+        if i < self.len && self.dropped & bit(i) != 0 {
+            self.pkts.get_mut(i).and_then(Option::take)
+        } else {
+            None
+        }
     }
 
     /// Take live packet `i` out of the burst; its verdict becomes [`Verdict::Consumed`].
@@ -510,6 +555,32 @@ mod tests {
         // Reusable.
         assert_eq!(b.push(TestBuffer::from_slice(&[7])), Ok(0));
         assert_eq!(b.live_mask(), 1);
+    }
+
+    #[test]
+    fn dropped_packets_name_their_stage_and_can_be_taken_out() {
+        let mut c = Counters::new();
+        let mut b = burst_of(4);
+        b.drop(0, DropReason::NoRoute);
+        b.drop(1, DropReason::Malformed);
+        b.forward(2, out(1));
+        b.note_drops(0b0110, StageId::Route); // slot 2 was not dropped: not named
+        assert_eq!(b.dropped_by(0), None, "dropped outside a stage");
+        assert_eq!(b.dropped_by(1), Some(StageId::Route));
+        assert_eq!(b.dropped_by(2), None);
+        assert!(b.take_dropped(2).is_none(), "forwarded, not dropped");
+        assert!(b.take_dropped(3).is_none(), "live");
+        assert_eq!(b.take_dropped(1).map(|p| p.data().to_vec()), Some(vec![1]));
+        assert!(b.take_dropped(1).is_none(), "taken once");
+        let mut rest = Vec::new();
+        b.drain(&mut c, |p, v| rest.push((p.data()[0], v)));
+        assert_eq!(rest.len(), 3, "the taken packet is not handed out again");
+        assert_eq!((c.drops(DropReason::Malformed), c.drops(DropReason::NoRoute)), (1, 1), "still counted once");
+        // A reused slot does not keep the old stage.
+        let _ = b.push(TestBuffer::from_slice(&[9]));
+        let _ = b.push(TestBuffer::from_slice(&[9]));
+        b.drop(1, DropReason::NoVerdict);
+        assert_eq!(b.dropped_by(1), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Clocks: where stage timing gets its cycle counts.
 //!
-//! Contract: this crate reads no clock itself (sans-I/O). The runtime implements [`Clock`]
-//! with `rdtsc`; tests use [`StepClock`]. [`NullClock`] turns timing off at compile time:
+//! Contract: the stages read no clock themselves (sans-I/O): they are given a [`Clock`].
+//! The runtime's workers use [`TscClock`] (one `rdtsc`, here so that micro-benchmarks time
+//! with the same read without building the DPDK layer); tests use [`StepClock`]. [`NullClock`] turns timing off at compile time:
 //! its [`Clock::ENABLED`] is `false`, so [`run_timed`](crate::run_timed) monomorphised for it
 //! contains no clock read, no division and no histogram update.
 
@@ -27,6 +28,34 @@ impl Clock for NullClock {
     fn now(&self) -> u64 {
         0
     }
+}
+
+/// Reads the TSC (one `rdtsc`, not serialising: the cheap read a worker makes per burst).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    safe_arch::read_timestamp_counter()
+}
+
+/// The TSC as a [`Clock`]: what the workers and the micro-benchmarks time stages with.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TscClock;
+
+#[cfg(target_arch = "x86_64")]
+impl Clock for TscClock {
+    #[inline(always)]
+    fn now(&self) -> u64 {
+        rdtsc()
+    }
+}
+
+/// The median of measurements (the upper one of an even count; 0 for none), sorting them
+/// in place.
+pub fn median(mut v: impl AsMut<[f64]>) -> f64 {
+    let v = v.as_mut();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// A deterministic clock for tests: every read returns the current value and then
@@ -89,6 +118,26 @@ mod tests {
     use super::*;
 
     const _: () = assert!(!NullClock::ENABLED && StepClock::ENABLED);
+
+    #[test]
+    fn median_of_measurements() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0][..]), 3.0, "the upper one of an even count");
+        assert_eq!(median(Vec::new()), 0.0);
+        let mut v = vec![f64::NAN, 1.0, 0.5];
+        assert_eq!(median(&mut v), 1.0, "NaN sorts last");
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_tsc_moves_forward() {
+        let a = TscClock.now();
+        let mut spin = 0u64;
+        for i in 0..10_000u64 {
+            spin = std::hint::black_box(spin.wrapping_add(i));
+        }
+        assert!(rdtsc() > a, "after {spin}");
+    }
 
     #[test]
     fn step_clock_and_conversions() {

@@ -2,8 +2,8 @@
 //!
 //! Contract:
 //! - [`Counters`] is a plain array of `u64` in its own cache lines (`align(64)`), owned and
-//!   written by one worker only: per drop reason, per output, consumed, per stage (packets
-//!   in, packets dropped), bursts and packets drained. Stages never touch it per packet:
+//!   written by one worker only: per drop reason, per output, consumed, per card kind and
+//!   stage (packets in, packets dropped), bursts and packets drained. Stages never touch it per packet:
 //!   verdicts are tallied in the [`Burst`](crate::Burst) and added at drain, stage figures
 //!   once per stage per burst in [`run_timed`](crate::run_timed).
 //! - [`PublishedCounters`] is the same array as `AtomicU64`s, one per worker, shared with
@@ -22,6 +22,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::card_kind::CardKind;
 use crate::limits::MAX_OUTPUTS;
 use crate::output::Output;
 use crate::drop::DropReason;
@@ -29,9 +30,11 @@ use crate::stage_id::StageId;
 
 const DROPS: usize = 0;
 const OUTPUTS: usize = DROPS + DropReason::COUNT;
+/// Per card kind and stage: `STAGE_PACKETS + kind * StageId::COUNT + stage`.
 const STAGE_PACKETS: usize = OUTPUTS + MAX_OUTPUTS;
-const STAGE_DROPS: usize = STAGE_PACKETS + StageId::COUNT;
-const CONSUMED: usize = STAGE_DROPS + StageId::COUNT;
+const STAGE_DROPS: usize = STAGE_PACKETS + STAGE_SLOTS;
+const CONSUMED: usize = STAGE_DROPS + STAGE_SLOTS;
+const STAGE_SLOTS: usize = CardKind::COUNT * StageId::COUNT;
 const BURSTS: usize = CONSUMED + 1;
 const PACKETS: usize = BURSTS + 1;
 /// Number of `u64` slots in [`Counters`].
@@ -98,11 +101,13 @@ impl Counters {
         self.add(CONSUMED, n);
     }
 
-    /// Count one run of `stage` over `packets` live packets, `dropped` of which it dropped.
+    /// Count one run of `stage` on a card of kind `kind` over `packets` live packets,
+    /// `dropped` of which it dropped.
     #[inline]
-    pub fn add_stage(&mut self, stage: StageId, packets: u64, dropped: u64) {
-        self.add(STAGE_PACKETS + stage.index(), packets);
-        self.add(STAGE_DROPS + stage.index(), dropped);
+    pub fn add_stage(&mut self, kind: CardKind, stage: StageId, packets: u64, dropped: u64) {
+        let s = kind.index() * StageId::COUNT + stage.index();
+        self.add(STAGE_PACKETS + s, packets);
+        self.add(STAGE_DROPS + s, dropped);
     }
 
     /// Count one drained burst of `packets` packets.
@@ -132,14 +137,24 @@ impl Counters {
         self.at(CONSUMED)
     }
 
-    /// Live packets `stage` was run on.
+    /// Live packets `stage` was run on, on every kind of card.
     pub fn stage_packets(&self, stage: StageId) -> u64 {
-        self.at(STAGE_PACKETS + stage.index())
+        CardKind::ALL.iter().map(|&k| self.stage_packets_of(k, stage)).fold(0, u64::wrapping_add)
     }
 
-    /// Packets `stage` dropped.
+    /// Packets `stage` dropped, on every kind of card.
     pub fn stage_drops(&self, stage: StageId) -> u64 {
-        self.at(STAGE_DROPS + stage.index())
+        CardKind::ALL.iter().map(|&k| self.stage_drops_of(k, stage)).fold(0, u64::wrapping_add)
+    }
+
+    /// Live packets `stage` was run on, on cards of kind `kind`.
+    pub fn stage_packets_of(&self, kind: CardKind, stage: StageId) -> u64 {
+        self.at(STAGE_PACKETS + kind.index() * StageId::COUNT + stage.index())
+    }
+
+    /// Packets `stage` dropped on cards of kind `kind`.
+    pub fn stage_drops_of(&self, kind: CardKind, stage: StageId) -> u64 {
+        self.at(STAGE_DROPS + kind.index() * StageId::COUNT + stage.index())
     }
 
     /// Bursts drained.
@@ -226,7 +241,8 @@ mod tests {
             c.add_output(Output::new(o).unwrap(), 1000 + o as u64);
         }
         for s in StageId::ALL {
-            c.add_stage(s, 2000 + s.index() as u64, 3000 + s.index() as u64);
+            c.add_stage(CardKind::Host, s, 2000 + s.index() as u64, 3000 + s.index() as u64);
+            c.add_stage(CardKind::Edge, s, 4000 + s.index() as u64, 5000 + s.index() as u64);
         }
         c.add_consumed(7);
         c.add_burst(32);
@@ -237,8 +253,13 @@ mod tests {
             assert_eq!(c.output(Output::new(o).unwrap()), 1000 + o as u64);
         }
         for s in StageId::ALL {
-            assert_eq!(c.stage_packets(s), 2000 + s.index() as u64);
-            assert_eq!(c.stage_drops(s), 3000 + s.index() as u64);
+            let i = s.index() as u64;
+            assert_eq!(c.stage_packets_of(CardKind::Host, s), 2000 + i);
+            assert_eq!(c.stage_drops_of(CardKind::Host, s), 3000 + i);
+            assert_eq!(c.stage_packets_of(CardKind::Edge, s), 4000 + i);
+            assert_eq!(c.stage_drops_of(CardKind::Edge, s), 5000 + i);
+            assert_eq!(c.stage_packets(s), 6000 + 2 * i);
+            assert_eq!(c.stage_drops(s), 8000 + 2 * i);
         }
         assert_eq!((c.consumed(), c.bursts(), c.packets()), (7, 1, 32));
     }
@@ -283,13 +304,19 @@ mod tests {
             std::thread::spawn(move || {
                 let mut last = [0u64; 2];
                 let mut reads = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                // At least one pass, even if the workers finish before this thread runs
+                // (a loaded machine).
+                loop {
+                    let done = stop.load(Ordering::Relaxed);
                     for (w, p) in published.iter().enumerate() {
                         let s = p.snapshot();
                         assert!(s.packets() >= last[w], "published totals are monotonic");
                         last[w] = s.packets();
                     }
                     reads += 1;
+                    if done {
+                        break;
+                    }
                     std::thread::yield_now();
                 }
                 reads

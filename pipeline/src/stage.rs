@@ -22,6 +22,7 @@
 use wire::PacketBuf;
 
 use crate::burst::Burst;
+use crate::card_kind::CardKind;
 use crate::clock::Clock;
 use crate::counters::Counters;
 use crate::drop::DropReason;
@@ -76,6 +77,9 @@ pub const fn drop_row<S: StageInfo>() -> (StageId, &'static [DropReason]) {
 /// A worker's measurements: its counters and its stage histograms.
 #[derive(Debug)]
 pub struct Meters {
+    /// The kind of card whose stages run now: stage figures are counted and timed under
+    /// it. The runtime sets it before it runs a card's stages (default: host).
+    pub kind: CardKind,
     /// Counters, published to the control core with
     /// [`PublishedCounters::publish`](crate::PublishedCounters::publish).
     pub counters: Counters,
@@ -86,7 +90,7 @@ pub struct Meters {
 impl Meters {
     /// Fresh counters around the worker end of a timing channel.
     pub fn new(timing: WorkerTiming) -> Self {
-        Meters { counters: Counters::new(), timing }
+        Meters { kind: CardKind::Host, counters: Counters::new(), timing }
     }
 }
 
@@ -115,12 +119,16 @@ pub fn run_timed<S, Ctx, B, C>(
     stage.process(burst, ctx);
     if C::ENABLED {
         let elapsed = clock.now().wrapping_sub(t0);
-        meters.timing.record(S::ID, elapsed, n);
+        meters.timing.record(meters.kind, S::ID, elapsed, n);
     }
     let dropped_now = live & !burst.live_mask() & burst.dropped_mask();
     #[cfg(debug_assertions)]
     check_drops::<S, B>(burst, dropped_now);
-    meters.counters.add_stage(S::ID, n, u64::from(dropped_now.count_ones()));
+    if dropped_now != 0 {
+        // Named as the dropper (the trash can's `stage`).
+        burst.note_drops(dropped_now, S::ID);
+    }
+    meters.counters.add_stage(meters.kind, S::ID, n, u64::from(dropped_now.count_ones()));
 }
 
 /// Debug builds: every packet of `dropped` was dropped for a reason `S` declares.
@@ -244,6 +252,8 @@ mod tests {
         run_timed(&mut OddDropper, &mut burst, &mut ctx, &clock, &mut meters);
         assert_eq!(ctx.runs, 1);
         assert_eq!(burst.live_count(), 3);
+        assert_eq!(burst.dropped_by(0), Some(StageId::VerifySend), "the stage is named as the dropper");
+        assert_eq!(burst.dropped_by(1), None, "live");
         assert_eq!(meters.counters.stage_packets(StageId::VerifySend), 8);
         assert_eq!(meters.counters.stage_drops(StageId::VerifySend), 3);
         // Second run: only the 3 live packets; no new drops.
@@ -333,6 +343,28 @@ mod tests {
         let mut burst: Burst<TestBuffer> = Burst::new();
         let _ = burst.push(TestBuffer::from_slice(&[1]));
         run_timed(&mut Liar, &mut burst, &mut (), &NullClock, &mut meters);
+    }
+
+    #[test]
+    fn meters_kind_keeps_host_and_edge_apart() {
+        let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
+        let (mut meters, clock) = (Meters::new(collector.add_worker(0).unwrap()), StepClock::new(1_000, 600));
+        let mut burst: Burst<TestBuffer> = Burst::new();
+        (0..6u8).for_each(|b| drop(burst.push(TestBuffer::from_slice(&[b]))));
+        // A host's nat takes slot 2 and drops it (and forwards slot 4); an edge's then takes
+        // the live ones of slots 0, 1 and 4: 0 and 1.
+        run_timed(&mut Masked, &mut burst, &mut (0b00100, false), &clock, &mut meters);
+        meters.kind = CardKind::Edge;
+        run_timed(&mut Masked, &mut burst, &mut (0b10011, false), &clock, &mut meters);
+        let c = &meters.counters;
+        assert_eq!((c.stage_packets_of(CardKind::Host, StageId::Nat), c.stage_drops_of(CardKind::Host, StageId::Nat)), (1, 1));
+        assert_eq!((c.stage_packets_of(CardKind::Edge, StageId::Nat), c.stage_drops_of(CardKind::Edge, StageId::Nat)), (2, 0));
+        assert_eq!(c.stage_packets(StageId::Nat), 3);
+        let t = meters.timing.current();
+        assert_eq!(t.of(CardKind::Host, StageId::Nat).count_at(600), 1);
+        assert_eq!(t.of(CardKind::Edge, StageId::Nat).count_at(300), 2);
+        assert_eq!(t.get(StageId::Nat).len(), 3);
+        assert_eq!(burst.dropped_by(2), Some(StageId::Nat));
     }
 
     #[test]

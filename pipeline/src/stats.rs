@@ -10,6 +10,7 @@
 //!   "drops":   { "<every drop reason>": 0 },
 //!   "stages":  { "<every stage>": { "count": 0, "dropped": 0, "p50_ns": 0.0, "p90_ns": 0.0,
 //!                                   "p99_ns": 0.0, "p999_ns": 0.0, "max_ns": 0.0 } },
+//!   "card_stages": { "host": { "<every stage>": { ...as in stages } }, "edge": { ... } },
 //!   "outputs": { "<output>": 0 },
 //!   "consumed": 0, "packets": 0, "bursts": 0,
 //!   "alerts_dropped": 0,
@@ -17,6 +18,9 @@
 //! ```
 //!
 //! Every drop reason and every stage is listed, zero or not, so the shape never changes.
+//! `stages` is every card together; `card_stages` keeps host (Nitro) and edge
+//! (Blackfoot) cards apart, since both run stages of the same name (`verify-recv`,
+//! `decap`, `encap`, `classify`) with different work behind them.
 //! A stage's `count` and `dropped` are exact packet counts from the counters; the
 //! percentiles (nanoseconds per packet, 0 when timing is off) come from the histograms
 //! merged so far. `outputs` lists the named outputs and any unnamed one that was used
@@ -29,6 +33,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use crate::alert::AlertTotals;
+use crate::card_kind::CardKind;
 use crate::limits::MAX_OUTPUTS;
 use crate::output::Output;
 use crate::clock::TscHz;
@@ -73,6 +78,22 @@ pub struct StageStats {
     pub max_ns: f64,
 }
 
+impl StageStats {
+    /// The row of `stage`: exact counts and the histogram's figures.
+    pub fn of(stage: StageId, count: u64, dropped: u64, t: StageSummary) -> StageStats {
+        StageStats {
+            stage,
+            count,
+            dropped,
+            p50_ns: t.p50_ns,
+            p90_ns: t.p90_ns,
+            p99_ns: t.p99_ns,
+            p999_ns: t.p999_ns,
+            max_ns: t.max_ns,
+        }
+    }
+}
+
 /// Everything the stats JSON and table show. See the [module documentation](self).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatsReport {
@@ -80,8 +101,10 @@ pub struct StatsReport {
     pub ports: Vec<PortStats>,
     /// Per drop reason, every reason in [`DropReason::ALL`] order.
     pub drops: Vec<(DropReason, u64)>,
-    /// Per stage, every stage in [`StageId::ALL`] order.
+    /// Per stage, every stage in [`StageId::ALL`] order, every kind of card together.
     pub stages: Vec<StageStats>,
+    /// Per card kind ([`CardKind::ALL`] order), per stage ([`StageId::ALL`] order).
+    pub card_stages: Vec<(CardKind, Vec<StageStats>)>,
     /// Per output name.
     pub outputs: Vec<(String, u64)>,
     /// Packets consumed by stages.
@@ -108,17 +131,20 @@ impl StatsReport {
         let stages = StageId::ALL
             .iter()
             .map(|&s| {
-                let t: StageSummary = timing.summary(s, hz);
-                StageStats {
-                    stage: s,
-                    count: counters.stage_packets(s),
-                    dropped: counters.stage_drops(s),
-                    p50_ns: t.p50_ns,
-                    p90_ns: t.p90_ns,
-                    p99_ns: t.p99_ns,
-                    p999_ns: t.p999_ns,
-                    max_ns: t.max_ns,
-                }
+                StageStats::of(s, counters.stage_packets(s), counters.stage_drops(s), timing.summary(s, hz))
+            })
+            .collect();
+        let card_stages = CardKind::ALL
+            .iter()
+            .map(|&k| {
+                let rows = StageId::ALL
+                    .iter()
+                    .map(|&s| {
+                        let t = timing.summary_of(k, s, hz);
+                        StageStats::of(s, counters.stage_packets_of(k, s), counters.stage_drops_of(k, s), t)
+                    })
+                    .collect();
+                (k, rows)
             })
             .collect();
         let outputs = (0..MAX_OUTPUTS)
@@ -138,6 +164,7 @@ impl StatsReport {
             ports,
             drops,
             stages,
+            card_stages,
             outputs,
             consumed: counters.consumed(),
             packets: counters.packets(),
@@ -179,18 +206,22 @@ impl StatsReport {
             "stage", "count", "dropped", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"
         )?;
         for s in &self.stages {
+            stage_row(w, s.stage.name(), 12, s)?;
+        }
+        // Per card kind, the stages that ran on it.
+        let ran = |rows: &Vec<StageStats>| rows.iter().any(|s| s.count > 0);
+        if self.card_stages.iter().any(|(_, rows)| ran(rows)) {
+            writeln!(w)?;
             writeln!(
                 w,
-                "{:<12} {:>14} {:>12} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>12.1}",
-                s.stage.name(),
-                s.count,
-                s.dropped,
-                s.p50_ns,
-                s.p90_ns,
-                s.p99_ns,
-                s.p999_ns,
-                s.max_ns
+                "{:<24} {:>14} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12}",
+                "card/stage", "count", "dropped", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"
             )?;
+        }
+        for (kind, rows) in &self.card_stages {
+            for s in rows.iter().filter(|s| s.count > 0) {
+                stage_row(w, &format!("{kind}/{}", s.stage.name()), 24, s)?;
+            }
         }
         writeln!(w)?;
         writeln!(w, "{:<24} {:>14}", "drop reason", "count")?;
@@ -214,6 +245,15 @@ impl StatsReport {
             a.written, a.events, a.queue_full, a.rate_limited, a.overflow
         )
     }
+}
+
+/// One row of a stage table, its label `width` wide.
+fn stage_row<W: fmt::Write>(w: &mut W, label: &str, width: usize, s: &StageStats) -> fmt::Result {
+    writeln!(
+        w,
+        "{label:<width$} {:>14} {:>12} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>12.1}",
+        s.count, s.dropped, s.p50_ns, s.p90_ns, s.p99_ns, s.p999_ns, s.max_ns
+    )
 }
 
 /// A slice of pairs serialized as a JSON object in slice order.
@@ -262,10 +302,13 @@ impl<T: Serialize + Named> Serialize for ByName<'_, T> {
 impl Serialize for StatsReport {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let drops: Vec<(&str, u64)> = self.drops.iter().map(|(r, n)| (r.name(), *n)).collect();
-        let mut m = s.serialize_map(Some(9))?;
+        let card_stages: Vec<(&str, ByName<'_, StageStats>)> =
+            self.card_stages.iter().map(|(k, rows)| (k.name(), ByName(rows))).collect();
+        let mut m = s.serialize_map(Some(10))?;
         m.serialize_entry("ports", &ByName(&self.ports))?;
         m.serialize_entry("drops", &Ordered(&drops))?;
         m.serialize_entry("stages", &ByName(&self.stages))?;
+        m.serialize_entry("card_stages", &Ordered(&card_stages))?;
         m.serialize_entry("outputs", &Ordered(&self.outputs))?;
         m.serialize_entry("consumed", &self.consumed)?;
         m.serialize_entry("packets", &self.packets)?;
@@ -289,12 +332,14 @@ mod tests {
         c.add_output(Output::new(0).unwrap(), 100);
         c.add_output(Output::new(5).unwrap(), 4);
         c.add_consumed(1);
-        c.add_stage(StageId::VerifySend, 105, 3);
-        c.add_stage(StageId::Encap, 100, 0);
+        c.add_stage(CardKind::Host, StageId::VerifySend, 105, 3);
+        c.add_stage(CardKind::Host, StageId::Encap, 60, 0);
+        c.add_stage(CardKind::Edge, StageId::Encap, 40, 0);
         c.add_burst(110);
         let mut h = StageHistograms::new(HistogramConfig::default()).unwrap();
-        h.record(StageId::Encap, 60, 99);
-        h.record(StageId::Encap, 240, 1);
+        h.record(CardKind::Host, StageId::Encap, 60, 59);
+        h.record(CardKind::Edge, StageId::Encap, 60, 40);
+        h.record(CardKind::Edge, StageId::Encap, 240, 1);
         let ports = vec![
             PortStats { name: "red-1".into(), rx: 110, tx: 0, dropped: 0 },
             PortStats { name: "underlay".into(), rx: 0, tx: 100, dropped: 2 },
@@ -326,6 +371,16 @@ mod tests {
         assert_eq!(encap["count"], 100);
         assert_eq!(encap["p50_ns"], 20.0);
         assert_eq!(encap["max_ns"], 80.0);
+        // Hosts and edges apart.
+        assert_eq!(v["card_stages"].as_object().unwrap().len(), 2);
+        for k in ["host", "edge"] {
+            assert_eq!(v["card_stages"][k].as_object().unwrap().len(), StageId::COUNT);
+        }
+        let (host, edge) = (&v["card_stages"]["host"]["encap"], &v["card_stages"]["edge"]["encap"]);
+        assert_eq!((host["count"].as_u64(), host["p50_ns"].as_f64(), host["max_ns"].as_f64()), (Some(60), Some(20.0), Some(20.0)));
+        assert_eq!((edge["count"].as_u64(), edge["p50_ns"].as_f64(), edge["max_ns"].as_f64()), (Some(40), Some(20.0), Some(80.0)));
+        assert_eq!(v["card_stages"]["host"]["verify-send"]["dropped"], 3);
+        assert_eq!(v["card_stages"]["edge"]["verify-send"]["count"], 0);
         assert_eq!(v["stages"]["verify-send"]["dropped"], 3);
         assert_eq!(v["stages"]["nat"]["p99_ns"], 0.0);
         assert_eq!(v["outputs"]["underlay"], 100);
@@ -339,6 +394,7 @@ mod tests {
         // Order is the documented one, not alphabetical.
         let text = r.to_json();
         assert!(text.find("\"ports\"") < text.find("\"drops\""));
+        assert!(text.find("\"host\"") < text.find("\"edge\""));
         assert!(text.find("\"malformed\"") < text.find("\"arp_ignored\""));
         let mut buf = Vec::new();
         r.write_json(&mut buf).unwrap();
@@ -359,6 +415,9 @@ mod tests {
         };
         assert_eq!(row("red-1"), ["110", "0", "0"]);
         assert_eq!(row("encap"), ["100", "0", "20.0", "20.0", "20.0", "80.0", "80.0"]);
+        assert_eq!(row("host/encap"), ["60", "0", "20.0", "20.0", "20.0", "20.0", "20.0"]);
+        assert_eq!(row("edge/encap"), ["40", "0", "20.0", "20.0", "80.0", "80.0", "80.0"]);
+        assert!(!t.contains("edge/verify-send"), "only the stages that ran: {t}");
         assert_eq!(row("spoofed_source"), ["3"]);
         assert_eq!(row("output-5"), ["4"]);
         assert_eq!(row("alerts_dropped"), ["4"]);

@@ -2,7 +2,8 @@
 //!
 //! Contract:
 //! - Each worker records into its own [`StageHistograms`] (one `Histogram<u64>` per
-//!   [`StageId`], value = cycles per packet for a burst, count = packets), built at worker
+//!   [`CardKind`] and [`StageId`]: a host's `verify-recv` and an edge's are kept apart;
+//!   value = cycles per packet for a burst, count = packets), built at worker
 //!   start with a fixed range ([`HistogramConfig`]), auto-resize off, and recorded with
 //!   `saturating_record_n`: recording never allocates and never fails; values past the
 //!   range count as the range's top.
@@ -25,6 +26,7 @@ use crossbeam_queue::ArrayQueue;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::card_kind::CardKind;
 use crate::clock::TscHz;
 use crate::stage_id::StageId;
 
@@ -55,14 +57,22 @@ impl Default for HistogramConfig {
     }
 }
 
-/// One histogram per stage. See the [module documentation](self).
+/// One histogram per card kind and stage. See the [module documentation](self).
 #[derive(Debug, Clone)]
 pub struct StageHistograms {
-    h: [Histogram<u64>; StageId::COUNT],
+    /// Index `kind * StageId::COUNT + stage`.
+    h: [Histogram<u64>; SLOTS],
+}
+
+const SLOTS: usize = CardKind::COUNT * StageId::COUNT;
+
+#[inline]
+const fn slot(kind: CardKind, stage: StageId) -> usize {
+    kind.index() * StageId::COUNT + stage.index()
 }
 
 impl StageHistograms {
-    /// Empty histograms for every stage, allocated now.
+    /// Empty histograms for every card kind and stage, allocated now.
     pub fn new(cfg: HistogramConfig) -> Result<Self, TimingError> {
         let mut one = Histogram::<u64>::new_with_bounds(1, cfg.max_cycles.max(2), cfg.sigfig)
             .map_err(|e| TimingError::Config(format!("{e:?}")))?;
@@ -70,18 +80,27 @@ impl StageHistograms {
         Ok(StageHistograms { h: core::array::from_fn(|_| one.clone()) })
     }
 
-    /// Record `packets` packets that took `cycles_per_packet` each in `stage`.
+    /// Record `packets` packets that took `cycles_per_packet` each in `stage` of a card of
+    /// kind `kind`.
     #[inline]
-    pub fn record(&mut self, stage: StageId, cycles_per_packet: u64, packets: u64) {
-        if let Some(h) = self.h.get_mut(stage.index()) {
+    pub fn record(&mut self, kind: CardKind, stage: StageId, cycles_per_packet: u64, packets: u64) {
+        if let Some(h) = self.h.get_mut(slot(kind, stage)) {
             h.saturating_record_n(cycles_per_packet, packets);
         }
     }
 
-    /// The histogram of `stage`.
-    pub fn get(&self, stage: StageId) -> &Histogram<u64> {
-        // StageId::index() < COUNT by construction.
-        &self.h[stage.index()]
+    /// The histogram of `stage` on cards of kind `kind`.
+    pub fn of(&self, kind: CardKind, stage: StageId) -> &Histogram<u64> {
+        // slot() < SLOTS by construction.
+        &self.h[slot(kind, stage)]
+    }
+
+    /// The histogram of `stage` on every kind of card together (a copy).
+    pub fn get(&self, stage: StageId) -> Histogram<u64> {
+        let mut all = self.of(CardKind::Host, stage).clone();
+        // Same bounds by construction: adding cannot fail.
+        let _ = all.add(self.of(CardKind::Edge, stage));
+        all
     }
 
     /// Add every histogram of `other` into this set.
@@ -107,9 +126,14 @@ impl StageHistograms {
         self.h.iter().map(Histogram::len).sum()
     }
 
-    /// Percentiles of `stage` in nanoseconds.
+    /// Percentiles of `stage` in nanoseconds, every kind of card together.
     pub fn summary(&self, stage: StageId, hz: TscHz) -> StageSummary {
-        StageSummary::of(self.get(stage), hz)
+        StageSummary::of(&self.get(stage), hz)
+    }
+
+    /// Percentiles of `stage` on cards of kind `kind`, in nanoseconds.
+    pub fn summary_of(&self, kind: CardKind, stage: StageId, hz: TscHz) -> StageSummary {
+        StageSummary::of(self.of(kind, stage), hz)
     }
 }
 
@@ -177,11 +201,12 @@ impl core::fmt::Debug for WorkerTiming {
 }
 
 impl WorkerTiming {
-    /// Record one stage run: `elapsed` cycles for `packets` packets.
+    /// Record one run of `stage` on a card of kind `kind`: `elapsed` cycles for `packets`
+    /// packets.
     #[inline]
-    pub fn record(&mut self, stage: StageId, elapsed: u64, packets: u64) {
+    pub fn record(&mut self, kind: CardKind, stage: StageId, elapsed: u64, packets: u64) {
         if let Some(per_packet) = elapsed.checked_div(packets) {
-            self.current.record(stage, per_packet, packets);
+            self.current.record(kind, stage, per_packet, packets);
         }
     }
 
@@ -303,10 +328,10 @@ mod tests {
     fn percentiles_in_ns() {
         let mut s = StageHistograms::new(HistogramConfig::default()).unwrap();
         // 1000 packets: 900 at 100 cycles, 90 at 1000, 9 at 10_000, 1 at 100_000.
-        s.record(StageId::Encap, 100, 900);
-        s.record(StageId::Encap, 1000, 90);
-        s.record(StageId::Encap, 10_000, 9);
-        s.record(StageId::Encap, 100_000, 1);
+        s.record(CardKind::Host, StageId::Encap, 100, 900);
+        s.record(CardKind::Host, StageId::Encap, 1000, 90);
+        s.record(CardKind::Host, StageId::Encap, 10_000, 9);
+        s.record(CardKind::Host, StageId::Encap, 100_000, 1);
         let hz = TscHz(2_000_000_000); // 2 cycles per ns
         let sum = s.summary(StageId::Encap, hz);
         assert_eq!(sum.count, 1000);
@@ -320,12 +345,31 @@ mod tests {
     }
 
     #[test]
+    fn host_and_edge_stages_of_one_name_stay_apart() {
+        let mut s = StageHistograms::new(HistogramConfig::default()).unwrap();
+        s.record(CardKind::Host, StageId::VerifyRecv, 100, 10);
+        s.record(CardKind::Edge, StageId::VerifyRecv, 1000, 5);
+        let hz = TscHz(1_000_000_000);
+        let host = s.summary_of(CardKind::Host, StageId::VerifyRecv, hz);
+        let edge = s.summary_of(CardKind::Edge, StageId::VerifyRecv, hz);
+        assert_eq!((host.count, host.p50_ns, host.max_ns), (10, 100.0, 100.0));
+        let close = |a: f64, b: f64| (a - b).abs() <= b * 0.01;
+        assert_eq!(edge.count, 5);
+        assert!(close(edge.p50_ns, 1000.0) && close(edge.max_ns, 1000.0), "{edge:?}");
+        let all = s.summary(StageId::VerifyRecv, hz);
+        assert_eq!((all.count, all.p50_ns), (15, 100.0));
+        assert!(close(all.max_ns, 1000.0), "{all:?}");
+        assert!(s.of(CardKind::Edge, StageId::Decap).is_empty());
+        assert_eq!(s.total(), 15);
+    }
+
+    #[test]
     fn out_of_range_saturates_without_growing() {
         let cfg = HistogramConfig { max_cycles: 10_000, sigfig: 2 };
         let mut s = StageHistograms::new(cfg).unwrap();
         let before = s.get(StageId::Nat).distinct_values();
-        s.record(StageId::Nat, u64::MAX, 3);
-        s.record(StageId::Nat, 0, 1);
+        s.record(CardKind::Host, StageId::Nat, u64::MAX, 3);
+        s.record(CardKind::Host, StageId::Nat, 0, 1);
         assert_eq!(s.get(StageId::Nat).len(), 4);
         assert_eq!(s.get(StageId::Nat).distinct_values(), before);
         assert!(s.get(StageId::Nat).max() >= 10_000);
@@ -343,7 +387,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut shipped = 0;
                     for i in 0..2_000u64 {
-                        t.record(StageId::Decap, 3200 * (w as u64 + 1), 32);
+                        t.record(CardKind::Host, StageId::Decap, 3200 * (w as u64 + 1), 32);
                         if t.maybe_ship(i * 100) {
                             shipped += 1;
                         }
@@ -382,16 +426,16 @@ mod tests {
     fn ship_waits_for_the_empty_set() {
         let mut c = TimingCollector::new(HistogramConfig::default()).unwrap();
         let mut t = c.add_worker(0).unwrap();
-        t.record(StageId::Vlan, 10, 1);
+        t.record(CardKind::Host, StageId::Vlan, 10, 1);
         assert!(t.ship());
-        t.record(StageId::Vlan, 10, 1);
+        t.record(CardKind::Host, StageId::Vlan, 10, 1);
         assert!(!t.ship(), "control core has not returned a set yet");
         assert_eq!(t.current().get(StageId::Vlan).len(), 1, "kept recording");
         assert_eq!(c.collect().unwrap(), 1);
         assert!(t.ship());
         assert_eq!(c.collect().unwrap(), 1);
         assert_eq!(c.histograms().get(StageId::Vlan).len(), 2);
-        t.record(StageId::Vlan, 0, 0); // zero packets: ignored
+        t.record(CardKind::Host, StageId::Vlan, 0, 0); // zero packets: ignored
         assert!(t.current().get(StageId::Vlan).is_empty());
     }
 }

@@ -8,6 +8,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::dpdk::Hugepages;
 use crate::runtime::passthrough;
 
+pub mod flags;
+pub use flags::RunFlags;
+use flags::{parse_ms, parse_secs};
+
 /// vpcemu: the AWS VPC data plane (Nitro card, Blackfoot edge, mapping service) on DPDK.
 #[derive(Debug, Parser)]
 #[command(name = "vpcemu", version, about, long_about = None)]
@@ -25,73 +29,65 @@ pub enum Command {
         /// The topology file (TOML).
         topology: PathBuf,
     },
-    /// Send a live change (or `list`, `stats`) to a running `vpcemu run --control PATH`.
+    /// Send a live change (or `list`, `stats`) to a running `vpcemu run --control PATH`,
+    /// or apply a change (or `list`) to the world in etcd (`--etcd URL`).
     Ctl {
         /// The control socket of the run.
-        #[arg(long, value_name = "PATH")]
-        control: PathBuf,
+        #[arg(long, value_name = "PATH", required_unless_present = "etcd", conflicts_with = "etcd")]
+        control: Option<PathBuf>,
+        /// The etcd holding the world (`http://127.0.0.1:2379`): the change is one guarded
+        /// transaction.
+        #[arg(long, value_name = "URL")]
+        etcd: Option<String>,
         /// The command: list | stats | register NAME subnet=S host=H ip=IP [mac=M]
         /// [secondary=IP,IP] [source_dest_check=false] | deregister NAME | move NAME HOST |
         /// peer add|remove VPC VPC | eip associate IP NAME | eip disassociate IP
         #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// The world in etcd: `load FILE --etcd URL [--replace]`, `dump --etcd URL`.
+    #[command(subcommand)]
+    Mapping(MappingCommand),
     /// The story of the AWS VPC data plane on a built-in world, narrated and checked.
     Demo,
     /// Forward packets from one port to another, unchanged, on one worker lcore.
     Passthrough(PassthroughArgs),
+    /// Run a topology with every instance as a Linux host in a network namespace of its
+    /// own (net_tap), and an internet host behind every edge with an internet gateway.
+    Lab(crate::lab::LabArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingCommand {
+    /// Validate the world sections of FILE as `vpcemu check` does (its [dataplane] and
+    /// [[port]]s are ignored) and write the world to etcd; prints the revision written.
+    Load {
+        /// The topology file (TOML).
+        file: PathBuf,
+        /// The etcd to write to (`http://127.0.0.1:2379`).
+        #[arg(long, value_name = "URL")]
+        etcd: String,
+        /// Overwrite a world already in etcd.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Print the world in etcd as a topology file (`vpcemu check` accepts it, `mapping
+    /// load` loads it back).
+    Dump {
+        /// The etcd to read from.
+        #[arg(long, value_name = "URL")]
+        etcd: String,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The topology file (TOML).
     pub topology: PathBuf,
-    /// Exit once the inputs are exhausted and nothing has moved for MS milliseconds (at
-    /// least 2 s before the first packet has moved).
-    #[arg(long, value_name = "MS", value_parser = parse_ms)]
-    pub until_idle: Option<Duration>,
-    /// Exit after S seconds.
-    #[arg(long, value_name = "S", value_parser = parse_secs)]
-    pub duration: Option<Duration>,
-    /// Write the stats JSON (ports, drops, stages) to PATH at exit.
-    #[arg(long, value_name = "PATH")]
-    pub stats_json: Option<PathBuf>,
-    /// Write security alerts, one JSON object a line, to PATH.
-    #[arg(long, value_name = "PATH")]
-    pub alerts: Option<PathBuf>,
-    /// Print the stats table every S seconds.
-    #[arg(long, value_name = "S", value_parser = parse_secs)]
-    pub report_interval: Option<Duration>,
-    /// Serve live changes (`vpcemu ctl`) on this Unix socket.
-    #[arg(long, value_name = "PATH")]
-    pub control: Option<PathBuf>,
-    /// Do not time the stages (to measure what timing costs).
-    #[arg(long)]
-    pub no_stage_timing: bool,
-    /// EAL file prefix (default: unique); `dpdk-telemetry.py -f PREFIX` connects to it.
-    #[arg(long, value_name = "PREFIX")]
-    pub file_prefix: Option<String>,
-    /// Run only these hosts and edges (comma-separated names); the others are taken to be
-    /// in other processes, reached through the `underlay:` ports.
-    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
-    pub cards: Option<Vec<String>>,
-    /// The edges' AES-128-GCM for ESP: `aesni-gcm` (DPDK's ipsec_mb crypto_aesni_gcm by
-    /// the synchronous CPU-crypto API), `ring`, or `auto` (aesni-gcm if it starts, else
-    /// ring, with a warning).
-    #[arg(long, value_name = "CIPHER", default_value = "auto")]
-    pub esp_cipher: crate::runtime::engine::EspCipher,
+    #[command(flatten)]
+    pub flags: RunFlags,
 }
 
-fn parse_ms(s: &str) -> Result<Duration, String> {
-    s.parse::<u64>().map(Duration::from_millis).map_err(|_| format!("{s:?} is not a number of milliseconds"))
-}
-
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(Duration::from_secs_f64(v)),
-        _ => Err(format!("{s:?} is not a positive number of seconds")),
-    }
-}
 
 #[derive(Debug, Args)]
 pub struct PassthroughArgs {
@@ -135,19 +131,11 @@ pub struct PassthroughArgs {
 /// Run the command line; errors come back as one line for stderr.
 pub fn main_with(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Run(a) => crate::runtime::run::run(&crate::runtime::run::RunOptions {
-            topology: a.topology,
-            until_idle: a.until_idle,
-            duration: a.duration,
-            stats_json: a.stats_json,
-            alerts: a.alerts,
-            report_interval: a.report_interval,
-            control: a.control,
-            no_stage_timing: a.no_stage_timing,
-            file_prefix: a.file_prefix,
-            cards: a.cards,
-            esp_cipher: a.esp_cipher,
-        }),
+        Command::Run(a) if a.flags.trash_limit.is_some() && a.flags.trash.is_none() => {
+            Err("--trash-limit needs --trash PATH".into())
+        }
+        Command::Run(a) => crate::runtime::run::run(&a.flags.options(a.topology)),
+        Command::Lab(a) => crate::lab::main(a),
         Command::Demo => {
             let mut stdout = std::io::stdout();
             match crate::demo::run(&mut stdout)? {
@@ -160,7 +148,10 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
             println!("{}: OK", topology.display());
             Ok(())
         }
-        Command::Ctl { control, command } => {
+        Command::Mapping(m) => mapping(m),
+        Command::Ctl { control: None, etcd: Some(url), command } => ctl_etcd(&url, &command.join(" ")),
+        Command::Ctl { control, etcd: _, command } => {
+            let control = control.ok_or("ctl needs --control PATH or --etcd URL")?;
             let v = crate::runtime::control::request(&control, &command.join(" "))?;
             match v {
                 serde_json::Value::String(s) => println!("{s}"),
@@ -193,6 +184,47 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
             }
             let mut stdout = std::io::stdout();
             passthrough::run(&opts, &mut stdout).map(|_| ()).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// `vpcemu mapping load|dump`.
+fn mapping(m: MappingCommand) -> Result<(), String> {
+    use mapping_client::etcd::{layout, Store};
+    match m {
+        MappingCommand::Load { file, etcd, replace } => {
+            let topo = mapping_client::topology::Topology::load(&file).map_err(|e| e.to_string())?;
+            let store = Store::connect(&etcd)?;
+            let revision = store.load(&topo, replace)?;
+            println!("{}: loaded into {etcd} at revision {revision}", file.display());
+            Ok(())
+        }
+        MappingCommand::Dump { etcd } => {
+            let store = Store::connect(&etcd)?;
+            let (_, snap) = store.read_world(layout::DUMP_DATAPLANE)?;
+            print!("{}", layout::to_toml(&snap.records, layout::DUMP_DATAPLANE)?);
+            Ok(())
+        }
+    }
+}
+
+/// `vpcemu ctl --etcd URL COMMAND`: the control socket's parser, the embedded service's
+/// checks, one guarded transaction.
+fn ctl_etcd(url: &str, line: &str) -> Result<(), String> {
+    use crate::runtime::ctl::{self, Request};
+    let request = ctl::parse(line)?;
+    let store = mapping_client::etcd::Store::connect(url)?;
+    match request {
+        Request::List => {
+            let (topo, _) = store.read_world(mapping_client::etcd::layout::DUMP_DATAPLANE)?;
+            println!("{}", serde_json::to_string_pretty(&ctl::list(&topo)).unwrap_or_default());
+            Ok(())
+        }
+        Request::Stats => Err("stats: ask a running vpcemu (ctl --control PATH stats)".into()),
+        Request::Change(cmd) => {
+            let revision = store.execute(&cmd).map_err(|e| format!("{line}: {e}"))?;
+            println!("{line}: done at revision {revision}");
+            Ok(())
         }
     }
 }

@@ -17,13 +17,15 @@ use mapping_client::topology::{Attach, Topology};
 use wire::ethernet::EthernetAddress;
 use wire::{PacketBuf, vpc};
 
-use crate::runtime::engine::{Engine, EngineSpec, PortIo, PortSpec};
+use crate::runtime::engine::{Engine, EngineSpec};
+use crate::runtime::plan::{PortIo, PortSpec};
+use crate::testkit;
 
-/// The built-in world: hosts A and B; VPCs red and yellow (peered) and green (not).
-pub const WORLD: &str = concat!(
-    "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 512\nhugepages = \"auto\"\n\n",
-    include_str!("../../examples/story-world.toml")
-);
+/// The built-in world: hosts A and B; VPCs red and yellow (peered) and green (not); the
+/// edge blackfoot-1 (the story's world on lcores 0-1, hugepages if the machine has them).
+pub fn world() -> String {
+    format!("{}{}", testkit::dataplane("0-1", 512, "auto"), testkit::STORY_WORLD)
+}
 
 const RED1: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 10);
 const YELLOW1: Ipv4Addr = Ipv4Addr::new(10, 1, 1, 20);
@@ -97,6 +99,19 @@ impl Demo<'_> {
                 self.failures.push(format!("could not inject on {port}"));
             }
         }
+    }
+
+    /// Send `frames` on port `port` and return what one packet's passage showed.
+    fn exchange(&mut self, port: &str, frames: &[Vec<u8>]) -> Seen {
+        let before = self.drops();
+        self.send(port, frames);
+        self.observe(&before, 1)
+    }
+
+    /// Start a step of the story: a blank line and its title.
+    fn step(&mut self, title: &str) {
+        self.say("");
+        self.say(title);
     }
 
     /// Wait until `want` packets came out of the ports (or the drop counters moved by
@@ -189,7 +204,7 @@ impl Demo<'_> {
 
 /// Run the demo, narrating to `out`. `Ok(true)` when every step behaved.
 pub fn run(out: &mut dyn Write) -> Result<bool, String> {
-    let topo = Topology::from_str(WORLD, "demo-world.toml").map_err(|e| e.to_string())?;
+    let topo = Topology::from_str(&world(), "demo-world.toml").map_err(|e| e.to_string())?;
     let host_b = topo.card_by_name("host-b").ok_or("demo world has no host-b")?;
     let mut ports: Vec<PortSpec> = ["red-1", "yellow-1", "green-1"]
         .iter()
@@ -221,19 +236,14 @@ pub fn run(out: &mut dyn Write) -> Result<bool, String> {
     d.say("  to 172.16.0.0/16, yellow's Direct Connect VIF (VLAN 101) to 192.168.0.0/16, red's S3 endpoint.");
 
     // Step 1.
-    d.say("");
-    d.say("1. red-1 asks for its gateway, then pings yellow-1 across the peering.");
-    let before = d.drops();
-    d.send("red-1", &[craft::arp_request(red_mac, RED1, Ipv4Addr::new(10, 0, 1, 1))]);
-    let seen = d.observe(&before, 1);
+    d.step("1. red-1 asks for its gateway, then pings yellow-1 across the peering.");
+    let seen = d.exchange("red-1", &[craft::arp_request(red_mac, RED1, Ipv4Addr::new(10, 0, 1, 1))]);
     let reply = seen.delivered.get("red-1").and_then(|v| v.first()).cloned().unwrap_or_default();
     d.say(format!("    sent      ARP who-has 10.0.1.1 tell 10.0.1.10 on red-1's vNIC -> the card answers ({} bytes)", reply.len()));
     d.check(reply.len() >= 42 && reply[20..22] == [0, 2] && reply[28..32] == [10, 0, 1, 1], "the card answered ARP for the subnet router");
     let router_mac = if reply.len() >= 28 { EthernetAddress(reply[22..28].try_into().unwrap_or([0; 6])) } else { router };
     let inner = craft::echo_packet(RED1, YELLOW1, 1, b"red-1 to yellow-1 over the peering");
-    let before = d.drops();
-    d.send("red-1", &[craft::echo_frame(red_mac, router_mac, RED1, YELLOW1, 1, b"red-1 to yellow-1 over the peering")]);
-    let seen = d.observe(&before, 1);
+    let seen = d.exchange("red-1", &[craft::echo_frame(red_mac, router_mac, RED1, YELLOW1, 1, b"red-1 to yellow-1 over the peering")]);
     d.say(format!("    sent      {RED1} -> {YELLOW1} ICMP echo seq 1 ({} bytes of IPv4) on red-1's vNIC", inner.len()));
     d.show_fabric(&seen.fabric);
     let got = seen.delivered.get("yellow-1").and_then(|v| v.first()).cloned().unwrap_or_default();
@@ -247,28 +257,21 @@ pub fn run(out: &mut dyn Write) -> Result<bool, String> {
     d.check(got.len() >= 14 && got[0..6] == yellow_mac.0, "delivered to yellow-1's MAC");
 
     // Step 2.
-    d.say("");
-    d.say("2. green-1 tries to reach yellow-1: green is not peered with yellow.");
-    let before = d.drops();
-    d.send("green-1", &[craft::echo_frame(green_mac, router, GREEN1, YELLOW1, 2, b"green knocking")]);
-    let seen = d.observe(&before, 1);
+    d.step("2. green-1 tries to reach yellow-1: green is not peered with yellow.");
+    let seen = d.exchange("green-1", &[craft::echo_frame(green_mac, router, GREEN1, YELLOW1, 2, b"green knocking")]);
     d.say(format!("    sent      {GREEN1} -> {YELLOW1} ICMP echo on green-1's vNIC"));
     d.expect_drop(&seen, "no_route", GREEN1, YELLOW1);
     d.check(seen.fabric.is_empty(), "nothing left host-a");
 
     // Step 3.
-    d.say("");
-    d.say("3. green-1 forges yellow-1's address as its source.");
-    let before = d.drops();
-    d.send("green-1", &[craft::echo_frame(green_mac, router, YELLOW1, YELLOW1, 3, b"I am yellow, honest")]);
-    let seen = d.observe(&before, 1);
+    d.step("3. green-1 forges yellow-1's address as its source.");
+    let seen = d.exchange("green-1", &[craft::echo_frame(green_mac, router, YELLOW1, YELLOW1, 3, b"I am yellow, honest")]);
     d.say(format!("    sent      {YELLOW1} -> {YELLOW1} on green-1's vNIC (\"none of you were yellow before\")"));
     d.expect_drop(&seen, "spoofed_source", YELLOW1, YELLOW1);
     d.check(seen.fabric.is_empty(), "dropped at the sending card: nothing crossed the fabric");
 
     // Step 4.
-    d.say("");
-    d.say("4. A forged Geneve packet arrives on host-b's underlay port, claiming to be red-1 from 198.18.0.99.");
+    d.step("4. A forged Geneve packet arrives on host-b's underlay port, claiming to be red-1 from 198.18.0.99.");
     let forged = craft::geneve_frame(
         &vpc::Encap {
             src_mac: EthernetAddress([0x02, 0, 198, 18, 0, 99]),
@@ -280,18 +283,13 @@ pub fn run(out: &mut dyn Write) -> Result<bool, String> {
         },
         &craft::echo_packet(RED1, YELLOW1, 4, b"forged"),
     );
-    let before = d.drops();
-    d.send("host-b-underlay", &[forged]);
-    let seen = d.observe(&before, 1);
+    let seen = d.exchange("host-b-underlay", &[forged]);
     d.say("    sent      198.18.0.99 -> 198.18.0.2 Geneve VNI 102, source VPC 101, inner 10.0.1.10 -> 10.1.1.20");
     d.expect_drop(&seen, "unknown_sender", RED1, YELLOW1);
 
     // Step 5.
-    d.say("");
-    d.say("5. yellow-1 pings red-1; then red-1 moves to host-b (a live mapping update); yellow-1 pings again.");
-    let before = d.drops();
-    d.send("yellow-1", &[craft::echo_frame(yellow_mac, router, YELLOW1, RED1, 5, b"before the move")]);
-    let seen = d.observe(&before, 1);
+    d.step("5. yellow-1 pings red-1; then red-1 moves to host-b (a live mapping update); yellow-1 pings again.");
+    let seen = d.exchange("yellow-1", &[craft::echo_frame(yellow_mac, router, YELLOW1, RED1, 5, b"before the move")]);
     d.show_fabric(&seen.fabric);
     let to_a = seen.fabric.first().and_then(|f| vpc::parse_outer(f).ok()).is_some_and(|o| o.dst_pa == PA_A);
     d.check(to_a && seen.delivered.get("red-1").is_some_and(|v| v.len() == 1), "before the move: to host-a (198.18.0.1), delivered to red-1");
@@ -303,22 +301,17 @@ pub fn run(out: &mut dyn Write) -> Result<bool, String> {
         t.elapsed().as_secs_f64() * 1e6
     ));
     d.check(moved.is_ok(), "the mapping service accepted the move");
-    let before = d.drops();
-    d.send("yellow-1", &[craft::echo_frame(yellow_mac, router, YELLOW1, RED1, 6, b"after the move")]);
-    let seen = d.observe(&before, 1);
+    let seen = d.exchange("yellow-1", &[craft::echo_frame(yellow_mac, router, YELLOW1, RED1, 6, b"after the move")]);
     d.show_fabric(&seen.fabric);
     let to_b = seen.fabric.first().and_then(|f| vpc::parse_outer(f).ok()).is_some_and(|o| o.dst_pa == PA_B);
     d.check(to_b && seen.delivered.get("red-1").is_some_and(|v| v.len() == 1), "after the move: to host-b (198.18.0.2), delivered to red-1");
-    let before = d.drops();
-    d.send("red-1", &[craft::echo_frame(red_mac, router_mac, RED1, YELLOW1, 7, b"red-1 from its new host")]);
-    let seen = d.observe(&before, 1);
+    let seen = d.exchange("red-1", &[craft::echo_frame(red_mac, router_mac, RED1, YELLOW1, 7, b"red-1 from its new host")]);
     d.show_fabric(&seen.fabric);
     let from_b = seen.fabric.first().and_then(|f| vpc::parse_outer(f).ok()).is_some_and(|o| o.src_pa == PA_B);
     d.check(from_b && seen.delivered.get("yellow-1").is_some_and(|v| v.len() == 1), "red-1's own traffic now leaves from host-b");
 
     // Step 6.
-    d.say("");
-    d.say("6. Out of the VPC through Blackfoot, and back.");
+    d.step("6. Out of the VPC through Blackfoot, and back.");
     step6(&mut d, red_mac, yellow_mac, router_mac);
 
     // The figures.
@@ -368,9 +361,7 @@ fn step6(d: &mut Demo<'_>, red_mac: EthernetAddress, yellow_mac: EthernetAddress
     // 6a. Internet gateway.
     d.say("  a. internet gateway: red-1 (Elastic IP 203.0.113.10) sends a DNS query to 192.0.2.80.");
     let query = craft::udp_packet(RED1, INTERNET_HOST, 40000, 53, b"which way to the internet?");
-    let before = d.drops();
-    d.send("red-1", &[craft::frame(red_mac, router_mac, wire::ethernet::EtherType::IPV4, &query)]);
-    let seen = d.observe(&before, 1);
+    let seen = d.exchange("red-1", &[craft::frame(red_mac, router_mac, wire::ethernet::EtherType::IPV4, &query)]);
     let out = first_on(&seen, INTERNET);
     let ip = ip_of(&out);
     let snat_ok = ip.len() == query.len()
@@ -381,9 +372,7 @@ fn step6(d: &mut Demo<'_>, red_mac: EthernetAddress, yellow_mac: EthernetAddress
     d.say(format!("    internet  {} bytes out of blackfoot-1's internet side, source {}", out.len(), addr_at(ip, 12)));
     d.check(snat_ok, "SNAT 10.0.1.10 -> 203.0.113.10, IPv4 and UDP checksums valid");
     let answer = craft::udp_packet(INTERNET_HOST, EIP_RED1, 53, 40000, b"right here");
-    let before = d.drops();
-    d.send(INTERNET, &[craft::frame(upstream, edge_mac, wire::ethernet::EtherType::IPV4, &answer)]);
-    let seen = d.observe(&before, 1);
+    let seen = d.exchange(INTERNET, &[craft::frame(upstream, edge_mac, wire::ethernet::EtherType::IPV4, &answer)]);
     d.show_fabric(&seen.fabric);
     let got = first_on(&seen, "red-1");
     let ip = ip_of(&got);
@@ -402,9 +391,7 @@ fn step6(d: &mut Demo<'_>, red_mac: EthernetAddress, yellow_mac: EthernetAddress
         return;
     };
     let to_customer = craft::udp_packet(RED1, CUSTOMER_HOST, 40001, 9000, b"to the data centre");
-    let before = d.drops();
-    d.send("red-1", &[craft::frame(red_mac, router_mac, wire::ethernet::EtherType::IPV4, &to_customer)]);
-    let seen = d.observe(&before, 1);
+    let seen = d.exchange("red-1", &[craft::frame(red_mac, router_mac, wire::ethernet::EtherType::IPV4, &to_customer)]);
     let out = first_on(&seen, INTERNET);
     let ip = ip_of(&out).to_vec();
     d.say(format!(
@@ -440,9 +427,7 @@ fn step6(d: &mut Demo<'_>, red_mac: EthernetAddress, yellow_mac: EthernetAddress
         Some(b.data().to_vec())
     })()
     .unwrap_or_default();
-    let before = d.drops();
-    d.send(INTERNET, &[craft::frame(upstream, edge_mac, wire::ethernet::EtherType::IPV4, &sealed)]);
-    let seen = d.observe(&before, 1);
+    let seen = d.exchange(INTERNET, &[craft::frame(upstream, edge_mac, wire::ethernet::EtherType::IPV4, &sealed)]);
     d.say(format!("    sent      the customer gateway's reply, ESP SPI {} ({} bytes)", vpn.inbound.spi, sealed.len()));
     d.show_fabric(&seen.fabric);
     let got = first_on(&seen, "red-1");
@@ -451,26 +436,20 @@ fn step6(d: &mut Demo<'_>, red_mac: EthernetAddress, yellow_mac: EthernetAddress
     // 6c. Direct Connect.
     d.say("  c. Direct Connect: yellow-1 sends to 192.168.1.5 behind its VIF.");
     let to_dc = craft::udp_packet(YELLOW1, DX_HOST, 40002, 7000, b"over the private line");
-    let before = d.drops();
-    d.send("yellow-1", &[craft::frame(yellow_mac, router_mac, wire::ethernet::EtherType::IPV4, &to_dc)]);
-    let seen = d.observe(&before, 1);
+    let seen = d.exchange("yellow-1", &[craft::frame(yellow_mac, router_mac, wire::ethernet::EtherType::IPV4, &to_dc)]);
     let out = first_on(&seen, DX);
     let vlan = out.get(14..16).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) & 0x0fff);
     d.say(format!("    dx        {} bytes, 802.1Q VLAN {vlan} to the DX router {}", out.len(), mac_str(out.get(..6))));
     d.check(out.get(12..14) == Some(&[0x81, 0x00]) && vlan == 101 && out.get(18..) == Some(&to_dc[..]), "tagged VLAN 101, inner packet unchanged");
     let from_dc = craft::udp_packet(DX_HOST, YELLOW1, 7000, 40002, b"and back");
-    let before = d.drops();
-    d.send(DX, &[craft::vlan_frame(EthernetAddress([0x02, 0xdc, 0, 0, 0, 1]), edge_mac, 101, &from_dc)]);
-    let seen = d.observe(&before, 1);
+    let seen = d.exchange(DX, &[craft::vlan_frame(EthernetAddress([0x02, 0xdc, 0, 0, 0, 1]), edge_mac, 101, &from_dc)]);
     d.show_fabric(&seen.fabric);
     d.check(ip_of(&first_on(&seen, "yellow-1")) == &from_dc[..], "the answer on VLAN 101 reaches yellow-1 on host-b");
 
     // 6d. S3 gateway endpoint.
     d.say("  d. S3 gateway endpoint: red-1 sends to 198.51.100.200 (an S3 prefix of its endpoint).");
     let to_s3 = craft::udp_packet(RED1, S3_HOST, 40003, 443, b"GET /bucket/key");
-    let before = d.drops();
-    d.send("red-1", &[craft::frame(red_mac, router_mac, wire::ethernet::EtherType::IPV4, &to_s3)]);
-    let seen = d.observe(&before, 1);
+    let seen = d.exchange("red-1", &[craft::frame(red_mac, router_mac, wire::ethernet::EtherType::IPV4, &to_s3)]);
     let out = first_on(&seen, SERVICES);
     let o = vpc::parse_outer(&out).ok();
     d.say(match o {
@@ -497,9 +476,7 @@ fn step6(d: &mut Demo<'_>, red_mac: EthernetAddress, yellow_mac: EthernetAddress
         vni: 101,
         source_vpc: 101,
     };
-    let before = d.drops();
-    d.send(SERVICES, &[craft::geneve_endpoint_frame(&encap, ENDPOINT_ID, &from_s3)]);
-    let seen = d.observe(&before, 1);
+    let seen = d.exchange(SERVICES, &[craft::geneve_endpoint_frame(&encap, ENDPOINT_ID, &from_s3)]);
     d.show_fabric(&seen.fabric);
     d.check(ip_of(&first_on(&seen, "red-1")) == &from_s3[..], "S3's answer, endpoint ID checked against VPC red, reaches red-1");
 }

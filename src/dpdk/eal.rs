@@ -61,6 +61,14 @@ pub fn free_hugepages() -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether a hugetlbfs is mounted (per /proc/mounts): DPDK's hugepage memory outside
+/// `--in-memory` lives in files there.
+pub fn hugetlbfs_mounted() -> bool {
+    std::fs::read_to_string("/proc/mounts")
+        .map(|m| m.lines().any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs")))
+        .unwrap_or(false)
+}
+
 /// Builds the EAL argument list and initialises the EAL.
 #[derive(Debug, Clone)]
 pub struct EalBuilder {
@@ -75,6 +83,7 @@ pub struct EalBuilder {
     log: LogTarget,
     file_prefix: Option<String>,
     extra: Vec<String>,
+    multi_process: bool,
 }
 
 impl Default for EalBuilder {
@@ -91,6 +100,7 @@ impl Default for EalBuilder {
             log: LogTarget::Capture,
             file_prefix: None,
             extra: Vec::new(),
+            multi_process: false,
         }
     }
 }
@@ -138,6 +148,15 @@ impl EalBuilder {
         self.file_prefix = Some(prefix.into());
         self
     }
+    /// Let secondary processes (`dpdk-dumpcap`, `dpdk-proc-info`) attach: the shared
+    /// configuration under `/var/run/dpdk/PREFIX` and hugepage memory from a hugetlbfs
+    /// mount, instead of `--in-memory` or `--no-huge --no-shconf` (a secondary cannot map
+    /// either). Needs free hugepages and a mounted hugetlbfs ([`hugetlbfs_mounted`]).
+    pub fn multi_process(mut self, on: bool) -> Self {
+        self.multi_process = on;
+        self
+    }
+
     /// Further EAL arguments, passed as they are.
     pub fn extra_args<I: IntoIterator<Item = String>>(mut self, args: I) -> Self {
         self.extra.extend(args);
@@ -157,7 +176,9 @@ impl EalBuilder {
         });
         let mut a = vec![self.program.clone(), "-l".into(), self.lcores.clone()];
         a.extend(["-m".into(), self.memory_mb.to_string()]);
-        if use_huge {
+        if self.multi_process {
+            // Hugepages from the mount, shared config: what secondaries need.
+        } else if use_huge {
             a.push("--in-memory".into());
         } else {
             // --in-memory cannot be combined with --no-huge.
@@ -309,6 +330,25 @@ impl Eal {
         unsafe { ffi::rte_get_tsc_hz() }
     }
 
+    /// Initialise DPDK's packet capture framework (`rte_pdump_init`), so that
+    /// `dpdk-dumpcap` in a secondary process can capture this process's ports.
+    pub fn pdump_init(&self) -> Result<()> {
+        // SAFETY: valid after rte_eal_init (self exists); reserves a memzone and registers
+        // a multi-process action, from the main thread.
+        let rc = unsafe { ffi::rte_pdump_init() };
+        if rc < 0 {
+            let code = rte_errno();
+            return Err(DpdkError::EalInit { code, message: strerror(code), detail: " (rte_pdump_init)".into() });
+        }
+        Ok(())
+    }
+
+    /// The `--file-prefix` the EAL runs with (secondary processes name it).
+    pub fn file_prefix(&self) -> Option<&str> {
+        let i = self.args.iter().position(|a| a == "--file-prefix")?;
+        self.args.get(i + 1).map(String::as_str)
+    }
+
     /// The main (control) lcore.
     pub fn main_lcore(&self) -> u32 {
         // SAFETY: valid after rte_eal_init; reads EAL configuration.
@@ -339,20 +379,16 @@ impl Drop for Eal {
     }
 }
 
-/// Reads the TSC (one `rdtsc`).
+/// Reads the TSC (one `rdtsc`): `pipeline::clock::rdtsc` on x86_64, DPDK's read elsewhere.
+#[cfg(target_arch = "x86_64")]
+pub use pipeline::clock::rdtsc;
+
+/// Reads the cycle counter through DPDK (no `rdtsc` on this architecture).
+#[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 pub fn rdtsc() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: RDTSC reads the time-stamp counter and touches no memory; every x86_64 CPU
-    // has it. Inlined here rather than through the shim: it is on the per-burst path.
-    unsafe {
-        core::arch::x86_64::_rdtsc()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
     // SAFETY: reads the cycle counter through DPDK; no memory is touched.
-    unsafe {
-        ffi::vpcemu_rdtsc()
-    }
+    unsafe { ffi::vpcemu_rdtsc() }
 }
 
 /// The TSC frequency DPDK measured at init, in Hz (callable from any lcore).
@@ -362,9 +398,15 @@ pub fn tsc_hz_now() -> u64 {
 }
 
 /// The TSC as a `pipeline::Clock`, for stage timing on the workers.
+#[cfg(target_arch = "x86_64")]
+pub use pipeline::clock::TscClock;
+
+/// The cycle counter as a `pipeline::Clock`, for stage timing on the workers.
+#[cfg(not(target_arch = "x86_64"))]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TscClock;
 
+#[cfg(not(target_arch = "x86_64"))]
 impl pipeline::Clock for TscClock {
     #[inline(always)]
     fn now(&self) -> u64 {
@@ -414,6 +456,16 @@ mod tests {
         let i = a.iter().position(|s| s == "--file-prefix").unwrap();
         assert!(a[i + 1].starts_with(&format!("vpcemu-{}-", std::process::id())));
         assert!(matches!(EalBuilder::new().vdev("a\0b").args(), Err(DpdkError::BadArgument(_))));
+    }
+
+    #[test]
+    fn multi_process_shares_the_config_and_uses_hugepages() {
+        let a = EalBuilder::new().hugepages(Hugepages::On).multi_process(true).file_prefix("p").args().unwrap();
+        for gone in ["--in-memory", "--no-huge", "--no-shconf"] {
+            assert!(!a.contains(&gone.to_string()), "{a:?}");
+        }
+        let i = a.iter().position(|s| s == "--file-prefix").unwrap();
+        assert_eq!(a[i + 1], "p");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! and `wire::PacketBuf` implementation are pointer arithmetic on the mbuf's own fields
 //! (`buf_addr`, `data_off`, `data_len`, `pkt_len`, `buf_len`), inlined, with no FFI call
 //! per packet. Ports receive into small mbufs, so a long frame may arrive as a chain:
-//! [`Mbuf::linearize`] copies it into one jumbo mbuf before any stage sees it (a chained
+//! [`Mbuf::linearized`] copies it into one jumbo mbuf before any stage sees it (a chained
 //! mbuf would expose only its first segment).
 
 use std::mem::MaybeUninit;
@@ -150,32 +150,73 @@ impl Mbuf {
     }
 }
 
+impl Mbuf {
+    /// The data's first byte and its length.
+    #[inline(always)]
+    fn span(&self) -> (*mut u8, usize) {
+        let m = self.m();
+        // SAFETY: buf_addr points to buf_len bytes owned by this mbuf; DPDK keeps
+        // data_off + data_len <= buf_len, and our mutators maintain it, so the offset stays
+        // within the buffer.
+        (unsafe { m.buf_addr.cast::<u8>().add(usize::from(m.data_off)) }, usize::from(m.data_len))
+    }
+
+    /// Grow the data by `n` bytes at the front (`prepend`) or the end (`append`) and
+    /// return them.
+    #[inline(always)]
+    fn grow(&mut self, n: usize, front: bool) -> Result<&mut [u8], BufError> {
+        if front && n > self.data_off() {
+            return Err(BufError::NoHeadroom);
+        }
+        if !front && n > self.tailroom() {
+            return Err(BufError::NoTailroom);
+        }
+        // n <= data_off or tailroom, and data_len + n <= buf_len <= u16::MAX.
+        let n16 = n as u16;
+        let old = self.data_len();
+        let m = self.m_mut();
+        if front {
+            m.data_off -= n16;
+        }
+        m.data_len += n16;
+        m.pkt_len += u32::from(n16);
+        let data = self.data_mut();
+        Ok(if front { &mut data[..n] } else { &mut data[old..] })
+    }
+
+    /// Remove `n` bytes from the front (`adj`) or the end (`trim`) of the data.
+    #[inline(always)]
+    fn cut(&mut self, n: usize, front: bool) -> Result<(), BufError> {
+        if n > self.data_len() {
+            return Err(BufError::TooShort);
+        }
+        // n <= data_len <= u16::MAX.
+        let n16 = n as u16;
+        let m = self.m_mut();
+        if front {
+            m.data_off += n16;
+        }
+        m.data_len -= n16;
+        m.pkt_len -= u32::from(n16);
+        Ok(())
+    }
+}
+
 impl PacketBuf for Mbuf {
     #[inline]
     fn data(&self) -> &[u8] {
-        let m = self.m();
-        // SAFETY: buf_addr points to buf_len bytes owned by this mbuf; DPDK keeps
-        // data_off + data_len <= buf_len, and our mutators maintain it. The slice borrows
-        // self, so it cannot outlive the mbuf.
-        unsafe {
-            std::slice::from_raw_parts(
-                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
-                usize::from(m.data_len),
-            )
-        }
+        let (p, n) = self.span();
+        // SAFETY: `span` is the mbuf's data (within its buffer). The slice borrows self,
+        // so it cannot outlive the mbuf.
+        unsafe { std::slice::from_raw_parts(p, n) }
     }
 
     #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
-        let m = self.m_mut();
+        let (p, n) = self.span();
         // SAFETY: as in `data`, and we hold the only reference to this mbuf (refcnt 1 for
         // packets vpcemu owns), so the bytes are not aliased.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
-                usize::from(m.data_len),
-            )
-        }
+        unsafe { std::slice::from_raw_parts_mut(p, n) }
     }
 
     #[inline]
@@ -195,54 +236,22 @@ impl PacketBuf for Mbuf {
 
     #[inline]
     fn prepend(&mut self, n: usize) -> Result<&mut [u8], BufError> {
-        if n > self.data_off() {
-            return Err(BufError::NoHeadroom);
-        }
-        // n <= data_off <= u16::MAX, and data_len + n <= buf_len <= u16::MAX.
-        let n16 = n as u16;
-        let m = self.m_mut();
-        m.data_off -= n16;
-        m.data_len += n16;
-        m.pkt_len += u32::from(n16);
-        Ok(&mut self.data_mut()[..n])
+        self.grow(n, true)
     }
 
     #[inline]
     fn adj(&mut self, n: usize) -> Result<(), BufError> {
-        if n > self.data_len() {
-            return Err(BufError::TooShort);
-        }
-        let n16 = n as u16;
-        let m = self.m_mut();
-        m.data_off += n16;
-        m.data_len -= n16;
-        m.pkt_len -= u32::from(n16);
-        Ok(())
+        self.cut(n, true)
     }
 
     #[inline]
     fn trim(&mut self, n: usize) -> Result<(), BufError> {
-        if n > self.data_len() {
-            return Err(BufError::TooShort);
-        }
-        let n16 = n as u16;
-        let m = self.m_mut();
-        m.data_len -= n16;
-        m.pkt_len -= u32::from(n16);
-        Ok(())
+        self.cut(n, false)
     }
 
     #[inline]
     fn append(&mut self, n: usize) -> Result<&mut [u8], BufError> {
-        if n > self.tailroom() {
-            return Err(BufError::NoTailroom);
-        }
-        let n16 = n as u16;
-        let old = self.data_len();
-        let m = self.m_mut();
-        m.data_len += n16;
-        m.pkt_len += u32::from(n16);
-        Ok(&mut self.data_mut()[old..])
+        self.grow(n, false)
     }
 }
 

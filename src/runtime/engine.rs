@@ -17,50 +17,33 @@
 //! # Ports
 //!
 //! Topology `[[port]]`s are DPDK devices (`vdev`); the demo adds in-process
-//! [`SoftPort`]s. Output numbers are port indexes; [`FABRIC`] is the in-process fabric.
+//! [`SoftPort`]s. What each port and card is, and which worker polls which port, is the
+//! [`Plan`] (`plan.rs`, no DPDK); output numbers are port indexes and
+//! [`FABRIC`](super::plan::FABRIC) is the in-process fabric.
 
-use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mapping_client::rcu::Publisher;
 use mapping_client::service::{Command, Service};
 use mapping_client::tables::Tables;
-use mapping_client::topology::{Attach, CardId, Topology};
+use mapping_client::topology::{CardId, Topology};
 use mapping_client::Client;
 use pipeline::{
-    AlertAggregator, AlertConfig, AlertConsumer, AlertNames, HistogramConfig, Output, PublishedCounters,
-    StatsReport, TimingCollector, TscHz, alert_channel,
+    AlertAggregator, AlertConfig, AlertConsumer, AlertNames, HistogramConfig, PublishedCounters, StatsReport,
+    TimingCollector, TscHz, alert_channel,
 };
 
-use super::find_port;
+use super::card::CardInfo;
+use super::cipher::{Cipher, EspCipher};
+use super::devices::{eal_builder, find_port, make_pools, port_id_of, rx_needs};
+use super::etcd::{EtcdSource, MappingSource};
+use super::plan::{Bindings, Plan, PortIo, PortMtu, PortSpec};
 use super::softport::SoftPort;
-use super::worker::{self, RxSource, TxSink, WorkerSetup};
-use crate::dpdk::{self, Eal, EalBuilder, Mempool, Port, PortConfig};
-use wire::vpc::{UNDERLAY_MTU, VPC_MTU};
-
-/// Output number of the in-process fabric. Port indexes are below it.
-pub const FABRIC: usize = pipeline::MAX_OUTPUTS - 1;
-/// Most ports one process takes (one output number each, below [`FABRIC`]).
-pub const MAX_PORTS: usize = FABRIC;
-
-/// How a port is realised.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PortIo {
-    /// A DPDK device: a vdev string or a PCI address.
-    Vdev(String),
-    /// An in-process [`SoftPort`].
-    Soft,
-}
-
-/// A port to open.
-#[derive(Debug, Clone)]
-pub struct PortSpec {
-    pub name: String,
-    pub io: PortIo,
-    pub attach: Attach,
-}
+use super::trash::TrashBin;
+use super::worker::{self, PortSink, RxSource, WorkerSetup};
+use crate::dpdk::{self, Eal, Mempool, Port, PortConfig};
 
 /// What the engine needs to start.
 #[derive(Debug, Clone)]
@@ -78,194 +61,36 @@ pub struct EngineSpec {
     pub cards: Option<Vec<String>>,
     /// The edges' ESP cipher.
     pub esp_cipher: EspCipher,
+    /// Keep dropped packets for the trash can, this many per reason per second.
+    pub trash_limit: Option<u32>,
+    /// Let `dpdk-dumpcap` capture the ports: multi-process EAL and `rte_pdump_init`.
+    pub pdump: bool,
+    /// Where the cards' tables come from: the embedded service (default) or etcd.
+    pub mapping: MappingSource,
 }
 
 impl EngineSpec {
     /// The topology's own ports.
     pub fn from_topology(topology: Topology) -> EngineSpec {
-        let ports = topology
-            .ports()
-            .iter()
-            .map(|p| PortSpec { name: p.name.clone(), io: PortIo::Vdev(p.vdev.clone()), attach: p.attach.clone() })
-            .collect();
-        EngineSpec { topology, ports, stage_timing: true, file_prefix: None, alerts: AlertConfig::default(), cards: None, esp_cipher: EspCipher::Auto }
-    }
-}
-
-/// What a port carries against what may have to leave by it ([`Engine::port_mtus`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortMtu {
-    pub name: String,
-    /// The attach point as the topology file writes it (`instance:red-1`).
-    pub attach: String,
-    /// The largest IP packet the port carries; `None`: no limit known.
-    pub mtu: Option<u16>,
-    /// An in-process port (no limit).
-    pub soft: bool,
-    /// The largest IP packet that may have to leave by it: the VPC MTU for an instance or
-    /// DX port, the VPC MTU plus the encapsulation for underlay, services and fabric ports,
-    /// 1500 for an edge's internet side (the edge fits its packets to that itself).
-    pub needed: usize,
-}
-
-impl PortMtu {
-    /// An instance's vNIC.
-    pub fn is_instance(&self) -> bool {
-        self.attach.starts_with("instance:")
-    }
-
-    /// The line `vpcemu run` prints at start for an instance port.
-    pub fn describe(&self) -> String {
-        match self.mtu {
-            Some(mtu) => format!(
-                "port {} ({}): IP packets up to {mtu} bytes ({}-byte Ethernet frames)",
-                self.name,
-                self.attach,
-                usize::from(mtu) + 18
-            ),
-            None if self.soft => format!("port {} ({}): an in-process queue, no size limit", self.name, self.attach),
-            None => format!("port {} ({}): the device does not say how large a packet it carries", self.name, self.attach),
-        }
-    }
-
-    /// The warning for a port below what may have to leave by it, if it is.
-    pub fn warning(&self) -> Option<String> {
-        let mtu = self.mtu?;
-        if usize::from(mtu) >= self.needed {
-            return None;
-        }
-        let head = format!("port {} ({}) carries IP packets up to {mtu} bytes", self.name, self.attach);
-        Some(if self.is_instance() {
-            format!(
-                "{head}, less than the VPC MTU of {VPC_MTU}: longer packets for the instance are fragmented, or, with \
-                 DF, dropped (mtu_exceeded) and answered with ICMP fragmentation-needed (MTU {mtu})"
-            )
-        } else {
-            format!("{head}, less than the {} that may leave by it: longer ones are dropped (mtu_exceeded)", self.needed)
-        })
-    }
-}
-
-/// What a port is, for the workers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// An instance's vNIC. The ENI and the card it is on live in [`InstanceBinding`]
-    /// (they change with register/deregister/move).
-    Instance,
-    /// A card's physical (underlay) port.
-    Underlay { card: usize },
-    /// An edge's outside ports.
-    EdgeInternet { card: usize },
-    EdgeDx { card: usize },
-    EdgeServices { card: usize },
-    /// A copy of everything that crosses the fabric (TX only).
-    Fabric,
-}
-
-/// The live binding of an instance port: which ENI it is and which card it is on.
-/// Written by the control core after the tables of that card are published (Release),
-/// read by the worker once per burst (Acquire).
-#[derive(Debug)]
-pub struct InstanceBinding {
-    /// ENI id, or `u32::MAX` while the instance is not registered.
-    pub eni: AtomicU32,
-    /// Card index: the instance's host, or the card the port was last on when the instance
-    /// is deregistered or on a card of another process (`u32::MAX` only before the first
-    /// binding).
-    pub card: AtomicU32,
-}
-
-pub const UNBOUND: u32 = u32::MAX;
-
-/// The bindings of every port, with a generation the control core bumps (Release) after
-/// changing any of them, so that workers rebuild their ENI -> port tables (Acquire).
-#[derive(Debug)]
-pub struct Bindings {
-    pub ports: Vec<InstanceBinding>,
-    pub generation: std::sync::atomic::AtomicU64,
-}
-
-/// One card as the runtime sees it.
-#[derive(Debug, Clone)]
-pub struct CardInfo {
-    pub id: CardId,
-    pub name: String,
-    pub pa: Ipv4Addr,
-    pub alert_id: pipeline::CardId,
-    /// The card's `underlay:` port, if it has one.
-    pub underlay_port: Option<usize>,
-    /// An edge's outside ports (`edge:EDGE:internet|dx|services`), if it has them.
-    pub internet_port: Option<usize>,
-    pub dx_port: Option<usize>,
-    pub services_port: Option<usize>,
-    /// An edge's outbound SAs, shared by every worker (sequence numbers never reused).
-    pub sas: Option<Arc<blackfoot::EdgeSas>>,
-    /// The AES-GCM implementation of the edge's SAs (inbound ones are made per worker).
-    pub cipher: Cipher,
-    /// The card's limit on the ICMP errors it sends, shared by every worker (TSC ticks).
-    pub icmp_limit: Arc<pipeline::RateLimit>,
-}
-
-/// Which AES-128-GCM the edges' ESP uses (`vpcemu run --esp-cipher`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EspCipher {
-    /// DPDK's `crypto_aesni_gcm` when it starts on this machine, else ring.
-    #[default]
-    Auto,
-    /// ring's AES-GCM (`blackfoot::aead::RingAesGcm`).
-    Ring,
-    /// DPDK's ipsec_mb `crypto_aesni_gcm` through the synchronous CPU-crypto API; the run
-    /// fails if it cannot start.
-    AesniGcm,
-}
-
-impl std::str::FromStr for EspCipher {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(EspCipher::Auto),
-            "ring" => Ok(EspCipher::Ring),
-            "aesni-gcm" => Ok(EspCipher::AesniGcm),
-            other => Err(format!("the ESP cipher is auto, ring or aesni-gcm, not {other:?}")),
+        let ports = PortSpec::of_topology(&topology);
+        EngineSpec {
+            topology,
+            ports,
+            stage_timing: true,
+            file_prefix: None,
+            alerts: AlertConfig::default(),
+            cards: None,
+            esp_cipher: EspCipher::Auto,
+            trash_limit: None,
+            pdump: false,
+            mapping: MappingSource::Embedded,
         }
     }
 }
 
-/// The cipher implementation an edge's SAs were made with.
-#[derive(Debug, Clone, Default)]
-pub enum Cipher {
-    #[default]
-    Ring,
-    Dpdk(dpdk::CryptoDev),
-}
-
-impl Cipher {
-    /// What makes the SAs' ciphers.
-    pub fn factory(&self) -> &dyn blackfoot::aead::AeadFactory {
-        match self {
-            Cipher::Ring => &blackfoot::aead::RingFactory,
-            Cipher::Dpdk(dev) => dev,
-        }
-    }
-
-    /// Start the chosen cipher. `Auto` falls back to ring when DPDK's cannot start; the
-    /// second value then says why.
-    fn start(choice: EspCipher) -> Result<(Cipher, Option<String>), EngineError> {
-        match choice {
-            EspCipher::Ring => Ok((Cipher::Ring, None)),
-            EspCipher::AesniGcm => Ok((Cipher::Dpdk(dpdk::CryptoDev::aesni_gcm()?), None)),
-            EspCipher::Auto => match dpdk::CryptoDev::aesni_gcm() {
-                Ok(dev) => Ok((Cipher::Dpdk(dev), None)),
-                Err(e) => Ok((Cipher::Ring, Some(format!("{e}; ESP uses ring's AES-GCM")))),
-            },
-        }
-    }
-}
-
+/// A port as the control core holds it: its device or queue and its MTU (its name, attach
+/// point and role are in the [`Plan`]).
 struct PortRt {
-    name: String,
-    role: Role,
-    attach: Attach,
     eth: Option<Port>,
     soft: Option<Arc<SoftPort>>,
     /// The largest IP packet the port carries (its MTU); `None`: no limit known (soft
@@ -288,9 +113,12 @@ pub struct Engine {
     workers: Vec<dpdk::WorkerHandle>,
     stop: Arc<AtomicBool>,
     ports: Vec<PortRt>,
+    plan: Plan,
     pub(crate) cards: Vec<CardInfo>,
     bindings: Arc<Bindings>,
     service: Service,
+    /// With `--etcd`: the cards' watchers (then `service` only names things).
+    etcd: Option<EtcdSource>,
     clients: Vec<Client>,
     publishers: Vec<Publisher<Tables>>,
     published: Vec<Arc<PublishedCounters>>,
@@ -306,6 +134,8 @@ pub struct Engine {
     pool: Arc<Mempool>,
     /// Small mbufs ports receive into.
     rx_pool: Arc<Mempool>,
+    /// The trash can's queue (`--trash`).
+    trash: Option<Arc<TrashBin>>,
     eal: Eal,
 }
 
@@ -315,85 +145,30 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn lcore_list(lcores: &[u32]) -> String {
-    lcores.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
-}
-
-/// Mbufs to create, small (RX) and jumbo: enough for every port's descriptors, the soft
-/// queues, the workers' own packets and the frames net_pcap holds for `infinite_rx`,
-/// within the memory the topology gives DPDK (about 60% of it for the pools; the RX pool
-/// is served first, with at most two thirds of that).
-fn pool_sizes(memory_mb: u32, ports: usize, workers: usize, held_small: u64, held_jumbo: u64) -> (u32, u32) {
-    let per = |data: u16| u64::from(data) + 128 + 128 + 64;
-    let (per_small, per_jumbo) = (per(dpdk::RX_DATA_SIZE), per(dpdk::MBUF_DATA_SIZE));
-    let budget = u64::from(memory_mb) * 1024 * 1024 * 6 / 10;
-    let small_want = 1024 + 2048 * ports as u64 + 512 * workers as u64 + held_small;
-    let small = small_want.min(budget * 2 / 3 / per_small);
-    let jumbo_want = 4096 + 2048 * ports as u64 + 1024 * workers as u64 + held_jumbo;
-    let jumbo = jumbo_want.min(budget.saturating_sub(small * per_small) / per_jumbo);
-    let cap = |n: u64| n.min(u64::from(u32::MAX)) as u32;
-    (cap(small), cap(jumbo))
-}
-
-/// What a net_pcap vdev with `infinite_rx=1` keeps in mbufs: its whole `rx_pcap` file
-/// (frames, longest frame). (0, 0) for any other vdev.
-fn infinite_rx_frames(vdev: &str) -> (u64, usize) {
-    let args: Vec<&str> = vdev.split(',').collect();
-    if !args.iter().any(|a| a.trim() == "infinite_rx=1") {
-        return (0, 0);
-    }
-    let Some(path) = args.iter().find_map(|a| a.trim().strip_prefix("rx_pcap=")) else { return (0, 0) };
-    let Ok(bytes) = std::fs::read(path) else { return (0, 0) };
-    match wire::pcap::Reader::new(&bytes) {
-        Ok(r) => r.flatten().fold((0, 0), |(n, max), rec| (n + 1, max.max(rec.data.len()))),
-        Err(_) => (0, 0),
-    }
-}
-
-/// What a vdev's RX needs of the pools: the frames it holds for `infinite_rx`, and whether
-/// its queues fill from the small pool although its driver does not advertise scatter RX
-/// (`chains_anyway`): net_pcap chains long frames itself, except in `infinite_rx` replay,
-/// which copies only the first segment of each stored frame (DPDK 22.11), so a replay file
-/// with frames longer than a small mbuf needs the jumbo pool.
-pub(crate) fn rx_needs(vdev: &str) -> (u64, bool) {
-    let (held, longest) = infinite_rx_frames(vdev);
-    (held, dpdk::vdev_name(vdev).starts_with("net_pcap") && longest <= usize::from(dpdk::RX_DATA_SIZE))
-}
-
 impl Engine {
-    /// Start the EAL, the ports, the mapping service and the workers.
+    /// Start the EAL, the ports, the mapping service and the workers, as planned by
+    /// [`Plan::new`].
     pub fn start(spec: EngineSpec) -> Result<Engine, EngineError> {
         let topo = spec.topology;
+        let plan = Plan::new(&topo, &spec.ports, spec.cards.as_deref()).map_err(EngineError::Config)?;
         let dp = topo.dataplane().clone();
         let workers = dp.worker_lcores().to_vec();
-        if workers.is_empty() {
-            return Err(EngineError::Config("dataplane.lcores: at least two lcores are needed (control + worker)".into()));
-        }
-        if spec.ports.len() > MAX_PORTS {
-            return Err(EngineError::Config(format!("{} ports: at most {MAX_PORTS} per process", spec.ports.len())));
-        }
-        let mut eal = EalBuilder::new().lcores(lcore_list(&dp.lcores)).memory_mb(dp.memory_mb).hugepages(match dp.hugepages {
-            mapping_client::topology::Hugepages::Auto => dpdk::Hugepages::Auto,
-            mapping_client::topology::Hugepages::On => dpdk::Hugepages::On,
-            mapping_client::topology::Hugepages::Off => dpdk::Hugepages::Off,
+        let vdevs = spec.ports.iter().filter_map(|p| match &p.io {
+            PortIo::Vdev(v) => Some(v.as_str()),
+            PortIo::Soft => None,
         });
-        if let Some(p) = &spec.file_prefix {
-            eal = eal.file_prefix(p.as_str());
-        }
-        for p in &spec.ports {
-            if let PortIo::Vdev(v) = &p.io {
-                eal = if super::passthrough::is_pci_address(v) { eal.pci_device(v.as_str()) } else { eal.vdev(v.as_str()) };
-            }
+        let mut eal = eal_builder(&dp, spec.file_prefix.as_deref(), vdevs);
+        if spec.pdump {
+            eal = super::devices::pdump_eal(eal, dp.memory_mb).map_err(EngineError::Config)?;
         }
         // The edges' ESP cipher: DPDK's AES-GCM device, unless ring is asked for.
-        let edges_here = topo
-            .edges()
-            .iter()
-            .any(|e| spec.cards.as_ref().is_none_or(|names| names.iter().any(|n| *n == e.name)));
-        if edges_here && spec.esp_cipher != EspCipher::Ring {
+        if plan.has_edge() && spec.esp_cipher.wants_device() {
             eal = eal.vdev(dpdk::crypto::AESNI_GCM_VDEV);
         }
         let eal = eal.init()?;
+        if spec.pdump {
+            eal.pdump_init()?;
+        }
         let tsc_hz = eal.tsc_hz();
         let needs: Vec<(u64, bool)> = spec
             .ports
@@ -403,147 +178,53 @@ impl Engine {
                 PortIo::Soft => (0, false),
             })
             .collect();
-        let held_small = needs.iter().filter(|n| n.1).map(|n| n.0).sum();
-        let held_jumbo = needs.iter().filter(|n| !n.1).map(|n| n.0).sum();
-        let (small, jumbo) = pool_sizes(dp.memory_mb, spec.ports.len(), workers.len(), held_small, held_jumbo);
-        let memory_mb = dp.memory_mb;
-        let pool_err = |n: u32, what: &'static str| {
-            move |e: dpdk::DpdkError| {
-                EngineError::Config(format!("{e} ({n} mbufs of {what} in dataplane.memory_mb = {memory_mb})"))
-            }
-        };
-        let rx_pool = Arc::new(
-            Mempool::with_data_size("vpcemu-rx", small, 256, dpdk::RX_DATA_SIZE).map_err(pool_err(small, "2.4 KiB"))?,
-        );
-        let pool = Arc::new(Mempool::new("vpcemu", jumbo, 256).map_err(pool_err(jumbo, "9.6 KiB"))?);
-
-        // Cards: hosts then edges, in file order.
-        if let Some(names) = &spec.cards {
-            for n in names {
-                if topo.card_by_name(n).is_none() {
-                    return Err(EngineError::Config(format!("--cards: no host or edge named {n:?}")));
-                }
-            }
-        }
-        let run_here = |id: CardId| {
-            spec.cards.as_ref().is_none_or(|names| names.iter().any(|n| topo.card_by_name(n) == Some(id)))
-        };
-        let cards: Vec<CardInfo> = topo
-            .cards()
-            .filter(|id| run_here(*id))
-            .map(|id| CardInfo {
-                id,
-                name: topo.card_name(id).unwrap_or("?").to_string(),
-                pa: topo.card_pa(id).unwrap_or(Ipv4Addr::UNSPECIFIED),
-                alert_id: nitro::card_id(id),
-                underlay_port: None,
-                internet_port: None,
-                dx_port: None,
-                services_port: None,
-                sas: None,
-                cipher: Cipher::Ring,
-                icmp_limit: Arc::new(pipeline::RateLimit::new(nitro::ICMP_RATE_PER_SEC, nitro::ICMP_BURST, tsc_hz)),
-            })
-            .collect();
-        let mut cards = cards;
-        let ids: Vec<CardId> = cards.iter().map(|c| c.id).collect();
-        let card_index = |id: CardId| ids.iter().position(|c| *c == id);
+        let (rx_pool, pool) = make_pools(dp.memory_mb, &needs, workers.len()).map_err(EngineError::Config)?;
+        let mut cards: Vec<CardInfo> = plan.cards.iter().map(|c| CardInfo::new(c, tsc_hz)).collect();
 
         // Ports.
         let cfg = PortConfig { tx_queues: workers.len() as u16, rx_desc: 512, tx_desc: 512, ..PortConfig::default() };
         let mut ports = Vec::with_capacity(spec.ports.len());
         for (i, p) in spec.ports.iter().enumerate() {
-            let here = |id: CardId| {
-                card_index(id).ok_or_else(|| {
-                    EngineError::Config(format!(
-                        "port {}: its card {} is not run in this process (--cards)",
-                        p.name,
-                        topo.card_name(id).unwrap_or("?")
-                    ))
-                })
-            };
-            let role = match &p.attach {
-                Attach::Instance(name) => {
-                    // A vNIC sits on its instance's host card, which must run here: what the
-                    // port sends always meets a card's verify-send.
-                    if let Some(inst) = topo.instance_by_name(name) {
-                        here(CardId::Host(inst.host))?;
-                    }
-                    Role::Instance
-                }
-                Attach::Underlay(c) => Role::Underlay { card: here(*c)? },
-                Attach::EdgeInternet(e) => Role::EdgeInternet { card: here(CardId::Edge(*e))? },
-                Attach::EdgeDx(e) => Role::EdgeDx { card: here(CardId::Edge(*e))? },
-                Attach::EdgeServices(e) => Role::EdgeServices { card: here(CardId::Edge(*e))? },
-                Attach::Fabric => Role::Fabric,
-            };
             let (eth, soft) = match &p.io {
                 PortIo::Vdev(v) => {
-                    let mut port = find_port(&eal, dpdk::vdev_name(v))?;
-                    // DPDK says why in its log: quote it beside the errno.
-                    let why = |e: dpdk::DpdkError| match eal.logged_cause(&[&format!("port_id {}", port_id_of(&e))]) {
-                        Some(cause) => EngineError::Config(format!("{e} ({cause})")),
-                        None => EngineError::Dpdk(e),
-                    };
                     let chains_anyway = needs.get(i).is_some_and(|n| n.1);
                     let rx = dpdk::RxPools { small: &rx_pool, jumbo: &pool, chains_anyway };
-                    port.configure(&cfg, rx).map_err(why)?;
-                    port.start().map_err(why)?;
-                    (Some(port), None)
+                    (Some(open_port(&eal, v, &cfg, rx)?), None)
                 }
                 PortIo::Soft => (None, Some(Arc::new(SoftPort::default()))),
             };
-            match role {
-                Role::Underlay { card } => cards[card].underlay_port = Some(i),
-                Role::EdgeInternet { card } => cards[card].internet_port = Some(i),
-                Role::EdgeDx { card } => cards[card].dx_port = Some(i),
-                Role::EdgeServices { card } => cards[card].services_port = Some(i),
-                _ => {}
-            }
             let mtu = eth.as_ref().and_then(Port::mtu);
-            ports.push(PortRt { name: p.name.clone(), role, attach: p.attach.clone(), eth, soft, mtu });
+            ports.push(PortRt { eth, soft, mtu });
         }
 
         // Mapping service, clients, publishers.
         let mut service = Service::new(topo.clone());
-        let mut clients: Vec<Client> = cards.iter().map(|c| Client::new(c.id)).collect();
+        let mut clients: Vec<Client> = plan.cards.iter().map(|c| Client::new(c.id)).collect();
         let mut publishers: Vec<Publisher<Tables>> =
-            cards.iter().map(|c| Publisher::new(Tables::empty(Some(c.id), c.name.clone(), c.pa))).collect();
-        sync_all(&mut service, &mut clients, &mut publishers, Duration::ZERO);
+            plan.cards.iter().map(|c| Publisher::new(Tables::empty(Some(c.id), c.name.clone(), c.pa))).collect();
+        let mut etcd = match &spec.mapping {
+            MappingSource::Embedded => {
+                sync_all(&mut service, &mut clients, &mut publishers, Duration::ZERO);
+                None
+            }
+            MappingSource::Etcd { url } => {
+                let cpu = Some(dp.control_lcore() as usize);
+                let mut source = EtcdSource::start(url, &cards, cpu).map_err(EngineError::Config)?;
+                source.first_snapshots(&mut publishers).map_err(EngineError::Config)?;
+                Some(source)
+            }
+        };
         // Each edge's outbound SAs, from its first tables (the VPN set does not change at run
         // time: the control socket has no VPN commands).
-        let (cipher, cipher_note) = if cards.iter().any(|c| matches!(c.id, CardId::Edge(_))) {
-            Cipher::start(spec.esp_cipher)?
-        } else {
-            (Cipher::Ring, None)
-        };
-        let esp_cipher = cards
-            .iter()
-            .any(|c| matches!(c.id, CardId::Edge(_)))
-            .then(|| (cipher.factory().name(), cipher_note.clone()));
-        for (card, publisher) in cards.iter_mut().zip(publishers.iter()) {
-            if matches!(card.id, CardId::Edge(_)) {
-                let sas = blackfoot::EdgeSas::with(publisher.live(), cipher.factory())
-                    .and_then(|sas| blackfoot::InboundSas::with(publisher.live(), cipher.factory()).map(|_| sas))
-                    .map_err(|e| EngineError::Config(format!("edge {}: {e} by {}", card.name, cipher.factory().name())))?;
-                card.sas = Some(Arc::new(sas));
-                card.cipher = cipher.clone();
-            }
-        }
+        let esp_cipher = if plan.has_edge() { Some(edge_sas(&mut cards, &publishers, spec.esp_cipher)?) } else { None };
         let cards = cards;
 
-        // Instance bindings, from the model.
-        let bindings = Arc::new(Bindings {
-            ports: ports
-                .iter()
-                .map(|_| InstanceBinding { eni: AtomicU32::new(UNBOUND), card: AtomicU32::new(UNBOUND) })
-                .collect(),
-            generation: std::sync::atomic::AtomicU64::new(0),
-        });
+        let bindings = Arc::new(plan.bindings());
         let stop = Arc::new(AtomicBool::new(false));
         let mut timing = TimingCollector::new(HistogramConfig::default())
             .map_err(|e| EngineError::Config(format!("stage timing: {e:?}")))?;
         let returned = Arc::new(Mutex::new(Vec::new()));
+        let trash = spec.trash_limit.map(|limit| TrashBin::new(limit, tsc_hz));
 
         let mut engine_ports = ports;
         let mut alert_consumers = Vec::new();
@@ -557,53 +238,42 @@ impl Engine {
             let wt = timing
                 .add_worker(tsc_hz / 100)
                 .map_err(|e| EngineError::Config(format!("stage timing: {e:?}")))?;
-            let mut rx = Vec::new();
-            let mut tx = Vec::new();
-            for (i, p) in engine_ports.iter_mut().enumerate() {
-                // RX: ports are dealt to workers round robin; the fabric capture is TX only.
-                let mine = i % workers.len() == w && p.role != Role::Fabric;
-                if let Some(eth) = p.eth.as_mut() {
-                    if mine {
-                        if let Some(q) = eth.rx_queue(0) {
-                            rx.push((i, RxSource::Eth(q)));
-                        }
-                    }
-                    tx.push(eth.tx_queue(w as u16).map(TxSink::Eth).unwrap_or(TxSink::None));
-                } else if let Some(s) = &p.soft {
-                    if mine {
-                        rx.push((i, RxSource::Soft(Arc::clone(s))));
-                    }
-                    tx.push(TxSink::Soft(Arc::clone(s)));
-                }
-            }
+            let (rx, tx) = worker_io(&mut engine_ports, &plan.rx_ports(w), w);
             let subscribers = publishers.iter_mut().map(|p| p.subscribe()).collect();
             setups.push((
                 lcore,
                 WorkerSetup {
                     rx,
                     tx,
-                    roles: engine_ports.iter().map(|p| p.role).collect(),
+                    roles: plan.roles(),
                     port_mtu: engine_ports.iter().map(|p| p.mtu).collect(),
                     bindings: Arc::clone(&bindings),
                     cards: cards.clone(),
                     subscribers,
-                    fabric_capture: engine_ports.iter().position(|p| p.role == Role::Fabric),
+                    fabric_capture: plan.fabric_capture(),
                     pool: Arc::clone(&pool),
                     counters,
                     meters: pipeline::Meters::new(wt),
                     alerts: producer,
                     stop: Arc::clone(&stop),
                     returned: Arc::clone(&returned),
+                    trash: trash.clone(),
                 },
             ));
+        }
+        plan.rebind(service.topology(), &bindings);
+        if let Some(source) = etcd.as_mut() {
+            source.rebind(&plan, &bindings);
         }
         let mut engine = Engine {
             workers: Vec::new(),
             stop,
             ports: engine_ports,
+            plan,
             cards,
             bindings,
             service,
+            etcd,
             clients,
             publishers,
             published,
@@ -616,9 +286,9 @@ impl Engine {
             esp_cipher,
             rx_pool,
             pool,
+            trash,
             eal,
         };
-        engine.rebind();
         for (lcore, setup) in setups {
             let timed = spec.stage_timing;
             let handle = dpdk::launch(lcore, move || {
@@ -633,45 +303,11 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Point every instance port at its instance's current ENI (`UNBOUND` while it is not
-    /// registered) and card. The card is the instance's host when that runs here; otherwise
-    /// (deregistered, or moved to a card of another process) the port stays on the card it
-    /// was on, whose verify-send then refuses what it sends (`spoofed_source`, alert).
-    fn rebind(&mut self) {
-        let topo = self.service.topology();
-        for (i, p) in self.ports.iter().enumerate() {
-            let Attach::Instance(name) = &p.attach else { continue };
-            let inst = topo.instance_by_name(name);
-            let eni = inst.map_or(UNBOUND, |inst| inst.eni.0);
-            let here = inst.and_then(|inst| self.cards.iter().position(|c| c.id == CardId::Host(inst.host)));
-            let binding = &self.bindings.ports[i];
-            let card = here.map_or_else(|| binding.card.load(Ordering::Relaxed), |c| c as u32);
-            binding.eni.store(eni, Ordering::Release);
-            binding.card.store(card, Ordering::Release);
-        }
-        self.bindings.generation.fetch_add(1, Ordering::Release);
-    }
-
     /// What every port carries (its MTU) against what may have to leave by it, in port
     /// order: for the messages `vpcemu run` prints at start.
     pub fn port_mtus(&self) -> Vec<PortMtu> {
-        let topo = self.service.topology();
-        let edge = |e: mapping_client::topology::EdgeId| topo.card_name(CardId::Edge(e)).unwrap_or("?");
-        self.ports
-            .iter()
-            .map(|p| {
-                let (attach, needed) = match &p.attach {
-                    Attach::Instance(name) => (format!("instance:{name}"), VPC_MTU),
-                    Attach::Underlay(c) => (format!("underlay:{}", topo.card_name(*c).unwrap_or("?")), UNDERLAY_MTU),
-                    Attach::EdgeInternet(e) => (format!("edge:{}:internet", edge(*e)), blackfoot::INTERNET_MTU),
-                    Attach::EdgeDx(e) => (format!("edge:{}:dx", edge(*e)), VPC_MTU),
-                    Attach::EdgeServices(e) => (format!("edge:{}:services", edge(*e)), UNDERLAY_MTU),
-                    Attach::Fabric => ("fabric".to_string(), UNDERLAY_MTU),
-                };
-                let soft = p.soft.is_some();
-                PortMtu { name: p.name.clone(), attach, mtu: if soft { None } else { p.mtu }, soft, needed }
-            })
-            .collect()
+        let mtus: Vec<Option<u16>> = self.ports.iter().map(|p| p.mtu).collect();
+        self.plan.port_mtus(self.service.topology(), &mtus)
     }
 
     /// Wall-clock milliseconds since the Unix epoch (the alert clock: alerts carry `ts`).
@@ -683,9 +319,12 @@ impl Engine {
     /// stage-timing collection, alerts. `alerts_out` receives complete alert lines.
     pub fn tick(&mut self, alerts_out: &mut dyn std::io::Write) {
         let now = self.started.elapsed();
-        sync_all(&mut self.service, &mut self.clients, &mut self.publishers, now);
-        let _ = self.timing.collect();
         let now_ms = self.now_ms();
+        match self.etcd.as_mut() {
+            Some(source) => source.poll(&mut self.publishers, &self.plan, &self.bindings, now_ms, alerts_out),
+            None => sync_all(&mut self.service, &mut self.clients, &mut self.publishers, now),
+        }
+        let _ = self.timing.collect();
         self.aggregator.drain(&self.alert_consumers, now_ms);
         let names = Names { topo: self.service.topology(), cards: &self.cards };
         let _ = self.aggregator.flush(now_ms, &names, &mut &mut *alerts_out);
@@ -694,6 +333,9 @@ impl Engine {
     /// Apply a live change to the mapping service; the workers see it once every card
     /// concerned has published (within a loop of theirs).
     pub fn execute(&mut self, command: &Command) -> Result<(), String> {
+        if let Some(source) = &self.etcd {
+            return Err(format!("the world is in etcd: change it with `vpcemu ctl --etcd {} ...`", source.url()));
+        }
         self.service.execute(command).map_err(|e| e.to_string())?;
         let now = self.started.elapsed();
         // Publish until every card holds the change (a publisher waits for its workers to
@@ -706,8 +348,18 @@ impl Engine {
             }
             std::thread::sleep(Duration::from_micros(50));
         }
-        self.rebind();
+        self.plan.rebind(self.service.topology(), &self.bindings);
         Ok(())
+    }
+
+    /// With `--etcd`: the watchers' counters (the stats' `mapping`).
+    pub fn mapping_stats(&self) -> Option<serde_json::Value> {
+        self.etcd.as_ref().map(EtcdSource::stats)
+    }
+
+    /// With `--etcd`: the etcd URL.
+    pub fn etcd_url(&self) -> Option<&str> {
+        self.etcd.as_ref().map(EtcdSource::url)
     }
 
     pub fn topology(&self) -> &Topology {
@@ -732,7 +384,8 @@ impl Engine {
 
     /// The soft port named `name`.
     pub fn soft_port(&self, name: &str) -> Option<&Arc<SoftPort>> {
-        self.ports.iter().find(|p| p.name == name).and_then(|p| p.soft.as_ref())
+        let i = self.plan.ports.iter().position(|p| p.name == name)?;
+        self.ports.get(i).and_then(|p| p.soft.as_ref())
     }
 
     /// Sum of every port's RX and TX so far (for idle detection).
@@ -760,23 +413,21 @@ impl Engine {
         let ports = self
             .ports
             .iter()
-            .map(|p| match &p.eth {
+            .zip(&self.plan.ports)
+            .map(|(p, planned)| match &p.eth {
                 Some(eth) => {
                     let s = eth.stats();
                     pipeline::PortStats {
-                        name: p.name.clone(),
+                        name: planned.name.clone(),
                         rx: s.rx_packets,
                         tx: s.tx_packets,
                         dropped: s.rx_missed + s.rx_nombuf + s.rx_errors + s.tx_errors,
                     }
                 }
-                None => pipeline::PortStats { name: p.name.clone(), rx: 0, tx: 0, dropped: 0 },
+                None => pipeline::PortStats { name: planned.name.clone(), rx: 0, tx: 0, dropped: 0 },
             })
             .collect();
-        let mut names: Vec<String> = self.ports.iter().map(|p| p.name.clone()).collect();
-        names.resize(FABRIC, String::new());
-        names.push("fabric".into());
-        let names: Vec<String> = names;
+        let names = self.plan.output_names();
         StatsReport::new(
             ports,
             &counters,
@@ -785,6 +436,26 @@ impl Engine {
             &names,
             self.aggregator.totals(),
         )
+    }
+
+    /// The trash can's queue, with `--trash`.
+    pub fn trash_bin(&self) -> Option<&Arc<TrashBin>> {
+        self.trash.as_ref()
+    }
+
+    /// The stage histograms merged so far (cycles per packet, by card kind and stage).
+    pub fn stage_histograms(&self) -> &pipeline::StageHistograms {
+        self.timing.histograms()
+    }
+
+    /// Alert events the control core has taken so far, per drop reason.
+    pub fn alerts_by_reason(&self) -> [u64; pipeline::DropReason::COUNT] {
+        self.aggregator.received()
+    }
+
+    /// Each card's name and the version of the mapping tables it holds.
+    pub fn mapping_versions(&self) -> Vec<(&str, u64)> {
+        self.cards.iter().zip(&self.publishers).map(|(c, p)| (c.plan.name.as_str(), p.version())).collect()
     }
 
     /// Write every pending alert line now, whatever its window (the demo reads them step
@@ -798,7 +469,17 @@ impl Engine {
 
     /// Stop the workers, flush alerts, stop and close the ports; returns the final report
     /// and the number of mbufs still in use (must be 0).
-    pub fn shutdown(mut self, alerts_out: &mut dyn std::io::Write) -> (StatsReport, u32) {
+    pub fn shutdown(self, alerts_out: &mut dyn std::io::Write) -> (StatsReport, u32) {
+        let (report, in_use, _) = self.shutdown_with_histograms(alerts_out);
+        (report, in_use)
+    }
+
+    /// [`shutdown`](Self::shutdown), also returning the final stage histograms (for
+    /// `--hgrm`).
+    pub fn shutdown_with_histograms(
+        mut self,
+        alerts_out: &mut dyn std::io::Write,
+    ) -> (StatsReport, u32, pipeline::StageHistograms) {
         self.stop.store(true, Ordering::Relaxed);
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -826,11 +507,14 @@ impl Engine {
             p.eth = None;
             p.soft = None;
         }
+        if let Some(source) = self.etcd.as_mut() {
+            source.stop();
+        }
         // Old table versions go now, on this thread.
         for p in &mut self.publishers {
             p.reclaim();
         }
-        (report, self.pool.in_use() + self.rx_pool.in_use())
+        (report, self.pool.in_use() + self.rx_pool.in_use(), self.timing.histograms().clone())
     }
 }
 
@@ -873,8 +557,8 @@ struct Names<'a> {
 }
 
 impl AlertNames for Names<'_> {
-    fn card(&self, card: pipeline::CardId) -> Option<&str> {
-        self.cards.iter().find(|c| c.alert_id == card).map(|c| c.name.as_str())
+    fn card(&self, card: CardId) -> Option<&str> {
+        self.cards.iter().find(|c| c.id() == card).map(|c| c.plan.name.as_str())
     }
     fn instance(&self, eni: u32) -> Option<&str> {
         self.topo.instance(mapping_client::topology::EniId(eni)).map(|i| i.name.as_str())
@@ -884,15 +568,73 @@ impl AlertNames for Names<'_> {
     }
 }
 
-/// The port id a DPDK error is about (0 when it names none).
-fn port_id_of(e: &dpdk::DpdkError) -> u16 {
-    match e {
-        dpdk::DpdkError::Port { port, .. } => *port,
-        _ => 0,
+/// Start the ESP cipher `choice` and give every edge of `cards` its SAs, from its first
+/// tables in `publishers` (the VPN set does not change at run time: the control socket has
+/// no VPN commands). Returns the cipher's name and, when `auto` fell back to ring, why.
+fn edge_sas(
+    cards: &mut [CardInfo],
+    publishers: &[Publisher<Tables>],
+    choice: EspCipher,
+) -> Result<(&'static str, Option<String>), EngineError> {
+    let (cipher, note) = Cipher::start(choice)?;
+    for (card, publisher) in cards.iter_mut().zip(publishers) {
+        if card.plan.is_edge() {
+            let sas = blackfoot::EdgeSas::with(publisher.live(), cipher.factory())
+                .and_then(|sas| blackfoot::InboundSas::with(publisher.live(), cipher.factory()).map(|_| sas))
+                .map_err(|e| EngineError::Config(format!("edge {}: {e} by {}", card.plan.name, cipher.factory().name())))?;
+            card.sas = Some(Arc::new(sas));
+            card.cipher = cipher.clone();
+        }
     }
+    Ok((cipher.factory().name(), note))
 }
 
-/// Output number of port `i`.
-pub fn port_output(i: usize) -> Option<Output> {
-    if i < MAX_PORTS { Output::new(i) } else { None }
+/// Worker `w`'s queues: the RX side of the ports in `mine`, its TX queue on every port.
+fn worker_io(ports: &mut [PortRt], mine: &[usize], w: usize) -> (Vec<(usize, RxSource)>, Vec<PortSink>) {
+    let mut rx = Vec::new();
+    let mut tx = Vec::new();
+    for (i, p) in ports.iter_mut().enumerate() {
+        let polled = mine.contains(&i);
+        if let Some(eth) = p.eth.as_mut() {
+            if polled {
+                if let Some(q) = eth.rx_queue(0) {
+                    rx.push((i, RxSource::Eth(q)));
+                }
+            }
+            tx.push(eth.tx_queue(w as u16).map(PortSink::Eth).unwrap_or(PortSink::None));
+        } else if let Some(s) = &p.soft {
+            if polled {
+                rx.push((i, RxSource::Soft(Arc::clone(s))));
+            }
+            tx.push(PortSink::Soft(Arc::clone(s)));
+        }
+    }
+    (rx, tx)
+}
+
+/// Configure and start the device `vdev` found in `eal`; a failure quotes what DPDK logged.
+fn open_port(eal: &Eal, vdev: &str, cfg: &PortConfig, rx: dpdk::RxPools<'_>) -> Result<Port, EngineError> {
+    let mut port = find_port(eal, dpdk::vdev_name(vdev))?;
+    // DPDK says why in its log: quote it beside the errno.
+    let why = |e: dpdk::DpdkError| match eal.logged_cause(&[&format!("port_id {}", port_id_of(&e))]) {
+        Some(cause) => EngineError::Config(format!("{e} ({cause})")),
+        None => EngineError::Dpdk(e),
+    };
+    port.configure(cfg, rx).map_err(why)?;
+    port.start().map_err(why)?;
+    Ok(port)
+}
+
+/// The trash can of a running engine at `path`: its ports then `fabric` as interfaces,
+/// its cards by name.
+pub fn open_trash(
+    path: &std::path::Path,
+    file: std::fs::File,
+    bin: &Arc<TrashBin>,
+    engine: &Engine,
+) -> super::trash::TrashWriter {
+    let mut interfaces: Vec<String> = engine.port_mtus().into_iter().map(|p| p.name).collect();
+    interfaces.push("fabric".into());
+    let cards = engine.cards().iter().map(|c| c.plan.name.clone()).collect();
+    super::trash::TrashWriter::create(path, file, Arc::clone(bin), &interfaces, cards, crate::dpdk::rdtsc(), engine.tsc_hz())
 }

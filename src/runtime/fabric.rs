@@ -1,15 +1,183 @@
-//! The in-process fabric's switch table: which card of this process has a PA.
+//! The in-process fabric's switch, generic over the packet buffer and the TX sink (so
+//! that it runs on `wire::TestBuffer` in tests as on mbufs in the workers).
 //!
 //! The worker switches every packet that crosses the fabric on its outer destination PA
 //! (and finds the sending card of a packet leaving the process by its outer source PA).
 //! [`CardsByPa`] answers in one hash probe, whatever the number of cards in the process
 //! (up to [`SCAN_MAX`] cards, a scan of their PAs in one or two cache lines, cheaper than
 //! hashing, answers instead); it is built once per worker at setup (the cards of a process
-//! do not change while it runs).
+//! do not change while it runs). [`Switch::hop`] carries one hop: a copy to the fabric
+//! capture, packets for a PA not run here out of the sending card's `underlay:` port, the
+//! rest back to the worker sorted by receiving card.
 
 use std::net::Ipv4Addr;
 
+use arrayvec::ArrayVec;
 use hashbrown::HashMap;
+use pipeline::{Counters, DropReason, MAX_BURST};
+use wire::PacketBuf;
+
+/// Where a worker sends a group of packets for one port. What the sink does not take stays
+/// in `pkts` (the caller frees and counts it).
+pub trait TxSink<B> {
+    fn send(&mut self, pkts: &mut ArrayVec<B, MAX_BURST>);
+}
+
+/// Bytes of a frame beyond its IP packet that a port takes: Ethernet header and one 802.1Q
+/// tag (the DX side tags its frames).
+pub const L2_OVERHEAD: usize = 18;
+
+/// The longest frame port `out` takes (`usize::MAX`: no limit known, or not a port).
+#[inline]
+pub fn max_frame(port_mtu: &[Option<u16>], out: usize) -> usize {
+    port_mtu.get(out).copied().flatten().map_or(usize::MAX, |mtu| usize::from(mtu) + L2_OVERHEAD)
+}
+
+/// Send `pkts` to `sink`, a port that takes frames of at most `max` bytes: longer ones are
+/// freed as `mtu_exceeded` (never offered: a device that refuses one would hold back those
+/// after it), what the sink does not take as `tx_full`. `pkts` is empty afterwards.
+/// Returns how many were sent.
+#[inline]
+pub fn send_counted<B: PacketBuf, S: TxSink<B>>(
+    sink: &mut S,
+    max: usize,
+    pkts: &mut ArrayVec<B, MAX_BURST>,
+    counters: &mut Counters,
+) -> u64 {
+    let before = pkts.len();
+    pkts.retain(|m| m.len() <= max);
+    counters.add_drops(DropReason::MtuExceeded, (before - pkts.len()) as u64);
+    let offered = pkts.len();
+    sink.send(pkts);
+    let unsent = pkts.len();
+    counters.add_drops(DropReason::TxFull, unsent as u64);
+    pkts.clear();
+    (offered - unsent) as u64
+}
+
+/// The outer IPv4 address at `at` of an encapsulated frame ([`OUTER_SRC`] or
+/// [`OUTER_DST`]).
+#[inline]
+fn outer_addr(frame: &[u8], at: usize) -> Option<Ipv4Addr> {
+    let b: [u8; 4] = frame.get(at..at + 4)?.try_into().ok()?;
+    Some(Ipv4Addr::from(b))
+}
+
+/// Where the outer source and destination PAs sit in an encapsulated frame.
+const OUTER_SRC: usize = wire::vpc::offset::IP_SRC;
+const OUTER_DST: usize = wire::vpc::offset::IP_DST;
+
+/// A worker's ports as the switch sends to them: one sink per port and each port's MTU
+/// (the largest IP packet it carries; `None` or missing: no limit known).
+pub struct Ports<'a, S> {
+    pub tx: &'a mut [S],
+    pub mtu: &'a [Option<u16>],
+}
+
+/// The fabric's switch of one worker: the cards of the process by PA, each card's
+/// `underlay:` port, the fabric capture port.
+#[derive(Debug, Clone)]
+pub struct Switch {
+    by_pa: CardsByPa,
+    underlay: Vec<Option<usize>>,
+    capture: Option<usize>,
+}
+
+impl Switch {
+    /// The switch of cards given as (PA, `underlay:` port), in card order, with the fabric
+    /// capture port `capture`.
+    pub fn new(cards: impl IntoIterator<Item = (Ipv4Addr, Option<usize>)>, capture: Option<usize>) -> Switch {
+        let (pas, underlay): (Vec<Ipv4Addr>, Vec<Option<usize>>) = cards.into_iter().unzip();
+        Switch { by_pa: CardsByPa::new(pas), underlay, capture }
+    }
+
+    /// Carry one hop of the packets in `fabric` (sent by card `from`, whose stages ran
+    /// last): a copy of each (made by `copy`; none free is `no_buffer`) to the capture port,
+    /// one TX burst; packets for a PA not run here out of their sender's `underlay:` port
+    /// (`send_out_of_process`); the others returned with their receiving card,
+    /// sorted by card. `fabric` is empty afterwards.
+    pub fn hop<B: PacketBuf, S: TxSink<B>>(
+        &self,
+        fabric: &mut ArrayVec<B, MAX_BURST>,
+        from: usize,
+        mut ports: Ports<'_, S>,
+        mut copy: impl FnMut(&B) -> Option<B>,
+        counters: &mut Counters,
+    ) -> ArrayVec<(usize, B), MAX_BURST> {
+        let mut by_card: ArrayVec<(usize, B), MAX_BURST> = ArrayVec::new();
+        let mut out_of_process: ArrayVec<B, MAX_BURST> = ArrayVec::new();
+        let mut captured: ArrayVec<B, MAX_BURST> = ArrayVec::new();
+        for m in fabric.drain(..) {
+            if self.capture.is_some() {
+                match copy(&m) {
+                    // Cannot overflow: one burst's packets at most.
+                    Some(c) => {
+                        let _ = captured.try_push(c);
+                    }
+                    None => counters.add_drops(DropReason::NoBuffer, 1),
+                }
+            }
+            match outer_addr(m.data(), OUTER_DST).and_then(|pa| self.by_pa.get(pa)) {
+                Some(card) => {
+                    let _ = by_card.try_push((card, m));
+                }
+                None => {
+                    let _ = out_of_process.try_push(m);
+                }
+            }
+        }
+        if let Some(sink) = self.capture.and_then(|cap| ports.tx.get_mut(cap)) {
+            // One TX burst for the copies; what the capture port refuses is freed.
+            sink.send(&mut captured);
+        }
+        captured.clear();
+        if !out_of_process.is_empty() {
+            self.send_out_of_process(&mut out_of_process, from, &mut ports, counters);
+        }
+        by_card.sort_unstable_by_key(|(c, _)| *c);
+        by_card
+    }
+
+    /// Packets for PAs not run in this process leave by the physical (`underlay:`) port of
+    /// the card that sent them (found by the outer source PA; `from`, the card whose
+    /// stages ran last, if none matches), or are dropped `no_route` if it has none.
+    fn send_out_of_process<B: PacketBuf, S: TxSink<B>>(
+        &self,
+        pkts: &mut ArrayVec<B, MAX_BURST>,
+        from: usize,
+        ports: &mut Ports<'_, S>,
+        counters: &mut Counters,
+    ) {
+        let mut by_sender: ArrayVec<(usize, B), MAX_BURST> = ArrayVec::new();
+        for m in pkts.drain(..) {
+            let card = outer_addr(m.data(), OUTER_SRC).and_then(|pa| self.by_pa.get(pa)).unwrap_or(from);
+            // Cannot overflow: at most one burst's packets.
+            let _ = by_sender.try_push((card, m));
+        }
+        by_sender.sort_unstable_by_key(|(c, _)| *c);
+        let mut group: ArrayVec<B, MAX_BURST> = ArrayVec::new();
+        let mut it = by_sender.into_iter().peekable();
+        while let Some((card, m)) = it.next() {
+            let _ = group.try_push(m);
+            while it.peek().is_some_and(|(c, _)| *c == card) {
+                if let Some((_, m)) = it.next() {
+                    let _ = group.try_push(m);
+                }
+            }
+            let n = group.len() as u64;
+            match self.underlay.get(card).copied().flatten() {
+                Some(port) => match ports.tx.get_mut(port) {
+                    Some(sink) => {
+                        send_counted(sink, max_frame(ports.mtu, port), &mut group, counters);
+                    }
+                    None => counters.add_drops(DropReason::TxFull, n),
+                },
+                None => counters.add_drops(DropReason::NoRoute, n),
+            }
+            group.clear();
+        }
+    }
+}
 
 /// Card index (in the worker's card list) by PA. With two cards of the same PA (a topology
 /// the loader refuses), the first one wins.
@@ -52,6 +220,141 @@ impl CardsByPa {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use wire::TestBuffer;
+
+    /// A port that takes at most `room` packets per call and keeps them.
+    #[derive(Default)]
+    struct Port {
+        room: usize,
+        sent: Vec<Vec<u8>>,
+    }
+
+    impl TxSink<TestBuffer> for Port {
+        fn send(&mut self, pkts: &mut ArrayVec<TestBuffer, MAX_BURST>) {
+            let n = pkts.len().min(self.room);
+            self.sent.extend(pkts.drain(..n).map(|b| b.data().to_vec()));
+        }
+    }
+
+    fn port(room: usize) -> Port {
+        Port { room, sent: Vec::new() }
+    }
+
+    const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const EDGE: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 1);
+    const ELSEWHERE: Ipv4Addr = Ipv4Addr::new(198, 18, 9, 9);
+
+    /// An encapsulated frame of `len` bytes from PA `src` to PA `dst`, tagged `tag`.
+    fn frame(src: Ipv4Addr, dst: Ipv4Addr, tag: u8, len: usize) -> TestBuffer {
+        let mut f = vec![tag; len.max(34)];
+        f[26..30].copy_from_slice(&src.octets());
+        f[30..34].copy_from_slice(&dst.octets());
+        TestBuffer::from_slice(&f)
+    }
+
+    fn burst(frames: impl IntoIterator<Item = TestBuffer>) -> ArrayVec<TestBuffer, MAX_BURST> {
+        frames.into_iter().collect()
+    }
+
+    /// Cards A (underlay port 0), B (none) and the edge (port 1); the capture is port 2.
+    fn switch(capture: Option<usize>) -> Switch {
+        Switch::new([(A, Some(0)), (B, None), (EDGE, Some(1))], capture)
+    }
+
+    #[test]
+    fn in_process_packets_come_back_sorted_by_card() {
+        let mut tx = [port(64), port(64), port(64)];
+        let mut counters = Counters::new();
+        let mut fabric = burst([frame(A, EDGE, 1, 60), frame(EDGE, B, 2, 60), frame(B, A, 3, 60), frame(A, EDGE, 4, 60)]);
+        let back = switch(None).hop(&mut fabric, 0, Ports { tx: &mut tx, mtu: &[] }, |_| None, &mut counters);
+        assert!(fabric.is_empty());
+        let got: Vec<(usize, u8)> = back.iter().map(|(c, b)| (*c, b.data()[0])).collect();
+        // By card; within a card the sort is unstable, so only the set is checked there.
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [0, 1, 2, 2]);
+        assert_eq!((got[0].1, got[1].1), (3, 2));
+        let mut edge: Vec<u8> = got[2..].iter().map(|g| g.1).collect();
+        edge.sort_unstable();
+        assert_eq!(edge, [1, 4]);
+        assert!(tx.iter().all(|p| p.sent.is_empty()), "nothing left the process");
+        assert_eq!(counters.drops(DropReason::NoBuffer) + counters.drops(DropReason::NoRoute), 0);
+    }
+
+    #[test]
+    fn the_capture_gets_a_copy_of_every_packet() {
+        let mut tx = [port(64), port(64), port(64)];
+        let mut counters = Counters::new();
+        let mut fabric = burst([frame(A, EDGE, 1, 60), frame(A, ELSEWHERE, 2, 60)]);
+        let copy = |b: &TestBuffer| Some(TestBuffer::from_slice(b.data()));
+        let back = switch(Some(2)).hop(&mut fabric, 0, Ports { tx: &mut tx, mtu: &[] }, copy, &mut counters);
+        assert_eq!(back.len(), 1);
+        let tags: Vec<u8> = tx[2].sent.iter().map(|f| f[0]).collect();
+        assert_eq!(tags, [1, 2], "both copies, in fabric order");
+        assert_eq!(tx[0].sent.len(), 1, "the packet for another process left by A's underlay");
+
+        // No buffer for a copy: counted, the packet still goes on.
+        let mut fabric = burst([frame(A, EDGE, 1, 60)]);
+        let back = switch(Some(2)).hop(&mut fabric, 0, Ports { tx: &mut tx, mtu: &[] }, |_| None, &mut counters);
+        assert_eq!((back.len(), counters.drops(DropReason::NoBuffer)), (1, 1));
+    }
+
+    #[test]
+    fn packets_for_other_processes_leave_by_the_senders_underlay() {
+        let mut tx = [port(64), port(64), port(64)];
+        let mut counters = Counters::new();
+        // From the edge (port 1), from A (port 0), from B (no underlay: no_route), and from
+        // an unknown PA: the card whose stages ran last (`from` = the edge) sends it.
+        let mut fabric = burst([
+            frame(EDGE, ELSEWHERE, 1, 60),
+            frame(A, ELSEWHERE, 2, 60),
+            frame(B, ELSEWHERE, 3, 60),
+            frame(ELSEWHERE, ELSEWHERE, 4, 60),
+        ]);
+        let back = switch(None).hop(&mut fabric, 2, Ports { tx: &mut tx, mtu: &[] }, |_| None, &mut counters);
+        assert!(back.is_empty());
+        assert_eq!(tx[0].sent.iter().map(|f| f[0]).collect::<Vec<_>>(), [2]);
+        let mut edge: Vec<u8> = tx[1].sent.iter().map(|f| f[0]).collect();
+        edge.sort_unstable();
+        assert_eq!(edge, [1, 4]);
+        assert_eq!(counters.drops(DropReason::NoRoute), 1);
+        // A frame too short to hold an outer header goes the same way as an unknown PA.
+        let mut fabric = burst([TestBuffer::from_slice(&[7; 20])]);
+        let back = switch(None).hop(&mut fabric, 1, Ports { tx: &mut tx, mtu: &[] }, |_| None, &mut counters);
+        assert!(back.is_empty());
+        assert_eq!(counters.drops(DropReason::NoRoute), 2, "card B has no underlay port");
+    }
+
+    #[test]
+    fn the_underlay_port_limits_and_refusals_are_counted() {
+        // Port 0 carries 100-byte IP packets (118-byte frames) and takes one packet a call.
+        let mut tx = [port(1), port(64)];
+        let mtus = [Some(100), None];
+        let mut counters = Counters::new();
+        let mut fabric = burst([frame(A, ELSEWHERE, 1, 118), frame(A, ELSEWHERE, 2, 119), frame(A, ELSEWHERE, 3, 60)]);
+        let back = switch(None).hop(&mut fabric, 0, Ports { tx: &mut tx, mtu: &mtus }, |_| None, &mut counters);
+        assert!(back.is_empty());
+        assert_eq!(tx[0].sent.len(), 1);
+        assert_eq!(counters.drops(DropReason::MtuExceeded), 1);
+        assert_eq!(counters.drops(DropReason::TxFull), 1);
+        // The underlay port is not among the sinks: tx_full.
+        let mut none: [Port; 0] = [];
+        let mut fabric = burst([frame(A, ELSEWHERE, 1, 60)]);
+        let _ = switch(None).hop(&mut fabric, 0, Ports { tx: &mut none, mtu: &[] }, |_| None, &mut counters);
+        assert_eq!(counters.drops(DropReason::TxFull), 2);
+    }
+
+    #[test]
+    fn send_counted_reports_what_left() {
+        let mut p = port(2);
+        let mut counters = Counters::new();
+        let mut pkts = burst([frame(A, B, 1, 50), frame(A, B, 2, 50), frame(A, B, 3, 50), frame(A, B, 4, 80)]);
+        let sent = send_counted(&mut p, max_frame(&[Some(60)], 0), &mut pkts, &mut counters);
+        assert_eq!((sent, pkts.len()), (2, 0));
+        assert_eq!((counters.drops(DropReason::MtuExceeded), counters.drops(DropReason::TxFull)), (1, 1));
+        assert_eq!(max_frame(&[Some(1500)], 0), 1518);
+        assert_eq!(max_frame(&[None], 0), usize::MAX);
+        assert_eq!(max_frame(&[], 3), usize::MAX);
+    }
 
     #[test]
     fn finds_each_card_and_nothing_else() {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::find_port;
-use super::shutdown::Signals;
+use super::devices::{find_port, rx_needs, with_device};
+use super::stop::{Signals, StopWhen};
 use super::worker_stats::{CountersSnapshot, WorkerCounters};
 use crate::dpdk::telemetry::{self, TelValue};
 use crate::dpdk::{self, EalBuilder, Hugepages, Mempool, MbufBurst, PortConfig, PortStats, rdtsc};
@@ -52,18 +52,6 @@ impl Default for Options {
             stats_json: None,
             file_prefix: None,
         }
-    }
-}
-
-/// A PCI address (domain:bus:device.function or bus:device.function) rather than a vdev.
-pub fn is_pci_address(dev: &str) -> bool {
-    let parts: Vec<&str> = dev.split(':').collect();
-    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
-    let devfn = |s: &str| s.split_once('.').is_some_and(|(d, f)| hex(d, 2) && f.len() == 1 && hex(f, 1));
-    match parts.as_slice() {
-        [dom, bus, df] => hex(dom, 4) && hex(bus, 2) && devfn(df),
-        [bus, df] => hex(bus, 2) && devfn(df),
-        _ => false,
     }
 }
 
@@ -175,7 +163,7 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
         eal = eal.file_prefix(p.as_str());
     }
     for dev in [&opts.input, &opts.output] {
-        eal = if is_pci_address(dev) { eal.pci_device(dev.as_str()) } else { eal.vdev(dev.as_str()) };
+        eal = with_device(eal, dev);
     }
     let eal = eal.init()?;
     let worker = *eal
@@ -194,7 +182,7 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
     let mut pin = find_port(&eal, &in_name)?;
     let mut pout = find_port(&eal, &out_name)?;
     let cfg = PortConfig::default();
-    let rx = |dev: &str| dpdk::RxPools { small: &pool, jumbo: &jumbo, chains_anyway: super::engine::rx_needs(dev).1 };
+    let rx = |dev: &str| dpdk::RxPools { small: &pool, jumbo: &jumbo, chains_anyway: rx_needs(dev).1 };
     pin.configure(&cfg, rx(&opts.input))?;
     pout.configure(&cfg, rx(&opts.output))?;
     pin.start()?;
@@ -231,25 +219,11 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
     }
 
     // Control core: watch the stop conditions.
-    let start = Instant::now();
-    let mut last_moved = Instant::now();
-    let mut last = CountersSnapshot::default();
+    let mut when = StopWhen::new(opts.duration, opts.until_idle, Instant::now(), 0);
     loop {
         std::thread::sleep(Duration::from_millis(5));
-        let now = Instant::now();
         let snap = counters.snapshot();
-        if snap.rx != last.rx || snap.tx != last.tx {
-            last_moved = now;
-            last = snap;
-        }
-        let moved_once = last.rx > 0;
-        if signals.raised() {
-            break;
-        }
-        if opts.duration.is_some_and(|d| now.duration_since(start) >= d) {
-            break;
-        }
-        if opts.until_idle.is_some_and(|idle| now.duration_since(last_moved) >= super::run::idle_limit(idle, moved_once)) {
+        if when.due(Instant::now(), snap.rx + snap.tx, signals.raised()) {
             break;
         }
     }
@@ -257,7 +231,7 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
     if handle.join() != 0 {
         return Err(Error::Worker(worker));
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = when.start().elapsed().as_secs_f64();
     let snap = counters.snapshot();
     let tsc_hz = eal.tsc_hz();
 
@@ -306,18 +280,4 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
     drop(jumbo);
     drop(eal);
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pci_addresses() {
-        assert!(is_pci_address("0000:03:00.0"));
-        assert!(is_pci_address("03:00.1"));
-        assert!(!is_pci_address("net_pcap0,rx_pcap=a.pcap"));
-        assert!(!is_pci_address("net_null0"));
-        assert!(!is_pci_address("0000:03:00"));
-    }
 }

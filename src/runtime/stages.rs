@@ -10,9 +10,10 @@ use mapping_client::rcu::Subscriber;
 use mapping_client::tables::Tables;
 use mapping_client::topology::{CardId, EniId};
 use nitro::{EniPort, FromInstance, FromInstanceOutputs, FromUnderlay as NitroFromUnderlay};
-use pipeline::{AlertProducer, Burst, CardCtx, Clock, DropReason, Extra, Meters, Output};
+use pipeline::{AlertProducer, Burst, CardCtx, CardKind, Clock, DropReason, Extra, Meters, Output};
 
-use super::engine::{CardInfo, FABRIC, InstanceBinding, Role, UNBOUND, port_output};
+use super::card::CardInfo;
+use super::plan::{FABRIC, InstanceBinding, Role, UNBOUND, port_output};
 use crate::dpdk::{rdtsc, Mbuf, Mempool};
 
 /// Most packets the stages may make beyond a burst in one pass (fragments: a fabric burst
@@ -42,6 +43,17 @@ impl Extra<Mbuf> for WorkerExtra<'_> {
             self.lost += 1;
         }
     }
+}
+
+/// What a stage call takes besides the burst: the card's tables and what the runtime holds
+/// of it, and the worker's alert queue, pool, clock and meters.
+pub struct Env<'a, C> {
+    pub tables: &'a Tables,
+    pub card: &'a CardInfo,
+    pub alerts: &'a mut AlertProducer,
+    pub pool: &'a Mempool,
+    pub clock: &'a C,
+    pub meters: &'a mut Meters,
 }
 
 /// An edge's two pipelines in one worker.
@@ -84,13 +96,13 @@ impl CardStages {
         let edges = cards
             .iter()
             .zip(subscribers.iter_mut())
-            .map(|(c, sub)| match (c.id, &c.sas, fabric) {
+            .map(|(c, sub)| match (c.id(), &c.sas, fabric) {
                 (CardId::Edge(_), Some(sas), Some(fabric)) => {
                     let outputs = EdgeOutputs {
                         fabric,
-                        internet: c.internet_port.and_then(port_output),
-                        dx: c.dx_port.and_then(port_output),
-                        services: c.services_port.and_then(port_output),
+                        internet: c.plan.ports.internet.and_then(port_output),
+                        dx: c.plan.ports.dx.and_then(port_output),
+                        services: c.plan.ports.services.and_then(port_output),
                     };
                     // The engine made these SAs once at start with this cipher; should the
                     // cryptodev refuse now, ring computes the same AES-GCM.
@@ -140,52 +152,34 @@ impl CardStages {
         }
     }
 
-    /// Packets from instance port `port` (ENI `eni`) on card `card`.
-    #[allow(clippy::too_many_arguments)]
+    /// Packets from instance port `port` (ENI `eni`) on the card of `env`.
     #[inline]
-    pub fn instance_in<C: Clock>(
-        &mut self,
-        burst: &mut Burst<Mbuf>,
-        port: usize,
-        eni: u32,
-        tables: &Tables,
-        card: &CardInfo,
-        alerts: &mut AlertProducer,
-        clock: &C,
-        meters: &mut Meters,
-    ) {
+    pub fn instance_in<C: Clock>(&mut self, burst: &mut Burst<Mbuf>, port: usize, eni: u32, env: Env<'_, C>) {
+        let Env { tables, card, alerts, clock, meters, .. } = env;
+        meters.kind = CardKind::Host;
         match self.egress.get_mut(port).and_then(Option::as_mut) {
             Some(egress) => {
-                let mut ctx = CardCtx { tables, card: card.alert_id, alerts, icmp_limit: &card.icmp_limit, now: 0 };
+                let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
                 egress.process(burst, EniId(eni), &mut ctx, clock, meters);
             }
             None => drop_all(burst, DropReason::Unsupported),
         }
     }
 
-    /// Packets from the fabric or the card's underlay port, for card `index`. The stages
-    /// may make more packets (fragments, ICMP answers): they wait in `spill`.
-    #[allow(clippy::too_many_arguments)]
+    /// Packets from the fabric or the card's underlay port, for card `index` (that of
+    /// `env`). The stages may make more packets (fragments, ICMP answers): they wait in
+    /// `spill`.
     #[inline]
-    pub fn underlay_in<C: Clock>(
-        &mut self,
-        burst: &mut Burst<Mbuf>,
-        index: usize,
-        tables: &Tables,
-        card: &CardInfo,
-        alerts: &mut AlertProducer,
-        pool: &Mempool,
-        spill: &mut Spill,
-        clock: &C,
-        meters: &mut Meters,
-    ) {
-        match card.id {
+    pub fn underlay_in<C: Clock>(&mut self, burst: &mut Burst<Mbuf>, index: usize, env: Env<'_, C>, spill: &mut Spill) {
+        let Env { tables, card, alerts, pool, clock, meters } = env;
+        meters.kind = CardKind::of(card.id());
+        match card.id() {
             CardId::Host(_) => {
                 let Some(ingress) = self.ingress.as_mut() else {
                     return drop_all(burst, DropReason::Unsupported);
                 };
                 let now = rdtsc();
-                let mut ctx = CardCtx { tables, card: card.alert_id, alerts, icmp_limit: &card.icmp_limit, now };
+                let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now };
                 let mut extra = WorkerExtra { pool, spill, lost: 0 };
                 ingress.process(burst, self.eni_ports.as_slice(), &mut ctx, &mut extra, clock, meters);
                 if extra.lost != 0 {
@@ -194,7 +188,7 @@ impl CardStages {
             }
             CardId::Edge(_) => match self.edges.get_mut(index).and_then(Option::as_mut) {
                 Some(e) => {
-                    let mut ctx = CardCtx { tables, card: card.alert_id, alerts, icmp_limit: &card.icmp_limit, now: 0 };
+                    let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
                     let mut extra = WorkerExtra { pool, spill, lost: 0 };
                     e.from_fabric.process(burst, &mut ctx, &mut extra, clock, meters);
                     let lost = extra.lost;
@@ -207,28 +201,20 @@ impl CardStages {
         }
     }
 
-    /// Packets from an edge's outside ports (internet, dx, services), for card `index`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn edge_outside_in<C: Clock>(
-        &mut self,
-        burst: &mut Burst<Mbuf>,
-        index: usize,
-        role: Role,
-        tables: &Tables,
-        card: &CardInfo,
-        alerts: &mut AlertProducer,
-        clock: &C,
-        meters: &mut Meters,
-    ) {
+    /// Packets from an edge's outside ports (internet, dx, services), for card `index`
+    /// (that of `env`).
+    pub fn edge_outside_in<C: Clock>(&mut self, burst: &mut Burst<Mbuf>, index: usize, role: Role, env: Env<'_, C>) {
+        let Env { tables, card, alerts, clock, meters, .. } = env;
         let side = match role {
             Role::EdgeInternet { .. } => Side::Internet,
             Role::EdgeDx { .. } => Side::Dx,
             Role::EdgeServices { .. } => Side::Services,
             _ => return drop_all(burst, DropReason::Unsupported),
         };
+        meters.kind = CardKind::Edge;
         match self.edges.get_mut(index).and_then(Option::as_mut) {
             Some(e) => {
-                let mut ctx = CardCtx { tables, card: card.alert_id, alerts, icmp_limit: &card.icmp_limit, now: 0 };
+                let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now: 0 };
                 e.from_outside.process(side, burst, &mut ctx, clock, meters);
             }
             None => drop_all(burst, DropReason::Unsupported),

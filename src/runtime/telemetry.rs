@@ -1,7 +1,9 @@
 //! `vpcemu run`'s figures as DPDK telemetry commands (see `crate::dpdk::telemetry`):
 //!
 //! - `/vpcemu/drops`: drop reason -> packets
-//! - `/vpcemu/stages`: `STAGE/count`, `STAGE/p50_ns`, `STAGE/p99_ns`, `STAGE/max_ns`
+//! - `/vpcemu/stages`: `KIND/STAGE/count`, `KIND/STAGE/p50_ns`, `KIND/STAGE/p99_ns`,
+//!   `KIND/STAGE/max_ns` for the stages that ran, hosts (`host/`) and edges (`edge/`)
+//!   apart
 //! - `/vpcemu/ports`: `PORT/rx`, `PORT/tx`, `PORT/dropped`
 //!
 //! The control core refreshes a snapshot every 100 ms; the providers only read it.
@@ -32,6 +34,11 @@ fn with_report(f: impl FnOnce(&StatsReport) -> Vec<(String, TelValue)>) -> Vec<(
     }
 }
 
+/// Telemetry entries `PREFIX/KEY` of `values`.
+fn under<const N: usize>(prefix: &str, values: [(&str, u64); N]) -> [(String, TelValue); N] {
+    values.map(|(k, v)| (format!("{prefix}/{k}"), TelValue::U64(v)))
+}
+
 /// Register the commands.
 pub fn register(_engine: &Engine) -> Result<(), DpdkError> {
     telemetry::register(
@@ -43,18 +50,19 @@ pub fn register(_engine: &Engine) -> Result<(), DpdkError> {
     )?;
     telemetry::register(
         "/vpcemu/stages",
-        "vpcemu per-stage packets and latency (ns per packet)",
+        "vpcemu per-stage packets and latency (ns per packet), by card kind",
         Arc::new(|_: &str| {
             with_report(|r| {
-                let mut v = Vec::new();
-                for s in r.stages.iter().filter(|s| s.count > 0) {
-                    let n = s.stage.name();
-                    v.push((format!("{n}/count"), TelValue::U64(s.count)));
-                    v.push((format!("{n}/p50_ns"), TelValue::U64(s.p50_ns.round() as u64)));
-                    v.push((format!("{n}/p99_ns"), TelValue::U64(s.p99_ns.round() as u64)));
-                    v.push((format!("{n}/max_ns"), TelValue::U64(s.max_ns.round() as u64)));
-                }
-                v
+                let ns = |x: f64| x.round() as u64;
+                r.card_stages
+                    .iter()
+                    .flat_map(|(k, rows)| rows.iter().map(move |s| (k, s)))
+                    .filter(|(_, s)| s.count > 0)
+                    .flat_map(|(k, s)| {
+                        let values = [("count", s.count), ("p50_ns", ns(s.p50_ns)), ("p99_ns", ns(s.p99_ns)), ("max_ns", ns(s.max_ns))];
+                        under(&format!("{k}/{}", s.stage.name()), values)
+                    })
+                    .collect()
             })
         }),
     )?;
@@ -62,15 +70,7 @@ pub fn register(_engine: &Engine) -> Result<(), DpdkError> {
         "/vpcemu/ports",
         "vpcemu per-port rx, tx, dropped",
         Arc::new(|_: &str| {
-            with_report(|r| {
-                let mut v = Vec::new();
-                for p in &r.ports {
-                    v.push((format!("{}/rx", p.name), TelValue::U64(p.rx)));
-                    v.push((format!("{}/tx", p.name), TelValue::U64(p.tx)));
-                    v.push((format!("{}/dropped", p.name), TelValue::U64(p.dropped)));
-                }
-                v
-            })
+            with_report(|r| r.ports.iter().flat_map(|p| under(&p.name, [("rx", p.rx), ("tx", p.tx), ("dropped", p.dropped)])).collect())
         }),
     )?;
     Ok(())

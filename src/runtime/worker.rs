@@ -13,13 +13,15 @@ use std::sync::{Arc, Mutex};
 use arrayvec::ArrayVec;
 use mapping_client::rcu::Subscriber;
 use mapping_client::tables::Tables;
-use pipeline::{AlertProducer, Burst, Clock, Counters, DropReason, Meters, Output, PublishedCounters, MAX_BURST};
+use pipeline::{AlertProducer, Burst, Clock, DropReason, Meters, Output, PublishedCounters, Verdict, MAX_BURST};
 use wire::PacketBuf;
 
-use super::engine::{Bindings, CardInfo, FABRIC, Role};
-use super::fabric::CardsByPa;
+use super::card::CardInfo;
+use super::fabric::{Ports, Switch, TxSink, max_frame, send_counted};
+use super::plan::{Bindings, FABRIC, Role};
 use super::softport::SoftPort;
-use super::stages::{CardStages, Spill};
+use super::stages::{CardStages, Env, Spill};
+use super::trash::{TrashBin, keep_dropped};
 use crate::dpdk::{self, Linearize, Mbuf, MbufBurst, Mempool, rdtsc};
 
 /// Packets per RX burst.
@@ -35,16 +37,38 @@ pub enum RxSource {
 }
 
 /// Where a worker sends to, per port.
-pub enum TxSink {
+pub enum PortSink {
     Eth(dpdk::TxQueue),
     Soft(Arc<SoftPort>),
     None,
 }
 
+impl TxSink<Mbuf> for PortSink {
+    /// Send a pipeline output group; what the sink does not take stays in `pkts`.
+    #[inline]
+    fn send(&mut self, pkts: &mut ArrayVec<Mbuf, MAX_BURST>) {
+        match self {
+            PortSink::Eth(q) => {
+                q.tx_vec(pkts);
+            }
+            PortSink::Soft(s) => {
+                let mut kept = ArrayVec::<Mbuf, MAX_BURST>::new();
+                for m in pkts.drain(..) {
+                    if let Err(m) = s.tx(m) {
+                        let _ = kept.try_push(m);
+                    }
+                }
+                *pkts = kept;
+            }
+            PortSink::None => {}
+        }
+    }
+}
+
 /// Everything a worker owns, handed over at launch.
 pub struct WorkerSetup {
     pub rx: Vec<(usize, RxSource)>,
-    pub tx: Vec<TxSink>,
+    pub tx: Vec<PortSink>,
     pub roles: Vec<Role>,
     /// Per port: its MTU (the largest IP packet it carries; `None`: no limit known).
     pub port_mtu: Vec<Option<u16>>,
@@ -58,61 +82,8 @@ pub struct WorkerSetup {
     pub alerts: AlertProducer,
     pub stop: Arc<AtomicBool>,
     pub returned: Arc<Mutex<Vec<Meters>>>,
-}
-
-/// Send a pipeline output group; what the sink does not take stays in `pkts`.
-#[inline]
-fn send(sink: &mut TxSink, pkts: &mut ArrayVec<Mbuf, MAX_BURST>) {
-    match sink {
-        TxSink::Eth(q) => {
-            q.tx_vec(pkts);
-        }
-        TxSink::Soft(s) => {
-            let mut kept = ArrayVec::<Mbuf, MAX_BURST>::new();
-            for m in pkts.drain(..) {
-                if let Err(m) = s.tx(m) {
-                    let _ = kept.try_push(m);
-                }
-            }
-            *pkts = kept;
-        }
-        TxSink::None => {}
-    }
-}
-
-/// Bytes of a frame beyond its IP packet that a port takes: Ethernet header and one 802.1Q
-/// tag (the DX side tags its frames).
-const L2_OVERHEAD: usize = 18;
-
-/// The longest frame port `out` takes (`usize::MAX`: no limit known, or not a port).
-#[inline]
-fn max_frame(port_mtu: &[Option<u16>], out: usize) -> usize {
-    port_mtu.get(out).copied().flatten().map_or(usize::MAX, |mtu| usize::from(mtu) + L2_OVERHEAD)
-}
-
-/// Send `pkts` to `sink`, a port that takes frames of at most `max` bytes: longer ones are
-/// freed as `mtu_exceeded` (never offered: a device that refuses one would hold back those
-/// after it), what the sink does not take as `tx_full`. `pkts` is empty afterwards.
-/// Returns how many were sent.
-#[inline]
-fn send_counted(sink: &mut TxSink, max: usize, pkts: &mut ArrayVec<Mbuf, MAX_BURST>, counters: &mut Counters) -> u64 {
-    let before = pkts.len();
-    pkts.retain(|m| m.len() <= max);
-    counters.add_drops(DropReason::MtuExceeded, (before - pkts.len()) as u64);
-    let offered = pkts.len();
-    send(sink, pkts);
-    let unsent = pkts.len();
-    counters.add_drops(DropReason::TxFull, unsent as u64);
-    pkts.clear();
-    (offered - unsent) as u64
-}
-
-/// The outer destination PA of an encapsulated frame (the outer IPv4 destination).
-#[inline]
-fn outer_dst(frame: &[u8]) -> Option<std::net::Ipv4Addr> {
-    let at = wire::vpc::offset::IP_DST;
-    let b: [u8; 4] = frame.get(at..at + 4)?.try_into().ok()?;
-    Some(std::net::Ipv4Addr::from(b))
+    /// The trash can (`--trash`): dropped packets are copied into it before they are freed.
+    pub trash: Option<Arc<TrashBin>>,
 }
 
 /// A copy of `m` from the pool (for the fabric capture), if an mbuf is free.
@@ -122,24 +93,37 @@ fn copy_of(pool: &Mempool, m: &Mbuf) -> Option<Mbuf> {
     Some(c)
 }
 
+/// The stages' environment for card `card` of the worker, if it has that card.
+fn env<'a, C>(s: &'a mut WorkerSetup, clock: &'a C, card: usize) -> Option<Env<'a, C>> {
+    let tables = s.subscribers.get_mut(card)?.current();
+    let card = s.cards.get(card)?;
+    Some(Env { tables, card, alerts: &mut s.alerts, pool: &s.pool, clock, meters: &mut s.meters })
+}
+
 struct Loop<'a, C: Clock> {
     s: &'a mut WorkerSetup,
-    /// `s.cards` by PA: the fabric's switch table.
-    by_pa: CardsByPa,
+    /// The fabric's switch (`s.cards` by PA, their underlay ports, the capture port).
+    switch: Switch,
     stages: CardStages,
     clock: C,
     burst: Burst<Mbuf>,
     fabric: ArrayVec<Mbuf, MAX_BURST>,
     /// Packets the edge stages made beyond a burst (fragments), sent after it.
     spill: Spill,
+    /// Where the burst came in (port index, or the number of ports for the fabric) and the
+    /// card it is on, for the trash can.
+    from: (u16, u16),
 }
 
 impl<C: Clock> Loop<'_, C> {
     /// Drain `burst` to the outputs; fabric-bound packets are kept in `self.fabric`. A
     /// packet longer than its port takes is dropped `mtu_exceeded`.
     fn drain(&mut self) {
-        let Loop { s, burst, fabric, .. } = self;
-        let (tx, port_mtu) = (&mut s.tx, &s.port_mtu);
+        let Loop { s, burst, fabric, from, .. } = self;
+        let (tx, port_mtu, trash) = (&mut s.tx, &s.port_mtu, s.trash.as_deref());
+        if let Some(bin) = trash {
+            keep_dropped(bin, burst, from.0, from.1);
+        }
         burst.drain_grouped_within(
             &mut s.meters.counters,
             |out| max_frame(port_mtu, out.index()),
@@ -150,10 +134,16 @@ impl<C: Clock> Loop<'_, C> {
                         let _ = fabric.try_push(m);
                     }
                 } else if let Some(sink) = tx.get_mut(out.index()) {
-                    send(sink, pkts);
+                    sink.send(pkts);
                 }
             },
-            |m, _verdict| drop(m),
+            |m, verdict| {
+                // Dropped at drain (too long for its port, refused by the device).
+                if let (Some(bin), Verdict::Drop(reason)) = (trash, verdict) {
+                    bin.offer(from.0, from.1, reason, None, m.data(), rdtsc());
+                }
+                drop(m)
+            },
         );
     }
 
@@ -213,38 +203,14 @@ impl<C: Clock> Loop<'_, C> {
                 return;
             }
             hops += 1;
-            let mut by_card: ArrayVec<(u32, Mbuf), MAX_BURST> = ArrayVec::new();
-            let mut out_of_process: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
-            let mut captured: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
-            for m in self.fabric.drain(..) {
-                if self.s.fabric_capture.is_some() {
-                    match copy_of(&self.s.pool, &m) {
-                        // Cannot overflow: one burst's packets at most.
-                        Some(c) => {
-                            let _ = captured.try_push(c);
-                        }
-                        None => self.s.meters.counters.add_drops(DropReason::NoBuffer, 1),
-                    }
-                }
-                let dst = outer_dst(m.data());
-                match dst.and_then(|pa| self.by_pa.get(pa)) {
-                    Some(card) => {
-                        let _ = by_card.try_push((card as u32, m));
-                    }
-                    None => {
-                        let _ = out_of_process.try_push(m);
-                    }
-                }
-            }
-            if let Some(sink) = self.s.fabric_capture.and_then(|cap| self.s.tx.get_mut(cap)) {
-                // One TX burst for the copies; what the capture port refuses is freed.
-                send(sink, &mut captured);
-            }
-            captured.clear();
-            if !out_of_process.is_empty() {
-                self.send_out_of_process(&mut out_of_process, from);
-            }
-            by_card.sort_unstable_by_key(|(c, _)| *c);
+            let pool = &self.s.pool;
+            let by_card = self.switch.hop(
+                &mut self.fabric,
+                from,
+                Ports { tx: &mut self.s.tx, mtu: &self.s.port_mtu },
+                |m| copy_of(pool, m),
+                &mut self.s.meters.counters,
+            );
             let mut it = by_card.into_iter().peekable();
             while let Some((card, m)) = it.next() {
                 let _ = self.burst.push(m);
@@ -253,66 +219,18 @@ impl<C: Clock> Loop<'_, C> {
                         let _ = self.burst.push(m);
                     }
                 }
-                let card = card as usize;
+                self.from.0 = self.s.tx.len() as u16;
                 self.underlay_in(card);
                 from = card;
             }
         }
     }
 
-    /// Packets for PAs not run in this process leave by the physical (`underlay:`) port of
-    /// the card that sent them (found by the outer source PA; `from`, the card whose
-    /// stages ran last, if none matches), or are dropped `no_route` if it has none.
-    fn send_out_of_process(&mut self, pkts: &mut ArrayVec<Mbuf, MAX_BURST>, from: usize) {
-        let mut by_sender: ArrayVec<(usize, Mbuf), MAX_BURST> = ArrayVec::new();
-        for m in pkts.drain(..) {
-            let at = wire::vpc::offset::IP_SRC;
-            let src = m.data().get(at..at + 4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(std::net::Ipv4Addr::from);
-            let card = src.and_then(|pa| self.by_pa.get(pa)).unwrap_or(from);
-            // Cannot overflow: at most one burst's packets.
-            let _ = by_sender.try_push((card, m));
-        }
-        by_sender.sort_unstable_by_key(|(c, _)| *c);
-        let mut group: ArrayVec<Mbuf, MAX_BURST> = ArrayVec::new();
-        let mut it = by_sender.into_iter().peekable();
-        while let Some((card, m)) = it.next() {
-            let _ = group.try_push(m);
-            while it.peek().is_some_and(|(c, _)| *c == card) {
-                if let Some((_, m)) = it.next() {
-                    let _ = group.try_push(m);
-                }
-            }
-            let n = group.len() as u64;
-            let counters = &mut self.s.meters.counters;
-            match self.s.cards.get(card).and_then(|c| c.underlay_port) {
-                Some(port) => match self.s.tx.get_mut(port) {
-                    Some(sink) => {
-                        send_counted(sink, max_frame(&self.s.port_mtu, port), &mut group, counters);
-                    }
-                    None => counters.add_drops(DropReason::TxFull, n),
-                },
-                None => counters.add_drops(DropReason::NoRoute, n),
-            }
-            group.clear();
-        }
-    }
-
     /// Run card `card`'s underlay-in stages on `self.burst` and drain it.
     fn underlay_in(&mut self, card: usize) {
-        let Some(sub) = self.s.subscribers.get_mut(card) else { return };
-        let tables = sub.current();
-        let info = &self.s.cards[card];
-        self.stages.underlay_in(
-            &mut self.burst,
-            card,
-            tables,
-            info,
-            &mut self.s.alerts,
-            &self.s.pool,
-            &mut self.spill,
-            &self.clock,
-            &mut self.s.meters,
-        );
+        self.from.1 = card as u16;
+        let Some(env) = env(self.s, &self.clock, card) else { return };
+        self.stages.underlay_in(&mut self.burst, card, env, &mut self.spill);
         self.drain();
         if !self.spill.is_empty() {
             self.flush_spill();
@@ -320,6 +238,7 @@ impl<C: Clock> Loop<'_, C> {
     }
 
     fn rx_port(&mut self, port: usize, mb: &mut MbufBurst) {
+        self.from = (port as u16, u16::MAX);
         for m in mb.drain() {
             if m.is_whole() {
                 let _ = self.burst.push(m);
@@ -356,34 +275,18 @@ impl<C: Clock> Loop<'_, C> {
                 // verify-send refuses what it sends (`spoofed_source`, with an alert naming
                 // the card), the one rule for an ENI the card does not hold.
                 let card = card as usize;
-                match self.s.subscribers.get_mut(card) {
-                    Some(sub) => {
-                        let tables = sub.current();
-                        let info = &self.s.cards[card];
-                        self.stages.instance_in(
-                            &mut self.burst,
-                            port,
-                            eni,
-                            tables,
-                            info,
-                            &mut self.s.alerts,
-                            &self.clock,
-                            &mut self.s.meters,
-                        );
-                        Some(card)
-                    }
-                    None => None,
-                }
+                env(self.s, &self.clock, card).map(|env| {
+                    self.stages.instance_in(&mut self.burst, port, eni, env);
+                    card
+                })
             }
             Role::Underlay { card } => {
                 self.underlay_in(card);
                 Some(card)
             }
             Role::EdgeInternet { card } | Role::EdgeDx { card } | Role::EdgeServices { card } => {
-                if let Some(sub) = self.s.subscribers.get_mut(card) {
-                    let tables = sub.current();
-                    let info = &self.s.cards[card];
-                    self.stages.edge_outside_in(&mut self.burst, card, role, tables, info, &mut self.s.alerts, &self.clock, &mut self.s.meters);
+                if let Some(env) = env(self.s, &self.clock, card) {
+                    self.stages.edge_outside_in(&mut self.burst, card, role, env);
                 }
                 Some(card)
             }
@@ -394,6 +297,9 @@ impl<C: Clock> Loop<'_, C> {
                 None
             }
         };
+        if let Some(card) = from {
+            self.from.1 = card as u16;
+        }
         self.drain();
         if !self.spill.is_empty() {
             self.flush_spill();
@@ -417,8 +323,8 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
     let mut next_publish = rdtsc() + publish_every;
     let mut mb = MbufBurst::new();
     {
-        let by_pa = CardsByPa::new(setup.cards.iter().map(|c| c.pa));
-        let mut l = Loop { s: &mut setup, by_pa, stages, clock, burst: Burst::new(), fabric: ArrayVec::new(), spill: Spill::new() };
+        let switch = Switch::new(setup.cards.iter().map(|c| (c.plan.pa, c.plan.ports.underlay)), setup.fabric_capture);
+        let mut l = Loop { s: &mut setup, switch, stages, clock, burst: Burst::new(), fabric: ArrayVec::new(), spill: Spill::new(), from: (0, u16::MAX) };
         while !l.s.stop.load(Ordering::Relaxed) {
             let generation = l.s.bindings.generation.load(Ordering::Acquire);
             l.stages.refresh(generation, &l.s.bindings.ports);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{story_world, vpcemu};
+use super::{Stats, ctl, story_world};
 
 pub const RED_MAC: &str = "02:00:0a:00:01:0a";
 pub const YELLOW_MAC: &str = "02:00:0a:01:01:14";
@@ -70,9 +70,8 @@ pub fn skip_reason() -> Option<String> {
     }
 }
 
-pub fn iface_exists(name: &str) -> bool {
-    Command::new("ip").args(["link", "show", name]).output().is_ok_and(|o| o.status.success())
-}
+pub use vpcemu::lab::netns::iface_exists;
+use vpcemu::lab::netns::{HostConfig, add_ns, route};
 
 /// Polls `child` until it exits or `limit` passes.
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
@@ -114,12 +113,12 @@ impl World {
     }
 
     /// The running process's stats (`vpcemu ctl stats`), if it answers.
-    pub fn live_stats(&self) -> Option<serde_json::Value> {
-        let out = vpcemu(&["ctl", "--control", self.control.to_str()?, "stats"]);
+    pub fn live_stats(&self) -> Option<Stats> {
+        let out = ctl(&self.control, &["stats"]);
         if !out.status.success() {
             return None;
         }
-        serde_json::from_slice(&out.stdout).ok()
+        Stats::parse(&String::from_utf8_lossy(&out.stdout)).ok()
     }
 
     /// Ports and non-zero drops of the running process, for failure messages.
@@ -127,11 +126,8 @@ impl World {
         let Some(s) = self.live_stats() else {
             return format!("vpcemu does not answer `ctl stats`; its stderr:\n{}", self.stderr());
         };
-        let drops: Vec<String> = s["drops"]
-            .as_object()
-            .map(|m| m.iter().filter(|(_, v)| v.as_u64() != Some(0)).map(|(k, v)| format!("{k}={v}")).collect())
-            .unwrap_or_default();
-        format!("vpcemu now: ports {}, drops [{}]", s["ports"], drops.join(", "))
+        let drops: Vec<String> = s.nonzero_drops().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("vpcemu now: ports {:?}, drops [{}]", s.ports, drops.join(", "))
     }
 
     pub fn stderr(&self) -> String {
@@ -236,32 +232,26 @@ pub fn start_world(dir: &Path, ports: &[&str], mtu: Option<u32>) -> World {
         assert!(iface_exists(&t.iface), "vpcemu runs but net_tap created no interface {}", t.iface);
     }
 
+    // The hosts' configuration is `vpcemu lab`'s.
     let setup = |t: &Tap, mac: &str, addr: &str, routes: &[&[&str]]| {
-        ip(&["netns", "add", &t.ns]);
-        ip(&["link", "set", &t.iface, "netns", &t.ns]);
-        let n = &t.ns;
-        let dev = t.iface.as_str();
-        ip(&["-n", n, "link", "set", "lo", "up"]);
-        ip(&["-n", n, "link", "set", dev, "address", mac]);
-        ip(&["-n", n, "addr", "add", addr, "dev", dev]);
-        if let Some(mtu) = mtu {
-            ip(&["-n", n, "link", "set", dev, "mtu", &mtu.to_string()]);
-        }
-        ip(&["-n", n, "link", "set", dev, "up"]);
-        for r in routes {
-            let mut a = vec!["-n", n];
-            a.extend_from_slice(r);
-            ip(&a);
-        }
+        add_ns(&t.ns).unwrap_or_else(|e| panic!("{e}"));
+        let host = HostConfig {
+            ns: t.ns.clone(),
+            iface: t.iface.clone(),
+            mac: mac.to_string(),
+            addrs: vec![addr.to_string()],
+            routes: routes.iter().map(|r| route(r)).collect(),
+        };
+        host.configure(mtu).unwrap_or_else(|e| panic!("{}: {e}", t.ns));
     };
     for t in &world.taps {
         match t.port {
-            "red-1" => setup(t, RED_MAC, "10.0.1.10/24", &[&["route", "add", "default", "via", "10.0.1.1"]]),
-            "yellow-1" => setup(t, YELLOW_MAC, "10.1.1.20/24", &[&["route", "add", "default", "via", "10.1.1.1"]]),
+            "red-1" => setup(t, RED_MAC, "10.0.1.10/24", &[&["default", "via", "10.0.1.1"]]),
+            "yellow-1" => setup(t, YELLOW_MAC, "10.1.1.20/24", &[&["default", "via", "10.1.1.1"]]),
             // The internet host is the edge's upstream router: the edge sends to its fixed
             // next-hop MAC; the way back to the Elastic IPs is found by ARP, which the edge
             // answers.
-            _ => setup(t, UPSTREAM_MAC, "192.0.2.80/24", &[&["route", "add", "203.0.113.0/24", "dev", &t.iface]]),
+            _ => setup(t, UPSTREAM_MAC, "192.0.2.80/24", &[&["203.0.113.0/24", "dev", &t.iface]]),
         }
     }
     world

@@ -41,6 +41,7 @@ mod macros;
 
 pub mod arp;
 pub mod buf;
+pub mod card;
 pub mod checksum;
 pub mod esp;
 pub mod ethernet;
@@ -48,12 +49,14 @@ pub mod geneve;
 pub mod icmpv4;
 pub mod ipv4;
 pub mod pcap;
+pub mod pcapng;
 pub mod tcp;
 pub mod udp;
 pub mod vlan;
 pub mod vpc;
 
 pub use buf::{BufError, PacketBuf, TestBuffer};
+pub use card::{CardId, EdgeId, HostId};
 pub use ethernet::{EtherType, EthernetAddress};
 pub use ipv4::Ipv4Cidr;
 

@@ -170,7 +170,7 @@ impl Edge {
         let underlay = FromUnderlay::new(outputs, Arc::new(EdgeSas::new(&tables)));
         let outside = FromOutside::new(outputs, InboundSas::new(&tables));
         Edge {
-            card: CardId::Edge(edge.0),
+            card: CardId::Edge(edge),
             topo,
             tables,
             alerts,

@@ -33,12 +33,9 @@ use crate::net::{Cidr, MacAddr};
 
 pub use load::LoadError;
 
-/// Index of a host in [`Topology::hosts`].
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct HostId(pub u32);
-/// Index of an edge in [`Topology::edges`].
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct EdgeId(pub u32);
+/// A host ([`Topology::hosts`] index), an edge ([`Topology::edges`] index), either card:
+/// the workspace's one card id, defined in `wire`.
+pub use wire::card::{CardId, EdgeId, HostId};
 /// Index of a VPC in [`Topology::vpcs`] (not its VNI).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct VpcId(pub u32);
@@ -71,13 +68,6 @@ impl fmt::Debug for EndpointId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
-}
-
-/// One Nitro card (a host) or one Blackfoot edge: what a mapping client serves.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub enum CardId {
-    Host(HostId),
-    Edge(EdgeId),
 }
 
 /// `[dataplane]`.
@@ -636,6 +626,45 @@ impl Topology {
             );
             return Err((EipField::Instance, m));
         }
+        Ok(())
+    }
+
+    /// The ENI id the next registration gets.
+    pub fn next_eni(&self) -> u32 {
+        self.next_eni
+    }
+
+    /// Makes the next ENI id at least `next` (ids are never reused).
+    #[cfg(feature = "etcd")]
+    pub(crate) fn raise_next_eni(&mut self, next: u32) {
+        self.next_eni = self.next_eni.max(next);
+    }
+
+    /// Gives the world the `[dataplane]` and ports of another model of the same world
+    /// (`vpcemu run FILE --etcd URL`: FILE's sections, checked against the world in etcd).
+    #[cfg(feature = "etcd")]
+    pub(crate) fn set_frame(&mut self, dataplane: Dataplane, ports: Vec<Port>) {
+        self.dataplane = dataplane;
+        self.ports = ports;
+    }
+
+    /// Sets the ENI id the next registration takes (the etcd watcher replays a
+    /// registration with the id the store gave it).
+    #[cfg(feature = "etcd")]
+    pub(crate) fn set_next_eni(&mut self, next: u32) {
+        self.next_eni = next;
+    }
+
+    /// Adds an instance whose ENI id is already set (a record of the etcd store), after
+    /// the loader's checks; the message says what is wrong.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn add_checked_instance(&mut self, inst: Instance) -> Result<(), String> {
+        if inst.eni.0 == 0 || self.instance(inst.eni).is_some() {
+            return Err(format!("ENI id {} is not free", inst.eni.0));
+        }
+        self.check_new_instance(&inst).map_err(|(_, m)| m)?;
+        self.raise_next_eni(inst.eni.0.saturating_add(1));
+        self.insert_instance(inst);
         Ok(())
     }
 

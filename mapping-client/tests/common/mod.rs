@@ -3,6 +3,8 @@
 //! is reproducible.
 #![allow(dead_code)]
 
+pub mod commands;
+
 use std::net::Ipv4Addr;
 use std::time::Duration;
 

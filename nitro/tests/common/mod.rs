@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use mapping_client::{EniId, Tables, Topology};
-use nitro::{card_id, EniPort, FromInstance, FromInstanceOutputs, FromUnderlay};
+use nitro::{EniPort, FromInstance, FromInstanceOutputs, FromUnderlay};
 use pipeline::{
     alert_channel, AlertConsumer, AlertEvent, AlertProducer, Burst, CardCtx, DropReason, HistogramConfig,
     Extra, Meters, Output, RateLimit, StepClock, TimingCollector, VecExtra, Verdict,
@@ -80,7 +80,7 @@ impl Card {
     pub fn new(topo: &Topology, name: &str) -> Card {
         let id = topo.card_by_name(name).unwrap();
         let tables = Tables::build_for_card(topo, id);
-        Card::with_tables(tables, card_id(id))
+        Card::with_tables(tables, id)
     }
 
     pub fn with_tables(tables: Tables, card: pipeline::CardId) -> Card {

@@ -13,4 +13,5 @@
 #include <rte_log.h>
 #include <rte_telemetry.h>
 #include <rte_cryptodev.h>
+#include <rte_pdump.h>
 #include "shim.h"

@@ -1,0 +1,499 @@
+//! The key layout of the world in etcd (`mapping-client/ETCD.md`), and the conversions
+//! between a [`Topology`] and its records. Sans-I/O: records are `key -> JSON text`, keys
+//! relative to the prefix (`/vpcemu/`).
+//!
+//! Static records (written only by `mapping load`): `world`, `host/NAME`, `edge/NAME`,
+//! `vpc/NAME`, `subnet/NAME`, `vpn/NAME`, `dx/NAME`, `endpoint/ID`, each with the `id` the
+//! loader gave it (its position in the file's list). Dynamic records (changed by `ctl`):
+//! `next-eni`, and per VPC under `in/VPC/`: `ip/HEX` (an instance, by its primary address
+//! as 8 hex digits, so that a subnet is a key range), `peer/VPC` (both ways), `eip/HEX`;
+//! plus three indexes that make claims unique and let a host find its VPCs: `name/NAME`,
+//! `eip/HEX`, `on/HOST/NAME`.
+//!
+//! The JSON fields of a record are those of its topology file section, plus `id` (static
+//! records) or `eni` (instances), so a topology file is the records' tables in order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+
+use serde_json::{json, Value};
+
+use crate::net::MacAddr;
+use crate::topology::{EniId, Instance, SaConfig, Topology, VpcId};
+
+/// The default key prefix.
+pub const PREFIX: &str = "/vpcemu/";
+/// The world record: present once a world is loaded; its value says the format.
+pub const WORLD: &str = "world";
+/// The next ENI id (a register takes it and writes it + 1).
+pub const NEXT_ENI: &str = "next-eni";
+/// The format the `world` record announces.
+pub const FORMAT: u64 = 1;
+
+/// Records: key (relative to the prefix) -> JSON text.
+pub type Records = BTreeMap<String, String>;
+
+/// An IPv4 address as 8 lowercase hex digits: the order of the keys is the order of the
+/// addresses, so a subnet's instances are one key range.
+pub fn hex_ip(ip: Ipv4Addr) -> String {
+    format!("{:08x}", u32::from(ip))
+}
+
+/// The key range `[start, end)` of the instances of `vpc` in `cidr`.
+pub fn subnet_range(vpc: &str, cidr: crate::net::Cidr) -> (String, String) {
+    let start = format!("in/{vpc}/ip/{}", hex_ip(cidr.network()));
+    let end = match u32::from(cidr.broadcast()).checked_add(1) {
+        Some(next) => format!("in/{vpc}/ip/{:08x}", next),
+        None => format!("in/{vpc}/ip0"),
+    };
+    (start, end)
+}
+
+/// The prefix of everything that changes about `vpc` (its instances, peerings, Elastic IPs).
+pub fn vpc_dynamic(vpc: &str) -> String {
+    format!("in/{vpc}/")
+}
+
+/// The prefix of the placement index of `host` (`on/HOST/INSTANCE` -> VPC name).
+pub fn host_index(host: &str) -> String {
+    format!("on/{host}/")
+}
+
+/// A name may be written into a key: not empty, no `/`, no control characters.
+pub fn check_key_name(kind: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains('/') || name.chars().any(char::is_control) {
+        return Err(format!(
+            "{kind} name {name:?} cannot be an etcd key part (no '/', no control characters)"
+        ));
+    }
+    Ok(())
+}
+
+fn text(v: Value) -> String {
+    v.to_string()
+}
+
+fn sa(s: &SaConfig) -> Value {
+    let mut hex = String::with_capacity(40);
+    for b in s.key.iter().chain(s.salt.iter()) {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    json!({ "spi": s.spi, "key": hex })
+}
+
+fn cidrs(list: &[crate::net::Cidr]) -> Value {
+    Value::from(list.iter().map(|c| c.to_string()).collect::<Vec<_>>())
+}
+
+/// Every record of `t` (its `[dataplane]` and ports are not part of the world).
+pub fn records_of(t: &Topology) -> Result<Records, String> {
+    let mut r = Records::new();
+    let vpc_name = |v: VpcId| t.vpc(v).map_or("?", |v| v.name.as_str());
+    let edge_name = |e| t.edge(e).map_or("?", |e| e.name.as_str());
+    r.insert(WORLD.into(), text(json!({ "format": FORMAT })));
+    let next = t
+        .instances()
+        .iter()
+        .map(|i| i.eni.0 + 1)
+        .max()
+        .unwrap_or(1)
+        .max(t.next_eni());
+    r.insert(NEXT_ENI.into(), text(json!(next)));
+    for h in t.hosts() {
+        check_key_name("host", &h.name)?;
+        let v = json!({ "id": h.id.0, "name": h.name, "pa": h.pa.to_string() });
+        r.insert(format!("host/{}", h.name), text(v));
+    }
+    for e in t.edges() {
+        check_key_name("edge", &e.name)?;
+        let v = json!({ "id": e.id.0, "name": e.name, "pa": e.pa.to_string() });
+        r.insert(format!("edge/{}", e.name), text(v));
+    }
+    for v in t.vpcs() {
+        check_key_name("vpc", &v.name)?;
+        // "" is none (an absent field would mean the only edge, in a file).
+        let igw = v.internet_gateway.map_or("", edge_name);
+        let o = json!({ "id": v.id.0, "name": v.name, "vni": v.vni, "cidr": v.cidr.to_string(), "internet_gateway": igw });
+        r.insert(format!("vpc/{}", v.name), text(o));
+    }
+    for s in t.subnets() {
+        check_key_name("subnet", &s.name)?;
+        let o = json!({ "id": s.id.0, "name": s.name, "vpc": vpc_name(s.vpc), "cidr": s.cidr.to_string() });
+        r.insert(format!("subnet/{}", s.name), text(o));
+    }
+    for v in t.vpns() {
+        check_key_name("vpn", &v.name)?;
+        let o = json!({
+            "id": v.id.0, "name": v.name, "vpc": vpc_name(v.vpc), "edge": edge_name(v.edge),
+            "local": v.local.to_string(), "customer_gateway": v.customer_gateway.to_string(),
+            "remote_prefixes": cidrs(&v.remote_prefixes),
+            "outbound": sa(&v.outbound), "inbound": sa(&v.inbound),
+        });
+        r.insert(format!("vpn/{}", v.name), text(o));
+    }
+    for d in t.dxs() {
+        check_key_name("dx", &d.name)?;
+        let o = json!({
+            "id": d.id.0, "name": d.name, "vpc": vpc_name(d.vpc), "edge": edge_name(d.edge),
+            "vlan": d.vlan, "remote_prefixes": cidrs(&d.remote_prefixes),
+            "router_mac": d.router_mac.to_string(),
+        });
+        r.insert(format!("dx/{}", d.name), text(o));
+    }
+    for (i, e) in t.endpoints().iter().enumerate() {
+        let o = json!({
+            "id": i, "endpoint_id": e.id.to_string(), "vpc": vpc_name(e.vpc), "edge": edge_name(e.edge),
+            "service": e.service, "prefixes": cidrs(&e.prefixes),
+            "front_end_pa": e.front_end_pa.to_string(),
+        });
+        r.insert(format!("endpoint/{}", e.id), text(o));
+    }
+    let all: Vec<VpcId> = t.vpcs().iter().map(|v| v.id).collect();
+    r.extend(records_of_vpcs(t, &all)?);
+    Ok(r)
+}
+
+/// The dynamic records of `vpcs` (instances with their `name/` and `on/` indexes,
+/// peerings, Elastic IPs with their `eip/` claims) and `next-eni`: what a change to those
+/// VPCs can touch.
+pub fn records_of_vpcs(t: &Topology, vpcs: &[VpcId]) -> Result<Records, String> {
+    let mut r = Records::new();
+    let vpc_name = |v: VpcId| t.vpc(v).map_or("?", |v| v.name.as_str());
+    let next = t.instances().iter().map(|i| i.eni.0 + 1).max().unwrap_or(1).max(t.next_eni());
+    r.insert(NEXT_ENI.into(), text(json!(next)));
+    for &v in vpcs {
+        let vpc = vpc_name(v);
+        for i in t.vpc_members(v) {
+            check_key_name("instance", &i.name)?;
+            let key = format!("in/{vpc}/ip/{}", hex_ip(i.ip));
+            r.insert(key.clone(), text(instance_json(t, i)));
+            r.insert(format!("name/{}", i.name), text(json!(key)));
+            let host = t.host(i.host).map_or("?", |h| h.name.as_str());
+            r.insert(format!("on/{host}/{}", i.name), text(json!(vpc)));
+            if let Some(ip) = t.elastic_ip_of(i.eni) {
+                let o = json!({ "ip": ip.to_string(), "instance": i.name });
+                r.insert(format!("in/{vpc}/eip/{}", hex_ip(ip)), text(o));
+                r.insert(format!("eip/{}", hex_ip(ip)), text(json!(vpc)));
+            }
+        }
+        for p in t.peers(v) {
+            let other = vpc_name(p);
+            r.insert(format!("in/{vpc}/peer/{other}"), text(json!(other)));
+        }
+    }
+    Ok(r)
+}
+
+/// The VPCs whose records `command` may change in `t` (before it runs).
+pub fn affected_vpcs(t: &Topology, command: &crate::service::Command) -> Vec<VpcId> {
+    use crate::service::Command;
+    let of_instance = |name: &str| t.instance_by_name(name).map(|i| i.vpc);
+    let v = match command {
+        Command::Register(spec) => vec![t.subnet_by_name(&spec.subnet).and_then(|s| t.subnet(s)).map(|s| s.vpc)],
+        Command::Deregister { instance } | Command::Move { instance, .. } => vec![of_instance(instance)],
+        Command::AssociateElasticIp { ip, instance } => {
+            vec![of_instance(instance), t.elastic_ip_instance(*ip).and_then(|e| t.instance(e)).map(|i| i.vpc)]
+        }
+        Command::DisassociateElasticIp { ip } => vec![t.elastic_ip_instance(*ip).and_then(|e| t.instance(e)).map(|i| i.vpc)],
+        Command::AddPeering { a, b } | Command::RemovePeering { a, b } => vec![t.vpc_by_name(a), t.vpc_by_name(b)],
+    };
+    let mut v: Vec<VpcId> = v.into_iter().flatten().collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn instance_json(t: &Topology, i: &Instance) -> Value {
+    let ips: Vec<String> = i.secondary_ips.iter().map(|ip| ip.to_string()).collect();
+    json!({
+        "eni": i.eni.0,
+        "name": i.name,
+        "subnet": t.subnet(i.subnet).map_or("?", |s| s.name.as_str()),
+        "host": t.host(i.host).map_or("?", |h| h.name.as_str()),
+        "ip": i.ip.to_string(),
+        "secondary_ips": ips,
+        "mac": i.mac.to_string(),
+        "source_dest_check": i.source_dest_check,
+    })
+}
+
+/// Where a record goes in a topology file, by its key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Section {
+    Host,
+    Edge,
+    Vpc,
+    Subnet,
+    Instance,
+    Peering,
+    ElasticIp,
+    Vpn,
+    Dx,
+    Endpoint,
+}
+
+impl Section {
+    fn table(self) -> &'static str {
+        match self {
+            Section::Host => "host",
+            Section::Edge => "edge",
+            Section::Vpc => "vpc",
+            Section::Subnet => "subnet",
+            Section::Instance => "instance",
+            Section::Peering => "peering",
+            Section::ElasticIp => "elastic_ip",
+            Section::Vpn => "vpn",
+            Section::Dx => "dx",
+            Section::Endpoint => "endpoint",
+        }
+    }
+
+    /// The section of a key, `None` for indexes and meta records.
+    fn of(key: &str) -> Option<Section> {
+        let parts: Vec<&str> = key.split('/').collect();
+        match parts.as_slice() {
+            ["host", _] => Some(Section::Host),
+            ["edge", _] => Some(Section::Edge),
+            ["vpc", _] => Some(Section::Vpc),
+            ["subnet", _] => Some(Section::Subnet),
+            ["vpn", _] => Some(Section::Vpn),
+            ["dx", _] => Some(Section::Dx),
+            ["endpoint", _] => Some(Section::Endpoint),
+            ["in", _, "ip", _] => Some(Section::Instance),
+            ["in", _, "peer", _] => Some(Section::Peering),
+            ["in", _, "eip", _] => Some(Section::ElasticIp),
+            _ => None,
+        }
+    }
+
+    /// Whether `mapping load` alone writes it.
+    fn is_static(self) -> bool {
+        !matches!(self, Section::Instance | Section::Peering | Section::ElasticIp)
+    }
+}
+
+/// Whether `key` is a static record (see the module documentation).
+pub fn is_static_key(key: &str) -> bool {
+    key == WORLD || Section::of(key).is_some_and(Section::is_static)
+}
+
+/// The records as topology file text: `dataplane` (a `[dataplane]` section, or empty)
+/// then one table per record, each section in the order of the records' `id`/`eni`.
+pub fn to_toml(records: &Records, dataplane: &str) -> Result<String, String> {
+    let mut sections: BTreeMap<Section, Vec<(u64, String, toml::Table)>> = BTreeMap::new();
+    for (key, value) in records {
+        let Some(section) = Section::of(key) else { continue };
+        let v: Value = serde_json::from_str(value).map_err(|e| format!("record {key}: {e}"))?;
+        let (order, table) = match section {
+            Section::Peering => {
+                // Each pair is written both ways: keep the one whose VPC sorts first.
+                let parts: Vec<&str> = key.split('/').collect();
+                let (a, b) = (parts.get(1).copied().unwrap_or(""), v.as_str().unwrap_or(""));
+                if a > b {
+                    continue;
+                }
+                let mut t = toml::Table::new();
+                t.insert("vpcs".into(), toml::Value::from(vec![a.to_string(), b.to_string()]));
+                (0, t)
+            }
+            _ => {
+                let Value::Object(mut o) = v else {
+                    return Err(format!("record {key}: not a JSON object"));
+                };
+                let order = match section {
+                    Section::Instance => o.remove("eni"),
+                    Section::ElasticIp => None,
+                    _ => o.remove("id"),
+                };
+                let order = order.and_then(|v| v.as_u64()).unwrap_or(0);
+                if section == Section::Endpoint {
+                    if let Some(id) = o.remove("endpoint_id") {
+                        o.insert("id".into(), id);
+                    }
+                }
+                if section == Section::Instance {
+                    if o.get("secondary_ips").and_then(|v| v.as_array()).is_some_and(|a| a.is_empty()) {
+                        o.remove("secondary_ips");
+                    }
+                    if o.get("source_dest_check") == Some(&Value::Bool(true)) {
+                        o.remove("source_dest_check");
+                    }
+                }
+                let table = toml::Table::try_from(Value::Object(o)).map_err(|e| format!("record {key}: {e}"))?;
+                (order, table)
+            }
+        };
+        sections.entry(section).or_default().push((order, key.clone(), table));
+    }
+    let mut out = String::from(dataplane);
+    for (section, mut items) in sections {
+        items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut doc = toml::Table::new();
+        let list: Vec<toml::Value> = items.into_iter().map(|(_, _, t)| toml::Value::Table(t)).collect();
+        doc.insert(section.table().into(), toml::Value::Array(list));
+        let text = toml::to_string(&doc).map_err(|e| format!("writing the {} section: {e}", section.table()))?;
+        out.push('\n');
+        out.push_str(&text);
+    }
+    Ok(out)
+}
+
+/// A `[dataplane]` section for a file that only carries a world (`mapping dump`); it is not
+/// part of the world and `mapping load` ignores it.
+pub const DUMP_DATAPLANE: &str =
+    "# The world as etcd holds it (`vpcemu mapping dump`). [dataplane] is not part of it.\n\
+     [dataplane]\nlcores = \"0-1\"\nmemory_mb = 512\nhugepages = \"off\"\n";
+
+/// The world the records hold, validated as the loader validates a file, on `dataplane`
+/// (a `[dataplane]` section). ENI ids and the next ENI id are the records'. Records that
+/// are not complete (a peering or Elastic IP of a VPC whose instances are not among them)
+/// are an error, so pass whole VPCs.
+pub fn world_from_records(records: &Records, dataplane: &str) -> Result<Topology, String> {
+    let statics: Records = records
+        .iter()
+        .filter(|(k, _)| Section::of(k).is_some_and(Section::is_static))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let text = to_toml(&statics, dataplane)?;
+    let mut t = Topology::from_str(&text, "etcd").map_err(|e| e.to_string())?;
+    let dynamic = records.iter().filter(|(k, _)| Section::of(k).is_some_and(|s| !s.is_static()));
+    add_dynamic(&mut t, dynamic)?;
+    if let Some(next) = records.get(NEXT_ENI).and_then(|v| v.parse::<u32>().ok()) {
+        t.raise_next_eni(next);
+    }
+    Ok(t)
+}
+
+/// Adds dynamic records (instances, then peerings, then Elastic IPs) to `t`, with the
+/// loader's checks. Instances go in in ENI order.
+pub fn add_dynamic<'a>(
+    t: &mut Topology,
+    records: impl Iterator<Item = (&'a String, &'a String)>,
+) -> Result<(), String> {
+    let mut instances = Vec::new();
+    let mut peerings = Vec::new();
+    let mut eips = Vec::new();
+    for (key, value) in records {
+        let v: Value = serde_json::from_str(value).map_err(|e| format!("record {key}: {e}"))?;
+        match Section::of(key) {
+            Some(Section::Instance) => instances.push((key, v)),
+            Some(Section::Peering) => peerings.push((key, v)),
+            Some(Section::ElasticIp) => eips.push((key, v)),
+            _ => {}
+        }
+    }
+    instances.sort_by_key(|(_, v)| v["eni"].as_u64().unwrap_or(0));
+    for (key, v) in instances {
+        let inst = instance_from_json(t, &v).map_err(|m| format!("record {key}: {m}"))?;
+        t.add_checked_instance(inst).map_err(|m| format!("record {key}: {m}"))?;
+    }
+    for (key, v) in peerings {
+        let a = key.split('/').nth(1).unwrap_or("");
+        let b = v.as_str().unwrap_or("");
+        let (Some(va), Some(vb)) = (t.vpc_by_name(a), t.vpc_by_name(b)) else {
+            return Err(format!("record {key}: unknown vpc"));
+        };
+        if !t.peered(va, vb) {
+            t.check_peering(va, vb).map_err(|m| format!("record {key}: {m}"))?;
+            t.add_peering(va, vb);
+        }
+    }
+    for (key, v) in eips {
+        let ip: Ipv4Addr = v["ip"].as_str().unwrap_or("").parse().map_err(|_| format!("record {key}: bad ip"))?;
+        let name = v["instance"].as_str().unwrap_or("");
+        let eni = t
+            .instance_by_name(name)
+            .map(|i| i.eni)
+            .ok_or_else(|| format!("record {key}: unknown instance {name:?}"))?;
+        t.check_elastic_ip(ip, eni).map_err(|(_, m)| format!("record {key}: {m}"))?;
+        t.associate_elastic_ip(ip, eni);
+    }
+    Ok(())
+}
+
+/// An instance record as the model's [`Instance`] (not yet checked against `t`).
+pub fn instance_from_json(t: &Topology, v: &Value) -> Result<Instance, String> {
+    let s = |f: &str| v[f].as_str().ok_or_else(|| format!("missing {f}"));
+    let ip = |x: &str| x.parse::<Ipv4Addr>().map_err(|_| format!("{x:?} is not an IPv4 address"));
+    let name = s("name")?.to_string();
+    let subnet = t.subnet_by_name(s("subnet")?).ok_or("unknown subnet")?;
+    let vpc = t.subnet(subnet).map(|s| s.vpc).ok_or("unknown subnet")?;
+    let host = match t.card_by_name(s("host")?) {
+        Some(crate::topology::CardId::Host(h)) => h,
+        _ => return Err(format!("unknown host {:?}", s("host")?)),
+    };
+    let primary = ip(s("ip")?)?;
+    let secondary_ips = v["secondary_ips"]
+        .as_array()
+        .map(|a| a.iter().map(|x| ip(x.as_str().unwrap_or(""))).collect::<Result<Vec<_>, _>>())
+        .transpose()?
+        .unwrap_or_default();
+    let mac: MacAddr = s("mac")?.parse().map_err(|e| format!("mac: {e}"))?;
+    let eni = v["eni"].as_u64().and_then(|e| u32::try_from(e).ok()).ok_or("missing eni")?;
+    Ok(Instance {
+        eni: EniId(eni),
+        name,
+        subnet,
+        vpc,
+        host,
+        ip: primary,
+        secondary_ips,
+        mac,
+        source_dest_check: v["source_dest_check"].as_bool().unwrap_or(true),
+    })
+}
+
+/// What changed from `old` to `new`: keys to put (with their new value) and keys to
+/// delete.
+pub fn diff(old: &Records, new: &Records) -> (Vec<(String, String)>, Vec<String>) {
+    let puts = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let deletes = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
+    (puts, deletes)
+}
+
+/// The VPC a dynamic key belongs to (`in/VPC/...`).
+pub fn vpc_of_key(key: &str) -> Option<&str> {
+    key.strip_prefix("in/").and_then(|rest| rest.split('/').next())
+}
+
+/// ENI ids by instance name, from instance records.
+pub fn eni_ids(records: &Records) -> HashMap<String, u32> {
+    records
+        .iter()
+        .filter(|(k, _)| Section::of(k) == Some(Section::Instance))
+        .filter_map(|(_, v)| serde_json::from_str::<Value>(v).ok())
+        .filter_map(|v| Some((v["name"].as_str()?.to_string(), u32::try_from(v["eni"].as_u64()?).ok()?)))
+        .collect()
+}
+
+/// The sections a file for `vpcemu run FILE --etcd URL` may hold: the world comes from etcd.
+pub const RUN_FILE_SECTIONS: [&str; 2] = ["dataplane", "port"];
+
+/// The world in `records` with the `[dataplane]` and `[[port]]`s of `file_text` (a
+/// topology file holding only those), checked as the loader checks a file: a port naming
+/// an instance or card the world does not have is the loader's error, at its line in
+/// `file_name`. A world section in the file is an error that points to `mapping load`.
+pub fn world_with_run_file(records: &Records, file_text: &str, file_name: &str) -> Result<Topology, String> {
+    let table: toml::Table = toml::from_str(file_text).map_err(|e| {
+        Topology::from_str(file_text, file_name).err().map_or_else(|| format!("{file_name}: {e}"), |le| le.to_string())
+    })?;
+    let extra: Vec<&str> = table.keys().map(String::as_str).filter(|k| !RUN_FILE_SECTIONS.contains(k)).collect();
+    if !extra.is_empty() {
+        return Err(format!(
+            "{file_name}: with --etcd the world comes from etcd, so this file holds only [dataplane] and [[port]]s \
+             (found {}): write the world with `vpcemu mapping load FILE --etcd URL`",
+            extra.iter().map(|k| format!("[{k}]")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let mut composed = String::from(file_text);
+    composed.push('\n');
+    composed.push_str(&to_toml(records, "")?);
+    let framed = Topology::from_str(&composed, file_name).map_err(|e| e.to_string())?;
+    let mut world = world_from_records(records, DUMP_DATAPLANE)?;
+    world.set_frame(framed.dataplane().clone(), framed.ports().to_vec());
+    Ok(world)
+}

@@ -1,0 +1,418 @@
+//! Reading and writing the world in etcd: `mapping load`, `mapping dump`, `ctl --etcd`.
+//!
+//! [`Store`] is blocking (it owns a one-thread tokio runtime); every call has a deadline, so
+//! an etcd that does not answer is an error within [`DEADLINE`], never a hang.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::time::Duration;
+
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, TxnOp};
+pub use etcd_client::Txn;
+
+use super::layout::{self, Records, WORLD};
+use crate::service::{Command, Service};
+use crate::topology::Topology;
+
+/// The longest any one call may take, connecting included.
+pub const DEADLINE: Duration = Duration::from_secs(8);
+/// The longest reading a whole world may take.
+pub const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(120);
+/// Operations in one transaction (etcd's default `--max-txn-ops`).
+pub const MAX_TXN_OPS: usize = 128;
+/// Bytes of keys and values in one transaction, well under etcd's 1.5 MiB request limit.
+pub const MAX_TXN_BYTES: usize = 1024 * 1024;
+/// Keys per page when listing.
+pub const PAGE: i64 = 1000;
+/// The record that marks a load in progress (its value: the loader's token).
+pub const LOADING: &str = "loading";
+
+/// The end of the key range of everything that starts with `prefix`.
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// Options every connection uses: a bounded connect, HTTP/2 keep-alive (a dead peer is
+/// noticed within 15 s, also on an idle watch stream; etcd closes connections that ping
+/// more often than every 5 s, its `--grpc-keepalive-min-time`), and requests that fail
+/// when the cluster has no leader (so a partitioned member is not taken for the truth). No
+/// per-request timeout here: it would cut the long-lived watch streams; unary calls are
+/// bounded by their callers ([`DEADLINE`]).
+pub fn connect_options() -> ConnectOptions {
+    ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+        .with_require_leader(true)
+}
+
+/// Connects to `url` and checks that etcd answers (a status call).
+pub async fn connect(url: &str) -> Result<Client, String> {
+    let attempt = async {
+        let mut c = Client::connect([url], Some(connect_options())).await?;
+        c.status().await?;
+        Ok::<_, etcd_client::Error>(c)
+    };
+    match tokio::time::timeout(DEADLINE, attempt).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(format!("etcd at {url} is unreachable: {}", short(&e))),
+        Err(_) => Err(format!("etcd at {url} is unreachable: no answer within {} s", DEADLINE.as_secs())),
+    }
+}
+
+/// The first line of an etcd-client error (tonic's are long).
+pub fn short(e: &etcd_client::Error) -> String {
+    let s = e.to_string();
+    s.lines().next().unwrap_or("").chars().take(300).collect()
+}
+
+/// One key as listed: relative key, value, mod revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub value: String,
+    pub mod_revision: i64,
+}
+
+/// Lists every key under `prefix + rel` at one revision (`revision`, or the current one),
+/// in pages of [`PAGE`]. Returns the keys (relative to `prefix`) and the revision read.
+pub async fn list(
+    client: &mut Client,
+    prefix: &str,
+    rel: &str,
+    revision: Option<i64>,
+) -> Result<(Vec<Listed>, i64), etcd_client::Error> {
+    let start = format!("{prefix}{rel}");
+    let end = prefix_end(&start);
+    let mut from = start.as_bytes().to_vec();
+    let mut out = Vec::new();
+    let mut rev = revision.unwrap_or(0);
+    loop {
+        let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+        if rev > 0 {
+            opts = opts.with_revision(rev);
+        }
+        let resp = client.get(from.clone(), Some(opts)).await?;
+        if rev == 0 {
+            rev = resp.header().map_or(0, |h| h.revision());
+        }
+        let kvs = resp.kvs();
+        for kv in kvs {
+            let key = String::from_utf8_lossy(kv.key());
+            let key = key.strip_prefix(prefix).unwrap_or(&key).to_string();
+            out.push(Listed { key, value: String::from_utf8_lossy(kv.value()).into_owned(), mod_revision: kv.mod_revision() });
+        }
+        match (resp.more(), kvs.last()) {
+            (true, Some(last)) => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => break,
+        }
+    }
+    Ok((out, rev))
+}
+
+/// The world as etcd holds it at one revision.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub records: Records,
+    pub mod_revisions: HashMap<String, i64>,
+    pub revision: i64,
+}
+
+/// Blocking access to the world in etcd under a prefix.
+pub struct Store {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    url: String,
+    prefix: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.url).field("prefix", &self.prefix).finish()
+    }
+}
+
+impl Store {
+    /// Connects to the etcd at `url` (`http://127.0.0.1:2379`); the world lives under
+    /// [`layout::PREFIX`].
+    pub fn connect(url: &str) -> Result<Store, String> {
+        Store::connect_with_prefix(url, layout::PREFIX)
+    }
+
+    pub fn connect_with_prefix(url: &str, prefix: &str) -> Result<Store, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting the etcd client: {e}"))?;
+        let client = rt.block_on(connect(url))?;
+        Ok(Store { rt, client, url: url.to_string(), prefix: prefix.to_string() })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A clone of the connection (for async callers on their own runtime).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    fn block<T>(&self, what: &str, f: impl Future<Output = Result<T, etcd_client::Error>>) -> Result<T, String> {
+        self.block_for(DEADLINE, what, f)
+    }
+
+    fn block_for<T>(&self, deadline: Duration, what: &str, f: impl Future<Output = Result<T, etcd_client::Error>>) -> Result<T, String> {
+        match self.rt.block_on(async { tokio::time::timeout(deadline, f).await }) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(format!("etcd at {}: {what}: {}", self.url, short(&e))),
+            Err(_) => Err(format!("etcd at {}: {what}: no answer within {} s", self.url, deadline.as_secs())),
+        }
+    }
+
+    fn key(&self, rel: &str) -> String {
+        format!("{}{rel}", self.prefix)
+    }
+
+    /// Every record under the prefix at one revision.
+    pub fn snapshot(&self) -> Result<Snapshot, String> {
+        let mut c = self.client.clone();
+        // A large world is many pages: the connection was checked at connect, so give the
+        // whole read longer than one call.
+        let (listed, revision) = self.block_for(SNAPSHOT_DEADLINE, "reading the world", list(&mut c, &self.prefix, "", None))?;
+        let mut records = Records::new();
+        let mut mod_revisions = HashMap::new();
+        for l in listed {
+            mod_revisions.insert(l.key.clone(), l.mod_revision);
+            records.insert(l.key, l.value);
+        }
+        Ok(Snapshot { records, mod_revisions, revision })
+    }
+
+    /// The world in etcd as a model (on the `[dataplane]` section `dataplane`), and the
+    /// snapshot it was read from. No world: a clear error.
+    pub fn read_world(&self, dataplane: &str) -> Result<(Topology, Snapshot), String> {
+        let snap = self.snapshot()?;
+        if !snap.records.contains_key(WORLD) {
+            let why = if snap.records.contains_key(LOADING) { " (a load is unfinished)" } else { "" };
+            return Err(format!(
+                "no world in etcd at {}{why}: write one with `vpcemu mapping load FILE --etcd {}`",
+                self.url, self.url
+            ));
+        }
+        let topo = layout::world_from_records(&snap.records, dataplane)
+            .map_err(|e| format!("the world in etcd at {} is not valid: {e}", self.url))?;
+        Ok((topo, snap))
+    }
+
+    /// Writes the world of `topo` (its `[dataplane]` and ports are ignored) and returns
+    /// the revision of the last write. A world already there is refused unless `replace`.
+    ///
+    /// The records go in transactions of at most [`MAX_TXN_OPS`] operations and
+    /// [`MAX_TXN_BYTES`], each guarded by the `loading` record holding this load's token;
+    /// the `world` record is written last, so readers never take a half-written world.
+    pub fn load(&self, topo: &Topology, replace: bool) -> Result<i64, String> {
+        let records = layout::records_of(topo)?;
+        let mut c = self.client.clone();
+        let (existing, _) = self.block("reading the world", list(&mut c, &self.prefix, WORLD, None))?;
+        let world = existing.iter().find(|l| l.key == WORLD);
+        let (loading, _) = self.block("reading the world", list(&mut c, &self.prefix, LOADING, None))?;
+        if !replace {
+            if let Some(w) = world {
+                return Err(format!(
+                    "a world is already in etcd at {} (written at revision {}): add --replace to overwrite it",
+                    self.url, w.mod_revision
+                ));
+            }
+            if loading.iter().any(|l| l.key == LOADING) {
+                return Err(format!(
+                    "an unfinished load is in etcd at {}: add --replace to overwrite it",
+                    self.url
+                ));
+            }
+        } else {
+            // Everything under the prefix goes, if nobody wrote the world meanwhile.
+            let guard = match world {
+                Some(w) => Compare::mod_revision(self.key(WORLD), CompareOp::Equal, w.mod_revision),
+                None => Compare::create_revision(self.key(WORLD), CompareOp::Equal, 0),
+            };
+            let del = TxnOp::delete(self.prefix.clone(), Some(DeleteOptions::new().with_range(prefix_end(&self.prefix))));
+            let txn = Txn::new().when(vec![guard]).and_then(vec![del]);
+            let r = self.block("clearing the world", c.txn(txn))?;
+            if !r.succeeded() {
+                return Err(format!("conflict: the world in etcd at {} changed while it was being replaced", self.url));
+            }
+        }
+        let token = format!("{}-{}", std::process::id(), super::unix_nanos());
+        let start = Txn::new()
+            .when(vec![
+                Compare::create_revision(self.key(WORLD), CompareOp::Equal, 0),
+                Compare::create_revision(self.key(LOADING), CompareOp::Equal, 0),
+            ])
+            .and_then(vec![TxnOp::put(self.key(LOADING), token.clone(), None)]);
+        if !self.block("starting the load", c.txn(start))?.succeeded() {
+            return Err(format!("conflict: another load or world appeared in etcd at {} meanwhile", self.url));
+        }
+        let guard = || Compare::value(self.key(LOADING), CompareOp::Equal, token.clone());
+        let mut batch: Vec<TxnOp> = Vec::new();
+        let mut bytes = 0;
+        let body: Vec<(&String, &String)> = records.iter().filter(|(k, _)| k.as_str() != WORLD).collect();
+        for (i, (k, v)) in body.iter().enumerate() {
+            bytes += self.prefix.len() + k.len() + v.len() + 16;
+            batch.push(TxnOp::put(self.key(k), v.as_str(), None));
+            let last = i + 1 == body.len();
+            if batch.len() == MAX_TXN_OPS || bytes >= MAX_TXN_BYTES / 2 || last {
+                let txn = Txn::new().when(vec![guard()]).and_then(std::mem::take(&mut batch));
+                bytes = 0;
+                if !self.block("writing the world", c.txn(txn))?.succeeded() {
+                    return Err(format!("conflict: the load in etcd at {} was taken over by another", self.url));
+                }
+            }
+        }
+        let world_value = records.get(WORLD).cloned().unwrap_or_default();
+        let finish = Txn::new().when(vec![guard()]).and_then(vec![
+            TxnOp::put(self.key(WORLD), world_value, None),
+            TxnOp::delete(self.key(LOADING), None),
+        ]);
+        let r = self.block("finishing the load", c.txn(finish))?;
+        if !r.succeeded() {
+            return Err(format!("conflict: the load in etcd at {} was taken over by another", self.url));
+        }
+        Ok(r.header().map_or(0, |h| h.revision()))
+    }
+
+    /// Applies `command` as one transaction guarded by what it was checked against (see
+    /// [`guarded_change`]); returns the revision it wrote. Bad commands and conflicts are
+    /// one line; nothing changes.
+    pub fn execute(&self, command: &Command) -> Result<i64, String> {
+        let (topo, snap) = self.read_world(layout::DUMP_DATAPLANE)?;
+        let txn = guarded_change(&self.prefix, topo, &snap, command)?;
+        let mut c = self.client.clone();
+        let r = self.block("writing the change", c.txn(txn))?;
+        if !r.succeeded() {
+            return Err(format!(
+                "conflict: the world changed while this command was checked (read at revision {}); nothing changed",
+                snap.revision
+            ));
+        }
+        Ok(r.header().map_or(0, |h| h.revision()))
+    }
+
+    /// The etcd server's version (`3.4.23`).
+    pub fn server_version(&self) -> Result<String, String> {
+        let mut c = self.client.clone();
+        Ok(self.block("status", c.status())?.version().to_string())
+    }
+
+    /// Runs a transaction and returns the revision it wrote, or `None` when its
+    /// comparisons failed (nothing written).
+    pub fn commit_at(&self, txn: Txn) -> Result<Option<i64>, String> {
+        let mut c = self.client.clone();
+        let r = self.block("writing", c.txn(txn))?;
+        Ok(r.succeeded().then(|| r.header().map_or(0, |h| h.revision())))
+    }
+
+    /// Runs a transaction; whether its comparisons held.
+    pub fn commit(&self, txn: Txn) -> Result<bool, String> {
+        let mut c = self.client.clone();
+        Ok(self.block("writing", c.txn(txn))?.succeeded())
+    }
+
+    /// Compacts etcd's history up to `revision` (tests).
+    pub fn compact(&self, revision: i64) -> Result<(), String> {
+        let mut c = self.client.clone();
+        self.block("compacting", c.compact(revision, None)).map(|_| ())
+    }
+
+    /// Writes one raw key (tests: records written behind the model's back).
+    pub fn put_raw(&self, rel: &str, value: &str) -> Result<i64, String> {
+        let mut c = self.client.clone();
+        let r = self.block("writing", c.put(self.key(rel), value, None))?;
+        Ok(r.header().map_or(0, |h| h.revision()))
+    }
+
+    /// The current revision.
+    pub fn revision(&self) -> Result<i64, String> {
+        let mut c = self.client.clone();
+        let r = self.block("reading", c.get(self.key(WORLD), None))?;
+        Ok(r.header().map_or(0, |h| h.revision()))
+    }
+}
+
+/// The transaction that applies `command` to the world `topo` read in `snap`: the command
+/// is checked on the model (the embedded service's own checks); the records that change
+/// are put or deleted; it succeeds only if every record it writes is as read (same mod
+/// revision, or still absent), the `world` record is the one read (no reload), and no
+/// record of the VPCs it touches changed since `snap.revision` (what the checks looked at:
+/// addresses, MACs, Elastic IPs of the VPC).
+pub fn guarded_change(prefix: &str, topo: Topology, snap: &Snapshot, command: &Command) -> Result<Txn, String> {
+    let mut service = Service::new(topo);
+    let (puts, deletes) = change_records(&mut service, command)?;
+    guarded_txn(prefix, &puts, &deletes, &snap.mod_revisions, snap.revision)
+}
+
+/// Checks and applies `command` on `service`'s model; returns the records to put and to
+/// delete (only those of the VPCs it touches are compared: the change costs what it
+/// touches, not the world).
+pub fn change_records(service: &mut Service, command: &Command) -> Result<RecordChanges, String> {
+    let vpcs = layout::affected_vpcs(service.topology(), command);
+    let before = layout::records_of_vpcs(service.topology(), &vpcs)?;
+    service.execute(command).map_err(|e| e.to_string())?;
+    let after = layout::records_of_vpcs(service.topology(), &vpcs)?;
+    Ok(layout::diff(&before, &after))
+}
+
+/// Records to put (key, value) and keys to delete.
+pub type RecordChanges = (Vec<(String, String)>, Vec<String>);
+
+/// One transaction of `puts` and `deletes`, guarded as [`guarded_change`] says by the mod
+/// revisions read (`mod_revisions`, at `revision`).
+pub fn guarded_txn(
+    prefix: &str,
+    puts: &[(String, String)],
+    deletes: &[String],
+    mod_revisions: &HashMap<String, i64>,
+    revision: i64,
+) -> Result<Txn, String> {
+    let key = |rel: &str| format!("{prefix}{rel}");
+    let mut compares = Vec::new();
+    let mut vpcs = BTreeSet::new();
+    let world_rev = mod_revisions.get(WORLD).copied().unwrap_or(0);
+    compares.push(Compare::mod_revision(key(WORLD), CompareOp::Equal, world_rev));
+    let touched = puts.iter().map(|(k, _)| k).chain(deletes.iter());
+    for k in touched {
+        match mod_revisions.get(k) {
+            Some(&m) => compares.push(Compare::mod_revision(key(k), CompareOp::Equal, m)),
+            None => compares.push(Compare::create_revision(key(k), CompareOp::Equal, 0)),
+        }
+        if let Some(v) = layout::vpc_of_key(k) {
+            vpcs.insert(v.to_string());
+        }
+    }
+    for v in &vpcs {
+        let start = key(&layout::vpc_dynamic(v));
+        let end = prefix_end(&start);
+        compares.push(Compare::mod_revision(start, CompareOp::Less, revision + 1).with_range(end));
+    }
+    let mut ops: Vec<TxnOp> = puts.iter().map(|(k, v)| TxnOp::put(key(k), v.as_str(), None)).collect();
+    ops.extend(deletes.iter().map(|k| TxnOp::delete(key(k), None)));
+    if ops.len() > MAX_TXN_OPS || compares.len() > MAX_TXN_OPS {
+        return Err(format!("the change needs {} operations, more than one transaction holds ({MAX_TXN_OPS})", ops.len()));
+    }
+    if ops.is_empty() {
+        return Err("the command changes nothing".into());
+    }
+    Ok(Txn::new().when(compares).and_then(ops))
+}

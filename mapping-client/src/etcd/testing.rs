@@ -1,0 +1,221 @@
+//! A private etcd for tests and benchmarks: Debian's `etcd` (3.4) on 127.0.0.1 with free
+//! ports and a data directory in a temporary directory. It is stopped when the
+//! [`TestEtcd`] is dropped, and a watchdog (a shell loop) kills it if this process dies
+//! first or after a maximum lifetime, so that no test leaves an etcd behind.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The etcd binary (Debian's `etcd-server`).
+pub const ETCD: &str = "/usr/bin/etcd";
+/// The longest a test etcd lives.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(900);
+
+/// A running private etcd.
+#[derive(Debug)]
+pub struct TestEtcd {
+    dir: PathBuf,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+    watchdog: Option<Child>,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl TestEtcd {
+    /// Starts an etcd and waits (at most 20 s) until it answers.
+    pub fn start() -> Result<TestEtcd, String> {
+        if !Path::new(ETCD).exists() {
+            return Err(format!("{ETCD} is missing: run scripts/setup.sh (Debian package etcd-server)"));
+        }
+        let dir = std::env::temp_dir().join(format!("vpcemu-etcd-{}-{}", std::process::id(), super::unix_nanos()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let client_port = free_port().map_err(|e| e.to_string())?;
+        let peer_port = free_port().map_err(|e| e.to_string())?;
+        let mut etcd = TestEtcd { dir, client_port, peer_port, child: None, watchdog: None };
+        etcd.resume()?;
+        Ok(etcd)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The etcd server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Stops the server (SIGKILL), keeping its data: [`TestEtcd::resume`] starts it again
+    /// on the same ports and data.
+    pub fn stop(&mut self) {
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server (again) and waits until it answers.
+    pub fn resume(&mut self) -> Result<(), String> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::File::create(self.dir.join("etcd.log")).map_err(|e| e.to_string())?;
+        let child = Command::new(ETCD)
+            .args(["--name", "vpcemu-test"])
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .args(["--listen-client-urls", &self.url(), "--advertise-client-urls", &self.url()])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("vpcemu-test={peer}")])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting {ETCD}: {e}"))?;
+        let script = format!(
+            "i=0; while kill -0 {me} 2>/dev/null && kill -0 {etcd} 2>/dev/null && [ $i -lt {max} ]; \
+             do sleep 1; i=$((i+1)); done; kill -9 {etcd} 2>/dev/null",
+            me = std::process::id(),
+            etcd = child.id(),
+            max = MAX_LIFETIME.as_secs()
+        );
+        let watchdog = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting the watchdog: {e}"))?;
+        self.child = Some(child);
+        self.watchdog = Some(watchdog);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if super::Store::connect(&self.url()).is_ok() {
+                return Ok(());
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    let log = std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                    return Err(format!("etcd exited ({status}): {}", tail.join(" | ")));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("etcd did not answer within 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for TestEtcd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of a [`TestEtcd`] that a test can cut: while it is
+/// down, every connection through it is closed and new ones are dropped, as when the
+/// network between a card and etcd fails while etcd itself goes on.
+#[derive(Debug)]
+pub struct Proxy {
+    port: u16,
+    down: Arc<AtomicBool>,
+    generation: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+impl Proxy {
+    /// A proxy to `127.0.0.1:target_port`.
+    pub fn start(target: &str) -> Result<Proxy, String> {
+        let target = target.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let down = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, g, s) = (down.clone(), generation.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        if d.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        let Ok(server) = TcpStream::connect(&target) else { continue };
+                        let gen = g.load(Ordering::Relaxed);
+                        for (from, to) in [(client.try_clone(), server.try_clone()), (server.try_clone(), client.try_clone())] {
+                            let (Ok(from), Ok(to)) = (from, to) else { continue };
+                            let (g2, s2) = (g.clone(), s.clone());
+                            std::thread::spawn(move || pipe(from, to, gen, g2, s2));
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Ok(Proxy { port, down, generation, stop })
+    }
+
+    /// `http://127.0.0.1:PORT` of the proxy.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts every connection and refuses new ones (`true`), or lets them through again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
+        if down {
+            self.generation.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, gen: u64, current: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+    let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = [0u8; 16384];
+    loop {
+        if current.load(Ordering::Relaxed) != gen || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,841 @@
+//! One card's mapping client over etcd.
+//!
+//! [`CardWatch`] is the sans-I/O state machine: it is told what was listed and what the
+//! watches delivered, keeps a partial model of the world (every static record, and the
+//! dynamic records of exactly the VPCs the card needs: for a host, the VPCs with an ENI on
+//! it and their peers; for an edge, the VPCs it serves), and turns each change into the
+//! embedded service's deltas: the partial model is a [`Service`], a watched change is
+//! replayed on it as the [`Command`] that made it, and the card's [`Client`] turns the
+//! service's messages into [`Update`]s, which the runtime hands to the card's RCU
+//! publisher as it does the embedded service's.
+//!
+//! The driver ([`Watcher`]) does the I/O on a thread of its own: per card, a paged list of
+//! what the card needs at one revision, then one watch stream (require-leader) with a watch
+//! from that revision + 1 on the `world` record, the host's placement index and each VPC
+//! held. A VPC that enters the card's view is listed at the revision of the event that
+//! brought it in and watched from the next one; one that leaves is dropped and its watch
+//! cancelled. A compacted revision, a cancelled watch, a model that refuses a change
+//! (events of two VPCs seen out of order) or any error: the card lists everything again and
+//! replaces its tables (what did not come back is gone); counted in [`WatchCounters`]
+//! (with [`WatchConfig::resume_after_error`], a lost connection first resumes the watches
+//! where they were, and only a compacted revision lists again). The etcd-client crate has
+//! no reconnect loop: the driver retries with a backoff from 100 ms to 2 s, for as long as
+//! it runs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::layout::{self, Records, WORLD};
+use super::store::{self, Listed};
+use crate::client::{Client, Update};
+use crate::service::{Command, InstanceSpec, Service};
+use crate::topology::{CardId, Topology};
+
+/// A change the watch delivered (key relative to the prefix).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Put { key: String, value: String },
+    Delete { key: String },
+}
+
+impl Event {
+    pub fn key(&self) -> &str {
+        match self {
+            Event::Put { key, .. } | Event::Delete { key } => key,
+        }
+    }
+}
+
+/// Why the watcher must list everything again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resync(pub String);
+
+/// The prefixes of the static records.
+pub const STATIC_PREFIXES: [&str; 8] = [WORLD, "host/", "edge/", "vpc/", "subnet/", "vpn/", "dx/", "endpoint/"];
+
+/// The state machine of one card. See the module documentation.
+#[derive(Debug)]
+pub struct CardWatch {
+    name: String,
+    dataplane: String,
+    card: Option<CardId>,
+    service: Option<Service>,
+    client: Option<Client>,
+    /// VPCs whose dynamic records are in the model.
+    held: BTreeSet<String>,
+    /// A host's placement index: instance -> VPC.
+    index: BTreeMap<String, String>,
+    /// The view may have changed (index, peerings, VPCs held): reconcile has work.
+    dirty: bool,
+    updates: Vec<Update>,
+    /// VPCs held at some time.
+    ever_held: BTreeSet<String>,
+    /// Events received; those about VPCs the card holds; those about a VPC it never held
+    /// (none: a change to a VPC a card does not hold never reaches it; an event of a VPC
+    /// it just dropped may still arrive while the watch is being cancelled).
+    pub events: u64,
+    pub events_held: u64,
+    pub events_foreign: u64,
+}
+
+fn resync(m: impl Into<String>) -> Resync {
+    Resync(m.into())
+}
+
+impl CardWatch {
+    /// The watcher of the card named `name`; models are built on `dataplane` (a
+    /// `[dataplane]` section: only its syntax matters).
+    pub fn new(name: &str, dataplane: &str) -> CardWatch {
+        CardWatch {
+            name: name.to_string(),
+            dataplane: dataplane.to_string(),
+            card: None,
+            service: None,
+            client: None,
+            held: BTreeSet::new(),
+            index: BTreeMap::new(),
+            dirty: true,
+            updates: Vec::new(),
+            ever_held: BTreeSet::new(),
+            events: 0,
+            events_held: 0,
+            events_foreign: 0,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The card, once a snapshot has begun.
+    pub fn card(&self) -> Option<CardId> {
+        self.card
+    }
+
+    /// The partial model.
+    pub fn model(&self) -> Option<&Topology> {
+        self.service.as_ref().map(|s| s.topology())
+    }
+
+    /// The VPCs held.
+    pub fn held(&self) -> impl Iterator<Item = &str> {
+        self.held.iter().map(String::as_str)
+    }
+
+    /// Starts a snapshot from the static records (listed at one revision): the world's
+    /// cards, VPCs, subnets, VPNs, DX VIFs, endpoints. Returns the next prefixes to list at
+    /// the same revision.
+    pub fn begin(&mut self, statics: &[Listed]) -> Result<Vec<String>, Resync> {
+        let records: Records = statics.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
+        if !records.contains_key(WORLD) {
+            return Err(resync("no world in etcd (vpcemu mapping load)"));
+        }
+        let base = static_base(records, &self.dataplane)?;
+        let card = base
+            .card_by_name(&self.name)
+            .ok_or_else(|| resync(format!("no host or edge {:?} in the world in etcd", self.name)))?;
+        self.card = Some(card);
+        self.service = Some(Service::new(base));
+        self.client = None;
+        self.held.clear();
+        self.index.clear();
+        self.updates.clear();
+        self.dirty = true;
+        Ok(match card {
+            CardId::Host(_) => vec![layout::host_index(&self.name)],
+            CardId::Edge(_) => self.missing(),
+        })
+    }
+
+    /// What was listed under `prefix` (a host index or a VPC's dynamic records).
+    pub fn listed(&mut self, prefix: &str, records: &[Listed]) -> Result<(), Resync> {
+        if prefix == layout::host_index(&self.name) {
+            for l in records {
+                let inst = l.key.strip_prefix(prefix).unwrap_or("").to_string();
+                self.index.insert(inst, json_str(&l.value));
+            }
+            return Ok(());
+        }
+        let Some(vpc) = prefix.strip_prefix("in/").and_then(|p| p.strip_suffix('/')) else {
+            return Err(resync(format!("listed an unexpected prefix {prefix}")));
+        };
+        self.held.insert(vpc.to_string());
+        self.ever_held.insert(vpc.to_string());
+        let recs: Records = records.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
+        if self.client.is_none() {
+            // During a snapshot nobody listens for deltas yet: straight into the model,
+            // with the loader's checks.
+            let t = self.service.as_mut().ok_or_else(|| resync("no snapshot"))?.topology_mut();
+            return layout::add_dynamic(t, recs.iter()).map_err(Resync);
+        }
+        self.import(vpc, &recs)
+    }
+
+    /// The VPC prefixes the card needs and does not hold.
+    pub fn missing(&self) -> Vec<String> {
+        self.wanted()
+            .into_iter()
+            .filter(|v| !self.held.contains(v))
+            .map(|v| layout::vpc_dynamic(&v))
+            .collect()
+    }
+
+    /// Ends the snapshot: the card's tables as a replacement ([`CardWatch::take_updates`]).
+    /// Returns the prefixes to watch from the snapshot's revision + 1.
+    pub fn finish(&mut self) -> Vec<String> {
+        if let (Some(card), Some(service)) = (self.card, self.service.as_mut()) {
+            let mut client = Client::new(card);
+            if let Some(req) = client.poll_request(Duration::ZERO) {
+                service.handle(req, Duration::ZERO);
+            }
+            self.client = Some(client);
+        }
+        self.pump();
+        self.watching()
+    }
+
+    /// Every prefix the card watches: the `world` record, a host's index, each VPC held.
+    pub fn watching(&self) -> Vec<String> {
+        let mut out = vec![WORLD.to_string()];
+        if matches!(self.card, Some(CardId::Host(_))) {
+            out.push(layout::host_index(&self.name));
+        }
+        out.extend(self.held.iter().map(|v| layout::vpc_dynamic(v)));
+        out
+    }
+
+    /// The VPCs the card needs now.
+    fn wanted(&self) -> BTreeSet<String> {
+        let (Some(card), Some(t)) = (self.card, self.model()) else {
+            return BTreeSet::new();
+        };
+        let name = |v| t.vpc(v).map(|v| v.name.clone());
+        match card {
+            CardId::Edge(e) => t.edge_vpcs(e).filter_map(name).collect(),
+            CardId::Host(_) => {
+                let direct: BTreeSet<String> = self.index.values().cloned().collect();
+                let mut out = direct.clone();
+                for d in &direct {
+                    if let Some(id) = t.vpc_by_name(d) {
+                        out.extend(t.peers(id).filter_map(name));
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Drops the VPCs no longer wanted (their instances leave the model, with the deltas
+    /// that gives) and returns (prefixes to list and watch, prefixes to stop watching).
+    pub fn reconcile(&mut self) -> Result<(Vec<String>, Vec<String>), Resync> {
+        if !self.dirty {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        self.dirty = false;
+        let wanted = self.wanted();
+        let surplus: Vec<String> = self.held.iter().filter(|v| !wanted.contains(*v)).cloned().collect();
+        let mut cancel = Vec::new();
+        for v in surplus {
+            self.drop_vpc(&v)?;
+            cancel.push(layout::vpc_dynamic(&v));
+        }
+        self.pump();
+        let missing = self.missing();
+        // Listing what is missing may bring peers in: look again then.
+        self.dirty = !missing.is_empty();
+        Ok((missing, cancel))
+    }
+
+    /// Events of one watch response on `prefix`, in order.
+    pub fn on_events(&mut self, prefix: &str, events: &[Event]) -> Result<(), Resync> {
+        for e in events {
+            self.events += 1;
+            let key = e.key();
+            if key == WORLD || layout::is_static_key(key) {
+                return Err(resync("the world in etcd was loaded again"));
+            }
+            if prefix == layout::host_index(&self.name) {
+                self.events_held += 1;
+                self.dirty = true;
+                let inst = key.strip_prefix(prefix).unwrap_or("").to_string();
+                match e {
+                    Event::Put { value, .. } => {
+                        self.index.insert(inst, json_str(value));
+                    }
+                    Event::Delete { .. } => {
+                        self.index.remove(&inst);
+                    }
+                }
+                continue;
+            }
+            let Some(vpc) = layout::vpc_of_key(key).map(str::to_string) else { continue };
+            if !self.held.contains(&vpc) {
+                if !self.ever_held.contains(&vpc) {
+                    self.events_foreign += 1;
+                }
+                continue; // a watch being cancelled
+            }
+            self.events_held += 1;
+            if key.contains("/peer/") {
+                self.dirty = true;
+            }
+            self.apply_event(&vpc, e)?;
+        }
+        self.pump();
+        Ok(())
+    }
+
+    /// The updates for the card's publisher since the last call, in order.
+    pub fn take_updates(&mut self) -> Vec<Update> {
+        self.pump();
+        std::mem::take(&mut self.updates)
+    }
+
+    /// Moves the service's messages through the client.
+    fn pump(&mut self) {
+        let (Some(service), Some(client)) = (self.service.as_mut(), self.client.as_mut()) else {
+            return;
+        };
+        while let Some(m) = service.poll_transmit(Duration::ZERO) {
+            client.handle(m, Duration::ZERO);
+        }
+        while let Some(u) = client.poll_update() {
+            self.updates.push(u);
+        }
+    }
+
+    fn execute(&mut self, command: &Command) -> Result<(), Resync> {
+        let service = self.service.as_mut().ok_or_else(|| resync("no snapshot"))?;
+        service
+            .execute(command)
+            .map_err(|e| resync(format!("the card's model refused a change ({e}): events out of order")))
+    }
+
+    /// A VPC's dynamic records into the model: instances (ENI order), peerings, Elastic IPs.
+    fn import(&mut self, vpc: &str, records: &Records) -> Result<(), Resync> {
+        let mut instances: Vec<(u64, &String, &String)> = Vec::new();
+        let mut rest = Vec::new();
+        for (k, v) in records {
+            if k.contains("/ip/") {
+                let eni = serde_json::from_str::<Value>(v).ok().and_then(|j| j["eni"].as_u64()).unwrap_or(0);
+                instances.push((eni, k, v));
+            } else {
+                rest.push((k, v));
+            }
+        }
+        instances.sort();
+        for (_, k, v) in instances {
+            self.apply_event(vpc, &Event::Put { key: k.clone(), value: v.clone() })?;
+        }
+        for (k, v) in rest {
+            self.apply_event(vpc, &Event::Put { key: k.clone(), value: v.clone() })?;
+        }
+        Ok(())
+    }
+
+    /// The VPC leaves the model: its instances, and its peerings with VPCs not held.
+    fn drop_vpc(&mut self, vpc: &str) -> Result<(), Resync> {
+        self.held.remove(vpc);
+        let Some(t) = self.model() else { return Ok(()) };
+        let Some(id) = t.vpc_by_name(vpc) else { return Ok(()) };
+        let names: Vec<String> = t.vpc_members(id).map(|i| i.name.clone()).collect();
+        let peers: Vec<String> = t
+            .peers(id)
+            .filter_map(|p| t.vpc(p).map(|p| p.name.clone()))
+            .filter(|p| !self.held.contains(p))
+            .collect();
+        for n in names {
+            self.execute(&Command::Deregister { instance: n })?;
+        }
+        for p in peers {
+            self.execute(&Command::RemovePeering { a: vpc.to_string(), b: p })?;
+        }
+        Ok(())
+    }
+
+    /// One change of a held VPC's records, replayed as the command that made it.
+    fn apply_event(&mut self, vpc: &str, e: &Event) -> Result<(), Resync> {
+        let t = self.model().ok_or_else(|| resync("no snapshot"))?;
+        let vpc_id = t.vpc_by_name(vpc).ok_or_else(|| resync(format!("unknown vpc {vpc}")))?;
+        let parts: Vec<&str> = e.key().split('/').collect();
+        let (kind, item) = match parts.as_slice() {
+            ["in", _, kind, item] => (*kind, *item),
+            _ => return Ok(()),
+        };
+        let hex_ip = |s: &str| u32::from_str_radix(s, 16).ok().map(Ipv4Addr::from);
+        let command = match (kind, e) {
+            ("ip", Event::Put { value, .. }) => {
+                let v: Value = serde_json::from_str(value).map_err(|e| resync(format!("bad record: {e}")))?;
+                let inst = layout::instance_from_json(t, &v).map_err(Resync)?;
+                match t.instance_by_name(&inst.name) {
+                    Some(have) if have.vpc == inst.vpc && have.ip == inst.ip => {
+                        let same = have.mac == inst.mac
+                            && have.secondary_ips == inst.secondary_ips
+                            && have.source_dest_check == inst.source_dest_check
+                            && have.eni == inst.eni;
+                        if !same {
+                            return Err(resync(format!("instance {} changed beyond a move", inst.name)));
+                        }
+                        if have.host == inst.host {
+                            return Ok(());
+                        }
+                        let host = t.host(inst.host).map(|h| h.name.clone()).unwrap_or_default();
+                        Command::Move { instance: inst.name, host }
+                    }
+                    Some(_) => return Err(resync(format!("instance {} is elsewhere in the card's model", inst.name))),
+                    None => {
+                        let spec = InstanceSpec {
+                            name: inst.name.clone(),
+                            subnet: t.subnet(inst.subnet).map(|s| s.name.clone()).unwrap_or_default(),
+                            host: t.host(inst.host).map(|h| h.name.clone()).unwrap_or_default(),
+                            ip: inst.ip,
+                            secondary_ips: inst.secondary_ips.clone(),
+                            mac: Some(inst.mac),
+                            source_dest_check: inst.source_dest_check,
+                        };
+                        if let Some(s) = self.service.as_mut() {
+                            s.topology_mut().set_next_eni(inst.eni.0);
+                        }
+                        Command::Register(spec)
+                    }
+                }
+            }
+            ("ip", Event::Delete { .. }) => {
+                let Some(ip) = hex_ip(item) else { return Ok(()) };
+                match t.ip_owner(vpc_id, ip).and_then(|e| t.instance(e)) {
+                    Some(i) if i.ip == ip => Command::Deregister { instance: i.name.clone() },
+                    _ => return Ok(()),
+                }
+            }
+            ("peer", ev) => {
+                let Some(other) = t.vpc_by_name(item) else { return Ok(()) };
+                let peered = t.peered(vpc_id, other);
+                match ev {
+                    Event::Put { .. } if !peered => Command::AddPeering { a: vpc.to_string(), b: item.to_string() },
+                    Event::Delete { .. } if peered => Command::RemovePeering { a: vpc.to_string(), b: item.to_string() },
+                    _ => return Ok(()),
+                }
+            }
+            ("eip", Event::Put { value, .. }) => {
+                let v: Value = serde_json::from_str(value).map_err(|e| resync(format!("bad record: {e}")))?;
+                let ip: Ipv4Addr = v["ip"].as_str().unwrap_or("").parse().map_err(|_| resync("bad Elastic IP record"))?;
+                let instance = v["instance"].as_str().unwrap_or("").to_string();
+                match t.elastic_ip_instance(ip).and_then(|e| t.instance(e)) {
+                    Some(i) if i.name == instance => return Ok(()),
+                    Some(_) => {
+                        self.execute(&Command::DisassociateElasticIp { ip })?;
+                        Command::AssociateElasticIp { ip, instance }
+                    }
+                    None => Command::AssociateElasticIp { ip, instance },
+                }
+            }
+            ("eip", Event::Delete { .. }) => {
+                let Some(ip) = hex_ip(item) else { return Ok(()) };
+                if t.elastic_ip_instance(ip).is_none() {
+                    return Ok(());
+                }
+                Command::DisassociateElasticIp { ip }
+            }
+            _ => return Ok(()),
+        };
+        self.execute(&command)
+    }
+}
+
+thread_local! {
+    /// The last static world parsed on this thread, by its records: the cards of one
+    /// watcher thread list the same static records and share one parse.
+    static BASE: std::cell::RefCell<Option<(Records, String, Topology)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The model of the static records (no instance yet).
+fn static_base(records: Records, dataplane: &str) -> Result<Topology, Resync> {
+    let hit = BASE.with(|b| b.borrow().as_ref().filter(|(r, d, _)| *r == records && d == dataplane).map(|(_, _, t)| t.clone()));
+    if let Some(t) = hit {
+        return Ok(t);
+    }
+    let t = layout::world_from_records(&records, dataplane).map_err(Resync)?;
+    BASE.with(|b| *b.borrow_mut() = Some((records, dataplane.to_string(), t.clone())));
+    Ok(t)
+}
+
+fn json_str(v: &str) -> String {
+    serde_json::from_str::<String>(v).unwrap_or_default()
+}
+
+// ----- the driver ---------------------------------------------------------------------------
+
+/// What a card's watcher tells the runtime.
+#[derive(Debug)]
+pub enum Note {
+    /// Table updates, in order (the first after a (re)sync is a replacement).
+    Updates(Vec<Update>),
+    /// A snapshot is complete (first, or after a resync), or the watches run again after
+    /// a lost connection; at this revision.
+    Synced { revision: i64 },
+    /// The mapping service cannot be reached or the watch failed; the card keeps its
+    /// tables and the watcher retries.
+    Lost { reason: String },
+}
+
+/// Counters of one card's watcher, shared with the runtime.
+#[derive(Debug, Default)]
+pub struct WatchCounters {
+    pub snapshots: AtomicU64,
+    /// Full resyncs after the first snapshot (compaction, errors, lost connection).
+    pub resyncs: AtomicU64,
+    pub events: AtomicU64,
+    /// Events about what the card holds.
+    pub events_held: AtomicU64,
+    /// Events about a VPC the card never held (a bug if not 0).
+    pub events_foreign: AtomicU64,
+    /// Watch responses with events.
+    pub responses: AtomicU64,
+    pub failures: AtomicU64,
+    /// Resyncs because the revision to resume from was compacted.
+    pub compacted: AtomicU64,
+}
+
+/// One card to watch.
+#[derive(Debug)]
+pub struct CardSpec {
+    pub name: String,
+    pub notes: Sender<Note>,
+    pub counters: Arc<WatchCounters>,
+}
+
+/// The watcher thread of a process: a tokio runtime with one task per card.
+#[derive(Debug)]
+pub struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Where and how to watch.
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    pub url: String,
+    pub prefix: String,
+    /// The `[dataplane]` section the partial models are built on.
+    pub dataplane: String,
+    /// The CPU the watcher thread is pinned to (off the workers' CPUs), if any.
+    pub cpu: Option<usize>,
+    /// Connections to etcd shared by the cards (round robin).
+    pub connections: usize,
+    /// After a lost connection, first try to resume the watches from the last revision
+    /// every watch reached (a compacted revision then means listing again). Off: any error
+    /// means listing everything again, as the etcd-based systems do.
+    pub resume_after_error: bool,
+}
+
+impl Watcher {
+    /// Starts the watcher thread; every card gets its first snapshot as soon as etcd
+    /// answers.
+    pub fn start(config: WatchConfig, cards: Vec<CardSpec>) -> Result<Watcher, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("etcd-watch".into())
+            .spawn(move || {
+                if let Some(cpu) = config.cpu {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                }
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    return;
+                };
+                rt.block_on(run_all(config, cards, flag));
+            })
+            .map_err(|e| format!("starting the etcd watcher thread: {e}"))?;
+        Ok(Watcher { stop, thread: Some(thread) })
+    }
+
+    /// Stops the watcher and waits for its thread.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool>) {
+    let mut clients: Vec<etcd_client::Client> = Vec::new();
+    let wanted = config.connections.max(1);
+    // Connect (and keep trying): the tonic channels reconnect by themselves afterwards.
+    while clients.len() < wanted && !stop.load(Ordering::Relaxed) {
+        match store::connect(&config.url).await {
+            Ok(c) => clients.push(c),
+            Err(reason) => {
+                for c in &cards {
+                    c.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    let _ = c.notes.send(Note::Lost { reason: reason.clone() });
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    let mut tasks = Vec::new();
+    for (i, card) in cards.into_iter().enumerate() {
+        let Some(client) = clients.get(i % clients.len().max(1)).cloned() else { return };
+        let config = config.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(run_card(client, config, card, stop)));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// One card, forever: a session (snapshot, then watch) until it fails, then again after a
+/// backoff (the reconnect loop). After a lost connection the session first resumes the
+/// watches from the last revision seen; a compacted revision (or anything else the
+/// watcher cannot trust) makes it list everything again.
+async fn run_card(client: etcd_client::Client, config: WatchConfig, card: CardSpec, stop: Arc<AtomicBool>) {
+    let mut machine = CardWatch::new(&card.name, &config.dataplane);
+    let mut backoff = Duration::from_millis(100);
+    let mut synced_once = false;
+    let mut resume: Option<i64> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let mut c = client.clone();
+        let mut progress = Progress { revision: 0, resumable: false, watching: false };
+        let result = session(&mut c, &config.prefix, &mut machine, &card, &stop, &mut synced_once, resume, &mut progress).await;
+        match result {
+            Ok(()) => return,
+            Err(reason) => {
+                card.counters.failures.fetch_add(1, Ordering::Relaxed);
+                let _ = card.notes.send(Note::Lost { reason });
+            }
+        }
+        resume = (config.resume_after_error && progress.resumable).then_some(progress.revision);
+        if progress.watching {
+            backoff = Duration::from_millis(100);
+        }
+        let until = tokio::time::Instant::now() + backoff;
+        while tokio::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// How far a session got: the last revision the card's model is complete at, and whether
+/// a new session may resume from it (the model is trusted).
+struct Progress {
+    revision: i64,
+    resumable: bool,
+    watching: bool,
+}
+
+fn err(e: etcd_client::Error) -> String {
+    store::short(&e)
+}
+
+async fn list_at(c: &mut etcd_client::Client, prefix: &str, rel: &str, rev: Option<i64>) -> Result<(Vec<Listed>, i64), String> {
+    match tokio::time::timeout(store::DEADLINE, store::list(c, prefix, rel, rev)).await {
+        Ok(r) => r.map_err(err),
+        Err(_) => Err(format!("listing {rel}: no answer within {} s", store::DEADLINE.as_secs())),
+    }
+}
+
+fn send_updates(machine: &mut CardWatch, card: &CardSpec) {
+    let updates = machine.take_updates();
+    if !updates.is_empty() {
+        let _ = card.notes.send(Note::Updates(updates));
+    }
+    card.counters.events.store(machine.events, Ordering::Relaxed);
+    card.counters.events_held.store(machine.events_held, Ordering::Relaxed);
+    card.counters.events_foreign.store(machine.events_foreign, Ordering::Relaxed);
+}
+
+/// A snapshot at one revision, then the watches until something fails (`Err`) or the
+/// watcher stops (`Ok`).
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    c: &mut etcd_client::Client,
+    prefix: &str,
+    machine: &mut CardWatch,
+    card: &CardSpec,
+    stop: &AtomicBool,
+    synced_once: &mut bool,
+    resume: Option<i64>,
+    progress: &mut Progress,
+) -> Result<(), String> {
+    let (rev, watch_list) = match resume {
+        Some(rev) => (rev, machine.watching()),
+        None => snapshot(c, prefix, machine, card, synced_once).await?,
+    };
+    progress.revision = rev;
+    progress.resumable = true;
+    watch(c, prefix, machine, card, stop, rev, watch_list, progress).await
+}
+
+/// Lists everything the card needs at one revision; the new tables replace the card's.
+async fn snapshot(
+    c: &mut etcd_client::Client,
+    prefix: &str,
+    machine: &mut CardWatch,
+    card: &CardSpec,
+    synced_once: &mut bool,
+) -> Result<(i64, Vec<String>), String> {
+    // The static prefixes at the revision of the first list.
+    let (first, rev) = list_at(c, prefix, STATIC_PREFIXES[0], None).await?;
+    let mut statics = first;
+    for p in &STATIC_PREFIXES[1..] {
+        statics.extend(list_at(c, prefix, p, Some(rev)).await?.0);
+    }
+    let mut next = machine.begin(&statics).map_err(|r| r.0)?;
+    while !next.is_empty() {
+        for p in &next {
+            let (l, _) = list_at(c, prefix, p, Some(rev)).await?;
+            machine.listed(p, &l).map_err(|r| r.0)?;
+        }
+        next = machine.missing();
+    }
+    let watch_list = machine.finish();
+    if *synced_once {
+        card.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+    }
+    *synced_once = true;
+    card.counters.snapshots.fetch_add(1, Ordering::Relaxed);
+    send_updates(machine, card);
+    let _ = card.notes.send(Note::Synced { revision: rev });
+    Ok((rev, watch_list))
+}
+
+/// The watches, all on one stream, from `rev` + 1, until something fails.
+#[allow(clippy::too_many_arguments)]
+async fn watch(
+    c: &mut etcd_client::Client,
+    prefix: &str,
+    machine: &mut CardWatch,
+    card: &CardSpec,
+    stop: &AtomicBool,
+    rev: i64,
+    watch_list: Vec<String>,
+    progress: &mut Progress,
+) -> Result<(), String> {
+    let opts = |p: &str, from: i64| {
+        let o = etcd_client::WatchOptions::new().with_start_revision(from);
+        if p == WORLD {
+            o
+        } else {
+            o.with_prefix()
+        }
+    };
+    let mut pending: VecDeque<String> = VecDeque::new();
+    let mut stream: Option<etcd_client::WatchStream> = None;
+    for p in watch_list {
+        match stream.as_mut() {
+            None => stream = Some(c.watch(format!("{prefix}{p}"), Some(opts(&p, rev + 1))).await.map_err(err)?),
+            Some(s) => s.watch(format!("{prefix}{p}"), Some(opts(&p, rev + 1))).await.map_err(err)?,
+        }
+        pending.push_back(p);
+    }
+    let Some(mut stream) = stream else { return Err("nothing to watch".into()) };
+    let mut ids: HashMap<i64, String> = HashMap::new();
+    let mut by_prefix: HashMap<String, i64> = HashMap::new();
+    let mut cancel_on_create: BTreeSet<String> = BTreeSet::new();
+    let mut reached: HashMap<String, i64> = pending.iter().map(|p| (p.clone(), rev)).collect();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let msg = match tokio::time::timeout(Duration::from_millis(200), stream.message()).await {
+            Err(_) => continue,
+            Ok(m) => m.map_err(err)?,
+        };
+        let Some(resp) = msg else { return Err("the watch stream closed".into()) };
+        if resp.created() {
+            if let Some(p) = pending.pop_front() {
+                if cancel_on_create.remove(&p) {
+                    stream.cancel(resp.watch_id()).await.map_err(err)?;
+                } else {
+                    ids.insert(resp.watch_id(), p.clone());
+                    by_prefix.insert(p, resp.watch_id());
+                }
+            }
+        }
+        if resp.created() && !progress.watching && pending.is_empty() {
+            progress.watching = true;
+            let _ = card.notes.send(Note::Synced { revision: rev });
+        }
+        if resp.canceled() {
+            if resp.compact_revision() > 0 {
+                progress.resumable = false;
+                card.counters.compacted.fetch_add(1, Ordering::Relaxed);
+                return Err(format!("revision {} is compacted (oldest {}): listing again", progress.revision + 1, resp.compact_revision()));
+            }
+            match ids.remove(&resp.watch_id()) {
+                Some(p) if by_prefix.get(&p) == Some(&resp.watch_id()) => {
+                    return Err(format!("watch on {p} cancelled: {}", resp.cancel_reason()));
+                }
+                _ => continue, // one we cancelled
+            }
+        }
+        if resp.events().is_empty() {
+            continue;
+        }
+        let Some(p) = ids.get(&resp.watch_id()).cloned() else { continue };
+        card.counters.responses.fetch_add(1, Ordering::Relaxed);
+        let mut at = 0;
+        let events: Vec<Event> = resp
+            .events()
+            .iter()
+            .filter_map(|e| {
+                let kv = e.kv()?;
+                at = at.max(kv.mod_revision());
+                let key = String::from_utf8_lossy(kv.key());
+                let key = key.strip_prefix(prefix).unwrap_or(&key).to_string();
+                Some(match e.event_type() {
+                    etcd_client::EventType::Put => Event::Put { key, value: String::from_utf8_lossy(kv.value()).into_owned() },
+                    etcd_client::EventType::Delete => Event::Delete { key },
+                })
+            })
+            .collect();
+        progress.resumable = false; // until the model is complete again
+        machine.on_events(&p, &events).map_err(|r| r.0)?;
+        loop {
+            let (fetch, cancel) = machine.reconcile().map_err(|r| r.0)?;
+            for x in cancel {
+                reached.remove(&x);
+                match by_prefix.remove(&x) {
+                    Some(id) => stream.cancel(id).await.map_err(err)?,
+                    None => {
+                        cancel_on_create.insert(x);
+                    }
+                }
+            }
+            if fetch.is_empty() {
+                break;
+            }
+            for f in fetch {
+                let (l, _) = list_at(c, prefix, &f, Some(at)).await?;
+                machine.listed(&f, &l).map_err(|r| r.0)?;
+                cancel_on_create.remove(&f);
+                stream.watch(format!("{prefix}{f}"), Some(opts(&f, at + 1))).await.map_err(err)?;
+                reached.insert(f.clone(), at);
+                pending.push_back(f);
+            }
+        }
+        send_updates(machine, card);
+        // Watches on one stream are not ordered with each other: resuming from the
+        // highest revision seen could skip an event of a slower watch. Resume from the
+        // lowest revision every watch has reached (its start, or its last event); what
+        // is seen twice is applied idempotently.
+        reached.insert(p, at);
+        progress.revision = reached.values().copied().min().unwrap_or(rev);
+        progress.resumable = true;
+    }
+}

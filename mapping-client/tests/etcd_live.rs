@@ -1,0 +1,232 @@
+//! The card watchers against a real etcd (Debian's 3.4, started and stopped by the test):
+//! they follow `ctl` changes, keep their tables while etcd is gone (fail-static) and list
+//! everything again when it is back; with `resume_after_error`, a cut connection resumes
+//! the watches, and a revision compacted meanwhile means listing everything again. Two changes checked against the same revision:
+//! the second is a conflict and changes nothing.
+#![cfg(feature = "etcd")]
+
+mod common;
+
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::commands::{command, WORLD};
+use mapping_client::etcd::layout;
+use mapping_client::etcd::store::guarded_change;
+use mapping_client::etcd::testing::{Proxy, TestEtcd};
+use mapping_client::etcd::watch::{CardSpec, Note, WatchConfig, WatchCounters, Watcher};
+use mapping_client::etcd::Store;
+use mapping_client::{Command, Tables, Topology};
+use proptest::strategy::{Strategy, ValueTree};
+
+struct Card {
+    name: String,
+    notes: Receiver<Note>,
+    counters: Arc<WatchCounters>,
+    tables: Tables,
+    lost: usize,
+    synced: usize,
+}
+
+impl Card {
+    fn drain(&mut self) {
+        while let Ok(n) = self.notes.try_recv() {
+            match n {
+                Note::Updates(us) => {
+                    us.into_iter().for_each(|u| u.apply_to(&mut self.tables));
+                }
+                Note::Synced { .. } => self.synced += 1,
+                Note::Lost { .. } => self.lost += 1,
+            }
+        }
+    }
+}
+
+fn watch(url: &str, world: &Topology, resume_after_error: bool) -> (Watcher, Vec<Card>) {
+    let mut specs = Vec::new();
+    let mut cards = Vec::new();
+    for c in world.cards() {
+        let name = world.card_name(c).unwrap().to_string();
+        let (tx, rx) = channel();
+        let counters = Arc::new(WatchCounters::default());
+        specs.push(CardSpec { name: name.clone(), notes: tx, counters: counters.clone() });
+        cards.push(Card { name, notes: rx, counters, tables: Tables::default(), lost: 0, synced: 0 });
+    }
+    let config = WatchConfig {
+        url: url.to_string(),
+        prefix: layout::PREFIX.to_string(),
+        dataplane: layout::DUMP_DATAPLANE.to_string(),
+        cpu: None,
+        connections: 2,
+        resume_after_error,
+    };
+    (Watcher::start(config, specs).unwrap(), cards)
+}
+
+/// Waits until every card's tables are the rebuild of the world in etcd.
+fn converge(cards: &mut [Card], store: &Store, what: &str) {
+    let (world, _) = store.read_world(layout::DUMP_DATAPLANE).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut behind = Vec::new();
+        for c in cards.iter_mut() {
+            c.drain();
+            let card = world.card_by_name(&c.name).unwrap();
+            if c.tables != Tables::build_for_card(&world, card) {
+                behind.push(c.name.clone());
+            }
+        }
+        if behind.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {behind:?} did not converge");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn accepted_commands(world: &Topology, n: usize, seed: u64) -> Vec<Command> {
+    let mut runner = proptest::test_runner::TestRunner::new_with_rng(
+        Default::default(),
+        proptest::test_runner::TestRng::from_seed(proptest::test_runner::RngAlgorithm::ChaCha, &[seed as u8; 32]),
+    );
+    let mut service = mapping_client::Service::new(world.clone());
+    let mut out = Vec::new();
+    while out.len() < n {
+        let cmd = command().new_tree(&mut runner).unwrap().current();
+        if service.execute(&cmd).is_ok() {
+            out.push(cmd);
+        }
+    }
+    out
+}
+
+/// A private etcd holding the small world.
+fn loaded() -> (TestEtcd, Topology, Store) {
+    let etcd = TestEtcd::start().unwrap();
+    let world = Topology::from_str(WORLD, "world.toml").unwrap();
+    let store = Store::connect(&etcd.url()).unwrap();
+    store.load(&world, false).unwrap();
+    (etcd, world, store)
+}
+
+#[test]
+fn watchers_follow_changes_fail_static_and_resync() {
+    let (mut etcd, world, store) = loaded();
+    let (mut watcher, mut cards) = watch(&etcd.url(), &world, false);
+    converge(&mut cards, &store, "first snapshot");
+
+    for (i, cmd) in accepted_commands(&world, 30, 1).iter().enumerate() {
+        store.execute(cmd).unwrap();
+        if i % 5 == 4 {
+            converge(&mut cards, &store, &format!("after {} changes", i + 1));
+        }
+    }
+    converge(&mut cards, &store, "after the changes");
+    let count = |f: fn(&WatchCounters) -> &std::sync::atomic::AtomicU64| -> u64 {
+        cards.iter().map(|c| f(&c.counters).load(Ordering::Relaxed)).sum()
+    };
+    let (held, all, foreign) = (count(|c| &c.events_held), count(|c| &c.events), count(|c| &c.events_foreign));
+    assert!(held > 0 && foreign == 0, "no card hears of a VPC it never held ({foreign}; {held} of {all} held)");
+    assert!(held * 5 >= all * 4, "few events about VPCs just dropped ({held} of {all})");
+
+    // etcd stops: every card says so, keeps its tables, and catches up when it is back.
+    let before: Vec<Tables> = cards.iter().map(|c| c.tables.clone()).collect();
+    etcd.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cards.iter_mut().any(|c| {
+        c.drain();
+        c.lost == 0
+    }) {
+        assert!(Instant::now() < deadline, "the cards did not notice etcd stopping");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (c, t) in cards.iter().zip(&before) {
+        assert!(c.tables == *t, "{} kept its tables", c.name);
+    }
+    etcd.resume().unwrap();
+    let store = Store::connect(&etcd.url()).unwrap();
+    for cmd in accepted_commands(&store.read_world(layout::DUMP_DATAPLANE).unwrap().0, 5, 2) {
+        store.execute(&cmd).unwrap();
+    }
+    converge(&mut cards, &store, "after etcd came back");
+    for c in &cards {
+        assert!(c.counters.resyncs.load(Ordering::Relaxed) >= 1, "{} listed everything again", c.name);
+    }
+    watcher.stop();
+}
+
+#[test]
+fn resumed_watches_list_again_when_their_revision_was_compacted() {
+    let (etcd, world, store) = loaded();
+    let proxy = Proxy::start(&etcd.url()).unwrap();
+    let (mut watcher, mut cards) = watch(&proxy.url(), &world, true);
+    converge(&mut cards, &store, "first snapshot");
+    let cut = |cards: &mut [Card]| {
+        proxy.set_down(true);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let lost: Vec<usize> = cards.iter().map(|c| c.lost).collect();
+        while cards.iter_mut().zip(&lost).any(|(c, l)| {
+            c.drain();
+            c.lost == *l
+        }) {
+            assert!(Instant::now() < deadline, "the cards did not notice the cut");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // A cut without compaction: the watches resume where they were, nothing is listed.
+    cut(&mut cards);
+    for cmd in accepted_commands(&world, 5, 4) {
+        store.execute(&cmd).unwrap();
+    }
+    proxy.set_down(false);
+    converge(&mut cards, &store, "after a cut");
+    for c in &cards {
+        assert_eq!(c.counters.resyncs.load(Ordering::Relaxed), 0, "{} resumed", c.name);
+    }
+
+    // The network to etcd fails while changes go on and the history is compacted: the
+    // revision to resume from is gone, so each card lists everything again.
+    cut(&mut cards);
+    for cmd in accepted_commands(&store.read_world(layout::DUMP_DATAPLANE).unwrap().0, 10, 3) {
+        store.execute(&cmd).unwrap();
+    }
+    store.compact(store.revision().unwrap()).unwrap();
+    proxy.set_down(false);
+    converge(&mut cards, &store, "after the compaction");
+    for c in &cards {
+        assert!(c.counters.compacted.load(Ordering::Relaxed) >= 1, "{} saw the compaction", c.name);
+        assert!(c.counters.resyncs.load(Ordering::Relaxed) >= 1, "{} resynced", c.name);
+    }
+    watcher.stop();
+}
+
+#[test]
+fn a_change_checked_against_an_old_revision_is_a_conflict() {
+    let (_etcd, _world, store) = loaded();
+    let (topo, snap) = store.read_world(layout::DUMP_DATAPLANE).unwrap();
+    // Two moves of different instances of one VPC, both checked against `snap`.
+    let first = Command::Move { instance: "i0".into(), host: "h3".into() };
+    let second = Command::Register(mapping_client::InstanceSpec {
+        name: "n9".into(),
+        subnet: "s0".into(),
+        host: "h2".into(),
+        ip: "10.0.1.99".parse().unwrap(),
+        secondary_ips: vec![],
+        mac: None,
+        source_dest_check: true,
+    });
+    let t1 = guarded_change(store.prefix(), topo.clone(), &snap, &first).unwrap();
+    let t2 = guarded_change(store.prefix(), topo, &snap, &second).unwrap();
+    assert!(store.commit(t1).unwrap());
+    let rev = store.revision().unwrap();
+    assert!(!store.commit(t2).unwrap(), "checked against a VPC that changed since");
+    assert_eq!(store.revision().unwrap(), rev, "nothing written");
+    let (after, snap2) = store.read_world(layout::DUMP_DATAPLANE).unwrap();
+    assert!(after.instance_by_name("n9").is_none());
+    assert_eq!(snap2.records, layout::records_of(&after).unwrap());
+    // Checked again, it goes through.
+    store.execute(&second).unwrap();
+}
