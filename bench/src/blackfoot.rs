@@ -43,7 +43,7 @@ use mapping_client::topology::SaConfig;
 use wire::ethernet::EthernetAddress;
 use wire::{vpc, PacketBuf, TestBuffer};
 
-use crate::dpdk_tools::{crypto_perf_gcm, testpmd_io, CryptoBuffers, CryptoPerf, CRYPTO_PERF_DRIVER};
+use crate::dpdk_tools::{crypto_perf_gcm, run_sampled, testpmd_io_cpu, CryptoBuffers, CryptoPerf, CRYPTO_PERF_DRIVER};
 use crate::report::{median, Row, Stats};
 use crate::traffic;
 
@@ -318,11 +318,18 @@ struct Run {
     drops: Vec<(String, u64)>,
     seconds: f64,
     tsc_hz: f64,
+    /// The share of its life the worker thread ran (it waits for a CPU on a busy machine).
+    cpu_share: f64,
 }
 
 impl Run {
     fn pps(&self) -> f64 {
         self.out as f64 / self.seconds
+    }
+
+    /// Packets per second of the worker's own running time.
+    fn cpu_pps(&self) -> f64 {
+        self.pps() / self.cpu_share
     }
 
     fn dropped(&self) -> u64 {
@@ -345,14 +352,11 @@ impl Run {
 fn vpcemu_run(s: &Setup, topo: &Path, way: Way, extra: &[&str]) -> Result<Run, String> {
     let json = s.run.work.join("blackfoot-stats.json");
     let _ = std::fs::remove_file(&json);
-    let out = Command::new(s.run.vpcemu)
-        .args(["run", topo.to_str().unwrap_or_default(), "--cards", EDGE, "--stats-json"])
-        .arg(&json)
-        .args(extra)
-        .output()
-        .map_err(|e| format!("running {}: {e}", s.run.vpcemu.display()))?;
-    if !out.status.success() {
-        return Err(format!("vpcemu run failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    let mut cmd = Command::new(s.run.vpcemu);
+    cmd.args(["run", topo.to_str().unwrap_or_default(), "--cards", EDGE, "--stats-json"]).arg(&json).args(extra);
+    let (ok, _, err, cpu_share) = run_sampled(&mut cmd, &s.run.work.join("blackfoot-log"))?;
+    if !ok {
+        return Err(format!("vpcemu run failed: {}", err.trim()));
     }
     let stats = Stats::read(&json)?;
     let rx = stats.port("underlay").ok_or("no underlay rx counter in the stats")?.rx;
@@ -360,7 +364,7 @@ fn vpcemu_run(s: &Setup, topo: &Path, way: Way, extra: &[&str]) -> Result<Run, S
     let other = ["internet", "dx", "services"].iter().filter(|p| **p != way.port()).filter_map(|p| stats.port(p)).map(|c| c.tx).sum();
     let drops = stats.nonzero_drops();
     let (seconds, tsc_hz) = stats.run_figures()?;
-    Ok(Run { stats, rx, out, other, drops, seconds, tsc_hz })
+    Ok(Run { stats, rx, out, other, drops, seconds, tsc_hz, cpu_share })
 }
 
 /// Same IPv4/UDP packet except the TTL, the addresses and the checksums (each checked on
@@ -541,8 +545,8 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
         let cal = crypto_perf_gcm(&crypto_buffers(sc.sizes), 300_000)?;
         crypto_ops = ((cal.mops * 1e6 * s.run.seconds) as u64).max(300_000);
     }
-    let (mut on, mut off, mut ring, mut pmd, mut crypto) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<CryptoPerf>::new());
+    let (mut on, mut off, mut ring, mut pmd, mut pmd_cpu, mut crypto) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<CryptoPerf>::new());
     // Alternate the tools so that each sees the same machine conditions.
     for _ in 0..s.run.repeat.max(1) {
         let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs, "--esp-cipher", "aesni-gcm"])?;
@@ -556,12 +560,15 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             sound(&sc, &r)?;
             ring.push(r);
         }
-        pmd.push(testpmd_io(&rx, "net_null0,no-rx=1", Duration::from_secs_f64(s.run.seconds), frames.len())?);
+        let (pps, share) = testpmd_io_cpu(&rx, "net_null0,no-rx=1", Duration::from_secs_f64(s.run.seconds), frames.len())?;
+        pmd.push(pps);
+        pmd_cpu.push(pps / share);
         if esp {
             crypto.push(crypto_perf_gcm(&crypto_buffers(sc.sizes), crypto_ops)?);
         }
     }
-    let pmd = median(pmd);
+    let (pmd, pmd_cpu) = (median(pmd), median(pmd_cpu));
+    let crypto_cpu_cycles = median(crypto.iter().map(|c| c.cycles_per_buf * c.cpu_share).collect::<Vec<f64>>());
     let crypto_mops = median(crypto.iter().map(|c| c.mops).collect::<Vec<f64>>());
     let crypto_gbps = median(crypto.iter().map(|c| c.gbps).collect::<Vec<f64>>());
     let crypto_cycles = median(crypto.iter().map(|c| c.cycles_per_buf).collect::<Vec<f64>>());
@@ -575,6 +582,7 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
         }
         let timing = suffix != "-no-timing";
         let pps = median(runs.iter().map(Run::pps).collect::<Vec<f64>>());
+        let cpu_pps = median(runs.iter().map(Run::cpu_pps).collect::<Vec<f64>>());
         let mid = median_run(runs).ok_or("no runs")?;
         let hz = mid.tsc_hz;
         let mut row = Row::new(format!("{}{suffix}", sc.name));
@@ -588,6 +596,7 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             row.baseline_gbps = Some(crypto_gbps);
             row.ratio = Some(gbps / crypto_gbps);
             row.with("baseline_cycles_per_packet", crypto_cycles)
+                .with("baseline_cpu_cycles_per_packet", crypto_cpu_cycles)
                 .with("crypto_perf_buffer_bytes", crypto_buf)
                 .with("crypto_perf_ops", crypto_done)
                 .with("testpmd_mpps", pmd / 1e6)
@@ -596,10 +605,12 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             row.baseline = Some("dpdk-testpmd --forward-mode=io".into());
             row.baseline_mpps = Some(pmd / 1e6);
             row.ratio = Some(pps / pmd);
-            row.with("baseline_cycles_per_packet", hz / pmd)
+            row.with("baseline_cycles_per_packet", hz / pmd).with("baseline_cpu_cycles_per_packet", hz / pmd_cpu)
         };
         row = row
             .with("edge_cycles_per_packet", hz / pps - hz / pmd)
+            .with("cpu_cycles_per_packet", hz / cpu_pps)
+            .with("edge_cpu_cycles_per_packet", hz / cpu_pps - hz / pmd_cpu)
             .with("instances", s.instances)
             .with("flows", flows.len() as u64)
             .with("inner_bytes", inner_bytes)

@@ -43,6 +43,12 @@ fn free_hugepages() -> u64 {
 /// `held` is the number of packets the RX vdev keeps in mbufs (net_pcap's `infinite_rx`
 /// holds its whole file), added to testpmd's pool.
 pub fn testpmd_io(rx_vdev: &str, tx_vdev: &str, window: Duration, held: usize) -> Result<f64, String> {
+    testpmd_io_cpu(rx_vdev, tx_vdev, window, held).map(|(pps, _)| pps)
+}
+
+/// [`testpmd_io`], with the share of the window its forwarding lcore's thread ran (its
+/// schedstat at both ends of the window: on a shared machine it waits for a CPU too).
+pub fn testpmd_io_cpu(rx_vdev: &str, tx_vdev: &str, window: Duration, held: usize) -> Result<(f64, f64), String> {
     let mbufs = 16384 + held;
     // Same data room as vpcemu's RX pool (128 headroom + 2048), about 2.4 KiB an mbuf.
     let mut args = eal_args("0-1", 256 + (mbufs * 2432 / (1 << 20)) as u32 * 2, "testpmd");
@@ -68,8 +74,10 @@ pub fn testpmd_io(rx_vdev: &str, tx_vdev: &str, window: Duration, held: usize) -
     script(&mut stdin, "start");
     std::thread::sleep(Duration::from_millis(1000));
     script(&mut stdin, "show port stats 1");
+    let before = worker_schedstat(child.id());
     std::thread::sleep(window);
     script(&mut stdin, "show port stats 1");
+    let after = worker_schedstat(child.id());
     script(&mut stdin, "stop");
     script(&mut stdin, "quit");
     drop(stdin);
@@ -81,10 +89,67 @@ pub fn testpmd_io(rx_vdev: &str, tx_vdev: &str, window: Duration, held: usize) -
         .filter_map(|l| l.trim().strip_prefix("Tx-pps:"))
         .filter_map(|r| r.split_whitespace().next()?.parse().ok())
         .collect();
+    let share = match (before, after) {
+        (Some(b), Some(a)) => cpu_share(a.0.saturating_sub(b.0), a.1.saturating_sub(b.1)),
+        _ => 1.0,
+    };
     match rates.get(1) {
-        Some(&r) if r > 0.0 => Ok(r),
+        Some(&r) if r > 0.0 => Ok((r, share)),
         _ => Err(format!("could not read testpmd's Tx-pps (output: {} bytes)", text.len())),
     }
+}
+
+/// A DPDK process's worker lcore thread (`rte-worker-N`, or `lcore-worker-N` in other
+/// DPDK releases): its schedstat from `/proc`, nanoseconds it ran and nanoseconds it
+/// waited for a CPU.
+pub fn worker_schedstat(pid: u32) -> Option<(u64, u64)> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("rte-worker") || comm.starts_with("lcore-worker") {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+            return Some((f.next()??, f.next()??));
+        }
+    }
+    None
+}
+
+/// The share of the time a thread ran of the time it ran or waited for a CPU (1 when
+/// nothing was measured).
+pub fn cpu_share(ran: u64, waited: u64) -> f64 {
+    let f = ran as f64 / (ran + waited).max(1) as f64;
+    if f > 0.0 { f } else { 1.0 }
+}
+
+/// Run `cmd` (a DPDK process) to its end with stdout and stderr into files named `log`
+/// with `.out` and `.err` appended, sampling its worker lcore thread's schedstat every
+/// 50 ms. Returns whether it succeeded, its stdout and stderr, and the share of its
+/// worker's life the worker ran ([`cpu_share`]).
+pub fn run_sampled(cmd: &mut Command, log: &std::path::Path) -> Result<(bool, String, String, f64), String> {
+    let name = |ext: &str| {
+        let mut p = log.as_os_str().to_owned();
+        p.push(ext);
+        std::path::PathBuf::from(p)
+    };
+    let (out_path, err_path) = (name(".out"), name(".err"));
+    let file = |p: &std::path::Path| std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(file(&out_path)?)
+        .stderr(file(&err_path)?)
+        .spawn()
+        .map_err(|e| format!("running {:?}: {e}", cmd.get_program()))?;
+    let mut sched = None;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        sched = worker_schedstat(child.id()).or(sched);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let share = sched.map_or(1.0, |(ran, waited)| cpu_share(ran, waited));
+    Ok((status.success(), read(&out_path), read(&err_path), share))
 }
 
 /// One row of `dpdk-test-crypto-perf`'s throughput table.
@@ -100,6 +165,8 @@ pub struct CryptoPerf {
     pub cycles_per_buf: f64,
     /// Operations the run enqueued and dequeued.
     pub ops: u64,
+    /// The share of its life the tool's worker thread ran ([`run_sampled`]).
+    pub cpu_share: f64,
 }
 
 /// What `dpdk-test-crypto-perf` encrypts: one buffer size, or an IMIX of sizes with
@@ -138,23 +205,25 @@ pub fn crypto_perf_gcm(buffers: &CryptoBuffers, total_ops: u64) -> Result<Crypto
         }
     }
     args.extend(["--total-ops".into(), total_ops.to_string()]);
-    let out = Command::new("dpdk-test-crypto-perf")
-        .args(&args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("starting dpdk-test-crypto-perf: {e} (install it with scripts/setup.sh)"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
+    let log = std::env::temp_dir().join(file_prefix("cryptoperf-log"));
+    let (ok, text, err, share) = run_sampled(Command::new("dpdk-test-crypto-perf").args(&args), &log)
+        .map_err(|e| format!("{e} (install dpdk-test-crypto-perf with scripts/setup.sh)"))?;
+    for ext in [".out", ".err"] {
+        let mut p = log.as_os_str().to_owned();
+        p.push(ext);
+        let _ = std::fs::remove_file(p);
+    }
+    if !ok {
         return Err(format!(
-            "dpdk-test-crypto-perf failed ({}): {}",
-            out.status,
+            "dpdk-test-crypto-perf failed: {}",
             err.lines().rev().chain(text.lines().rev()).find(|l| !l.trim().is_empty()).unwrap_or("")
         ));
     }
-    parse_crypto_perf(&text).ok_or_else(|| {
+    let mut row = parse_crypto_perf(&text).ok_or_else(|| {
         format!("could not read dpdk-test-crypto-perf's throughput table (output: {} bytes)", text.len())
-    })
+    })?;
+    row.cpu_share = share;
+    Ok(row)
 }
 
 /// The first data row of crypto-perf's throughput table, found by its column names
@@ -173,7 +242,14 @@ fn parse_crypto_perf(text: &str) -> Option<CryptoPerf> {
     if enqueued != dequeued || dequeued == 0 {
         return None;
     }
-    Some(CryptoPerf { buffer_bytes: f(buf)?, mops: f(mops)?, gbps: f(gbps)?, cycles_per_buf: f(cyc)?, ops: dequeued })
+    Some(CryptoPerf {
+        buffer_bytes: f(buf)?,
+        mops: f(mops)?,
+        gbps: f(gbps)?,
+        cycles_per_buf: f(cyc)?,
+        ops: dequeued,
+        cpu_share: 1.0,
+    })
 }
 
 #[cfg(test)]

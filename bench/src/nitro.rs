@@ -19,7 +19,7 @@ use std::time::Duration;
 use wire::ethernet::EthernetAddress;
 use wire::vpc;
 
-use crate::dpdk_tools::testpmd_io;
+use crate::dpdk_tools::{run_sampled, testpmd_io_cpu};
 use crate::report::{median, Row, Stats};
 use crate::traffic;
 
@@ -127,6 +127,8 @@ fn ingress_frames(mappings: u32) -> Vec<Vec<u8>> {
 struct Measured {
     pps: f64,
     tsc_hz: f64,
+    /// The share of its life the worker thread ran (it waits for a CPU on a busy machine).
+    cpu_share: f64,
     stats: Stats,
 }
 
@@ -138,14 +140,14 @@ fn run_once(s: &Setup, topo: &Path, out_port: &str, timing: bool) -> Result<Meas
     if !timing {
         cmd.arg("--no-stage-timing");
     }
-    let out = cmd.output().map_err(|e| format!("running vpcemu: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("vpcemu run failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    let (ok, _, err, cpu_share) = run_sampled(&mut cmd, &s.run.work.join("nitro-log"))?;
+    if !ok {
+        return Err(format!("vpcemu run failed: {}", err.trim()));
     }
     let stats = Stats::read(&json)?;
     let tx = stats.port(out_port).ok_or("no output port counter")?.tx as f64;
     let (busy, tsc_hz) = stats.run_figures()?;
-    Ok(Measured { pps: tx / busy, tsc_hz, stats })
+    Ok(Measured { pps: tx / busy, tsc_hz, cpu_share, stats })
 }
 
 /// Run one direction; returns the rows (timing on, timing off).
@@ -166,19 +168,25 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
     );
     let topo = world(s, &ports)?;
     let (mut on, mut off, mut base) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut on_cpu, mut off_cpu, mut base_cpu) = (Vec::new(), Vec::new(), Vec::new());
     let (mut hz, mut last) = (0.0, Stats::default());
     for _ in 0..s.run.repeat.max(1) {
         let m = run_once(s, &topo, out_name, true)?;
         on.push(m.pps);
+        on_cpu.push(m.pps / m.cpu_share);
         hz = m.tsc_hz;
         last = m.stats;
-        off.push(run_once(s, &topo, out_name, false)?.pps);
-        base.push(testpmd_io(&rx, &tx, Duration::from_secs_f64(s.run.seconds), frames.len())?);
+        let m = run_once(s, &topo, out_name, false)?;
+        off.push(m.pps);
+        off_cpu.push(m.pps / m.cpu_share);
+        let (pps, share) = testpmd_io_cpu(&rx, &tx, Duration::from_secs_f64(s.run.seconds), frames.len())?;
+        base.push(pps);
+        base_cpu.push(pps / share);
     }
     let stages: &[&str] = if ingress { &["verify-recv", "decap"] } else { &["classify", "verify-send", "route", "encap"] };
-    let base = median(base);
+    let (base, base_cpu) = (median(base), median(base_cpu));
     let mut rows = Vec::new();
-    for (suffix, pps) in [("", median(on)), ("-no-timing", median(off))] {
+    for (suffix, pps, cpu_pps) in [("", median(on), median(on_cpu)), ("-no-timing", median(off), median(off_cpu))] {
         let mut row = Row::new(format!("{name}{suffix}"));
         row.mpps = Some(pps / 1e6);
         row.cycles_per_packet = Some(hz / pps);
@@ -190,6 +198,9 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
             .with("active_flows", ACTIVE.min(s.mappings.saturating_sub(1)))
             .with("baseline_cycles_per_packet", hz / base)
             .with("nitro_cycles_per_packet", hz / pps - hz / base)
+            .with("cpu_cycles_per_packet", hz / cpu_pps)
+            .with("baseline_cpu_cycles_per_packet", hz / base_cpu)
+            .with("nitro_cpu_cycles_per_packet", hz / cpu_pps - hz / base_cpu)
             .with("stage_timing", suffix.is_empty());
         if suffix.is_empty() {
             row = row.with("stages", last.stage_figures(stages, &["p50_ns", "p99_ns"]));

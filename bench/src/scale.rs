@@ -40,7 +40,7 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use blackfoot::esp::{self as besp, OutboundSa};
@@ -48,7 +48,7 @@ use mapping_client::topology::SaConfig;
 use serde_json::Value;
 use wire::{PacketBuf, TestBuffer};
 
-use crate::dpdk_tools::testpmd_io;
+use crate::dpdk_tools::{run_sampled, testpmd_io};
 use crate::report::{median, Row, Stats};
 use crate::traffic;
 
@@ -329,47 +329,16 @@ fn vpcemu_run(s: &Setup, w: &World, topo: &Path, extra: &[&str]) -> Result<Run, 
     if !w.cards.is_empty() {
         cmd.args(["--cards", w.cards]);
     }
-    let log = s.work.join("scale-stderr.txt");
-    let err = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("running {}: {e}", s.vpcemu.display()))?;
-    // The worker's schedstat, sampled until the end: how much of its life it was running.
-    let mut sched = None;
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        sched = worker_schedstat(child.id()).or(sched);
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        return Err(format!("{}: vpcemu run failed: {}", w.name, text.trim()));
+    let (ok, _, err, cpu_share) = run_sampled(&mut cmd, &s.work.join("scale-log"))?;
+    if !ok {
+        return Err(format!("{}: vpcemu run failed: {}", w.name, err.trim()));
     }
     let stats = Stats::read(&json)?;
     let port = |name: &str| stats.port(name).ok_or(format!("no port {name} in the stats"));
     let (rx, tx) = (port("in")?.rx, port("out")?.tx);
     let drops = stats.nonzero_drops();
     let (seconds, tsc_hz) = stats.run_figures()?;
-    let cpu_share = sched.map(|(on, wait)| on as f64 / (on + wait).max(1) as f64).filter(|f| *f > 0.0).unwrap_or(1.0);
     Ok(Run { stats, rx, tx, drops, seconds, tsc_hz, cpu_share })
-}
-
-/// The worker lcore thread's (`rte-worker-N`, or `lcore-worker-N` in other DPDK releases)
-/// schedstat from `/proc`: nanoseconds it ran, nanoseconds it waited for a CPU.
-fn worker_schedstat(pid: u32) -> Option<(u64, u64)> {
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.starts_with("rte-worker") || comm.starts_with("lcore-worker") {
-            let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
-            let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
-            return Some((f.next()??, f.next()??));
-        }
-    }
-    None
 }
 
 /// Send the pcap once: every frame must come out, nothing dropped.

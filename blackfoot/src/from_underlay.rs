@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
 use pipeline::frag::{self, fragment_out};
+use pipeline::prefetch::prefetch_ends;
 use pipeline::{
     bit, drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
     Output, Received, StageId, Verdict, MAX_BURST,
@@ -43,8 +44,6 @@ struct Scratch {
     inner_len: [u16; MAX_BURST],
     /// The way out the route picked.
     class: [Class; MAX_BURST],
-    /// `nat`: each packet's Elastic IP.
-    eip: [Option<Ipv4Addr>; MAX_BURST],
     /// The burst's lookups of (VPC, inner source): the distinct keys, their answers, and
     /// per slot its key.
     keys: [(u32, Ipv4Addr); MAX_BURST],
@@ -63,7 +62,7 @@ impl Scratch {
         Scratch {
             src_pa: [0; MAX_BURST], vni: [0; MAX_BURST], src: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
             dst: [Ipv4Addr::UNSPECIFIED; MAX_BURST], inner_offset: [0; MAX_BURST],
-            inner_len: [0; MAX_BURST], class: [Class::Internet; MAX_BURST], eip: [None; MAX_BURST],
+            inner_len: [0; MAX_BURST], class: [Class::Internet; MAX_BURST],
             keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], locs: [None; MAX_BURST],
             key_of: [0; MAX_BURST], internet: 0, vpn: 0, dx: 0, endpoint: 0, to: ToHosts::new(),
         }
@@ -213,6 +212,10 @@ fn verify_recv<B: PacketBuf>(
         let k = match last {
             Some((lk, idx)) if lk == key => idx,
             _ => {
+                // The slot's cache miss overlaps the parsing of the next packets.
+                if let Some(home) = tables.mapping_slot(key.0, key.1) {
+                    prefetch_ends(home);
+                }
                 let idx = slot(n) as u8;
                 s.keys[usize::from(idx)] = key;
                 n += 1;
@@ -226,7 +229,9 @@ fn verify_recv<B: PacketBuf>(
     if n == 0 {
         return;
     }
-    tables.lookup_burst(&s.keys[..n], &mut s.locs[..n]);
+    for (loc, &(vni, ip)) in s.locs.iter_mut().zip(&s.keys).take(n) {
+        *loc = tables.lookup(vni, ip);
+    }
 
     // The VPC entry of the previous packet, reused within the burst.
     let mut last_vpc: Option<(u32, &VpcEntry)> = None;
@@ -272,7 +277,14 @@ fn verify_recv<B: PacketBuf>(
         };
         s.class[j] = class;
         match class {
-            Class::Internet => s.internet |= bit(i),
+            Class::Internet => {
+                s.internet |= bit(i);
+                // nat looks its Elastic IP up: the slot's cache miss overlaps the rest of
+                // verify-recv and decap.
+                if let Some(home) = tables.elastic_ip_slot(vni, src) {
+                    prefetch_ends(home);
+                }
+            }
             Class::Vpn(_) => s.vpn |= bit(i),
             Class::Dx { .. } => s.dx |= bit(i),
             Class::Endpoint { .. } => s.endpoint |= bit(i),
@@ -341,34 +353,14 @@ fn nat_out<B: PacketBuf, X: Extra<B>>(
     let mask = s.internet;
     let Some(out) = port_or_drop(burst, mask, outputs.internet) else { return };
     let mac = card_mac(tables.pa());
-    // First every Elastic IP of the burst in one burst lookup (hashes, then the touches
-    // of every home slot, whose cache misses overlap, then the probes), then the rewrites.
-    let mut keys = [(0u32, Ipv4Addr::UNSPECIFIED); MAX_BURST];
-    let mut at = [0usize; MAX_BURST];
-    let mut n = 0usize;
-    for i in burst.live_indices() {
-        if mask & bit(i) == 0 {
-            continue;
-        }
-        let j = slot(i);
-        if let (Some(k), Some(a)) = (keys.get_mut(n), at.get_mut(n)) {
-            *k = (s.vni[j], s.src[j]);
-            *a = j;
-            n += 1;
-        }
-    }
-    let mut eips = [None; MAX_BURST];
-    tables.elastic_ips_burst(&keys[..n], &mut eips[..n]);
-    for (&j, &eip) in at[..n].iter().zip(&eips[..n]) {
-        s.eip[j] = eip;
-    }
+    // verify-recv prefetched every Elastic IP slot of the burst: the lookups mostly hit.
     for i in burst.live_indices() {
         if mask & bit(i) == 0 {
             continue;
         }
         let j = slot(i);
         let src = s.src[j];
-        let Some(eip) = s.eip[j] else {
+        let Some(eip) = tables.elastic_ip_of(s.vni[j], src) else {
             burst.drop(i, DropReason::NoElasticIp);
             continue;
         };

@@ -77,7 +77,10 @@
 //!
 //! # Cost
 //!
-//! Per-burst lookups are hashed and probed together ([`mapping_client::Tables::lookup_burst`]);
+//! Table slots are prefetched as soon as their key is known ([`pipeline::prefetch`]):
+//! `verify-recv` prefetches each (VPC, inner source) mapping slot while it parses the burst
+//! and, for internet-bound packets, the Elastic IP slot `nat` reads; the return path to
+//! the hosts looks its burst up together ([`mapping_client::Tables::lookup_burst`]);
 //! nothing allocates, locks or logs on the packet path except the buffers fragmentation
 //! takes from the pool through [`Extra`].
 //!

@@ -3,11 +3,12 @@
 //!
 //! The worker switches every packet that crosses the fabric on its outer destination PA
 //! (and finds the sending card of a packet leaving the process by its outer source PA).
-//! [`CardsByPa`] answers in one hash probe, whatever the number of cards in the process;
-//! it is built once per worker at setup (the cards of a process do not change while it
-//! runs). [`Switch::hop`] carries one hop: a copy to the fabric capture, packets for a PA
-//! not run here out of the sending card's `underlay:` port, the rest back to the worker
-//! sorted by receiving card.
+//! [`CardsByPa`] answers in one hash probe, whatever the number of cards in the process
+//! (up to [`SCAN_MAX`] cards, a scan of their PAs in one or two cache lines, cheaper than
+//! hashing, answers instead); it is built once per worker at setup (the cards of a process
+//! do not change while it runs). [`Switch::hop`] carries one hop: a copy to the fabric
+//! capture, packets for a PA not run here out of the sending card's `underlay:` port, the
+//! rest back to the worker sorted by receiving card.
 
 use std::net::Ipv4Addr;
 
@@ -182,23 +183,36 @@ impl Switch {
 /// the loader refuses), the first one wins.
 #[derive(Debug, Default, Clone)]
 pub struct CardsByPa {
+    /// Every card's PA in card order, when there are at most [`SCAN_MAX`] (else empty).
+    few: Vec<u32>,
     by_pa: HashMap<u32, usize>,
 }
+
+/// Most cards whose PAs [`CardsByPa::get`] scans instead of hashing.
+pub const SCAN_MAX: usize = 16;
 
 impl CardsByPa {
     /// The table of cards whose PAs are `pas`, in card order.
     pub fn new(pas: impl IntoIterator<Item = Ipv4Addr>) -> CardsByPa {
+        let pas: Vec<u32> = pas.into_iter().map(u32::from).collect();
         let mut by_pa = HashMap::new();
-        for (i, pa) in pas.into_iter().enumerate() {
-            by_pa.entry(u32::from(pa)).or_insert(i);
+        if pas.len() > SCAN_MAX {
+            for (i, &pa) in pas.iter().enumerate() {
+                by_pa.entry(pa).or_insert(i);
+            }
+            return CardsByPa { few: Vec::new(), by_pa };
         }
-        CardsByPa { by_pa }
+        CardsByPa { few: pas, by_pa }
     }
 
     /// The index of the card at `pa`, if it runs in this process.
     #[inline]
     pub fn get(&self, pa: Ipv4Addr) -> Option<usize> {
-        self.by_pa.get(&u32::from(pa)).copied()
+        let pa = u32::from(pa);
+        if self.by_pa.is_empty() {
+            return self.few.iter().position(|&p| p == pa);
+        }
+        self.by_pa.get(&pa).copied()
     }
 }
 

@@ -89,9 +89,11 @@ impl SlotValue for Ipv4Addr {
     }
 }
 
+/// One slot of an [`ExactTable`]: a key and its value side by side. Opaque: callers only
+/// get a reference to one ([`ExactTable::home_slot`]) to prefetch it.
 #[derive(Clone, Copy)]
 #[repr(C)]
-struct Slot<V> {
+pub struct Slot<V> {
     key: u64,
     loc: V,
 }
@@ -185,6 +187,14 @@ impl<V: SlotValue> ExactTable<V> {
     #[inline(always)]
     fn home(&self, key: u64) -> usize {
         (hash(key) as usize) & self.mask
+    }
+
+    /// The slot where the probe for (`vni`, `ip`) starts (`None` for an empty table): what
+    /// a caller prefetches (slot and its end: a 24-byte slot may straddle two cache lines)
+    /// some work ahead of [`get`](Self::get), so that the lookup then mostly hits L1.
+    #[inline(always)]
+    pub fn home_slot(&self, vni: u32, ip: Ipv4Addr) -> Option<&Slot<V>> {
+        self.slots.get(self.home(pack(vni, ip)))
     }
 
     /// Probes from `i` (the home slot of `key`, not [`EMPTY`]).

@@ -51,7 +51,7 @@ use crate::topology::{CardId, DxId, EdgeId, EndpointId, EniId, SaConfig, SubnetI
 pub(crate) use build::{local_eni, location, relevant, vpc_entry};
 pub use cidr_index::CidrIndex;
 pub use lpm::PrefixTable;
-pub use mapping::{ElasticIpTable, ExactTable, MappingTable, SlotValue, BURST};
+pub use mapping::{ElasticIpTable, ExactTable, MappingTable, Slot, SlotValue, BURST};
 
 /// Where an address lives: the value of the mapping table, 16 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -307,6 +307,13 @@ impl Tables {
         self.mappings.get(vni, ip)
     }
 
+    /// The mapping table's slot where the lookup of (`vni`, `ip`) starts, to prefetch some
+    /// work ahead of [`lookup`](Self::lookup) ([`ExactTable::home_slot`]).
+    #[inline(always)]
+    pub fn mapping_slot(&self, vni: u32, ip: Ipv4Addr) -> Option<&mapping::Slot<Location>> {
+        self.mappings.home_slot(vni, ip)
+    }
+
     /// Looks up `min(keys.len(), out.len())` (VNI, address) keys at once: all hashes first,
     /// then all probes (see [`MappingTable`]). `out[i]` answers `keys[i]`.
     #[inline]
@@ -393,6 +400,12 @@ impl Tables {
     #[inline]
     pub fn elastic_ip_of(&self, vni: u32, private: Ipv4Addr) -> Option<Ipv4Addr> {
         self.eip_out.get(vni, private)
+    }
+    /// The Elastic IP table's slot where the lookup of (`vni`, `private`) starts, to
+    /// prefetch some work ahead of [`elastic_ip_of`](Self::elastic_ip_of).
+    #[inline(always)]
+    pub fn elastic_ip_slot(&self, vni: u32, private: Ipv4Addr) -> Option<&mapping::Slot<Ipv4Addr>> {
+        self.eip_out.home_slot(vni, private)
     }
     /// SNAT for a burst: the Elastic IPs of `min(keys.len(), out.len())` (VNI, private
     /// address) keys, all hashes and cache misses first, then the probes (as
