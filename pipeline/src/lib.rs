@@ -38,7 +38,7 @@
 //!   through an [`Extra`]; [`frag`] cuts IPv4 packets for a smaller MTU and builds the
 //!   ICMP fragmentation-needed answer for both cards; a [`RateLimit`] (lock-free, shared by
 //!   workers) bounds what a card answers.
-//! - [`prefetch`]: the one audited software prefetch (the workspace's only `unsafe`
+//! - [`prefetch`]: the one audited software prefetch (the workspace's only unchecked block
 //!   outside `src/dpdk/`); the edge's `verify-recv` prefetches each table slot as soon as
 //!   its key is known, so that the cache misses of a burst's lookups overlap the work on
 //!   the other packets (the Nitro card's burst lookups touch their slots in a pass of
@@ -59,7 +59,7 @@
 //! alerts ([`AlertAggregator`]) into JSON lines, and builds the stats JSON and table
 //! ([`StatsReport`]). Time (TSC Hz, wall-clock milliseconds) always comes in as an
 //! argument.
-// `unsafe` only in `prefetch` (one audited intrinsic call); denied everywhere else.
+// Unchecked code only in `prefetch` (one audited intrinsic call); denied everywhere else.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
