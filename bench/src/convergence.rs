@@ -221,7 +221,7 @@ fn drive(
 ) -> Result<(usize, f64, Option<String>), String> {
     let mut mod_revisions = snap.mod_revisions;
     let mut revision = snap.revision;
-    let mut service = Service::new(world);
+    let mut service = Service::without_clients(world);
     let mut rng = Rng(7);
     let (job_tx, job_rx) = channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));

@@ -358,7 +358,7 @@ impl Store {
 /// record of the VPCs it touches changed since `snap.revision` (what the checks looked at:
 /// addresses, MACs, Elastic IPs of the VPC).
 pub fn guarded_change(prefix: &str, topo: Topology, snap: &Snapshot, command: &Command) -> Result<Txn, String> {
-    let mut service = Service::new(topo);
+    let mut service = Service::without_clients(topo);
     let (puts, deletes) = change_records(&mut service, command)?;
     guarded_txn(prefix, &puts, &deletes, &snap.mod_revisions, snap.revision)
 }

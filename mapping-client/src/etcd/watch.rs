@@ -141,7 +141,7 @@ impl CardWatch {
             .card_by_name(&self.name)
             .ok_or_else(|| resync(format!("no host or edge {:?} in the world in etcd", self.name)))?;
         self.card = Some(card);
-        self.service = Some(Service::new(base));
+        self.service = Some(Service::for_card(base, card));
         self.client = None;
         self.held.clear();
         self.index.clear();
