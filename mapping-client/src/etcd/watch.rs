@@ -71,6 +71,8 @@ pub struct CardWatch {
     held: BTreeSet<String>,
     /// A host's placement index: instance -> VPC.
     index: BTreeMap<String, String>,
+    /// How many instances of the index each VPC has (the VPCs a host holds directly).
+    direct: BTreeMap<String, usize>,
     /// The view may have changed (index, peerings, VPCs held): reconcile has work.
     dirty: bool,
     updates: Vec<Update>,
@@ -100,6 +102,7 @@ impl CardWatch {
             client: None,
             held: BTreeSet::new(),
             index: BTreeMap::new(),
+            direct: BTreeMap::new(),
             dirty: true,
             updates: Vec::new(),
             ever_held: BTreeSet::new(),
@@ -145,6 +148,7 @@ impl CardWatch {
         self.client = None;
         self.held.clear();
         self.index.clear();
+        self.direct.clear();
         self.updates.clear();
         self.dirty = true;
         Ok(match card {
@@ -158,7 +162,7 @@ impl CardWatch {
         if prefix == layout::host_index(&self.name) {
             for l in records {
                 let inst = l.key.strip_prefix(prefix).unwrap_or("").to_string();
-                self.index.insert(inst, json_str(&l.value));
+                self.index_put(inst, json_str(&l.value));
             }
             return Ok(());
         }
@@ -181,8 +185,8 @@ impl CardWatch {
     pub fn missing(&self) -> Vec<String> {
         self.wanted()
             .into_iter()
-            .filter(|v| !self.held.contains(v))
-            .map(|v| layout::vpc_dynamic(&v))
+            .filter(|v| !self.held.contains(*v))
+            .map(layout::vpc_dynamic)
             .collect()
     }
 
@@ -210,18 +214,41 @@ impl CardWatch {
         out
     }
 
+    /// Instance `inst` of the host's index is in `vpc`.
+    fn index_put(&mut self, inst: String, vpc: String) {
+        *self.direct.entry(vpc.clone()).or_default() += 1;
+        if let Some(old) = self.index.insert(inst, vpc) {
+            self.direct_less(&old);
+        }
+    }
+
+    /// Instance `inst` left the host's index.
+    fn index_remove(&mut self, inst: &str) {
+        if let Some(old) = self.index.remove(inst) {
+            self.direct_less(&old);
+        }
+    }
+
+    fn direct_less(&mut self, vpc: &str) {
+        if let Some(n) = self.direct.get_mut(vpc) {
+            *n -= 1;
+            if *n == 0 {
+                self.direct.remove(vpc);
+            }
+        }
+    }
+
     /// The VPCs the card needs now.
-    fn wanted(&self) -> BTreeSet<String> {
+    fn wanted(&self) -> BTreeSet<&str> {
         let (Some(card), Some(t)) = (self.card, self.model()) else {
             return BTreeSet::new();
         };
-        let name = |v| t.vpc(v).map(|v| v.name.clone());
+        let name = |v| t.vpc(v).map(|v| v.name.as_str());
         match card {
             CardId::Edge(e) => t.edge_vpcs(e).filter_map(name).collect(),
             CardId::Host(_) => {
-                let direct: BTreeSet<String> = self.index.values().cloned().collect();
-                let mut out = direct.clone();
-                for d in &direct {
+                let mut out: BTreeSet<&str> = self.direct.keys().map(String::as_str).collect();
+                for d in self.direct.keys() {
                     if let Some(id) = t.vpc_by_name(d) {
                         out.extend(t.peers(id).filter_map(name));
                     }
@@ -238,8 +265,10 @@ impl CardWatch {
             return Ok((Vec::new(), Vec::new()));
         }
         self.dirty = false;
-        let wanted = self.wanted();
-        let surplus: Vec<String> = self.held.iter().filter(|v| !wanted.contains(*v)).cloned().collect();
+        let surplus: Vec<String> = {
+            let wanted = self.wanted();
+            self.held.iter().filter(|v| !wanted.contains(v.as_str())).cloned().collect()
+        };
         let mut cancel = Vec::new();
         for v in surplus {
             self.drop_vpc(&v)?;
@@ -266,10 +295,10 @@ impl CardWatch {
                 let inst = key.strip_prefix(prefix).unwrap_or("").to_string();
                 match e {
                     Event::Put { value, .. } => {
-                        self.index.insert(inst, json_str(value));
+                        self.index_put(inst, json_str(value));
                     }
                     Event::Delete { .. } => {
-                        self.index.remove(&inst);
+                        self.index_remove(&inst);
                     }
                 }
                 continue;
