@@ -35,7 +35,7 @@ use super::layout::{self, Records, WORLD};
 use super::store::{self, Listed};
 use crate::client::{Client, Update};
 use crate::service::{Command, InstanceSpec, Service};
-use crate::topology::{CardId, Topology};
+use crate::topology::{CardId, EniId, Topology};
 
 /// A change the watch delivered (key relative to the prefix).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -373,14 +373,22 @@ impl CardWatch {
         self.held.remove(vpc);
         let Some(t) = self.model() else { return Ok(()) };
         let Some(id) = t.vpc_by_name(vpc) else { return Ok(()) };
-        let names: Vec<String> = t.vpc_members(id).map(|i| i.name.clone()).collect();
+        // Out of the card's view (no ENI of it or of a peer on the card): deregistering
+        // its instances gives the card no delta, so they just leave the model.
+        let quiet = self.card.is_some_and(|c| !crate::tables::relevant(t, c, id));
+        let members: Vec<(EniId, String)> = t.vpc_members(id).map(|i| (i.eni, i.name.clone())).collect();
         let peers: Vec<String> = t
             .peers(id)
             .filter_map(|p| t.vpc(p).map(|p| p.name.clone()))
             .filter(|p| !self.held.contains(p))
             .collect();
-        for n in names {
-            self.execute(&Command::Deregister { instance: n })?;
+        for (eni, name) in members {
+            match self.service.as_mut() {
+                Some(s) if quiet => {
+                    s.topology_mut().remove_instance(eni);
+                }
+                _ => self.execute(&Command::Deregister { instance: name })?,
+            }
         }
         for p in peers {
             self.execute(&Command::RemovePeering { a: vpc.to_string(), b: p })?;
@@ -567,6 +575,12 @@ impl Watcher {
     /// Starts the watcher thread; every card gets its first snapshot as soon as etcd
     /// answers.
     pub fn start(config: WatchConfig, cards: Vec<CardSpec>) -> Result<Watcher, String> {
+        Watcher::start_paced(config, cards, Duration::ZERO)
+    }
+
+    /// As [`Watcher::start`], but the cards start one `pace` apart, in order (the `i`th
+    /// after `i * pace`): cards that boot into a running fleet (`mapping-convergence`).
+    pub fn start_paced(config: WatchConfig, cards: Vec<CardSpec>, pace: Duration) -> Result<Watcher, String> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -578,7 +592,7 @@ impl Watcher {
                 let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                     return;
                 };
-                rt.block_on(run_all(config, cards, flag));
+                rt.block_on(run_all(config, cards, flag, pace));
             })
             .map_err(|e| format!("starting the etcd watcher thread: {e}"))?;
         Ok(Watcher { stop, thread: Some(thread) })
@@ -599,7 +613,7 @@ impl Drop for Watcher {
     }
 }
 
-async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool>) {
+async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool>, pace: Duration) {
     let mut clients: Vec<etcd_client::Client> = Vec::new();
     let wanted = config.connections.max(1);
     // Connect (and keep trying): the tonic channels reconnect by themselves afterwards.
@@ -620,7 +634,8 @@ async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool
         let Some(client) = clients.get(i % clients.len().max(1)).cloned() else { return };
         let config = config.clone();
         let stop = stop.clone();
-        tasks.push(tokio::spawn(run_card(client, config, card, stop)));
+        let start = tokio::time::Instant::now() + pace * i as u32;
+        tasks.push(tokio::spawn(run_card(client, config, card, stop, start)));
     }
     for t in tasks {
         let _ = t.await;
@@ -631,7 +646,10 @@ async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool
 /// backoff (the reconnect loop). After a lost connection the session first resumes the
 /// watches from the last revision seen; a compacted revision (or anything else the
 /// watcher cannot trust) makes it list everything again.
-async fn run_card(client: etcd_client::Client, config: WatchConfig, card: CardSpec, stop: Arc<AtomicBool>) {
+async fn run_card(client: etcd_client::Client, config: WatchConfig, card: CardSpec, stop: Arc<AtomicBool>, start: tokio::time::Instant) {
+    while tokio::time::Instant::now() < start && !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep_until(start.min(tokio::time::Instant::now() + Duration::from_millis(50))).await;
+    }
     let mut machine = CardWatch::new(&card.name, &config.dataplane);
     let mut backoff = Duration::from_millis(100);
     let mut synced_once = false;
