@@ -17,7 +17,7 @@
 //! go to an `etcd grpc-proxy` in front of etcd (it merges identical watches into one),
 //! the load and the driver's transactions still to etcd itself.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -40,11 +40,26 @@ pub struct Setup {
     changes: usize,
     rate: f64,
     proxy: bool,
+    /// Hosts started per second; 0: all at once.
+    start_rate: f64,
 }
 
 impl Setup {
-    pub fn new(hosts: usize, instances: usize, changes: usize, rate: f64, proxy: bool) -> Setup {
-        Setup { hosts: hosts.max(1), instances: instances.max(1), changes, rate: rate.max(0.001), proxy }
+    pub fn new(hosts: usize, instances: usize, changes: usize, rate: f64, proxy: bool, start_rate: f64) -> Setup {
+        Setup { hosts: hosts.max(1), instances: instances.max(1), changes, rate: rate.max(0.001), proxy, start_rate: start_rate.max(0.0) }
+    }
+
+    /// How long after the first host the `i`th starts.
+    fn start_of(&self, i: usize) -> Duration {
+        self.pace() * i as u32
+    }
+
+    fn pace(&self) -> Duration {
+        if self.start_rate > 0.0 {
+            Duration::from_secs_f64(1.0 / self.start_rate)
+        } else {
+            Duration::ZERO
+        }
     }
 }
 
@@ -96,6 +111,7 @@ impl Check {
 }
 
 struct Change {
+    kind: &'static str,
     committed: Instant,
     check: Check,
     holders: Vec<usize>,
@@ -137,8 +153,23 @@ fn lock_set(t: &Topology, vpcs: &[VpcId], locked: &Locks) -> Option<Vec<u32>> {
     set.iter().all(|v| !locked.contains(v)).then(|| set.into_iter().collect())
 }
 
+/// A change, what it must show, the hosts that must show it, the VPCs it locks.
+type Picked = (Command, Check, Vec<usize>, Vec<u32>);
+
+/// The kind of a change, for the breakdown of the visibility times.
+fn kind_of(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::Register(_) => "register",
+        Command::Deregister { .. } => "deregister",
+        Command::Move { .. } => "move",
+        Command::AddPeering { .. } => "peering_add",
+        Command::RemovePeering { .. } => "peering_remove",
+        Command::AssociateElasticIp { .. } | Command::DisassociateElasticIp { .. } => "eip",
+    }
+}
+
 /// Picks a change no pending change locks, and what it must show where.
-fn pick(rng: &mut Rng, t: &Topology, s: &Setup, locked: &Locks, serial: usize) -> Option<(Command, Check, Vec<usize>, Vec<u32>)> {
+fn pick(rng: &mut Rng, t: &Topology, s: &Setup, locked: &Locks, serial: usize) -> Option<Picked> {
     let vpcs = t.vpcs().len();
     let roll = rng.below(100);
     let vni = |v: VpcId| t.vpc(v).map_or(0, |v| v.vni);
@@ -329,7 +360,8 @@ fn drive(
         if let Ok(mut l) = locked.lock() {
             l.extend(lock.iter().copied());
         }
-        let change = Change { committed: Instant::now(), check, holders, lock };
+        let kind = kind_of(&cmd);
+        let change = Change { kind, committed: Instant::now(), check, holders, lock };
         let job = Job { txn, change, puts: puts.into_iter().map(|(k, _)| k).collect(), deletes, register };
         job_tx.send(job).map_err(|_| "the committers stopped")?;
         sent += 1;
@@ -432,7 +464,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
         .name("hosts-apply".into())
         .spawn(move || -> Result<Value, String> {
             let started = Instant::now();
-            let mut watcher = Watcher::start(config, specs)?;
+            let mut watcher = Watcher::start_paced(config, specs, setup.pace())?;
             let deadline = started + Duration::from_secs(600);
             while hosts.iter().any(|h| h.synced.is_none()) {
                 for h in hosts.iter_mut() {
@@ -443,9 +475,15 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let mut syncs: Vec<f64> = hosts.iter().filter_map(|h| h.synced).map(|d| d.as_secs_f64() * 1000.0).collect();
+            // Each host's first sync from its own start.
+            let mut syncs: Vec<f64> = hosts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.synced.map(|d| d.saturating_sub(setup.start_of(i)).as_secs_f64() * 1000.0))
+                .collect();
             syncs.sort_by(f64::total_cmp);
-            eprintln!("vpcemu-bench: mapping-convergence: every host synced in {:.0} ms; changing", syncs.last().copied().unwrap_or(0.0));
+            let all_synced_ms = started.elapsed().as_secs_f64() * 1000.0;
+            eprintln!("vpcemu-bench: mapping-convergence: every host synced in {all_synced_ms:.0} ms; changing");
             // CPU from here on: etcd's, the watcher thread's, this thread's.
             let etcd_cpu0 = cpu_ns(etcd_pid, |_| true);
             let proxy_cpu0 = proxy_pid.map_or(0, |p| cpu_ns(p, |_| true));
@@ -467,7 +505,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             let mut pending: HashMap<usize, (Change, HashSet<usize>)> = HashMap::new();
             let mut waiting_on: HashMap<usize, Vec<usize>> = HashMap::new();
             let mut next_id = 0;
-            let mut visible: Vec<f64> = Vec::new();
+            let mut visible: Vec<(&str, f64)> = Vec::new();
             let mut no_holder = 0;
             let mut quiet_since: Option<Instant> = None;
             loop {
@@ -485,7 +523,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                         no_holder += 1;
                     }
                     if rest.is_empty() {
-                        visible.push(c.committed.elapsed().as_secs_f64() * 1000.0);
+                        visible.push((c.kind, c.committed.elapsed().as_secs_f64() * 1000.0));
                         if let Ok(mut l) = locked.lock() {
                             c.lock.iter().for_each(|v| {
                                 l.remove(v);
@@ -507,7 +545,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                         }
                         rest.remove(&h);
                         if rest.is_empty() {
-                            visible.push(c.committed.elapsed().as_secs_f64() * 1000.0);
+                            visible.push((c.kind, c.committed.elapsed().as_secs_f64() * 1000.0));
                             if let Ok(mut l) = locked.lock() {
                                 c.lock.iter().for_each(|v| {
                                     l.remove(v);
@@ -560,6 +598,24 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             for (r, n) in &reasons {
                 eprintln!("vpcemu-bench: mapping-convergence: {n} x lost/resync: {r}");
             }
+            let mut by_kind: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+            for &(k, ms) in &visible {
+                by_kind.entry(k).or_default().push(ms);
+            }
+            let by_kind: serde_json::Map<String, Value> = by_kind
+                .into_iter()
+                .map(|(k, mut v)| {
+                    v.sort_by(f64::total_cmp);
+                    let row = json!({
+                        "n": v.len(),
+                        "p50_ms": percentile(&v, 0.5),
+                        "p99_ms": percentile(&v, 0.99),
+                        "max_ms": v.last().copied().unwrap_or(0.0),
+                    });
+                    (k.to_string(), row)
+                })
+                .collect();
+            let mut visible: Vec<f64> = visible.into_iter().map(|(_, ms)| ms).collect();
             visible.sort_by(f64::total_cmp);
             Ok(json!({
                 "changes": changes,
@@ -569,7 +625,11 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                 "visible_max_ms": visible.last().copied().unwrap_or(0.0),
                 "unconverged": pending.len(),
                 "changes_without_holder": no_holder,
+                "visible_by_kind": Value::Object(by_kind),
+                "start_rate_hosts_per_s": setup.start_rate,
+                "initial_sync_p50_ms": percentile(&syncs, 0.5),
                 "initial_sync_p99_ms": percentile(&syncs, 0.99),
+                "cold_start_all_ms": (setup.start_rate == 0.0).then_some(all_synced_ms),
                 "initial_sync_max_ms": syncs.last().copied().unwrap_or(0.0),
                 "events_per_host_mean": events as f64 / hosts.len().max(1) as f64,
                 "interest_ratio": if held == 0 { 0.0 } else { events as f64 / held as f64 },
