@@ -565,7 +565,8 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                         break;
                     }
                 }
-                std::thread::sleep(Duration::from_micros(200));
+                // A pass polls every host's channel: every 500 us (adds at most that).
+                std::thread::sleep(Duration::from_micros(500));
             }
             for (c, rest) in pending.values().take(5) {
                 let shown: Vec<String> = rest

@@ -135,11 +135,10 @@ impl CardWatch {
     /// cards, VPCs, subnets, VPNs, DX VIFs, endpoints. Returns the next prefixes to list at
     /// the same revision.
     pub fn begin(&mut self, statics: &[Listed]) -> Result<Vec<String>, Resync> {
-        let records: Records = statics.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
-        if !records.contains_key(WORLD) {
+        if !statics.iter().any(|l| l.key == WORLD) {
             return Err(resync("no world in etcd (vpcemu mapping load)"));
         }
-        let base = static_base(records, &self.dataplane)?;
+        let base = static_base(statics, &self.dataplane)?;
         let card = base
             .card_by_name(&self.name)
             .ok_or_else(|| resync(format!("no host or edge {:?} in the world in etcd", self.name)))?;
@@ -485,20 +484,36 @@ impl CardWatch {
     }
 }
 
+/// Static records as listed: (key, value) in key order.
+type StaticRecords = Vec<(String, String)>;
+
 thread_local! {
     /// The last static world parsed on this thread, by its records: the cards of one
     /// watcher thread list the same static records and share one parse.
-    static BASE: std::cell::RefCell<Option<(Records, String, Topology)>> = const { std::cell::RefCell::new(None) };
+    static BASE: std::cell::RefCell<Option<(StaticRecords, String, Topology)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The model of the static records (no instance yet).
-fn static_base(records: Records, dataplane: &str) -> Result<Topology, Resync> {
-    let hit = BASE.with(|b| b.borrow().as_ref().filter(|(r, d, _)| *r == records && d == dataplane).map(|(_, _, t)| t.clone()));
+fn static_base(statics: &[Listed], dataplane: &str) -> Result<Topology, Resync> {
+    let mut sorted: Vec<&Listed> = statics.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    // A key listed twice keeps its last value, as collecting into a map does.
+    sorted.dedup_by(|later, kept| {
+        let same = later.key == kept.key;
+        if same {
+            *kept = *later;
+        }
+        same
+    });
+    let same = |r: &StaticRecords| r.len() == sorted.len() && r.iter().zip(&sorted).all(|((k, v), l)| *k == l.key && *v == l.value);
+    let hit = BASE.with(|b| b.borrow().as_ref().filter(|(r, d, _)| same(r) && d == dataplane).map(|(_, _, t)| t.clone()));
     if let Some(t) = hit {
         return Ok(t);
     }
+    let records: Records = sorted.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
     let t = layout::world_from_records(&records, dataplane).map_err(Resync)?;
-    BASE.with(|b| *b.borrow_mut() = Some((records, dataplane.to_string(), t.clone())));
+    let kept: StaticRecords = records.into_iter().collect();
+    BASE.with(|b| *b.borrow_mut() = Some((kept, dataplane.to_string(), t.clone())));
     Ok(t)
 }
 
