@@ -235,6 +235,14 @@ struct Job {
     register: bool,
 }
 
+/// What the driver did: changes committed, their rate, the first error, its CPU time.
+struct Driven {
+    done: usize,
+    rate: f64,
+    failed: Option<String>,
+    cpu_ns: u64,
+}
+
 /// How many transactions may be in flight at once (one committer thread each).
 const COMMITTERS: usize = 8;
 
@@ -249,7 +257,7 @@ fn drive(
     s: Setup,
     out: Sender<Change>,
     locked: Arc<Mutex<Locks>>,
-) -> Result<(usize, f64, Option<String>), String> {
+) -> Result<Driven, String> {
     let mut mod_revisions = snap.mod_revisions;
     let mut revision = snap.revision;
     let mut service = Service::without_clients(world);
@@ -368,11 +376,13 @@ fn drive(
         in_flight += 1;
         register_in_flight |= register;
     }
+    // The driver's CPU (this thread and the committers), read while they all still run.
+    let cpu = cpu_ns(std::process::id(), |n| n == "changes" || n.starts_with("commit-"));
     drop(job_tx);
     for c in committers {
         let _ = c.join();
     }
-    Ok((done, done as f64 / start.elapsed().as_secs_f64(), failed))
+    Ok(Driven { done, rate: done as f64 / start.elapsed().as_secs_f64(), failed, cpu_ns: cpu })
 }
 
 /// Nanoseconds the threads of `pid` whose name `keep` accepts have run (schedstat).
@@ -497,7 +507,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             let l2 = locked.clone();
             let driver = std::thread::Builder::new()
                 .name("changes".into())
-                .spawn(move || -> Result<(usize, f64, Option<String>), String> {
+                .spawn(move || -> Result<Driven, String> {
                     let store = Store::connect(&url)?;
                     drive(&store, world_for_driver, snap, setup, ch_tx, l2)
                 })
@@ -581,7 +591,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                     .collect();
                 eprintln!("vpcemu-bench: mapping-convergence: not visible: {:?} (VPCs {:?}): {}", c.check, c.lock, shown.join("; "));
             }
-            let (changes, rate, failed) = driver.join().map_err(|_| "the driver panicked")??;
+            let Driven { done: changes, rate, failed, cpu_ns: driver_cpu_ns } = driver.join().map_err(|_| "the driver panicked")??;
             let events: u64 = hosts.iter().map(|h| h.counters.events.load(Ordering::Relaxed)).sum::<u64>() - events0;
             let held: u64 = hosts.iter().map(|h| h.counters.events_held.load(Ordering::Relaxed)).sum::<u64>() - held0;
             let resyncs: u64 = hosts.iter().map(|h| h.counters.resyncs.load(Ordering::Relaxed)).sum();
@@ -590,6 +600,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             let proxy_cpu = proxy_pid.map(|p| secs(cpu_ns(p, |_| true).saturating_sub(proxy_cpu0)));
             let watch_cpu = secs(cpu_ns(me, |n| n == "etcd-watch").saturating_sub(watch_cpu0));
             let apply_cpu = secs(cpu_ns(me, |n| n == "hosts-apply").saturating_sub(apply_cpu0));
+            let driver_cpu = secs(driver_cpu_ns);
             watcher.stop();
             let mut reasons: HashMap<String, usize> = HashMap::new();
             for r in hosts.iter().flat_map(|h| &h.lost) {
@@ -641,6 +652,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                 "hosts_cpu_s": watch_cpu + apply_cpu,
                 "hosts_watch_cpu_s": watch_cpu,
                 "hosts_apply_cpu_s": apply_cpu,
+                "driver_cpu_s": driver_cpu,
             }))
         })
         .map_err(|e| e.to_string())?;
