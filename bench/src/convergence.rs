@@ -13,9 +13,21 @@
 //! change is visible. A change is visible when every host that must hold it (the hosts
 //! viewing the VPC afterwards; for a deregistration, before; for a peering, the hosts with
 //! an instance in either VPC) has it in its tables; `visible_*` is from the transaction's
-//! commit to then. Each host keeps its own watches; with `--proxy` the hosts' connections
-//! go to an `etcd grpc-proxy` in front of etcd (it merges identical watches into one),
-//! the load and the driver's transactions still to etcd itself.
+//! commit to then (`visible_by_kind`: the same per kind of change). Each host keeps its own
+//! watches; with `--proxy` the hosts' connections go to an `etcd grpc-proxy` in front of
+//! etcd (it merges identical watches into one), the load and the driver's transactions
+//! still to etcd itself.
+//!
+//! First sync: with `--start-rate 0` (the default) every host starts at the same instant
+//! (a cold start of the whole fleet: each lists the static records and its VPCs at once);
+//! `cold_start_all_ms` is from that instant to the last host's first complete snapshot.
+//! With `--start-rate R` the hosts start one after another, R per second (hosts booting
+//! into a running fleet), and `cold_start_all_ms` is null. Either way
+//! `initial_sync_p50_ms` / `initial_sync_p99_ms` / `initial_sync_max_ms` are over the
+//! hosts, each timed from its own start to its first complete snapshot, and
+//! `start_rate_hosts_per_s` says which start it was (0: all at once). CPU seconds
+//! (`etcd_cpu_s`, `hosts_watch_cpu_s`, `hosts_apply_cpu_s`, `driver_cpu_s`, `proxy_cpu_s`)
+//! are counted from the first change on.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
