@@ -5,8 +5,9 @@
 //! (each VPC's instances on 20 consecutive hosts of `--hosts`, every even VPC peered with
 //! the next one). Every host is simulated in this process by the real mapping client code
 //! up to its tables: one `CardWatch` per host (the watcher `vpcemu run --etcd` runs, on
-//! one thread, sharing 4 etcd connections), its updates applied to a `Tables` as a card's
-//! publisher applies them. After every host's first snapshot (`initial_sync_*`), a driver
+//! one thread, or `--watch-threads N` of them with the hosts dealt round robin, sharing 4
+//! etcd connections), its updates applied to a `Tables` as a card's publisher applies
+//! them. After every host's first snapshot (`initial_sync_*`), a driver
 //! thread applies `--changes` changes at `--rate` per second (moves 50%, registrations
 //! 20%, deregistrations 20%, peerings removed or added 10%), each one guarded transaction
 //! as `vpcemu ctl --etcd` writes it; no instance or pair is changed again before its last
@@ -54,11 +55,21 @@ pub struct Setup {
     proxy: bool,
     /// Hosts started per second; 0: all at once.
     start_rate: f64,
+    /// Watcher threads the hosts are spread over (round robin).
+    watch_threads: usize,
 }
 
 impl Setup {
-    pub fn new(hosts: usize, instances: usize, changes: usize, rate: f64, proxy: bool, start_rate: f64) -> Setup {
-        Setup { hosts: hosts.max(1), instances: instances.max(1), changes, rate: rate.max(0.001), proxy, start_rate: start_rate.max(0.0) }
+    pub fn new(hosts: usize, instances: usize, changes: usize, rate: f64, proxy: bool, start_rate: f64, watch_threads: usize) -> Setup {
+        Setup {
+            hosts: hosts.max(1),
+            instances: instances.max(1),
+            changes,
+            rate: rate.max(0.001),
+            proxy,
+            start_rate: start_rate.max(0.0),
+            watch_threads: watch_threads.clamp(1, hosts.max(1)),
+        }
     }
 
     /// How long after the first host the `i`th starts.
@@ -462,12 +473,13 @@ pub fn run(s: &Setup) -> Result<Value, String> {
     let proxy_pid = proxy.as_ref().and_then(GrpcProxy::pid);
     let hosts_url = proxy.as_ref().map_or_else(|| etcd.url(), GrpcProxy::url);
 
-    let mut specs = Vec::new();
+    // Host h on watcher thread h % watch_threads.
+    let mut groups: Vec<Vec<CardSpec>> = (0..s.watch_threads).map(|_| Vec::new()).collect();
     let mut hosts = Vec::new();
     for h in 0..s.hosts {
         let (tx, rx) = channel();
         let counters = Arc::new(WatchCounters::default());
-        specs.push(CardSpec { name: format!("h{h}"), notes: tx, counters: counters.clone() });
+        groups[h % s.watch_threads].push(CardSpec { name: format!("h{h}"), notes: tx, counters: counters.clone() });
         hosts.push(Host { notes: rx, lost: Vec::new(), counters, tables: Tables::default(), synced: None });
     }
     let config = WatchConfig {
@@ -475,7 +487,8 @@ pub fn run(s: &Setup) -> Result<Value, String> {
         prefix: layout::PREFIX.to_string(),
         dataplane: layout::DUMP_DATAPLANE.to_string(),
         cpu: None,
-        connections: 4,
+        // 4 connections in all.
+        connections: 4usize.div_ceil(s.watch_threads),
         resume_after_error: false,
     };
     let world_for_driver = world.clone();
@@ -486,7 +499,11 @@ pub fn run(s: &Setup) -> Result<Value, String> {
         .name("hosts-apply".into())
         .spawn(move || -> Result<Value, String> {
             let started = Instant::now();
-            let mut watcher = Watcher::start_paced(config, specs, setup.pace())?;
+            let mut watchers = Vec::new();
+            for (w, cards) in groups.into_iter().enumerate() {
+                let pace = setup.pace() * setup.watch_threads as u32;
+                watchers.push(Watcher::start_paced(config.clone(), cards, setup.start_of(w), pace)?);
+            }
             let deadline = started + Duration::from_secs(600);
             while hosts.iter().any(|h| h.synced.is_none()) {
                 for h in hosts.iter_mut() {
@@ -613,7 +630,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             let watch_cpu = secs(cpu_ns(me, |n| n == "etcd-watch").saturating_sub(watch_cpu0));
             let apply_cpu = secs(cpu_ns(me, |n| n == "hosts-apply").saturating_sub(apply_cpu0));
             let driver_cpu = secs(driver_cpu_ns);
-            watcher.stop();
+            watchers.iter_mut().for_each(Watcher::stop);
             let mut reasons: HashMap<String, usize> = HashMap::new();
             for r in hosts.iter().flat_map(|h| &h.lost) {
                 let short: String = r.chars().take(90).collect();
@@ -651,6 +668,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                 "changes_without_holder": no_holder,
                 "visible_by_kind": Value::Object(by_kind),
                 "start_rate_hosts_per_s": setup.start_rate,
+                "watch_threads": setup.watch_threads,
                 "initial_sync_p50_ms": percentile(&syncs, 0.5),
                 "initial_sync_p99_ms": percentile(&syncs, 0.99),
                 "cold_start_all_ms": (setup.start_rate == 0.0).then_some(all_synced_ms),

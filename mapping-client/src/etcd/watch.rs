@@ -590,12 +590,13 @@ impl Watcher {
     /// Starts the watcher thread; every card gets its first snapshot as soon as etcd
     /// answers.
     pub fn start(config: WatchConfig, cards: Vec<CardSpec>) -> Result<Watcher, String> {
-        Watcher::start_paced(config, cards, Duration::ZERO)
+        Watcher::start_paced(config, cards, Duration::ZERO, Duration::ZERO)
     }
 
     /// As [`Watcher::start`], but the cards start one `pace` apart, in order (the `i`th
-    /// after `i * pace`): cards that boot into a running fleet (`mapping-convergence`).
-    pub fn start_paced(config: WatchConfig, cards: Vec<CardSpec>, pace: Duration) -> Result<Watcher, String> {
+    /// after `first + i * pace`): cards that boot into a running fleet
+    /// (`mapping-convergence`).
+    pub fn start_paced(config: WatchConfig, cards: Vec<CardSpec>, first: Duration, pace: Duration) -> Result<Watcher, String> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -607,7 +608,7 @@ impl Watcher {
                 let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                     return;
                 };
-                rt.block_on(run_all(config, cards, flag, pace));
+                rt.block_on(run_all(config, cards, flag, first, pace));
             })
             .map_err(|e| format!("starting the etcd watcher thread: {e}"))?;
         Ok(Watcher { stop, thread: Some(thread) })
@@ -628,7 +629,7 @@ impl Drop for Watcher {
     }
 }
 
-async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool>, pace: Duration) {
+async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool>, first: Duration, pace: Duration) {
     let mut clients: Vec<etcd_client::Client> = Vec::new();
     let wanted = config.connections.max(1);
     // Connect (and keep trying): the tonic channels reconnect by themselves afterwards.
@@ -649,7 +650,7 @@ async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool
         let Some(client) = clients.get(i % clients.len().max(1)).cloned() else { return };
         let config = config.clone();
         let stop = stop.clone();
-        let start = tokio::time::Instant::now() + pace * i as u32;
+        let start = tokio::time::Instant::now() + first + pace * i as u32;
         tasks.push(tokio::spawn(run_card(client, config, card, stop, start)));
     }
     for t in tasks {
