@@ -5,19 +5,32 @@
 //! (each VPC's instances on 20 consecutive hosts of `--hosts`, every even VPC peered with
 //! the next one). Every host is simulated in this process by the real mapping client code
 //! up to its tables: one `CardWatch` per host (the watcher `vpcemu run --etcd` runs, on
-//! one thread, sharing 4 etcd connections), its updates applied to a `Tables` as a card's
-//! publisher applies them. After every host's first snapshot (`initial_sync_*`), a driver
+//! one thread, or `--watch-threads N` of them with the hosts dealt round robin, sharing 4
+//! etcd connections), its updates applied to a `Tables` as a card's publisher applies
+//! them. After every host's first snapshot (`initial_sync_*`), a driver
 //! thread applies `--changes` changes at `--rate` per second (moves 50%, registrations
 //! 20%, deregistrations 20%, peerings removed or added 10%), each one guarded transaction
 //! as `vpcemu ctl --etcd` writes it; no instance or pair is changed again before its last
 //! change is visible. A change is visible when every host that must hold it (the hosts
 //! viewing the VPC afterwards; for a deregistration, before; for a peering, the hosts with
 //! an instance in either VPC) has it in its tables; `visible_*` is from the transaction's
-//! commit to then. Each host keeps its own watches; with `--proxy` the hosts' connections
-//! go to an `etcd grpc-proxy` in front of etcd (it merges identical watches into one),
-//! the load and the driver's transactions still to etcd itself.
+//! commit to then (`visible_by_kind`: the same per kind of change). Each host keeps its own
+//! watches; with `--proxy` the hosts' connections go to an `etcd grpc-proxy` in front of
+//! etcd (it merges identical watches into one), the load and the driver's transactions
+//! still to etcd itself.
+//!
+//! First sync: with `--start-rate 0` (the default) every host starts at the same instant
+//! (a cold start of the whole fleet: each lists the static records and its VPCs at once);
+//! `cold_start_all_ms` is from that instant to the last host's first complete snapshot.
+//! With `--start-rate R` the hosts start one after another, R per second (hosts booting
+//! into a running fleet), and `cold_start_all_ms` is null. Either way
+//! `initial_sync_p50_ms` / `initial_sync_p99_ms` / `initial_sync_max_ms` are over the
+//! hosts, each timed from its own start to its first complete snapshot, and
+//! `start_rate_hosts_per_s` says which start it was (0: all at once). CPU seconds
+//! (`etcd_cpu_s`, `hosts_watch_cpu_s`, `hosts_apply_cpu_s`, `driver_cpu_s`, `proxy_cpu_s`)
+//! are counted from the first change on.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -40,11 +53,36 @@ pub struct Setup {
     changes: usize,
     rate: f64,
     proxy: bool,
+    /// Hosts started per second; 0: all at once.
+    start_rate: f64,
+    /// Watcher threads the hosts are spread over (round robin).
+    watch_threads: usize,
 }
 
 impl Setup {
-    pub fn new(hosts: usize, instances: usize, changes: usize, rate: f64, proxy: bool) -> Setup {
-        Setup { hosts: hosts.max(1), instances: instances.max(1), changes, rate: rate.max(0.001), proxy }
+    pub fn new(hosts: usize, instances: usize, changes: usize, rate: f64, proxy: bool, start_rate: f64, watch_threads: usize) -> Setup {
+        Setup {
+            hosts: hosts.max(1),
+            instances: instances.max(1),
+            changes,
+            rate: rate.max(0.001),
+            proxy,
+            start_rate: start_rate.max(0.0),
+            watch_threads: watch_threads.clamp(1, hosts.max(1)),
+        }
+    }
+
+    /// How long after the first host the `i`th starts.
+    fn start_of(&self, i: usize) -> Duration {
+        self.pace() * i as u32
+    }
+
+    fn pace(&self) -> Duration {
+        if self.start_rate > 0.0 {
+            Duration::from_secs_f64(1.0 / self.start_rate)
+        } else {
+            Duration::ZERO
+        }
     }
 }
 
@@ -96,6 +134,7 @@ impl Check {
 }
 
 struct Change {
+    kind: &'static str,
     committed: Instant,
     check: Check,
     holders: Vec<usize>,
@@ -137,8 +176,23 @@ fn lock_set(t: &Topology, vpcs: &[VpcId], locked: &Locks) -> Option<Vec<u32>> {
     set.iter().all(|v| !locked.contains(v)).then(|| set.into_iter().collect())
 }
 
+/// A change, what it must show, the hosts that must show it, the VPCs it locks.
+type Picked = (Command, Check, Vec<usize>, Vec<u32>);
+
+/// The kind of a change, for the breakdown of the visibility times.
+fn kind_of(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::Register(_) => "register",
+        Command::Deregister { .. } => "deregister",
+        Command::Move { .. } => "move",
+        Command::AddPeering { .. } => "peering_add",
+        Command::RemovePeering { .. } => "peering_remove",
+        Command::AssociateElasticIp { .. } | Command::DisassociateElasticIp { .. } => "eip",
+    }
+}
+
 /// Picks a change no pending change locks, and what it must show where.
-fn pick(rng: &mut Rng, t: &Topology, s: &Setup, locked: &Locks, serial: usize) -> Option<(Command, Check, Vec<usize>, Vec<u32>)> {
+fn pick(rng: &mut Rng, t: &Topology, s: &Setup, locked: &Locks, serial: usize) -> Option<Picked> {
     let vpcs = t.vpcs().len();
     let roll = rng.below(100);
     let vni = |v: VpcId| t.vpc(v).map_or(0, |v| v.vni);
@@ -204,6 +258,14 @@ struct Job {
     register: bool,
 }
 
+/// What the driver did: changes committed, their rate, the first error, its CPU time.
+struct Driven {
+    done: usize,
+    rate: f64,
+    failed: Option<String>,
+    cpu_ns: u64,
+}
+
 /// How many transactions may be in flight at once (one committer thread each).
 const COMMITTERS: usize = 8;
 
@@ -218,10 +280,10 @@ fn drive(
     s: Setup,
     out: Sender<Change>,
     locked: Arc<Mutex<Locks>>,
-) -> Result<(usize, f64, Option<String>), String> {
+) -> Result<Driven, String> {
     let mut mod_revisions = snap.mod_revisions;
     let mut revision = snap.revision;
-    let mut service = Service::new(world);
+    let mut service = Service::without_clients(world);
     let mut rng = Rng(7);
     let (job_tx, job_rx) = channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
@@ -329,18 +391,21 @@ fn drive(
         if let Ok(mut l) = locked.lock() {
             l.extend(lock.iter().copied());
         }
-        let change = Change { committed: Instant::now(), check, holders, lock };
+        let kind = kind_of(&cmd);
+        let change = Change { kind, committed: Instant::now(), check, holders, lock };
         let job = Job { txn, change, puts: puts.into_iter().map(|(k, _)| k).collect(), deletes, register };
         job_tx.send(job).map_err(|_| "the committers stopped")?;
         sent += 1;
         in_flight += 1;
         register_in_flight |= register;
     }
+    // The driver's CPU (this thread and the committers), read while they all still run.
+    let cpu = cpu_ns(std::process::id(), |n| n == "changes" || n.starts_with("commit-"));
     drop(job_tx);
     for c in committers {
         let _ = c.join();
     }
-    Ok((done, done as f64 / start.elapsed().as_secs_f64(), failed))
+    Ok(Driven { done, rate: done as f64 / start.elapsed().as_secs_f64(), failed, cpu_ns: cpu })
 }
 
 /// Nanoseconds the threads of `pid` whose name `keep` accepts have run (schedstat).
@@ -408,12 +473,13 @@ pub fn run(s: &Setup) -> Result<Value, String> {
     let proxy_pid = proxy.as_ref().and_then(GrpcProxy::pid);
     let hosts_url = proxy.as_ref().map_or_else(|| etcd.url(), GrpcProxy::url);
 
-    let mut specs = Vec::new();
+    // Host h on watcher thread h % watch_threads.
+    let mut groups: Vec<Vec<CardSpec>> = (0..s.watch_threads).map(|_| Vec::new()).collect();
     let mut hosts = Vec::new();
     for h in 0..s.hosts {
         let (tx, rx) = channel();
         let counters = Arc::new(WatchCounters::default());
-        specs.push(CardSpec { name: format!("h{h}"), notes: tx, counters: counters.clone() });
+        groups[h % s.watch_threads].push(CardSpec { name: format!("h{h}"), notes: tx, counters: counters.clone() });
         hosts.push(Host { notes: rx, lost: Vec::new(), counters, tables: Tables::default(), synced: None });
     }
     let config = WatchConfig {
@@ -421,7 +487,8 @@ pub fn run(s: &Setup) -> Result<Value, String> {
         prefix: layout::PREFIX.to_string(),
         dataplane: layout::DUMP_DATAPLANE.to_string(),
         cpu: None,
-        connections: 4,
+        // 4 connections in all.
+        connections: 4usize.div_ceil(s.watch_threads),
         resume_after_error: false,
     };
     let world_for_driver = world.clone();
@@ -432,7 +499,11 @@ pub fn run(s: &Setup) -> Result<Value, String> {
         .name("hosts-apply".into())
         .spawn(move || -> Result<Value, String> {
             let started = Instant::now();
-            let mut watcher = Watcher::start(config, specs)?;
+            let mut watchers = Vec::new();
+            for (w, cards) in groups.into_iter().enumerate() {
+                let pace = setup.pace() * setup.watch_threads as u32;
+                watchers.push(Watcher::start_paced(config.clone(), cards, setup.start_of(w), pace)?);
+            }
             let deadline = started + Duration::from_secs(600);
             while hosts.iter().any(|h| h.synced.is_none()) {
                 for h in hosts.iter_mut() {
@@ -443,9 +514,15 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let mut syncs: Vec<f64> = hosts.iter().filter_map(|h| h.synced).map(|d| d.as_secs_f64() * 1000.0).collect();
+            // Each host's first sync from its own start.
+            let mut syncs: Vec<f64> = hosts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.synced.map(|d| d.saturating_sub(setup.start_of(i)).as_secs_f64() * 1000.0))
+                .collect();
             syncs.sort_by(f64::total_cmp);
-            eprintln!("vpcemu-bench: mapping-convergence: every host synced in {:.0} ms; changing", syncs.last().copied().unwrap_or(0.0));
+            let all_synced_ms = started.elapsed().as_secs_f64() * 1000.0;
+            eprintln!("vpcemu-bench: mapping-convergence: every host synced in {all_synced_ms:.0} ms; changing");
             // CPU from here on: etcd's, the watcher thread's, this thread's.
             let etcd_cpu0 = cpu_ns(etcd_pid, |_| true);
             let proxy_cpu0 = proxy_pid.map_or(0, |p| cpu_ns(p, |_| true));
@@ -459,7 +536,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             let l2 = locked.clone();
             let driver = std::thread::Builder::new()
                 .name("changes".into())
-                .spawn(move || -> Result<(usize, f64, Option<String>), String> {
+                .spawn(move || -> Result<Driven, String> {
                     let store = Store::connect(&url)?;
                     drive(&store, world_for_driver, snap, setup, ch_tx, l2)
                 })
@@ -467,7 +544,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             let mut pending: HashMap<usize, (Change, HashSet<usize>)> = HashMap::new();
             let mut waiting_on: HashMap<usize, Vec<usize>> = HashMap::new();
             let mut next_id = 0;
-            let mut visible: Vec<f64> = Vec::new();
+            let mut visible: Vec<(&str, f64)> = Vec::new();
             let mut no_holder = 0;
             let mut quiet_since: Option<Instant> = None;
             loop {
@@ -485,7 +562,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                         no_holder += 1;
                     }
                     if rest.is_empty() {
-                        visible.push(c.committed.elapsed().as_secs_f64() * 1000.0);
+                        visible.push((c.kind, c.committed.elapsed().as_secs_f64() * 1000.0));
                         if let Ok(mut l) = locked.lock() {
                             c.lock.iter().for_each(|v| {
                                 l.remove(v);
@@ -507,7 +584,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                         }
                         rest.remove(&h);
                         if rest.is_empty() {
-                            visible.push(c.committed.elapsed().as_secs_f64() * 1000.0);
+                            visible.push((c.kind, c.committed.elapsed().as_secs_f64() * 1000.0));
                             if let Ok(mut l) = locked.lock() {
                                 c.lock.iter().for_each(|v| {
                                     l.remove(v);
@@ -527,7 +604,8 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                         break;
                     }
                 }
-                std::thread::sleep(Duration::from_micros(200));
+                // A pass polls every host's channel: every 500 us (adds at most that).
+                std::thread::sleep(Duration::from_micros(500));
             }
             for (c, rest) in pending.values().take(5) {
                 let shown: Vec<String> = rest
@@ -542,7 +620,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                     .collect();
                 eprintln!("vpcemu-bench: mapping-convergence: not visible: {:?} (VPCs {:?}): {}", c.check, c.lock, shown.join("; "));
             }
-            let (changes, rate, failed) = driver.join().map_err(|_| "the driver panicked")??;
+            let Driven { done: changes, rate, failed, cpu_ns: driver_cpu_ns } = driver.join().map_err(|_| "the driver panicked")??;
             let events: u64 = hosts.iter().map(|h| h.counters.events.load(Ordering::Relaxed)).sum::<u64>() - events0;
             let held: u64 = hosts.iter().map(|h| h.counters.events_held.load(Ordering::Relaxed)).sum::<u64>() - held0;
             let resyncs: u64 = hosts.iter().map(|h| h.counters.resyncs.load(Ordering::Relaxed)).sum();
@@ -551,7 +629,8 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             let proxy_cpu = proxy_pid.map(|p| secs(cpu_ns(p, |_| true).saturating_sub(proxy_cpu0)));
             let watch_cpu = secs(cpu_ns(me, |n| n == "etcd-watch").saturating_sub(watch_cpu0));
             let apply_cpu = secs(cpu_ns(me, |n| n == "hosts-apply").saturating_sub(apply_cpu0));
-            watcher.stop();
+            let driver_cpu = secs(driver_cpu_ns);
+            watchers.iter_mut().for_each(Watcher::stop);
             let mut reasons: HashMap<String, usize> = HashMap::new();
             for r in hosts.iter().flat_map(|h| &h.lost) {
                 let short: String = r.chars().take(90).collect();
@@ -560,6 +639,24 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             for (r, n) in &reasons {
                 eprintln!("vpcemu-bench: mapping-convergence: {n} x lost/resync: {r}");
             }
+            let mut by_kind: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+            for &(k, ms) in &visible {
+                by_kind.entry(k).or_default().push(ms);
+            }
+            let by_kind: serde_json::Map<String, Value> = by_kind
+                .into_iter()
+                .map(|(k, mut v)| {
+                    v.sort_by(f64::total_cmp);
+                    let row = json!({
+                        "n": v.len(),
+                        "p50_ms": percentile(&v, 0.5),
+                        "p99_ms": percentile(&v, 0.99),
+                        "max_ms": v.last().copied().unwrap_or(0.0),
+                    });
+                    (k.to_string(), row)
+                })
+                .collect();
+            let mut visible: Vec<f64> = visible.into_iter().map(|(_, ms)| ms).collect();
             visible.sort_by(f64::total_cmp);
             Ok(json!({
                 "changes": changes,
@@ -569,7 +666,12 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                 "visible_max_ms": visible.last().copied().unwrap_or(0.0),
                 "unconverged": pending.len(),
                 "changes_without_holder": no_holder,
+                "visible_by_kind": Value::Object(by_kind),
+                "start_rate_hosts_per_s": setup.start_rate,
+                "watch_threads": setup.watch_threads,
+                "initial_sync_p50_ms": percentile(&syncs, 0.5),
                 "initial_sync_p99_ms": percentile(&syncs, 0.99),
+                "cold_start_all_ms": (setup.start_rate == 0.0).then_some(all_synced_ms),
                 "initial_sync_max_ms": syncs.last().copied().unwrap_or(0.0),
                 "events_per_host_mean": events as f64 / hosts.len().max(1) as f64,
                 "interest_ratio": if held == 0 { 0.0 } else { events as f64 / held as f64 },
@@ -580,6 +682,7 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                 "hosts_cpu_s": watch_cpu + apply_cpu,
                 "hosts_watch_cpu_s": watch_cpu,
                 "hosts_apply_cpu_s": apply_cpu,
+                "driver_cpu_s": driver_cpu,
             }))
         })
         .map_err(|e| e.to_string())?;

@@ -86,6 +86,13 @@ struct Args {
     /// (it merges identical watches); loads and changes still go to etcd.
     #[arg(long)]
     proxy: bool,
+    /// mapping-convergence: hosts started per second (they boot into a running fleet;
+    /// each host's first sync is timed from its own start); 0: all at once.
+    #[arg(long, default_value_t = 0.0)]
+    start_rate: f64,
+    /// mapping-convergence: watcher threads the simulated hosts are spread over.
+    #[arg(long, default_value_t = 1)]
+    watch_threads: usize,
     /// Scratch directory for generated traffic.
     #[arg(long, default_value = "target/bench-work")]
     work: PathBuf,
@@ -152,7 +159,7 @@ fn run(args: &Args) -> Result<(), String> {
                 n,
             )?),
             "mapping-convergence" => {
-                let setup = convergence::Setup::new(args.hosts, args.instances, args.changes, args.rate, args.proxy);
+                let setup = convergence::Setup::new(args.hosts, args.instances, args.changes, args.rate, args.proxy, args.start_rate, args.watch_threads);
                 report.scenarios.push(Row::from_value(convergence::run(&setup)?));
             }
             "tables-lookup" => report.scenarios.extend(tables::tables_lookup(&args.sizes).into_iter().map(Row::from_value)),

@@ -157,6 +157,27 @@ pub struct Service {
     topo: Topology,
     peers: BTreeMap<CardId, Peer>,
     heartbeat: Duration,
+    /// Which cards are clients: whose deltas are computed.
+    clients: Clients,
+}
+
+/// Which cards a [`Service`] computes deltas for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Clients {
+    #[default]
+    All,
+    One(CardId),
+    None,
+}
+
+impl Clients {
+    fn wants(self, card: CardId) -> bool {
+        match self {
+            Clients::All => true,
+            Clients::One(c) => c == card,
+            Clients::None => false,
+        }
+    }
 }
 
 /// The default heartbeat interval.
@@ -169,6 +190,36 @@ impl Service {
             topo: topology,
             peers,
             heartbeat: HEARTBEAT,
+            clients: Clients::All,
+        }
+    }
+
+    /// A service whose only client is `card`: commands are checked and change the model
+    /// exactly as with [`Service::new`], and `card` gets the same messages, but no other
+    /// card's delta is computed (a command costs what it changes for `card`, not for the
+    /// world). The etcd watcher keeps one per card as the card's partial model.
+    pub fn for_card(topology: Topology, card: CardId) -> Service {
+        let mut peers = BTreeMap::new();
+        if topology.cards().any(|c| c == card) {
+            peers.insert(card, Peer::default());
+        }
+        Service {
+            topo: topology,
+            peers,
+            heartbeat: HEARTBEAT,
+            clients: Clients::One(card),
+        }
+    }
+
+    /// A service without clients: commands are checked and change the model exactly as
+    /// with [`Service::new`], and no delta is computed (`ctl --etcd` checks a command
+    /// and writes the records it changes).
+    pub fn without_clients(topology: Topology) -> Service {
+        Service {
+            topo: topology,
+            peers: BTreeMap::new(),
+            heartbeat: HEARTBEAT,
+            clients: Clients::None,
         }
     }
 
@@ -246,7 +297,10 @@ impl Service {
     /// Checks and applies a command, queueing a delta for every connected card it
     /// concerns. On `Err` nothing changed.
     pub fn execute(&mut self, command: &Command) -> Result<(), CommandError> {
-        let mut batch = Batch::default();
+        let mut batch = Batch {
+            clients: self.clients,
+            ..Batch::default()
+        };
         match command {
             Command::Register(spec) => self.register(spec, &mut batch)?,
             Command::Deregister { instance } => self.deregister(instance, &mut batch)?,
@@ -324,7 +378,7 @@ impl Service {
 
         let candidates = with_peers(t, vpc);
         let before = view_among(t, host, &candidates);
-        let viewers = cards_viewing(t, vpc);
+        let viewers = cards_viewing(t, vpc, batch);
         inst.eni = self.topo.allocate_eni();
         let eni = inst.eni;
         self.topo.insert_instance(inst);
@@ -359,7 +413,7 @@ impl Service {
         let igw = t.vpc(vpc).and_then(|v| v.internet_gateway);
         let candidates = with_peers(t, vpc);
         let before = view_among(t, host, &candidates);
-        let viewers = cards_viewing(t, vpc);
+        let viewers = cards_viewing(t, vpc, batch);
         self.topo.remove_instance(inst.eni);
         let t = &self.topo;
         let after = view_among(t, host, &candidates);
@@ -413,7 +467,7 @@ impl Service {
         let candidates = with_peers(t, vpc);
         let before_from = view_among(t, from, &candidates);
         let before_to = view_among(t, to, &candidates);
-        let viewers_before = cards_viewing(t, vpc);
+        let viewers_before = cards_viewing(t, vpc, batch);
         self.topo.move_instance(inst.eni, to);
         let t = &self.topo;
         let Some(moved) = t.instance(inst.eni) else {
@@ -421,7 +475,7 @@ impl Service {
         };
         let after_from = view_among(t, from, &candidates);
         let after_to = view_among(t, to, &candidates);
-        let viewers_after = cards_viewing(t, vpc);
+        let viewers_after = cards_viewing(t, vpc, batch);
 
         let vni = vni_of(t, vpc);
         let loc = tables::location(t, moved);
@@ -512,13 +566,17 @@ impl Service {
             return Err(CommandError::NotPeered(a.to_string(), b.to_string()));
         }
         let candidates = BTreeSet::from([va, vb]);
-        let hosts: BTreeSet<HostId> = t.vpc_hosts(va).chain(t.vpc_hosts(vb)).collect();
+        let hosts: BTreeSet<HostId> = t
+            .vpc_hosts(va)
+            .chain(t.vpc_hosts(vb))
+            .filter(|&h| batch.wants(CardId::Host(h)))
+            .collect();
         let before: BTreeMap<HostId, BTreeSet<VpcId>> = hosts
             .iter()
             .map(|&h| (h, view_among(t, h, &candidates)))
             .collect();
-        let viewers_a = cards_viewing(t, va);
-        let viewers_b = cards_viewing(t, vb);
+        let viewers_a = cards_viewing(t, va, batch);
+        let viewers_b = cards_viewing(t, vb, batch);
         if add {
             self.topo.add_peering(va, vb);
         } else {
@@ -571,6 +629,8 @@ impl Service {
 #[derive(Default)]
 struct Batch {
     cards: BTreeMap<CardId, CardOps>,
+    /// The cards whose ops are computed.
+    clients: Clients,
 }
 
 #[derive(Default)]
@@ -581,7 +641,15 @@ struct CardOps {
 }
 
 impl Batch {
+    /// Whether `card`'s ops are computed.
+    fn wants(&self, card: CardId) -> bool {
+        self.clients.wants(card)
+    }
+
     fn push(&mut self, card: CardId, op: TableOp) {
+        if !self.wants(card) {
+            return;
+        }
         self.cards.entry(card).or_default().ops.push(op);
     }
 
@@ -593,6 +661,9 @@ impl Batch {
     }
 
     fn peering(&mut self, card: CardId, add: bool, a: u32, b: u32) {
+        if !self.wants(card) {
+            return;
+        }
         let ops = self.cards.entry(card).or_default();
         if ops.pairs.insert((a.min(b), a.max(b))) {
             ops.ops.push(if add {
@@ -623,17 +694,23 @@ fn view_among(t: &Topology, host: HostId, candidates: &BTreeSet<VpcId>) -> BTree
         .collect()
 }
 
-/// Every card whose view holds `vpc`.
-fn cards_viewing(t: &Topology, vpc: VpcId) -> BTreeSet<CardId> {
+/// Every card whose view holds `vpc` (of those `batch` computes ops for).
+fn cards_viewing(t: &Topology, vpc: VpcId, batch: &Batch) -> BTreeSet<CardId> {
     let hosts = std::iter::once(vpc)
         .chain(t.peers(vpc))
         .flat_map(|v| t.vpc_hosts(v))
         .map(CardId::Host);
-    hosts.chain(t.vpc_edges(vpc).map(CardId::Edge)).collect()
+    hosts
+        .chain(t.vpc_edges(vpc).map(CardId::Edge))
+        .filter(|&c| batch.wants(c))
+        .collect()
 }
 
 /// `u` enters `card`'s view: its entry, every mapping, its peerings inside the view.
 fn add_vpc(batch: &mut Batch, t: &Topology, card: CardId, u: VpcId) {
+    if !batch.wants(card) {
+        return;
+    }
     let Some(entry) = tables::vpc_entry(t, u) else {
         return;
     };
@@ -659,6 +736,9 @@ fn remove_vpc(
     peers_before: impl Iterator<Item = VpcId>,
     was_in_view: impl Fn(VpcId) -> bool,
 ) {
+    if !batch.wants(card) {
+        return;
+    }
     let vni = vni_of(t, u);
     batch.push(card, TableOp::RemoveVpc { vni });
     for inst in t.vpc_members(u) {

@@ -159,7 +159,10 @@ pub fn records_of(t: &Topology) -> Result<Records, String> {
 pub fn records_of_vpcs(t: &Topology, vpcs: &[VpcId]) -> Result<Records, String> {
     let mut r = Records::new();
     let vpc_name = |v: VpcId| t.vpc(v).map_or("?", |v| v.name.as_str());
-    let next = t.instances().iter().map(|i| i.eni.0 + 1).max().unwrap_or(1).max(t.next_eni());
+    // A whole world's next ENI id is above every ENI it has (the loader, registrations and
+    // records all raise it): only the members of `vpcs` need a look, not the world's.
+    let members = vpcs.iter().flat_map(|&v| t.vpc_members(v));
+    let next = members.map(|i| i.eni.0 + 1).max().unwrap_or(1).max(t.next_eni());
     r.insert(NEXT_ENI.into(), text(json!(next)));
     for &v in vpcs {
         let vpc = vpc_name(v);

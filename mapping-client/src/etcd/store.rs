@@ -22,6 +22,13 @@ pub const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(120);
 pub const MAX_TXN_OPS: usize = 128;
 /// Bytes of keys and values in one transaction, well under etcd's 1.5 MiB request limit.
 pub const MAX_TXN_BYTES: usize = 1024 * 1024;
+
+/// etcd's backend commit interval (`--backend-batch-interval`, 100 ms by default).
+const BATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The entries etcd 3.4's read buffer starts with (`bucketBufferInitialSize`): a load of
+/// more records may have grown it ([`Store::shrink_read_buffer`]).
+const READ_BUFFER_KEYS: usize = 512;
 /// Keys per page when listing.
 pub const PAGE: i64 = 1000;
 /// The record that marks a load in progress (its value: the loader's token).
@@ -290,7 +297,28 @@ impl Store {
         if !r.succeeded() {
             return Err(format!("conflict: the load in etcd at {} was taken over by another", self.url));
         }
+        if records.len() > READ_BUFFER_KEYS {
+            self.shrink_read_buffer();
+        }
         Ok(r.header().map_or(0, |h| h.revision()))
+    }
+
+    /// Lets etcd 3.4 drop the read buffer a big load grew. etcd keeps the writes of its
+    /// current batch (committed every 100 ms) in a buffer whose array only grows, and copies
+    /// the whole array for every Range and every watch created or cancelled; after a load
+    /// it holds thousands of entries, so every later read (each card's lists, each watch)
+    /// costs a copy of that size. etcd drops a bucket's buffer at a commit whose batch did
+    /// not write that bucket: so, once the load is committed, grant a lease (a batch that
+    /// writes only the lease bucket), wait for its commit, and revoke it. Best effort: a
+    /// writer meanwhile only means the buffer stays as it was (nothing else changes; the
+    /// lease holds no key).
+    pub fn shrink_read_buffer(&self) {
+        let mut c = self.client.clone();
+        std::thread::sleep(BATCH_INTERVAL * 2);
+        if let Ok(lease) = self.block("granting a lease", c.lease_grant(60, None)) {
+            std::thread::sleep(BATCH_INTERVAL * 2);
+            let _ = self.block("revoking a lease", c.lease_revoke(lease.id()));
+        }
     }
 
     /// Applies `command` as one transaction guarded by what it was checked against (see
@@ -358,7 +386,7 @@ impl Store {
 /// record of the VPCs it touches changed since `snap.revision` (what the checks looked at:
 /// addresses, MACs, Elastic IPs of the VPC).
 pub fn guarded_change(prefix: &str, topo: Topology, snap: &Snapshot, command: &Command) -> Result<Txn, String> {
-    let mut service = Service::new(topo);
+    let mut service = Service::without_clients(topo);
     let (puts, deletes) = change_records(&mut service, command)?;
     guarded_txn(prefix, &puts, &deletes, &snap.mod_revisions, snap.revision)
 }

@@ -35,7 +35,7 @@ use super::layout::{self, Records, WORLD};
 use super::store::{self, Listed};
 use crate::client::{Client, Update};
 use crate::service::{Command, InstanceSpec, Service};
-use crate::topology::{CardId, Topology};
+use crate::topology::{CardId, EniId, Topology};
 
 /// A change the watch delivered (key relative to the prefix).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +71,8 @@ pub struct CardWatch {
     held: BTreeSet<String>,
     /// A host's placement index: instance -> VPC.
     index: BTreeMap<String, String>,
+    /// How many instances of the index each VPC has (the VPCs a host holds directly).
+    direct: BTreeMap<String, usize>,
     /// The view may have changed (index, peerings, VPCs held): reconcile has work.
     dirty: bool,
     updates: Vec<Update>,
@@ -100,6 +102,7 @@ impl CardWatch {
             client: None,
             held: BTreeSet::new(),
             index: BTreeMap::new(),
+            direct: BTreeMap::new(),
             dirty: true,
             updates: Vec::new(),
             ever_held: BTreeSet::new(),
@@ -132,19 +135,19 @@ impl CardWatch {
     /// cards, VPCs, subnets, VPNs, DX VIFs, endpoints. Returns the next prefixes to list at
     /// the same revision.
     pub fn begin(&mut self, statics: &[Listed]) -> Result<Vec<String>, Resync> {
-        let records: Records = statics.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
-        if !records.contains_key(WORLD) {
+        if !statics.iter().any(|l| l.key == WORLD) {
             return Err(resync("no world in etcd (vpcemu mapping load)"));
         }
-        let base = static_base(records, &self.dataplane)?;
+        let base = static_base(statics, &self.dataplane)?;
         let card = base
             .card_by_name(&self.name)
             .ok_or_else(|| resync(format!("no host or edge {:?} in the world in etcd", self.name)))?;
         self.card = Some(card);
-        self.service = Some(Service::new(base));
+        self.service = Some(Service::for_card(base, card));
         self.client = None;
         self.held.clear();
         self.index.clear();
+        self.direct.clear();
         self.updates.clear();
         self.dirty = true;
         Ok(match card {
@@ -158,7 +161,7 @@ impl CardWatch {
         if prefix == layout::host_index(&self.name) {
             for l in records {
                 let inst = l.key.strip_prefix(prefix).unwrap_or("").to_string();
-                self.index.insert(inst, json_str(&l.value));
+                self.index_put(inst, json_str(&l.value));
             }
             return Ok(());
         }
@@ -181,8 +184,8 @@ impl CardWatch {
     pub fn missing(&self) -> Vec<String> {
         self.wanted()
             .into_iter()
-            .filter(|v| !self.held.contains(v))
-            .map(|v| layout::vpc_dynamic(&v))
+            .filter(|v| !self.held.contains(*v))
+            .map(layout::vpc_dynamic)
             .collect()
     }
 
@@ -210,18 +213,41 @@ impl CardWatch {
         out
     }
 
+    /// Instance `inst` of the host's index is in `vpc`.
+    fn index_put(&mut self, inst: String, vpc: String) {
+        *self.direct.entry(vpc.clone()).or_default() += 1;
+        if let Some(old) = self.index.insert(inst, vpc) {
+            self.direct_less(&old);
+        }
+    }
+
+    /// Instance `inst` left the host's index.
+    fn index_remove(&mut self, inst: &str) {
+        if let Some(old) = self.index.remove(inst) {
+            self.direct_less(&old);
+        }
+    }
+
+    fn direct_less(&mut self, vpc: &str) {
+        if let Some(n) = self.direct.get_mut(vpc) {
+            *n -= 1;
+            if *n == 0 {
+                self.direct.remove(vpc);
+            }
+        }
+    }
+
     /// The VPCs the card needs now.
-    fn wanted(&self) -> BTreeSet<String> {
+    fn wanted(&self) -> BTreeSet<&str> {
         let (Some(card), Some(t)) = (self.card, self.model()) else {
             return BTreeSet::new();
         };
-        let name = |v| t.vpc(v).map(|v| v.name.clone());
+        let name = |v| t.vpc(v).map(|v| v.name.as_str());
         match card {
             CardId::Edge(e) => t.edge_vpcs(e).filter_map(name).collect(),
             CardId::Host(_) => {
-                let direct: BTreeSet<String> = self.index.values().cloned().collect();
-                let mut out = direct.clone();
-                for d in &direct {
+                let mut out: BTreeSet<&str> = self.direct.keys().map(String::as_str).collect();
+                for d in self.direct.keys() {
                     if let Some(id) = t.vpc_by_name(d) {
                         out.extend(t.peers(id).filter_map(name));
                     }
@@ -238,8 +264,10 @@ impl CardWatch {
             return Ok((Vec::new(), Vec::new()));
         }
         self.dirty = false;
-        let wanted = self.wanted();
-        let surplus: Vec<String> = self.held.iter().filter(|v| !wanted.contains(*v)).cloned().collect();
+        let surplus: Vec<String> = {
+            let wanted = self.wanted();
+            self.held.iter().filter(|v| !wanted.contains(v.as_str())).cloned().collect()
+        };
         let mut cancel = Vec::new();
         for v in surplus {
             self.drop_vpc(&v)?;
@@ -266,10 +294,10 @@ impl CardWatch {
                 let inst = key.strip_prefix(prefix).unwrap_or("").to_string();
                 match e {
                     Event::Put { value, .. } => {
-                        self.index.insert(inst, json_str(value));
+                        self.index_put(inst, json_str(value));
                     }
                     Event::Delete { .. } => {
-                        self.index.remove(&inst);
+                        self.index_remove(&inst);
                     }
                 }
                 continue;
@@ -344,14 +372,22 @@ impl CardWatch {
         self.held.remove(vpc);
         let Some(t) = self.model() else { return Ok(()) };
         let Some(id) = t.vpc_by_name(vpc) else { return Ok(()) };
-        let names: Vec<String> = t.vpc_members(id).map(|i| i.name.clone()).collect();
+        // Out of the card's view (no ENI of it or of a peer on the card): deregistering
+        // its instances gives the card no delta, so they just leave the model.
+        let quiet = self.card.is_some_and(|c| !crate::tables::relevant(t, c, id));
+        let members: Vec<(EniId, String)> = t.vpc_members(id).map(|i| (i.eni, i.name.clone())).collect();
         let peers: Vec<String> = t
             .peers(id)
             .filter_map(|p| t.vpc(p).map(|p| p.name.clone()))
             .filter(|p| !self.held.contains(p))
             .collect();
-        for n in names {
-            self.execute(&Command::Deregister { instance: n })?;
+        for (eni, name) in members {
+            match self.service.as_mut() {
+                Some(s) if quiet => {
+                    s.topology_mut().remove_instance(eni);
+                }
+                _ => self.execute(&Command::Deregister { instance: name })?,
+            }
         }
         for p in peers {
             self.execute(&Command::RemovePeering { a: vpc.to_string(), b: p })?;
@@ -448,20 +484,36 @@ impl CardWatch {
     }
 }
 
+/// Static records as listed: (key, value) in key order.
+type StaticRecords = Vec<(String, String)>;
+
 thread_local! {
     /// The last static world parsed on this thread, by its records: the cards of one
     /// watcher thread list the same static records and share one parse.
-    static BASE: std::cell::RefCell<Option<(Records, String, Topology)>> = const { std::cell::RefCell::new(None) };
+    static BASE: std::cell::RefCell<Option<(StaticRecords, String, Topology)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The model of the static records (no instance yet).
-fn static_base(records: Records, dataplane: &str) -> Result<Topology, Resync> {
-    let hit = BASE.with(|b| b.borrow().as_ref().filter(|(r, d, _)| *r == records && d == dataplane).map(|(_, _, t)| t.clone()));
+fn static_base(statics: &[Listed], dataplane: &str) -> Result<Topology, Resync> {
+    let mut sorted: Vec<&Listed> = statics.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    // A key listed twice keeps its last value, as collecting into a map does.
+    sorted.dedup_by(|later, kept| {
+        let same = later.key == kept.key;
+        if same {
+            *kept = *later;
+        }
+        same
+    });
+    let same = |r: &StaticRecords| r.len() == sorted.len() && r.iter().zip(&sorted).all(|((k, v), l)| *k == l.key && *v == l.value);
+    let hit = BASE.with(|b| b.borrow().as_ref().filter(|(r, d, _)| same(r) && d == dataplane).map(|(_, _, t)| t.clone()));
     if let Some(t) = hit {
         return Ok(t);
     }
+    let records: Records = sorted.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
     let t = layout::world_from_records(&records, dataplane).map_err(Resync)?;
-    BASE.with(|b| *b.borrow_mut() = Some((records, dataplane.to_string(), t.clone())));
+    let kept: StaticRecords = records.into_iter().collect();
+    BASE.with(|b| *b.borrow_mut() = Some((kept, dataplane.to_string(), t.clone())));
     Ok(t)
 }
 
@@ -538,6 +590,13 @@ impl Watcher {
     /// Starts the watcher thread; every card gets its first snapshot as soon as etcd
     /// answers.
     pub fn start(config: WatchConfig, cards: Vec<CardSpec>) -> Result<Watcher, String> {
+        Watcher::start_paced(config, cards, Duration::ZERO, Duration::ZERO)
+    }
+
+    /// As [`Watcher::start`], but the cards start one `pace` apart, in order (the `i`th
+    /// after `first + i * pace`): cards that boot into a running fleet
+    /// (`mapping-convergence`).
+    pub fn start_paced(config: WatchConfig, cards: Vec<CardSpec>, first: Duration, pace: Duration) -> Result<Watcher, String> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -549,7 +608,7 @@ impl Watcher {
                 let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                     return;
                 };
-                rt.block_on(run_all(config, cards, flag));
+                rt.block_on(run_all(config, cards, flag, first, pace));
             })
             .map_err(|e| format!("starting the etcd watcher thread: {e}"))?;
         Ok(Watcher { stop, thread: Some(thread) })
@@ -570,7 +629,7 @@ impl Drop for Watcher {
     }
 }
 
-async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool>) {
+async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool>, first: Duration, pace: Duration) {
     let mut clients: Vec<etcd_client::Client> = Vec::new();
     let wanted = config.connections.max(1);
     // Connect (and keep trying): the tonic channels reconnect by themselves afterwards.
@@ -591,7 +650,8 @@ async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool
         let Some(client) = clients.get(i % clients.len().max(1)).cloned() else { return };
         let config = config.clone();
         let stop = stop.clone();
-        tasks.push(tokio::spawn(run_card(client, config, card, stop)));
+        let start = tokio::time::Instant::now() + first + pace * i as u32;
+        tasks.push(tokio::spawn(run_card(client, config, card, stop, start)));
     }
     for t in tasks {
         let _ = t.await;
@@ -602,7 +662,10 @@ async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool
 /// backoff (the reconnect loop). After a lost connection the session first resumes the
 /// watches from the last revision seen; a compacted revision (or anything else the
 /// watcher cannot trust) makes it list everything again.
-async fn run_card(client: etcd_client::Client, config: WatchConfig, card: CardSpec, stop: Arc<AtomicBool>) {
+async fn run_card(client: etcd_client::Client, config: WatchConfig, card: CardSpec, stop: Arc<AtomicBool>, start: tokio::time::Instant) {
+    while tokio::time::Instant::now() < start && !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep_until(start.min(tokio::time::Instant::now() + Duration::from_millis(50))).await;
+    }
     let mut machine = CardWatch::new(&card.name, &config.dataplane);
     let mut backoff = Duration::from_millis(100);
     let mut synced_once = false;
