@@ -76,7 +76,7 @@ use wire::esp::{
 use wire::ipv4::{self, Protocol};
 use wire::PacketBuf;
 
-use crate::aead::{Aead, KeyError, RingAesGcm, NONCE_LEN, TAG_LEN};
+use crate::aead::{Aead, AeadJob, KeyError, RingAesGcm, NONCE_LEN, TAG_LEN};
 
 /// Bytes [`encrypt`] puts in front of the inner packet: outer IPv4, ESP header, IV.
 pub const HEAD_LEN: usize = ipv4::HEADER_LEN + wesp::HEADER_LEN + GCM_IV_LEN;
@@ -399,6 +399,42 @@ fn nonce(salt: &[u8; 4], iv: &[u8; GCM_IV_LEN]) -> [u8; NONCE_LEN] {
 /// bytes of headroom and the padding, trailer and ICV in tailroom;
 /// [`DropReason::EspSeqExhausted`] when the SA has no sequence number left.
 pub fn encrypt<B: PacketBuf, A: Aead>(buf: &mut B, sa: &OutboundSa<A>) -> Result<(), DropReason> {
+    let plan = encrypt_prepare(buf, sa)?;
+    let job = plan.job(buf.data_mut()).ok_or(DropReason::NoRoom)?;
+    *job.tag = sa.aead.seal(&job.nonce, job.aad, job.data);
+    Ok(())
+}
+
+/// What [`encrypt_prepare`] left to the cipher: the nonce and the length of the bytes to
+/// encrypt (inner packet, padding, trailer), which end [`GCM_ICV_LEN`] bytes before the
+/// end of the buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealPlan {
+    nonce: [u8; NONCE_LEN],
+    plaintext_len: usize,
+}
+
+impl SealPlan {
+    /// The cipher's job in `data`: a buffer's bytes that end with the ESP packet
+    /// [`encrypt_prepare`] made (headers prepended since, e.g. Ethernet, may come before
+    /// it). `None` if `data` is too short to hold it.
+    pub fn job<'a>(&self, data: &'a mut [u8]) -> Option<AeadJob<'a>> {
+        let esp_len = ESP_HEAD_LEN + self.plaintext_len + GCM_ICV_LEN;
+        let start = data.len().checked_sub(esp_len)?;
+        let esp = data.get_mut(start..)?;
+        let (header, rest) = esp.split_at_mut_checked(wesp::HEADER_LEN)?;
+        let (_iv, rest) = rest.split_at_mut_checked(GCM_IV_LEN)?;
+        let (plaintext, icv) = rest.split_at_mut_checked(self.plaintext_len)?;
+        let tag: &mut [u8; TAG_LEN] = icv.try_into().ok()?;
+        Some(AeadJob { nonce: self.nonce, aad: header, data: plaintext, tag, ok: false })
+    }
+}
+
+/// [`encrypt`] up to the cipher: on success `buf` holds the outer IPv4 packet with the
+/// inner packet, padding and trailer still in clear and the ICV unset; sealing the
+/// [`SealPlan::job`] (alone or in a burst, [`Aead::seal_burst`]) finishes it. Same errors,
+/// before the buffer or the SA changes.
+pub fn encrypt_prepare<B: PacketBuf, A: Aead>(buf: &mut B, sa: &OutboundSa<A>) -> Result<SealPlan, DropReason> {
     let inner_len = buf.len();
     let (dscp, df) = {
         let ip = ipv4::Packet::new_checked(buf.data()).map_err(|_| DropReason::Malformed)?;
@@ -445,15 +481,11 @@ pub fn encrypt<B: PacketBuf, A: Aead>(buf: &mut B, sa: &OutboundSa<A>) -> Result
     let data = buf.data_mut();
     let esp = data.get_mut(ipv4::HEADER_LEN..).ok_or(DropReason::NoRoom)?;
     let mut esp = wesp::Packet::new_unchecked(esp);
-    let (header, _iv, plaintext, icv) =
+    let (_header, _iv, plaintext, _icv) =
         esp.split_mut(GCM_IV_LEN, GCM_ICV_LEN).map_err(|_| DropReason::NoRoom)?;
     Trailer::emit(plaintext, inner_len, NEXT_HEADER_IPV4, GCM_ALIGN)
         .map_err(|_| DropReason::NoRoom)?;
-    let tag = sa.aead.seal(&nonce(&sa.salt, &iv), header, plaintext);
-    if icv.len() == TAG_LEN {
-        icv.copy_from_slice(&tag);
-    }
-    Ok(())
+    Ok(SealPlan { nonce: nonce(&sa.salt, &iv), plaintext_len: plaintext.len() })
 }
 
 /// Check, decrypt and unwrap the ESP packet in `buf` (from the SPI to the end of the ICV)
@@ -465,24 +497,71 @@ pub fn decrypt<B: PacketBuf, A: Aead>(
     buf: &mut B,
     sa: &mut InboundSa<A>,
 ) -> Result<(), DropReason> {
+    let plan = decrypt_check(buf.data(), sa)?;
+    let job = plan.job(buf.data_mut()).ok_or(DropReason::Malformed)?;
+    let ok = sa.aead.open(&job.nonce, job.aad, job.data, job.tag);
+    decrypt_finish(buf, sa, plan, ok)
+}
+
+/// What [`decrypt_check`] found: the packet's sequence number and nonce, and the length
+/// of its ciphertext.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenPlan {
+    seq: u32,
+    nonce: [u8; NONCE_LEN],
+    ciphertext_len: usize,
+}
+
+impl OpenPlan {
+    /// The cipher's job in `data`, the ESP packet [`decrypt_check`] passed (from the SPI
+    /// to the end of the ICV). `None` if `data` is not that long.
+    pub fn job<'a>(&self, data: &'a mut [u8]) -> Option<AeadJob<'a>> {
+        let (header, rest) = data.split_at_mut_checked(wesp::HEADER_LEN)?;
+        let (_iv, rest) = rest.split_at_mut_checked(GCM_IV_LEN)?;
+        let (ciphertext, icv) = rest.split_at_mut_checked(self.ciphertext_len)?;
+        let tag: &mut [u8; TAG_LEN] = icv.try_into().ok()?;
+        Some(AeadJob { nonce: self.nonce, aad: header, data: ciphertext, tag, ok: false })
+    }
+}
+
+/// Steps 1 and 2 of [`decrypt`] on the ESP packet `esp`: lengths, SPI, anti-replay check.
+/// Changes nothing.
+pub fn decrypt_check<A: Aead>(esp: &[u8], sa: &InboundSa<A>) -> Result<OpenPlan, DropReason> {
+    let packet = wesp::Packet::new_checked(esp).map_err(|_| DropReason::Malformed)?;
+    let (spi, seq) = (packet.spi(), packet.sequence_number());
+    let layout = packet.layout(GCM_IV_LEN, GCM_ICV_LEN).map_err(|_| DropReason::Malformed)?;
+    let ciphertext_len = layout.ciphertext.len();
+    if spi != sa.spi {
+        return Err(DropReason::UnknownSpi);
+    }
+    sa.replay.check(seq).map_err(|_| DropReason::EspReplay)?;
+    let iv: &[u8; GCM_IV_LEN] = esp
+        .get(wesp::HEADER_LEN..ESP_HEAD_LEN)
+        .and_then(|v| v.try_into().ok())
+        .ok_or(DropReason::Malformed)?;
+    Ok(OpenPlan { seq, nonce: nonce(&sa.salt, iv), ciphertext_len })
+}
+
+/// Steps 3 to 7 of [`decrypt`] once the cipher opened the [`OpenPlan::job`] (`authentic`:
+/// the tag verified): the anti-replay window is checked again (a burst may hold the same
+/// number twice) and updated, then the trailer and inner header are checked and the
+/// buffer cut to the inner packet.
+pub fn decrypt_finish<B: PacketBuf, A: Aead>(
+    buf: &mut B,
+    sa: &mut InboundSa<A>,
+    plan: OpenPlan,
+    authentic: bool,
+) -> Result<(), DropReason> {
+    if !authentic {
+        return Err(DropReason::EspAuthFailed);
+    }
+    sa.replay.check(plan.seq).map_err(|_| DropReason::EspReplay)?;
+    sa.replay.update(plan.seq);
     let (payload_len, total) = {
-        let data = buf.data_mut();
+        let data = buf.data();
         let total = data.len();
-        let mut esp = wesp::Packet::new_checked(data).map_err(|_| DropReason::Malformed)?;
-        let spi = esp.spi();
-        let seq = esp.sequence_number();
-        let (header, iv, ciphertext, icv) =
-            esp.split_mut(GCM_IV_LEN, GCM_ICV_LEN).map_err(|_| DropReason::Malformed)?;
-        if spi != sa.spi {
-            return Err(DropReason::UnknownSpi);
-        }
-        sa.replay.check(seq).map_err(|_| DropReason::EspReplay)?;
-        let iv: &[u8; GCM_IV_LEN] = iv.try_into().map_err(|_| DropReason::Malformed)?;
-        let tag: &[u8; TAG_LEN] = (&*icv).try_into().map_err(|_| DropReason::Malformed)?;
-        if !sa.aead.open(&nonce(&sa.salt, iv), header, ciphertext, tag) {
-            return Err(DropReason::EspAuthFailed);
-        }
-        sa.replay.update(seq);
+        let ciphertext =
+            data.get(ESP_HEAD_LEN..ESP_HEAD_LEN + plan.ciphertext_len).ok_or(DropReason::Malformed)?;
         let trailer = Trailer::parse(ciphertext).map_err(|_| DropReason::Malformed)?;
         if trailer.next_header != NEXT_HEADER_IPV4 {
             return Err(DropReason::Unsupported);

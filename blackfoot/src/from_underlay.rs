@@ -6,6 +6,8 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use arrayvec::ArrayVec;
+
 use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
 use pipeline::frag::{self, fragment_out};
 use pipeline::prefetch::prefetch_ends;
@@ -20,6 +22,7 @@ use crate::common::{
     port_or_drop, push_ethernet, push_outer, push_vlan_ethernet, EdgeOutputs, EncapToHosts,
     HostsCtx, ToHosts, INTERNET_MTU, INTERNET_NEXT_HOP_MAC,
 };
+use crate::aead::{Aead, AeadJob};
 use crate::sa::EdgeSas;
 use crate::{esp, nat};
 
@@ -55,6 +58,8 @@ struct Scratch {
     dx: u64,
     endpoint: u64,
     to: ToHosts,
+    /// esp-encrypt: what each packet left to the cipher's burst call.
+    seal: [esp::SealPlan; MAX_BURST],
 }
 
 impl Scratch {
@@ -65,6 +70,7 @@ impl Scratch {
             inner_len: [0; MAX_BURST], class: [Class::Internet; MAX_BURST],
             keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], locs: [None; MAX_BURST],
             key_of: [0; MAX_BURST], internet: 0, vpn: 0, dx: 0, endpoint: 0, to: ToHosts::new(),
+            seal: [esp::SealPlan::default(); MAX_BURST],
         }
     }
 }
@@ -418,6 +424,10 @@ fn to_internet<B: PacketBuf, X: Extra<B>>(
 /// `esp-encrypt`: the VPN's outbound SA; an inner packet whose tunnel packet would not fit
 /// the internet MTU is fragmented first (each fragment encrypted on its own), or answered
 /// with fragmentation-needed when DF is set; Ethernet to the internet next hop.
+///
+/// A packet that fits gets its headers, trailer and Ethernet first; then the cipher seals
+/// the burst's packets in one call per run of packets of the same SA
+/// ([`Aead::seal_burst`](crate::aead::Aead::seal_burst)). Fragments are sealed one by one.
 fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
     burst: &mut Burst<B>,
     tables: &Tables,
@@ -430,22 +440,91 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
     let Some(out) = port_or_drop(burst, mask, outputs.internet) else { return };
     let mac = card_mac(tables.pa());
     let max_inner = esp::max_inner_for_mtu(INTERNET_MTU);
+    let mut sealing = 0u64;
+    let mut last = None;
     for i in burst.live_indices() {
         if mask & bit(i) == 0 {
             continue;
         }
         let j = slot(i);
         let Class::Vpn(vpn) = s.class[j] else { continue };
-        let Some(sa) = sas.outbound(vpn) else {
-            burst.drop(i, DropReason::UnknownDestination);
-            continue;
+        let sa = match last {
+            Some((v, sa)) if v == vpn => sa,
+            _ => match sas.outbound(vpn) {
+                Some(sa) => {
+                    last = Some((vpn, sa));
+                    sa
+                }
+                None => {
+                    burst.drop(i, DropReason::UnknownDestination);
+                    continue;
+                }
+            },
         };
+        if let Some(p) = burst.get_mut(i).filter(|p| p.len() <= max_inner) {
+            let prepared = esp::encrypt_prepare(p, sa)
+                .and_then(|plan| push_ethernet(p, INTERNET_NEXT_HOP_MAC, mac).map(|()| plan));
+            match prepared {
+                Ok(plan) => {
+                    s.seal[j] = plan;
+                    sealing |= bit(i);
+                }
+                Err(reason) => {
+                    burst.drop(i, reason);
+                }
+            }
+            continue;
+        }
         let seal = |f: &mut B| {
             esp::encrypt(f, sa)?;
             push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac)
         };
         to_internet(burst, i, max_inner, tables, s, Internet { out, extra: &mut *extra }, |_| Ok(()), seal);
     }
+    let sealed = seal_burst(burst, s, sas, sealing);
+    for i in burst.live_indices() {
+        if sealed & bit(i) != 0 {
+            burst.forward(i, out);
+        } else if sealing & bit(i) != 0 {
+            // Not sealed: no SA any more (cannot happen within a burst); never sent in clear.
+            burst.drop(i, DropReason::UnknownDestination);
+        }
+    }
+}
+
+/// Seal the packets of `sealing` (prepared by esp-encrypt, [`Scratch::seal`]): one
+/// [`Aead::seal_burst`](crate::aead::Aead::seal_burst) per run of consecutive packets of
+/// the same VPN. Returns the packets sealed.
+fn seal_burst<B: PacketBuf>(burst: &mut Burst<B>, s: &Scratch, sas: &EdgeSas, sealing: u64) -> u64 {
+    let mut jobs: ArrayVec<AeadJob<'_>, MAX_BURST> = ArrayVec::new();
+    let (mut in_jobs, mut sealed) = (0u64, 0u64);
+    let mut group = None;
+    let mut flush = |group: Option<(VpnId, &esp::OutboundSa<Box<dyn Aead>>)>,
+                     jobs: &mut ArrayVec<AeadJob<'_>, MAX_BURST>,
+                     in_jobs: &mut u64| {
+        if let Some((_, sa)) = group {
+            sa.aead().seal_burst(jobs);
+            sealed |= *in_jobs;
+        }
+        jobs.clear();
+        *in_jobs = 0;
+    };
+    for (i, p) in burst.live_mut() {
+        let j = slot(i);
+        let (true, Class::Vpn(vpn)) = (sealing & bit(i) != 0, s.class[j]) else { continue };
+        if group.is_some_and(|(v, _)| v != vpn) {
+            flush(group.take(), &mut jobs, &mut in_jobs);
+        }
+        if group.is_none() {
+            group = sas.outbound(vpn).map(|sa| (vpn, sa));
+        }
+        if let (Some(_), Some(job)) = (group, s.seal[j].job(p.data_mut())) {
+            jobs.push(job);
+            in_jobs |= bit(i);
+        }
+    }
+    flush(group, &mut jobs, &mut in_jobs);
+    sealed
 }
 
 /// `vlan`: Ethernet to the VIF's router MAC with the VIF's 802.1Q tag, out of the DX side.

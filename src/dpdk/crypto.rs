@@ -17,7 +17,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use blackfoot::aead::{Aead, AeadFactory, KEY_LEN, KeyError, NONCE_LEN, TAG_LEN};
+use blackfoot::aead::{Aead, AeadFactory, AeadJob, KEY_LEN, KeyError, NONCE_LEN, TAG_LEN};
 
 use super::error::{DpdkError, Result, rte_errno, strerror};
 use super::ffi;
@@ -197,7 +197,86 @@ impl DpdkAesGcm {
     }
 }
 
+/// Most operations of one vector call: the shim's `VPCEMU_GCM_MAX_BURST` (its stack arrays;
+/// it refuses a larger `n`, doing nothing).
+const BURST: usize = 64;
+
+impl DpdkAesGcm {
+    /// The jobs of a burst on session `sess`, in vector calls of up to [`BURST`]
+    /// operations (one for a pipeline burst): each job's `ok` says whether its operation
+    /// was done (decrypt: the tag verified). Jobs the session cannot take (an AAD other
+    /// than [`AAD_LEN`], more than 4 GiB) are not ok and not touched.
+    fn process_burst(&self, sess: NonNull<c_void>, jobs: &mut [AeadJob<'_>]) {
+        for chunk in jobs.chunks_mut(BURST) {
+            let mut data = [std::ptr::null_mut::<u8>(); BURST];
+            let mut len = [0u32; BURST];
+            let mut iv = [std::ptr::null::<u8>(); BURST];
+            let mut aad = [std::ptr::null::<u8>(); BURST];
+            let mut tag = [std::ptr::null_mut::<u8>(); BURST];
+            let mut status = [-1i32; BURST];
+            // Which job each operation is.
+            let mut of = [0usize; BURST];
+            let mut n = 0;
+            for (k, job) in chunk.iter_mut().enumerate() {
+                job.ok = false;
+                let Ok(l) = u32::try_from(job.data.len()) else { continue };
+                if job.aad.len() != AAD_LEN || n >= BURST {
+                    continue;
+                }
+                data[n] = job.data.as_mut_ptr();
+                len[n] = l;
+                iv[n] = job.nonce.as_ptr();
+                aad[n] = job.aad.as_ptr();
+                tag[n] = job.tag.as_mut_ptr();
+                of[n] = k;
+                n += 1;
+            }
+            if n == 0 {
+                continue;
+            }
+            // SAFETY: for each of the n operations (n <= BURST, the shim's limit) data[i]
+            // points at len[i] writable bytes, iv[i] at the job's 12-byte nonce, aad[i] at
+            // 8 readable bytes (checked), tag[i] at 16 writable bytes; every one borrowed
+            // from `chunk`'s jobs (disjoint: the jobs hold them as separate `&mut`/`&`)
+            // for the duration of the call, which is synchronous and keeps no pointer.
+            // status has BURST entries; the session belongs to this device.
+            unsafe {
+                ffi::vpcemu_gcm_process_burst(
+                    self.dev.id,
+                    sess.as_ptr(),
+                    n as u32,
+                    data.as_ptr(),
+                    len.as_ptr(),
+                    iv.as_ptr(),
+                    aad.as_ptr(),
+                    tag.as_ptr(),
+                    status.as_mut_ptr(),
+                );
+            }
+            for (&k, &st) in of.iter().zip(status.iter()).take(n) {
+                if let Some(job) = chunk.get_mut(k) {
+                    job.ok = st == 0;
+                }
+            }
+        }
+    }
+}
+
 impl Aead for DpdkAesGcm {
+    /// One vector call for the burst; a job the session refused is zeroed with a zero tag.
+    fn seal_burst(&self, jobs: &mut [AeadJob<'_>]) {
+        self.process_burst(self.enc, jobs);
+        for job in jobs.iter_mut().filter(|j| !j.ok) {
+            job.data.fill(0);
+            *job.tag = [0; TAG_LEN];
+        }
+    }
+
+    /// One vector call for the burst.
+    fn open_burst(&self, jobs: &mut [AeadJob<'_>]) {
+        self.process_burst(self.dec, jobs);
+    }
+
     #[inline]
     fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
         let mut tag = [0; TAG_LEN];

@@ -42,6 +42,14 @@ int vpcemu_gcm_session_free(uint8_t dev_id, void *sess);
 /* 0 when done (decrypt: the tag verified); otherwise the operation's status (nonzero). */
 int vpcemu_gcm_process(uint8_t dev_id, void *sess, uint8_t *data, uint32_t len,
 		       const uint8_t *iv, const uint8_t *aad, uint8_t *tag);
+/* Up to VPCEMU_GCM_MAX_BURST operations on one session in one vector call
+ * (struct rte_crypto_sym_vec): operation i on len[i] bytes at data[i], IV iv[i], AAD aad[i],
+ * tag tag[i]; status[i] is 0 when it was done (decrypt: the tag verified). Returns the
+ * number done, 0 for n over the limit (statuses then all -1). */
+#define VPCEMU_GCM_MAX_BURST 64
+uint32_t vpcemu_gcm_process_burst(uint8_t dev_id, void *sess, uint32_t n, uint8_t *const *data,
+				  const uint32_t *len, const uint8_t *const *iv,
+				  const uint8_t *const *aad, uint8_t *const *tag, int32_t *status);
 
 /* Layout facts checked against Rust's view of struct rte_mbuf in a test. */
 size_t vpcemu_mbuf_off_buf_addr(void);
