@@ -91,15 +91,22 @@ fn aesni_gcm_matches_ring_and_refuses_forgeries() {
         let plains: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, l)| bytes(*l, i as u8)).collect();
         let mut data = plains.clone();
         let mut tags = vec![[0u8; 16]; n];
-        let mut jobs: Vec<AeadJob> = data
-            .iter_mut()
-            .zip(tags.iter_mut())
-            .enumerate()
-            .map(|(i, (d, t))| AeadJob { nonce: nonces[i], aad: &aads[i], data: d, tag: t, ok: false })
-            .collect();
-        dpdk.seal_burst(&mut jobs);
-        let ok: Vec<bool> = jobs.iter().map(|j| j.ok).collect();
-        drop(jobs);
+        // Seal or open every job in one burst call; which were done.
+        let burst = |data: &mut [Vec<u8>], tags: &mut [[u8; 16]], seal: bool| -> Vec<bool> {
+            let mut jobs: Vec<AeadJob> = data
+                .iter_mut()
+                .zip(tags.iter_mut())
+                .enumerate()
+                .map(|(i, (d, t))| AeadJob { nonce: nonces[i], aad: &aads[i], data: d, tag: t, ok: false })
+                .collect();
+            if seal {
+                dpdk.seal_burst(&mut jobs);
+            } else {
+                dpdk.open_burst(&mut jobs);
+            }
+            jobs.iter().map(|j| j.ok).collect()
+        };
+        let ok = burst(&mut data, &mut tags, true);
         for i in 0..n {
             let mut want = plains[i].clone();
             let want_tag = ring.seal(&nonces[i], &aads[i], &mut want);
@@ -116,15 +123,7 @@ fn aesni_gcm_matches_ring_and_refuses_forgeries() {
         if let Some(t) = tags.get_mut(forged) {
             t[0] ^= 1;
         }
-        let mut jobs: Vec<AeadJob> = data
-            .iter_mut()
-            .zip(tags.iter_mut())
-            .enumerate()
-            .map(|(i, (d, t))| AeadJob { nonce: nonces[i], aad: &aads[i], data: d, tag: t, ok: false })
-            .collect();
-        dpdk.open_burst(&mut jobs);
-        let ok: Vec<bool> = jobs.iter().map(|j| j.ok).collect();
-        drop(jobs);
+        let ok = burst(&mut data, &mut tags, false);
         for i in 0..n {
             let expect = i != forged && aads[i].len() == 8;
             assert_eq!(ok[i], expect, "burst of {n}: open of job {i}");
