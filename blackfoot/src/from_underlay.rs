@@ -6,8 +6,6 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use arrayvec::ArrayVec;
-
 use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
 use pipeline::frag::{self, fragment_out};
 use pipeline::prefetch::prefetch_ends;
@@ -19,10 +17,9 @@ use wire::vpc::{card_mac, Encap, UNDERLAY_ROUTER_MAC};
 use wire::{EthernetAddress, PacketBuf};
 
 use crate::common::{
-    port_or_drop, push_ethernet, push_outer, push_vlan_ethernet, EdgeOutputs, EncapToHosts,
+    cipher_runs, port_or_drop, push_ethernet, push_outer, push_vlan_ethernet, EdgeOutputs, EncapToHosts,
     HostsCtx, ToHosts, INTERNET_MTU, INTERNET_NEXT_HOP_MAC,
 };
-use crate::aead::{Aead, AeadJob};
 use crate::sa::EdgeSas;
 use crate::{esp, nat};
 
@@ -427,7 +424,9 @@ fn to_internet<B: PacketBuf, X: Extra<B>>(
 ///
 /// A packet that fits gets its headers, trailer and Ethernet first; then the cipher seals
 /// the burst's packets in one call per run of packets of the same SA
-/// ([`Aead::seal_burst`](crate::aead::Aead::seal_burst)). Fragments are sealed one by one.
+/// ([`Aead::seal_burst`](crate::aead::Aead::seal_burst)); what a call took leaves, sealed
+/// (or, where the cipher refused, zeroed with a zero ICV, as [`esp::encrypt`] leaves it).
+/// Fragments are sealed one by one.
 fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
     burst: &mut Burst<B>,
     tables: &Tables,
@@ -481,7 +480,18 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
         };
         to_internet(burst, i, max_inner, tables, s, Internet { out, extra: &mut *extra }, |_| Ok(()), seal);
     }
-    let sealed = seal_burst(burst, s, sas, sealing);
+    let vpn_of = |i: usize| match s.class[slot(i)] {
+        Class::Vpn(vpn) => Some(vpn),
+        _ => None,
+    };
+    let (sealed, _) = cipher_runs(
+        burst,
+        sealing,
+        vpn_of,
+        |vpn| vpn.and_then(|v| sas.outbound(v)).map(|sa| sa.aead()),
+        |i, data| s.seal[slot(i)].job(data),
+        |c, jobs| c.seal_burst(jobs),
+    );
     for i in burst.live_indices() {
         if sealed & bit(i) != 0 {
             burst.forward(i, out);
@@ -490,41 +500,6 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
             burst.drop(i, DropReason::UnknownDestination);
         }
     }
-}
-
-/// Seal the packets of `sealing` (prepared by esp-encrypt, [`Scratch::seal`]): one
-/// [`Aead::seal_burst`](crate::aead::Aead::seal_burst) per run of consecutive packets of
-/// the same VPN. Returns the packets sealed.
-fn seal_burst<B: PacketBuf>(burst: &mut Burst<B>, s: &Scratch, sas: &EdgeSas, sealing: u64) -> u64 {
-    let mut jobs: ArrayVec<AeadJob<'_>, MAX_BURST> = ArrayVec::new();
-    let (mut in_jobs, mut sealed) = (0u64, 0u64);
-    let mut group = None;
-    let mut flush = |group: Option<(VpnId, &esp::OutboundSa<Box<dyn Aead>>)>,
-                     jobs: &mut ArrayVec<AeadJob<'_>, MAX_BURST>,
-                     in_jobs: &mut u64| {
-        if let Some((_, sa)) = group {
-            sa.aead().seal_burst(jobs);
-            sealed |= *in_jobs;
-        }
-        jobs.clear();
-        *in_jobs = 0;
-    };
-    for (i, p) in burst.live_mut() {
-        let j = slot(i);
-        let (true, Class::Vpn(vpn)) = (sealing & bit(i) != 0, s.class[j]) else { continue };
-        if group.is_some_and(|(v, _)| v != vpn) {
-            flush(group.take(), &mut jobs, &mut in_jobs);
-        }
-        if group.is_none() {
-            group = sas.outbound(vpn).map(|sa| (vpn, sa));
-        }
-        if let (Some(_), Some(job)) = (group, s.seal[j].job(p.data_mut())) {
-            jobs.push(job);
-            in_jobs |= bit(i);
-        }
-    }
-    flush(group, &mut jobs, &mut in_jobs);
-    sealed
 }
 
 /// `vlan`: Ethernet to the VIF's router MAC with the VIF's 802.1Q tag, out of the DX side.
