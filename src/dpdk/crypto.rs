@@ -13,6 +13,8 @@
 //! as the [`Aead`] contract says for inputs the cipher does not take.
 
 use std::ffi::{CString, c_void};
+
+use arrayvec::ArrayVec;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -208,54 +210,42 @@ impl DpdkAesGcm {
     /// than [`AAD_LEN`], more than 4 GiB) are not ok and not touched.
     fn process_burst(&self, sess: NonNull<c_void>, jobs: &mut [AeadJob<'_>]) {
         for chunk in jobs.chunks_mut(BURST) {
-            let mut data = [std::ptr::null_mut::<u8>(); BURST];
-            let mut len = [0u32; BURST];
-            let mut iv = [std::ptr::null::<u8>(); BURST];
-            let mut aad = [std::ptr::null::<u8>(); BURST];
-            let mut tag = [std::ptr::null_mut::<u8>(); BURST];
-            let mut status = [-1i32; BURST];
+            let mut ops: ArrayVec<ffi::vpcemu_gcm_op, BURST> = ArrayVec::new();
             // Which job each operation is.
-            let mut of = [0usize; BURST];
-            let mut n = 0;
+            let mut of = [0u8; BURST];
             for (k, job) in chunk.iter_mut().enumerate() {
                 job.ok = false;
-                let Ok(l) = u32::try_from(job.data.len()) else { continue };
-                if job.aad.len() != AAD_LEN || n >= BURST {
+                let Ok(len) = u32::try_from(job.data.len()) else { continue };
+                if job.aad.len() != AAD_LEN {
                     continue;
                 }
-                data[n] = job.data.as_mut_ptr();
-                len[n] = l;
-                iv[n] = job.nonce.as_ptr();
-                aad[n] = job.aad.as_ptr();
-                tag[n] = job.tag.as_mut_ptr();
-                of[n] = k;
-                n += 1;
+                let op = ffi::vpcemu_gcm_op {
+                    data: job.data.as_mut_ptr(),
+                    iv: job.nonce.as_ptr(),
+                    aad: job.aad.as_ptr(),
+                    tag: job.tag.as_mut_ptr(),
+                    len,
+                    status: -1,
+                };
+                if let (Some(slot), Ok(())) = (of.get_mut(ops.len()), ops.try_push(op)) {
+                    *slot = k as u8;
+                }
             }
-            if n == 0 {
+            if ops.is_empty() {
                 continue;
             }
-            // SAFETY: for each of the n operations (n <= BURST, the shim's limit) data[i]
-            // points at len[i] writable bytes, iv[i] at the job's 12-byte nonce, aad[i] at
-            // 8 readable bytes (checked), tag[i] at 16 writable bytes; every one borrowed
-            // from `chunk`'s jobs (disjoint: the jobs hold them as separate `&mut`/`&`)
-            // for the duration of the call, which is synchronous and keeps no pointer.
-            // status has BURST entries; the session belongs to this device.
+            // SAFETY: ops holds ops.len() <= BURST (the shim's limit) operations, each
+            // pointing at its job's data (len writable bytes), 12-byte nonce, 8-byte AAD
+            // (checked) and 16-byte tag, borrowed from `chunk`'s jobs (disjoint: the jobs
+            // hold them as separate `&mut`/`&`) for the duration of the call, which is
+            // synchronous and keeps no pointer; it writes only the ops' statuses and the
+            // data and tags. The session belongs to this device.
             unsafe {
-                ffi::vpcemu_gcm_process_burst(
-                    self.dev.id,
-                    sess.as_ptr(),
-                    n as u32,
-                    data.as_ptr(),
-                    len.as_ptr(),
-                    iv.as_ptr(),
-                    aad.as_ptr(),
-                    tag.as_ptr(),
-                    status.as_mut_ptr(),
-                );
+                ffi::vpcemu_gcm_process_burst(self.dev.id, sess.as_ptr(), ops.as_mut_ptr(), ops.len() as u32);
             }
-            for (&k, &st) in of.iter().zip(status.iter()).take(n) {
-                if let Some(job) = chunk.get_mut(k) {
-                    job.ok = st == 0;
+            for (op, &k) in ops.iter().zip(of.iter()) {
+                if let Some(job) = chunk.get_mut(usize::from(k)) {
+                    job.ok = op.status == 0;
                 }
             }
         }
