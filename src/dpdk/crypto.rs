@@ -13,11 +13,11 @@
 //! as the [`Aead`] contract says for inputs the cipher does not take.
 
 use std::ffi::{CString, c_void};
-
-use arrayvec::ArrayVec;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use arrayvec::ArrayVec;
 
 use blackfoot::aead::{Aead, AeadFactory, AeadJob, KEY_LEN, KeyError, NONCE_LEN, TAG_LEN};
 
