@@ -197,6 +197,35 @@ impl<A: Aead> OutboundSa<A> {
         let n = self.next_seq.fetch_add(1, Ordering::Relaxed);
         u32::try_from(n).map_err(|_| DropReason::EspSeqExhausted)
     }
+
+    /// Take the next `n` sequence numbers with one atomic add (a burst's packets, which
+    /// then take them from the block in order, [`encrypt_prepare_from`]); past
+    /// `u32::MAX` the block holds fewer, none once the SA is exhausted. Numbers a burst
+    /// does not use are lost (a gap the receiver's window accepts).
+    pub fn take_seqs(&self, n: u32) -> SeqBlock {
+        if self.is_exhausted() || n == 0 {
+            return SeqBlock::default();
+        }
+        let first = self.next_seq.fetch_add(u64::from(n), Ordering::Relaxed);
+        SeqBlock { next: first, end: (first + u64::from(n)).min(u64::from(u32::MAX) + 1) }
+    }
+}
+
+/// Sequence numbers taken at once ([`OutboundSa::take_seqs`]): `next..end`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeqBlock {
+    next: u64,
+    end: u64,
+}
+
+impl SeqBlock {
+    /// The next number of the block; once it is used up, the SA is exhausted.
+    #[inline]
+    fn take(&mut self) -> Result<u32, DropReason> {
+        let n = u32::try_from(self.next).ok().filter(|_| self.next < self.end).ok_or(DropReason::EspSeqExhausted)?;
+        self.next += 1;
+        Ok(n)
+    }
 }
 
 impl OutboundSa<RingAesGcm> {
@@ -464,6 +493,26 @@ impl SealPlan {
 /// [`SealPlan::job`] (alone or in a burst, [`Aead::seal_burst`]) finishes it. Same errors,
 /// before the buffer or the SA changes.
 pub fn encrypt_prepare<B: PacketBuf, A: Aead>(buf: &mut B, sa: &OutboundSa<A>) -> Result<SealPlan, DropReason> {
+    prepare_with(buf, sa, || sa.take_seq())
+}
+
+/// [`encrypt_prepare`] with the sequence number from `seqs`, taken for the burst
+/// ([`OutboundSa::take_seqs`]) instead of one atomic add per packet; a packet refused
+/// before it takes its number leaves it to the next.
+pub fn encrypt_prepare_from<B: PacketBuf, A: Aead>(
+    buf: &mut B,
+    sa: &OutboundSa<A>,
+    seqs: &mut SeqBlock,
+) -> Result<SealPlan, DropReason> {
+    prepare_with(buf, sa, || seqs.take())
+}
+
+#[inline(always)]
+fn prepare_with<B: PacketBuf, A: Aead>(
+    buf: &mut B,
+    sa: &OutboundSa<A>,
+    take_seq: impl FnOnce() -> Result<u32, DropReason>,
+) -> Result<SealPlan, DropReason> {
     let inner_len = buf.len();
     let (dscp, df) = {
         let ip = ipv4::Packet::new_checked(buf.data()).map_err(|_| DropReason::Malformed)?;
@@ -477,7 +526,7 @@ pub fn encrypt_prepare<B: PacketBuf, A: Aead>(buf: &mut B, sa: &OutboundSa<A>) -
     if buf.headroom() < HEAD_LEN || buf.tailroom() < tail_len {
         return Err(DropReason::NoRoom);
     }
-    let seq = sa.take_seq()?;
+    let seq = take_seq()?;
     let iv = u64::from(seq).to_be_bytes();
 
     // Outer IPv4 header, built whole on the stack (the prepended bytes hold garbage).
@@ -597,6 +646,20 @@ pub fn decrypt_finish<B: PacketBuf, A: Aead>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_of_sequence_numbers_is_one_add_and_stops_at_exhaustion() {
+        let sa = OutboundSa::with_ring(&config(), Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(198, 51, 100, 1)).unwrap();
+        let mut b = sa.take_seqs(3);
+        assert_eq!(sa.next_seq(), 4);
+        assert_eq!([b.take(), b.take(), b.take(), b.take()], [Ok(1), Ok(2), Ok(3), Err(DropReason::EspSeqExhausted)]);
+        let sa = sa.with_next_seq(u64::from(u32::MAX) - 1);
+        let mut b = sa.take_seqs(5);
+        assert_eq!([b.take(), b.take(), b.take()], [Ok(u32::MAX - 1), Ok(u32::MAX), Err(DropReason::EspSeqExhausted)]);
+        assert!(sa.is_exhausted());
+        assert_eq!(sa.take_seqs(2), SeqBlock::default());
+        assert_eq!(sa.take_seq(), Err(DropReason::EspSeqExhausted));
+    }
 
     #[test]
     fn the_outer_header_is_what_the_field_setters_make() {

@@ -441,6 +441,7 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
     let max_inner = esp::max_inner_for_mtu(INTERNET_MTU);
     let mut sealing = 0u64;
     let mut last = None;
+    let mut block = seq_block(burst, s, sas, max_inner);
     for i in burst.live_indices() {
         if mask & bit(i) == 0 {
             continue;
@@ -461,8 +462,11 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
             },
         };
         if let Some(p) = burst.get_mut(i).filter(|p| p.len() <= max_inner) {
-            let prepared = esp::encrypt_prepare(p, sa)
-                .and_then(|plan| push_ethernet(p, INTERNET_NEXT_HOP_MAC, mac).map(|()| plan));
+            let plan = match block.as_mut() {
+                Some((v, seqs)) if *v == vpn => esp::encrypt_prepare_from(p, sa, seqs),
+                _ => esp::encrypt_prepare(p, sa),
+            };
+            let prepared = plan.and_then(|plan| push_ethernet(p, INTERNET_NEXT_HOP_MAC, mac).map(|()| plan));
             match prepared {
                 Ok(plan) => {
                     s.seal[j] = plan;
@@ -500,6 +504,31 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
             burst.drop(i, DropReason::UnknownDestination);
         }
     }
+}
+
+/// The sequence numbers of a burst whose VPN packets all go to one SA and all fit the
+/// MTU, taken with one atomic add (a per-packet add waits for the packet stores before it
+/// to drain); `None` otherwise (mixed SAs, or fragments, which take theirs one by one
+/// and keep the numbers in wire order).
+fn seq_block<B: PacketBuf>(
+    burst: &Burst<B>,
+    s: &Scratch,
+    sas: &EdgeSas,
+    max_inner: usize,
+) -> Option<(VpnId, esp::SeqBlock)> {
+    let (mut one, mut n) = (None, 0u32);
+    for (i, p) in burst.iter_live() {
+        if s.vpn & bit(i) == 0 {
+            continue;
+        }
+        let Class::Vpn(vpn) = s.class[slot(i)] else { continue };
+        if one.is_some_and(|o| o != vpn) || p.len() > max_inner {
+            return None;
+        }
+        (one, n) = (Some(vpn), n + 1);
+    }
+    let vpn = one.filter(|_| n > 1)?;
+    sas.outbound(vpn).map(|sa| (vpn, sa.take_seqs(n)))
 }
 
 /// `vlan`: Ethernet to the VIF's router MAC with the VIF's 802.1Q tag, out of the DX side.
