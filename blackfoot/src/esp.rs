@@ -499,6 +499,7 @@ pub fn encrypt_prepare<B: PacketBuf, A: Aead>(buf: &mut B, sa: &OutboundSa<A>) -
 /// [`encrypt_prepare`] with the sequence number from `seqs`, taken for the burst
 /// ([`OutboundSa::take_seqs`]) instead of one atomic add per packet; a packet refused
 /// before it takes its number leaves it to the next.
+#[inline]
 pub fn encrypt_prepare_from<B: PacketBuf, A: Aead>(
     buf: &mut B,
     sa: &OutboundSa<A>,
