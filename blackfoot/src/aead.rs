@@ -4,7 +4,9 @@
 //! encrypt in place and hand back the 16-byte ICV, or check the ICV and decrypt in place.
 //! [`Aead`] is that contract; [`RingAesGcm`] implements it with `ring`
 //! ([`LessSafeKey`] over [`AES_128_GCM`], the `*_separate_tag` calls: no copy, no
-//! allocation). The root crate brings the other one, DPDK's ipsec_mb `crypto_aesni_gcm`
+//! allocation). Their burst form, [`Aead::seal_burst`] and [`Aead::open_burst`] over
+//! [`AeadJob`]s, lets a cipher with a vector interface do a burst's packets in one call
+//! (ring's default goes one by one). The root crate brings the other one, DPDK's ipsec_mb `crypto_aesni_gcm`
 //! through the cryptodev CPU-crypto API (`vpcemu::dpdk::crypto`); an [`AeadFactory`]
 //! picks the implementation for all of an edge's SAs.
 //!

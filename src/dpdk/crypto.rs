@@ -5,7 +5,9 @@
 //! driver and a pool for its sessions; [`CryptoDev::aes_gcm`] makes one encrypt and one
 //! decrypt session for a key. Each call of [`DpdkAesGcm`]'s `seal`/`open` is one
 //! synchronous operation on the calling thread: no queue pair, no crypto op, no mbuf; the
-//! driver keeps its multi-buffer manager per thread, so workers may share a session.
+//! driver keeps its multi-buffer manager per thread, so workers may share a session. Its
+//! `seal_burst`/`open_burst` hand up to 64 operations to one call (the vector form,
+//! `struct rte_crypto_sym_vec`, built by the shim from one array of operations).
 //!
 //! The sessions fix the sizes ESP uses (RFC 4106 without extended sequence numbers):
 //! 12-byte IV (salt || explicit IV), 8-byte AAD (SPI || sequence number), 16-byte tag. Any
