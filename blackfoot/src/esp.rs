@@ -477,14 +477,8 @@ impl SealPlan {
     /// [`encrypt_prepare`] made (headers prepended since, e.g. Ethernet, may come before
     /// it). `None` if `data` is too short to hold it.
     pub fn job<'a>(&self, data: &'a mut [u8]) -> Option<AeadJob<'a>> {
-        let esp_len = ESP_HEAD_LEN + self.plaintext_len + GCM_ICV_LEN;
-        let start = data.len().checked_sub(esp_len)?;
-        let esp = data.get_mut(start..)?;
-        let (header, rest) = esp.split_at_mut_checked(wesp::HEADER_LEN)?;
-        let (_iv, rest) = rest.split_at_mut_checked(GCM_IV_LEN)?;
-        let (plaintext, icv) = rest.split_at_mut_checked(self.plaintext_len)?;
-        let tag: &mut [u8; TAG_LEN] = icv.try_into().ok()?;
-        Some(AeadJob { nonce: self.nonce, aad: header, data: plaintext, tag, ok: false })
+        let start = data.len().checked_sub(ESP_HEAD_LEN + self.plaintext_len + GCM_ICV_LEN)?;
+        job(data.get_mut(start..)?, self.nonce, self.plaintext_len)
     }
 }
 
@@ -581,12 +575,22 @@ impl OpenPlan {
     /// The cipher's job in `data`, the ESP packet [`decrypt_check`] passed (from the SPI
     /// to the end of the ICV). `None` if `data` is not that long.
     pub fn job<'a>(&self, data: &'a mut [u8]) -> Option<AeadJob<'a>> {
-        let (header, rest) = data.split_at_mut_checked(wesp::HEADER_LEN)?;
-        let (_iv, rest) = rest.split_at_mut_checked(GCM_IV_LEN)?;
-        let (ciphertext, icv) = rest.split_at_mut_checked(self.ciphertext_len)?;
-        let tag: &mut [u8; TAG_LEN] = icv.try_into().ok()?;
-        Some(AeadJob { nonce: self.nonce, aad: header, data: ciphertext, tag, ok: false })
+        job(data, self.nonce, self.ciphertext_len)
     }
+}
+
+/// The cipher's job in `esp`, an ESP packet from the SPI to the end of the ICV with
+/// `body_len` bytes to encrypt or decrypt: AAD = SPI || sequence number, the body, the
+/// ICV as the tag. `None` unless `esp` is exactly that long.
+fn job(esp: &mut [u8], nonce: [u8; NONCE_LEN], body_len: usize) -> Option<AeadJob<'_>> {
+    if esp.len() != ESP_HEAD_LEN + body_len + GCM_ICV_LEN {
+        return None;
+    }
+    // In bounds: the length was just checked.
+    let (head, rest) = esp.split_at_mut(ESP_HEAD_LEN);
+    let (data, icv) = rest.split_at_mut(body_len);
+    let tag: &mut [u8; TAG_LEN] = icv.try_into().ok()?;
+    Some(AeadJob { nonce, aad: head.get(..wesp::HEADER_LEN)?, data, tag, ok: false })
 }
 
 /// Steps 1 and 2 of [`decrypt`] on the ESP packet `esp`: lengths, SPI, anti-replay check.

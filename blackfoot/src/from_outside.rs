@@ -323,7 +323,7 @@ fn esp_decrypt<B: PacketBuf>(
         }
         let j = slot(i);
         let (spi, (outer_src, outer_dst)) = (s.spi[j], s.outer[j]);
-        if last.as_ref().is_none_or(|(k, _, _)| *k != spi) {
+        if last.as_ref().map_or(true, |(k, _, _)| *k != spi) {
             last = Some((spi, tables.sa_by_spi(spi), sas.get_mut(spi)));
         }
         let (Some(vpn), Some(sa), Some(p)) = (
