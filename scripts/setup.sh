@@ -37,6 +37,22 @@ if ((${#missing[@]})); then
   echo "setup.sh: installed ${missing[*]}"
 fi
 
+# Optional: Open vSwitch with DPDK, the peer that `vpcemu-bench ovs-geneve-egress` (run only
+# when named) measures. Installed where the package exists; without it setup still succeeds.
+# We run our own ovs-vswitchd, never the system's service: stopped right after a fresh install.
+OVS_PKG=openvswitch-switch-dpdk
+if ! dpkg-query -W -f='${Status}' "$OVS_PKG" 2>/dev/null | grep -q "install ok installed"; then
+  if [[ $(id -u) -eq 0 ]] && apt-cache show "$OVS_PKG" >/dev/null 2>&1 \
+     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$OVS_PKG" >/dev/null 2>&1; then
+    echo "setup.sh: installed $OVS_PKG"
+    if command -v systemctl >/dev/null && systemctl is-active -q openvswitch-switch 2>/dev/null; then
+      systemctl stop openvswitch-switch || true
+    fi
+  else
+    echo "setup.sh: note: $OVS_PKG not installed (only vpcemu-bench ovs-geneve-egress needs it)" >&2
+  fi
+fi
+
 if ! pkg-config --atleast-version=22.11 libdpdk; then
   echo "setup.sh: libdpdk >= 22.11 not found by pkg-config after install" >&2
   exit 1

@@ -2,7 +2,7 @@
 //! against ring's AES-GCM, in one process (the EAL starts once per process, so this file
 //! holds a single test).
 
-use blackfoot::aead::{Aead, RingAesGcm};
+use blackfoot::aead::{Aead, AeadJob, RingAesGcm};
 use vpcemu::dpdk::{CryptoDev, EalBuilder, Hugepages};
 
 fn bytes(len: usize, seed: u8) -> Vec<u8> {
@@ -81,6 +81,57 @@ fn aesni_gcm_matches_ring_and_refuses_forgeries() {
     assert_eq!(dpdk.seal(&nonce, &aad[..7], &mut d), [0; 16]);
     assert!(d.iter().all(|b| *b == 0));
     assert!(!dpdk.open(&nonce, &aad[..7], &mut sealed.clone(), &tag));
+
+    // The burst form (one vector call): the same bytes as ring one by one, over a burst of
+    // 64 of mixed lengths, and more than a vector call takes (split into calls of 64).
+    for n in [1usize, 5, 64, 100] {
+        let lens: Vec<usize> = (0..n).map(|i| [36, 64, 1400, 0, 9001, 517][i % 6] + i).collect();
+        let nonces: Vec<[u8; 12]> = (0..n).map(|i| bytes(12, i as u8).try_into().unwrap()).collect();
+        let aads: Vec<Vec<u8>> = (0..n).map(|i| bytes(if i == 3 { 7 } else { 8 }, i as u8)).collect();
+        let plains: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, l)| bytes(*l, i as u8)).collect();
+        let mut data = plains.clone();
+        let mut tags = vec![[0u8; 16]; n];
+        // Seal or open every job in one burst call; which were done.
+        let burst = |data: &mut [Vec<u8>], tags: &mut [[u8; 16]], seal: bool| -> Vec<bool> {
+            let mut jobs: Vec<AeadJob> = data
+                .iter_mut()
+                .zip(tags.iter_mut())
+                .enumerate()
+                .map(|(i, (d, t))| AeadJob { nonce: nonces[i], aad: &aads[i], data: d, tag: t, ok: false })
+                .collect();
+            if seal {
+                dpdk.seal_burst(&mut jobs);
+            } else {
+                dpdk.open_burst(&mut jobs);
+            }
+            jobs.iter().map(|j| j.ok).collect()
+        };
+        let ok = burst(&mut data, &mut tags, true);
+        for i in 0..n {
+            let mut want = plains[i].clone();
+            let want_tag = ring.seal(&nonces[i], &aads[i], &mut want);
+            if aads[i].len() == 8 {
+                assert!(ok[i], "burst of {n}: job {i} sealed");
+                assert_eq!((&data[i], tags[i]), (&want, want_tag), "burst of {n}: job {i}");
+            } else {
+                // Refused like seal: zeroed, zero tag.
+                assert!(!ok[i] && data[i].iter().all(|b| *b == 0) && tags[i] == [0; 16], "job {i}");
+            }
+        }
+        // Open the burst back, one job forged: only that one fails.
+        let forged = n / 2;
+        if let Some(t) = tags.get_mut(forged) {
+            t[0] ^= 1;
+        }
+        let ok = burst(&mut data, &mut tags, false);
+        for i in 0..n {
+            let expect = i != forged && aads[i].len() == 8;
+            assert_eq!(ok[i], expect, "burst of {n}: open of job {i}");
+            if expect {
+                assert_eq!(data[i], plains[i], "burst of {n}: job {i} decrypted");
+            }
+        }
+    }
 
     // Sessions are shared by threads (the edge's workers share outbound SAs).
     std::thread::scope(|s| {

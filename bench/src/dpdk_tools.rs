@@ -103,9 +103,15 @@ pub fn testpmd_io_cpu(rx_vdev: &str, tx_vdev: &str, window: Duration, held: usiz
 /// DPDK releases): its schedstat from `/proc`, nanoseconds it ran and nanoseconds it
 /// waited for a CPU.
 pub fn worker_schedstat(pid: u32) -> Option<(u64, u64)> {
+    thread_schedstat(pid, &["rte-worker", "lcore-worker"])
+}
+
+/// The schedstat of process `pid`'s first thread whose name starts with one of
+/// `prefixes`: nanoseconds it ran and nanoseconds it waited for a CPU.
+pub fn thread_schedstat(pid: u32, prefixes: &[&str]) -> Option<(u64, u64)> {
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.starts_with("rte-worker") || comm.starts_with("lcore-worker") {
+        if prefixes.iter().any(|p| comm.starts_with(p)) {
             let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
             let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
             return Some((f.next()??, f.next()??));

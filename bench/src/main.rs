@@ -8,6 +8,7 @@ mod blackfoot;
 mod convergence;
 mod dpdk_tools;
 mod nitro;
+mod ovs;
 mod passthrough;
 mod plot;
 mod report;
@@ -27,7 +28,7 @@ fn scenarios() -> Vec<&'static str> {
     own.into_iter()
         .chain(blackfoot::NAMES.iter().copied())
         .chain(scale::NAMES.iter().copied())
-        .chain(["mapping-convergence"])
+        .chain(["mapping-convergence", ovs::NAME])
         .collect()
 }
 
@@ -38,7 +39,8 @@ struct Args {
     /// Scenarios to run (default: all). Known: passthrough, nitro-egress, nitro-ingress, tables-lookup,
     /// tables-update, blackfoot-nat, blackfoot-vlan, blackfoot-endpoint, blackfoot-esp-64,
     /// blackfoot-esp-512, blackfoot-esp-1400, blackfoot-esp-imix, scale (or one of its parts:
-    /// scale-nitro, scale-blackfoot, scale-fabric), mapping-convergence (only when named).
+    /// scale-nitro, scale-blackfoot, scale-fabric), mapping-convergence and ovs-geneve-egress (only
+    /// when named; the latter needs Open vSwitch with DPDK and root).
     scenarios: Vec<String>,
     /// Write the JSON report to PATH ("-" for stdout).
     #[arg(long, value_name = "PATH")]
@@ -117,10 +119,11 @@ fn run(args: &Args) -> Result<(), String> {
     }
     // By default every scenario once: `scale` without its parts run again on their own.
     let names: Vec<String> = if args.scenarios.is_empty() {
-        // mapping-convergence (etcd, minutes at its default sizes) runs when named.
+        // mapping-convergence (etcd, minutes at its default sizes) and ovs-geneve-egress
+        // (Open vSwitch, not part of what vpcemu's setup requires) run when named.
         scenarios()
             .into_iter()
-            .filter(|s| !s.starts_with("scale-") && *s != "mapping-convergence")
+            .filter(|s| !s.starts_with("scale-") && *s != "mapping-convergence" && *s != ovs::NAME)
             .map(|s| s.to_string())
             .collect()
     } else {
@@ -158,6 +161,7 @@ fn run(args: &Args) -> Result<(), String> {
                 &setup(),
                 n,
             )?),
+            ovs::NAME => report.scenarios.extend(ovs::run(&nitro::Setup { run: setup(), mappings: args.mappings })?),
             "mapping-convergence" => {
                 let setup = convergence::Setup::new(args.hosts, args.instances, args.changes, args.rate, args.proxy, args.start_rate, args.watch_threads);
                 report.scenarios.push(Row::from_value(convergence::run(&setup)?));
@@ -167,6 +171,7 @@ fn run(args: &Args) -> Result<(), String> {
             _ => return Err(format!("unknown scenario {n:?}")),
         }
     }
+    ovs::compare(&mut report.scenarios);
     print!("{}", report.table());
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n";

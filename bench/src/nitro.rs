@@ -51,7 +51,7 @@ fn world(s: &Setup, ports: &str) -> Result<PathBuf, String> {
     let base = s.run.work.join(format!("nitro-world-{}.toml", s.mappings));
     if !base.exists() {
         let mut t = String::with_capacity(s.mappings as usize * 96);
-        t.push_str("[[host]]\nname = \"host-a\"\npa = \"198.18.0.1\"\n\n");
+        let _ = write!(t, "[[host]]\nname = \"host-a\"\npa = \"{LOCAL_PA}\"\n\n");
         for h in 0..REMOTE_HOSTS {
             let _ = write!(t, "[[host]]\nname = \"remote-{h}\"\npa = \"{}\"\n\n", host_pa(h));
         }
@@ -83,6 +83,33 @@ fn active(mappings: u32) -> impl Iterator<Item = (u32, u32)> {
     (0..n).map(move |j| (j, (u64::from(j) * u64::from(mappings - 1) / u64::from(n)) as u32))
 }
 
+/// Where the egress frames go, in the pcap's order: each frame's destination address,
+/// the VNI of its VPC and the PA of its host (what the card's encap writes).
+pub fn egress_destinations(mappings: u32) -> Vec<(Ipv4Addr, u32, Ipv4Addr)> {
+    active(mappings)
+        .map(|(_, i)| {
+            let (dst, v, h) = instance(i);
+            (dst, 101 + v, host_pa(h))
+        })
+        .collect()
+}
+
+/// The local instance: its address, MAC and VNI (the source-VPC option of its Geneve).
+pub const LOCAL_IP: Ipv4Addr = SRC;
+pub const LOCAL_MAC: [u8; 6] = [0x02, 0x00, 10, 0, 0, 10];
+pub const LOCAL_VNI: u32 = 101;
+/// host-a's PA, the outer source of what its card sends.
+pub const LOCAL_PA: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+
+/// Write the egress frames (the `nitro-egress` scenario's traffic) as a pcap in `work`;
+/// returns its path and the number of frames.
+pub fn egress_pcap(work: &Path, mappings: u32) -> Result<(PathBuf, usize), String> {
+    let pcap = work.join(format!("nitro-egress-{mappings}.pcap"));
+    let frames = egress_frames(mappings);
+    traffic::write_pcap(&pcap, &frames).map_err(|e| format!("writing {}: {e}", pcap.display()))?;
+    Ok((pcap, frames.len()))
+}
+
 /// 64-byte frames from the local instance to `ACTIVE` distinct destinations.
 fn egress_frames(mappings: u32) -> Vec<Vec<u8>> {
     active(mappings)
@@ -90,7 +117,7 @@ fn egress_frames(mappings: u32) -> Vec<Vec<u8>> {
             let (dst, _, _) = instance(i);
             let mut f = traffic::udp64(j);
             f[0..6].copy_from_slice(&[0x02, 0, 0, 0xff, 0, 0]);
-            f[6..12].copy_from_slice(&[0x02, 0x00, 10, 0, 0, 10]);
+            f[6..12].copy_from_slice(&LOCAL_MAC);
             f[26..30].copy_from_slice(&SRC.octets());
             f[30..34].copy_from_slice(&dst.octets());
             traffic::fix_ipv4_checksum(&mut f[14..34]);
@@ -112,7 +139,7 @@ fn ingress_frames(mappings: u32) -> Vec<Vec<u8>> {
                 src_mac: EthernetAddress([0x02, 0, 198, 19, 0, h as u8]),
                 dst_mac: EthernetAddress([0x02, 0, 198, 18, 0, 1]),
                 src_pa: host_pa(h),
-                dst_pa: Ipv4Addr::new(198, 18, 0, 1),
+                dst_pa: LOCAL_PA,
                 vni: 101,
                 source_vpc: 101 + v,
             };
@@ -153,9 +180,14 @@ fn run_once(s: &Setup, topo: &Path, out_port: &str, timing: bool) -> Result<Meas
 /// Run one direction; returns the rows (timing on, timing off).
 pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
     let name = if ingress { "nitro-ingress" } else { "nitro-egress" };
-    let pcap = s.run.work.join(format!("{name}-{}.pcap", s.mappings));
-    let frames = if ingress { ingress_frames(s.mappings) } else { egress_frames(s.mappings) };
-    traffic::write_pcap(&pcap, &frames).map_err(|e| e.to_string())?;
+    let (pcap, held) = if ingress {
+        let pcap = s.run.work.join(format!("{name}-{}.pcap", s.mappings));
+        let frames = ingress_frames(s.mappings);
+        traffic::write_pcap(&pcap, &frames).map_err(|e| e.to_string())?;
+        (pcap, frames.len())
+    } else {
+        egress_pcap(s.run.work, s.mappings)?
+    };
     let rx = format!("net_pcap0,rx_pcap={},infinite_rx=1", pcap.display());
     let tx = "net_null0,no-rx=1".to_string();
     let (in_attach, out_attach, out_name) = if ingress {
@@ -179,7 +211,7 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
         let m = run_once(s, &topo, out_name, false)?;
         off.push(m.pps);
         off_cpu.push(m.pps / m.cpu_share);
-        let (pps, share) = testpmd_io_cpu(&rx, &tx, Duration::from_secs_f64(s.run.seconds), frames.len())?;
+        let (pps, share) = testpmd_io_cpu(&rx, &tx, Duration::from_secs_f64(s.run.seconds), held)?;
         base.push(pps);
         base_cpu.push(pps / share);
     }

@@ -4,7 +4,9 @@
 //! encrypt in place and hand back the 16-byte ICV, or check the ICV and decrypt in place.
 //! [`Aead`] is that contract; [`RingAesGcm`] implements it with `ring`
 //! ([`LessSafeKey`] over [`AES_128_GCM`], the `*_separate_tag` calls: no copy, no
-//! allocation). The root crate brings the other one, DPDK's ipsec_mb `crypto_aesni_gcm`
+//! allocation). Their burst form, [`Aead::seal_burst`] and [`Aead::open_burst`] over
+//! [`AeadJob`]s, lets a cipher with a vector interface do a burst's packets in one call
+//! (ring's default goes one by one). The root crate brings the other one, DPDK's ipsec_mb `crypto_aesni_gcm`
 //! through the cryptodev CPU-crypto API (`vpcemu::dpdk::crypto`); an [`AeadFactory`]
 //! picks the implementation for all of an edge's SAs.
 //!
@@ -50,9 +52,50 @@ pub trait Aead: Send + Sync {
         tag: &[u8; TAG_LEN],
     ) -> bool;
 
+    /// Seal every job of a burst, as [`seal`](Self::seal) would one by one: each job's
+    /// `data` is encrypted in place and its `tag` written (all zero, with `data` zeroed,
+    /// where the cipher refuses the input); `ok` says whether it was sealed. A cipher with
+    /// a burst interface (DPDK's vector CPU-crypto call) does the whole burst in one call;
+    /// the default loops over [`seal`](Self::seal).
+    fn seal_burst(&self, jobs: &mut [AeadJob<'_>]) {
+        for job in jobs.iter_mut() {
+            *job.tag = self.seal(&job.nonce, job.aad, job.data);
+            job.ok = *job.tag != [0; TAG_LEN];
+        }
+    }
+
+    /// Verify and decrypt every job of a burst, as [`open`](Self::open) would one by one
+    /// with `tag` as the received tag: `ok` is true where the tag verified (`data` then
+    /// holds the plaintext). `tag` may be overwritten.
+    fn open_burst(&self, jobs: &mut [AeadJob<'_>]) {
+        for job in jobs.iter_mut() {
+            job.ok = self.open(&job.nonce, job.aad, job.data, job.tag);
+        }
+    }
+
     /// A short stable name for logs and statistics.
     fn name(&self) -> &'static str;
 }
+
+/// One operation of a burst ([`Aead::seal_burst`], [`Aead::open_burst`]): the nonce, the
+/// additional authenticated data, the bytes to encrypt or decrypt in place and the tag
+/// (written by a seal, read by an open), all in the packet.
+#[derive(Debug)]
+pub struct AeadJob<'a> {
+    /// The 12-byte nonce (unique per seal under the key).
+    pub nonce: [u8; NONCE_LEN],
+    /// Authenticated, not encrypted.
+    pub aad: &'a [u8],
+    /// Encrypted or decrypted in place.
+    pub data: &'a mut [u8],
+    /// Written by a seal; the received tag for an open.
+    pub tag: &'a mut [u8; TAG_LEN],
+    /// Set by the burst call: sealed, or the tag verified.
+    pub ok: bool,
+}
+
+/// The most operations one burst call takes (a pipeline burst).
+pub const MAX_BURST_JOBS: usize = pipeline::MAX_BURST;
 
 /// `ring` refused the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,6 +177,16 @@ impl<A: Aead + ?Sized> Aead for Box<A> {
     #[inline]
     fn open(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], data: &mut [u8], tag: &[u8; TAG_LEN]) -> bool {
         (**self).open(nonce, aad, data, tag)
+    }
+
+    #[inline]
+    fn seal_burst(&self, jobs: &mut [AeadJob<'_>]) {
+        (**self).seal_burst(jobs)
+    }
+
+    #[inline]
+    fn open_burst(&self, jobs: &mut [AeadJob<'_>]) {
+        (**self).open_burst(jobs)
     }
 
     fn name(&self) -> &'static str {

@@ -5,10 +5,14 @@
 
 use std::net::Ipv4Addr;
 
+use arrayvec::ArrayVec;
+
 use mapping_client::{Location, Tables};
 use pipeline::{bit, slot, Burst, DropReason, Output, Stage, Verdict, MAX_BURST};
 use wire::vpc::{self, card_mac, Encap, UNDERLAY_ROUTER_MAC, VPC_MTU};
 use wire::{EthernetAddress, PacketBuf};
+
+use crate::aead::{Aead, AeadJob};
 
 /// `edge_stage!(Name: Id, [drops], Ctx [generics], |cx| takes, |burst, cx| run)`: a stage
 /// of an edge pipeline: the struct, its [`StageInfo`](pipeline::StageInfo) and its
@@ -247,4 +251,63 @@ pub(crate) fn port_or_drop<B: PacketBuf>(burst: &mut Burst<B>, mask: u64, port: 
         }
     }
     port
+}
+
+/// A cipher's burst call over the live packets of `mask`, in slot order: `key` names each
+/// packet's SA, `cipher` finds that SA's cipher, `job` cuts the packet's cipher job out of
+/// its bytes, and `run` (a [`Aead::seal_burst`] or [`Aead::open_burst`]) does one call per
+/// run of consecutive packets of the same SA. Returns the packets a call took and those
+/// whose job came back `ok`; a packet whose SA has no cipher or whose job could not be cut
+/// is in neither.
+pub(crate) fn cipher_runs<'b, 'c, B, K, C>(
+    burst: &'b mut Burst<B>,
+    mask: u64,
+    key: impl Fn(usize) -> K,
+    cipher: impl Fn(K) -> Option<&'c C>,
+    job: impl Fn(usize, &'b mut [u8]) -> Option<AeadJob<'b>>,
+    run: impl Fn(&C, &mut [AeadJob<'b>]),
+) -> (u64, u64)
+where
+    B: PacketBuf,
+    K: PartialEq + Copy,
+    C: Aead + 'c,
+{
+    let mut jobs: ArrayVec<AeadJob<'b>, MAX_BURST> = ArrayVec::new();
+    // The slots of `jobs`, whose bits ascend as the jobs do.
+    let (mut in_jobs, mut done, mut ok) = (0u64, 0u64, 0u64);
+    let mut group: Option<(K, &'c C)> = None;
+    let mut flush = |group: Option<(K, &'c C)>, jobs: &mut ArrayVec<AeadJob<'b>, MAX_BURST>, in_jobs: &mut u64| {
+        if let Some((_, c)) = group {
+            run(c, jobs);
+            done |= *in_jobs;
+            let mut slots = *in_jobs;
+            for j in jobs.iter() {
+                let i = slots.trailing_zeros() as usize;
+                slots &= slots.wrapping_sub(1);
+                if j.ok {
+                    ok |= bit(i);
+                }
+            }
+        }
+        jobs.clear();
+        *in_jobs = 0;
+    };
+    for (i, p) in burst.live_mut() {
+        if mask & bit(i) == 0 {
+            continue;
+        }
+        let k = key(i);
+        if group.is_some_and(|(g, _)| g != k) {
+            flush(group.take(), &mut jobs, &mut in_jobs);
+        }
+        if group.is_none() {
+            group = cipher(k).map(|c| (k, c));
+        }
+        if let (Some(_), Some(j)) = (group, job(i, p.data_mut())) {
+            jobs.push(j);
+            in_jobs |= bit(i);
+        }
+    }
+    flush(group, &mut jobs, &mut in_jobs);
+    (done, ok)
 }

@@ -76,7 +76,7 @@ use wire::esp::{
 use wire::ipv4::{self, Protocol};
 use wire::PacketBuf;
 
-use crate::aead::{Aead, KeyError, RingAesGcm, NONCE_LEN, TAG_LEN};
+use crate::aead::{Aead, AeadJob, KeyError, RingAesGcm, NONCE_LEN, TAG_LEN};
 
 /// Bytes [`encrypt`] puts in front of the inner packet: outer IPv4, ESP header, IV.
 pub const HEAD_LEN: usize = ipv4::HEADER_LEN + wesp::HEADER_LEN + GCM_IV_LEN;
@@ -196,6 +196,35 @@ impl<A: Aead> OutboundSa<A> {
         }
         let n = self.next_seq.fetch_add(1, Ordering::Relaxed);
         u32::try_from(n).map_err(|_| DropReason::EspSeqExhausted)
+    }
+
+    /// Take the next `n` sequence numbers with one atomic add (a burst's packets, which
+    /// then take them from the block in order, [`encrypt_prepare_from`]); past
+    /// `u32::MAX` the block holds fewer, none once the SA is exhausted. Numbers a burst
+    /// does not use are lost (a gap the receiver's window accepts).
+    pub fn take_seqs(&self, n: u32) -> SeqBlock {
+        if self.is_exhausted() || n == 0 {
+            return SeqBlock::default();
+        }
+        let first = self.next_seq.fetch_add(u64::from(n), Ordering::Relaxed);
+        SeqBlock { next: first, end: (first + u64::from(n)).min(u64::from(u32::MAX) + 1) }
+    }
+}
+
+/// Sequence numbers taken at once ([`OutboundSa::take_seqs`]): `next..end`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeqBlock {
+    next: u64,
+    end: u64,
+}
+
+impl SeqBlock {
+    /// The next number of the block; once it is used up, the SA is exhausted.
+    #[inline]
+    fn take(&mut self) -> Result<u32, DropReason> {
+        let n = u32::try_from(self.next).ok().filter(|_| self.next < self.end).ok_or(DropReason::EspSeqExhausted)?;
+        self.next += 1;
+        Ok(n)
     }
 }
 
@@ -380,6 +409,35 @@ impl ReplayWindow {
     }
 }
 
+/// The outer IPv4 header of the module docs: version 4, IHL 5, `dscp` with ECN 0,
+/// `total_len`, `ident`, DF as `df`, TTL [`OUTER_TTL`], ESP, `src` to `dst`, and its
+/// checksum summed from those fields (straight-line: no pass over the bytes).
+#[inline(always)]
+fn outer_header(dscp: u8, df: bool, total_len: u16, ident: u16, src: Ipv4Addr, dst: Ipv4Addr) -> [u8; ipv4::HEADER_LEN] {
+    let ver_tos = 0x4500u16 | u16::from(dscp & 0x3f) << 2;
+    let flags: u16 = if df { 0x4000 } else { 0 };
+    let ttl_proto = u16::from(OUTER_TTL) << 8 | u16::from(Protocol::ESP.0);
+    let (s, d) = (u32::from(src), u32::from(dst));
+    let mut sum = [ver_tos, total_len, ident, flags, ttl_proto].iter().map(|w| u32::from(*w)).sum::<u32>()
+        + (s >> 16)
+        + (s & 0xffff)
+        + (d >> 16)
+        + (d & 0xffff);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    let checksum = !(sum as u16);
+    let mut h = [0u8; ipv4::HEADER_LEN];
+    h[0..2].copy_from_slice(&ver_tos.to_be_bytes());
+    h[2..4].copy_from_slice(&total_len.to_be_bytes());
+    h[4..6].copy_from_slice(&ident.to_be_bytes());
+    h[6..8].copy_from_slice(&flags.to_be_bytes());
+    h[8..10].copy_from_slice(&ttl_proto.to_be_bytes());
+    h[10..12].copy_from_slice(&checksum.to_be_bytes());
+    h[12..16].copy_from_slice(&s.to_be_bytes());
+    h[16..20].copy_from_slice(&d.to_be_bytes());
+    h
+}
+
 #[inline]
 fn nonce(salt: &[u8; 4], iv: &[u8; GCM_IV_LEN]) -> [u8; NONCE_LEN] {
     let mut n = [0u8; NONCE_LEN];
@@ -399,6 +457,57 @@ fn nonce(salt: &[u8; 4], iv: &[u8; GCM_IV_LEN]) -> [u8; NONCE_LEN] {
 /// bytes of headroom and the padding, trailer and ICV in tailroom;
 /// [`DropReason::EspSeqExhausted`] when the SA has no sequence number left.
 pub fn encrypt<B: PacketBuf, A: Aead>(buf: &mut B, sa: &OutboundSa<A>) -> Result<(), DropReason> {
+    let plan = encrypt_prepare(buf, sa)?;
+    let job = plan.job(buf.data_mut()).ok_or(DropReason::NoRoom)?;
+    *job.tag = sa.aead.seal(&job.nonce, job.aad, job.data);
+    Ok(())
+}
+
+/// What [`encrypt_prepare`] left to the cipher: the nonce and the length of the bytes to
+/// encrypt (inner packet, padding, trailer), which end [`GCM_ICV_LEN`] bytes before the
+/// end of the buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealPlan {
+    nonce: [u8; NONCE_LEN],
+    plaintext_len: usize,
+}
+
+impl SealPlan {
+    /// The cipher's job in `data`: a buffer's bytes that end with the ESP packet
+    /// [`encrypt_prepare`] made (headers prepended since, e.g. Ethernet, may come before
+    /// it). `None` if `data` is too short to hold it.
+    pub fn job<'a>(&self, data: &'a mut [u8]) -> Option<AeadJob<'a>> {
+        let start = data.len().checked_sub(ESP_HEAD_LEN + self.plaintext_len + GCM_ICV_LEN)?;
+        job(data.get_mut(start..)?, self.nonce, self.plaintext_len)
+    }
+}
+
+/// [`encrypt`] up to the cipher: on success `buf` holds the outer IPv4 packet with the
+/// inner packet, padding and trailer still in clear and the ICV unset; sealing the
+/// [`SealPlan::job`] (alone or in a burst, [`Aead::seal_burst`]) finishes it. Same errors,
+/// before the buffer or the SA changes.
+pub fn encrypt_prepare<B: PacketBuf, A: Aead>(buf: &mut B, sa: &OutboundSa<A>) -> Result<SealPlan, DropReason> {
+    prepare_with(buf, sa, || sa.take_seq())
+}
+
+/// [`encrypt_prepare`] with the sequence number from `seqs`, taken for the burst
+/// ([`OutboundSa::take_seqs`]) instead of one atomic add per packet; a packet refused
+/// before it takes its number leaves it to the next.
+#[inline]
+pub fn encrypt_prepare_from<B: PacketBuf, A: Aead>(
+    buf: &mut B,
+    sa: &OutboundSa<A>,
+    seqs: &mut SeqBlock,
+) -> Result<SealPlan, DropReason> {
+    prepare_with(buf, sa, || seqs.take())
+}
+
+#[inline(always)]
+fn prepare_with<B: PacketBuf, A: Aead>(
+    buf: &mut B,
+    sa: &OutboundSa<A>,
+    take_seq: impl FnOnce() -> Result<u32, DropReason>,
+) -> Result<SealPlan, DropReason> {
     let inner_len = buf.len();
     let (dscp, df) = {
         let ip = ipv4::Packet::new_checked(buf.data()).map_err(|_| DropReason::Malformed)?;
@@ -412,25 +521,11 @@ pub fn encrypt<B: PacketBuf, A: Aead>(buf: &mut B, sa: &OutboundSa<A>) -> Result
     if buf.headroom() < HEAD_LEN || buf.tailroom() < tail_len {
         return Err(DropReason::NoRoom);
     }
-    let seq = sa.take_seq()?;
+    let seq = take_seq()?;
     let iv = u64::from(seq).to_be_bytes();
 
     // Outer IPv4 header, built whole on the stack (the prepended bytes hold garbage).
-    let mut outer = [0u8; ipv4::HEADER_LEN];
-    {
-        let mut ip = ipv4::Packet::new_unchecked(&mut outer[..]);
-        ip.set_version(4);
-        ip.set_header_len(ipv4::HEADER_LEN as u8);
-        ip.set_dscp(dscp);
-        ip.set_total_len(outer_len);
-        ip.set_ident(seq as u16);
-        ip.set_dont_frag(df);
-        ip.set_ttl(OUTER_TTL);
-        ip.set_protocol(Protocol::ESP);
-        ip.set_src_addr(sa.local);
-        ip.set_dst_addr(sa.remote);
-        ip.fill_checksum();
-    }
+    let outer = outer_header(dscp, df, outer_len, seq as u16, sa.local, sa.remote);
 
     buf.append(tail_len).map_err(|_| DropReason::NoRoom)?;
     let head = buf.prepend(HEAD_LEN).map_err(|_| DropReason::NoRoom)?;
@@ -445,15 +540,11 @@ pub fn encrypt<B: PacketBuf, A: Aead>(buf: &mut B, sa: &OutboundSa<A>) -> Result
     let data = buf.data_mut();
     let esp = data.get_mut(ipv4::HEADER_LEN..).ok_or(DropReason::NoRoom)?;
     let mut esp = wesp::Packet::new_unchecked(esp);
-    let (header, _iv, plaintext, icv) =
+    let (_header, _iv, plaintext, _icv) =
         esp.split_mut(GCM_IV_LEN, GCM_ICV_LEN).map_err(|_| DropReason::NoRoom)?;
     Trailer::emit(plaintext, inner_len, NEXT_HEADER_IPV4, GCM_ALIGN)
         .map_err(|_| DropReason::NoRoom)?;
-    let tag = sa.aead.seal(&nonce(&sa.salt, &iv), header, plaintext);
-    if icv.len() == TAG_LEN {
-        icv.copy_from_slice(&tag);
-    }
-    Ok(())
+    Ok(SealPlan { nonce: nonce(&sa.salt, &iv), plaintext_len: plaintext.len() })
 }
 
 /// Check, decrypt and unwrap the ESP packet in `buf` (from the SPI to the end of the ICV)
@@ -465,24 +556,81 @@ pub fn decrypt<B: PacketBuf, A: Aead>(
     buf: &mut B,
     sa: &mut InboundSa<A>,
 ) -> Result<(), DropReason> {
+    let plan = decrypt_check(buf.data(), sa)?;
+    let job = plan.job(buf.data_mut()).ok_or(DropReason::Malformed)?;
+    let ok = sa.aead.open(&job.nonce, job.aad, job.data, job.tag);
+    decrypt_finish(buf, sa, plan, ok)
+}
+
+/// What [`decrypt_check`] found: the packet's sequence number and nonce, and the length
+/// of its ciphertext.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenPlan {
+    seq: u32,
+    nonce: [u8; NONCE_LEN],
+    ciphertext_len: usize,
+}
+
+impl OpenPlan {
+    /// The cipher's job in `data`, the ESP packet [`decrypt_check`] passed (from the SPI
+    /// to the end of the ICV). `None` if `data` is not that long.
+    pub fn job<'a>(&self, data: &'a mut [u8]) -> Option<AeadJob<'a>> {
+        job(data, self.nonce, self.ciphertext_len)
+    }
+}
+
+/// The cipher's job in `esp`, an ESP packet from the SPI to the end of the ICV with
+/// `body_len` bytes to encrypt or decrypt: AAD = SPI || sequence number, the body, the
+/// ICV as the tag. `None` unless `esp` is exactly that long.
+fn job(esp: &mut [u8], nonce: [u8; NONCE_LEN], body_len: usize) -> Option<AeadJob<'_>> {
+    if esp.len() != ESP_HEAD_LEN + body_len + GCM_ICV_LEN {
+        return None;
+    }
+    // In bounds: the length was just checked.
+    let (head, rest) = esp.split_at_mut(ESP_HEAD_LEN);
+    let (data, icv) = rest.split_at_mut(body_len);
+    let tag: &mut [u8; TAG_LEN] = icv.try_into().ok()?;
+    Some(AeadJob { nonce, aad: head.get(..wesp::HEADER_LEN)?, data, tag, ok: false })
+}
+
+/// Steps 1 and 2 of [`decrypt`] on the ESP packet `esp`: lengths, SPI, anti-replay check.
+/// Changes nothing.
+pub fn decrypt_check<A: Aead>(esp: &[u8], sa: &InboundSa<A>) -> Result<OpenPlan, DropReason> {
+    let packet = wesp::Packet::new_checked(esp).map_err(|_| DropReason::Malformed)?;
+    let (spi, seq) = (packet.spi(), packet.sequence_number());
+    let layout = packet.layout(GCM_IV_LEN, GCM_ICV_LEN).map_err(|_| DropReason::Malformed)?;
+    let ciphertext_len = layout.ciphertext.len();
+    if spi != sa.spi {
+        return Err(DropReason::UnknownSpi);
+    }
+    sa.replay.check(seq).map_err(|_| DropReason::EspReplay)?;
+    let iv: &[u8; GCM_IV_LEN] = esp
+        .get(wesp::HEADER_LEN..ESP_HEAD_LEN)
+        .and_then(|v| v.try_into().ok())
+        .ok_or(DropReason::Malformed)?;
+    Ok(OpenPlan { seq, nonce: nonce(&sa.salt, iv), ciphertext_len })
+}
+
+/// Steps 3 to 7 of [`decrypt`] once the cipher opened the [`OpenPlan::job`] (`authentic`:
+/// the tag verified): the anti-replay window is checked again (a burst may hold the same
+/// number twice) and updated, then the trailer and inner header are checked and the
+/// buffer cut to the inner packet.
+pub fn decrypt_finish<B: PacketBuf, A: Aead>(
+    buf: &mut B,
+    sa: &mut InboundSa<A>,
+    plan: OpenPlan,
+    authentic: bool,
+) -> Result<(), DropReason> {
+    if !authentic {
+        return Err(DropReason::EspAuthFailed);
+    }
+    sa.replay.check(plan.seq).map_err(|_| DropReason::EspReplay)?;
+    sa.replay.update(plan.seq);
     let (payload_len, total) = {
-        let data = buf.data_mut();
+        let data = buf.data();
         let total = data.len();
-        let mut esp = wesp::Packet::new_checked(data).map_err(|_| DropReason::Malformed)?;
-        let spi = esp.spi();
-        let seq = esp.sequence_number();
-        let (header, iv, ciphertext, icv) =
-            esp.split_mut(GCM_IV_LEN, GCM_ICV_LEN).map_err(|_| DropReason::Malformed)?;
-        if spi != sa.spi {
-            return Err(DropReason::UnknownSpi);
-        }
-        sa.replay.check(seq).map_err(|_| DropReason::EspReplay)?;
-        let iv: &[u8; GCM_IV_LEN] = iv.try_into().map_err(|_| DropReason::Malformed)?;
-        let tag: &[u8; TAG_LEN] = (&*icv).try_into().map_err(|_| DropReason::Malformed)?;
-        if !sa.aead.open(&nonce(&sa.salt, iv), header, ciphertext, tag) {
-            return Err(DropReason::EspAuthFailed);
-        }
-        sa.replay.update(seq);
+        let ciphertext =
+            data.get(ESP_HEAD_LEN..ESP_HEAD_LEN + plan.ciphertext_len).ok_or(DropReason::Malformed)?;
         let trailer = Trailer::parse(ciphertext).map_err(|_| DropReason::Malformed)?;
         if trailer.next_header != NEXT_HEADER_IPV4 {
             return Err(DropReason::Unsupported);
@@ -503,6 +651,47 @@ pub fn decrypt<B: PacketBuf, A: Aead>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_of_sequence_numbers_is_one_add_and_stops_at_exhaustion() {
+        let sa = OutboundSa::with_ring(&config(), Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(198, 51, 100, 1)).unwrap();
+        let mut b = sa.take_seqs(3);
+        assert_eq!(sa.next_seq(), 4);
+        assert_eq!([b.take(), b.take(), b.take(), b.take()], [Ok(1), Ok(2), Ok(3), Err(DropReason::EspSeqExhausted)]);
+        let sa = sa.with_next_seq(u64::from(u32::MAX) - 1);
+        let mut b = sa.take_seqs(5);
+        assert_eq!([b.take(), b.take(), b.take()], [Ok(u32::MAX - 1), Ok(u32::MAX), Err(DropReason::EspSeqExhausted)]);
+        assert!(sa.is_exhausted());
+        assert_eq!(sa.take_seqs(2), SeqBlock::default());
+        assert_eq!(sa.take_seq(), Err(DropReason::EspSeqExhausted));
+    }
+
+    #[test]
+    fn the_outer_header_is_what_the_field_setters_make() {
+        for (dscp, df, len, id, src, dst) in [
+            (0u8, true, 120u16, 1u16, [203, 0, 113, 1], [198, 51, 100, 1]),
+            (46, false, 1500, 0xffff, [255, 255, 255, 255], [0, 0, 0, 0]),
+            (63, true, 56, 0x8001, [10, 0, 0, 1], [172, 16, 255, 254]),
+        ] {
+            let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+            let mut want = [0u8; ipv4::HEADER_LEN];
+            let mut ip = ipv4::Packet::new_unchecked(&mut want[..]);
+            ip.set_version(4);
+            ip.set_header_len(ipv4::HEADER_LEN as u8);
+            ip.set_dscp(dscp);
+            ip.set_total_len(len);
+            ip.set_ident(id);
+            ip.set_dont_frag(df);
+            ip.set_ttl(OUTER_TTL);
+            ip.set_protocol(Protocol::ESP);
+            ip.set_src_addr(src);
+            ip.set_dst_addr(dst);
+            ip.fill_checksum();
+            let got = outer_header(dscp, df, len, id, src, dst);
+            assert_eq!(got, want, "dscp {dscp} df {df} len {len} id {id}");
+            assert!(wire::checksum::ipv4_header_ok(&got));
+        }
+    }
     use proptest::prelude::*;
     use std::collections::HashSet;
     use std::sync::Arc;

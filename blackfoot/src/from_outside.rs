@@ -15,7 +15,7 @@ use wire::vpc::{self, card_mac};
 use wire::PacketBuf;
 
 use crate::common::{
-    addrs, trim_to, EdgeOutputs, EncapToHosts, HostsCtx, ToHosts, ETH_LEN, VLAN_ETH_LEN,
+    addrs, cipher_runs, trim_to, EdgeOutputs, EncapToHosts, HostsCtx, ToHosts, ETH_LEN, VLAN_ETH_LEN,
 };
 use crate::sa::InboundSas;
 use crate::{esp, nat};
@@ -40,6 +40,11 @@ struct Scratch {
     /// Per slot: the (Elastic IP, VNI, private address) of a NAT packet.
     eip: [(Ipv4Addr, u32, Ipv4Addr); MAX_BURST],
     to: ToHosts,
+    /// esp-decrypt: per slot its SPI, outer source and destination, and what the checks
+    /// before the cipher found.
+    spi: [u32; MAX_BURST],
+    outer: [(Ipv4Addr, Ipv4Addr); MAX_BURST],
+    open: [esp::OpenPlan; MAX_BURST],
 }
 
 /// The outside pipeline of one worker for one edge. Build one per worker and edge; it
@@ -68,6 +73,9 @@ impl FromOutside {
             nat: 0,
             eip: [(Ipv4Addr::UNSPECIFIED, 0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
             to: ToHosts::new(),
+            spi: [0; MAX_BURST],
+            outer: [(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED); MAX_BURST],
+            open: [esp::OpenPlan::default(); MAX_BURST],
         };
         FromOutside { outputs, sas, s: Box::new(s) }
     }
@@ -241,6 +249,11 @@ fn nat_in<B: PacketBuf>(burst: &mut Burst<B>, s: &mut Scratch) {
 /// SPI (`unknown_spi`), anti-replay (`esp_replay`), decrypt and verify (`esp_auth_failed`,
 /// alert); the inner source must be in the VPN's remote prefixes and the destination in
 /// the VPC (`vpn_policy`, alert).
+///
+/// In three passes: the checks before the cipher for every packet, then the cipher opens
+/// the burst in one call per run of packets of the same SA
+/// ([`Aead::open_burst`](crate::aead::Aead::open_burst)), then the anti-replay update
+/// (checked again: a burst may hold a number twice), the trailer and the policy.
 fn esp_decrypt<B: PacketBuf>(
     burst: &mut Burst<B>,
     cx: &mut CardCtx<'_, Tables>,
@@ -249,6 +262,8 @@ fn esp_decrypt<B: PacketBuf>(
 ) {
     let mask = s.esp;
     let tables = cx.tables;
+    let mut opening = 0u64;
+    let mut last = None;
     for i in burst.live_indices() {
         if mask & bit(i) == 0 {
             continue;
@@ -270,12 +285,56 @@ fn esp_decrypt<B: PacketBuf>(
             burst.drop(i, DropReason::Malformed);
             continue;
         };
-        let vpn = tables.sa_by_spi(spi).filter(|v| v.local == outer_dst);
-        let (Some(vpn), Some(sa)) = (vpn, sas.get_mut(spi)) else {
+        let (vpn, sa) = match last {
+            Some((k, vpn, sa)) if k == spi => (vpn, sa),
+            _ => {
+                let found = (tables.sa_by_spi(spi), sas.get(spi));
+                last = Some((spi, found.0, found.1));
+                found
+            }
+        };
+        let (Some(_), Some(sa)) = (vpn.filter(|v| v.local == outer_dst), sa) else {
             burst.drop(i, DropReason::UnknownSpi);
             continue;
         };
-        if let Err(reason) = esp::decrypt(p, sa) {
+        match esp::decrypt_check(p.data(), sa) {
+            Ok(plan) => {
+                let j = slot(i);
+                (s.spi[j], s.outer[j], s.open[j]) = (spi, (outer_src, outer_dst), plan);
+                opening |= bit(i);
+            }
+            Err(reason) => {
+                burst.drop(i, reason);
+            }
+        }
+    }
+    let (_, authentic) = cipher_runs(
+        burst,
+        opening,
+        |i| s.spi[slot(i)],
+        |spi| sas.get(spi).map(|sa| sa.aead()),
+        |i, data| s.open[slot(i)].job(data),
+        |c, jobs| c.open_burst(jobs),
+    );
+    let mut last = None;
+    for i in burst.live_indices() {
+        if opening & bit(i) == 0 {
+            continue;
+        }
+        let j = slot(i);
+        let (spi, (outer_src, outer_dst)) = (s.spi[j], s.outer[j]);
+        if last.as_ref().map_or(true, |(k, _, _)| *k != spi) {
+            last = Some((spi, tables.sa_by_spi(spi), sas.get_mut(spi)));
+        }
+        let (Some(vpn), Some(sa), Some(p)) = (
+            last.as_ref().and_then(|l| l.1),
+            last.as_mut().and_then(|l| l.2.as_deref_mut()),
+            burst.get_mut(i),
+        ) else {
+            burst.drop(i, DropReason::UnknownSpi);
+            continue;
+        };
+        if let Err(reason) = esp::decrypt_finish(p, sa, s.open[j], authentic & bit(i) != 0) {
             if reason == DropReason::EspAuthFailed {
                 cx.alert(reason, StageId::EspDecrypt, None, vpn.vni, None, outer_src, outer_dst);
             }

@@ -17,7 +17,7 @@ use wire::vpc::{card_mac, Encap, UNDERLAY_ROUTER_MAC};
 use wire::{EthernetAddress, PacketBuf};
 
 use crate::common::{
-    port_or_drop, push_ethernet, push_outer, push_vlan_ethernet, EdgeOutputs, EncapToHosts,
+    cipher_runs, port_or_drop, push_ethernet, push_outer, push_vlan_ethernet, EdgeOutputs, EncapToHosts,
     HostsCtx, ToHosts, INTERNET_MTU, INTERNET_NEXT_HOP_MAC,
 };
 use crate::sa::EdgeSas;
@@ -55,6 +55,8 @@ struct Scratch {
     dx: u64,
     endpoint: u64,
     to: ToHosts,
+    /// esp-encrypt: what each packet left to the cipher's burst call.
+    seal: [esp::SealPlan; MAX_BURST],
 }
 
 impl Scratch {
@@ -65,6 +67,7 @@ impl Scratch {
             inner_len: [0; MAX_BURST], class: [Class::Internet; MAX_BURST],
             keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], locs: [None; MAX_BURST],
             key_of: [0; MAX_BURST], internet: 0, vpn: 0, dx: 0, endpoint: 0, to: ToHosts::new(),
+            seal: [esp::SealPlan::default(); MAX_BURST],
         }
     }
 }
@@ -418,6 +421,12 @@ fn to_internet<B: PacketBuf, X: Extra<B>>(
 /// `esp-encrypt`: the VPN's outbound SA; an inner packet whose tunnel packet would not fit
 /// the internet MTU is fragmented first (each fragment encrypted on its own), or answered
 /// with fragmentation-needed when DF is set; Ethernet to the internet next hop.
+///
+/// A packet that fits gets its headers, trailer and Ethernet first; then the cipher seals
+/// the burst's packets in one call per run of packets of the same SA
+/// ([`Aead::seal_burst`](crate::aead::Aead::seal_burst)); what a call took leaves, sealed
+/// (or, where the cipher refused, zeroed with a zero ICV, as [`esp::encrypt`] leaves it).
+/// Fragments are sealed one by one.
 fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
     burst: &mut Burst<B>,
     tables: &Tables,
@@ -430,22 +439,96 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
     let Some(out) = port_or_drop(burst, mask, outputs.internet) else { return };
     let mac = card_mac(tables.pa());
     let max_inner = esp::max_inner_for_mtu(INTERNET_MTU);
+    let mut sealing = 0u64;
+    let mut last = None;
+    let mut block = seq_block(burst, s, sas, max_inner);
     for i in burst.live_indices() {
         if mask & bit(i) == 0 {
             continue;
         }
         let j = slot(i);
         let Class::Vpn(vpn) = s.class[j] else { continue };
-        let Some(sa) = sas.outbound(vpn) else {
-            burst.drop(i, DropReason::UnknownDestination);
-            continue;
+        let sa = match last {
+            Some((v, sa)) if v == vpn => sa,
+            _ => match sas.outbound(vpn) {
+                Some(sa) => {
+                    last = Some((vpn, sa));
+                    sa
+                }
+                None => {
+                    burst.drop(i, DropReason::UnknownDestination);
+                    continue;
+                }
+            },
         };
+        if let Some(p) = burst.get_mut(i).filter(|p| p.len() <= max_inner) {
+            let plan = match block.as_mut() {
+                Some((v, seqs)) if *v == vpn => esp::encrypt_prepare_from(p, sa, seqs),
+                _ => esp::encrypt_prepare(p, sa),
+            };
+            let prepared = plan.and_then(|plan| push_ethernet(p, INTERNET_NEXT_HOP_MAC, mac).map(|()| plan));
+            match prepared {
+                Ok(plan) => {
+                    s.seal[j] = plan;
+                    sealing |= bit(i);
+                }
+                Err(reason) => {
+                    burst.drop(i, reason);
+                }
+            }
+            continue;
+        }
         let seal = |f: &mut B| {
             esp::encrypt(f, sa)?;
             push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac)
         };
         to_internet(burst, i, max_inner, tables, s, Internet { out, extra: &mut *extra }, |_| Ok(()), seal);
     }
+    let vpn_of = |i: usize| match s.class[slot(i)] {
+        Class::Vpn(vpn) => Some(vpn),
+        _ => None,
+    };
+    let (sealed, _) = cipher_runs(
+        burst,
+        sealing,
+        vpn_of,
+        |vpn| vpn.and_then(|v| sas.outbound(v)).map(|sa| sa.aead()),
+        |i, data| s.seal[slot(i)].job(data),
+        |c, jobs| c.seal_burst(jobs),
+    );
+    for i in burst.live_indices() {
+        if sealed & bit(i) != 0 {
+            burst.forward(i, out);
+        } else if sealing & bit(i) != 0 {
+            // Not sealed: no SA any more (cannot happen within a burst); never sent in clear.
+            burst.drop(i, DropReason::UnknownDestination);
+        }
+    }
+}
+
+/// The sequence numbers of a burst whose VPN packets all go to one SA and all fit the
+/// MTU, taken with one atomic add (a per-packet add waits for the packet stores before it
+/// to drain); `None` otherwise (mixed SAs, or fragments, which take theirs one by one
+/// and keep the numbers in wire order).
+fn seq_block<B: PacketBuf>(
+    burst: &Burst<B>,
+    s: &Scratch,
+    sas: &EdgeSas,
+    max_inner: usize,
+) -> Option<(VpnId, esp::SeqBlock)> {
+    let (mut one, mut n) = (None, 0u32);
+    for (i, p) in burst.iter_live() {
+        if s.vpn & bit(i) == 0 {
+            continue;
+        }
+        let Class::Vpn(vpn) = s.class[slot(i)] else { continue };
+        if one.is_some_and(|o| o != vpn) || p.len() > max_inner {
+            return None;
+        }
+        (one, n) = (Some(vpn), n + 1);
+    }
+    let vpn = one.filter(|_| n > 1)?;
+    sas.outbound(vpn).map(|sa| (vpn, sa.take_seqs(n)))
 }
 
 /// `vlan`: Ethernet to the VIF's router MAC with the VIF's 802.1Q tag, out of the DX side.

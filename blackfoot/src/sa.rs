@@ -84,6 +84,12 @@ impl InboundSas {
         Ok(InboundSas { sas })
     }
 
+    /// The inbound SA with this SPI, to read.
+    #[inline]
+    pub fn get(&self, spi: u32) -> Option<&InboundSa<Box<dyn Aead>>> {
+        self.sas.get(&spi)
+    }
+
     /// The inbound SA with this SPI.
     #[inline]
     pub fn get_mut(&mut self, spi: u32) -> Option<&mut InboundSa<Box<dyn Aead>>> {

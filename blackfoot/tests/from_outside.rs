@@ -438,3 +438,55 @@ fn each_of_several_vpns_is_found_by_its_tunnel_address_spi_and_route() {
     let pass = edge.run_outside(Side::Internet, &[arp_request(Ipv4Addr::new(203, 0, 113, 2)), arp_request(NOT_AN_EIP)]);
     assert_eq!(pass.verdicts(), [fwd(INTERNET), drop(DropReason::ArpIgnored)]);
 }
+
+/// One burst each way with the packets of three VPNs interleaved (the ciphers take a
+/// burst in one call per run of packets of one SA): every packet is sealed or opened with
+/// its own SA, the sequence numbers of each SA count up in wire order, and a forged packet
+/// in the middle of a run fails alone.
+#[test]
+fn a_burst_of_several_vpns_goes_through_each_vpns_sa() {
+    let mut edge = Edge::with_world(&world_text(MORE_VPNS));
+    let by_name = |name: &str| edge.tables.vpns().find(|v| v.name == name).unwrap().clone();
+    let vpns = [by_name("vpn-red"), by_name("vpn-red-2"), by_name("vpn-red-3")];
+    let host = |k: usize| {
+        let h = vpns[k].remote_prefixes[0].network().octets();
+        Ipv4Addr::new(h[0], h[1], 9, 9)
+    };
+    let order = [0usize, 0, 1, 2, 2, 0, 1, 1];
+
+    // Out: each packet to its VPN's gateway under its outbound SA, numbered per SA.
+    let inners: Vec<Vec<u8>> =
+        order.iter().enumerate().map(|(n, &k)| udp(RED1, host(k), 40001, 9000, &payload(30 + n, n as u8), true)).collect();
+    let frames: Vec<Vec<u8>> = inners.iter().map(|i| from_host(PA_A, RED, i)).collect();
+    let pass = edge.run_underlay(&frames);
+    assert_eq!(pass.verdicts(), vec![fwd(INTERNET); order.len()]);
+    let mut gws: Vec<_> = vpns.iter().map(customer_rx).collect();
+    let mut next = [1u32; 3];
+    for (n, &k) in order.iter().enumerate() {
+        let ip = internet_ip(&pass.out[n].1).to_vec();
+        assert_eq!((addr(&ip, 16), get32(&ip, 20)), (vpns[k].customer_gateway, vpns[k].outbound.spi), "packet {n}");
+        assert_eq!(get32(&ip, 24), next[k], "packet {n}: its SA's sequence number");
+        let mut b = TestBuffer::from_slice(&ip[20..]);
+        esp::decrypt(&mut b, &mut gws[k]).expect("its gateway decrypts it");
+        assert_eq!(b.data(), &inners[n][..], "packet {n}");
+        next[k] += 1;
+    }
+
+    // In: from each gateway under its inbound SA; packet 4 (vpn-red-3's second) forged.
+    let txs: Vec<_> = vpns
+        .iter()
+        .map(|v| OutboundSa::with_ring(&v.inbound, v.customer_gateway, v.local).unwrap())
+        .collect();
+    let replies: Vec<Vec<u8>> =
+        order.iter().enumerate().map(|(n, &k)| udp(host(k), RED1, 9000, 40001, &payload(20 + n, n as u8), true)).collect();
+    let mut frames: Vec<Vec<u8>> = order.iter().zip(&replies).map(|(&k, r)| sealed(r, &txs[k])).collect();
+    let last = frames[4].len() - 1;
+    frames[4][last] ^= 1;
+    let pass = edge.run_outside(Side::Internet, &frames);
+    let want: Vec<_> = (0..order.len()).map(|n| if n == 4 { drop(DropReason::EspAuthFailed) } else { fwd(FABRIC) }).collect();
+    assert_eq!(pass.verdicts(), want);
+    for n in (0..order.len()).filter(|n| *n != 4) {
+        assert_eq!(host_inner(&pass.out[n].1, PA_A, RED), replies[n], "packet {n}");
+    }
+    assert_eq!(edge.drops(DropReason::EspAuthFailed), 1);
+}

@@ -271,6 +271,18 @@ impl<B> Burst<B> {
         }
     }
 
+    /// The live packets, all writable at once, as `(index, &mut packet)` in slot order:
+    /// for a stage that hands several packets to one call (a cipher's burst).
+    #[inline]
+    pub fn live_mut(&mut self) -> impl Iterator<Item = (usize, &mut B)> + '_ {
+        let live = self.live;
+        self.pkts
+            .iter_mut()
+            .enumerate()
+            .filter(move |(i, _)| live & bit(*i) != 0)
+            .filter_map(|(i, p)| p.as_mut().map(|p| (i, p)))
+    }
+
     /// Iterate over the live packets as `(index, &packet)`.
     #[inline]
     pub fn iter_live(&self) -> impl Iterator<Item = (usize, &B)> + '_ {

@@ -5,7 +5,9 @@
 //! driver and a pool for its sessions; [`CryptoDev::aes_gcm`] makes one encrypt and one
 //! decrypt session for a key. Each call of [`DpdkAesGcm`]'s `seal`/`open` is one
 //! synchronous operation on the calling thread: no queue pair, no crypto op, no mbuf; the
-//! driver keeps its multi-buffer manager per thread, so workers may share a session.
+//! driver keeps its multi-buffer manager per thread, so workers may share a session. Its
+//! `seal_burst`/`open_burst` hand up to 64 operations to one call (the vector form,
+//! `struct rte_crypto_sym_vec`, built by the shim from one array of operations).
 //!
 //! The sessions fix the sizes ESP uses (RFC 4106 without extended sequence numbers):
 //! 12-byte IV (salt || explicit IV), 8-byte AAD (SPI || sequence number), 16-byte tag. Any
@@ -17,7 +19,9 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use blackfoot::aead::{Aead, AeadFactory, KEY_LEN, KeyError, NONCE_LEN, TAG_LEN};
+use arrayvec::ArrayVec;
+
+use blackfoot::aead::{Aead, AeadFactory, AeadJob, KEY_LEN, KeyError, NONCE_LEN, TAG_LEN};
 
 use super::error::{DpdkError, Result, rte_errno, strerror};
 use super::ffi;
@@ -197,7 +201,74 @@ impl DpdkAesGcm {
     }
 }
 
+/// Most operations of one vector call: the shim's `VPCEMU_GCM_MAX_BURST` (its stack arrays;
+/// it refuses a larger `n`, doing nothing).
+const BURST: usize = 64;
+
+impl DpdkAesGcm {
+    /// The jobs of a burst on session `sess`, in vector calls of up to [`BURST`]
+    /// operations (one for a pipeline burst): each job's `ok` says whether its operation
+    /// was done (decrypt: the tag verified). Jobs the session cannot take (an AAD other
+    /// than [`AAD_LEN`], more than 4 GiB) are not ok and not touched.
+    fn process_burst(&self, sess: NonNull<c_void>, jobs: &mut [AeadJob<'_>]) {
+        for chunk in jobs.chunks_mut(BURST) {
+            let mut ops: ArrayVec<ffi::vpcemu_gcm_op, BURST> = ArrayVec::new();
+            // Which job each operation is.
+            let mut of = [0u8; BURST];
+            for (k, job) in chunk.iter_mut().enumerate() {
+                job.ok = false;
+                let Ok(len) = u32::try_from(job.data.len()) else { continue };
+                if job.aad.len() != AAD_LEN {
+                    continue;
+                }
+                let op = ffi::vpcemu_gcm_op {
+                    data: job.data.as_mut_ptr(),
+                    iv: job.nonce.as_ptr(),
+                    aad: job.aad.as_ptr(),
+                    tag: job.tag.as_mut_ptr(),
+                    len,
+                    status: -1,
+                };
+                if let (Some(slot), Ok(())) = (of.get_mut(ops.len()), ops.try_push(op)) {
+                    *slot = k as u8;
+                }
+            }
+            if ops.is_empty() {
+                continue;
+            }
+            // SAFETY: ops holds ops.len() <= BURST (the shim's limit) operations, each
+            // pointing at its job's data (len writable bytes), 12-byte nonce, 8-byte AAD
+            // (checked) and 16-byte tag, borrowed from `chunk`'s jobs (disjoint: the jobs
+            // hold them as separate `&mut`/`&`) for the duration of the call, which is
+            // synchronous and keeps no pointer; it writes only the ops' statuses and the
+            // data and tags. The session belongs to this device.
+            unsafe {
+                ffi::vpcemu_gcm_process_burst(self.dev.id, sess.as_ptr(), ops.as_mut_ptr(), ops.len() as u32);
+            }
+            for (op, &k) in ops.iter().zip(of.iter()) {
+                if let Some(job) = chunk.get_mut(usize::from(k)) {
+                    job.ok = op.status == 0;
+                }
+            }
+        }
+    }
+}
+
 impl Aead for DpdkAesGcm {
+    /// One vector call for the burst; a job the session refused is zeroed with a zero tag.
+    fn seal_burst(&self, jobs: &mut [AeadJob<'_>]) {
+        self.process_burst(self.enc, jobs);
+        for job in jobs.iter_mut().filter(|j| !j.ok) {
+            job.data.fill(0);
+            *job.tag = [0; TAG_LEN];
+        }
+    }
+
+    /// One vector call for the burst.
+    fn open_burst(&self, jobs: &mut [AeadJob<'_>]) {
+        self.process_burst(self.dec, jobs);
+    }
+
     #[inline]
     fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
         let mut tag = [0; TAG_LEN];

@@ -157,3 +157,36 @@ int vpcemu_gcm_process(uint8_t dev_id, void *sess, uint8_t *data, uint32_t len,
 		return status != 0 ? status : -1;
 	return status;
 }
+
+uint32_t vpcemu_gcm_process_burst(uint8_t dev_id, void *sess, struct vpcemu_gcm_op *ops, uint32_t n)
+{
+	struct rte_crypto_vec seg[VPCEMU_GCM_MAX_BURST];
+	struct rte_crypto_sgl sgl[VPCEMU_GCM_MAX_BURST];
+	struct rte_crypto_va_iova_ptr ivp[VPCEMU_GCM_MAX_BURST];
+	struct rte_crypto_va_iova_ptr aadp[VPCEMU_GCM_MAX_BURST];
+	struct rte_crypto_va_iova_ptr tagp[VPCEMU_GCM_MAX_BURST];
+	int32_t status[VPCEMU_GCM_MAX_BURST];
+	uint32_t i, done;
+	for (i = 0; i < n; i++)
+		ops[i].status = -1;
+	if (n == 0 || n > VPCEMU_GCM_MAX_BURST)
+		return 0;
+	for (i = 0; i < n; i++) {
+		seg[i] = (struct rte_crypto_vec){ .base = ops[i].data, .iova = 0, .len = ops[i].len,
+						  .tot_len = ops[i].len };
+		sgl[i] = (struct rte_crypto_sgl){ .vec = &seg[i], .num = 1 };
+		ivp[i] = (struct rte_crypto_va_iova_ptr){ .va = (void *)(uintptr_t)ops[i].iv, .iova = 0 };
+		aadp[i] = (struct rte_crypto_va_iova_ptr){ .va = (void *)(uintptr_t)ops[i].aad, .iova = 0 };
+		tagp[i] = (struct rte_crypto_va_iova_ptr){ .va = ops[i].tag, .iova = 0 };
+		status[i] = -1;
+	}
+	struct rte_crypto_sym_vec vec = {
+		.num = n, .src_sgl = sgl, .dest_sgl = NULL, .iv = ivp, .digest = tagp,
+		.aad = aadp, .status = status,
+	};
+	union rte_crypto_sym_ofs ofs = { .raw = 0 };
+	done = rte_cryptodev_sym_cpu_crypto_process(dev_id, sess, ofs, &vec);
+	for (i = 0; i < n; i++)
+		ops[i].status = status[i];
+	return done;
+}

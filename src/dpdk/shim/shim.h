@@ -42,6 +42,21 @@ int vpcemu_gcm_session_free(uint8_t dev_id, void *sess);
 /* 0 when done (decrypt: the tag verified); otherwise the operation's status (nonzero). */
 int vpcemu_gcm_process(uint8_t dev_id, void *sess, uint8_t *data, uint32_t len,
 		       const uint8_t *iv, const uint8_t *aad, uint8_t *tag);
+/* One operation of a burst: len bytes at data in place, IV iv (12 bytes), AAD aad (8),
+ * tag tag (16); status is 0 once it was done (decrypt: the tag verified). */
+struct vpcemu_gcm_op {
+	uint8_t *data;
+	const uint8_t *iv;
+	const uint8_t *aad;
+	uint8_t *tag;
+	uint32_t len;
+	int32_t status;
+};
+/* Up to VPCEMU_GCM_MAX_BURST operations on one session in one vector call
+ * (struct rte_crypto_sym_vec). Returns the number done; does nothing for n over the limit
+ * (every status then stays -1). */
+#define VPCEMU_GCM_MAX_BURST 64
+uint32_t vpcemu_gcm_process_burst(uint8_t dev_id, void *sess, struct vpcemu_gcm_op *ops, uint32_t n);
 
 /* Layout facts checked against Rust's view of struct rte_mbuf in a test. */
 size_t vpcemu_mbuf_off_buf_addr(void);
