@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use mapping_client::{EniId, LocalEni, Location, Route, Tables};
 use pipeline::prefetch::prefetch_ends;
 use pipeline::{
-    drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
+    drop_row, run_timed_chained, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
     Stage, StageInfo, Verdict, MAX_BURST,
 };
 use wire::vpc::{
@@ -168,10 +168,11 @@ impl FromInstance {
             next_hop: self.next_hop,
             s: &mut self.scratch,
         };
-        run_timed(&mut self.classify, burst, &mut cx, clock, meters);
-        run_timed(&mut self.verify, burst, &mut cx, clock, meters);
-        run_timed(&mut self.route, burst, &mut cx, clock, meters);
-        run_timed(&mut self.encap, burst, &mut cx, clock, meters);
+        let mut stamp = None;
+        run_timed_chained(&mut self.classify, burst, &mut cx, clock, meters, &mut stamp);
+        run_timed_chained(&mut self.verify, burst, &mut cx, clock, meters, &mut stamp);
+        run_timed_chained(&mut self.route, burst, &mut cx, clock, meters, &mut stamp);
+        run_timed_chained(&mut self.encap, burst, &mut cx, clock, meters, &mut stamp);
     }
 }
 
