@@ -264,16 +264,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn run_timed_records_and_counts() {
+    /// Meters (and the collector they ship to), a context, a clock from 1000 in steps of
+    /// 800, and a burst of 8 packets for [`OddDropper`] (3 survive it).
+    fn odd_dropper_setup() -> (TimingCollector, Meters, Ctx, StepClock, Burst<TestBuffer>) {
         let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
-        let mut meters = Meters::new(collector.add_worker(0).unwrap());
-        let mut ctx = Ctx { out: Output::new(1).unwrap(), runs: 0 };
-        let clock = StepClock::new(1_000, 800);
+        let meters = Meters::new(collector.add_worker(0).unwrap());
         let mut burst: Burst<TestBuffer> = Burst::new();
         for b in [1u8, 2, 3, 4, 12, 14, 5, 6] {
             let _ = burst.push(TestBuffer::from_slice(&[b]));
         }
+        (collector, meters, Ctx { out: Output::new(1).unwrap(), runs: 0 }, StepClock::new(1_000, 800), burst)
+    }
+
+    #[test]
+    fn run_timed_records_and_counts() {
+        let (_collector, mut meters, mut ctx, clock, mut burst) = odd_dropper_setup();
         run_timed(&mut OddDropper, &mut burst, &mut ctx, &clock, &mut meters);
         assert_eq!(ctx.runs, 1);
         assert_eq!(burst.live_count(), 3);
@@ -345,14 +350,7 @@ mod tests {
 
     #[test]
     fn chained_stages_read_the_clock_once_each() {
-        let mut collector = TimingCollector::new(HistogramConfig::default()).unwrap();
-        let mut meters = Meters::new(collector.add_worker(0).unwrap());
-        let mut ctx = Ctx { out: Output::new(1).unwrap(), runs: 0 };
-        let clock = StepClock::new(1_000, 800);
-        let mut burst: Burst<TestBuffer> = Burst::new();
-        for b in [1u8, 2, 3, 4, 12, 14, 5, 6] {
-            let _ = burst.push(TestBuffer::from_slice(&[b]));
-        }
+        let (_collector, mut meters, mut ctx, clock, mut burst) = odd_dropper_setup();
         let mut stamp = None;
         // Reads 1000 (start) and 1800 (end): 800 over 8 packets.
         run_timed_chained(&mut OddDropper, &mut burst, &mut ctx, &clock, &mut meters, &mut stamp);
