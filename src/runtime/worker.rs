@@ -239,8 +239,22 @@ impl<C: Clock> Loop<'_, C> {
         }
     }
 
-    /// Prefetch the table slots the stages of `port`'s card will read for `mb`, a burst
-    /// that runs after the one being worked on now (see [`run`]). Decides nothing.
+    /// Whether `port`'s bursts run one burst behind its RX, with their table slots
+    /// prefetched a burst ahead ([`prefetch_ahead`](Self::prefetch_ahead)): the ports of
+    /// a Nitro card (instance ports, a host's underlay port). An edge's verify-recv
+    /// prefetches its slots within the burst already; a burst ahead measured no faster
+    /// there (its tables are small), so its ports run each burst as it comes.
+    fn runs_ahead(&self, port: usize) -> bool {
+        match self.s.roles.get(port).copied() {
+            Some(Role::Instance) => true,
+            Some(Role::Underlay { card }) => matches!(self.s.cards.get(card).map(CardInfo::id), Some(CardId::Host(_))),
+            _ => false,
+        }
+    }
+
+    /// Prefetch the table slots the Nitro card's stages will read for `mb`, a burst of
+    /// `port` (one that [`runs_ahead`](Self::runs_ahead)) that runs after the one being
+    /// worked on now (see [`run`]). Decides nothing.
     fn prefetch_ahead(&mut self, port: usize, mb: &MbufBurst) {
         let frames = || mb.as_slice().iter().map(|m| m.data());
         match self.s.roles.get(port).copied() {
@@ -252,12 +266,7 @@ impl<C: Clock> Loop<'_, C> {
                 }
             }
             Some(Role::Underlay { card }) => {
-                let (Some(info), Some(sub)) = (self.s.cards.get(card), self.s.subscribers.get_mut(card)) else {
-                    return;
-                };
-                // An edge's verify-recv prefetches its slots within the burst already; a
-                // burst ahead measured no faster there (its tables are small).
-                if let CardId::Host(_) = info.id() {
+                if let Some(sub) = self.s.subscribers.get_mut(card) {
                     NitroFromUnderlay::prefetch(sub.current(), frames());
                 }
             }
@@ -350,30 +359,46 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
     let publish_every = (hz / 1000).max(1);
     let mut next_publish = rdtsc() + publish_every;
     let mut mb = MbufBurst::new();
-    let mut ahead: Vec<MbufBurst> = rx.iter().map(|_| MbufBurst::new()).collect();
     {
         let switch = Switch::new(setup.cards.iter().map(|c| (c.plan.pa, c.plan.ports.underlay)), setup.fabric_capture);
         let mut l = Loop { s: &mut setup, switch, stages, clock, burst: Burst::new(), fabric: ArrayVec::new(), spill: Spill::new(), from: (0, u16::MAX) };
+        // Per RX source that runs ahead: two bursts used in turn, the one received last
+        // time (waiting) and the one being received now.
+        let mut ahead: Vec<Option<([MbufBurst; 2], usize)>> =
+            rx.iter().map(|(port, _)| l.runs_ahead(*port).then(|| ([MbufBurst::new(), MbufBurst::new()], 0))).collect();
         while !l.s.stop.load(Ordering::Relaxed) {
             let generation = l.s.bindings.generation.load(Ordering::Acquire);
             l.stages.refresh(generation, &l.s.bindings.ports);
-            // One burst ahead per port: receive the next burst and prefetch the table
-            // slots its stages will read, then run the burst received last time, so that
-            // the next burst's cache misses resolve while this one is worked on (VPP's
-            // prefetch of the next frames, across bursts). A port with nothing new still
-            // has its waiting burst run in the same pass.
-            for ((port, src), waiting) in rx.iter_mut().zip(ahead.iter_mut()) {
+            for ((port, src), two) in rx.iter_mut().zip(ahead.iter_mut()) {
+                let Some((pair, now)) = two else {
+                    // A burst runs as it comes.
+                    let n = match src {
+                        RxSource::Eth(q) => q.rx_burst(&mut mb, RX_BURST),
+                        RxSource::Soft(s) => s.rx_burst(&mut mb, RX_BURST),
+                    };
+                    if n > 0 {
+                        l.rx_port(*port, &mut mb);
+                    }
+                    continue;
+                };
+                // One burst ahead: receive the next burst and prefetch the table slots
+                // its stages will read, then run the burst received last time, so that
+                // the next burst's cache misses resolve while this one is worked on
+                // (VPP's prefetch of the next frames, across bursts). A port with nothing
+                // new still has its waiting burst run in the same pass.
+                let [a, b] = pair;
+                let (fresh, waiting) = if *now == 0 { (a, b) } else { (b, a) };
                 let n = match src {
-                    RxSource::Eth(q) => q.rx_burst(&mut mb, RX_BURST),
-                    RxSource::Soft(s) => s.rx_burst(&mut mb, RX_BURST),
+                    RxSource::Eth(q) => q.rx_burst(fresh, RX_BURST),
+                    RxSource::Soft(s) => s.rx_burst(fresh, RX_BURST),
                 };
                 if n > 0 {
-                    l.prefetch_ahead(*port, &mb);
+                    l.prefetch_ahead(*port, fresh);
                 }
                 if !waiting.is_empty() {
                     l.rx_port(*port, waiting);
                 }
-                std::mem::swap(waiting, &mut mb);
+                *now ^= 1;
             }
             for sub in l.s.subscribers.iter_mut() {
                 sub.quiescent();
@@ -386,8 +411,9 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
             }
         }
         // What was received but not yet run goes through its stages like any burst.
-        for ((port, _), waiting) in rx.iter().zip(ahead.iter_mut()) {
-            if !waiting.is_empty() {
+        for ((port, _), two) in rx.iter().zip(ahead.iter_mut()) {
+            let Some((pair, _)) = two else { continue };
+            for waiting in pair.iter_mut().filter(|b| !b.is_empty()) {
                 l.rx_port(*port, waiting);
             }
         }
