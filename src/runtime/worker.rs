@@ -363,14 +363,16 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
         let switch = Switch::new(setup.cards.iter().map(|c| (c.plan.pa, c.plan.ports.underlay)), setup.fabric_capture);
         let mut l = Loop { s: &mut setup, switch, stages, clock, burst: Burst::new(), fabric: ArrayVec::new(), spill: Spill::new(), from: (0, u16::MAX) };
         // Per RX source that runs ahead: two bursts used in turn, the one received last
-        // time (waiting) and the one being received now.
-        let mut ahead: Vec<Option<([MbufBurst; 2], usize)>> =
-            rx.iter().map(|(port, _)| l.runs_ahead(*port).then(|| ([MbufBurst::new(), MbufBurst::new()], 0))).collect();
+        // time (waiting) and the one being received now; and whether the last RX was full.
+        let mut ahead: Vec<Option<([MbufBurst; 2], usize, bool)>> = rx
+            .iter()
+            .map(|(port, _)| l.runs_ahead(*port).then(|| ([MbufBurst::new(), MbufBurst::new()], 0, false)))
+            .collect();
         while !l.s.stop.load(Ordering::Relaxed) {
             let generation = l.s.bindings.generation.load(Ordering::Acquire);
             l.stages.refresh(generation, &l.s.bindings.ports);
             for ((port, src), two) in rx.iter_mut().zip(ahead.iter_mut()) {
-                let Some((pair, now)) = two else {
+                let Some((pair, now, full)) = two else {
                     // A burst runs as it comes.
                     let n = match src {
                         RxSource::Eth(q) => q.rx_burst(&mut mb, RX_BURST),
@@ -381,24 +383,33 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
                     }
                     continue;
                 };
-                // One burst ahead: receive the next burst and prefetch the table slots
-                // its stages will read, then run the burst received last time, so that
-                // the next burst's cache misses resolve while this one is worked on
-                // (VPP's prefetch of the next frames, across bursts). A port with nothing
-                // new still has its waiting burst run in the same pass.
+                // One burst ahead under load: receive the next burst and prefetch the
+                // table slots its stages will read, then run the burst received last
+                // time, so that the next burst's cache misses resolve while this one is
+                // worked on (VPP's prefetch of the next frames, across bursts). A burst is
+                // held back only when it and the one before it were full (more is
+                // queued): a port that delivers less runs what it delivered at once, and a
+                // waiting burst runs in the next pass whatever comes (a blocking source,
+                // net_pcap on a FIFO, must not hold back a burst it may never follow).
                 let [a, b] = pair;
                 let (fresh, waiting) = if *now == 0 { (a, b) } else { (b, a) };
                 let n = match src {
                     RxSource::Eth(q) => q.rx_burst(fresh, RX_BURST),
                     RxSource::Soft(s) => s.rx_burst(fresh, RX_BURST),
                 };
-                if n > 0 {
+                let hold = n == RX_BURST && *full;
+                *full = n == RX_BURST;
+                if hold {
                     l.prefetch_ahead(*port, fresh);
                 }
                 if !waiting.is_empty() {
                     l.rx_port(*port, waiting);
                 }
-                *now ^= 1;
+                if hold {
+                    *now ^= 1;
+                } else if n > 0 {
+                    l.rx_port(*port, fresh);
+                }
             }
             for sub in l.s.subscribers.iter_mut() {
                 sub.quiescent();
@@ -412,7 +423,7 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
         }
         // What was received but not yet run goes through its stages like any burst.
         for ((port, _), two) in rx.iter().zip(ahead.iter_mut()) {
-            let Some((pair, _)) = two else { continue };
+            let Some((pair, _, _)) = two else { continue };
             for waiting in pair.iter_mut().filter(|b| !b.is_empty()) {
                 l.rx_port(*port, waiting);
             }
