@@ -3,7 +3,6 @@
 use std::net::Ipv4Addr;
 
 use mapping_client::{EniId, LocalEni, Location, Route, Tables};
-use pipeline::prefetch::prefetch_ends;
 use pipeline::{
     drop_row, run_timed_chained, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
     Stage, StageInfo, Verdict, MAX_BURST,
@@ -111,32 +110,6 @@ impl FromInstance {
         drop_row::<Classify>(), drop_row::<VerifySend>(), drop_row::<RouteStage>(),
         drop_row::<EncapStage>(),
     ];
-
-    /// Prefetch the mapping slots the route stage will read for `frames`, a burst from
-    /// the vNIC of `eni` that runs after the burst being worked on now (VPP's prefetch
-    /// of the next frames' data): each frame's IPv4 destination, where Ethernet II puts
-    /// it, through the sender VPC's routes. Nothing is checked or decided: a frame that
-    /// is not what it seems only costs a prefetch for nothing.
-    #[inline]
-    pub fn prefetch<'f>(tables: &Tables, eni: EniId, frames: impl Iterator<Item = &'f [u8]>) {
-        let Some(vpc) = tables.local_eni(eni).and_then(|e| tables.vpc(e.vni)) else { return };
-        let mut last = None;
-        for f in frames {
-            let Some(dst) = f.get(ETH_LEN + 16..ETH_LEN + 20).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
-                continue;
-            };
-            let dst = Ipv4Addr::from(dst);
-            if last == Some(dst) {
-                continue;
-            }
-            last = Some(dst);
-            if let Some(&Route::Vpc { vni }) = vpc.routes.get(dst) {
-                if let Some(home) = tables.mapping_slot(vni, dst) {
-                    prefetch_ends(home);
-                }
-            }
-        }
-    }
 
     /// Use `mac` as the outer Ethernet destination (the underlay next hop).
     pub fn with_next_hop_mac(mut self, mac: EthernetAddress) -> Self {

@@ -148,27 +148,6 @@ impl core::fmt::Debug for FromUnderlay {
 }
 
 impl FromUnderlay {
-    /// Prefetch the mapping slots verify-recv will read for `frames`, a burst that runs
-    /// after the burst being worked on now: (source VPC, inner source) and (VNI, inner
-    /// destination) as [`pipeline::underlay::peek`] guesses them. Nothing is checked or
-    /// decided.
-    #[inline]
-    pub fn prefetch<'f>(tables: &Tables, frames: impl Iterator<Item = &'f [u8]>) {
-        let mut last = None;
-        for k in frames.filter_map(pipeline::underlay::peek) {
-            let keys = ((k.source_vpc, k.src), (k.vni, k.dst));
-            if last == Some(keys) {
-                continue;
-            }
-            last = Some(keys);
-            for (vni, ip) in [keys.0, keys.1] {
-                if let Some(home) = tables.mapping_slot(vni, ip) {
-                    pipeline::prefetch::prefetch_ends(home);
-                }
-            }
-        }
-    }
-
     /// The pipeline; ICMP fragmentation-needed answers leave by `underlay` (the card's
     /// underlay: the fabric or its underlay port).
     pub fn new(underlay: Output) -> Self {

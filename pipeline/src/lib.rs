@@ -42,11 +42,7 @@
 //!   outside `src/dpdk/`); the edge's `verify-recv` prefetches each table slot as soon as
 //!   its key is known, so that the cache misses of a burst's lookups overlap the work on
 //!   the other packets (the Nitro card's burst lookups touch their slots in a pass of
-//!   plain loads instead, `mapping_client::MappingTable`, measured as fast there); and the
-//!   runtime's worker, one burst ahead per port, prefetches the Nitro card's mapping slots
-//!   for the burst it has just received while it runs the one before (`nitro`'s
-//!   `FromInstance::prefetch` and `FromUnderlay::prefetch`, keys guessed by
-//!   [`underlay::peek`] on the underlay side).
+//!   plain loads instead, `mapping_client::MappingTable`, measured as fast there).
 //! - Per worker, nothing shared is written per packet: [`Counters`] (cache-line aligned,
 //!   worker-owned) get verdict totals once per burst at drain and stage totals once per
 //!   stage per burst; [`run_timed`] reads the [`Clock`] twice per stage per burst

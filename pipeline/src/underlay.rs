@@ -64,43 +64,6 @@ pub fn receive(frame: &[u8], pa: Ipv4Addr) -> Result<Received, DropReason> {
     }
 }
 
-/// What [`peek`] reads of a frame: the lookup keys a received frame will have, if it is
-/// vpcemu's encapsulation with no option but the source VPC's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Peeked {
-    /// The Geneve VNI (the destination VPC).
-    pub vni: u32,
-    /// The source-VPC option's value.
-    pub source_vpc: u32,
-    /// Inner source address.
-    pub src: Ipv4Addr,
-    /// Inner destination address.
-    pub dst: Ipv4Addr,
-}
-
-/// A guess at the keys of `frame` for prefetching the table slots its lookups will read
-/// (a burst ahead of [`receive`]): the fields at their offsets in the 58-byte outer
-/// header, nothing checked. Decides nothing: a frame whose guess is wrong is only
-/// prefetched for nothing, and [`receive`] still judges it. `None` for a frame too short
-/// to hold them.
-#[inline(always)]
-pub fn peek(frame: &[u8]) -> Option<Peeked> {
-    use wire::vpc::offset::{GENEVE_VNI, INNER, SOURCE_VPC};
-    let b = frame.get(GENEVE_VNI..INNER + 20)?;
-    let word = |at: usize| b.get(at - GENEVE_VNI..at - GENEVE_VNI + 4).and_then(|w| <[u8; 4]>::try_from(w).ok());
-    let (Some(vni), Some(vpc), Some(src), Some(dst)) =
-        (word(GENEVE_VNI), word(SOURCE_VPC), word(INNER + 12), word(INNER + 16))
-    else {
-        return None;
-    };
-    Some(Peeked {
-        vni: u32::from_be_bytes(vni) >> 8,
-        source_vpc: u32::from_be_bytes(vpc),
-        src: src.into(),
-        dst: dst.into(),
-    })
-}
-
 /// [`wire::vpc::ipv4_header`] with its drop reason: the total length, or `malformed`.
 #[inline(always)]
 pub fn ipv4_header(ip: &[u8]) -> Result<usize, DropReason> {
@@ -164,16 +127,6 @@ mod tests {
         let mut vxlan = good.clone();
         vxlan[36..38].copy_from_slice(&4789u16.to_be_bytes());
         assert_eq!(receive(&vxlan, PA), Err(DropReason::Unsupported));
-    }
-
-    #[test]
-    fn peek_reads_what_receive_parses() {
-        let f = frame(40);
-        let r = receive(&f, PA).unwrap();
-        let p = peek(&f).unwrap();
-        assert_eq!((p.vni, p.source_vpc, p.src, p.dst), (r.outer.vni, r.outer.source_vpc, r.src, r.dst));
-        assert_eq!(peek(&f[..77]), None);
-        assert!(peek(&f[..78]).is_some());
     }
 
     /// Every refusal of [`wire::vpc::ipv4_header`] (tested there) is `malformed`.

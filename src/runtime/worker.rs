@@ -13,8 +13,6 @@ use std::sync::{Arc, Mutex};
 use arrayvec::ArrayVec;
 use mapping_client::rcu::Subscriber;
 use mapping_client::tables::Tables;
-use mapping_client::topology::{CardId, EniId};
-use nitro::{FromInstance, FromUnderlay as NitroFromUnderlay};
 use pipeline::{AlertProducer, Burst, Clock, DropReason, Meters, Output, PublishedCounters, Verdict, MAX_BURST};
 use wire::PacketBuf;
 
@@ -239,41 +237,6 @@ impl<C: Clock> Loop<'_, C> {
         }
     }
 
-    /// Whether `port`'s bursts run one burst behind its RX, with their table slots
-    /// prefetched a burst ahead ([`prefetch_ahead`](Self::prefetch_ahead)): the ports of
-    /// a Nitro card (instance ports, a host's underlay port). An edge's verify-recv
-    /// prefetches its slots within the burst already; a burst ahead measured no faster
-    /// there (its tables are small), so its ports run each burst as it comes.
-    fn runs_ahead(&self, port: usize) -> bool {
-        match self.s.roles.get(port).copied() {
-            Some(Role::Instance) => true,
-            Some(Role::Underlay { card }) => matches!(self.s.cards.get(card).map(CardInfo::id), Some(CardId::Host(_))),
-            _ => false,
-        }
-    }
-
-    /// Prefetch the table slots the Nitro card's stages will read for `mb`, a burst of
-    /// `port` (one that [`runs_ahead`](Self::runs_ahead)) that runs after the one being
-    /// worked on now (see [`run`]). Decides nothing.
-    fn prefetch_ahead(&mut self, port: usize, mb: &MbufBurst) {
-        let frames = || mb.as_slice().iter().map(|m| m.data());
-        match self.s.roles.get(port).copied() {
-            Some(Role::Instance) => {
-                let Some(b) = self.s.bindings.ports.get(port) else { return };
-                let (eni, card) = (b.eni.load(Ordering::Acquire), b.card.load(Ordering::Acquire));
-                if let Some(sub) = self.s.subscribers.get_mut(card as usize) {
-                    FromInstance::prefetch(sub.current(), EniId(eni), frames());
-                }
-            }
-            Some(Role::Underlay { card }) => {
-                if let Some(sub) = self.s.subscribers.get_mut(card) {
-                    NitroFromUnderlay::prefetch(sub.current(), frames());
-                }
-            }
-            _ => {}
-        }
-    }
-
     fn rx_port(&mut self, port: usize, mb: &mut MbufBurst) {
         self.from = (port as u16, u16::MAX);
         for m in mb.drain() {
@@ -362,53 +325,16 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
     {
         let switch = Switch::new(setup.cards.iter().map(|c| (c.plan.pa, c.plan.ports.underlay)), setup.fabric_capture);
         let mut l = Loop { s: &mut setup, switch, stages, clock, burst: Burst::new(), fabric: ArrayVec::new(), spill: Spill::new(), from: (0, u16::MAX) };
-        // Per RX source that runs ahead: two bursts used in turn, the one received last
-        // time (waiting) and the one being received now; and whether the last RX was full.
-        let mut ahead: Vec<Option<([MbufBurst; 2], usize, bool)>> = rx
-            .iter()
-            .map(|(port, _)| l.runs_ahead(*port).then(|| ([MbufBurst::new(), MbufBurst::new()], 0, false)))
-            .collect();
         while !l.s.stop.load(Ordering::Relaxed) {
             let generation = l.s.bindings.generation.load(Ordering::Acquire);
             l.stages.refresh(generation, &l.s.bindings.ports);
-            for ((port, src), two) in rx.iter_mut().zip(ahead.iter_mut()) {
-                let Some((pair, now, full)) = two else {
-                    // A burst runs as it comes.
-                    let n = match src {
-                        RxSource::Eth(q) => q.rx_burst(&mut mb, RX_BURST),
-                        RxSource::Soft(s) => s.rx_burst(&mut mb, RX_BURST),
-                    };
-                    if n > 0 {
-                        l.rx_port(*port, &mut mb);
-                    }
-                    continue;
-                };
-                // One burst ahead under load: receive the next burst and prefetch the
-                // table slots its stages will read, then run the burst received last
-                // time, so that the next burst's cache misses resolve while this one is
-                // worked on (VPP's prefetch of the next frames, across bursts). A burst is
-                // held back only when it and the one before it were full (more is
-                // queued): a port that delivers less runs what it delivered at once, and a
-                // waiting burst runs in the next pass whatever comes (a blocking source,
-                // net_pcap on a FIFO, must not hold back a burst it may never follow).
-                let [a, b] = pair;
-                let (fresh, waiting) = if *now == 0 { (a, b) } else { (b, a) };
+            for (port, src) in rx.iter_mut() {
                 let n = match src {
-                    RxSource::Eth(q) => q.rx_burst(fresh, RX_BURST),
-                    RxSource::Soft(s) => s.rx_burst(fresh, RX_BURST),
+                    RxSource::Eth(q) => q.rx_burst(&mut mb, RX_BURST),
+                    RxSource::Soft(s) => s.rx_burst(&mut mb, RX_BURST),
                 };
-                let hold = n == RX_BURST && *full;
-                *full = n == RX_BURST;
-                if hold {
-                    l.prefetch_ahead(*port, fresh);
-                }
-                if !waiting.is_empty() {
-                    l.rx_port(*port, waiting);
-                }
-                if hold {
-                    *now ^= 1;
-                } else if n > 0 {
-                    l.rx_port(*port, fresh);
+                if n > 0 {
+                    l.rx_port(*port, &mut mb);
                 }
             }
             for sub in l.s.subscribers.iter_mut() {
@@ -419,13 +345,6 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
                 next_publish = now + publish_every;
                 l.s.counters.publish(&l.s.meters.counters);
                 l.s.meters.timing.maybe_ship(now);
-            }
-        }
-        // What was received but not yet run goes through its stages like any burst.
-        for ((port, _), two) in rx.iter().zip(ahead.iter_mut()) {
-            let Some((pair, _, _)) = two else { continue };
-            for waiting in pair.iter_mut().filter(|b| !b.is_empty()) {
-                l.rx_port(*port, waiting);
             }
         }
         l.s.counters.publish(&l.s.meters.counters);
