@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use mapping_client::Tables;
 use pipeline::underlay::ipv4_header;
 use pipeline::{
-    bit, drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
+    bit, drop_row, run_timed_chained, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
     StageId, MAX_BURST,
 };
 use wire::vpc::{self, card_mac};
@@ -105,17 +105,18 @@ impl FromOutside {
         s.esp = 0;
         s.nat = 0;
         let mut cx = OutsideCtx { card: ctx, s, sas: &mut self.sas, reply: self.outputs.internet };
+        let mut stamp = None;
         match side {
             Side::Internet => {
-                run_timed(&mut ClassifyInternet, burst, &mut cx, clock, meters);
-                run_timed(&mut EspDecrypt, burst, &mut cx, clock, meters);
-                run_timed(&mut NatIn, burst, &mut cx, clock, meters);
+                run_timed_chained(&mut ClassifyInternet, burst, &mut cx, clock, meters, &mut stamp);
+                run_timed_chained(&mut EspDecrypt, burst, &mut cx, clock, meters, &mut stamp);
+                run_timed_chained(&mut NatIn, burst, &mut cx, clock, meters, &mut stamp);
             }
-            Side::Dx => run_timed(&mut Untag, burst, &mut cx, clock, meters),
-            Side::Services => run_timed(&mut EndpointIn, burst, &mut cx, clock, meters),
+            Side::Dx => run_timed_chained(&mut Untag, burst, &mut cx, clock, meters, &mut stamp),
+            Side::Services => run_timed_chained(&mut EndpointIn, burst, &mut cx, clock, meters, &mut stamp),
         }
         let mut hosts = HostsCtx { tables: cx.card.tables, to: &mut cx.s.to, fabric: self.outputs.fabric };
-        run_timed(&mut EncapToHosts, burst, &mut hosts, clock, meters);
+        run_timed_chained(&mut EncapToHosts, burst, &mut hosts, clock, meters, &mut stamp);
     }
 }
 

@@ -10,7 +10,7 @@ use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
 use pipeline::frag::{self, fragment_out};
 use pipeline::prefetch::prefetch_ends;
 use pipeline::{
-    bit, drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
+    bit, drop_row, run_timed_chained, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
     Output, Received, StageId, Verdict, MAX_BURST,
 };
 use wire::vpc::{card_mac, Encap, UNDERLAY_ROUTER_MAC};
@@ -120,14 +120,15 @@ impl FromUnderlay {
         s.endpoint = 0;
         s.to.mask = 0;
         let mut cx = UnderlayCtx { card: ctx, s, sas: &self.sas, outputs: self.outputs, extra };
-        run_timed(&mut VerifyRecv, burst, &mut cx, clock, meters);
-        run_timed(&mut Decap, burst, &mut cx, clock, meters);
-        run_timed(&mut EspEncrypt, burst, &mut cx, clock, meters);
-        run_timed(&mut Vlan, burst, &mut cx, clock, meters);
-        run_timed(&mut Endpoint, burst, &mut cx, clock, meters);
-        run_timed(&mut NatOut, burst, &mut cx, clock, meters);
+        let mut stamp = None;
+        run_timed_chained(&mut VerifyRecv, burst, &mut cx, clock, meters, &mut stamp);
+        run_timed_chained(&mut Decap, burst, &mut cx, clock, meters, &mut stamp);
+        run_timed_chained(&mut EspEncrypt, burst, &mut cx, clock, meters, &mut stamp);
+        run_timed_chained(&mut Vlan, burst, &mut cx, clock, meters, &mut stamp);
+        run_timed_chained(&mut Endpoint, burst, &mut cx, clock, meters, &mut stamp);
+        run_timed_chained(&mut NatOut, burst, &mut cx, clock, meters, &mut stamp);
         let mut hosts = HostsCtx { tables: cx.card.tables, to: &mut cx.s.to, fabric: self.outputs.fabric };
-        run_timed(&mut EncapToHosts, burst, &mut hosts, clock, meters);
+        run_timed_chained(&mut EncapToHosts, burst, &mut hosts, clock, meters, &mut stamp);
     }
 }
 

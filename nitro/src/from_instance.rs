@@ -2,9 +2,9 @@
 
 use std::net::Ipv4Addr;
 
-use mapping_client::{EniId, LocalEni, Location, Route, Tables, VpcEntry};
+use mapping_client::{EniId, LocalEni, Location, Route, Tables};
 use pipeline::{
-    drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
+    drop_row, run_timed_chained, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
     Stage, StageInfo, Verdict, MAX_BURST,
 };
 use wire::vpc::{
@@ -141,10 +141,11 @@ impl FromInstance {
             next_hop: self.next_hop,
             s: &mut self.scratch,
         };
-        run_timed(&mut self.classify, burst, &mut cx, clock, meters);
-        run_timed(&mut self.verify, burst, &mut cx, clock, meters);
-        run_timed(&mut self.route, burst, &mut cx, clock, meters);
-        run_timed(&mut self.encap, burst, &mut cx, clock, meters);
+        let mut stamp = None;
+        run_timed_chained(&mut self.classify, burst, &mut cx, clock, meters, &mut stamp);
+        run_timed_chained(&mut self.verify, burst, &mut cx, clock, meters, &mut stamp);
+        run_timed_chained(&mut self.route, burst, &mut cx, clock, meters, &mut stamp);
+        run_timed_chained(&mut self.encap, burst, &mut cx, clock, meters, &mut stamp);
     }
 }
 
@@ -321,8 +322,11 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
         for i in burst.live_indices() {
             let j = slot(i);
             let dst = Ipv4Addr::from(s.dst[j]);
-            let verdict = match route(vpc, dst) {
-                Some(Route::Vpc { vni }) => {
+            // Matched by reference: the route's fields are read in the table (a copied
+            // `Route` was put together on the stack in pieces, and reading its VNI back
+            // stalled on the failed store forwarding, ~15 cycles a packet).
+            let verdict = match vpc.routes.get(dst) {
+                Some(&Route::Vpc { vni }) => {
                     if vni != svni && vni != peer.0 {
                         peer = (vni, tables.peered(svni, vni));
                     }
@@ -340,16 +344,17 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
                     }
                     Err((DropReason::NotPeered, Some(vni)))
                 }
-                Some(Route::Internet { edge_pa }) => match foreign_vpc(tables, svni, dst) {
-                    Some(other) => Err((DropReason::NoRoute, Some(other))),
-                    None => Ok(edge_pa),
-                },
+                Some(&Route::Internet { edge_pa }) => internet(tables, svni, dst, edge_pa),
                 Some(
-                    Route::Vpn { edge_pa, .. }
+                    &(Route::Vpn { edge_pa, .. }
                     | Route::Dx { edge_pa, .. }
-                    | Route::Endpoint { edge_pa, .. },
+                    | Route::Endpoint { edge_pa, .. }),
                 ) => Ok(edge_pa),
-                None => Err((DropReason::NoRoute, None)),
+                // No prefix: the VPC's internet gateway ([`Tables::route`]'s rule).
+                None => match vpc.internet_gateway {
+                    Some(edge_pa) => internet(tables, svni, dst, edge_pa),
+                    None => Err((DropReason::NoRoute, None)),
+                },
             };
             match verdict {
                 Ok(edge_pa) if !edge_pa.is_unspecified() => {
@@ -387,14 +392,14 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
     }
 }
 
-/// [`Tables::route`] on an already looked-up VPC entry: longest prefix, else the VPC's
-/// internet gateway.
+/// An internet-bound packet of VPC `own` to `dst` through the gateway `edge_pa`: refused
+/// (`no_route`, naming the VPC) when `dst` lies in another VPC this card knows.
 #[inline(always)]
-fn route(vpc: &VpcEntry, dst: Ipv4Addr) -> Option<Route> {
-    vpc.routes.lookup(dst).or_else(|| {
-        vpc.internet_gateway
-            .map(|edge_pa| Route::Internet { edge_pa })
-    })
+fn internet(tables: &Tables, own: u32, dst: Ipv4Addr, edge_pa: Ipv4Addr) -> Result<Ipv4Addr, (DropReason, Option<u32>)> {
+    match foreign_vpc(tables, own, dst) {
+        Some(other) => Err((DropReason::NoRoute, Some(other))),
+        None => Ok(edge_pa),
+    }
 }
 
 /// A VPC of this card's view, other than `own`, whose CIDR holds `dst`: traffic the

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use mapping_client::{EniId, Location, Tables};
 use pipeline::frag::{fragment_out, FragNeeded};
 use pipeline::{
-    drop_row, run_timed, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
+    drop_row, run_timed_chained, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
     Output, Received, Stage, StageId, Verdict, MAX_BURST,
 };
 use wire::vpc::{self, card_mac, subnet_router_mac, Encap, UNDERLAY_ROUTER_MAC, VPC_MTU};
@@ -177,9 +177,10 @@ impl FromUnderlay {
             return;
         }
         let mut cx = UnderlayCtx { nitro: ctx, ports: eni_ports, s: &mut self.scratch };
-        run_timed(&mut self.verify, burst, &mut cx, clock, meters);
+        let mut stamp = None;
+        run_timed_chained(&mut self.verify, burst, &mut cx, clock, meters, &mut stamp);
         let mut cx = DecapCtx { nitro: ctx, s: &self.scratch, extra, underlay: self.underlay };
-        run_timed(&mut Decap, burst, &mut cx, clock, meters);
+        run_timed_chained(&mut Decap, burst, &mut cx, clock, meters, &mut stamp);
     }
 }
 

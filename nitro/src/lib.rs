@@ -7,8 +7,9 @@
 //!
 //! The runtime calls one of two entry points per received burst; every packet of the burst
 //! leaves it decided (forwarded to an [`Output`](pipeline::Output) or dropped with a named
-//! [`DropReason`](pipeline::DropReason)), each stage a named struct implementing [`pipeline::Stage`], run through [`pipeline::run_timed`]
-//! (one TSC stamp pair per stage per burst, compiled out with [`pipeline::NullClock`]).
+//! [`DropReason`](pipeline::DropReason)), each stage a named struct implementing [`pipeline::Stage`], run through [`pipeline::run_timed_chained`]
+//! (one TSC stamp per stage per burst, a stage's end being the next one's start, compiled
+//! out with [`pipeline::NullClock`]).
 //!
 //! **From the instance** — [`FromInstance::process`], for a burst received on the vNIC port of one
 //! ENI (the runtime passes its [`EniId`](mapping_client::EniId)):

@@ -45,7 +45,9 @@
 //!   plain loads instead, `mapping_client::MappingTable`, measured as fast there).
 //! - Per worker, nothing shared is written per packet: [`Counters`] (cache-line aligned,
 //!   worker-owned) get verdict totals once per burst at drain and stage totals once per
-//!   stage per burst; [`run_timed`] reads the [`Clock`] twice per stage per burst and
+//!   stage per burst; [`run_timed`] reads the [`Clock`] twice per stage per burst
+//!   ([`run_timed_chained`], for a pipeline's stages in a row, once: a stage's end is the
+//!   next one's start) and
 //!   records cycles per packet into the worker's [`StageHistograms`] (preallocated, never
 //!   resized). [`NullClock`] compiles timing out.
 //!
@@ -102,7 +104,7 @@ pub use extra::{Extra, VecExtra};
 pub use ratelimit::RateLimit;
 pub use limits::{bit, slot, MAX_BURST, MAX_OUTPUTS};
 pub use output::Output;
-pub use stage::{check_doc_table, drop_row, run_timed, DropTable, Meters, Stage, StageInfo};
+pub use stage::{check_doc_table, drop_row, run_timed, run_timed_chained, DropTable, Meters, Stage, StageInfo};
 pub use stage_id::{StageId, UnknownStage};
 pub use stats::{PortStats, StageStats, StatsReport};
 pub use timing::{HistogramConfig, StageHistograms, StageSummary, TimingCollector, TimingError, WorkerTiming};

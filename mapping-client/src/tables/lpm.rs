@@ -49,9 +49,17 @@ impl<T: Copy> PrefixTable<T> {
     /// The target of the longest prefix holding `ip`.
     #[inline]
     pub fn lookup(&self, ip: Ipv4Addr) -> Option<T> {
+        self.get(ip).copied()
+    }
+
+    /// [`lookup`](Self::lookup) by reference: a caller that matches on the target reads
+    /// its fields where they are, instead of a copy the compiler may assemble on the stack
+    /// from pieces (whose field loads then wait for a failed store forwarding).
+    #[inline]
+    pub fn get(&self, ip: Ipv4Addr) -> Option<&T> {
         let ip = u32::from(ip);
         let i = self.keys.iter().position(|&(net, mask)| ip & mask == net)?;
-        self.targets.get(i).copied()
+        self.targets.get(i)
     }
 
     pub fn len(&self) -> usize {
@@ -94,6 +102,8 @@ mod tests {
         assert_eq!(t.lookup(Ipv4Addr::new(11, 0, 0, 1)), Some(3));
         let empty: PrefixTable<u8> = PrefixTable::new([]);
         assert_eq!(empty.lookup(Ipv4Addr::new(1, 1, 1, 1)), None);
+        assert_eq!(t.get(Ipv4Addr::new(10, 0, 5, 1)), Some(&2));
+        assert_eq!(empty.get(Ipv4Addr::new(1, 1, 1, 1)), None);
         assert_eq!(
             t.iter().map(|(c, _)| c.prefix_len()).collect::<Vec<_>>(),
             [24, 16, 0]
