@@ -536,15 +536,24 @@ pub fn parse_outer(frame: &[u8]) -> Result<Outer> {
 }
 
 /// The outer header of many packets that share a card, a source VPC and a next hop:
-/// written once by [`emit_outer`], then copied per packet with the five fields that differ
-/// patched on their [`offset`]s: IPv4 total length and header checksum (recomputed from
-/// the constant words summed once), destination PA, UDP source port and length, VNI. Byte
-/// for byte what `emit_outer` writes (tested below).
+/// written once by [`emit_outer`] (or [`emit_outer_with_endpoint`], `N` =
+/// [`OUTER_HEADER_LEN_WITH_ENDPOINT`]: [`OuterTemplate::with_endpoint`]), then copied per
+/// packet with the five fields that differ patched on their [`offset`]s: IPv4 total length
+/// and header checksum (recomputed from the constant words summed once), destination PA,
+/// UDP source port and length, VNI. Byte for byte what `emit_outer` writes (tested below).
 #[derive(Clone, Copy, Debug)]
-pub struct OuterTemplate {
-    head: [u8; OUTER_HEADER_LEN],
+pub struct OuterTemplate<const N: usize = OUTER_HEADER_LEN> {
+    head: [u8; N],
     /// Ones' complement sum of the outer IPv4 header words that do not change per packet.
     base: u32,
+}
+
+/// Version/IHL/DSCP, flags (DF), TTL/protocol and the source address of the outer IPv4
+/// header: the words of its checksum that a template does not patch.
+#[inline]
+fn template_base(encap: &Encap) -> u32 {
+    let src = u32::from(encap.src_pa);
+    0x4500 + u32::from(crate::ipv4::FLAG_DF) + (u32::from(OUTER_TTL) << 8 | 17) + (src >> 16) + (src & 0xffff)
 }
 
 impl OuterTemplate {
@@ -554,33 +563,42 @@ impl OuterTemplate {
     pub fn new(encap: &Encap) -> Option<Self> {
         let mut head = [0u8; OUTER_HEADER_LEN];
         emit_outer(&mut head, encap, 0, 0).ok()?;
-        let src = u32::from(encap.src_pa);
-        // Version/IHL/DSCP, flags (DF), TTL/protocol, source address; total length,
-        // checksum and destination are added per packet.
-        let base = 0x4500
-            + u32::from(crate::ipv4::FLAG_DF)
-            + (u32::from(OUTER_TTL) << 8 | 17)
-            + (src >> 16)
-            + (src & 0xffff);
-        Some(OuterTemplate { head, base })
+        Some(OuterTemplate { head, base: template_base(encap) })
     }
+}
 
+impl OuterTemplate<OUTER_HEADER_LEN_WITH_ENDPOINT> {
+    /// The template of `encap` with the endpoint-ID option `endpoint_id` (the 70-byte
+    /// header of [`emit_outer_with_endpoint`]); as [`OuterTemplate::new`].
+    #[inline]
+    pub fn with_endpoint(encap: &Encap, endpoint_id: u64) -> Option<Self> {
+        let mut head = [0u8; OUTER_HEADER_LEN_WITH_ENDPOINT];
+        emit_outer_with_endpoint(&mut head, encap, endpoint_id, 0, 0).ok()?;
+        Some(OuterTemplate { head, base: template_base(encap) })
+    }
+}
+
+impl<const N: usize> OuterTemplate<N> {
     /// Write the header for an inner packet of `inner_len` bytes (at most [`VPC_MTU`])
     /// towards `dst_pa` (host order) in VNI `vni` (at most 24 bits) with flow hash `hash`.
     #[inline(always)]
-    pub fn write(&self, out: &mut [u8; OUTER_HEADER_LEN], dst_pa: u32, vni: u32, inner_len: usize, hash: u32) {
+    pub fn write(&self, out: &mut [u8; N], dst_pa: u32, vni: u32, inner_len: usize, hash: u32) {
         *out = self.head;
-        let total = (inner_len + IP_OVERHEAD) as u16;
+        let total = (inner_len + N - OUTER_ETH_LEN) as u16;
         let sum = self.base + u32::from(total) + (dst_pa >> 16) + (dst_pa & 0xffff);
         let sum = (sum & 0xffff) + (sum >> 16);
         let sum = (sum & 0xffff) + (sum >> 16);
-        let at = |o: usize, n: usize| o..o + n;
-        out[at(offset::IP_TOTAL_LEN, 2)].copy_from_slice(&total.to_be_bytes());
-        out[at(offset::IP_CHECKSUM, 2)].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-        out[at(offset::IP_DST, 4)].copy_from_slice(&dst_pa.to_be_bytes());
-        out[at(offset::UDP, 2)].copy_from_slice(&src_port(hash).to_be_bytes());
-        out[at(offset::UDP_LEN, 2)].copy_from_slice(&(total - OUTER_IPV4_LEN as u16).to_be_bytes());
-        out[at(offset::GENEVE_VNI, 4)].copy_from_slice(&(vni << 8).to_be_bytes());
+        let mut put = |o: usize, b: &[u8]| {
+            if let Some(d) = out.get_mut(o..o + b.len()) {
+                d.copy_from_slice(b);
+            }
+        };
+        put(offset::IP_TOTAL_LEN, &total.to_be_bytes());
+        put(offset::IP_CHECKSUM, &(!(sum as u16)).to_be_bytes());
+        put(offset::IP_DST, &dst_pa.to_be_bytes());
+        put(offset::UDP, &src_port(hash).to_be_bytes());
+        put(offset::UDP_LEN, &(total - OUTER_IPV4_LEN as u16).to_be_bytes());
+        put(offset::GENEVE_VNI, &(vni << 8).to_be_bytes());
     }
 }
 
@@ -880,9 +898,17 @@ mod tests {
             let mut got = [0xaau8; OUTER_HEADER_LEN];
             t.write(&mut got, u32::from(encap.dst_pa), encap.vni, len, hash);
             assert_eq!(got, want, "{encap:?} {len} {hash}");
+            let id = next();
+            let mut want = [0u8; OUTER_HEADER_LEN_WITH_ENDPOINT];
+            emit_outer_with_endpoint(&mut want, &encap, id, len, hash).unwrap();
+            let t = OuterTemplate::with_endpoint(&Encap { dst_pa: Ipv4Addr::UNSPECIFIED, vni: 0, ..encap }, id).unwrap();
+            let mut got = [0xaau8; OUTER_HEADER_LEN_WITH_ENDPOINT];
+            t.write(&mut got, u32::from(encap.dst_pa), encap.vni, len, hash);
+            assert_eq!(got, want, "{encap:?} {id:#x} {len} {hash}");
         }
         let too_big = Encap { vni: 0, source_vpc: 1 << 24, ..encap() };
         assert!(OuterTemplate::new(&too_big).is_none());
+        assert!(OuterTemplate::with_endpoint(&too_big, 1).is_none());
     }
 
     #[test]
