@@ -91,7 +91,11 @@ const ICMP_PARAMETER_PROBLEM: u8 = 12;
 /// Errors: [`DropReason::Malformed`] for a bad header or a truncated transport header or
 /// quote, [`DropReason::NoElasticIp`] when the source is not `from`. On error the packet
 /// is unchanged.
+#[inline]
 pub fn snat(pkt: &mut [u8], from: Ipv4Addr, to: Ipv4Addr) -> Result<(), DropReason> {
+    if translate_simple(pkt, Side::Src, from, to).is_some() {
+        return Ok(());
+    }
     translate(pkt, Side::Src, from, to)
 }
 
@@ -101,7 +105,11 @@ pub fn snat(pkt: &mut [u8], from: Ipv4Addr, to: Ipv4Addr) -> Result<(), DropReas
 ///
 /// Errors as for [`snat`], with [`DropReason::NoElasticIp`] when the destination is not
 /// `from`. On error the packet is unchanged.
+#[inline]
 pub fn dnat(pkt: &mut [u8], from: Ipv4Addr, to: Ipv4Addr) -> Result<(), DropReason> {
+    if translate_simple(pkt, Side::Dst, from, to).is_some() {
+        return Ok(());
+    }
     translate(pkt, Side::Dst, from, to)
 }
 
@@ -191,10 +199,10 @@ fn check_header(pkt: &[u8]) -> Result<(usize, usize), DropReason> {
     Ok((ihl, total))
 }
 
+/// The general path of [`snat`] and [`dnat`], after their common case
+/// ([`translate_simple`]).
+#[inline(never)]
 fn translate(pkt: &mut [u8], side: Side, from: Ipv4Addr, to: Ipv4Addr) -> Result<(), DropReason> {
-    if translate_simple(pkt, side, from, to).is_some() {
-        return Ok(());
-    }
     let (ihl, total) = check_header(pkt)?;
     let pkt = pkt.get_mut(..total).ok_or(DropReason::Malformed)?;
     if get_addr(pkt, side.offset()) != Some(from) {
