@@ -185,6 +185,13 @@ const K2: u64 = 0xD6E8_FEB8_6659_FD93; // an odd constant with well-spread bits
 pub fn flow_hash(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, src_port: u16, dst_port: u16) -> u32 {
     let a = (u32::from(src) as u64) << 32 | u32::from(dst) as u64;
     let b = (protocol as u64) << 32 | (src_port as u64) << 16 | dst_port as u64;
+    mix(a, b)
+}
+
+/// [`flow_hash`] of the two words it packs the 5-tuple into: `a` the addresses, `b` the
+/// protocol and the ports.
+#[inline(always)]
+fn mix(a: u64, b: u64) -> u32 {
     let mut h = a.wrapping_mul(K1) ^ b.wrapping_mul(K2);
     h ^= h >> 29;
     h = h.wrapping_mul(K1);
@@ -193,22 +200,21 @@ pub fn flow_hash(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, src_port: u16, dst_
 
 /// [`flow_hash`] of an inner IPv4 packet. Ports are used for TCP and UDP when the packet
 /// is not a fragment (so every fragment of a datagram hashes alike); a packet too short
-/// for its headers hashes what is there.
+/// for its headers hashes what is there. The words are read whole from the header (the
+/// addresses as one big-endian word, the ports as another), as `flow_hash` packs them.
 #[inline]
 pub fn inner_flow_hash(inner: &[u8]) -> u32 {
-    let Some(h) = inner.get(..20) else { return 0 };
-    let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-    let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+    let Some(h) = inner.get(..20).and_then(|h| <&[u8; 20]>::try_from(h).ok()) else { return 0 };
+    let mut addrs = [0u8; 8];
+    addrs.copy_from_slice(&h[12..20]);
     let protocol = h[9];
     let fragment = read_u16(h, 6) & (crate::ipv4::FLAG_MF | crate::ipv4::FRAG_OFFSET_MASK) != 0;
     let ihl = (h[0] & crate::ipv4::IHL_MASK) as usize * 4;
-    let (sp, dp) = match inner.get(ihl..ihl + 4) {
-        Some(&[a, b, c, d]) if !fragment && (protocol == 6 || protocol == 17) => {
-            (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]))
-        }
-        _ => (0, 0),
+    let ports = match inner.get(ihl..ihl + 4) {
+        Some(&[a, b, c, d]) if !fragment && (protocol == 6 || protocol == 17) => u32::from_be_bytes([a, b, c, d]),
+        _ => 0,
     };
-    flow_hash(src, dst, protocol, sp, dp)
+    mix(u64::from_be_bytes(addrs), (protocol as u64) << 32 | ports as u64)
 }
 
 #[inline(always)]
