@@ -601,7 +601,8 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, ou
     let mask = s.endpoint;
     let Some(out) = port_or_drop(burst, mask, outputs.services) else { return };
     let pa = tables.pa();
-    let mut last: Option<(EndpointId, Ipv4Addr, u32, Option<OuterTemplate<OUTER_HEADER_LEN_WITH_ENDPOINT>>)> = None;
+    type Key = (EndpointId, Ipv4Addr, u32);
+    let mut last: Option<(Key, Option<OuterTemplate<OUTER_HEADER_LEN_WITH_ENDPOINT>>)> = None;
     burst.for_each_live(|i, p| {
         if mask & bit(i) == 0 {
             return None;
@@ -615,24 +616,21 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, ou
         if p.headroom() < OUTER_HEADER_LEN_WITH_ENDPOINT {
             return Some(Verdict::Drop(DropReason::NoRoom));
         }
-        let template = match last {
-            Some((l_id, l_fe, l_vni, t)) if (l_id, l_fe, l_vni) == (id, front_end_pa, vni) => t,
-            _ => {
-                let encap = Encap {
-                    src_mac: card_mac(pa),
-                    dst_mac: UNDERLAY_ROUTER_MAC,
-                    src_pa: pa,
-                    dst_pa: front_end_pa,
-                    vni,
-                    source_vpc: vni,
-                };
-                let t = OuterTemplate::with_endpoint(&encap, id.0);
-                last = Some((id, front_end_pa, vni, t));
-                t
-            }
-        };
-        // A VNI over 24 bits, which no loaded topology has.
-        let Some(template) = template else { return Some(Verdict::Drop(DropReason::Unsupported)) };
+        let key = (id, front_end_pa, vni);
+        if !matches!(&last, Some((k, _)) if *k == key) {
+            let encap = Encap {
+                src_mac: card_mac(pa),
+                dst_mac: UNDERLAY_ROUTER_MAC,
+                src_pa: pa,
+                dst_pa: front_end_pa,
+                vni,
+                source_vpc: vni,
+            };
+            last = Some((key, OuterTemplate::with_endpoint(&encap, id.0)));
+        }
+        // A VNI over 24 bits, which no loaded topology has. (By reference: the template is
+        // copied once, into the packet.)
+        let Some((_, Some(template))) = &last else { return Some(Verdict::Drop(DropReason::Unsupported)) };
         let (inner_len, hash) = (p.len(), inner_flow_hash(p.data()));
         let head = p.prepend(OUTER_HEADER_LEN_WITH_ENDPOINT).ok().and_then(|h| <&mut [u8; OUTER_HEADER_LEN_WITH_ENDPOINT]>::try_from(h).ok());
         Some(match head {
