@@ -530,16 +530,16 @@ fn prepare_with<B: PacketBuf, A: Aead>(
     let outer = outer_header(dscp, df, outer_len, seq as u16, sa.local, sa.remote);
 
     // Padding 1, 2, 3 (GCM_ALIGN 4: at most 3 bytes), pad length, next header, written
-    // straight-line after the inner packet; the ICV after them is the cipher's.
+    // after the inner packet as one fixed-size store of 5 bytes (a copy of pad + 2 bytes
+    // would be a memcpy call): what it writes past the trailer is in the ICV, which the
+    // cipher writes.
     let tail = buf.append(tail_len).map_err(|_| DropReason::NoRoom)?;
+    const _: () = assert!(TRAILER_LEN + GCM_ICV_LEN >= 5);
     let mut trailer = [1u8, 2, 3, 0, 0];
     if let Some(t) = trailer.get_mut(pad..pad + TRAILER_LEN) {
         t.copy_from_slice(&[pad as u8, NEXT_HEADER_IPV4.0]);
     }
-    match (tail.get_mut(..pad + TRAILER_LEN), trailer.get(..pad + TRAILER_LEN)) {
-        (Some(to), Some(from)) => to.copy_from_slice(from),
-        _ => return Err(DropReason::NoRoom),
-    }
+    tail.get_mut(..trailer.len()).ok_or(DropReason::NoRoom)?.copy_from_slice(&trailer);
     let head = buf.prepend(HEAD_LEN).map_err(|_| DropReason::NoRoom)?;
     let (ip_part, esp_part) = head.split_at_mut(ipv4::HEADER_LEN);
     ip_part.copy_from_slice(&outer);
