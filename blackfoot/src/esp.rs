@@ -409,6 +409,11 @@ impl ReplayWindow {
     }
 }
 
+/// Padding, pad length and next header (IPv4) for each pad length GCM's 4-byte alignment
+/// can need, each followed by zeros to 5 bytes (they fall in the ICV).
+const TRAILERS: [[u8; 5]; GCM_ALIGN] = [[0, 4, 0, 0, 0], [1, 1, 4, 0, 0], [1, 2, 2, 4, 0], [1, 2, 3, 3, 4]];
+const _: () = assert!(NEXT_HEADER_IPV4.0 == 4 && TRAILER_LEN + GCM_ICV_LEN >= 5);
+
 /// The outer IPv4 header of the module docs: version 4, IHL 5, `dscp` with ECN 0,
 /// `total_len`, `ident`, DF as `df`, TTL [`OUTER_TTL`], ESP, `src` to `dst`, and its
 /// checksum summed from those fields (straight-line: no pass over the bytes).
@@ -530,16 +535,12 @@ fn prepare_with<B: PacketBuf, A: Aead>(
     let outer = outer_header(dscp, df, outer_len, seq as u16, sa.local, sa.remote);
 
     // Padding 1, 2, 3 (GCM_ALIGN 4: at most 3 bytes), pad length, next header, written
-    // after the inner packet as one fixed-size store of 5 bytes (a copy of pad + 2 bytes
-    // would be a memcpy call): what it writes past the trailer is in the ICV, which the
-    // cipher writes.
+    // after the inner packet as one fixed-size copy of 5 bytes from a table (a copy of
+    // pad + 2 bytes would be a memcpy call, and bytes built on the stack a store-forwarding
+    // stall): what it writes past the trailer is in the ICV, which the cipher writes.
     let tail = buf.append(tail_len).map_err(|_| DropReason::NoRoom)?;
-    const _: () = assert!(TRAILER_LEN + GCM_ICV_LEN >= 5);
-    let mut trailer = [1u8, 2, 3, 0, 0];
-    if let Some(t) = trailer.get_mut(pad..pad + TRAILER_LEN) {
-        t.copy_from_slice(&[pad as u8, NEXT_HEADER_IPV4.0]);
-    }
-    tail.get_mut(..trailer.len()).ok_or(DropReason::NoRoom)?.copy_from_slice(&trailer);
+    let trailer = TRAILERS.get(pad).ok_or(DropReason::NoRoom)?;
+    tail.get_mut(..trailer.len()).ok_or(DropReason::NoRoom)?.copy_from_slice(trailer);
     let head = buf.prepend(HEAD_LEN).map_err(|_| DropReason::NoRoom)?;
     let (ip_part, esp_part) = head.split_at_mut(ipv4::HEADER_LEN);
     ip_part.copy_from_slice(&outer);
