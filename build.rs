@@ -50,6 +50,9 @@ fn main() {
         cc.flag(flag);
     }
     cc.compile("vpcemu_shim");
+    // The shim calls intel-ipsec-mb's AES-GCM (the crypto_aesni_gcm driver's library,
+    // libipsec-mb-dev, which libdpdk-dev depends on) directly.
+    println!("cargo:rustc-link-lib=dylib=IPSec_MB");
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap_or_else(|_| fail("OUT_DIR not set")));
     let bindings = bindgen::Builder::default()

@@ -5,6 +5,7 @@ set -euo pipefail
 
 PKGS=(
   dpdk dpdk-dev libdpdk-dev      # DPDK 22.11: EAL, PMDs (net_pcap, net_tap, net_null, net_ring), testpmd
+  libipsec-mb-dev                # intel-ipsec-mb: ESP's AES-GCM (--esp-cipher aesni-gcm) calls it directly
   libpcap-dev                    # net_pcap
   libclang-dev clang pkg-config  # bindgen
   build-essential                # the C shim

@@ -1,5 +1,5 @@
-//! DPDK's ipsec_mb `crypto_aesni_gcm` through the CPU-crypto API (`vpcemu::dpdk::crypto`)
-//! against ring's AES-GCM, in one process (the EAL starts once per process, so this file
+//! The AES-GCM of DPDK's ipsec_mb `crypto_aesni_gcm` driver (intel-ipsec-mb, called
+//! directly by `vpcemu::dpdk::crypto`) against ring's AES-GCM, in one process (the EAL starts once per process, so this file
 //! holds a single test).
 
 use blackfoot::aead::{Aead, AeadJob, RingAesGcm};
@@ -20,7 +20,7 @@ fn aesni_gcm_matches_ring_and_refuses_forgeries() {
         .expect("EAL");
     let dev = CryptoDev::aesni_gcm().expect("crypto_aesni_gcm0");
     let key = [0x5a; 16];
-    let dpdk = dev.aes_gcm(&key).expect("session");
+    let dpdk = dev.aes_gcm(&key).expect("key");
     let ring = RingAesGcm::new(&key).unwrap();
     assert_eq!(dpdk.name(), "aes128-gcm-aesni-gcm");
 
@@ -133,7 +133,7 @@ fn aesni_gcm_matches_ring_and_refuses_forgeries() {
         }
     }
 
-    // Sessions are shared by threads (the edge's workers share outbound SAs).
+    // Keys are shared by threads (the edge's workers share outbound SAs).
     std::thread::scope(|s| {
         for t in 0..4u8 {
             let (dpdk, ring) = (&dpdk, &ring);
@@ -149,11 +149,12 @@ fn aesni_gcm_matches_ring_and_refuses_forgeries() {
         }
     });
 
-    // Sessions go back to the pool: far more keys than the pool holds, one at a time.
+    // Keys come and go without limit (more than the 1024 sessions a DPDK session pool
+    // held), one at a time.
     for k in 0..3000u32 {
         let mut key = [0u8; 16];
         key[..4].copy_from_slice(&k.to_be_bytes());
-        drop(dev.aes_gcm(&key).expect("sessions are returned to the pool"));
+        drop(dev.aes_gcm(&key).expect("a key"));
     }
     drop((dpdk, other, dev));
 }

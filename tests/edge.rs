@@ -57,7 +57,7 @@ fn ports(d: &str) -> String {
     .concat()
 }
 
-/// All four paths both ways with DPDK's ipsec_mb `crypto_aesni_gcm` (CPU-crypto API) as
+/// All four paths both ways with DPDK's ipsec_mb `crypto_aesni_gcm` (its library, intel-ipsec-mb, called directly) as
 /// the ESP cipher.
 #[test]
 fn edge_round_trips_through_pcap_ports_with_aesni_gcm() {

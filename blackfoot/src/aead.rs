@@ -6,8 +6,8 @@
 //! ([`LessSafeKey`] over [`AES_128_GCM`], the `*_separate_tag` calls: no copy, no
 //! allocation). Their burst form, [`Aead::seal_burst`] and [`Aead::open_burst`] over
 //! [`AeadJob`]s, lets a cipher with a vector interface do a burst's packets in one call
-//! (ring's default goes one by one). The root crate brings the other one, DPDK's ipsec_mb `crypto_aesni_gcm`
-//! through the cryptodev CPU-crypto API (`vpcemu::dpdk::crypto`); an [`AeadFactory`]
+//! (ring's default goes one by one). The root crate brings the other one, the AES-GCM of DPDK's ipsec_mb
+//! `crypto_aesni_gcm` driver (its library, intel-ipsec-mb, called directly: `vpcemu::dpdk::crypto`); an [`AeadFactory`]
 //! picks the implementation for all of an edge's SAs.
 //!
 //! Sizes: 16-byte key, 12-byte nonce (RFC 4106: 4-byte salt || 8-byte explicit IV, built
@@ -55,7 +55,7 @@ pub trait Aead: Send + Sync {
     /// Seal every job of a burst, as [`seal`](Self::seal) would one by one: each job's
     /// `data` is encrypted in place and its `tag` written (all zero, with `data` zeroed,
     /// where the cipher refuses the input); `ok` says whether it was sealed. A cipher with
-    /// a burst interface (DPDK's vector CPU-crypto call) does the whole burst in one call;
+    /// a burst interface (the root crate's intel-ipsec-mb shim) does the whole burst in one call;
     /// the default loops over [`seal`](Self::seal).
     fn seal_burst(&self, jobs: &mut [AeadJob<'_>]) {
         for job in jobs.iter_mut() {

@@ -409,6 +409,11 @@ impl ReplayWindow {
     }
 }
 
+/// Padding, pad length and next header (IPv4) for each pad length GCM's 4-byte alignment
+/// can need, each followed by zeros to 5 bytes (they fall in the ICV).
+const TRAILERS: [[u8; 5]; GCM_ALIGN] = [[0, 4, 0, 0, 0], [1, 1, 4, 0, 0], [1, 2, 2, 4, 0], [1, 2, 3, 3, 4]];
+const _: () = assert!(NEXT_HEADER_IPV4.0 == 4 && TRAILER_LEN + GCM_ICV_LEN >= 5);
+
 /// The outer IPv4 header of the module docs: version 4, IHL 5, `dscp` with ECN 0,
 /// `total_len`, `ident`, DF as `df`, TTL [`OUTER_TTL`], ESP, `src` to `dst`, and its
 /// checksum summed from those fields (straight-line: no pass over the bytes).
@@ -476,6 +481,7 @@ impl SealPlan {
     /// The cipher's job in `data`: a buffer's bytes that end with the ESP packet
     /// [`encrypt_prepare`] made (headers prepended since, e.g. Ethernet, may come before
     /// it). `None` if `data` is too short to hold it.
+    #[inline]
     pub fn job<'a>(&self, data: &'a mut [u8]) -> Option<AeadJob<'a>> {
         let start = data.len().checked_sub(ESP_HEAD_LEN + self.plaintext_len + GCM_ICV_LEN)?;
         job(data.get_mut(start..)?, self.nonce, self.plaintext_len)
@@ -517,7 +523,8 @@ fn prepare_with<B: PacketBuf, A: Aead>(
         (ip.dscp(), ip.dont_frag())
     };
     let outer_len = u16::try_from(tunnel_len(inner_len)).map_err(|_| DropReason::MtuExceeded)?;
-    let tail_len = wesp::pad_len(inner_len, GCM_ALIGN) + TRAILER_LEN + GCM_ICV_LEN;
+    let pad = wesp::pad_len(inner_len, GCM_ALIGN);
+    let tail_len = pad + TRAILER_LEN + GCM_ICV_LEN;
     if buf.headroom() < HEAD_LEN || buf.tailroom() < tail_len {
         return Err(DropReason::NoRoom);
     }
@@ -527,7 +534,13 @@ fn prepare_with<B: PacketBuf, A: Aead>(
     // Outer IPv4 header, built whole on the stack (the prepended bytes hold garbage).
     let outer = outer_header(dscp, df, outer_len, seq as u16, sa.local, sa.remote);
 
-    buf.append(tail_len).map_err(|_| DropReason::NoRoom)?;
+    // Padding 1, 2, 3 (GCM_ALIGN 4: at most 3 bytes), pad length, next header, written
+    // after the inner packet as one fixed-size copy of 5 bytes from a table (a copy of
+    // pad + 2 bytes would be a memcpy call, and bytes built on the stack a store-forwarding
+    // stall): what it writes past the trailer is in the ICV, which the cipher writes.
+    let tail = buf.append(tail_len).map_err(|_| DropReason::NoRoom)?;
+    let trailer = TRAILERS.get(pad).ok_or(DropReason::NoRoom)?;
+    tail.get_mut(..trailer.len()).ok_or(DropReason::NoRoom)?.copy_from_slice(trailer);
     let head = buf.prepend(HEAD_LEN).map_err(|_| DropReason::NoRoom)?;
     let (ip_part, esp_part) = head.split_at_mut(ipv4::HEADER_LEN);
     ip_part.copy_from_slice(&outer);
@@ -536,15 +549,7 @@ fn prepare_with<B: PacketBuf, A: Aead>(
     spi_part.copy_from_slice(&sa.spi.to_be_bytes());
     seq_part.copy_from_slice(&seq.to_be_bytes());
     iv_part.copy_from_slice(&iv);
-
-    let data = buf.data_mut();
-    let esp = data.get_mut(ipv4::HEADER_LEN..).ok_or(DropReason::NoRoom)?;
-    let mut esp = wesp::Packet::new_unchecked(esp);
-    let (_header, _iv, plaintext, _icv) =
-        esp.split_mut(GCM_IV_LEN, GCM_ICV_LEN).map_err(|_| DropReason::NoRoom)?;
-    Trailer::emit(plaintext, inner_len, NEXT_HEADER_IPV4, GCM_ALIGN)
-        .map_err(|_| DropReason::NoRoom)?;
-    Ok(SealPlan { nonce: nonce(&sa.salt, &iv), plaintext_len: plaintext.len() })
+    Ok(SealPlan { nonce: nonce(&sa.salt, &iv), plaintext_len: inner_len + pad + TRAILER_LEN })
 }
 
 /// Check, decrypt and unwrap the ESP packet in `buf` (from the SPI to the end of the ICV)
@@ -574,6 +579,7 @@ pub struct OpenPlan {
 impl OpenPlan {
     /// The cipher's job in `data`, the ESP packet [`decrypt_check`] passed (from the SPI
     /// to the end of the ICV). `None` if `data` is not that long.
+    #[inline]
     pub fn job<'a>(&self, data: &'a mut [u8]) -> Option<AeadJob<'a>> {
         job(data, self.nonce, self.ciphertext_len)
     }
@@ -582,6 +588,7 @@ impl OpenPlan {
 /// The cipher's job in `esp`, an ESP packet from the SPI to the end of the ICV with
 /// `body_len` bytes to encrypt or decrypt: AAD = SPI || sequence number, the body, the
 /// ICV as the tag. `None` unless `esp` is exactly that long.
+#[inline(always)]
 fn job(esp: &mut [u8], nonce: [u8; NONCE_LEN], body_len: usize) -> Option<AeadJob<'_>> {
     if esp.len() != ESP_HEAD_LEN + body_len + GCM_ICV_LEN {
         return None;

@@ -35,7 +35,7 @@ impl EdgeSas {
     /// One outbound SA per VPN of the edge's tables, with the ciphers `aead` makes.
     ///
     /// # Errors
-    /// The factory refused a key (for DPDK's cryptodev: no session could be made).
+    /// The factory refused a key (for DPDK's aesni-gcm: its library did not start).
     pub fn with(tables: &Tables, aead: &dyn AeadFactory) -> Result<EdgeSas, KeyError> {
         let out = tables
             .vpns()

@@ -319,13 +319,15 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
         // Distinct keys, and packets waiting for a lookup.
         let (mut n, mut waiting) = (0usize, 0usize);
         let mut last: Option<(u32, Ipv4Addr)> = None;
+        // The prefix the previous packet matched, tried first.
+        let mut hint = 0usize;
         for i in burst.live_indices() {
             let j = slot(i);
             let dst = Ipv4Addr::from(s.dst[j]);
             // Matched by reference: the route's fields are read in the table (a copied
             // `Route` was put together on the stack in pieces, and reading its VNI back
             // stalled on the failed store forwarding, ~15 cycles a packet).
-            let verdict = match vpc.routes.get(dst) {
+            let verdict = match vpc.routes.get_hinted(dst, &mut hint) {
                 Some(&Route::Vpc { vni }) => {
                     if vni != svni && vni != peer.0 {
                         peer = (vni, tables.peered(svni, vni));

@@ -6,7 +6,7 @@
 //!   `MbufBurst`, the fixed-size owning burst.
 //! - [`port`]: ethdev ports and per-lcore queue handles.
 //! - [`lcore`]: launching closures on worker lcores.
-//! - [`crypto`]: AES-128-GCM by a cryptodev's synchronous CPU-crypto API (ESP's cipher).
+//! - [`crypto`]: AES-128-GCM with the library of DPDK's ipsec_mb `crypto_aesni_gcm` driver (intel-ipsec-mb), called directly (ESP's cipher).
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment; every `unsafe fn` a `# Safety`
 //! section. Ownership order the callers keep: mbufs, then ports, then pools, then the EAL.

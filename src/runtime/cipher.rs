@@ -11,7 +11,7 @@ pub enum EspCipher {
     Auto,
     /// ring's AES-GCM (`blackfoot::aead::RingAesGcm`).
     Ring,
-    /// DPDK's ipsec_mb `crypto_aesni_gcm` through the synchronous CPU-crypto API; the run
+    /// DPDK's ipsec_mb `crypto_aesni_gcm` (its library, intel-ipsec-mb, called directly); the run
     /// fails if it cannot start.
     AesniGcm,
 }

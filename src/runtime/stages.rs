@@ -105,7 +105,7 @@ impl CardStages {
                         services: c.plan.ports.services.and_then(port_output),
                     };
                     // The engine made these SAs once at start with this cipher; should the
-                    // cryptodev refuse now, ring computes the same AES-GCM.
+                    // aesni-gcm refuse a key now, ring computes the same AES-GCM.
                     let inbound = InboundSas::with(sub.current(), c.cipher.factory())
                         .unwrap_or_else(|_| InboundSas::new(sub.current()));
                     Some(EdgePipes {

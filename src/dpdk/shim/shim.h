@@ -27,23 +27,27 @@ uint16_t vpcemu_pktmbuf_headroom(void);
 uint64_t vpcemu_rx_offload_scatter(void);
 
 /*
- * AES-128-GCM by a cryptodev's synchronous CPU-crypto API (rte_cryptodev_sym_cpu_crypto_process):
- * 16-byte key, 12-byte IV (salt || explicit IV), 8-byte AAD, 16-byte tag, in place.
+ * AES-128-GCM with the library behind DPDK's crypto_aesni_gcm driver (intel-ipsec-mb),
+ * its one-shot functions called directly: 16-byte key, 12-byte IV (salt || explicit IV),
+ * 8-byte AAD, 16-byte tag, in place.
  */
 #define VPCEMU_GCM_KEY_LEN 16
 #define VPCEMU_GCM_IV_LEN 12
 #define VPCEMU_GCM_AAD_LEN 8
 #define VPCEMU_GCM_TAG_LEN 16
-int vpcemu_gcm_configure(uint8_t dev_id);
-struct rte_mempool *vpcemu_gcm_session_pool(uint8_t dev_id, const char *name, uint32_t n);
-int vpcemu_gcm_cpu_crypto(uint8_t dev_id);
-void *vpcemu_gcm_session(uint8_t dev_id, struct rte_mempool *pool, const uint8_t *key, int encrypt);
-int vpcemu_gcm_session_free(uint8_t dev_id, void *sess);
-/* 0 when done (decrypt: the tag verified); otherwise the operation's status (nonzero). */
-int vpcemu_gcm_process(uint8_t dev_id, void *sess, uint8_t *data, uint32_t len,
-		       const uint8_t *iv, const uint8_t *aad, uint8_t *tag);
+/* Nonzero if dev_id is a cryptodev. */
+int vpcemu_gcm_device_ok(uint8_t dev_id);
+/* Set up the library's function table once for the process; 0 once it is usable. */
+int vpcemu_gcm_init(void);
+/* Bytes of a key's expanded data (struct gcm_key_data); best 64-byte aligned. */
+size_t vpcemu_gcm_key_size(void);
+/* Expand key (16 bytes) into key_data (vpcemu_gcm_key_size() bytes); 0 when done. */
+int vpcemu_gcm_key(const uint8_t *key, void *key_data);
+/* Erase key_data (explicit_bzero). */
+void vpcemu_gcm_key_clear(void *key_data);
 /* One operation of a burst: len bytes at data in place, IV iv (12 bytes), AAD aad (8),
- * tag tag (16); status is 0 once it was done (decrypt: the tag verified). */
+ * tag tag (16: written by an encrypt, the received tag for a decrypt); status is 0 once it
+ * was done (decrypt: the tag verified). */
 struct vpcemu_gcm_op {
 	uint8_t *data;
 	const uint8_t *iv;
@@ -52,11 +56,9 @@ struct vpcemu_gcm_op {
 	uint32_t len;
 	int32_t status;
 };
-/* Up to VPCEMU_GCM_MAX_BURST operations on one session in one vector call
- * (struct rte_crypto_sym_vec). Returns the number done; does nothing for n over the limit
- * (every status then stays -1). */
-#define VPCEMU_GCM_MAX_BURST 64
-uint32_t vpcemu_gcm_process_burst(uint8_t dev_id, void *sess, struct vpcemu_gcm_op *ops, uint32_t n);
+/* The n operations with key_data, one one-shot call each (encrypt nonzero: seal, else open
+ * and compare the tag in constant time). Returns the number done. */
+uint32_t vpcemu_gcm_burst(const void *key_data, struct vpcemu_gcm_op *ops, uint32_t n, int encrypt);
 
 /* Layout facts checked against Rust's view of struct rte_mbuf in a test. */
 size_t vpcemu_mbuf_off_buf_addr(void);
