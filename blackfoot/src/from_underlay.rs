@@ -252,6 +252,8 @@ fn verify_recv<B: PacketBuf>(
     let mut last_vpc: Option<(u32, &VpcEntry)> = None;
     let mut last_way: Option<(u32, *const Route, Result<u8, DropReason>)> = None;
     let mut n_ways = 0usize;
+    // The prefix the previous packet matched, tried first (any value is safe).
+    let mut hint = 0usize;
     for i in burst.live_indices() {
         let j = slot(i);
         let (vni, src, dst) = (s.vni[j], s.src[j], s.dst[j]);
@@ -268,8 +270,9 @@ fn verify_recv<B: PacketBuf>(
         };
         last_vpc = Some((vni, vpc));
         // The route by reference (a copied `Route` is assembled on the stack in pieces and
-        // its fields read back across them); the VPC's internet gateway when none matches.
-        let route = vpc.routes.get(dst);
+        // its fields read back across them), the previous packet's prefix tried first; the
+        // VPC's internet gateway when none matches.
+        let route = vpc.routes.get_hinted(dst, &mut hint);
         let key = route.map_or(core::ptr::null(), |r| r as *const Route);
         let way = match last_way {
             Some((v, r, way)) if v == vni && r == key => way,
