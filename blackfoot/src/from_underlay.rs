@@ -13,11 +13,11 @@ use pipeline::{
     bit, drop_row, run_timed_chained, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
     Output, Received, StageId, Verdict, MAX_BURST,
 };
-use wire::vpc::{card_mac, Encap, UNDERLAY_ROUTER_MAC};
+use wire::vpc::{card_mac, inner_flow_hash, Encap, OuterTemplate, OUTER_HEADER_LEN_WITH_ENDPOINT, UNDERLAY_ROUTER_MAC, VPC_MTU};
 use wire::{EthernetAddress, PacketBuf};
 
 use crate::common::{
-    cipher_runs, port_or_drop, push_ethernet, push_outer, push_vlan_ethernet, EdgeOutputs, EncapToHosts,
+    cipher_runs, port_or_drop, push_ethernet, push_vlan_ethernet, EdgeOutputs, EncapToHosts,
     HostsCtx, ToHosts, INTERNET_MTU, INTERNET_NEXT_HOP_MAC,
 };
 use crate::sa::EdgeSas;
@@ -42,8 +42,12 @@ struct Scratch {
     dst: [Ipv4Addr; MAX_BURST],
     inner_offset: [u16; MAX_BURST],
     inner_len: [u16; MAX_BURST],
-    /// The way out the route picked.
-    class: [Class; MAX_BURST],
+    /// The way out the route picked, per slot an index into `ways` (one byte a packet: a
+    /// `Class` copied per packet is moved in pieces whose loads wait for a failed store
+    /// forwarding).
+    way: [u8; MAX_BURST],
+    /// The burst's distinct ways out (VPC and route), [`Scratch::class`] of a slot.
+    ways: [Class; MAX_BURST],
     /// The burst's lookups of (VPC, inner source): the distinct keys, their answers, and
     /// per slot its key.
     keys: [(u32, Ipv4Addr); MAX_BURST],
@@ -60,11 +64,17 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// The way out of slot `j`.
+    #[inline(always)]
+    fn class(&self, j: usize) -> Class {
+        self.ways[usize::from(self.way[j & (MAX_BURST - 1)]) & (MAX_BURST - 1)]
+    }
+
     fn new() -> Self {
         Scratch {
             src_pa: [0; MAX_BURST], vni: [0; MAX_BURST], src: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
             dst: [Ipv4Addr::UNSPECIFIED; MAX_BURST], inner_offset: [0; MAX_BURST],
-            inner_len: [0; MAX_BURST], class: [Class::Internet; MAX_BURST],
+            inner_len: [0; MAX_BURST], way: [0; MAX_BURST], ways: [Class::Internet; MAX_BURST],
             keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], locs: [None; MAX_BURST],
             key_of: [0; MAX_BURST], internet: 0, vpn: 0, dx: 0, endpoint: 0, to: ToHosts::new(),
             seal: [esp::SealPlan::default(); MAX_BURST],
@@ -237,8 +247,13 @@ fn verify_recv<B: PacketBuf>(
         *loc = tables.lookup(vni, ip);
     }
 
-    // The VPC entry of the previous packet, reused within the burst.
+    // The VPC entry of the previous packet, and the way out its route gave, reused within
+    // the burst: a burst's packets mostly share a VPC and a route.
     let mut last_vpc: Option<(u32, &VpcEntry)> = None;
+    let mut last_way: Option<(u32, *const Route, Result<u8, DropReason>)> = None;
+    let mut n_ways = 0usize;
+    // The prefix the previous packet matched, tried first (any value is safe).
+    let mut hint = 0usize;
     for i in burst.live_indices() {
         let j = slot(i);
         let (vni, src, dst) = (s.vni[j], s.src[j], s.dst[j]);
@@ -254,33 +269,39 @@ fn verify_recv<B: PacketBuf>(
             continue;
         };
         last_vpc = Some((vni, vpc));
-        let class = match vpc.route(dst) {
-            Some(Route::Vpn { vpn, .. }) if sas.outbound(vpn).is_some() => Class::Vpn(vpn),
-            Some(Route::Dx { vlan, edge_pa }) if edge_pa == pa && tables.vif(vlan).is_some() => {
-                let router_mac = tables.vif(vlan).map(|v| EthernetAddress(v.router_mac.0));
-                Class::Dx { vlan, router_mac: router_mac.unwrap_or(EthernetAddress([0; 6])) }
+        // The route by reference (a copied `Route` is assembled on the stack in pieces and
+        // its fields read back across them), the previous packet's prefix tried first; the
+        // VPC's internet gateway when none matches.
+        let route = vpc.routes.get_hinted(dst, &mut hint);
+        let key = route.map_or(core::ptr::null(), |r| r as *const Route);
+        let way = match last_way {
+            Some((v, r, way)) if v == vni && r == key => way,
+            _ => {
+                let way = way_out(route, vpc, tables, sas, pa).map(|class| {
+                    let w = slot(n_ways);
+                    s.ways[w] = class;
+                    n_ways += 1;
+                    w as u8
+                });
+                last_way = Some((vni, key, way));
+                way
             }
-            Some(Route::Endpoint { id, .. }) => match tables.endpoint(id) {
-                Some(e) => Class::Endpoint { id, front_end_pa: e.front_end_pa },
-                None => {
-                    burst.drop(i, DropReason::UnknownDestination);
-                    continue;
-                }
-            },
-            Some(Route::Internet { edge_pa }) if edge_pa == pa => Class::Internet,
-            Some(_) => {
-                // A VPC route, or a VPN/DX/gateway held by another edge: not for this edge.
-                burst.drop(i, DropReason::UnknownDestination);
-                continue;
-            }
-            None => {
+        };
+        let w = match way {
+            Ok(w) => w,
+            Err(DropReason::NoRoute) => {
                 cx.alert(DropReason::NoRoute, StageId::VerifyRecv, None, vni, None, src, dst);
                 burst.drop(i, DropReason::NoRoute);
                 continue;
             }
+            Err(reason) => {
+                burst.drop(i, reason);
+                continue;
+            }
         };
-        s.class[j] = class;
-        match class {
+        s.way[j] = w;
+        // The tag only: no copy of the class.
+        match s.ways[usize::from(w) & (MAX_BURST - 1)] {
             Class::Internet => {
                 s.internet |= bit(i);
                 // nat looks its Elastic IP up: the slot's cache miss overlaps the rest of
@@ -293,6 +314,30 @@ fn verify_recv<B: PacketBuf>(
             Class::Dx { .. } => s.dx |= bit(i),
             Class::Endpoint { .. } => s.endpoint |= bit(i),
         }
+    }
+}
+
+/// Where the route `route` of a packet of `vpc` (`None`: no prefix matched) sends it from
+/// this edge (PA `pa`): its class, or `unknown_destination` (a VPC route, a VPN, DX or
+/// gateway of another edge, an endpoint this edge does not know) or `no_route` (no prefix
+/// and no internet gateway). The same for every packet of a VPC with the same route.
+#[inline]
+fn way_out(route: Option<&Route>, vpc: &VpcEntry, tables: &Tables, sas: &EdgeSas, pa: Ipv4Addr) -> Result<Class, DropReason> {
+    let internet = || vpc.internet_gateway.map(|edge_pa| Route::Internet { edge_pa });
+    match route.copied().or_else(internet) {
+        Some(Route::Vpn { vpn, .. }) if sas.outbound(vpn).is_some() => Ok(Class::Vpn(vpn)),
+        Some(Route::Dx { vlan, edge_pa }) if edge_pa == pa => match tables.vif(vlan) {
+            Some(v) => Ok(Class::Dx { vlan, router_mac: EthernetAddress(v.router_mac.0) }),
+            None => Err(DropReason::UnknownDestination),
+        },
+        Some(Route::Endpoint { id, .. }) => match tables.endpoint(id) {
+            Some(e) => Ok(Class::Endpoint { id, front_end_pa: e.front_end_pa }),
+            None => Err(DropReason::UnknownDestination),
+        },
+        Some(Route::Internet { edge_pa }) if edge_pa == pa => Ok(Class::Internet),
+        // A VPC route, or a VPN/DX/gateway held by another edge: not for this edge.
+        Some(_) => Err(DropReason::UnknownDestination),
+        None => Err(DropReason::NoRoute),
     }
 }
 
@@ -448,7 +493,7 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
             continue;
         }
         let j = slot(i);
-        let Class::Vpn(vpn) = s.class[j] else { continue };
+        let Class::Vpn(vpn) = s.class(j) else { continue };
         let sa = match last {
             Some((v, sa)) if v == vpn => sa,
             _ => match sas.outbound(vpn) {
@@ -485,7 +530,7 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
         };
         to_internet(burst, i, max_inner, tables, s, Internet { out, extra: &mut *extra }, |_| Ok(()), seal);
     }
-    let vpn_of = |i: usize| match s.class[slot(i)] {
+    let vpn_of = |i: usize| match s.class(slot(i)) {
         Class::Vpn(vpn) => Some(vpn),
         _ => None,
     };
@@ -522,7 +567,7 @@ fn seq_block<B: PacketBuf>(
         if s.vpn & bit(i) == 0 {
             continue;
         }
-        let Class::Vpn(vpn) = s.class[slot(i)] else { continue };
+        let Class::Vpn(vpn) = s.class(slot(i)) else { continue };
         if one.is_some_and(|o| o != vpn) || p.len() > max_inner {
             return None;
         }
@@ -541,7 +586,7 @@ fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, output
         if mask & bit(i) == 0 {
             return None;
         }
-        let Class::Dx { vlan, router_mac } = s.class[slot(i)] else { return None };
+        let Class::Dx { vlan, router_mac } = s.class(slot(i)) else { return None };
         Some(match push_vlan_ethernet(p, router_mac, mac, vlan) {
             Ok(()) => Verdict::Forward(out),
             Err(reason) => Verdict::Drop(reason),
@@ -551,28 +596,52 @@ fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, output
 
 /// `endpoint`: the VPC encapsulation towards the endpoint's S3 front end, VNI = source VPC
 /// = the sender's VPC, plus the 64-bit VPC endpoint ID option; inner source unchanged; out
-/// of the services side.
+/// of the services side. The header is an [`OuterTemplate`] made once per endpoint and VPC
+/// within the burst, then per packet a copy with its fields patched (what
+/// [`push_outer`](crate::common::push_outer) writes, with the same refusals in the same
+/// order).
 fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, outputs: EdgeOutputs) {
     let mask = s.endpoint;
     let Some(out) = port_or_drop(burst, mask, outputs.services) else { return };
     let pa = tables.pa();
+    type Key = (EndpointId, Ipv4Addr, u32);
+    let mut last: Option<(Key, Option<OuterTemplate<OUTER_HEADER_LEN_WITH_ENDPOINT>>)> = None;
     burst.for_each_live(|i, p| {
         if mask & bit(i) == 0 {
             return None;
         }
         let j = slot(i);
-        let Class::Endpoint { id, front_end_pa } = s.class[j] else { return None };
-        let encap = Encap {
-            src_mac: card_mac(pa),
-            dst_mac: UNDERLAY_ROUTER_MAC,
-            src_pa: pa,
-            dst_pa: front_end_pa,
-            vni: s.vni[j],
-            source_vpc: s.vni[j],
-        };
-        Some(match push_outer(p, &encap, Some(id.0)) {
-            Ok(()) => Verdict::Forward(out),
-            Err(reason) => Verdict::Drop(reason),
+        let Class::Endpoint { id, front_end_pa } = s.class(j) else { return None };
+        let vni = s.vni[j];
+        if p.len() > VPC_MTU {
+            return Some(Verdict::Drop(DropReason::MtuExceeded));
+        }
+        if p.headroom() < OUTER_HEADER_LEN_WITH_ENDPOINT {
+            return Some(Verdict::Drop(DropReason::NoRoom));
+        }
+        let key = (id, front_end_pa, vni);
+        if !matches!(&last, Some((k, _)) if *k == key) {
+            let encap = Encap {
+                src_mac: card_mac(pa),
+                dst_mac: UNDERLAY_ROUTER_MAC,
+                src_pa: pa,
+                dst_pa: front_end_pa,
+                vni,
+                source_vpc: vni,
+            };
+            last = Some((key, OuterTemplate::with_endpoint(&encap, id.0)));
+        }
+        // A VNI over 24 bits, which no loaded topology has. (By reference: the template is
+        // copied once, into the packet.)
+        let Some((_, Some(template))) = &last else { return Some(Verdict::Drop(DropReason::Unsupported)) };
+        let (inner_len, hash) = (p.len(), inner_flow_hash(p.data()));
+        let head = p.prepend(OUTER_HEADER_LEN_WITH_ENDPOINT).ok().and_then(|h| <&mut [u8; OUTER_HEADER_LEN_WITH_ENDPOINT]>::try_from(h).ok());
+        Some(match head {
+            Some(head) => {
+                template.write(head, u32::from(front_end_pa), vni, inner_len, hash);
+                Verdict::Forward(out)
+            }
+            None => Verdict::Drop(DropReason::NoRoom),
         })
     });
 }

@@ -84,6 +84,14 @@
 //! nothing allocates, locks or logs on the packet path except the buffers fragmentation
 //! takes from the pool through [`Extra`].
 //!
+//! Each thing is worked out once a burst where the burst's packets share it: `verify-recv`
+//! parses vpcemu's own frame on a fast path ([`wire::vpc::parse_outer`]), matches the
+//! route by reference and works out the way out (VPN, VIF, endpoint or internet gateway,
+//! with its table lookups) once per VPC and route, handing it on per packet as a one-byte
+//! index; `endpoint` makes one [`wire::vpc::OuterTemplate`] per endpoint and VPC and
+//! patches a copy per packet; `nat` translates the common packet (20-byte header, TCP or
+//! UDP, not a later fragment) straight through ([`nat`]).
+//!
 //! Nothing on the packet path walks the edge's VPNs or VPCs: `classify` asks the tables'
 //! set of tunnel addresses ([`mapping_client::Tables::is_tunnel_address`]), `esp-decrypt`
 //! finds its SA by SPI and `esp-encrypt` by VPN in hash maps ([`InboundSas`],

@@ -91,7 +91,11 @@ const ICMP_PARAMETER_PROBLEM: u8 = 12;
 /// Errors: [`DropReason::Malformed`] for a bad header or a truncated transport header or
 /// quote, [`DropReason::NoElasticIp`] when the source is not `from`. On error the packet
 /// is unchanged.
+#[inline]
 pub fn snat(pkt: &mut [u8], from: Ipv4Addr, to: Ipv4Addr) -> Result<(), DropReason> {
+    if translate_simple(pkt, Side::Src, from, to).is_some() {
+        return Ok(());
+    }
     translate(pkt, Side::Src, from, to)
 }
 
@@ -101,7 +105,11 @@ pub fn snat(pkt: &mut [u8], from: Ipv4Addr, to: Ipv4Addr) -> Result<(), DropReas
 ///
 /// Errors as for [`snat`], with [`DropReason::NoElasticIp`] when the destination is not
 /// `from`. On error the packet is unchanged.
+#[inline]
 pub fn dnat(pkt: &mut [u8], from: Ipv4Addr, to: Ipv4Addr) -> Result<(), DropReason> {
+    if translate_simple(pkt, Side::Dst, from, to).is_some() {
+        return Ok(());
+    }
     translate(pkt, Side::Dst, from, to)
 }
 
@@ -191,6 +199,9 @@ fn check_header(pkt: &[u8]) -> Result<(usize, usize), DropReason> {
     Ok((ihl, total))
 }
 
+/// The general path of [`snat`] and [`dnat`], after their common case
+/// ([`translate_simple`]).
+#[inline(never)]
 fn translate(pkt: &mut [u8], side: Side, from: Ipv4Addr, to: Ipv4Addr) -> Result<(), DropReason> {
     let (ihl, total) = check_header(pkt)?;
     let pkt = pkt.get_mut(..total).ok_or(DropReason::Malformed)?;
@@ -225,6 +236,32 @@ fn translate(pkt: &mut [u8], side: Side, from: Ipv4Addr, to: Ipv4Addr) -> Result
         }
     }
     Ok(())
+}
+
+/// The common case straight through: a 20-byte header, not a later fragment, TCP or UDP
+/// whose fixed header fits, the address `from`: the same writes as the general path
+/// (the address with the header checksum, then the transport checksum), with one check
+/// of each field. `None` (nothing written) for anything else, which the general path
+/// then translates or refuses.
+#[inline(always)]
+fn translate_simple(pkt: &mut [u8], side: Side, from: Ipv4Addr, to: Ipv4Addr) -> Option<()> {
+    let h: &[u8; IP_MIN_HEADER] = pkt.get(..IP_MIN_HEADER)?.try_into().ok()?;
+    let total = usize::from(u16::from_be_bytes([h[IP_LENGTH], h[IP_LENGTH + 1]]));
+    let (ck, fixed) = match h[IP_PROTOCOL] {
+        PROTO_UDP => (PseudoChecksum { at: IP_MIN_HEADER + UDP_CHECKSUM, udp: true }, UDP_HEADER),
+        PROTO_TCP => (PseudoChecksum { at: IP_MIN_HEADER + TCP_CHECKSUM, udp: false }, TCP_HEADER),
+        _ => return None,
+    };
+    let later = u16::from_be_bytes([h[IP_FLG_OFF], h[IP_FLG_OFF + 1]]) & FRAG_OFFSET_MASK != 0;
+    let at = side.offset();
+    let addr = get_addr(h, at)?;
+    if h[0] != 0x45 || later || total < IP_MIN_HEADER + fixed || total > pkt.len() || addr != from {
+        return None;
+    }
+    // Both writes are inside the first `total` bytes (checked above): neither fails.
+    rewrite_addr(pkt, at, IP_CHECKSUM, from, to).ok()?;
+    update_pseudo(pkt, ck, from, to).ok()?;
+    Some(())
 }
 
 /// Find what changes beyond the outer header, reading only.
@@ -294,6 +331,7 @@ fn plan_quote(
 
 /// Write `new` over the address at `addr_at` (which holds `old`) and update the checksum
 /// at `ck_at` for it; returns the new checksum.
+#[inline]
 fn rewrite_addr(
     pkt: &mut [u8],
     addr_at: usize,
@@ -308,6 +346,7 @@ fn rewrite_addr(
 }
 
 /// Update a pseudo-header checksum for an address change; returns `(old, new)` checksum.
+#[inline]
 fn update_pseudo(
     pkt: &mut [u8],
     ck: PseudoChecksum,

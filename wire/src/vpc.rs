@@ -185,6 +185,13 @@ const K2: u64 = 0xD6E8_FEB8_6659_FD93; // an odd constant with well-spread bits
 pub fn flow_hash(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, src_port: u16, dst_port: u16) -> u32 {
     let a = (u32::from(src) as u64) << 32 | u32::from(dst) as u64;
     let b = (protocol as u64) << 32 | (src_port as u64) << 16 | dst_port as u64;
+    mix(a, b)
+}
+
+/// [`flow_hash`] of the two words it packs the 5-tuple into: `a` the addresses, `b` the
+/// protocol and the ports.
+#[inline(always)]
+fn mix(a: u64, b: u64) -> u32 {
     let mut h = a.wrapping_mul(K1) ^ b.wrapping_mul(K2);
     h ^= h >> 29;
     h = h.wrapping_mul(K1);
@@ -193,22 +200,21 @@ pub fn flow_hash(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, src_port: u16, dst_
 
 /// [`flow_hash`] of an inner IPv4 packet. Ports are used for TCP and UDP when the packet
 /// is not a fragment (so every fragment of a datagram hashes alike); a packet too short
-/// for its headers hashes what is there.
+/// for its headers hashes what is there. The words are read whole from the header (the
+/// addresses as one big-endian word, the ports as another), as `flow_hash` packs them.
 #[inline]
 pub fn inner_flow_hash(inner: &[u8]) -> u32 {
-    let Some(h) = inner.get(..20) else { return 0 };
-    let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-    let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+    let Some(h) = inner.get(..20).and_then(|h| <&[u8; 20]>::try_from(h).ok()) else { return 0 };
+    let mut addrs = [0u8; 8];
+    addrs.copy_from_slice(&h[12..20]);
     let protocol = h[9];
     let fragment = read_u16(h, 6) & (crate::ipv4::FLAG_MF | crate::ipv4::FRAG_OFFSET_MASK) != 0;
     let ihl = (h[0] & crate::ipv4::IHL_MASK) as usize * 4;
-    let (sp, dp) = match inner.get(ihl..ihl + 4) {
-        Some(&[a, b, c, d]) if !fragment && (protocol == 6 || protocol == 17) => {
-            (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]))
-        }
-        _ => (0, 0),
+    let ports = match inner.get(ihl..ihl + 4) {
+        Some(&[a, b, c, d]) if !fragment && (protocol == 6 || protocol == 17) => u32::from_be_bytes([a, b, c, d]),
+        _ => 0,
     };
-    flow_hash(src, dst, protocol, sp, dp)
+    mix(u64::from_be_bytes(addrs), (protocol as u64) << 32 | ports as u64)
 }
 
 #[inline(always)]
@@ -435,6 +441,78 @@ const SOURCE_VPC_OPTION_HEAD: [u8; 4] = [0xFF, 0xF0, geneve::TYPE_SOURCE_VPC, 1]
 /// needs; see the module contract.
 #[inline]
 pub fn parse_outer(frame: &[u8]) -> Result<Outer> {
+    match own_layout(frame) {
+        Some(outer) => Ok(outer),
+        None => parse_outer_general(frame),
+    }
+}
+
+/// A little-endian word of the eight given bytes (for the masks of [`own_layout`]).
+const fn le64(b: [u8; 8]) -> u64 {
+    u64::from_le_bytes(b)
+}
+
+/// [`parse_outer`]'s fast path: the frame vpcemu's cards send (one source-VPC option, UDP
+/// checksum 0, an inner packet of at least 20 bytes), its fixed fields compared as five
+/// masked words. `None` for any other frame, which the general path then parses (or
+/// refuses, with its reason); what it returns is what the general path returns for the
+/// same frame (tested below).
+#[inline(always)]
+fn own_layout(frame: &[u8]) -> Option<Outer> {
+    let h: &[u8; OUTER_HEADER_LEN] = frame.get(..OUTER_HEADER_LEN)?.try_into().ok()?;
+    let w = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let [c0, c1, c2, c3] = SOURCE_VPC_OPTION_HEAD;
+    let (gv, gp) = (GENEVE_PORT.to_be_bytes(), (SOURCE_VPC_OPTION_LEN / 4) as u8);
+    // EtherType IPv4, version 4 and IHL 5; no MF, offset 0, UDP; to the Geneve port, UDP
+    // checksum 0, Geneve version 0 with 8 bytes of options, not OAM, IPv4 inside; the
+    // source-VPC option's header, its value under 2^24.
+    let differs = (w(12) & le64([0xff, 0xff, 0xff, 0, 0, 0, 0, 0])) ^ le64([0x08, 0x00, 0x45, 0, 0, 0, 0, 0])
+        | (w(20) & le64([0x3f, 0xff, 0, 0xff, 0, 0, 0, 0])) ^ le64([0, 0, 0, 17, 0, 0, 0, 0])
+        | (w(36) & le64([0xff, 0xff, 0, 0, 0xff, 0xff, 0xff, geneve::FLAG_OAM]))
+            ^ u64::from_le_bytes([gv[0], gv[1], 0, 0, 0, 0, gp, 0])
+        | (w(44) & le64([0xff, 0xff, 0, 0, 0, 0, 0, 0])) ^ le64([0x08, 0x00, 0, 0, 0, 0, 0, 0])
+        | (w(50) & le64([0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0])) ^ u64::from_le_bytes([c0, c1, c2, c3, 0, 0, 0, 0]);
+    let total = usize::from(read_u16(h, offset::IP_TOTAL_LEN));
+    let end = OUTER_ETH_LEN + total;
+    if differs != 0
+        || total < IP_OVERHEAD + crate::ipv4::HEADER_LEN
+        || frame.len() < end
+        || usize::from(read_u16(h, offset::UDP_LEN)) != total - OUTER_IPV4_LEN
+        || !matches!(frame.get(offset::INNER), Some(b) if b >> 4 == 4)
+        || !outer_checksum_ok(h)
+    {
+        return None;
+    }
+    Some(Outer {
+        src_pa: Ipv4Addr::from(read_u32(h, offset::IP_SRC)),
+        dst_pa: Ipv4Addr::from(read_u32(h, offset::IP_DST)),
+        vni: read_u32(h, offset::GENEVE_VNI) >> 8,
+        source_vpc: read_u32(h, offset::SOURCE_VPC),
+        endpoint_id: None,
+        src_port: read_u16(h, offset::UDP),
+        inner_offset: offset::INNER,
+        inner_len: end - offset::INNER,
+    })
+}
+
+/// The outer IPv4 header checksum: five 32-bit words read in little-endian order (no
+/// byte swaps: the folded sum is the byte-swapped big-endian sum, RFC 1071, and 0xFFFF
+/// swaps to itself).
+#[inline(always)]
+fn outer_checksum_ok(h: &[u8; OUTER_HEADER_LEN]) -> bool {
+    let le = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]) as u64;
+    let sum = le(offset::IP) + le(offset::IP + 4) + le(offset::IP + 8) + le(offset::IP + 12) + le(offset::IP + 16);
+    let sum = (sum & 0xFFFF_FFFF) + (sum >> 32);
+    fold32(((sum & 0xFFFF_FFFF) + (sum >> 32)) as u32) == 0xFFFF
+}
+
+/// [`parse_outer`] for any frame: every check in the order of the module contract.
+#[inline(never)]
+fn parse_outer_general(frame: &[u8]) -> Result<Outer> {
     let h: &[u8; OUTER_HEADER_LEN] =
         frame.get(..OUTER_HEADER_LEN).and_then(|s| s.try_into().ok()).ok_or(Error::Truncated)?;
 
@@ -462,16 +540,7 @@ pub fn parse_outer(frame: &[u8]) -> Result<Outer> {
     if h[offset::IP_PROTOCOL] != 17 {
         return Err(Error::Unsupported);
     }
-    // Header checksum: five 32-bit words read in little-endian order (no byte swaps: the
-    // folded sum is the byte-swapped big-endian sum, RFC 1071, and 0xFFFF swaps to itself).
-    let le = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]) as u64;
-    let sum = le(offset::IP)
-        + le(offset::IP + 4)
-        + le(offset::IP + 8)
-        + le(offset::IP + 12)
-        + le(offset::IP + 16);
-    let sum = (sum & 0xFFFF_FFFF) + (sum >> 32);
-    if fold32(((sum & 0xFFFF_FFFF) + (sum >> 32)) as u32) != 0xFFFF {
+    if !outer_checksum_ok(h) {
         return Err(Error::Checksum);
     }
     let src_pa = Ipv4Addr::from(read_u32(h, offset::IP_SRC));
@@ -536,15 +605,24 @@ pub fn parse_outer(frame: &[u8]) -> Result<Outer> {
 }
 
 /// The outer header of many packets that share a card, a source VPC and a next hop:
-/// written once by [`emit_outer`], then copied per packet with the five fields that differ
-/// patched on their [`offset`]s: IPv4 total length and header checksum (recomputed from
-/// the constant words summed once), destination PA, UDP source port and length, VNI. Byte
-/// for byte what `emit_outer` writes (tested below).
+/// written once by [`emit_outer`] (or [`emit_outer_with_endpoint`], `N` =
+/// [`OUTER_HEADER_LEN_WITH_ENDPOINT`]: [`OuterTemplate::with_endpoint`]), then copied per
+/// packet with the five fields that differ patched on their [`offset`]s: IPv4 total length
+/// and header checksum (recomputed from the constant words summed once), destination PA,
+/// UDP source port and length, VNI. Byte for byte what `emit_outer` writes (tested below).
 #[derive(Clone, Copy, Debug)]
-pub struct OuterTemplate {
-    head: [u8; OUTER_HEADER_LEN],
+pub struct OuterTemplate<const N: usize = OUTER_HEADER_LEN> {
+    head: [u8; N],
     /// Ones' complement sum of the outer IPv4 header words that do not change per packet.
     base: u32,
+}
+
+/// Version/IHL/DSCP, flags (DF), TTL/protocol and the source address of the outer IPv4
+/// header: the words of its checksum that a template does not patch.
+#[inline]
+fn template_base(encap: &Encap) -> u32 {
+    let src = u32::from(encap.src_pa);
+    0x4500 + u32::from(crate::ipv4::FLAG_DF) + (u32::from(OUTER_TTL) << 8 | 17) + (src >> 16) + (src & 0xffff)
 }
 
 impl OuterTemplate {
@@ -554,33 +632,42 @@ impl OuterTemplate {
     pub fn new(encap: &Encap) -> Option<Self> {
         let mut head = [0u8; OUTER_HEADER_LEN];
         emit_outer(&mut head, encap, 0, 0).ok()?;
-        let src = u32::from(encap.src_pa);
-        // Version/IHL/DSCP, flags (DF), TTL/protocol, source address; total length,
-        // checksum and destination are added per packet.
-        let base = 0x4500
-            + u32::from(crate::ipv4::FLAG_DF)
-            + (u32::from(OUTER_TTL) << 8 | 17)
-            + (src >> 16)
-            + (src & 0xffff);
-        Some(OuterTemplate { head, base })
+        Some(OuterTemplate { head, base: template_base(encap) })
     }
+}
 
+impl OuterTemplate<OUTER_HEADER_LEN_WITH_ENDPOINT> {
+    /// The template of `encap` with the endpoint-ID option `endpoint_id` (the 70-byte
+    /// header of [`emit_outer_with_endpoint`]); as [`OuterTemplate::new`].
+    #[inline]
+    pub fn with_endpoint(encap: &Encap, endpoint_id: u64) -> Option<Self> {
+        let mut head = [0u8; OUTER_HEADER_LEN_WITH_ENDPOINT];
+        emit_outer_with_endpoint(&mut head, encap, endpoint_id, 0, 0).ok()?;
+        Some(OuterTemplate { head, base: template_base(encap) })
+    }
+}
+
+impl<const N: usize> OuterTemplate<N> {
     /// Write the header for an inner packet of `inner_len` bytes (at most [`VPC_MTU`])
     /// towards `dst_pa` (host order) in VNI `vni` (at most 24 bits) with flow hash `hash`.
     #[inline(always)]
-    pub fn write(&self, out: &mut [u8; OUTER_HEADER_LEN], dst_pa: u32, vni: u32, inner_len: usize, hash: u32) {
+    pub fn write(&self, out: &mut [u8; N], dst_pa: u32, vni: u32, inner_len: usize, hash: u32) {
         *out = self.head;
-        let total = (inner_len + IP_OVERHEAD) as u16;
+        let total = (inner_len + N - OUTER_ETH_LEN) as u16;
         let sum = self.base + u32::from(total) + (dst_pa >> 16) + (dst_pa & 0xffff);
         let sum = (sum & 0xffff) + (sum >> 16);
         let sum = (sum & 0xffff) + (sum >> 16);
-        let at = |o: usize, n: usize| o..o + n;
-        out[at(offset::IP_TOTAL_LEN, 2)].copy_from_slice(&total.to_be_bytes());
-        out[at(offset::IP_CHECKSUM, 2)].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-        out[at(offset::IP_DST, 4)].copy_from_slice(&dst_pa.to_be_bytes());
-        out[at(offset::UDP, 2)].copy_from_slice(&src_port(hash).to_be_bytes());
-        out[at(offset::UDP_LEN, 2)].copy_from_slice(&(total - OUTER_IPV4_LEN as u16).to_be_bytes());
-        out[at(offset::GENEVE_VNI, 4)].copy_from_slice(&(vni << 8).to_be_bytes());
+        let mut put = |o: usize, b: &[u8]| {
+            if let Some(d) = out.get_mut(o..o + b.len()) {
+                d.copy_from_slice(b);
+            }
+        };
+        put(offset::IP_TOTAL_LEN, &total.to_be_bytes());
+        put(offset::IP_CHECKSUM, &(!(sum as u16)).to_be_bytes());
+        put(offset::IP_DST, &dst_pa.to_be_bytes());
+        put(offset::UDP, &src_port(hash).to_be_bytes());
+        put(offset::UDP_LEN, &(total - OUTER_IPV4_LEN as u16).to_be_bytes());
+        put(offset::GENEVE_VNI, &(vni << 8).to_be_bytes());
     }
 }
 
@@ -852,6 +939,46 @@ mod tests {
         assert_eq!(UNDERLAY_ROUTER_MAC.to_string(), "02:00:00:fe:00:01");
     }
 
+    /// The fast path answers what the general path answers: the test frame with one or
+    /// two bytes of its header changed (the checksum fixed or not), its length changed.
+    #[test]
+    fn own_layout_agrees_with_the_general_path() {
+        let frame = hex(FRAME);
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut fast = 0;
+        for round in 0..200_000 {
+            let mut f = frame.clone();
+            for _ in 0..=(round % 2) {
+                let r = next();
+                let at = (r % (OUTER_HEADER_LEN as u64 + 4)) as usize;
+                f[at] = match r >> 32 & 3 {
+                    0 => 0,
+                    1 => f[at] ^ (1 << (r >> 40 & 7)),
+                    _ => (r >> 48) as u8,
+                };
+            }
+            if next() & 1 == 0 && f[14] == 0x45 {
+                ipv4::Packet::new_unchecked(&mut f[14..]).fill_checksum();
+            }
+            let cut = (next() % 8) as usize;
+            let f = if cut < 3 { &f[..f.len() - cut] } else { &f[..] };
+            let want = parse_outer_general(f);
+            if let Some(o) = own_layout(f) {
+                assert_eq!(Ok(o), want, "{f:02x?}");
+                fast += 1;
+            }
+            assert_eq!(parse_outer(f), want, "{f:02x?}");
+        }
+        assert_eq!(own_layout(&frame), Some(parse_outer_general(&frame).unwrap()));
+        assert!(fast > 1000, "{fast}");
+    }
+
     /// The template path writes exactly what `emit_outer` writes.
     #[test]
     fn template_matches_emit_outer() {
@@ -880,9 +1007,17 @@ mod tests {
             let mut got = [0xaau8; OUTER_HEADER_LEN];
             t.write(&mut got, u32::from(encap.dst_pa), encap.vni, len, hash);
             assert_eq!(got, want, "{encap:?} {len} {hash}");
+            let id = next();
+            let mut want = [0u8; OUTER_HEADER_LEN_WITH_ENDPOINT];
+            emit_outer_with_endpoint(&mut want, &encap, id, len, hash).unwrap();
+            let t = OuterTemplate::with_endpoint(&Encap { dst_pa: Ipv4Addr::UNSPECIFIED, vni: 0, ..encap }, id).unwrap();
+            let mut got = [0xaau8; OUTER_HEADER_LEN_WITH_ENDPOINT];
+            t.write(&mut got, u32::from(encap.dst_pa), encap.vni, len, hash);
+            assert_eq!(got, want, "{encap:?} {id:#x} {len} {hash}");
         }
         let too_big = Encap { vni: 0, source_vpc: 1 << 24, ..encap() };
         assert!(OuterTemplate::new(&too_big).is_none());
+        assert!(OuterTemplate::with_endpoint(&too_big, 1).is_none());
     }
 
     #[test]
