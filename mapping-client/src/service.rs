@@ -377,7 +377,7 @@ impl Service {
         })?;
 
         let candidates = with_peers(t, vpc);
-        let before = view_among(t, host, &candidates);
+        let before = view_among(t, host, &candidates, batch);
         let viewers = cards_viewing(t, vpc, batch);
         inst.eni = self.topo.allocate_eni();
         let eni = inst.eni;
@@ -386,7 +386,7 @@ impl Service {
         let Some(inst) = t.instance(eni) else {
             return Ok(());
         };
-        let after = view_among(t, host, &candidates);
+        let after = view_among(t, host, &candidates, batch);
 
         let vni = vni_of(t, vpc);
         let loc = tables::location(t, inst);
@@ -412,11 +412,11 @@ impl Service {
         let eip = t.elastic_ip_of(inst.eni);
         let igw = t.vpc(vpc).and_then(|v| v.internet_gateway);
         let candidates = with_peers(t, vpc);
-        let before = view_among(t, host, &candidates);
+        let before = view_among(t, host, &candidates, batch);
         let viewers = cards_viewing(t, vpc, batch);
         self.topo.remove_instance(inst.eni);
         let t = &self.topo;
-        let after = view_among(t, host, &candidates);
+        let after = view_among(t, host, &candidates, batch);
         let gone: BTreeSet<VpcId> = before.difference(&after).copied().collect();
 
         let card = CardId::Host(host);
@@ -465,16 +465,16 @@ impl Service {
         let t = &self.topo;
         let vpc = inst.vpc;
         let candidates = with_peers(t, vpc);
-        let before_from = view_among(t, from, &candidates);
-        let before_to = view_among(t, to, &candidates);
+        let before_from = view_among(t, from, &candidates, batch);
+        let before_to = view_among(t, to, &candidates, batch);
         let viewers_before = cards_viewing(t, vpc, batch);
         self.topo.move_instance(inst.eni, to);
         let t = &self.topo;
         let Some(moved) = t.instance(inst.eni) else {
             return Ok(());
         };
-        let after_from = view_among(t, from, &candidates);
-        let after_to = view_among(t, to, &candidates);
+        let after_from = view_among(t, from, &candidates, batch);
+        let after_to = view_among(t, to, &candidates, batch);
         let viewers_after = cards_viewing(t, vpc, batch);
 
         let vni = vni_of(t, vpc);
@@ -573,7 +573,7 @@ impl Service {
             .collect();
         let before: BTreeMap<HostId, BTreeSet<VpcId>> = hosts
             .iter()
-            .map(|&h| (h, view_among(t, h, &candidates)))
+            .map(|&h| (h, view_among(t, h, &candidates, batch)))
             .collect();
         let viewers_a = cards_viewing(t, va, batch);
         let viewers_b = cards_viewing(t, vb, batch);
@@ -586,7 +586,7 @@ impl Service {
         let mut changed: BTreeMap<CardId, BTreeSet<VpcId>> = BTreeMap::new();
         for (&h, before_h) in &before {
             let card = CardId::Host(h);
-            let after_h = view_among(t, h, &candidates);
+            let after_h = view_among(t, h, &candidates, batch);
             if add {
                 for &u in after_h.difference(before_h) {
                     add_vpc(batch, t, card, u);
@@ -685,8 +685,17 @@ fn with_peers(t: &Topology, vpc: VpcId) -> BTreeSet<VpcId> {
     std::iter::once(vpc).chain(t.peers(vpc)).collect()
 }
 
-/// Those of `candidates` in `host`'s view.
-fn view_among(t: &Topology, host: HostId, candidates: &BTreeSet<VpcId>) -> BTreeSet<VpcId> {
+/// Those of `candidates` in `host`'s view; none if `batch` computes no ops for `host`
+/// (the view is only used for that host's ops).
+fn view_among(
+    t: &Topology,
+    host: HostId,
+    candidates: &BTreeSet<VpcId>,
+    batch: &Batch,
+) -> BTreeSet<VpcId> {
+    if !batch.wants(CardId::Host(host)) {
+        return BTreeSet::new();
+    }
     candidates
         .iter()
         .copied()
@@ -694,8 +703,15 @@ fn view_among(t: &Topology, host: HostId, candidates: &BTreeSet<VpcId>) -> BTree
         .collect()
 }
 
-/// Every card whose view holds `vpc` (of those `batch` computes ops for).
+/// Every card whose view holds `vpc` (of those `batch` computes ops for). A host views
+/// `vpc` when it has an ENI of it or of a peer, an edge when it serves it: with one
+/// client, one look at that card instead of a walk over every host of `vpc` and its peers.
 fn cards_viewing(t: &Topology, vpc: VpcId, batch: &Batch) -> BTreeSet<CardId> {
+    match batch.clients {
+        Clients::All => {}
+        Clients::One(card) if tables::relevant(t, card, vpc) => return BTreeSet::from([card]),
+        Clients::One(_) | Clients::None => return BTreeSet::new(),
+    }
     let hosts = std::iter::once(vpc)
         .chain(t.peers(vpc))
         .flat_map(|v| t.vpc_hosts(v))

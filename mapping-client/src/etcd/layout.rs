@@ -157,34 +157,82 @@ pub fn records_of(t: &Topology) -> Result<Records, String> {
 /// peerings, Elastic IPs with their `eip/` claims) and `next-eni`: what a change to those
 /// VPCs can touch.
 pub fn records_of_vpcs(t: &Topology, vpcs: &[VpcId]) -> Result<Records, String> {
-    let mut r = Records::new();
-    let vpc_name = |v: VpcId| t.vpc(v).map_or("?", |v| v.name.as_str());
-    // A whole world's next ENI id is above every ENI it has (the loader, registrations and
-    // records all raise it): only the members of `vpcs` need a look, not the world's.
-    let members = vpcs.iter().flat_map(|&v| t.vpc_members(v));
-    let next = members.map(|i| i.eni.0 + 1).max().unwrap_or(1).max(t.next_eni());
-    r.insert(NEXT_ENI.into(), text(json!(next)));
-    for &v in vpcs {
-        let vpc = vpc_name(v);
-        for i in t.vpc_members(v) {
+    let state = DynamicState::of(t, vpcs);
+    state.records(t, |_| true)
+}
+
+/// What the dynamic records of some VPCs are made of, without their text: a copy of each
+/// member with its Elastic IP, each VPC's peers, the next ENI id. Two states of the same
+/// VPCs give their records' changes by writing out only the members that differ
+/// ([`changed_records`]): a change costs what it changes, not the size of its VPCs.
+#[derive(Clone, Debug)]
+pub struct DynamicState {
+    vpcs: Vec<VpcId>,
+    members: HashMap<EniId, (Instance, Option<Ipv4Addr>)>,
+    peers: Vec<Vec<VpcId>>,
+    next: u32,
+}
+
+impl DynamicState {
+    pub fn of(t: &Topology, vpcs: &[VpcId]) -> DynamicState {
+        let members: HashMap<EniId, (Instance, Option<Ipv4Addr>)> = vpcs
+            .iter()
+            .flat_map(|&v| t.vpc_members(v))
+            .map(|i| (i.eni, (i.clone(), t.elastic_ip_of(i.eni))))
+            .collect();
+        // A whole world's next ENI id is above every ENI it has (the loader, registrations
+        // and records all raise it): only the members of `vpcs` need a look, not the world's.
+        let next = members.keys().map(|e| e.0 + 1).max().unwrap_or(1).max(t.next_eni());
+        let peers = vpcs.iter().map(|&v| t.peers(v).collect()).collect();
+        DynamicState { vpcs: vpcs.to_vec(), members, peers, next }
+    }
+
+    /// The records of the members `keep` accepts, every peering and `next-eni`; names of
+    /// VPCs, subnets and hosts from `t` (static records: the same before and after a
+    /// change).
+    fn records(&self, t: &Topology, keep: impl Fn(EniId) -> bool) -> Result<Records, String> {
+        let mut r = Records::new();
+        let vpc_name = |v: VpcId| t.vpc(v).map_or("?", |v| v.name.as_str());
+        r.insert(NEXT_ENI.into(), text(json!(self.next)));
+        let mut members: Vec<&(Instance, Option<Ipv4Addr>)> =
+            self.members.iter().filter(|(&e, _)| keep(e)).map(|(_, m)| m).collect();
+        members.sort_by_key(|(i, _)| i.eni);
+        for (i, eip) in members {
+            let vpc = vpc_name(i.vpc);
             check_key_name("instance", &i.name)?;
             let key = format!("in/{vpc}/ip/{}", hex_ip(i.ip));
             r.insert(key.clone(), text(instance_json(t, i)));
             r.insert(format!("name/{}", i.name), text(json!(key)));
             let host = t.host(i.host).map_or("?", |h| h.name.as_str());
             r.insert(format!("on/{host}/{}", i.name), text(json!(vpc)));
-            if let Some(ip) = t.elastic_ip_of(i.eni) {
+            if let Some(ip) = eip {
                 let o = json!({ "ip": ip.to_string(), "instance": i.name });
-                r.insert(format!("in/{vpc}/eip/{}", hex_ip(ip)), text(o));
-                r.insert(format!("eip/{}", hex_ip(ip)), text(json!(vpc)));
+                r.insert(format!("in/{vpc}/eip/{}", hex_ip(*ip)), text(o));
+                r.insert(format!("eip/{}", hex_ip(*ip)), text(json!(vpc)));
             }
         }
-        for p in t.peers(v) {
-            let other = vpc_name(p);
-            r.insert(format!("in/{vpc}/peer/{other}"), text(json!(other)));
+        for (&v, peers) in self.vpcs.iter().zip(&self.peers) {
+            let vpc = vpc_name(v);
+            for &p in peers {
+                let other = vpc_name(p);
+                r.insert(format!("in/{vpc}/peer/{other}"), text(json!(other)));
+            }
         }
+        Ok(r)
     }
-    Ok(r)
+}
+
+/// The records to put and to delete to go from `before` to `after` (two states of the same
+/// VPCs; `t` gives the static names): exactly `diff(records_of_vpcs(before),
+/// records_of_vpcs(after))`, with only the members that changed written out. A member
+/// that is the same in both has the same records in both, and no other member has one
+/// of its keys (addresses, names and Elastic IPs are unique), so it adds nothing to the
+/// difference.
+pub fn changed_records(t: &Topology, before: &DynamicState, after: &DynamicState) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+    let same = |e: EniId| before.members.get(&e) == after.members.get(&e);
+    let old = before.records(t, |e| !same(e))?;
+    let new = after.records(t, |e| !same(e))?;
+    Ok(diff(&old, &new))
 }
 
 /// The VPCs whose records `command` may change in `t` (before it runs).
