@@ -297,10 +297,7 @@ impl Service {
     /// Checks and applies a command, queueing a delta for every connected card it
     /// concerns. On `Err` nothing changed.
     pub fn execute(&mut self, command: &Command) -> Result<(), CommandError> {
-        let mut batch = Batch {
-            clients: self.clients,
-            ..Batch::default()
-        };
+        let mut batch = self.batch();
         match command {
             Command::Register(spec) => self.register(spec, &mut batch)?,
             Command::Deregister { instance } => self.deregister(instance, &mut batch)?,
@@ -312,6 +309,20 @@ impl Service {
             Command::AddPeering { a, b } => self.peering(a, b, true, &mut batch)?,
             Command::RemovePeering { a, b } => self.peering(a, b, false, &mut batch)?,
         }
+        self.queue(batch);
+        Ok(())
+    }
+
+    /// An empty batch of this service's clients.
+    fn batch(&self) -> Batch {
+        Batch {
+            clients: self.clients,
+            ..Batch::default()
+        }
+    }
+
+    /// Queues one delta per connected card with ops in `batch`.
+    fn queue(&mut self, batch: Batch) {
         for (card, ops) in batch.cards {
             match self.peers.get_mut(&card) {
                 Some(peer) if peer.connected && !ops.ops.is_empty() => {
@@ -325,6 +336,47 @@ impl Service {
                 _ => {}
             }
         }
+    }
+
+    /// Adds instances whose ENI ids are given (records of the etcd store), checked as a
+    /// registration checks them, with the ops a registration of each, in order, gives;
+    /// the ops of consecutive instances go out as one delta per card. An instance on a
+    /// host this service computes ops for (its view may change) is registered as such.
+    /// On `Err` the instances before the one refused are in.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn register_all(&mut self, instances: Vec<Instance>) -> Result<(), String> {
+        let mut batch = self.batch();
+        for inst in instances {
+            if batch.wants(CardId::Host(inst.host)) {
+                let done = std::mem::replace(&mut batch, self.batch());
+                self.queue(done);
+                let t = &self.topo;
+                let spec = InstanceSpec {
+                    name: inst.name.clone(),
+                    subnet: t.subnet(inst.subnet).map(|s| s.name.clone()).unwrap_or_default(),
+                    host: t.host(inst.host).map(|h| h.name.clone()).unwrap_or_default(),
+                    ip: inst.ip,
+                    secondary_ips: inst.secondary_ips.clone(),
+                    mac: Some(inst.mac),
+                    source_dest_check: inst.source_dest_check,
+                };
+                self.topo.set_next_eni(inst.eni.0);
+                self.execute(&Command::Register(spec)).map_err(|e| e.to_string())?;
+                continue;
+            }
+            // Elsewhere: no view changes for the cards computed, only the new mappings.
+            let (eni, vpc) = (inst.eni, inst.vpc);
+            let viewers = cards_viewing(&self.topo, vpc, &batch);
+            self.topo.add_checked_instance(inst)?;
+            let t = &self.topo;
+            if let Some(inst) = t.instance(eni) {
+                let (vni, loc) = (vni_of(t, vpc), tables::location(t, inst));
+                for &card in &viewers {
+                    batch.mappings(card, vni, inst, loc);
+                }
+            }
+        }
+        self.queue(batch);
         Ok(())
     }
 

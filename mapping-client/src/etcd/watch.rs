@@ -35,7 +35,7 @@ use super::layout::{self, Records, WORLD};
 use super::store::{self, Listed};
 use crate::client::{Client, Update};
 use crate::service::{Command, InstanceSpec, Service};
-use crate::topology::{CardId, EniId, Topology};
+use crate::topology::{CardId, EniId, Instance, Topology};
 
 /// A change the watch delivered (key relative to the prefix).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -347,6 +347,16 @@ impl CardWatch {
         }
     }
 
+    fn register_all(&mut self, instances: Vec<Instance>) -> Result<(), Resync> {
+        if instances.is_empty() {
+            return Ok(());
+        }
+        let service = self.service.as_mut().ok_or_else(|| resync("no snapshot"))?;
+        service
+            .register_all(instances)
+            .map_err(|e| resync(format!("the card's model refused a change ({e}): events out of order")))
+    }
+
     fn execute(&mut self, command: &Command) -> Result<(), Resync> {
         let service = self.service.as_mut().ok_or_else(|| resync("no snapshot"))?;
         service
@@ -367,9 +377,20 @@ impl CardWatch {
             }
         }
         instances.sort_by_key(|(eni, _, _)| *eni);
+        // New instances go in together (one delta); one the model has (a record seen
+        // twice) is replayed on its own, in order.
+        let mut new = Vec::new();
         for (_, k, j) in instances {
+            let t = self.model().ok_or_else(|| resync("no snapshot"))?;
+            let inst = layout::instance_from_json(t, &j).map_err(Resync)?;
+            if t.instance_by_name(&inst.name).is_none() {
+                new.push(inst);
+                continue;
+            }
+            self.register_all(std::mem::take(&mut new))?;
             self.apply_instance(vpc, k, &j)?;
         }
+        self.register_all(new)?;
         for (k, v) in rest {
             self.apply_event(vpc, &Event::Put { key: k.clone(), value: v.clone() })?;
         }
