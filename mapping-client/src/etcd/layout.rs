@@ -13,6 +13,7 @@
 //! The JSON fields of a record are those of its topology file section, plus `id` (static
 //! records) or `eni` (instances), so a topology file is the records' tables in order.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
@@ -465,32 +466,79 @@ pub fn add_dynamic<'a>(
 /// An instance record as the model's [`Instance`] (not yet checked against `t`).
 pub fn instance_from_json(t: &Topology, v: &Value) -> Result<Instance, String> {
     let s = |f: &str| v[f].as_str().ok_or_else(|| format!("missing {f}"));
-    let ip = |x: &str| x.parse::<Ipv4Addr>().map_err(|_| format!("{x:?} is not an IPv4 address"));
-    let name = s("name")?.to_string();
-    let subnet = t.subnet_by_name(s("subnet")?).ok_or("unknown subnet")?;
-    let vpc = t.subnet(subnet).map(|s| s.vpc).ok_or("unknown subnet")?;
-    let host = match t.card_by_name(s("host")?) {
-        Some(crate::topology::CardId::Host(h)) => h,
-        _ => return Err(format!("unknown host {:?}", s("host")?)),
-    };
-    let primary = ip(s("ip")?)?;
     let secondary_ips = v["secondary_ips"]
         .as_array()
-        .map(|a| a.iter().map(|x| ip(x.as_str().unwrap_or(""))).collect::<Result<Vec<_>, _>>())
-        .transpose()?
+        .map(|a| a.iter().map(|x| Cow::from(x.as_str().unwrap_or(""))).collect())
         .unwrap_or_default();
-    let mac: MacAddr = s("mac")?.parse().map_err(|e| format!("mac: {e}"))?;
-    let eni = v["eni"].as_u64().and_then(|e| u32::try_from(e).ok()).ok_or("missing eni")?;
+    let fields = InstanceRecord {
+        eni: v["eni"].as_u64(),
+        name: s("name")?.into(),
+        subnet: s("subnet")?.into(),
+        host: s("host")?.into(),
+        ip: s("ip")?.into(),
+        secondary_ips,
+        mac: s("mac")?.into(),
+        source_dest_check: v["source_dest_check"].as_bool(),
+    };
+    instance_from_fields(t, fields)
+}
+
+/// An instance record's fields, as its JSON holds them (strings borrowed from the text
+/// where it has no escapes).
+#[derive(serde::Deserialize)]
+struct InstanceRecord<'a> {
+    eni: Option<u64>,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    subnet: Cow<'a, str>,
+    #[serde(borrow)]
+    host: Cow<'a, str>,
+    #[serde(borrow)]
+    ip: Cow<'a, str>,
+    #[serde(borrow, default)]
+    secondary_ips: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    mac: Cow<'a, str>,
+    source_dest_check: Option<bool>,
+}
+
+/// An instance record's text (`in/VPC/ip/...`) as an instance of `t`: what
+/// [`instance_from_json`] gives for the parsed text, without building a JSON tree (a
+/// card's watcher reads one per change it applies). A text that does not have the
+/// record's shape is read as JSON, so that it gets the same answer and message.
+pub fn instance_from_record(t: &Topology, text: &str) -> Result<Instance, String> {
+    match serde_json::from_str::<InstanceRecord>(text) {
+        Ok(fields) => instance_from_fields(t, fields),
+        Err(_) => {
+            let v: Value = serde_json::from_str(text).map_err(|e| format!("bad record: {e}"))?;
+            instance_from_json(t, &v)
+        }
+    }
+}
+
+fn instance_from_fields(t: &Topology, f: InstanceRecord) -> Result<Instance, String> {
+    let ip = |x: &str| x.parse::<Ipv4Addr>().map_err(|_| format!("{x:?} is not an IPv4 address"));
+    let subnet = t.subnet_by_name(&f.subnet).ok_or("unknown subnet")?;
+    let vpc = t.subnet(subnet).map(|s| s.vpc).ok_or("unknown subnet")?;
+    let host = match t.card_by_name(&f.host) {
+        Some(crate::topology::CardId::Host(h)) => h,
+        _ => return Err(format!("unknown host {:?}", f.host)),
+    };
+    let primary = ip(&f.ip)?;
+    let secondary_ips = f.secondary_ips.iter().map(|x| ip(x)).collect::<Result<Vec<_>, _>>()?;
+    let mac: MacAddr = f.mac.parse().map_err(|e| format!("mac: {e}"))?;
+    let eni = f.eni.and_then(|e| u32::try_from(e).ok()).ok_or("missing eni")?;
     Ok(Instance {
         eni: EniId(eni),
-        name,
+        name: f.name.into_owned(),
         subnet,
         vpc,
         host,
         ip: primary,
         secondary_ips,
         mac,
-        source_dest_check: v["source_dest_check"].as_bool().unwrap_or(true),
+        source_dest_check: f.source_dest_check.unwrap_or(true),
     })
 }
 

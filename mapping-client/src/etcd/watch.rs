@@ -366,29 +366,33 @@ impl CardWatch {
 
     /// A VPC's dynamic records into the model: instances (ENI order), peerings, Elastic IPs.
     fn import(&mut self, vpc: &str, records: &Records) -> Result<(), Resync> {
-        let mut instances: Vec<(u64, &String, Value)> = Vec::new();
+        let t = self.model().ok_or_else(|| resync("no snapshot"))?;
+        if t.vpc_by_name(vpc).is_none() {
+            return Err(resync(format!("unknown vpc {vpc}")));
+        }
+        let mut instances: Vec<Instance> = Vec::new();
         let mut rest = Vec::new();
         for (k, v) in records {
             if k.contains("/ip/") {
-                let j: Value = serde_json::from_str(v).map_err(|e| resync(format!("bad record: {e}")))?;
-                instances.push((j["eni"].as_u64().unwrap_or(0), k, j));
+                if instance_key(k) {
+                    instances.push(layout::instance_from_record(t, v).map_err(Resync)?);
+                }
             } else {
                 rest.push((k, v));
             }
         }
-        instances.sort_by_key(|(eni, _, _)| *eni);
+        instances.sort_by_key(|i| i.eni);
         // New instances go in together (one delta); one the model has (a record seen
         // twice) is replayed on its own, in order.
         let mut new = Vec::new();
-        for (_, k, j) in instances {
+        for inst in instances {
             let t = self.model().ok_or_else(|| resync("no snapshot"))?;
-            let inst = layout::instance_from_json(t, &j).map_err(Resync)?;
             if t.instance_by_name(&inst.name).is_none() {
                 new.push(inst);
                 continue;
             }
             self.register_all(std::mem::take(&mut new))?;
-            self.apply_instance(vpc, k, &j)?;
+            self.apply_instance(inst)?;
         }
         self.register_all(new)?;
         for (k, v) in rest {
@@ -430,23 +434,10 @@ impl CardWatch {
         Ok(())
     }
 
-    /// An instance record `v` (under `key`) of held VPC `vpc`, replayed as the registration
-    /// or move that wrote it (nothing if the model already has it).
-    fn apply_instance(&mut self, vpc: &str, key: &str, v: &Value) -> Result<(), Resync> {
+    /// An instance record of a held VPC, replayed as the registration or move that wrote
+    /// it (nothing if the model already has it).
+    fn apply_instance(&mut self, inst: Instance) -> Result<(), Resync> {
         let t = self.model().ok_or_else(|| resync("no snapshot"))?;
-        if t.vpc_by_name(vpc).is_none() {
-            return Err(resync(format!("unknown vpc {vpc}")));
-        }
-        let mut parts = key.split('/');
-        let well_formed = parts.next() == Some("in")
-            && parts.next().is_some()
-            && parts.next() == Some("ip")
-            && parts.next().is_some()
-            && parts.next().is_none();
-        if !well_formed {
-            return Ok(());
-        }
-        let inst = layout::instance_from_json(t, v).map_err(Resync)?;
         let command = match t.instance_by_name(&inst.name) {
             Some(have) if have.vpc == inst.vpc && have.ip == inst.ip => {
                 let same = have.mac == inst.mac
@@ -493,9 +484,9 @@ impl CardWatch {
         };
         let hex_ip = |s: &str| u32::from_str_radix(s, 16).ok().map(Ipv4Addr::from);
         let command = match (kind, e) {
-            ("ip", Event::Put { key, value }) => {
-                let v: Value = serde_json::from_str(value).map_err(|e| resync(format!("bad record: {e}")))?;
-                return self.apply_instance(vpc, key, &v);
+            ("ip", Event::Put { value, .. }) => {
+                let inst = layout::instance_from_record(t, value).map_err(Resync)?;
+                return self.apply_instance(inst);
             }
             ("ip", Event::Delete { .. }) => {
                 let Some(ip) = hex_ip(item) else { return Ok(()) };
@@ -570,6 +561,16 @@ fn static_base(statics: &[Listed], dataplane: &str) -> Result<Topology, Resync> 
     let kept: StaticRecords = records.into_iter().collect();
     BASE.with(|b| *b.borrow_mut() = Some((kept, dataplane.to_string(), t.clone())));
     Ok(t)
+}
+
+/// Whether `key` is an instance record's (`in/VPC/ip/HHHHHHHH`).
+fn instance_key(key: &str) -> bool {
+    let mut parts = key.split('/');
+    parts.next() == Some("in")
+        && parts.next().is_some()
+        && parts.next() == Some("ip")
+        && parts.next().is_some()
+        && parts.next().is_none()
 }
 
 fn json_str(v: &str) -> String {
