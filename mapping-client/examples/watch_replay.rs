@@ -140,23 +140,28 @@ fn run(hosts: usize, instances: usize, changes: usize) -> (Duration, usize) {
         .collect();
     let cpu0 = thread_cpu();
     for events in &all {
+        // One watch response per prefix with events (`on/HOST/`, `in/VPC/`; the name and
+        // Elastic IP claims are watched by nobody).
+        let mut by_prefix: BTreeMap<String, Vec<Event>> = BTreeMap::new();
         for e in events {
             match e {
                 Event::Put { key, value } => records.insert(key.clone(), value.clone()),
                 Event::Delete { key } => records.remove(key),
             };
-        }
-        for host in &mut cards {
-            // What etcd sends this host: one response per prefix it watches with events.
-            let mut by_prefix: BTreeMap<String, Vec<Event>> = BTreeMap::new();
-            for p in host.watch.watching() {
-                let mine: Vec<Event> = events.iter().filter(|e| e.key().starts_with(&p)).cloned().collect();
-                if !mine.is_empty() {
-                    by_prefix.insert(p, mine);
-                }
+            let mut parts = e.key().splitn(3, '/');
+            if let (Some(kind @ ("on" | "in")), Some(name)) = (parts.next(), parts.next()) {
+                by_prefix.entry(format!("{kind}/{name}/")).or_default().push(e.clone());
             }
-            for (p, evs) in by_prefix {
-                host.watch.on_events(&p, &evs).expect("events apply");
+        }
+        for (h, host) in cards.iter_mut().enumerate() {
+            let index = format!("on/h{h}/");
+            for (p, evs) in &by_prefix {
+                let vpc = p.strip_prefix("in/").and_then(|v| v.strip_suffix('/'));
+                let watched = *p == index || vpc.is_some_and(|v| host.watch.held().any(|x| x == v));
+                if !watched {
+                    continue;
+                }
+                host.watch.on_events(p, evs).expect("events apply");
                 loop {
                     let (fetch, _) = host.watch.reconcile().expect("reconcile");
                     if fetch.is_empty() {
