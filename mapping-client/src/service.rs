@@ -43,6 +43,23 @@ pub struct InstanceSpec {
     pub source_dest_check: bool,
 }
 
+impl InstanceSpec {
+    /// The registration that gives `inst` (an instance of `t`'s world, not necessarily in
+    /// it yet): names of its subnet and host, its MAC as is.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn registering(t: &Topology, inst: &Instance) -> InstanceSpec {
+        InstanceSpec {
+            name: inst.name.clone(),
+            subnet: t.subnet(inst.subnet).map(|s| s.name.clone()).unwrap_or_default(),
+            host: t.host(inst.host).map(|h| h.name.clone()).unwrap_or_default(),
+            ip: inst.ip,
+            secondary_ips: inst.secondary_ips.clone(),
+            mac: Some(inst.mac),
+            source_dest_check: inst.source_dest_check,
+        }
+    }
+}
+
 /// A change to the world, as `vpcemu ctl` sends it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -350,16 +367,7 @@ impl Service {
             if batch.wants(CardId::Host(inst.host)) {
                 let done = std::mem::replace(&mut batch, self.batch());
                 self.queue(done);
-                let t = &self.topo;
-                let spec = InstanceSpec {
-                    name: inst.name.clone(),
-                    subnet: t.subnet(inst.subnet).map(|s| s.name.clone()).unwrap_or_default(),
-                    host: t.host(inst.host).map(|h| h.name.clone()).unwrap_or_default(),
-                    ip: inst.ip,
-                    secondary_ips: inst.secondary_ips.clone(),
-                    mac: Some(inst.mac),
-                    source_dest_check: inst.source_dest_check,
-                };
+                let spec = InstanceSpec::registering(&self.topo, &inst);
                 self.topo.set_next_eni(inst.eni.0);
                 self.execute(&Command::Register(spec)).map_err(|e| e.to_string())?;
                 continue;

@@ -455,15 +455,7 @@ impl CardWatch {
             }
             Some(_) => return Err(resync(format!("instance {} is elsewhere in the card's model", inst.name))),
             None => {
-                let spec = InstanceSpec {
-                    name: inst.name.clone(),
-                    subnet: t.subnet(inst.subnet).map(|s| s.name.clone()).unwrap_or_default(),
-                    host: t.host(inst.host).map(|h| h.name.clone()).unwrap_or_default(),
-                    ip: inst.ip,
-                    secondary_ips: inst.secondary_ips.clone(),
-                    mac: Some(inst.mac),
-                    source_dest_check: inst.source_dest_check,
-                };
+                let spec = InstanceSpec::registering(t, &inst);
                 if let Some(s) = self.service.as_mut() {
                     s.topology_mut().set_next_eni(inst.eni.0);
                 }
