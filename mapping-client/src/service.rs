@@ -43,6 +43,23 @@ pub struct InstanceSpec {
     pub source_dest_check: bool,
 }
 
+impl InstanceSpec {
+    /// The registration that gives `inst` (an instance of `t`'s world, not necessarily in
+    /// it yet): names of its subnet and host, its MAC as is.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn registering(t: &Topology, inst: &Instance) -> InstanceSpec {
+        InstanceSpec {
+            name: inst.name.clone(),
+            subnet: t.subnet(inst.subnet).map(|s| s.name.clone()).unwrap_or_default(),
+            host: t.host(inst.host).map(|h| h.name.clone()).unwrap_or_default(),
+            ip: inst.ip,
+            secondary_ips: inst.secondary_ips.clone(),
+            mac: Some(inst.mac),
+            source_dest_check: inst.source_dest_check,
+        }
+    }
+}
+
 /// A change to the world, as `vpcemu ctl` sends it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -297,10 +314,7 @@ impl Service {
     /// Checks and applies a command, queueing a delta for every connected card it
     /// concerns. On `Err` nothing changed.
     pub fn execute(&mut self, command: &Command) -> Result<(), CommandError> {
-        let mut batch = Batch {
-            clients: self.clients,
-            ..Batch::default()
-        };
+        let mut batch = self.batch();
         match command {
             Command::Register(spec) => self.register(spec, &mut batch)?,
             Command::Deregister { instance } => self.deregister(instance, &mut batch)?,
@@ -312,6 +326,20 @@ impl Service {
             Command::AddPeering { a, b } => self.peering(a, b, true, &mut batch)?,
             Command::RemovePeering { a, b } => self.peering(a, b, false, &mut batch)?,
         }
+        self.queue(batch);
+        Ok(())
+    }
+
+    /// An empty batch of this service's clients.
+    fn batch(&self) -> Batch {
+        Batch {
+            clients: self.clients,
+            ..Batch::default()
+        }
+    }
+
+    /// Queues one delta per connected card with ops in `batch`.
+    fn queue(&mut self, batch: Batch) {
         for (card, ops) in batch.cards {
             match self.peers.get_mut(&card) {
                 Some(peer) if peer.connected && !ops.ops.is_empty() => {
@@ -325,6 +353,38 @@ impl Service {
                 _ => {}
             }
         }
+    }
+
+    /// Adds instances whose ENI ids are given (records of the etcd store), checked as a
+    /// registration checks them, with the ops a registration of each, in order, gives;
+    /// the ops of consecutive instances go out as one delta per card. An instance on a
+    /// host this service computes ops for (its view may change) is registered as such.
+    /// On `Err` the instances before the one refused are in.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn register_all(&mut self, instances: Vec<Instance>) -> Result<(), String> {
+        let mut batch = self.batch();
+        for inst in instances {
+            if batch.wants(CardId::Host(inst.host)) {
+                let done = std::mem::replace(&mut batch, self.batch());
+                self.queue(done);
+                let spec = InstanceSpec::registering(&self.topo, &inst);
+                self.topo.set_next_eni(inst.eni.0);
+                self.execute(&Command::Register(spec)).map_err(|e| e.to_string())?;
+                continue;
+            }
+            // Elsewhere: no view changes for the cards computed, only the new mappings.
+            let (eni, vpc) = (inst.eni, inst.vpc);
+            let viewers = cards_viewing(&self.topo, vpc, &batch);
+            self.topo.add_checked_instance(inst)?;
+            let t = &self.topo;
+            if let Some(inst) = t.instance(eni) {
+                let (vni, loc) = (vni_of(t, vpc), tables::location(t, inst));
+                for &card in &viewers {
+                    batch.mappings(card, vni, inst, loc);
+                }
+            }
+        }
+        self.queue(batch);
         Ok(())
     }
 
@@ -377,7 +437,7 @@ impl Service {
         })?;
 
         let candidates = with_peers(t, vpc);
-        let before = view_among(t, host, &candidates);
+        let before = view_among(t, host, &candidates, batch);
         let viewers = cards_viewing(t, vpc, batch);
         inst.eni = self.topo.allocate_eni();
         let eni = inst.eni;
@@ -386,7 +446,7 @@ impl Service {
         let Some(inst) = t.instance(eni) else {
             return Ok(());
         };
-        let after = view_among(t, host, &candidates);
+        let after = view_among(t, host, &candidates, batch);
 
         let vni = vni_of(t, vpc);
         let loc = tables::location(t, inst);
@@ -412,11 +472,11 @@ impl Service {
         let eip = t.elastic_ip_of(inst.eni);
         let igw = t.vpc(vpc).and_then(|v| v.internet_gateway);
         let candidates = with_peers(t, vpc);
-        let before = view_among(t, host, &candidates);
+        let before = view_among(t, host, &candidates, batch);
         let viewers = cards_viewing(t, vpc, batch);
         self.topo.remove_instance(inst.eni);
         let t = &self.topo;
-        let after = view_among(t, host, &candidates);
+        let after = view_among(t, host, &candidates, batch);
         let gone: BTreeSet<VpcId> = before.difference(&after).copied().collect();
 
         let card = CardId::Host(host);
@@ -465,16 +525,16 @@ impl Service {
         let t = &self.topo;
         let vpc = inst.vpc;
         let candidates = with_peers(t, vpc);
-        let before_from = view_among(t, from, &candidates);
-        let before_to = view_among(t, to, &candidates);
+        let before_from = view_among(t, from, &candidates, batch);
+        let before_to = view_among(t, to, &candidates, batch);
         let viewers_before = cards_viewing(t, vpc, batch);
         self.topo.move_instance(inst.eni, to);
         let t = &self.topo;
         let Some(moved) = t.instance(inst.eni) else {
             return Ok(());
         };
-        let after_from = view_among(t, from, &candidates);
-        let after_to = view_among(t, to, &candidates);
+        let after_from = view_among(t, from, &candidates, batch);
+        let after_to = view_among(t, to, &candidates, batch);
         let viewers_after = cards_viewing(t, vpc, batch);
 
         let vni = vni_of(t, vpc);
@@ -573,7 +633,7 @@ impl Service {
             .collect();
         let before: BTreeMap<HostId, BTreeSet<VpcId>> = hosts
             .iter()
-            .map(|&h| (h, view_among(t, h, &candidates)))
+            .map(|&h| (h, view_among(t, h, &candidates, batch)))
             .collect();
         let viewers_a = cards_viewing(t, va, batch);
         let viewers_b = cards_viewing(t, vb, batch);
@@ -586,7 +646,7 @@ impl Service {
         let mut changed: BTreeMap<CardId, BTreeSet<VpcId>> = BTreeMap::new();
         for (&h, before_h) in &before {
             let card = CardId::Host(h);
-            let after_h = view_among(t, h, &candidates);
+            let after_h = view_among(t, h, &candidates, batch);
             if add {
                 for &u in after_h.difference(before_h) {
                     add_vpc(batch, t, card, u);
@@ -685,8 +745,17 @@ fn with_peers(t: &Topology, vpc: VpcId) -> BTreeSet<VpcId> {
     std::iter::once(vpc).chain(t.peers(vpc)).collect()
 }
 
-/// Those of `candidates` in `host`'s view.
-fn view_among(t: &Topology, host: HostId, candidates: &BTreeSet<VpcId>) -> BTreeSet<VpcId> {
+/// Those of `candidates` in `host`'s view; none if `batch` computes no ops for `host`
+/// (the view is only used for that host's ops).
+fn view_among(
+    t: &Topology,
+    host: HostId,
+    candidates: &BTreeSet<VpcId>,
+    batch: &Batch,
+) -> BTreeSet<VpcId> {
+    if !batch.wants(CardId::Host(host)) {
+        return BTreeSet::new();
+    }
     candidates
         .iter()
         .copied()
@@ -694,8 +763,15 @@ fn view_among(t: &Topology, host: HostId, candidates: &BTreeSet<VpcId>) -> BTree
         .collect()
 }
 
-/// Every card whose view holds `vpc` (of those `batch` computes ops for).
+/// Every card whose view holds `vpc` (of those `batch` computes ops for). A host views
+/// `vpc` when it has an ENI of it or of a peer, an edge when it serves it: with one
+/// client, one look at that card instead of a walk over every host of `vpc` and its peers.
 fn cards_viewing(t: &Topology, vpc: VpcId, batch: &Batch) -> BTreeSet<CardId> {
+    match batch.clients {
+        Clients::All => {}
+        Clients::One(card) if tables::relevant(t, card, vpc) => return BTreeSet::from([card]),
+        Clients::One(_) | Clients::None => return BTreeSet::new(),
+    }
     let hosts = std::iter::once(vpc)
         .chain(t.peers(vpc))
         .flat_map(|v| t.vpc_hosts(v))

@@ -13,6 +13,7 @@
 //! The JSON fields of a record are those of its topology file section, plus `id` (static
 //! records) or `eni` (instances), so a topology file is the records' tables in order.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
@@ -157,34 +158,82 @@ pub fn records_of(t: &Topology) -> Result<Records, String> {
 /// peerings, Elastic IPs with their `eip/` claims) and `next-eni`: what a change to those
 /// VPCs can touch.
 pub fn records_of_vpcs(t: &Topology, vpcs: &[VpcId]) -> Result<Records, String> {
-    let mut r = Records::new();
-    let vpc_name = |v: VpcId| t.vpc(v).map_or("?", |v| v.name.as_str());
-    // A whole world's next ENI id is above every ENI it has (the loader, registrations and
-    // records all raise it): only the members of `vpcs` need a look, not the world's.
-    let members = vpcs.iter().flat_map(|&v| t.vpc_members(v));
-    let next = members.map(|i| i.eni.0 + 1).max().unwrap_or(1).max(t.next_eni());
-    r.insert(NEXT_ENI.into(), text(json!(next)));
-    for &v in vpcs {
-        let vpc = vpc_name(v);
-        for i in t.vpc_members(v) {
+    let state = DynamicState::of(t, vpcs);
+    state.records(t, |_| true)
+}
+
+/// What the dynamic records of some VPCs are made of, without their text: a copy of each
+/// member with its Elastic IP, each VPC's peers, the next ENI id. Two states of the same
+/// VPCs give their records' changes by writing out only the members that differ
+/// ([`changed_records`]): a change costs what it changes, not the size of its VPCs.
+#[derive(Clone, Debug)]
+pub struct DynamicState {
+    vpcs: Vec<VpcId>,
+    members: HashMap<EniId, (Instance, Option<Ipv4Addr>)>,
+    peers: Vec<Vec<VpcId>>,
+    next: u32,
+}
+
+impl DynamicState {
+    pub fn of(t: &Topology, vpcs: &[VpcId]) -> DynamicState {
+        let members: HashMap<EniId, (Instance, Option<Ipv4Addr>)> = vpcs
+            .iter()
+            .flat_map(|&v| t.vpc_members(v))
+            .map(|i| (i.eni, (i.clone(), t.elastic_ip_of(i.eni))))
+            .collect();
+        // A whole world's next ENI id is above every ENI it has (the loader, registrations
+        // and records all raise it): only the members of `vpcs` need a look, not the world's.
+        let next = members.keys().map(|e| e.0 + 1).max().unwrap_or(1).max(t.next_eni());
+        let peers = vpcs.iter().map(|&v| t.peers(v).collect()).collect();
+        DynamicState { vpcs: vpcs.to_vec(), members, peers, next }
+    }
+
+    /// The records of the members `keep` accepts, every peering and `next-eni`; names of
+    /// VPCs, subnets and hosts from `t` (static records: the same before and after a
+    /// change).
+    fn records(&self, t: &Topology, keep: impl Fn(EniId) -> bool) -> Result<Records, String> {
+        let mut r = Records::new();
+        let vpc_name = |v: VpcId| t.vpc(v).map_or("?", |v| v.name.as_str());
+        r.insert(NEXT_ENI.into(), text(json!(self.next)));
+        let mut members: Vec<&(Instance, Option<Ipv4Addr>)> =
+            self.members.iter().filter(|(&e, _)| keep(e)).map(|(_, m)| m).collect();
+        members.sort_by_key(|(i, _)| i.eni);
+        for (i, eip) in members {
+            let vpc = vpc_name(i.vpc);
             check_key_name("instance", &i.name)?;
             let key = format!("in/{vpc}/ip/{}", hex_ip(i.ip));
             r.insert(key.clone(), text(instance_json(t, i)));
             r.insert(format!("name/{}", i.name), text(json!(key)));
             let host = t.host(i.host).map_or("?", |h| h.name.as_str());
             r.insert(format!("on/{host}/{}", i.name), text(json!(vpc)));
-            if let Some(ip) = t.elastic_ip_of(i.eni) {
+            if let Some(ip) = eip {
                 let o = json!({ "ip": ip.to_string(), "instance": i.name });
-                r.insert(format!("in/{vpc}/eip/{}", hex_ip(ip)), text(o));
-                r.insert(format!("eip/{}", hex_ip(ip)), text(json!(vpc)));
+                r.insert(format!("in/{vpc}/eip/{}", hex_ip(*ip)), text(o));
+                r.insert(format!("eip/{}", hex_ip(*ip)), text(json!(vpc)));
             }
         }
-        for p in t.peers(v) {
-            let other = vpc_name(p);
-            r.insert(format!("in/{vpc}/peer/{other}"), text(json!(other)));
+        for (&v, peers) in self.vpcs.iter().zip(&self.peers) {
+            let vpc = vpc_name(v);
+            for &p in peers {
+                let other = vpc_name(p);
+                r.insert(format!("in/{vpc}/peer/{other}"), text(json!(other)));
+            }
         }
+        Ok(r)
     }
-    Ok(r)
+}
+
+/// The records to put and to delete to go from `before` to `after` (two states of the same
+/// VPCs; `t` gives the static names): exactly `diff(records_of_vpcs(before),
+/// records_of_vpcs(after))`, with only the members that changed written out. A member
+/// that is the same in both has the same records in both, and no other member has one
+/// of its keys (addresses, names and Elastic IPs are unique), so it adds nothing to the
+/// difference.
+pub fn changed_records(t: &Topology, before: &DynamicState, after: &DynamicState) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+    let same = |e: EniId| before.members.get(&e) == after.members.get(&e);
+    let old = before.records(t, |e| !same(e))?;
+    let new = after.records(t, |e| !same(e))?;
+    Ok(diff(&old, &new))
 }
 
 /// The VPCs whose records `command` may change in `t` (before it runs).
@@ -417,32 +466,79 @@ pub fn add_dynamic<'a>(
 /// An instance record as the model's [`Instance`] (not yet checked against `t`).
 pub fn instance_from_json(t: &Topology, v: &Value) -> Result<Instance, String> {
     let s = |f: &str| v[f].as_str().ok_or_else(|| format!("missing {f}"));
-    let ip = |x: &str| x.parse::<Ipv4Addr>().map_err(|_| format!("{x:?} is not an IPv4 address"));
-    let name = s("name")?.to_string();
-    let subnet = t.subnet_by_name(s("subnet")?).ok_or("unknown subnet")?;
-    let vpc = t.subnet(subnet).map(|s| s.vpc).ok_or("unknown subnet")?;
-    let host = match t.card_by_name(s("host")?) {
-        Some(crate::topology::CardId::Host(h)) => h,
-        _ => return Err(format!("unknown host {:?}", s("host")?)),
-    };
-    let primary = ip(s("ip")?)?;
     let secondary_ips = v["secondary_ips"]
         .as_array()
-        .map(|a| a.iter().map(|x| ip(x.as_str().unwrap_or(""))).collect::<Result<Vec<_>, _>>())
-        .transpose()?
+        .map(|a| a.iter().map(|x| Cow::from(x.as_str().unwrap_or(""))).collect())
         .unwrap_or_default();
-    let mac: MacAddr = s("mac")?.parse().map_err(|e| format!("mac: {e}"))?;
-    let eni = v["eni"].as_u64().and_then(|e| u32::try_from(e).ok()).ok_or("missing eni")?;
+    let fields = InstanceRecord {
+        eni: v["eni"].as_u64(),
+        name: s("name")?.into(),
+        subnet: s("subnet")?.into(),
+        host: s("host")?.into(),
+        ip: s("ip")?.into(),
+        secondary_ips,
+        mac: s("mac")?.into(),
+        source_dest_check: v["source_dest_check"].as_bool(),
+    };
+    instance_from_fields(t, fields)
+}
+
+/// An instance record's fields, as its JSON holds them (strings borrowed from the text
+/// where it has no escapes).
+#[derive(serde::Deserialize)]
+struct InstanceRecord<'a> {
+    eni: Option<u64>,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    subnet: Cow<'a, str>,
+    #[serde(borrow)]
+    host: Cow<'a, str>,
+    #[serde(borrow)]
+    ip: Cow<'a, str>,
+    #[serde(borrow, default)]
+    secondary_ips: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    mac: Cow<'a, str>,
+    source_dest_check: Option<bool>,
+}
+
+/// An instance record's text (`in/VPC/ip/...`) as an instance of `t`: what
+/// [`instance_from_json`] gives for the parsed text, without building a JSON tree (a
+/// card's watcher reads one per change it applies). A text that does not have the
+/// record's shape is read as JSON, so that it gets the same answer and message.
+pub fn instance_from_record(t: &Topology, text: &str) -> Result<Instance, String> {
+    match serde_json::from_str::<InstanceRecord>(text) {
+        Ok(fields) => instance_from_fields(t, fields),
+        Err(_) => {
+            let v: Value = serde_json::from_str(text).map_err(|e| format!("bad record: {e}"))?;
+            instance_from_json(t, &v)
+        }
+    }
+}
+
+fn instance_from_fields(t: &Topology, f: InstanceRecord) -> Result<Instance, String> {
+    let ip = |x: &str| x.parse::<Ipv4Addr>().map_err(|_| format!("{x:?} is not an IPv4 address"));
+    let subnet = t.subnet_by_name(&f.subnet).ok_or("unknown subnet")?;
+    let vpc = t.subnet(subnet).map(|s| s.vpc).ok_or("unknown subnet")?;
+    let host = match t.card_by_name(&f.host) {
+        Some(crate::topology::CardId::Host(h)) => h,
+        _ => return Err(format!("unknown host {:?}", f.host)),
+    };
+    let primary = ip(&f.ip)?;
+    let secondary_ips = f.secondary_ips.iter().map(|x| ip(x)).collect::<Result<Vec<_>, _>>()?;
+    let mac: MacAddr = f.mac.parse().map_err(|e| format!("mac: {e}"))?;
+    let eni = f.eni.and_then(|e| u32::try_from(e).ok()).ok_or("missing eni")?;
     Ok(Instance {
         eni: EniId(eni),
-        name,
+        name: f.name.into_owned(),
         subnet,
         vpc,
         host,
         ip: primary,
         secondary_ips,
         mac,
-        source_dest_check: v["source_dest_check"].as_bool().unwrap_or(true),
+        source_dest_check: f.source_dest_check.unwrap_or(true),
     })
 }
 

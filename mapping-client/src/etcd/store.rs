@@ -396,10 +396,10 @@ pub fn guarded_change(prefix: &str, topo: Topology, snap: &Snapshot, command: &C
 /// touches, not the world).
 pub fn change_records(service: &mut Service, command: &Command) -> Result<RecordChanges, String> {
     let vpcs = layout::affected_vpcs(service.topology(), command);
-    let before = layout::records_of_vpcs(service.topology(), &vpcs)?;
+    let before = layout::DynamicState::of(service.topology(), &vpcs);
     service.execute(command).map_err(|e| e.to_string())?;
-    let after = layout::records_of_vpcs(service.topology(), &vpcs)?;
-    Ok(layout::diff(&before, &after))
+    let after = layout::DynamicState::of(service.topology(), &vpcs);
+    layout::changed_records(service.topology(), &before, &after)
 }
 
 /// Records to put (key, value) and keys to delete.

@@ -35,7 +35,7 @@ use super::layout::{self, Records, WORLD};
 use super::store::{self, Listed};
 use crate::client::{Client, Update};
 use crate::service::{Command, InstanceSpec, Service};
-use crate::topology::{CardId, EniId, Topology};
+use crate::topology::{CardId, EniId, Instance, Topology};
 
 /// A change the watch delivered (key relative to the prefix).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +63,8 @@ pub const STATIC_PREFIXES: [&str; 8] = [WORLD, "host/", "edge/", "vpc/", "subnet
 #[derive(Debug)]
 pub struct CardWatch {
     name: String,
+    /// A host's placement index prefix (`on/NAME/`).
+    index_prefix: String,
     dataplane: String,
     card: Option<CardId>,
     service: Option<Service>,
@@ -73,7 +75,8 @@ pub struct CardWatch {
     index: BTreeMap<String, String>,
     /// How many instances of the index each VPC has (the VPCs a host holds directly).
     direct: BTreeMap<String, usize>,
-    /// The view may have changed (index, peerings, VPCs held): reconcile has work.
+    /// The view may have changed (a VPC entered or left the index, peerings, VPCs held):
+    /// reconcile has work.
     dirty: bool,
     updates: Vec<Update>,
     /// VPCs held at some time.
@@ -96,6 +99,7 @@ impl CardWatch {
     pub fn new(name: &str, dataplane: &str) -> CardWatch {
         CardWatch {
             name: name.to_string(),
+            index_prefix: layout::host_index(name),
             dataplane: dataplane.to_string(),
             card: None,
             service: None,
@@ -158,7 +162,7 @@ impl CardWatch {
 
     /// What was listed under `prefix` (a host index or a VPC's dynamic records).
     pub fn listed(&mut self, prefix: &str, records: &[Listed]) -> Result<(), Resync> {
-        if prefix == layout::host_index(&self.name) {
+        if prefix == self.index_prefix {
             for l in records {
                 let inst = l.key.strip_prefix(prefix).unwrap_or("").to_string();
                 self.index_put(inst, json_str(&l.value));
@@ -213,28 +217,37 @@ impl CardWatch {
         out
     }
 
-    /// Instance `inst` of the host's index is in `vpc`.
-    fn index_put(&mut self, inst: String, vpc: String) {
-        *self.direct.entry(vpc.clone()).or_default() += 1;
-        if let Some(old) = self.index.insert(inst, vpc) {
-            self.direct_less(&old);
+    /// Instance `inst` of the host's index is in `vpc`. Whether a VPC entered or left
+    /// the VPCs the host holds directly (what the card needs may have changed).
+    fn index_put(&mut self, inst: String, vpc: String) -> bool {
+        let n = self.direct.entry(vpc.clone()).or_default();
+        *n += 1;
+        let entered = *n == 1;
+        match self.index.insert(inst, vpc) {
+            Some(old) => self.direct_less(&old) | entered,
+            None => entered,
         }
     }
 
-    /// Instance `inst` left the host's index.
-    fn index_remove(&mut self, inst: &str) {
-        if let Some(old) = self.index.remove(inst) {
-            self.direct_less(&old);
+    /// Instance `inst` left the host's index. Whether a VPC left the VPCs the host holds
+    /// directly.
+    fn index_remove(&mut self, inst: &str) -> bool {
+        match self.index.remove(inst) {
+            Some(old) => self.direct_less(&old),
+            None => false,
         }
     }
 
-    fn direct_less(&mut self, vpc: &str) {
+    /// Whether `vpc` left the VPCs held directly.
+    fn direct_less(&mut self, vpc: &str) -> bool {
         if let Some(n) = self.direct.get_mut(vpc) {
             *n -= 1;
             if *n == 0 {
                 self.direct.remove(vpc);
+                return true;
             }
         }
+        false
     }
 
     /// The VPCs the card needs now.
@@ -288,18 +301,14 @@ impl CardWatch {
             if key == WORLD || layout::is_static_key(key) {
                 return Err(resync("the world in etcd was loaded again"));
             }
-            if prefix == layout::host_index(&self.name) {
+            if prefix == self.index_prefix {
                 self.events_held += 1;
-                self.dirty = true;
-                let inst = key.strip_prefix(prefix).unwrap_or("").to_string();
-                match e {
-                    Event::Put { value, .. } => {
-                        self.index_put(inst, json_str(value));
-                    }
-                    Event::Delete { .. } => {
-                        self.index_remove(&inst);
-                    }
-                }
+                let inst = key.strip_prefix(prefix).unwrap_or("");
+                // Only a VPC entering or leaving the index changes what the card needs.
+                self.dirty |= match e {
+                    Event::Put { value, .. } => self.index_put(inst.to_string(), json_str(value)),
+                    Event::Delete { .. } => self.index_remove(inst),
+                };
                 continue;
             }
             let Some(vpc) = layout::vpc_of_key(key).map(str::to_string) else { continue };
@@ -338,6 +347,16 @@ impl CardWatch {
         }
     }
 
+    fn register_all(&mut self, instances: Vec<Instance>) -> Result<(), Resync> {
+        if instances.is_empty() {
+            return Ok(());
+        }
+        let service = self.service.as_mut().ok_or_else(|| resync("no snapshot"))?;
+        service
+            .register_all(instances)
+            .map_err(|e| resync(format!("the card's model refused a change ({e}): events out of order")))
+    }
+
     fn execute(&mut self, command: &Command) -> Result<(), Resync> {
         let service = self.service.as_mut().ok_or_else(|| resync("no snapshot"))?;
         service
@@ -347,20 +366,35 @@ impl CardWatch {
 
     /// A VPC's dynamic records into the model: instances (ENI order), peerings, Elastic IPs.
     fn import(&mut self, vpc: &str, records: &Records) -> Result<(), Resync> {
-        let mut instances: Vec<(u64, &String, &String)> = Vec::new();
+        let t = self.model().ok_or_else(|| resync("no snapshot"))?;
+        if t.vpc_by_name(vpc).is_none() {
+            return Err(resync(format!("unknown vpc {vpc}")));
+        }
+        let mut instances: Vec<Instance> = Vec::new();
         let mut rest = Vec::new();
         for (k, v) in records {
             if k.contains("/ip/") {
-                let eni = serde_json::from_str::<Value>(v).ok().and_then(|j| j["eni"].as_u64()).unwrap_or(0);
-                instances.push((eni, k, v));
+                if instance_key(k) {
+                    instances.push(layout::instance_from_record(t, v).map_err(Resync)?);
+                }
             } else {
                 rest.push((k, v));
             }
         }
-        instances.sort();
-        for (_, k, v) in instances {
-            self.apply_event(vpc, &Event::Put { key: k.clone(), value: v.clone() })?;
+        instances.sort_by_key(|i| i.eni);
+        // New instances go in together (one delta); one the model has (a record seen
+        // twice) is replayed on its own, in order.
+        let mut new = Vec::new();
+        for inst in instances {
+            let t = self.model().ok_or_else(|| resync("no snapshot"))?;
+            if t.instance_by_name(&inst.name).is_none() {
+                new.push(inst);
+                continue;
+            }
+            self.register_all(std::mem::take(&mut new))?;
+            self.apply_instance(inst)?;
         }
+        self.register_all(new)?;
         for (k, v) in rest {
             self.apply_event(vpc, &Event::Put { key: k.clone(), value: v.clone() })?;
         }
@@ -375,24 +409,60 @@ impl CardWatch {
         // Out of the card's view (no ENI of it or of a peer on the card): deregistering
         // its instances gives the card no delta, so they just leave the model.
         let quiet = self.card.is_some_and(|c| !crate::tables::relevant(t, c, id));
-        let members: Vec<(EniId, String)> = t.vpc_members(id).map(|i| (i.eni, i.name.clone())).collect();
         let peers: Vec<String> = t
             .peers(id)
             .filter_map(|p| t.vpc(p).map(|p| p.name.clone()))
             .filter(|p| !self.held.contains(p))
             .collect();
-        for (eni, name) in members {
-            match self.service.as_mut() {
-                Some(s) if quiet => {
-                    s.topology_mut().remove_instance(eni);
+        if quiet {
+            let members: Vec<EniId> = t.vpc_members(id).map(|i| i.eni).collect();
+            if let Some(s) = self.service.as_mut() {
+                let t = s.topology_mut();
+                for eni in members {
+                    t.remove_instance(eni);
                 }
-                _ => self.execute(&Command::Deregister { instance: name })?,
+            }
+        } else {
+            let members: Vec<String> = t.vpc_members(id).map(|i| i.name.clone()).collect();
+            for name in members {
+                self.execute(&Command::Deregister { instance: name })?;
             }
         }
         for p in peers {
             self.execute(&Command::RemovePeering { a: vpc.to_string(), b: p })?;
         }
         Ok(())
+    }
+
+    /// An instance record of a held VPC, replayed as the registration or move that wrote
+    /// it (nothing if the model already has it).
+    fn apply_instance(&mut self, inst: Instance) -> Result<(), Resync> {
+        let t = self.model().ok_or_else(|| resync("no snapshot"))?;
+        let command = match t.instance_by_name(&inst.name) {
+            Some(have) if have.vpc == inst.vpc && have.ip == inst.ip => {
+                let same = have.mac == inst.mac
+                    && have.secondary_ips == inst.secondary_ips
+                    && have.source_dest_check == inst.source_dest_check
+                    && have.eni == inst.eni;
+                if !same {
+                    return Err(resync(format!("instance {} changed beyond a move", inst.name)));
+                }
+                if have.host == inst.host {
+                    return Ok(());
+                }
+                let host = t.host(inst.host).map(|h| h.name.clone()).unwrap_or_default();
+                Command::Move { instance: inst.name, host }
+            }
+            Some(_) => return Err(resync(format!("instance {} is elsewhere in the card's model", inst.name))),
+            None => {
+                let spec = InstanceSpec::registering(t, &inst);
+                if let Some(s) = self.service.as_mut() {
+                    s.topology_mut().set_next_eni(inst.eni.0);
+                }
+                Command::Register(spec)
+            }
+        };
+        self.execute(&command)
     }
 
     /// One change of a held VPC's records, replayed as the command that made it.
@@ -407,40 +477,8 @@ impl CardWatch {
         let hex_ip = |s: &str| u32::from_str_radix(s, 16).ok().map(Ipv4Addr::from);
         let command = match (kind, e) {
             ("ip", Event::Put { value, .. }) => {
-                let v: Value = serde_json::from_str(value).map_err(|e| resync(format!("bad record: {e}")))?;
-                let inst = layout::instance_from_json(t, &v).map_err(Resync)?;
-                match t.instance_by_name(&inst.name) {
-                    Some(have) if have.vpc == inst.vpc && have.ip == inst.ip => {
-                        let same = have.mac == inst.mac
-                            && have.secondary_ips == inst.secondary_ips
-                            && have.source_dest_check == inst.source_dest_check
-                            && have.eni == inst.eni;
-                        if !same {
-                            return Err(resync(format!("instance {} changed beyond a move", inst.name)));
-                        }
-                        if have.host == inst.host {
-                            return Ok(());
-                        }
-                        let host = t.host(inst.host).map(|h| h.name.clone()).unwrap_or_default();
-                        Command::Move { instance: inst.name, host }
-                    }
-                    Some(_) => return Err(resync(format!("instance {} is elsewhere in the card's model", inst.name))),
-                    None => {
-                        let spec = InstanceSpec {
-                            name: inst.name.clone(),
-                            subnet: t.subnet(inst.subnet).map(|s| s.name.clone()).unwrap_or_default(),
-                            host: t.host(inst.host).map(|h| h.name.clone()).unwrap_or_default(),
-                            ip: inst.ip,
-                            secondary_ips: inst.secondary_ips.clone(),
-                            mac: Some(inst.mac),
-                            source_dest_check: inst.source_dest_check,
-                        };
-                        if let Some(s) = self.service.as_mut() {
-                            s.topology_mut().set_next_eni(inst.eni.0);
-                        }
-                        Command::Register(spec)
-                    }
-                }
+                let inst = layout::instance_from_record(t, value).map_err(Resync)?;
+                return self.apply_instance(inst);
             }
             ("ip", Event::Delete { .. }) => {
                 let Some(ip) = hex_ip(item) else { return Ok(()) };
@@ -515,6 +553,16 @@ fn static_base(statics: &[Listed], dataplane: &str) -> Result<Topology, Resync> 
     let kept: StaticRecords = records.into_iter().collect();
     BASE.with(|b| *b.borrow_mut() = Some((kept, dataplane.to_string(), t.clone())));
     Ok(t)
+}
+
+/// Whether `key` is an instance record's (`in/VPC/ip/HHHHHHHH`).
+fn instance_key(key: &str) -> bool {
+    let mut parts = key.split('/');
+    parts.next() == Some("in")
+        && parts.next().is_some()
+        && parts.next() == Some("ip")
+        && parts.next().is_some()
+        && parts.next().is_none()
 }
 
 fn json_str(v: &str) -> String {

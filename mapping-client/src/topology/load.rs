@@ -271,7 +271,7 @@ impl Loader<'_> {
             let id = HostId(t.hosts.len() as u32);
             t.ix.cards.insert(name.clone(), CardId::Host(id));
             t.ix.pas.insert(pa, CardId::Host(id));
-            t.ix.host_vpcs.push(HashMap::new());
+            t.ix.host_vpcs.push(Default::default());
             t.hosts.push(Host { id, name, pa });
         }
         for e in raw.edge {
@@ -493,9 +493,9 @@ impl Loader<'_> {
         let id = VpcId(t.vpcs.len() as u32);
         t.ix.vpc_names.insert(name.clone(), id);
         t.ix.vnis.insert(vni, id);
-        t.ix.vpc_hosts.push(HashMap::new());
-        t.ix.vpc_macs.push(HashMap::new());
-        t.ix.vpc_members.push(HashSet::new());
+        t.ix.vpc_hosts.push(Default::default());
+        t.ix.vpc_macs.push(Default::default());
+        t.ix.vpc_members.push(Default::default());
         t.ix.peers.push(BTreeSet::new());
         t.ix.vpc_edges.push(BTreeSet::new());
         t.vpcs.push(Vpc {

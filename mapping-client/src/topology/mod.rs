@@ -25,9 +25,13 @@
 
 mod load;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
+
+// The indexes are looked up on every change a card's watcher applies (names, placements,
+// members): hashbrown's default hasher, several times cheaper than SipHash on short keys.
+use hashbrown::{HashMap, HashSet};
 
 use crate::net::{Cidr, MacAddr};
 
@@ -524,7 +528,7 @@ impl Topology {
         if let Some(other) = self.ip_owner(inst.vpc, inst.ip) {
             return Err((InstanceField::Ip, self.ip_taken(inst.vpc, inst.ip, other)));
         }
-        let mut seen = HashSet::from([inst.ip]);
+        let mut seen: HashSet<Ipv4Addr> = HashSet::from([inst.ip]);
         for &ip in &inst.secondary_ips {
             self.check_instance_ip(inst.subnet, ip)
                 .map_err(|m| (InstanceField::SecondaryIps, m))?;
