@@ -38,9 +38,9 @@ pub struct RunFlags {
     /// in other processes, reached through the `underlay:` ports.
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub cards: Option<Vec<String>>,
-    /// The edges' AES-128-GCM for ESP: `aesni-gcm` (DPDK's ipsec_mb crypto_aesni_gcm by
-    /// the synchronous CPU-crypto API), `ring`, or `auto` (aesni-gcm if it starts, else
-    /// ring, with a warning).
+    /// The edges' AES-128-GCM for ESP: `aesni-gcm` (the library of DPDK's ipsec_mb
+    /// crypto_aesni_gcm driver, intel-ipsec-mb, called directly), `ring`, or `auto`
+    /// (aesni-gcm if it starts, else ring, with a warning).
     #[arg(long, value_name = "CIPHER", default_value = "auto")]
     pub esp_cipher: crate::runtime::cipher::EspCipher,
     /// Serve the run's figures in the Prometheus text format on `http://ADDR:PORT/metrics`
