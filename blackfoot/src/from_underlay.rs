@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use mapping_client::{EndpointId, Route, Tables, VpcEntry, VpnId};
+use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
 use pipeline::frag::{self, fragment_out};
 use pipeline::prefetch::prefetch_ends;
 use pipeline::{
@@ -46,13 +46,12 @@ struct Scratch {
     /// `Class` copied per packet is moved in pieces whose loads wait for a failed store
     /// forwarding).
     way: [u8; MAX_BURST],
-    /// verify-recv's first pass: the way out (index into `ways`) or why there is none.
-    way_or: [Result<u8, DropReason>; MAX_BURST],
     /// The burst's distinct ways out (VPC and route), [`Scratch::class`] of a slot.
     ways: [Class; MAX_BURST],
-    /// The burst's lookups of (VPC, inner source): the distinct keys (of consecutive
-    /// packets), and per slot its key.
+    /// The burst's lookups of (VPC, inner source): the distinct keys, their answers, and
+    /// per slot its key.
     keys: [(u32, Ipv4Addr); MAX_BURST],
+    locs: [Option<Location>; MAX_BURST],
     key_of: [u8; MAX_BURST],
     /// Slots per class, filled by verify-recv.
     internet: u64,
@@ -75,8 +74,8 @@ impl Scratch {
         Scratch {
             src_pa: [0; MAX_BURST], vni: [0; MAX_BURST], src: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
             dst: [Ipv4Addr::UNSPECIFIED; MAX_BURST], inner_offset: [0; MAX_BURST],
-            inner_len: [0; MAX_BURST], way: [0; MAX_BURST], way_or: [Ok(0); MAX_BURST], ways: [Class::Internet; MAX_BURST],
-            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
+            inner_len: [0; MAX_BURST], way: [0; MAX_BURST], ways: [Class::Internet; MAX_BURST],
+            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], locs: [None; MAX_BURST],
             key_of: [0; MAX_BURST], internet: 0, vpn: 0, dx: 0, endpoint: 0, to: ToHosts::new(),
             seal: [esp::SealPlan::default(); MAX_BURST],
         }
@@ -197,13 +196,6 @@ fn verify_recv<B: PacketBuf>(
     let pa = tables.pa();
     let mut n = 0usize;
     let mut last: Option<((u32, Ipv4Addr), u8)> = None;
-    // The VPC entry of the previous packet, and the way out its route gave, reused within
-    // the burst: a burst's packets mostly share a VPC and a route.
-    let mut last_vpc: Option<(u32, &VpcEntry)> = None;
-    let mut last_way: Option<(u32, *const Route, Result<u8, DropReason>)> = None;
-    let mut n_ways = 0usize;
-    // The prefix the previous packet matched, tried first (any value is safe).
-    let mut hint = 0usize;
     for i in burst.live_indices() {
         let parsed = match burst.get(i) {
             Some(p) => pipeline::underlay::receive(p.data(), pa),
@@ -246,93 +238,78 @@ fn verify_recv<B: PacketBuf>(
             }
         };
         s.key_of[j] = k;
-        // The way out is worked out here, and acted on below after the sender check (the
-        // drops in the same order as ever), so that an internet-bound packet's Elastic IP
-        // slot is prefetched as early as its mapping slot. No VPC: unknown_sender below.
-        let vpc = match last_vpc {
-            Some((v, e)) if v == o.vni => Some(e),
-            _ => tables.vpc(o.vni),
-        };
-        let way = match vpc {
-            None => Err(DropReason::UnknownSender),
-            Some(vpc) => {
-                last_vpc = Some((o.vni, vpc));
-                // The route by reference (a copied `Route` is assembled on the stack in
-                // pieces and its fields read back across them), the previous packet's
-                // prefix tried first; the VPC's internet gateway when none matches.
-                let route = vpc.routes.get_hinted(dst, &mut hint);
-                let rkey = route.map_or(core::ptr::null(), |r| r as *const Route);
-                match last_way {
-                    Some((v, r, way)) if v == o.vni && r == rkey => way,
-                    _ => {
-                        let way = way_out(route, vpc, tables, sas, pa).map(|class| {
-                            let w = slot(n_ways);
-                            s.ways[w] = class;
-                            n_ways += 1;
-                            w as u8
-                        });
-                        last_way = Some((o.vni, rkey, way));
-                        way
-                    }
-                }
-            }
-        };
-        s.way_or[j] = way;
-        if let Ok(w) = way {
-            if matches!(s.ways[usize::from(w) & (MAX_BURST - 1)], Class::Internet) {
-                // nat looks its Elastic IP up: the slot's cache miss overlaps the rest of
-                // verify-recv and decap.
-                if let Some(home) = tables.elastic_ip_slot(o.vni, src) {
-                    prefetch_ends(home);
-                }
-            }
-        }
     }
+    let n = n.min(MAX_BURST);
     if n == 0 {
         return;
     }
+    for (loc, &(vni, ip)) in s.locs.iter_mut().zip(&s.keys).take(n) {
+        *loc = tables.lookup(vni, ip);
+    }
 
-    // The mapping of the previous packet's key (its host's PA): the keys are probed here,
-    // each when its first packet comes, so a slot prefetched late in the parse above has
-    // the packets before it to arrive in (a probe loop between the two passes left the
-    // last keys' slots no time).
-    let mut last_pa: Option<(u8, Option<Ipv4Addr>)> = None;
+    // The VPC entry of the previous packet, and the way out its route gave, reused within
+    // the burst: a burst's packets mostly share a VPC and a route.
+    let mut last_vpc: Option<(u32, &VpcEntry)> = None;
+    let mut last_way: Option<(u32, *const Route, Result<u8, DropReason>)> = None;
+    let mut n_ways = 0usize;
+    // The prefix the previous packet matched, tried first (any value is safe).
+    let mut hint = 0usize;
     for i in burst.live_indices() {
         let j = slot(i);
         let (vni, src, dst) = (s.vni[j], s.src[j], s.dst[j]);
-        let k = s.key_of[j];
-        let home = match last_pa {
-            Some((lk, pa)) if lk == k => pa,
+        let loc = s.locs[usize::from(s.key_of[j]) & (MAX_BURST - 1)];
+        let sender_ok = matches!(loc, Some(l) if u32::from(l.pa) == s.src_pa[j]);
+        let vpc = match last_vpc {
+            Some((v, e)) if v == vni => Some(e),
+            _ => tables.vpc(vni),
+        };
+        let (true, Some(vpc)) = (sender_ok, vpc) else {
+            cx.alert(DropReason::UnknownSender, StageId::VerifyRecv, None, vni, None, src, dst);
+            burst.drop(i, DropReason::UnknownSender);
+            continue;
+        };
+        last_vpc = Some((vni, vpc));
+        // The route by reference (a copied `Route` is assembled on the stack in pieces and
+        // its fields read back across them), the previous packet's prefix tried first; the
+        // VPC's internet gateway when none matches.
+        let route = vpc.routes.get_hinted(dst, &mut hint);
+        let key = route.map_or(core::ptr::null(), |r| r as *const Route);
+        let way = match last_way {
+            Some((v, r, way)) if v == vni && r == key => way,
             _ => {
-                let (kv, kip) = s.keys[usize::from(k) & (MAX_BURST - 1)];
-                let pa = tables.lookup(kv, kip).map(|l| l.pa);
-                last_pa = Some((k, pa));
-                pa
+                let way = way_out(route, vpc, tables, sas, pa).map(|class| {
+                    let w = slot(n_ways);
+                    s.ways[w] = class;
+                    n_ways += 1;
+                    w as u8
+                });
+                last_way = Some((vni, key, way));
+                way
             }
         };
-        let sender_ok = matches!(home, Some(pa) if u32::from(pa) == s.src_pa[j]);
-        // Not behind the outer source (or no VPC): unknown_sender, before any route drop.
-        let w = match s.way_or[j] {
-            Ok(w) if sender_ok => w,
-            Err(DropReason::NoRoute) if sender_ok => {
+        let w = match way {
+            Ok(w) => w,
+            Err(DropReason::NoRoute) => {
                 cx.alert(DropReason::NoRoute, StageId::VerifyRecv, None, vni, None, src, dst);
                 burst.drop(i, DropReason::NoRoute);
                 continue;
             }
-            Err(reason) if sender_ok && reason != DropReason::UnknownSender => {
+            Err(reason) => {
                 burst.drop(i, reason);
-                continue;
-            }
-            _ => {
-                cx.alert(DropReason::UnknownSender, StageId::VerifyRecv, None, vni, None, src, dst);
-                burst.drop(i, DropReason::UnknownSender);
                 continue;
             }
         };
         s.way[j] = w;
         // The tag only: no copy of the class.
         match s.ways[usize::from(w) & (MAX_BURST - 1)] {
-            Class::Internet => s.internet |= bit(i),
+            Class::Internet => {
+                s.internet |= bit(i);
+                // nat looks its Elastic IP up: the slot's cache miss overlaps the rest of
+                // verify-recv and decap.
+                if let Some(home) = tables.elastic_ip_slot(vni, src) {
+                    prefetch_ends(home);
+                }
+            }
             Class::Vpn(_) => s.vpn |= bit(i),
             Class::Dx { .. } => s.dx |= bit(i),
             Class::Endpoint { .. } => s.endpoint |= bit(i),
