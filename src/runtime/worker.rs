@@ -119,6 +119,11 @@ impl<C: Clock> Loop<'_, C> {
     /// Drain `burst` to the outputs; fabric-bound packets are kept in `self.fabric`. A
     /// packet longer than its port takes is dropped `mtu_exceeded`.
     fn drain(&mut self) {
+        // Nothing to send (the burst a card's stages already drained): no pass, and no
+        // empty burst counted.
+        if self.burst.is_empty() {
+            return;
+        }
         let Loop { s, burst, fabric, from, .. } = self;
         let (tx, port_mtu, trash) = (&mut s.tx, &s.port_mtu, s.trash.as_deref());
         if let Some(bin) = trash {

@@ -133,15 +133,12 @@ pub fn ipv4_header(header: &[u8]) -> u16 {
 /// per-packet check of the data-plane stages.
 #[inline(always)]
 pub fn ipv4_header20_ok(h: &[u8; 20]) -> bool {
-    let mut sum = 0u32;
-    let mut at = 0;
-    while at < 20 {
-        sum += u32::from(u16::from_be_bytes([h[at], h[at + 1]]));
-        at += 2;
-    }
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    sum == 0xffff
+    // Five 32-bit words read in little-endian order (no byte swaps: the folded sum is the
+    // byte-swapped big-endian sum, RFC 1071, and 0xFFFF swaps to itself).
+    let le = |at: usize| u64::from(u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
+    let sum = le(0) + le(4) + le(8) + le(12) + le(16);
+    let sum = (sum & 0xFFFF_FFFF) + (sum >> 32);
+    fold32(((sum & 0xFFFF_FFFF) + (sum >> 32)) as u32) == 0xFFFF
 }
 
 /// True when an IPv4 header (checksum field included) verifies.
@@ -232,6 +229,22 @@ mod tests {
         h[10] ^= 1;
         assert!(!super::ipv4_header20_ok(&h));
         assert!(!super::ipv4_header_ok(&h));
+    }
+
+    proptest::proptest! {
+        /// The word-wise check agrees with the general one on any 20 bytes, and on any
+        /// header given its right checksum and then one bit flipped.
+        #[test]
+        fn ipv4_header20_agrees_on_any_header(mut h in proptest::array::uniform20(proptest::num::u8::ANY), bit in 0usize..160) {
+            proptest::prop_assert_eq!(super::ipv4_header20_ok(&h), super::ipv4_header_ok(&h));
+            h[10..12].copy_from_slice(&[0, 0]);
+            let c = super::checksum(&h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            proptest::prop_assert!(super::ipv4_header20_ok(&h));
+            proptest::prop_assert_eq!(super::ipv4_header20_ok(&h), super::ipv4_header_ok(&h));
+            h[bit / 8] ^= 1 << (bit % 8);
+            proptest::prop_assert_eq!(super::ipv4_header20_ok(&h), super::ipv4_header_ok(&h));
+        }
     }
 
     use super::*;
