@@ -97,6 +97,16 @@ fn push_header<B: PacketBuf>(p: &mut B, dst: EthernetAddress, src: EthernetAddre
     Ok(())
 }
 
+/// The Ethernet II header carrying IPv4 that [`push_ethernet`] prepends.
+#[inline(always)]
+pub(crate) fn ethernet_ipv4(dst: EthernetAddress, src: EthernetAddress) -> [u8; 14] {
+    let mut h = [0u8; 14];
+    h[..6].copy_from_slice(&dst.0);
+    h[6..12].copy_from_slice(&src.0);
+    h[12..].copy_from_slice(&[0x08, 0x00]);
+    h
+}
+
 /// Prepend an Ethernet II header carrying IPv4.
 #[inline(always)]
 pub(crate) fn push_ethernet<B: PacketBuf>(

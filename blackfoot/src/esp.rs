@@ -132,6 +132,9 @@ pub struct OutboundSa<A: Aead> {
     remote: Ipv4Addr,
     /// The number the next packet gets; past `u32::MAX` the SA is exhausted.
     next_seq: AtomicU64,
+    /// The outer header's checksum words that are the same for every packet of the SA
+    /// (TTL and protocol, the addresses), summed once ([`outer_header_from`]).
+    fixed_sum: u32,
 }
 
 impl<A: Aead> OutboundSa<A> {
@@ -146,6 +149,7 @@ impl<A: Aead> OutboundSa<A> {
             local,
             remote,
             next_seq: AtomicU64::new(1),
+            fixed_sum: fixed_sum(local, remote),
         }
     }
 
@@ -414,20 +418,32 @@ impl ReplayWindow {
 const TRAILERS: [[u8; 5]; GCM_ALIGN] = [[0, 4, 0, 0, 0], [1, 1, 4, 0, 0], [1, 2, 2, 4, 0], [1, 2, 3, 3, 4]];
 const _: () = assert!(NEXT_HEADER_IPV4.0 == 4 && TRAILER_LEN + GCM_ICV_LEN >= 5);
 
+/// The outer header's TTL, protocol and address words summed (the ones' complement sum
+/// before folding), the part of its checksum every packet of an SA shares.
+fn fixed_sum(src: Ipv4Addr, dst: Ipv4Addr) -> u32 {
+    let ttl_proto = u32::from(OUTER_TTL) << 8 | u32::from(Protocol::ESP.0);
+    let (s, d) = (u32::from(src), u32::from(dst));
+    ttl_proto + (s >> 16) + (s & 0xffff) + (d >> 16) + (d & 0xffff)
+}
+
 /// The outer IPv4 header of the module docs: version 4, IHL 5, `dscp` with ECN 0,
 /// `total_len`, `ident`, DF as `df`, TTL [`OUTER_TTL`], ESP, `src` to `dst`, and its
 /// checksum summed from those fields (straight-line: no pass over the bytes).
-#[inline(always)]
+#[cfg(test)]
 fn outer_header(dscp: u8, df: bool, total_len: u16, ident: u16, src: Ipv4Addr, dst: Ipv4Addr) -> [u8; ipv4::HEADER_LEN] {
+    outer_header_from(fixed_sum(src, dst), dscp, df, total_len, ident, src, dst)
+}
+
+/// [`outer_header`] with the TTL, protocol and address words already summed (`fixed`,
+/// [`fixed_sum`] of `src` and `dst`): per packet only the four words that vary are added.
+#[inline(always)]
+fn outer_header_from(fixed: u32, dscp: u8, df: bool, total_len: u16, ident: u16, src: Ipv4Addr, dst: Ipv4Addr) -> [u8; ipv4::HEADER_LEN] {
     let ver_tos = 0x4500u16 | u16::from(dscp & 0x3f) << 2;
     let flags: u16 = if df { 0x4000 } else { 0 };
     let ttl_proto = u16::from(OUTER_TTL) << 8 | u16::from(Protocol::ESP.0);
-    let (s, d) = (u32::from(src), u32::from(dst));
-    let mut sum = [ver_tos, total_len, ident, flags, ttl_proto].iter().map(|w| u32::from(*w)).sum::<u32>()
-        + (s >> 16)
-        + (s & 0xffff)
-        + (d >> 16)
-        + (d & 0xffff);
+    // Four words of at most 0xffff on top of `fixed` (itself under 5 * 0x10000): no
+    // overflow; two folds bring any such sum to 16 bits.
+    let mut sum = fixed + u32::from(ver_tos) + u32::from(total_len) + u32::from(ident) + u32::from(flags);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     let checksum = !(sum as u16);
@@ -438,8 +454,8 @@ fn outer_header(dscp: u8, df: bool, total_len: u16, ident: u16, src: Ipv4Addr, d
     h[6..8].copy_from_slice(&flags.to_be_bytes());
     h[8..10].copy_from_slice(&ttl_proto.to_be_bytes());
     h[10..12].copy_from_slice(&checksum.to_be_bytes());
-    h[12..16].copy_from_slice(&s.to_be_bytes());
-    h[16..20].copy_from_slice(&d.to_be_bytes());
+    h[12..16].copy_from_slice(&src.octets());
+    h[16..20].copy_from_slice(&dst.octets());
     h
 }
 
@@ -493,7 +509,7 @@ impl SealPlan {
 /// [`SealPlan::job`] (alone or in a burst, [`Aead::seal_burst`]) finishes it. Same errors,
 /// before the buffer or the SA changes.
 pub fn encrypt_prepare<B: PacketBuf, A: Aead>(buf: &mut B, sa: &OutboundSa<A>) -> Result<SealPlan, DropReason> {
-    prepare_with(buf, sa, || sa.take_seq())
+    prepare_with(buf, sa, &[], || sa.take_seq())
 }
 
 /// [`encrypt_prepare`] with the sequence number from `seqs`, taken for the burst
@@ -505,13 +521,33 @@ pub fn encrypt_prepare_from<B: PacketBuf, A: Aead>(
     sa: &OutboundSa<A>,
     seqs: &mut SeqBlock,
 ) -> Result<SealPlan, DropReason> {
-    prepare_with(buf, sa, || seqs.take())
+    prepare_with(buf, sa, &[], || seqs.take())
+}
+
+/// [`encrypt_prepare`] (with the sequence number from `seqs` when given, as
+/// [`encrypt_prepare_from`]) that also puts `link` (a link header, e.g. Ethernet) in
+/// front of the outer IPv4 header, in the same prepend: the buffer ends as
+/// [`encrypt_prepare`] then prepending `link` would leave it, with one room check and
+/// one move of the data start instead of two. Refused with [`DropReason::NoRoom`],
+/// before anything changes, without [`HEAD_LEN`] + `L` bytes of headroom.
+#[inline]
+pub fn encrypt_prepare_linked<B: PacketBuf, A: Aead, const L: usize>(
+    buf: &mut B,
+    sa: &OutboundSa<A>,
+    seqs: Option<&mut SeqBlock>,
+    link: &[u8; L],
+) -> Result<SealPlan, DropReason> {
+    match seqs {
+        Some(seqs) => prepare_with(buf, sa, link, || seqs.take()),
+        None => prepare_with(buf, sa, link, || sa.take_seq()),
+    }
 }
 
 #[inline(always)]
-fn prepare_with<B: PacketBuf, A: Aead>(
+fn prepare_with<B: PacketBuf, A: Aead, const L: usize>(
     buf: &mut B,
     sa: &OutboundSa<A>,
+    link: &[u8; L],
     take_seq: impl FnOnce() -> Result<u32, DropReason>,
 ) -> Result<SealPlan, DropReason> {
     let inner_len = buf.len();
@@ -525,14 +561,14 @@ fn prepare_with<B: PacketBuf, A: Aead>(
     let outer_len = u16::try_from(tunnel_len(inner_len)).map_err(|_| DropReason::MtuExceeded)?;
     let pad = wesp::pad_len(inner_len, GCM_ALIGN);
     let tail_len = pad + TRAILER_LEN + GCM_ICV_LEN;
-    if buf.headroom() < HEAD_LEN || buf.tailroom() < tail_len {
+    if buf.headroom() < L + HEAD_LEN || buf.tailroom() < tail_len {
         return Err(DropReason::NoRoom);
     }
     let seq = take_seq()?;
     let iv = u64::from(seq).to_be_bytes();
 
     // Outer IPv4 header, built whole on the stack (the prepended bytes hold garbage).
-    let outer = outer_header(dscp, df, outer_len, seq as u16, sa.local, sa.remote);
+    let outer = outer_header_from(sa.fixed_sum, dscp, df, outer_len, seq as u16, sa.local, sa.remote);
 
     // Padding 1, 2, 3 (GCM_ALIGN 4: at most 3 bytes), pad length, next header, written
     // after the inner packet as one fixed-size copy of 5 bytes from a table (a copy of
@@ -541,7 +577,9 @@ fn prepare_with<B: PacketBuf, A: Aead>(
     let tail = buf.append(tail_len).map_err(|_| DropReason::NoRoom)?;
     let trailer = TRAILERS.get(pad).ok_or(DropReason::NoRoom)?;
     tail.get_mut(..trailer.len()).ok_or(DropReason::NoRoom)?.copy_from_slice(trailer);
-    let head = buf.prepend(HEAD_LEN).map_err(|_| DropReason::NoRoom)?;
+    let head = buf.prepend(L + HEAD_LEN).map_err(|_| DropReason::NoRoom)?;
+    let (link_part, head) = head.split_at_mut(L);
+    link_part.copy_from_slice(link);
     let (ip_part, esp_part) = head.split_at_mut(ipv4::HEADER_LEN);
     ip_part.copy_from_slice(&outer);
     let (spi_seq, iv_part) = esp_part.split_at_mut(wesp::HEADER_LEN);
@@ -1260,6 +1298,76 @@ mod tests {
         }
 
         #[test]
+        /// The linked prepare (link header in the same prepend, the outer checksum from the
+        /// SA's fixed sum) leaves the buffer, plan and SA exactly as the general path does:
+        /// encrypt_prepare (or _from a block) then a separate prepend of the link header,
+        /// and refuses what it refuses, with the same reason, leaving buffer and SA alone.
+        #[test]
+        fn linked_prepare_is_prepare_then_link(
+            payload in prop::collection::vec(any::<u8>(), 0..1600),
+            dscp in 0u8..64, df: bool, ident: u16,
+            local: [u8; 4], remote: [u8; 4],
+            seq in prop_oneof![1u64..100, Just(u64::from(u32::MAX)), Just(u64::from(u32::MAX) + 1)],
+            headroom in prop_oneof![Just(HEAD_LEN + 13), Just(HEAD_LEN + 14), Just(HEAD_LEN), 0usize..200],
+            tail_extra in prop_oneof![Just(0usize), Just(1usize), 0usize..64],
+            tail_short: bool, mangle in 0usize..4, block: bool, link: [u8; 14],
+        ) {
+            let mut inner = inner_packet(&payload, dscp, df, ident);
+            match mangle {
+                1 => inner[0] = 0x65,
+                2 => inner.push(0),
+                _ => {}
+            }
+            let need_tail = tunnel_len(inner.len()) - HEAD_LEN - inner.len();
+            let tailroom = if tail_short { need_tail.saturating_sub(1 + tail_extra % 3) } else { need_tail + tail_extra };
+            let (local, remote) = (Ipv4Addr::from(local), Ipv4Addr::from(remote));
+            let sa_a = OutboundSa::with_ring(&config(), local, remote).unwrap().with_next_seq(seq);
+            let sa_b = OutboundSa::with_ring(&config(), local, remote).unwrap().with_next_seq(seq);
+            let mut a = TestBuffer::from_slice_with_room(&inner, headroom, tailroom);
+            let mut b = TestBuffer::from_slice_with_room(&inner, headroom, tailroom);
+            let (mut block_a, mut block_b) = (sa_a.take_seqs(2), sa_b.take_seqs(2));
+            // The general path: prepare, then the link header in front on its own.
+            let want = if block { encrypt_prepare_from(&mut a, &sa_a, &mut block_a) } else { encrypt_prepare(&mut a, &sa_a) };
+            let want = want.and_then(|plan| {
+                a.prepend(14).map_err(|_| DropReason::NoRoom)?.copy_from_slice(&link);
+                Ok(plan)
+            });
+            let before = (sa_b.next_seq(), block_b);
+            let got = encrypt_prepare_linked(&mut b, &sa_b, block.then_some(&mut block_b), &link);
+            if (HEAD_LEN..HEAD_LEN + 14).contains(&headroom) {
+                // Room for the ESP headers but not the link header too: the general path
+                // fails at the link header (NoRoom, or earlier for another reason after
+                // taking a number); the linked one refuses it first, changing nothing.
+                // (A malformed or too long packet is refused as such by both, first.)
+                prop_assert!(want.is_err());
+                match want {
+                    Err(DropReason::Malformed | DropReason::MtuExceeded) => prop_assert_eq!(got, want),
+                    _ => prop_assert_eq!(got, Err(DropReason::NoRoom)),
+                }
+                prop_assert_eq!(b.data(), &inner[..]);
+                prop_assert_eq!((sa_b.next_seq(), block_b), before);
+                return Ok(());
+            }
+            match (want, got) {
+                (Ok(w), Ok(g)) => {
+                    prop_assert_eq!(w, g);
+                    prop_assert_eq!(a.data(), b.data());
+                    prop_assert_eq!(a.headroom(), b.headroom());
+                    let outer = ipv4::Packet::new_checked(&b.data()[14..]).unwrap();
+                    prop_assert!(outer.verify_checksum());
+                    prop_assert_eq!((outer.src_addr(), outer.dst_addr()), (local, remote));
+                }
+                (Err(w), Err(g)) => {
+                    prop_assert_eq!(w, g);
+                    prop_assert_eq!(b.data(), &inner[..]);
+                    prop_assert_eq!(a.data(), &inner[..]);
+                    prop_assert_eq!(block_a, block_b);
+                    prop_assert_eq!(sa_a.next_seq(), sa_b.next_seq());
+                }
+                (w, g) => prop_assert!(false, "general {:?}, linked {:?}", w, g),
+            }
+        }
+
         fn round_trip(payload in prop::collection::vec(any::<u8>(), 0..2000),
                       dscp in 0u8..64, df: bool, ident: u16, seq in 1u64..=u64::from(u32::MAX)) {
             let inner = inner_packet(&payload, dscp, df, ident);

@@ -17,7 +17,7 @@ use wire::vpc::{card_mac, inner_flow_hash, Encap, OuterTemplate, OUTER_HEADER_LE
 use wire::{EthernetAddress, PacketBuf};
 
 use crate::common::{
-    cipher_runs, port_or_drop, push_ethernet, push_vlan_ethernet, EdgeOutputs, EncapToHosts,
+    cipher_runs, ethernet_ipv4, port_or_drop, push_ethernet, push_vlan_ethernet, EdgeOutputs, EncapToHosts,
     HostsCtx, ToHosts, INTERNET_MTU, INTERNET_NEXT_HOP_MAC,
 };
 use crate::sa::EdgeSas;
@@ -484,6 +484,7 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
     let mask = s.vpn;
     let Some(out) = port_or_drop(burst, mask, outputs.internet) else { return };
     let mac = card_mac(tables.pa());
+    let eth = ethernet_ipv4(INTERNET_NEXT_HOP_MAC, mac);
     let max_inner = esp::max_inner_for_mtu(INTERNET_MTU);
     let mut sealing = 0u64;
     let mut last = None;
@@ -508,12 +509,12 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
             },
         };
         if let Some(p) = burst.get_mut(i).filter(|p| p.len() <= max_inner) {
-            let plan = match block.as_mut() {
-                Some((v, seqs)) if *v == vpn => esp::encrypt_prepare_from(p, sa, seqs),
-                _ => esp::encrypt_prepare(p, sa),
+            // Ethernet goes on with the ESP headers, in one prepend.
+            let seqs = match block.as_mut() {
+                Some((v, seqs)) if *v == vpn => Some(seqs),
+                _ => None,
             };
-            let prepared = plan.and_then(|plan| push_ethernet(p, INTERNET_NEXT_HOP_MAC, mac).map(|()| plan));
-            match prepared {
+            match esp::encrypt_prepare_linked(p, sa, seqs, &eth) {
                 Ok(plan) => {
                     s.seal[j] = plan;
                     sealing |= bit(i);
