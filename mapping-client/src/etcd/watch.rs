@@ -35,7 +35,7 @@ use super::layout::{self, Records, WORLD};
 use super::store::{self, Listed};
 use crate::client::{Client, Update};
 use crate::service::{Command, InstanceSpec, Service};
-use crate::topology::{CardId, EniId, Instance, Topology};
+use crate::topology::{CardId, Instance, Topology};
 
 /// A change the watch delivered (key relative to the prefix).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -415,12 +415,8 @@ impl CardWatch {
             .filter(|p| !self.held.contains(p))
             .collect();
         if quiet {
-            let members: Vec<EniId> = t.vpc_members(id).map(|i| i.eni).collect();
             if let Some(s) = self.service.as_mut() {
-                let t = s.topology_mut();
-                for eni in members {
-                    t.remove_instance(eni);
-                }
+                s.topology_mut().remove_vpc_instances(id);
             }
         } else {
             let members: Vec<String> = t.vpc_members(id).map(|i| i.name.clone()).collect();
