@@ -35,7 +35,7 @@ use super::layout::{self, Records, WORLD};
 use super::store::{self, Listed};
 use crate::client::{Client, Update};
 use crate::service::{Command, InstanceSpec, Service};
-use crate::topology::{CardId, EniId, Instance, Topology};
+use crate::topology::{CardId, Instance, Topology};
 
 /// A change the watch delivered (key relative to the prefix).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -311,9 +311,9 @@ impl CardWatch {
                 };
                 continue;
             }
-            let Some(vpc) = layout::vpc_of_key(key).map(str::to_string) else { continue };
-            if !self.held.contains(&vpc) {
-                if !self.ever_held.contains(&vpc) {
+            let Some(vpc) = layout::vpc_of_key(key) else { continue };
+            if !self.held.contains(vpc) {
+                if !self.ever_held.contains(vpc) {
                     self.events_foreign += 1;
                 }
                 continue; // a watch being cancelled
@@ -322,7 +322,7 @@ impl CardWatch {
             if key.contains("/peer/") {
                 self.dirty = true;
             }
-            self.apply_event(&vpc, e)?;
+            self.apply_event(vpc, e)?;
         }
         self.pump();
         Ok(())
@@ -415,12 +415,8 @@ impl CardWatch {
             .filter(|p| !self.held.contains(p))
             .collect();
         if quiet {
-            let members: Vec<EniId> = t.vpc_members(id).map(|i| i.eni).collect();
             if let Some(s) = self.service.as_mut() {
-                let t = s.topology_mut();
-                for eni in members {
-                    t.remove_instance(eni);
-                }
+                s.topology_mut().remove_vpc_instances(id);
             }
         } else {
             let members: Vec<String> = t.vpc_members(id).map(|i| i.name.clone()).collect();
@@ -469,9 +465,9 @@ impl CardWatch {
     fn apply_event(&mut self, vpc: &str, e: &Event) -> Result<(), Resync> {
         let t = self.model().ok_or_else(|| resync("no snapshot"))?;
         let vpc_id = t.vpc_by_name(vpc).ok_or_else(|| resync(format!("unknown vpc {vpc}")))?;
-        let parts: Vec<&str> = e.key().split('/').collect();
-        let (kind, item) = match parts.as_slice() {
-            ["in", _, kind, item] => (*kind, *item),
+        let mut parts = e.key().split('/');
+        let (kind, item) = match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("in"), Some(_), Some(kind), Some(item), None) => (kind, item),
             _ => return Ok(()),
         };
         let hex_ip = |s: &str| u32::from_str_radix(s, 16).ok().map(Ipv4Addr::from);
@@ -610,10 +606,30 @@ pub struct CardSpec {
     pub counters: Arc<WatchCounters>,
 }
 
+/// The watcher's stop signal: a flag the loops look at, and a wake-up for the cards
+/// waiting on their watch streams (a `Notified` created before the flag is read gets the
+/// wake-up of a `set` after it, so none is missed).
+#[derive(Debug, Default)]
+struct Stop {
+    flag: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Stop {
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    fn set(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.wake.notify_waiters();
+    }
+}
+
 /// The watcher thread of a process: a tokio runtime with one task per card.
 #[derive(Debug)]
 pub struct Watcher {
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -645,7 +661,7 @@ impl Watcher {
     /// after `first + i * pace`): cards that boot into a running fleet
     /// (`mapping-convergence`).
     pub fn start_paced(config: WatchConfig, cards: Vec<CardSpec>, first: Duration, pace: Duration) -> Result<Watcher, String> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Stop::default());
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("etcd-watch".into())
@@ -664,7 +680,7 @@ impl Watcher {
 
     /// Stops the watcher and waits for its thread.
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.set();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -677,11 +693,11 @@ impl Drop for Watcher {
     }
 }
 
-async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool>, first: Duration, pace: Duration) {
+async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<Stop>, first: Duration, pace: Duration) {
     let mut clients: Vec<etcd_client::Client> = Vec::new();
     let wanted = config.connections.max(1);
     // Connect (and keep trying): the tonic channels reconnect by themselves afterwards.
-    while clients.len() < wanted && !stop.load(Ordering::Relaxed) {
+    while clients.len() < wanted && !stop.is_set() {
         match store::connect(&config.url).await {
             Ok(c) => clients.push(c),
             Err(reason) => {
@@ -710,15 +726,15 @@ async fn run_all(config: WatchConfig, cards: Vec<CardSpec>, stop: Arc<AtomicBool
 /// backoff (the reconnect loop). After a lost connection the session first resumes the
 /// watches from the last revision seen; a compacted revision (or anything else the
 /// watcher cannot trust) makes it list everything again.
-async fn run_card(client: etcd_client::Client, config: WatchConfig, card: CardSpec, stop: Arc<AtomicBool>, start: tokio::time::Instant) {
-    while tokio::time::Instant::now() < start && !stop.load(Ordering::Relaxed) {
+async fn run_card(client: etcd_client::Client, config: WatchConfig, card: CardSpec, stop: Arc<Stop>, start: tokio::time::Instant) {
+    while tokio::time::Instant::now() < start && !stop.is_set() {
         tokio::time::sleep_until(start.min(tokio::time::Instant::now() + Duration::from_millis(50))).await;
     }
     let mut machine = CardWatch::new(&card.name, &config.dataplane);
     let mut backoff = Duration::from_millis(100);
     let mut synced_once = false;
     let mut resume: Option<i64> = None;
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_set() {
         let mut c = client.clone();
         let mut progress = Progress { revision: 0, resumable: false, watching: false };
         let result = session(&mut c, &config.prefix, &mut machine, &card, &stop, &mut synced_once, resume, &mut progress).await;
@@ -734,7 +750,7 @@ async fn run_card(client: etcd_client::Client, config: WatchConfig, card: CardSp
             backoff = Duration::from_millis(100);
         }
         let until = tokio::time::Instant::now() + backoff;
-        while tokio::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        while tokio::time::Instant::now() < until && !stop.is_set() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -778,7 +794,7 @@ async fn session(
     prefix: &str,
     machine: &mut CardWatch,
     card: &CardSpec,
-    stop: &AtomicBool,
+    stop: &Stop,
     synced_once: &mut bool,
     resume: Option<i64>,
     progress: &mut Progress,
@@ -832,7 +848,7 @@ async fn watch(
     prefix: &str,
     machine: &mut CardWatch,
     card: &CardSpec,
-    stop: &AtomicBool,
+    stop: &Stop,
     rev: i64,
     watch_list: Vec<String>,
     progress: &mut Progress,
@@ -866,12 +882,14 @@ async fn watch(
     let mut cancel_on_create: BTreeSet<String> = BTreeSet::new();
     let mut reached: HashMap<String, i64> = pending.values().map(|p| (p.clone(), rev)).collect();
     loop {
-        if stop.load(Ordering::Relaxed) {
+        // Wait for the stream or the stop signal (no timer per message or per card).
+        let stopped = stop.wake.notified();
+        if stop.is_set() {
             return Ok(());
         }
-        let msg = match tokio::time::timeout(Duration::from_millis(200), stream.message()).await {
-            Err(_) => continue,
-            Ok(m) => m.map_err(err)?,
+        let msg = tokio::select! {
+            m = stream.message() => m.map_err(err)?,
+            _ = stopped => return Ok(()),
         };
         let Some(resp) = msg else { return Err("the watch stream closed".into()) };
         if resp.created() {

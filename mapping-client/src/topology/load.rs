@@ -252,10 +252,10 @@ impl Loader<'_> {
         };
         let mut t = Topology {
             dataplane: self.dataplane(dp.into_inner())?,
-            hosts: Vec::new(),
-            edges: Vec::new(),
-            vpcs: Vec::new(),
-            subnets: Vec::new(),
+            hosts: Arc::new(Vec::new()),
+            edges: Arc::new(Vec::new()),
+            vpcs: Arc::new(Vec::new()),
+            subnets: Arc::new(Vec::new()),
             instances: Vec::new(),
             peerings: BTreeSet::new(),
             elastic_ips: Default::default(),
@@ -269,18 +269,18 @@ impl Loader<'_> {
         for h in raw.host {
             let (name, pa) = self.card(&t, h.into_inner(), "host")?;
             let id = HostId(t.hosts.len() as u32);
-            t.ix.cards.insert(name.clone(), CardId::Host(id));
-            t.ix.pas.insert(pa, CardId::Host(id));
+            Arc::make_mut(&mut t.ix.statics).cards.insert(name.clone(), CardId::Host(id));
+            Arc::make_mut(&mut t.ix.statics).pas.insert(pa, CardId::Host(id));
             t.ix.host_vpcs.push(Default::default());
-            t.hosts.push(Host { id, name, pa });
+            Arc::make_mut(&mut t.hosts).push(Host { id, name, pa });
         }
         for e in raw.edge {
             let (name, pa) = self.card(&t, e.into_inner(), "edge")?;
             let id = EdgeId(t.edges.len() as u32);
-            t.ix.cards.insert(name.clone(), CardId::Edge(id));
-            t.ix.pas.insert(pa, CardId::Edge(id));
+            Arc::make_mut(&mut t.ix.statics).cards.insert(name.clone(), CardId::Edge(id));
+            Arc::make_mut(&mut t.ix.statics).pas.insert(pa, CardId::Edge(id));
             t.ix.edge_vpcs.push(BTreeSet::new());
-            t.edges.push(Edge { id, name, pa });
+            Arc::make_mut(&mut t.edges).push(Edge { id, name, pa });
         }
         for v in raw.vpc {
             self.vpc(&mut t, v.into_inner())?;
@@ -491,14 +491,14 @@ impl Loader<'_> {
             Some(s) => Some(self.edge_ref(t, s, "vpc.internet_gateway")?),
         };
         let id = VpcId(t.vpcs.len() as u32);
-        t.ix.vpc_names.insert(name.clone(), id);
-        t.ix.vnis.insert(vni, id);
+        Arc::make_mut(&mut t.ix.statics).vpc_names.insert(name.clone(), id);
+        Arc::make_mut(&mut t.ix.statics).vnis.insert(vni, id);
         t.ix.vpc_hosts.push(Default::default());
         t.ix.vpc_macs.push(Default::default());
         t.ix.vpc_members.push(Default::default());
         t.ix.peers.push(BTreeSet::new());
         t.ix.vpc_edges.push(BTreeSet::new());
-        t.vpcs.push(Vpc {
+        Arc::make_mut(&mut t.vpcs).push(Vpc {
             id,
             name,
             vni,
@@ -535,8 +535,8 @@ impl Loader<'_> {
             return Err(self.err(raw.name.span(), "subnet.name", "more than 65536 subnets"));
         };
         let id = SubnetId(id);
-        t.ix.subnet_names.insert(name.clone(), id);
-        t.subnets.push(Subnet {
+        Arc::make_mut(&mut t.ix.statics).subnet_names.insert(name.clone(), id);
+        Arc::make_mut(&mut t.subnets).push(Subnet {
             id,
             name,
             vpc,

@@ -28,6 +28,7 @@ mod load;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 // The indexes are looked up on every change a card's watcher applies (names, placements,
 // members): hashbrown's default hasher, several times cheaper than SipHash on short keys.
@@ -250,10 +251,13 @@ pub enum Attach {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topology {
     dataplane: Dataplane,
-    hosts: Vec<Host>,
-    edges: Vec<Edge>,
-    vpcs: Vec<Vpc>,
-    subnets: Vec<Subnet>,
+    // The static lists (written only while a file or a world's records are loaded) are
+    // shared by the clones of a model: the etcd watcher's partial models, one per card,
+    // all start as clones of one parsed world and then read them on every event.
+    hosts: Arc<Vec<Host>>,
+    edges: Arc<Vec<Edge>>,
+    vpcs: Arc<Vec<Vpc>>,
+    subnets: Arc<Vec<Subnet>>,
     instances: Vec<Instance>,
     peerings: BTreeSet<(VpcId, VpcId)>,
     elastic_ips: BTreeMap<Ipv4Addr, EniId>,
@@ -265,14 +269,21 @@ pub struct Topology {
     ix: Indexes,
 }
 
+/// Lookup structures of the static lists (cards, VPCs, subnets): set while loading only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StaticIndexes {
+    pub(crate) cards: HashMap<String, CardId>,
+    pub(crate) pas: HashMap<Ipv4Addr, CardId>,
+    pub(crate) vpc_names: HashMap<String, VpcId>,
+    pub(crate) vnis: HashMap<u32, VpcId>,
+    pub(crate) subnet_names: HashMap<String, SubnetId>,
+}
+
 /// Lookup structures kept in step with the lists by every change.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Indexes {
-    cards: HashMap<String, CardId>,
-    pas: HashMap<Ipv4Addr, CardId>,
-    vpc_names: HashMap<String, VpcId>,
-    vnis: HashMap<u32, VpcId>,
-    subnet_names: HashMap<String, SubnetId>,
+    /// The indexes of the static lists, shared as they are.
+    statics: Arc<StaticIndexes>,
     instance_names: HashMap<String, EniId>,
     instance_pos: HashMap<EniId, usize>,
     ip_owner: HashMap<(VpcId, Ipv4Addr), EniId>,
@@ -359,20 +370,20 @@ impl Topology {
 
     /// A host or edge by name.
     pub fn card_by_name(&self, name: &str) -> Option<CardId> {
-        self.ix.cards.get(name).copied()
+        self.ix.statics.cards.get(name).copied()
     }
     /// The host or edge whose PA this is.
     pub fn card_by_pa(&self, pa: Ipv4Addr) -> Option<CardId> {
-        self.ix.pas.get(&pa).copied()
+        self.ix.statics.pas.get(&pa).copied()
     }
     pub fn vpc_by_name(&self, name: &str) -> Option<VpcId> {
-        self.ix.vpc_names.get(name).copied()
+        self.ix.statics.vpc_names.get(name).copied()
     }
     pub fn vpc_by_vni(&self, vni: u32) -> Option<VpcId> {
-        self.ix.vnis.get(&vni).copied()
+        self.ix.statics.vnis.get(&vni).copied()
     }
     pub fn subnet_by_name(&self, name: &str) -> Option<SubnetId> {
-        self.ix.subnet_names.get(name).copied()
+        self.ix.statics.subnet_names.get(name).copied()
     }
     pub fn instance_by_name(&self, name: &str) -> Option<&Instance> {
         self.ix
@@ -721,6 +732,41 @@ impl Topology {
         Some(inst)
     }
 
+    /// Removes every instance of `vpc`, as [`Topology::remove_instance`] of each of its
+    /// members in `vpc_members` order does, with the VPC's own indexes (its MACs, members
+    /// and placement counts) cleared at once instead of entry by entry: the etcd watcher
+    /// dropping a VPC out of its card's view.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn remove_vpc_instances(&mut self, vpc: VpcId) {
+        let Some(members) = self.ix.vpc_members.get_mut(vpc.0 as usize).map(std::mem::take) else {
+            return;
+        };
+        if let Some(m) = self.ix.vpc_macs.get_mut(vpc.0 as usize) {
+            m.clear();
+        }
+        if let Some(hosts) = self.ix.vpc_hosts.get_mut(vpc.0 as usize) {
+            for (h, _) in hosts.drain() {
+                if let Some(m) = self.ix.host_vpcs.get_mut(h.0 as usize) {
+                    m.remove(&vpc);
+                }
+            }
+        }
+        for eni in members {
+            let Some(pos) = self.ix.instance_pos.remove(&eni) else { continue };
+            let inst = self.instances.swap_remove(pos);
+            if let Some(moved) = self.instances.get(pos) {
+                self.ix.instance_pos.insert(moved.eni, pos);
+            }
+            for ip in inst.ips() {
+                self.ix.ip_owner.remove(&(inst.vpc, ip));
+            }
+            self.ix.instance_names.remove(&inst.name);
+            if let Some(ip) = self.ix.eip_of.remove(&eni) {
+                self.elastic_ips.remove(&ip);
+            }
+        }
+    }
+
     pub(crate) fn move_instance(&mut self, eni: EniId, to: HostId) {
         let Some(&pos) = self.ix.instance_pos.get(&eni) else {
             return;
@@ -806,5 +852,56 @@ pub(crate) fn ordered(a: VpcId, b: VpcId) -> (VpcId, VpcId) {
         (a, b)
     } else {
         (b, a)
+    }
+}
+
+#[cfg(all(test, feature = "etcd"))]
+mod tests {
+    use super::*;
+
+    /// Two hosts, an edge; red (with an Elastic IP and secondary addresses) and yellow,
+    /// both spread over both hosts, with members interleaved in the instance list.
+    fn world() -> String {
+        let mut t = String::from(
+            "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 64\nhugepages = \"off\"\n\
+             [[host]]\nname = \"host-a\"\npa = \"198.18.0.1\"\n\
+             [[host]]\nname = \"host-b\"\npa = \"198.18.0.2\"\n\
+             [[edge]]\nname = \"edge-1\"\npa = \"198.18.255.1\"\n\
+             [[vpc]]\nname = \"red\"\nvni = 101\ncidr = \"10.0.0.0/16\"\ninternet_gateway = \"edge-1\"\n\
+             [[vpc]]\nname = \"yellow\"\nvni = 102\ncidr = \"10.1.0.0/16\"\ninternet_gateway = \"\"\n\
+             [[subnet]]\nname = \"red-a\"\nvpc = \"red\"\ncidr = \"10.0.1.0/24\"\n\
+             [[subnet]]\nname = \"yellow-a\"\nvpc = \"yellow\"\ncidr = \"10.1.1.0/24\"\n",
+        );
+        for i in 0..12 {
+            let (vpc, net) = if i % 3 == 0 { ("yellow", 1) } else { ("red", 0) };
+            let host = if i % 2 == 0 { "host-a" } else { "host-b" };
+            t += &format!("[[instance]]\nname = \"i{i}\"\nsubnet = \"{vpc}-a\"\nhost = \"{host}\"\nip = \"10.{net}.1.{}\"\n", 10 + i);
+            if i == 4 {
+                t += "secondary_ips = [\"10.0.1.200\", \"10.0.1.201\"]\n";
+            }
+        }
+        t += "[[peering]]\nvpcs = [\"red\", \"yellow\"]\n[[elastic_ip]]\nip = \"203.0.113.10\"\ninstance = \"i5\"\n";
+        t
+    }
+
+    /// Removing a VPC's instances at once leaves the model exactly as removing them one by
+    /// one (in `vpc_members` order) does: lists, every index, the Elastic IPs.
+    #[test]
+    fn remove_vpc_instances_is_remove_instance_of_each() {
+        let t = Topology::from_str(&world(), "w.toml").unwrap();
+        for name in ["red", "yellow"] {
+            let vpc = t.vpc_by_name(name).unwrap();
+            let mut one_by_one = t.clone();
+            let members: Vec<EniId> = t.vpc_members(vpc).map(|i| i.eni).collect();
+            assert!(members.len() >= 4);
+            for eni in members {
+                one_by_one.remove_instance(eni).unwrap();
+            }
+            let mut at_once = t.clone();
+            at_once.remove_vpc_instances(vpc);
+            assert_eq!(at_once, one_by_one, "{name}");
+            assert_eq!(at_once.vpc_members(vpc).count(), 0);
+            assert_ne!(at_once, t);
+        }
     }
 }
