@@ -20,9 +20,11 @@
 //!   CPU-crypto API) in the main rows and `--esp-cipher ring` in the `-ring` rows;
 //!   `dpdk-test-crypto-perf` with the ipsec_mb `crypto_aesni_gcm` driver, AES-128-GCM
 //!   encrypt (8-byte AAD, 16-byte ICV, bursts of 32, one lcore) at the same buffer size, or
-//!   with `--imix` at the same sizes and weights. `gbps` = inner IPv4 bytes encrypted per
-//!   second * 8 / 1e9, crypto-perf's `Gbps` counts its buffer bytes the same way;
-//!   `ratio` = gbps / baseline_gbps.
+//!   with `--imix` at the same sizes and weights, three runs per repeat round, the median
+//!   of all of them (one run moves more than our changes do); one more run per round at
+//!   the bytes ESP encrypts (inner packet, padding, trailer), reported for information.
+//!   `gbps` = inner IPv4 bytes encrypted per second * 8 / 1e9, crypto-perf's `Gbps`
+//!   counts its buffer bytes the same way; `ratio` = gbps / baseline_gbps.
 //!
 //! Before measuring, a check run (for ESP one per cipher) sends the pcap once through the
 //! edge into a tx_pcap and verifies every output frame (count, port, drops; NAT source = the sender's Elastic IP
