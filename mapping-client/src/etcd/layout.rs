@@ -507,18 +507,21 @@ pub fn add_dynamic<'a>(
     let mut instances = Vec::new();
     let mut peerings = Vec::new();
     let mut eips = Vec::new();
+    let tree = |key: &str, value: &str| serde_json::from_str::<Value>(value).map_err(|e| format!("record {key}: {e}"));
     for (key, value) in records {
-        let v: Value = serde_json::from_str(value).map_err(|e| format!("record {key}: {e}"))?;
         match Section::of(key) {
-            Some(Section::Instance) => instances.push((key, v)),
-            Some(Section::Peering) => peerings.push((key, v)),
-            Some(Section::ElasticIp) => eips.push((key, v)),
-            _ => {}
+            // Straight into its fields, without a JSON tree (most of a snapshot's records).
+            Some(Section::Instance) => {
+                instances.push((key, instance_from_record(t, value).map_err(|m| format!("record {key}: {m}"))?))
+            }
+            Some(Section::Peering) => peerings.push((key, tree(key, value)?)),
+            Some(Section::ElasticIp) => eips.push((key, tree(key, value)?)),
+            // Not used here, but still JSON.
+            _ => drop(serde_json::from_str::<serde::de::IgnoredAny>(value).map_err(|e| format!("record {key}: {e}"))?),
         }
     }
-    instances.sort_by_key(|(_, v)| v["eni"].as_u64().unwrap_or(0));
-    for (key, v) in instances {
-        let inst = instance_from_json(t, &v).map_err(|m| format!("record {key}: {m}"))?;
+    instances.sort_by_key(|(_, i)| i.eni);
+    for (key, inst) in instances {
         t.add_checked_instance(inst).map_err(|m| format!("record {key}: {m}"))?;
     }
     for (key, v) in peerings {
