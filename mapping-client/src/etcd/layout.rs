@@ -60,7 +60,7 @@ pub fn static_chunks(records: &Records, max_bytes: usize) -> Vec<(String, String
     for (k, v) in records.iter().filter(|(k, _)| k.as_str() != WORLD && is_static_key(k)) {
         let piece = serde_json::to_string(&(k, v)).unwrap_or_default();
         match groups.last_mut() {
-            Some(g) if bytes + piece.len() + 1 <= max_bytes => {
+            Some(g) if bytes + piece.len() < max_bytes => {
                 bytes += piece.len() + 1;
                 g.push(piece);
             }
