@@ -34,6 +34,88 @@ pub const FORMAT: u64 = 1;
 /// Records: key (relative to the prefix) -> JSON text.
 pub type Records = BTreeMap<String, String>;
 
+/// The prefix of the static snapshot: every static record but `world`, in chunks
+/// (`statics/00000`, `statics/00001`, ...), written by `mapping load` with the records
+/// themselves, so that a card reads a few values instead of listing thousands of keys.
+pub const STATICS: &str = "statics/";
+/// Bytes of records in one chunk of the static snapshot: a value well under etcd's
+/// 1.5 MiB request limit, and two of them within one of the load's transactions.
+pub const STATIC_CHUNK_BYTES: usize = 256 * 1024;
+
+/// One chunk of the static snapshot.
+#[derive(serde::Deserialize)]
+struct StaticChunk {
+    chunk: usize,
+    chunks: usize,
+    records: Vec<(String, String)>,
+}
+
+/// The static snapshot of `records`: every static record but `world`, in key order, in
+/// chunks of at most `max_bytes` of JSON each (a record longer than that gets a chunk of
+/// its own). Each chunk is `{"chunk":I,"chunks":N,"records":[[KEY,VALUE],...]}`, under
+/// `statics/` with I as 5 digits (the keys sort in chunk order). No static record: none.
+pub fn static_chunks(records: &Records, max_bytes: usize) -> Vec<(String, String)> {
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut bytes = 0;
+    for (k, v) in records.iter().filter(|(k, _)| k.as_str() != WORLD && is_static_key(k)) {
+        let piece = serde_json::to_string(&(k, v)).unwrap_or_default();
+        match groups.last_mut() {
+            Some(g) if bytes + piece.len() < max_bytes => {
+                bytes += piece.len() + 1;
+                g.push(piece);
+            }
+            _ => {
+                bytes = piece.len();
+                groups.push(vec![piece]);
+            }
+        }
+    }
+    let n = groups.len();
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| {
+            (format!("{STATICS}{i:05}"), format!("{{\"chunk\":{i},\"chunks\":{n},\"records\":[{}]}}", g.join(",")))
+        })
+        .collect()
+}
+
+/// The static records of a static snapshot's chunks (`(key, value)` as listed, in any
+/// order). `Ok(None)`: there is none (a world loaded without one). An incomplete or
+/// inconsistent snapshot, or a record in it that is not static: an error.
+pub fn statics_from_chunks<'a>(
+    chunks: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Option<Vec<(String, String)>>, String> {
+    let mut parsed: Vec<StaticChunk> = Vec::new();
+    for (key, value) in chunks {
+        let c: StaticChunk = serde_json::from_str(value).map_err(|e| format!("static snapshot {key}: {e}"))?;
+        if key.strip_prefix(STATICS).and_then(|i| i.parse::<usize>().ok()) != Some(c.chunk) {
+            return Err(format!("static snapshot {key}: holds chunk {}", c.chunk));
+        }
+        parsed.push(c);
+    }
+    if parsed.is_empty() {
+        return Ok(None);
+    }
+    parsed.sort_by_key(|c| c.chunk);
+    let n = parsed.len();
+    for (i, c) in parsed.iter().enumerate() {
+        if c.chunk != i || c.chunks != n {
+            return Err(format!("static snapshot incomplete: chunk {} of {} where {i} of {n} was expected", c.chunk, c.chunks));
+        }
+    }
+    let mut out = Vec::new();
+    for c in parsed {
+        for (k, v) in c.records {
+            if k == WORLD || !is_static_key(&k) {
+                return Err(format!("static snapshot: {k} is not a static record"));
+            }
+            out.push((k, v));
+        }
+    }
+    Ok(Some(out))
+}
+
 /// An IPv4 address as 8 lowercase hex digits: the order of the keys is the order of the
 /// addresses, so a subnet's instances are one key range.
 pub fn hex_ip(ip: Ipv4Addr) -> String {
@@ -425,18 +507,21 @@ pub fn add_dynamic<'a>(
     let mut instances = Vec::new();
     let mut peerings = Vec::new();
     let mut eips = Vec::new();
+    let tree = |key: &str, value: &str| serde_json::from_str::<Value>(value).map_err(|e| format!("record {key}: {e}"));
     for (key, value) in records {
-        let v: Value = serde_json::from_str(value).map_err(|e| format!("record {key}: {e}"))?;
         match Section::of(key) {
-            Some(Section::Instance) => instances.push((key, v)),
-            Some(Section::Peering) => peerings.push((key, v)),
-            Some(Section::ElasticIp) => eips.push((key, v)),
-            _ => {}
+            // Straight into its fields, without a JSON tree (most of a snapshot's records).
+            Some(Section::Instance) => {
+                instances.push((key, instance_from_record(t, value).map_err(|m| format!("record {key}: {m}"))?))
+            }
+            Some(Section::Peering) => peerings.push((key, tree(key, value)?)),
+            Some(Section::ElasticIp) => eips.push((key, tree(key, value)?)),
+            // Not used here, but still JSON.
+            _ => drop(serde_json::from_str::<serde::de::IgnoredAny>(value).map_err(|e| format!("record {key}: {e}"))?),
         }
     }
-    instances.sort_by_key(|(_, v)| v["eni"].as_u64().unwrap_or(0));
-    for (key, v) in instances {
-        let inst = instance_from_json(t, &v).map_err(|m| format!("record {key}: {m}"))?;
+    instances.sort_by_key(|(_, i)| i.eni);
+    for (key, inst) in instances {
         t.add_checked_instance(inst).map_err(|m| format!("record {key}: {m}"))?;
     }
     for (key, v) in peerings {
@@ -595,4 +680,88 @@ pub fn world_with_run_file(records: &Records, file_text: &str, file_name: &str) 
     let mut world = world_from_records(records, DUMP_DATAPLANE)?;
     world.set_frame(framed.dataplane().clone(), framed.ports().to_vec());
     Ok(world)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn some_records() -> Records {
+        let mut r = Records::new();
+        r.insert(WORLD.into(), text(json!({ "format": FORMAT })));
+        r.insert(NEXT_ENI.into(), "7".into());
+        for i in 0..40 {
+            r.insert(format!("host/h{i}"), text(json!({ "id": i, "name": format!("h{i}"), "pa": "198.18.0.1" })));
+            r.insert(format!("vpc/v{i}"), text(json!({ "id": i, "name": format!("v{i}"), "note": "quote \" and \\ and \n" })));
+            r.insert(format!("in/v{i}/ip/0a000001"), text(json!({ "eni": i })));
+            r.insert(format!("on/h{i}/x{i}"), text(json!(format!("v{i}"))));
+        }
+        r.insert("subnet/s0".into(), text(json!({ "id": 0 })));
+        r.insert("endpoint/vpce-1".into(), text(json!({ "id": 0 })));
+        r
+    }
+
+    fn statics_of(r: &Records) -> Vec<(String, String)> {
+        r.iter().filter(|(k, _)| k.as_str() != WORLD && is_static_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    fn decode(chunks: &[(String, String)]) -> Result<Option<Vec<(String, String)>>, String> {
+        statics_from_chunks(chunks.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    #[test]
+    fn static_chunks_hold_exactly_the_static_records_at_any_chunk_size() {
+        let r = some_records();
+        let want = statics_of(&r);
+        assert_eq!(want.len(), 82);
+        for max in [1, 64, 300, 1000, 5000, STATIC_CHUNK_BYTES] {
+            let chunks = static_chunks(&r, max);
+            assert!(!chunks.is_empty());
+            for (i, (k, v)) in chunks.iter().enumerate() {
+                assert_eq!(k, &format!("statics/{i:05}"));
+                // Within the size unless one record alone is longer.
+                let one: StaticChunk = serde_json::from_str(v).unwrap();
+                assert!(v.len() <= max + 40 || one.records.len() == 1, "{max}: {}", v.len());
+            }
+            if max == 1 {
+                assert_eq!(chunks.len(), want.len());
+            }
+            if max == STATIC_CHUNK_BYTES {
+                assert_eq!(chunks.len(), 1);
+            }
+            // In any order of listing.
+            let mut shuffled = chunks.clone();
+            shuffled.reverse();
+            assert_eq!(decode(&shuffled).unwrap().unwrap(), want, "{max}");
+        }
+    }
+
+    #[test]
+    fn a_missing_extra_or_foreign_chunk_is_refused() {
+        let r = some_records();
+        let chunks = static_chunks(&r, 300);
+        assert!(chunks.len() >= 4);
+        assert_eq!(decode(&[]).unwrap(), None);
+        let mut missing = chunks.clone();
+        missing.remove(1);
+        assert!(decode(&missing).unwrap_err().contains("incomplete"));
+        let mut last_gone = chunks.clone();
+        last_gone.pop();
+        assert!(decode(&last_gone).unwrap_err().contains("incomplete"));
+        let mut renamed = chunks.clone();
+        renamed[0].0 = "statics/00009".into();
+        assert!(decode(&renamed).is_err());
+        // A chunk of another load (another count).
+        let other = static_chunks(&r, 100);
+        let mut mixed = chunks.clone();
+        mixed[0] = other[0].clone();
+        assert!(decode(&mixed).is_err());
+        let mut bad = chunks.clone();
+        bad[0].1 = "{\"chunk\":0".into();
+        assert!(decode(&bad).is_err());
+        let dynamic = vec![("statics/00000".to_string(), r#"{"chunk":0,"chunks":1,"records":[["in/v1/ip/0a000001","{}"]]}"#.to_string())];
+        assert!(decode(&dynamic).unwrap_err().contains("not a static record"));
+        let world = vec![("statics/00000".to_string(), r#"{"chunk":0,"chunks":1,"records":[["world","{}"]]}"#.to_string())];
+        assert!(decode(&world).is_err());
+    }
 }

@@ -193,7 +193,8 @@ impl Store {
         format!("{}{rel}", self.prefix)
     }
 
-    /// Every record under the prefix at one revision.
+    /// Every record under the prefix at one revision (the static snapshot's chunks,
+    /// `statics/`, left out: they copy the static records).
     pub fn snapshot(&self) -> Result<Snapshot, String> {
         let mut c = self.client.clone();
         // A large world is many pages: the connection was checked at connect, so give the
@@ -201,7 +202,8 @@ impl Store {
         let (listed, revision) = self.block_for(SNAPSHOT_DEADLINE, "reading the world", list(&mut c, &self.prefix, "", None))?;
         let mut records = Records::new();
         let mut mod_revisions = HashMap::new();
-        for l in listed {
+        // The static snapshot is a copy of the static records, not part of the world.
+        for l in listed.into_iter().filter(|l| !l.key.starts_with(layout::STATICS)) {
             mod_revisions.insert(l.key.clone(), l.mod_revision);
             records.insert(l.key, l.value);
         }
@@ -275,7 +277,11 @@ impl Store {
         let guard = || Compare::value(self.key(LOADING), CompareOp::Equal, token.clone());
         let mut batch: Vec<TxnOp> = Vec::new();
         let mut bytes = 0;
-        let body: Vec<(&String, &String)> = records.iter().filter(|(k, _)| k.as_str() != WORLD).collect();
+        // The static snapshot goes in with the records, under the same guard, before
+        // `world`: a reader that finds `world` finds it complete.
+        let statics = layout::static_chunks(&records, layout::STATIC_CHUNK_BYTES);
+        let body: Vec<(&String, &String)> =
+            records.iter().filter(|(k, _)| k.as_str() != WORLD).chain(statics.iter().map(|(k, v)| (k, v))).collect();
         for (i, (k, v)) in body.iter().enumerate() {
             bytes += self.prefix.len() + k.len() + v.len() + 16;
             batch.push(TxnOp::put(self.key(k), v.as_str(), None));
@@ -368,6 +374,22 @@ impl Store {
     pub fn put_raw(&self, rel: &str, value: &str) -> Result<i64, String> {
         let mut c = self.client.clone();
         let r = self.block("writing", c.put(self.key(rel), value, None))?;
+        Ok(r.header().map_or(0, |h| h.revision()))
+    }
+
+    /// Every key under the prefix + `rel` as it is in etcd (tests: the static snapshot).
+    pub fn list_raw(&self, rel: &str) -> Result<Vec<Listed>, String> {
+        let mut c = self.client.clone();
+        Ok(self.block("reading", list(&mut c, &self.prefix, rel, None))?.0)
+    }
+
+    /// Deletes every key under the prefix + `rel` (tests: records removed behind the
+    /// model's back).
+    pub fn delete_raw_prefix(&self, rel: &str) -> Result<i64, String> {
+        let mut c = self.client.clone();
+        let key = self.key(rel);
+        let end = prefix_end(&key);
+        let r = self.block("deleting", c.delete(key, Some(DeleteOptions::new().with_range(end))))?;
         Ok(r.header().map_or(0, |h| h.revision()))
     }
 

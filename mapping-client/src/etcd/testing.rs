@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 
 /// The etcd binary (Debian's `etcd-server`).
 pub const ETCD: &str = "/usr/bin/etcd";
+/// etcd's Go garbage collector target (`GOGC`) for the etcds started here, unless `GOGC`
+/// is set in the environment: 400 instead of Go's 100 cut etcd's CPU per change by about
+/// 12% in `mapping-convergence` (1,000 hosts, 500 changes/s) for about twice its memory
+/// (0.5-0.6 GB -> 1.1-1.3 GB). An operator's knob, for any etcd that serves the cards.
+pub const GOGC: &str = "400";
 /// The longest a test etcd lives.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(900);
 
@@ -81,6 +86,9 @@ impl TestEtcd {
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("vpcemu-test={peer}")])
             .args(["--logger", "zap", "--log-level", "warn"]);
+        if std::env::var_os("GOGC").is_none() {
+            cmd.env("GOGC", GOGC);
+        }
         let child = spawn_logged(cmd, log, "")?;
         let watchdog = spawn_watchdog(child.id())?;
         self.child = Some(child);

@@ -816,11 +816,19 @@ async fn snapshot(
     card: &CardSpec,
     synced_once: &mut bool,
 ) -> Result<(i64, Vec<String>), String> {
-    // The static prefixes at the revision of the first list.
+    // The static records at the revision of the first list: from the static snapshot
+    // `mapping load` wrote with them (a few values), or, for a world loaded without one,
+    // listed prefix by prefix.
     let (first, rev) = list_at(c, prefix, STATIC_PREFIXES[0], None).await?;
     let mut statics = first;
-    for p in &STATIC_PREFIXES[1..] {
-        statics.extend(list_at(c, prefix, p, Some(rev)).await?.0);
+    let (chunks, _) = list_at(c, prefix, layout::STATICS, Some(rev)).await?;
+    match layout::statics_from_chunks(chunks.iter().map(|l| (l.key.as_str(), l.value.as_str())))? {
+        Some(records) => statics.extend(records.into_iter().map(|(key, value)| Listed { key, value, mod_revision: 0 })),
+        None => {
+            for p in &STATIC_PREFIXES[1..] {
+                statics.extend(list_at(c, prefix, p, Some(rev)).await?.0);
+            }
+        }
     }
     let mut next = machine.begin(&statics).map_err(|r| r.0)?;
     while !next.is_empty() {
