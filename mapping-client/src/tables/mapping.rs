@@ -35,6 +35,12 @@
 //! 2. probe every key from its home slot, now mostly hitting L1.
 //!
 //! This is a software prefetch made of ordinary loads: safe code, no intrinsics.
+//!
+//! A caller with work to overlap the misses with (the Nitro card's route and verify-recv
+//! stages, which learn their keys one packet at a time) instead hashes each key once as
+//! soon as it knows it ([`ExactTable::home_of`]), prefetches that slot
+//! ([`ExactTable::slot_at`], `pipeline::prefetch`), and hands the homes to
+//! [`ExactTable::lookup_burst_homed`]: the probes alone, no second hash, no touch pass.
 
 use std::fmt;
 use std::hint::black_box;
@@ -104,6 +110,11 @@ const _: () = assert!(std::mem::size_of::<Slot<Ipv4Addr>>() == 16);
 impl<V: SlotValue> Slot<V> {
     const EMPTY: Slot<V> = Slot { key: EMPTY, loc: V::VACANT };
 }
+
+/// Where the probe for one key starts in one [`ExactTable`] ([`ExactTable::home_of`]):
+/// the key hashed once, carried from a prefetch to [`ExactTable::lookup_burst_homed`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Home(usize);
 
 /// The packed key: VNI in the high half, the address in the low half.
 #[inline(always)]
@@ -217,6 +228,20 @@ impl<V: SlotValue> ExactTable<V> {
     #[inline(always)]
     pub fn home_slot(&self, vni: u32, ip: Ipv4Addr) -> Option<&Slot<V>> {
         self.slots.get(self.home(pack(vni, ip)))
+    }
+
+    /// The home of (`vni`, `ip`) in this table: hashed once, for [`slot_at`](Self::slot_at)
+    /// (what to prefetch) and [`lookup_burst_homed`](Self::lookup_burst_homed).
+    #[inline(always)]
+    pub fn home_of(&self, vni: u32, ip: Ipv4Addr) -> Home {
+        Home(self.home(pack(vni, ip)))
+    }
+
+    /// The slot at `home` (`None` for an empty table), to prefetch (slot and its end) some
+    /// work ahead of [`lookup_burst_homed`](Self::lookup_burst_homed).
+    #[inline(always)]
+    pub fn slot_at(&self, home: Home) -> Option<&Slot<V>> {
+        self.slots.get(home.0)
     }
 
     /// Probes from `i` (the home slot of `key`, not [`EMPTY`]).
@@ -377,6 +402,24 @@ impl<V: SlotValue> ExactTable<V> {
                     self.probe(key, home)
                 };
             }
+        }
+    }
+
+    /// [`lookup_burst`](Self::lookup_burst) for keys whose homes the caller computed
+    /// ([`home_of`](Self::home_of), on this table) and prefetched: no hashing, no touch
+    /// pass, just the probes. Looks up `min(keys.len(), homes.len(), out.len())` keys,
+    /// writing `out[i]` for `keys[i]` from `homes[i]`. A home that is not the key's (from
+    /// another table) can only make its answer `None`: a probe answers `Some` only from a
+    /// slot holding the key, and ends at the first empty slot.
+    #[inline]
+    pub fn lookup_burst_homed(&self, keys: &[(u32, Ipv4Addr)], homes: &[Home], out: &mut [Option<V>]) {
+        for ((o, &(vni, ip)), &home) in out.iter_mut().zip(keys).zip(homes) {
+            let key = pack(vni, ip);
+            *o = if key == EMPTY {
+                self.special
+            } else {
+                self.probe(key, home.0)
+            };
         }
     }
 
@@ -594,6 +637,64 @@ mod tests {
         t.insert(2, Ipv4Addr::from(0), loc(0));
         assert_eq!(t.allocation_size(), 1_846_155 * 24, "then by half");
         assert_eq!(t.get(1, Ipv4Addr::from(999_999)), Some(loc(999_999)));
+    }
+
+    /// The homed burst lookup (homes from `home_of`) answers as `get` and `lookup_burst`,
+    /// across growth, removals and the out-of-line key; a home from another table never
+    /// gives a wrong `Some`.
+    #[test]
+    fn homed_lookups_match_get() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut t = MappingTable::default();
+        let key = |r: u64| -> (u32, Ipv4Addr) {
+            if r % 101 == 0 {
+                (u32::MAX, Ipv4Addr::BROADCAST)
+            } else {
+                ((r >> 24) as u32 % 4, Ipv4Addr::from((r as u32) % 10_000))
+            }
+        };
+        let mut hits = 0usize;
+        for round in 0..40u32 {
+            for _ in 0..2_000 {
+                let r = next();
+                if r % 5 == 0 {
+                    t.remove(key(r >> 8).0, key(r >> 8).1);
+                } else {
+                    t.insert(key(r >> 8).0, key(r >> 8).1, loc(round));
+                }
+            }
+            let keys: Vec<_> = (0..100).map(|_| key(next() >> 8)).collect();
+            let homes: Vec<_> = keys.iter().map(|&(v, ip)| t.home_of(v, ip)).collect();
+            let mut out = vec![None; keys.len()];
+            t.lookup_burst_homed(&keys, &homes, &mut out);
+            let mut general = vec![None; keys.len()];
+            t.lookup_burst(&keys, &mut general);
+            assert_eq!(out, general);
+            for (k, o) in keys.iter().zip(&out) {
+                assert_eq!(*o, t.get(k.0, k.1));
+                hits += usize::from(o.is_some());
+            }
+            // Homes of a smaller table: answers are the right one or None.
+            let mut small = MappingTable::default();
+            small.insert(1, Ipv4Addr::LOCALHOST, loc(1));
+            let wrong: Vec<_> = keys.iter().map(|&(v, ip)| small.home_of(v, ip)).collect();
+            t.lookup_burst_homed(&keys, &wrong, &mut out);
+            for (k, o) in keys.iter().zip(&out) {
+                assert!(o.is_none() || *o == t.get(k.0, k.1));
+            }
+        }
+        assert!(hits > 1000, "{hits} hits");
+        // A short `homes` bounds the burst.
+        let keys = [(1, Ipv4Addr::LOCALHOST); 3];
+        let mut out = [Some(loc(9)); 3];
+        t.lookup_burst_homed(&keys, &[t.home_of(1, Ipv4Addr::LOCALHOST)], &mut out);
+        assert_eq!(out[1..], [Some(loc(9)); 2]);
     }
 
     #[test]
