@@ -68,8 +68,8 @@ pub use net::{Cidr, MacAddr};
 pub use rcu::{Absorb, Publisher, Subscriber};
 pub use service::{Command, CommandError, InstanceSpec, Request, Service, ToClient};
 pub use tables::{
-    EdgeEntry, EndpointEntry, LocalEni, Location, Route, SubnetInfo, TableOp, Tables, VifEntry,
-    VpcEntry, VpnEntry,
+    EdgeEntry, EndpointEntry, Home, LocalEni, Location, Route, SubnetInfo, TableOp, Tables,
+    VifEntry, VpcEntry, VpnEntry,
 };
 pub use topology::{
     Attach, CardId, DxId, EdgeId, EndpointId, EniId, HostId, LoadError, SubnetId, Topology, VpcId,

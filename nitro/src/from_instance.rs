@@ -2,7 +2,8 @@
 
 use std::net::Ipv4Addr;
 
-use mapping_client::{EniId, LocalEni, Location, Route, Tables};
+use mapping_client::{EniId, Home, LocalEni, Location, Route, Tables};
+use pipeline::prefetch::prefetch_ends;
 use pipeline::{
     drop_row, run_timed_chained, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
     Stage, StageInfo, Verdict, MAX_BURST,
@@ -41,9 +42,10 @@ struct Scratch {
     vni: [u32; MAX_BURST],
     pa: [u32; MAX_BURST],
     /// The burst's mapping lookups: the distinct keys (a packet with the same key as the
-    /// one before it shares its lookup) and their answers; per slot, its key; the slots
-    /// waiting for an answer.
+    /// one before it shares its lookup), their homes (hashed once, prefetched as soon as
+    /// known) and their answers; per slot, its key; the slots waiting for an answer.
     keys: [(u32, Ipv4Addr); MAX_BURST],
+    homes: [Home; MAX_BURST],
     locs: [Option<Location>; MAX_BURST],
     key_of: [u8; MAX_BURST],
     pending: [u8; MAX_BURST],
@@ -54,6 +56,7 @@ impl Scratch {
         Scratch {
             src: [0; MAX_BURST], dst: [0; MAX_BURST], ip_len: [0; MAX_BURST], vni: [0; MAX_BURST],
             pa: [0; MAX_BURST], keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
+            homes: [Home::default(); MAX_BURST],
             locs: [None; MAX_BURST], key_of: [0; MAX_BURST], pending: [0; MAX_BURST],
         }
     }
@@ -336,7 +339,14 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
                         s.vni[j] = vni;
                         if last != Some((vni, dst)) {
                             last = Some((vni, dst));
+                            // Hashed once; the slot's cache miss overlaps the routing of
+                            // the next packets.
+                            let home = tables.mapping_home(vni, dst);
+                            if let Some(slot) = tables.mapping_slot_at(home) {
+                                prefetch_ends(slot);
+                            }
                             s.keys[slot(n)] = (vni, dst);
+                            s.homes[slot(n)] = home;
                             n += 1;
                         }
                         s.key_of[j] = (n - 1) as u8;
@@ -381,7 +391,7 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
             return;
         }
         let n = n.min(MAX_BURST);
-        tables.lookup_burst(&s.keys[..n], &mut s.locs[..n]);
+        tables.lookup_burst_homed(&s.keys[..n], &s.homes[..n], &mut s.locs[..n]);
         for &j in s.pending.iter().take(waiting) {
             let j = slot(usize::from(j));
             match s.locs[slot(usize::from(s.key_of[j]))] {

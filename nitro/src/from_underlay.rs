@@ -3,7 +3,8 @@
 
 use std::net::Ipv4Addr;
 
-use mapping_client::{EniId, Location, Tables};
+use mapping_client::{EniId, Home, Location, Tables};
+use pipeline::prefetch::prefetch_ends;
 use pipeline::frag::{fragment_out, FragNeeded};
 use pipeline::{
     drop_row, run_timed_chained, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
@@ -27,7 +28,9 @@ struct Scratch {
     /// The burst's lookups: the distinct keys, (source VPC, inner source) and (VNI, inner
     /// destination) of every parsed packet (a key equal to the previous packet's same key
     /// shares its lookup), and their answers; per slot, its two keys; the parsed slots.
+    /// (Each key's home is hashed once, when it is first seen, and its slot prefetched.)
     keys: [(u32, Ipv4Addr); 2 * MAX_BURST],
+    homes: [Home; 2 * MAX_BURST],
     locs: [Option<Location>; 2 * MAX_BURST],
     src_key: [u8; MAX_BURST],
     dst_key: [u8; MAX_BURST],
@@ -45,7 +48,8 @@ impl Scratch {
         Scratch {
             src_pa: [0; MAX_BURST], vni: [0; MAX_BURST], source_vpc: [0; MAX_BURST],
             inner_offset: [0; MAX_BURST], inner_len: [0; MAX_BURST],
-            keys: [(0, Ipv4Addr::UNSPECIFIED); 2 * MAX_BURST], locs: [None; 2 * MAX_BURST],
+            keys: [(0, Ipv4Addr::UNSPECIFIED); 2 * MAX_BURST], homes: [Home::default(); 2 * MAX_BURST],
+            locs: [None; 2 * MAX_BURST],
             src_key: [0; MAX_BURST], dst_key: [0; MAX_BURST], parsed: [0; MAX_BURST],
             eth: [[0; 12]; MAX_BURST], out: [None; MAX_BURST], big: 0, mtu: [0; MAX_BURST],
         }
@@ -187,10 +191,13 @@ impl FromUnderlay {
 // ----- verify-recv -----
 
 /// The index of `key` in `keys`: the previous one of its kind (`last`) when equal, else a
-/// new entry.
+/// new entry, whose home is hashed once (into `homes`) and its slot prefetched, so that
+/// the cache miss overlaps the parsing of the next packets.
 #[inline(always)]
 fn key_index(
+    tables: &Tables,
     keys: &mut [(u32, Ipv4Addr); 2 * MAX_BURST],
+    homes: &mut [Home; 2 * MAX_BURST],
     n: &mut usize,
     last: &mut Option<((u32, Ipv4Addr), u8)>,
     key: (u32, Ipv4Addr),
@@ -201,7 +208,12 @@ fn key_index(
         }
     }
     let index = (*n & (2 * MAX_BURST - 1)) as u8;
+    let home = tables.mapping_home(key.0, key.1);
+    if let Some(slot) = tables.mapping_slot_at(home) {
+        prefetch_ends(slot);
+    }
     keys[usize::from(index)] = key;
+    homes[usize::from(index)] = home;
     *last = Some((key, index));
     *n += 1;
     index
@@ -239,9 +251,11 @@ impl<'c, 't, B: PacketBuf, P: EniPorts + ?Sized> Stage<B, UnderlayCtx<'c, 't, P>
                     // Options are at most 252 bytes and the inner length at most the VPC MTU.
                     s.inner_offset[j] = o.inner_offset as u16;
                     s.inner_len[j] = o.inner_len as u16;
-                    s.src_key[j] =
-                        key_index(&mut s.keys, &mut n, &mut last_src, (o.source_vpc, src));
-                    s.dst_key[j] = key_index(&mut s.keys, &mut n, &mut last_dst, (o.vni, dst));
+                    s.src_key[j] = key_index(
+                        tables, &mut s.keys, &mut s.homes, &mut n, &mut last_src, (o.source_vpc, src),
+                    );
+                    s.dst_key[j] =
+                        key_index(tables, &mut s.keys, &mut s.homes, &mut n, &mut last_dst, (o.vni, dst));
                     s.parsed[slot(ok)] = j as u8;
                     ok += 1;
                 }
@@ -254,7 +268,7 @@ impl<'c, 't, B: PacketBuf, P: EniPorts + ?Sized> Stage<B, UnderlayCtx<'c, 't, P>
             return;
         }
         let n = n.min(2 * MAX_BURST);
-        tables.lookup_burst(&s.keys[..n], &mut s.locs[..n]);
+        tables.lookup_burst_homed(&s.keys[..n], &s.homes[..n], &mut s.locs[..n]);
 
         // The last peering answer, reused within the burst.
         let mut peered: (u32, u32, bool) = (0, 0, false);

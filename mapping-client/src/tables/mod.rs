@@ -51,7 +51,7 @@ use crate::topology::{CardId, DxId, EdgeId, EndpointId, EniId, SaConfig, SubnetI
 pub(crate) use build::{local_eni, location, relevant, vpc_entry};
 pub use cidr_index::CidrIndex;
 pub use lpm::PrefixTable;
-pub use mapping::{ElasticIpTable, ExactTable, MappingTable, Slot, SlotValue, BURST};
+pub use mapping::{ElasticIpTable, ExactTable, Home, MappingTable, Slot, SlotValue, BURST};
 
 /// Where an address lives: the value of the mapping table, 16 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -319,6 +319,28 @@ impl Tables {
     #[inline]
     pub fn lookup_burst(&self, keys: &[(u32, Ipv4Addr)], out: &mut [Option<Location>]) {
         self.mappings.lookup_burst(keys, out)
+    }
+
+    /// The home of (`vni`, `ip`) in the mapping table, hashed once: prefetch
+    /// [`mapping_slot_at`](Self::mapping_slot_at) with it while other work goes on, then
+    /// [`lookup_burst_homed`](Self::lookup_burst_homed) ([`ExactTable::home_of`]).
+    #[inline(always)]
+    pub fn mapping_home(&self, vni: u32, ip: Ipv4Addr) -> Home {
+        self.mappings.home_of(vni, ip)
+    }
+
+    /// The mapping table's slot at `home`, to prefetch.
+    #[inline(always)]
+    pub fn mapping_slot_at(&self, home: Home) -> Option<&mapping::Slot<Location>> {
+        self.mappings.slot_at(home)
+    }
+
+    /// [`lookup_burst`](Self::lookup_burst) from homes computed by
+    /// [`mapping_home`](Self::mapping_home) on these tables (and prefetched): the probes
+    /// only ([`ExactTable::lookup_burst_homed`]).
+    #[inline]
+    pub fn lookup_burst_homed(&self, keys: &[(u32, Ipv4Addr)], homes: &[Home], out: &mut [Option<Location>]) {
+        self.mappings.lookup_burst_homed(keys, homes, out)
     }
 
     pub fn mappings(&self) -> &MappingTable {
