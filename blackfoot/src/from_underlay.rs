@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
+use mapping_client::{EndpointId, Route, Tables, VpcEntry, VpnId};
 use pipeline::frag::{self, fragment_out};
 use pipeline::prefetch::prefetch_ends;
 use pipeline::{
@@ -48,10 +48,12 @@ struct Scratch {
     way: [u8; MAX_BURST],
     /// The burst's distinct ways out (VPC and route), [`Scratch::class`] of a slot.
     ways: [Class; MAX_BURST],
-    /// The burst's lookups of (VPC, inner source): the distinct keys, their answers, and
-    /// per slot its key.
+    /// The burst's lookups of (VPC, inner source): the distinct keys, the PA each one's
+    /// mapping places it behind (bit k of `found`: key k has a mapping; only the PA of a
+    /// location is checked, so only it is kept), and per slot its key.
     keys: [(u32, Ipv4Addr); MAX_BURST],
-    locs: [Option<Location>; MAX_BURST],
+    key_pa: [u32; MAX_BURST],
+    found: u64,
     key_of: [u8; MAX_BURST],
     /// Slots per class, filled by verify-recv.
     internet: u64,
@@ -61,7 +63,14 @@ struct Scratch {
     to: ToHosts,
     /// esp-encrypt: what each packet left to the cipher's burst call.
     seal: [esp::SealPlan; MAX_BURST],
+    /// endpoint: the outer header template of the last (endpoint, front end, VPC, edge
+    /// PA) seen, kept across bursts (in memory: the per-packet copy is a block copy).
+    endpoint_template: Option<(EndpointKey, Option<OuterTemplate<OUTER_HEADER_LEN_WITH_ENDPOINT>>)>,
 }
+
+/// What an endpoint's outer header template is made of besides constants: the endpoint,
+/// its front end's PA, the VPC (VNI = source VPC) and the edge's PA.
+type EndpointKey = (EndpointId, Ipv4Addr, u32, Ipv4Addr);
 
 impl Scratch {
     /// The way out of slot `j`.
@@ -75,9 +84,10 @@ impl Scratch {
             src_pa: [0; MAX_BURST], vni: [0; MAX_BURST], src: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
             dst: [Ipv4Addr::UNSPECIFIED; MAX_BURST], inner_offset: [0; MAX_BURST],
             inner_len: [0; MAX_BURST], way: [0; MAX_BURST], ways: [Class::Internet; MAX_BURST],
-            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], locs: [None; MAX_BURST],
+            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], key_pa: [0; MAX_BURST], found: 0,
             key_of: [0; MAX_BURST], internet: 0, vpn: 0, dx: 0, endpoint: 0, to: ToHosts::new(),
             seal: [esp::SealPlan::default(); MAX_BURST],
+            endpoint_template: None,
         }
     }
 }
@@ -243,9 +253,14 @@ fn verify_recv<B: PacketBuf>(
     if n == 0 {
         return;
     }
-    for (loc, &(vni, ip)) in s.locs.iter_mut().zip(&s.keys).take(n) {
-        *loc = tables.lookup(vni, ip);
+    let mut found = 0u64;
+    for (k, (pa_out, &(vni, ip))) in s.key_pa.iter_mut().zip(&s.keys).take(n).enumerate() {
+        if let Some(l) = tables.lookup(vni, ip) {
+            *pa_out = u32::from(l.pa);
+            found |= bit(k);
+        }
     }
+    s.found = found;
 
     // The VPC entry of the previous packet, and the way out its route gave, reused within
     // the burst: a burst's packets mostly share a VPC and a route.
@@ -257,8 +272,8 @@ fn verify_recv<B: PacketBuf>(
     for i in burst.live_indices() {
         let j = slot(i);
         let (vni, src, dst) = (s.vni[j], s.src[j], s.dst[j]);
-        let loc = s.locs[usize::from(s.key_of[j]) & (MAX_BURST - 1)];
-        let sender_ok = matches!(loc, Some(l) if u32::from(l.pa) == s.src_pa[j]);
+        let k = usize::from(s.key_of[j]) & (MAX_BURST - 1);
+        let sender_ok = s.found & bit(k) != 0 && s.key_pa[k] == s.src_pa[j];
         let vpc = match last_vpc {
             Some((v, e)) if v == vni => Some(e),
             _ => tables.vpc(vni),
@@ -597,16 +612,15 @@ fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, output
 
 /// `endpoint`: the VPC encapsulation towards the endpoint's S3 front end, VNI = source VPC
 /// = the sender's VPC, plus the 64-bit VPC endpoint ID option; inner source unchanged; out
-/// of the services side. The header is an [`OuterTemplate`] made once per endpoint and VPC
-/// within the burst, then per packet a copy with its fields patched (what
+/// of the services side. The header is an [`OuterTemplate`] made once per endpoint, front
+/// end and VPC (kept in the scratch across bursts while they stay the same), then per
+/// packet a copy with its fields patched (what
 /// [`push_outer`](crate::common::push_outer) writes, with the same refusals in the same
 /// order).
-fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, outputs: EdgeOutputs) {
+fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch, outputs: EdgeOutputs) {
     let mask = s.endpoint;
     let Some(out) = port_or_drop(burst, mask, outputs.services) else { return };
     let pa = tables.pa();
-    type Key = (EndpointId, Ipv4Addr, u32);
-    let mut last: Option<(Key, Option<OuterTemplate<OUTER_HEADER_LEN_WITH_ENDPOINT>>)> = None;
     burst.for_each_live(|i, p| {
         if mask & bit(i) == 0 {
             return None;
@@ -620,8 +634,8 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, ou
         if p.headroom() < OUTER_HEADER_LEN_WITH_ENDPOINT {
             return Some(Verdict::Drop(DropReason::NoRoom));
         }
-        let key = (id, front_end_pa, vni);
-        if !matches!(&last, Some((k, _)) if *k == key) {
+        let key = (id, front_end_pa, vni, pa);
+        if !matches!(&s.endpoint_template, Some((k, _)) if *k == key) {
             let encap = Encap {
                 src_mac: card_mac(pa),
                 dst_mac: UNDERLAY_ROUTER_MAC,
@@ -630,11 +644,11 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, ou
                 vni,
                 source_vpc: vni,
             };
-            last = Some((key, OuterTemplate::with_endpoint(&encap, id.0)));
+            s.endpoint_template = Some((key, OuterTemplate::with_endpoint(&encap, id.0)));
         }
         // A VNI over 24 bits, which no loaded topology has. (By reference: the template is
         // copied once, into the packet.)
-        let Some((_, Some(template))) = &last else { return Some(Verdict::Drop(DropReason::Unsupported)) };
+        let Some((_, Some(template))) = &s.endpoint_template else { return Some(Verdict::Drop(DropReason::Unsupported)) };
         let (inner_len, hash) = (p.len(), inner_flow_hash(p.data()));
         let head = p.prepend(OUTER_HEADER_LEN_WITH_ENDPOINT).ok().and_then(|h| <&mut [u8; OUTER_HEADER_LEN_WITH_ENDPOINT]>::try_from(h).ok());
         Some(match head {
