@@ -26,9 +26,6 @@ use crate::dpdk::{self, Linearize, Mbuf, MbufBurst, Mempool, rdtsc};
 
 /// Packets per RX burst.
 pub const RX_BURST: usize = 32;
-/// The worker loop reads the clock (to publish its counters every millisecond) once every
-/// this many loops.
-const PUBLISH_CHECK: u32 = 8;
 /// Most fabric hops a packet may take in one pass (host -> edge -> host is 2); beyond it
 /// the packets are dropped `fabric_loop` (no TTL is involved: the cards decrement none).
 pub const MAX_HOPS: usize = 4;
@@ -330,7 +327,6 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
     let publish_every = (hz / 1000).max(1);
     let mut next_publish = rdtsc() + publish_every;
     let mut mb = MbufBurst::new();
-    let mut loops = 0u32;
     {
         let switch = Switch::new(setup.cards.iter().map(|c| (c.plan.pa, c.plan.ports.underlay)), setup.fabric_capture);
         let mut l = Loop { s: &mut setup, switch, stages, clock, burst: Burst::new(), fabric: ArrayVec::new(), spill: Spill::new(), from: (0, u16::MAX) };
@@ -348,13 +344,6 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
             }
             for sub in l.s.subscribers.iter_mut() {
                 sub.quiescent();
-            }
-            // The clock is read every `PUBLISH_CHECK` loops (a TSC read costs 12-18 ns in
-            // a guest, a loop of full bursts about 2 us): counters are still published
-            // within a few microseconds of each millisecond.
-            loops = loops.wrapping_add(1);
-            if loops % PUBLISH_CHECK != 0 {
-                continue;
             }
             let now = rdtsc();
             if now >= next_publish {
