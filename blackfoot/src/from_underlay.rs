@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use mapping_client::{EndpointId, Route, Tables, VpcEntry, VpnId};
+use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
 use pipeline::frag::{self, fragment_out};
 use pipeline::prefetch::prefetch_ends;
 use pipeline::{
@@ -48,12 +48,10 @@ struct Scratch {
     way: [u8; MAX_BURST],
     /// The burst's distinct ways out (VPC and route), [`Scratch::class`] of a slot.
     ways: [Class; MAX_BURST],
-    /// The burst's lookups of (VPC, inner source): the distinct keys, the PA each one's
-    /// mapping places it behind (bit k of `found`: key k has a mapping; only the PA of a
-    /// location is checked, so only it is kept), and per slot its key.
+    /// The burst's lookups of (VPC, inner source): the distinct keys, their answers, and
+    /// per slot its key.
     keys: [(u32, Ipv4Addr); MAX_BURST],
-    key_pa: [u32; MAX_BURST],
-    found: u64,
+    locs: [Option<Location>; MAX_BURST],
     key_of: [u8; MAX_BURST],
     /// Slots per class, filled by verify-recv.
     internet: u64,
@@ -84,7 +82,7 @@ impl Scratch {
             src_pa: [0; MAX_BURST], vni: [0; MAX_BURST], src: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
             dst: [Ipv4Addr::UNSPECIFIED; MAX_BURST], inner_offset: [0; MAX_BURST],
             inner_len: [0; MAX_BURST], way: [0; MAX_BURST], ways: [Class::Internet; MAX_BURST],
-            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], key_pa: [0; MAX_BURST], found: 0,
+            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], locs: [None; MAX_BURST],
             key_of: [0; MAX_BURST], internet: 0, vpn: 0, dx: 0, endpoint: 0, to: ToHosts::new(),
             seal: [esp::SealPlan::default(); MAX_BURST],
             endpoint_template: None,
@@ -253,14 +251,9 @@ fn verify_recv<B: PacketBuf>(
     if n == 0 {
         return;
     }
-    let mut found = 0u64;
-    for (k, (pa_out, &(vni, ip))) in s.key_pa.iter_mut().zip(&s.keys).take(n).enumerate() {
-        if let Some(l) = tables.lookup(vni, ip) {
-            *pa_out = u32::from(l.pa);
-            found |= bit(k);
-        }
+    for (loc, &(vni, ip)) in s.locs.iter_mut().zip(&s.keys).take(n) {
+        *loc = tables.lookup(vni, ip);
     }
-    s.found = found;
 
     // The VPC entry of the previous packet, and the way out its route gave, reused within
     // the burst: a burst's packets mostly share a VPC and a route.
@@ -272,8 +265,8 @@ fn verify_recv<B: PacketBuf>(
     for i in burst.live_indices() {
         let j = slot(i);
         let (vni, src, dst) = (s.vni[j], s.src[j], s.dst[j]);
-        let k = usize::from(s.key_of[j]) & (MAX_BURST - 1);
-        let sender_ok = s.found & bit(k) != 0 && s.key_pa[k] == s.src_pa[j];
+        let loc = s.locs[usize::from(s.key_of[j]) & (MAX_BURST - 1)];
+        let sender_ok = matches!(loc, Some(l) if u32::from(l.pa) == s.src_pa[j]);
         let vpc = match last_vpc {
             Some((v, e)) if v == vni => Some(e),
             _ => tables.vpc(vni),
