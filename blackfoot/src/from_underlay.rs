@@ -61,7 +61,14 @@ struct Scratch {
     to: ToHosts,
     /// esp-encrypt: what each packet left to the cipher's burst call.
     seal: [esp::SealPlan; MAX_BURST],
+    /// endpoint: the outer header template of the last (endpoint, front end, VPC, edge
+    /// PA) seen, kept across bursts (in memory: the per-packet copy is a block copy).
+    endpoint_template: Option<(EndpointKey, Option<OuterTemplate<OUTER_HEADER_LEN_WITH_ENDPOINT>>)>,
 }
+
+/// What an endpoint's outer header template is made of besides constants: the endpoint,
+/// its front end's PA, the VPC (VNI = source VPC) and the edge's PA.
+type EndpointKey = (EndpointId, Ipv4Addr, u32, Ipv4Addr);
 
 impl Scratch {
     /// The way out of slot `j`.
@@ -78,6 +85,7 @@ impl Scratch {
             keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], locs: [None; MAX_BURST],
             key_of: [0; MAX_BURST], internet: 0, vpn: 0, dx: 0, endpoint: 0, to: ToHosts::new(),
             seal: [esp::SealPlan::default(); MAX_BURST],
+            endpoint_template: None,
         }
     }
 }
@@ -597,16 +605,15 @@ fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, output
 
 /// `endpoint`: the VPC encapsulation towards the endpoint's S3 front end, VNI = source VPC
 /// = the sender's VPC, plus the 64-bit VPC endpoint ID option; inner source unchanged; out
-/// of the services side. The header is an [`OuterTemplate`] made once per endpoint and VPC
-/// within the burst, then per packet a copy with its fields patched (what
+/// of the services side. The header is an [`OuterTemplate`] made once per endpoint, front
+/// end and VPC (kept in the scratch across bursts while they stay the same), then per
+/// packet a copy with its fields patched (what
 /// [`push_outer`](crate::common::push_outer) writes, with the same refusals in the same
 /// order).
-fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, outputs: EdgeOutputs) {
+fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch, outputs: EdgeOutputs) {
     let mask = s.endpoint;
     let Some(out) = port_or_drop(burst, mask, outputs.services) else { return };
     let pa = tables.pa();
-    type Key = (EndpointId, Ipv4Addr, u32);
-    let mut last: Option<(Key, Option<OuterTemplate<OUTER_HEADER_LEN_WITH_ENDPOINT>>)> = None;
     burst.for_each_live(|i, p| {
         if mask & bit(i) == 0 {
             return None;
@@ -620,8 +627,8 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, ou
         if p.headroom() < OUTER_HEADER_LEN_WITH_ENDPOINT {
             return Some(Verdict::Drop(DropReason::NoRoom));
         }
-        let key = (id, front_end_pa, vni);
-        if !matches!(&last, Some((k, _)) if *k == key) {
+        let key = (id, front_end_pa, vni, pa);
+        if !matches!(&s.endpoint_template, Some((k, _)) if *k == key) {
             let encap = Encap {
                 src_mac: card_mac(pa),
                 dst_mac: UNDERLAY_ROUTER_MAC,
@@ -630,11 +637,11 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, ou
                 vni,
                 source_vpc: vni,
             };
-            last = Some((key, OuterTemplate::with_endpoint(&encap, id.0)));
+            s.endpoint_template = Some((key, OuterTemplate::with_endpoint(&encap, id.0)));
         }
         // A VNI over 24 bits, which no loaded topology has. (By reference: the template is
         // copied once, into the packet.)
-        let Some((_, Some(template))) = &last else { return Some(Verdict::Drop(DropReason::Unsupported)) };
+        let Some((_, Some(template))) = &s.endpoint_template else { return Some(Verdict::Drop(DropReason::Unsupported)) };
         let (inner_len, hash) = (p.len(), inner_flow_hash(p.data()));
         let head = p.prepend(OUTER_HEADER_LEN_WITH_ENDPOINT).ok().and_then(|h| <&mut [u8; OUTER_HEADER_LEN_WITH_ENDPOINT]>::try_from(h).ok());
         Some(match head {

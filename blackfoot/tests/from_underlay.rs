@@ -622,3 +622,71 @@ fn nat_out_then_nat_back_is_the_identity() {
     assert_eq!(edge.meters.counters.total_drops(), 0);
     assert!(edge.alerts().is_empty());
 }
+
+// ===== property: endpoint's template copy is push_outer =====
+
+/// An S3-bound packet of red-1 or red-2: UDP or TCP, 28..1400 bytes, any ports, DF or not.
+fn s3_packet() -> impl Strategy<Value = Vec<u8>> {
+    (any::<bool>(), any::<bool>(), 28usize..1400, any::<u16>(), any::<u16>(), any::<bool>(), any::<u8>()).prop_map(
+        |(red2, is_tcp, size, sport, dport, df, seed)| {
+            let src = if red2 { RED2 } else { RED1 };
+            if is_tcp {
+                tcp(src, S3_HOST, sport, dport, &payload(size.max(40) - 40, seed), df)
+            } else {
+                udp(src, S3_HOST, sport, dport, &payload(size - 28, seed), df)
+            }
+        },
+    )
+}
+
+/// Bursts of S3-bound packets, some interleaved with DX-bound ones (another way out in the
+/// same burst), through one edge one after the other: every S3 frame is, byte for byte,
+/// the general encapsulation ([`vpc::push_outer`] with the endpoint ID) of the packet
+/// sent, whatever burst its template was made in.
+#[test]
+fn endpoint_frames_are_push_outer_across_bursts() {
+    let edge = RefCell::new(Edge::with_world(&world_text(RED2_NO_EIP)));
+    let mut runner = TestRunner::new(Config { cases: 128, ..Config::default() });
+    let bursts = prop::collection::vec(prop::collection::vec((s3_packet(), any::<bool>()), 1..8), 1..4);
+    runner
+        .run(&bursts, |bursts| {
+            let mut edge = edge.borrow_mut();
+            for burst in bursts {
+                let mut frames = Vec::new();
+                let mut want = Vec::new();
+                for (inner, with_dx) in &burst {
+                    if *with_dx {
+                        frames.push(from_host(PA_B, YELLOW, &udp(YELLOW1, DX_HOST, 1, 2, b"dx", true)));
+                        want.push(None);
+                    }
+                    let src_pa = if addr(inner, 12) == RED2 { PA_B } else { PA_A };
+                    frames.push(from_host(src_pa, RED, inner));
+                    let mut b = TestBuffer::from_slice_with_room(inner, 128, 0);
+                    let encap = Encap {
+                        src_mac: card_mac(PA_EDGE),
+                        dst_mac: UNDERLAY_ROUTER_MAC,
+                        src_pa: PA_EDGE,
+                        dst_pa: FRONT_END,
+                        vni: RED,
+                        source_vpc: RED,
+                    };
+                    vpc::push_outer(&mut b, &encap, Some(ENDPOINT_ID)).expect("fits");
+                    want.push(Some(b.data().to_vec()));
+                }
+                let pass = edge.run_underlay(&frames);
+                for ((verdict, got), want) in pass.out.iter().zip(&want) {
+                    match want {
+                        Some(want) => {
+                            prop_assert_eq!(*verdict, fwd(SERVICES));
+                            prop_assert_eq!(got, want);
+                        }
+                        None => prop_assert_eq!(*verdict, fwd(DX)),
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let edge = edge.into_inner();
+    assert_eq!(edge.meters.counters.total_drops(), 0);
+}

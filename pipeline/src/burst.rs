@@ -52,6 +52,8 @@ pub struct Burst<B> {
     dropped: u64,
     /// Bit o: some packet is forwarded to output o.
     outputs: u64,
+    /// Bit i: slot i was forwarded (to any output).
+    forwarded: u64,
     /// The stage that dropped slot i, when a timed stage did ([`note_drops`](Self::note_drops)).
     drop_stage: [Option<StageId>; MAX_BURST],
 }
@@ -82,6 +84,7 @@ impl<B> Burst<B> {
             live: 0,
             dropped: 0,
             outputs: 0,
+            forwarded: 0,
             drop_stage: [None; MAX_BURST],
         }
     }
@@ -181,7 +184,10 @@ impl<B> Burst<B> {
         let b = bit(i);
         self.live &= !b;
         match v {
-            Verdict::Forward(o) => self.outputs |= 1u64 << o.index(),
+            Verdict::Forward(o) => {
+                self.outputs |= 1u64 << o.index();
+                self.forwarded |= b;
+            }
             Verdict::Drop(_) => {
                 self.dropped |= b;
                 if let Some(s) = self.drop_stage.get_mut(i) {
@@ -357,6 +363,11 @@ impl<B> Burst<B> {
         self.decide_leftovers();
         let n = self.len;
         let mut outputs = self.outputs;
+        // Only the forwarded slots are offered (their bits, not every slot's verdict); with
+        // one output every one of them goes to it, without comparing verdicts.
+        let one_output = outputs.count_ones() == 1;
+        // Forwarded slots whose buffer a group took (the last loop skips them).
+        let mut grouped = 0u64;
         let mut group: ArrayVec<B, MAX_BURST> = ArrayVec::new();
         while outputs != 0 {
             let o = outputs.trailing_zeros() as usize;
@@ -364,17 +375,22 @@ impl<B> Burst<B> {
             let Some(out) = Output::new(o) else { break };
             let max = max_len(out);
             let mut too_long = 0u64;
-            for (slot, &v) in self.pkts.iter_mut().zip(self.verdicts.iter()).take(n) {
-                if v == Verdict::Forward(out) {
-                    if let Some(p) = slot.take() {
-                        if len(&p) > max {
-                            too_long += 1;
-                            rest(p, Verdict::Drop(DropReason::MtuExceeded));
-                            continue;
-                        }
-                        // Cannot fail: at most n <= MAX_BURST packets per group.
-                        let _ = group.try_push(p);
+            let mut m = self.forwarded;
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                if !one_output && self.verdicts.get(i) != Some(&Verdict::Forward(out)) {
+                    continue;
+                }
+                grouped |= bit(i);
+                if let Some(p) = self.pkts.get_mut(i).and_then(Option::take) {
+                    if len(&p) > max {
+                        too_long += 1;
+                        rest(p, Verdict::Drop(DropReason::MtuExceeded));
+                        continue;
                     }
+                    // Cannot fail: at most n <= MAX_BURST packets per group.
+                    let _ = group.try_push(p);
                 }
             }
             counters.add_drops(DropReason::MtuExceeded, too_long);
@@ -389,10 +405,17 @@ impl<B> Burst<B> {
                 rest(p, Verdict::Drop(DropReason::TxFull));
             }
         }
-        for (slot, &v) in self.pkts.iter_mut().zip(self.verdicts.iter()).take(n) {
+        // Every other used slot: dropped, consumed, or (cannot happen) forwarded to an
+        // output no group took.
+        let used = if n >= MAX_BURST { u64::MAX } else { (1u64 << n) - 1 };
+        let mut m = used & !grouped;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let (Some(slot), Some(&v)) = (self.pkts.get_mut(i), self.verdicts.get(i)) else { continue };
             match v {
                 Verdict::Forward(_) => {
-                    // Only reached if tx left a packet in its slot: cannot happen, but
+                    // Only reached if no group took a forwarded packet: cannot happen, but
                     // never lose a buffer.
                     if let Some(p) = slot.take() {
                         count(counters, v, 1);
@@ -423,6 +446,7 @@ impl<B> Burst<B> {
         self.live = 0;
         self.dropped = 0;
         self.outputs = 0;
+        self.forwarded = 0;
     }
 }
 
@@ -664,5 +688,153 @@ mod tests {
         b.forward(0, out(3));
         b.drain_grouped_within(&mut c, |_| 10, |_, _| panic!("offered nothing"), |_, _| ());
         assert_eq!(c.drops(DropReason::MtuExceeded), 3);
+    }
+
+    /// What one packet of a generated burst becomes before the drain.
+    #[derive(Clone, Copy, Debug)]
+    enum Fate {
+        Live,
+        Forward(usize),
+        Drop,
+        Consumed,
+        TakenDropped,
+    }
+
+    fn fate() -> impl proptest::strategy::Strategy<Value = Fate> {
+        use proptest::prelude::*;
+        prop_oneof![
+            1 => Just(Fate::Live),
+            8 => (0usize..4).prop_map(Fate::Forward),
+            1 => Just(Fate::Drop),
+            1 => Just(Fate::Consumed),
+            1 => Just(Fate::TakenDropped),
+        ]
+    }
+
+    /// The drain before the forwarded-slot masks (every slot's verdict compared per
+    /// output, then every slot visited again), on a model of the burst: per slot its
+    /// packet id and length (`None`: taken) and its verdict. Returns the TX calls, the
+    /// rest calls and the counters.
+    #[allow(clippy::type_complexity)]
+    fn reference_drain(
+        slots: &mut [(Option<(u8, usize)>, Verdict)],
+        outputs: u64,
+        max_len: &dyn Fn(Output) -> usize,
+        takes: &dyn Fn(Output, usize) -> usize,
+    ) -> (Vec<(usize, Vec<u8>)>, Vec<(u8, Verdict)>, Counters) {
+        let mut c = Counters::new();
+        let (mut txed, mut rest) = (Vec::new(), Vec::new());
+        let mut outputs = outputs;
+        while outputs != 0 {
+            let o = outputs.trailing_zeros() as usize;
+            outputs &= outputs - 1;
+            let out = Output::new(o).unwrap();
+            let mut group = Vec::new();
+            let mut too_long = 0;
+            for (p, v) in slots.iter_mut() {
+                if *v == Verdict::Forward(out) {
+                    if let Some((id, len)) = p.take() {
+                        if len > max_len(out) {
+                            too_long += 1;
+                            rest.push((id, Verdict::Drop(DropReason::MtuExceeded)));
+                            continue;
+                        }
+                        group.push(id);
+                    }
+                }
+            }
+            c.add_drops(DropReason::MtuExceeded, too_long);
+            if !group.is_empty() {
+                txed.push((o, group.clone()));
+            }
+            let sent = takes(out, group.len()).min(group.len());
+            c.add_output(out, sent as u64);
+            c.add_drops(DropReason::TxFull, (group.len() - sent) as u64);
+            for id in &group[sent..] {
+                rest.push((*id, Verdict::Drop(DropReason::TxFull)));
+            }
+        }
+        for (p, v) in slots.iter_mut() {
+            match v {
+                Verdict::Forward(_) => {
+                    if let Some((id, _)) = p.take() {
+                        count(&mut c, *v, 1);
+                        rest.push((id, *v));
+                    }
+                }
+                _ => {
+                    count(&mut c, *v, 1);
+                    if let Some((id, _)) = p.take() {
+                        rest.push((id, *v));
+                    }
+                }
+            }
+        }
+        c.add_burst(slots.len() as u64);
+        (txed, rest, c)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..proptest::prelude::ProptestConfig::default() })]
+
+        /// The drain that visits only the forwarded slots (and, with one output, compares
+        /// no verdict) hands out, refuses and counts exactly what the drain that compared
+        /// every slot's verdict did: any mix of live, forwarded (to 1 to 4 outputs, some
+        /// too long for theirs), dropped, consumed and taken-dropped packets, any TX that
+        /// takes only part of a group.
+        #[test]
+        fn drain_equals_the_verdict_scan(
+            fates in proptest::collection::vec(fate(), 0..=MAX_BURST),
+            lens in proptest::collection::vec(1usize..40, MAX_BURST),
+            limits in proptest::collection::vec(10usize..40, 4),
+            takes in proptest::collection::vec(0usize..70, 4),
+        ) {
+            let mut b: Burst<TestBuffer> = Burst::new();
+            let mut model = Vec::new();
+            for (i, f) in fates.iter().enumerate() {
+                let len = lens[i];
+                let _ = b.push(TestBuffer::from_slice(&vec![i as u8; len]));
+                let (p, v) = match *f {
+                    Fate::Live => (Some((i as u8, len)), Verdict::Drop(DropReason::NoVerdict)),
+                    Fate::Forward(o) => {
+                        b.forward(i, out(o + 1));
+                        (Some((i as u8, len)), Verdict::Forward(out(o + 1)))
+                    }
+                    Fate::Drop => {
+                        b.drop(i, DropReason::NoMapping);
+                        (Some((i as u8, len)), Verdict::Drop(DropReason::NoMapping))
+                    }
+                    Fate::Consumed => {
+                        let _ = b.take(i);
+                        (None, Verdict::Consumed)
+                    }
+                    Fate::TakenDropped => {
+                        b.drop(i, DropReason::Malformed);
+                        let _ = b.take_dropped(i);
+                        (None, Verdict::Drop(DropReason::Malformed))
+                    }
+                };
+                model.push((p, v));
+            }
+            let outputs = b.outputs;
+            let max_len = |o: Output| limits[o.index() - 1];
+            let take = |o: Output, n: usize| takes[o.index() - 1].min(n);
+            let (want_tx, want_rest, want_c) = reference_drain(&mut model, outputs, &max_len, &take);
+            let (mut c, mut txed, mut rest) = (Counters::new(), Vec::new(), Vec::new());
+            b.drain_grouped_within(
+                &mut c,
+                max_len,
+                |o, pkts| {
+                    txed.push((o.index(), pkts.iter().map(|p| p.data()[0]).collect::<Vec<u8>>()));
+                    let n = take(o, pkts.len());
+                    pkts.drain(..n);
+                },
+                |p, v| rest.push((p.data()[0], v)),
+            );
+            proptest::prop_assert_eq!(txed, want_tx);
+            proptest::prop_assert_eq!(rest, want_rest);
+            proptest::prop_assert!(c == want_c, "counters differ");
+            proptest::prop_assert!(b.is_empty());
+        }
     }
 }
