@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use mapping_client::{EndpointId, Location, Route, Tables, VpcEntry, VpnId};
+use mapping_client::{EndpointId, Home, Location, Route, Tables, VpcEntry, VpnId};
 use pipeline::frag::{self, fragment_out};
 use pipeline::prefetch::prefetch_ends;
 use pipeline::{
@@ -51,6 +51,8 @@ struct Scratch {
     /// The burst's lookups of (VPC, inner source): the distinct keys, their answers, and
     /// per slot its key.
     keys: [(u32, Ipv4Addr); MAX_BURST],
+    /// Each key's home in the mapping table, hashed once (for the prefetch and the probe).
+    homes: [Home; MAX_BURST],
     locs: [Option<Location>; MAX_BURST],
     key_of: [u8; MAX_BURST],
     /// Slots per class, filled by verify-recv.
@@ -82,7 +84,8 @@ impl Scratch {
             src_pa: [0; MAX_BURST], vni: [0; MAX_BURST], src: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
             dst: [Ipv4Addr::UNSPECIFIED; MAX_BURST], inner_offset: [0; MAX_BURST],
             inner_len: [0; MAX_BURST], way: [0; MAX_BURST], ways: [Class::Internet; MAX_BURST],
-            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], locs: [None; MAX_BURST],
+            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], homes: [Home::default(); MAX_BURST],
+            locs: [None; MAX_BURST],
             key_of: [0; MAX_BURST], internet: 0, vpn: 0, dx: 0, endpoint: 0, to: ToHosts::new(),
             seal: [esp::SealPlan::default(); MAX_BURST],
             endpoint_template: None,
@@ -234,12 +237,15 @@ fn verify_recv<B: PacketBuf>(
         let k = match last {
             Some((lk, idx)) if lk == key => idx,
             _ => {
-                // The slot's cache miss overlaps the parsing of the next packets.
-                if let Some(home) = tables.mapping_slot(key.0, key.1) {
-                    prefetch_ends(home);
+                // Hashed once; the slot's cache miss overlaps the parsing of the next
+                // packets.
+                let home = tables.mapping_home(key.0, key.1);
+                if let Some(slot) = tables.mapping_slot_at(home) {
+                    prefetch_ends(slot);
                 }
                 let idx = slot(n) as u8;
                 s.keys[usize::from(idx)] = key;
+                s.homes[usize::from(idx)] = home;
                 n += 1;
                 last = Some((key, idx));
                 idx
@@ -251,9 +257,7 @@ fn verify_recv<B: PacketBuf>(
     if n == 0 {
         return;
     }
-    for (loc, &(vni, ip)) in s.locs.iter_mut().zip(&s.keys).take(n) {
-        *loc = tables.lookup(vni, ip);
-    }
+    tables.lookup_burst_homed(&s.keys[..n], &s.homes[..n], &mut s.locs[..n]);
 
     // The VPC entry of the previous packet, and the way out its route gave, reused within
     // the burst: a burst's packets mostly share a VPC and a route.
