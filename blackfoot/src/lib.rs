@@ -78,8 +78,10 @@
 //! # Cost
 //!
 //! Table slots are prefetched as soon as their key is known ([`pipeline::prefetch`]):
-//! `verify-recv` prefetches each (VPC, inner source) mapping slot while it parses the burst
-//! and, for internet-bound packets, the Elastic IP slot `nat` reads; the return path to
+//! `verify-recv` hashes each (VPC, inner source) key once, prefetches its mapping slot while
+//! it parses the burst and probes the burst from those homes
+//! ([`mapping_client::Tables::lookup_burst_homed`]), and, for internet-bound packets,
+//! prefetches the Elastic IP slot `nat` reads; the return path to
 //! the hosts looks its burst up together ([`mapping_client::Tables::lookup_burst`]);
 //! nothing allocates, locks or logs on the packet path except the buffers fragmentation
 //! takes from the pool through [`Extra`].
@@ -88,8 +90,9 @@
 //! parses vpcemu's own frame on a fast path ([`wire::vpc::parse_outer`]), matches the
 //! route by reference and works out the way out (VPN, VIF, endpoint or internet gateway,
 //! with its table lookups) once per VPC and route, handing it on per packet as a one-byte
-//! index; `endpoint` makes one [`wire::vpc::OuterTemplate`] per endpoint and VPC and
-//! patches a copy per packet; `nat` translates the common packet (20-byte header, TCP or
+//! index; `endpoint` keeps one [`wire::vpc::OuterTemplate`] across bursts, made again
+//! only when the endpoint, its front end, the VPC or the edge's PA changes, and patches a
+//! copy per packet; `nat` translates the common packet (20-byte header, TCP or
 //! UDP, not a later fragment) straight through ([`nat`]).
 //!
 //! Nothing on the packet path walks the edge's VPNs or VPCs: `classify` asks the tables'

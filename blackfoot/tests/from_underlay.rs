@@ -674,6 +674,7 @@ fn endpoint_frames_are_push_outer_across_bursts() {
                     want.push(Some(b.data().to_vec()));
                 }
                 let pass = edge.run_underlay(&frames);
+                prop_assert_eq!(pass.out.len(), want.len());
                 for ((verdict, got), want) in pass.out.iter().zip(&want) {
                     match want {
                         Some(want) => {

@@ -86,6 +86,7 @@ fn main() {
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
+        .filter(|&mb| mb > 0)
         .collect();
     let sizes = if sizes.is_empty() { vec![2, 8, 32, 48, 128] } else { sizes };
     let thp = std::env::var("GLIBC_TUNABLES").unwrap_or_default();

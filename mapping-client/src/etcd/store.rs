@@ -97,11 +97,29 @@ pub async fn list(
 ) -> Result<(Vec<Listed>, i64), etcd_client::Error> {
     let start = format!("{prefix}{rel}");
     let end = prefix_end(&start);
-    let mut from = start.as_bytes().to_vec();
+    list_range(client, prefix, start.into_bytes(), end, revision, PAGE).await
+}
+
+/// Keys listed per Range of the static snapshot's chunks (`statics/`, at most 256 KiB and
+/// a few bytes each): a page stays near 2 MiB, under the client's 4 MiB limit on a
+/// response, where a page of [`PAGE`] of them would not.
+pub const STATICS_PAGE: i64 = 8;
+
+/// Lists every key in [`start`, `end`) at one revision (`revision`, or the current one), in
+/// pages of `page` keys. Returns the keys (relative to `prefix`) and the revision read.
+pub async fn list_range(
+    client: &mut Client,
+    prefix: &str,
+    start: Vec<u8>,
+    end: Vec<u8>,
+    revision: Option<i64>,
+    page: i64,
+) -> Result<(Vec<Listed>, i64), etcd_client::Error> {
+    let mut from = start;
     let mut out = Vec::new();
     let mut rev = revision.unwrap_or(0);
     loop {
-        let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+        let mut opts = GetOptions::new().with_range(end.clone()).with_limit(page);
         if rev > 0 {
             opts = opts.with_revision(rev);
         }
@@ -199,11 +217,20 @@ impl Store {
         let mut c = self.client.clone();
         // A large world is many pages: the connection was checked at connect, so give the
         // whole read longer than one call.
-        let (listed, revision) = self.block_for(SNAPSHOT_DEADLINE, "reading the world", list(&mut c, &self.prefix, "", None))?;
+        // The static snapshot is a copy of the static records, not part of the world: the
+        // keys before it and the keys after it, at one revision.
+        let statics = format!("{}{}", self.prefix, layout::STATICS);
+        let (prefix, after) = (self.prefix.clone(), prefix_end(&statics));
+        let read = async move {
+            let (mut listed, rev) = list_range(&mut c, &prefix, prefix.as_bytes().to_vec(), statics.into_bytes(), None, PAGE).await?;
+            let (rest, _) = list_range(&mut c, &prefix, after, prefix_end(&prefix), Some(rev), PAGE).await?;
+            listed.extend(rest);
+            Ok::<_, etcd_client::Error>((listed, rev))
+        };
+        let (listed, revision) = self.block_for(SNAPSHOT_DEADLINE, "reading the world", read)?;
         let mut records = Records::new();
         let mut mod_revisions = HashMap::new();
-        // The static snapshot is a copy of the static records, not part of the world.
-        for l in listed.into_iter().filter(|l| !l.key.starts_with(layout::STATICS)) {
+        for l in listed {
             mod_revisions.insert(l.key.clone(), l.mod_revision);
             records.insert(l.key, l.value);
         }

@@ -776,6 +776,18 @@ async fn list_at(c: &mut etcd_client::Client, prefix: &str, rel: &str, rev: Opti
     }
 }
 
+/// The static snapshot's chunks at `rev`, a few per Range ([`store::STATICS_PAGE`]: a
+/// page of 1000 chunks of 256 KiB would pass the client's limit on a response).
+async fn list_statics_at(c: &mut etcd_client::Client, prefix: &str, rev: i64) -> Result<(Vec<Listed>, i64), String> {
+    let start = format!("{prefix}{}", layout::STATICS);
+    let end = store::prefix_end(&start);
+    let list = store::list_range(c, prefix, start.into_bytes(), end, Some(rev), store::STATICS_PAGE);
+    match tokio::time::timeout(store::DEADLINE, list).await {
+        Ok(r) => r.map_err(err),
+        Err(_) => Err(format!("listing {}: no answer within {} s", layout::STATICS, store::DEADLINE.as_secs())),
+    }
+}
+
 fn send_updates(machine: &mut CardWatch, card: &CardSpec) {
     let updates = machine.take_updates();
     if !updates.is_empty() {
@@ -821,12 +833,15 @@ async fn snapshot(
     // listed prefix by prefix.
     let (first, rev) = list_at(c, prefix, STATIC_PREFIXES[0], None).await?;
     let mut statics = first;
-    let (chunks, _) = list_at(c, prefix, layout::STATICS, Some(rev)).await?;
-    match layout::statics_from_chunks(chunks.iter().map(|l| (l.key.as_str(), l.value.as_str())))? {
-        Some(records) => statics.extend(records.into_iter().map(|(key, value)| Listed { key, value, mod_revision: 0 })),
-        None => {
-            for p in &STATIC_PREFIXES[1..] {
-                statics.extend(list_at(c, prefix, p, Some(rev)).await?.0);
+    // No `world` (a load unfinished, or none): `begin` says so, nothing more to read.
+    if statics.iter().any(|l| l.key == WORLD) {
+        let (chunks, _) = list_statics_at(c, prefix, rev).await?;
+        match layout::statics_from_chunks(chunks.iter().map(|l| (l.key.as_str(), l.value.as_str())))? {
+            Some(records) => statics.extend(records.into_iter().map(|(key, value)| Listed { key, value, mod_revision: 0 })),
+            None => {
+                for p in &STATIC_PREFIXES[1..] {
+                    statics.extend(list_at(c, prefix, p, Some(rev)).await?.0);
+                }
             }
         }
     }

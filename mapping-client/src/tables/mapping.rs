@@ -591,7 +591,7 @@ mod tests {
         for round in 0..3000u32 {
             let mut t = MappingTable::default();
             let mut model = std::collections::HashMap::new();
-            // At most 13, 19 or 29 keys: tables of 16, 24 or 36 slots.
+            // At most 14, 20 or 30 keys: tables of 16 up to 24, 36 or 54 slots.
             let universe = [14u64, 20, 30][round as usize % 3];
             for step in 0..200u32 {
                 let r = next();
