@@ -473,6 +473,16 @@ mod tests {
         }
     }
 
+    /// A xorshift64 generator: the tests' reproducible random keys.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     #[test]
     fn insert_get_remove_burst() {
         let mut t = MappingTable::default();
@@ -514,13 +524,7 @@ mod tests {
     /// `std::collections::HashMap`, through every read path, across growth and shrinkage.
     #[test]
     fn matches_a_hash_map() {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let mut t = MappingTable::default();
         let mut model = std::collections::HashMap::new();
         let key = |r: u64| -> (u32, Ipv4Addr) {
@@ -579,13 +583,7 @@ mod tests {
     /// of the probe and of backward-shift removal is exercised).
     #[test]
     fn wrapping_runs_match_a_hash_map() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let mut wrapped = 0usize;
         let mut sizes = std::collections::BTreeSet::new();
         for round in 0..3000u32 {
@@ -644,13 +642,7 @@ mod tests {
     /// gives a wrong `Some`.
     #[test]
     fn homed_lookups_match_get() {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let mut t = MappingTable::default();
         let key = |r: u64| -> (u32, Ipv4Addr) {
             if r % 101 == 0 {
