@@ -770,9 +770,17 @@ fn err(e: etcd_client::Error) -> String {
 }
 
 async fn list_at(c: &mut etcd_client::Client, prefix: &str, rel: &str, rev: Option<i64>) -> Result<(Vec<Listed>, i64), String> {
-    match tokio::time::timeout(store::DEADLINE, store::list(c, prefix, rel, rev)).await {
+    bounded(rel, store::list(c, prefix, rel, rev)).await
+}
+
+/// `list`, answered within [`store::DEADLINE`] (`what`: what it lists, for the error).
+async fn bounded(
+    what: &str,
+    list: impl std::future::Future<Output = Result<(Vec<Listed>, i64), etcd_client::Error>>,
+) -> Result<(Vec<Listed>, i64), String> {
+    match tokio::time::timeout(store::DEADLINE, list).await {
         Ok(r) => r.map_err(err),
-        Err(_) => Err(format!("listing {rel}: no answer within {} s", store::DEADLINE.as_secs())),
+        Err(_) => Err(format!("listing {what}: no answer within {} s", store::DEADLINE.as_secs())),
     }
 }
 
@@ -781,11 +789,7 @@ async fn list_at(c: &mut etcd_client::Client, prefix: &str, rel: &str, rev: Opti
 async fn list_statics_at(c: &mut etcd_client::Client, prefix: &str, rev: i64) -> Result<(Vec<Listed>, i64), String> {
     let start = format!("{prefix}{}", layout::STATICS);
     let end = store::prefix_end(&start);
-    let list = store::list_range(c, prefix, start.into_bytes(), end, Some(rev), store::STATICS_PAGE);
-    match tokio::time::timeout(store::DEADLINE, list).await {
-        Ok(r) => r.map_err(err),
-        Err(_) => Err(format!("listing {}: no answer within {} s", layout::STATICS, store::DEADLINE.as_secs())),
-    }
+    bounded(layout::STATICS, store::list_range(c, prefix, start.into_bytes(), end, Some(rev), store::STATICS_PAGE)).await
 }
 
 fn send_updates(machine: &mut CardWatch, card: &CardSpec) {

@@ -307,13 +307,6 @@ impl Tables {
         self.mappings.get(vni, ip)
     }
 
-    /// The mapping table's slot where the lookup of (`vni`, `ip`) starts, to prefetch some
-    /// work ahead of [`lookup`](Self::lookup) ([`ExactTable::home_slot`]).
-    #[inline(always)]
-    pub fn mapping_slot(&self, vni: u32, ip: Ipv4Addr) -> Option<&mapping::Slot<Location>> {
-        self.mappings.home_slot(vni, ip)
-    }
-
     /// Looks up `min(keys.len(), out.len())` (VNI, address) keys at once: all hashes first,
     /// then all probes (see [`MappingTable`]). `out[i]` answers `keys[i]`.
     #[inline]
