@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::net::MacAddr;
 use crate::tables::{self, Location, TableOp, Tables};
-use crate::topology::{CardId, EipField, HostId, Instance, InstanceField, Topology, VpcId};
+use crate::topology::{CardId, EipField, EniId, HostId, Instance, InstanceField, Topology, VpcId};
 
 /// A new instance (ENI) to register. Same fields and defaults as `[[instance]]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,6 +246,21 @@ impl Service {
         self
     }
 
+    /// A copy (its clients' state with it), for tests comparing two ways to one result.
+    #[cfg(test)]
+    fn clone_for_test(&self) -> Service {
+        Service {
+            topo: self.topo.clone(),
+            peers: self
+                .peers
+                .iter()
+                .map(|(&c, p)| (c, Peer { connected: p.connected, version: p.version, outbox: p.outbox.clone(), last_sent: p.last_sent }))
+                .collect(),
+            heartbeat: self.heartbeat,
+            clients: self.clients,
+        }
+    }
+
     /// The current model.
     pub fn topology(&self) -> &Topology {
         &self.topo
@@ -363,8 +378,14 @@ impl Service {
     #[cfg(feature = "etcd")]
     pub(crate) fn register_all(&mut self, instances: Vec<Instance>) -> Result<(), String> {
         let mut batch = self.batch();
+        // The cards viewing the last VPC seen. With one client (or none) an instance
+        // added on a host whose ops are not computed changes no computed card's view, so
+        // the viewers of a VPC stay the same until a full registration; with every card a
+        // client, every instance takes the full registration above.
+        let mut viewing: Option<(VpcId, BTreeSet<CardId>)> = None;
         for inst in instances {
             if batch.wants(CardId::Host(inst.host)) {
+                viewing = None;
                 let done = std::mem::replace(&mut batch, self.batch());
                 self.queue(done);
                 let spec = InstanceSpec::registering(&self.topo, &inst);
@@ -374,7 +395,10 @@ impl Service {
             }
             // Elsewhere: no view changes for the cards computed, only the new mappings.
             let (eni, vpc) = (inst.eni, inst.vpc);
-            let viewers = cards_viewing(&self.topo, vpc, &batch);
+            let viewers = match viewing.take() {
+                Some((v, cards)) if v == vpc => cards,
+                _ => cards_viewing(&self.topo, vpc, &batch),
+            };
             self.topo.add_checked_instance(inst)?;
             let t = &self.topo;
             if let Some(inst) = t.instance(eni) {
@@ -383,6 +407,7 @@ impl Service {
                     batch.mappings(card, vni, inst, loc);
                 }
             }
+            viewing = Some((vpc, viewers));
         }
         self.queue(batch);
         Ok(())
@@ -512,25 +537,49 @@ impl Service {
         host: &str,
         batch: &mut Batch,
     ) -> Result<(), CommandError> {
-        let inst = self.instance_named(name)?;
+        let eni = self
+            .topo
+            .instance_by_name(name)
+            .map(|i| i.eni)
+            .ok_or_else(|| CommandError::UnknownInstance(name.to_string()))?;
         let to = self.host_named(host)?;
+        self.move_eni(eni, to, batch)
+    }
+
+    /// [`Command::Move`] of the instance `eni` to `to`, by ids (the etcd watcher replays a
+    /// move it read as ids: no name is looked up or copied). On `Err` nothing changed.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn execute_move(&mut self, eni: EniId, to: HostId) -> Result<(), CommandError> {
+        let mut batch = self.batch();
+        self.move_eni(eni, to, &mut batch)?;
+        self.queue(batch);
+        Ok(())
+    }
+
+    fn move_eni(&mut self, eni: EniId, to: HostId, batch: &mut Batch) -> Result<(), CommandError> {
+        let t = &self.topo;
+        let Some(inst) = t.instance(eni) else {
+            return Err(CommandError::UnknownInstance(format!("eni-{}", eni.0)));
+        };
+        let Some(to_host) = t.host(to) else {
+            return Err(CommandError::UnknownHost(format!("host-{}", to.0)));
+        };
         let from = inst.host;
         if from == to {
             return Err(CommandError::AlreadyThere {
-                instance: name.to_string(),
-                host: host.to_string(),
+                instance: inst.name.clone(),
+                host: to_host.name.clone(),
             });
         }
         // The MAC stays unique in its VPC wherever the ENI goes: nothing to check.
-        let t = &self.topo;
         let vpc = inst.vpc;
         let candidates = with_peers(t, vpc);
         let before_from = view_among(t, from, &candidates, batch);
         let before_to = view_among(t, to, &candidates, batch);
         let viewers_before = cards_viewing(t, vpc, batch);
-        self.topo.move_instance(inst.eni, to);
+        self.topo.move_instance(eni, to);
         let t = &self.topo;
-        let Some(moved) = t.instance(inst.eni) else {
+        let Some(moved) = t.instance(eni) else {
             return Ok(());
         };
         let after_from = view_among(t, from, &candidates, batch);
@@ -713,6 +762,14 @@ impl Batch {
         self.cards.entry(card).or_default().ops.push(op);
     }
 
+    /// Room for `more` ops of `card` (a VPC entering or leaving a view: one per address,
+    /// grown once instead of doubling along).
+    fn reserve(&mut self, card: CardId, more: usize) {
+        if self.wants(card) {
+            self.cards.entry(card).or_default().ops.reserve(more);
+        }
+    }
+
     /// Every address of `inst`, mapped in `vni` to `location`, for `card`.
     fn mappings(&mut self, card: CardId, vni: u32, inst: &Instance, location: Location) {
         for ip in inst.ips() {
@@ -791,6 +848,7 @@ fn add_vpc(batch: &mut Batch, t: &Topology, card: CardId, u: VpcId) {
         return;
     };
     let vni = entry.vni;
+    batch.reserve(card, t.vpc_member_count(u) + 1);
     batch.push(card, TableOp::UpsertVpc(Box::new(entry)));
     for inst in t.vpc_members(u) {
         batch.mappings(card, vni, inst, tables::location(t, inst));
@@ -816,6 +874,7 @@ fn remove_vpc(
         return;
     }
     let vni = vni_of(t, u);
+    batch.reserve(card, t.vpc_member_count(u) + extra.len() + 1);
     batch.push(card, TableOp::RemoveVpc { vni });
     for inst in t.vpc_members(u) {
         for ip in inst.ips() {
@@ -827,5 +886,45 @@ fn remove_vpc(
     }
     for x in peers_before.filter(|&x| was_in_view(x)) {
         batch.peering(card, false, vni, vni_of(t, x));
+    }
+}
+
+#[cfg(all(test, feature = "etcd"))]
+mod tests {
+    use super::*;
+
+    /// Every message a service has queued, heartbeats aside.
+    fn drain(s: &mut Service) -> Vec<ToClient> {
+        std::iter::from_fn(|| s.poll_transmit(Duration::ZERO)).collect()
+    }
+
+    /// A move by ids ([`Service::execute_move`], the etcd watcher's) is the move by names:
+    /// the same model, the same messages to every card, the same refusal, for every
+    /// instance to every host, with every card a client and with one.
+    #[test]
+    fn execute_move_is_the_move_command() {
+        let world = include_str!("../tests/data/deltas-world.toml");
+        let t = Topology::from_str(world, "deltas-world.toml").unwrap();
+        let mut services: Vec<Service> = vec![Service::new(t.clone())];
+        services.extend(t.cards().map(|c| Service::for_card(t.clone(), c)));
+        let mut moves = 0;
+        for mut base in services {
+            for card in t.cards() {
+                base.handle(Request::Resync { card, have: None }, Duration::ZERO);
+            }
+            drain(&mut base);
+            for inst in t.instances() {
+                for host in t.hosts() {
+                    let (mut by_name, mut by_id) = (base.clone_for_test(), base.clone_for_test());
+                    let named = by_name.execute(&Command::Move { instance: inst.name.clone(), host: host.name.clone() });
+                    let ided = by_id.execute_move(inst.eni, host.id);
+                    assert_eq!(named, ided, "{} to {}", inst.name, host.name);
+                    assert_eq!(by_name.topology(), by_id.topology());
+                    assert_eq!(drain(&mut by_name), drain(&mut by_id), "{} to {}", inst.name, host.name);
+                    moves += named.is_ok() as usize;
+                }
+            }
+        }
+        assert!(moves > 20, "{moves} moves");
     }
 }

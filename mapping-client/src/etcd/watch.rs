@@ -174,23 +174,33 @@ impl CardWatch {
         };
         self.held.insert(vpc.to_string());
         self.ever_held.insert(vpc.to_string());
-        let recs: Records = records.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
+        // A listing from etcd is in key order, each key once: read it as it is. Anything
+        // else is read as a map of its records would be (a key's last value, in key order).
+        let in_order = records.windows(2).all(|w| w[0].key < w[1].key);
+        let sorted: Records;
+        let recs: Vec<(&String, &String)> = if in_order {
+            records.iter().map(|l| (&l.key, &l.value)).collect()
+        } else {
+            sorted = records.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
+            sorted.iter().collect()
+        };
         if self.client.is_none() {
             // During a snapshot nobody listens for deltas yet: straight into the model,
             // with the loader's checks.
             let t = self.service.as_mut().ok_or_else(|| resync("no snapshot"))?.topology_mut();
-            return layout::add_dynamic(t, recs.iter()).map_err(Resync);
+            return layout::add_dynamic(t, recs.into_iter()).map_err(Resync);
         }
         self.import(vpc, &recs)
     }
 
     /// The VPC prefixes the card needs and does not hold.
     pub fn missing(&self) -> Vec<String> {
-        self.wanted()
-            .into_iter()
-            .filter(|v| !self.held.contains(*v))
-            .map(layout::vpc_dynamic)
-            .collect()
+        self.missing_of(&self.wanted())
+    }
+
+    /// Those of `wanted` the card does not hold, as prefixes.
+    fn missing_of(&self, wanted: &[&str]) -> Vec<String> {
+        wanted.iter().filter(|v| !self.held.contains(**v)).map(|v| layout::vpc_dynamic(v)).collect()
     }
 
     /// Ends the snapshot: the card's tables as a replacement ([`CardWatch::take_updates`]).
@@ -250,24 +260,29 @@ impl CardWatch {
         false
     }
 
-    /// The VPCs the card needs now.
-    fn wanted(&self) -> BTreeSet<&str> {
+    /// The VPCs the card needs now, by name, sorted, each once (a sorted vector: it is
+    /// built on every reconcile, and a set of strings cost more than the rest of it).
+    fn wanted(&self) -> Vec<&str> {
         let (Some(card), Some(t)) = (self.card, self.model()) else {
-            return BTreeSet::new();
+            return Vec::new();
         };
         let name = |v| t.vpc(v).map(|v| v.name.as_str());
-        match card {
+        let mut out: Vec<&str> = match card {
             CardId::Edge(e) => t.edge_vpcs(e).filter_map(name).collect(),
             CardId::Host(_) => {
-                let mut out: BTreeSet<&str> = self.direct.keys().map(String::as_str).collect();
+                let mut out: Vec<&str> = Vec::with_capacity(self.direct.len() * 2);
                 for d in self.direct.keys() {
+                    out.push(d.as_str());
                     if let Some(id) = t.vpc_by_name(d) {
                         out.extend(t.peers(id).filter_map(name));
                     }
                 }
                 out
             }
-        }
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Drops the VPCs no longer wanted (their instances leave the model, with the deltas
@@ -277,17 +292,21 @@ impl CardWatch {
             return Ok((Vec::new(), Vec::new()));
         }
         self.dirty = false;
-        let surplus: Vec<String> = {
+        let (surplus, missing): (Vec<String>, Vec<String>) = {
             let wanted = self.wanted();
-            self.held.iter().filter(|v| !wanted.contains(v.as_str())).cloned().collect()
+            let surplus = self.held.iter().filter(|v| wanted.binary_search(&v.as_str()).is_err()).cloned().collect();
+            (surplus, self.missing_of(&wanted))
         };
         let mut cancel = Vec::new();
+        let dropped = !surplus.is_empty();
         for v in surplus {
             self.drop_vpc(&v)?;
             cancel.push(layout::vpc_dynamic(&v));
         }
         self.pump();
-        let missing = self.missing();
+        // Dropping VPCs no longer wanted leaves what is wanted as it was (a VPC dropped is
+        // no peer of a VPC held directly); look again anyway then, it is rare.
+        let missing = if dropped { self.missing() } else { missing };
         // Listing what is missing may bring peers in: look again then.
         self.dirty = !missing.is_empty();
         Ok((missing, cancel))
@@ -365,14 +384,14 @@ impl CardWatch {
     }
 
     /// A VPC's dynamic records into the model: instances (ENI order), peerings, Elastic IPs.
-    fn import(&mut self, vpc: &str, records: &Records) -> Result<(), Resync> {
+    fn import(&mut self, vpc: &str, records: &[(&String, &String)]) -> Result<(), Resync> {
         let t = self.model().ok_or_else(|| resync("no snapshot"))?;
         if t.vpc_by_name(vpc).is_none() {
             return Err(resync(format!("unknown vpc {vpc}")));
         }
         let mut instances: Vec<Instance> = Vec::new();
         let mut rest = Vec::new();
-        for (k, v) in records {
+        for &(k, v) in records {
             if k.contains("/ip/") {
                 if instance_key(k) {
                     instances.push(layout::instance_from_record(t, v).map_err(Resync)?);
@@ -446,8 +465,12 @@ impl CardWatch {
                 if have.host == inst.host {
                     return Ok(());
                 }
-                let host = t.host(inst.host).map(|h| h.name.clone()).unwrap_or_default();
-                Command::Move { instance: inst.name, host }
+                // The move, by ids (the record's host is one of the model's).
+                let (eni, to) = (have.eni, inst.host);
+                let service = self.service.as_mut().ok_or_else(|| resync("no snapshot"))?;
+                return service
+                    .execute_move(eni, to)
+                    .map_err(|e| resync(format!("the card's model refused a change ({e}): events out of order")));
             }
             Some(_) => return Err(resync(format!("instance {} is elsewhere in the card's model", inst.name))),
             None => {

@@ -445,6 +445,10 @@ impl Topology {
             .flatten();
         members.filter_map(|eni| self.instance(*eni))
     }
+    /// How many ENIs `vpc` has.
+    pub(crate) fn vpc_member_count(&self, vpc: VpcId) -> usize {
+        self.ix.vpc_members.get(vpc.0 as usize).map_or(0, |m| m.len())
+    }
     /// The hosts with at least one ENI of `vpc`.
     pub fn vpc_hosts(&self, vpc: VpcId) -> impl Iterator<Item = HostId> + '_ {
         self.ix
