@@ -45,8 +45,10 @@ pub fn send_counted<B: PacketBuf, S: TxSink<B>>(
     counters: &mut Counters,
 ) -> u64 {
     let before = pkts.len();
-    pkts.retain(|m| m.len() <= max);
-    counters.add_drops(DropReason::MtuExceeded, (before - pkts.len()) as u64);
+    if pkts.iter().any(|m| m.len() > max) {
+        pkts.retain(|m| m.len() <= max);
+        counters.add_drops(DropReason::MtuExceeded, (before - pkts.len()) as u64);
+    }
     let offered = pkts.len();
     sink.send(pkts);
     let unsent = pkts.len();
@@ -96,15 +98,43 @@ impl Switch {
     /// one TX burst; packets for a PA not run here out of their sender's `underlay:` port
     /// (`send_out_of_process`); the others returned with their receiving card,
     /// sorted by card. `fabric` is empty afterwards.
+    #[inline]
     pub fn hop<B: PacketBuf, S: TxSink<B>>(
+        &self,
+        fabric: &mut ArrayVec<B, MAX_BURST>,
+        from: usize,
+        ports: Ports<'_, S>,
+        copy: impl FnMut(&B) -> Option<B>,
+        counters: &mut Counters,
+    ) -> ArrayVec<(usize, B), MAX_BURST> {
+        self.hop_with(fabric, from, ports, copy, counters, true)
+    }
+
+    /// [`hop`](Self::hop), with its fast paths (`fast`) or without them (the general path
+    /// the tests hold them equal to).
+    fn hop_with<B: PacketBuf, S: TxSink<B>>(
         &self,
         fabric: &mut ArrayVec<B, MAX_BURST>,
         from: usize,
         mut ports: Ports<'_, S>,
         mut copy: impl FnMut(&B) -> Option<B>,
         counters: &mut Counters,
+        fast: bool,
     ) -> ArrayVec<(usize, B), MAX_BURST> {
         let mut by_card: ArrayVec<(usize, B), MAX_BURST> = ArrayVec::new();
+        // The common case of a card alone in its process (or sending out of it only): no
+        // copy and no packet run here. The whole burst leaves as it is, without being
+        // moved packet by packet into another vector first.
+        if fast
+            && self.capture.is_none()
+            && fabric.iter().all(|m| outer_addr(m.data(), OUTER_DST).and_then(|pa| self.by_pa.get(pa)).is_none())
+        {
+            if !fabric.is_empty() {
+                self.send_out_of_process(fabric, from, &mut ports, counters, fast);
+            }
+            fabric.clear();
+            return by_card;
+        }
         let mut out_of_process: ArrayVec<B, MAX_BURST> = ArrayVec::new();
         let mut captured: ArrayVec<B, MAX_BURST> = ArrayVec::new();
         for m in fabric.drain(..) {
@@ -132,9 +162,12 @@ impl Switch {
         }
         captured.clear();
         if !out_of_process.is_empty() {
-            self.send_out_of_process(&mut out_of_process, from, &mut ports, counters);
+            self.send_out_of_process(&mut out_of_process, from, &mut ports, counters, fast);
         }
-        by_card.sort_unstable_by_key(|(c, _)| *c);
+        // Already in card order (one card, the common case): not sorted again.
+        if !fast || by_card.windows(2).any(|w| w[0].0 > w[1].0) {
+            by_card.sort_unstable_by_key(|(c, _)| *c);
+        }
         by_card
     }
 
@@ -147,7 +180,17 @@ impl Switch {
         from: usize,
         ports: &mut Ports<'_, S>,
         counters: &mut Counters,
+        fast: bool,
     ) {
+        let sender = |m: &B| outer_addr(m.data(), OUTER_SRC).and_then(|pa| self.by_pa.get(pa)).unwrap_or(from);
+        // One sender for the whole burst (the common case): it leaves in one group as it
+        // is, without being sorted and regrouped.
+        if let Some(first) = pkts.first().filter(|_| fast).map(sender) {
+            if pkts.iter().skip(1).all(|m| sender(m) == first) {
+                self.send_group(pkts, first, ports, counters);
+                return;
+            }
+        }
         let mut by_sender: ArrayVec<(usize, B), MAX_BURST> = ArrayVec::new();
         for m in pkts.drain(..) {
             let card = outer_addr(m.data(), OUTER_SRC).and_then(|pa| self.by_pa.get(pa)).unwrap_or(from);
@@ -164,18 +207,31 @@ impl Switch {
                     let _ = group.try_push(m);
                 }
             }
-            let n = group.len() as u64;
-            match self.underlay.get(card).copied().flatten() {
-                Some(port) => match ports.tx.get_mut(port) {
-                    Some(sink) => {
-                        send_counted(sink, max_frame(ports.mtu, port), &mut group, counters);
-                    }
-                    None => counters.add_drops(DropReason::TxFull, n),
-                },
-                None => counters.add_drops(DropReason::NoRoute, n),
-            }
-            group.clear();
+            self.send_group(&mut group, card, ports, counters);
         }
+    }
+
+    /// Send `group`, packets sent by card `card`, out of that card's `underlay:` port (or
+    /// drop them `no_route` if it has none). `group` is empty afterwards.
+    #[inline]
+    fn send_group<B: PacketBuf, S: TxSink<B>>(
+        &self,
+        group: &mut ArrayVec<B, MAX_BURST>,
+        card: usize,
+        ports: &mut Ports<'_, S>,
+        counters: &mut Counters,
+    ) {
+        let n = group.len() as u64;
+        match self.underlay.get(card).copied().flatten() {
+            Some(port) => match ports.tx.get_mut(port) {
+                Some(sink) => {
+                    send_counted(sink, max_frame(ports.mtu, port), group, counters);
+                }
+                None => counters.add_drops(DropReason::TxFull, n),
+            },
+            None => counters.add_drops(DropReason::NoRoute, n),
+        }
+        group.clear();
     }
 }
 
@@ -367,7 +423,61 @@ mod tests {
         assert_eq!(CardsByPa::new([]).get(Ipv4Addr::new(198, 18, 0, 1)), None);
     }
 
+    /// A frame between two of the test's PAs (or elsewhere), tagged, of a length around the
+    /// test MTUs.
+    fn any_frame() -> impl Strategy<Value = TestBuffer> {
+        let pa = prop_oneof![Just(A), Just(B), Just(EDGE), Just(ELSEWHERE)];
+        (pa.clone(), pa, any::<u8>(), prop_oneof![Just(60usize), Just(1518), Just(1519), Just(9100)])
+            .prop_map(|(s, d, tag, len)| frame(s, d, tag, len))
+    }
+
     proptest! {
+        /// The fast paths of a hop (no capture and nothing for this process: the burst
+        /// leaves whole; one sender: no regrouping; cards already in order: no sort) send,
+        /// return and count exactly what the general path does.
+        #[test]
+        fn hop_fast_paths_equal_the_general_path(
+            frames in proptest::collection::vec(any_frame(), 0..=MAX_BURST),
+            one_sender in any::<bool>(),
+            away in any::<bool>(),
+            from in 0usize..3,
+            capture in proptest::option::of(Just(2usize)),
+            rooms in (0usize..=MAX_BURST, 0usize..=MAX_BURST),
+            mtus in (proptest::option::of(Just(1500u16)), proptest::option::of(Just(9000u16))),
+        ) {
+            // Half the cases: every frame from A (one sender), as a card alone sends; half:
+            // every frame for a PA not run here (the burst may leave whole).
+            let frames: Vec<TestBuffer> = frames
+                .into_iter()
+                .map(|f| {
+                    let mut d = f.data().to_vec();
+                    if one_sender {
+                        d[26..30].copy_from_slice(&A.octets());
+                    }
+                    if away {
+                        d[30..34].copy_from_slice(&ELSEWHERE.octets());
+                    }
+                    TestBuffer::from_slice(&d)
+                })
+                .collect();
+            let mtu = [mtus.0, mtus.1];
+            let run = |fast: bool| {
+                let mut tx = [port(rooms.0), port(rooms.1), port(MAX_BURST)];
+                let mut counters = Counters::new();
+                let mut fabric = burst(frames.iter().map(|f| TestBuffer::from_slice(f.data())));
+                let copy = |m: &TestBuffer| Some(TestBuffer::from_slice(m.data()));
+                let back = switch(capture).hop_with(&mut fabric, from, Ports { tx: &mut tx, mtu: &mtu }, copy, &mut counters, fast);
+                let back: Vec<(usize, Vec<u8>)> = back.into_iter().map(|(c, m)| (c, m.data().to_vec())).collect();
+                let sent: Vec<Vec<Vec<u8>>> = tx.into_iter().map(|p| p.sent).collect();
+                (fabric.is_empty(), back, sent, counters)
+            };
+            let (general, fast) = (run(false), run(true));
+            prop_assert!(fast.0 && general.0);
+            prop_assert_eq!(&fast.1, &general.1);
+            prop_assert_eq!(&fast.2, &general.2);
+            prop_assert_eq!(&fast.3, &general.3);
+        }
+
         /// On random card lists (PAs drawn from a small range, so some repeat), the table
         /// answers what the scan it replaces answered: the first card with that PA.
         #[test]

@@ -14,7 +14,7 @@ use pipeline::{AlertProducer, Burst, CardCtx, CardKind, Clock, DropReason, Extra
 
 use super::card::CardInfo;
 use super::plan::{FABRIC, InstanceBinding, Role, UNBOUND, port_output};
-use crate::dpdk::{rdtsc, Mbuf, Mempool};
+use crate::dpdk::{Mbuf, Mempool};
 
 /// Most packets the stages may make beyond a burst in one pass (fragments: a fabric burst
 /// of 64 jumbo packets cut for a 1500-byte MTU makes 6 more each; ICMP answers: one per
@@ -54,6 +54,8 @@ pub struct Env<'a, C> {
     pub pool: &'a Mempool,
     pub clock: &'a C,
     pub meters: &'a mut Meters,
+    /// The TSC when the worker's loop began (the ICMP limit's clock).
+    pub now: u64,
 }
 
 /// An edge's two pipelines in one worker.
@@ -171,14 +173,13 @@ impl CardStages {
     /// `spill`.
     #[inline]
     pub fn underlay_in<C: Clock>(&mut self, burst: &mut Burst<Mbuf>, index: usize, env: Env<'_, C>, spill: &mut Spill) {
-        let Env { tables, card, alerts, pool, clock, meters } = env;
+        let Env { tables, card, alerts, pool, clock, meters, now } = env;
         meters.kind = CardKind::of(card.id());
         match card.id() {
             CardId::Host(_) => {
                 let Some(ingress) = self.ingress.as_mut() else {
                     return drop_all(burst, DropReason::Unsupported);
                 };
-                let now = rdtsc();
                 let mut ctx = CardCtx { tables, card: card.id(), alerts, icmp_limit: &card.icmp_limit, now };
                 let mut extra = WorkerExtra { pool, spill, lost: 0 };
                 ingress.process(burst, self.eni_ports.as_slice(), &mut ctx, &mut extra, clock, meters);

@@ -94,10 +94,10 @@ fn copy_of(pool: &Mempool, m: &Mbuf) -> Option<Mbuf> {
 }
 
 /// The stages' environment for card `card` of the worker, if it has that card.
-fn env<'a, C>(s: &'a mut WorkerSetup, clock: &'a C, card: usize) -> Option<Env<'a, C>> {
+fn env<'a, C>(s: &'a mut WorkerSetup, clock: &'a C, now: u64, card: usize) -> Option<Env<'a, C>> {
     let tables = s.subscribers.get_mut(card)?.current();
     let card = s.cards.get(card)?;
-    Some(Env { tables, card, alerts: &mut s.alerts, pool: &s.pool, clock, meters: &mut s.meters })
+    Some(Env { tables, card, alerts: &mut s.alerts, pool: &s.pool, clock, meters: &mut s.meters, now })
 }
 
 struct Loop<'a, C: Clock> {
@@ -113,6 +113,8 @@ struct Loop<'a, C: Clock> {
     /// Where the burst came in (port index, or the number of ports for the fabric) and the
     /// card it is on, for the trash can.
     from: (u16, u16),
+    /// The TSC when this loop began (the stages' `now`: one read per loop, not per burst).
+    now: u64,
 }
 
 impl<C: Clock> Loop<'_, C> {
@@ -134,9 +136,14 @@ impl<C: Clock> Loop<'_, C> {
             |out| max_frame(port_mtu, out.index()),
             |out, pkts| {
                 if out.index() == FABRIC {
-                    for m in pkts.drain(..) {
-                        // Cannot overflow: one burst's packets at most.
-                        let _ = fabric.try_push(m);
+                    if fabric.is_empty() {
+                        // The whole group at once (left empty: nothing refused).
+                        core::mem::swap(fabric, pkts);
+                    } else {
+                        for m in pkts.drain(..) {
+                            // Cannot overflow: one burst's packets at most.
+                            let _ = fabric.try_push(m);
+                        }
                     }
                 } else if let Some(sink) = tx.get_mut(out.index()) {
                     sink.send(pkts);
@@ -234,7 +241,7 @@ impl<C: Clock> Loop<'_, C> {
     /// Run card `card`'s underlay-in stages on `self.burst` and drain it.
     fn underlay_in(&mut self, card: usize) {
         self.from.1 = card as u16;
-        let Some(env) = env(self.s, &self.clock, card) else { return };
+        let Some(env) = env(self.s, &self.clock, self.now, card) else { return };
         self.stages.underlay_in(&mut self.burst, card, env, &mut self.spill);
         self.drain();
         if !self.spill.is_empty() {
@@ -280,7 +287,7 @@ impl<C: Clock> Loop<'_, C> {
                 // verify-send refuses what it sends (`spoofed_source`, with an alert naming
                 // the card), the one rule for an ENI the card does not hold.
                 let card = card as usize;
-                env(self.s, &self.clock, card).map(|env| {
+                env(self.s, &self.clock, self.now, card).map(|env| {
                     self.stages.instance_in(&mut self.burst, port, eni, env);
                     card
                 })
@@ -290,7 +297,7 @@ impl<C: Clock> Loop<'_, C> {
                 Some(card)
             }
             Role::EdgeInternet { card } | Role::EdgeDx { card } | Role::EdgeServices { card } => {
-                if let Some(env) = env(self.s, &self.clock, card) {
+                if let Some(env) = env(self.s, &self.clock, self.now, card) {
                     self.stages.edge_outside_in(&mut self.burst, card, role, env);
                 }
                 Some(card)
@@ -329,8 +336,11 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
     let mut mb = MbufBurst::new();
     {
         let switch = Switch::new(setup.cards.iter().map(|c| (c.plan.pa, c.plan.ports.underlay)), setup.fabric_capture);
-        let mut l = Loop { s: &mut setup, switch, stages, clock, burst: Burst::new(), fabric: ArrayVec::new(), spill: Spill::new(), from: (0, u16::MAX) };
+        let mut l = Loop { s: &mut setup, switch, stages, clock, burst: Burst::new(), fabric: ArrayVec::new(), spill: Spill::new(), from: (0, u16::MAX), now: rdtsc() };
         while !l.s.stop.load(Ordering::Relaxed) {
+            // One TSC read per loop: the stages' `now` and the publication schedule.
+            let now = rdtsc();
+            l.now = now;
             let generation = l.s.bindings.generation.load(Ordering::Acquire);
             l.stages.refresh(generation, &l.s.bindings.ports);
             for (port, src) in rx.iter_mut() {
@@ -345,7 +355,6 @@ pub fn run<C: Clock>(mut setup: WorkerSetup, clock: C) -> i32 {
             for sub in l.s.subscribers.iter_mut() {
                 sub.quiescent();
             }
-            let now = rdtsc();
             if now >= next_publish {
                 next_publish = now + publish_every;
                 l.s.counters.publish(&l.s.meters.counters);
