@@ -580,7 +580,7 @@ fn prepare_with<B: PacketBuf, A: Aead, const L: usize>(
     // buffer refuse (all `Malformed`): fewer than 20 bytes, a version other than 4, an IHL
     // under 20 bytes or past the packet, a total length other than the buffer's.
     let (tos, flags) = {
-        let h: &[u8; 8] = buf.data().first_chunk::<8>().ok_or(DropReason::Malformed)?;
+        let h: &[u8; 8] = buf.data().get(..8).and_then(|h| h.try_into().ok()).ok_or(DropReason::Malformed)?;
         let ihl = usize::from(h[0] & 0x0f) * 4;
         let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
         if inner_len < ipv4::HEADER_LEN || h[0] >> 4 != 4 || ihl < ipv4::HEADER_LEN || ihl > inner_len || total != inner_len {
