@@ -133,8 +133,14 @@ pub struct OutboundSa<A: Aead> {
     /// The number the next packet gets; past `u32::MAX` the SA is exhausted.
     next_seq: AtomicU64,
     /// The outer header's checksum words that are the same for every packet of the SA
-    /// (TTL and protocol, the addresses), summed once ([`outer_header_from`]).
-    fixed_sum: u32,
+    /// (TTL and protocol, the addresses: [`fixed_sum`]) plus the version and IHL word (0x4500): what the fast path adds the
+    /// packet's four varying words to.
+    head_sum: u32,
+    /// The [`HEAD_LEN`] bytes [`encrypt`] prepends, with what is the same for every packet
+    /// of the SA filled in (version and IHL, TTL, protocol, addresses, SPI) and zeros where
+    /// a packet's fields go (DSCP, total length, identification, DF, checksum, sequence
+    /// number, IV): one copy and a few patched fields per packet.
+    head: [u8; HEAD_LEN],
 }
 
 impl<A: Aead> OutboundSa<A> {
@@ -149,7 +155,8 @@ impl<A: Aead> OutboundSa<A> {
             local,
             remote,
             next_seq: AtomicU64::new(1),
-            fixed_sum: fixed_sum(local, remote),
+            head_sum: fixed_sum(local, remote) + 0x4500,
+            head: head_template(config.spi, local, remote),
         }
     }
 
@@ -426,6 +433,19 @@ fn fixed_sum(src: Ipv4Addr, dst: Ipv4Addr) -> u32 {
     ttl_proto + (s >> 16) + (s & 0xffff) + (d >> 16) + (d & 0xffff)
 }
 
+/// The bytes of an SA's [`OutboundSa::head`]: outer IPv4 header, ESP header and IV with
+/// every per-packet field zero.
+fn head_template(spi: u32, src: Ipv4Addr, dst: Ipv4Addr) -> [u8; HEAD_LEN] {
+    let mut h = [0u8; HEAD_LEN];
+    h[0] = 0x45;
+    h[8] = OUTER_TTL;
+    h[9] = Protocol::ESP.0;
+    h[12..16].copy_from_slice(&src.octets());
+    h[16..20].copy_from_slice(&dst.octets());
+    h[20..24].copy_from_slice(&spi.to_be_bytes());
+    h
+}
+
 /// The outer IPv4 header of the module docs: version 4, IHL 5, `dscp` with ECN 0,
 /// `total_len`, `ident`, DF as `df`, TTL [`OUTER_TTL`], ESP, `src` to `dst`, and its
 /// checksum summed from those fields (straight-line: no pass over the bytes).
@@ -436,7 +456,7 @@ fn outer_header(dscp: u8, df: bool, total_len: u16, ident: u16, src: Ipv4Addr, d
 
 /// [`outer_header`] with the TTL, protocol and address words already summed (`fixed`,
 /// [`fixed_sum`] of `src` and `dst`): per packet only the four words that vary are added.
-#[inline(always)]
+#[cfg(test)]
 fn outer_header_from(fixed: u32, dscp: u8, df: bool, total_len: u16, ident: u16, src: Ipv4Addr, dst: Ipv4Addr) -> [u8; ipv4::HEADER_LEN] {
     let ver_tos = 0x4500u16 | u16::from(dscp & 0x3f) << 2;
     let flags: u16 = if df { 0x4000 } else { 0 };
@@ -543,8 +563,79 @@ pub fn encrypt_prepare_linked<B: PacketBuf, A: Aead, const L: usize>(
     }
 }
 
+/// [`encrypt_prepare`]'s work, the ESP stage's per-packet pass before the cipher: the
+/// inner header's first 8 bytes read once, the SA's [`OutboundSa::head`] copied with the
+/// packet's fields patched in (the checksum summed from [`OutboundSa::head_sum`] and those
+/// fields), the trailer from a table. Tested equal to [`prepare_reference`], the general
+/// form, bytes, plan and refusals.
 #[inline(always)]
 fn prepare_with<B: PacketBuf, A: Aead, const L: usize>(
+    buf: &mut B,
+    sa: &OutboundSa<A>,
+    link: &[u8; L],
+    take_seq: impl FnOnce() -> Result<u32, DropReason>,
+) -> Result<SealPlan, DropReason> {
+    let inner_len = buf.len();
+    // What `ipv4::Packet::new_checked`, the version and the total length against the
+    // buffer refuse (all `Malformed`): fewer than 20 bytes, a version other than 4, an IHL
+    // under 20 bytes or past the packet, a total length other than the buffer's.
+    let (tos, flags) = {
+        let h: &[u8; 8] = buf.data().get(..8).and_then(|h| h.try_into().ok()).ok_or(DropReason::Malformed)?;
+        let ihl = usize::from(h[0] & 0x0f) * 4;
+        let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        if inner_len < ipv4::HEADER_LEN || h[0] >> 4 != 4 || ihl < ipv4::HEADER_LEN || ihl > inner_len || total != inner_len {
+            return Err(DropReason::Malformed);
+        }
+        // DSCP with ECN 0; DF alone of the flags.
+        (h[1] & 0xfc, h[6] & 0x40)
+    };
+    let outer_len = u16::try_from(tunnel_len(inner_len)).map_err(|_| DropReason::MtuExceeded)?;
+    let pad = wesp::pad_len(inner_len, GCM_ALIGN);
+    let tail_len = pad + TRAILER_LEN + GCM_ICV_LEN;
+    if buf.headroom() < L + HEAD_LEN || buf.tailroom() < tail_len {
+        return Err(DropReason::NoRoom);
+    }
+    let seq = take_seq()?;
+    let ident = seq as u16;
+    // `head_sum` is under 6 * 0x10000; four words of at most 0xffff on top: no overflow,
+    // and two folds bring the sum to 16 bits.
+    let mut sum = sa.head_sum + u32::from(tos) + u32::from(outer_len) + u32::from(ident) + (u32::from(flags) << 8);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    let checksum = !(sum as u16);
+
+    // Padding 1, 2, 3 (GCM_ALIGN 4: at most 3 bytes), pad length, next header, written
+    // after the inner packet as one fixed-size copy of 5 bytes from a table: what it
+    // writes past the trailer is in the ICV, which the cipher writes.
+    let tail = buf.append(tail_len).map_err(|_| DropReason::NoRoom)?;
+    let trailer = TRAILERS.get(pad).ok_or(DropReason::NoRoom)?;
+    tail.get_mut(..trailer.len()).ok_or(DropReason::NoRoom)?.copy_from_slice(trailer);
+    let head = buf.prepend(L + HEAD_LEN).map_err(|_| DropReason::NoRoom)?;
+    let (link_part, head) = head.split_at_mut(L);
+    link_part.copy_from_slice(link);
+    let head: &mut [u8; HEAD_LEN] = head.try_into().map_err(|_| DropReason::NoRoom)?;
+    // The SA's bytes (stored long before: no store-forwarding stall), then the packet's.
+    *head = sa.head;
+    let seq_be = seq.to_be_bytes();
+    head[1] = tos;
+    head[2..4].copy_from_slice(&outer_len.to_be_bytes());
+    head[4..6].copy_from_slice(&ident.to_be_bytes());
+    head[6] = flags;
+    head[10..12].copy_from_slice(&checksum.to_be_bytes());
+    head[24..28].copy_from_slice(&seq_be);
+    // The IV: the 64-bit counter value, its high half zero (in the template).
+    head[32..36].copy_from_slice(&seq_be);
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce[..4].copy_from_slice(&sa.salt);
+    nonce[8..].copy_from_slice(&seq_be);
+    Ok(SealPlan { nonce, plaintext_len: inner_len + pad + TRAILER_LEN })
+}
+
+/// The general form [`prepare_with`] replaced (kept for the tests: the same bytes, plan
+/// and refusals): the inner header parsed by [`ipv4::Packet`], the outer header built by
+/// [`outer_header_from`], each field copied on its own.
+#[cfg(test)]
+fn prepare_reference<B: PacketBuf, A: Aead, const L: usize>(
     buf: &mut B,
     sa: &OutboundSa<A>,
     link: &[u8; L],
@@ -568,7 +659,7 @@ fn prepare_with<B: PacketBuf, A: Aead, const L: usize>(
     let iv = u64::from(seq).to_be_bytes();
 
     // Outer IPv4 header, built whole on the stack (the prepended bytes hold garbage).
-    let outer = outer_header_from(sa.fixed_sum, dscp, df, outer_len, seq as u16, sa.local, sa.remote);
+    let outer = outer_header_from(fixed_sum(sa.local, sa.remote), dscp, df, outer_len, seq as u16, sa.local, sa.remote);
 
     // Padding 1, 2, 3 (GCM_ALIGN 4: at most 3 bytes), pad length, next header, written
     // after the inner packet as one fixed-size copy of 5 bytes from a table (a copy of
@@ -1365,6 +1456,77 @@ mod tests {
                     prop_assert_eq!(sa_a.next_seq(), sa_b.next_seq());
                 }
                 (w, g) => prop_assert!(false, "general {:?}, linked {:?}", w, g),
+            }
+        }
+
+        /// The per-packet pass (SA template copied and patched, the inner header's first 8
+        /// bytes read once) leaves the buffer, plan and SA exactly as the general form
+        /// does, and refuses what it refuses with the same reason: across SAs (SPI, salt,
+        /// addresses), every length from the smallest header to past the 65535-byte outer
+        /// limit (all four paddings), any byte in the inner header's first 8 (version,
+        /// IHL, DSCP with ECN, total length, flags with MF and offset bits), short headroom
+        /// or tailroom, sequence numbers up to exhaustion, with or without a link header.
+        #[test]
+        fn prepare_is_the_general_form(
+            len in prop_oneof![0usize..120, 0usize..1600, Just(65535usize - 57), Just(65535usize - 56), 65470usize..65536],
+            first8: [u8; 8], keep in 0usize..4, fill: u8,
+            spi: u32, salt: [u8; 4], local: [u8; 4], remote: [u8; 4],
+            seq in prop_oneof![1u64..100, any::<u32>().prop_map(u64::from), Just(u64::from(u32::MAX) + 1)],
+            headroom in prop_oneof![Just(HEAD_LEN + 14), Just(HEAD_LEN + 13), Just(HEAD_LEN), Just(HEAD_LEN - 1), 0usize..200],
+            tail_extra in prop_oneof![Just(0usize), Just(1usize), 0usize..64],
+            tail_short: bool, link: Option<[u8; 14]>,
+        ) {
+            // An inner packet of `len` bytes: a valid header (keep 0), or with the first 8
+            // bytes random but the version and total length kept right (1) or all random
+            // (2), or a valid header with only the flags byte random (3).
+            let mut inner: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(fill) ^ fill).collect();
+            let n = inner.len().min(8);
+            match keep {
+                0 | 3 if len >= 20 => {
+                    let valid = inner_packet(&inner[20..], first8[1] >> 2, first8[6] & 0x40 != 0, 7);
+                    inner = valid;
+                    if keep == 3 {
+                        inner[6] = first8[6];
+                    }
+                }
+                1 => {
+                    inner[..n].copy_from_slice(&first8[..n]);
+                    if n > 0 {
+                        inner[0] = 0x40 | (first8[0] & 0x0f);
+                    }
+                    if n >= 4 {
+                        inner[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                    }
+                }
+                _ => inner[..n].copy_from_slice(&first8[..n]),
+            }
+            let need_tail = tunnel_len(inner.len()) - HEAD_LEN - inner.len();
+            let tailroom = if tail_short { need_tail.saturating_sub(1 + tail_extra % 3) } else { need_tail + tail_extra };
+            let cfg = SaConfig { spi, key: config().key, salt };
+            let (local, remote) = (Ipv4Addr::from(local), Ipv4Addr::from(remote));
+            let sa_a = OutboundSa::with_ring(&cfg, local, remote).unwrap().with_next_seq(seq);
+            let sa_b = OutboundSa::with_ring(&cfg, local, remote).unwrap().with_next_seq(seq);
+            let mut a = TestBuffer::from_slice_with_room(&inner, headroom, tailroom);
+            let mut b = TestBuffer::from_slice_with_room(&inner, headroom, tailroom);
+            let (want, got) = match link {
+                Some(l) => (
+                    prepare_reference(&mut a, &sa_a, &l, || sa_a.take_seq()),
+                    prepare_with(&mut b, &sa_b, &l, || sa_b.take_seq()),
+                ),
+                None => (
+                    prepare_reference(&mut a, &sa_a, &[], || sa_a.take_seq()),
+                    prepare_with(&mut b, &sa_b, &[], || sa_b.take_seq()),
+                ),
+            };
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(a.data(), b.data());
+            prop_assert_eq!((a.headroom(), a.tailroom()), (b.headroom(), b.tailroom()));
+            prop_assert_eq!(sa_a.next_seq(), sa_b.next_seq());
+            if got.is_ok() {
+                // Not vacuous: a sealed-to-be packet with a good outer header.
+                let outer = ipv4::Packet::new_checked(&b.data()[link.map_or(0, |_| 14)..]).unwrap();
+                prop_assert!(outer.verify_checksum());
+                prop_assert_eq!(parse_spi(outer.payload()), (spi != 0).then_some(spi));
             }
         }
 

@@ -164,7 +164,9 @@ impl DpdkAesGcm {
     /// The jobs of a burst (`encrypt`: seal, else open), in shim calls of up to [`BURST`]
     /// operations (one for a pipeline burst): each job's `ok` says whether its operation
     /// was done (decrypt: the tag verified). Jobs the key is not used with (an AAD other
-    /// than [`AAD_LEN`], more than 4 GiB) are not ok and not touched.
+    /// than [`AAD_LEN`], more than 4 GiB) are not ok, and not touched by an open; a seal
+    /// that is not ok zeroes the job's data and tag (as [`Aead::seal`] says), in the same
+    /// passes as the rest: one over the jobs before the call, one over the operations after.
     fn process_burst(&self, encrypt: bool, jobs: &mut [AeadJob<'_>]) {
         for chunk in jobs.chunks_mut(BURST) {
             let mut ops: ArrayVec<ffi::vpcemu_gcm_op, BURST> = ArrayVec::new();
@@ -172,10 +174,14 @@ impl DpdkAesGcm {
             let mut of = [0u8; BURST];
             for (k, job) in chunk.iter_mut().enumerate() {
                 job.ok = false;
-                let Ok(len) = u32::try_from(job.data.len()) else { continue };
-                if job.aad.len() != AAD_LEN {
+                let len = u32::try_from(job.data.len()).ok().filter(|_| job.aad.len() == AAD_LEN);
+                let Some(len) = len else {
+                    if encrypt {
+                        job.data.fill(0);
+                        *job.tag = [0; TAG_LEN];
+                    }
                     continue;
-                }
+                };
                 let op = ffi::vpcemu_gcm_op {
                     data: job.data.as_mut_ptr(),
                     iv: job.nonce.as_ptr(),
@@ -203,6 +209,10 @@ impl DpdkAesGcm {
             for (op, &k) in ops.iter().zip(of.iter()) {
                 if let Some(job) = chunk.get_mut(usize::from(k)) {
                     job.ok = op.status == 0;
+                    if encrypt && !job.ok {
+                        job.data.fill(0);
+                        *job.tag = [0; TAG_LEN];
+                    }
                 }
             }
         }
@@ -213,10 +223,6 @@ impl Aead for DpdkAesGcm {
     /// One shim call for the burst; a job the key is not used with is zeroed with a zero tag.
     fn seal_burst(&self, jobs: &mut [AeadJob<'_>]) {
         self.process_burst(true, jobs);
-        for job in jobs.iter_mut().filter(|j| !j.ok) {
-            job.data.fill(0);
-            *job.tag = [0; TAG_LEN];
-        }
     }
 
     /// One shim call for the burst.

@@ -142,28 +142,35 @@ uint32_t vpcemu_gcm_burst(const void *key_data, struct vpcemu_gcm_op *ops, uint3
 	const struct gcm_key_data *k = key_data;
 	struct gcm_context_data ctx;
 	uint32_t i, done = 0;
-	if (imb_mgr == NULL) {
+	IMB_MGR *m = imb_mgr;
+	if (m == NULL) {
 		for (i = 0; i < n; i++)
 			ops[i].status = -1;
 		return 0;
 	}
+	if (encrypt) {
+		/* The function pointer read once for the burst, not after every call. */
+		aes_gcm_enc_dec_t enc = m->gcm128_enc;
+		for (i = 0; i < n; i++) {
+			struct vpcemu_gcm_op *op = &ops[i];
+			enc(k, &ctx, op->data, op->data, op->len, op->iv, op->aad, VPCEMU_GCM_AAD_LEN,
+			    op->tag, VPCEMU_GCM_TAG_LEN);
+			op->status = 0;
+		}
+		return n;
+	}
+	aes_gcm_enc_dec_t dec = m->gcm128_dec;
 	for (i = 0; i < n; i++) {
 		struct vpcemu_gcm_op *op = &ops[i];
-		if (encrypt) {
-			IMB_AES128_GCM_ENC(imb_mgr, k, &ctx, op->data, op->data, op->len, op->iv,
-					   op->aad, VPCEMU_GCM_AAD_LEN, op->tag, VPCEMU_GCM_TAG_LEN);
-			op->status = 0;
-		} else {
-			uint8_t tag[VPCEMU_GCM_TAG_LEN];
-			uint8_t diff = 0;
-			unsigned j;
-			IMB_AES128_GCM_DEC(imb_mgr, k, &ctx, op->data, op->data, op->len, op->iv,
-					   op->aad, VPCEMU_GCM_AAD_LEN, tag, VPCEMU_GCM_TAG_LEN);
-			/* Constant time: every byte compared. */
-			for (j = 0; j < VPCEMU_GCM_TAG_LEN; j++)
-				diff |= tag[j] ^ op->tag[j];
-			op->status = diff != 0;
-		}
+		uint8_t tag[VPCEMU_GCM_TAG_LEN];
+		uint8_t diff = 0;
+		unsigned j;
+		dec(k, &ctx, op->data, op->data, op->len, op->iv, op->aad, VPCEMU_GCM_AAD_LEN, tag,
+		    VPCEMU_GCM_TAG_LEN);
+		/* Constant time: every byte compared. */
+		for (j = 0; j < VPCEMU_GCM_TAG_LEN; j++)
+			diff |= tag[j] ^ op->tag[j];
+		op->status = diff != 0;
 		done += op->status == 0;
 	}
 	return done;
