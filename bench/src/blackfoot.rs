@@ -456,7 +456,9 @@ fn check(s: &Setup, sc: &Scenario, flows: &[Flow], pcap: &Path, cipher: &str) ->
     let _ = std::fs::remove_file(&out_pcap);
     let rx = format!("net_pcap0,rx_pcap={}", pcap.display());
     let topo = topology(s, "check", &ports(&rx, Some((sc.way.port(), &out_pcap))))?;
-    let run = vpcemu_run(s, &topo, sc.way, &["--until-idle", "500", "--no-stage-timing", "--esp-cipher", cipher])?;
+    // 2 s without a packet ends it: 500 ms stopped a check half way on a loaded machine
+    // (the worker descheduled that long).
+    let run = vpcemu_run(s, &topo, sc.way, &["--until-idle", "2000", "--no-stage-timing", "--esp-cipher", cipher])?;
     let n = flows.len() as u64;
     if run.rx != n || run.out != n || run.other != 0 || run.dropped() != 0 {
         return Err(format!("{} check: {} flows sent once: {}", sc.name, n, run.describe(sc.way)));

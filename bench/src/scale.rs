@@ -344,7 +344,8 @@ fn vpcemu_run(s: &Setup, w: &World, topo: &Path, extra: &[&str]) -> Result<Run, 
 /// Send the pcap once: every frame must come out, nothing dropped.
 fn check(s: &Setup, w: &World, pcap: &Path) -> Result<(), String> {
     let topo = topology(s, w, &format!("net_pcap0,rx_pcap={}", pcap.display()), "check")?;
-    let r = vpcemu_run(s, w, &topo, &["--until-idle", "500", "--no-stage-timing"])?;
+    // 2 s without a packet ends it (500 ms stopped a check half way on a loaded machine).
+    let r = vpcemu_run(s, w, &topo, &["--until-idle", "2000", "--no-stage-timing"])?;
     let n = w.frames.len() as u64;
     if r.rx != n || r.tx != n || r.dropped(None) != 0 {
         return Err(format!("{} check: {n} frames sent once: {}", w.name, r.describe()));
