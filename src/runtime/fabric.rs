@@ -193,9 +193,8 @@ impl Switch {
         }
         let mut by_sender: ArrayVec<(usize, B), MAX_BURST> = ArrayVec::new();
         for m in pkts.drain(..) {
-            let card = outer_addr(m.data(), OUTER_SRC).and_then(|pa| self.by_pa.get(pa)).unwrap_or(from);
             // Cannot overflow: at most one burst's packets.
-            let _ = by_sender.try_push((card, m));
+            let _ = by_sender.try_push((sender(&m), m));
         }
         sort_by_card(&mut by_sender);
         let mut group: ArrayVec<B, MAX_BURST> = ArrayVec::new();
