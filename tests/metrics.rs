@@ -7,7 +7,7 @@ mod common;
 #[path = "common/observe.rs"]
 mod observe;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,23 +31,42 @@ fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[test]
 fn metrics_are_served_while_running_and_pass_promtool() {
     let dir = scratch("metrics");
     std::fs::write(dir.join("world.toml"), world(&dir)).unwrap();
-    let port = free_port();
     let stats_path = dir.join("stats.json");
+    // Port 0: the run binds a port the system chose and prints it (a port picked here
+    // and bound later by the run could be taken by someone else meanwhile).
     let mut run = Command::new(env!("CARGO_BIN_EXE_vpcemu"))
         .args(["run", dir.join("world.toml").to_str().unwrap(), "--duration", "60"])
-        .args(["--metrics", &format!("127.0.0.1:{port}"), "--stats-json", stats_path.to_str().unwrap()])
-        .stdout(Stdio::null())
+        .args(["--metrics", "127.0.0.1:0", "--stats-json", stats_path.to_str().unwrap()])
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let stdout = run.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("metrics: serving http://127.0.0.1:") {
+                let port: Option<u16> = url.strip_suffix("/metrics").and_then(|p| p.parse().ok());
+                let _ = port_tx.send(port);
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let port = match port_rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Some(port)) => port,
+        Ok(None) => panic!("the metrics line names no port: {:?}", reader.join()),
+        Err(_) => {
+            let _ = run.kill();
+            let out = run.wait_with_output().unwrap();
+            panic!("no metrics line: {:?} {}", reader.join(), String::from_utf8_lossy(&out.stderr));
+        }
+    };
     let spoofed = "vpcemu_dropped_packets_total{reason=\"spoofed_source\"}";
     let host_recv = "vpcemu_stage_packets_total{card_kind=\"host\",stage=\"verify-recv\"}";
     let edge_recv = "vpcemu_stage_packets_total{card_kind=\"edge\",stage=\"verify-recv\"}";
@@ -70,7 +89,10 @@ fn metrics_are_served_while_running_and_pass_promtool() {
                 break;
             }
         }
-        assert!(run.try_wait().unwrap().is_none(), "vpcemu exited early");
+        if run.try_wait().unwrap().is_some() {
+            let out = run.wait_with_output().unwrap();
+            panic!("vpcemu exited early: {}", String::from_utf8_lossy(&out.stderr));
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     // Another path is refused.
@@ -79,6 +101,8 @@ fn metrics_are_served_while_running_and_pass_promtool() {
     let _ = Command::new("kill").args(["-TERM", &run.id().to_string()]).status();
     let out = run.wait_with_output().unwrap();
     assert!(out.status.success(), "vpcemu run: {}", String::from_utf8_lossy(&out.stderr));
+    let printed = reader.join().unwrap();
+    assert_eq!(printed.iter().filter(|l| l.starts_with("metrics: serving")).count(), 1, "{printed:?}");
 
     // The known drops and stage counts, hosts and edges apart.
     assert_eq!(sample(&text, spoofed), Some(SPOOFED as f64), "{text}");

@@ -158,6 +158,10 @@ pub fn run_spec(
             println!("pdump: ready for dpdk-dumpcap --file-prefix={prefix} -i PORT (PORT: a vdev name such as net_pcap0, or a port number)");
         }
     }
+    if let Some(m) = &metrics {
+        // The address actually bound: with port 0 the system chose it.
+        println!("metrics: serving http://{}/metrics", m.local_addr());
+    }
     let esp_cipher = engine.esp_cipher().map(|(name, _)| name);
     super::telemetry::register(&engine).map_err(|e| e.to_string())?;
     if let Err(e) = started(&engine) {

@@ -28,7 +28,30 @@ pub struct TestEtcd {
     watchdog: Option<Child>,
 }
 
+/// A port on 127.0.0.1 free when asked, never the same twice in this process, and from
+/// below the kernel's ephemeral range. A port taken with `bind(0)` and let go for etcd to
+/// bind later is drawn from the range that other `bind(0)` calls and outgoing connections
+/// of the parallel tests also draw from: one of them could hold it by the time etcd binds
+/// (and an etcd that cannot bind its port exits, or a client asks someone else's etcd).
 fn free_port() -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    const BASE: u32 = 10_000;
+    if low > BASE + 1_000 {
+        let span = low - BASE;
+        // Processes started together (test binaries, benchmarks) begin apart.
+        let start = std::process::id().wrapping_mul(7_919) % span;
+        for _ in 0..span.min(2_000) {
+            let port = BASE + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+            if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+                return Ok(port as u16);
+            }
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -301,5 +324,30 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let ports: Vec<u16> = (0..50).map(|_| free_port().unwrap()).collect();
+        let mut sorted = ports.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ports.len(), "{ports:?}");
+        for p in ports {
+            assert!(p < low, "{p} in the ephemeral range from {low}");
+            TcpListener::bind(("127.0.0.1", p)).unwrap();
+        }
     }
 }
