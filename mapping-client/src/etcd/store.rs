@@ -123,25 +123,38 @@ pub async fn list_range(
         if rev > 0 {
             opts = opts.with_revision(rev);
         }
-        let resp = client.get(from.clone(), Some(opts)).await?;
+        let mut resp = client.get(from.clone(), Some(opts)).await?;
         if rev == 0 {
             rev = resp.header().map_or(0, |h| h.revision());
         }
-        let kvs = resp.kvs();
+        let more = resp.more();
+        let kvs = resp.take_kvs();
+        let next = kvs.last().map(|last| {
+            let mut next = last.key().to_vec();
+            next.push(0);
+            next
+        });
+        out.reserve(kvs.len());
         for kv in kvs {
-            let key = String::from_utf8_lossy(kv.key());
-            let key = key.strip_prefix(prefix).unwrap_or(&key).to_string();
-            out.push(Listed { key, value: String::from_utf8_lossy(kv.value()).into_owned(), mod_revision: kv.mod_revision() });
+            let mod_revision = kv.mod_revision();
+            let (key, value) = kv.into_key_value();
+            let key = utf8_lossy(key);
+            let key = key.strip_prefix(prefix).map_or_else(|| key.clone(), str::to_string);
+            // The value as received (a valid text is taken, not copied).
+            out.push(Listed { key, value: utf8_lossy(value), mod_revision });
         }
-        match (resp.more(), kvs.last()) {
-            (true, Some(last)) => {
-                from = last.key().to_vec();
-                from.push(0);
-            }
+        match (more, next) {
+            (true, Some(next)) => from = next,
             _ => break,
         }
     }
     Ok((out, rev))
+}
+
+/// `bytes` as text: taken as they are when they are UTF-8, else what
+/// [`String::from_utf8_lossy`] gives.
+pub(crate) fn utf8_lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The world as etcd holds it at one revision.
