@@ -504,16 +504,6 @@ pub fn add_dynamic<'a>(
     t: &mut Topology,
     records: impl Iterator<Item = (&'a String, &'a String)>,
 ) -> Result<(), String> {
-    add_dynamic_with(t, records, instance_from_record)
-}
-
-/// [`add_dynamic`], with instance records read by `read` (which must give what
-/// [`instance_from_record`] gives: the watcher's shared reading of records).
-pub(crate) fn add_dynamic_with<'a>(
-    t: &mut Topology,
-    records: impl Iterator<Item = (&'a String, &'a String)>,
-    mut read: impl FnMut(&Topology, &str) -> Result<Instance, String>,
-) -> Result<(), String> {
     let mut instances = Vec::new();
     let mut peerings = Vec::new();
     let mut eips = Vec::new();
@@ -522,7 +512,7 @@ pub(crate) fn add_dynamic_with<'a>(
         match Section::of(key) {
             // Straight into its fields, without a JSON tree (most of a snapshot's records).
             Some(Section::Instance) => {
-                instances.push((key, read(t, value).map_err(|m| format!("record {key}: {m}"))?))
+                instances.push((key, instance_from_record(t, value).map_err(|m| format!("record {key}: {m}"))?))
             }
             Some(Section::Peering) => peerings.push((key, tree(key, value)?)),
             Some(Section::ElasticIp) => eips.push((key, tree(key, value)?)),

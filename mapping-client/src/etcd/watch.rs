@@ -35,7 +35,7 @@ use super::layout::{self, Records, WORLD};
 use super::store::{self, Listed};
 use crate::client::{Client, Update};
 use crate::service::{Command, InstanceSpec, Service};
-use crate::topology::{CardId, Instance, StaticIndexes, Subnet, Topology};
+use crate::topology::{CardId, Instance, Topology};
 
 /// A change the watch delivered (key relative to the prefix).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,7 +188,7 @@ impl CardWatch {
             // During a snapshot nobody listens for deltas yet: straight into the model,
             // with the loader's checks.
             let t = self.service.as_mut().ok_or_else(|| resync("no snapshot"))?.topology_mut();
-            return layout::add_dynamic_with(t, recs.into_iter(), read_instance).map_err(Resync);
+            return layout::add_dynamic(t, recs.into_iter()).map_err(Resync);
         }
         self.import(vpc, &recs)
     }
@@ -394,7 +394,7 @@ impl CardWatch {
         for &(k, v) in records {
             if k.contains("/ip/") {
                 if instance_key(k) {
-                    instances.push(read_instance(t, v).map_err(Resync)?);
+                    instances.push(layout::instance_from_record(t, v).map_err(Resync)?);
                 }
             } else {
                 rest.push((k, v));
@@ -496,7 +496,7 @@ impl CardWatch {
         let hex_ip = |s: &str| u32::from_str_radix(s, 16).ok().map(Ipv4Addr::from);
         let command = match (kind, e) {
             ("ip", Event::Put { value, .. }) => {
-                let inst = read_instance(t, value).map_err(Resync)?;
+                let inst = layout::instance_from_record(t, value).map_err(Resync)?;
                 return self.apply_instance(inst);
             }
             ("ip", Event::Delete { .. }) => {
@@ -572,47 +572,6 @@ fn static_base(statics: &[Listed], dataplane: &str) -> Result<Topology, Resync> 
     let kept: StaticRecords = records.into_iter().collect();
     BASE.with(|b| *b.borrow_mut() = Some((kept, dataplane.to_string(), t.clone())));
     Ok(t)
-}
-
-/// The instance records read on this thread, by their text, and what they were read
-/// against: the cards of one watcher thread list and watch the same VPCs (a VPC's
-/// records reach each of the 20 to 40 hosts that hold it), and read each text once.
-#[derive(Default)]
-struct ReadRecords {
-    base: Option<(Arc<StaticIndexes>, Arc<Vec<Subnet>>)>,
-    by_text: hashbrown::HashMap<Box<str>, Instance>,
-}
-
-/// At most this many texts are kept (then the cache starts again: records of instances
-/// gone or moved stay in it until then).
-const READ_RECORDS_MAX: usize = 1 << 18;
-
-thread_local! {
-    static READ: std::cell::RefCell<ReadRecords> = std::cell::RefCell::new(ReadRecords::default());
-}
-
-/// [`layout::instance_from_record`], read once per text on this thread for the models
-/// that share `t`'s static records (the cache holds those, so a pointer it compares is
-/// never reused by another world). Refusals are not kept: read again each time.
-fn read_instance(t: &Topology, text: &str) -> Result<Instance, String> {
-    READ.with(|cell| {
-        let mut cache = cell.borrow_mut();
-        let (statics, subnets) = t.record_base();
-        let same = cache.base.as_ref().is_some_and(|(s, n)| Arc::ptr_eq(s, statics) && Arc::ptr_eq(n, subnets));
-        if !same {
-            cache.by_text.clear();
-            cache.base = Some((statics.clone(), subnets.clone()));
-        }
-        if let Some(inst) = cache.by_text.get(text) {
-            return Ok(inst.clone());
-        }
-        let inst = layout::instance_from_record(t, text)?;
-        if cache.by_text.len() >= READ_RECORDS_MAX {
-            cache.by_text.clear();
-        }
-        cache.by_text.insert(text.into(), inst.clone());
-        Ok(inst)
-    })
 }
 
 /// Whether `key` is an instance record's (`in/VPC/ip/HHHHHHHH`).
@@ -1065,70 +1024,5 @@ async fn watch(
         reached.insert(p, at);
         progress.revision = reached.values().copied().min().unwrap_or(rev);
         progress.resumable = true;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// A world of `hosts` hosts (named in the order given) and two VPCs of a subnet each,
-    /// with ten instances per VPC.
-    fn world(hosts: &[usize]) -> String {
-        let mut t = String::from("[dataplane]\nlcores = \"0-1\"\nmemory_mb = 64\nhugepages = \"off\"\n");
-        for &h in hosts {
-            t += &format!("[[host]]\nname = \"h{h}\"\npa = \"198.18.0.{}\"\n", h + 1);
-        }
-        for v in 0..2 {
-            t += &format!("[[vpc]]\nname = \"v{v}\"\nvni = {}\ncidr = \"10.{v}.0.0/16\"\n", 100 + v);
-            t += &format!("[[subnet]]\nname = \"s{v}\"\nvpc = \"v{v}\"\ncidr = \"10.{v}.1.0/24\"\n");
-        }
-        for j in 0..20 {
-            let (v, h) = (j % 2, hosts[j % hosts.len()]);
-            t += &format!("[[instance]]\nname = \"i{j}\"\nsubnet = \"s{v}\"\nhost = \"h{h}\"\nip = \"10.{v}.1.{}\"\n", 10 + j);
-        }
-        t
-    }
-
-    proptest! {
-        /// The thread's shared reading of instance records gives what reading each text
-        /// does, in any order of texts and models: record texts as written, edited (another
-        /// host, subnet or address; a byte cut or changed), read against models whose names
-        /// mean other ids (hosts listed in another order), against a copy that shares a
-        /// model's static records, and against another parse of the same world.
-        #[test]
-        fn shared_reading_is_reading_each_text(
-            steps in prop::collection::vec((0usize..4, 0usize..20, 0usize..6, 0usize..400), 1..120),
-        ) {
-            let a = Topology::from_str(&world(&[0, 1, 2, 3]), "a").unwrap();
-            let b = Topology::from_str(&world(&[3, 2, 1, 0]), "b").unwrap();
-            let models = [a.clone(), b, a, Topology::from_str(&world(&[0, 1, 2, 3]), "a2").unwrap()];
-            let texts: Vec<String> = layout::records_of(&models[0])
-                .unwrap()
-                .into_iter()
-                .filter(|(k, _)| instance_key(k))
-                .map(|(_, v)| v)
-                .collect();
-            prop_assert_eq!(texts.len(), 20);
-            for (m, i, edit, at) in steps {
-                let t = &models[m];
-                let mut text = texts[i].clone();
-                match edit {
-                    1 => text = text.replace("\"h1\"", "\"h2\"").replace("\"h0\"", "\"h3\""),
-                    2 => text = text.replace("\"s0\"", "\"s1\""),
-                    3 => text = text.replace("10.0.1.", "10.0.2."),
-                    4 => text.truncate(at % text.len()),
-                    5 => {
-                        let at = at % text.len();
-                        if text.is_char_boundary(at) && text.is_char_boundary(at + 1) {
-                            text.replace_range(at..at + 1, "x");
-                        }
-                    }
-                    _ => {}
-                }
-                prop_assert_eq!(read_instance(t, &text), layout::instance_from_record(t, &text), "{}", text);
-            }
-        }
     }
 }

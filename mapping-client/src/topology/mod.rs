@@ -382,14 +382,6 @@ impl Topology {
     pub fn vpc_by_vni(&self, vni: u32) -> Option<VpcId> {
         self.ix.statics.vnis.get(&vni).copied()
     }
-    /// What an instance record is read against (the cards' and subnets' names, the
-    /// subnets' VPCs), shared by the clones of a model: two models with the same (by
-    /// [`Arc::ptr_eq`]) read every record text as the same instance.
-    #[cfg(feature = "etcd")]
-    pub(crate) fn record_base(&self) -> (&Arc<StaticIndexes>, &Arc<Vec<Subnet>>) {
-        (&self.ix.statics, &self.subnets)
-    }
-
     pub fn subnet_by_name(&self, name: &str) -> Option<SubnetId> {
         self.ix.statics.subnet_names.get(name).copied()
     }
