@@ -506,3 +506,47 @@ pub fn guarded_txn(
     }
     Ok(Txn::new().when(compares).and_then(ops))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Taking a value's bytes as its text gives what the lossy copy gives, for valid
+    /// texts and for bytes with invalid, cut or mixed sequences (a large mutated-input
+    /// loop over a record with multi-byte characters).
+    #[test]
+    fn taking_the_bytes_is_the_lossy_copy() {
+        let base = "{\"name\":\"é-ü-€-𝄞\",\"ip\":\"10.0.0.1\"}".as_bytes().to_vec();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut valid, mut invalid) = (0, 0);
+        for round in 0..20_000 {
+            let mut bytes = base.clone();
+            for _ in 0..round % 4 {
+                let r = next();
+                let at = (r % bytes.len() as u64) as usize;
+                match (r >> 32) % 3 {
+                    0 => bytes[at] = (r >> 40) as u8,
+                    1 => bytes.truncate(at),
+                    _ => bytes.insert(at, 0x80 | ((r >> 40) as u8 & 0x3f)),
+                }
+                if bytes.is_empty() {
+                    bytes.push(b'x');
+                }
+            }
+            let want = String::from_utf8_lossy(&bytes).into_owned();
+            if std::str::from_utf8(&bytes).is_ok() {
+                valid += 1;
+            } else {
+                invalid += 1;
+            }
+            assert_eq!(utf8_lossy(bytes.clone()), want, "{bytes:?}");
+        }
+        assert!(valid > 1000 && invalid > 1000, "{valid} valid, {invalid} invalid");
+    }
+}
