@@ -140,7 +140,10 @@ pub(crate) fn push_template<B: PacketBuf, const N: usize>(p: &mut B, h: &[u8; N]
     Ok(())
 }
 
-/// Prepend Ethernet with an 802.1Q tag (PCP 0, DEI 0, `vlan`) carrying IPv4.
+/// Prepend Ethernet with an 802.1Q tag (PCP 0, DEI 0, `vlan`) carrying IPv4, field by
+/// field: the general form `vlan`'s [`push_template`] of [`vlan_ethernet_ipv4`] is tested
+/// equal to.
+#[cfg(test)]
 #[inline(always)]
 pub(crate) fn push_vlan_ethernet<B: PacketBuf>(
     p: &mut B,

@@ -262,7 +262,9 @@ fn verify_recv<B: PacketBuf>(
     // The VPC entry of the previous packet, and the way out its route gave, reused within
     // the burst: a burst's packets mostly share a VPC and a route.
     let mut last_vpc: Option<(u32, &VpcEntry)> = None;
-    let mut last_way: Option<(u32, *const Route, Result<u8, DropReason>)> = None;
+    // With the way out, its kind (`KIND_*`), kept in a register: the slot masks are set
+    // without reading the class back from `ways` (a load chain ending in a jump table).
+    let mut last_way: Option<(u32, *const Route, Result<(u8, u8), DropReason>)> = None;
     let mut n_ways = 0usize;
     // The prefix the previous packet matched, tried first (any value is safe).
     let mut hint = 0usize;
@@ -293,14 +295,14 @@ fn verify_recv<B: PacketBuf>(
                     let w = slot(n_ways);
                     s.ways[w] = class;
                     n_ways += 1;
-                    w as u8
+                    (w as u8, kind(class))
                 });
                 last_way = Some((vni, key, way));
                 way
             }
         };
-        let w = match way {
-            Ok(w) => w,
+        let (w, kind) = match way {
+            Ok(way) => way,
             Err(DropReason::NoRoute) => {
                 cx.alert(DropReason::NoRoute, StageId::VerifyRecv, None, vni, None, src, dst);
                 burst.drop(i, DropReason::NoRoute);
@@ -312,9 +314,8 @@ fn verify_recv<B: PacketBuf>(
             }
         };
         s.way[j] = w;
-        // The tag only: no copy of the class.
-        match s.ways[usize::from(w) & (MAX_BURST - 1)] {
-            Class::Internet => {
+        match kind {
+            KIND_INTERNET => {
                 s.internet |= bit(i);
                 // nat looks its Elastic IP up: the slot's cache miss overlaps the rest of
                 // verify-recv and decap.
@@ -322,10 +323,27 @@ fn verify_recv<B: PacketBuf>(
                     prefetch_ends(home);
                 }
             }
-            Class::Vpn(_) => s.vpn |= bit(i),
-            Class::Dx { .. } => s.dx |= bit(i),
-            Class::Endpoint { .. } => s.endpoint |= bit(i),
+            KIND_VPN => s.vpn |= bit(i),
+            KIND_DX => s.dx |= bit(i),
+            _ => s.endpoint |= bit(i),
         }
+    }
+}
+
+/// The kinds of [`Class`], for the slot masks.
+const KIND_INTERNET: u8 = 0;
+const KIND_VPN: u8 = 1;
+const KIND_DX: u8 = 2;
+const KIND_ENDPOINT: u8 = 3;
+
+/// The kind of a way out: which of the slot masks its packets go in.
+#[inline(always)]
+fn kind(class: Class) -> u8 {
+    match class {
+        Class::Internet => KIND_INTERNET,
+        Class::Vpn(_) => KIND_VPN,
+        Class::Dx { .. } => KIND_DX,
+        Class::Endpoint { .. } => KIND_ENDPOINT,
     }
 }
 
@@ -596,7 +614,7 @@ fn seq_block<B: PacketBuf>(
 /// `vlan`: Ethernet to the VIF's router MAC with the VIF's 802.1Q tag, out of the DX side.
 /// The header is made once per way out of the burst (the previous packet's reused) and
 /// copied whole into each packet ([`push_template`]: what
-/// [`push_vlan_ethernet`](crate::common::push_vlan_ethernet) writes).
+/// `push_vlan_ethernet` writes, field by field).
 fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, outputs: EdgeOutputs) {
     let mask = s.dx;
     let Some(out) = port_or_drop(burst, mask, outputs.dx) else { return };
