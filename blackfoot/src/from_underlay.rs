@@ -262,9 +262,7 @@ fn verify_recv<B: PacketBuf>(
     // The VPC entry of the previous packet, and the way out its route gave, reused within
     // the burst: a burst's packets mostly share a VPC and a route.
     let mut last_vpc: Option<(u32, &VpcEntry)> = None;
-    // With the way out, its kind (`KIND_*`), kept in a register: the slot masks are set
-    // without reading the class back from `ways` (a load chain ending in a jump table).
-    let mut last_way: Option<(u32, *const Route, Result<(u8, u8), DropReason>)> = None;
+    let mut last_way: Option<(u32, *const Route, Result<u8, DropReason>)> = None;
     let mut n_ways = 0usize;
     // The prefix the previous packet matched, tried first (any value is safe).
     let mut hint = 0usize;
@@ -295,14 +293,14 @@ fn verify_recv<B: PacketBuf>(
                     let w = slot(n_ways);
                     s.ways[w] = class;
                     n_ways += 1;
-                    (w as u8, kind(class))
+                    w as u8
                 });
                 last_way = Some((vni, key, way));
                 way
             }
         };
-        let (w, kind) = match way {
-            Ok(way) => way,
+        let w = match way {
+            Ok(w) => w,
             Err(DropReason::NoRoute) => {
                 cx.alert(DropReason::NoRoute, StageId::VerifyRecv, None, vni, None, src, dst);
                 burst.drop(i, DropReason::NoRoute);
@@ -314,8 +312,9 @@ fn verify_recv<B: PacketBuf>(
             }
         };
         s.way[j] = w;
-        match kind {
-            KIND_INTERNET => {
+        // The tag only: no copy of the class.
+        match s.ways[usize::from(w) & (MAX_BURST - 1)] {
+            Class::Internet => {
                 s.internet |= bit(i);
                 // nat looks its Elastic IP up: the slot's cache miss overlaps the rest of
                 // verify-recv and decap.
@@ -323,27 +322,10 @@ fn verify_recv<B: PacketBuf>(
                     prefetch_ends(home);
                 }
             }
-            KIND_VPN => s.vpn |= bit(i),
-            KIND_DX => s.dx |= bit(i),
-            _ => s.endpoint |= bit(i),
+            Class::Vpn(_) => s.vpn |= bit(i),
+            Class::Dx { .. } => s.dx |= bit(i),
+            Class::Endpoint { .. } => s.endpoint |= bit(i),
         }
-    }
-}
-
-/// The kinds of [`Class`], for the slot masks.
-const KIND_INTERNET: u8 = 0;
-const KIND_VPN: u8 = 1;
-const KIND_DX: u8 = 2;
-const KIND_ENDPOINT: u8 = 3;
-
-/// The kind of a way out: which of the slot masks its packets go in.
-#[inline(always)]
-fn kind(class: Class) -> u8 {
-    match class {
-        Class::Internet => KIND_INTERNET,
-        Class::Vpn(_) => KIND_VPN,
-        Class::Dx { .. } => KIND_DX,
-        Class::Endpoint { .. } => KIND_ENDPOINT,
     }
 }
 
