@@ -17,8 +17,8 @@ use wire::vpc::{card_mac, inner_flow_hash, Encap, OuterTemplate, OUTER_HEADER_LE
 use wire::{EthernetAddress, PacketBuf};
 
 use crate::common::{
-    cipher_runs, ethernet_ipv4, port_or_drop, push_ethernet, push_vlan_ethernet, EdgeOutputs, EncapToHosts,
-    HostsCtx, ToHosts, INTERNET_MTU, INTERNET_NEXT_HOP_MAC,
+    cipher_runs, ethernet_ipv4, port_or_drop, push_ethernet, push_template, vlan_ethernet_ipv4, EdgeOutputs,
+    EncapToHosts, HostsCtx, ToHosts, INTERNET_MTU, INTERNET_NEXT_HOP_MAC, VLAN_ETH_LEN,
 };
 use crate::sa::EdgeSas;
 use crate::{esp, nat};
@@ -362,7 +362,9 @@ fn decap<B: PacketBuf>(burst: &mut Burst<B>, s: &Scratch) {
         let j = slot(i);
         let (offset, len) = (usize::from(s.inner_offset[j]), usize::from(s.inner_len[j]));
         let padding = p.len().saturating_sub(offset + len);
-        if p.trim(padding).is_err() || p.adj(offset).is_err() {
+        // No trim without padding (the common case): a trim of 0 would still write the
+        // buffer's lengths, and cannot fail.
+        if (padding != 0 && p.trim(padding).is_err()) || p.adj(offset).is_err() {
             return Some(Verdict::Drop(DropReason::Malformed));
         }
         None
@@ -413,7 +415,8 @@ fn nat_out<B: PacketBuf, X: Extra<B>>(
 ) {
     let mask = s.internet;
     let Some(out) = port_or_drop(burst, mask, outputs.internet) else { return };
-    let mac = card_mac(tables.pa());
+    // The Ethernet header, made once a burst: one copy per packet (or fragment).
+    let eth_header = ethernet_ipv4(INTERNET_NEXT_HOP_MAC, card_mac(tables.pa()));
     // verify-recv prefetched every Elastic IP slot of the burst: the lookups mostly hit.
     for i in burst.live_indices() {
         if mask & bit(i) == 0 {
@@ -425,7 +428,7 @@ fn nat_out<B: PacketBuf, X: Extra<B>>(
             burst.drop(i, DropReason::NoElasticIp);
             continue;
         };
-        let eth = |f: &mut B| push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac);
+        let eth = |f: &mut B| push_template(f, &eth_header);
         let snat = |ip: &mut [u8]| nat::snat(ip, src, eip);
         to_internet(burst, i, INTERNET_MTU, tables, s, Internet { out, extra: &mut *extra }, snat, eth);
     }
@@ -591,16 +594,28 @@ fn seq_block<B: PacketBuf>(
 }
 
 /// `vlan`: Ethernet to the VIF's router MAC with the VIF's 802.1Q tag, out of the DX side.
+/// The header is made once per way out of the burst (the previous packet's reused) and
+/// copied whole into each packet ([`push_template`]: what
+/// `push_vlan_ethernet` writes, field by field).
 fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, outputs: EdgeOutputs) {
     let mask = s.dx;
     let Some(out) = port_or_drop(burst, mask, outputs.dx) else { return };
     let mac = card_mac(tables.pa());
+    // The way out the header was made for (way indices are below MAX_BURST).
+    let mut made_for = u16::MAX;
+    let mut header = [0u8; VLAN_ETH_LEN];
     burst.for_each_live(|i, p| {
         if mask & bit(i) == 0 {
             return None;
         }
-        let Class::Dx { vlan, router_mac } = s.class(slot(i)) else { return None };
-        Some(match push_vlan_ethernet(p, router_mac, mac, vlan) {
+        let j = slot(i);
+        let way = u16::from(s.way[j]);
+        if way != made_for {
+            let Class::Dx { vlan, router_mac } = s.class(j) else { return None };
+            header = vlan_ethernet_ipv4(router_mac, mac, vlan);
+            made_for = way;
+        }
+        Some(match push_template(p, &header) {
             Ok(()) => Verdict::Forward(out),
             Err(reason) => Verdict::Drop(reason),
         })
@@ -618,12 +633,18 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch
     let mask = s.endpoint;
     let Some(out) = port_or_drop(burst, mask, outputs.services) else { return };
     let pa = tables.pa();
+    // The way out whose class and template the previous packet used: a way out is one VPC
+    // and one route within a burst, so its packets share the endpoint, the front end and
+    // the VNI, and the template's key is looked at once per way (way indices are below
+    // MAX_BURST).
+    let mut made_for = u16::MAX;
+    let mut front_end = Ipv4Addr::UNSPECIFIED;
     burst.for_each_live(|i, p| {
         if mask & bit(i) == 0 {
             return None;
         }
         let j = slot(i);
-        let Class::Endpoint { id, front_end_pa } = s.class(j) else { return None };
+        let way = u16::from(s.way[j]);
         let vni = s.vni[j];
         if p.len() > VPC_MTU {
             return Some(Verdict::Drop(DropReason::MtuExceeded));
@@ -631,17 +652,22 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch
         if p.headroom() < OUTER_HEADER_LEN_WITH_ENDPOINT {
             return Some(Verdict::Drop(DropReason::NoRoom));
         }
-        let key = (id, front_end_pa, vni, pa);
-        if !matches!(&s.endpoint_template, Some((k, _)) if *k == key) {
-            let encap = Encap {
-                src_mac: card_mac(pa),
-                dst_mac: UNDERLAY_ROUTER_MAC,
-                src_pa: pa,
-                dst_pa: front_end_pa,
-                vni,
-                source_vpc: vni,
-            };
-            s.endpoint_template = Some((key, OuterTemplate::with_endpoint(&encap, id.0)));
+        if way != made_for {
+            let Class::Endpoint { id, front_end_pa } = s.class(j) else { return None };
+            let key = (id, front_end_pa, vni, pa);
+            front_end = front_end_pa;
+            made_for = way;
+            if !matches!(&s.endpoint_template, Some((k, _)) if *k == key) {
+                let encap = Encap {
+                    src_mac: card_mac(pa),
+                    dst_mac: UNDERLAY_ROUTER_MAC,
+                    src_pa: pa,
+                    dst_pa: front_end_pa,
+                    vni,
+                    source_vpc: vni,
+                };
+                s.endpoint_template = Some((key, OuterTemplate::with_endpoint(&encap, id.0)));
+            }
         }
         // A VNI over 24 bits, which no loaded topology has. (By reference: the template is
         // copied once, into the packet.)
@@ -650,7 +676,7 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch
         let head = p.prepend(OUTER_HEADER_LEN_WITH_ENDPOINT).ok().and_then(|h| <&mut [u8; OUTER_HEADER_LEN_WITH_ENDPOINT]>::try_from(h).ok());
         Some(match head {
             Some(head) => {
-                template.write(head, u32::from(front_end_pa), vni, inner_len, hash);
+                template.write(head, u32::from(front_end), vni, inner_len, hash);
                 Verdict::Forward(out)
             }
             None => Verdict::Drop(DropReason::NoRoom),
