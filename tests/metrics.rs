@@ -60,7 +60,11 @@ fn metrics_are_served_while_running_and_pass_promtool() {
     });
     let port = match port_rx.recv_timeout(Duration::from_secs(30)) {
         Ok(Some(port)) => port,
-        Ok(None) => panic!("the metrics line names no port: {:?}", reader.join()),
+        Ok(None) => {
+            let _ = run.kill();
+            let _ = run.wait();
+            panic!("the metrics line names no port: {:?}", reader.join());
+        }
         Err(_) => {
             let _ = run.kill();
             let out = run.wait_with_output().unwrap();
