@@ -177,8 +177,7 @@ impl DpdkAesGcm {
                 let len = u32::try_from(job.data.len()).ok().filter(|_| job.aad.len() == AAD_LEN);
                 let Some(len) = len else {
                     if encrypt {
-                        job.data.fill(0);
-                        *job.tag = [0; TAG_LEN];
+                        zero_refused_seal(job);
                     }
                     continue;
                 };
@@ -210,13 +209,19 @@ impl DpdkAesGcm {
                 if let Some(job) = chunk.get_mut(usize::from(k)) {
                     job.ok = op.status == 0;
                     if encrypt && !job.ok {
-                        job.data.fill(0);
-                        *job.tag = [0; TAG_LEN];
+                        zero_refused_seal(job);
                     }
                 }
             }
         }
     }
+}
+
+/// A seal that was not done leaves zeros and a zero tag (as [`Aead::seal`] says).
+#[inline]
+fn zero_refused_seal(job: &mut AeadJob<'_>) {
+    job.data.fill(0);
+    *job.tag = [0; TAG_LEN];
 }
 
 impl Aead for DpdkAesGcm {

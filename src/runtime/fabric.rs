@@ -127,7 +127,7 @@ impl Switch {
         // moved packet by packet into another vector first.
         if fast
             && self.capture.is_none()
-            && fabric.iter().all(|m| outer_addr(m.data(), OUTER_DST).and_then(|pa| self.by_pa.get(pa)).is_none())
+            && fabric.iter().all(|m| self.card_at(m, OUTER_DST).is_none())
         {
             if !fabric.is_empty() {
                 self.send_out_of_process(fabric, from, &mut ports, counters, fast);
@@ -147,7 +147,7 @@ impl Switch {
                     None => counters.add_drops(DropReason::NoBuffer, 1),
                 }
             }
-            match outer_addr(m.data(), OUTER_DST).and_then(|pa| self.by_pa.get(pa)) {
+            match self.card_at(&m, OUTER_DST) {
                 Some(card) => {
                     let _ = by_card.try_push((card, m));
                 }
@@ -182,7 +182,7 @@ impl Switch {
         counters: &mut Counters,
         fast: bool,
     ) {
-        let sender = |m: &B| outer_addr(m.data(), OUTER_SRC).and_then(|pa| self.by_pa.get(pa)).unwrap_or(from);
+        let sender = |m: &B| self.card_at(m, OUTER_SRC).unwrap_or(from);
         // One sender for the whole burst (the common case): it leaves in one group as it
         // is, without being sorted and regrouped.
         if let Some(first) = pkts.first().filter(|_| fast).map(sender) {
@@ -208,6 +208,13 @@ impl Switch {
             }
             self.send_group(&mut group, card, ports, counters);
         }
+    }
+
+    /// The card of this process whose PA is the frame's outer address at `at`
+    /// ([`OUTER_SRC`] or [`OUTER_DST`]), if any.
+    #[inline]
+    fn card_at<B: PacketBuf>(&self, m: &B, at: usize) -> Option<usize> {
+        outer_addr(m.data(), at).and_then(|pa| self.by_pa.get(pa))
     }
 
     /// Send `group`, packets sent by card `card`, out of that card's `underlay:` port (or
