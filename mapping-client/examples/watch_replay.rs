@@ -7,13 +7,14 @@
 //! view from the records. Prints the time spent in the watchers (events, reconcile,
 //! listings, updates out, applied to tables, and the delivery itself) as this thread's
 //! CPU time per change, for the fastest of RUNS runs (one thread doing nothing else:
-//! comparable across builds on a busy machine). The hosts' tables are checked against a
-//! rebuild at the end.
+//! comparable across builds on a busy machine), and per kind of change (move, register,
+//! deregister, peering add, peering remove) for every run. The hosts' tables are checked
+//! against a rebuild at the end.
 //!
 //! `cargo run --release -p mapping-client --features etcd --example watch_replay -- HOSTS
 //! INSTANCES CHANGES RUNS` (defaults 200 20000 1000 5).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -87,6 +88,20 @@ fn change(t: &Topology, hosts: usize, rng: &mut u64, serial: usize) -> Option<Co
     Some(Command::Move { instance: inst.name.clone(), host: format!("h{to}") })
 }
 
+/// The kinds of change, in the order [`kind_of`] numbers them.
+const KINDS: [&str; 6] = ["move", "register", "deregister", "peering add", "peering remove", "other"];
+
+fn kind_of(cmd: &Command) -> usize {
+    match cmd {
+        Command::Move { .. } => 0,
+        Command::Register(_) => 1,
+        Command::Deregister { .. } => 2,
+        Command::AddPeering { .. } => 3,
+        Command::RemovePeering { .. } => 4,
+        _ => 5,
+    }
+}
+
 fn listing(records: &Records, prefix: &str) -> Vec<Listed> {
     let under = records.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix));
     under.map(|(k, v)| Listed { key: k.clone(), value: v.clone(), mod_revision: 1 }).collect()
@@ -112,16 +127,17 @@ fn run(hosts: usize, instances: usize, changes: usize) -> (Duration, usize, Dura
     // The changes first, each as the events its transaction makes: not timed.
     let mut service = Service::without_clients(topo);
     let mut rng = 7u64;
-    let mut all: Vec<Vec<Event>> = Vec::new();
+    let mut all: Vec<(usize, Vec<Event>)> = Vec::new();
     for serial in 0..changes * 2 {
         if all.len() == changes {
             break;
         }
         let Some(cmd) = change(service.topology(), hosts, &mut rng, serial) else { continue };
+        let kind = kind_of(&cmd);
         let Ok((puts, deletes)) = change_records(&mut service, &cmd) else { continue };
         let mut events: Vec<Event> = puts.into_iter().map(|(key, value)| Event::Put { key, value }).collect();
         events.extend(deletes.into_iter().map(|key| Event::Delete { key }));
-        all.push(events);
+        all.push((kind, events));
     }
     let mut records = initial;
     let statics: Vec<Listed> = STATIC_PREFIXES.iter().flat_map(|p| listing(&records, p)).collect();
@@ -146,8 +162,19 @@ fn run(hosts: usize, instances: usize, changes: usize) -> (Duration, usize, Dura
     let sync = thread_cpu().saturating_sub(sync0);
     let holding = |w: &CardWatch| -> HashSet<String> { w.held().map(str::to_string).collect() };
     let mut held: Vec<HashSet<String>> = cards.iter().map(|c| holding(&c.watch)).collect();
+    // And the other way round: the hosts holding each VPC, so that a change is offered
+    // only to the hosts etcd would send it to (as a host's own watches would), not to
+    // every host (offering it to 1,000 hosts was a fifth of this loop's time).
+    let mut holders: HashMap<String, BTreeSet<usize>> = HashMap::new();
+    for (h, vs) in held.iter().enumerate() {
+        vs.iter().for_each(|v| {
+            holders.entry(v.clone()).or_default().insert(h);
+        });
+    }
+    let mut by_kind = [(0usize, Duration::ZERO); KINDS.len()];
     let cpu0 = thread_cpu();
-    for events in &all {
+    let mut last = cpu0;
+    for (kind, events) in &all {
         // One watch response per prefix with events (`on/HOST/`, `in/VPC/`; the name and
         // Elastic IP claims are watched by nobody).
         let mut by_prefix: BTreeMap<String, Vec<Event>> = BTreeMap::new();
@@ -161,7 +188,18 @@ fn run(hosts: usize, instances: usize, changes: usize) -> (Duration, usize, Dura
                 by_prefix.entry(format!("{kind}/{name}/")).or_default().push(e.clone());
             }
         }
-        for (h, host) in cards.iter_mut().enumerate() {
+        // The hosts a watch of theirs gets the change to: the holders of its VPCs, the
+        // hosts of the placement indexes it writes.
+        let mut to: BTreeSet<usize> = BTreeSet::new();
+        for p in by_prefix.keys() {
+            if let Some(v) = p.strip_prefix("in/").and_then(|v| v.strip_suffix('/')) {
+                to.extend(holders.get(v).into_iter().flatten());
+            } else if let Some(h) = p.strip_prefix("on/h").and_then(|h| h.strip_suffix('/')).and_then(|h| h.parse::<usize>().ok()) {
+                to.insert(h);
+            }
+        }
+        for h in to {
+            let Some(host) = cards.get_mut(h) else { continue };
             let index = format!("on/h{h}/");
             for (p, evs) in &by_prefix {
                 let vpc = p.strip_prefix("in/").and_then(|v| v.strip_suffix('/'));
@@ -182,13 +220,34 @@ fn run(hosts: usize, instances: usize, changes: usize) -> (Duration, usize, Dura
                     }
                 }
                 if changed {
-                    held[h] = holding(&host.watch);
+                    let now = holding(&host.watch);
+                    for v in held[h].difference(&now) {
+                        if let Some(hs) = holders.get_mut(v) {
+                            hs.remove(&h);
+                        }
+                    }
+                    for v in now.difference(&held[h]) {
+                        holders.entry(v.clone()).or_default().insert(h);
+                    }
+                    held[h] = now;
                 }
                 host.watch.take_updates().into_iter().for_each(|u| u.apply_to(&mut host.tables));
             }
         }
+        // One read of the thread's CPU time per change (a read of schedstat, counted in
+        // the total: a few microseconds).
+        let now = thread_cpu();
+        if let Some(k) = by_kind.get_mut(*kind) {
+            k.0 += 1;
+            k.1 += now.saturating_sub(last);
+        }
+        last = now;
     }
     let cpu = thread_cpu().saturating_sub(cpu0);
+    for (i, (n, t)) in by_kind.iter().enumerate() {
+        let per = t.as_secs_f64() * 1e6 / (*n).max(1) as f64;
+        eprintln!("  {:<16} {n:>6} changes, {per:>8.0} us of CPU each", KINDS[i]);
+    }
     for (h, host) in cards.iter().enumerate() {
         let rebuilt = Tables::build_for_card(service.topology(), mapping_client::CardId::Host(mapping_client::HostId(h as u32)));
         assert!(host.tables == rebuilt, "h{h}: the watched tables differ from a rebuild");
