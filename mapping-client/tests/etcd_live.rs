@@ -302,3 +302,54 @@ fn cards_read_the_static_snapshot_and_list_the_prefixes_without_one() {
     }
     watcher.stop();
 }
+
+/// `store::list_prefixes` (a few prefixes per read-only transaction, each cut at
+/// `KEYS_PER_PREFIX_IN_TXN` keys and continued page by page) lists what `store::list`
+/// lists for each prefix at the same revision: more prefixes than one transaction holds,
+/// a prefix with more keys than one Range of it, an empty prefix, and changes after the
+/// revision (which neither may see).
+#[test]
+fn listing_prefixes_in_transactions_equals_listing_each() {
+    use mapping_client::etcd::store::{self, KEYS_PER_PREFIX_IN_TXN, PREFIXES_PER_TXN};
+    let etcd = TestEtcd::start().expect("etcd starts");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = etcd_client::Client::connect([etcd.url()], None).await.unwrap();
+        let big = KEYS_PER_PREFIX_IN_TXN as usize * 2 + 37;
+        let rels: Vec<String> = (0..PREFIXES_PER_TXN * 2 + 3).map(|i| format!("in/v{i}/")).collect();
+        for (i, rel) in rels.iter().enumerate() {
+            let n = match i {
+                3 => 0,
+                5 => big,
+                _ => i * 7 + 1,
+            };
+            for k in 0..n {
+                c.put(format!("/t/{rel}ip/{k:08x}"), format!("{{\"n\":{k},\"v\":{i}}}"), None).await.unwrap();
+            }
+        }
+        // A key at the end of a prefix's range (`in/v1/` ends before `in/v10/`).
+        c.put("/t/in/v1/\u{7f}", "after", None).await.unwrap();
+        let rev = c.get("/t/", None).await.unwrap().header().unwrap().revision();
+        // Changes after the revision: neither listing may see them.
+        c.put("/t/in/v5/ip/00000000", "changed", None).await.unwrap();
+        c.put("/t/in/v3/ip/00000001", "new", None).await.unwrap();
+        c.delete("/t/in/v0/ip/00000000", None).await.unwrap();
+        let together = store::list_prefixes(&mut c, "/t/", &rels, rev).await.unwrap();
+        assert_eq!(together.len(), rels.len());
+        let mut total = 0;
+        for (rel, got) in rels.iter().zip(&together) {
+            let (want, at) = store::list(&mut c, "/t/", rel, Some(rev)).await.unwrap();
+            assert_eq!(at, rev);
+            let pairs = |l: &[store::Listed]| l.iter().map(|l| (l.key.clone(), l.value.clone(), l.mod_revision)).collect::<Vec<_>>();
+            assert_eq!(pairs(got), pairs(&want), "{rel}");
+            total += got.len();
+        }
+        assert_eq!(together[5].len(), big);
+        assert!(together[3].is_empty());
+        assert!(together[1].iter().any(|l| l.value == "after"));
+        assert!(total > big, "{total}");
+        // A revision compacted away is an error, not a short listing.
+        c.compact(rev + 2, None).await.unwrap();
+        assert!(store::list_prefixes(&mut c, "/t/", &rels, rev).await.is_err());
+    });
+}

@@ -151,6 +151,78 @@ pub async fn list_range(
     Ok((out, rev))
 }
 
+/// Prefixes listed per read-only transaction by [`list_prefixes`], and keys per prefix in
+/// it: at most 1,024 keys a response, the bound a page of [`PAGE`] keys already puts on
+/// one (a response stays under the client's 4 MiB limit).
+pub const PREFIXES_PER_TXN: usize = 8;
+/// See [`PREFIXES_PER_TXN`].
+pub const KEYS_PER_PREFIX_IN_TXN: i64 = 128;
+
+/// Lists every key under each of `rels` (prefixes relative to `prefix`) at revision
+/// `revision` (> 0): [`PREFIXES_PER_TXN`] prefixes in one read-only transaction of
+/// Range operations (one request to etcd instead of one each: a card needing 40 VPCs
+/// asks 5 times, not 40), each Range cut at [`KEYS_PER_PREFIX_IN_TXN`] keys and a prefix
+/// with more continued page by page at the same revision. Returns each prefix's keys
+/// (relative to `prefix`), in the order of `rels`; the same as [`list`] of each at
+/// `revision`.
+pub async fn list_prefixes(
+    client: &mut Client,
+    prefix: &str,
+    rels: &[String],
+    revision: i64,
+) -> Result<Vec<Vec<Listed>>, etcd_client::Error> {
+    let mut out = Vec::with_capacity(rels.len());
+    for group in rels.chunks(PREFIXES_PER_TXN) {
+        let ops: Vec<TxnOp> = group
+            .iter()
+            .map(|rel| {
+                let start = format!("{prefix}{rel}");
+                let opts = GetOptions::new()
+                    .with_range(prefix_end(&start))
+                    .with_limit(KEYS_PER_PREFIX_IN_TXN)
+                    .with_revision(revision);
+                TxnOp::get(start, Some(opts))
+            })
+            .collect();
+        let resp = client.txn(Txn::new().and_then(ops)).await?;
+        let answers = resp.op_responses();
+        if answers.len() != group.len() {
+            return Err(etcd_client::Error::InvalidArgs(format!(
+                "a transaction of {} ranges had {} answers",
+                group.len(),
+                answers.len()
+            )));
+        }
+        for (rel, answer) in group.iter().zip(answers) {
+            let etcd_client::TxnOpResponse::Get(mut got) = answer else {
+                return Err(etcd_client::Error::InvalidArgs(format!("listing {rel}: not a range's answer")));
+            };
+            let kvs = got.take_kvs();
+            // Cut short: the rest from just after the last key.
+            let next = got.more().then(|| kvs.last()).flatten().map(|last| {
+                let mut after = last.key().to_vec();
+                after.push(0);
+                after
+            });
+            let mut listed = Vec::with_capacity(kvs.len());
+            for kv in kvs {
+                let mod_revision = kv.mod_revision();
+                let (key, value) = kv.into_key_value();
+                let key = utf8_lossy(key);
+                let key = key.strip_prefix(prefix).map_or_else(|| key.clone(), str::to_string);
+                listed.push(Listed { key, value: utf8_lossy(value), mod_revision });
+            }
+            if let Some(from) = next {
+                let end = prefix_end(&format!("{prefix}{rel}"));
+                let (rest, _) = list_range(client, prefix, from, end, Some(revision), PAGE).await?;
+                listed.extend(rest);
+            }
+            out.push(listed);
+        }
+    }
+    Ok(out)
+}
+
 /// `bytes` as text: taken as they are when they are UTF-8, else what
 /// [`String::from_utf8_lossy`] gives.
 pub(crate) fn utf8_lossy(bytes: Vec<u8>) -> String {
