@@ -137,6 +137,17 @@ pub fn vpc_dynamic(vpc: &str) -> String {
     format!("in/{vpc}/")
 }
 
+/// The prefix of the VPCs' guard keys (`ver/VPC`): every change that writes under
+/// `in/VPC/` also puts `ver/VPC`, and a change validated at revision R succeeds only if
+/// `ver/VPC`'s mod revision is at most R (one key compared per VPC, not the VPC's whole
+/// range). Not under `in/`, so no card watches it; readers of the world leave it out.
+pub const GUARDS: &str = "ver/";
+
+/// The guard key of `vpc` (see [`GUARDS`]).
+pub fn vpc_guard(vpc: &str) -> String {
+    format!("{GUARDS}{vpc}")
+}
+
 /// The prefix of the placement index of `host` (`on/HOST/INSTANCE` -> VPC name).
 pub fn host_index(host: &str) -> String {
     format!("on/{host}/")
