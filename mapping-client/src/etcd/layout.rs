@@ -322,7 +322,7 @@ impl DynamicState {
 /// that is the same in both has the same records in both, and no other member has one
 /// of its keys (addresses, names and Elastic IPs are unique), so it adds nothing to the
 /// difference.
-pub fn changed_records(t: &Topology, before: &DynamicState, after: &DynamicState) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+pub fn changed_records(t: &Topology, before: &DynamicState, after: &DynamicState) -> Result<super::store::RecordChanges, String> {
     let same = |e: EniId| before.members.get(&e) == after.members.get(&e);
     let old = before.records(t, |e| !same(e))?;
     let new = after.records(t, |e| !same(e))?;
