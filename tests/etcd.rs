@@ -140,6 +140,16 @@ fn ctl_changes_are_guarded_transactions() {
         assert!(line.contains(want), "{args:?}: {line}");
     }
     assert_eq!(store.revision().unwrap(), rev, "a refused command wrote nothing");
+
+    // Each change also put its VPCs' guard keys (`ver/VPC`, the one key its transaction
+    // compares per VPC); `dump` leaves them out, and a load with --replace deletes them.
+    let guards: Vec<String> = store.list_raw(layout::GUARDS).unwrap().into_iter().map(|l| l.key).collect();
+    assert_eq!(guards, ["ver/red", "ver/yellow"]);
+    let dump = ok(&["mapping", "dump", "--etcd", &url]);
+    assert!(!dump.contains("ver/") && dump.contains("red-1"), "{dump}");
+    let file = dir.join("world.toml");
+    ok(&["mapping", "load", file.to_str().unwrap(), "--etcd", &url, "--replace"]);
+    assert!(store.list_raw(layout::GUARDS).unwrap().is_empty(), "--replace deletes the guard keys");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -259,6 +259,90 @@ fn a_change_checked_against_an_old_revision_is_a_conflict() {
     store.execute(&second).unwrap();
 }
 
+/// An instance of `subnet` on `host` at `ip`, for the guard tests.
+fn register(name: &str, subnet: &str, host: &str, ip: &str) -> Command {
+    Command::Register(mapping_client::InstanceSpec {
+        name: name.into(),
+        subnet: subnet.into(),
+        host: host.into(),
+        ip: ip.parse().unwrap(),
+        secondary_ips: vec![],
+        mac: None,
+        source_dest_check: true,
+    })
+}
+
+/// A change is guarded by one key per VPC it touches (`ver/VPC`, which every change to
+/// the VPC puts), not by a range compare over the VPC's records: checked at revision R, it
+/// is a conflict once another change to one of its VPCs committed after R (an instance
+/// written, one deleted, a peering written from the other VPC's side, an Elastic IP), and
+/// goes through when only other VPCs changed. A load writes no guard key (absent: mod
+/// revision 0), a world without them (an older build's) takes changes, and readers of the
+/// world leave them out.
+#[test]
+fn one_guard_key_per_vpc_stands_for_its_records() {
+    let (_etcd, world, store) = loaded();
+    let dp = layout::DUMP_DATAPLANE;
+    assert!(store.list_raw(layout::GUARDS).unwrap().is_empty(), "a load writes no guard key");
+    // Checks `checked` at the current revision, commits `other`, then tries `checked`:
+    // whether it went through (when not, nothing was written).
+    let race = |checked: &Command, other: &Command| -> bool {
+        let (topo, snap) = store.read_world(dp).unwrap();
+        let txn = guarded_change(store.prefix(), topo, &snap, checked).unwrap();
+        let rev = store.execute(other).unwrap();
+        assert!(rev > snap.revision);
+        let ok = store.commit(txn).unwrap();
+        if !ok {
+            assert_eq!(store.revision().unwrap(), rev, "a conflict writes nothing");
+        }
+        ok
+    };
+    // The first change of the world goes through on absent guards, and puts its VPC's.
+    let rev = store.execute(&register("n0", "s0", "h2", "10.0.1.20")).unwrap();
+    let guards = store.list_raw(layout::GUARDS).unwrap();
+    assert_eq!(guards.len(), 1, "{guards:?}");
+    assert_eq!((guards[0].key.as_str(), guards[0].value.as_str(), guards[0].mod_revision), ("ver/v0", "\"v0\"", rev));
+
+    // Another instance of the same VPC written meanwhile: a conflict.
+    assert!(!race(&Command::Move { instance: "i0".into(), host: "h3".into() }, &register("n1", "s0b", "h1", "10.0.2.20")));
+    // One deleted (the range compare of older builds did not see a deletion).
+    assert!(!race(&Command::Move { instance: "i0".into(), host: "h3".into() }, &Command::Deregister { instance: "n1".into() }));
+    // A peering written from the other VPC's side (v2 names v0).
+    assert!(!race(&register("n2", "s0", "h1", "10.0.1.21"), &Command::AddPeering { a: "v2".into(), b: "v0".into() }));
+    // An Elastic IP of the VPC.
+    assert!(!race(&register("n2", "s0", "h1", "10.0.1.21"), &Command::DisassociateElasticIp { ip: "203.0.113.10".parse().unwrap() }));
+    assert!(!race(
+        &Command::Move { instance: "n0".into(), host: "h3".into() },
+        &Command::AssociateElasticIp { ip: "203.0.113.11".parse().unwrap(), instance: "i0".into() }
+    ));
+    // A peering guards both its VPCs: one checked from v1's side sees a change of v2.
+    assert!(!race(&Command::AddPeering { a: "v1".into(), b: "v2".into() }, &register("n3", "s2", "h0", "10.2.1.30")));
+    // Other VPCs changed meanwhile: it goes through.
+    assert!(race(&Command::Move { instance: "i1".into(), host: "h2".into() }, &Command::Move { instance: "i0".into(), host: "h1".into() }));
+    assert!(race(&register("n4", "s2", "h3", "10.2.1.40"), &Command::Move { instance: "i1".into(), host: "h0".into() }));
+
+    // One guard per VPC ever changed (v3 never was). Readers leave them out: the
+    // snapshot is exactly the records of the world it reads back as.
+    let keys: Vec<String> = store.list_raw(layout::GUARDS).unwrap().into_iter().map(|l| l.key).collect();
+    assert_eq!(keys, ["ver/v0", "ver/v1", "ver/v2"]);
+    let (after, snap) = store.read_world(dp).unwrap();
+    assert!(!snap.records.keys().any(|k| k.starts_with(layout::GUARDS)), "no guard key among the records");
+    assert_eq!(snap.records, layout::records_of(&after).unwrap());
+
+    // A world without guard keys (loaded and changed by an older build): changes go
+    // through, and guard again.
+    store.delete_raw_prefix(layout::GUARDS).unwrap();
+    assert!(store.list_raw(layout::GUARDS).unwrap().is_empty());
+    assert!(race(&Command::Move { instance: "i2".into(), host: "h0".into() }, &Command::Move { instance: "i0".into(), host: "h2".into() }));
+    assert!(!race(&Command::Move { instance: "i0".into(), host: "h0".into() }, &register("n5", "s0", "h1", "10.0.1.50")));
+
+    // A load with replace wipes them with the rest.
+    assert!(!store.list_raw(layout::GUARDS).unwrap().is_empty());
+    store.load(&world, true).unwrap();
+    assert!(store.list_raw(layout::GUARDS).unwrap().is_empty(), "--replace deletes the guard keys");
+    assert_eq!(store.snapshot().unwrap().records, layout::records_of(&world).unwrap());
+}
+
 /// `mapping load` writes the static records a second time as a static snapshot (a few
 /// chunks), which the cards read instead of listing the static prefixes; `Store::snapshot`
 /// (ctl, dump) leaves it out. An inconsistent snapshot is not taken (the card keeps

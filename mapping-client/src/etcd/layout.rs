@@ -137,6 +137,17 @@ pub fn vpc_dynamic(vpc: &str) -> String {
     format!("in/{vpc}/")
 }
 
+/// The prefix of the VPCs' guard keys (`ver/VPC`): every change that writes under
+/// `in/VPC/` also puts `ver/VPC`, and a change validated at revision R succeeds only if
+/// `ver/VPC`'s mod revision is at most R (one key compared per VPC, not the VPC's whole
+/// range). Not under `in/`, so no card watches it; readers of the world leave it out.
+pub const GUARDS: &str = "ver/";
+
+/// The guard key of `vpc` (see [`GUARDS`]).
+pub fn vpc_guard(vpc: &str) -> String {
+    format!("{GUARDS}{vpc}")
+}
+
 /// The prefix of the placement index of `host` (`on/HOST/INSTANCE` -> VPC name).
 pub fn host_index(host: &str) -> String {
     format!("on/{host}/")
@@ -311,7 +322,7 @@ impl DynamicState {
 /// that is the same in both has the same records in both, and no other member has one
 /// of its keys (addresses, names and Elastic IPs are unique), so it adds nothing to the
 /// difference.
-pub fn changed_records(t: &Topology, before: &DynamicState, after: &DynamicState) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+pub fn changed_records(t: &Topology, before: &DynamicState, after: &DynamicState) -> Result<super::store::RecordChanges, String> {
     let same = |e: EniId| before.members.get(&e) == after.members.get(&e);
     let old = before.records(t, |e| !same(e))?;
     let new = after.records(t, |e| !same(e))?;

@@ -297,7 +297,8 @@ impl Store {
     }
 
     /// Every record under the prefix at one revision (the static snapshot's chunks,
-    /// `statics/`, left out: they copy the static records).
+    /// `statics/`, left out: they copy the static records; the VPCs' guard keys, `ver/`,
+    /// too: they are no record).
     pub fn snapshot(&self) -> Result<Snapshot, String> {
         let mut c = self.client.clone();
         // A large world is many pages: the connection was checked at connect, so give the
@@ -315,7 +316,9 @@ impl Store {
         let (listed, revision) = self.block_for(SNAPSHOT_DEADLINE, "reading the world", read)?;
         let mut records = Records::new();
         let mut mod_revisions = HashMap::new();
-        for l in listed {
+        // The VPCs' guard keys (`ver/`) are not records of the world: only a change's
+        // transaction writes and compares them.
+        for l in listed.into_iter().filter(|l| !l.key.starts_with(layout::GUARDS)) {
             mod_revisions.insert(l.key.clone(), l.mod_revision);
             records.insert(l.key, l.value);
         }
@@ -517,8 +520,10 @@ impl Store {
 /// is checked on the model (the embedded service's own checks); the records that change
 /// are put or deleted; it succeeds only if every record it writes is as read (same mod
 /// revision, or still absent), the `world` record is the one read (no reload), and no
-/// record of the VPCs it touches changed since `snap.revision` (what the checks looked at:
-/// addresses, MACs, Elastic IPs of the VPC).
+/// change to the VPCs it touches committed since `snap.revision` (what the checks looked
+/// at: addresses, MACs, Elastic IPs of the VPC): the guard key `ver/VPC` of each, which
+/// every change to the VPC puts, has a mod revision of at most `snap.revision` (absent:
+/// 0, a world nobody changed since its load).
 pub fn guarded_change(prefix: &str, topo: Topology, snap: &Snapshot, command: &Command) -> Result<Txn, String> {
     let mut service = Service::without_clients(topo);
     let (puts, deletes) = change_records(&mut service, command)?;
@@ -563,18 +568,21 @@ pub fn guarded_txn(
             vpcs.insert(v.to_string());
         }
     }
-    for v in &vpcs {
-        let start = key(&layout::vpc_dynamic(v));
-        let end = prefix_end(&start);
-        compares.push(Compare::mod_revision(start, CompareOp::Less, revision + 1).with_range(end));
-    }
     let mut ops: Vec<TxnOp> = puts.iter().map(|(k, v)| TxnOp::put(key(k), v.as_str(), None)).collect();
     ops.extend(deletes.iter().map(|k| TxnOp::delete(key(k), None)));
-    if ops.len() > MAX_TXN_OPS || compares.len() > MAX_TXN_OPS {
-        return Err(format!("the change needs {} operations, more than one transaction holds ({MAX_TXN_OPS})", ops.len()));
-    }
     if ops.is_empty() {
         return Err("the command changes nothing".into());
+    }
+    // One key per VPC, not a range compare over `in/VPC/` (which etcd 3.4 answers by
+    // reading every record of the VPC): the guard says whether any change to the VPC
+    // committed after `revision`, and this change moves it on.
+    for v in &vpcs {
+        let guard = key(&layout::vpc_guard(v));
+        compares.push(Compare::mod_revision(guard.clone(), CompareOp::Less, revision + 1));
+        ops.push(TxnOp::put(guard, serde_json::Value::from(v.as_str()).to_string(), None));
+    }
+    if ops.len() > MAX_TXN_OPS || compares.len() > MAX_TXN_OPS {
+        return Err(format!("the change needs {} operations, more than one transaction holds ({MAX_TXN_OPS})", ops.len()));
     }
     Ok(Txn::new().when(compares).and_then(ops))
 }
