@@ -134,15 +134,7 @@ pub async fn list_range(
             next.push(0);
             next
         });
-        out.reserve(kvs.len());
-        for kv in kvs {
-            let mod_revision = kv.mod_revision();
-            let (key, value) = kv.into_key_value();
-            let key = utf8_lossy(key);
-            let key = key.strip_prefix(prefix).map_or_else(|| key.clone(), str::to_string);
-            // The value as received (a valid text is taken, not copied).
-            out.push(Listed { key, value: utf8_lossy(value), mod_revision });
-        }
+        out.extend(kvs.into_iter().map(|kv| listed_of(kv, prefix)));
         match (more, next) {
             (true, Some(next)) => from = next,
             _ => break,
@@ -204,14 +196,7 @@ pub async fn list_prefixes(
                 after.push(0);
                 after
             });
-            let mut listed = Vec::with_capacity(kvs.len());
-            for kv in kvs {
-                let mod_revision = kv.mod_revision();
-                let (key, value) = kv.into_key_value();
-                let key = utf8_lossy(key);
-                let key = key.strip_prefix(prefix).map_or_else(|| key.clone(), str::to_string);
-                listed.push(Listed { key, value: utf8_lossy(value), mod_revision });
-            }
+            let mut listed: Vec<Listed> = kvs.into_iter().map(|kv| listed_of(kv, prefix)).collect();
             if let Some(from) = next {
                 let end = prefix_end(&format!("{prefix}{rel}"));
                 let (rest, _) = list_range(client, prefix, from, end, Some(revision), PAGE).await?;
@@ -221,6 +206,16 @@ pub async fn list_prefixes(
         }
     }
     Ok(out)
+}
+
+/// A listed key-value: the key relative to `prefix`, the value as received (a valid text is
+/// taken, not copied).
+fn listed_of(kv: etcd_client::KeyValue, prefix: &str) -> Listed {
+    let mod_revision = kv.mod_revision();
+    let (key, value) = kv.into_key_value();
+    let key = utf8_lossy(key);
+    let key = key.strip_prefix(prefix).map_or_else(|| key.clone(), str::to_string);
+    Listed { key, value: utf8_lossy(value), mod_revision }
 }
 
 /// `bytes` as text: taken as they are when they are UTF-8, else what
