@@ -129,11 +129,7 @@ pub async fn list_range(
         }
         let more = resp.more();
         let kvs = resp.take_kvs();
-        let next = kvs.last().map(|last| {
-            let mut next = last.key().to_vec();
-            next.push(0);
-            next
-        });
+        let next = kvs.last().map(|last| key_after(last.key()));
         out.extend(kvs.into_iter().map(|kv| listed_of(kv, prefix)));
         match (more, next) {
             (true, Some(next)) => from = next,
@@ -191,11 +187,7 @@ pub async fn list_prefixes(
             };
             let kvs = got.take_kvs();
             // Cut short: the rest from just after the last key.
-            let next = got.more().then(|| kvs.last()).flatten().map(|last| {
-                let mut after = last.key().to_vec();
-                after.push(0);
-                after
-            });
+            let next = got.more().then(|| kvs.last()).flatten().map(|last| key_after(last.key()));
             let mut listed: Vec<Listed> = kvs.into_iter().map(|kv| listed_of(kv, prefix)).collect();
             if let Some(from) = next {
                 let end = prefix_end(&format!("{prefix}{rel}"));
@@ -206,6 +198,14 @@ pub async fn list_prefixes(
         }
     }
     Ok(out)
+}
+
+/// The first key after `key` (a page goes on from there).
+fn key_after(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
 }
 
 /// A listed key-value: the key relative to `prefix`, the value as received (a valid text is

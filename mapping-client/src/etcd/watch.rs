@@ -874,16 +874,16 @@ async fn snapshot(
     }
     let mut next = machine.begin(&statics).map_err(|r| r.0)?;
     while !next.is_empty() {
-        // What is missing, a few prefixes per request (`store::list_prefixes`), each
-        // request answered within the deadline.
-        for group in next.chunks(store::PREFIXES_PER_TXN) {
-            let listed = match tokio::time::timeout(store::DEADLINE, store::list_prefixes(c, prefix, group, rev)).await {
-                Ok(r) => r.map_err(err)?,
-                Err(_) => return Err(format!("listing {}: no answer within {} s", group.join(" "), store::DEADLINE.as_secs())),
-            };
-            for (p, l) in group.iter().zip(&listed) {
-                machine.listed(p, l).map_err(|r| r.0)?;
-            }
+        // What is missing, a few prefixes per request (`store::list_prefixes`), within
+        // the deadline once per request.
+        let requests = next.len().div_ceil(store::PREFIXES_PER_TXN).max(1);
+        let deadline = store::DEADLINE.saturating_mul(u32::try_from(requests).unwrap_or(u32::MAX));
+        let listed = match tokio::time::timeout(deadline, store::list_prefixes(c, prefix, &next, rev)).await {
+            Ok(r) => r.map_err(err)?,
+            Err(_) => return Err(format!("listing {} prefixes: no answer within {} s", next.len(), deadline.as_secs())),
+        };
+        for (p, l) in next.iter().zip(&listed) {
+            machine.listed(p, l).map_err(|r| r.0)?;
         }
         next = machine.missing();
     }
