@@ -165,4 +165,7 @@ fn counters_are_served_as_dpdk_telemetry() {
     let rx = v["/vpcemu/passthrough"]["rx"].as_u64().unwrap();
     assert!(rx > 0, "{line}");
     assert!(child.wait().unwrap().success());
+    // The run took its runtime directory (DPDK leaves it) with it.
+    let runtime = socket.parent().unwrap();
+    assert!(!runtime.exists(), "{} left behind", runtime.display());
 }

@@ -61,9 +61,21 @@ fn dpdk_dumpcap_captures_a_port_of_a_running_vpcemu() {
         .expect("run dpdk-dumpcap (scripts/setup.sh installs dpdk)");
     let _ = Command::new("kill").args(["-TERM", &run.id().to_string()]).status();
     let _ = std::fs::remove_file(&pcap);
-    // The shared configuration the run left for secondaries.
-    let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(&prefix));
     let out = run.wait_with_output().unwrap();
+    // The run removed what DPDK leaves of a primary with shared configuration: its
+    // hugepage files (memory no other run could use) and its runtime directory.
+    let left: Vec<String> = std::fs::read_dir("/dev/hugepages")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    let left: Vec<&String> = left.iter().filter(|n| n.starts_with(&format!("{prefix}map_"))).collect();
+    for n in &left {
+        let _ = std::fs::remove_file(std::path::Path::new("/dev/hugepages").join(n));
+    }
+    let runtime = std::path::Path::new("/var/run/dpdk").join(&prefix);
+    let runtime_left = runtime.exists();
+    let _ = std::fs::remove_dir_all(&runtime);
+    assert!(left.is_empty(), "hugepage files left behind: {left:?}");
+    assert!(!runtime_left, "{} left behind", runtime.display());
     let stdout = reader.join().unwrap();
     assert!(
         dumpcap.status.success(),

@@ -5,8 +5,15 @@
 //! [`DpdkError::EalAlreadyInitialised`]. DPDK's own log goes to a private temporary file
 //! by default, so a failure is reported as one line that quotes the root cause DPDK
 //! logged (see [`LogTarget`]).
+//!
+//! DPDK 22.11 leaves its runtime directory (`/var/run/dpdk/PREFIX`) behind at
+//! `rte_eal_cleanup`, and a primary with shared configuration (`multi_process`) also its
+//! hugepage files (`PREFIX` `map_N` on the hugetlbfs mount, memory no one else can use until
+//! a primary of the same prefix starts): the guard removes both after the cleanup, so a run
+//! leaves nothing of itself (its prefix is its own: unique, or the one the user gave).
 
-use std::ffi::{CString, c_char, c_int};
+use std::ffi::{CStr, CString, c_char, c_int};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -64,9 +71,40 @@ pub fn free_hugepages() -> u64 {
 /// Whether a hugetlbfs is mounted (per /proc/mounts): DPDK's hugepage memory outside
 /// `--in-memory` lives in files there.
 pub fn hugetlbfs_mounted() -> bool {
+    !hugetlbfs_mounts().is_empty()
+}
+
+/// The hugetlbfs mount points, per /proc/mounts.
+pub fn hugetlbfs_mounts() -> Vec<PathBuf> {
     std::fs::read_to_string("/proc/mounts")
-        .map(|m| m.lines().any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs")))
-        .unwrap_or(false)
+        .map(|m| {
+            m.lines()
+                .filter_map(|l| {
+                    let mut f = l.split_whitespace();
+                    let dir = f.nth(1)?;
+                    (f.next() == Some("hugetlbfs")).then(|| PathBuf::from(dir))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The hugepage files a primary of `prefix` left in `dirs` (DPDK names them `PREFIXmap_N`,
+/// or `PREFIXmap_N-M` with one file per segment list).
+pub fn hugepage_files(dirs: &[PathBuf], prefix: &str) -> Vec<PathBuf> {
+    let head = format!("{prefix}map_");
+    dirs.iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.strip_prefix(&head)
+                .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 /// Builds the EAL argument list and initialises the EAL.
@@ -233,7 +271,17 @@ impl EalBuilder {
             let detail = log.as_ref().and_then(|l| l.root_cause(&[])).map(|d| format!(" ({d})")).unwrap_or_default();
             return Err(DpdkError::EalInit { code, message: strerror(code), detail });
         }
-        Ok(Eal { log, args })
+        // SAFETY: valid after a successful rte_eal_init; the string is EAL's own, NUL-terminated,
+        // and copied here before any cleanup.
+        let dir = unsafe { ffi::rte_eal_get_runtime_dir() };
+        let runtime_dir = if dir.is_null() {
+            None
+        } else {
+            // SAFETY: non-null, NUL-terminated (above); read once, copied.
+            let d = unsafe { CStr::from_ptr(dir) };
+            Some(PathBuf::from(d.to_string_lossy().into_owned()))
+        };
+        Ok(Eal { log, args, runtime_dir, multi_process: self.multi_process })
     }
 }
 
@@ -300,6 +348,10 @@ impl LogCapture {
 pub struct Eal {
     log: Option<LogCapture>,
     args: Vec<String>,
+    /// `/var/run/dpdk/PREFIX` (or under `$XDG_RUNTIME_DIR`), removed after the cleanup.
+    runtime_dir: Option<PathBuf>,
+    /// Shared configuration and hugepage files (removed after the cleanup).
+    multi_process: bool,
 }
 
 impl Eal {
@@ -376,6 +428,23 @@ impl Drop for Eal {
         unsafe {
             ffi::rte_eal_cleanup();
         }
+        let Some(prefix) = self.file_prefix().map(str::to_owned) else { return };
+        if self.multi_process {
+            for f in hugepage_files(&hugetlbfs_mounts(), &prefix) {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        if let Some(dir) = &self.runtime_dir {
+            remove_runtime_dir(dir, &prefix);
+        }
+    }
+}
+
+/// Removes DPDK's runtime directory of this process, `dir`, when it is named by `prefix`
+/// (never anything else: a directory DPDK did not make for this prefix stays).
+fn remove_runtime_dir(dir: &Path, prefix: &str) {
+    if !prefix.is_empty() && dir.file_name().is_some_and(|n| n == prefix) {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
@@ -472,5 +541,33 @@ mod tests {
     fn hugepages_parse() {
         assert_eq!("auto".parse::<Hugepages>().unwrap(), Hugepages::Auto);
         assert!("yes".parse::<Hugepages>().is_err());
+    }
+
+    #[test]
+    fn leftovers_are_only_this_prefixs_files_and_directory() {
+        let root = std::env::temp_dir().join(format!("vpcemu-eal-leftovers-{}", std::process::id()));
+        let huge = root.join("huge");
+        std::fs::create_dir_all(&huge).unwrap();
+        for f in ["pmap_0", "pmap_12", "pmap_3-1", "pmap_", "pmap_x", "pqmap_0", "p2map_0", "other"] {
+            std::fs::write(huge.join(f), b"").unwrap();
+        }
+        let mut found: Vec<String> = hugepage_files(std::slice::from_ref(&huge), "p")
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        found.sort();
+        assert_eq!(found, ["pmap_0", "pmap_12", "pmap_3-1"]);
+
+        // The runtime directory goes only when it is named by the prefix.
+        let run = root.join("run");
+        std::fs::create_dir_all(run.join("p")).unwrap();
+        std::fs::write(run.join("p").join("config"), b"").unwrap();
+        remove_runtime_dir(&run, "p");
+        assert!(run.join("p").exists());
+        remove_runtime_dir(&run.join("p"), "");
+        assert!(run.join("p").exists());
+        remove_runtime_dir(&run.join("p"), "p");
+        assert!(!run.join("p").exists() && run.exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
