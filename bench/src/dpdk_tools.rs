@@ -27,6 +27,30 @@ pub fn eal_args(lcores: &str, memory_mb: u32, tag: &str) -> Vec<String> {
     a
 }
 
+/// DPDK's runtime directory of one tool run (`dpdk` under `/var/run` for root, else under
+/// `$XDG_RUNTIME_DIR` or `/tmp`, then the run's `--file-prefix`), removed when this is
+/// dropped: DPDK 22.11 leaves it behind at exit, one directory per run.
+pub struct RuntimeDir(Option<String>);
+
+impl RuntimeDir {
+    /// The directory of the run with the EAL arguments `args` (none without a prefix).
+    pub fn of(args: &[String]) -> RuntimeDir {
+        let i = args.iter().position(|a| a == "--file-prefix");
+        RuntimeDir(i.and_then(|i| args.get(i + 1)).filter(|p| !p.is_empty() && !p.contains('/')).cloned())
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let Some(prefix) = &self.0 else { return };
+        let mut bases = vec![std::path::PathBuf::from("/var/run"), std::path::PathBuf::from("/tmp")];
+        bases.extend(std::env::var_os("XDG_RUNTIME_DIR").map(std::path::PathBuf::from));
+        for b in bases {
+            let _ = std::fs::remove_dir_all(b.join("dpdk").join(prefix));
+        }
+    }
+}
+
 fn free_hugepages() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -57,6 +81,7 @@ pub fn testpmd_io_cpu(rx_vdev: &str, tx_vdev: &str, window: Duration, held: usiz
         ["-i", "--forward-mode=io", "--nb-cores=1", "--burst=32", "--mbuf-size=2176"].map(String::from),
     );
     args.push(format!("--total-num-mbufs={mbufs}"));
+    let _dir = RuntimeDir::of(&args);
     let mut child = Command::new("dpdk-testpmd")
         .args(&args)
         .stdin(Stdio::piped())
@@ -211,6 +236,7 @@ pub fn crypto_perf_gcm(buffers: &CryptoBuffers, total_ops: u64) -> Result<Crypto
         }
     }
     args.extend(["--total-ops".into(), total_ops.to_string()]);
+    let _dir = RuntimeDir::of(&args);
     let log = std::env::temp_dir().join(file_prefix("cryptoperf-log"));
     let (ok, text, err, share) = run_sampled(Command::new("dpdk-test-crypto-perf").args(&args), &log)
         .map_err(|e| format!("{e} (install dpdk-test-crypto-perf with scripts/setup.sh)"))?;
