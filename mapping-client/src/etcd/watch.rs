@@ -421,8 +421,16 @@ impl CardWatch {
         }
         let mut instances: Vec<Instance> = Vec::with_capacity(records.len());
         let mut rest = Vec::new();
+        // `in/VPC/ip/ITEM` (what a listing of the VPC holds) is told by its prefix; any
+        // other key as before, by its parts.
+        let of_vpc = |k: &str| {
+            let item = k.strip_prefix("in/").and_then(|r| r.strip_prefix(vpc)).and_then(|r| r.strip_prefix("/ip/"));
+            item.is_some_and(|item| !item.as_bytes().contains(&b'/'))
+        };
         for &(k, v) in records {
-            if k.contains("/ip/") {
+            if of_vpc(k) {
+                instances.push(layout::instance_from_record(t, v).map_err(Resync)?);
+            } else if k.contains("/ip/") {
                 if instance_key(k) {
                     instances.push(layout::instance_from_record(t, v).map_err(Resync)?);
                 }
