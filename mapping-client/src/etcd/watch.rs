@@ -422,10 +422,12 @@ impl CardWatch {
         let mut instances: Vec<Instance> = Vec::with_capacity(records.len());
         let mut rest = Vec::new();
         // `in/VPC/ip/ITEM` (what a listing of the VPC holds) is told by its prefix; any
-        // other key as before, by its parts.
+        // other key, and any key of a VPC named with a '/' (which `layout` refuses to
+        // write), as before, by its parts.
+        let plain = !vpc.contains('/');
         let of_vpc = |k: &str| {
             let item = k.strip_prefix("in/").and_then(|r| r.strip_prefix(vpc)).and_then(|r| r.strip_prefix("/ip/"));
-            item.is_some_and(|item| !item.as_bytes().contains(&b'/'))
+            plain && item.is_some_and(|item| !item.as_bytes().contains(&b'/'))
         };
         for &(k, v) in records {
             if of_vpc(k) {
