@@ -157,17 +157,28 @@ impl FromStr for MacAddr {
     /// Six colon-separated pairs of hex digits, `02:00:0a:00:01:0a`.
     fn from_str(s: &str) -> Result<MacAddr, AddrParseError> {
         const EXPECTED: &str = "expected six colon-separated hex pairs, like 02:00:0a:00:01:0a";
+        // Exactly `hh:hh:hh:hh:hh:hh`: read byte by byte (the etcd watcher parses one per
+        // instance record it reads).
+        let hex = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        };
+        let b = s.as_bytes();
+        if b.len() != 17 {
+            return Err(AddrParseError(EXPECTED));
+        }
         let mut out = [0u8; 6];
-        let mut parts = s.split(':');
-        for byte in &mut out {
-            let part = parts.next().ok_or(AddrParseError(EXPECTED))?;
-            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+        for (i, byte) in out.iter_mut().enumerate() {
+            let at = i * 3;
+            if i > 0 && b[at - 1] != b':' {
                 return Err(AddrParseError(EXPECTED));
             }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| AddrParseError(EXPECTED))?;
-        }
-        if parts.next().is_some() {
-            return Err(AddrParseError(EXPECTED));
+            let (Some(hi), Some(lo)) = (hex(b[at]), hex(b[at + 1])) else {
+                return Err(AddrParseError(EXPECTED));
+            };
+            *byte = hi << 4 | lo;
         }
         Ok(MacAddr(out))
     }
@@ -231,6 +242,11 @@ mod tests {
             "2:00:0a:00:01:0a",
             "02-00-0a-00-01-0a",
             "zz:00:0a:00:01:0a",
+            "02:00:0a:00:01:0a:",
+            "02:00:0a:00:01::a",
+            "+2:00:0a:00:01:0a",
+            "0200:0a:00:01:0a:",
+            "02:00:0a:00:01:0\u{e9}",
         ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }

@@ -394,19 +394,19 @@ impl Service {
                 continue;
             }
             // Elsewhere: no view changes for the cards computed, only the new mappings.
-            let (eni, vpc) = (inst.eni, inst.vpc);
+            // The mappings are computed before the instance goes in (no look-up of it
+            // after): a refused instance returns before the batch is queued.
+            let vpc = inst.vpc;
             let viewers = match viewing.take() {
                 Some((v, cards)) if v == vpc => cards,
                 _ => cards_viewing(&self.topo, vpc, &batch),
             };
-            self.topo.add_checked_instance(inst)?;
             let t = &self.topo;
-            if let Some(inst) = t.instance(eni) {
-                let (vni, loc) = (vni_of(t, vpc), tables::location(t, inst));
-                for &card in &viewers {
-                    batch.mappings(card, vni, inst, loc);
-                }
+            let (vni, loc) = (vni_of(t, vpc), tables::location(t, &inst));
+            for &card in &viewers {
+                batch.mappings(card, vni, &inst, loc);
             }
+            self.topo.add_checked_instance(inst)?;
             viewing = Some((vpc, viewers));
         }
         self.queue(batch);

@@ -582,6 +582,7 @@ pub fn instance_from_json(t: &Topology, v: &Value) -> Result<Instance, String> {
 /// An instance record's fields, as its JSON holds them (strings borrowed from the text
 /// where it has no escapes).
 #[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct InstanceRecord<'a> {
     eni: Option<u64>,
     #[serde(borrow)]
@@ -604,6 +605,9 @@ struct InstanceRecord<'a> {
 /// card's watcher reads one per change it applies). A text that does not have the
 /// record's shape is read as JSON, so that it gets the same answer and message.
 pub fn instance_from_record(t: &Topology, text: &str) -> Result<Instance, String> {
+    if let Some(fields) = canonical_instance(text) {
+        return instance_from_fields(t, fields);
+    }
     match serde_json::from_str::<InstanceRecord>(text) {
         Ok(fields) => instance_from_fields(t, fields),
         Err(_) => {
@@ -611,6 +615,76 @@ pub fn instance_from_record(t: &Topology, text: &str) -> Result<Instance, String
             instance_from_json(t, &v)
         }
     }
+}
+
+/// The fields of an instance record written exactly as [`instance_json`] writes it (keys
+/// in that order, no white space, strings without escapes or control characters, `eni` a
+/// plain number), read without a JSON parser: what serde reads from the same text (the
+/// watchers read one per instance of every VPC entering a card's view, and the parser was
+/// most of that). Any other text: `None` (serde reads it).
+fn canonical_instance(text: &str) -> Option<InstanceRecord<'_>> {
+    let mut rest = text.strip_prefix("{\"eni\":")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || digits > 10 || (digits > 1 && rest.starts_with('0')) {
+        return None;
+    }
+    let eni: u64 = rest[..digits].parse().ok()?;
+    rest = &rest[digits..];
+    // `,"KEY":"VALUE"`, the value borrowed from the text.
+    fn string<'a>(rest: &mut &'a str, key: &str) -> Option<&'a str> {
+        let r = rest.strip_prefix(",\"")?.strip_prefix(key)?.strip_prefix("\":\"")?;
+        let end = r.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if r.as_bytes()[end] != b'"' {
+            return None;
+        }
+        *rest = &r[end + 1..];
+        Some(&r[..end])
+    }
+    let host = string(&mut rest, "host")?;
+    let ip = string(&mut rest, "ip")?;
+    let mac = string(&mut rest, "mac")?;
+    let name = string(&mut rest, "name")?;
+    rest = rest.strip_prefix(",\"secondary_ips\":[")?;
+    let mut secondary_ips = Vec::new();
+    if let Some(r) = rest.strip_prefix(']') {
+        rest = r;
+    } else {
+        loop {
+            let r = rest.strip_prefix('"')?;
+            let end = r.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20)?;
+            if r.as_bytes()[end] != b'"' {
+                return None;
+            }
+            secondary_ips.push(Cow::Borrowed(&r[..end]));
+            rest = &r[end + 1..];
+            if let Some(r) = rest.strip_prefix(',') {
+                rest = r;
+            } else {
+                rest = rest.strip_prefix(']')?;
+                break;
+            }
+        }
+    }
+    rest = rest.strip_prefix(",\"source_dest_check\":")?;
+    let (check, r) = match rest.strip_prefix("true") {
+        Some(r) => (true, r),
+        None => (false, rest.strip_prefix("false")?),
+    };
+    rest = r;
+    let subnet = string(&mut rest, "subnet")?;
+    if rest != "}" {
+        return None;
+    }
+    Some(InstanceRecord {
+        eni: Some(eni),
+        name: Cow::Borrowed(name),
+        subnet: Cow::Borrowed(subnet),
+        host: Cow::Borrowed(host),
+        ip: Cow::Borrowed(ip),
+        secondary_ips,
+        mac: Cow::Borrowed(mac),
+        source_dest_check: Some(check),
+    })
 }
 
 fn instance_from_fields(t: &Topology, f: InstanceRecord) -> Result<Instance, String> {
@@ -696,6 +770,60 @@ pub fn world_with_run_file(records: &Records, file_text: &str, file_name: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reader of canonical instance records reads what serde reads, or leaves the
+    /// text to serde: records as `instance_json` writes them (with and without secondary
+    /// addresses, names with characters JSON escapes), and every cut and one-byte change
+    /// of them.
+    #[test]
+    fn canonical_instance_records_read_as_serde_reads_them() {
+        let record = |name: &str, eni: u64, secondary: &[&str], check: bool| {
+            text(json!({
+                "eni": eni, "name": name, "subnet": "s0", "host": "h1", "ip": "10.0.0.4",
+                "secondary_ips": secondary, "mac": "02:00:0a:00:00:04", "source_dest_check": check,
+            }))
+        };
+        let texts = [
+            record("i0", 0, &[], true),
+            record("web-1", 7, &["10.0.0.5"], false),
+            record("x", 4_294_967_295, &["10.0.0.5", "10.0.0.6"], true),
+            record("caf\u{e9}", 12, &[], true),
+            record("quote \" back \\ line \n", 3, &[], true),
+            record("", 9, &[], true),
+        ];
+        let mut fast = 0;
+        let mut checked = 0;
+        for t in &texts {
+            let mut variants: Vec<String> = vec![t.clone()];
+            for cut in 0..t.len() {
+                if t.is_char_boundary(cut) {
+                    variants.push(t[..cut].to_string());
+                    variants.push(format!("{}{}", &t[..cut], " "));
+                }
+            }
+            for (i, b) in t.bytes().enumerate() {
+                for x in [b'0', b'"', b'\\', b',', b'}', b' ', b'1', b'\n'] {
+                    let mut v = t.clone().into_bytes();
+                    v[i] = x;
+                    if b != x {
+                        if let Ok(v) = String::from_utf8(v) {
+                            variants.push(v);
+                        }
+                    }
+                }
+            }
+            for v in &variants {
+                if let Some(f) = canonical_instance(v) {
+                    assert_eq!(serde_json::from_str::<InstanceRecord>(v).ok(), Some(f), "{v}");
+                    checked += 1;
+                }
+            }
+            fast += canonical_instance(t).is_some() as usize;
+        }
+        // Every record without escapes takes the fast path; the one with escapes does not.
+        assert_eq!(fast, texts.len() - 1);
+        assert!(checked > texts.len(), "{checked}");
+    }
 
     fn some_records() -> Records {
         let mut r = Records::new();

@@ -35,7 +35,7 @@ use super::layout::{self, Records, WORLD};
 use super::store::{self, Listed};
 use crate::client::{Client, Update};
 use crate::service::{Command, InstanceSpec, Service};
-use crate::topology::{CardId, Instance, Topology};
+use crate::topology::{CardId, Instance, Topology, VpcId};
 
 /// A change the watch delivered (key relative to the prefix).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +71,9 @@ pub struct CardWatch {
     client: Option<Client>,
     /// VPCs whose dynamic records are in the model.
     held: BTreeSet<String>,
+    /// The ids of those the model knows (all of them, unless an index names a VPC the
+    /// world does not have): what a reconcile compares with what the card needs.
+    held_ids: BTreeSet<VpcId>,
     /// A host's placement index: instance -> VPC.
     index: BTreeMap<String, String>,
     /// How many instances of the index each VPC has (the VPCs a host holds directly).
@@ -105,6 +108,7 @@ impl CardWatch {
             service: None,
             client: None,
             held: BTreeSet::new(),
+            held_ids: BTreeSet::new(),
             index: BTreeMap::new(),
             direct: BTreeMap::new(),
             dirty: true,
@@ -150,6 +154,7 @@ impl CardWatch {
         self.service = Some(Service::for_card(base, card));
         self.client = None;
         self.held.clear();
+        self.held_ids.clear();
         self.index.clear();
         self.direct.clear();
         self.updates.clear();
@@ -173,6 +178,9 @@ impl CardWatch {
             return Err(resync(format!("listed an unexpected prefix {prefix}")));
         };
         self.held.insert(vpc.to_string());
+        if let Some(id) = self.model().and_then(|t| t.vpc_by_name(vpc)) {
+            self.held_ids.insert(id);
+        }
         self.ever_held.insert(vpc.to_string());
         // A listing from etcd is in key order, each key once: read it as it is. Anything
         // else is read as a map of its records would be (a key's last value, in key order).
@@ -198,9 +206,14 @@ impl CardWatch {
         self.missing_of(&self.wanted())
     }
 
-    /// Those of `wanted` the card does not hold, as prefixes.
-    fn missing_of(&self, wanted: &[&str]) -> Vec<String> {
-        wanted.iter().filter(|v| !self.held.contains(**v)).map(|v| layout::vpc_dynamic(v)).collect()
+    /// Those of `wanted` the card does not hold, as prefixes, in name order.
+    fn missing_of(&self, wanted: &Wanted) -> Vec<String> {
+        let Some(t) = self.model() else { return Vec::new() };
+        let known = wanted.ids.iter().filter(|id| !self.held_ids.contains(id)).filter_map(|&id| t.vpc(id));
+        let mut out: Vec<&str> = known.map(|v| v.name.as_str()).collect();
+        out.extend(wanted.unknown.iter().filter(|v| !self.held.contains(**v)));
+        out.sort_unstable();
+        out.into_iter().map(layout::vpc_dynamic).collect()
     }
 
     /// Ends the snapshot: the card's tables as a replacement ([`CardWatch::take_updates`]).
@@ -260,29 +273,33 @@ impl CardWatch {
         false
     }
 
-    /// The VPCs the card needs now, by name, sorted, each once (a sorted vector: it is
-    /// built on every reconcile, and a set of strings cost more than the rest of it).
-    fn wanted(&self) -> Vec<&str> {
+    /// The VPCs the card needs now: by id, sorted, each once (built on every reconcile:
+    /// ids, not names, which cost more to sort and to look for than the rest of it).
+    fn wanted(&self) -> Wanted<'_> {
         let (Some(card), Some(t)) = (self.card, self.model()) else {
-            return Vec::new();
+            return Wanted::default();
         };
-        let name = |v| t.vpc(v).map(|v| v.name.as_str());
-        let mut out: Vec<&str> = match card {
-            CardId::Edge(e) => t.edge_vpcs(e).filter_map(name).collect(),
+        let known = |v: &VpcId| t.vpc(*v).is_some();
+        let mut unknown = Vec::new();
+        let mut ids: Vec<VpcId> = match card {
+            CardId::Edge(e) => t.edge_vpcs(e).filter(known).collect(),
             CardId::Host(_) => {
-                let mut out: Vec<&str> = Vec::with_capacity(self.direct.len() * 2);
+                let mut out: Vec<VpcId> = Vec::with_capacity(self.direct.len() * 2);
                 for d in self.direct.keys() {
-                    out.push(d.as_str());
-                    if let Some(id) = t.vpc_by_name(d) {
-                        out.extend(t.peers(id).filter_map(name));
+                    match t.vpc_by_name(d) {
+                        Some(id) => {
+                            out.push(id);
+                            out.extend(t.peers(id).filter(known));
+                        }
+                        None => unknown.push(d.as_str()),
                     }
                 }
                 out
             }
         };
-        out.sort_unstable();
-        out.dedup();
-        out
+        ids.sort_unstable();
+        ids.dedup();
+        Wanted { ids, unknown }
     }
 
     /// Drops the VPCs no longer wanted (their instances leave the model, with the deltas
@@ -294,7 +311,20 @@ impl CardWatch {
         self.dirty = false;
         let (surplus, missing): (Vec<String>, Vec<String>) = {
             let wanted = self.wanted();
-            let surplus = self.held.iter().filter(|v| wanted.binary_search(&v.as_str()).is_err()).cloned().collect();
+            let Some(t) = self.model() else {
+                // No model yet: nothing is wanted.
+                let all: Vec<String> = self.held.iter().cloned().collect();
+                self.held.clear();
+                return Ok((Vec::new(), all.iter().map(|v| layout::vpc_dynamic(v)).collect()));
+            };
+            let gone = self.held_ids.iter().filter(|id| wanted.ids.binary_search(id).is_err());
+            let mut surplus: Vec<String> = gone.filter_map(|&id| t.vpc(id)).map(|v| v.name.clone()).collect();
+            if self.held.len() != self.held_ids.len() {
+                // Names the model does not know: surplus unless the index still names them.
+                let unknown = self.held.iter().filter(|v| t.vpc_by_name(v).is_none() && !wanted.unknown.contains(&v.as_str()));
+                surplus.extend(unknown.cloned());
+            }
+            surplus.sort_unstable();
             (surplus, self.missing_of(&wanted))
         };
         let mut cancel = Vec::new();
@@ -389,10 +419,20 @@ impl CardWatch {
         if t.vpc_by_name(vpc).is_none() {
             return Err(resync(format!("unknown vpc {vpc}")));
         }
-        let mut instances: Vec<Instance> = Vec::new();
+        let mut instances: Vec<Instance> = Vec::with_capacity(records.len());
         let mut rest = Vec::new();
+        // `in/VPC/ip/ITEM` (what a listing of the VPC holds) is told by its prefix; any
+        // other key, and any key of a VPC named with a '/' (which `layout` refuses to
+        // write), as before, by its parts.
+        let plain = !vpc.contains('/');
+        let of_vpc = |k: &str| {
+            let item = k.strip_prefix("in/").and_then(|r| r.strip_prefix(vpc)).and_then(|r| r.strip_prefix("/ip/"));
+            plain && item.is_some_and(|item| !item.as_bytes().contains(&b'/'))
+        };
         for &(k, v) in records {
-            if k.contains("/ip/") {
+            if of_vpc(k) {
+                instances.push(layout::instance_from_record(t, v).map_err(Resync)?);
+            } else if k.contains("/ip/") {
                 if instance_key(k) {
                     instances.push(layout::instance_from_record(t, v).map_err(Resync)?);
                 }
@@ -415,7 +455,7 @@ impl CardWatch {
         }
         self.register_all(new)?;
         for (k, v) in rest {
-            self.apply_event(vpc, &Event::Put { key: k.clone(), value: v.clone() })?;
+            self.apply_record(vpc, k, Some(v))?;
         }
         Ok(())
     }
@@ -423,8 +463,9 @@ impl CardWatch {
     /// The VPC leaves the model: its instances, and its peerings with VPCs not held.
     fn drop_vpc(&mut self, vpc: &str) -> Result<(), Resync> {
         self.held.remove(vpc);
+        let Some(id) = self.model().and_then(|t| t.vpc_by_name(vpc)) else { return Ok(()) };
+        self.held_ids.remove(&id);
         let Some(t) = self.model() else { return Ok(()) };
-        let Some(id) = t.vpc_by_name(vpc) else { return Ok(()) };
         // Out of the card's view (no ENI of it or of a peer on the card): deregistering
         // its instances gives the card no delta, so they just leave the model.
         let quiet = self.card.is_some_and(|c| !crate::tables::relevant(t, c, id));
@@ -486,36 +527,45 @@ impl CardWatch {
 
     /// One change of a held VPC's records, replayed as the command that made it.
     fn apply_event(&mut self, vpc: &str, e: &Event) -> Result<(), Resync> {
+        match e {
+            Event::Put { key, value } => self.apply_record(vpc, key, Some(value)),
+            Event::Delete { key } => self.apply_record(vpc, key, None),
+        }
+    }
+
+    /// A record of a held VPC put (`value`) or deleted (`None`), replayed as the command
+    /// that made it (a listing's records are read where they are, not copied into events).
+    fn apply_record(&mut self, vpc: &str, key: &str, value: Option<&str>) -> Result<(), Resync> {
         let t = self.model().ok_or_else(|| resync("no snapshot"))?;
         let vpc_id = t.vpc_by_name(vpc).ok_or_else(|| resync(format!("unknown vpc {vpc}")))?;
-        let mut parts = e.key().split('/');
+        let mut parts = key.split('/');
         let (kind, item) = match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("in"), Some(_), Some(kind), Some(item), None) => (kind, item),
             _ => return Ok(()),
         };
         let hex_ip = |s: &str| u32::from_str_radix(s, 16).ok().map(Ipv4Addr::from);
-        let command = match (kind, e) {
-            ("ip", Event::Put { value, .. }) => {
+        let command = match (kind, value) {
+            ("ip", Some(value)) => {
                 let inst = layout::instance_from_record(t, value).map_err(Resync)?;
                 return self.apply_instance(inst);
             }
-            ("ip", Event::Delete { .. }) => {
+            ("ip", None) => {
                 let Some(ip) = hex_ip(item) else { return Ok(()) };
                 match t.ip_owner(vpc_id, ip).and_then(|e| t.instance(e)) {
                     Some(i) if i.ip == ip => Command::Deregister { instance: i.name.clone() },
                     _ => return Ok(()),
                 }
             }
-            ("peer", ev) => {
+            ("peer", value) => {
                 let Some(other) = t.vpc_by_name(item) else { return Ok(()) };
                 let peered = t.peered(vpc_id, other);
-                match ev {
-                    Event::Put { .. } if !peered => Command::AddPeering { a: vpc.to_string(), b: item.to_string() },
-                    Event::Delete { .. } if peered => Command::RemovePeering { a: vpc.to_string(), b: item.to_string() },
+                match value {
+                    Some(_) if !peered => Command::AddPeering { a: vpc.to_string(), b: item.to_string() },
+                    None if peered => Command::RemovePeering { a: vpc.to_string(), b: item.to_string() },
                     _ => return Ok(()),
                 }
             }
-            ("eip", Event::Put { value, .. }) => {
+            ("eip", Some(value)) => {
                 let v: Value = serde_json::from_str(value).map_err(|e| resync(format!("bad record: {e}")))?;
                 let ip: Ipv4Addr = v["ip"].as_str().unwrap_or("").parse().map_err(|_| resync("bad Elastic IP record"))?;
                 let instance = v["instance"].as_str().unwrap_or("").to_string();
@@ -528,7 +578,7 @@ impl CardWatch {
                     None => Command::AssociateElasticIp { ip, instance },
                 }
             }
-            ("eip", Event::Delete { .. }) => {
+            ("eip", None) => {
                 let Some(ip) = hex_ip(item) else { return Ok(()) };
                 if t.elastic_ip_instance(ip).is_none() {
                     return Ok(());
@@ -539,6 +589,14 @@ impl CardWatch {
         };
         self.execute(&command)
     }
+}
+
+/// What a card needs ([`CardWatch::wanted`]): the VPCs its model knows, by id, sorted;
+/// and the names in a host's index that the model does not know (listing one fails).
+#[derive(Default)]
+struct Wanted<'a> {
+    ids: Vec<VpcId>,
+    unknown: Vec<&'a str>,
 }
 
 /// Static records as listed: (key, value) in key order.

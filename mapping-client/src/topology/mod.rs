@@ -543,6 +543,11 @@ impl Topology {
         if let Some(other) = self.ip_owner(inst.vpc, inst.ip) {
             return Err((InstanceField::Ip, self.ip_taken(inst.vpc, inst.ip, other)));
         }
+        // Without secondary addresses there is nothing more to check (and no set to build:
+        // the etcd watcher checks every instance of a VPC entering its card's view).
+        if inst.secondary_ips.is_empty() {
+            return self.check_mac(inst.vpc, inst.mac).map_err(|m| (InstanceField::Mac, m));
+        }
         let mut seen: HashSet<Ipv4Addr> = HashSet::from([inst.ip]);
         for &ip in &inst.secondary_ips {
             self.check_instance_ip(inst.subnet, ip)
