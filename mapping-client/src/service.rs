@@ -717,10 +717,16 @@ impl Service {
         // Cards that keep a VPC of the pair: its routes changed, and maybe the pair itself.
         let flipped = |card: CardId, v: VpcId| changed.get(&card).is_some_and(|s| s.contains(&v));
         for (v, viewers) in [(va, &viewers_a), (vb, &viewers_b)] {
+            // The entry is built only for a card that keeps the VPC (building it walks
+            // the world's subnets, VPNs, DX VIFs and endpoints).
+            let keeping: Vec<CardId> = viewers.iter().copied().filter(|&c| !flipped(c, v)).collect();
+            if keeping.is_empty() {
+                continue;
+            }
             let Some(entry) = tables::vpc_entry(t, v) else {
                 continue;
             };
-            for &card in viewers.iter().filter(|&&c| !flipped(c, v)) {
+            for card in keeping {
                 batch.push(card, TableOp::UpsertVpc(Box::new(entry.clone())));
             }
         }
@@ -876,10 +882,10 @@ fn remove_vpc(
     let vni = vni_of(t, u);
     batch.reserve(card, t.vpc_member_count(u) + extra.len() + 1);
     batch.push(card, TableOp::RemoveVpc { vni });
-    for inst in t.vpc_members(u) {
-        for ip in inst.ips() {
-            batch.push(card, TableOp::RemoveMapping { vni, ip });
-        }
+    // Every address of `u`'s instances, from the VPC's own address index (one small map)
+    // rather than instance by instance through the model.
+    for ip in t.vpc_addresses(u) {
+        batch.push(card, TableOp::RemoveMapping { vni, ip });
     }
     for &ip in extra {
         batch.push(card, TableOp::RemoveMapping { vni, ip });

@@ -495,6 +495,7 @@ impl Loader<'_> {
         Arc::make_mut(&mut t.ix.statics).vnis.insert(vni, id);
         t.ix.vpc_hosts.push(Default::default());
         t.ix.vpc_macs.push(Default::default());
+        t.ix.ip_owner.push(Default::default());
         t.ix.vpc_members.push(Default::default());
         t.ix.peers.push(BTreeSet::new());
         t.ix.vpc_edges.push(BTreeSet::new());

@@ -286,7 +286,9 @@ struct Indexes {
     statics: Arc<StaticIndexes>,
     instance_names: HashMap<String, EniId>,
     instance_pos: HashMap<EniId, usize>,
-    ip_owner: HashMap<(VpcId, Ipv4Addr), EniId>,
+    /// Per VPC: address (primary or secondary) -> its ENI. Per VPC, so that a VPC's
+    /// addresses are one small map to walk ([`Topology::vpc_addresses`]) and to drop.
+    ip_owner: Vec<HashMap<Ipv4Addr, EniId>>,
     /// Per VPC: MAC -> its ENI.
     vpc_macs: Vec<HashMap<MacAddr, EniId>>,
     /// Per host: VPC -> number of its ENIs on the host.
@@ -393,7 +395,13 @@ impl Topology {
     }
     /// The instance owning `ip` (primary or secondary) in `vpc`.
     pub fn ip_owner(&self, vpc: VpcId, ip: Ipv4Addr) -> Option<EniId> {
-        self.ix.ip_owner.get(&(vpc, ip)).copied()
+        self.ix.ip_owner.get(vpc.0 as usize)?.get(&ip).copied()
+    }
+    /// Every address (primary and secondary) of `vpc`'s instances, in no particular order:
+    /// what the instances of [`Topology::vpc_members`] hold, read from one per-VPC index
+    /// instead of instance by instance.
+    pub(crate) fn vpc_addresses(&self, vpc: VpcId) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.ix.ip_owner.get(vpc.0 as usize).into_iter().flat_map(|m| m.keys().copied())
     }
     /// The instance that the Elastic IP `ip` is associated with.
     pub fn elastic_ip_instance(&self, ip: Ipv4Addr) -> Option<EniId> {
@@ -703,8 +711,10 @@ impl Topology {
 
     pub(crate) fn insert_instance(&mut self, inst: Instance) {
         let (eni, vpc, host) = (inst.eni, inst.vpc, inst.host);
-        for ip in inst.ips() {
-            self.ix.ip_owner.insert((vpc, ip), eni);
+        if let Some(m) = self.ix.ip_owner.get_mut(vpc.0 as usize) {
+            for ip in inst.ips() {
+                m.insert(ip, eni);
+            }
         }
         if let Some(m) = self.ix.vpc_macs.get_mut(vpc.0 as usize) {
             m.insert(inst.mac, eni);
@@ -724,8 +734,10 @@ impl Topology {
         if let Some(moved) = self.instances.get(pos) {
             self.ix.instance_pos.insert(moved.eni, pos);
         }
-        for ip in inst.ips() {
-            self.ix.ip_owner.remove(&(inst.vpc, ip));
+        if let Some(m) = self.ix.ip_owner.get_mut(inst.vpc.0 as usize) {
+            for ip in inst.ips() {
+                m.remove(&ip);
+            }
         }
         if let Some(m) = self.ix.vpc_macs.get_mut(inst.vpc.0 as usize) {
             m.remove(&inst.mac);
@@ -753,6 +765,9 @@ impl Topology {
         if let Some(m) = self.ix.vpc_macs.get_mut(vpc.0 as usize) {
             m.clear();
         }
+        if let Some(m) = self.ix.ip_owner.get_mut(vpc.0 as usize) {
+            m.clear();
+        }
         if let Some(hosts) = self.ix.vpc_hosts.get_mut(vpc.0 as usize) {
             for (h, _) in hosts.drain() {
                 if let Some(m) = self.ix.host_vpcs.get_mut(h.0 as usize) {
@@ -765,9 +780,6 @@ impl Topology {
             let inst = self.instances.swap_remove(pos);
             if let Some(moved) = self.instances.get(pos) {
                 self.ix.instance_pos.insert(moved.eni, pos);
-            }
-            for ip in inst.ips() {
-                self.ix.ip_owner.remove(&(inst.vpc, ip));
             }
             self.ix.instance_names.remove(&inst.name);
             if let Some(ip) = self.ix.eip_of.remove(&eni) {
@@ -910,7 +922,39 @@ mod tests {
             at_once.remove_vpc_instances(vpc);
             assert_eq!(at_once, one_by_one, "{name}");
             assert_eq!(at_once.vpc_members(vpc).count(), 0);
+            assert_eq!(at_once.vpc_addresses(vpc).count(), 0);
             assert_ne!(at_once, t);
+        }
+    }
+
+    /// A VPC's addresses are exactly those of its instances (primary and secondary), each
+    /// once, and follow registrations and removals; other VPCs' are not among them.
+    #[test]
+    fn vpc_addresses_are_its_instances_addresses() {
+        let mut t = Topology::from_str(&world(), "w.toml").unwrap();
+        let of_members = |t: &Topology, vpc: VpcId| -> Vec<Ipv4Addr> {
+            let mut v: Vec<Ipv4Addr> = t.vpc_members(vpc).flat_map(|i| i.ips().collect::<Vec<_>>()).collect();
+            v.sort_unstable();
+            v
+        };
+        let sorted = |t: &Topology, vpc: VpcId| -> Vec<Ipv4Addr> {
+            let mut v: Vec<Ipv4Addr> = t.vpc_addresses(vpc).collect();
+            v.sort_unstable();
+            v
+        };
+        let (red, yellow) = (t.vpc_by_name("red").unwrap(), t.vpc_by_name("yellow").unwrap());
+        for vpc in [red, yellow] {
+            let want = of_members(&t, vpc);
+            assert!(want.len() >= 4);
+            assert_eq!(sorted(&t, vpc), want);
+        }
+        // The instance with secondary addresses goes: its three addresses go with it.
+        let before = sorted(&t, red).len() + sorted(&t, yellow).len();
+        let eni = t.instances().iter().find(|i| !i.secondary_ips.is_empty()).map(|i| i.eni).unwrap();
+        t.remove_instance(eni).unwrap();
+        assert_eq!(sorted(&t, red).len() + sorted(&t, yellow).len(), before - 3);
+        for vpc in [red, yellow] {
+            assert_eq!(sorted(&t, vpc), of_members(&t, vpc));
         }
     }
 }
