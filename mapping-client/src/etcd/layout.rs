@@ -630,15 +630,17 @@ fn canonical_instance(text: &str) -> Option<InstanceRecord<'_>> {
     }
     let eni: u64 = rest[..digits].parse().ok()?;
     rest = &rest[digits..];
+    // A string's text after its opening quote, up to its closing one (none with an escape
+    // or a control character), and what follows that quote.
+    fn quoted(r: &str) -> Option<(&str, &str)> {
+        let end = r.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20)?;
+        (r.as_bytes()[end] == b'"').then(|| (&r[..end], &r[end + 1..]))
+    }
     // `,"KEY":"VALUE"`, the value borrowed from the text.
     fn string<'a>(rest: &mut &'a str, key: &str) -> Option<&'a str> {
-        let r = rest.strip_prefix(",\"")?.strip_prefix(key)?.strip_prefix("\":\"")?;
-        let end = r.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if r.as_bytes()[end] != b'"' {
-            return None;
-        }
-        *rest = &r[end + 1..];
-        Some(&r[..end])
+        let (value, after) = quoted(rest.strip_prefix(",\"")?.strip_prefix(key)?.strip_prefix("\":\"")?)?;
+        *rest = after;
+        Some(value)
     }
     let host = string(&mut rest, "host")?;
     let ip = string(&mut rest, "ip")?;
@@ -650,13 +652,9 @@ fn canonical_instance(text: &str) -> Option<InstanceRecord<'_>> {
         rest = r;
     } else {
         loop {
-            let r = rest.strip_prefix('"')?;
-            let end = r.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20)?;
-            if r.as_bytes()[end] != b'"' {
-                return None;
-            }
-            secondary_ips.push(Cow::Borrowed(&r[..end]));
-            rest = &r[end + 1..];
+            let (ip, after) = quoted(rest.strip_prefix('"')?)?;
+            secondary_ips.push(Cow::Borrowed(ip));
+            rest = after;
             if let Some(r) = rest.strip_prefix(',') {
                 rest = r;
             } else {

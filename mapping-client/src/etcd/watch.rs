@@ -421,22 +421,10 @@ impl CardWatch {
         }
         let mut instances: Vec<Instance> = Vec::with_capacity(records.len());
         let mut rest = Vec::new();
-        // `in/VPC/ip/ITEM` (what a listing of the VPC holds) is told by its prefix; any
-        // other key, and any key of a VPC named with a '/' (which `layout` refuses to
-        // write), as before, by its parts.
-        let plain = !vpc.contains('/');
-        let of_vpc = |k: &str| {
-            let item = k.strip_prefix("in/").and_then(|r| r.strip_prefix(vpc)).and_then(|r| r.strip_prefix("/ip/"));
-            plain && item.is_some_and(|item| !item.as_bytes().contains(&b'/'))
-        };
         for &(k, v) in records {
-            if of_vpc(k) {
+            if instance_key(k) {
                 instances.push(layout::instance_from_record(t, v).map_err(Resync)?);
-            } else if k.contains("/ip/") {
-                if instance_key(k) {
-                    instances.push(layout::instance_from_record(t, v).map_err(Resync)?);
-                }
-            } else {
+            } else if !k.contains("/ip/") {
                 rest.push((k, v));
             }
         }
@@ -632,14 +620,13 @@ fn static_base(statics: &[Listed], dataplane: &str) -> Result<Topology, Resync> 
     Ok(t)
 }
 
-/// Whether `key` is an instance record's (`in/VPC/ip/HHHHHHHH`).
+/// Whether `key` is an instance record's (`in/VPC/ip/HHHHHHHH`: four parts split at '/',
+/// the first `in`, the third `ip`), read straight along the key (a listing of a VPC is
+/// mostly these).
 fn instance_key(key: &str) -> bool {
-    let mut parts = key.split('/');
-    parts.next() == Some("in")
-        && parts.next().is_some()
-        && parts.next() == Some("ip")
-        && parts.next().is_some()
-        && parts.next().is_none()
+    let Some(r) = key.strip_prefix("in/") else { return false };
+    let Some(slash) = r.find('/') else { return false };
+    r[slash + 1..].strip_prefix("ip/").is_some_and(|item| !item.contains('/'))
 }
 
 fn json_str(v: &str) -> String {
@@ -1089,5 +1076,29 @@ async fn watch(
         reached.insert(p, at);
         progress.revision = reached.values().copied().min().unwrap_or(rev);
         progress.resumable = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::instance_key;
+
+    /// `instance_key` is "four parts split at '/', the first `in`, the third `ip`".
+    #[test]
+    fn instance_key_is_four_parts_in_vpc_ip_item() {
+        let by_parts = |k: &str| {
+            let p: Vec<&str> = k.split('/').collect();
+            p.len() == 4 && p[0] == "in" && p[2] == "ip"
+        };
+        let keys = [
+            "in/v1/ip/0a000004", "in/v1/ip/", "in//ip/x", "in/ip/ip/x", "in/v1/ip", "in/v1/ip/a/b",
+            "in/a/b/ip/x", "in/v1/peer/v2", "in/v1/eip/0a000004", "in/v1/ipx/y", "in/v1/xip/y", "on/h1/ip/x",
+            "in", "in/", "in/v1", "in/v1/", "xin/v1/ip/x", "in/v1//ip/x", "/in/v1/ip/x", "",
+        ];
+        for k in keys {
+            assert_eq!(instance_key(k), by_parts(k), "{k:?}");
+        }
+        assert!(instance_key("in/v1/ip/0a000004"));
+        assert!(!instance_key("in/v1/peer/v2"));
     }
 }
