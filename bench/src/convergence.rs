@@ -28,7 +28,10 @@
 //! hosts, each timed from its own start to its first complete snapshot, and
 //! `start_rate_hosts_per_s` says which start it was (0: all at once). CPU seconds
 //! (`etcd_cpu_s`, `hosts_watch_cpu_s`, `hosts_apply_cpu_s`, `driver_cpu_s`, `proxy_cpu_s`)
-//! are counted from the first change on.
+//! are counted from the first change on; those of the first syncs, from the hosts' start
+//! until every host has its first snapshot, are `initial_sync_etcd_cpu_s`,
+//! `initial_sync_hosts_cpu_s` (the watcher threads and the applying thread) and
+//! `initial_sync_proxy_cpu_s` (null without `--proxy`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -419,6 +422,11 @@ fn cpu_ns(pid: u32, keep: impl Fn(&str) -> bool) -> u64 {
         .sum()
 }
 
+/// Nanoseconds as seconds.
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -499,6 +507,11 @@ pub fn run(s: &Setup) -> Result<Value, String> {
         .name("hosts-apply".into())
         .spawn(move || -> Result<Value, String> {
             let started = Instant::now();
+            // CPU of the first syncs: etcd's and the hosts' (watcher and this thread) from
+            // the hosts' start until every host has its first snapshot.
+            let sync_etcd_cpu0 = cpu_ns(etcd_pid, |_| true);
+            let sync_proxy_cpu0 = proxy_pid.map_or(0, |p| cpu_ns(p, |_| true));
+            let sync_hosts_cpu0 = cpu_ns(me, |n| n == "etcd-watch" || n == "hosts-apply");
             let mut watchers = Vec::new();
             for (w, cards) in groups.into_iter().enumerate() {
                 let pace = setup.pace() * setup.watch_threads as u32;
@@ -528,6 +541,9 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             let proxy_cpu0 = proxy_pid.map_or(0, |p| cpu_ns(p, |_| true));
             let watch_cpu0 = cpu_ns(me, |n| n == "etcd-watch");
             let apply_cpu0 = cpu_ns(me, |n| n == "hosts-apply");
+            let sync_etcd_cpu = secs(etcd_cpu0.saturating_sub(sync_etcd_cpu0));
+            let sync_proxy_cpu = proxy_pid.map(|_| secs(proxy_cpu0.saturating_sub(sync_proxy_cpu0)));
+            let sync_hosts_cpu = secs((watch_cpu0 + apply_cpu0).saturating_sub(sync_hosts_cpu0));
             let events0: u64 = hosts.iter().map(|h| h.counters.events.load(Ordering::Relaxed)).sum();
             let held0: u64 = hosts.iter().map(|h| h.counters.events_held.load(Ordering::Relaxed)).sum();
 
@@ -624,7 +640,6 @@ pub fn run(s: &Setup) -> Result<Value, String> {
             let events: u64 = hosts.iter().map(|h| h.counters.events.load(Ordering::Relaxed)).sum::<u64>() - events0;
             let held: u64 = hosts.iter().map(|h| h.counters.events_held.load(Ordering::Relaxed)).sum::<u64>() - held0;
             let resyncs: u64 = hosts.iter().map(|h| h.counters.resyncs.load(Ordering::Relaxed)).sum();
-            let secs = |ns: u64| ns as f64 / 1e9;
             let etcd_cpu = secs(cpu_ns(etcd_pid, |_| true).saturating_sub(etcd_cpu0));
             let proxy_cpu = proxy_pid.map(|p| secs(cpu_ns(p, |_| true).saturating_sub(proxy_cpu0)));
             let watch_cpu = secs(cpu_ns(me, |n| n == "etcd-watch").saturating_sub(watch_cpu0));
@@ -673,6 +688,9 @@ pub fn run(s: &Setup) -> Result<Value, String> {
                 "initial_sync_p99_ms": percentile(&syncs, 0.99),
                 "cold_start_all_ms": (setup.start_rate == 0.0).then_some(all_synced_ms),
                 "initial_sync_max_ms": syncs.last().copied().unwrap_or(0.0),
+                "initial_sync_etcd_cpu_s": sync_etcd_cpu,
+                "initial_sync_proxy_cpu_s": sync_proxy_cpu,
+                "initial_sync_hosts_cpu_s": sync_hosts_cpu,
                 "events_per_host_mean": events as f64 / hosts.len().max(1) as f64,
                 "interest_ratio": if held == 0 { 0.0 } else { events as f64 / held as f64 },
                 "resyncs": resyncs,
