@@ -81,6 +81,14 @@ fn load_dump_round_trip_and_refusals() {
     assert!(line.contains("bad.toml:") && line.contains("already used"), "{line}");
     assert_eq!(store.snapshot().unwrap().records, snap.records);
 
+    // A file of world sections alone (no [dataplane], as examples/story-world.toml): the
+    // same world.
+    let third = TestEtcd::start().unwrap();
+    ok(&["mapping", "load", "examples/story-world.toml", "--etcd", &third.url()]);
+    let alone = Store::connect(&third.url()).unwrap().snapshot().unwrap();
+    assert_eq!(alone.records, snap.records, "examples/story-world.toml is the story's world");
+    drop(third);
+
     // No world: dump and ctl say so.
     let empty = TestEtcd::start().unwrap();
     let line = refused(&["mapping", "dump", "--etcd", &empty.url()]);
