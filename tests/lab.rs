@@ -7,12 +7,15 @@
 //!   delivered to another host and the loss measured;
 //! - every namespace and tap gone after `--duration`, SIGTERM, SIGINT and a failure in the
 //!   middle of setup; `--cleanup` after SIGKILL; no foreign namespace touched;
-//! - iperf3 throughput between two lab hosts and the CPU vpcemu takes for it.
+//! - iperf3 throughput between two lab hosts and the CPU vpcemu takes for it;
+//! - two labs, each running some cards of one world kept in etcd (`--etcd`, `--cards`),
+//!   their underlay ports on one bridge: ping across the processes, then a move through
+//!   etcd (`ctl --etcd`) that the traffic follows.
 //!
 //! Needs root, `ip netns` and iperf3; skips (with the reason) otherwise. Every lab gets a
 //! namespace prefix of its own (`--ns-prefix`), so that nothing collides with other tests
 //! or a user's lab; a guard kills the lab and removes its namespaces if a test fails. The
-//! tests take turns (one lab at a time: each polls a worker lcore).
+//! tests take turns (one test's labs at a time: each lab polls a worker lcore).
 
 mod common;
 
@@ -63,9 +66,14 @@ struct LabRun {
 /// Starts `vpcemu lab` with `args` after the world file, a prefix of its own, stats,
 /// alerts and the control socket; `path` replaces the PATH it sees.
 fn spawn_lab(test: &str, args: &[&str], path: Option<&str>) -> LabRun {
+    spawn_lab_on(test, &story_world(""), args, path)
+}
+
+/// [`spawn_lab`] on the file `text` (a world, or with `--etcd` a `[dataplane]` and ports).
+fn spawn_lab_on(test: &str, text: &str, args: &[&str], path: Option<&str>) -> LabRun {
     let dir = scratch(&format!("lab-{test}"));
     let world = dir.join("world.toml");
-    std::fs::write(&world, story_world("")).unwrap();
+    std::fs::write(&world, text).unwrap();
     // Unique among the tests of this process and of any other.
     let prefix = format!("t{}{}-", std::process::id(), &test[..3]);
     let control = dir.join("ctl.sock");
@@ -422,6 +430,95 @@ fn a_tcp_stream_keeps_running_while_its_instance_moves() {
     let status = lab.stop("INT");
     assert!(status.is_some_and(|s| s.success()), "vpcemu lab after SIGINT: {status:?}\n{}", lab.stderr());
     lab.assert_all_gone("after SIGINT");
+}
+
+#[test]
+fn two_labs_share_one_world_in_etcd_and_traffic_follows_a_move() {
+    use mapping_client::etcd::testing::TestEtcd;
+    let Some(_turn) = take_turn() else { return };
+    // The README's two processes on one world in etcd, from its files: the story's world
+    // with a third host (`examples/etcd/host-c.toml`); lab A runs host-a (red-1 and
+    // green-1 become hosts), lab B host-b and host-c (yellow-1), each with the underlay
+    // ports of `examples/etcd/a.toml` and `b.toml` (net_taps, here with names of this
+    // test's own), which the test joins on a bridge in a namespace of its own, so the
+    // underlay frames cross the kernel between the two processes.
+    let etcd = TestEtcd::start().expect("a private etcd (scripts/setup.sh installs etcd-server)");
+    let url = etcd.url();
+    let dir = scratch("lab-etcd-world");
+    let world = dir.join("world.toml");
+    let example = |f: &str| std::fs::read_to_string(format!("examples/etcd/{f}")).unwrap_or_else(|e| panic!("examples/etcd/{f}: {e}"));
+    std::fs::write(&world, story_world(&example("host-c.toml"))).unwrap();
+    let out = vpcemu(&["mapping", "load", world.to_str().unwrap(), "--etcd", &url]);
+    assert!(out.status.success(), "mapping load: {}", text(&out));
+    let tag = format!("t{}u", std::process::id());
+    for u in ["a", "b", "c"] {
+        assert!(!iface_exists(&format!("{tag}{u}")), "interface {tag}{u} exists already");
+    }
+    let own_taps = |f: &str| {
+        let t = example(f);
+        assert!(t.contains("iface=vpcul-"), "examples/etcd/{f} names its taps vpcul-*");
+        t.replace("iface=vpcul-", &format!("iface={tag}"))
+    };
+    let (run_a, run_b) = (own_taps("a.toml"), own_taps("b.toml"));
+    let mut a = spawn_lab_on("eta", &run_a, &["--etcd", &url, "--cards", "host-a", "--duration", "300"], None);
+    let mut b = spawn_lab_on("etb", &run_b, &["--etcd", &url, "--cards", "host-b,host-c", "--duration", "300"], None);
+    a.wait_ready();
+    b.wait_ready();
+    let mut made = a.namespaces();
+    made.sort();
+    assert_eq!(made, [a.ns("green-1"), a.ns("red-1")], "lab A: the instances of host-a\n{}", a.stdout());
+    assert_eq!(b.namespaces(), [b.ns("yellow-1")], "lab B: the instance of host-b\n{}", b.stdout());
+    // Each lab offers what reaches the other process, and changes through etcd.
+    assert!(a.stdout().contains(&format!("ip netns exec {} ping -c 3 {YELLOW_IP}", a.ns("red-1"))), "{}", a.stdout());
+    assert!(b.stdout().contains(&format!("ctl --etcd {url} move yellow-1 host-c")), "{}", b.stdout());
+
+    // The underlay: the three taps on one bridge (in a namespace the labs' drop removes).
+    let ul = a.ns("ul");
+    let ip = |args: &[&str]| {
+        let out = run(10, &[&["ip"], args].concat());
+        assert!(out.status.success(), "ip {args:?}: {}", text(&out));
+    };
+    ip(&["netns", "add", &ul]);
+    ip(&["-n", &ul, "link", "add", "br0", "type", "bridge"]);
+    for u in ["a", "b", "c"] {
+        let dev = format!("{tag}{u}");
+        ip(&["link", "set", &dev, "netns", &ul]);
+        ip(&["-n", &ul, "link", "set", &dev, "master", "br0"]);
+        ip(&["-n", &ul, "link", "set", &dev, "up"]);
+    }
+    ip(&["-n", &ul, "link", "set", "br0", "up"]);
+
+    let (red, yellow) = (a.ns("red-1"), b.ns("yellow-1"));
+    ping_ok(&a, &red, YELLOW_IP, "red-1 (lab A) -> yellow-1 (lab B) across the peering, through the bridge");
+    ping_ok(&b, &yellow, RED_IP, "yellow-1 (lab B) -> red-1 (lab A)");
+    let port_tx = |lab: &LabRun, port: &str| lab.stats()["ports"][port]["tx"].as_u64().unwrap_or(0);
+    assert!(port_tx(&a, "ul-a") > 0 && port_tx(&b, "ul-b") > 0, "the underlay carried it");
+    let ul_c = port_tx(&b, "ul-c");
+
+    // yellow-1 moves to host-c through etcd: lab A's host-a learns where it went, lab B
+    // rebinds yellow-1's port to host-c, and the traffic follows (its namespace stays).
+    let moved = Instant::now();
+    let out = vpcemu(&["ctl", "--etcd", &url, "move", "yellow-1", "host-c"]);
+    assert!(out.status.success(), "ctl --etcd move: {}", text(&out));
+    let deadline = moved + Duration::from_secs(20);
+    while !in_ns(&red, 10, &["ping", "-n", "-c", "1", "-W", "1", YELLOW_IP]).status.success() {
+        assert!(Instant::now() < deadline, "red-1 does not reach yellow-1 after the move\nA: {}\nB: {}", a.stderr(), b.stderr());
+    }
+    println!("lab: the first echo after the move answered {:.0} ms after ctl --etcd started", moved.elapsed().as_secs_f64() * 1e3);
+    ping_ok(&a, &red, YELLOW_IP, "red-1 -> yellow-1 after it moved to host-c");
+    assert!(port_tx(&b, "ul-c") > ul_c, "yellow-1's answers now leave by host-c's underlay port");
+    let listed = a.ctl(&["list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("host-c"), "lab A lists the world from etcd: {}", text(&listed));
+
+    // Ctrl-C to both: clean exits; once the bridge's namespace is gone, nothing is left.
+    for (lab, name) in [(&mut b, "B"), (&mut a, "A")] {
+        let status = lab.stop("INT");
+        assert!(status.is_some_and(|s| s.success()), "lab {name} after SIGINT: {status:?}\n{}", lab.stderr());
+    }
+    ip(&["netns", "del", &ul]);
+    a.assert_all_gone("lab A after SIGINT");
+    b.assert_all_gone("lab B after SIGINT");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -158,12 +158,19 @@ fn setup(engine: &Engine, plan: &Plan, lab: &mut Lab, signals: &Signals, topo: &
         lab.add_ns(&config.ns).map_err(fail)?;
         config.configure(mtu.map(u32::from)).map_err(fail)?;
     }
-    println!("vpcemu lab: {} hosts, each in a network namespace of its own (net_tap):", plan.hosts.len());
+    let n = plan.hosts.len();
+    let hosts = if n == 1 { "1 host, in a network namespace of its own".to_string() } else { format!("{n} hosts, each in a network namespace of its own") };
+    println!("vpcemu lab: {hosts} (net_tap):");
     for l in plan.describe(&mtus) {
         println!("{l}");
     }
     let exe = std::env::current_exe().map_or_else(|_| "vpcemu".to_string(), |p| p.display().to_string());
-    let ctl = opts.control.as_ref().map(|p| format!("{exe} ctl --control {}", p.display()));
+    // Changes go to where the world is: etcd (`ctl --etcd`; the control socket then
+    // answers only `list` and `stats`), or the process's control socket.
+    let ctl = match &opts.etcd {
+        Some(url) => Some(format!("{exe} ctl --etcd {url}")),
+        None => opts.control.as_ref().map(|p| format!("{exe} ctl --control {}", p.display())),
+    };
     let mut tries = plan.try_commands(topo, ctl.as_deref());
     if let Some(p) = &opts.alerts {
         tries.push((format!("tail -f {}", p.display()), "the security alerts as they come".into()));

@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use mapping_client::topology::{Attach, CardId, EdgeId, Topology};
+use mapping_client::topology::{Attach, CardId, EdgeId, Instance, Topology};
 
 use super::netns::{self, HostConfig, route};
 
@@ -54,10 +54,16 @@ pub struct LabHost {
 pub struct Plan {
     pub hosts: Vec<LabHost>,
     pub notes: Vec<String>,
+    /// The cards this process runs (`None`: all).
+    pub cards: Option<Vec<String>>,
 }
 
 fn runs_here(opts: &PlanOptions, card: &str) -> bool {
-    opts.cards.as_ref().is_none_or(|cards| cards.iter().any(|n| n == card))
+    runs(opts.cards.as_deref(), card)
+}
+
+fn runs(cards: Option<&[String]>, card: &str) -> bool {
+    cards.is_none_or(|cards| cards.iter().any(|n| n == card))
 }
 
 /// The plan for `topo`; an error for a named instance that does not exist or cannot be a
@@ -71,7 +77,7 @@ pub fn plan(topo: &Topology, opts: &PlanOptions) -> Result<Plan, String> {
         }
     }
     let declared = |a: &Attach| topo.ports().iter().find(|p| &p.attach == a).map(|p| p.name.clone());
-    let mut out = Plan::default();
+    let mut out = Plan { cards: opts.cards.clone(), ..Plan::default() };
     let add = |out: &mut Plan, role: Role, port: String, attach: Attach, config: HostConfig| {
         if topo.ports().iter().any(|p| p.name == port) {
             return Err(format!("the topology already has a port named {port:?} (attached elsewhere): the lab names its ports after the hosts"));
@@ -218,6 +224,28 @@ impl Plan {
         if let Some((a, ia, ib)) = pair(true) {
             let why = format!("{} -> {} across the peering {}-{}", ia.name, ib.name, vpc(ia.vpc), vpc(ib.vpc));
             out.push((exec(a, format!("ping -c 3 {}", ib.ip)), why));
+        } else {
+            // None here (`--cards`): an instance of a peered VPC on a host this process
+            // does not run, which another process (`run` or `lab` with the same world,
+            // e.g. from etcd) may run.
+            let elsewhere = insts.iter().find_map(|(a, ia, _, _)| {
+                let far = |ib: &&Instance| {
+                    let other_process = topo.host(ib.host).is_some_and(|h| !runs(self.cards.as_deref(), &h.name));
+                    ia.vpc != ib.vpc && topo.peered(ia.vpc, ib.vpc) && other_process
+                };
+                topo.instances().iter().find(far).map(|ib| (*a, *ia, ib))
+            });
+            if let Some((a, ia, ib)) = elsewhere {
+                let host = topo.host(ib.host).map_or("?", |h| h.name.as_str());
+                let why = format!(
+                    "{} -> {} on {host} across the peering {}-{} (a card another process runs)",
+                    ia.name,
+                    ib.name,
+                    vpc(ia.vpc),
+                    vpc(ib.vpc)
+                );
+                out.push((exec(a, format!("ping -c 3 {}", ib.ip)), why));
+            }
         }
         if let Some((a, ia, ib)) = pair(false) {
             let why = format!(
@@ -246,8 +274,10 @@ impl Plan {
         if let Some((a, _, _, _)) = insts.first() {
             out.push((exec(a, "bash".into()), "a shell on the host (exit to leave)".into()));
         }
+        // A move to another host this process runs: the instance's port follows it there
+        // (to a card of another process, the port would stay behind on its card).
         if let (Some(ctl), Some((_, ia, card, _))) = (ctl, insts.first()) {
-            if let Some(other) = topo.hosts().iter().find(|h| h.name != *card) {
+            if let Some(other) = topo.hosts().iter().find(|h| h.name != *card && runs(self.cards.as_deref(), &h.name)) {
                 out.push((
                     format!("{ctl} move {} {}", ia.name, other.name),
                     format!("{} moves to {}: its namespace stays, its vNIC follows", ia.name, other.name),
@@ -305,6 +335,27 @@ mod tests {
         assert!(cmds.contains(&"ip netns exec red-1 ping -c 3 192.0.2.1"), "{cmds:?}");
         assert!(cmds.contains(&"ip netns exec blackfoot-1-internet ping -c 3 203.0.113.10"), "{cmds:?}");
         assert!(cmds.contains(&"vpcemu ctl --control /tmp/c.sock move red-1 host-b"), "{cmds:?}");
+    }
+
+    #[test]
+    fn with_cards_the_tries_reach_other_processes_and_move_within_this_one() {
+        let topo = world("[[host]]\nname = \"host-c\"\npa = \"198.18.0.3\"\n");
+        // Process A runs host-a (red-1, green-1): yellow-1 is another process's.
+        let a = plan(&topo, &PlanOptions { cards: Some(vec!["host-a".into()]), ..opts() }).unwrap();
+        let tries = a.try_commands(&topo, Some("vpcemu ctl --etcd http://127.0.0.1:2379"));
+        let (cmds, whys): (Vec<&str>, Vec<&str>) = tries.iter().map(|(c, w)| (c.as_str(), w.as_str())).unzip();
+        let i = cmds.iter().position(|c| *c == "ip netns exec red-1 ping -c 3 10.1.1.20").expect("red-1 -> yellow-1");
+        assert!(whys[i].contains("on host-b") && whys[i].contains("another process"), "{}", whys[i]);
+        // No other host runs here: no move is offered (the port would stay behind).
+        assert!(!cmds.iter().any(|c| c.contains(" move ")), "{cmds:?}");
+        // Process B runs host-b and host-c: yellow-1 moves between them.
+        let b = plan(&topo, &PlanOptions { cards: Some(vec!["host-b".into(), "host-c".into()]), ..opts() }).unwrap();
+        let names: Vec<&str> = b.hosts.iter().map(|h| h.config.ns.as_str()).collect();
+        assert_eq!(names, ["yellow-1"]);
+        let tries = b.try_commands(&topo, Some("vpcemu ctl --etcd http://127.0.0.1:2379"));
+        let cmds: Vec<&str> = tries.iter().map(|(c, _)| c.as_str()).collect();
+        assert!(cmds.contains(&"vpcemu ctl --etcd http://127.0.0.1:2379 move yellow-1 host-c"), "{cmds:?}");
+        assert!(cmds.contains(&"ip netns exec yellow-1 ping -c 3 10.0.1.10"), "{cmds:?}");
     }
 
     #[test]
