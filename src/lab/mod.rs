@@ -159,7 +159,10 @@ fn setup(engine: &Engine, plan: &Plan, lab: &mut Lab, signals: &Signals, topo: &
         config.configure(mtu.map(u32::from)).map_err(fail)?;
     }
     let n = plan.hosts.len();
-    let hosts = if n == 1 { "1 host, in a network namespace of its own".to_string() } else { format!("{n} hosts, each in a network namespace of its own") };
+    let hosts = match n {
+        1 => "1 host, in a network namespace of its own".to_string(),
+        _ => format!("{n} hosts, each in a network namespace of its own"),
+    };
     println!("vpcemu lab: {hosts} (net_tap):");
     for l in plan.describe(&mtus) {
         println!("{l}");
