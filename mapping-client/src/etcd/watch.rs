@@ -950,7 +950,6 @@ async fn snapshot(
         None => machine.begin(&statics),
     }
     .map_err(|r| r.0)?;
-    drop(from_snapshot);
     while !next.is_empty() {
         // What is missing, a few prefixes per request (`store::list_prefixes`), within
         // the deadline once per request.
