@@ -189,30 +189,14 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
     }
 }
 
-/// The world of the topology file at `path`, validated as `vpcemu check` validates it. Its
-/// `[dataplane]` is not part of the world: a file of world sections alone (as
-/// `examples/story-world.toml`) is read with a placeholder one, added after its text so
-/// that the loader's line numbers are the file's.
-fn world_file(path: &std::path::Path) -> Result<mapping_client::topology::Topology, String> {
-    use mapping_client::topology::Topology;
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
-    match Topology::from_str(&text, &name) {
-        Err(e) if e.field == "dataplane" && e.message.starts_with("missing [dataplane]") => {
-            let placeholder = mapping_client::etcd::layout::DUMP_DATAPLANE;
-            Topology::from_str(&format!("{text}\n{placeholder}"), &name)
-        }
-        r => r,
-    }
-    .map_err(|e| e.to_string())
-}
-
 /// `vpcemu mapping load|dump`.
 fn mapping(m: MappingCommand) -> Result<(), String> {
     use mapping_client::etcd::{layout, Store};
     match m {
         MappingCommand::Load { file, etcd, replace } => {
-            let topo = world_file(&file)?;
+            // A file of world sections alone (as examples/story-world.toml) has no
+            // [dataplane]: it is not part of the world.
+            let topo = mapping_client::topology::Topology::load_world(&file, layout::DUMP_DATAPLANE).map_err(|e| e.to_string())?;
             let store = Store::connect(&etcd)?;
             let revision = store.load(&topo, replace)?;
             println!("{}: loaded into {etcd} at revision {revision}", file.display());

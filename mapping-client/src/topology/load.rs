@@ -51,7 +51,18 @@ impl Topology {
     /// Loads and validates a topology from its text. `file_name` is only used in errors.
     #[allow(clippy::should_implement_trait)]
     pub fn from_str(text: &str, file_name: &str) -> std::result::Result<Topology, LoadError> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(text, file_name, &e))?;
+        Topology::parse(text, file_name, None)
+    }
+
+    /// [`from_str`](Self::from_str), with `[dataplane]` (`dataplane`, a section's text)
+    /// when `text` has none.
+    fn parse(text: &str, file_name: &str, dataplane: Option<&str>) -> std::result::Result<Topology, LoadError> {
+        let mut raw: RawFile = toml::from_str(text).map_err(|e| toml_error(text, file_name, &e))?;
+        if raw.dataplane.is_none() {
+            if let Some(d) = dataplane {
+                raw.dataplane = toml::from_str::<RawFile>(d).map_err(|e| toml_error(d, "[dataplane]", &e))?.dataplane;
+            }
+        }
         Loader {
             text,
             file: file_name,
@@ -61,16 +72,29 @@ impl Topology {
 
     /// Reads and validates the topology file at `path`.
     pub fn load(path: impl AsRef<Path>) -> std::result::Result<Topology, LoadError> {
-        let path = path.as_ref();
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| LoadError {
-            file: name.clone(),
-            line: 0,
-            field: String::new(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let (text, name) = read(path.as_ref())?;
         Topology::from_str(&text, &name)
     }
+
+    /// [`load`](Self::load) for a file whose world is what counts (`vpcemu mapping load`):
+    /// a `[dataplane]` is not part of a world, so a file without one (world sections alone)
+    /// is read with `dataplane` (a section's text) in its place.
+    pub fn load_world(path: impl AsRef<Path>, dataplane: &str) -> std::result::Result<Topology, LoadError> {
+        let (text, name) = read(path.as_ref())?;
+        Topology::parse(&text, &name, Some(dataplane))
+    }
+}
+
+/// The text of the file at `path` and its name for errors.
+fn read(path: &Path) -> std::result::Result<(String, String), LoadError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+        file: name.clone(),
+        line: 0,
+        field: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    Ok((text, name))
 }
 
 // ----- the file as written ------------------------------------------------------------------
@@ -1065,6 +1089,26 @@ fn keys_before(line: &str, upto: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_world_file_needs_no_dataplane() {
+        let world = "[[host]]\nname = \"h\"\npa = \"198.18.0.1\"\n";
+        let dataplane = "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 64\nhugepages = \"off\"\n";
+        let path = std::env::temp_dir().join(format!("vpcemu-load-world-{}.toml", std::process::id()));
+        std::fs::write(&path, world).unwrap();
+        let e = Topology::load(&path).unwrap_err();
+        assert_eq!((e.field.as_str(), e.message.as_str()), ("dataplane", "missing [dataplane] section"));
+        let t = Topology::load_world(&path, dataplane).unwrap();
+        assert_eq!(t, Topology::from_str(&format!("{dataplane}{world}"), "w").unwrap());
+        // A file's own [dataplane] stays; its errors keep the file's lines.
+        let own = "[dataplane]\nlcores = \"0-1\"\nmemory_mb = 128\nhugepages = \"off\"\n";
+        std::fs::write(&path, format!("{own}{world}")).unwrap();
+        assert_eq!(Topology::load_world(&path, dataplane).unwrap(), Topology::from_str(&format!("{own}{world}"), "w").unwrap());
+        std::fs::write(&path, format!("{world}[[vpc]]\nname = \"v\"\nvni = 0\ncidr = \"10.0.0.0/16\"\n")).unwrap();
+        let e = Topology::load_world(&path, dataplane).unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn lcores() {
