@@ -58,12 +58,11 @@ pub struct Plan {
     pub cards: Option<Vec<String>>,
 }
 
-fn runs_here(opts: &PlanOptions, card: &str) -> bool {
-    runs(opts.cards.as_deref(), card)
-}
-
-fn runs(cards: Option<&[String]>, card: &str) -> bool {
-    cards.is_none_or(|cards| cards.iter().any(|n| n == card))
+impl Plan {
+    /// Whether this process runs the card named `card`.
+    fn runs(&self, card: &str) -> bool {
+        self.cards.as_ref().is_none_or(|cards| cards.iter().any(|n| n == card))
+    }
 }
 
 /// The plan for `topo`; an error for a named instance that does not exist or cannot be a
@@ -107,7 +106,7 @@ pub fn plan(topo: &Topology, opts: &PlanOptions) -> Result<Plan, String> {
             out.notes.push(format!("{}: the topology's port {port} is its vNIC (no namespace)", inst.name));
             continue;
         }
-        if !runs_here(opts, &card) {
+        if !out.runs(&card) {
             out.notes.push(format!("{}: its host {card} is not run here (--cards)", inst.name));
             continue;
         }
@@ -135,7 +134,7 @@ pub fn plan(topo: &Topology, opts: &PlanOptions) -> Result<Plan, String> {
             out.notes.push(format!("{}: the topology's port {port} is its internet side (no internet host)", edge.name));
             continue;
         }
-        if !runs_here(opts, &edge.name) {
+        if !out.runs(&edge.name) {
             continue;
         }
         // The internet host is the edge's upstream router: the edge sends to its fixed
@@ -230,7 +229,7 @@ impl Plan {
             // e.g. from etcd) may run.
             let elsewhere = insts.iter().find_map(|(a, ia, _, _)| {
                 let far = |ib: &&Instance| {
-                    let other_process = topo.host(ib.host).is_some_and(|h| !runs(self.cards.as_deref(), &h.name));
+                    let other_process = topo.host(ib.host).is_some_and(|h| !self.runs(&h.name));
                     ia.vpc != ib.vpc && topo.peered(ia.vpc, ib.vpc) && other_process
                 };
                 topo.instances().iter().find(far).map(|ib| (*a, *ia, ib))
@@ -277,7 +276,7 @@ impl Plan {
         // A move to another host this process runs: the instance's port follows it there
         // (to a card of another process, the port would stay behind on its card).
         if let (Some(ctl), Some((_, ia, card, _))) = (ctl, insts.first()) {
-            if let Some(other) = topo.hosts().iter().find(|h| h.name != *card && runs(self.cards.as_deref(), &h.name)) {
+            if let Some(other) = topo.hosts().iter().find(|h| h.name != *card && self.runs(&h.name)) {
                 out.push((
                     format!("{ctl} move {} {}", ia.name, other.name),
                     format!("{} moves to {}: its namespace stays, its vNIC follows", ia.name, other.name),
