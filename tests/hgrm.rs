@@ -61,20 +61,37 @@ fn parse(path: &Path) -> Hgrm {
 
 #[test]
 fn stage_histograms_are_written_per_card_kind_and_stage() {
-    let dir = scratch("hgrm");
+    // Every burst timed (`--stage-timing-sample-us 0`): the histograms hold every packet;
+    // by default a burst within 20 us of the last timed one is not timed, and the files
+    // hold what the stats call `timed`.
+    for every_burst in [true, false] {
+        check_hgrm(every_burst);
+    }
+}
+
+fn check_hgrm(every_burst: bool) {
+    let dir = scratch(if every_burst { "hgrm-every" } else { "hgrm" });
     std::fs::write(dir.join("world.toml"), world(&dir)).unwrap();
     let (out_dir, stats) = (dir.join("hgrm"), dir.join("stats.json"));
     let (w, o, s) = (dir.join("world.toml"), out_dir.to_str().unwrap(), stats.to_str().unwrap());
-    let out = vpcemu(&["run", w.to_str().unwrap(), "--until-idle", "400", "--hgrm", o, "--stats-json", s]);
+    let mut args = vec!["run", w.to_str().unwrap(), "--until-idle", "400", "--hgrm", o, "--stats-json", s];
+    if every_burst {
+        args.extend(["--stage-timing-sample-us", "0"]);
+    }
+    let out = vpcemu(&args);
     assert!(out.status.success(), "vpcemu run: {}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
-    // Every (kind, stage) that ran has its file, and nothing else is there.
+    // Every (kind, stage) with timed packets has its file, and nothing else is there.
     let mut want = BTreeMap::new();
     for (kind, stages) in v["card_stages"].as_object().unwrap() {
         for (stage, figures) in stages.as_object().unwrap() {
-            let n = figures["count"].as_u64().unwrap();
-            if n > 0 {
-                want.insert(format!("{kind}-{stage}.hgrm"), (n, figures["max_ns"].as_f64().unwrap()));
+            let (count, timed) = (figures["count"].as_u64().unwrap(), figures["timed"].as_u64().unwrap());
+            assert!(timed <= count, "{kind}-{stage}: {figures}");
+            if every_burst {
+                assert_eq!(timed, count, "{kind}-{stage}: every burst timed");
+            }
+            if timed > 0 {
+                want.insert(format!("{kind}-{stage}.hgrm"), (timed, figures["max_ns"].as_f64().unwrap()));
             }
         }
     }
@@ -82,11 +99,15 @@ fn stage_histograms_are_written_per_card_kind_and_stage() {
         std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     got.sort();
     assert_eq!(got, want.keys().cloned().collect::<Vec<_>>());
-    for name in ["host-verify-send.hgrm", "host-verify-recv.hgrm", "edge-verify-recv.hgrm", "edge-nat.hgrm"] {
-        assert!(want.contains_key(name), "{name} in {got:?}");
+    assert_eq!(v["card_stages"]["host"]["verify-recv"]["count"], TO_PEER as u64);
+    assert_eq!(v["card_stages"]["edge"]["verify-recv"]["count"], (TO_INTERNET + NO_EIP) as u64);
+    if every_burst {
+        for name in ["host-verify-send.hgrm", "host-verify-recv.hgrm", "edge-verify-recv.hgrm", "edge-nat.hgrm"] {
+            assert!(want.contains_key(name), "{name} in {got:?}");
+        }
+        assert_eq!(want["host-verify-recv.hgrm"].0, TO_PEER as u64);
+        assert_eq!(want["edge-verify-recv.hgrm"].0, (TO_INTERNET + NO_EIP) as u64);
     }
-    assert_eq!(want["host-verify-recv.hgrm"].0, TO_PEER as u64);
-    assert_eq!(want["edge-verify-recv.hgrm"].0, (TO_INTERNET + NO_EIP) as u64);
     for (name, (count, max_ns)) in &want {
         let h = parse(&out_dir.join(name));
         assert_eq!(h.total, *count, "{name}: every timed packet");

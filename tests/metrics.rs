@@ -40,6 +40,8 @@ fn metrics_are_served_while_running_and_pass_promtool() {
     // and bound later by the run could be taken by someone else meanwhile).
     let mut run = Command::new(env!("CARGO_BIN_EXE_vpcemu"))
         .args(["run", dir.join("world.toml").to_str().unwrap(), "--duration", "60"])
+        // Every burst timed: the latency histograms count every packet.
+        .args(["--stage-timing-sample-us", "0"])
         .args(["--metrics", "127.0.0.1:0", "--stats-json", stats_path.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

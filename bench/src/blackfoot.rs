@@ -47,6 +47,7 @@ use wire::{vpc, PacketBuf, TestBuffer};
 
 use crate::dpdk_tools::{crypto_perf_gcm, run_sampled, testpmd_io_cpu, CryptoBuffers, CryptoPerf, CRYPTO_PERF_DRIVER};
 use crate::report::{median, Row, Stats};
+use vpcemu::runtime::engine::DEFAULT_STAGE_TIMING_SAMPLE_US;
 use crate::traffic;
 
 /// The scenarios of this module.
@@ -571,14 +572,17 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
         let cal = crypto_perf_gcm(&crypto_buffers(sc.sizes), 300_000)?;
         crypto_ops = ((cal.mops * 1e6 * s.run.seconds) as u64).max(300_000);
     }
-    let (mut on, mut off, mut ring, mut pmd, mut pmd_cpu, mut crypto) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<CryptoPerf>::new());
+    let (mut on, mut every, mut off, mut ring, mut pmd, mut pmd_cpu, mut crypto) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<CryptoPerf>::new());
     let mut crypto_esp = Vec::<CryptoPerf>::new();
     // Alternate the tools so that each sees the same machine conditions.
     for _ in 0..s.run.repeat.max(1) {
         let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs, "--esp-cipher", "aesni-gcm"])?;
         sound(&sc, &r)?;
         on.push(r);
+        let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs, "--stage-timing-sample-us", "0", "--esp-cipher", "aesni-gcm"])?;
+        sound(&sc, &r)?;
+        every.push(r);
         let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs, "--no-stage-timing", "--esp-cipher", "aesni-gcm"])?;
         sound(&sc, &r)?;
         off.push(r);
@@ -614,7 +618,7 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
     let crypto_esp_buf = crypto_esp.first().map(|c| c.buffer_bytes);
     let stages = ["verify-recv", "decap", sc.way.stage()];
     let mut rows = Vec::new();
-    for (suffix, runs) in [("", on), ("-no-timing", off), ("-ring", ring)] {
+    for (suffix, runs) in [("", on), ("-every-burst", every), ("-no-timing", off), ("-ring", ring)] {
         if runs.is_empty() {
             continue;
         }
@@ -661,6 +665,7 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             .with("output_port", sc.way.port())
             .with("dropped_fraction", mid.dropped() as f64 / mid.rx.max(1) as f64)
             .with("stage_timing", timing)
+            .with("stage_timing_sample_us", timing.then_some(if suffix == "-every-burst" { 0 } else { DEFAULT_STAGE_TIMING_SAMPLE_US }))
             .with("repeats", s.run.repeat.max(1) as u64);
         if sc.way == Way::Internet {
             row = row.with("elastic_ips", s.instances);
@@ -673,7 +678,7 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             row = row.with("imix", mix.join(" "));
         }
         if timing {
-            row = row.with("stages", mid.stats.stage_figures(&stages, &["count", "p50_ns", "p99_ns"]));
+            row = row.with("stages", mid.stats.stage_figures(&stages, &["count", "timed", "p50_ns", "p99_ns"]));
         }
         rows.push(row);
     }

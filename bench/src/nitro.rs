@@ -21,6 +21,7 @@ use wire::vpc;
 
 use crate::dpdk_tools::{run_sampled, testpmd_io_cpu};
 use crate::report::{median, Row, Stats};
+use vpcemu::runtime::engine::DEFAULT_STAGE_TIMING_SAMPLE_US;
 use crate::traffic;
 
 pub const VPCS: u32 = 16;
@@ -159,14 +160,12 @@ struct Measured {
     stats: Stats,
 }
 
-fn run_once(s: &Setup, topo: &Path, out_port: &str, timing: bool) -> Result<Measured, String> {
+fn run_once(s: &Setup, topo: &Path, out_port: &str, timing: &[&str]) -> Result<Measured, String> {
     let json = s.run.work.join("nitro-stats.json");
     let mut cmd = Command::new(s.run.vpcemu);
     cmd.args(["run", topo.to_str().unwrap_or_default(), "--cards", "host-a"]);
     cmd.args(["--duration", &format!("{}", s.run.seconds), "--stats-json"]).arg(&json);
-    if !timing {
-        cmd.arg("--no-stage-timing");
-    }
+    cmd.args(timing);
     let (ok, _, err, cpu_share) = run_sampled(&mut cmd, &s.run.work.join("nitro-log"))?;
     if !ok {
         return Err(format!("vpcemu run failed: {}", err.trim()));
@@ -177,7 +176,8 @@ fn run_once(s: &Setup, topo: &Path, out_port: &str, timing: bool) -> Result<Meas
     Ok(Measured { pps: tx / busy, tsc_hz, cpu_share, stats })
 }
 
-/// Run one direction; returns the rows (timing on, timing off).
+/// Run one direction; returns the rows (stage timing as `vpcemu run` does by default, on
+/// every burst, off).
 pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
     let name = if ingress { "nitro-ingress" } else { "nitro-egress" };
     let (pcap, held) = if ingress {
@@ -199,16 +199,20 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
         "[[port]]\nname = \"in\"\nvdev = \"{rx}\"\nattach = \"{in_attach}\"\n\n[[port]]\nname = \"{out_name}\"\nvdev = \"{tx}\"\nattach = \"{out_attach}\"\n"
     );
     let topo = world(s, &ports)?;
-    let (mut on, mut off, mut base) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut on_cpu, mut off_cpu, mut base_cpu) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut hz, mut last) = (0.0, Stats::default());
+    let (mut on, mut every, mut off, mut base) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut on_cpu, mut every_cpu, mut off_cpu, mut base_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut hz, mut last, mut last_every) = (0.0, Stats::default(), Stats::default());
     for _ in 0..s.run.repeat.max(1) {
-        let m = run_once(s, &topo, out_name, true)?;
+        let m = run_once(s, &topo, out_name, &[])?;
         on.push(m.pps);
         on_cpu.push(m.pps / m.cpu_share);
         hz = m.tsc_hz;
         last = m.stats;
-        let m = run_once(s, &topo, out_name, false)?;
+        let m = run_once(s, &topo, out_name, &["--stage-timing-sample-us", "0"])?;
+        every.push(m.pps);
+        every_cpu.push(m.pps / m.cpu_share);
+        last_every = m.stats;
+        let m = run_once(s, &topo, out_name, &["--no-stage-timing"])?;
         off.push(m.pps);
         off_cpu.push(m.pps / m.cpu_share);
         let (pps, share) = testpmd_io_cpu(&rx, &tx, Duration::from_secs_f64(s.run.seconds), held)?;
@@ -218,7 +222,12 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
     let stages: &[&str] = if ingress { &["verify-recv", "decap"] } else { &["classify", "verify-send", "route", "encap"] };
     let (base, base_cpu) = (median(base), median(base_cpu));
     let mut rows = Vec::new();
-    for (suffix, pps, cpu_pps) in [("", median(on), median(on_cpu)), ("-no-timing", median(off), median(off_cpu))] {
+    let variants = [
+        ("", median(on), median(on_cpu), Some(&last)),
+        ("-every-burst", median(every), median(every_cpu), Some(&last_every)),
+        ("-no-timing", median(off), median(off_cpu), None),
+    ];
+    for (suffix, pps, cpu_pps, stats) in variants {
         let mut row = Row::new(format!("{name}{suffix}"));
         row.mpps = Some(pps / 1e6);
         row.cycles_per_packet = Some(hz / pps);
@@ -233,9 +242,10 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
             .with("cpu_cycles_per_packet", hz / cpu_pps)
             .with("baseline_cpu_cycles_per_packet", hz / base_cpu)
             .with("nitro_cpu_cycles_per_packet", hz / cpu_pps - hz / base_cpu)
-            .with("stage_timing", suffix.is_empty());
-        if suffix.is_empty() {
-            row = row.with("stages", last.stage_figures(stages, &["p50_ns", "p99_ns"]));
+            .with("stage_timing", stats.is_some())
+            .with("stage_timing_sample_us", stats.map(|_| if suffix.is_empty() { DEFAULT_STAGE_TIMING_SAMPLE_US } else { 0 }));
+        if let Some(stats) = stats {
+            row = row.with("stages", stats.stage_figures(stages, &["p50_ns", "p99_ns", "count", "timed"]));
         }
         rows.push(row);
     }

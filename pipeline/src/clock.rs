@@ -4,7 +4,11 @@
 //! The runtime's workers use [`TscClock`] (one `rdtsc`, here so that micro-benchmarks time
 //! with the same read without building the DPDK layer); tests use [`StepClock`]. [`NullClock`] turns timing off at compile time:
 //! its [`Clock::ENABLED`] is `false`, so [`run_timed`](crate::run_timed) monomorphised for it
-//! contains no clock read, no division and no histogram update.
+//! contains no clock read, no division and no histogram update. [`Sampled`] times some
+//! bursts only: the first one after at least an interval since the last one it timed (so
+//! every burst at low rates, about one in `interval / burst gap` at line rate), which
+//! keeps what timing costs a fraction of reading the clock around every stage of every
+//! burst.
 
 use core::cell::Cell;
 
@@ -15,6 +19,18 @@ pub trait Clock {
 
     /// Current time in cycles (TSC ticks for the runtime's clock).
     fn now(&self) -> u64;
+
+    /// Whether the burst under way is timed (decided by [`begin_burst`](Clock::begin_burst);
+    /// always, for a clock that does not sample).
+    #[inline(always)]
+    fn timing(&self) -> bool {
+        Self::ENABLED
+    }
+
+    /// A burst begins at `now` (a time its caller read anyway): a sampling clock decides
+    /// here whether to time it. Nothing, for a clock that times every burst.
+    #[inline(always)]
+    fn begin_burst(&self, _now: u64) {}
 }
 
 /// Timing off: never read, costs nothing.
@@ -47,6 +63,48 @@ impl Clock for TscClock {
     #[inline(always)]
     fn now(&self) -> u64 {
         rdtsc()
+    }
+}
+
+/// Times a burst when at least `interval` cycles have passed since the last burst it
+/// timed (the first burst always; every burst when `interval` is 0), reading `C` for the
+/// timed ones. The decision takes the time the caller passes to
+/// [`begin_burst`](Clock::begin_burst): no clock read of its own.
+#[derive(Debug, Clone, Default)]
+pub struct Sampled<C> {
+    inner: C,
+    interval: u64,
+    next: Cell<u64>,
+    on: Cell<bool>,
+}
+
+impl<C: Clock> Sampled<C> {
+    /// Time through `inner`, one burst per `interval` cycles at most.
+    pub fn new(inner: C, interval: u64) -> Self {
+        Sampled { inner, interval, next: Cell::new(0), on: Cell::new(true) }
+    }
+}
+
+impl<C: Clock> Clock for Sampled<C> {
+    const ENABLED: bool = C::ENABLED;
+
+    #[inline(always)]
+    fn now(&self) -> u64 {
+        self.inner.now()
+    }
+
+    #[inline(always)]
+    fn timing(&self) -> bool {
+        self.on.get()
+    }
+
+    #[inline(always)]
+    fn begin_burst(&self, now: u64) {
+        let on = now >= self.next.get();
+        if on {
+            self.next.set(now.saturating_add(self.interval));
+        }
+        self.on.set(on);
     }
 }
 
@@ -118,6 +176,28 @@ mod tests {
     use super::*;
 
     const _: () = assert!(!NullClock::ENABLED && StepClock::ENABLED);
+    const _: () = assert!(Sampled::<StepClock>::ENABLED && !Sampled::<NullClock>::ENABLED);
+
+    #[test]
+    fn sampled_times_the_first_burst_after_each_interval() {
+        let c = Sampled::new(StepClock::new(0, 1), 100);
+        let mut timed = Vec::new();
+        for now in [1_000, 1_050, 1_099, 1_100, 1_150, 1_300, 1_301, 1_400] {
+            c.begin_burst(now);
+            timed.push(c.timing());
+        }
+        assert_eq!(timed, [true, false, false, true, false, true, false, true]);
+        // Deciding reads nothing.
+        assert_eq!(c.now(), 0);
+        // Interval 0: every burst.
+        let every = Sampled::new(NullClock, 0);
+        assert!((0..5).all(|t| {
+            every.begin_burst(t / 2);
+            every.timing()
+        }));
+        // A clock that does not sample times every burst (off: none).
+        assert!(StepClock::new(0, 1).timing() && !NullClock.timing());
+    }
 
     #[test]
     fn median_of_measurements() {

@@ -49,7 +49,9 @@
 //!   ([`run_timed_chained`], for a pipeline's stages in a row, once: a stage's end is the
 //!   next one's start) and
 //!   records cycles per packet into the worker's [`StageHistograms`] (preallocated, never
-//!   resized). [`NullClock`] compiles timing out.
+//!   resized), for the bursts its clock times ([`Sampled`]: the first one after an
+//!   interval, so that timing costs little at line rate). [`NullClock`] compiles timing
+//!   out.
 //!
 //! # The control core
 //!
@@ -97,7 +99,7 @@ pub use alert::{
 pub use burst::{Burst, LiveIndices, Verdict};
 pub use card::CardCtx;
 pub use card_kind::CardKind;
-pub use clock::{Clock, NullClock, StepClock, TscHz};
+pub use clock::{Clock, NullClock, Sampled, StepClock, TscHz};
 pub use counters::{Counters, PublishedCounters, COUNTER_SLOTS};
 pub use drop::{DropReason, UnknownDropReason};
 pub use extra::{Extra, VecExtra};

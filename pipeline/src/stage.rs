@@ -139,9 +139,11 @@ pub fn run_timed_chained<S, Ctx, B, C>(
         return;
     }
     let n = u64::from(live.count_ones());
-    let t0 = if C::ENABLED { stamp.unwrap_or_else(|| clock.now()) } else { 0 };
+    // A sampling clock's decision for this burst (a constant `false` with timing off).
+    let timed = C::ENABLED && clock.timing();
+    let t0 = if timed { stamp.unwrap_or_else(|| clock.now()) } else { 0 };
     stage.process(burst, ctx);
-    if C::ENABLED {
+    if timed {
         let t1 = clock.now();
         *stamp = Some(t1);
         meters.timing.record(meters.kind, S::ID, t1.wrapping_sub(t0), n);
@@ -366,6 +368,26 @@ mod tests {
         burst.drain(&mut meters.counters, |_, _| {});
         run_timed_chained(&mut OddDropper, &mut burst, &mut ctx, &clock, &mut meters, &mut stamp);
         assert_eq!((ctx.runs, stamp), (2, Some(2_600)));
+    }
+
+    #[test]
+    fn a_burst_the_sampling_clock_skips_is_counted_not_timed() {
+        let (_collector, mut meters, mut ctx, step, mut burst) = odd_dropper_setup();
+        // Every 10,000 cycles at most; the decision takes the caller's time, not a read.
+        let clock = crate::clock::Sampled::new(step, 10_000);
+        clock.begin_burst(50_000);
+        let mut stamp = None;
+        run_timed_chained(&mut OddDropper, &mut burst, &mut ctx, &clock, &mut meters, &mut stamp);
+        assert_eq!(stamp, Some(1_800), "timed: two reads");
+        // 9,999 cycles later: not timed, no read, the stamp untouched; still counted.
+        clock.begin_burst(59_999);
+        let mut stamp = None;
+        run_timed_chained(&mut OddDropper, &mut burst, &mut ctx, &clock, &mut meters, &mut stamp);
+        assert_eq!((ctx.runs, stamp), (2, None));
+        assert_eq!(clock.now(), 2_600, "only the timed burst read the clock");
+        let h = meters.timing.current().get(StageId::VerifySend);
+        assert_eq!(h.len(), 8, "the first burst's packets only");
+        assert_eq!(meters.counters.stage_packets(StageId::VerifySend), 11);
     }
 
     /// Declares nothing, drops everything.

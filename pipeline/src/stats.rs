@@ -8,8 +8,9 @@
 //! ```json
 //! { "ports":   { "<port>": { "rx": 0, "tx": 0, "dropped": 0 } },
 //!   "drops":   { "<every drop reason>": 0 },
-//!   "stages":  { "<every stage>": { "count": 0, "dropped": 0, "p50_ns": 0.0, "p90_ns": 0.0,
-//!                                   "p99_ns": 0.0, "p999_ns": 0.0, "max_ns": 0.0 } },
+//!   "stages":  { "<every stage>": { "count": 0, "dropped": 0, "timed": 0, "p50_ns": 0.0,
+//!                                   "p90_ns": 0.0, "p99_ns": 0.0, "p999_ns": 0.0,
+//!                                   "max_ns": 0.0 } },
 //!   "card_stages": { "host": { "<every stage>": { ...as in stages } }, "edge": { ... } },
 //!   "outputs": { "<output>": 0 },
 //!   "consumed": 0, "packets": 0, "bursts": 0,
@@ -23,7 +24,8 @@
 //! `decap`, `encap`, `classify`) with different work behind them.
 //! A stage's `count` and `dropped` are exact packet counts from the counters; the
 //! percentiles (nanoseconds per packet, 0 when timing is off) come from the histograms
-//! merged so far. `outputs` lists the named outputs and any unnamed one that was used
+//! merged so far, which hold the packets of the bursts the workers timed: `timed` of them
+//! (all at low rates; a sample at high ones, `vpcemu run --stage-timing-sample-us`). `outputs` lists the named outputs and any unnamed one that was used
 //! (as `output-N`).
 
 use core::fmt;
@@ -66,6 +68,8 @@ pub struct StageStats {
     pub count: u64,
     /// Packets it dropped.
     pub dropped: u64,
+    /// Packets of the bursts timed: what the percentiles are of.
+    pub timed: u64,
     /// Median ns per packet.
     pub p50_ns: f64,
     /// 90th percentile ns per packet.
@@ -85,6 +89,7 @@ impl StageStats {
             stage,
             count,
             dropped,
+            timed: t.count,
             p50_ns: t.p50_ns,
             p90_ns: t.p90_ns,
             p99_ns: t.p99_ns,
@@ -202,8 +207,8 @@ impl StatsReport {
         writeln!(w)?;
         writeln!(
             w,
-            "{:<12} {:>14} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12}",
-            "stage", "count", "dropped", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"
+            "{:<12} {:>14} {:>12} {:>14} {:>10} {:>10} {:>10} {:>10} {:>12}",
+            "stage", "count", "dropped", "timed", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"
         )?;
         for s in &self.stages {
             stage_row(w, s.stage.name(), 12, s)?;
@@ -214,8 +219,8 @@ impl StatsReport {
             writeln!(w)?;
             writeln!(
                 w,
-                "{:<24} {:>14} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12}",
-                "card/stage", "count", "dropped", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"
+                "{:<24} {:>14} {:>12} {:>14} {:>10} {:>10} {:>10} {:>10} {:>12}",
+                "card/stage", "count", "dropped", "timed", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"
             )?;
         }
         for (kind, rows) in &self.card_stages {
@@ -251,8 +256,8 @@ impl StatsReport {
 fn stage_row<W: fmt::Write>(w: &mut W, label: &str, width: usize, s: &StageStats) -> fmt::Result {
     writeln!(
         w,
-        "{label:<width$} {:>14} {:>12} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>12.1}",
-        s.count, s.dropped, s.p50_ns, s.p90_ns, s.p99_ns, s.p999_ns, s.max_ns
+        "{label:<width$} {:>14} {:>12} {:>14} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>12.1}",
+        s.count, s.dropped, s.timed, s.p50_ns, s.p90_ns, s.p99_ns, s.p999_ns, s.max_ns
     )
 }
 
@@ -334,9 +339,10 @@ mod tests {
         c.add_consumed(1);
         c.add_stage(CardKind::Host, StageId::VerifySend, 105, 3);
         c.add_stage(CardKind::Host, StageId::Encap, 60, 0);
-        c.add_stage(CardKind::Edge, StageId::Encap, 40, 0);
+        c.add_stage(CardKind::Edge, StageId::Encap, 41, 0);
         c.add_burst(110);
         let mut h = StageHistograms::new(HistogramConfig::default()).unwrap();
+        // The host's encap: a packet in a burst not timed (60 counted, 59 timed).
         h.record(CardKind::Host, StageId::Encap, 60, 59);
         h.record(CardKind::Edge, StageId::Encap, 60, 40);
         h.record(CardKind::Edge, StageId::Encap, 240, 1);
@@ -365,10 +371,10 @@ mod tests {
         let stages = v["stages"].as_object().unwrap();
         assert_eq!(stages.len(), StageId::COUNT);
         let encap = &v["stages"]["encap"];
-        for k in ["count", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"] {
+        for k in ["count", "dropped", "timed", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"] {
             assert!(encap[k].is_number(), "{k}");
         }
-        assert_eq!(encap["count"], 100);
+        assert_eq!((encap["count"].as_u64(), encap["timed"].as_u64()), (Some(101), Some(100)));
         assert_eq!(encap["p50_ns"], 20.0);
         assert_eq!(encap["max_ns"], 80.0);
         // Hosts and edges apart.
@@ -378,7 +384,8 @@ mod tests {
         }
         let (host, edge) = (&v["card_stages"]["host"]["encap"], &v["card_stages"]["edge"]["encap"]);
         assert_eq!((host["count"].as_u64(), host["p50_ns"].as_f64(), host["max_ns"].as_f64()), (Some(60), Some(20.0), Some(20.0)));
-        assert_eq!((edge["count"].as_u64(), edge["p50_ns"].as_f64(), edge["max_ns"].as_f64()), (Some(40), Some(20.0), Some(80.0)));
+        assert_eq!((edge["count"].as_u64(), edge["p50_ns"].as_f64(), edge["max_ns"].as_f64()), (Some(41), Some(20.0), Some(80.0)));
+        assert_eq!((host["timed"].as_u64(), edge["timed"].as_u64()), (Some(59), Some(41)));
         assert_eq!(v["card_stages"]["host"]["verify-send"]["dropped"], 3);
         assert_eq!(v["card_stages"]["edge"]["verify-send"]["count"], 0);
         assert_eq!(v["stages"]["verify-send"]["dropped"], 3);
@@ -414,9 +421,9 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(row("red-1"), ["110", "0", "0"]);
-        assert_eq!(row("encap"), ["100", "0", "20.0", "20.0", "20.0", "80.0", "80.0"]);
-        assert_eq!(row("host/encap"), ["60", "0", "20.0", "20.0", "20.0", "20.0", "20.0"]);
-        assert_eq!(row("edge/encap"), ["40", "0", "20.0", "20.0", "80.0", "80.0", "80.0"]);
+        assert_eq!(row("encap"), ["101", "0", "100", "20.0", "20.0", "20.0", "80.0", "80.0"]);
+        assert_eq!(row("host/encap"), ["60", "0", "59", "20.0", "20.0", "20.0", "20.0", "20.0"]);
+        assert_eq!(row("edge/encap"), ["41", "0", "41", "20.0", "20.0", "80.0", "80.0", "80.0"]);
         assert!(!t.contains("edge/verify-send"), "only the stages that ran: {t}");
         assert_eq!(row("spoofed_source"), ["3"]);
         assert_eq!(row("output-5"), ["4"]);

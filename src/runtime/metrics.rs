@@ -18,7 +18,7 @@
 //! | `vpcemu_dropped_packets_total` | counter | `reason` (every drop reason) |
 //! | `vpcemu_alerts_total` | counter | `reason` (events taken by the control core) |
 //! | `vpcemu_stage_packets_total`, `vpcemu_stage_dropped_packets_total` | counter | `card_kind`, `stage` |
-//! | `vpcemu_stage_latency_seconds` | histogram (per packet) | `card_kind`, `stage` |
+//! | `vpcemu_stage_latency_seconds` | histogram (per packet, of the timed bursts) | `card_kind`, `stage` |
 //! | `vpcemu_mapping_version` | gauge | `card` |
 //! | `vpcemu_mapping_age_seconds` | gauge: since the card's tables took that version | `card` |
 //!
@@ -110,7 +110,7 @@ pub fn render(f: &Figures<'_>) -> String {
         &mut o,
         "vpcemu_stage_latency_seconds",
         "histogram",
-        "Time a stage took per packet (the burst's time over its packets), by card kind.",
+        "Time a stage took per packet (a timed burst's time over its packets), by card kind; the bursts a worker timed (--stage-timing-sample-us).",
     );
     for (k, s) in &ran {
         stage_histogram(&mut o, f.histograms.of(*k, s.stage), f.hz, &format!("card_kind=\"{k}\",stage=\"{}\"", s.stage.name()));

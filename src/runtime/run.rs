@@ -24,6 +24,9 @@ pub struct RunOptions {
     pub report_interval: Option<Duration>,
     pub control: Option<PathBuf>,
     pub no_stage_timing: bool,
+    /// Time a worker's burst when this many microseconds have passed since its last timed
+    /// one (0: every burst).
+    pub stage_timing_sample_us: u64,
     pub file_prefix: Option<String>,
     pub cards: Option<Vec<String>>,
     pub esp_cipher: EspCipher,
@@ -115,6 +118,7 @@ pub fn run_spec(
         None => None,
     };
     spec.stage_timing = !opts.no_stage_timing;
+    spec.stage_timing_sample_us = opts.stage_timing_sample_us;
     spec.file_prefix = opts.file_prefix.clone();
     spec.cards = opts.cards.clone();
     spec.esp_cipher = opts.esp_cipher;

@@ -1,8 +1,9 @@
 //! `vpcemu run`'s figures as DPDK telemetry commands (see `crate::dpdk::telemetry`):
 //!
 //! - `/vpcemu/drops`: drop reason -> packets
-//! - `/vpcemu/stages`: `KIND/STAGE/count`, `KIND/STAGE/p50_ns`, `KIND/STAGE/p99_ns`,
-//!   `KIND/STAGE/max_ns` for the stages that ran, hosts (`host/`) and edges (`edge/`)
+//! - `/vpcemu/stages`: `KIND/STAGE/count`, `KIND/STAGE/timed` (the packets the
+//!   percentiles are of), `KIND/STAGE/p50_ns`, `KIND/STAGE/p99_ns`, `KIND/STAGE/max_ns`
+//!   for the stages that ran, hosts (`host/`) and edges (`edge/`)
 //!   apart
 //! - `/vpcemu/ports`: `PORT/rx`, `PORT/tx`, `PORT/dropped`
 //!
@@ -59,7 +60,7 @@ pub fn register(_engine: &Engine) -> Result<(), DpdkError> {
                     .flat_map(|(k, rows)| rows.iter().map(move |s| (k, s)))
                     .filter(|(_, s)| s.count > 0)
                     .flat_map(|(k, s)| {
-                        let values = [("count", s.count), ("p50_ns", ns(s.p50_ns)), ("p99_ns", ns(s.p99_ns)), ("max_ns", ns(s.max_ns))];
+                        let values = [("count", s.count), ("timed", s.timed), ("p50_ns", ns(s.p50_ns)), ("p99_ns", ns(s.p99_ns)), ("max_ns", ns(s.max_ns))];
                         under(&format!("{k}/{}", s.stage.name()), values)
                     })
                     .collect()

@@ -251,6 +251,8 @@ impl<C: Clock> Loop<'_, C> {
 
     fn rx_port(&mut self, port: usize, mb: &mut MbufBurst) {
         self.from = (port as u16, u16::MAX);
+        // Whether this burst's stages are timed (all of them, across the fabric too).
+        self.clock.begin_burst(self.now);
         for m in mb.drain() {
             if m.is_whole() {
                 let _ = self.burst.push(m);
