@@ -194,6 +194,83 @@ impl<A: Aead + ?Sized> Aead for Box<A> {
     }
 }
 
+/// Two implementations of one cipher (the same bytes for the same input), each for the
+/// lengths it is faster at: `small` for data shorter than `from` bytes, `large` from
+/// there. A burst goes to each in runs of consecutive jobs of its lengths, one burst call
+/// a run (one call for a burst of one kind, as a pipeline's usually is).
+pub struct BySize {
+    small: Box<dyn Aead>,
+    large: Box<dyn Aead>,
+    from: usize,
+    name: &'static str,
+}
+
+impl BySize {
+    /// `small` below `from` bytes of data, `large` from `from`; `name` is the
+    /// [`Aead::name`] of the pair.
+    pub fn new(small: Box<dyn Aead>, large: Box<dyn Aead>, from: usize, name: &'static str) -> Self {
+        BySize { small, large, from, name }
+    }
+
+    /// The cipher for `len` bytes of data.
+    #[inline]
+    fn of(&self, len: usize) -> &dyn Aead {
+        if len < self.from {
+            &*self.small
+        } else {
+            &*self.large
+        }
+    }
+
+    /// `f` over the runs of consecutive jobs that go to the same cipher.
+    #[inline]
+    fn runs(&self, jobs: &mut [AeadJob<'_>], f: impl Fn(&dyn Aead, &mut [AeadJob<'_>])) {
+        let mut rest = jobs;
+        while let Some(first) = rest.first() {
+            let large = first.data.len() >= self.from;
+            let n = rest.iter().take_while(|j| (j.data.len() >= self.from) == large).count();
+            // 1 <= n <= rest.len(): the first job is counted.
+            let (run, tail) = rest.split_at_mut(n);
+            f(if large { &*self.large } else { &*self.small }, run);
+            rest = tail;
+        }
+    }
+}
+
+impl fmt::Debug for BySize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BySize")
+            .field("small", &self.small.name())
+            .field("large", &self.large.name())
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
+impl Aead for BySize {
+    #[inline]
+    fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
+        self.of(data.len()).seal(nonce, aad, data)
+    }
+
+    #[inline]
+    fn open(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], data: &mut [u8], tag: &[u8; TAG_LEN]) -> bool {
+        self.of(data.len()).open(nonce, aad, data, tag)
+    }
+
+    fn seal_burst(&self, jobs: &mut [AeadJob<'_>]) {
+        self.runs(jobs, |a, run| a.seal_burst(run));
+    }
+
+    fn open_burst(&self, jobs: &mut [AeadJob<'_>]) {
+        self.runs(jobs, |a, run| a.open_burst(run));
+    }
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
 /// Makes one AES-128-GCM cipher per key: how an edge picks its implementation for all of
 /// its SAs.
 pub trait AeadFactory: Send + Sync {
@@ -344,6 +421,78 @@ mod tests {
         let aead = RingAesGcm::new(&[0xAB; 16]).unwrap();
         assert_eq!(aead.name(), "aes128-gcm-ring");
         assert_eq!(format!("{aead:?}"), "RingAesGcm { .. }");
+    }
+
+    /// A stand-in cipher: "seals" by XOR with its mark, tags with its mark, and records the
+    /// length of every burst call.
+    struct Marked(u8, std::sync::Mutex<Vec<usize>>);
+
+    impl Aead for Marked {
+        fn seal(&self, _: &[u8; NONCE_LEN], _: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
+            data.iter_mut().for_each(|b| *b ^= self.0);
+            [self.0; TAG_LEN]
+        }
+        fn open(&self, _: &[u8; NONCE_LEN], _: &[u8], data: &mut [u8], tag: &[u8; TAG_LEN]) -> bool {
+            data.iter_mut().for_each(|b| *b ^= self.0);
+            *tag == [self.0; TAG_LEN]
+        }
+        fn seal_burst(&self, jobs: &mut [AeadJob<'_>]) {
+            self.1.lock().unwrap().push(jobs.len());
+            for j in jobs.iter_mut() {
+                *j.tag = self.seal(&j.nonce, j.aad, j.data);
+                j.ok = true;
+            }
+        }
+        fn name(&self) -> &'static str {
+            "marked"
+        }
+    }
+
+    #[test]
+    fn by_size_sends_each_length_to_its_cipher_in_runs() {
+        use std::sync::Arc;
+        struct Shared(Arc<Marked>);
+        impl Aead for Shared {
+            fn seal(&self, n: &[u8; NONCE_LEN], a: &[u8], d: &mut [u8]) -> [u8; TAG_LEN] {
+                self.0.seal(n, a, d)
+            }
+            fn open(&self, n: &[u8; NONCE_LEN], a: &[u8], d: &mut [u8], t: &[u8; TAG_LEN]) -> bool {
+                self.0.open(n, a, d, t)
+            }
+            fn seal_burst(&self, jobs: &mut [AeadJob<'_>]) {
+                self.0.seal_burst(jobs)
+            }
+            fn name(&self) -> &'static str {
+                self.0.name()
+            }
+        }
+        let (small, large) = (Arc::new(Marked(1, Default::default())), Arc::new(Marked(2, Default::default())));
+        let pair = BySize::new(Box::new(Shared(Arc::clone(&small))), Box::new(Shared(Arc::clone(&large))), 100, "pair");
+        assert_eq!(pair.name(), "pair");
+        let lens = [10, 20, 150, 200, 30, 100, 99];
+        let mut bufs: Vec<Vec<u8>> = lens.iter().map(|&n| vec![0u8; n]).collect();
+        let mut tags = [[0u8; TAG_LEN]; 7];
+        let mut jobs: Vec<AeadJob<'_>> = bufs
+            .iter_mut()
+            .zip(tags.iter_mut())
+            .map(|(data, tag)| AeadJob { nonce: [0; NONCE_LEN], aad: &[], data, tag, ok: false })
+            .collect();
+        pair.seal_burst(&mut jobs);
+        assert!(jobs.iter().all(|j| j.ok));
+        drop(jobs);
+        let want: Vec<u8> = lens.iter().map(|&n| if n < 100 { 1 } else { 2 }).collect();
+        assert_eq!(tags.iter().map(|t| t[0]).collect::<Vec<_>>(), want);
+        assert!(bufs.iter().zip(&want).all(|(b, w)| b.iter().all(|x| x == w)));
+        // Runs in order: small 2, large 2, small 1, large 1, small 1.
+        assert_eq!(*small.1.lock().unwrap(), [2, 1, 1]);
+        assert_eq!(*large.1.lock().unwrap(), [2, 1]);
+        // One at a time, by length too; an empty burst calls neither.
+        let mut d = [0u8; 100];
+        assert_eq!(pair.seal(&[0; NONCE_LEN], &[], &mut d), [2; TAG_LEN]);
+        assert!(pair.open(&[0; NONCE_LEN], &[], &mut d, &[2; TAG_LEN]) && d == [0; 100]);
+        assert!(!pair.open(&[0; NONCE_LEN], &[], &mut d[..99], &[2; TAG_LEN]));
+        pair.seal_burst(&mut []);
+        assert_eq!((small.1.lock().unwrap().len(), large.1.lock().unwrap().len()), (3, 2));
     }
 
     #[test]

@@ -44,8 +44,10 @@ pub struct RunFlags {
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub cards: Option<Vec<String>>,
     /// The edges' AES-128-GCM for ESP: `aesni-gcm` (the library of DPDK's ipsec_mb
-    /// crypto_aesni_gcm driver, intel-ipsec-mb, called directly), `ring`, or `auto`
-    /// (aesni-gcm if it starts, else ring, with a warning).
+    /// crypto_aesni_gcm driver, intel-ipsec-mb, called directly), `ring`,
+    /// `aesni-gcm+ring:N` (aesni-gcm for less than N bytes of data, ring's from N), or
+    /// `auto`: aesni-gcm if it starts (else ring, with a warning), and ring's from the
+    /// length where it measured faster at start, if any (printed).
     #[arg(long, value_name = "CIPHER", default_value = "auto")]
     pub esp_cipher: crate::runtime::cipher::EspCipher,
     /// Serve the run's figures in the Prometheus text format on `http://ADDR:PORT/metrics`

@@ -36,7 +36,7 @@ use pipeline::{
 };
 
 use super::card::CardInfo;
-use super::cipher::{Cipher, EspCipher};
+use super::cipher::{Cipher, EspCipher, Started};
 use super::devices::{eal_builder, find_port, make_pools, port_id_of, rx_needs};
 use super::etcd::{EtcdSource, MappingSource};
 use super::plan::{Bindings, Plan, PortIo, PortMtu, PortSpec};
@@ -136,8 +136,9 @@ pub struct Engine {
     aggregator: AlertAggregator,
     started: Instant,
     tsc_hz: u64,
-    /// The edges' ESP cipher (None without edges) and why `auto` fell back to ring.
-    esp_cipher: Option<(&'static str, Option<String>)>,
+    /// The edges' ESP cipher (None without edges), why `auto` fell back to ring, and which
+    /// cipher takes which lengths when two do.
+    esp_cipher: Option<(&'static str, Option<String>, Option<String>)>,
     /// Jumbo mbufs: the workers' own packets and the copies of chained arrivals.
     pool: Arc<Mempool>,
     /// Small mbufs ports receive into.
@@ -408,12 +409,19 @@ impl Engine {
         eth + soft
     }
 
-    /// The stats report of ARCHITECTURE section 8 as of now.
     /// The edges' ESP cipher (None when the process runs no edge), and, when `auto` fell
     /// back to ring, why.
     pub fn esp_cipher(&self) -> Option<(&'static str, Option<&str>)> {
-        self.esp_cipher.as_ref().map(|(name, note)| (*name, note.as_deref()))
+        self.esp_cipher.as_ref().map(|(name, note, _)| (*name, note.as_deref()))
     }
+
+    /// Which of two ESP ciphers takes which lengths, when two do (`auto` on a CPU where
+    /// ring's is faster on long packets, or `aesni-gcm+ring:N`).
+    pub fn esp_cipher_info(&self) -> Option<&str> {
+        self.esp_cipher.as_ref().and_then(|(_, _, info)| info.as_deref())
+    }
+
+    /// The stats report of ARCHITECTURE section 8 as of now.
 
     pub fn report(&self) -> StatsReport {
         let mut counters = pipeline::Counters::new();
@@ -580,13 +588,14 @@ impl AlertNames for Names<'_> {
 
 /// Start the ESP cipher `choice` and give every edge of `cards` its SAs, from its first
 /// tables in `publishers` (the VPN set does not change at run time: the control socket has
-/// no VPN commands). Returns the cipher's name and, when `auto` fell back to ring, why.
+/// no VPN commands). Returns the cipher's name, when `auto` fell back to ring why, and
+/// which cipher takes which lengths when two do.
 fn edge_sas(
     cards: &mut [CardInfo],
     publishers: &[Publisher<Tables>],
     choice: EspCipher,
-) -> Result<(&'static str, Option<String>), EngineError> {
-    let (cipher, note) = Cipher::start(choice)?;
+) -> Result<(&'static str, Option<String>, Option<String>), EngineError> {
+    let Started { cipher, warning, info } = Cipher::start(choice)?;
     for (card, publisher) in cards.iter_mut().zip(publishers) {
         if card.plan.is_edge() {
             let sas = blackfoot::EdgeSas::with(publisher.live(), cipher.factory())
@@ -596,7 +605,7 @@ fn edge_sas(
             card.cipher = cipher.clone();
         }
     }
-    Ok((cipher.factory().name(), note))
+    Ok((cipher.factory().name(), warning, info))
 }
 
 /// Worker `w`'s queues: the RX side of the ports in `mine`, its TX queue on every port.

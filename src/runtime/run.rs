@@ -157,6 +157,9 @@ pub fn run_spec(
     if let Some((_, Some(why))) = engine.esp_cipher() {
         eprintln!("vpcemu: warning: {why}");
     }
+    if let Some(info) = engine.esp_cipher_info() {
+        println!("{info}");
+    }
     if opts.pdump {
         if let Some(prefix) = engine.eal().file_prefix() {
             println!("pdump: ready for dpdk-dumpcap --file-prefix={prefix} -i PORT (PORT: a vdev name such as net_pcap0, or a port number)");
