@@ -32,7 +32,7 @@ pub struct RunFlags {
     #[arg(long)]
     pub no_stage_timing: bool,
     /// Time a worker's burst when at least US microseconds have passed since it last
-    /// timed one: every burst at low rates, one in five to ten at line rate; the stage
+    /// timed one: every burst at low rates, one in four to ten at line rate; the stage
     /// figures' `timed` says how many packets were. 0 times every burst.
     #[arg(long, value_name = "US", default_value_t = crate::runtime::engine::DEFAULT_STAGE_TIMING_SAMPLE_US)]
     pub stage_timing_sample_us: u64,

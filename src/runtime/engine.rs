@@ -46,7 +46,7 @@ use super::worker::{self, PortSink, RxSource, WorkerSetup};
 use crate::dpdk::{self, Eal, Mempool, Port, PortConfig};
 
 /// The default of [`EngineSpec::stage_timing_sample_us`]: at line rate (a burst of 32
-/// every 2 to 4 microseconds) one burst in five to ten is timed.
+/// every 2 to 4 microseconds) one burst in four to ten is timed.
 pub const DEFAULT_STAGE_TIMING_SAMPLE_US: u64 = 20;
 
 /// What the engine needs to start.
