@@ -17,6 +17,7 @@ PKGS=(
   etcd-server                    # the shared mapping service (etcd 3.4); tests start their own
   protobuf-compiler libprotobuf-dev  # protoc and its well-known .proto files, for the etcd-client crate
   jq
+  linux-perf                     # perf: `vpcemu-bench --profile` (cycles per packet by shared object)
 )
 
 missing=()

@@ -47,7 +47,8 @@ use mapping_client::topology::SaConfig;
 use wire::ethernet::EthernetAddress;
 use wire::{vpc, PacketBuf, TestBuffer};
 
-use crate::dpdk_tools::{crypto_perf_gcm, run_sampled, testpmd_io_cpu, CryptoBuffers, CryptoPerf, CRYPTO_PERF_DRIVER};
+use crate::dpdk_tools::{crypto_perf_gcm, run_profiled, testpmd_io_cpu, CryptoBuffers, CryptoPerf, CRYPTO_PERF_DRIVER};
+use crate::profile::{self, Profile};
 use crate::report::{median, Row, Stats};
 use vpcemu::runtime::engine::DEFAULT_STAGE_TIMING_SAMPLE_US;
 use crate::traffic;
@@ -325,6 +326,8 @@ struct Run {
     tsc_hz: f64,
     /// The share of its life the worker thread ran (it waits for a CPU on a busy machine).
     cpu_share: f64,
+    /// Its worker thread's profile (`--profile`, the default variant's runs).
+    profile: Option<Profile>,
 }
 
 impl Run {
@@ -355,11 +358,18 @@ impl Run {
 }
 
 fn vpcemu_run(s: &Setup, topo: &Path, way: Way, extra: &[&str]) -> Result<Run, String> {
+    vpcemu_run_profiled(s, topo, way, extra, false)
+}
+
+/// [`vpcemu_run`], with its worker thread profiled when `profiled` and `--profile`.
+fn vpcemu_run_profiled(s: &Setup, topo: &Path, way: Way, extra: &[&str], profiled: bool) -> Result<Run, String> {
     let json = s.run.work.join("blackfoot-stats.json");
     let _ = std::fs::remove_file(&json);
     let mut cmd = Command::new(s.run.vpcemu);
     cmd.args(["run", topo.to_str().unwrap_or_default(), "--cards", EDGE, "--stats-json"]).arg(&json).args(extra);
-    let (ok, _, err, cpu_share) = run_sampled(&mut cmd, &s.run.work.join("blackfoot-log"))?;
+    let data = s.run.work.join("blackfoot-worker.perf.data");
+    let profile_to = (profiled && profile::enabled()).then_some(data.as_path());
+    let (ok, _, err, cpu_share, profile) = run_profiled(&mut cmd, &s.run.work.join("blackfoot-log"), profile_to)?;
     if !ok {
         return Err(format!("vpcemu run failed: {}", err.trim()));
     }
@@ -369,7 +379,7 @@ fn vpcemu_run(s: &Setup, topo: &Path, way: Way, extra: &[&str]) -> Result<Run, S
     let other = ["internet", "dx", "services"].iter().filter(|p| **p != way.port()).filter_map(|p| stats.port(p)).map(|c| c.tx).sum();
     let drops = stats.nonzero_drops();
     let (seconds, tsc_hz) = stats.run_figures()?;
-    Ok(Run { stats, rx, out, other, drops, seconds, tsc_hz, cpu_share })
+    Ok(Run { stats, rx, out, other, drops, seconds, tsc_hz, cpu_share, profile })
 }
 
 /// Same IPv4/UDP packet except the TTL, the addresses and the checksums (each checked on
@@ -579,9 +589,10 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
     let (mut on, mut every, mut off, mut aesni, mut ring, mut pmd, mut pmd_cpu, mut crypto) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<CryptoPerf>::new());
     let mut crypto_esp = Vec::<CryptoPerf>::new();
+    let mut pmd_profiles = Vec::new();
     // Alternate the tools so that each sees the same machine conditions.
     for _ in 0..s.run.repeat.max(1) {
-        let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs])?;
+        let r = vpcemu_run_profiled(s, &topo, sc.way, &["--duration", &secs], true)?;
         sound(&sc, &r)?;
         on.push(r);
         let r = vpcemu_run(s, &topo, sc.way, &["--duration", &secs, "--stage-timing-sample-us", "0"])?;
@@ -598,9 +609,13 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             sound(&sc, &r)?;
             ring.push(r);
         }
-        let (pps, share) = testpmd_io_cpu(&rx, "net_null0,no-rx=1", Duration::from_secs_f64(s.run.seconds), frames.len())?;
+        let data = s.run.work.join("testpmd-worker.perf.data");
+        let profile_to = profile::enabled().then_some(data.as_path());
+        let (pps, share, profile) =
+            testpmd_io_cpu(&rx, "net_null0,no-rx=1", Duration::from_secs_f64(s.run.seconds), frames.len(), profile_to)?;
         pmd.push(pps);
         pmd_cpu.push(pps / share);
+        pmd_profiles.push((pps / share, profile));
         if esp {
             // The baseline moves more between invocations than one vpcemu run does (the
             // other CPU's load): several runs a round, all in the median.
@@ -675,6 +690,9 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             .with("stage_timing", timing)
             .with("stage_timing_sample_us", timing.then_some(if suffix == "-every-burst" { 0 } else { DEFAULT_STAGE_TIMING_SAMPLE_US }))
             .with("repeats", s.run.repeat.max(1) as u64);
+        if let Some(p) = &mid.profile {
+            row = profile::with_profiles(row, (hz / mid.cpu_pps(), p), profile::median_of(&pmd_profiles, hz));
+        }
         if sc.way == Way::Internet {
             row = row.with("elastic_ips", s.instances);
         }

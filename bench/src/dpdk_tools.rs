@@ -6,6 +6,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::profile::{Profile, Recording};
+
 /// A unique EAL file prefix per tool run.
 pub fn file_prefix(tag: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -67,12 +69,18 @@ fn free_hugepages() -> u64 {
 /// `held` is the number of packets the RX vdev keeps in mbufs (net_pcap's `infinite_rx`
 /// holds its whole file), added to testpmd's pool.
 pub fn testpmd_io(rx_vdev: &str, tx_vdev: &str, window: Duration, held: usize) -> Result<f64, String> {
-    testpmd_io_cpu(rx_vdev, tx_vdev, window, held).map(|(pps, _)| pps)
+    testpmd_io_cpu(rx_vdev, tx_vdev, window, held, None).map(|(pps, _, _)| pps)
 }
 
 /// [`testpmd_io`], with the share of the window its forwarding lcore's thread ran (its
 /// schedstat at both ends of the window: on a shared machine it waits for a CPU too).
-pub fn testpmd_io_cpu(rx_vdev: &str, tx_vdev: &str, window: Duration, held: usize) -> Result<(f64, f64), String> {
+pub fn testpmd_io_cpu(
+    rx_vdev: &str,
+    tx_vdev: &str,
+    window: Duration,
+    held: usize,
+    profile: Option<&std::path::Path>,
+) -> Result<(f64, f64, Option<Profile>), String> {
     let mbufs = 16384 + held;
     // Same data room as vpcemu's RX pool (128 headroom + 2048), about 2.4 KiB an mbuf.
     let mut args = eal_args("0-1", 256 + (mbufs * 2432 / (1 << 20)) as u32 * 2, "testpmd");
@@ -100,9 +108,18 @@ pub fn testpmd_io_cpu(rx_vdev: &str, tx_vdev: &str, window: Duration, held: usiz
     std::thread::sleep(Duration::from_millis(1000));
     script(&mut stdin, "show port stats 1");
     let before = worker_schedstat(child.id());
+    // Forwarding runs: record its thread over the window.
+    let recording = match profile {
+        Some(data) => match crate::profile::worker_tid(child.id()) {
+            Some(tid) => Some(Recording::start(tid, data)),
+            None => Some(Err("--profile: testpmd's forwarding thread was not found".to_string())),
+        },
+        None => None,
+    };
     std::thread::sleep(window);
     script(&mut stdin, "show port stats 1");
     let after = worker_schedstat(child.id());
+    let recording = recording.transpose();
     script(&mut stdin, "stop");
     script(&mut stdin, "quit");
     drop(stdin);
@@ -118,8 +135,9 @@ pub fn testpmd_io_cpu(rx_vdev: &str, tx_vdev: &str, window: Duration, held: usiz
         (Some(b), Some(a)) => cpu_share(a.0.saturating_sub(b.0), a.1.saturating_sub(b.1)),
         _ => 1.0,
     };
+    let profile = recording?.map(Recording::finish).transpose()?;
     match rates.get(1) {
-        Some(&r) if r > 0.0 => Ok((r, share)),
+        Some(&r) if r > 0.0 => Ok((r, share, profile)),
         _ => Err(format!("could not read testpmd's Tx-pps (output: {} bytes)", text.len())),
     }
 }
@@ -157,6 +175,17 @@ pub fn cpu_share(ran: u64, waited: u64) -> f64 {
 /// 50 ms. Returns whether it succeeded, its stdout and stderr, and the share of its
 /// worker's life the worker ran ([`cpu_share`]).
 pub fn run_sampled(cmd: &mut Command, log: &std::path::Path) -> Result<(bool, String, String, f64), String> {
+    run_profiled(cmd, log, None).map(|(ok, out, err, share, _)| (ok, out, err, share))
+}
+
+/// [`run_sampled`], also recording its worker lcore thread with `perf` into `profile`
+/// when given ([`crate::profile`]): what it returns, and the thread's profile.
+#[allow(clippy::type_complexity)]
+pub fn run_profiled(
+    cmd: &mut Command,
+    log: &std::path::Path,
+    profile: Option<&std::path::Path>,
+) -> Result<(bool, String, String, f64, Option<Profile>), String> {
     let name = |ext: &str| {
         let mut p = log.as_os_str().to_owned();
         p.push(ext);
@@ -171,16 +200,28 @@ pub fn run_sampled(cmd: &mut Command, log: &std::path::Path) -> Result<(bool, St
         .spawn()
         .map_err(|e| format!("running {:?}: {e}", cmd.get_program()))?;
     let mut sched = None;
+    let mut recording = None;
     let status = loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             break status;
         }
         sched = worker_schedstat(child.id()).or(sched);
+        if let (Some(data), None) = (profile, &recording) {
+            // The worker thread exists from EAL init on; it runs once forwarding starts.
+            if let Some(tid) = crate::profile::worker_tid(child.id()) {
+                recording = Some(Recording::start(tid, data)?);
+            }
+        }
         std::thread::sleep(Duration::from_millis(50));
     };
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
     let share = sched.map_or(1.0, |(ran, waited)| cpu_share(ran, waited));
-    Ok((status.success(), read(&out_path), read(&err_path), share))
+    let profile = match recording {
+        Some(r) => Some(r.finish()?),
+        None if profile.is_some() && status.success() => return Err("--profile: the run's worker thread was not found".into()),
+        None => None,
+    };
+    Ok((status.success(), read(&out_path), read(&err_path), share, profile))
 }
 
 /// One row of `dpdk-test-crypto-perf`'s throughput table.

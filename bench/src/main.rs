@@ -11,6 +11,7 @@ mod nitro;
 mod ovs;
 mod passthrough;
 mod plot;
+mod profile;
 mod report;
 mod scale;
 mod tables;
@@ -98,6 +99,11 @@ struct Args {
     /// Scratch directory for generated traffic.
     #[arg(long, default_value = "target/bench-work")]
     work: PathBuf,
+    /// nitro-* and blackfoot-* rows: record the forwarding thread of vpcemu's default runs
+    /// and of testpmd's with `perf record -e cpu-clock` and add the cycles per packet spent
+    /// in each shared object (the drivers, vpcemu's own code, ...) to the row. Needs perf.
+    #[arg(long)]
+    profile: bool,
 }
 
 fn main() {
@@ -144,6 +150,9 @@ fn run(args: &Args) -> Result<(), String> {
         return Err(format!("{} not found: build it (cargo build --release) or pass --vpcemu", vpcemu.display()));
     }
     std::fs::create_dir_all(&args.work).map_err(|e| format!("{}: {e}", args.work.display()))?;
+    if args.profile {
+        profile::enable()?;
+    }
     let mut report = Report { scenarios: Vec::new() };
     let setup = || report::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat };
     for n in &names {

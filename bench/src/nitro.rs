@@ -19,7 +19,8 @@ use std::time::Duration;
 use wire::ethernet::EthernetAddress;
 use wire::vpc;
 
-use crate::dpdk_tools::{run_sampled, testpmd_io_cpu};
+use crate::dpdk_tools::{run_profiled, testpmd_io_cpu};
+use crate::profile::{self, Profile};
 use crate::report::{median, Row, Stats};
 use vpcemu::runtime::engine::DEFAULT_STAGE_TIMING_SAMPLE_US;
 use crate::traffic;
@@ -158,22 +159,26 @@ struct Measured {
     /// The share of its life the worker thread ran (it waits for a CPU on a busy machine).
     cpu_share: f64,
     stats: Stats,
+    /// Its worker thread's profile (`--profile`, the default variant's runs).
+    profile: Option<Profile>,
 }
 
-fn run_once(s: &Setup, topo: &Path, out_port: &str, timing: &[&str]) -> Result<Measured, String> {
+fn run_once(s: &Setup, topo: &Path, out_port: &str, timing: &[&str], profiled: bool) -> Result<Measured, String> {
     let json = s.run.work.join("nitro-stats.json");
     let mut cmd = Command::new(s.run.vpcemu);
     cmd.args(["run", topo.to_str().unwrap_or_default(), "--cards", "host-a"]);
     cmd.args(["--duration", &format!("{}", s.run.seconds), "--stats-json"]).arg(&json);
     cmd.args(timing);
-    let (ok, _, err, cpu_share) = run_sampled(&mut cmd, &s.run.work.join("nitro-log"))?;
+    let data = s.run.work.join("nitro-worker.perf.data");
+    let profile_to = (profiled && profile::enabled()).then_some(data.as_path());
+    let (ok, _, err, cpu_share, profile) = run_profiled(&mut cmd, &s.run.work.join("nitro-log"), profile_to)?;
     if !ok {
         return Err(format!("vpcemu run failed: {}", err.trim()));
     }
     let stats = Stats::read(&json)?;
     let tx = stats.port(out_port).ok_or("no output port counter")?.tx as f64;
     let (busy, tsc_hz) = stats.run_figures()?;
-    Ok(Measured { pps: tx / busy, tsc_hz, cpu_share, stats })
+    Ok(Measured { pps: tx / busy, tsc_hz, cpu_share, stats, profile })
 }
 
 /// Run one direction; returns the rows (stage timing as `vpcemu run` does by default, on
@@ -202,22 +207,27 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
     let (mut on, mut every, mut off, mut base) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut on_cpu, mut every_cpu, mut off_cpu, mut base_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut hz, mut last, mut last_every) = (0.0, Stats::default(), Stats::default());
+    let (mut on_profiles, mut base_profiles) = (Vec::new(), Vec::new());
     for _ in 0..s.run.repeat.max(1) {
-        let m = run_once(s, &topo, out_name, &[])?;
+        let m = run_once(s, &topo, out_name, &[], true)?;
         on.push(m.pps);
         on_cpu.push(m.pps / m.cpu_share);
+        on_profiles.push((m.pps / m.cpu_share, m.profile));
         hz = m.tsc_hz;
         last = m.stats;
-        let m = run_once(s, &topo, out_name, &["--stage-timing-sample-us", "0"])?;
+        let m = run_once(s, &topo, out_name, &["--stage-timing-sample-us", "0"], false)?;
         every.push(m.pps);
         every_cpu.push(m.pps / m.cpu_share);
         last_every = m.stats;
-        let m = run_once(s, &topo, out_name, &["--no-stage-timing"])?;
+        let m = run_once(s, &topo, out_name, &["--no-stage-timing"], false)?;
         off.push(m.pps);
         off_cpu.push(m.pps / m.cpu_share);
-        let (pps, share) = testpmd_io_cpu(&rx, &tx, Duration::from_secs_f64(s.run.seconds), held)?;
+        let data = s.run.work.join("testpmd-worker.perf.data");
+        let profile_to = profile::enabled().then_some(data.as_path());
+        let (pps, share, profile) = testpmd_io_cpu(&rx, &tx, Duration::from_secs_f64(s.run.seconds), held, profile_to)?;
         base.push(pps);
         base_cpu.push(pps / share);
+        base_profiles.push((pps / share, profile));
     }
     let stages: &[&str] = if ingress { &["verify-recv", "decap"] } else { &["classify", "verify-send", "route", "encap"] };
     let (base, base_cpu) = (median(base), median(base_cpu));
@@ -246,6 +256,11 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
             .with("stage_timing_sample_us", stats.map(|_| if suffix.is_empty() { DEFAULT_STAGE_TIMING_SAMPLE_US } else { 0 }));
         if let Some(stats) = stats {
             row = row.with("stages", stats.stage_figures(stages, &["p50_ns", "p99_ns", "count", "timed"]));
+        }
+        if suffix.is_empty() {
+            if let Some(own) = profile::median_of(&on_profiles, hz) {
+                row = profile::with_profiles(row, own, profile::median_of(&base_profiles, hz));
+            }
         }
         rows.push(row);
     }
