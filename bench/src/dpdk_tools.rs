@@ -217,7 +217,9 @@ pub fn run_profiled(
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
     let share = sched.map_or(1.0, |(ran, waited)| cpu_share(ran, waited));
     let profile = match recording {
-        Some(r) => Some(r.finish()?),
+        // A failed run says why itself; its profile, if any, is not needed.
+        Some(r) if status.success() => Some(r.finish()?),
+        Some(r) => r.finish().ok(),
         None if profile.is_some() && status.success() => return Err("--profile: the run's worker thread was not found".into()),
         None => None,
     };
