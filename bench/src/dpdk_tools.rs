@@ -209,7 +209,14 @@ pub fn run_profiled(
         if let (Some(data), None) = (profile, &recording) {
             // The worker thread exists from EAL init on; it runs once forwarding starts.
             if let Some(tid) = crate::profile::worker_tid(child.id()) {
-                recording = Some(Recording::start(tid, data)?);
+                match Recording::start(tid, data) {
+                    Ok(r) => recording = Some(r),
+                    Err(e) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(e);
+                    }
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(50));
