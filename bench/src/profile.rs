@@ -77,7 +77,7 @@ impl Profile {
     }
 }
 
-/// Of the baseline's runs, each its packets per second of CPU time and its profile: the
+/// Of runs (vpcemu's or the baseline's), each its packets per second of CPU time and its profile: the
 /// profile of the run with the median rate and its CPU cycles per packet at `hz`.
 pub fn median_of(runs: &[(f64, Option<Profile>)], hz: f64) -> Option<(f64, &Profile)> {
     let mut with: Vec<(f64, &Profile)> = runs
