@@ -110,7 +110,7 @@ pub fn testpmd_io_cpu(
     let before = worker_schedstat(child.id());
     // Forwarding runs: record its thread over the window.
     let recording = match profile {
-        Some(data) => match crate::profile::worker_tid(child.id()) {
+        Some(data) => match worker_tid(child.id()) {
             Some(tid) => Some(Recording::start(tid, data)),
             None => Some(Err("--profile: testpmd's forwarding thread was not found".to_string())),
         },
@@ -146,21 +146,32 @@ pub fn testpmd_io_cpu(
 /// DPDK releases): its schedstat from `/proc`, nanoseconds it ran and nanoseconds it
 /// waited for a CPU.
 pub fn worker_schedstat(pid: u32) -> Option<(u64, u64)> {
-    thread_schedstat(pid, &["rte-worker", "lcore-worker"])
+    thread_schedstat(pid, WORKER_THREADS)
+}
+
+/// The names a DPDK worker lcore thread starts with.
+const WORKER_THREADS: &[&str] = &["rte-worker", "lcore-worker"];
+
+/// Process `pid`'s first thread whose name starts with one of `prefixes` (its entry
+/// under `/proc/PID/task`).
+fn thread_of(pid: u32, prefixes: &[&str]) -> Option<std::fs::DirEntry> {
+    std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten().find(|task| {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        prefixes.iter().any(|p| comm.starts_with(p))
+    })
+}
+
+/// The thread id of process `pid`'s worker lcore thread.
+pub fn worker_tid(pid: u32) -> Option<u32> {
+    thread_of(pid, WORKER_THREADS)?.file_name().to_str()?.parse().ok()
 }
 
 /// The schedstat of process `pid`'s first thread whose name starts with one of
 /// `prefixes`: nanoseconds it ran and nanoseconds it waited for a CPU.
 pub fn thread_schedstat(pid: u32, prefixes: &[&str]) -> Option<(u64, u64)> {
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if prefixes.iter().any(|p| comm.starts_with(p)) {
-            let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
-            let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
-            return Some((f.next()??, f.next()??));
-        }
-    }
-    None
+    let text = std::fs::read_to_string(thread_of(pid, prefixes)?.path().join("schedstat")).ok()?;
+    let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+    Some((f.next()??, f.next()??))
 }
 
 /// The share of the time a thread ran of the time it ran or waited for a CPU (1 when
@@ -208,7 +219,7 @@ pub fn run_profiled(
         sched = worker_schedstat(child.id()).or(sched);
         if let (Some(data), None) = (profile, &recording) {
             // The worker thread exists from EAL init on; it runs once forwarding starts.
-            if let Some(tid) = crate::profile::worker_tid(child.id()) {
+            if let Some(tid) = worker_tid(child.id()) {
                 match Recording::start(tid, data) {
                     Ok(r) => recording = Some(r),
                     Err(e) => {

@@ -133,20 +133,6 @@ pub fn parse_report(text: &str) -> Profile {
     Profile { by_object }
 }
 
-/// The thread id of process `pid`'s forwarding thread (`rte-worker-*`, `lcore-worker-*`).
-pub fn worker_tid(pid: u32) -> Option<u32> {
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-    {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.starts_with("rte-worker") || comm.starts_with("lcore-worker") {
-            return task.file_name().to_str()?.parse().ok();
-        }
-    }
-    None
-}
-
 /// A `perf record` of one thread, running.
 pub struct Recording {
     perf: Child,
