@@ -121,10 +121,36 @@ fn duration_stops_an_endless_source_and_frees_every_mbuf() {
 }
 
 #[test]
+fn work_cycles_delay_every_packet_and_change_none() {
+    // `--work-cycles` (what vpcemu-bench --rate-matched runs): a busy-wait per packet,
+    // nothing else; every frame still goes out as it came in.
+    let dir = scratch("work");
+    let (input, output, json) = (dir.join("in.pcap"), dir.join("out.pcap"), dir.join("stats.json"));
+    let frames: Vec<Vec<u8>> = (0..2000).map(|i| frame(i, 60 + i % 1455)).collect();
+    write_pcap(&input, &frames);
+    let (rx, tx) = (format!("net_pcap0,rx_pcap={}", input.display()), format!("net_pcap1,tx_pcap={}", output.display()));
+    let out = passthrough(&rx, &tx, &["--until-idle", "300", "--work-cycles", "1000"], Some(&json));
+    assert!(out.status.success(), "vpcemu failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(read_pcap(&output), frames);
+    let s = read_json(&json);
+    assert_eq!(s["work_cycles"], 1000);
+    assert_eq!(s["mbufs_in_use"], 0);
+    // The rate is measured between the worker's first and last busy bursts, and every
+    // packet counted in it waited 1000 TSC cycles inside that span.
+    let cycles = s["cycles_per_packet"].as_f64().unwrap();
+    assert!(cycles >= 999.0, "{cycles} TSC cycles a packet with 1000 of work each");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("busy-waited 1000 TSC cycles a packet"), "{stdout}");
+}
+
+#[test]
 fn bad_arguments_are_rejected_before_dpdk_starts() {
     let out = vpcemu(&["passthrough", "--vdev", "net_null0", "--vdev", "net_null1", "--burst", "0"]);
     assert!(!out.status.success());
     assert_eq!(stderr_lines(&out).len(), 1);
+    let out = vpcemu(&["passthrough", "--vdev", "net_null0", "--vdev", "net_null1", "--work-cycles", "1000001"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--work-cycles"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = passthrough("net_null0", "net_null0", &["--until-idle", "50"], None);
     assert!(!out.status.success());
     assert!(stderr_lines(&out)[0].contains("same device"));

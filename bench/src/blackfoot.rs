@@ -49,6 +49,7 @@ use wire::{vpc, PacketBuf, TestBuffer};
 
 use crate::dpdk_tools::{crypto_perf_gcm, run_profiled, testpmd_io_cpu, CryptoBuffers, CryptoPerf, CRYPTO_PERF_DRIVER};
 use crate::profile::{self, Profile};
+use crate::rate_matched;
 use crate::report::{median, Row, Stats};
 use vpcemu::runtime::engine::DEFAULT_STAGE_TIMING_SAMPLE_US;
 use crate::traffic;
@@ -692,6 +693,10 @@ pub fn run(s: &Setup, name: &str) -> Result<Vec<Row>, String> {
             .with("repeats", s.run.repeat.max(1) as u64);
         if let Some(p) = &mid.profile {
             row = profile::with_profiles(row, (hz / mid.cpu_pps(), p), profile::median_of(&pmd_profiles, hz));
+        }
+        if suffix.is_empty() && !esp && rate_matched::enabled() {
+            let m = rate_matched::measure(&s.run, &rx, frames.len(), hz / cpu_pps)?;
+            row = rate_matched::with_matched(row, &m, hz / cpu_pps);
         }
         if sc.way == Way::Internet {
             row = row.with("elastic_ips", s.instances);

@@ -12,6 +12,7 @@ mod ovs;
 mod passthrough;
 mod plot;
 mod profile;
+mod rate_matched;
 mod report;
 mod scale;
 mod tables;
@@ -104,6 +105,12 @@ struct Args {
     /// in each shared object (the drivers, vpcemu's own code, ...) to the row. Needs perf.
     #[arg(long)]
     profile: bool,
+    /// nitro-* and blackfoot-* rows but ESP: measure the baseline again at the vpcemu
+    /// default run's own packet rate (`vpcemu passthrough --work-cycles W` on the same
+    /// vdevs, W searched so it takes as many CPU cycles a packet) and add the drivers' cost
+    /// there and the own cycles against it (`rate_matched_*`; three passthrough runs a row).
+    #[arg(long)]
+    rate_matched: bool,
 }
 
 fn main() {
@@ -152,6 +159,9 @@ fn run(args: &Args) -> Result<(), String> {
     std::fs::create_dir_all(&args.work).map_err(|e| format!("{}: {e}", args.work.display()))?;
     if args.profile {
         profile::enable()?;
+    }
+    if args.rate_matched {
+        rate_matched::enable();
     }
     let mut report = Report { scenarios: Vec::new() };
     let setup = || report::Setup { vpcemu: &vpcemu, work: &args.work, seconds: args.seconds, repeat: args.repeat };

@@ -21,6 +21,7 @@ use wire::vpc;
 
 use crate::dpdk_tools::{run_profiled, testpmd_io_cpu};
 use crate::profile::{self, Profile};
+use crate::rate_matched;
 use crate::report::{median, Row, Stats};
 use vpcemu::runtime::engine::DEFAULT_STAGE_TIMING_SAMPLE_US;
 use crate::traffic;
@@ -260,6 +261,10 @@ pub fn run(s: &Setup, ingress: bool) -> Result<Vec<Row>, String> {
         if suffix.is_empty() {
             if let Some(own) = profile::median_of(&on_profiles, hz) {
                 row = profile::with_profiles(row, own, profile::median_of(&base_profiles, hz));
+            }
+            if rate_matched::enabled() {
+                let m = rate_matched::measure(&s.run, &rx, held, hz / cpu_pps)?;
+                row = rate_matched::with_matched(row, &m, hz / cpu_pps);
             }
         }
         rows.push(row);

@@ -127,6 +127,12 @@ pub struct PassthroughArgs {
     /// connects to the run, whose `/vpcemu/passthrough` command shows the counters.
     #[arg(long, value_name = "PREFIX")]
     pub file_prefix: Option<String>,
+    /// Busy-wait N TSC cycles per packet received before sending it, touching no memory: a
+    /// stand-in for a pipeline's work, to measure what the devices' RX and TX cost at the
+    /// packet rate of a pipeline that takes that long (what `vpcemu-bench --rate-matched`
+    /// does).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub work_cycles: u32,
 }
 
 /// Run the command line; errors come back as one line for stderr.
@@ -179,6 +185,7 @@ pub fn main_with(cli: Cli) -> Result<(), String> {
                 mbufs: a.mbufs,
                 stats_json: a.stats_json,
                 file_prefix: a.file_prefix,
+                work_cycles: a.work_cycles,
             };
             if opts.until_idle.is_none() && opts.duration.is_none() {
                 eprintln!("vpcemu: forwarding until SIGINT/SIGTERM (see --until-idle, --duration)");

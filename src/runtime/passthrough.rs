@@ -35,6 +35,10 @@ pub struct Options {
     /// EAL file prefix (default: unique per process); names the telemetry socket
     /// directory, /var/run/dpdk/PREFIX/.
     pub file_prefix: Option<String>,
+    /// TSC cycles the worker busy-waits per packet received, touching no memory: a
+    /// stand-in for a pipeline's work, to measure what the devices' RX and TX cost at the
+    /// packet rate of a pipeline that takes that long (0: none).
+    pub work_cycles: u32,
 }
 
 impl Default for Options {
@@ -51,6 +55,7 @@ impl Default for Options {
             mbufs: 8191,
             stats_json: None,
             file_prefix: None,
+            work_cycles: 0,
         }
     }
 }
@@ -77,6 +82,8 @@ pub struct Report {
     pub cycles_per_packet: f64,
     pub tsc_hz: u64,
     pub mbufs_in_use: u32,
+    /// `--work-cycles`: TSC cycles of busy-waiting per packet received.
+    pub work_cycles: u32,
 }
 
 impl Report {
@@ -99,6 +106,9 @@ impl Report {
                 "worker lcore {}: {} packets (too few bursts to measure a rate)\n",
                 self.worker_lcore, self.packets
             ));
+        }
+        if self.work_cycles > 0 {
+            s.push_str(&format!("busy-waited {} TSC cycles a packet (--work-cycles)\n", self.work_cycles));
         }
         s.push_str(&format!("mbufs in use at exit: {}\n", self.mbufs_in_use));
         s
@@ -125,8 +135,17 @@ struct Direction {
     tx: dpdk::TxQueue,
 }
 
-/// The worker's loop: for each direction, RX a burst and TX it, until `stop`.
-fn forward_loop(mut dirs: [Direction; 2], burst_size: usize, stop: &AtomicBool, counters: &WorkerCounters) {
+/// Busy-wait until the TSC has advanced `cycles` past `from`, reading nothing but the TSC.
+#[inline(never)]
+fn busy_wait(from: u64, cycles: u64) {
+    while rdtsc().wrapping_sub(from) < cycles {
+        core::hint::spin_loop();
+    }
+}
+
+/// The worker's loop: for each direction, RX a burst, busy-wait `work` TSC cycles a
+/// packet, and TX it, until `stop`.
+fn forward_loop(mut dirs: [Direction; 2], burst_size: usize, work: u64, stop: &AtomicBool, counters: &WorkerCounters) {
     let mut burst = MbufBurst::new();
     let mut c = CountersSnapshot::default();
     while !stop.load(Ordering::Relaxed) {
@@ -135,6 +154,9 @@ fn forward_loop(mut dirs: [Direction; 2], burst_size: usize, stop: &AtomicBool, 
             let n = d.rx.rx_burst(&mut burst, burst_size);
             if n == 0 {
                 continue;
+            }
+            if work > 0 {
+                busy_wait(rdtsc(), work * n as u64);
             }
             let r = d.tx.tx_burst(&mut burst);
             moved += n;
@@ -198,10 +220,11 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
     let stop = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(WorkerCounters::default());
     let burst = opts.burst.clamp(1, dpdk::MAX_BURST);
+    let work = u64::from(opts.work_cycles);
     let handle = {
         let (stop, counters) = (Arc::clone(&stop), Arc::clone(&counters));
         dpdk::launch(worker, move || {
-            forward_loop(dirs, burst, &stop, &counters);
+            forward_loop(dirs, burst, work, &stop, &counters);
             0
         })?
     };
@@ -267,6 +290,7 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Report, Error> {
         cycles_per_packet: if pps > 0.0 { tsc_hz as f64 / pps } else { 0.0 },
         tsc_hz,
         mbufs_in_use: in_use,
+        work_cycles: opts.work_cycles,
     };
     let _ = out.write_all(report.table().as_bytes());
     if let Some(path) = &opts.stats_json {
