@@ -40,8 +40,9 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Passthrough runs after the one with no work: a first guess, then one correction.
-const SEARCH_RUNS: usize = 2;
+/// Passthrough runs after the one with no work, at most: a first guess, then corrections
+/// until two runs bracket the target.
+const SEARCH_RUNS: usize = 3;
 
 /// How much a passthrough's CPU cycles a packet grow per cycle of `--work-cycles`, before
 /// any run says otherwise: the work itself, plus about half again in slower driver calls
@@ -82,6 +83,11 @@ pub fn next_work(runs: &[Point], target: f64) -> f64 {
     };
     let last = runs.last().copied().unwrap_or(Point { work: 0.0, cpu_cycles: 0.0 });
     (last.work + (target - last.cpu_cycles) / slope).max(0.0)
+}
+
+/// Whether a run took at most `target` CPU cycles a packet and another more.
+pub fn bracketed(runs: &[Point], target: f64) -> bool {
+    runs.iter().any(|p| p.cpu_cycles <= target) && runs.iter().any(|p| p.cpu_cycles > target)
 }
 
 /// The drivers' cost at `target` CPU cycles a packet: interpolated between the two runs
@@ -135,6 +141,9 @@ pub fn measure(s: &Setup, rx: &str, held: usize, target: f64) -> Result<Matched,
     for _ in 0..SEARCH_RUNS {
         let work = next_work(&runs, target).round();
         runs.push(Point { work, cpu_cycles: passthrough(s, rx, held, work as u32)? });
+        if bracketed(&runs, target) {
+            break;
+        }
     }
     let (work, baseline) = at_target(&runs, target).ok_or("no passthrough run")?;
     Ok(Matched { runs, work, baseline })
@@ -186,6 +195,9 @@ mod tests {
         assert_eq!(at_target(&runs, 500.0), Some((240.0, 170.0)));
         assert_eq!(at_target(&runs, 90.0), Some((0.0, 100.0)));
         assert_eq!(at_target(&[], 90.0), None);
+        // The search goes on until two runs bracket the target.
+        assert!(bracketed(&runs, 400.0));
+        assert!(!bracketed(&runs, 500.0) && !bracketed(&runs, 90.0) && !bracketed(&[], 1.0));
     }
 
     #[test]
