@@ -604,21 +604,16 @@ fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, output
     // The way out the header was made for (way indices are below MAX_BURST).
     let mut made_for = u16::MAX;
     let mut header = [0u8; VLAN_ETH_LEN];
-    burst.for_each_live(|i, p| {
-        if mask & bit(i) == 0 {
-            return None;
-        }
+    burst.decide_each(mask, |i, p| {
         let j = slot(i);
         let way = u16::from(s.way[j]);
         if way != made_for {
-            let Class::Dx { vlan, router_mac } = s.class(j) else { return None };
+            // (verify-recv put only DX-bound packets in the mask.)
+            let Class::Dx { vlan, router_mac } = s.class(j) else { return Err(DropReason::NoVerdict) };
             header = vlan_ethernet_ipv4(router_mac, mac, vlan);
             made_for = way;
         }
-        Some(match push_template(p, &header) {
-            Ok(()) => Verdict::Forward(out),
-            Err(reason) => Verdict::Drop(reason),
-        })
+        push_template(p, &header).map(|()| out)
     });
 }
 
@@ -639,21 +634,19 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch
     // MAX_BURST).
     let mut made_for = u16::MAX;
     let mut front_end = Ipv4Addr::UNSPECIFIED;
-    burst.for_each_live(|i, p| {
-        if mask & bit(i) == 0 {
-            return None;
-        }
+    burst.decide_each(mask, |i, p| {
         let j = slot(i);
         let way = u16::from(s.way[j]);
         let vni = s.vni[j];
         if p.len() > VPC_MTU {
-            return Some(Verdict::Drop(DropReason::MtuExceeded));
+            return Err(DropReason::MtuExceeded);
         }
         if p.headroom() < OUTER_HEADER_LEN_WITH_ENDPOINT {
-            return Some(Verdict::Drop(DropReason::NoRoom));
+            return Err(DropReason::NoRoom);
         }
         if way != made_for {
-            let Class::Endpoint { id, front_end_pa } = s.class(j) else { return None };
+            // (verify-recv put only endpoint-bound packets in the mask.)
+            let Class::Endpoint { id, front_end_pa } = s.class(j) else { return Err(DropReason::NoVerdict) };
             let key = (id, front_end_pa, vni, pa);
             front_end = front_end_pa;
             made_for = way;
@@ -671,15 +664,11 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch
         }
         // A VNI over 24 bits, which no loaded topology has. (By reference: the template is
         // copied once, into the packet.)
-        let Some((_, Some(template))) = &s.endpoint_template else { return Some(Verdict::Drop(DropReason::Unsupported)) };
+        let Some((_, Some(template))) = &s.endpoint_template else { return Err(DropReason::Unsupported) };
         let (inner_len, hash) = (p.len(), inner_flow_hash(p.data()));
         let head = p.prepend(OUTER_HEADER_LEN_WITH_ENDPOINT).ok().and_then(|h| <&mut [u8; OUTER_HEADER_LEN_WITH_ENDPOINT]>::try_from(h).ok());
-        Some(match head {
-            Some(head) => {
-                template.write(head, u32::from(front_end), vni, inner_len, hash);
-                Verdict::Forward(out)
-            }
-            None => Verdict::Drop(DropReason::NoRoom),
-        })
+        let head = head.ok_or(DropReason::NoRoom)?;
+        template.write(head, u32::from(front_end), vni, inner_len, hash);
+        Ok(out)
     });
 }

@@ -452,16 +452,13 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for EncapStage {
         };
         let underlay = cx.outputs.underlay;
         let s = &*cx.s;
-        burst.for_each_live(|i, p| {
+        burst.decide_each(u64::MAX, |i, p| {
             let j = slot(i);
             let ip_len = usize::from(s.ip_len[j]);
             if ip_len > VPC_MTU {
-                return Some(Verdict::Drop(DropReason::MtuExceeded));
+                return Err(DropReason::MtuExceeded);
             }
-            Some(match encapsulate(p, &template, s.pa[j], s.vni[j], ip_len) {
-                Ok(()) => Verdict::Forward(underlay),
-                Err(reason) => Verdict::Drop(reason),
-            })
+            encapsulate(p, &template, s.pa[j], s.vni[j], ip_len).map(|()| underlay)
         });
     }
 }

@@ -277,6 +277,45 @@ impl<B> Burst<B> {
         }
     }
 
+    /// Run `f` on every live packet of `mask` in slot order: `Ok(out)` forwards it to
+    /// `out`, `Err(reason)` drops it (a packet whose buffer is gone stays live). For a
+    /// stage that decides every packet it looks at: the burst's masks are written once,
+    /// after the loop, rather than once a packet as [`Burst::decide`] does.
+    #[inline]
+    pub fn decide_each<F>(&mut self, mask: u64, mut f: F)
+    where
+        F: FnMut(usize, &mut B) -> Result<Output, DropReason>,
+    {
+        let (mut forwarded, mut dropped, mut outputs) = (0u64, 0u64, 0u64);
+        let mut m = mask & self.live;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let Some(Some(p)) = self.pkts.get_mut(i) else { continue };
+            let v = match f(i, p) {
+                Ok(o) => {
+                    forwarded |= bit(i);
+                    outputs |= 1u64 << o.index();
+                    Verdict::Forward(o)
+                }
+                Err(reason) => {
+                    dropped |= bit(i);
+                    if let Some(s) = self.drop_stage.get_mut(i) {
+                        *s = None;
+                    }
+                    Verdict::Drop(reason)
+                }
+            };
+            if let Some(slot) = self.verdicts.get_mut(i) {
+                *slot = v;
+            }
+        }
+        self.live &= !(forwarded | dropped);
+        self.forwarded |= forwarded;
+        self.dropped |= dropped;
+        self.outputs |= outputs;
+    }
+
     /// The live packets, all writable at once, as `(index, &mut packet)` in slot order:
     /// for a stage that hands several packets to one call (a cipher's burst).
     #[inline]
@@ -555,6 +594,54 @@ mod tests {
         assert_eq!(seen, [(0, 10), (2, 12), (3, 13)]);
         assert_eq!(b.get(3).unwrap().data(), &[0xee, 13]);
         assert_eq!(b.live_count(), 0);
+    }
+
+    #[test]
+    fn decide_each_is_for_each_live_deciding_every_packet_of_its_mask() {
+        // Slots 1 and 4 decided before; the stage looks at the live ones of 0b111_0111.
+        let prepare = || {
+            let mut b = burst_of(7);
+            b.drop(1, DropReason::Malformed);
+            b.forward(4, out(2));
+            b
+        };
+        let decide = |i: usize, p: &mut TestBuffer| -> Result<Output, DropReason> {
+            p.data_mut()[0] += 10;
+            match i {
+                2 => Err(DropReason::NoRoom),
+                _ => Ok(out(i % 3)),
+            }
+        };
+        let mask = 0b111_0111;
+        let (mut a, mut b) = (prepare(), prepare());
+        a.decide_each(mask, decide);
+        b.for_each_live(|i, p| {
+            if mask & bit(i) == 0 {
+                return None;
+            }
+            Some(match decide(i, p) {
+                Ok(o) => Verdict::Forward(o),
+                Err(r) => Verdict::Drop(r),
+            })
+        });
+        assert_eq!(a.live_mask(), 1 << 3, "slot 3 is outside the mask: still live");
+        assert_eq!((a.live_mask(), a.dropped_mask(), a.outputs, a.forwarded), (b.live_mask(), b.dropped_mask(), b.outputs, b.forwarded));
+        for i in 0..7 {
+            assert_eq!(a.verdict(i), b.verdict(i), "slot {i}");
+        }
+        assert_eq!(a.verdict(2), Some(Verdict::Drop(DropReason::NoRoom)));
+        assert_eq!(a.verdict(6), Some(Verdict::Forward(out(0))));
+        assert_eq!(a.get(5).unwrap().data(), &[15]);
+        assert_eq!(a.get(3).unwrap().data(), &[3], "not looked at");
+        // A drop is the stage's to name, as with decide.
+        a.note_drops(1 << 2, StageId::Vlan);
+        assert_eq!(a.dropped_by(2), Some(StageId::Vlan));
+        let (mut ca, mut cb) = (Counters::new(), Counters::new());
+        let (mut ga, mut gb) = (Vec::new(), Vec::new());
+        a.drain(&mut ca, |p, v| ga.push((p.data()[0], v)));
+        b.drain(&mut cb, |p, v| gb.push((p.data()[0], v)));
+        assert_eq!(ga, gb);
+        assert_eq!((ca.output(out(0)), ca.output(out(2)), ca.drops(DropReason::NoRoom)), (2, 2, 1));
     }
 
     #[test]
