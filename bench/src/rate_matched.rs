@@ -85,9 +85,12 @@ pub fn next_work(runs: &[Point], target: f64) -> f64 {
     (last.work + (target - last.cpu_cycles) / slope).max(0.0)
 }
 
-/// Whether a run took at most `target` CPU cycles a packet and another more.
+/// Whether a run with work took at most `target` CPU cycles a packet and another more.
+/// (The run with no work does not count: the drivers' cost is not linear in the rate,
+/// so a bracket that reaches down to it interpolates too far.)
 pub fn bracketed(runs: &[Point], target: f64) -> bool {
-    runs.iter().any(|p| p.cpu_cycles <= target) && runs.iter().any(|p| p.cpu_cycles > target)
+    let worked = || runs.iter().filter(|p| p.work > 0.0);
+    worked().any(|p| p.cpu_cycles <= target) && worked().any(|p| p.cpu_cycles > target)
 }
 
 /// The drivers' cost at `target` CPU cycles a packet: interpolated between the two runs
@@ -195,9 +198,10 @@ mod tests {
         assert_eq!(at_target(&runs, 500.0), Some((240.0, 170.0)));
         assert_eq!(at_target(&runs, 90.0), Some((0.0, 100.0)));
         assert_eq!(at_target(&[], 90.0), None);
-        // The search goes on until two runs bracket the target.
+        // The search goes on until two runs with work bracket the target.
         assert!(bracketed(&runs, 400.0));
         assert!(!bracketed(&runs, 500.0) && !bracketed(&runs, 90.0) && !bracketed(&[], 1.0));
+        assert!(!bracketed(&runs[..2], 300.0), "the run with no work is not one end");
     }
 
     #[test]
