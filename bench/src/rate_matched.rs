@@ -19,7 +19,7 @@
 //! - `rate_matched_runs`: each passthrough run as `[W, CPU cycles a packet]`;
 //! - `rate_matched_work_cycles`, `rate_matched_baseline_cpu_cycles_per_packet`: W and the
 //!   drivers' cost at the vpcemu run's CPU cycles a packet (interpolated between the two
-//!   runs that bracket it, else the nearest run's);
+//!   runs with work that bracket it, else the nearest run's);
 //! - `rate_matched_own_cpu_cycles_per_packet`: the vpcemu run's CPU cycles a packet minus
 //!   that.
 
@@ -82,8 +82,11 @@ pub fn next_work(runs: &[Point], target: f64) -> f64 {
         _ => FIRST_SLOPE,
     };
     let last = runs.last().copied().unwrap_or(Point { work: 0.0, cpu_cycles: 0.0 });
-    (last.work + (target - last.cpu_cycles) / slope).max(0.0)
+    (last.work + (target - last.cpu_cycles) / slope).clamp(0.0, f64::from(MAX_WORK))
 }
+
+/// The most `--work-cycles` takes.
+const MAX_WORK: u32 = 1_000_000;
 
 /// Whether a run with work took at most `target` CPU cycles a packet and another more.
 /// (The run with no work does not count: the drivers' cost is not linear in the rate,
@@ -93,19 +96,20 @@ pub fn bracketed(runs: &[Point], target: f64) -> bool {
     worked().any(|p| p.cpu_cycles <= target) && worked().any(|p| p.cpu_cycles > target)
 }
 
-/// The drivers' cost at `target` CPU cycles a packet: interpolated between the two runs
-/// that bracket it most closely, else the nearest run's; with the work there.
+/// The drivers' cost at `target` CPU cycles a packet, with the work there: interpolated
+/// between the two runs with work that bracket it most closely, else the nearest run's
+/// (the run with no work included: it is the nearest when vpcemu is as fast as a bare
+/// forwarding loop).
 pub fn at_target(runs: &[Point], target: f64) -> Option<(f64, f64)> {
-    let below = runs.iter().filter(|p| p.cpu_cycles <= target).max_by(|a, b| a.cpu_cycles.total_cmp(&b.cpu_cycles));
-    let above = runs.iter().filter(|p| p.cpu_cycles > target).min_by(|a, b| a.cpu_cycles.total_cmp(&b.cpu_cycles));
-    match (below, above) {
-        (Some(a), Some(b)) => {
-            let f = (target - a.cpu_cycles) / (b.cpu_cycles - a.cpu_cycles);
-            Some((a.work + f * (b.work - a.work), a.baseline() + f * (b.baseline() - a.baseline())))
-        }
-        (Some(p), None) | (None, Some(p)) => Some((p.work, p.baseline())),
-        (None, None) => None,
+    let worked = || runs.iter().filter(|p| p.work > 0.0);
+    let below = worked().filter(|p| p.cpu_cycles <= target).max_by(|a, b| a.cpu_cycles.total_cmp(&b.cpu_cycles));
+    let above = worked().filter(|p| p.cpu_cycles > target).min_by(|a, b| a.cpu_cycles.total_cmp(&b.cpu_cycles));
+    if let (Some(a), Some(b)) = (below, above) {
+        let f = (target - a.cpu_cycles) / (b.cpu_cycles - a.cpu_cycles);
+        return Some((a.work + f * (b.work - a.work), a.baseline() + f * (b.baseline() - a.baseline())));
     }
+    let nearest = runs.iter().min_by(|a, b| (a.cpu_cycles - target).abs().total_cmp(&(b.cpu_cycles - target).abs()))?;
+    Some((nearest.work, nearest.baseline()))
 }
 
 /// One `vpcemu passthrough` run from `rx` to net_null with `work` cycles a packet; its CPU
@@ -113,11 +117,13 @@ pub fn at_target(runs: &[Point], target: f64) -> Option<(f64, f64)> {
 fn passthrough(s: &Setup, rx: &str, held: usize, work: u32) -> Result<f64, String> {
     let json = s.work.join("rate-matched-stats.json");
     let mbufs = 16384 + held;
-    let eal = eal_args("0-1", 512, "x");
+    // As testpmd's pool in `testpmd_io_cpu`: about 2.4 KiB an mbuf, twice over.
+    let memory_mb = 256 + (mbufs * 2432 / (1 << 20)) as u32 * 2;
+    let eal = eal_args("0-1", memory_mb, "x");
     let hugepages = if eal.iter().any(|a| a == "--no-huge") { "off" } else { "on" };
     let mut cmd = Command::new(s.vpcemu);
     cmd.args(["passthrough", "--vdev", rx, "--vdev", "net_null0,no-rx=1", "--hugepages", hugepages])
-        .args(["--mbufs", &mbufs.to_string(), "--memory-mb", &(256 + (mbufs * 2432 / (1 << 20)) * 2).to_string()])
+        .args(["--mbufs", &mbufs.to_string(), "--memory-mb", &memory_mb.to_string()])
         .args(["--work-cycles", &work.to_string(), "--duration", &format!("{}", s.seconds), "--stats-json"])
         .arg(&json);
     let (ok, _, err, share) = run_sampled(&mut cmd, &s.work.join("rate-matched-log"))?;
@@ -140,9 +146,16 @@ fn cycles_of(json: &Path, share: f64) -> Result<f64, String> {
 /// Search the work that makes a passthrough from `rx` (holding `held` frames) take
 /// `target` CPU cycles a packet.
 pub fn measure(s: &Setup, rx: &str, held: usize, target: f64) -> Result<Matched, String> {
+    if !(target.is_finite() && target > 0.0) {
+        return Err(format!("--rate-matched: no rate to match (the vpcemu run's CPU cycles a packet: {target})"));
+    }
     let mut runs = vec![Point { work: 0.0, cpu_cycles: passthrough(s, rx, held, 0)? }];
     for _ in 0..SEARCH_RUNS {
         let work = next_work(&runs, target).round();
+        if work < 1.0 {
+            // vpcemu is no slower than the loop with no work: nothing to search.
+            break;
+        }
         runs.push(Point { work, cpu_cycles: passthrough(s, rx, held, work as u32)? });
         if bracketed(&runs, target) {
             break;
@@ -183,6 +196,8 @@ mod tests {
         // Overshot: back off along the slope, never below no work.
         assert_eq!(next_work(&[p(0.0, 100.0), p(200.0, 500.0)], 400.0), 150.0);
         assert_eq!(next_work(&[p(0.0, 100.0), p(10.0, 500.0)], 50.0), 0.0);
+        // Never beyond what --work-cycles takes.
+        assert_eq!(next_work(&[p(0.0, 100.0)], 1e9), f64::from(MAX_WORK));
         // A noisy pair (work rose, cycles fell) does not turn the slope around.
         assert_eq!(next_work(&[p(100.0, 300.0), p(200.0, 290.0)], 390.0), 300.0);
     }
@@ -198,6 +213,10 @@ mod tests {
         assert_eq!(at_target(&runs, 500.0), Some((240.0, 170.0)));
         assert_eq!(at_target(&runs, 90.0), Some((0.0, 100.0)));
         assert_eq!(at_target(&[], 90.0), None);
+        // Between no work and the only run with work: the nearer of the two, not a line
+        // down to no work.
+        assert_eq!(at_target(&runs[..2], 300.0), Some((200.0, 150.0)));
+        assert_eq!(at_target(&runs[..2], 150.0), Some((0.0, 100.0)));
         // The search goes on until two runs with work bracket the target.
         assert!(bracketed(&runs, 400.0));
         assert!(!bracketed(&runs, 500.0) && !bracketed(&runs, 90.0) && !bracketed(&[], 1.0));

@@ -608,8 +608,8 @@ fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, output
         let j = slot(i);
         let way = u16::from(s.way[j]);
         if way != made_for {
-            // (verify-recv put only DX-bound packets in the mask.)
-            let Class::Dx { vlan, router_mac } = s.class(j) else { return Err(DropReason::NoVerdict) };
+            // (verify-recv put only DX-bound packets in the mask: no way out otherwise.)
+            let Class::Dx { vlan, router_mac } = s.class(j) else { return Err(DropReason::UnknownDestination) };
             header = vlan_ethernet_ipv4(router_mac, mac, vlan);
             made_for = way;
         }
@@ -645,8 +645,8 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch
             return Err(DropReason::NoRoom);
         }
         if way != made_for {
-            // (verify-recv put only endpoint-bound packets in the mask.)
-            let Class::Endpoint { id, front_end_pa } = s.class(j) else { return Err(DropReason::NoVerdict) };
+            // (verify-recv put only endpoint-bound packets in the mask: no way out otherwise.)
+            let Class::Endpoint { id, front_end_pa } = s.class(j) else { return Err(DropReason::UnknownDestination) };
             let key = (id, front_end_pa, vni, pa);
             front_end = front_end_pa;
             made_for = way;
