@@ -108,7 +108,7 @@ struct Args {
     /// nitro-* and blackfoot-* rows but ESP: measure the baseline again at the vpcemu
     /// default run's own packet rate (`vpcemu passthrough --work-cycles W` on the same
     /// vdevs, W searched so it takes as many CPU cycles a packet) and add the drivers' cost
-    /// there and the own cycles against it (`rate_matched_*`; two to four passthrough runs a row).
+    /// there and the own cycles against it (`rate_matched_*`; one to four passthrough runs a row).
     #[arg(long)]
     rate_matched: bool,
 }
