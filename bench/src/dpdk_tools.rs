@@ -20,13 +20,30 @@ pub fn file_prefix(tag: &str) -> String {
 /// The common EAL arguments for a bench run without hugepages (or with, if present).
 pub fn eal_args(lcores: &str, memory_mb: u32, tag: &str) -> Vec<String> {
     let mut a = vec!["-l".into(), lcores.into(), "-m".into(), memory_mb.to_string()];
-    if free_hugepages() * 2 >= u64::from(memory_mb) {
+    if hugepages_fit(memory_mb) {
         a.push("--in-memory".into());
     } else {
         a.extend(["--no-huge".into(), "--no-shconf".into()]);
     }
     a.extend(["--no-pci".into(), "--file-prefix".into(), file_prefix(tag)]);
     a
+}
+
+/// The DPDK memory (MiB) for a pool of `mbufs` with the data room of vpcemu's RX pool
+/// (128 headroom + 2048: about 2.4 KiB an mbuf), twice over, plus 256.
+pub fn pool_memory_mb(mbufs: usize) -> u32 {
+    256 + (mbufs * 2432 / (1 << 20)) as u32 * 2
+}
+
+/// `vpcemu --hugepages` for a run of `memory_mb`: `on` when [`eal_args`] would use
+/// hugepages for it, else `off`.
+pub fn hugepages_for(memory_mb: u32) -> &'static str {
+    if hugepages_fit(memory_mb) { "on" } else { "off" }
+}
+
+/// Whether the free 2 MiB hugepages hold `memory_mb`.
+fn hugepages_fit(memory_mb: u32) -> bool {
+    free_hugepages() * 2 >= u64::from(memory_mb)
 }
 
 /// DPDK's runtime directory of one tool run (`dpdk` under `/var/run` for root, else under
@@ -82,8 +99,7 @@ pub fn testpmd_io_cpu(
     profile: Option<&std::path::Path>,
 ) -> Result<(f64, f64, Option<Profile>), String> {
     let mbufs = 16384 + held;
-    // Same data room as vpcemu's RX pool (128 headroom + 2048), about 2.4 KiB an mbuf.
-    let mut args = eal_args("0-1", 256 + (mbufs * 2432 / (1 << 20)) as u32 * 2, "testpmd");
+    let mut args = eal_args("0-1", pool_memory_mb(mbufs), "testpmd");
     args.extend(["--vdev".into(), rx_vdev.into(), "--vdev".into(), tx_vdev.into(), "--".into()]);
     args.extend(
         ["-i", "--forward-mode=io", "--nb-cores=1", "--burst=32", "--mbuf-size=2176"].map(String::from),

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::dpdk_tools::{eal_args, testpmd_io};
+use crate::dpdk_tools::{hugepages_for, testpmd_io};
 use crate::report::{median, Row};
 use crate::traffic;
 
@@ -15,10 +15,8 @@ pub use crate::report::Setup;
 /// One vpcemu passthrough run; (pps, tsc_hz).
 fn vpcemu_once(s: &Setup, rx: &str, tx: &str) -> Result<(f64, f64), String> {
     let json = s.work.join("passthrough-stats.json");
-    let eal = eal_args("0-1", 512, "x");
-    let hugepages = if eal.iter().any(|a| a == "--no-huge") { "off" } else { "on" };
     let out = Command::new(s.vpcemu)
-        .args(["passthrough", "--vdev", rx, "--vdev", tx, "--hugepages", hugepages])
+        .args(["passthrough", "--vdev", rx, "--vdev", tx, "--hugepages", hugepages_for(512)])
         .args(["--duration", &format!("{}", s.seconds)])
         .arg("--stats-json")
         .arg(&json)

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::dpdk_tools::{eal_args, run_sampled};
+use crate::dpdk_tools::{hugepages_for, pool_memory_mb, run_sampled};
 use crate::report::{Row, Setup};
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -116,13 +116,11 @@ pub fn at_target(runs: &[Point], target: f64) -> Option<(f64, f64)> {
 /// cycles a packet (TSC cycles a packet times the share of the time its worker ran).
 fn passthrough(s: &Setup, rx: &str, held: usize, work: u32) -> Result<f64, String> {
     let json = s.work.join("rate-matched-stats.json");
+    // The pool testpmd gets in `testpmd_io_cpu`.
     let mbufs = 16384 + held;
-    // As testpmd's pool in `testpmd_io_cpu`: about 2.4 KiB an mbuf, twice over.
-    let memory_mb = 256 + (mbufs * 2432 / (1 << 20)) as u32 * 2;
-    let eal = eal_args("0-1", memory_mb, "x");
-    let hugepages = if eal.iter().any(|a| a == "--no-huge") { "off" } else { "on" };
+    let memory_mb = pool_memory_mb(mbufs);
     let mut cmd = Command::new(s.vpcemu);
-    cmd.args(["passthrough", "--vdev", rx, "--vdev", "net_null0,no-rx=1", "--hugepages", hugepages])
+    cmd.args(["passthrough", "--vdev", rx, "--vdev", "net_null0,no-rx=1", "--hugepages", hugepages_for(memory_mb)])
         .args(["--mbufs", &mbufs.to_string(), "--memory-mb", &memory_mb.to_string()])
         .args(["--work-cycles", &work.to_string(), "--duration", &format!("{}", s.seconds), "--stats-json"])
         .arg(&json);
