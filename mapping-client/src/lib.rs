@@ -68,7 +68,7 @@ pub use net::{Cidr, MacAddr};
 pub use rcu::{Absorb, Publisher, Subscriber};
 pub use service::{Command, CommandError, InstanceSpec, Request, Service, ToClient};
 pub use tables::{
-    EdgeEntry, EndpointEntry, Home, LocalEni, Location, Route, SubnetInfo, TableOp, Tables,
+    EdgeEntry, EndpointEntry, Home, LocalEni, Location, Route, SubnetInfo, TableOp, Tables, NO_PA,
     VifEntry, VpcEntry, VpnEntry,
 };
 pub use topology::{

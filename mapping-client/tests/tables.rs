@@ -105,6 +105,12 @@ fn edge_holds_what_it_serves() {
         e.elastic_ip_of(101, ip("10.0.1.10")),
         Some(ip("203.0.113.10"))
     );
+    // The homed form (hashed once, probed later) answers the same, hit or miss.
+    for (vni, private) in [(101, "10.0.1.10"), (101, "10.0.1.99"), (102, "10.0.1.10")] {
+        let home = e.elastic_ip_home(vni, ip(private));
+        assert!(e.elastic_ip_slot_at(home).is_some());
+        assert_eq!(e.elastic_ip_homed(home), e.elastic_ip_of(vni, ip(private)), "{vni} {private}");
+    }
     assert_eq!(
         e.elastic_ip_target(ip("203.0.113.10")),
         Some((101, ip("10.0.1.10")))

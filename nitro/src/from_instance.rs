@@ -391,7 +391,7 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
             return;
         }
         let n = n.min(MAX_BURST);
-        tables.lookup_burst_homed(&s.keys[..n], &s.homes[..n], &mut s.locs[..n]);
+        tables.lookup_burst_homed(&s.homes[..n], &mut s.locs[..n]);
         for &j in s.pending.iter().take(waiting) {
             let j = slot(usize::from(j));
             match s.locs[slot(usize::from(s.key_of[j]))] {

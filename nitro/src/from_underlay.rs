@@ -268,7 +268,7 @@ impl<'c, 't, B: PacketBuf, P: EniPorts + ?Sized> Stage<B, UnderlayCtx<'c, 't, P>
             return;
         }
         let n = n.min(2 * MAX_BURST);
-        tables.lookup_burst_homed(&s.keys[..n], &s.homes[..n], &mut s.locs[..n]);
+        tables.lookup_burst_homed(&s.homes[..n], &mut s.locs[..n]);
 
         // The last peering answer, reused within the burst.
         let mut peered: (u32, u32, bool) = (0, 0, false);

@@ -111,10 +111,14 @@ impl<V: SlotValue> Slot<V> {
     const EMPTY: Slot<V> = Slot { key: EMPTY, loc: V::VACANT };
 }
 
-/// Where the probe for one key starts in one [`ExactTable`] ([`ExactTable::home_of`]):
-/// the key hashed once, carried from a prefetch to [`ExactTable::lookup_burst_homed`].
+/// One key and where its probe starts in one [`ExactTable`] ([`ExactTable::home_of`]):
+/// the key packed and hashed once, carried from a prefetch to
+/// [`ExactTable::lookup_burst_homed`] (which needs nothing else).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Home(usize);
+pub struct Home {
+    key: u64,
+    slot: usize,
+}
 
 /// The packed key: VNI in the high half, the address in the low half.
 #[inline(always)]
@@ -222,38 +226,37 @@ impl<V: SlotValue> ExactTable<V> {
         reduce(hash(key), self.slots.len())
     }
 
-    /// The slot where the probe for (`vni`, `ip`) starts (`None` for an empty table): what
-    /// a caller prefetches (slot and its end: a 24-byte slot may straddle two cache lines)
-    /// some work ahead of [`get`](Self::get), so that the lookup then mostly hits L1.
-    #[inline(always)]
-    pub fn home_slot(&self, vni: u32, ip: Ipv4Addr) -> Option<&Slot<V>> {
-        self.slots.get(self.home(pack(vni, ip)))
-    }
-
     /// The home of (`vni`, `ip`) in this table: hashed once, for [`slot_at`](Self::slot_at)
     /// (what to prefetch) and [`lookup_burst_homed`](Self::lookup_burst_homed).
     #[inline(always)]
     pub fn home_of(&self, vni: u32, ip: Ipv4Addr) -> Home {
-        Home(self.home(pack(vni, ip)))
+        let key = pack(vni, ip);
+        Home { key, slot: self.home(key) }
     }
 
     /// The slot at `home` (`None` for an empty table), to prefetch (slot and its end) some
     /// work ahead of [`lookup_burst_homed`](Self::lookup_burst_homed).
     #[inline(always)]
     pub fn slot_at(&self, home: Home) -> Option<&Slot<V>> {
-        self.slots.get(home.0)
+        self.slots.get(home.slot)
     }
 
     /// Probes from `i` (the home slot of `key`, not [`EMPTY`]).
     #[inline(always)]
-    fn probe(&self, key: u64, mut i: usize) -> Option<V> {
+    fn probe(&self, key: u64, i: usize) -> Option<V> {
+        self.probe_ref(key, i).copied()
+    }
+
+    /// [`probe`](Self::probe), answering the slot's value in place.
+    #[inline(always)]
+    fn probe_ref(&self, key: u64, mut i: usize) -> Option<&V> {
         // Ends: a load factor below one leaves an empty slot (and `get` fails only on an
         // empty table, which `lookup_*` check first).
         let n = self.slots.len();
         loop {
             let s = self.slots.get(i)?;
             if s.key == key {
-                return Some(s.loc);
+                return Some(&s.loc);
             }
             if s.key == EMPTY {
                 return None;
@@ -407,19 +410,27 @@ impl<V: SlotValue> ExactTable<V> {
 
     /// [`lookup_burst`](Self::lookup_burst) for keys whose homes the caller computed
     /// ([`home_of`](Self::home_of), on this table) and prefetched: no hashing, no touch
-    /// pass, just the probes. Looks up `min(keys.len(), homes.len(), out.len())` keys,
-    /// writing `out[i]` for `keys[i]` from `homes[i]`. A home that is not the key's (from
-    /// another table) can only make its answer `None`: a probe answers `Some` only from a
-    /// slot holding the key, and ends at the first empty slot.
+    /// pass, just the probes. Looks up `min(homes.len(), out.len())` keys, writing `out[i]`
+    /// for the key of `homes[i]`. A home from another table (or an older version of this
+    /// one) can only make its answer `None`: a probe answers `Some` only from a slot
+    /// holding the key, and ends at the first empty slot.
     #[inline]
-    pub fn lookup_burst_homed(&self, keys: &[(u32, Ipv4Addr)], homes: &[Home], out: &mut [Option<V>]) {
-        for ((o, &(vni, ip)), &home) in out.iter_mut().zip(keys).zip(homes) {
-            let key = pack(vni, ip);
-            *o = if key == EMPTY {
-                self.special
-            } else {
-                self.probe(key, home.0)
-            };
+    pub fn lookup_burst_homed(&self, homes: &[Home], out: &mut [Option<V>]) {
+        for (o, &home) in out.iter_mut().zip(homes) {
+            *o = self.get_homed(home).copied();
+        }
+    }
+
+    /// The value of the key of `home` (from [`home_of`](Self::home_of) on this table,
+    /// prefetched some work ahead), in place: the probe alone. A home from another table
+    /// (or an older version of this one) can only make the answer `None`, as for
+    /// [`lookup_burst_homed`](Self::lookup_burst_homed).
+    #[inline(always)]
+    pub fn get_homed(&self, home: Home) -> Option<&V> {
+        if home.key == EMPTY {
+            self.special.as_ref()
+        } else {
+            self.probe_ref(home.key, home.slot)
         }
     }
 
@@ -664,7 +675,7 @@ mod tests {
             let keys: Vec<_> = (0..100).map(|_| key(next() >> 8)).collect();
             let homes: Vec<_> = keys.iter().map(|&(v, ip)| t.home_of(v, ip)).collect();
             let mut out = vec![None; keys.len()];
-            t.lookup_burst_homed(&keys, &homes, &mut out);
+            t.lookup_burst_homed(&homes, &mut out);
             let mut general = vec![None; keys.len()];
             t.lookup_burst(&keys, &mut general);
             assert_eq!(out, general);
@@ -676,17 +687,21 @@ mod tests {
             let mut small = MappingTable::default();
             small.insert(1, Ipv4Addr::LOCALHOST, loc(1));
             let wrong: Vec<_> = keys.iter().map(|&(v, ip)| small.home_of(v, ip)).collect();
-            t.lookup_burst_homed(&keys, &wrong, &mut out);
+            t.lookup_burst_homed(&wrong, &mut out);
             for (k, o) in keys.iter().zip(&out) {
                 assert!(o.is_none() || *o == t.get(k.0, k.1));
             }
         }
         assert!(hits > 1000, "{hits} hits");
         // A short `homes` bounds the burst.
-        let keys = [(1, Ipv4Addr::LOCALHOST); 3];
         let mut out = [Some(loc(9)); 3];
-        t.lookup_burst_homed(&keys, &[t.home_of(1, Ipv4Addr::LOCALHOST)], &mut out);
+        t.lookup_burst_homed(&[t.home_of(1, Ipv4Addr::LOCALHOST)], &mut out);
         assert_eq!(out[1..], [Some(loc(9)); 2]);
+        // One key at a time, in place: the same answers.
+        for _ in 0..1_000 {
+            let (v, ip) = key(next() >> 8);
+            assert_eq!(t.get_homed(t.home_of(v, ip)).copied(), t.get(v, ip));
+        }
     }
 
     #[test]

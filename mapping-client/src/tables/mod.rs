@@ -223,6 +223,10 @@ pub enum TableOp {
     },
 }
 
+/// [`Tables::mapping_pa_homed`]'s answer for an address that is not mapped: above every
+/// PA as a number.
+pub const NO_PA: u64 = u64::MAX;
+
 /// One card's tables. See the module documentation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tables {
@@ -332,8 +336,17 @@ impl Tables {
     /// [`mapping_home`](Self::mapping_home) on these tables (and prefetched): the probes
     /// only ([`ExactTable::lookup_burst_homed`]).
     #[inline]
-    pub fn lookup_burst_homed(&self, keys: &[(u32, Ipv4Addr)], homes: &[Home], out: &mut [Option<Location>]) {
-        self.mappings.lookup_burst_homed(keys, homes, out)
+    pub fn lookup_burst_homed(&self, homes: &[Home], out: &mut [Option<Location>]) {
+        self.mappings.lookup_burst_homed(homes, out)
+    }
+
+    /// Where the address of `home` ([`mapping_home`](Self::mapping_home) on these
+    /// tables, its slot prefetched) lives, for a check of the sender: its host's PA as a
+    /// number (`u32::from(pa)`), or [`NO_PA`] when it is not mapped (one word to keep or
+    /// compare, not a copy of the [`Location`]).
+    #[inline(always)]
+    pub fn mapping_pa_homed(&self, home: Home) -> u64 {
+        self.mappings.get_homed(home).map_or(NO_PA, |l| u64::from(u32::from(l.pa)))
     }
 
     pub fn mappings(&self) -> &MappingTable {
@@ -416,11 +429,23 @@ impl Tables {
     pub fn elastic_ip_of(&self, vni: u32, private: Ipv4Addr) -> Option<Ipv4Addr> {
         self.eip_out.get(vni, private)
     }
-    /// The Elastic IP table's slot where the lookup of (`vni`, `private`) starts, to
-    /// prefetch some work ahead of [`elastic_ip_of`](Self::elastic_ip_of).
+    /// The home of (`vni`, `private`) in the Elastic IP table, hashed once: prefetch
+    /// [`elastic_ip_slot_at`](Self::elastic_ip_slot_at) with it some work ahead, then
+    /// look it up with [`elastic_ip_homed`](Self::elastic_ip_homed).
     #[inline(always)]
-    pub fn elastic_ip_slot(&self, vni: u32, private: Ipv4Addr) -> Option<&mapping::Slot<Ipv4Addr>> {
-        self.eip_out.home_slot(vni, private)
+    pub fn elastic_ip_home(&self, vni: u32, private: Ipv4Addr) -> Home {
+        self.eip_out.home_of(vni, private)
+    }
+    /// The Elastic IP table's slot at `home`, to prefetch.
+    #[inline(always)]
+    pub fn elastic_ip_slot_at(&self, home: Home) -> Option<&mapping::Slot<Ipv4Addr>> {
+        self.eip_out.slot_at(home)
+    }
+    /// [`elastic_ip_of`](Self::elastic_ip_of) the key of `home` (from
+    /// [`elastic_ip_home`](Self::elastic_ip_home) on these tables): the probe alone.
+    #[inline(always)]
+    pub fn elastic_ip_homed(&self, home: Home) -> Option<Ipv4Addr> {
+        self.eip_out.get_homed(home).copied()
     }
     /// SNAT for a burst: the Elastic IPs of `min(keys.len(), out.len())` (VNI, private
     /// address) keys, all hashes and cache misses first, then the probes (as
