@@ -133,11 +133,15 @@ pub fn ipv4_header(header: &[u8]) -> u16 {
 /// per-packet check of the data-plane stages.
 #[inline(always)]
 pub fn ipv4_header20_ok(h: &[u8; 20]) -> bool {
-    // Five 32-bit words read in little-endian order (no byte swaps: the folded sum is the
-    // byte-swapped big-endian sum, RFC 1071, and 0xFFFF swaps to itself).
-    let le = |at: usize| u64::from(u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
-    let sum = le(0) + le(4) + le(8) + le(12) + le(16);
-    let sum = (sum & 0xFFFF_FFFF) + (sum >> 32);
+    // Two 64-bit words and a 32-bit one read in little-endian order (no byte swaps: the
+    // folded sum is the byte-swapped big-endian sum, RFC 1071, and 0xFFFF swaps to
+    // itself), added with end-around carry, then folded 64 -> 32 -> 16 bits.
+    let le64 = |at: usize| {
+        u64::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3], h[at + 4], h[at + 5], h[at + 6], h[at + 7]])
+    };
+    let le32 = u64::from(u32::from_le_bytes([h[16], h[17], h[18], h[19]]));
+    let sum = add64(add64(le64(0), le64(8)), le32);
+    let sum = (sum & 0xFFFF_FFFF) + (sum >> 32); // <= 2^33 - 2
     fold32(((sum & 0xFFFF_FFFF) + (sum >> 32)) as u32) == 0xFFFF
 }
 

@@ -499,15 +499,13 @@ fn own_layout(frame: &[u8]) -> Option<Outer> {
     })
 }
 
-/// The outer IPv4 header checksum: five 32-bit words read in little-endian order (no
-/// byte swaps: the folded sum is the byte-swapped big-endian sum, RFC 1071, and 0xFFFF
-/// swaps to itself).
+/// The outer IPv4 header checksum ([`checksum::ipv4_header20_ok`]: no options here).
 #[inline(always)]
 fn outer_checksum_ok(h: &[u8; OUTER_HEADER_LEN]) -> bool {
-    let le = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]) as u64;
-    let sum = le(offset::IP) + le(offset::IP + 4) + le(offset::IP + 8) + le(offset::IP + 12) + le(offset::IP + 16);
-    let sum = (sum & 0xFFFF_FFFF) + (sum >> 32);
-    fold32(((sum & 0xFFFF_FFFF) + (sum >> 32)) as u32) == 0xFFFF
+    match <&[u8; OUTER_IPV4_LEN]>::try_from(&h[offset::IP..offset::IP + OUTER_IPV4_LEN]) {
+        Ok(ip) => checksum::ipv4_header20_ok(ip),
+        Err(_) => false,
+    }
 }
 
 /// [`parse_outer`] for any frame: every check in the order of the module contract.
