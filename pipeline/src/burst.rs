@@ -286,6 +286,17 @@ impl<B> Burst<B> {
     where
         F: FnMut(usize, &mut B) -> Result<Output, DropReason>,
     {
+        self.decide_or_pass(mask, |i, p| f(i, p).map(Some))
+    }
+
+    /// [`Burst::decide_each`] for a stage that may also leave a packet live for a later
+    /// stage: `Ok(Some(out))` forwards it, `Ok(None)` leaves it live, `Err(reason)` drops
+    /// it.
+    #[inline]
+    pub fn decide_or_pass<F>(&mut self, mask: u64, mut f: F)
+    where
+        F: FnMut(usize, &mut B) -> Result<Option<Output>, DropReason>,
+    {
         let (mut forwarded, mut dropped, mut outputs) = (0u64, 0u64, 0u64);
         let mut m = mask & self.live;
         while m != 0 {
@@ -293,7 +304,8 @@ impl<B> Burst<B> {
             m &= m - 1;
             let Some(Some(p)) = self.pkts.get_mut(i) else { continue };
             let v = match f(i, p) {
-                Ok(o) => {
+                Ok(None) => continue,
+                Ok(Some(o)) => {
                     forwarded |= bit(i);
                     outputs |= 1u64 << o.index();
                     Verdict::Forward(o)
@@ -642,6 +654,33 @@ mod tests {
         b.drain(&mut cb, |p, v| gb.push((p.data()[0], v)));
         assert_eq!(ga, gb);
         assert_eq!((ca.output(out(0)), ca.output(out(2)), ca.drops(DropReason::NoRoom)), (2, 2, 1));
+    }
+
+    #[test]
+    fn decide_or_pass_leaves_the_passed_packets_live() {
+        let mut b = burst_of(5);
+        b.drop(1, DropReason::Malformed);
+        b.decide_or_pass(0b1_1111, |i, p| {
+            p.data_mut()[0] += 10;
+            match i {
+                0 => Ok(Some(out(1))),
+                2 => Ok(None),
+                3 => Err(DropReason::NoRoom),
+                _ => Ok(None),
+            }
+        });
+        assert_eq!(b.live_mask(), 0b1_0100, "passed on: still live, for a later stage");
+        assert_eq!((b.verdict(0), b.verdict(3)), (Some(Verdict::Forward(out(1))), Some(Verdict::Drop(DropReason::NoRoom))));
+        assert_eq!((b.verdict(2), b.verdict(4)), (None, None));
+        assert_eq!(b.get(2).unwrap().data(), &[12], "looked at, and its change kept");
+        assert_eq!(b.get(1).unwrap().data(), &[1], "decided before: not looked at");
+        // A later stage decides what was passed; every packet is counted once.
+        b.forward(2, out(0));
+        b.drop(4, DropReason::NoRoute);
+        let mut c = Counters::new();
+        let mut n = 0;
+        b.drain(&mut c, |_, _| n += 1);
+        assert_eq!((n, c.output(out(1)), c.output(out(0)), c.drops(DropReason::NoRoom), c.drops(DropReason::NoRoute)), (5, 1, 1, 1, 1));
     }
 
     #[test]

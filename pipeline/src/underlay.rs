@@ -50,6 +50,21 @@ pub fn receive(frame: &[u8], pa: Ipv4Addr) -> Result<Received, DropReason> {
     let inner = frame
         .get(outer.inner_offset..outer.inner_offset + outer.inner_len)
         .ok_or(DropReason::Malformed)?;
+    // The common header (version 4, no options) on fixed offsets: the same checks as
+    // below, with the same reasons (a total length equal to the inner length is at least
+    // the header's and inside the packet).
+    if let Some(h) = inner.first_chunk::<20>().filter(|h| h[0] == 0x45) {
+        let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        if total != outer.inner_len || !wire::checksum::ipv4_header20_ok(h) {
+            return Err(DropReason::Malformed);
+        }
+        if total > VPC_MTU {
+            return Err(DropReason::MtuExceeded);
+        }
+        let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+        let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+        return Ok(Received { outer, src, dst });
+    }
     if ipv4_header(inner)? != outer.inner_len {
         return Err(DropReason::Malformed);
     }
@@ -127,6 +142,43 @@ mod tests {
         let mut vxlan = good.clone();
         vxlan[36..38].copy_from_slice(&4789u16.to_be_bytes());
         assert_eq!(receive(&vxlan, PA), Err(DropReason::Unsupported));
+    }
+
+    /// An inner header with options takes the general path: the same answers, its
+    /// damage refused with the same reasons.
+    #[test]
+    fn inner_options_take_the_general_path() {
+        // 24-byte header (one 4-byte option: NOP NOP NOP EOL) and 16 bytes of payload.
+        let mut ip = vec![0u8; 40];
+        ip[..24].copy_from_slice(&[0x46, 0, 0, 40, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 1, 10, 10, 1, 1, 20, 1, 1, 1, 0]);
+        let sum = wire::checksum::ipv4_header(&ip[..24]);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut b = TestBuffer::from_slice_with_room(&ip, 128, 0);
+        let e = Encap {
+            src_mac: wire::EthernetAddress([0; 6]),
+            dst_mac: wire::EthernetAddress([0; 6]),
+            src_pa: Ipv4Addr::new(198, 18, 0, 1),
+            dst_pa: PA,
+            vni: 102,
+            source_vpc: 101,
+        };
+        vpc::push_outer(&mut b, &e, None).unwrap();
+        let good = b.data().to_vec();
+        let r = receive(&good, PA).unwrap();
+        assert_eq!((r.src, r.dst, r.outer.inner_len), (Ipv4Addr::new(10, 0, 1, 10), Ipv4Addr::new(10, 1, 1, 20), 40));
+        let mut bad = good.clone();
+        bad[58 + 21] ^= 1; // inside the option: the header checksum covers it
+        assert_eq!(receive(&bad, PA), Err(DropReason::Malformed));
+        // A total length other than the Geneve payload's, on either path.
+        for first in [0x45u8, 0x46] {
+            let mut f = if first == 0x45 { frame(40) } else { good.clone() };
+            f[58 + 3] = 39;
+            let ihl = usize::from(first & 0x0f) * 4;
+            let sum = wire::checksum::ipv4_header(&f[58..58 + ihl]);
+            f[58 + 10..58 + 12].copy_from_slice(&sum.to_be_bytes());
+            assert!(wire::checksum::ipv4_header_ok(&f[58..58 + ihl]));
+            assert_eq!(receive(&f, PA), Err(DropReason::Malformed), "{first:#x}");
+        }
     }
 
     /// Every refusal of [`wire::vpc::ipv4_header`] (tested there) is `malformed`.
