@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use mapping_client::{EndpointId, Home, Location, Route, Tables, VpcEntry, VpnId};
+use mapping_client::{EndpointId, Home, Route, Tables, VpcEntry, VpnId};
 use pipeline::frag::{self, fragment_out};
 use pipeline::prefetch::prefetch_ends;
 use pipeline::{
@@ -46,15 +46,17 @@ struct Scratch {
     /// `Class` copied per packet is moved in pieces whose loads wait for a failed store
     /// forwarding).
     way: [u8; MAX_BURST],
-    /// The burst's distinct ways out (VPC and route), [`Scratch::class`] of a slot.
+    /// The burst's distinct ways out (VPC and route), [`Scratch::class`] of a slot, and
+    /// each one's slots (the class masks below are made from them once a burst, not
+    /// once a packet).
     ways: [Class; MAX_BURST],
-    /// The burst's lookups of (VPC, inner source): the distinct keys, their answers, and
-    /// per slot its key.
-    keys: [(u32, Ipv4Addr); MAX_BURST],
-    /// Each key's home in the mapping table, hashed once (for the prefetch and the probe).
+    way_slots: [u64; MAX_BURST],
+    /// Per slot, its (VPC, inner source) with its home in the mapping table, hashed once
+    /// (for the prefetch in the first pass and the probe in the second).
     homes: [Home; MAX_BURST],
-    locs: [Option<Location>; MAX_BURST],
-    key_of: [u8; MAX_BURST],
+    /// Per internet-bound slot, its (VPC, inner source) in the Elastic IP table, hashed
+    /// (and its slot prefetched) by verify-recv for nat's lookup.
+    eip_homes: [Home; MAX_BURST],
     /// Slots per class, filled by verify-recv.
     internet: u64,
     vpn: u64,
@@ -84,9 +86,9 @@ impl Scratch {
             src_pa: [0; MAX_BURST], vni: [0; MAX_BURST], src: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
             dst: [Ipv4Addr::UNSPECIFIED; MAX_BURST], inner_offset: [0; MAX_BURST],
             inner_len: [0; MAX_BURST], way: [0; MAX_BURST], ways: [Class::Internet; MAX_BURST],
-            keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST], homes: [Home::default(); MAX_BURST],
-            locs: [None; MAX_BURST],
-            key_of: [0; MAX_BURST], internet: 0, vpn: 0, dx: 0, endpoint: 0, to: ToHosts::new(),
+            way_slots: [0; MAX_BURST], homes: [Home::default(); MAX_BURST],
+            eip_homes: [Home::default(); MAX_BURST],
+            internet: 0, vpn: 0, dx: 0, endpoint: 0, to: ToHosts::new(),
             seal: [esp::SealPlan::default(); MAX_BURST],
             endpoint_template: None,
         }
@@ -205,8 +207,6 @@ fn verify_recv<B: PacketBuf>(
 ) {
     let tables: &Tables = cx.tables;
     let pa = tables.pa();
-    let mut n = 0usize;
-    let mut last: Option<((u32, Ipv4Addr), u8)> = None;
     for i in burst.live_indices() {
         let parsed = match burst.get(i) {
             Some(p) => pipeline::underlay::receive(p.data(), pa),
@@ -233,31 +233,17 @@ fn verify_recv<B: PacketBuf>(
             burst.drop(i, DropReason::UnknownSender);
             continue;
         }
-        let key = (o.source_vpc, src);
-        let k = match last {
-            Some((lk, idx)) if lk == key => idx,
-            _ => {
-                // Hashed once; the slot's cache miss overlaps the parsing of the next
-                // packets.
-                let home = tables.mapping_home(key.0, key.1);
-                if let Some(slot) = tables.mapping_slot_at(home) {
-                    prefetch_ends(slot);
-                }
-                let idx = slot(n) as u8;
-                s.keys[usize::from(idx)] = key;
-                s.homes[usize::from(idx)] = home;
-                n += 1;
-                last = Some((key, idx));
-                idx
-            }
-        };
-        s.key_of[j] = k;
+        // (VPC, inner source) hashed as soon as it is known and its mapping slot
+        // prefetched: the cache miss overlaps the parsing of the next packets, and the
+        // probe, in the second pass, mostly hits L1. Every packet's key is hashed (no
+        // search for a repeated key: its bookkeeping cost as much as a hash and kept the
+        // loop short of registers).
+        let home = tables.mapping_home(o.source_vpc, src);
+        if let Some(slot) = tables.mapping_slot_at(home) {
+            prefetch_ends(slot);
+        }
+        s.homes[j] = home;
     }
-    let n = n.min(MAX_BURST);
-    if n == 0 {
-        return;
-    }
-    tables.lookup_burst_homed(&s.keys[..n], &s.homes[..n], &mut s.locs[..n]);
 
     // The VPC entry of the previous packet, and the way out its route gave, reused within
     // the burst: a burst's packets mostly share a VPC and a route.
@@ -269,8 +255,8 @@ fn verify_recv<B: PacketBuf>(
     for i in burst.live_indices() {
         let j = slot(i);
         let (vni, src, dst) = (s.vni[j], s.src[j], s.dst[j]);
-        let loc = s.locs[usize::from(s.key_of[j]) & (MAX_BURST - 1)];
-        let sender_ok = matches!(loc, Some(l) if u32::from(l.pa) == s.src_pa[j]);
+        // (An unmapped source is `NO_PA`, above every u32.)
+        let sender_ok = tables.mapping_pa_homed(s.homes[j]) == u64::from(s.src_pa[j]);
         let vpc = match last_vpc {
             Some((v, e)) if v == vni => Some(e),
             _ => tables.vpc(vni),
@@ -292,6 +278,7 @@ fn verify_recv<B: PacketBuf>(
                 let way = way_out(route, vpc, tables, sas, pa).map(|class| {
                     let w = slot(n_ways);
                     s.ways[w] = class;
+                    s.way_slots[w] = 0;
                     n_ways += 1;
                     w as u8
                 });
@@ -312,20 +299,28 @@ fn verify_recv<B: PacketBuf>(
             }
         };
         s.way[j] = w;
-        // The tag only: no copy of the class.
-        match s.ways[usize::from(w) & (MAX_BURST - 1)] {
-            Class::Internet => {
-                s.internet |= bit(i);
-                // nat looks its Elastic IP up: the slot's cache miss overlaps the rest of
-                // verify-recv and decap.
-                if let Some(home) = tables.elastic_ip_slot(vni, src) {
-                    prefetch_ends(home);
-                }
-            }
-            Class::Vpn(_) => s.vpn |= bit(i),
-            Class::Dx { .. } => s.dx |= bit(i),
-            Class::Endpoint { .. } => s.endpoint |= bit(i),
+        s.way_slots[usize::from(w) & (MAX_BURST - 1)] |= bit(i);
+    }
+    // The class masks, once per way out (the tag only: no copy of a class).
+    for (class, &slots) in s.ways.iter().zip(&s.way_slots).take(n_ways) {
+        match class {
+            Class::Internet => s.internet |= slots,
+            Class::Vpn(_) => s.vpn |= slots,
+            Class::Dx { .. } => s.dx |= slots,
+            Class::Endpoint { .. } => s.endpoint |= slots,
         }
+    }
+    // nat looks each internet-bound packet's Elastic IP up: hashed here, the slots'
+    // cache misses overlap decap and the other ways out.
+    let mut internet = s.internet;
+    while internet != 0 {
+        let j = slot(internet.trailing_zeros() as usize);
+        internet &= internet - 1;
+        let home = tables.elastic_ip_home(s.vni[j], s.src[j]);
+        if let Some(slot) = tables.elastic_ip_slot_at(home) {
+            prefetch_ends(slot);
+        }
+        s.eip_homes[j] = home;
     }
 }
 
@@ -389,18 +384,14 @@ fn router_addr(tables: &Tables, vni: u32) -> Ipv4Addr {
 }
 
 /// Turn the packet in slot `i` into an ICMP fragmentation-needed (MTU `mtu`) back to its
-/// sender, for `encap`.
-fn bounce<B: PacketBuf>(p: &mut B, i: usize, mtu: usize, tables: &Tables, s: &mut Scratch) -> Option<Verdict> {
+/// sender, for `encap` (it stays live), or the reason it cannot be.
+fn bounce<B: PacketBuf>(p: &mut B, i: usize, mtu: usize, tables: &Tables, s: &mut Scratch) -> Result<(), DropReason> {
     let j = slot(i);
     let (vni, src) = (s.vni[j], s.src[j]);
     let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
-    match frag::frag_needed_in_place(p, mtu, router_addr(tables, vni)) {
-        Ok(()) => {
-            s.to.add(i, vni, src);
-            None
-        }
-        Err(reason) => Some(Verdict::Drop(reason)),
-    }
+    frag::frag_needed_in_place(p, mtu, router_addr(tables, vni))?;
+    s.to.add(i, vni, src);
+    Ok(())
 }
 
 /// `nat`: the source must own an Elastic IP (`no_elastic_ip`); SNAT; the internet MTU
@@ -417,21 +408,16 @@ fn nat_out<B: PacketBuf, X: Extra<B>>(
     let Some(out) = port_or_drop(burst, mask, outputs.internet) else { return };
     // The Ethernet header, made once a burst: one copy per packet (or fragment).
     let eth_header = ethernet_ipv4(INTERNET_NEXT_HOP_MAC, card_mac(tables.pa()));
-    // verify-recv prefetched every Elastic IP slot of the burst: the lookups mostly hit.
-    for i in burst.live_indices() {
-        if mask & bit(i) == 0 {
-            continue;
-        }
+    // verify-recv hashed every Elastic IP key of the burst and prefetched its slot: the
+    // lookups are probes that mostly hit.
+    burst.decide_or_pass(mask, |i, p| {
         let j = slot(i);
         let src = s.src[j];
-        let Some(eip) = tables.elastic_ip_of(s.vni[j], src) else {
-            burst.drop(i, DropReason::NoElasticIp);
-            continue;
-        };
+        let eip = tables.elastic_ip_homed(s.eip_homes[j]).ok_or(DropReason::NoElasticIp)?;
         let eth = |f: &mut B| push_template(f, &eth_header);
         let snat = |ip: &mut [u8]| nat::snat(ip, src, eip);
-        to_internet(burst, i, INTERNET_MTU, tables, s, Internet { out, extra: &mut *extra }, snat, eth);
-    }
+        to_internet(p, i, INTERNET_MTU, tables, s, Internet { out, extra: &mut *extra }, snat, eth)
+    });
 }
 
 /// Where [`to_internet`] sends: the internet port, and where the fragments beyond the
@@ -441,13 +427,14 @@ struct Internet<'x, X> {
     extra: &'x mut X,
 }
 
-/// Send the packet in slot `i` out of the internet side within `mtu`: with DF and longer,
-/// fragmentation-needed back to the sender ([`bounce`]); else `prepare` on the whole
-/// packet, then `finish` on each fragment of `mtu` (or on the packet when it fits).
+/// Send packet `p` of slot `i` out of the internet side within `mtu`: with DF and longer,
+/// fragmentation-needed back to the sender ([`bounce`]: `Ok(None)`, left for `encap`);
+/// else `prepare` on the whole packet, then `finish` on each fragment of `mtu` (or on the
+/// packet when it fits): `Ok(Some(out))`, or the reason to drop it.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn to_internet<B: PacketBuf, X: Extra<B>>(
-    burst: &mut Burst<B>,
+    p: &mut B,
     i: usize,
     mtu: usize,
     tables: &Tables,
@@ -455,28 +442,19 @@ fn to_internet<B: PacketBuf, X: Extra<B>>(
     to: Internet<'_, X>,
     prepare: impl FnOnce(&mut [u8]) -> Result<(), DropReason>,
     finish: impl FnMut(&mut B) -> Result<(), DropReason>,
-) {
-    let Some(p) = burst.get_mut(i) else { return };
+) -> Result<Option<Output>, DropReason> {
     let len = p.len();
-    let verdict = if len > mtu && dont_fragment(p.data()) {
-        bounce(p, i, mtu, tables, s)
-    } else {
-        let mut finish = finish;
-        let r = prepare(p.data_mut()).and_then(|()| {
-            if len > mtu {
-                fragment_out(p, mtu, to.extra, to.out, finish)
-            } else {
-                finish(p)
-            }
-        });
-        Some(match r {
-            Ok(()) => Verdict::Forward(to.out),
-            Err(reason) => Verdict::Drop(reason),
-        })
-    };
-    if let Some(v) = verdict {
-        burst.decide(i, v);
+    if len > mtu && dont_fragment(p.data()) {
+        return bounce(p, i, mtu, tables, s).map(|()| None);
     }
+    let mut finish = finish;
+    prepare(p.data_mut())?;
+    if len > mtu {
+        fragment_out(p, mtu, to.extra, to.out, finish)?;
+    } else {
+        finish(p)?;
+    }
+    Ok(Some(to.out))
 }
 
 /// `esp-encrypt`: the VPN's outbound SA; an inner packet whose tunnel packet would not fit
@@ -544,7 +522,12 @@ fn esp_encrypt<B: PacketBuf, X: Extra<B>>(
             esp::encrypt(f, sa)?;
             push_ethernet(f, INTERNET_NEXT_HOP_MAC, mac)
         };
-        to_internet(burst, i, max_inner, tables, s, Internet { out, extra: &mut *extra }, |_| Ok(()), seal);
+        let Some(p) = burst.get_mut(i) else { continue };
+        match to_internet(p, i, max_inner, tables, s, Internet { out, extra: &mut *extra }, |_| Ok(()), seal) {
+            Ok(Some(o)) => burst.forward(i, o),
+            Ok(None) => false,
+            Err(reason) => burst.drop(i, reason),
+        };
     }
     let vpn_of = |i: usize| match s.class(slot(i)) {
         Class::Vpn(vpn) => Some(vpn),

@@ -78,10 +78,12 @@
 //! # Cost
 //!
 //! Table slots are prefetched as soon as their key is known ([`pipeline::prefetch`]):
-//! `verify-recv` hashes each (VPC, inner source) key once, prefetches its mapping slot while
-//! it parses the burst and probes the burst from those homes
-//! ([`mapping_client::Tables::lookup_burst_homed`]), and, for internet-bound packets,
-//! prefetches the Elastic IP slot `nat` reads; the return path to
+//! `verify-recv` hashes each packet's (VPC, inner source) key as soon as it has parsed it,
+//! prefetches its mapping slot while it parses the rest of the burst, and probes from that
+//! home in its second pass, keeping only the PA
+//! ([`mapping_client::Tables::mapping_pa_homed`]); for internet-bound packets it hashes
+//! the Elastic IP key and prefetches the slot `nat` then probes
+//! ([`mapping_client::Tables::elastic_ip_homed`]); the return path to
 //! the hosts looks its burst up together ([`mapping_client::Tables::lookup_burst`]);
 //! nothing allocates, locks or logs on the packet path except the buffers fragmentation
 //! takes from the pool through [`Extra`].
