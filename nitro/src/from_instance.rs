@@ -2,10 +2,10 @@
 
 use std::net::Ipv4Addr;
 
-use mapping_client::{EniId, Home, LocalEni, Location, Route, Tables};
+use mapping_client::{EniId, Home, LocalEni, Route, Tables};
 use pipeline::prefetch::prefetch_ends;
 use pipeline::{
-    drop_row, run_timed_chained, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
+    bit, drop_row, run_timed_chained, slot, Burst, CardCtx, Clock, DropReason, DropTable, Meters, Output,
     Stage, StageInfo, Verdict, MAX_BURST,
 };
 use wire::vpc::{
@@ -41,23 +41,17 @@ struct Scratch {
     /// Destination VNI (Geneve VNI) and PA.
     vni: [u32; MAX_BURST],
     pa: [u32; MAX_BURST],
-    /// The burst's mapping lookups: the distinct keys (a packet with the same key as the
-    /// one before it shares its lookup), their homes (hashed once, prefetched as soon as
-    /// known) and their answers; per slot, its key; the slots waiting for an answer.
-    keys: [(u32, Ipv4Addr); MAX_BURST],
+    /// Per slot routed within the VPCs, its (VNI, destination) hashed into its home in
+    /// the mapping table as soon as it is routed and its slot prefetched (the cache miss
+    /// overlaps the routing of the next packets), probed after the burst is routed.
     homes: [Home; MAX_BURST],
-    locs: [Option<Location>; MAX_BURST],
-    key_of: [u8; MAX_BURST],
-    pending: [u8; MAX_BURST],
 }
 
 impl Scratch {
     fn new() -> Self {
         Scratch {
             src: [0; MAX_BURST], dst: [0; MAX_BURST], ip_len: [0; MAX_BURST], vni: [0; MAX_BURST],
-            pa: [0; MAX_BURST], keys: [(0, Ipv4Addr::UNSPECIFIED); MAX_BURST],
-            homes: [Home::default(); MAX_BURST],
-            locs: [None; MAX_BURST], key_of: [0; MAX_BURST], pending: [0; MAX_BURST],
+            pa: [0; MAX_BURST], homes: [Home::default(); MAX_BURST],
         }
     }
 }
@@ -319,9 +313,8 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
         // The last peering answer (for a VNI other than the sender's): a burst mostly goes
         // to one or two VPCs.
         let mut peer: (u32, bool) = (svni, false);
-        // Distinct keys, and packets waiting for a lookup.
-        let (mut n, mut waiting) = (0usize, 0usize);
-        let mut last: Option<(u32, Ipv4Addr)> = None;
+        // The packets waiting for a mapping lookup.
+        let mut waiting = 0u64;
         // The prefix the previous packet matched, tried first.
         let mut hint = 0usize;
         for i in burst.live_indices() {
@@ -337,21 +330,15 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
                     }
                     if vni == svni || peer.1 {
                         s.vni[j] = vni;
-                        if last != Some((vni, dst)) {
-                            last = Some((vni, dst));
-                            // Hashed once; the slot's cache miss overlaps the routing of
-                            // the next packets.
-                            let home = tables.mapping_home(vni, dst);
-                            if let Some(slot) = tables.mapping_slot_at(home) {
-                                prefetch_ends(slot);
-                            }
-                            s.keys[slot(n)] = (vni, dst);
-                            s.homes[slot(n)] = home;
-                            n += 1;
+                        // Hashed now; the slot's cache miss overlaps the routing of the
+                        // next packets. (Every packet's key: a search for a repeated one
+                        // cost as much as the hash.)
+                        let home = tables.mapping_home(vni, dst);
+                        if let Some(slot) = tables.mapping_slot_at(home) {
+                            prefetch_ends(slot);
                         }
-                        s.key_of[j] = (n - 1) as u8;
-                        s.pending[slot(waiting)] = j as u8;
-                        waiting += 1;
+                        s.homes[j] = home;
+                        waiting |= bit(i);
                         continue;
                     }
                     Err((DropReason::NotPeered, Some(vni)))
@@ -387,17 +374,15 @@ impl<'c, 't, B: PacketBuf> Stage<B, InstanceCtx<'c, 't>> for RouteStage {
                 }
             }
         }
-        if n == 0 {
-            return;
-        }
-        let n = n.min(MAX_BURST);
-        tables.lookup_burst_homed(&s.homes[..n], &mut s.locs[..n]);
-        for &j in s.pending.iter().take(waiting) {
-            let j = slot(usize::from(j));
-            match s.locs[slot(usize::from(s.key_of[j]))] {
-                Some(loc) if !loc.pa.is_unspecified() => s.pa[j] = u32::from(loc.pa),
+        // The probes, mostly L1 hits by now. (An unmapped destination is `NO_PA`.)
+        while waiting != 0 {
+            let i = waiting.trailing_zeros() as usize;
+            waiting &= waiting - 1;
+            let j = slot(i);
+            match u32::try_from(tables.mapping_pa_homed(s.homes[j])) {
+                Ok(pa) if pa != 0 => s.pa[j] = pa,
                 _ => {
-                    burst.drop(j, DropReason::NoMapping);
+                    burst.drop(i, DropReason::NoMapping);
                 }
             }
         }

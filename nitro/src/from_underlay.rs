@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use mapping_client::{EniId, Home, Location, Tables};
+use mapping_client::{EniId, Home, Tables};
 use pipeline::prefetch::prefetch_ends;
 use pipeline::frag::{fragment_out, FragNeeded};
 use pipeline::{
@@ -25,16 +25,15 @@ struct Scratch {
     /// Where the inner packet starts and how long it is.
     inner_offset: [u16; MAX_BURST],
     inner_len: [u16; MAX_BURST],
-    /// The burst's lookups: the distinct keys, (source VPC, inner source) and (VNI, inner
-    /// destination) of every parsed packet (a key equal to the previous packet's same key
-    /// shares its lookup), and their answers; per slot, its two keys; the parsed slots.
-    /// (Each key's home is hashed once, when it is first seen, and its slot prefetched.)
-    keys: [(u32, Ipv4Addr); 2 * MAX_BURST],
-    homes: [Home; 2 * MAX_BURST],
-    locs: [Option<Location>; 2 * MAX_BURST],
-    src_key: [u8; MAX_BURST],
-    dst_key: [u8; MAX_BURST],
-    parsed: [u8; MAX_BURST],
+    /// Inner source and destination.
+    src: [Ipv4Addr; MAX_BURST],
+    dst: [Ipv4Addr; MAX_BURST],
+    /// Per slot, its two lookups, (source VPC, inner source) and (VNI, inner destination),
+    /// each hashed into its home in the mapping table as soon as it is parsed and its slot
+    /// prefetched (the cache misses overlap the parsing of the next packets), then probed
+    /// in the second pass.
+    src_home: [Home; MAX_BURST],
+    dst_home: [Home; MAX_BURST],
     /// The Ethernet addresses decap writes (destination, source) and the ENI's output.
     eth: [[u8; 12]; MAX_BURST],
     out: [Option<Output>; MAX_BURST],
@@ -48,9 +47,8 @@ impl Scratch {
         Scratch {
             src_pa: [0; MAX_BURST], vni: [0; MAX_BURST], source_vpc: [0; MAX_BURST],
             inner_offset: [0; MAX_BURST], inner_len: [0; MAX_BURST],
-            keys: [(0, Ipv4Addr::UNSPECIFIED); 2 * MAX_BURST], homes: [Home::default(); 2 * MAX_BURST],
-            locs: [None; 2 * MAX_BURST],
-            src_key: [0; MAX_BURST], dst_key: [0; MAX_BURST], parsed: [0; MAX_BURST],
+            src: [Ipv4Addr::UNSPECIFIED; MAX_BURST], dst: [Ipv4Addr::UNSPECIFIED; MAX_BURST],
+            src_home: [Home::default(); MAX_BURST], dst_home: [Home::default(); MAX_BURST],
             eth: [[0; 12]; MAX_BURST], out: [None; MAX_BURST], big: 0, mtu: [0; MAX_BURST],
         }
     }
@@ -190,33 +188,15 @@ impl FromUnderlay {
 
 // ----- verify-recv -----
 
-/// The index of `key` in `keys`: the previous one of its kind (`last`) when equal, else a
-/// new entry, whose home is hashed once (into `homes`) and its slot prefetched, so that
-/// the cache miss overlaps the parsing of the next packets.
+/// The home of (`vni`, `ip`) in the mapping table, its slot prefetched so that the cache
+/// miss overlaps the parsing of the next packets.
 #[inline(always)]
-fn key_index(
-    tables: &Tables,
-    keys: &mut [(u32, Ipv4Addr); 2 * MAX_BURST],
-    homes: &mut [Home; 2 * MAX_BURST],
-    n: &mut usize,
-    last: &mut Option<((u32, Ipv4Addr), u8)>,
-    key: (u32, Ipv4Addr),
-) -> u8 {
-    if let Some((k, index)) = *last {
-        if k == key {
-            return index;
-        }
-    }
-    let index = (*n & (2 * MAX_BURST - 1)) as u8;
-    let home = tables.mapping_home(key.0, key.1);
+fn prefetched_home(tables: &Tables, vni: u32, ip: Ipv4Addr) -> Home {
+    let home = tables.mapping_home(vni, ip);
     if let Some(slot) = tables.mapping_slot_at(home) {
         prefetch_ends(slot);
     }
-    keys[usize::from(index)] = key;
-    homes[usize::from(index)] = home;
-    *last = Some((key, index));
-    *n += 1;
-    index
+    home
 }
 
 /// `verify-recv`: the front end both cards share ([`pipeline::underlay::receive`]: outer
@@ -234,9 +214,7 @@ impl<'c, 't, B: PacketBuf, P: EniPorts + ?Sized> Stage<B, UnderlayCtx<'c, 't, P>
         let s = &mut *cx.s;
         s.big = 0;
 
-        // Parse every frame and gather its two keys.
-        let (mut n, mut ok) = (0usize, 0usize);
-        let (mut last_src, mut last_dst) = (None, None);
+        // Parse every frame, hash its two keys and prefetch their slots.
         for i in burst.live_indices() {
             let parsed = match burst.get(i) {
                 Some(p) => pipeline::underlay::receive(p.data(), pa),
@@ -251,33 +229,25 @@ impl<'c, 't, B: PacketBuf, P: EniPorts + ?Sized> Stage<B, UnderlayCtx<'c, 't, P>
                     // Options are at most 252 bytes and the inner length at most the VPC MTU.
                     s.inner_offset[j] = o.inner_offset as u16;
                     s.inner_len[j] = o.inner_len as u16;
-                    s.src_key[j] = key_index(
-                        tables, &mut s.keys, &mut s.homes, &mut n, &mut last_src, (o.source_vpc, src),
-                    );
-                    s.dst_key[j] =
-                        key_index(tables, &mut s.keys, &mut s.homes, &mut n, &mut last_dst, (o.vni, dst));
-                    s.parsed[slot(ok)] = j as u8;
-                    ok += 1;
+                    s.src[j] = src;
+                    s.dst[j] = dst;
+                    s.src_home[j] = prefetched_home(tables, o.source_vpc, src);
+                    s.dst_home[j] = prefetched_home(tables, o.vni, dst);
                 }
                 Err(reason) => {
                     burst.drop(i, reason);
                 }
             }
         }
-        if n == 0 {
-            return;
-        }
-        let n = n.min(2 * MAX_BURST);
-        tables.lookup_burst_homed(&s.homes[..n], &mut s.locs[..n]);
 
-        // The last peering answer, reused within the burst.
+        // Probe both keys of every parsed frame (their slots mostly in L1 by now), then
+        // the sender, VPC and destination checks. The last peering answer is reused
+        // within the burst.
         let mut peered: (u32, u32, bool) = (0, 0, false);
-        for &j in s.parsed.iter().take(ok) {
-            let (i, j) = (usize::from(j), slot(usize::from(j)));
-            let sk = usize::from(s.src_key[j]) & (2 * MAX_BURST - 1);
-            let dk = usize::from(s.dst_key[j]) & (2 * MAX_BURST - 1);
-            let ((source_vpc, src), src_loc) = (s.keys[sk], s.locs[sk]);
-            let ((vni, dst), dst_loc) = (s.keys[dk], s.locs[dk]);
+        for i in burst.live_indices() {
+            let j = slot(i);
+            let (source_vpc, src, vni, dst) = (s.source_vpc[j], s.src[j], s.vni[j], s.dst[j]);
+            let (src_loc, dst_loc) = (tables.mapping_homed(s.src_home[j]), tables.mapping_homed(s.dst_home[j]));
             let src_pa = s.src_pa[j];
 
             let by_mapping = matches!(src_loc, Some(l) if u32::from(l.pa) == src_pa);

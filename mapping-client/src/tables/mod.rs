@@ -340,6 +340,13 @@ impl Tables {
         self.mappings.lookup_burst_homed(homes, out)
     }
 
+    /// The mapping of the key of `home` ([`mapping_home`](Self::mapping_home) on these
+    /// tables, its slot prefetched some work ahead), in place: the probe alone.
+    #[inline(always)]
+    pub fn mapping_homed(&self, home: Home) -> Option<&Location> {
+        self.mappings.get_homed(home)
+    }
+
     /// Where the address of `home` ([`mapping_home`](Self::mapping_home) on these
     /// tables, its slot prefetched) lives, for a check of the sender: its host's PA as a
     /// number (`u32::from(pa)`), or [`NO_PA`] when it is not mapped (one word to keep or
