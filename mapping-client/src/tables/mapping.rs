@@ -96,7 +96,7 @@ impl SlotValue for Ipv4Addr {
 }
 
 /// One slot of an [`ExactTable`]: a key and its value side by side. Opaque: callers only
-/// get a reference to one ([`ExactTable::home_slot`]) to prefetch it.
+/// get a reference to one ([`ExactTable::slot_at`]) to prefetch it.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct Slot<V> {
