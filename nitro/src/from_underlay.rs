@@ -188,15 +188,18 @@ impl FromUnderlay {
 
 // ----- verify-recv -----
 
-/// The home of (`vni`, `ip`) in the mapping table, its slot prefetched so that the cache
-/// miss overlaps the parsing of the next packets.
+/// The home of (`vni`, `ip`) in the mapping table: `prev`'s when it is the same key (the
+/// previous packet's), else hashed, its slot prefetched so that the cache miss overlaps
+/// the parsing of the next packets, and kept in `prev`.
 #[inline(always)]
-fn prefetched_home(tables: &Tables, vni: u32, ip: Ipv4Addr) -> Home {
-    let home = tables.mapping_home(vni, ip);
-    if let Some(slot) = tables.mapping_slot_at(home) {
-        prefetch_ends(slot);
+fn prefetched_home(tables: &Tables, prev: &mut Home, vni: u32, ip: Ipv4Addr) -> Home {
+    if let Some(home) = tables.mapping_home_new(*prev, vni, ip) {
+        if let Some(slot) = tables.mapping_slot_at(home) {
+            prefetch_ends(slot);
+        }
+        *prev = home;
     }
-    home
+    *prev
 }
 
 /// `verify-recv`: the front end both cards share ([`pipeline::underlay::receive`]: outer
@@ -215,6 +218,7 @@ impl<'c, 't, B: PacketBuf, P: EniPorts + ?Sized> Stage<B, UnderlayCtx<'c, 't, P>
         s.big = 0;
 
         // Parse every frame, hash its two keys and prefetch their slots.
+        let (mut prev_src, mut prev_dst) = (Home::NONE, Home::NONE);
         for i in burst.live_indices() {
             let parsed = match burst.get(i) {
                 Some(p) => pipeline::underlay::receive(p.data(), pa),
@@ -231,8 +235,8 @@ impl<'c, 't, B: PacketBuf, P: EniPorts + ?Sized> Stage<B, UnderlayCtx<'c, 't, P>
                     s.inner_len[j] = o.inner_len as u16;
                     s.src[j] = src;
                     s.dst[j] = dst;
-                    s.src_home[j] = prefetched_home(tables, o.source_vpc, src);
-                    s.dst_home[j] = prefetched_home(tables, o.vni, dst);
+                    s.src_home[j] = prefetched_home(tables, &mut prev_src, o.source_vpc, src);
+                    s.dst_home[j] = prefetched_home(tables, &mut prev_dst, o.vni, dst);
                 }
                 Err(reason) => {
                     burst.drop(i, reason);

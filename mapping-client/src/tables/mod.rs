@@ -326,6 +326,14 @@ impl Tables {
         self.mappings.home_of(vni, ip)
     }
 
+    /// [`mapping_home`](Self::mapping_home), or `None` when (`vni`, `ip`) is the key of
+    /// `prev` (a home from these tables, or [`Home::NONE`]): the previous packet's key is
+    /// not hashed nor prefetched again ([`ExactTable::home_of_new`]).
+    #[inline(always)]
+    pub fn mapping_home_new(&self, prev: Home, vni: u32, ip: Ipv4Addr) -> Option<Home> {
+        self.mappings.home_of_new(prev, vni, ip)
+    }
+
     /// The mapping table's slot at `home`, to prefetch.
     #[inline(always)]
     pub fn mapping_slot_at(&self, home: Home) -> Option<&mapping::Slot<Location>> {
