@@ -101,7 +101,12 @@ mod tests {
         ip[2..4].copy_from_slice(&(len as u16).to_be_bytes());
         let sum = wire::checksum::ipv4_header(&ip[..20]);
         ip[10..12].copy_from_slice(&sum.to_be_bytes());
-        let mut b = TestBuffer::from_slice_with_room(&ip, 128, 0);
+        encapsulated(&ip)
+    }
+
+    /// The inner packet `ip` encapsulated to `PA`.
+    fn encapsulated(ip: &[u8]) -> Vec<u8> {
+        let mut b = TestBuffer::from_slice_with_room(ip, 128, 0);
         let e = Encap {
             src_mac: wire::EthernetAddress([0; 6]),
             dst_mac: wire::EthernetAddress([0; 6]),
@@ -153,17 +158,7 @@ mod tests {
         ip[..24].copy_from_slice(&[0x46, 0, 0, 40, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 1, 10, 10, 1, 1, 20, 1, 1, 1, 0]);
         let sum = wire::checksum::ipv4_header(&ip[..24]);
         ip[10..12].copy_from_slice(&sum.to_be_bytes());
-        let mut b = TestBuffer::from_slice_with_room(&ip, 128, 0);
-        let e = Encap {
-            src_mac: wire::EthernetAddress([0; 6]),
-            dst_mac: wire::EthernetAddress([0; 6]),
-            src_pa: Ipv4Addr::new(198, 18, 0, 1),
-            dst_pa: PA,
-            vni: 102,
-            source_vpc: 101,
-        };
-        vpc::push_outer(&mut b, &e, None).unwrap();
-        let good = b.data().to_vec();
+        let good = encapsulated(&ip);
         let r = receive(&good, PA).unwrap();
         assert_eq!((r.src, r.dst, r.outer.inner_len), (Ipv4Addr::new(10, 0, 1, 10), Ipv4Addr::new(10, 1, 1, 20), 40));
         let mut bad = good.clone();
