@@ -39,8 +39,8 @@
 //! A caller with work to overlap the misses with (the Nitro card's route and verify-recv
 //! stages, which learn their keys one packet at a time) instead hashes each key once as
 //! soon as it knows it ([`ExactTable::home_of`]), prefetches that slot
-//! ([`ExactTable::slot_at`], `pipeline::prefetch`), and hands the homes to
-//! [`ExactTable::lookup_burst_homed`]: the probes alone, no second hash, no touch pass.
+//! ([`ExactTable::slot_at`], `pipeline::prefetch`), and later probes from that home
+//! ([`ExactTable::get_homed`]): the probe alone, no second hash, no touch pass.
 
 use std::fmt;
 use std::hint::black_box;
@@ -113,7 +113,7 @@ impl<V: SlotValue> Slot<V> {
 
 /// One key and where its probe starts in one [`ExactTable`] ([`ExactTable::home_of`]):
 /// the key packed and hashed once, carried from a prefetch to
-/// [`ExactTable::lookup_burst_homed`] (which needs nothing else).
+/// [`ExactTable::get_homed`] (which needs nothing else).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Home {
     key: u64,
@@ -233,7 +233,7 @@ impl<V: SlotValue> ExactTable<V> {
     }
 
     /// The home of (`vni`, `ip`) in this table: hashed once, for [`slot_at`](Self::slot_at)
-    /// (what to prefetch) and [`lookup_burst_homed`](Self::lookup_burst_homed).
+    /// (what to prefetch) and [`get_homed`](Self::get_homed).
     #[inline(always)]
     pub fn home_of(&self, vni: u32, ip: Ipv4Addr) -> Home {
         let key = pack(vni, ip);
@@ -250,7 +250,7 @@ impl<V: SlotValue> ExactTable<V> {
     }
 
     /// The slot at `home` (`None` for an empty table), to prefetch (slot and its end) some
-    /// work ahead of [`lookup_burst_homed`](Self::lookup_burst_homed).
+    /// work ahead of [`get_homed`](Self::get_homed).
     #[inline(always)]
     pub fn slot_at(&self, home: Home) -> Option<&Slot<V>> {
         self.slots.get(home.slot)
@@ -423,23 +423,10 @@ impl<V: SlotValue> ExactTable<V> {
         }
     }
 
-    /// [`lookup_burst`](Self::lookup_burst) for keys whose homes the caller computed
-    /// ([`home_of`](Self::home_of), on this table) and prefetched: no hashing, no touch
-    /// pass, just the probes. Looks up `min(homes.len(), out.len())` keys, writing `out[i]`
-    /// for the key of `homes[i]`. A home from another table (or an older version of this
-    /// one) can only make its answer `None`: a probe answers `Some` only from a slot
-    /// holding the key, and ends at the first empty slot.
-    #[inline]
-    pub fn lookup_burst_homed(&self, homes: &[Home], out: &mut [Option<V>]) {
-        for (o, &home) in out.iter_mut().zip(homes) {
-            *o = self.get_homed(home).copied();
-        }
-    }
-
     /// The value of the key of `home` (from [`home_of`](Self::home_of) on this table,
     /// prefetched some work ahead), in place: the probe alone. A home from another table
-    /// (or an older version of this one) can only make the answer `None`, as for
-    /// [`lookup_burst_homed`](Self::lookup_burst_homed).
+    /// (or an older version of this one) can only make the answer `None`: a probe answers
+    /// `Some` only from a slot holding the key, and ends at the first empty slot.
     #[inline(always)]
     pub fn get_homed(&self, home: Home) -> Option<&V> {
         if home.key == EMPTY {
@@ -663,7 +650,7 @@ mod tests {
         assert_eq!(t.get(1, Ipv4Addr::from(999_999)), Some(loc(999_999)));
     }
 
-    /// The homed burst lookup (homes from `home_of`) answers as `get` and `lookup_burst`,
+    /// The homed lookup (homes from `home_of`) answers as `get` and `lookup_burst`,
     /// across growth, removals and the out-of-line key; a home from another table never
     /// gives a wrong `Some`.
     #[test]
@@ -690,7 +677,9 @@ mod tests {
             let keys: Vec<_> = (0..100).map(|_| key(next() >> 8)).collect();
             let homes: Vec<_> = keys.iter().map(|&(v, ip)| t.home_of(v, ip)).collect();
             let mut out = vec![None; keys.len()];
-            t.lookup_burst_homed(&homes, &mut out);
+            for (o, &h) in out.iter_mut().zip(&homes) {
+                *o = t.get_homed(h).copied();
+            }
             let mut general = vec![None; keys.len()];
             t.lookup_burst(&keys, &mut general);
             assert_eq!(out, general);
@@ -702,16 +691,14 @@ mod tests {
             let mut small = MappingTable::default();
             small.insert(1, Ipv4Addr::LOCALHOST, loc(1));
             let wrong: Vec<_> = keys.iter().map(|&(v, ip)| small.home_of(v, ip)).collect();
-            t.lookup_burst_homed(&wrong, &mut out);
+            for (o, &h) in out.iter_mut().zip(&wrong) {
+                *o = t.get_homed(h).copied();
+            }
             for (k, o) in keys.iter().zip(&out) {
                 assert!(o.is_none() || *o == t.get(k.0, k.1));
             }
         }
         assert!(hits > 1000, "{hits} hits");
-        // A short `homes` bounds the burst.
-        let mut out = [Some(loc(9)); 3];
-        t.lookup_burst_homed(&[t.home_of(1, Ipv4Addr::LOCALHOST)], &mut out);
-        assert_eq!(out[1..], [Some(loc(9)); 2]);
         // One key at a time, in place: the same answers; a repeated key keeps its home.
         let mut prev = Home::NONE;
         for r in 0..1_000u64 {

@@ -320,7 +320,8 @@ impl Tables {
 
     /// The home of (`vni`, `ip`) in the mapping table, hashed once: prefetch
     /// [`mapping_slot_at`](Self::mapping_slot_at) with it while other work goes on, then
-    /// [`lookup_burst_homed`](Self::lookup_burst_homed) ([`ExactTable::home_of`]).
+    /// [`mapping_homed`](Self::mapping_homed) or [`mapping_pa_homed`](Self::mapping_pa_homed)
+    /// ([`ExactTable::home_of`]).
     #[inline(always)]
     pub fn mapping_home(&self, vni: u32, ip: Ipv4Addr) -> Home {
         self.mappings.home_of(vni, ip)
@@ -338,14 +339,6 @@ impl Tables {
     #[inline(always)]
     pub fn mapping_slot_at(&self, home: Home) -> Option<&mapping::Slot<Location>> {
         self.mappings.slot_at(home)
-    }
-
-    /// [`lookup_burst`](Self::lookup_burst) from homes computed by
-    /// [`mapping_home`](Self::mapping_home) on these tables (and prefetched): the probes
-    /// only ([`ExactTable::lookup_burst_homed`]).
-    #[inline]
-    pub fn lookup_burst_homed(&self, homes: &[Home], out: &mut [Option<Location>]) {
-        self.mappings.lookup_burst_homed(homes, out)
     }
 
     /// The mapping of the key of `home` ([`mapping_home`](Self::mapping_home) on these
