@@ -104,6 +104,26 @@ impl<B> Burst<B> {
         }
     }
 
+    /// Add received packets as live, in order, as many as fit: the rest stay in `pkts`.
+    /// Returns how many were added. What [`push`](Self::push) does for each, with the
+    /// live mask and the length written once (the runtime's receive path).
+    #[inline]
+    pub fn push_all<I: Iterator<Item = B>>(&mut self, pkts: &mut I) -> usize {
+        let start = self.len;
+        let mut end = start;
+        for slot in self.pkts.iter_mut().skip(start) {
+            let Some(p) = pkts.next() else { break };
+            *slot = Some(p);
+            end += 1;
+        }
+        let added = end - start;
+        // Bits start..end (`added` is at most MAX_BURST = 64: the shift of 64 is split).
+        let run = if added == 0 { 0 } else { u64::MAX >> (64 - added) };
+        self.live |= run << (start & 63);
+        self.len = end;
+        added
+    }
+
     /// Number of slots used (live or decided).
     #[inline]
     pub fn len(&self) -> usize {
@@ -562,6 +582,35 @@ mod tests {
         assert_eq!(b.live_mask(), u64::MAX);
         assert!(b.push(TestBuffer::from_slice(&[0xff])).is_err());
         assert_eq!(Output::new(MAX_OUTPUTS), None);
+    }
+
+    #[test]
+    fn push_all_is_push_of_each() {
+        let bufs = |r: core::ops::Range<u8>| r.map(|i| TestBuffer::from_slice(&[i])).collect::<Vec<_>>();
+        // Onto an empty burst, onto one with a decided slot, up to full and beyond, nothing.
+        for (before, n) in [(0u8, 5usize), (3, 7), (0, 64), (10, 60), (64, 3), (7, 0), (1, 63)] {
+            let (mut a, mut b) = (burst_of(before), burst_of(before));
+            if before > 1 {
+                a.drop(1, DropReason::Malformed);
+                b.drop(1, DropReason::Malformed);
+            }
+            let mut it = bufs(100..100 + n as u8).into_iter();
+            let added = a.push_all(&mut it);
+            let rest: Vec<_> = it.map(|p| p.data()[0]).collect();
+            let mut pushed = 0;
+            let mut refused = Vec::new();
+            for p in bufs(100..100 + n as u8) {
+                match b.push(p) {
+                    Ok(_) => pushed += 1,
+                    Err(p) => refused.push(p.data()[0]),
+                }
+            }
+            assert_eq!((added, rest), (pushed, refused), "{before} + {n}");
+            assert_eq!((a.len(), a.live_mask(), a.dropped_mask()), (b.len(), b.live_mask(), b.dropped_mask()), "{before} + {n}");
+            for i in 0..MAX_BURST {
+                assert_eq!(a.get(i).map(|p| p.data()[0]), b.get(i).map(|p| p.data()[0]), "slot {i}");
+            }
+        }
     }
 
     #[test]

@@ -253,6 +253,17 @@ impl<C: Clock> Loop<'_, C> {
         self.from = (port as u16, u16::MAX);
         // Whether this burst's stages are timed (all of them, across the fabric too).
         self.clock.begin_burst(self.now);
+        // The common case, every frame in one segment: all of them in at once (the burst
+        // is empty here and holds as many as an RX burst).
+        if mb.as_slice().iter().all(Mbuf::is_whole) {
+            let mut it = mb.drain();
+            self.burst.push_all(&mut it);
+            // (None left: a frame that did not fit is freed as the iterator's would be.)
+            for m in it {
+                drop(m);
+                self.s.meters.counters.add_drops(DropReason::NoBuffer, 1);
+            }
+        }
         for m in mb.drain() {
             if m.is_whole() {
                 let _ = self.burst.push(m);
