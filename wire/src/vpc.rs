@@ -626,7 +626,11 @@ fn template_base(encap: &Encap) -> u32 {
 impl OuterTemplate {
     /// The template of `encap` (its `dst_pa` and `vni` are not used); `None` when it does
     /// not fit the header (a source VPC over 24 bits).
-    #[inline]
+    ///
+    /// Not inlined: a template the compiler could see being made would be written into
+    /// each packet as its constant pieces (17 stores of 1 to 4 bytes); made out of line,
+    /// the copy in [`write`](Self::write) is a block copy of its 58 bytes.
+    #[inline(never)]
     pub fn new(encap: &Encap) -> Option<Self> {
         let mut head = [0u8; OUTER_HEADER_LEN];
         emit_outer(&mut head, encap, 0, 0).ok()?;
@@ -636,8 +640,9 @@ impl OuterTemplate {
 
 impl OuterTemplate<OUTER_HEADER_LEN_WITH_ENDPOINT> {
     /// The template of `encap` with the endpoint-ID option `endpoint_id` (the 70-byte
-    /// header of [`emit_outer_with_endpoint`]); as [`OuterTemplate::new`].
-    #[inline]
+    /// header of [`emit_outer_with_endpoint`]); as [`OuterTemplate::new`] (not inlined
+    /// either).
+    #[inline(never)]
     pub fn with_endpoint(encap: &Encap, endpoint_id: u64) -> Option<Self> {
         let mut head = [0u8; OUTER_HEADER_LEN_WITH_ENDPOINT];
         emit_outer_with_endpoint(&mut head, encap, endpoint_id, 0, 0).ok()?;
