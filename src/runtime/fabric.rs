@@ -65,6 +65,21 @@ fn outer_addr(frame: &[u8], at: usize) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from(b))
 }
 
+/// The outer source and destination addresses of an encapsulated frame (adjacent: read
+/// as one 8-byte word).
+#[inline(always)]
+fn outer_pas(frame: &[u8]) -> (Option<Ipv4Addr>, Option<Ipv4Addr>) {
+    const _: () = assert!(OUTER_DST == OUTER_SRC + 4);
+    match frame.get(OUTER_SRC..OUTER_SRC + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+        Some(b) => {
+            let w = u64::from_be_bytes(b);
+            (Some(Ipv4Addr::from((w >> 32) as u32)), Some(Ipv4Addr::from(w as u32)))
+        }
+        // Shorter than both: each on its own (the source may still be there).
+        None => (outer_addr(frame, OUTER_SRC), outer_addr(frame, OUTER_DST)),
+    }
+}
+
 /// Where the outer source and destination PAs sit in an encapsulated frame.
 const OUTER_SRC: usize = wire::vpc::offset::IP_SRC;
 const OUTER_DST: usize = wire::vpc::offset::IP_DST;
@@ -124,16 +139,28 @@ impl Switch {
         let mut by_card: ArrayVec<(usize, B), MAX_BURST> = ArrayVec::new();
         // The common case of a card alone in its process (or sending out of it only): no
         // copy and no packet run here. The whole burst leaves as it is, without being
-        // moved packet by packet into another vector first.
-        if fast
-            && self.capture.is_none()
-            && fabric.iter().all(|m| self.card_at(m, OUTER_DST).is_none())
-        {
-            if !fabric.is_empty() {
-                self.send_out_of_process(fabric, from, &mut ports, counters, fast);
+        // moved packet by packet into another vector first; with one sender (what a card's
+        // burst is), in one group, its sender found in the same pass.
+        if fast && self.capture.is_none() {
+            let (mut away, mut sender, mut one_sender) = (true, None, true);
+            for m in fabric.iter() {
+                let (src, dst) = outer_pas(m.data());
+                if dst.and_then(|pa| self.by_pa.get(pa)).is_some() {
+                    away = false;
+                    break;
+                }
+                let card = src.and_then(|pa| self.by_pa.get(pa)).unwrap_or(from);
+                one_sender &= *sender.get_or_insert(card) == card;
             }
-            fabric.clear();
-            return by_card;
+            if away {
+                match sender {
+                    Some(card) if one_sender => self.send_group(fabric, card, &mut ports, counters),
+                    Some(_) => self.send_out_of_process(fabric, from, &mut ports, counters, fast),
+                    None => {}
+                }
+                fabric.clear();
+                return by_card;
+            }
         }
         let mut out_of_process: ArrayVec<B, MAX_BURST> = ArrayVec::new();
         let mut captured: ArrayVec<B, MAX_BURST> = ArrayVec::new();
@@ -284,10 +311,13 @@ impl CardsByPa {
     #[inline]
     pub fn get(&self, pa: Ipv4Addr) -> Option<usize> {
         let pa = u32::from(pa);
-        if self.by_pa.is_empty() {
-            return self.few.iter().position(|&p| p == pa);
+        match self.few.as_slice() {
+            // A card alone in its process (the usual worker): one compare.
+            [only] => (*only == pa).then_some(0),
+            // More than SCAN_MAX cards (or none: the map is empty too).
+            [] => self.by_pa.get(&pa).copied(),
+            few => few.iter().position(|&p| p == pa),
         }
-        self.by_pa.get(&pa).copied()
     }
 }
 
