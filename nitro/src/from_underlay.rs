@@ -8,7 +8,7 @@ use pipeline::prefetch::prefetch_ends;
 use pipeline::frag::{fragment_out, FragNeeded};
 use pipeline::{
     drop_row, run_timed_chained, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
-    Output, Received, Stage, StageId, Verdict, MAX_BURST,
+    Output, Received, Stage, StageId, MAX_BURST,
 };
 use wire::vpc::{self, card_mac, subnet_router_mac, Encap, UNDERLAY_ROUTER_MAC, VPC_MTU};
 use wire::PacketBuf;
@@ -327,19 +327,15 @@ fn decap<B: PacketBuf, X: Extra<B>>(burst: &mut Burst<B>, cx: &mut DecapCtx<'_, 
     let (ctx, s, underlay) = (cx.nitro, cx.s, cx.underlay);
     let extra = &mut *cx.extra;
     let big = s.big;
-    burst.for_each_live(|i, p| {
+    // Every live packet is decided here: the burst's masks are written once, after the loop.
+    burst.decide_each(burst.live_mask(), |i, p| {
         let j = slot(i);
-        let Some(out) = s.out[j] else {
-            return Some(Verdict::Drop(DropReason::UnknownDestination));
-        };
+        let out = s.out[j].ok_or(DropReason::UnknownDestination)?;
         if big & (1 << j) != 0 {
-            return Some(too_big(p, j, out, s, ctx, extra, underlay));
+            return too_big(p, j, out, s, ctx, extra, underlay);
         }
         let (offset, len) = (usize::from(s.inner_offset[j]), usize::from(s.inner_len[j]));
-        Some(match decapsulate(p, offset, len, &s.eth[j]) {
-            Ok(()) => Verdict::Forward(out),
-            Err(reason) => Verdict::Drop(reason),
-        })
+        decapsulate(p, offset, len, &s.eth[j]).map(|()| out)
     });
 }
 
@@ -357,19 +353,17 @@ fn too_big<B: PacketBuf, X: Extra<B>>(
     ctx: &CardCtx<'_, Tables>,
     extra: &mut X,
     underlay: Output,
-) -> Verdict {
+) -> Result<Output, DropReason> {
     let (offset, len) = (usize::from(s.inner_offset[j]), usize::from(s.inner_len[j]));
     let mtu = s.mtu[j];
-    let Some(inner) = p.data().get(offset..offset + len) else {
-        return Verdict::Drop(DropReason::Malformed);
-    };
+    let inner = p.data().get(offset..offset + len).ok_or(DropReason::Malformed)?;
     if inner.get(6).is_some_and(|flags| flags & 0x40 != 0) {
         frag_needed(inner, mtu, s, j, ctx, extra, underlay);
-        return Verdict::Drop(DropReason::MtuExceeded);
+        return Err(DropReason::MtuExceeded);
     }
     let padding = p.len().saturating_sub(offset + len);
     if p.trim(padding).is_err() || p.adj(offset).is_err() {
-        return Verdict::Drop(DropReason::Malformed);
+        return Err(DropReason::Malformed);
     }
     let eth = &s.eth[j];
     let push_eth = |f: &mut B| -> Result<(), DropReason> {
@@ -378,10 +372,7 @@ fn too_big<B: PacketBuf, X: Extra<B>>(
         head[12..].copy_from_slice(&[0x08, 0x00]);
         Ok(())
     };
-    match fragment_out(p, usize::from(mtu), extra, out, push_eth) {
-        Ok(()) => Verdict::Forward(out),
-        Err(reason) => Verdict::Drop(reason),
-    }
+    fragment_out(p, usize::from(mtu), extra, out, push_eth).map(|()| out)
 }
 
 /// Answer the DF packet `inner` (slot `j`) that its port cannot carry with ICMP
@@ -429,7 +420,10 @@ fn decapsulate<B: PacketBuf>(
     eth: &[u8; 12],
 ) -> Result<(), DropReason> {
     let padding = p.len().saturating_sub(offset + len);
-    p.trim(padding).map_err(|_| DropReason::Malformed)?;
+    // No trim without padding (the common case): a trim of 0 still writes the lengths.
+    if padding != 0 {
+        p.trim(padding).map_err(|_| DropReason::Malformed)?;
+    }
     let strip = offset.checked_sub(ETH_LEN).ok_or(DropReason::Malformed)?;
     p.adj(strip).map_err(|_| DropReason::Malformed)?;
     let head = p
