@@ -258,7 +258,8 @@ impl<C: Clock> Loop<'_, C> {
         if mb.as_slice().iter().all(Mbuf::is_whole) {
             let mut it = mb.drain();
             self.burst.push_all(&mut it);
-            // (None left: a frame that did not fit is freed as the iterator's would be.)
+            // None is left (the burst holds as many as an RX burst); one that were would be
+            // freed and counted.
             for m in it {
                 drop(m);
                 self.s.meters.counters.add_drops(DropReason::NoBuffer, 1);
