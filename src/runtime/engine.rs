@@ -422,7 +422,6 @@ impl Engine {
     }
 
     /// The stats report of ARCHITECTURE section 8 as of now.
-
     pub fn report(&self) -> StatsReport {
         let mut counters = pipeline::Counters::new();
         for c in &self.published {

@@ -66,10 +66,13 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A metric read from a row of type `T`: its name, its help text and how to read it.
+type Metric<T> = (&'static str, &'static str, fn(&T) -> u64);
+
 /// The Prometheus text of `f`.
 pub fn render(f: &Figures<'_>) -> String {
     let mut o = String::with_capacity(16 * 1024);
-    let ports: [(&str, &str, fn(&pipeline::PortStats) -> u64); 3] = [
+    let ports: [Metric<pipeline::PortStats>; 3] = [
         ("vpcemu_port_received_packets_total", "Packets the port received.", |p| p.rx),
         ("vpcemu_port_sent_packets_total", "Packets the port sent.", |p| p.tx),
         ("vpcemu_port_dropped_packets_total", "Packets the port dropped (missed, errors, no mbuf).", |p| p.dropped),
@@ -96,7 +99,7 @@ pub fn render(f: &Figures<'_>) -> String {
         .flat_map(|(k, rows)| rows.iter().map(move |s| (*k, s)))
         .filter(|(_, s)| s.count > 0)
         .collect();
-    let stage_counts: [(&str, &str, fn(&pipeline::StageStats) -> u64); 2] = [
+    let stage_counts: [Metric<pipeline::StageStats>; 2] = [
         ("vpcemu_stage_packets_total", "Packets a stage ran on, by card kind.", |s| s.count),
         ("vpcemu_stage_dropped_packets_total", "Packets a stage dropped, by card kind.", |s| s.dropped),
     ];
