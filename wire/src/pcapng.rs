@@ -7,7 +7,7 @@
 //! Each `emit_*` appends one whole block to a `Vec<u8>`: type, total length, body, options
 //! (each padded to 4 bytes, ended by `opt_endofopt`), total length again. A value that
 //! does not fit its field (an option over 65535 bytes, a packet over 4 GiB) is
-//! [`Error::Overflow`](crate::Error::Overflow) and nothing is appended. [`blocks`] splits
+//! [`Error::Overflow`] and nothing is appended. [`blocks`] splits
 //! a little-endian file back into `(type, body)` pairs, for tests and tools.
 
 use crate::{Error, Result};
