@@ -79,11 +79,7 @@ pub(crate) fn addrs(ip: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
 /// Cut Ethernet padding so the buffer is exactly the IPv4 packet of `total` bytes.
 #[inline(always)]
 pub(crate) fn trim_to<B: PacketBuf>(p: &mut B, total: usize) -> Result<(), DropReason> {
-    let extra = p.len().saturating_sub(total);
-    if extra != 0 {
-        p.trim(extra).map_err(|_| DropReason::Malformed)?;
-    }
-    Ok(())
+    p.trim(p.len().saturating_sub(total)).map_err(|_| DropReason::Malformed)
 }
 
 /// Prepend the two addresses and `rest` (the EtherType, or an 802.1Q tag and the

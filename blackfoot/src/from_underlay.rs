@@ -357,9 +357,7 @@ fn decap<B: PacketBuf>(burst: &mut Burst<B>, s: &Scratch) {
         let j = slot(i);
         let (offset, len) = (usize::from(s.inner_offset[j]), usize::from(s.inner_len[j]));
         let padding = p.len().saturating_sub(offset + len);
-        // No trim without padding (the common case): a trim of 0 would still write the
-        // buffer's lengths, and cannot fail.
-        if (padding != 0 && p.trim(padding).is_err()) || p.adj(offset).is_err() {
+        if p.trim(padding).is_err() || p.adj(offset).is_err() {
             return Some(Verdict::Drop(DropReason::Malformed));
         }
         None

@@ -461,9 +461,7 @@ fn encapsulate<B: PacketBuf>(
         return Err(DropReason::Unsupported);
     }
     let padding = p.len().saturating_sub(ETH_LEN + ip_len);
-    if padding != 0 {
-        p.trim(padding).map_err(|_| DropReason::Malformed)?;
-    }
+    p.trim(padding).map_err(|_| DropReason::Malformed)?;
     p.prepend(GROW).map_err(|_| DropReason::NoRoom)?;
     let data = p.data_mut();
     if data.len() < OUTER_HEADER_LEN {

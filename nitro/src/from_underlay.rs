@@ -420,10 +420,7 @@ fn decapsulate<B: PacketBuf>(
     eth: &[u8; 12],
 ) -> Result<(), DropReason> {
     let padding = p.len().saturating_sub(offset + len);
-    // No trim without padding (the common case): a trim of 0 still writes the lengths.
-    if padding != 0 {
-        p.trim(padding).map_err(|_| DropReason::Malformed)?;
-    }
+    p.trim(padding).map_err(|_| DropReason::Malformed)?;
     let strip = offset.checked_sub(ETH_LEN).ok_or(DropReason::Malformed)?;
     p.adj(strip).map_err(|_| DropReason::Malformed)?;
     let head = p

@@ -248,6 +248,11 @@ impl PacketBuf for Mbuf {
 
     #[inline]
     fn trim(&mut self, n: usize) -> Result<(), BufError> {
+        // Nothing to remove (a frame without Ethernet padding, the common case): the
+        // mbuf's lengths are not written.
+        if n == 0 {
+            return Ok(());
+        }
         self.cut(n, false)
     }
 

@@ -56,7 +56,8 @@ pub trait PacketBuf {
     fn prepend(&mut self, n: usize) -> Result<&mut [u8], BufError>;
     /// Remove `n` bytes from the front of the data.
     fn adj(&mut self, n: usize) -> Result<(), BufError>;
-    /// Remove `n` bytes from the end of the data.
+    /// Remove `n` bytes from the end of the data (`n` = 0 changes nothing and cannot fail:
+    /// callers trim what padding there is without testing for none).
     fn trim(&mut self, n: usize) -> Result<(), BufError>;
     /// Grow the data by `n` bytes at the end and return them.
     fn append(&mut self, n: usize) -> Result<&mut [u8], BufError>;
