@@ -13,7 +13,7 @@ use pipeline::{
     bit, drop_row, run_timed_chained, slot, Burst, CardCtx, Clock, DropReason, DropTable, Extra, Meters,
     Output, Received, StageId, Verdict, MAX_BURST,
 };
-use wire::vpc::{card_mac, inner_flow_hash, Encap, OuterTemplate, OUTER_HEADER_LEN_WITH_ENDPOINT, UNDERLAY_ROUTER_MAC, VPC_MTU};
+use wire::vpc::{card_mac, inner_flow_hash, Encap, FixedTemplate, OuterTemplate, OUTER_HEADER_LEN_WITH_ENDPOINT, UNDERLAY_ROUTER_MAC, VPC_MTU};
 use wire::{EthernetAddress, PacketBuf};
 
 use crate::common::{
@@ -65,9 +65,10 @@ struct Scratch {
     to: ToHosts,
     /// esp-encrypt: what each packet left to the cipher's burst call.
     seal: [esp::SealPlan; MAX_BURST],
-    /// endpoint: the outer header template of the last (endpoint, front end, VPC, edge
-    /// PA) seen, kept across bursts (in memory: the per-packet copy is a block copy).
-    endpoint_template: Option<(EndpointKey, Option<OuterTemplate<OUTER_HEADER_LEN_WITH_ENDPOINT>>)>,
+    /// endpoint: the outer header of the last (endpoint, front end, VPC, edge PA) seen,
+    /// its destination and VNI written in, kept across bursts (in memory: the per-packet
+    /// copy is a block copy).
+    endpoint_template: Option<(EndpointKey, Option<FixedTemplate<OUTER_HEADER_LEN_WITH_ENDPOINT>>)>,
 }
 
 /// What an endpoint's outer header template is made of besides constants: the endpoint,
@@ -600,9 +601,9 @@ fn vlan<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &Scratch, output
 
 /// `endpoint`: the VPC encapsulation towards the endpoint's S3 front end, VNI = source VPC
 /// = the sender's VPC, plus the 64-bit VPC endpoint ID option; inner source unchanged; out
-/// of the services side. The header is an [`OuterTemplate`] made once per endpoint, front
+/// of the services side. The header is a [`FixedTemplate`] made once per endpoint, front
 /// end and VPC (kept in the scratch across bursts while they stay the same), then per
-/// packet a copy with its fields patched (what
+/// packet a copy with its length, checksum and source port patched (what
 /// [`push_outer`](crate::common::push_outer) writes, with the same refusals in the same
 /// order).
 fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch, outputs: EdgeOutputs) {
@@ -614,11 +615,9 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch
     // the VNI, and the template's key is looked at once per way (way indices are below
     // MAX_BURST).
     let mut made_for = u16::MAX;
-    let mut front_end = Ipv4Addr::UNSPECIFIED;
     burst.decide_each(mask, |i, p| {
         let j = slot(i);
         let way = u16::from(s.way[j]);
-        let vni = s.vni[j];
         if p.len() > VPC_MTU {
             return Err(DropReason::MtuExceeded);
         }
@@ -628,8 +627,8 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch
         if way != made_for {
             // (verify-recv put only endpoint-bound packets in the mask: no way out otherwise.)
             let Class::Endpoint { id, front_end_pa } = s.class(j) else { return Err(DropReason::UnknownDestination) };
+            let vni = s.vni[j];
             let key = (id, front_end_pa, vni, pa);
-            front_end = front_end_pa;
             made_for = way;
             if !matches!(&s.endpoint_template, Some((k, _)) if *k == key) {
                 let encap = Encap {
@@ -640,7 +639,8 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch
                     vni,
                     source_vpc: vni,
                 };
-                s.endpoint_template = Some((key, OuterTemplate::with_endpoint(&encap, id.0)));
+                let template = OuterTemplate::with_endpoint(&encap, id.0).map(|t| t.fixed(u32::from(front_end_pa), vni));
+                s.endpoint_template = Some((key, template));
             }
         }
         // A VNI over 24 bits, which no loaded topology has. (By reference: the template is
@@ -649,7 +649,7 @@ fn endpoint<B: PacketBuf>(burst: &mut Burst<B>, tables: &Tables, s: &mut Scratch
         let (inner_len, hash) = (p.len(), inner_flow_hash(p.data()));
         let head = p.prepend(OUTER_HEADER_LEN_WITH_ENDPOINT).ok().and_then(|h| <&mut [u8; OUTER_HEADER_LEN_WITH_ENDPOINT]>::try_from(h).ok());
         let head = head.ok_or(DropReason::NoRoom)?;
-        template.write(head, u32::from(front_end), vni, inner_len, hash);
+        template.write(head, inner_len, hash);
         Ok(out)
     });
 }

@@ -27,7 +27,8 @@
 //!   goes through the bounds-safe option walk. It never panics.
 //! * [`OuterTemplate`]: the 58 bytes written once for many packets of one card and source
 //!   VPC, then patched per packet on the named [`offset`]s (what `emit_outer` writes, byte
-//!   for byte).
+//!   for byte); [`FixedTemplate`], one with its destination and VNI written in, for packets
+//!   that share those too.
 //! * The addresses both cards use: [`card_mac`], [`UNDERLAY_ROUTER_MAC`],
 //!   [`subnet_router_mac`]; and [`ipv4_header`], the fast IPv4 header check both cards
 //!   make before trusting an inner header.
@@ -672,6 +673,57 @@ impl<const N: usize> OuterTemplate<N> {
         put(offset::UDP_LEN, &(total - OUTER_IPV4_LEN as u16).to_be_bytes());
         put(offset::GENEVE_VNI, &(vni << 8).to_be_bytes());
     }
+
+    /// This template with its destination PA `dst_pa` (host order) and VNI `vni` (at most
+    /// 24 bits) written in, for packets that all go to one destination in one VNI. Made
+    /// once for many packets, out of line (as [`OuterTemplate::new`]).
+    #[inline(never)]
+    pub fn fixed(&self, dst_pa: u32, vni: u32) -> FixedTemplate<N> {
+        let mut head = self.head;
+        if let Some(d) = head.get_mut(offset::IP_DST..offset::IP_DST + 4) {
+            d.copy_from_slice(&dst_pa.to_be_bytes());
+        }
+        if let Some(d) = head.get_mut(offset::GENEVE_VNI..offset::GENEVE_VNI + 4) {
+            d.copy_from_slice(&(vni << 8).to_be_bytes());
+        }
+        FixedTemplate { head, base: self.base + (dst_pa >> 16) + (dst_pa & 0xffff) }
+    }
+}
+
+/// An [`OuterTemplate`] with its destination PA and VNI in place ([`OuterTemplate::fixed`]):
+/// the header of packets that share a card, a source VPC, a next hop, a destination and a
+/// VNI (the edge's re-wrap towards one S3 front end for one VPC). Per packet only the three
+/// fields that still differ are patched: IPv4 total length and header checksum, UDP
+/// source port and length. Byte for byte what [`OuterTemplate::write`] writes (tested
+/// below).
+#[derive(Clone, Copy, Debug)]
+pub struct FixedTemplate<const N: usize> {
+    head: [u8; N],
+    /// Ones' complement sum of the outer IPv4 header words that do not change per packet,
+    /// the destination's included.
+    base: u32,
+}
+
+impl<const N: usize> FixedTemplate<N> {
+    /// Write the header for an inner packet of `inner_len` bytes (at most [`VPC_MTU`])
+    /// with flow hash `hash`.
+    #[inline(always)]
+    pub fn write(&self, out: &mut [u8; N], inner_len: usize, hash: u32) {
+        *out = self.head;
+        let total = (inner_len + N - OUTER_ETH_LEN) as u16;
+        let sum = self.base + u32::from(total);
+        let sum = (sum & 0xffff) + (sum >> 16);
+        let sum = (sum & 0xffff) + (sum >> 16);
+        let mut put = |o: usize, b: &[u8]| {
+            if let Some(d) = out.get_mut(o..o + b.len()) {
+                d.copy_from_slice(b);
+            }
+        };
+        put(offset::IP_TOTAL_LEN, &total.to_be_bytes());
+        put(offset::IP_CHECKSUM, &(!(sum as u16)).to_be_bytes());
+        put(offset::UDP, &src_port(hash).to_be_bytes());
+        put(offset::UDP_LEN, &(total - OUTER_IPV4_LEN as u16).to_be_bytes());
+    }
 }
 
 /// The fast check of the IPv4 header at the start of `ip`, as both cards make it before
@@ -1010,6 +1062,9 @@ mod tests {
             let mut got = [0xaau8; OUTER_HEADER_LEN];
             t.write(&mut got, u32::from(encap.dst_pa), encap.vni, len, hash);
             assert_eq!(got, want, "{encap:?} {len} {hash}");
+            let mut fixed = [0x55u8; OUTER_HEADER_LEN];
+            t.fixed(u32::from(encap.dst_pa), encap.vni).write(&mut fixed, len, hash);
+            assert_eq!(fixed, want, "fixed: {encap:?} {len} {hash}");
             let id = next();
             let mut want = [0u8; OUTER_HEADER_LEN_WITH_ENDPOINT];
             emit_outer_with_endpoint(&mut want, &encap, id, len, hash).unwrap();
@@ -1017,6 +1072,10 @@ mod tests {
             let mut got = [0xaau8; OUTER_HEADER_LEN_WITH_ENDPOINT];
             t.write(&mut got, u32::from(encap.dst_pa), encap.vni, len, hash);
             assert_eq!(got, want, "{encap:?} {id:#x} {len} {hash}");
+            // With the destination and VNI written in once: the same bytes.
+            let mut fixed = [0x55u8; OUTER_HEADER_LEN_WITH_ENDPOINT];
+            t.fixed(u32::from(encap.dst_pa), encap.vni).write(&mut fixed, len, hash);
+            assert_eq!(fixed, want, "fixed: {encap:?} {id:#x} {len} {hash}");
         }
         let too_big = Encap { vni: 0, source_vpc: 1 << 24, ..encap() };
         assert!(OuterTemplate::new(&too_big).is_none());
