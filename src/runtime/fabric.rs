@@ -225,7 +225,7 @@ impl Switch {
         }
         sort_by_card(&mut by_sender);
         let mut group: ArrayVec<B, MAX_BURST> = ArrayVec::new();
-        let mut it = by_sender.into_iter().peekable();
+        let mut it = by_sender.drain(..).peekable();
         while let Some((card, m)) = it.next() {
             let _ = group.try_push(m);
             while it.peek().is_some_and(|(c, _)| *c == card) {

@@ -216,14 +216,16 @@ impl<C: Clock> Loop<'_, C> {
             }
             hops += 1;
             let pool = &self.s.pool;
-            let by_card = self.switch.hop(
+            let mut by_card = self.switch.hop(
                 &mut self.fabric,
                 from,
                 Ports { tx: &mut self.s.tx, mtu: &self.s.port_mtu },
                 |m| copy_of(pool, m),
                 &mut self.s.meters.counters,
             );
-            let mut it = by_card.into_iter().peekable();
+            // Drained in place: `into_iter` would move the whole 1 KiB vector (a `memcpy`
+            // a burst, the usual empty one included).
+            let mut it = by_card.drain(..).peekable();
             while let Some((card, m)) = it.next() {
                 let _ = self.burst.push(m);
                 while it.peek().is_some_and(|(c, _)| *c == card) {
