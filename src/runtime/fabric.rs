@@ -142,22 +142,39 @@ impl Switch {
         // moved packet by packet into another vector first; with one sender (what a card's
         // burst is), in one group, its sender found in the same pass.
         if fast && self.capture.is_none() {
-            let (mut away, mut sender, mut one_sender) = (true, None, true);
-            for m in fabric.iter() {
-                let (src, dst) = outer_pas(m.data());
-                if dst.and_then(|pa| self.by_pa.get(pa)).is_some() {
-                    away = false;
-                    break;
+            let away = match self.by_pa.only().filter(|_| from == 0) {
+                // A card alone in its process, whose stages ran last: every frame's sender
+                // is that card (its PA is the outer source, or no card's is and the sender
+                // is `from`), so only the destinations are looked at.
+                Some(only) => {
+                    let away = !fabric.iter().any(|m| outer_addr(m.data(), OUTER_DST).map(u32::from) == Some(only));
+                    if away && !fabric.is_empty() {
+                        self.send_group(fabric, 0, &mut ports, counters);
+                    }
+                    away
                 }
-                let card = src.and_then(|pa| self.by_pa.get(pa)).unwrap_or(from);
-                one_sender &= *sender.get_or_insert(card) == card;
-            }
+                None => {
+                    let (mut away, mut sender, mut one_sender) = (true, None, true);
+                    for m in fabric.iter() {
+                        let (src, dst) = outer_pas(m.data());
+                        if dst.and_then(|pa| self.by_pa.get(pa)).is_some() {
+                            away = false;
+                            break;
+                        }
+                        let card = src.and_then(|pa| self.by_pa.get(pa)).unwrap_or(from);
+                        one_sender &= *sender.get_or_insert(card) == card;
+                    }
+                    if away {
+                        match sender {
+                            Some(card) if one_sender => self.send_group(fabric, card, &mut ports, counters),
+                            Some(_) => self.send_out_of_process(fabric, from, &mut ports, counters, fast),
+                            None => {}
+                        }
+                    }
+                    away
+                }
+            };
             if away {
-                match sender {
-                    Some(card) if one_sender => self.send_group(fabric, card, &mut ports, counters),
-                    Some(_) => self.send_out_of_process(fabric, from, &mut ports, counters, fast),
-                    None => {}
-                }
                 fabric.clear();
                 return by_card;
             }
@@ -307,6 +324,15 @@ impl CardsByPa {
         CardsByPa { few: pas, by_pa }
     }
 
+    /// The PA of the only card, when there is one card.
+    #[inline]
+    pub fn only(&self) -> Option<u32> {
+        match self.few.as_slice() {
+            [only] => Some(*only),
+            _ => None,
+        }
+    }
+
     /// The index of the card at `pa`, if it runs in this process.
     #[inline]
     pub fn get(&self, pa: Ipv4Addr) -> Option<usize> {
@@ -365,6 +391,11 @@ mod tests {
     /// Cards A (underlay port 0), B (none) and the edge (port 1); the capture is port 2.
     fn switch(capture: Option<usize>) -> Switch {
         Switch::new([(A, Some(0)), (B, None), (EDGE, Some(1))], capture)
+    }
+
+    /// The first `n` cards of [`switch`]'s.
+    fn switch_of(n: usize, capture: Option<usize>) -> Switch {
+        Switch::new([(A, Some(0)), (B, None), (EDGE, Some(1))].into_iter().take(n), capture)
     }
 
     #[test]
@@ -480,14 +511,16 @@ mod tests {
 
     proptest! {
         /// The fast paths of a hop (no capture and nothing for this process: the burst
-        /// leaves whole; one sender: no regrouping; cards already in order: no sort) send,
-        /// return and count exactly what the general path does.
+        /// leaves whole; one sender: no regrouping; a card alone: its destinations only;
+        /// cards already in order: no sort) send, return and count exactly what the
+        /// general path does, with one, two or three cards in the process.
         #[test]
         fn hop_fast_paths_equal_the_general_path(
             frames in proptest::collection::vec(any_frame(), 0..=MAX_BURST),
             one_sender in any::<bool>(),
             away in any::<bool>(),
             from in 0usize..3,
+            cards in 1usize..=3,
             capture in proptest::option::of(Just(2usize)),
             rooms in (0usize..=MAX_BURST, 0usize..=MAX_BURST),
             mtus in (proptest::option::of(Just(1500u16)), proptest::option::of(Just(9000u16))),
@@ -513,7 +546,7 @@ mod tests {
                 let mut counters = Counters::new();
                 let mut fabric = burst(frames.iter().map(|f| TestBuffer::from_slice(f.data())));
                 let copy = |m: &TestBuffer| Some(TestBuffer::from_slice(m.data()));
-                let back = switch(capture).hop_with(&mut fabric, from, Ports { tx: &mut tx, mtu: &mtu }, copy, &mut counters, fast);
+                let back = switch_of(cards, capture).hop_with(&mut fabric, from, Ports { tx: &mut tx, mtu: &mtu }, copy, &mut counters, fast);
                 let back: Vec<(usize, Vec<u8>)> = back.into_iter().map(|(c, m)| (c, m.data().to_vec())).collect();
                 let sent: Vec<Vec<Vec<u8>>> = tx.into_iter().map(|p| p.sent).collect();
                 (fabric.is_empty(), back, sent, counters)
