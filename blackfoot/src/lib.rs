@@ -93,9 +93,10 @@
 //! route by reference and works out the way out (VPN, VIF, endpoint or internet gateway,
 //! with its table lookups) once per VPC and route, handing it on per packet as a one-byte
 //! index; `endpoint` keeps one [`wire::vpc::FixedTemplate`] (destination and VNI
-//! written in) across bursts, made again only when the endpoint, its front end, the VPC or
-//! the edge's PA changes, and patches a copy's length, checksum and source port per packet; `nat` translates the common packet (20-byte header, TCP or
-//! UDP, not a later fragment) straight through ([`nat`]).
+//! written in) across bursts, made again only when the endpoint, its front end, the VPC
+//! or the edge's PA changes, and patches a copy's length, checksum and source port per
+//! packet; `nat` translates the common packet (20-byte header, TCP or UDP, not a later
+//! fragment) straight through ([`nat`]).
 //!
 //! Nothing on the packet path walks the edge's VPNs or VPCs: `classify` asks the tables'
 //! set of tunnel addresses ([`mapping_client::Tables::is_tunnel_address`]), `esp-decrypt`
